@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"icegate/config"
+)
+
+func configCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: config needs a subcommand: check FILE, or default", errUsage)
+	}
+	switch args[0] {
+	case "check":
+		fs := newFlagSet("config check", "config check FILE")
+		pos, err := parseFlags(fs, args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			fs.Usage()
+			return fmt.Errorf("%w: config check needs exactly one FILE", errUsage)
+		}
+		cfg, diags := config.Load(pos[0])
+		if len(diags) > 0 {
+			fmt.Fprint(stderr, config.FormatDiagnostics(diags))
+		}
+		if diags.HasErrors() || cfg == nil {
+			return fmt.Errorf("%s: %d problem(s)", pos[0], len(diags.Errs()))
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", pos[0])
+		return nil
+	case "default":
+		_, err := stdout.Write(config.DefaultFile())
+		return err
+	}
+	return fmt.Errorf("%w: unknown config subcommand %q", errUsage, args[0])
+}
+
+// loadConfig reads path, or the embedded defaults when path is "", printing
+// warnings and returning an error that lists every problem.
+func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
+	if path == "" {
+		return config.Default()
+	}
+	cfg, diags := config.Load(path)
+	if len(diags) > 0 {
+		fmt.Fprint(stderr, config.FormatDiagnostics(diags))
+	}
+	if diags.HasErrors() || cfg == nil {
+		return nil, fmt.Errorf("%s: invalid configuration (%d error(s))", path, len(diags.Errs()))
+	}
+	return cfg, nil
+}

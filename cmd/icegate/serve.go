@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"icegate/turn"
+)
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "serve [-config FILE]")
+	cfgPath := fs.String("config", "", "HCL config file (default: the embedded defaults, see `icegate config default`)")
+	pos, err := parseFlags(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("%w: serve takes no arguments (got %q)", errUsage, pos)
+	}
+	cfg, err := loadConfig(*cfgPath, stderr)
+	if err != nil {
+		return err
+	}
+
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Log.Level))
+	var handler slog.Handler
+	hopts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		handler = slog.NewJSONHandler(stderr, hopts)
+	} else {
+		handler = slog.NewTextHandler(stderr, hopts)
+	}
+	log := slog.New(handler)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reloadOK := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "icegate_config_last_reload_successful",
+		Help: "1 if the last configuration reload (SIGHUP) succeeded.",
+	})
+	reloadOK.Set(1)
+	reg.MustRegister(reloadOK)
+
+	// Signals: the first SIGINT/SIGTERM drains, a second one forces.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	srv, err := turn.New(cfg, turn.Options{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	var metricsSrv *http.Server
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = metricsSrv.Serve(ln) }()
+		defer metricsSrv.Close()
+		log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+
+	for _, a := range srv.Addrs() {
+		log.Info("listening", "transport", a.Transport, "addr", a.Addr.String())
+	}
+	if secret := srv.EphemeralSecret(); secret != "" {
+		fmt.Fprintf(stdout, `
+No credentials are configured, so icegate generated a shared secret for this run:
+
+    %s
+
+Mint a time-limited TURN credential (and the browser iceServers JSON) with:
+
+    icegate cred -secret '%s' -user alice
+
+It is gone when the server stops; put secrets = ["..."] in an auth block to keep one.
+`, secret, secret)
+	}
+	log.Info("icegate ready", "version", version, "config", cfg.Source, "realm", cfg.Realm)
+
+	for {
+		var sig os.Signal
+		select {
+		case sig = <-sigs:
+		case <-ctx.Done():
+			sig = syscall.SIGTERM
+		}
+		if sig == syscall.SIGHUP {
+			reload(*cfgPath, srv, level, reloadOK, log, stderr)
+			continue
+		}
+		return shutdown(srv, cfg.ShutdownGraceDuration, sigs, log)
+	}
+}
+
+// reload applies a changed config file: everything is loaded and validated
+// first, and nothing changes unless all of it is valid.
+func reload(path string, srv *turn.Server, level *slog.LevelVar, ok prometheus.Gauge, log *slog.Logger, stderr io.Writer) {
+	if path == "" {
+		log.Info("SIGHUP: running on embedded defaults, nothing to reload")
+		return
+	}
+	cfg, err := loadConfig(path, stderr)
+	if err == nil {
+		err = srv.Reload(cfg)
+	}
+	if err != nil {
+		ok.Set(0)
+		log.Error("reload failed, keeping the running configuration", "err", err)
+		return
+	}
+	level.Set(parseLevel(cfg.Log.Level))
+	ok.Set(1)
+}
+
+// shutdown lets allocations drain for up to grace, or until a second signal.
+func shutdown(srv *turn.Server, grace time.Duration, sigs <-chan os.Signal, log *slog.Logger) error {
+	n := srv.AllocationCount()
+	log.Info("shutting down: refusing new allocations, draining live ones", "allocations", n, "grace", grace.String())
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			log.Warn("second signal: closing now")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if left := srv.Drain(ctx); left > 0 {
+		log.Warn("grace period over, closing remaining allocations", "allocations", left)
+	}
+	if err := srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		log.Warn("close", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

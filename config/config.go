@@ -1,0 +1,241 @@
+// Package config owns icegate's configuration: the HCL schema, the embedded
+// defaults, and validation that reports every problem with its file:line.
+//
+// A Config is produced by decoding the embedded defaults (default.hcl) and then
+// the user's file on top of them, so an attribute the user leaves out keeps its
+// default and an attribute the user does not know about is an error. Durations
+// and addresses are kept as the strings the user wrote; Validate parses them and
+// stores the parsed values in the unexported-by-convention "parsed" fields so
+// the rest of the program never parses config text again.
+//
+// The package opens no sockets.
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Realm is the long-term credential realm (RFC 8489 §9.2). Default "icegate".
+	Realm      string    `hcl:"realm,optional"`
+	RealmRange hcl.Range `hcl:"realm,attr_range"`
+
+	// ShutdownGrace is how long SIGINT/SIGTERM lets allocations drain before
+	// closing them. Default "10s".
+	ShutdownGrace      string    `hcl:"shutdown_grace,optional"`
+	ShutdownGraceRange hcl.Range `hcl:"shutdown_grace,attr_range"`
+
+	Log     *Log     `hcl:"log,block"`
+	Listen  *Listen  `hcl:"listen,block"`
+	TLS     *TLS     `hcl:"tls,block"`
+	Relay   *Relay   `hcl:"relay,block"`
+	Auth    *Auth    `hcl:"auth,block"`
+	Policy  *Policy  `hcl:"policy,block"`
+	Limits  *Limits  `hcl:"limits,block"`
+	Metrics *Metrics `hcl:"metrics,block"`
+
+	// Filled by Validate.
+	ShutdownGraceDuration time.Duration
+	// Source is the file name the config came from ("<embedded defaults>" when none).
+	Source string
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default "info".
+	Level      string    `hcl:"level,optional"`
+	LevelRange hcl.Range `hcl:"level,attr_range"`
+	// Format is text or json. Default "text".
+	Format      string    `hcl:"format,optional"`
+	FormatRange hcl.Range `hcl:"format,attr_range"`
+}
+
+// Listen configures the STUN/TURN listeners.
+type Listen struct {
+	// Addresses are the IPs to listen on, one socket per address and transport.
+	// Default ["0.0.0.0", "::"].
+	Addresses      []string  `hcl:"addresses,optional"`
+	AddressesRange hcl.Range `hcl:"addresses,attr_range"`
+	// Port is the UDP and TCP port. Default 3478.
+	Port      int       `hcl:"port,optional"`
+	PortRange hcl.Range `hcl:"port,attr_range"`
+	// TLSPort is the TLS (TCP) and DTLS (UDP) port. Default 5349.
+	TLSPort      int       `hcl:"tls_port,optional"`
+	TLSPortRange hcl.Range `hcl:"tls_port,attr_range"`
+	// UDP, TCP, TLS and DTLS switch each transport on or off. Default true.
+	UDP       *bool     `hcl:"udp,optional"`
+	UDPRange  hcl.Range `hcl:"udp,attr_range"`
+	TCP       *bool     `hcl:"tcp,optional"`
+	TCPRange  hcl.Range `hcl:"tcp,attr_range"`
+	TLS       *bool     `hcl:"tls,optional"`
+	TLSRange  hcl.Range `hcl:"tls,attr_range"`
+	DTLS      *bool     `hcl:"dtls,optional"`
+	DTLSRange hcl.Range `hcl:"dtls,attr_range"`
+
+	// Filled by Validate.
+	Addrs []netip.Addr
+}
+
+// TLS configures the certificate for TLS and DTLS.
+type TLS struct {
+	// CertFile and KeyFile are PEM files. Both empty (the default) means a
+	// self-signed certificate is generated at start.
+	CertFile      string    `hcl:"cert_file,optional"`
+	CertFileRange hcl.Range `hcl:"cert_file,attr_range"`
+	KeyFile       string    `hcl:"key_file,optional"`
+	KeyFileRange  hcl.Range `hcl:"key_file,attr_range"`
+	// ReloadInterval is how often the files are checked for changes. Default "5s".
+	ReloadInterval      string    `hcl:"reload_interval,optional"`
+	ReloadIntervalRange hcl.Range `hcl:"reload_interval,attr_range"`
+
+	// Filled by Validate.
+	ReloadIntervalDuration time.Duration
+}
+
+// Relay configures relayed transport addresses.
+type Relay struct {
+	// MinPort and MaxPort bound the relay port range. Default 49152-65535.
+	MinPort      int       `hcl:"min_port,optional"`
+	MinPortRange hcl.Range `hcl:"min_port,attr_range"`
+	MaxPort      int       `hcl:"max_port,optional"`
+	MaxPortRange hcl.Range `hcl:"max_port,attr_range"`
+	// IPv4Bind is the local IPv4 address relays bind to; "" disables IPv4
+	// relays. Default "0.0.0.0".
+	IPv4Bind      string    `hcl:"ipv4_bind,optional"`
+	IPv4BindRange hcl.Range `hcl:"ipv4_bind,attr_range"`
+	// IPv4Public is the IPv4 address advertised in XOR-RELAYED-ADDRESS (coturn's
+	// external-ip). "" means the bind address, or when that is unspecified the
+	// first usable address of this host's interfaces. Default "".
+	IPv4Public      string    `hcl:"ipv4_public,optional"`
+	IPv4PublicRange hcl.Range `hcl:"ipv4_public,attr_range"`
+	// IPv6Bind and IPv6Public are the same for IPv6 (RFC 6156). Default "::" and "".
+	IPv6Bind        string    `hcl:"ipv6_bind,optional"`
+	IPv6BindRange   hcl.Range `hcl:"ipv6_bind,attr_range"`
+	IPv6Public      string    `hcl:"ipv6_public,optional"`
+	IPv6PublicRange hcl.Range `hcl:"ipv6_public,attr_range"`
+	// PrivateOK says a private or loopback advertised address is intended
+	// (a LAN or a test), silencing the start-up warning. Default false.
+	PrivateOK      *bool     `hcl:"private_ok,optional"`
+	PrivateOKRange hcl.Range `hcl:"private_ok,attr_range"`
+	// TCP enables RFC 6062 TCP relays. Default false (browsers never use them).
+	TCP      *bool     `hcl:"tcp,optional"`
+	TCPRange hcl.Range `hcl:"tcp,attr_range"`
+
+	// Filled by Validate. Invalid (zero) addresses mean "not set".
+	IPv4BindAddr, IPv4PublicAddr netip.Addr
+	IPv6BindAddr, IPv6PublicAddr netip.Addr
+}
+
+// User is a static long-term credential (coturn's user=name:password).
+type User struct {
+	Name string `hcl:"name,label"`
+	// Password in clear. Exactly one of password and key is set.
+	Password      string    `hcl:"password,optional"`
+	PasswordRange hcl.Range `hcl:"password,attr_range"`
+	// Key is MD5(name:realm:password) in hex, optionally prefixed 0x, as
+	// coturn's `turnadmin -k` prints it.
+	Key      string    `hcl:"key,optional"`
+	KeyRange hcl.Range `hcl:"key,attr_range"`
+	DefRange hcl.Range `hcl:",def_range"`
+
+	// Filled by Validate when Key is set.
+	KeyBytes []byte
+}
+
+// Auth configures long-term credentials.
+type Auth struct {
+	// Secrets are shared secrets for time-limited credentials (coturn's
+	// use-auth-secret / static-auth-secret). Any of them is accepted, so a new
+	// secret can be added before the old one is removed. The first one mints.
+	// Default [].
+	Secrets      []string  `hcl:"secrets,optional"`
+	SecretsRange hcl.Range `hcl:"secrets,attr_range"`
+	// Separator splits expiry and user id in time-limited usernames. Default ":".
+	Separator      string    `hcl:"separator,optional"`
+	SeparatorRange hcl.Range `hcl:"separator,attr_range"`
+	// EphemeralSecret generates a random secret at start when no secret and no
+	// user is configured, and prints how to mint credentials with it. When
+	// false and nothing is configured, TURN is refused. Default true.
+	EphemeralSecret      *bool     `hcl:"ephemeral_secret,optional"`
+	EphemeralSecretRange hcl.Range `hcl:"ephemeral_secret,attr_range"`
+	// Users are static users: user "alice" { password = "..." }.
+	Users []*User `hcl:"user,block"`
+}
+
+// Policy configures which peer addresses relays may reach.
+type Policy struct {
+	// Presets are named allow lists: "lan", "loopback", "cgnat",
+	// "documentation". Default [].
+	Presets      []string  `hcl:"presets,optional"`
+	PresetsRange hcl.Range `hcl:"presets,attr_range"`
+	// Allow lists CIDRs or addresses admitted although a built-in rule denies
+	// them. Default [].
+	Allow      []string  `hcl:"allow,optional"`
+	AllowRange hcl.Range `hcl:"allow,attr_range"`
+	// Deny lists CIDRs or addresses refused on top of the built-in rules; it
+	// wins over allow. Default [].
+	Deny      []string  `hcl:"deny,optional"`
+	DenyRange hcl.Range `hcl:"deny,attr_range"`
+
+	// Filled by Validate.
+	AllowPrefixes, DenyPrefixes []netip.Prefix
+}
+
+// Limits bounds what clients may use.
+type Limits struct {
+	// AllocationsPerUser caps live allocations per user id (486 beyond). 0 means
+	// no cap. Default 10.
+	AllocationsPerUser      int       `hcl:"allocations_per_user,optional"`
+	AllocationsPerUserRange hcl.Range `hcl:"allocations_per_user,attr_range"`
+	// AllocationsTotal caps live allocations on the server (508 beyond). 0
+	// means no cap. Default 10000.
+	AllocationsTotal      int       `hcl:"allocations_total,optional"`
+	AllocationsTotalRange hcl.Range `hcl:"allocations_total,attr_range"`
+	// PermissionsPerAllocation caps peer permissions per allocation (508
+	// beyond). 0 means no cap. Default 64.
+	PermissionsPerAllocation      int       `hcl:"permissions_per_allocation,optional"`
+	PermissionsPerAllocationRange hcl.Range `hcl:"permissions_per_allocation,attr_range"`
+	// DefaultLifetime is the allocation lifetime when the client asks none.
+	// Default "10m" (RFC 8656).
+	DefaultLifetime      string    `hcl:"default_lifetime,optional"`
+	DefaultLifetimeRange hcl.Range `hcl:"default_lifetime,attr_range"`
+	// MaxLifetime caps the lifetime a client may ask. Default "1h".
+	MaxLifetime      string    `hcl:"max_lifetime,optional"`
+	MaxLifetimeRange hcl.Range `hcl:"max_lifetime,attr_range"`
+	// BandwidthPerAllocation caps relayed bytes per second per allocation and
+	// direction; excess packets are dropped. 0 means no cap. Default 0.
+	BandwidthPerAllocation      int       `hcl:"bandwidth_per_allocation,optional"`
+	BandwidthPerAllocationRange hcl.Range `hcl:"bandwidth_per_allocation,attr_range"`
+	// UnauthRate is the sustained rate of unauthenticated requests accepted per
+	// source IP per second; excess is dropped. 0 means no limit. Default 20.
+	UnauthRate      int       `hcl:"unauthenticated_rate,optional"`
+	UnauthRateRange hcl.Range `hcl:"unauthenticated_rate,attr_range"`
+	// UnauthBurst is the burst above UnauthRate. Default 40.
+	UnauthBurst      int       `hcl:"unauthenticated_burst,optional"`
+	UnauthBurstRange hcl.Range `hcl:"unauthenticated_burst,attr_range"`
+
+	// Filled by Validate.
+	DefaultLifetimeDuration, MaxLifetimeDuration time.Duration
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is the HTTP address serving /metrics; "" disables it.
+	// Default "127.0.0.1:9641".
+	Listen      string    `hcl:"listen,optional"`
+	ListenRange hcl.Range `hcl:"listen,attr_range"`
+}
+
+// Bool reads an optional switch, nil meaning def. After Load or Default the
+// switches are set (the embedded defaults write them all), but a Config built
+// in code, or a user's `udp = null`, leaves them nil.
+func Bool(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}

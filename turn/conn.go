@@ -1,0 +1,202 @@
+package turn
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// gatePacketConn is the UDP listening socket pion reads from: every datagram
+// passes the gate first, and every message pion writes is observed.
+type gatePacketConn struct {
+	net.PacketConn
+	g *gate
+}
+
+func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, addr, err
+		}
+		// ChannelData (RFC 8656 §12.4), the relay's hot path: first two bits 01.
+		if n >= 4 && p[0]&0xC0 == 0x40 {
+			return n, addr, nil
+		}
+		out, pass := c.g.inspect(inbound{
+			data: p[:n], src: addr, local: c.LocalAddr(), transport: "udp",
+			reply: func(b []byte) { _, _ = c.PacketConn.WriteTo(b, addr) },
+		})
+		if !pass {
+			continue
+		}
+		if len(out) > len(p) {
+			c.g.drop("too_large")
+			continue
+		}
+		return copy(p, out), addr, nil
+	}
+}
+
+func (c *gatePacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.g.observe(p, addr)
+	return c.PacketConn.WriteTo(p, addr)
+}
+
+// gateListener wraps a TCP, TLS or DTLS listener so each accepted connection
+// is framed and gated like UDP datagrams.
+type gateListener struct {
+	net.Listener
+	g         *gate
+	transport string
+	datagram  bool // DTLS: each Read is one record holding whole messages
+}
+
+func (l *gateListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &gateConn{Conn: c, g: l.g, transport: l.transport, datagram: l.datagram}, nil
+}
+
+// maxFrame is the largest STUN message or ChannelData frame: a 16-bit length
+// plus the header.
+const maxFrame = 0xFFFF + 20
+
+// gateConn frames a stream into STUN messages and ChannelData (RFC 8656
+// §12.5: ChannelData over TCP is padded to a multiple of four) and hands pion
+// one gated frame at a time. A stream that stops making sense is closed: on
+// TCP there is no way to find the next message boundary.
+type gateConn struct {
+	net.Conn
+	g         *gate
+	transport string
+	datagram  bool
+
+	handshake sync.Once
+	buf       []byte // bytes read but not yet framed
+	pending   []byte // a gated frame not yet handed to pion
+	rec       []byte // DTLS record buffer
+	wmu       sync.Mutex
+}
+
+var errBadFrame = errors.New("stream is not STUN or ChannelData")
+
+// handshakeTimeout bounds a TLS handshake so a silent client cannot hold a
+// goroutine and a socket forever.
+const handshakeTimeout = 10 * time.Second
+
+func (c *gateConn) Read(p []byte) (int, error) {
+	var herr error
+	c.handshake.Do(func() {
+		if tc, ok := c.Conn.(*tls.Conn); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+			defer cancel()
+			herr = tc.HandshakeContext(ctx)
+		}
+	})
+	if herr != nil {
+		c.g.drop("tls_handshake")
+		return 0, herr
+	}
+	for {
+		if len(c.pending) > 0 {
+			n := copy(p, c.pending)
+			c.pending = c.pending[n:]
+			return n, nil
+		}
+		frame, err := c.next()
+		if err != nil {
+			return 0, err
+		}
+		if frame == nil {
+			continue
+		}
+		if len(frame) >= 4 && frame[0]&0xC0 == 0x40 {
+			c.pending = frame
+			continue
+		}
+		out, pass := c.g.inspect(inbound{
+			data: frame, src: c.RemoteAddr(), local: c.LocalAddr(), transport: c.transport,
+			reply: func(b []byte) { _, _ = c.write(b) },
+		})
+		if pass {
+			c.pending = out
+		}
+	}
+}
+
+// next returns one complete frame, nil to skip a malformed datagram, or an
+// error that ends the connection.
+func (c *gateConn) next() ([]byte, error) {
+	if c.datagram {
+		// The record buffer is reused: a frame is always handed to pion in
+		// full before the next record is read.
+		if c.rec == nil {
+			c.rec = make([]byte, 8192)
+		}
+		n, err := c.Conn.Read(c.rec)
+		if err != nil {
+			return nil, err
+		}
+		if n < 4 || frameLen(c.rec[:n]) == 0 {
+			c.g.drop("malformed")
+			return nil, nil
+		}
+		return c.rec[:n], nil
+	}
+	for {
+		if len(c.buf) >= 4 {
+			l := frameLen(c.buf)
+			if l == 0 {
+				c.g.drop("malformed")
+				return nil, errBadFrame
+			}
+			if len(c.buf) >= l {
+				frame := c.buf[:l:l]
+				c.buf = c.buf[l:]
+				return frame, nil
+			}
+		}
+		need := 4096
+		if len(c.buf) >= 4 {
+			need = max(frameLen(c.buf)-len(c.buf), 0)
+		}
+		tmp := make([]byte, len(c.buf), len(c.buf)+max(need, 4096))
+		copy(tmp, c.buf)
+		n, err := c.Conn.Read(tmp[len(tmp):cap(tmp)])
+		if err != nil {
+			return nil, err
+		}
+		c.buf = tmp[:len(tmp)+n]
+	}
+}
+
+// frameLen is the length of the frame starting at b (at least 4 bytes), or 0
+// when b starts neither a STUN message nor ChannelData.
+func frameLen(b []byte) int {
+	l := int(binary.BigEndian.Uint16(b[2:4]))
+	switch {
+	case b[0]&0xC0 == 0x40: // ChannelData, padded to 4 on streams
+		return 4 + (l+3)&^3
+	case b[0]&0xC0 == 0 && l%4 == 0:
+		return 20 + l
+	}
+	return 0
+}
+
+func (c *gateConn) write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *gateConn) Write(b []byte) (int, error) {
+	c.g.observe(b, c.RemoteAddr())
+	return c.write(b)
+}

@@ -1,0 +1,616 @@
+package turn
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	pionstun "github.com/pion/stun/v4"
+
+	"icegate/auth"
+	"icegate/stun"
+)
+
+// The gate sees every STUN message before pion does. It answers Binding
+// itself, checks credentials so a refusal gets the RFC's 401 (pion answers a
+// wrong password or unknown user with 400) and is logged with its reason,
+// applies icegate's limits and peer policy where pion has no hook or the wrong
+// error code, and otherwise hands the message on untouched. ChannelData and
+// Send indications, the relay's hot path, pass with a two-byte check.
+//
+// Where the gate must change what pion sees (a LIFETIME above the maximum, a
+// missing address family) it rewrites the request and signs it again with the
+// key it has just verified; where the request failed authentication it strips
+// MESSAGE-INTEGRITY so that pion answers with a 401 carrying a fresh NONCE and
+// REALM, exactly as RFC 8489 §9.2.4 asks.
+type gate struct {
+	s *Server
+
+	// verified remembers, for pion's AuthHandler, which key the gate matched
+	// for a (source, username) pair: with several shared secrets live, only
+	// the MESSAGE-INTEGRITY check can tell which one the client used.
+	verified sync.Map // verifiedKey -> verifiedEntry
+
+	mu          sync.Mutex
+	perms       map[string]map[netip.Addr]struct{} // allocation 5-tuple -> permitted peer IPs
+	userAllocs  map[string]int                      // user id -> live allocations
+	verifiedLen int
+}
+
+type verifiedEntry struct {
+	userID string
+	key    []byte
+}
+
+func newGate(s *Server) *gate {
+	return &gate{s: s, perms: map[string]map[netip.Addr]struct{}{}, userAllocs: map[string]int{}}
+}
+
+// inbound is one message from a client.
+type inbound struct {
+	data      []byte
+	src       net.Addr
+	local     net.Addr
+	transport string
+	reply     func([]byte)
+}
+
+func allocKey(src, local net.Addr) string { return src.String() + "|" + local.String() }
+
+// methods that need long-term credentials (RFC 8656 §5, RFC 6062 §4).
+func authenticated(m pionstun.Method) bool {
+	switch m {
+	case pionstun.MethodAllocate, pionstun.MethodRefresh, pionstun.MethodCreatePermission,
+		pionstun.MethodChannelBind, pionstun.MethodConnect, pionstun.MethodConnectionBind:
+		return true
+	}
+	return false
+}
+
+// inspect decides what to do with one inbound message: it returns the bytes
+// to hand to pion and true, or false when the gate answered or dropped it.
+func (g *gate) inspect(in inbound) ([]byte, bool) {
+	b := in.data
+	// Send indication (0x0016): relay data, pion checks the permission.
+	if len(b) >= 20 && b[0] == 0x00 && b[1] == 0x16 {
+		return b, true
+	}
+	if !pionstun.IsMessage(b) {
+		g.drop("malformed")
+		return nil, false
+	}
+	msg := &pionstun.Message{Raw: b}
+	if err := msg.Decode(); err != nil {
+		g.drop("malformed")
+		return nil, false
+	}
+	if msg.Type.Class != pionstun.ClassRequest {
+		// Responses and indications other than Send are never meant for a server.
+		g.drop("unexpected_class")
+		return nil, false
+	}
+	method := msg.Type.Method
+	srcAP, _ := netip.ParseAddrPort(in.src.String())
+	now := time.Now()
+
+	if method == pionstun.MethodBinding {
+		if !g.s.unauth.allow(srcAP.Addr(), now) {
+			g.drop("rate_limited")
+			return nil, false
+		}
+		resp, err := stun.BindingResponse(msg, srcAP)
+		if err != nil {
+			g.drop("malformed")
+			return nil, false
+		}
+		g.count(method, "binding")
+		in.reply(resp)
+		return nil, false
+	}
+	if !authenticated(method) {
+		// RFC 8489 §6.3.1: an unknown method in a request gets a 400.
+		if !g.s.unauth.allow(srcAP.Addr(), now) {
+			g.drop("rate_limited")
+			return nil, false
+		}
+		g.count(method, "unknown_method")
+		in.reply(errorResponse(msg, pionstun.CodeBadRequest, "Unknown method", nil))
+		return nil, false
+	}
+
+	creds := g.s.creds.Load()
+	if creds == nil || creds.Empty() {
+		// Never an open relay: with no credentials configured TURN is refused.
+		if !g.s.unauth.allow(srcAP.Addr(), now) {
+			g.drop("rate_limited")
+			return nil, false
+		}
+		g.count(method, "no_credentials")
+		g.s.limited.Log(slog.LevelWarn, "no-credentials", "TURN request refused: no credentials are configured",
+			"client", in.src, "method", method.String())
+		in.reply(errorResponse(msg, pionstun.CodeForbidden, "TURN disabled: no credentials configured", nil))
+		return nil, false
+	}
+
+	if !msg.Contains(pionstun.AttrMessageIntegrity) {
+		// The first leg of the challenge (RFC 8489 §9.2.3): pion answers 401 with
+		// a NONCE and REALM. Unauthenticated, so rate-limited per source.
+		if !g.s.unauth.allow(srcAP.Addr(), now) {
+			g.drop("rate_limited")
+			return nil, false
+		}
+		g.count(method, "challenge")
+		return b, true
+	}
+
+	var username pionstun.Username
+	var realmAttr pionstun.Realm
+	if err := username.GetFrom(msg); err != nil {
+		// pion answers 400 (RFC 8489 §9.2.4: MI without USERNAME is a bad request).
+		g.count(method, "bad_request")
+		return b, true
+	}
+	_ = realmAttr.GetFrom(msg) // a missing REALM fails the realm check below
+	userID, key, err := g.verify(creds, msg, string(username), string(realmAttr), now)
+	if err != nil {
+		g.refuse(in, msg, string(username), err)
+		if !g.s.unauth.allow(srcAP.Addr(), now) {
+			g.drop("rate_limited")
+			return nil, false
+		}
+		stripped, serr := rebuild(msg, nil, nil)
+		if serr != nil {
+			g.drop("malformed")
+			return nil, false
+		}
+		g.count(method, "refused")
+		return stripped, true
+	}
+
+	out, ok := g.checkMethod(in, msg, userID, key)
+	if !ok {
+		return nil, false
+	}
+	g.remember(in.src, string(username), userID, key)
+	g.count(method, "pass")
+	return out, true
+}
+
+// verify checks realm and MESSAGE-INTEGRITY against every candidate key.
+func (g *gate) verify(creds *auth.Credentials, msg *pionstun.Message, username, realm string, now time.Time) (string, []byte, error) {
+	if realm != creds.Realm() {
+		return "", nil, &realmError{got: realm, want: creds.Realm()}
+	}
+	return creds.Verify(username, now, func(key []byte) bool {
+		return pionstun.MessageIntegrity(key).Check(msg) == nil
+	})
+}
+
+type realmError struct{ got, want string }
+
+func (e *realmError) Error() string {
+	return "wrong realm " + quote(e.got) + " (this server's realm is " + quote(e.want) + ")"
+}
+
+func quote(s string) string { return "\"" + s + "\"" }
+
+// refuse logs and counts an authentication failure with its reason.
+func (g *gate) refuse(in inbound, msg *pionstun.Message, username string, err error) {
+	reason := "bad_integrity"
+	var ref *auth.Refusal
+	var rerr *realmError
+	switch {
+	case errors.As(err, &ref):
+		reason = string(ref.Reason)
+	case errors.As(err, &rerr):
+		reason = "wrong_realm"
+	}
+	g.s.metrics.AuthRefusals.WithLabelValues(reason).Inc()
+	g.s.limited.Log(slog.LevelInfo, "auth-"+reason, "authentication refused",
+		"reason", err.Error(), "client", in.src, "transport", in.transport,
+		"method", msg.Type.Method.String(), "username", username)
+}
+
+// remember stores the verified key for pion's AuthHandler, which runs right
+// after on the same goroutine. The map is bounded: it is cleared if clients
+// somehow leave entries behind (a request pion rejects before asking for the
+// key, such as a stale nonce).
+func (g *gate) remember(src net.Addr, username, userID string, key []byte) {
+	g.mu.Lock()
+	g.verifiedLen++
+	if g.verifiedLen > 10000 {
+		g.verified.Clear()
+		g.verifiedLen = 0
+	}
+	g.mu.Unlock()
+	g.verified.Store(src.String()+"\x00"+username, verifiedEntry{userID: userID, key: key})
+}
+
+// authHandler is pion's AuthHandler.
+func (g *gate) authHandler(ra *pionRequestAttributes) (string, []byte, bool) {
+	if e, ok := g.verified.LoadAndDelete(ra.SrcAddr.String() + "\x00" + ra.Username); ok {
+		v := e.(verifiedEntry)
+		return v.userID, v.key, true
+	}
+	// Not seen by the gate: let pion's own integrity check decide with the
+	// first candidate key.
+	creds := g.s.creds.Load()
+	if creds == nil {
+		return "", nil, false
+	}
+	userID, keys, err := creds.Keys(ra.Username, time.Now())
+	if err != nil || len(keys) == 0 {
+		return "", nil, false
+	}
+	return userID, keys[0], true
+}
+
+// checkMethod applies what pion lacks for an authenticated request. It
+// returns the bytes for pion, or false after answering the client itself.
+func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key []byte) ([]byte, bool) {
+	switch msg.Type.Method {
+	case pionstun.MethodAllocate:
+		return g.checkAllocate(in, msg, key)
+	case pionstun.MethodRefresh:
+		return g.capLifetime(in, msg, key, nil)
+	case pionstun.MethodCreatePermission:
+		return g.checkPermissions(in, msg, key)
+	case pionstun.MethodChannelBind:
+		peers, err := peerAddrs(msg)
+		if err != nil || len(peers) != 1 {
+			in.reply(errorResponse(msg, pionstun.CodeBadRequest, "Bad XOR-PEER-ADDRESS", key))
+			return nil, false
+		}
+		// pion answers a denied ChannelBind with 401; RFC 8656 §11.2 wants 403.
+		if d := g.s.decide(in.src, peers[0]); !d.Allowed {
+			in.reply(errorResponse(msg, pionstun.CodeForbidden, "Forbidden by peer policy", key))
+			return nil, false
+		}
+		return g.checkPermissions(in, msg, key)
+	}
+	return msg.Raw, true
+}
+
+const (
+	protoUDP = 17
+	protoTCP = 6
+)
+
+// checkAllocate handles draining, REQUESTED-TRANSPORT (RFC 8656 §7.2 step 3,
+// TCP only when RFC 6062 relays are on), REQUESTED-ADDRESS-FAMILY (RFC 6156
+// §4.2: 440 when the family is not configured) and the lifetime cap.
+func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]byte, bool) {
+	if g.s.draining.Load() {
+		in.reply(errorResponse(msg, pionstun.CodeInsufficientCapacity, "Server shutting down", key))
+		return nil, false
+	}
+	if v, err := msg.Get(pionstun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == protoTCP {
+		if !g.s.relays.tcp {
+			in.reply(errorResponse(msg, pionstun.CodeUnsupportedTransProto, "TCP relays are disabled", key))
+			return nil, false
+		}
+		if in.transport == "udp" || in.transport == "dtls" {
+			// RFC 6062 §5.1: a TCP allocation needs a TCP or TLS control connection.
+			in.reply(errorResponse(msg, pionstun.CodeBadRequest, "TCP allocation over a datagram transport", key))
+			return nil, false
+		}
+	}
+	var add []pionstun.RawAttribute
+	if v, err := msg.Get(pionstun.AttrRequestedAddressFamily); err == nil && len(v) >= 1 {
+		if (v[0] == 0x01 && !g.s.relays.v4.enabled()) || (v[0] == 0x02 && !g.s.relays.v6.enabled()) {
+			in.reply(errorResponse(msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key))
+			return nil, false
+		}
+	} else if !msg.Contains(pionstun.AttrReservationToken) {
+		// pion picks the listener's family when the client names none. When
+		// that family has no relay, fall back to the other one (RFC 6156
+		// makes IPv4 the default), or say 440 when neither exists.
+		localIP, _ := netip.ParseAddrPort(in.local.String())
+		v6listener := localIP.Addr().Is6() && !localIP.Addr().Is4In6()
+		switch {
+		case v6listener && !g.s.relays.v6.enabled() && g.s.relays.v4.enabled():
+			add = append(add, familyAttr(0x01))
+		case !v6listener && !g.s.relays.v4.enabled() && g.s.relays.v6.enabled():
+			add = append(add, familyAttr(0x02))
+		case v6listener && !g.s.relays.v6.enabled(), !v6listener && !g.s.relays.v4.enabled():
+			in.reply(errorResponse(msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key))
+			return nil, false
+		}
+	}
+	return g.capLifetime(in, msg, key, add)
+}
+
+func familyAttr(f byte) pionstun.RawAttribute {
+	return pionstun.RawAttribute{Type: pionstun.AttrRequestedAddressFamily, Value: []byte{f, 0, 0, 0}}
+}
+
+// pion ignores a requested LIFETIME of an hour or more and uses its default,
+// so the largest lifetime it grants is just under an hour.
+const pionMaxLifetime = time.Hour - time.Second
+
+// capLifetime enforces limits.max_lifetime (RFC 8656 §7.2: the server may
+// pick a shorter lifetime than asked), rewriting the request if needed.
+func (g *gate) capLifetime(in inbound, msg *pionstun.Message, key []byte, add []pionstun.RawAttribute) ([]byte, bool) {
+	maxLife := min(g.s.maxLifetime, pionMaxLifetime)
+	var replace []pionstun.AttrType
+	if v, err := msg.Get(pionstun.AttrLifetime); err == nil && len(v) == 4 {
+		asked := time.Duration(binary.BigEndian.Uint32(v)) * time.Second
+		if asked > maxLife {
+			replace = append(replace, pionstun.AttrLifetime)
+			val := make([]byte, 4)
+			binary.BigEndian.PutUint32(val, uint32(maxLife/time.Second))
+			add = append(add, pionstun.RawAttribute{Type: pionstun.AttrLifetime, Value: val})
+		}
+	}
+	if len(add) == 0 {
+		return msg.Raw, true
+	}
+	out, err := rebuild(msg, key, func(t pionstun.AttrType) bool {
+		for _, r := range replace {
+			if r == t {
+				return true
+			}
+		}
+		return false
+	}, add...)
+	if err != nil {
+		in.reply(errorResponse(msg, pionstun.CodeServerError, "Server Error", key))
+		return nil, false
+	}
+	return out, true
+}
+
+// checkPermissions enforces limits.permissions_per_allocation. Permissions
+// are counted from pion's events; a refresh of an existing permission does
+// not count again. RFC 8656 §9.2: 508 when the server cannot add it.
+func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, key []byte) ([]byte, bool) {
+	limit := g.s.cfg.Limits.PermissionsPerAllocation
+	if limit <= 0 {
+		return msg.Raw, true
+	}
+	peers, err := peerAddrs(msg)
+	if err != nil {
+		return msg.Raw, true // pion answers 400
+	}
+	g.mu.Lock()
+	have := g.perms[allocKey(in.src, in.local)]
+	fresh := 0
+	seen := map[netip.Addr]bool{}
+	for _, p := range peers {
+		if _, ok := have[p]; !ok && !seen[p] {
+			fresh++
+			seen[p] = true
+		}
+	}
+	over := len(have)+fresh > limit
+	g.mu.Unlock()
+	if over {
+		g.s.limited.Log(slog.LevelInfo, "permission-quota", "permission refused: allocation has too many permissions",
+			"client", in.src, "limit", limit)
+		in.reply(errorResponse(msg, pionstun.CodeInsufficientCapacity, "Too many permissions", key))
+		return nil, false
+	}
+	return msg.Raw, true
+}
+
+// peerAddrs decodes every XOR-PEER-ADDRESS (RFC 8656 §18.3).
+func peerAddrs(msg *pionstun.Message) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, a := range msg.Attributes {
+		if a.Type != pionstun.AttrXORPeerAddress {
+			continue
+		}
+		v := a.Value
+		if len(v) < 8 {
+			return nil, errBadPeer
+		}
+		var ip netip.Addr
+		switch v[1] {
+		case 0x01:
+			if len(v) != 8 {
+				return nil, errBadPeer
+			}
+			var b [4]byte
+			for i := range 4 {
+				b[i] = v[4+i] ^ byte(uint32(magicCookie)>>(24-8*i))
+			}
+			ip = netip.AddrFrom4(b)
+		case 0x02:
+			if len(v) != 20 {
+				return nil, errBadPeer
+			}
+			var b [16]byte
+			var xor [16]byte
+			binary.BigEndian.PutUint32(xor[0:4], magicCookie)
+			copy(xor[4:], msg.TransactionID[:])
+			for i := range 16 {
+				b[i] = v[4+i] ^ xor[i]
+			}
+			ip = netip.AddrFrom16(b)
+		default:
+			return nil, errBadPeer
+		}
+		out = append(out, ip)
+	}
+	if len(out) == 0 {
+		return nil, errBadPeer
+	}
+	return out, nil
+}
+
+var errBadPeer = errors.New("bad XOR-PEER-ADDRESS")
+
+// rebuild re-encodes msg without its integrity and fingerprint attributes
+// and without the attribute types drop reports, appends add, and signs with
+// key when key is not nil.
+func rebuild(msg *pionstun.Message, key []byte, drop func(pionstun.AttrType) bool, add ...pionstun.RawAttribute) ([]byte, error) {
+	out := &pionstun.Message{TransactionID: msg.TransactionID, Type: msg.Type}
+	out.WriteHeader()
+	for _, a := range msg.Attributes {
+		switch a.Type {
+		case pionstun.AttrMessageIntegrity, pionstun.AttrMessageIntegritySHA256, pionstun.AttrFingerprint:
+			continue
+		}
+		if drop != nil && drop(a.Type) {
+			continue
+		}
+		out.Add(a.Type, a.Value)
+	}
+	for _, a := range add {
+		out.Add(a.Type, a.Value)
+	}
+	if key != nil {
+		if err := pionstun.MessageIntegrity(key).AddTo(out); err != nil {
+			return nil, err
+		}
+	}
+	out.WriteLength()
+	return out.Raw, nil
+}
+
+// errorResponse builds an error response to req, signed with key when the
+// request was authenticated (RFC 8489 §9.2.4).
+func errorResponse(req *pionstun.Message, code pionstun.ErrorCode, reason string, key []byte) []byte {
+	setters := []pionstun.Setter{
+		pionstun.NewTransactionIDSetter(req.TransactionID),
+		pionstun.NewType(req.Type.Method, pionstun.ClassErrorResponse),
+		&pionstun.ErrorCodeAttribute{Code: code, Reason: []byte(reason)},
+		pionstun.NewSoftware(stun.Software),
+	}
+	if key != nil {
+		setters = append(setters, pionstun.MessageIntegrity(key))
+	}
+	setters = append(setters, pionstun.Fingerprint)
+	m, err := pionstun.Build(setters...)
+	if err != nil {
+		return nil
+	}
+	return m.Raw
+}
+
+func (g *gate) drop(reason string) { g.s.metrics.Dropped.WithLabelValues(reason).Inc() }
+
+func (g *gate) count(m pionstun.Method, outcome string) {
+	g.s.metrics.Requests.WithLabelValues(methodLabel(m), outcome).Inc()
+}
+
+// methodLabel keeps the label set bounded: unknown methods share one label.
+func methodLabel(m pionstun.Method) string {
+	switch m {
+	case pionstun.MethodBinding, pionstun.MethodAllocate, pionstun.MethodRefresh,
+		pionstun.MethodCreatePermission, pionstun.MethodChannelBind, pionstun.MethodConnect,
+		pionstun.MethodConnectionBind:
+		return m.String()
+	}
+	return "other"
+}
+
+// observe looks at a message pion sends to a client, to log and count the
+// errors pion decides on its own (438 stale nonce above all).
+func (g *gate) observe(b []byte, dst net.Addr) {
+	// Error response class: C1 (0x0100) and C0 (0x0010) both set.
+	if len(b) < 20 || b[0]&0xC0 != 0 || b[0]&0x01 == 0 || b[1]&0x10 == 0 {
+		return
+	}
+	for off := 20; off+4 <= len(b); {
+		t := binary.BigEndian.Uint16(b[off:])
+		l := int(binary.BigEndian.Uint16(b[off+2:]))
+		if off+4+l > len(b) {
+			return
+		}
+		if pionstun.AttrType(t) == pionstun.AttrErrorCode && l >= 4 {
+			code := int(b[off+6]&0x7)*100 + int(b[off+7])
+			switch code {
+			case 438:
+				g.s.metrics.AuthRefusals.WithLabelValues("stale_nonce").Inc()
+				g.s.limited.Log(slog.LevelInfo, "auth-stale_nonce", "authentication refused",
+					"reason", "stale nonce", "client", dst)
+			case 486:
+				g.s.limited.Log(slog.LevelInfo, "quota-user", "allocation refused: user quota reached (limits.allocations_per_user)",
+					"client", dst)
+			case 508:
+				g.s.limited.Log(slog.LevelWarn, "capacity", "allocation refused: insufficient capacity",
+					"client", dst)
+			}
+			return
+		}
+		off += 4 + (l+3)&^3
+	}
+}
+
+// Allocation bookkeeping from pion's events.
+
+func (g *gate) allocationCreated(src, dst net.Addr, userID string) {
+	g.mu.Lock()
+	g.userAllocs[userID]++
+	g.mu.Unlock()
+	g.s.metrics.Allocations.Inc()
+}
+
+func (g *gate) allocationDeleted(src, dst net.Addr, userID string) {
+	g.mu.Lock()
+	if g.userAllocs[userID] <= 1 {
+		delete(g.userAllocs, userID)
+	} else {
+		g.userAllocs[userID]--
+	}
+	n := len(g.perms[allocKey(src, dst)])
+	delete(g.perms, allocKey(src, dst))
+	g.mu.Unlock()
+	g.s.metrics.Permissions.Sub(float64(n))
+	g.s.metrics.Allocations.Dec()
+}
+
+func (g *gate) permissionCreated(src, dst net.Addr, peer net.IP) {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return
+	}
+	k := allocKey(src, dst)
+	g.mu.Lock()
+	set := g.perms[k]
+	if set == nil {
+		set = map[netip.Addr]struct{}{}
+		g.perms[k] = set
+	}
+	_, had := set[ip]
+	set[ip] = struct{}{}
+	g.mu.Unlock()
+	if !had {
+		g.s.metrics.Permissions.Inc()
+	}
+}
+
+func (g *gate) permissionDeleted(src, dst net.Addr, peer net.IP) {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return
+	}
+	k := allocKey(src, dst)
+	g.mu.Lock()
+	set := g.perms[k]
+	_, had := set[ip]
+	delete(set, ip)
+	g.mu.Unlock()
+	if had {
+		g.s.metrics.Permissions.Dec()
+	}
+}
+
+// quota is pion's QuotaHandler: limits.allocations_per_user (486).
+func (g *gate) quota(userID, _ string, _ net.Addr) bool {
+	limit := g.s.cfg.Limits.AllocationsPerUser
+	if limit <= 0 {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.userAllocs[userID] < limit
+}
+
+// magicCookie is the fixed STUN magic cookie (RFC 8489 §5).
+const magicCookie = 0x2112A442

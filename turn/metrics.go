@@ -1,0 +1,72 @@
+package turn
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the relay's Prometheus collectors. Labels are bounded: reasons,
+// rules and transports come from fixed sets, never from users or addresses.
+type Metrics struct {
+	Requests        *prometheus.CounterVec // method, outcome
+	AuthRefusals    *prometheus.CounterVec // reason
+	PeerDenials     *prometheus.CounterVec // rule
+	Dropped         *prometheus.CounterVec // reason
+	Allocations     prometheus.Gauge
+	AllocationsMade *prometheus.CounterVec // outcome
+	Permissions     prometheus.Gauge
+	Channels        prometheus.Gauge
+	BandwidthDrops  prometheus.Counter
+	CertReloads     *prometheus.CounterVec // outcome
+}
+
+// NewMetrics creates the collectors and registers them with reg when reg is
+// not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_turn_requests_total",
+			Help: "STUN/TURN requests seen before pion, by method and how the gate handled them.",
+		}, []string{"method", "outcome"}),
+		AuthRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_auth_refusals_total",
+			Help: "Requests refused for their credentials, by reason.",
+		}, []string{"reason"}),
+		PeerDenials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_peer_denials_total",
+			Help: "Permissions and channel bindings refused by the peer policy, by rule.",
+		}, []string{"rule"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_packets_dropped_total",
+			Help: "Inbound packets dropped before pion, by reason.",
+		}, []string{"reason"}),
+		Allocations: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "icegate_allocations",
+			Help: "Live TURN allocations.",
+		}),
+		AllocationsMade: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_allocation_attempts_total",
+			Help: "Relay address allocations, by outcome.",
+		}, []string{"outcome"}),
+		Permissions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "icegate_permissions",
+			Help: "Live TURN permissions.",
+		}),
+		Channels: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "icegate_channels",
+			Help: "Live TURN channel bindings.",
+		}),
+		BandwidthDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "icegate_bandwidth_drops_total",
+			Help: "Relayed packets dropped by the per-allocation bandwidth limit.",
+		}),
+		CertReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_tls_certificate_reloads_total",
+			Help: "Certificate file reloads, by outcome.",
+		}, []string{"outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Requests, m.AuthRefusals, m.PeerDenials, m.Dropped, m.Allocations,
+			m.AllocationsMade, m.Permissions, m.Channels, m.BandwidthDrops, m.CertReloads)
+	}
+	return m
+}

@@ -1,0 +1,553 @@
+// Package turn assembles icegate's STUN/TURN relay over pion/turn: it opens
+// the listeners, puts the gate (credentials, limits, peer policy, Binding) in
+// front of pion's read loops, hands pion a relay allocator that uses the whole
+// port range, and reports what happens through slog and Prometheus.
+//
+// The data path is: socket → gate → pion read loop → our AuthHandler →
+// QuotaHandler → relay from our allocator → PermissionHandler (peer policy) →
+// relay → events → metrics. pion is never forked; everything icegate adds
+// wraps a net.PacketConn, a net.Listener or a RelayAddressGenerator.
+package turn
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	pionturn "github.com/pion/turn/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"icegate/auth"
+	"icegate/config"
+)
+
+// pionRequestAttributes is pion's view of an authenticated request.
+type pionRequestAttributes = pionturn.RequestAttributes
+
+// Options are the parts of a Server that do not come from the config file.
+type Options struct {
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the Prometheus collectors; nil keeps them private.
+	Registerer prometheus.Registerer
+}
+
+// ListenAddr is one bound listener.
+type ListenAddr struct {
+	Transport string // udp, tcp, tls or dtls
+	Addr      net.Addr
+}
+
+// Server is a running STUN/TURN server.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	limited *limitedLog
+	metrics *Metrics
+
+	creds       atomic.Pointer[auth.Credentials]
+	policy      atomic.Pointer[auth.Policy]
+	relays      *relayAllocator
+	gate        *gate
+	certs       *certStore
+	unauth      *sourceLimiter
+	maxLifetime time.Duration
+	draining    atomic.Bool
+
+	ephemeralSecret string
+	listeners       []ListenAddr
+	closers         []func() error
+	pion            *pionturn.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New binds every listener and starts serving. cfg must have passed
+// config.Validate.
+func New(cfg *config.Config, opts Options) (_ *Server, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "turn")
+	s := &Server{
+		cfg:         cfg,
+		log:         log,
+		limited:     newLimitedLog(log),
+		metrics:     NewMetrics(opts.Registerer),
+		unauth:      newSourceLimiter(cfg.Limits.UnauthRate, cfg.Limits.UnauthBurst),
+		maxLifetime: cfg.Limits.MaxLifetimeDuration,
+	}
+	s.gate = newGate(s)
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+
+	if err := s.setupRelays(); err != nil {
+		return nil, err
+	}
+	creds, err := s.buildCredentials(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.creds.Store(creds)
+	policy, err := s.buildPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.policy.Store(policy)
+
+	listen := cfg.Listen
+	useTLS, useDTLS := config.Bool(listen.TLS, true), config.Bool(listen.DTLS, true)
+	if useTLS || useDTLS {
+		s.certs, err = newCertStore(cfg.TLS.CertFile, cfg.TLS.KeyFile, s.certHosts(), log, s.metrics)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	var pcs []pionturn.PacketConnConfig
+	var lcs []pionturn.ListenerConfig
+	for _, addr := range listen.Addrs {
+		v := "4"
+		if addr.Is6() {
+			v = "6"
+		}
+		plain := netip.AddrPortFrom(addr, uint16(listen.Port))
+		secure := netip.AddrPortFrom(addr, uint16(listen.TLSPort))
+		bindErr := func(transport string, ap netip.AddrPort, err error) error {
+			if addr.Is6() && addr.IsUnspecified() {
+				// A host without IPv6 cannot bind [::]; that is not worth failing
+				// the default configuration for.
+				s.log.Warn("cannot listen on IPv6, skipping", "transport", transport, "addr", ap.String(), "err", err)
+				return nil
+			}
+			return fmt.Errorf("listen %s %s: %w", transport, ap, err)
+		}
+		if config.Bool(listen.UDP, true) {
+			pc, err := net.ListenPacket("udp"+v, plain.String())
+			if err != nil {
+				if err := bindErr("udp", plain, err); err != nil {
+					return nil, err
+				}
+			} else {
+				s.track("udp", pc.LocalAddr(), pc.Close)
+				pcs = append(pcs, pionturn.PacketConnConfig{
+					PacketConn:            &gatePacketConn{PacketConn: pc, g: s.gate},
+					RelayAddressGenerator: s.relays,
+					PermissionHandler:     s.permission,
+				})
+			}
+		}
+		if config.Bool(listen.TCP, true) {
+			ln, err := net.Listen("tcp"+v, plain.String())
+			if err != nil {
+				if err := bindErr("tcp", plain, err); err != nil {
+					return nil, err
+				}
+			} else {
+				s.track("tcp", ln.Addr(), ln.Close)
+				lcs = append(lcs, s.listenerConfig(ln, "tcp", false))
+			}
+		}
+		if useTLS {
+			ln, err := net.Listen("tcp"+v, secure.String())
+			if err != nil {
+				if err := bindErr("tls", secure, err); err != nil {
+					return nil, err
+				}
+			} else {
+				s.track("tls", ln.Addr(), ln.Close)
+				tln := tls.NewListener(ln, &tls.Config{
+					MinVersion:     tls.VersionTLS12,
+					GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() },
+				})
+				lcs = append(lcs, s.listenerConfig(tln, "tls", false))
+			}
+		}
+		if useDTLS {
+			ln, err := dtls.Listen("udp"+v, net.UDPAddrFromAddrPort(secure), &dtls.Config{
+				GetCertificate:       func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() },
+				ExtendedMasterSecret: dtls.RequestExtendedMasterSecret,
+			})
+			if err != nil {
+				if err := bindErr("dtls", secure, err); err != nil {
+					return nil, err
+				}
+			} else {
+				s.track("dtls", ln.Addr(), ln.Close)
+				lcs = append(lcs, s.listenerConfig(ln, "dtls", true))
+			}
+		}
+	}
+	if len(pcs) == 0 && len(lcs) == 0 {
+		return nil, errors.New("no listener could be opened (check listen.addresses and the transport switches)")
+	}
+
+	s.pion, err = pionturn.NewServer(pionturn.ServerConfig{
+		PacketConnConfigs:  pcs,
+		ListenerConfigs:    lcs,
+		LoggerFactory:      pionLoggerFactory{log: log, limited: s.limited},
+		Realm:              cfg.Realm,
+		AuthHandler:        s.gate.authHandler,
+		QuotaHandler:       s.gate.quota,
+		AllocationLifetime: cfg.Limits.DefaultLifetimeDuration,
+		EventHandler: pionturn.EventHandler{
+			OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
+				s.gate.allocationCreated(src, dst, userID)
+				s.log.Debug("allocation created", "client", src, "user", userID, "relay", relay)
+			},
+			OnAllocationDeleted: func(src, dst net.Addr, _, userID, _ string) {
+				s.gate.allocationDeleted(src, dst, userID)
+				s.log.Debug("allocation deleted", "client", src, "user", userID)
+			},
+			OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+				s.gate.permissionCreated(src, dst, peer)
+			},
+			OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+				s.gate.permissionDeleted(src, dst, peer)
+			},
+			OnChannelCreated: func(net.Addr, net.Addr, string, string, string, net.Addr, net.Addr, uint16) {
+				s.metrics.Channels.Inc()
+			},
+			OnChannelDeleted: func(net.Addr, net.Addr, string, string, string, net.Addr, net.Addr, uint16) {
+				s.metrics.Channels.Dec()
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting pion: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	if s.certs != nil {
+		s.wg.Go(func() { s.certs.watch(ctx, cfg.TLS.ReloadIntervalDuration) })
+	}
+	return s, nil
+}
+
+func (s *Server) track(transport string, addr net.Addr, closer func() error) {
+	s.listeners = append(s.listeners, ListenAddr{Transport: transport, Addr: addr})
+	s.closers = append(s.closers, closer)
+}
+
+func (s *Server) listenerConfig(ln net.Listener, transport string, datagram bool) pionturn.ListenerConfig {
+	return pionturn.ListenerConfig{
+		Listener:              &gateListener{Listener: ln, g: s.gate, transport: transport, datagram: datagram},
+		RelayAddressGenerator: s.relays,
+		PermissionHandler:     s.permission,
+	}
+}
+
+// setupRelays resolves the bind and advertised address per family and warns
+// about the classic coturn mistake: advertising an address peers cannot reach.
+func (s *Server) setupRelays() error {
+	r := s.cfg.Relay
+	s.relays = &relayAllocator{
+		min: r.MinPort, max: r.MaxPort, tcp: config.Bool(r.TCP, false),
+		limit: s.cfg.Limits.AllocationsTotal, bps: s.cfg.Limits.BandwidthPerAllocation,
+		metrics: s.metrics,
+	}
+	s.relays.self = s.isSelf
+	if r.IPv4BindAddr.IsValid() {
+		pub := r.IPv4PublicAddr
+		if !pub.IsValid() {
+			pub = r.IPv4BindAddr
+			if pub.IsUnspecified() {
+				pub = detectAddress(false)
+			}
+		}
+		if !pub.IsValid() {
+			return errors.New("relay: no IPv4 address found on this host to advertise; set relay.ipv4_public")
+		}
+		s.relays.v4 = relayFamily{bind: r.IPv4BindAddr, public: pub}
+	}
+	if r.IPv6BindAddr.IsValid() {
+		pub := r.IPv6PublicAddr
+		if !pub.IsValid() {
+			pub = r.IPv6BindAddr
+			if pub.IsUnspecified() {
+				pub = detectAddress(true)
+			}
+		}
+		if pub.IsValid() {
+			s.relays.v6 = relayFamily{bind: r.IPv6BindAddr, public: pub}
+		} else {
+			s.log.Info("relay: no global IPv6 address on this host, IPv6 relays are off (RFC 6156 requests get 440); set relay.ipv6_public to enable them")
+		}
+	}
+	if !s.relays.v4.enabled() && !s.relays.v6.enabled() {
+		return errors.New("relay: neither IPv4 nor IPv6 relays are configured")
+	}
+	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
+		if !f.enabled() {
+			continue
+		}
+		s.log.Info("relay addresses", "advertised", f.public.String(), "bind", f.bind.String(),
+			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort))
+		if private(f.public) && !config.Bool(r.PrivateOK, false) {
+			s.log.Warn("!!! the advertised relay address is " + describe(f.public) +
+				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; " +
+				"if this is a LAN or a test, set relay.private_ok = true to silence this warning.",
+				"advertised", f.public.String())
+		}
+	}
+	return nil
+}
+
+// private reports addresses that peers on the internet cannot reach.
+func private(a netip.Addr) bool {
+	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() ||
+		netip.MustParsePrefix("100.64.0.0/10").Contains(a)
+}
+
+func describe(a netip.Addr) string {
+	switch {
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsLinkLocalUnicast():
+		return "a link-local address"
+	case a.IsUnspecified():
+		return "unspecified"
+	}
+	return "a private address"
+}
+
+// detectAddress picks the address to advertise when the bind address is a
+// wildcard and none is configured: a global address if the host has one,
+// else a private one, else (IPv4 only) loopback. It only reads interface
+// lists; no packet is sent.
+func detectAddress(v6 bool) netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return netip.Addr{}
+	}
+	var global, priv, loop netip.Addr
+	for _, a := range addrs {
+		pfx, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		ip := pfx.Addr()
+		if ip.Is6() != v6 || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
+			continue
+		}
+		switch {
+		case ip.IsLoopback():
+			if !loop.IsValid() {
+				loop = ip
+			}
+		case private(ip):
+			if !priv.IsValid() {
+				priv = ip
+			}
+		case ip.IsGlobalUnicast():
+			if !global.IsValid() {
+				global = ip
+			}
+		}
+	}
+	switch {
+	case global.IsValid():
+		return global
+	case priv.IsValid():
+		return priv
+	case !v6:
+		return loop
+	}
+	return netip.Addr{}
+}
+
+// isSelf reports whether ip is one of this server's relay addresses.
+func (s *Server) isSelf(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
+		if f.enabled() && (ip == f.public || (ip == f.bind && !f.bind.IsUnspecified())) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) selfAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
+		if !f.enabled() {
+			continue
+		}
+		out = append(out, f.public)
+		if !f.bind.IsUnspecified() && f.bind != f.public {
+			out = append(out, f.bind)
+		}
+	}
+	return out
+}
+
+func (s *Server) certHosts() []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
+		if f.enabled() {
+			hosts = append(hosts, f.public.String())
+		}
+	}
+	for _, a := range s.cfg.Listen.Addrs {
+		if !a.IsUnspecified() {
+			hosts = append(hosts, a.String())
+		}
+	}
+	return hosts
+}
+
+// BuildCredentials turns the auth block into credentials. With nothing
+// configured and auth.ephemeral_secret on, it generates a random secret,
+// which EphemeralSecret then returns.
+func (s *Server) buildCredentials(cfg *config.Config) (*auth.Credentials, error) {
+	a := cfg.Auth
+	users := make([]auth.StaticUser, 0, len(a.Users))
+	for _, u := range a.Users {
+		users = append(users, auth.StaticUser{Name: u.Name, Password: u.Password, Key: u.KeyBytes})
+	}
+	secrets := a.Secrets
+	if len(users) == 0 && len(secrets) == 0 && config.Bool(a.EphemeralSecret, true) {
+		if s.ephemeralSecret == "" {
+			b := make([]byte, 24)
+			if _, err := rand.Read(b); err != nil {
+				return nil, err
+			}
+			s.ephemeralSecret = base64.RawURLEncoding.EncodeToString(b)
+		}
+		secrets = []string{s.ephemeralSecret}
+	}
+	return auth.NewCredentials(cfg.Realm, users, secrets, a.Separator)
+}
+
+func (s *Server) buildPolicy(cfg *config.Config) (*auth.Policy, error) {
+	return auth.NewPolicy(auth.PolicyConfig{
+		Presets: cfg.Policy.Presets,
+		Allow:   cfg.Policy.AllowPrefixes,
+		Deny:    cfg.Policy.DenyPrefixes,
+		Self:    s.selfAddrs(),
+	})
+}
+
+// permission is pion's PermissionHandler: the peer policy, logged with the
+// rule that decided when it refuses.
+func (s *Server) permission(client net.Addr, peer net.IP) bool {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return false
+	}
+	return s.decide(client, ip).Allowed
+}
+
+func (s *Server) decide(client net.Addr, ip netip.Addr) auth.Decision {
+	d := s.policy.Load().Decide(ip)
+	if !d.Allowed {
+		s.metrics.PeerDenials.WithLabelValues(ruleLabel(d.Rule)).Inc()
+		s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
+			"client", client, "peer", ip.String(), "rule", d.Rule, "why", d.String())
+	}
+	return d
+}
+
+// ruleLabel bounds the metric label: user rules carry a prefix.
+func ruleLabel(rule string) string {
+	for _, p := range []string{"deny ", "allow ", "preset "} {
+		if len(rule) > len(p) && rule[:len(p)] == p {
+			return p[:len(p)-1]
+		}
+	}
+	return rule
+}
+
+// Addrs returns the bound listeners.
+func (s *Server) Addrs() []ListenAddr { return append([]ListenAddr(nil), s.listeners...) }
+
+// EphemeralSecret returns the secret generated at start, or "" when the
+// config named credentials.
+func (s *Server) EphemeralSecret() string { return s.ephemeralSecret }
+
+// RelayAddrs returns the advertised relay addresses (invalid when a family is off).
+func (s *Server) RelayAddrs() (v4, v6 netip.Addr) { return s.relays.v4.public, s.relays.v6.public }
+
+// Credentials returns the credentials in force.
+func (s *Server) Credentials() *auth.Credentials { return s.creds.Load() }
+
+// Metrics returns the server's collectors.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// AllocationCount returns the number of live allocations.
+func (s *Server) AllocationCount() int { return s.pion.AllocationCount() }
+
+// Reload applies the live parts of a new, validated config: credentials and
+// peer policy. Listeners, relay addresses and limits need a restart; Reload
+// says so rather than pretending.
+func (s *Server) Reload(cfg *config.Config) error {
+	creds, err := s.buildCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	policy, err := s.buildPolicy(cfg)
+	if err != nil {
+		return err
+	}
+	s.creds.Store(creds)
+	s.policy.Store(policy)
+	s.log.Info("reloaded credentials and peer policy", "users", len(cfg.Auth.Users), "secrets", len(cfg.Auth.Secrets))
+	return nil
+}
+
+// Drain refuses new allocations and waits until the live ones are gone or
+// ctx ends, whichever is first. Existing allocations keep relaying meanwhile.
+func (s *Server) Drain(ctx context.Context) int {
+	s.draining.Store(true)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n := s.pion.AllocationCount()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-t.C:
+		}
+	}
+}
+
+// Close closes every listener and allocation.
+func (s *Server) Close() error {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	var err error
+	if s.pion != nil {
+		err = s.pion.Close()
+	} else {
+		s.closeAll()
+	}
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) closeAll() {
+	for _, c := range s.closers {
+		_ = c()
+	}
+}
