@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,14 +56,31 @@ type gateListener struct {
 	g         *gate
 	transport string
 	datagram  bool // DTLS: each Read is one record holding whole messages
+	closed    atomic.Bool
 }
 
+func (l *gateListener) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
+}
+
+// Accept retries errors other than a closed listener: pion's accept loop
+// ends on the first error, and running out of file descriptors for a moment
+// must not stop a listener for good.
 func (l *gateListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			return &gateConn{Conn: c, g: l.g, transport: l.transport, datagram: l.datagram}, nil
+		}
+		if errors.Is(err, net.ErrClosed) || l.closed.Load() {
+			return nil, err
+		}
+		l.g.s.limited.Log(slog.LevelWarn, "accept-"+l.transport, "accept failed, retrying", "transport", l.transport, "err", err)
+		time.Sleep(backoff)
+		backoff = min(2*backoff, time.Second)
 	}
-	return &gateConn{Conn: c, g: l.g, transport: l.transport, datagram: l.datagram}, nil
 }
 
 // maxFrame is the largest STUN message or ChannelData frame: a 16-bit length
@@ -82,6 +101,7 @@ type gateConn struct {
 	buf       []byte // bytes read but not yet framed
 	pending   []byte // a gated frame not yet handed to pion
 	rec       []byte // DTLS record buffer
+	raw       atomic.Bool
 	wmu       sync.Mutex
 }
 
@@ -110,6 +130,14 @@ func (c *gateConn) Read(p []byte) (int, error) {
 			c.pending = c.pending[n:]
 			return n, nil
 		}
+		if c.raw.Load() {
+			if len(c.buf) > 0 {
+				n := copy(p, c.buf)
+				c.buf = c.buf[n:]
+				return n, nil
+			}
+			return c.Conn.Read(p)
+		}
 		frame, err := c.next()
 		if err != nil {
 			return 0, err
@@ -127,6 +155,11 @@ func (c *gateConn) Read(p []byte) (int, error) {
 		})
 		if pass {
 			c.pending = out
+			// RFC 6062 §5.4: after ConnectionBind the connection carries the
+			// peer's raw bytes, no longer STUN framing.
+			if len(out) >= 2 && out[0] == 0x00 && out[1] == 0x0B {
+				c.raw.Store(true)
+			}
 		}
 	}
 }
@@ -197,6 +230,8 @@ func (c *gateConn) write(b []byte) (int, error) {
 }
 
 func (c *gateConn) Write(b []byte) (int, error) {
-	c.g.observe(b, c.RemoteAddr())
+	if !c.raw.Load() {
+		c.g.observe(b, c.RemoteAddr())
+	}
 	return c.write(b)
 }

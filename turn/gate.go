@@ -200,14 +200,14 @@ func quote(s string) string { return "\"" + s + "\"" }
 
 // refuse logs and counts an authentication failure with its reason.
 func (g *gate) refuse(in inbound, msg *pionstun.Message, username string, err error) {
-	reason := "bad_integrity"
+	reason := string(auth.ReasonBadIntegrity)
 	var ref *auth.Refusal
 	var rerr *realmError
 	switch {
 	case errors.As(err, &ref):
 		reason = string(ref.Reason)
 	case errors.As(err, &rerr):
-		reason = "wrong_realm"
+		reason = "wrong-realm"
 	}
 	g.s.metrics.AuthRefusals.WithLabelValues(reason).Inc()
 	g.s.limited.Log(slog.LevelInfo, "auth-"+reason, "authentication refused",
@@ -526,8 +526,8 @@ func (g *gate) observe(b []byte, dst net.Addr) {
 			code := int(b[off+6]&0x7)*100 + int(b[off+7])
 			switch code {
 			case 438:
-				g.s.metrics.AuthRefusals.WithLabelValues("stale_nonce").Inc()
-				g.s.limited.Log(slog.LevelInfo, "auth-stale_nonce", "authentication refused",
+				g.s.metrics.AuthRefusals.WithLabelValues("stale-nonce").Inc()
+				g.s.limited.Log(slog.LevelInfo, "auth-stale-nonce", "authentication refused",
 					"reason", "stale nonce", "client", dst)
 			case 486:
 				g.s.limited.Log(slog.LevelInfo, "quota-user", "allocation refused: user quota reached (limits.allocations_per_user)",

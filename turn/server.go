@@ -58,6 +58,9 @@ type Server struct {
 
 	creds       atomic.Pointer[auth.Credentials]
 	policy      atomic.Pointer[auth.Policy]
+	// guarded are this server's own addresses that relays may reach only on
+	// relay ports (see buildPolicy).
+	guarded atomic.Pointer[[]netip.Addr]
 	relays      *relayAllocator
 	gate        *gate
 	certs       *certStore
@@ -105,11 +108,9 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s.creds.Store(creds)
-	policy, err := s.buildPolicy(cfg)
-	if err != nil {
+	if err := s.applyPolicy(cfg); err != nil {
 		return nil, err
 	}
-	s.policy.Store(policy)
 
 	listen := cfg.Listen
 	useTLS, useDTLS := config.Bool(listen.TLS, true), config.Bool(listen.DTLS, true)
@@ -263,7 +264,7 @@ func (s *Server) setupRelays() error {
 		limit: s.cfg.Limits.AllocationsTotal, bps: s.cfg.Limits.BandwidthPerAllocation,
 		metrics: s.metrics,
 	}
-	s.relays.self = s.isSelf
+	s.relays.self = s.isGuarded
 	if r.IPv4BindAddr.IsValid() {
 		pub := r.IPv4PublicAddr
 		if !pub.IsValid() {
@@ -373,26 +374,25 @@ func detectAddress(v6 bool) netip.Addr {
 	return netip.Addr{}
 }
 
-// isSelf reports whether ip is one of this server's relay addresses.
-func (s *Server) isSelf(ip netip.Addr) bool {
+// isGuarded reports whether ip is one of this server's own addresses that
+// relays may reach only on relay ports.
+func (s *Server) isGuarded(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
-		if f.enabled() && (ip == f.public || (ip == f.bind && !f.bind.IsUnspecified())) {
+	for _, a := range *s.guarded.Load() {
+		if a == ip {
 			return true
 		}
 	}
 	return false
 }
 
+// selfAddrs are the advertised relay addresses: what a client names as the
+// peer when it talks to another client's relay.
 func (s *Server) selfAddrs() []netip.Addr {
 	var out []netip.Addr
 	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
-		if !f.enabled() {
-			continue
-		}
-		out = append(out, f.public)
-		if !f.bind.IsUnspecified() && f.bind != f.public {
-			out = append(out, f.bind)
+		if f.enabled() {
+			out = append(out, f.public)
 		}
 	}
 	return out
@@ -436,13 +436,37 @@ func (s *Server) buildCredentials(cfg *config.Config) (*auth.Credentials, error)
 	return auth.NewCredentials(cfg.Realm, users, secrets, a.Separator)
 }
 
-func (s *Server) buildPolicy(cfg *config.Config) (*auth.Policy, error) {
-	return auth.NewPolicy(auth.PolicyConfig{
+// applyPolicy builds the peer policy and swaps it in.
+//
+// The server's own relay addresses are always reachable so that two clients
+// can talk relay to relay. That must not open the server's other services
+// (SSH, the signaling port) to anyone with a credential, so unless the
+// operator allowed such an address explicitly (an allow entry or a preset),
+// relays reach it only on relay ports.
+func (s *Server) applyPolicy(cfg *config.Config) error {
+	pc := auth.PolicyConfig{
 		Presets: cfg.Policy.Presets,
 		Allow:   cfg.Policy.AllowPrefixes,
 		Deny:    cfg.Policy.DenyPrefixes,
-		Self:    s.selfAddrs(),
-	})
+	}
+	withoutSelf, err := auth.NewPolicy(pc)
+	if err != nil {
+		return err
+	}
+	pc.Self = s.selfAddrs()
+	policy, err := auth.NewPolicy(pc)
+	if err != nil {
+		return err
+	}
+	guarded := []netip.Addr{}
+	for _, a := range pc.Self {
+		if d := withoutSelf.Decide(a); !d.Allowed || d.Rule == auth.RulePublic {
+			guarded = append(guarded, a)
+		}
+	}
+	s.policy.Store(policy)
+	s.guarded.Store(&guarded)
+	return nil
 }
 
 // permission is pion's PermissionHandler: the peer policy, logged with the
@@ -502,12 +526,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	policy, err := s.buildPolicy(cfg)
-	if err != nil {
+	if err := s.applyPolicy(cfg); err != nil {
 		return err
 	}
 	s.creds.Store(creds)
-	s.policy.Store(policy)
 	s.log.Info("reloaded credentials and peer policy", "users", len(cfg.Auth.Users), "secrets", len(cfg.Auth.Secrets))
 	return nil
 }

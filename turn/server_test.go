@@ -1,0 +1,221 @@
+package turn
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	pionstun "github.com/pion/stun/v4"
+	pionturn "github.com/pion/turn/v5"
+
+	"icegate/auth"
+	"icegate/config"
+)
+
+// TestRelayTransports allocates over every listener transport and family,
+// permits an echo peer, sends through the relay and reads the echo.
+func TestRelayTransports(t *testing.T) {
+	srv := startServer(t, nil)
+	echo4 := udpEcho(t, "127.0.0.1")
+	echo6 := udpEcho(t, "::1")
+	cases := []struct {
+		transport, listenFamily string
+		family                  pionturn.RequestedAddressFamily
+		peer                    net.Addr
+	}{
+		{"udp", "4", pionturn.RequestedAddressFamilyIPv4, echo4},
+		{"tcp", "4", pionturn.RequestedAddressFamilyIPv4, echo4},
+		{"tls", "4", pionturn.RequestedAddressFamilyIPv4, echo4},
+		{"dtls", "4", pionturn.RequestedAddressFamilyIPv4, echo4},
+		{"udp", "6", pionturn.RequestedAddressFamilyIPv6, echo6},
+		{"tcp", "6", pionturn.RequestedAddressFamilyIPv6, echo6},
+		{"tls", "6", pionturn.RequestedAddressFamilyIPv6, echo6},
+		{"dtls", "6", pionturn.RequestedAddressFamilyIPv6, echo6},
+		// RFC 6156 cross-family relaying: an IPv6 relay for a client on IPv4.
+		{"udp", "4", pionturn.RequestedAddressFamilyIPv6, echo6},
+	}
+	for _, tc := range cases {
+		name := tc.transport + tc.listenFamily + "/relay" + map[bool]string{true: "6", false: "4"}[tc.family == pionturn.RequestedAddressFamilyIPv6]
+		t.Run(name, func(t *testing.T) {
+			server := srv.addr(t, tc.transport, tc.listenFamily)
+			c := newClient(t, dialClient(t, tc.transport, server), server, testUser, testPass, tc.family)
+			relay, err := c.Allocate()
+			if err != nil {
+				t.Fatalf("allocate: %v", err)
+			}
+			defer relay.Close()
+			wantFamily6 := tc.family == pionturn.RequestedAddressFamilyIPv6
+			if got6 := relay.LocalAddr().(*net.UDPAddr).IP.To4() == nil; got6 != wantFamily6 {
+				t.Fatalf("relay address %v, want IPv6=%v", relay.LocalAddr(), wantFamily6)
+			}
+			echoThrough(t, relay, tc.peer)
+		})
+	}
+}
+
+// TestStaticKeyUser authenticates with a precomputed key (turnadmin -k).
+func TestStaticKeyUser(t *testing.T) {
+	srv := startServer(t, nil)
+	server := srv.addr(t, "udp", "4")
+	c := newClient(t, dialClient(t, "udp", server), server, "bob", "builder", pionturn.RequestedAddressFamilyIPv4)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate with key user: %v", err)
+	}
+	defer relay.Close()
+	echoThrough(t, relay, udpEcho(t, "127.0.0.1"))
+}
+
+// TestSharedSecretRotation: credentials minted with either live secret work.
+func TestSharedSecretRotation(t *testing.T) {
+	srv := startServer(t, nil)
+	server := srv.addr(t, "udp", "4")
+	echo := udpEcho(t, "127.0.0.1")
+	for _, secret := range []string{testSecret, oldSecret} {
+		user, pass, _ := auth.MintREST(secret, "carol", time.Hour, time.Now(), ":")
+		c := newClient(t, dialClient(t, "udp", server), server, user, pass, pionturn.RequestedAddressFamilyIPv4)
+		relay, err := c.Allocate()
+		if err != nil {
+			t.Fatalf("allocate with secret %q: %v", secret, err)
+		}
+		echoThrough(t, relay, echo)
+		_ = relay.Close()
+	}
+}
+
+// TestTCPRelay is RFC 6062: a TCP allocation, Connect to a TCP echo peer,
+// ConnectionBind on a second connection, data both ways.
+func TestTCPRelay(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.Relay.TCP = ptr(true) })
+	server := srv.addr(t, "tcp", "4").(*net.TCPAddr)
+	peer := tcpEcho(t, "127.0.0.1")
+
+	control, err := net.DialTCP("tcp", nil, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, pionturn.NewSTUNConn(control), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
+	alloc, err := c.AllocateTCP()
+	if err != nil {
+		t.Fatalf("allocate TCP: %v", err)
+	}
+	defer alloc.Close()
+	data, err := alloc.DialTCP("tcp", nil, peer)
+	if err != nil {
+		t.Fatalf("connect through the TCP relay: %v", err)
+	}
+	defer data.Close()
+	want := "hello over an RFC 6062 relay"
+	if _, err := data.Write([]byte(want)); err != nil {
+		t.Fatal(err)
+	}
+	_ = data.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 100)
+	n, err := data.Read(buf)
+	if err != nil || string(buf[:n]) != want {
+		t.Fatalf("echo %q, %v; want %q", buf[:n], err, want)
+	}
+}
+
+// TestTCPRelayOffByDefault: 442 when relay.tcp is off.
+func TestTCPRelayOffByDefault(t *testing.T) {
+	srv := startServer(t, nil)
+	server := srv.addr(t, "tcp", "4")
+	c := newClient(t, dialClient(t, "tcp", server), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
+	if _, err := c.AllocateTCP(); err == nil || !strings.Contains(err.Error(), "442") {
+		t.Fatalf("TCP allocation with relay.tcp off: %v, want a 442", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestAuthErrors checks the codes of RFC 8489 §9.2.4 with a raw client.
+func TestAuthErrors(t *testing.T) {
+	srv := startServer(t, nil)
+	server := srv.addr(t, "udp", "4")
+	expiredUser, expiredPass, _ := auth.MintREST(testSecret, "dave", -time.Minute, time.Now(), ":")
+	strangerUser, strangerPass, _ := auth.MintREST("not-our-secret-0123456789", "eve", time.Hour, time.Now(), ":")
+	cases := []struct {
+		name, user, pass string
+		want             int
+	}{
+		{"static user", testUser, testPass, 0},
+		{"wrong password", testUser, "rabbit", 401},
+		{"unknown user", "mallory", "x", 401},
+		{"expired credential", expiredUser, expiredPass, 401},
+		{"unknown secret", strangerUser, strangerPass, 401},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRawClient(t, "127.0.0.1", server)
+			c.challenge()
+			resp := c.authed(pionstun.MethodAllocate, tc.user, tc.pass, requestedUDP())
+			if got := errorCode(resp); got != tc.want {
+				t.Fatalf("code %d, want %d", got, tc.want)
+			}
+			if tc.want == 401 {
+				// RFC 8489 §9.2.4: the 401 carries a fresh REALM and NONCE.
+				var realm pionstun.Realm
+				var nonce pionstun.Nonce
+				if realm.GetFrom(resp) != nil || nonce.GetFrom(resp) != nil || realm.String() != testRealm {
+					t.Fatalf("401 without realm/nonce: %v", resp)
+				}
+			}
+		})
+	}
+	t.Run("stale nonce", func(t *testing.T) {
+		c := newRawClient(t, "127.0.0.1", server)
+		c.nonce = "bm90LWEtbm9uY2UtZnJvbS10aGlzLXNlcnZlcg"
+		if got := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); got != 438 {
+			t.Fatalf("code %d, want 438", got)
+		}
+	})
+	if !strings.Contains(srv.log.String(), "credential expired by") {
+		t.Errorf("the expired refusal was not logged with its reason:\n%s", srv.log.String())
+	}
+}
+
+// TestNoCredentialsRefusesTURN: never an open relay.
+func TestNoCredentialsRefusesTURN(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) {
+		c.Auth.Users, c.Auth.Secrets, c.Auth.EphemeralSecret = nil, nil, ptr(false)
+	})
+	c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
+	resp, err := c.do(pionstun.NewType(pionstun.MethodAllocate, pionstun.ClassRequest), requestedUDP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := errorCode(resp); got != 403 {
+		t.Fatalf("allocate with no credentials configured: code %d, want 403", got)
+	}
+	// STUN Binding still works.
+	resp, err = c.do(pionstun.BindingRequest)
+	if err != nil || resp.Type != pionstun.BindingSuccess {
+		t.Fatalf("binding: %v %v", resp, err)
+	}
+}
+
+// TestBinding: XOR-MAPPED-ADDRESS is the client's address.
+func TestBinding(t *testing.T) {
+	srv := startServer(t, nil)
+	for _, fam := range []string{"4", "6"} {
+		local := map[string]string{"4": "127.0.0.1", "6": "::1"}[fam]
+		c := newRawClient(t, local, srv.addr(t, "udp", fam))
+		resp, err := c.do(pionstun.BindingRequest, pionstun.Fingerprint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var xa pionstun.XORMappedAddress
+		if err := xa.GetFrom(resp); err != nil {
+			t.Fatal(err)
+		}
+		me := c.conn.LocalAddr().(*net.UDPAddr)
+		if !xa.IP.Equal(me.IP) || xa.Port != me.Port {
+			t.Fatalf("mapped %v, want %v", xa, me)
+		}
+		if err := pionstun.Fingerprint.Check(resp); err != nil {
+			t.Fatalf("fingerprint: %v", err)
+		}
+	}
+}
