@@ -37,7 +37,7 @@ type gate struct {
 
 	mu          sync.Mutex
 	perms       map[string]map[netip.Addr]struct{} // allocation 5-tuple -> permitted peer IPs
-	userAllocs  map[string]int                      // user id -> live allocations
+	userAllocs  map[string]int                     // user id -> live allocations
 	verifiedLen int
 }
 

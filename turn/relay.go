@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	pionturn "github.com/pion/turn/v5"
 	"github.com/pion/transport/v5/reuseport"
+	pionturn "github.com/pion/turn/v5"
 )
 
 // relayFamily is one address family's relay addresses.

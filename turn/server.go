@@ -56,11 +56,11 @@ type Server struct {
 	limited *limitedLog
 	metrics *Metrics
 
-	creds       atomic.Pointer[auth.Credentials]
-	policy      atomic.Pointer[auth.Policy]
+	creds  atomic.Pointer[auth.Credentials]
+	policy atomic.Pointer[auth.Policy]
 	// guarded are this server's own addresses that relays may reach only on
 	// relay ports (see buildPolicy).
-	guarded atomic.Pointer[[]netip.Addr]
+	guarded     atomic.Pointer[[]netip.Addr]
 	relays      *relayAllocator
 	gate        *gate
 	certs       *certStore
@@ -302,8 +302,8 @@ func (s *Server) setupRelays() error {
 		s.log.Info("relay addresses", "advertised", f.public.String(), "bind", f.bind.String(),
 			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort))
 		if private(f.public) && !config.Bool(r.PrivateOK, false) {
-			s.log.Warn("!!! the advertised relay address is " + describe(f.public) +
-				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; " +
+			s.log.Warn("!!! the advertised relay address is "+describe(f.public)+
+				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; "+
 				"if this is a LAN or a test, set relay.private_ok = true to silence this warning.",
 				"advertised", f.public.String())
 		}
