@@ -184,6 +184,7 @@ func (c *gateConn) next() ([]byte, error) {
 		return c.rec[:n], nil
 	}
 	for {
+		want := 4096
 		if len(c.buf) >= 4 {
 			l := frameLen(c.buf)
 			if l == 0 {
@@ -195,18 +196,20 @@ func (c *gateConn) next() ([]byte, error) {
 				c.buf = c.buf[l:]
 				return frame, nil
 			}
+			want = l
 		}
-		need := 4096
-		if len(c.buf) >= 4 {
-			need = max(frameLen(c.buf)-len(c.buf), 0)
+		// Grow once to the whole frame; earlier frames have been handed on,
+		// so only the unframed tail is copied.
+		if cap(c.buf) < max(want, len(c.buf)+512) {
+			nb := make([]byte, len(c.buf), max(want, 4096))
+			copy(nb, c.buf)
+			c.buf = nb
 		}
-		tmp := make([]byte, len(c.buf), len(c.buf)+max(need, 4096))
-		copy(tmp, c.buf)
-		n, err := c.Conn.Read(tmp[len(tmp):cap(tmp)])
+		n, err := c.Conn.Read(c.buf[len(c.buf):cap(c.buf)])
 		if err != nil {
 			return nil, err
 		}
-		c.buf = tmp[:len(tmp)+n]
+		c.buf = c.buf[:len(c.buf)+n]
 	}
 }
 

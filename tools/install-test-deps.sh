@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs when it is missing: Debian's coturn package,
+# whose turnutils_* programs are independent STUN/TURN clients for interop
+# tests. Needs root (or sudo) on Debian/Ubuntu; does nothing when present.
+set -euo pipefail
+
+missing=()
+for cmd in turnutils_uclient turnutils_stunclient turnutils_peer; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing coturn for its test clients (missing: ${missing[*]})"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "need root to apt-get install coturn; install it by hand or run as root" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends coturn >/dev/null
+# Debian's package may start a turnserver on 3478; the tests do not need it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
+  $sudo systemctl stop coturn || true
+fi
+command -v turnutils_uclient >/dev/null
