@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"icegate/auth"
+)
+
+func runCLI(args ...string) (string, string, error) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"config"}, {"policy"}, {"cred", "stray"}} {
+		_, _, err := runCLI(args...)
+		if !errors.Is(err, errUsage) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+	out, _, err := runCLI("version")
+	if err != nil || !strings.HasPrefix(out, "icegate ") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	out, _, err := runCLI("config", "check", "../../docs/examples/local-testing.hcl")
+	if err != nil || !strings.Contains(out, ": ok") {
+		t.Fatalf("valid example: %q %v", out, err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.hcl")
+	if err := os.WriteFile(bad, []byte("relay {\n  min_port = 60000\n  max_port = 50000\n}\nnonsense = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runCLI("config", "check", bad)
+	if err == nil {
+		t.Fatal("invalid file accepted")
+	}
+	for _, want := range []string{"bad.hcl:2,", "min_port", "bad.hcl:5,", "nonsense"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("diagnostics lack %q:\n%s", want, stderr)
+		}
+	}
+	out, _, err = runCLI("config", "default")
+	if err != nil || !strings.Contains(out, "min_port") {
+		t.Fatalf("config default: %v", err)
+	}
+}
+
+// TestCred: the minted password is base64(HMAC-SHA1(secret, username)), the
+// username carries the expiry, and the JSON is the browser's iceServers.
+func TestCred(t *testing.T) {
+	out, _, err := runCLI("cred", "-secret", "s3cret", "-user", "alice", "-ttl", "1h", "-host", "turn.example.org", "-json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var servers []auth.ICEServer
+	if err := json.Unmarshal([]byte(out), &servers); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(servers) != 2 || servers[1].Username == "" {
+		t.Fatalf("iceServers %+v", servers)
+	}
+	user, pass := servers[1].Username, servers[1].Credential
+	mac := hmac.New(sha1.New, []byte("s3cret"))
+	mac.Write([]byte(user))
+	if want := base64.StdEncoding.EncodeToString(mac.Sum(nil)); pass != want {
+		t.Fatalf("password %q, want %q", pass, want)
+	}
+	if !strings.HasSuffix(user, ":alice") {
+		t.Fatalf("username %q", user)
+	}
+	if !strings.Contains(strings.Join(servers[1].URLs, " "), "turns:turn.example.org:5349") {
+		t.Fatalf("urls %v", servers[1].URLs)
+	}
+	if _, _, err := runCLI("cred"); !errors.Is(err, errUsage) {
+		t.Fatalf("cred without a secret: %v", err)
+	}
+}
+
+func TestPolicyExplain(t *testing.T) {
+	out, _, err := runCLI("policy", "explain", "::ffff:169.254.169.254")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "cloud-metadata") || !strings.Contains(strings.ToLower(out), "deny") {
+		t.Fatalf("explain output:\n%s", out)
+	}
+	out, _, err = runCLI("policy", "explain", "127.0.0.1", "-config", "../../docs/examples/local-testing.hcl")
+	if err != nil || !strings.Contains(strings.ToLower(out), "allow") {
+		t.Fatalf("explain with the loopback preset: %v\n%s", err, out)
+	}
+	if _, _, err := runCLI("policy", "explain", "not-an-ip"); !errors.Is(err, errUsage) {
+		t.Fatalf("bad IP: %v", err)
+	}
+}
+
+// TestServeLifecycle builds the binary, starts it on loopback, waits for
+// it to be ready and stops it with SIGTERM: it must exit 0 promptly.
+func TestServeLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "icegate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.hcl")
+	src := `listen {
+  addresses = ["127.0.0.1"]
+  port = 34781
+  tls_port = 53491
+}
+relay {
+  min_port = 45000
+  max_port = 45100
+  ipv4_bind = "127.0.0.1"
+  ipv6_bind = ""
+  private_ok = true
+}
+metrics { listen = "" }
+shutdown_grace = "2s"
+`
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve", "-config", cfg)
+	var stdout, stderr syncBuf
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "icegate ready") {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("not ready:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(stdout.String(), "icegate cred -secret") {
+		t.Errorf("no hint on minting credentials with the generated secret:\n%s", stdout.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "stopped") {
+		t.Fatalf("no orderly shutdown:\n%s", stderr.String())
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
