@@ -5,10 +5,16 @@
 // the user's file on top of them, so an attribute the user leaves out keeps its
 // default and an attribute the user does not know about is an error. Durations
 // and addresses are kept as the strings the user wrote; Validate parses them and
-// stores the parsed values in the unexported-by-convention "parsed" fields so
-// the rest of the program never parses config text again.
+// stores the parsed values in the fields marked "Filled by Validate", so the
+// rest of the program never parses config text again.
 //
-// The package opens no sockets.
+// Every attribute has a sibling Range field (hcl tag "attr_range") holding
+// where its value was written: in the user's file, or in the embedded
+// defaults when the user left it out. Validate reports problems there, and
+// FormatDiagnostics renders them as `icegate.hcl:14,3-20: error: ...`.
+//
+// The package opens no sockets; Validate reads the TLS certificate and key
+// files when they are set.
 package config
 
 import (

@@ -57,11 +57,44 @@ type gateListener struct {
 	transport string
 	datagram  bool // DTLS: each Read is one record holding whole messages
 	closed    atomic.Bool
+
+	mu    sync.Mutex
+	conns map[*gateConn]struct{}
 }
 
+// Close stops accepting and closes the connections still open: pion closes
+// a connection only when its read loop ends, and on shutdown nothing else
+// would end it.
 func (l *gateListener) Close() error {
 	l.closed.Store(true)
-	return l.Listener.Close()
+	err := l.Listener.Close()
+	l.mu.Lock()
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+	return err
+}
+
+func (l *gateListener) track(c *gateConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return false
+	}
+	if l.conns == nil {
+		l.conns = map[*gateConn]struct{}{}
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+func (l *gateListener) forget(c *gateConn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
 }
 
 // Accept retries errors other than a closed listener: pion's accept loop
@@ -72,7 +105,12 @@ func (l *gateListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			return &gateConn{Conn: c, g: l.g, transport: l.transport, datagram: l.datagram}, nil
+			gc := &gateConn{Conn: c, g: l.g, transport: l.transport, datagram: l.datagram, l: l}
+			if !l.track(gc) {
+				_ = c.Close()
+				return nil, net.ErrClosed
+			}
+			return gc, nil
 		}
 		if errors.Is(err, net.ErrClosed) || l.closed.Load() {
 			return nil, err
@@ -102,7 +140,34 @@ type gateConn struct {
 	pending   []byte // a gated frame not yet handed to pion
 	rec       []byte // DTLS record buffer
 	raw       atomic.Bool
+	l         *gateListener
+	key       string // allocation key of this connection's 5-tuple
 	wmu       sync.Mutex
+}
+
+// idleTimeout closes a connection that has no allocation and sends nothing
+// for this long, so idle sockets cannot pile up.
+const idleTimeout = 60 * time.Second
+
+func (c *gateConn) Close() error {
+	if c.l != nil {
+		c.l.forget(c)
+	}
+	return c.Conn.Close()
+}
+
+// readConn reads from the connection, with the idle deadline when it holds
+// no allocation.
+func (c *gateConn) readConn(p []byte) (int, error) {
+	if c.key == "" {
+		c.key = allocKey(c.RemoteAddr(), c.LocalAddr())
+	}
+	if c.g.hasAllocation(c.key) {
+		_ = c.Conn.SetReadDeadline(time.Time{})
+	} else {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(time.Duration(c.g.idle.Load())))
+	}
+	return c.Conn.Read(p)
 }
 
 var errBadFrame = errors.New("stream is not STUN or ChannelData")
@@ -159,6 +224,7 @@ func (c *gateConn) Read(p []byte) (int, error) {
 			// peer's raw bytes, no longer STUN framing.
 			if len(out) >= 2 && out[0] == 0x00 && out[1] == 0x0B {
 				c.raw.Store(true)
+				_ = c.Conn.SetReadDeadline(time.Time{})
 			}
 		}
 	}
@@ -173,7 +239,7 @@ func (c *gateConn) next() ([]byte, error) {
 		if c.rec == nil {
 			c.rec = make([]byte, 8192)
 		}
-		n, err := c.Conn.Read(c.rec)
+		n, err := c.readConn(c.rec)
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +271,7 @@ func (c *gateConn) next() ([]byte, error) {
 			copy(nb, c.buf)
 			c.buf = nb
 		}
-		n, err := c.Conn.Read(c.buf[len(c.buf):cap(c.buf)])
+		n, err := c.readConn(c.buf[len(c.buf):cap(c.buf)])
 		if err != nil {
 			return nil, err
 		}

@@ -56,8 +56,10 @@ func (c *chunkConn) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
-func (c *chunkConn) Write(p []byte) (int, error)      { return len(p), nil }
-func (c *chunkConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 5000} }
+func (c *chunkConn) Write(p []byte) (int, error) { return len(p), nil }
+func (c *chunkConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 5000}
+}
 func (c *chunkConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 3478} }
 func (c *chunkConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *chunkConn) SetWriteDeadline(time.Time) error { return nil }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pionstun "github.com/pion/stun/v4"
@@ -38,7 +39,10 @@ type gate struct {
 	mu          sync.Mutex
 	perms       map[string]map[netip.Addr]struct{} // allocation 5-tuple -> permitted peer IPs
 	userAllocs  map[string]int                     // user id -> live allocations
+	allocs      map[string]struct{}                // allocation 5-tuples
 	verifiedLen int
+
+	idle atomic.Int64 // idle timeout of connections without allocation, ns
 }
 
 type verifiedEntry struct {
@@ -47,7 +51,12 @@ type verifiedEntry struct {
 }
 
 func newGate(s *Server) *gate {
-	return &gate{s: s, perms: map[string]map[netip.Addr]struct{}{}, userAllocs: map[string]int{}}
+	g := &gate{
+		s: s, perms: map[string]map[netip.Addr]struct{}{}, userAllocs: map[string]int{},
+		allocs: map[string]struct{}{},
+	}
+	g.idle.Store(int64(idleTimeout))
+	return g
 }
 
 // inbound is one message from a client.
@@ -547,6 +556,7 @@ func (g *gate) observe(b []byte, dst net.Addr) {
 func (g *gate) allocationCreated(src, dst net.Addr, userID string) {
 	g.mu.Lock()
 	g.userAllocs[userID]++
+	g.allocs[allocKey(src, dst)] = struct{}{}
 	g.mu.Unlock()
 	g.s.metrics.Allocations.Inc()
 }
@@ -560,6 +570,7 @@ func (g *gate) allocationDeleted(src, dst net.Addr, userID string) {
 	}
 	n := len(g.perms[allocKey(src, dst)])
 	delete(g.perms, allocKey(src, dst))
+	delete(g.allocs, allocKey(src, dst))
 	g.mu.Unlock()
 	g.s.metrics.Permissions.Sub(float64(n))
 	g.s.metrics.Allocations.Dec()
@@ -599,6 +610,14 @@ func (g *gate) permissionDeleted(src, dst net.Addr, peer net.IP) {
 	if had {
 		g.s.metrics.Permissions.Dec()
 	}
+}
+
+// hasAllocation reports whether the 5-tuple key holds an allocation.
+func (g *gate) hasAllocation(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.allocs[key]
+	return ok
 }
 
 // quota is pion's QuotaHandler: limits.allocations_per_user (486).

@@ -219,3 +219,31 @@ func TestBinding(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleConnections: a TCP connection that never allocates is closed
+// after the idle timeout; one holding an allocation stays.
+func TestIdleConnections(t *testing.T) {
+	srv := startServer(t, nil)
+	srv.gate.idle.Store(int64(300 * time.Millisecond))
+	server := srv.addr(t, "tcp", "4")
+
+	idle, err := net.Dial("tcp", server.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	c := newClient(t, dialClient(t, "tcp", server), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+
+	_ = idle.SetReadDeadline(time.Now().Add(3 * time.Second))
+	start := time.Now()
+	if _, err := idle.Read(make([]byte, 1)); err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("idle connection not closed by the server (err %v after %v)", err, time.Since(start))
+	}
+	time.Sleep(500 * time.Millisecond)
+	echoThrough(t, relay, udpEcho(t, "127.0.0.1"))
+}

@@ -1,0 +1,166 @@
+# icegate's built-in defaults.
+#
+# This file is compiled into the icegate binary. Your configuration file is
+# read on top of it: every attribute you leave out keeps the value shown here,
+# and an attribute or block not shown here is an error. Durations are Go
+# durations ("30s", "10m", "1h30m").
+
+# The long-term credential realm (RFC 8489 §9.2), sent to clients in the REALM
+# attribute and part of every long-term key MD5(username:realm:password).
+# Changing it invalidates keys given as `key` below. coturn: realm.
+realm = "icegate"
+
+# How long SIGINT/SIGTERM lets live allocations drain before closing them.
+# "0s" closes them at once. A second signal always closes them at once.
+shutdown_grace = "10s"
+
+log {
+  # One of "debug", "info", "warn", "error". Changed by a reload (SIGHUP).
+  level = "info"
+
+  # "text" (key=value lines) or "json" (one object a line).
+  format = "text"
+}
+
+listen {
+  # IP addresses to listen on: one socket per address and transport. An
+  # unspecified address ("0.0.0.0", "::") listens on every interface of that
+  # family. coturn: listening-ip.
+  addresses = ["0.0.0.0", "::"]
+
+  # Port for STUN/TURN over UDP and TCP. coturn: listening-port.
+  port = 3478
+
+  # Port for TURN over TLS (TCP) and DTLS (UDP). coturn: tls-listening-port.
+  tls_port = 5349
+
+  # Switch each transport on or off. coturn: no-udp, no-tcp, no-tls, no-dtls.
+  udp  = true
+  tcp  = true
+  tls  = true
+  dtls = true
+}
+
+tls {
+  # PEM certificate chain and private key used by TLS and DTLS. Both empty
+  # means a self-signed certificate is generated at start (fine for tests;
+  # browsers refuse turns: URLs with it). Relative paths are relative to the
+  # working directory. coturn: cert, pkey.
+  cert_file = ""
+  key_file  = ""
+
+  # How often the two files are checked for changes; a changed pair is loaded
+  # without a restart (for example after a Let's Encrypt renewal).
+  reload_interval = "5s"
+}
+
+relay {
+  # Range of UDP (and TCP) ports relayed transport addresses are allocated
+  # from. coturn: min-port, max-port.
+  min_port = 49152
+  max_port = 65535
+
+  # Local IPv4 address relays bind to. "" switches IPv4 relays off.
+  # coturn: relay-ip.
+  ipv4_bind = "0.0.0.0"
+
+  # IPv4 address given to clients in XOR-RELAYED-ADDRESS, for a server behind
+  # 1:1 NAT (for example a cloud VM). "" means the bind address, or when that
+  # is unspecified the first usable address of this host's interfaces.
+  # coturn: external-ip.
+  ipv4_public = ""
+
+  # The same for IPv6 relays (RFC 6156). "" switches IPv6 relays off.
+  ipv6_bind   = "::"
+  ipv6_public = ""
+
+  # Say that a private or loopback relay address is intended (a LAN or a
+  # test), to silence the warning given at start.
+  private_ok = false
+
+  # Allow TCP relays (RFC 6062). Browsers never ask for them.
+  tcp = false
+}
+
+auth {
+  # Shared secrets for time-limited credentials (the TURN REST API: username
+  # "expiry:userid", password base64(HMAC-SHA1(secret, username))). Any of
+  # them is accepted and the first one mints, so a secret can be rotated by
+  # putting the new one first and removing the old one a credential lifetime
+  # later. coturn: use-auth-secret, static-auth-secret.
+  secrets = []
+
+  # Separates expiry and user id in time-limited usernames.
+  # coturn: rest-api-separator.
+  separator = ":"
+
+  # With no secret and no user configured, generate a random secret at start
+  # and print how to mint credentials with it. When false and nothing is
+  # configured, every TURN request is refused (STUN still works).
+  ephemeral_secret = true
+
+  # Static long-term users (coturn: user=, lt-cred-mech), one block each,
+  # with exactly one of a password or a key (the hex MD5 of
+  # "name:realm:password", as `turnadmin -k` prints it). None by default:
+  #
+  #   user "alice" {
+  #     password = "correct horse battery staple"
+  #   }
+  #   user "bob" {
+  #     key = "0x5e5ad4e7e1a2c8e5f6d7a1b2c3d4e5f6"
+  #   }
+}
+
+# Which peer addresses relays may send to. Loopback, private, link-local,
+# cloud metadata and other special-purpose ranges are denied unless allowed
+# here; `icegate policy explain IP` shows which rule decides an address.
+policy {
+  # Named ranges to allow as peers although the built-in rules deny them:
+  # "lan", "loopback", "cgnat", "documentation".
+  presets = []
+
+  # CIDRs or addresses to allow as peers although the built-in rules deny
+  # them. coturn: allowed-peer-ip.
+  allow = []
+
+  # CIDRs or addresses to deny as peers on top of the built-in rules. Deny
+  # wins over everything else. coturn: denied-peer-ip.
+  deny = []
+}
+
+limits {
+  # Live allocations a user id may hold; beyond, 486 Allocation Quota Reached.
+  # 0 means no cap. coturn: user-quota.
+  allocations_per_user = 10
+
+  # Live allocations on the whole server; beyond, 508 Insufficient Capacity.
+  # 0 means no cap. coturn: total-quota.
+  allocations_total = 10000
+
+  # Peer permissions an allocation may hold; beyond, 508. 0 means no cap.
+  permissions_per_allocation = 64
+
+  # Allocation lifetime when the client asks for none.
+  # Both lifetimes must lie between 30s and 24h.
+  default_lifetime = "10m"
+
+  # Longest lifetime a client may ask for. coturn: max-allocate-lifetime.
+  max_lifetime = "1h"
+
+  # Relayed bytes per second per allocation and direction; excess packets are
+  # dropped. 0 means no cap. coturn: max-bps.
+  bandwidth_per_allocation = 0
+
+  # Unauthenticated requests (such as STUN Binding) accepted per source IP
+  # per second; excess is dropped. 0 means no limit.
+  unauthenticated_rate = 20
+
+  # Requests a source IP may send at once above that rate. At least
+  # unauthenticated_rate.
+  unauthenticated_burst = 40
+}
+
+metrics {
+  # host:port serving Prometheus metrics at /metrics. "" switches it off.
+  listen = "127.0.0.1:9641"
+}

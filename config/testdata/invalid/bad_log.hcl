@@ -1,0 +1,4 @@
+log {
+  level  = "verbose"
+  format = "xml"
+}

@@ -1,0 +1,3 @@
+metrics {
+  listen = "127.0.0.1"
+}

@@ -1,0 +1,3 @@
+policy {
+  presets = ["lan", "wan", "Loopback"]
+}

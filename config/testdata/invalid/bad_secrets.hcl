@@ -1,0 +1,4 @@
+auth {
+  secrets   = ["", "short", "short", "a-long-enough-secret-value"]
+  separator = "::"
+}

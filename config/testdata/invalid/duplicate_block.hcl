@@ -1,0 +1,7 @@
+log {
+  level = "debug"
+}
+
+log {
+  level = "warn"
+}

@@ -1,0 +1,11 @@
+auth {
+  user "alice" {
+    password = "one"
+  }
+  user "bob" {
+    password = "two"
+  }
+  user "alice" {
+    password = "three"
+  }
+}

@@ -1,0 +1,5 @@
+shutdown_grace = "10"
+
+tls {
+  reload_interval = "0s"
+}

@@ -1,0 +1,4 @@
+# Only max_lifetime is written: the problem is reported there.
+limits {
+  max_lifetime = "5m"
+}

@@ -1,0 +1,8 @@
+auth {
+  user {
+    password = "x"
+  }
+  user "a" "b" {
+    password = "y"
+  }
+}

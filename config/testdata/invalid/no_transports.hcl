@@ -1,0 +1,10 @@
+listen {
+  udp  = false
+  tcp  = false
+  tls  = false
+  dtls = false
+}
+
+relay {
+  tcp = true
+}

@@ -1,0 +1,3 @@
+relay {
+  min_port = 
+}

@@ -1,0 +1,4 @@
+tls {
+  cert_file = "testdata/tls/cert.pem"
+  key_file  = "testdata/tls/other-key.pem"
+}

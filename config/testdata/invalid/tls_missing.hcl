@@ -1,0 +1,4 @@
+tls {
+  cert_file = "testdata/tls/no-such-cert.pem"
+  key_file  = "testdata"
+}

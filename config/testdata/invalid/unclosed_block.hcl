@@ -1,0 +1,2 @@
+listen {
+  port = 3478

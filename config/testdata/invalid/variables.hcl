@@ -1,0 +1,5 @@
+realm = var.realm
+
+limits {
+  allocations_total = upper("x")
+}

@@ -1,0 +1,1 @@
+# An empty file is valid: every attribute keeps its default.

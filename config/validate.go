@@ -1,0 +1,599 @@
+package config
+
+import (
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Bounds enforced by Validate.
+const (
+	// maxRealmChars is RFC 8489 §14.9: the realm MUST be fewer than 128
+	// characters.
+	maxRealmChars = 127
+	// maxUsernameBytes is RFC 8489 §14.3: the username MUST be fewer than
+	// 509 bytes.
+	maxUsernameBytes = 508
+	// minSecretChars is the length below which a secret draws a warning.
+	// coturn accepts any length, so this is not an error.
+	minSecretChars = 16
+	// Lifetimes outside these are almost certainly typos.
+	minLifetime = 30 * time.Second
+	maxLifetime = 24 * time.Hour
+	// Relay ports below 1024 need privileges and collide with services.
+	minRelayPort = 1024
+	// maxPEMSize bounds what Validate reads of a certificate or key file.
+	maxPEMSize = 1 << 20
+)
+
+// presetNames are the valid policy.presets, in documentation order.
+var presetNames = []string{"lan", "loopback", "cgnat", "documentation"}
+
+// Validate checks c and fills the fields marked "Filled by Validate". It
+// reports every problem, not just the first, as an error or warning
+// diagnostic whose summary names the field ("relay.min_port: ...") and whose
+// subject is where the value was written: in the user's file when the user
+// wrote it, else in the embedded defaults. A problem between two fields is
+// reported at the one the user wrote.
+//
+// A nil block is replaced by its defaults first, so a Config built in code
+// needs only the blocks it changes. Validate reads the TLS certificate and
+// key files when they are set; it opens no sockets. It may be called again
+// after c changes.
+func (c *Config) Validate() hcl.Diagnostics {
+	c.fillNilBlocks()
+	v := &validator{source: c.Source}
+	c.validateTop(v)
+	c.Log.validate(v)
+	c.Listen.validate(v)
+	c.TLS.validate(v)
+	c.Relay.validate(v, c.Listen)
+	c.Auth.validate(v)
+	c.Policy.validate(v)
+	c.Limits.validate(v)
+	c.Metrics.validate(v)
+	return v.diags
+}
+
+// fillNilBlocks gives each nil block its default value.
+func (c *Config) fillNilBlocks() {
+	if c.Log != nil && c.Listen != nil && c.TLS != nil && c.Relay != nil &&
+		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil {
+		return
+	}
+	d, diags := decodeDefaults()
+	if diags.HasErrors() {
+		// Broken defaults are caught by TestDefault; give empty blocks so
+		// Validate reports the zero values instead of panicking.
+		d = &Config{Log: &Log{}, Listen: &Listen{}, TLS: &TLS{}, Relay: &Relay{},
+			Auth: &Auth{}, Policy: &Policy{}, Limits: &Limits{}, Metrics: &Metrics{}}
+	}
+	if c.Log == nil {
+		c.Log = d.Log
+	}
+	if c.Listen == nil {
+		c.Listen = d.Listen
+	}
+	if c.TLS == nil {
+		c.TLS = d.TLS
+	}
+	if c.Relay == nil {
+		c.Relay = d.Relay
+	}
+	if c.Auth == nil {
+		c.Auth = d.Auth
+	}
+	if c.Policy == nil {
+		c.Policy = d.Policy
+	}
+	if c.Limits == nil {
+		c.Limits = d.Limits
+	}
+	if c.Metrics == nil {
+		c.Metrics = d.Metrics
+	}
+}
+
+// validator collects diagnostics.
+type validator struct {
+	source string // the user's file name, Config.Source
+	diags  hcl.Diagnostics
+}
+
+func (v *validator) add(sev hcl.DiagnosticSeverity, rng hcl.Range, field, detail, format string, args ...any) {
+	d := &hcl.Diagnostic{
+		Severity: sev,
+		Summary:  field + ": " + fmt.Sprintf(format, args...),
+		Detail:   detail,
+	}
+	if rng != (hcl.Range{}) {
+		d.Subject = &rng
+	}
+	v.diags = append(v.diags, d)
+}
+
+func (v *validator) errorf(rng hcl.Range, field, format string, args ...any) {
+	v.add(hcl.DiagError, rng, field, "", format, args...)
+}
+
+func (v *validator) warnf(rng hcl.Range, field, format string, args ...any) {
+	v.add(hcl.DiagWarning, rng, field, "", format, args...)
+}
+
+// wrote reports whether rng is in the user's file.
+func (v *validator) wrote(rng hcl.Range) bool {
+	return rng != (hcl.Range{}) && rng.Filename == v.source
+}
+
+// at picks where to report a problem involving several attributes: the first
+// one the user wrote, else the first one with a range.
+func (v *validator) at(ranges ...hcl.Range) hcl.Range {
+	for _, r := range ranges {
+		if v.wrote(r) {
+			return r
+		}
+	}
+	for _, r := range ranges {
+		if r != (hcl.Range{}) {
+			return r
+		}
+	}
+	return hcl.Range{}
+}
+
+// conflict reports a problem between attributes a and b, at a unless only b
+// was written by the user; each message names its own attribute.
+func (v *validator) conflict(ra hcl.Range, fieldA, msgA string, rb hcl.Range, fieldB, msgB string) {
+	if v.wrote(rb) && !v.wrote(ra) {
+		v.errorf(rb, fieldB, "%s", msgB)
+		return
+	}
+	v.errorf(v.at(ra, rb), fieldA, "%s", msgA)
+}
+
+// duration parses a duration attribute; ok is false after an error.
+func (v *validator) duration(s string, rng hcl.Range, field string) (d time.Duration, ok bool) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		v.errorf(rng, field, "%q is not a duration (write for example \"30s\", \"10m\" or \"1h30m\")", s)
+		return 0, false
+	}
+	return d, true
+}
+
+// nonNegative checks an int attribute where 0 means no cap.
+func (v *validator) nonNegative(n int, rng hcl.Range, field string) {
+	if n < 0 {
+		v.errorf(rng, field, "%d is negative (0 means no cap)", n)
+	}
+}
+
+// port checks a listening port.
+func (v *validator) port(n int, rng hcl.Range, field string) bool {
+	if n < 1 || n > 65535 {
+		v.errorf(rng, field, "%d is not a port (1-65535)", n)
+		return false
+	}
+	return true
+}
+
+// text checks a string the server sends or logs: valid UTF-8 and no control
+// characters.
+func (v *validator) text(s string, rng hcl.Range, field string) {
+	if !utf8.ValidString(s) {
+		v.errorf(rng, field, "not valid UTF-8")
+		return
+	}
+	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		v.errorf(rng, field, "contains the control character %U", r)
+	}
+}
+
+func (c *Config) validateTop(v *validator) {
+	switch {
+	case c.Realm == "":
+		v.errorf(c.RealmRange, "realm", "empty; the realm is part of every long-term credential")
+	case utf8.RuneCountInString(c.Realm) > maxRealmChars:
+		v.errorf(c.RealmRange, "realm", "%d characters, more than %d (RFC 8489 §14.9)", utf8.RuneCountInString(c.Realm), maxRealmChars)
+	default:
+		v.text(c.Realm, c.RealmRange, "realm")
+	}
+
+	c.ShutdownGraceDuration = 0
+	if d, ok := v.duration(c.ShutdownGrace, c.ShutdownGraceRange, "shutdown_grace"); ok {
+		if d < 0 {
+			v.errorf(c.ShutdownGraceRange, "shutdown_grace", "%q is negative", c.ShutdownGrace)
+		} else {
+			c.ShutdownGraceDuration = d
+		}
+	}
+}
+
+func (l *Log) validate(v *validator) {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errorf(l.LevelRange, "log.level", "%q is not one of debug, info, warn, error", l.Level)
+	}
+	switch l.Format {
+	case "text", "json":
+	default:
+		v.errorf(l.FormatRange, "log.format", "%q is not one of text, json", l.Format)
+	}
+}
+
+func (l *Listen) validate(v *validator) {
+	l.Addrs = nil
+	if len(l.Addresses) == 0 {
+		v.errorf(l.AddressesRange, "listen.addresses", "empty; give at least one address, such as \"0.0.0.0\"")
+	}
+	for i, s := range l.Addresses {
+		field := fmt.Sprintf("listen.addresses[%d]", i)
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			v.errorf(l.AddressesRange, field, "%q is not an IP address", s)
+			continue
+		case a.Is4In6():
+			v.errorf(l.AddressesRange, field, "%q is IPv4-mapped; write %s", s, a.Unmap())
+			continue
+		case a.IsMulticast():
+			v.errorf(l.AddressesRange, field, "%s is multicast", a)
+			continue
+		case slices.Contains(l.Addrs, a):
+			v.errorf(l.AddressesRange, field, "%s is listed twice", a)
+			continue
+		}
+		l.Addrs = append(l.Addrs, a)
+	}
+
+	portOK := v.port(l.Port, l.PortRange, "listen.port")
+	tlsPortOK := v.port(l.TLSPort, l.TLSPortRange, "listen.tls_port")
+	secure := Bool(l.TLS, true) || Bool(l.DTLS, true)
+	if portOK && tlsPortOK && secure && l.Port == l.TLSPort {
+		v.conflict(
+			l.PortRange, "listen.port", fmt.Sprintf("%d is also listen.tls_port", l.Port),
+			l.TLSPortRange, "listen.tls_port", fmt.Sprintf("%d is also listen.port", l.TLSPort))
+	}
+
+	if !Bool(l.UDP, true) && !Bool(l.TCP, true) && !secure {
+		v.errorf(v.at(l.UDPRange, l.TCPRange, l.TLSRange, l.DTLSRange), "listen.udp",
+			"false, and so are listen.tcp, listen.tls and listen.dtls; nothing would listen")
+	}
+}
+
+// readFile reads a certificate or key file for Validate. The examples test
+// swaps it, because the examples name files that exist only on a server.
+var readFile = readPEMFile
+
+// readPEMFile reads a regular file of at most maxPEMSize bytes. It refuses
+// devices and FIFOs, which could block or never end.
+func readPEMFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size() > maxPEMSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxPEMSize)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxPEMSize))
+}
+
+func (t *TLS) validate(v *validator) {
+	t.ReloadIntervalDuration = 0
+	if d, ok := v.duration(t.ReloadInterval, t.ReloadIntervalRange, "tls.reload_interval"); ok {
+		if d <= 0 {
+			v.errorf(t.ReloadIntervalRange, "tls.reload_interval", "%q is not positive", t.ReloadInterval)
+		} else {
+			t.ReloadIntervalDuration = d
+		}
+	}
+
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+		return
+	case t.KeyFile == "":
+		v.conflict(
+			t.CertFileRange, "tls.cert_file", "set while tls.key_file is empty; set both or neither",
+			t.KeyFileRange, "tls.key_file", "empty while tls.cert_file is set; set both or neither")
+		return
+	case t.CertFile == "":
+		v.conflict(
+			t.KeyFileRange, "tls.key_file", "set while tls.cert_file is empty; set both or neither",
+			t.CertFileRange, "tls.cert_file", "empty while tls.key_file is set; set both or neither")
+		return
+	}
+	certPEM, certErr := readFile(t.CertFile)
+	if certErr != nil {
+		v.errorf(t.CertFileRange, "tls.cert_file", "cannot read: %v", certErr)
+	}
+	keyPEM, keyErr := readFile(t.KeyFile)
+	if keyErr != nil {
+		v.errorf(t.KeyFileRange, "tls.key_file", "cannot read: %v", keyErr)
+	}
+	if certErr != nil || keyErr != nil {
+		return
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		v.errorf(t.CertFileRange, "tls.cert_file", "not a certificate for tls.key_file: %v", err)
+		return
+	}
+	if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+		v.warnf(t.CertFileRange, "tls.cert_file", "the certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+}
+
+// relayAddr parses a relay.ipv{4,6}_{bind,public} address of the given
+// family; "" gives the invalid Addr.
+func (v *validator) relayAddr(s string, rng hcl.Range, field string, want4, public bool) netip.Addr {
+	if s == "" {
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		v.errorf(rng, field, "%q is not an IP address", s)
+	case a.Zone() != "":
+		v.errorf(rng, field, "%q has a zone; relay addresses cannot", s)
+	case a.Is4In6():
+		v.errorf(rng, field, "%q is IPv4-mapped; write %s in relay.ipv4_%s", s, a.Unmap(), kind(public))
+	case want4 && !a.Is4():
+		v.errorf(rng, field, "%q is not an IPv4 address (IPv6 goes in relay.ipv6_%s)", s, kind(public))
+	case !want4 && !a.Is6():
+		v.errorf(rng, field, "%q is not an IPv6 address (IPv4 goes in relay.ipv4_%s)", s, kind(public))
+	case a.IsMulticast():
+		v.errorf(rng, field, "%s is multicast", a)
+	case public && a.IsUnspecified():
+		v.errorf(rng, field, "%s is unspecified; peers cannot reach it (\"\" means the bind address)", a)
+	default:
+		return a
+	}
+	return netip.Addr{}
+}
+
+func kind(public bool) string {
+	if public {
+		return "public"
+	}
+	return "bind"
+}
+
+func (r *Relay) validate(v *validator, l *Listen) {
+	minOK := r.MinPort >= minRelayPort && r.MinPort <= 65535
+	if !minOK {
+		v.errorf(r.MinPortRange, "relay.min_port", "%d is outside %d-65535", r.MinPort, minRelayPort)
+	}
+	maxOK := r.MaxPort >= minRelayPort && r.MaxPort <= 65535
+	if !maxOK {
+		v.errorf(r.MaxPortRange, "relay.max_port", "%d is outside %d-65535", r.MaxPort, minRelayPort)
+	}
+	if minOK && maxOK {
+		if r.MinPort > r.MaxPort {
+			v.conflict(
+				r.MinPortRange, "relay.min_port", fmt.Sprintf("%d is above relay.max_port %d", r.MinPort, r.MaxPort),
+				r.MaxPortRange, "relay.max_port", fmt.Sprintf("%d is below relay.min_port %d", r.MaxPort, r.MinPort))
+		} else {
+			// A relay cannot bind a port a listener holds on the same address.
+			overlap := func(port int, name string) {
+				if port >= r.MinPort && port <= r.MaxPort {
+					v.warnf(v.at(r.MinPortRange, r.MaxPortRange), "relay.min_port",
+						"the range %d-%d holds %s %d; relays cannot get that port", r.MinPort, r.MaxPort, name, port)
+				}
+			}
+			overlap(l.Port, "listen.port")
+			if Bool(l.TLS, true) || Bool(l.DTLS, true) {
+				overlap(l.TLSPort, "listen.tls_port")
+			}
+		}
+	}
+
+	r.IPv4BindAddr = v.relayAddr(r.IPv4Bind, r.IPv4BindRange, "relay.ipv4_bind", true, false)
+	r.IPv4PublicAddr = v.relayAddr(r.IPv4Public, r.IPv4PublicRange, "relay.ipv4_public", true, true)
+	r.IPv6BindAddr = v.relayAddr(r.IPv6Bind, r.IPv6BindRange, "relay.ipv6_bind", false, false)
+	r.IPv6PublicAddr = v.relayAddr(r.IPv6Public, r.IPv6PublicRange, "relay.ipv6_public", false, true)
+
+	if r.IPv4Bind == "" && r.IPv4Public != "" {
+		v.conflict(
+			r.IPv4PublicRange, "relay.ipv4_public", "set while relay.ipv4_bind is empty (IPv4 relays off)",
+			r.IPv4BindRange, "relay.ipv4_bind", "empty (IPv4 relays off) while relay.ipv4_public is set")
+	}
+	if r.IPv6Bind == "" && r.IPv6Public != "" {
+		v.conflict(
+			r.IPv6PublicRange, "relay.ipv6_public", "set while relay.ipv6_bind is empty (IPv6 relays off)",
+			r.IPv6BindRange, "relay.ipv6_bind", "empty (IPv6 relays off) while relay.ipv6_public is set")
+	}
+	if r.IPv4Bind == "" && r.IPv6Bind == "" {
+		v.conflict(
+			r.IPv4BindRange, "relay.ipv4_bind", "empty and so is relay.ipv6_bind; no relay could be allocated",
+			r.IPv6BindRange, "relay.ipv6_bind", "empty and so is relay.ipv4_bind; no relay could be allocated")
+	}
+
+	if Bool(r.TCP, false) && !Bool(l.TCP, true) && !Bool(l.TLS, true) {
+		v.warnf(r.TCPRange, "relay.tcp",
+			"true, but listen.tcp and listen.tls are false; TCP relays need a TCP or TLS client connection (RFC 6062)")
+	}
+}
+
+func (a *Auth) validate(v *validator) {
+	for i, s := range a.Secrets {
+		// Never print a secret.
+		field := fmt.Sprintf("auth.secrets[%d]", i)
+		if s == "" {
+			v.errorf(a.SecretsRange, field, "empty")
+			continue
+		}
+		if j := slices.Index(a.Secrets[:i], s); j >= 0 {
+			v.errorf(a.SecretsRange, field, "same as auth.secrets[%d]", j)
+			continue
+		}
+		if n := utf8.RuneCountInString(s); n < minSecretChars {
+			v.warnf(a.SecretsRange, field, "only %d characters; use at least %d random ones", n, minSecretChars)
+		}
+	}
+
+	switch sep, _ := utf8.DecodeRuneInString(a.Separator); {
+	case utf8.RuneCountInString(a.Separator) != 1:
+		v.errorf(a.SeparatorRange, "auth.separator", "%q is not exactly one character", a.Separator)
+	case unicode.IsDigit(sep):
+		v.errorf(a.SeparatorRange, "auth.separator", "%q is a digit, but it follows the expiry, a number", a.Separator)
+	case unicode.IsSpace(sep) || unicode.IsControl(sep):
+		v.errorf(a.SeparatorRange, "auth.separator", "%q is white space or a control character", a.Separator)
+	}
+
+	seen := make(map[string]*User, len(a.Users))
+	for _, u := range a.Users {
+		if u == nil {
+			continue
+		}
+		u.KeyBytes = nil
+		field := fmt.Sprintf("auth.user[%q]", u.Name)
+		switch first := seen[u.Name]; {
+		case u.Name == "":
+			v.errorf(u.DefRange, "auth.user", "empty name")
+		case first != nil:
+			v.add(hcl.DiagError, u.DefRange, field, "The first is at "+first.DefRange.String()+".", "defined twice")
+		case len(u.Name) > maxUsernameBytes:
+			v.errorf(u.DefRange, "auth.user", "name of %d bytes, more than %d (RFC 8489 §14.3)", len(u.Name), maxUsernameBytes)
+		default:
+			v.text(u.Name, u.DefRange, field)
+		}
+		if seen[u.Name] == nil {
+			seen[u.Name] = u
+		}
+
+		switch {
+		case u.Password != "" && u.Key != "":
+			v.errorf(v.at(u.KeyRange, u.PasswordRange, u.DefRange), field, "both password and key are set; give exactly one")
+		case u.Password == "" && u.Key == "":
+			v.errorf(u.DefRange, field, "neither password nor key is set; give exactly one")
+		case u.Key != "":
+			// Never print a key: it is as good as the password.
+			h := u.Key
+			if len(h) > 2 && h[0] == '0' && (h[1] == 'x' || h[1] == 'X') {
+				h = h[2:]
+			}
+			b, err := hex.DecodeString(h)
+			if err != nil || len(b) != 16 {
+				v.errorf(u.KeyRange, field+".key",
+					"not 32 hex digits (the MD5 of \"name:realm:password\", as turnadmin -k prints it)")
+				continue
+			}
+			u.KeyBytes = b
+		}
+	}
+}
+
+// prefixes parses policy.allow or policy.deny entries.
+func (v *validator) prefixes(list []string, rng hcl.Range, name string) []netip.Prefix {
+	var out []netip.Prefix
+	for i, s := range list {
+		field := fmt.Sprintf("%s[%d]", name, i)
+		var p netip.Prefix
+		if strings.Contains(s, "/") {
+			var err error
+			if p, err = netip.ParsePrefix(s); err != nil {
+				v.errorf(rng, field, "%q is not a CIDR or IP address", s)
+				continue
+			}
+		} else {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				v.errorf(rng, field, "%q is not a CIDR or IP address", s)
+				continue
+			}
+			if a.Zone() != "" {
+				v.errorf(rng, field, "%q has a zone; peer addresses have none", s)
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			// The policy compares IPv4-mapped peers as the IPv4 address they
+			// map, so store the IPv4 form (as auth.NewPolicy would).
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		if m := p.Masked(); m != p {
+			v.warnf(rng, field, "%s has host bits set; it means %s", p, m)
+			p = m
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (p *Policy) validate(v *validator) {
+	for i, s := range p.Presets {
+		if !slices.Contains(presetNames, s) {
+			v.errorf(p.PresetsRange, fmt.Sprintf("policy.presets[%d]", i), "%q is not one of %s", s, strings.Join(presetNames, ", "))
+		}
+	}
+	p.AllowPrefixes = v.prefixes(p.Allow, p.AllowRange, "policy.allow")
+	p.DenyPrefixes = v.prefixes(p.Deny, p.DenyRange, "policy.deny")
+}
+
+func (l *Limits) validate(v *validator) {
+	v.nonNegative(l.AllocationsPerUser, l.AllocationsPerUserRange, "limits.allocations_per_user")
+	v.nonNegative(l.AllocationsTotal, l.AllocationsTotalRange, "limits.allocations_total")
+	v.nonNegative(l.PermissionsPerAllocation, l.PermissionsPerAllocationRange, "limits.permissions_per_allocation")
+	v.nonNegative(l.BandwidthPerAllocation, l.BandwidthPerAllocationRange, "limits.bandwidth_per_allocation")
+	v.nonNegative(l.UnauthRate, l.UnauthRateRange, "limits.unauthenticated_rate")
+	v.nonNegative(l.UnauthBurst, l.UnauthBurstRange, "limits.unauthenticated_burst")
+	if l.UnauthRate > 0 && l.UnauthBurst >= 0 && l.UnauthBurst < l.UnauthRate {
+		v.conflict(
+			l.UnauthBurstRange, "limits.unauthenticated_burst", fmt.Sprintf("%d is below limits.unauthenticated_rate %d", l.UnauthBurst, l.UnauthRate),
+			l.UnauthRateRange, "limits.unauthenticated_rate", fmt.Sprintf("%d is above limits.unauthenticated_burst %d", l.UnauthRate, l.UnauthBurst))
+	}
+
+	lifetime := func(s string, rng hcl.Range, field string) (time.Duration, bool) {
+		d, ok := v.duration(s, rng, field)
+		if ok && (d < minLifetime || d > maxLifetime) {
+			v.errorf(rng, field, "%q is outside %s to %s", s, "30s", "24h")
+			return 0, false
+		}
+		return d, ok
+	}
+	def, defOK := lifetime(l.DefaultLifetime, l.DefaultLifetimeRange, "limits.default_lifetime")
+	maxD, maxOK := lifetime(l.MaxLifetime, l.MaxLifetimeRange, "limits.max_lifetime")
+	l.DefaultLifetimeDuration, l.MaxLifetimeDuration = def, maxD
+	if defOK && maxOK && def > maxD {
+		v.conflict(
+			l.DefaultLifetimeRange, "limits.default_lifetime", fmt.Sprintf("%q is above limits.max_lifetime %q", l.DefaultLifetime, l.MaxLifetime),
+			l.MaxLifetimeRange, "limits.max_lifetime", fmt.Sprintf("%q is below limits.default_lifetime %q", l.MaxLifetime, l.DefaultLifetime))
+	}
+}
+
+func (m *Metrics) validate(v *validator) {
+	if m.Listen == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		v.errorf(m.ListenRange, "metrics.listen", "%q is not host:port (\"\" switches metrics off)", m.Listen)
+		return
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		v.errorf(m.ListenRange, "metrics.listen", "port %q is not a number 1-65535", port)
+	}
+}
