@@ -31,16 +31,14 @@ import (
 type gate struct {
 	s *Server
 
+	mu sync.Mutex
 	// verified remembers, for pion's AuthHandler, which key the gate matched
 	// for a (source, username) pair: with several shared secrets live, only
 	// the MESSAGE-INTEGRITY check can tell which one the client used.
-	verified sync.Map // verifiedKey -> verifiedEntry
-
-	mu          sync.Mutex
-	perms       map[string]map[netip.Addr]struct{} // allocation 5-tuple -> permitted peer IPs
-	userAllocs  map[string]int                     // user id -> live allocations
-	allocs      map[string]struct{}                // allocation 5-tuples
-	verifiedLen int
+	verified   map[string]verifiedEntry
+	perms      map[string]map[netip.Addr]struct{} // allocation 5-tuple -> permitted peer IPs
+	userAllocs map[string]int                     // user id -> live allocations
+	allocs     map[string]struct{}                // allocation 5-tuples
 
 	idle atomic.Int64 // idle timeout of connections without allocation, ns
 }
@@ -53,7 +51,7 @@ type verifiedEntry struct {
 func newGate(s *Server) *gate {
 	g := &gate{
 		s: s, perms: map[string]map[netip.Addr]struct{}{}, userAllocs: map[string]int{},
-		allocs: map[string]struct{}{},
+		allocs: map[string]struct{}{}, verified: map[string]verifiedEntry{},
 	}
 	g.idle.Store(int64(idleTimeout))
 	return g
@@ -225,24 +223,26 @@ func (g *gate) refuse(in inbound, msg *pionstun.Message, username string, err er
 }
 
 // remember stores the verified key for pion's AuthHandler, which runs right
-// after on the same goroutine. The map is bounded: it is cleared if clients
-// somehow leave entries behind (a request pion rejects before asking for the
-// key, such as a stale nonce).
+// after on the same goroutine and takes it out again. An entry stays behind
+// only when pion refuses the request before asking for the key (a stale
+// nonce); the map is emptied if such leftovers ever pile up.
 func (g *gate) remember(src net.Addr, username, userID string, key []byte) {
 	g.mu.Lock()
-	g.verifiedLen++
-	if g.verifiedLen > 10000 {
-		g.verified.Clear()
-		g.verifiedLen = 0
+	defer g.mu.Unlock()
+	if len(g.verified) > 10000 {
+		clear(g.verified)
 	}
-	g.mu.Unlock()
-	g.verified.Store(src.String()+"\x00"+username, verifiedEntry{userID: userID, key: key})
+	g.verified[src.String()+"\x00"+username] = verifiedEntry{userID: userID, key: key}
 }
 
 // authHandler is pion's AuthHandler.
 func (g *gate) authHandler(ra *pionRequestAttributes) (string, []byte, bool) {
-	if e, ok := g.verified.LoadAndDelete(ra.SrcAddr.String() + "\x00" + ra.Username); ok {
-		v := e.(verifiedEntry)
+	k := ra.SrcAddr.String() + "\x00" + ra.Username
+	g.mu.Lock()
+	v, ok := g.verified[k]
+	delete(g.verified, k)
+	g.mu.Unlock()
+	if ok {
 		return v.userID, v.key, true
 	}
 	// Not seen by the gate: let pion's own integrity check decide with the
