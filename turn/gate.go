@@ -3,6 +3,7 @@ package turn
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -184,6 +185,11 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	}
 	g.remember(in.src, string(username), userID, key)
 	g.count(method, "pass")
+	if method == pionstun.MethodAllocate {
+		g.s.users.set(in.src, string(username), userID)
+		g.s.emit(Event{Kind: EventAuthenticated, Username: string(username), UserID: userID,
+			Client: in.src.String(), Transport: in.transport, Detail: "Allocate"})
+	}
 	return out, true
 }
 
@@ -217,6 +223,7 @@ func (g *gate) refuse(in inbound, msg *pionstun.Message, username string, err er
 		reason = "wrong-realm"
 	}
 	g.s.metrics.AuthRefusals.WithLabelValues(reason).Inc()
+	g.s.emit(Event{Kind: EventAuthRefused, Username: username, Client: in.src.String(), Transport: in.transport, Detail: err.Error()})
 	g.s.limited.Log(slog.LevelInfo, "auth-"+reason, "authentication refused",
 		"reason", err.Error(), "client", in.src, "transport", in.transport,
 		"method", msg.Type.Method.String(), "username", username)
@@ -271,12 +278,12 @@ func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key
 	case pionstun.MethodChannelBind:
 		peers, err := peerAddrs(msg)
 		if err != nil || len(peers) != 1 {
-			in.reply(errorResponse(msg, pionstun.CodeBadRequest, "Bad XOR-PEER-ADDRESS", key))
+			g.fail(in, msg, pionstun.CodeBadRequest, "Bad XOR-PEER-ADDRESS", key)
 			return nil, false
 		}
 		// pion answers a denied ChannelBind with 401; RFC 8656 §11.2 wants 403.
 		if d := g.s.decide(in.src, peers[0]); !d.Allowed {
-			in.reply(errorResponse(msg, pionstun.CodeForbidden, "Forbidden by peer policy", key))
+			g.fail(in, msg, pionstun.CodeForbidden, "Forbidden by peer policy", key)
 			return nil, false
 		}
 		return g.checkPermissions(in, msg, key)
@@ -294,24 +301,24 @@ const (
 // §4.2: 440 when the family is not configured) and the lifetime cap.
 func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]byte, bool) {
 	if g.s.draining.Load() {
-		in.reply(errorResponse(msg, pionstun.CodeInsufficientCapacity, "Server shutting down", key))
+		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Server shutting down", key)
 		return nil, false
 	}
 	if v, err := msg.Get(pionstun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == protoTCP {
 		if !g.s.relays.tcp {
-			in.reply(errorResponse(msg, pionstun.CodeUnsupportedTransProto, "TCP relays are disabled", key))
+			g.fail(in, msg, pionstun.CodeUnsupportedTransProto, "TCP relays are disabled", key)
 			return nil, false
 		}
 		if in.transport == "udp" || in.transport == "dtls" {
 			// RFC 6062 §5.1: a TCP allocation needs a TCP or TLS control connection.
-			in.reply(errorResponse(msg, pionstun.CodeBadRequest, "TCP allocation over a datagram transport", key))
+			g.fail(in, msg, pionstun.CodeBadRequest, "TCP allocation over a datagram transport", key)
 			return nil, false
 		}
 	}
 	var add []pionstun.RawAttribute
 	if v, err := msg.Get(pionstun.AttrRequestedAddressFamily); err == nil && len(v) >= 1 {
 		if (v[0] == 0x01 && !g.s.relays.v4.enabled()) || (v[0] == 0x02 && !g.s.relays.v6.enabled()) {
-			in.reply(errorResponse(msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key))
+			g.fail(in, msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key)
 			return nil, false
 		}
 	} else if !msg.Contains(pionstun.AttrReservationToken) {
@@ -326,7 +333,7 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 		case !v6listener && !g.s.relays.v4.enabled() && g.s.relays.v6.enabled():
 			add = append(add, familyAttr(0x02))
 		case v6listener && !g.s.relays.v6.enabled(), !v6listener && !g.s.relays.v4.enabled():
-			in.reply(errorResponse(msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key))
+			g.fail(in, msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key)
 			return nil, false
 		}
 	}
@@ -367,7 +374,7 @@ func (g *gate) capLifetime(in inbound, msg *pionstun.Message, key []byte, add []
 		return false
 	}, add...)
 	if err != nil {
-		in.reply(errorResponse(msg, pionstun.CodeServerError, "Server Error", key))
+		g.fail(in, msg, pionstun.CodeServerError, "Server Error", key)
 		return nil, false
 	}
 	return out, true
@@ -400,7 +407,7 @@ func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, key []byte) (
 	if over {
 		g.s.limited.Log(slog.LevelInfo, "permission-quota", "permission refused: allocation has too many permissions",
 			"client", in.src, "limit", limit)
-		in.reply(errorResponse(msg, pionstun.CodeInsufficientCapacity, "Too many permissions", key))
+		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Too many permissions", key)
 		return nil, false
 	}
 	return msg.Raw, true
@@ -501,6 +508,14 @@ func errorResponse(req *pionstun.Message, code pionstun.ErrorCode, reason string
 	return m.Raw
 }
 
+// fail answers an authenticated request with an error the gate decided on,
+// and reports it as an event.
+func (g *gate) fail(in inbound, msg *pionstun.Message, code pionstun.ErrorCode, reason string, key []byte) {
+	in.reply(errorResponse(msg, code, reason, key))
+	g.s.emit(Event{Kind: EventRefused, Client: in.src.String(), Transport: in.transport,
+		Detail: fmt.Sprintf("%s: %d %s", msg.Type.Method, int(code), reason)})
+}
+
 func (g *gate) drop(reason string) { g.s.metrics.Dropped.WithLabelValues(reason).Inc() }
 
 func (g *gate) count(m pionstun.Method, outcome string) {
@@ -541,9 +556,11 @@ func (g *gate) observe(b []byte, dst net.Addr) {
 			case 486:
 				g.s.limited.Log(slog.LevelInfo, "quota-user", "allocation refused: user quota reached (limits.allocations_per_user)",
 					"client", dst)
+				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "486 allocation quota reached (limits.allocations_per_user)"})
 			case 508:
 				g.s.limited.Log(slog.LevelWarn, "capacity", "allocation refused: insufficient capacity",
 					"client", dst)
+				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "508 insufficient capacity (limits.allocations_total or the relay port range)"})
 			}
 			return
 		}

@@ -41,6 +41,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the Prometheus collectors; nil keeps them private.
 	Registerer prometheus.Registerer
+	// Events, when set, is called for each decision about a client's
+	// control request (see Event). It runs on the request's goroutine and
+	// must not block.
+	Events func(Event)
 }
 
 // ListenAddr is one bound listener.
@@ -68,6 +72,9 @@ type Server struct {
 	maxLifetime time.Duration
 	draining    atomic.Bool
 
+	events func(Event)
+	users  clientUsers
+
 	ephemeralSecret string
 	listeners       []ListenAddr
 	closers         []func() error
@@ -92,6 +99,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		metrics:     NewMetrics(opts.Registerer),
 		unauth:      newSourceLimiter(cfg.Limits.UnauthRate, cfg.Limits.UnauthBurst),
 		maxLifetime: cfg.Limits.MaxLifetimeDuration,
+		events:      opts.Events,
 	}
 	s.gate = newGate(s)
 	defer func() {
@@ -210,10 +218,13 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		EventHandler: pionturn.EventHandler{
 			OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
 				s.gate.allocationCreated(src, dst, userID)
+				s.emit(Event{Kind: EventAllocationCreated, Client: src.String(), Detail: "relay " + relay.String()})
 				s.log.Debug("allocation created", "client", src, "user", userID, "relay", relay)
 			},
 			OnAllocationDeleted: func(src, dst net.Addr, _, userID, _ string) {
 				s.gate.allocationDeleted(src, dst, userID)
+				s.emit(Event{Kind: EventAllocationDeleted, Client: src.String()})
+				s.users.forget(src)
 				s.log.Debug("allocation deleted", "client", src, "user", userID)
 			},
 			OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
@@ -485,6 +496,7 @@ func (s *Server) decide(client net.Addr, ip netip.Addr) auth.Decision {
 		s.metrics.PeerDenials.WithLabelValues(ruleLabel(d.Rule)).Inc()
 		s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
 			"client", client, "peer", ip.String(), "rule", d.Rule, "why", d.String())
+		s.emit(Event{Kind: EventPermissionDenied, Client: client.String(), Peer: ip.String(), Detail: d.String()})
 	}
 	return d
 }

@@ -3,6 +3,7 @@ package turn
 import (
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,4 +247,50 @@ func TestIdleConnections(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	echoThrough(t, relay, udpEcho(t, "127.0.0.1"))
+}
+
+// TestEvents: the decisions a browser's page will be told about.
+func TestEvents(t *testing.T) {
+	var mu sync.Mutex
+	var got []Event
+	cfg := testConfig(t, defaultPolicy)
+	srv, err := New(cfg, Options{Events: func(e Event) { mu.Lock(); got = append(got, e); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var server net.Addr
+	for _, a := range srv.Addrs() {
+		if a.Transport == "udp" && !strings.HasPrefix(a.Addr.String(), "[") {
+			server = a.Addr
+		}
+	}
+	user, pass, _ := auth.MintREST(testSecret, "peer-7", time.Hour, time.Now(), ":")
+	c := newRawClient(t, "127.0.0.1", server)
+	c.challenge()
+	if code := errorCode(c.authed(pionstun.MethodAllocate, user, pass, requestedUDP())); code != 0 {
+		t.Fatal(code)
+	}
+	c.authed(pionstun.MethodCreatePermission, user, pass, peer("169.254.169.254", 80))
+	expired, epass, _ := auth.MintREST(testSecret, "peer-7", -time.Minute, time.Now(), ":")
+	c2 := newRawClient(t, "127.0.0.1", server)
+	c2.challenge()
+	c2.authed(pionstun.MethodAllocate, expired, epass, requestedUDP())
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]bool{EventAuthenticated: false, EventAllocationCreated: false, EventPermissionDenied: false, EventAuthRefused: false}
+	for _, e := range got {
+		if _, ok := want[e.Kind]; ok && e.UserID == "peer-7" || e.Kind == EventAuthRefused && strings.Contains(e.Detail, "expired") {
+			want[e.Kind] = true
+		}
+		if e.Kind == EventPermissionDenied && !strings.Contains(e.Detail, "cloud-metadata") {
+			t.Errorf("permission event without its rule: %+v", e)
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("no %s event naming the user; got %+v", k, got)
+		}
+	}
 }
