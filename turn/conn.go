@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,19 +17,32 @@ import (
 // passes the gate first, and every message pion writes is observed.
 type gatePacketConn struct {
 	net.PacketConn
-	g *gate
+	udp   *net.UDPConn
+	local netip.AddrPort
+	g     *gate
+
+	mu      sync.RWMutex
+	clients map[netip.AddrPort]*relayConn // the fast path's client index
+}
+
+func newGatePacketConn(pc *net.UDPConn, g *gate) *gatePacketConn {
+	return &gatePacketConn{PacketConn: pc, udp: pc, local: addrPortOf(pc.LocalAddr()), g: g}
 }
 
 func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, from, err := c.udp.ReadFromUDPAddrPort(p)
 		if err != nil {
-			return n, addr, err
+			return n, nil, err
 		}
 		// ChannelData (RFC 8656 §12.4), the relay's hot path: first two bits 01.
 		if n >= 4 && p[0]&0xC0 == 0x40 {
-			return n, addr, nil
+			if c.relayChannelData(p[:n], from) {
+				continue
+			}
+			return n, net.UDPAddrFromAddrPort(from), nil
 		}
+		addr := net.UDPAddrFromAddrPort(from)
 		out, pass := c.g.inspect(inbound{
 			data: p[:n], src: addr, local: c.LocalAddr(), transport: "udp",
 			reply: func(b []byte) { _, _ = c.PacketConn.WriteTo(b, addr) },

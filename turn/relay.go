@@ -40,6 +40,7 @@ type relayAllocator struct {
 
 	metrics *Metrics
 	self    func(netip.Addr) bool
+	fast    *fastPath
 
 	mu    sync.Mutex
 	inUse map[string][]uint64 // network ("udp4", ...) -> bitmap over [min, max]
@@ -181,9 +182,13 @@ func (r *relayAllocator) AllocatePacketConn(conf pionturn.AllocateListenerConfig
 	r.metrics.AllocationsMade.WithLabelValues("ok").Inc()
 	rc := &relayConn{
 		UDPConn: conn, alloc: r, network: conf.Network, port: port,
-		out: newRateBucket(r.bps), in: newRateBucket(r.bps),
+		public: netip.AddrPortFrom(fam.public, uint16(port)),
+		out:    newRateBucket(r.bps), in: newRateBucket(r.bps),
 	}
-	return rc, &net.UDPAddr{IP: fam.public.AsSlice(), Port: port}, nil
+	if r.fast != nil {
+		r.fast.addRelay(rc)
+	}
+	return rc, net.UDPAddrFromAddrPort(rc.public), nil
 }
 
 func outcomeOf(err error) string {
@@ -269,8 +274,15 @@ type relayConn struct {
 	alloc   *relayAllocator
 	network string
 	port    int
+	public  netip.AddrPort // the advertised relay address
 	out, in *rateBucket
 	closed  atomic.Bool
+
+	// The fast path (fastpath.go): the client to send ChannelData to, and
+	// the channels bound on this allocation.
+	link   atomic.Pointer[clientLink]
+	chans  atomic.Pointer[chanTable]
+	chanMu sync.Mutex
 }
 
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
@@ -287,19 +299,12 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return c.UDPConn.WriteTo(p, addr)
 }
 
-func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := c.UDPConn.ReadFrom(p)
-		if err != nil || c.in.take(n) {
-			return n, addr, err
-		}
-		c.alloc.metrics.BandwidthDrops.Inc()
-	}
-}
-
 func (c *relayConn) Close() error {
 	err := c.UDPConn.Close()
 	if c.closed.CompareAndSwap(false, true) {
+		if c.alloc.fast != nil {
+			c.alloc.fast.removeRelay(c)
+		}
 		c.alloc.release(c.network, c.port)
 	}
 	return err

@@ -67,6 +67,7 @@ type Server struct {
 	guarded     atomic.Pointer[[]netip.Addr]
 	relays      *relayAllocator
 	gate        *gate
+	fast        *fastPath
 	certs       *certStore
 	unauth      *sourceLimiter
 	maxLifetime time.Duration
@@ -102,6 +103,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		events:      opts.Events,
 	}
 	s.gate = newGate(s)
+	s.fast = newFastPath()
 	defer func() {
 		if err != nil {
 			s.closeAll()
@@ -156,7 +158,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			} else {
 				s.track("udp", pc.LocalAddr(), pc.Close)
 				pcs = append(pcs, pionturn.PacketConnConfig{
-					PacketConn:            &gatePacketConn{PacketConn: pc, g: s.gate},
+					PacketConn:            s.udpListener(pc),
 					RelayAddressGenerator: s.relays,
 					PermissionHandler:     s.permission,
 				})
@@ -218,6 +220,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		EventHandler: pionturn.EventHandler{
 			OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
 				s.gate.allocationCreated(src, dst, userID)
+				s.fast.allocationCreated(src, dst, relay)
 				s.emit(Event{Kind: EventAllocationCreated, Client: src.String(), Detail: "relay " + relay.String()})
 				s.log.Debug("allocation created", "client", src, "user", userID, "relay", relay)
 			},
@@ -233,10 +236,12 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
 				s.gate.permissionDeleted(src, dst, peer)
 			},
-			OnChannelCreated: func(net.Addr, net.Addr, string, string, string, net.Addr, net.Addr, uint16) {
+			OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+				s.fast.channelCreated(relay, peer, number)
 				s.metrics.Channels.Inc()
 			},
-			OnChannelDeleted: func(net.Addr, net.Addr, string, string, string, net.Addr, net.Addr, uint16) {
+			OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+				s.fast.channelDeleted(relay, peer, number)
 				s.metrics.Channels.Dec()
 			},
 		},
@@ -251,6 +256,14 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		s.wg.Go(func() { s.certs.watch(ctx, cfg.TLS.ReloadIntervalDuration) })
 	}
 	return s, nil
+}
+
+// udpListener wraps a UDP listening socket in the gate and registers it
+// with the fast path.
+func (s *Server) udpListener(pc net.PacketConn) *gatePacketConn {
+	l := newGatePacketConn(pc.(*net.UDPConn), s.gate)
+	s.fast.addListener(l)
+	return l
 }
 
 func (s *Server) track(transport string, addr net.Addr, closer func() error) {
@@ -276,6 +289,7 @@ func (s *Server) setupRelays() error {
 		metrics: s.metrics,
 	}
 	s.relays.self = s.isGuarded
+	s.relays.fast = s.fast
 	if r.IPv4BindAddr.IsValid() {
 		pub := r.IPv4PublicAddr
 		if !pub.IsValid() {

@@ -1,0 +1,122 @@
+package turn
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	pionstun "github.com/pion/stun/v4"
+)
+
+// channelPath is a client with an allocation and a channel bound to a UDP
+// echo peer, all speaking raw STUN over loopback.
+type channelPath struct {
+	client *net.UDPConn
+	server netip.AddrPort
+	peer   *net.UDPConn
+	frame  []byte
+	buf    []byte
+}
+
+func newChannelPath(tb testing.TB, srv *testServer, payload int) *channelPath {
+	tb.Helper()
+	server := srv.addr(tb, "udp", "4")
+	c := newRawClient(tb, "127.0.0.1", server)
+	c.challenge()
+	if code := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 0 {
+		tb.Fatalf("allocate: %d", code)
+	}
+	echo, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := echo.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_, _ = echo.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	tb.Cleanup(func() { _ = echo.Close(); <-done })
+	pa := echo.LocalAddr().(*net.UDPAddr)
+	chn := rawAttr{pionstun.AttrChannelNumber, []byte{0x40, 0x00, 0, 0}}
+	if code := errorCode(c.authed(pionstun.MethodChannelBind, testUser, testPass, chn, peer(pa.IP.String(), pa.Port))); code != 0 {
+		tb.Fatalf("channel bind: %d", code)
+	}
+	frame := make([]byte, 4+payload)
+	binary.BigEndian.PutUint16(frame, 0x4000)
+	binary.BigEndian.PutUint16(frame[2:], uint16(payload))
+	for i := range payload {
+		frame[4+i] = byte(i)
+	}
+	return &channelPath{client: c.conn, server: addrPortOf(server), peer: echo, frame: frame, buf: make([]byte, 2048)}
+}
+
+// roundTrip sends one ChannelData frame and reads the echo.
+func (p *channelPath) roundTrip(tb testing.TB) {
+	if _, err := p.client.WriteToUDPAddrPort(p.frame, p.server); err != nil {
+		tb.Fatal(err)
+	}
+	n, _, err := p.client.ReadFromUDPAddrPort(p.buf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if n != len(p.frame) || p.buf[0] != 0x40 || p.buf[4+len(p.frame)-5] != p.frame[len(p.frame)-1] {
+		tb.Fatalf("echo of %d bytes came back as %d bytes", len(p.frame), n)
+	}
+}
+
+// TestFastPath: ChannelData both ways is relayed by the fast path (the
+// listener knows the client and the relay knows the channel), and the
+// whole round trip allocates nothing.
+func TestFastPath(t *testing.T) {
+	srv := startServer(t, nil)
+	p := newChannelPath(t, srv, 100)
+	_ = p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p.roundTrip(t)
+
+	var linked bool
+	srv.fast.mu.RLock()
+	for _, rc := range srv.fast.relays {
+		if link := rc.link.Load(); link != nil && link.addr == addrPortOf(p.client.LocalAddr()) {
+			if t := rc.chans.Load(); t != nil && len(t.byNum) == 1 {
+				linked = true
+			}
+		}
+	}
+	srv.fast.mu.RUnlock()
+	if !linked {
+		t.Fatal("the fast path did not learn the client's allocation and channel")
+	}
+	allocs := testing.AllocsPerRun(2000, func() { p.roundTrip(t) })
+	if allocs > 0.05 {
+		t.Fatalf("%.2f allocations per relayed round trip, want 0", allocs)
+	}
+}
+
+// BenchmarkChannelDataRoundTrip measures one ChannelData round trip through
+// the relay (client -> relay -> peer -> relay -> client) on loopback; its
+// allocs/op is the packet path's allocations (two relayed packets per op).
+func BenchmarkChannelDataRoundTrip(b *testing.B) {
+	for _, size := range []int{100, 1000} {
+		b.Run(map[int]string{100: "100B", 1000: "1000B"}[size], func(b *testing.B) {
+			srv := startServer(b, nil)
+			p := newChannelPath(b, srv, size)
+			_ = p.client.SetReadDeadline(time.Now().Add(time.Minute))
+			p.roundTrip(b)
+			b.ReportAllocs()
+			b.SetBytes(int64(2 * size))
+			b.ResetTimer()
+			for range b.N {
+				p.roundTrip(b)
+			}
+		})
+	}
+}
