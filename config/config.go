@@ -44,6 +44,9 @@ type Config struct {
 	Limits  *Limits  `hcl:"limits,block"`
 	Metrics *Metrics `hcl:"metrics,block"`
 
+	HTTP      *HTTP      `hcl:"http,block"`
+	Signaling *Signaling `hcl:"signaling,block"`
+
 	// Filled by Validate.
 	ShutdownGraceDuration time.Duration
 	// Source is the file name the config came from ("<embedded defaults>" when none).
@@ -234,6 +237,88 @@ type Metrics struct {
 	// Default "127.0.0.1:9641".
 	Listen      string    `hcl:"listen,optional"`
 	ListenRange hcl.Range `hcl:"listen,attr_range"`
+}
+
+// HTTP configures the HTTP server that carries the signaling WebSocket, the
+// credential API and the test page.
+type HTTP struct {
+	// Listen is the host:port to serve on; "" switches HTTP (and with it
+	// signaling, the credential API and the test page) off.
+	// Default "127.0.0.1:8080".
+	Listen      string    `hcl:"listen,optional"`
+	ListenRange hcl.Range `hcl:"listen,attr_range"`
+	// CertFile and KeyFile are a PEM certificate chain and key for HTTPS.
+	// Both empty (the default) serves plain HTTP.
+	CertFile      string    `hcl:"cert_file,optional"`
+	CertFileRange hcl.Range `hcl:"cert_file,attr_range"`
+	KeyFile       string    `hcl:"key_file,optional"`
+	KeyFileRange  hcl.Range `hcl:"key_file,attr_range"`
+	// TestPage serves the NAT traversal test page at /. Default true.
+	TestPage      *bool     `hcl:"test_page,optional"`
+	TestPageRange hcl.Range `hcl:"test_page,attr_range"`
+}
+
+// Signaling configures the WebSocket signaling server and the TURN
+// credentials it hands out.
+type Signaling struct {
+	// AllowedOrigins are the browser origins ("https://app.example.com",
+	// "https://*.example.com") allowed to open the WebSocket and call the
+	// credential API. Empty (the default) allows the page's own origin (the
+	// Origin naming the Host the request was sent to) and http(s)://localhost,
+	// 127.0.0.1 and [::1] on any port. "*" allows every origin.
+	AllowedOrigins      []string  `hcl:"allowed_origins,optional"`
+	AllowedOriginsRange hcl.Range `hcl:"allowed_origins,attr_range"`
+	// TokenSecrets are HMAC-SHA256 secrets for the tokens (HS256 JWTs) a
+	// client must present; empty (the default) needs no token. Any of them is
+	// accepted; the first mints (`icegate token`).
+	TokenSecrets      []string  `hcl:"token_secrets,optional"`
+	TokenSecretsRange hcl.Range `hcl:"token_secrets,attr_range"`
+	// TURNHost is the host name or IP put in the stun:/turn:/turns: URLs
+	// handed out. "" (the default) uses the host the client reached the
+	// HTTP server at.
+	TURNHost      string    `hcl:"turn_host,optional"`
+	TURNHostRange hcl.Range `hcl:"turn_host,attr_range"`
+	// CredentialTTL is how long handed-out TURN credentials stay valid; a
+	// connected peer gets fresh ones before they expire. Default "1h".
+	CredentialTTL      string    `hcl:"credential_ttl,optional"`
+	CredentialTTLRange hcl.Range `hcl:"credential_ttl,attr_range"`
+	// MaxConnections caps open signaling WebSockets. Default 10000.
+	MaxConnections      int       `hcl:"max_connections,optional"`
+	MaxConnectionsRange hcl.Range `hcl:"max_connections,attr_range"`
+	// MaxMessageBytes caps one client message. Default 65536.
+	MaxMessageBytes      int       `hcl:"max_message_bytes,optional"`
+	MaxMessageBytesRange hcl.Range `hcl:"max_message_bytes,attr_range"`
+	// MessagesPerSecond is the sustained rate of messages one peer may send;
+	// MessagesBurst the burst above it. Defaults 50 and 200.
+	MessagesPerSecond      int       `hcl:"messages_per_second,optional"`
+	MessagesPerSecondRange hcl.Range `hcl:"messages_per_second,attr_range"`
+	MessagesBurst          int       `hcl:"messages_burst,optional"`
+	MessagesBurstRange     hcl.Range `hcl:"messages_burst,attr_range"`
+	// PeersPerRoom caps a room's size (a join may ask for less). Default 16.
+	PeersPerRoom      int       `hcl:"peers_per_room,optional"`
+	PeersPerRoomRange hcl.Range `hcl:"peers_per_room,attr_range"`
+	// RoomsPerPeer caps the rooms one peer is in at once. Default 8.
+	RoomsPerPeer      int       `hcl:"rooms_per_peer,optional"`
+	RoomsPerPeerRange hcl.Range `hcl:"rooms_per_peer,attr_range"`
+	// SendQueue is how many messages may wait for one peer; beyond it the
+	// peer is too slow and is disconnected. Default 256.
+	SendQueue      int       `hcl:"send_queue,optional"`
+	SendQueueRange hcl.Range `hcl:"send_queue,attr_range"`
+	// ResumeGrace is how long a dropped peer keeps its id, rooms and missed
+	// messages for a reconnect; "0s" turns resuming off. Default "30s".
+	ResumeGrace      string    `hcl:"resume_grace,optional"`
+	ResumeGraceRange hcl.Range `hcl:"resume_grace,attr_range"`
+	// PingInterval is how often an idle WebSocket is pinged; below 60s so
+	// proxies with 60 s idle timeouts keep it. Default "25s".
+	PingInterval      string    `hcl:"ping_interval,optional"`
+	PingIntervalRange hcl.Range `hcl:"ping_interval,attr_range"`
+	// TURNEvents lets a peer ask for the server's decisions about its own
+	// TURN requests (the test page shows them). Default true.
+	TURNEvents      *bool     `hcl:"turn_events,optional"`
+	TURNEventsRange hcl.Range `hcl:"turn_events,attr_range"`
+
+	// Filled by Validate.
+	CredentialTTLDuration, ResumeGraceDuration, PingIntervalDuration time.Duration
 }
 
 // Bool reads an optional switch, nil meaning def. After Load or Default the

@@ -111,6 +111,14 @@ func TestDefault(t *testing.T) {
 			DefaultLifetimeDuration: 10 * time.Minute, MaxLifetimeDuration: time.Hour,
 		},
 		Metrics:               &Metrics{Listen: "127.0.0.1:9641"},
+		HTTP:                  &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true)},
+		Signaling: &Signaling{
+			AllowedOrigins: []string{}, TokenSecrets: []string{},
+			CredentialTTL: "1h", MaxConnections: 10000, MaxMessageBytes: 65536,
+			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, RoomsPerPeer: 8,
+			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true),
+			CredentialTTLDuration: time.Hour, ResumeGraceDuration: 30 * time.Second, PingIntervalDuration: 25 * time.Second,
+		},
 		ShutdownGraceDuration: 10 * time.Second,
 		Source:                DefaultSource,
 	}
@@ -128,12 +136,15 @@ func TestDefault(t *testing.T) {
 		{"policy", *got.Policy, *want.Policy},
 		{"limits", *got.Limits, *want.Limits},
 		{"metrics", *got.Metrics, *want.Metrics},
+		{"http", *got.HTTP, *want.HTTP},
+		{"signaling", *got.Signaling, *want.Signaling},
 	} {
 		if pair.name == "top" {
 			// The block pointers differ; the blocks are compared below.
 			g, w := pair.got.(Config), pair.want.(Config)
 			g.Log, g.Listen, g.TLS, g.Relay, g.Auth, g.Policy, g.Limits, g.Metrics = nil, nil, nil, nil, nil, nil, nil, nil
 			w.Log, w.Listen, w.TLS, w.Relay, w.Auth, w.Policy, w.Limits, w.Metrics = nil, nil, nil, nil, nil, nil, nil, nil
+			g.HTTP, g.Signaling, w.HTTP, w.Signaling = nil, nil, nil, nil
 			pair.got, pair.want = g, w
 		}
 		if !reflect.DeepEqual(pair.got, pair.want) {

@@ -164,3 +164,74 @@ metrics {
   # host:port serving Prometheus metrics at /metrics. "" switches it off.
   listen = "127.0.0.1:9641"
 }
+
+# The HTTP server: the signaling WebSocket (/ws, /ws/simple), the credential
+# API (/api/turn, /api/ice-servers) and the test page (/). See
+# docs/signaling.md.
+http {
+  # host:port to serve on. "" switches all of it off. Only this machine can
+  # reach the default; to serve others, listen on ":8080" (or behind a
+  # proxy) and set signaling.token_secrets.
+  listen = "127.0.0.1:8080"
+
+  # PEM certificate chain and key for HTTPS. Both empty serves plain HTTP
+  # (browsers allow WebRTC on http://localhost only).
+  cert_file = ""
+  key_file  = ""
+
+  # Serve the NAT traversal test page at /.
+  test_page = true
+}
+
+signaling {
+  # Browser origins allowed to open the WebSocket and call the credential
+  # API, such as "https://app.example.com" or "https://*.example.com". Empty
+  # allows the server's own origin and http(s)://localhost, 127.0.0.1 and
+  # [::1] on any port. "*" allows any site: never do that on a public server.
+  allowed_origins = []
+
+  # Secrets for the tokens (HS256 JWTs) clients must present; empty needs
+  # none (fine on localhost). Any is accepted; the first mints with
+  # `icegate token`. Generate one with: openssl rand -base64 32
+  token_secrets = []
+
+  # Host name or IP in the stun:/turn:/turns: URLs handed out. "" uses the
+  # host the client reached this HTTP server at.
+  turn_host = ""
+
+  # Lifetime of the TURN credentials handed out (minted with the first
+  # auth.secrets, or the generated one). Connected peers get fresh ones
+  # before they expire.
+  credential_ttl = "1h"
+
+  # Open signaling WebSockets at most; beyond, 503.
+  max_connections = 10000
+
+  # Largest message a client may send, in bytes.
+  max_message_bytes = 65536
+
+  # Messages one peer may send per second, and the burst above that rate.
+  messages_per_second = 50
+  messages_burst      = 200
+
+  # Peers in one room at most (a join may ask for fewer), and rooms one
+  # peer may be in at once.
+  peers_per_room = 16
+  rooms_per_peer = 8
+
+  # Messages that may wait for one peer; a peer that falls further behind
+  # is disconnected, so a slow reader never slows anyone else.
+  send_queue = 256
+
+  # How long a dropped peer keeps its id, rooms and missed messages for a
+  # reconnect with its resume token. "0s" turns resuming off.
+  resume_grace = "30s"
+
+  # How often idle WebSockets are pinged; keep it below the 60 s idle
+  # timeout of proxies such as nginx.
+  ping_interval = "25s"
+
+  # Let a peer ask for the server's decisions about its own TURN requests
+  # (authenticated, allocation created, permission denied by rule X).
+  turn_events = true
+}

@@ -64,13 +64,16 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.Policy.validate(v)
 	c.Limits.validate(v)
 	c.Metrics.validate(v)
+	c.HTTP.validate(v)
+	c.Signaling.validate(v, c.HTTP)
 	return v.diags
 }
 
 // fillNilBlocks gives each nil block its default value.
 func (c *Config) fillNilBlocks() {
 	if c.Log != nil && c.Listen != nil && c.TLS != nil && c.Relay != nil &&
-		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil {
+		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil &&
+		c.HTTP != nil && c.Signaling != nil {
 		return
 	}
 	d, diags := decodeDefaults()
@@ -78,7 +81,8 @@ func (c *Config) fillNilBlocks() {
 		// Broken defaults are caught by TestDefault; give empty blocks so
 		// Validate reports the zero values instead of panicking.
 		d = &Config{Log: &Log{}, Listen: &Listen{}, TLS: &TLS{}, Relay: &Relay{},
-			Auth: &Auth{}, Policy: &Policy{}, Limits: &Limits{}, Metrics: &Metrics{}}
+			Auth: &Auth{}, Policy: &Policy{}, Limits: &Limits{}, Metrics: &Metrics{},
+			HTTP: &HTTP{}, Signaling: &Signaling{}}
 	}
 	if c.Log == nil {
 		c.Log = d.Log
@@ -103,6 +107,12 @@ func (c *Config) fillNilBlocks() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = d.Metrics
+	}
+	if c.HTTP == nil {
+		c.HTTP = d.HTTP
+	}
+	if c.Signaling == nil {
+		c.Signaling = d.Signaling
 	}
 }
 

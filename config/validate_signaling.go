@@ -1,0 +1,202 @@
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Bounds for the http and signaling blocks.
+const (
+	minMessageBytes = 1024
+	maxMessageBytes = 16 << 20
+	// A ping interval of 60 s or more lets nginx's default
+	// proxy_read_timeout (60 s) cut idle sessions.
+	maxPingInterval = 55 * time.Second
+	minPingInterval = time.Second
+	minCredentialTTL = time.Minute
+	maxCredentialTTL = 7 * 24 * time.Hour
+	maxResumeGrace   = 10 * time.Minute
+	// minTokenSecretChars is the length below which a token secret draws a
+	// warning (HS256 wants at least 256 bits of key).
+	minTokenSecretChars = 32
+)
+
+func (h *HTTP) validate(v *validator) {
+	if h.Listen != "" {
+		_, port, err := net.SplitHostPort(h.Listen)
+		if err != nil {
+			v.errorf(h.ListenRange, "http.listen", "%q is not host:port (\"\" switches HTTP off)", h.Listen)
+		} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			v.errorf(h.ListenRange, "http.listen", "port %q is not a number 1-65535", port)
+		}
+	}
+	switch {
+	case h.CertFile == "" && h.KeyFile == "":
+		return
+	case h.KeyFile == "":
+		v.conflict(
+			h.CertFileRange, "http.cert_file", "set while http.key_file is empty; set both or neither",
+			h.KeyFileRange, "http.key_file", "empty while http.cert_file is set; set both or neither")
+		return
+	case h.CertFile == "":
+		v.conflict(
+			h.KeyFileRange, "http.key_file", "set while http.cert_file is empty; set both or neither",
+			h.CertFileRange, "http.cert_file", "empty while http.key_file is set; set both or neither")
+		return
+	}
+	certPEM, certErr := readFile(h.CertFile)
+	if certErr != nil {
+		v.errorf(h.CertFileRange, "http.cert_file", "cannot read: %v", certErr)
+	}
+	keyPEM, keyErr := readFile(h.KeyFile)
+	if keyErr != nil {
+		v.errorf(h.KeyFileRange, "http.key_file", "cannot read: %v", keyErr)
+	}
+	if certErr != nil || keyErr != nil {
+		return
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		v.errorf(h.CertFileRange, "http.cert_file", "not a certificate for http.key_file: %v", err)
+	}
+}
+
+// loopbackListen reports whether a host:port only listens on loopback.
+func loopbackListen(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+func (s *Signaling) validate(v *validator, h *HTTP) {
+	for i, o := range s.AllowedOrigins {
+		field := fmt.Sprintf("signaling.allowed_origins[%d]", i)
+		if o == "*" {
+			v.warnf(s.AllowedOriginsRange, field, "\"*\" lets every web site use this server's signaling and TURN credentials")
+			continue
+		}
+		if err := checkOrigin(o); err != nil {
+			v.errorf(s.AllowedOriginsRange, field, "%q %v", o, err)
+		}
+	}
+
+	for i, sec := range s.TokenSecrets {
+		field := fmt.Sprintf("signaling.token_secrets[%d]", i)
+		switch {
+		case sec == "":
+			v.errorf(s.TokenSecretsRange, field, "empty")
+		case slices.Index(s.TokenSecrets[:i], sec) >= 0:
+			v.errorf(s.TokenSecretsRange, field, "same as signaling.token_secrets[%d]", slices.Index(s.TokenSecrets[:i], sec))
+		case utf8.RuneCountInString(sec) < minTokenSecretChars:
+			v.warnf(s.TokenSecretsRange, field, "only %d characters; use at least %d random ones", utf8.RuneCountInString(sec), minTokenSecretChars)
+		}
+	}
+
+	if s.TURNHost != "" {
+		if err := checkHost(s.TURNHost); err != nil {
+			v.errorf(s.TURNHostRange, "signaling.turn_host", "%q %v", s.TURNHost, err)
+		}
+	}
+
+	between := func(str string, rng hcl.Range, field string, lo, hi time.Duration, loText, hiText string) time.Duration {
+		d, ok := v.duration(str, rng, field)
+		if !ok {
+			return 0
+		}
+		if d < lo || d > hi {
+			v.errorf(rng, field, "%q is outside %s to %s", str, loText, hiText)
+			return 0
+		}
+		return d
+	}
+	s.CredentialTTLDuration = between(s.CredentialTTL, s.CredentialTTLRange, "signaling.credential_ttl", minCredentialTTL, maxCredentialTTL, "1m", "168h")
+	s.ResumeGraceDuration = between(s.ResumeGrace, s.ResumeGraceRange, "signaling.resume_grace", 0, maxResumeGrace, "0s", "10m")
+	s.PingIntervalDuration = between(s.PingInterval, s.PingIntervalRange, "signaling.ping_interval", minPingInterval, maxPingInterval,
+		"1s", "55s (proxies cut WebSockets idle for 60s)")
+
+	atLeast := func(n, lo int, rng hcl.Range, field string) {
+		if n < lo {
+			v.errorf(rng, field, "%d is below %d", n, lo)
+		}
+	}
+	atLeast(s.MaxConnections, 1, s.MaxConnectionsRange, "signaling.max_connections")
+	atLeast(s.MessagesPerSecond, 1, s.MessagesPerSecondRange, "signaling.messages_per_second")
+	atLeast(s.PeersPerRoom, 2, s.PeersPerRoomRange, "signaling.peers_per_room")
+	atLeast(s.RoomsPerPeer, 1, s.RoomsPerPeerRange, "signaling.rooms_per_peer")
+	atLeast(s.SendQueue, 16, s.SendQueueRange, "signaling.send_queue")
+	if s.MaxMessageBytes < minMessageBytes || s.MaxMessageBytes > maxMessageBytes {
+		v.errorf(s.MaxMessageBytesRange, "signaling.max_message_bytes", "%d is outside %d-%d (an SDP offer takes a few kilobytes)",
+			s.MaxMessageBytes, minMessageBytes, maxMessageBytes)
+	}
+	if s.MessagesPerSecond >= 1 && s.MessagesBurst < s.MessagesPerSecond {
+		v.conflict(
+			s.MessagesBurstRange, "signaling.messages_burst", fmt.Sprintf("%d is below signaling.messages_per_second %d", s.MessagesBurst, s.MessagesPerSecond),
+			s.MessagesPerSecondRange, "signaling.messages_per_second", fmt.Sprintf("%d is above signaling.messages_burst %d", s.MessagesPerSecond, s.MessagesBurst))
+	}
+
+	if h.Listen != "" && !loopbackListen(h.Listen) && len(s.TokenSecrets) == 0 {
+		v.warnf(v.at(s.TokenSecretsRange, h.ListenRange), "signaling.token_secrets",
+			"empty while http.listen %q is reachable from other hosts: anyone who can reach it gets TURN credentials", h.Listen)
+	}
+}
+
+// checkOrigin accepts scheme://host[:port], host possibly starting "*.".
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	switch {
+	case err != nil:
+		return fmt.Errorf("is not an origin (write \"https://app.example.com\")")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("is not an http or https origin (write \"https://app.example.com\")")
+	case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("is not an origin: give only scheme://host[:port], as browsers send it")
+	case u.Path == "/":
+		return fmt.Errorf("ends in \"/\"; browsers send origins without it")
+	}
+	host := strings.TrimPrefix(u.Hostname(), "*.")
+	if strings.Contains(host, "*") {
+		return fmt.Errorf("has a \"*\" other than a leading \"*.\"")
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return fmt.Errorf("has port %q, not a number 1-65535", port)
+		}
+	}
+	return checkHost(host)
+}
+
+// checkHost accepts an IP address or a DNS name.
+func checkHost(h string) error {
+	if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return nil
+	}
+	if len(h) > 253 {
+		return fmt.Errorf("is longer than 253 characters")
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("is not a host name or IP address")
+		}
+		for _, r := range label {
+			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return fmt.Errorf("is not a host name or IP address (no scheme or port)")
+			}
+		}
+	}
+	return nil
+}
