@@ -110,8 +110,8 @@ func TestDefault(t *testing.T) {
 			UnauthRate: 20, UnauthBurst: 40,
 			DefaultLifetimeDuration: 10 * time.Minute, MaxLifetimeDuration: time.Hour,
 		},
-		Metrics:               &Metrics{Listen: "127.0.0.1:9641"},
-		HTTP:                  &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true)},
+		Metrics: &Metrics{Listen: "127.0.0.1:9641"},
+		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true)},
 		Signaling: &Signaling{
 			AllowedOrigins: []string{}, TokenSecrets: []string{},
 			CredentialTTL: "1h", MaxConnections: 10000, MaxMessageBytes: 65536,

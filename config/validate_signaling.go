@@ -21,8 +21,8 @@ const (
 	maxMessageBytes = 16 << 20
 	// A ping interval of 60 s or more lets nginx's default
 	// proxy_read_timeout (60 s) cut idle sessions.
-	maxPingInterval = 55 * time.Second
-	minPingInterval = time.Second
+	maxPingInterval  = 55 * time.Second
+	minPingInterval  = time.Second
 	minCredentialTTL = time.Minute
 	maxCredentialTTL = 7 * 24 * time.Hour
 	maxResumeGrace   = 10 * time.Minute
