@@ -1,6 +1,7 @@
 // Package stun owns icegate's answers to STUN Binding requests (RFC 8489 §6.3)
-// and, later, RFC 5780 behaviour discovery. It sits in front of the TURN
-// machinery: a Binding request never travels through pion's allocation code.
+// and RFC 5780 behaviour discovery (Responder); the natcheck client lives in
+// stun/natcheck. It sits in front of the TURN machinery: a Binding request
+// never travels through pion's allocation code.
 package stun
 
 import (
@@ -16,26 +17,13 @@ var Software = "icegate"
 // ErrNotBindingRequest is returned when asked to answer something else.
 var ErrNotBindingRequest = errors.New("stun: not a binding request")
 
-// BindingResponse builds the success response to a decoded Binding request
-// received from src: XOR-MAPPED-ADDRESS (RFC 8489 §14.2), MAPPED-ADDRESS for
-// RFC 3489-era clients that still read it (§14.1), SOFTWARE and FINGERPRINT.
-// The returned bytes are ready to send.
+// BindingResponse builds the response to a decoded Binding request received
+// from src by a server without an alternate address: see Responder.Answer.
+// The returned bytes are ready to send, a success or an error response.
 func BindingResponse(req *pionstun.Message, src netip.AddrPort) ([]byte, error) {
-	if req.Type != pionstun.BindingRequest {
-		return nil, ErrNotBindingRequest
-	}
-	ip := src.Addr().Unmap().AsSlice()
-	port := int(src.Port())
-	resp, err := pionstun.Build(
-		pionstun.NewTransactionIDSetter(req.TransactionID),
-		pionstun.BindingSuccess,
-		&pionstun.XORMappedAddress{IP: ip, Port: port},
-		&pionstun.MappedAddress{IP: ip, Port: port},
-		pionstun.NewSoftware(Software),
-		pionstun.Fingerprint,
-	)
+	rep, err := (*Responder)(nil).Answer(Request{Msg: req, Src: src})
 	if err != nil {
 		return nil, err
 	}
-	return resp.Raw, nil
+	return rep.Data, nil
 }
