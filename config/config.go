@@ -46,6 +46,7 @@ type Config struct {
 
 	HTTP      *HTTP      `hcl:"http,block"`
 	Signaling *Signaling `hcl:"signaling,block"`
+	STUN      *STUN      `hcl:"stun,block"`
 
 	// Filled by Validate.
 	ShutdownGraceDuration time.Duration

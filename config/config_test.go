@@ -119,6 +119,7 @@ func TestDefault(t *testing.T) {
 			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true),
 			CredentialTTLDuration: time.Hour, ResumeGraceDuration: 30 * time.Second, PingIntervalDuration: 25 * time.Second,
 		},
+		STUN:                  &STUN{AlternatePort: 3479, RFC3489: ptr(false)},
 		ShutdownGraceDuration: 10 * time.Second,
 		Source:                DefaultSource,
 	}
@@ -138,6 +139,7 @@ func TestDefault(t *testing.T) {
 		{"metrics", *got.Metrics, *want.Metrics},
 		{"http", *got.HTTP, *want.HTTP},
 		{"signaling", *got.Signaling, *want.Signaling},
+		{"stun", *got.STUN, *want.STUN},
 	} {
 		if pair.name == "top" {
 			// The block pointers differ; the blocks are compared below.
@@ -145,6 +147,7 @@ func TestDefault(t *testing.T) {
 			g.Log, g.Listen, g.TLS, g.Relay, g.Auth, g.Policy, g.Limits, g.Metrics = nil, nil, nil, nil, nil, nil, nil, nil
 			w.Log, w.Listen, w.TLS, w.Relay, w.Auth, w.Policy, w.Limits, w.Metrics = nil, nil, nil, nil, nil, nil, nil, nil
 			g.HTTP, g.Signaling, w.HTTP, w.Signaling = nil, nil, nil, nil
+			g.STUN, w.STUN = nil, nil
 			pair.got, pair.want = g, w
 		}
 		if !reflect.DeepEqual(pair.got, pair.want) {

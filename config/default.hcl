@@ -235,3 +235,30 @@ signaling {
   # (authenticated, allocation created, permission denied by rule X).
   turn_events = true
 }
+
+# RFC 5780 NAT behaviour discovery, for `icegate natcheck` and clients such
+# as coturn's turnutils_natdiscovery. Needs a second IP address on this host.
+# With one, icegate answers Binding (and serves TURN) on four UDP sockets:
+# the primary address (the one address of that family in listen.addresses,
+# which must then be a specific one, not 0.0.0.0) and the alternate address,
+# each on listen.port and alternate_port. Binding responses then carry
+# OTHER-ADDRESS and RESPONSE-ORIGIN and honour CHANGE-REQUEST, RESPONSE-PORT
+# and PADDING. Without one, icegate never sends OTHER-ADDRESS and answers
+# CHANGE-REQUEST with 420, as RFC 5780 §6.1 asks.
+stun {
+  # The second IP address of this host. "" switches RFC 5780 off.
+  # coturn: the second listening-ip (coturn needs two for RFC 5780 too).
+  alternate_address = ""
+
+  # The second UDP port, opened on both addresses. coturn: alt-listening-port.
+  alternate_port = 3479
+
+  # The alternate address as clients see it behind a 1:1 NAT (a cloud VM);
+  # the primary's is relay.ipv4_public (relay.ipv6_public for IPv6). ""
+  # means alternate_address. coturn: the second external-ip.
+  alternate_public = ""
+
+  # Also send the RFC 3489 attributes CHANGED-ADDRESS and SOURCE-ADDRESS, for
+  # clients older than RFC 5780.
+  rfc3489 = false
+}

@@ -66,6 +66,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.Metrics.validate(v)
 	c.HTTP.validate(v)
 	c.Signaling.validate(v, c.HTTP)
+	c.STUN.validate(v, c.Listen, c.Relay)
 	return v.diags
 }
 
@@ -73,7 +74,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 func (c *Config) fillNilBlocks() {
 	if c.Log != nil && c.Listen != nil && c.TLS != nil && c.Relay != nil &&
 		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil &&
-		c.HTTP != nil && c.Signaling != nil {
+		c.HTTP != nil && c.Signaling != nil && c.STUN != nil {
 		return
 	}
 	d, diags := decodeDefaults()
@@ -82,7 +83,7 @@ func (c *Config) fillNilBlocks() {
 		// Validate reports the zero values instead of panicking.
 		d = &Config{Log: &Log{}, Listen: &Listen{}, TLS: &TLS{}, Relay: &Relay{},
 			Auth: &Auth{}, Policy: &Policy{}, Limits: &Limits{}, Metrics: &Metrics{},
-			HTTP: &HTTP{}, Signaling: &Signaling{}}
+			HTTP: &HTTP{}, Signaling: &Signaling{}, STUN: &STUN{}}
 	}
 	if c.Log == nil {
 		c.Log = d.Log
@@ -113,6 +114,9 @@ func (c *Config) fillNilBlocks() {
 	}
 	if c.Signaling == nil {
 		c.Signaling = d.Signaling
+	}
+	if c.STUN == nil {
+		c.STUN = d.STUN
 	}
 }
 
