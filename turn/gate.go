@@ -110,13 +110,11 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 			g.drop("rate_limited")
 			return nil, false
 		}
-		resp, err := stun.BindingResponse(msg, srcAP)
-		if err != nil {
+		if !g.s.answerBinding(in, msg, srcAP) {
 			g.drop("malformed")
 			return nil, false
 		}
 		g.count(method, "binding")
-		in.reply(resp)
 		return nil, false
 	}
 	if !authenticated(method) {

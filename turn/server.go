@@ -76,6 +76,7 @@ type Server struct {
 	events func(Event)
 	users  clientUsers
 
+	binding         bindingSockets // Binding answers, RFC 5780 sockets (rfc5780.go)
 	ephemeralSecret string
 	listeners       []ListenAddr
 	closers         []func() error
@@ -162,6 +163,11 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 					RelayAddressGenerator: s.relays,
 					PermissionHandler:     s.permission,
 				})
+				alt, err := s.openAlternates(addr, pc)
+				if err != nil {
+					return nil, err
+				}
+				pcs = append(pcs, alt...)
 			}
 		}
 		if config.Bool(listen.TCP, true) {

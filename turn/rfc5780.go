@@ -1,0 +1,113 @@
+package turn
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	pionstun "github.com/pion/stun/v4"
+	pionturn "github.com/pion/turn/v5"
+
+	"icegate/config"
+	"icegate/stun"
+)
+
+// bindingSockets answers Binding requests for the gate (stun.Responder) and,
+// with RFC 5780 configured (the stun block), holds the four UDP sockets
+// A1:P1, A1:P2, A2:P1, A2:P2 so a response can leave from the one
+// CHANGE-REQUEST names. It is filled while New opens the listeners and only
+// read afterwards.
+type bindingSockets struct {
+	rfc5780 *stun.Responder
+	conns   [4]net.PacketConn      // the raw sockets, by stun.Socket
+	index   map[string]stun.Socket // local address -> socket
+}
+
+// openAlternates opens the three RFC 5780 sockets besides primary, the UDP
+// listener just opened on addr, when addr is the configured primary address.
+// Each is handed to pion behind the gate like the primary, so TURN works on
+// all four (RFC 5780 §3 expects that of a combined STUN/TURN server).
+func (s *Server) openAlternates(addr netip.Addr, primary net.PacketConn) ([]pionturn.PacketConnConfig, error) {
+	st := s.cfg.STUN
+	if !st.Enabled() || addr != st.PrimaryAddr {
+		return nil, nil
+	}
+	v := "udp4"
+	if addr.Is6() {
+		v = "udp6"
+	}
+	// The bound ports, not the configured ones: tests listen on port 0, and
+	// the alternate port 0 then takes whatever A1 got.
+	p1, p2 := localPort(primary), uint16(st.AlternatePort)
+	b := &s.binding
+	b.index = map[string]stun.Socket{primary.LocalAddr().String(): stun.Primary}
+	b.conns[stun.Primary] = primary
+	var out []pionturn.PacketConnConfig
+	for i := stun.AltPort; i <= stun.AltBoth; i++ {
+		ap := netip.AddrPortFrom(st.PrimaryAddr, p2)
+		switch i {
+		case stun.AltIP:
+			ap = netip.AddrPortFrom(st.AlternateAddr, p1)
+		case stun.AltBoth:
+			ap = netip.AddrPortFrom(st.AlternateAddr, p2)
+		}
+		pc, err := net.ListenPacket(v, ap.String())
+		if err != nil {
+			return nil, fmt.Errorf("listen udp %s (stun.alternate_address, stun.alternate_port): %w", ap, err)
+		}
+		s.track("udp", pc.LocalAddr(), pc.Close)
+		if i == stun.AltPort {
+			p2 = localPort(pc)
+		}
+		b.conns[i] = pc
+		b.index[pc.LocalAddr().String()] = i
+		out = append(out, pionturn.PacketConnConfig{
+			PacketConn:            s.udpListener(pc),
+			RelayAddressGenerator: s.relays,
+			PermissionHandler:     s.permission,
+		})
+	}
+	public := [4]netip.AddrPort{
+		netip.AddrPortFrom(st.PrimaryPublicAddr, p1), netip.AddrPortFrom(st.PrimaryPublicAddr, p2),
+		netip.AddrPortFrom(st.AlternatePublicAddr, p1), netip.AddrPortFrom(st.AlternatePublicAddr, p2),
+	}
+	r, err := stun.NewResponder(stun.Config{Addrs: public, RFC3489: config.Bool(st.RFC3489, false)})
+	if err != nil {
+		return nil, err
+	}
+	b.rfc5780 = r
+	s.log.Info("RFC 5780 NAT behaviour discovery on", "primary", public[stun.Primary].String(),
+		"other", public[stun.AltBoth].String(), "rfc3489", config.Bool(st.RFC3489, false))
+	return out, nil
+}
+
+// answerBinding answers a Binding request (RFC 8489 §6.3, RFC 5780 §6.1).
+// It reports false when the request cannot be answered. The response goes
+// back the way the request came, except over UDP on the RFC 5780 sockets,
+// where it leaves from the socket Table 1 names to the RESPONSE-PORT.
+func (s *Server) answerBinding(in inbound, msg *pionstun.Message, src netip.AddrPort) bool {
+	b := &s.binding
+	var r *stun.Responder // nil: no alternate address
+	on := stun.Primary
+	stream := in.transport != "udp"
+	if !stream {
+		if i, ok := b.index[in.local.String()]; ok {
+			r, on = b.rfc5780, i
+		}
+	}
+	rep, err := r.Answer(stun.Request{Msg: msg, Src: src, On: on, Stream: stream})
+	if err != nil {
+		return false
+	}
+	if r == nil || (rep.From == on && rep.To == src) {
+		in.reply(rep.Data)
+		return true
+	}
+	_, _ = b.conns[rep.From].WriteTo(rep.Data, net.UDPAddrFromAddrPort(rep.To))
+	return true
+}
+
+func localPort(pc net.PacketConn) uint16 {
+	ap, _ := netip.ParseAddrPort(pc.LocalAddr().String())
+	return ap.Port()
+}
