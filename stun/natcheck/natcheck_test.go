@@ -1,0 +1,363 @@
+package natcheck
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/logging"
+	pionstun "github.com/pion/stun/v4"
+	"github.com/pion/transport/v5/vnet"
+
+	"icegate/stun"
+)
+
+// vnetServer answers Binding with a stun.Responder on four vnet sockets, as
+// icegate's gate does on real ones.
+type vnetServer struct {
+	conns [4]net.PacketConn
+	wg    sync.WaitGroup
+}
+
+func startVnetServer(t *testing.T, n *vnet.Net, addrs [4]netip.AddrPort, public [4]netip.AddrPort) *vnetServer {
+	t.Helper()
+	cfg := stun.Config{Addrs: public}
+	if !addrs[stun.AltPort].IsValid() {
+		cfg = stun.Config{}
+	}
+	r, err := stun.NewResponder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startAnswering(t, n, addrs, r.Answer)
+}
+
+func startAnswering(t *testing.T, n *vnet.Net, addrs [4]netip.AddrPort, answer func(stun.Request) (stun.Reply, error)) *vnetServer {
+	t.Helper()
+	s := &vnetServer{}
+	for i, ap := range addrs {
+		if !ap.IsValid() {
+			continue
+		}
+		pc, err := n.ListenPacket("udp4", ap.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.conns[i] = pc
+	}
+	for i, pc := range s.conns {
+		if pc == nil {
+			continue
+		}
+		s.wg.Go(func() {
+			buf := make([]byte, 1600)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				m := &pionstun.Message{Raw: append([]byte(nil), buf[:n]...)}
+				if m.Decode() != nil {
+					continue
+				}
+				src, _ := netip.ParseAddrPort(from.String())
+				rep, err := answer(stun.Request{Msg: m, Src: src, On: stun.Socket(i)})
+				if err != nil {
+					continue
+				}
+				out := s.conns[rep.From]
+				if out == nil {
+					out = pc
+				}
+				_, _ = out.WriteTo(rep.Data, net.UDPAddrFromAddrPort(rep.To))
+			}
+		})
+	}
+	t.Cleanup(func() {
+		for _, pc := range s.conns {
+			if pc != nil {
+				_ = pc.Close()
+			}
+		}
+		s.wg.Wait()
+	})
+	return s
+}
+
+var (
+	a1 = netip.MustParseAddr("203.0.113.10")
+	a2 = netip.MustParseAddr("203.0.113.11")
+)
+
+func fourAddrs(ip1, ip2 netip.Addr) [4]netip.AddrPort {
+	return [4]netip.AddrPort{
+		netip.AddrPortFrom(ip1, 3478), netip.AddrPortFrom(ip1, 3479),
+		netip.AddrPortFrom(ip2, 3478), netip.AddrPortFrom(ip2, 3479),
+	}
+}
+
+// lab is a vnet topology: a WAN with the server (two addresses), and a
+// client behind a NAT of the given type, or on the WAN itself when nat is
+// nil.
+type lab struct {
+	wan    *vnet.Router
+	client *vnet.Net
+	server *vnet.Net
+}
+
+// buildMu serializes building topologies: vnet numbers MAC addresses with
+// an unguarded global counter.
+var buildMu sync.Mutex
+
+func newLab(t *testing.T, nat *vnet.NATType, serverAlt bool) *lab {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "203.0.113.0/24", LoggerFactory: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := []string{a1.String()}
+	if serverAlt {
+		ips = append(ips, a2.String())
+	}
+	server, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: ips})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wan.AddNet(server); err != nil {
+		t.Fatal(err)
+	}
+	client, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"203.0.113.50"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nat == nil {
+		if err := wan.AddNet(client); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		client, err = vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.200.1.2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lan, err := vnet.NewRouter(&vnet.RouterConfig{
+			CIDR: "10.200.1.0/24", StaticIPs: []string{"203.0.113.1"}, NATType: nat, LoggerFactory: quiet,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lan.AddNet(client); err != nil {
+			t.Fatal(err)
+		}
+		if err := wan.AddRouter(lan); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wan.Stop() })
+	return &lab{wan: wan, client: client, server: server}
+}
+
+func fastOpts(n *vnet.Net, server string) Options {
+	return Options{Server: server, Net: n, Timeout: 150 * time.Millisecond, Attempts: 2, Interval: 5 * time.Millisecond}
+}
+
+// TestVnetMatrix runs natcheck through every mapping × filtering
+// combination pion's vnet models, and without NAT.
+func TestVnetMatrix(t *testing.T) {
+	kinds := []struct {
+		vnet vnet.EndpointDependencyType
+		want Behavior
+	}{
+		{vnet.EndpointIndependent, EndpointIndependent},
+		{vnet.EndpointAddrDependent, AddressDependent},
+		{vnet.EndpointAddrPortDependent, AddressAndPortDependent},
+	}
+	type tc struct {
+		name               string
+		nat                *vnet.NATType
+		mapping, filtering Behavior
+		classic            string
+		relay              bool
+	}
+	cases := []tc{{name: "no NAT", mapping: EndpointIndependent, filtering: EndpointIndependent, classic: "open internet"}}
+	classic := map[[2]Behavior]string{
+		{EndpointIndependent, EndpointIndependent}:     "full cone",
+		{EndpointIndependent, AddressDependent}:        "restricted cone",
+		{EndpointIndependent, AddressAndPortDependent}: "port restricted cone",
+	}
+	for _, m := range kinds {
+		for _, f := range kinds {
+			name, ok := classic[[2]Behavior{m.want, f.want}]
+			if !ok {
+				name = "symmetric"
+			}
+			cases = append(cases, tc{
+				name:    fmt.Sprintf("%s mapping, %s filtering", m.want, f.want),
+				nat:     &vnet.NATType{MappingBehavior: m.vnet, FilteringBehavior: f.vnet},
+				mapping: m.want, filtering: f.want, classic: name, relay: m.want != EndpointIndependent,
+			})
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t, c.nat, true)
+			addrs := fourAddrs(a1, a2)
+			startVnetServer(t, l.server, addrs, addrs)
+			rep, err := Run(context.Background(), fastOpts(l.client, addrs[0].String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.UDP || rep.ServerProblem != "" || rep.Mapping != c.mapping || rep.Filtering != c.filtering ||
+				rep.Classic != c.classic || rep.RelayNeeded != c.relay || rep.NAT != (c.nat != nil) {
+				t.Errorf("got udp=%v nat=%v %s mapping, %s filtering, %q relay=%v problem %q; want nat=%v %s, %s, %q relay=%v\n%+v",
+					rep.UDP, rep.NAT, rep.Mapping, rep.Filtering, rep.Classic, rep.RelayNeeded, rep.ServerProblem,
+					c.nat != nil, c.mapping, c.filtering, c.classic, c.relay, rep.Tests)
+			}
+			if rep.ALG == nil || *rep.ALG {
+				t.Errorf("ALG %v, want false", rep.ALG)
+			}
+			// vnet has no hairpinning of its own, but a packet to the NAT's
+			// address goes up to the WAN and back in, which endpoint-independent
+			// filtering lets through.
+			if want := c.filtering == EndpointIndependent; c.nat != nil && (rep.Hairpinning == nil || *rep.Hairpinning != want) {
+				t.Errorf("hairpinning %v, want %v", rep.Hairpinning, want)
+			}
+		})
+	}
+}
+
+// TestVnetServerBehindNAT: the server sits behind a 1:1 NAT and advertises
+// its public addresses; natcheck sees a coherent server.
+func TestVnetServerBehindNAT(t *testing.T) {
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "203.0.113.0/24", LoggerFactory: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := vnet.NewRouter(&vnet.RouterConfig{
+		CIDR: "10.200.9.0/24", StaticIPs: []string{"203.0.113.10/10.200.9.10", "203.0.113.11/10.200.9.11"},
+		NATType: &vnet.NATType{Mode: vnet.NATModeNAT1To1}, LoggerFactory: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.200.9.10", "10.200.9.11"}})
+	client, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"203.0.113.50"}})
+	for _, err := range []error{dc.AddNet(server), wan.AddRouter(dc), wan.AddNet(client), wan.Start()} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _ = wan.Stop() })
+	local := fourAddrs(netip.MustParseAddr("10.200.9.10"), netip.MustParseAddr("10.200.9.11"))
+	public := fourAddrs(a1, a2)
+	startVnetServer(t, server, local, public)
+	rep, err := Run(context.Background(), fastOpts(client, public[0].String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ServerProblem != "" || rep.Classic != "open internet" {
+		t.Errorf("got %q problem %q, want open internet\n%+v", rep.Classic, rep.ServerProblem, rep.Tests)
+	}
+}
+
+// TestVnetMisconfigured: a server without an alternate address, one whose
+// OTHER-ADDRESS shares the primary's port, and one that ignores
+// CHANGE-REQUEST are reported, not guessed at.
+func TestVnetMisconfigured(t *testing.T) {
+	addrs := fourAddrs(a1, a2)
+	good := must(stun.NewResponder(stun.Config{Addrs: addrs}))
+	for _, c := range []struct {
+		name    string
+		answer  func(stun.Request) (stun.Reply, error)
+		problem string
+	}{
+		{"no alternate", (*stun.Responder)(nil).Answer, "no OTHER-ADDRESS"},
+		{"same port", func(r stun.Request) (stun.Reply, error) {
+			m := pionstun.MustBuild(pionstun.NewTransactionIDSetter(r.Msg.TransactionID), pionstun.BindingSuccess,
+				&pionstun.XORMappedAddress{IP: r.Src.Addr().AsSlice(), Port: int(r.Src.Port())},
+				&pionstun.OtherAddress{IP: a2.AsSlice(), Port: 3478})
+			return stun.Reply{Data: m.Raw, From: r.On, To: r.Src}, nil
+		}, "does not differ"},
+		{"ignores CHANGE-REQUEST", func(r stun.Request) (stun.Reply, error) {
+			r.Msg.Attributes = slices.DeleteFunc(r.Msg.Attributes, func(a pionstun.RawAttribute) bool { return a.Type == pionstun.AttrChangeRequest })
+			return good.Answer(r)
+		}, "ignores CHANGE-REQUEST"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLab(t, &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrPortDependent}, true)
+			startAnswering(t, l.server, addrs, c.answer)
+			rep, err := Run(context.Background(), fastOpts(l.client, addrs[0].String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(rep.ServerProblem, c.problem) || rep.Filtering != Unknown || !rep.UDP || !rep.NAT || rep.Classic != "unknown" {
+				t.Errorf("got problem %q filtering %s classic %q, want a problem with %q\n%+v", rep.ServerProblem, rep.Filtering, rep.Classic, c.problem, rep.Tests)
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestBlocked: no answer at all is the UDP-blocked verdict, within the
+// configured timeouts.
+func TestBlocked(t *testing.T) {
+	l := newLab(t, &vnet.NATType{}, true)
+	l.wan.AddChunkFilter(func(c vnet.Chunk) bool { return c.Network() != "udp" })
+	start := time.Now()
+	rep, err := Run(context.Background(), fastOpts(l.client, "203.0.113.10:3478"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.UDP || rep.Classic != "UDP blocked" || !rep.RelayNeeded {
+		t.Errorf("got %+v", rep)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %s", d)
+	}
+}
+
+// TestLifetime: the binding lifetime search finds vnet's mapping lifetime.
+func TestLifetime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits a few seconds")
+	}
+	l := newLab(t, &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrPortDependent, MappingLifeTime: time.Second}, true)
+	addrs := fourAddrs(a1, a2)
+	startVnetServer(t, l.server, addrs, addrs)
+	o := fastOpts(l.client, addrs[0].String())
+	o.Lifetime, o.LifetimeMax, o.LifetimePrecision = true, 2*time.Second, 250*time.Millisecond
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LifetimeSeconds == nil || rep.LifetimeMaxSeconds == nil {
+		t.Fatalf("no lifetime: %+v", rep.Tests)
+	}
+	if lo, hi := *rep.LifetimeSeconds, *rep.LifetimeMaxSeconds; lo > 1.1 || hi < 0.9 {
+		t.Errorf("lifetime between %.2f and %.2f s, want around 1 s", lo, hi)
+	}
+}
+
+// quiet is a pion logger factory that logs nothing.
+var quiet = func() logging.LoggerFactory {
+	f := logging.NewDefaultLoggerFactory()
+	f.DefaultLogLevel = logging.LogLevelDisabled
+	return f
+}()
