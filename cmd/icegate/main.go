@@ -24,6 +24,9 @@ Usage:
   icegate cred [-secret S | -config F] [-user NAME] [-ttl 24h] [-host H]
                                         mint time-limited TURN credentials (coturn's use-auth-secret)
   icegate policy explain IP [-config F] show which peer-policy rule decides IP and why
+  icegate natcheck [stun:host[:port]] [-json] [-lifetime]
+                                        find out what NAT lies between here and a STUN server
+                                        with RFC 5780 (icegate with stun.alternate_address)
   icegate version                       print the version
 
 Run "icegate COMMAND -h" for a command's flags.
@@ -61,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cred(rest, stdout, stderr)
 	case "policy":
 		return policyCmd(rest, stdout, stderr)
+	case "natcheck":
+		return natcheckCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "icegate", version)
 		return nil
