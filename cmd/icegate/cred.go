@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"strconv"
 	"time"
 
 	"icegate/auth"
@@ -62,18 +60,5 @@ func cred(args []string, stdout, stderr io.Writer) error {
 
 // iceServers is the browser RTCConfiguration.iceServers for this server.
 func iceServers(host string, port, tlsPort int, username, password string) []auth.ICEServer {
-	hp := net.JoinHostPort(host, strconv.Itoa(port))
-	hps := net.JoinHostPort(host, strconv.Itoa(tlsPort))
-	return []auth.ICEServer{
-		{URLs: []string{"stun:" + hp}},
-		{
-			URLs: []string{
-				"turn:" + hp + "?transport=udp",
-				"turn:" + hp + "?transport=tcp",
-				"turns:" + hps + "?transport=tcp",
-			},
-			Username:   username,
-			Credential: password,
-		},
-	}
+	return auth.ICEServers(host, port, tlsPort, auth.Transports{UDP: true, TCP: true, TLS: true}, username, password)
 }

@@ -1,0 +1,16 @@
+// Package signaling owns icegate's HTTP side: the WebSocket signaling server
+// (rooms, peers, directed and broadcast messages with delivery feedback,
+// resume after a dropped connection), the TURN credentials it hands out, the
+// classic-tutorial protocol on /ws/simple, the credential API (/api/turn,
+// /api/ice-servers), and the embedded test page.
+//
+// The data path of a message is: GET /ws → origin and token checks before the
+// upgrade → read limit → hello (peer id, iceServers) → one read loop per
+// connection that parses and validates each message → the hub routes it →
+// the target peer's bounded outbox (never blocks the sender; a full one
+// disconnects the slow reader) → one writer goroutine per connection, with
+// write deadlines and pings. Accept is the connection-level entry point:
+// tests drive it over net.Pipe without an HTTP server, as derp's Accept.
+//
+// docs/signaling.md specifies the protocol with an example of each message.
+package signaling

@@ -1,0 +1,302 @@
+package signaling
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"icegate/config"
+)
+
+// TestMain fails the run when a goroutine of this package outlives the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leak := leakedGoroutines(3 * time.Second); leak != "" {
+			fmt.Fprintf(os.Stderr, "goroutines leaked after the tests:\n%s\n", leak)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func leakedGoroutines(wait time.Duration) string {
+	deadline := time.Now().Add(wait)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaks []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "icegate/signaling.") && !strings.Contains(g, "TestMain") &&
+				!strings.Contains(g, "leakedGoroutines") {
+				leaks = append(leaks, g)
+			}
+		}
+		if len(leaks) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return strings.Join(leaks, "\n\n")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testConfig returns validated defaults changed by mutate.
+func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
+	t.Helper()
+	cfg, err := config.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(cfg)
+		if diags := cfg.Validate(); diags.HasErrors() {
+			t.Fatalf("config: %s", config.FormatDiagnostics(diags))
+		}
+	}
+	return cfg
+}
+
+const testSecret = "test-secret-0123456789"
+
+// newTestServer starts a Server and closes it when the test ends.
+func newTestServer(t testing.TB, mutate func(*config.Config)) *Server {
+	t.Helper()
+	s, err := New(testConfig(t, mutate), Options{Secret: func() string { return testSecret }, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// hijacker is the http.ResponseWriter a WebSocket upgrade needs, over a
+// net.Conn: no HTTP server involved.
+type hijacker struct {
+	conn net.Conn
+	brw  *bufio.ReadWriter
+	h    http.Header
+	code int
+}
+
+func (h *hijacker) Header() http.Header         { return h.h }
+func (h *hijacker) Write(b []byte) (int, error) { return h.conn.Write(b) }
+func (h *hijacker) WriteHeader(code int)        { h.code = code }
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return h.conn, h.brw, nil
+}
+
+// client is a test peer: a WebSocket over net.Pipe whose other end the
+// server's Accept serves.
+type client struct {
+	t      testing.TB
+	ws     *websocket.Conn
+	raw    net.Conn // the client's end of the pipe
+	msgs   chan map[string]any
+	closed chan error
+	hello  map[string]any
+	done   chan struct{} // Accept returned
+}
+
+type pipeOpts struct {
+	AcceptOptions
+	noRead  bool                  // do not read: a slow or dead client
+	noHello bool                  // /ws/simple sends no hello
+	setup   func(*websocket.Conn) // called before reading starts
+}
+
+// connect runs the WebSocket handshake over net.Pipe, serves the server
+// end with Accept, and reads hello.
+func connect(t testing.TB, s *Server, o pipeOpts) *client {
+	t.Helper()
+	cEnd, sEnd := net.Pipe()
+	c := &client{t: t, raw: cEnd, msgs: make(chan map[string]any, 1024), closed: make(chan error, 1), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		br := bufio.NewReader(sEnd)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			sEnd.Close()
+			return
+		}
+		w := &hijacker{conn: sEnd, brw: bufio.NewReadWriter(br, bufio.NewWriter(sEnd)), h: http.Header{}}
+		up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+		ws, err := up.Upgrade(w, req, nil)
+		if err != nil {
+			sEnd.Close()
+			return
+		}
+		_ = s.Accept(context.Background(), ws, o.AcceptOptions)
+	}()
+	d := websocket.Dialer{NetDialContext: func(context.Context, string, string) (net.Conn, error) { return cEnd, nil }}
+	ws, _, err := d.Dial("ws://pipe/ws", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c.ws = ws
+	t.Cleanup(func() {
+		ws.Close()
+		<-c.done
+	})
+	if o.setup != nil {
+		o.setup(ws)
+	}
+	if o.noRead {
+		return c
+	}
+	go c.readLoop()
+	if !o.noHello {
+		c.hello = c.expect("hello")
+	}
+	return c
+}
+
+func (c *client) readLoop() {
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			c.closed <- err
+			close(c.msgs)
+			return
+		}
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		var m map[string]any
+		if err := d.Decode(&m); err != nil {
+			m = map[string]any{"type": "!undecodable", "raw": string(b)}
+		}
+		c.msgs <- m
+	}
+}
+
+// send writes one message, a JSON object given as a Go value or raw text.
+func (c *client) send(v any) {
+	c.t.Helper()
+	var b []byte
+	switch v := v.(type) {
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// next returns the next message, failing after a timeout.
+func (c *client) next() map[string]any {
+	c.t.Helper()
+	select {
+	case m, ok := <-c.msgs:
+		if !ok {
+			c.t.Fatalf("connection closed while waiting for a message: %v", <-c.closed)
+		}
+		return m
+	case <-time.After(5 * time.Second):
+		c.t.Fatal("no message within 5s")
+	}
+	return nil
+}
+
+// expect returns the next message, which must have type typ.
+func (c *client) expect(typ string) map[string]any {
+	c.t.Helper()
+	m := c.next()
+	if m["type"] != typ {
+		c.t.Fatalf("got %v, want a %q message", m, typ)
+	}
+	return m
+}
+
+// quiet checks that no message arrives for d.
+func (c *client) quiet(d time.Duration) {
+	c.t.Helper()
+	select {
+	case m, ok := <-c.msgs:
+		if ok {
+			c.t.Fatalf("unexpected message %v", m)
+		}
+	case <-time.After(d):
+	}
+}
+
+// waitClosed waits for the server to close the connection and returns the
+// close error.
+func (c *client) waitClosed() error {
+	c.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case _, ok := <-c.msgs:
+			if !ok {
+				return <-c.closed
+			}
+		case <-timeout:
+			c.t.Fatal("connection still open after 5s")
+			return nil
+		}
+	}
+}
+
+func (c *client) id() string { return c.hello["peer"].(string) }
+
+// eventually polls cond for up to 5s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func str(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	case nil:
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func closeCode(err error) int {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return -1
+}
+
+var _ = sync.Mutex{}

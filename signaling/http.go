@@ -1,0 +1,286 @@
+package signaling
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/gorilla/websocket"
+)
+
+// Handler returns the HTTP handler for every path icegate serves over HTTP:
+//
+//	GET /ws               the signaling WebSocket (docs/signaling.md)
+//	GET /ws/simple        the classic tutorial protocol
+//	GET /api/turn         TURN credentials, TURN REST API draft shape
+//	GET /api/ice-servers  {"iceServers": [...]}, ready for new RTCPeerConnection
+//	GET /                 the test page (http.test_page)
+//
+// Origin and token checks run before a WebSocket upgrade and before the
+// API answers.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, false) })
+	mux.HandleFunc("GET /ws/simple", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, true) })
+	mux.HandleFunc("/api/turn", s.serveTURN)
+	mux.HandleFunc("/api/ice-servers", s.serveICEServers)
+	page := pageHandler()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		if !s.settings().testPage {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		page.ServeHTTP(w, r)
+	})
+	return mux
+}
+
+// checkOrigin applies signaling.allowed_origins to a browser's Origin. A
+// request without Origin is not from a browser page and passes: the
+// protection is against other sites' pages, which always send one.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	return originAllowed(s.settings().sig.AllowedOrigins, origin, r.Host)
+}
+
+// originAllowed matches origin against allowed; an empty list allows the
+// server's own origin (same host:port as requested) and loopback origins.
+func originAllowed(allowed []string, origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return false
+	}
+	if len(allowed) == 0 {
+		if strings.EqualFold(u.Host, host) {
+			return true
+		}
+		switch strings.ToLower(u.Hostname()) {
+		case "localhost", "127.0.0.1", "::1":
+			return true
+		}
+		return false
+	}
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+		au, err := url.Parse(a)
+		if err != nil || au.Scheme != u.Scheme || au.Port() != u.Port() {
+			continue
+		}
+		if suffix, ok := strings.CutPrefix(au.Hostname(), "*"); ok &&
+			strings.HasSuffix(strings.ToLower(u.Hostname()), strings.ToLower(suffix)) {
+			return true
+		}
+	}
+	return false
+}
+
+// authorize checks the token, when tokens are required.
+func (s *Server) authorize(r *http.Request) (*Claims, error) {
+	secrets := s.settings().sig.TokenSecrets
+	if len(secrets) == 0 {
+		return nil, nil
+	}
+	tok := r.URL.Query().Get("token")
+	if tok == "" {
+		if h, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			tok = strings.TrimSpace(h)
+		}
+	}
+	if tok == "" {
+		return nil, ErrTokenMissing
+	}
+	return VerifyToken(secrets, tok, time.Now())
+}
+
+// admit runs the checks shared by the WebSocket and the API. It answers
+// the request itself when it refuses.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*Claims, bool) {
+	if !s.checkOrigin(r) {
+		s.refuse(w, r, http.StatusForbidden, "origin", "origin "+safeText(r.Header.Get("Origin"))+" is not allowed (signaling.allowed_origins)")
+		return nil, false
+	}
+	claims, err := s.authorize(r)
+	if err != nil {
+		reason := "token"
+		if errors.Is(err, ErrTokenExpired) {
+			reason = "token-expired"
+		}
+		s.refuse(w, r, http.StatusUnauthorized, reason, err.Error())
+		return nil, false
+	}
+	return claims, true
+}
+
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason, msg string) {
+	s.metrics.refused.WithLabelValues(reason).Inc()
+	s.limited.Log(slog.LevelInfo, "refuse-"+reason, "request refused", "path", r.URL.Path,
+		"remote", r.RemoteAddr, "status", status, "why", msg)
+	writeJSON(w, status, map[string]string{"code": reason, "error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// requestHost is the host part of the Host the client used.
+func requestHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		return h
+	}
+	return strings.Trim(r.Host, "[]")
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
+	claims, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	if s.full() {
+		s.refuse(w, r, http.StatusServiceUnavailable, "capacity", "too many connections (signaling.max_connections)")
+		return
+	}
+	q := r.URL.Query()
+	opts := AcceptOptions{Claims: claims, Host: requestHost(r), Simple: simple, Resume: q.Get("resume")}
+	if last := q.Get("last"); last != "" {
+		n, err := strconv.ParseUint(last, 10, 64)
+		if err != nil {
+			s.refuse(w, r, http.StatusBadRequest, "bad-request", "last must be the last seq received")
+			return
+		}
+		opts.LastSeq = n
+	}
+	up := websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		// Checked above already; the same rule again in case this
+		// Upgrader is ever reached another way.
+		CheckOrigin: s.checkOrigin,
+	}
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return // Upgrade answered the client.
+	}
+	_ = s.Accept(r.Context(), ws, opts)
+}
+
+// cors answers a preflight and sets the CORS headers for an allowed
+// origin. It reports whether the request is done.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin != "" && s.checkOrigin(r) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Allow-Headers", "Authorization")
+		h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+		h.Set("Access-Control-Max-Age", "600")
+	}
+	if r.Method == http.MethodOptions {
+		if origin != "" && !s.checkOrigin(r) {
+			s.refuse(w, r, http.StatusForbidden, "origin", "origin "+safeText(origin)+" is not allowed (signaling.allowed_origins)")
+			return true
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET, OPTIONS")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"code": "method", "error": "use GET"})
+		return true
+	}
+	return false
+}
+
+// apiUser picks the user part of minted credentials: the token's subject,
+// else what the client asked for (the TURN REST API draft's username).
+func apiUser(claims *Claims, asked string) (string, bool) {
+	if claims != nil {
+		return claims.Subject, true
+	}
+	if len(asked) > 128 || strings.IndexFunc(asked, unicode.IsControl) >= 0 {
+		return "", false
+	}
+	return asked, true
+}
+
+// serveTURN implements the TURN REST API draft
+// (draft-uberti-behave-turn-rest-00 §2): GET ?service=turn&username=U gives
+// {username, password, ttl, uris}.
+func (s *Server) serveTURN(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) {
+		return
+	}
+	claims, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	if svc := q.Get("service"); svc != "" && svc != "turn" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "bad-request", "error": "service must be \"turn\""})
+		return
+	}
+	user, ok := apiUser(claims, q.Get("username"))
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "bad-request", "error": "username must be at most 128 bytes without control characters"})
+		return
+	}
+	servers, exp, minted := s.iceServers(requestHost(r), user)
+	if !minted {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"code": "no-secret",
+			"error": "no shared secret to mint with: set auth.secrets (static users cannot be handed out)"})
+		return
+	}
+	var uris []string
+	var username, password string
+	for _, sv := range servers {
+		uris = append(uris, sv.URLs...)
+		if sv.Username != "" {
+			username, password = sv.Username, sv.Credential
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"username": username, "password": password,
+		"ttl": int(time.Until(exp) / time.Second), "uris": uris,
+	})
+}
+
+// serveICEServers answers {"iceServers": [...]}, an RTCConfiguration a page
+// can pass straight to new RTCPeerConnection.
+func (s *Server) serveICEServers(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) {
+		return
+	}
+	claims, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	user, ok := apiUser(claims, r.URL.Query().Get("username"))
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "bad-request", "error": "username must be at most 128 bytes without control characters"})
+		return
+	}
+	servers, _, _ := s.iceServers(requestHost(r), user)
+	writeJSON(w, http.StatusOK, map[string]any{"iceServers": servers})
+}

@@ -1,0 +1,324 @@
+package signaling
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"icegate/auth"
+	"icegate/config"
+)
+
+const tokenSecret = "token-secret-0123456789abcdef0123456789"
+
+func httpServer(t *testing.T, mutate func(*config.Config)) (*Server, *httptest.Server) {
+	t.Helper()
+	s := newTestServer(t, mutate)
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	return s, hs
+}
+
+func wsURL(hs *httptest.Server, path string) string {
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + path
+}
+
+// dialWS dials and returns the HTTP status and, on success, hello.
+func dialWS(t *testing.T, url string, h http.Header) (int, string, map[string]any) {
+	t.Helper()
+	ws, resp, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		if resp == nil {
+			t.Fatalf("dial %s: %v", url, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	defer ws.Close()
+	var hello map[string]any
+	if err := ws.ReadJSON(&hello); err != nil {
+		t.Fatal(err)
+	}
+	return http.StatusSwitchingProtocols, "", hello
+}
+
+func TestOriginCheck(t *testing.T) {
+	_, hs := httpServer(t, nil)
+	host := strings.TrimPrefix(hs.URL, "http://")
+	for _, tc := range []struct {
+		origin string
+		want   int
+	}{
+		{"", 101},                      // not a browser
+		{"http://" + host, 101},        // the page's own origin
+		{"http://localhost:3000", 101}, // local development
+		{"https://127.0.0.1", 101},
+		{"https://evil.example", 403},
+		{"http://" + host + ".evil.example", 403},
+		{"null", 403},
+	} {
+		h := http.Header{}
+		if tc.origin != "" {
+			h.Set("Origin", tc.origin)
+		}
+		code, body, _ := dialWS(t, wsURL(hs, "/ws"), h)
+		if code != tc.want {
+			t.Errorf("origin %q: status %d (%s), want %d", tc.origin, code, body, tc.want)
+		}
+		if code == 403 && !strings.Contains(body, "signaling.allowed_origins") {
+			t.Errorf("origin %q: body %q does not say why", tc.origin, body)
+		}
+	}
+}
+
+func TestOriginAllowed(t *testing.T) {
+	list := []string{"https://app.example.com", "https://*.example.org", "http://localhost:3000"}
+	for _, tc := range []struct {
+		origin string
+		want   bool
+	}{
+		{"https://app.example.com", true},
+		{"HTTPS://APP.EXAMPLE.COM", true},
+		{"http://app.example.com", false},
+		{"https://app.example.com:8443", false},
+		{"https://a.example.org", true},
+		{"https://a.b.example.org", true},
+		{"https://example.org", false},
+		{"https://evilexample.org", false},
+		{"http://localhost:3000", true},
+		{"http://localhost:3001", false},
+		{"http://server:8080", false}, // the own origin is not implied once a list is given
+	} {
+		if got := originAllowed(list, tc.origin, "server:8080"); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.origin, got, tc.want)
+		}
+	}
+	if !originAllowed([]string{"*"}, "https://anything.example", "x") {
+		t.Error("* does not allow everything")
+	}
+}
+
+func TestTokenRefusedBeforeUpgrade(t *testing.T) {
+	_, hs := httpServer(t, func(c *config.Config) { c.Signaling.TokenSecrets = []string{tokenSecret} })
+	now := time.Now()
+	good, _ := MintToken(tokenSecret, Claims{Subject: "alice", Rooms: []string{"r"}, Expiry: now.Add(time.Hour).Unix()})
+	expired, _ := MintToken(tokenSecret, Claims{Subject: "alice", Expiry: now.Add(-time.Hour).Unix()})
+	forged, _ := MintToken("another-secret-0123456789abcdef012345", Claims{Subject: "alice", Expiry: now.Add(time.Hour).Unix()})
+	for _, tc := range []struct {
+		name, query, header string
+		want                int
+		body                string
+	}{
+		{"missing", "", "", 401, "token required"},
+		{"expired", "?token=" + expired, "", 401, "token expired by 1h0m"},
+		{"forged", "?token=" + forged, "", 401, "signature does not match"},
+		{"garbage", "?token=abc", "", 401, "invalid token"},
+		{"query", "?token=" + good, "", 101, ""},
+		{"header", "", "Bearer " + good, 101, ""},
+	} {
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("Authorization", tc.header)
+		}
+		code, body, hello := dialWS(t, wsURL(hs, "/ws"+tc.query), h)
+		if code != tc.want || !strings.Contains(body, tc.body) {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, code, body, tc.want, tc.body)
+		}
+		if code == 101 && hello["user"] != "alice" {
+			t.Errorf("%s: hello %v", tc.name, hello)
+		}
+	}
+	// The API is behind the same token.
+	resp, err := http.Get(hs.URL + "/api/ice-servers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("api without token: %d", resp.StatusCode)
+	}
+}
+
+func TestCredentialAPI(t *testing.T) {
+	_, hs := httpServer(t, nil)
+	get := func(path, origin string) (*http.Response, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", hs.URL+path, nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		return resp, v
+	}
+
+	resp, v := get("/api/turn?service=turn&username=alice", "http://localhost:5173")
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:5173" {
+		t.Fatalf("api/turn: %d %v %v", resp.StatusCode, resp.Header, v)
+	}
+	user := v["username"].(string)
+	if !strings.HasSuffix(user, ":alice") || v["password"] != auth.RESTPassword(testSecret, user) {
+		t.Errorf("api/turn credential: %v", v)
+	}
+	if ttl := v["ttl"].(float64); ttl < 3500 || ttl > 3600 {
+		t.Errorf("ttl %v", ttl)
+	}
+	uris := str(v["uris"])
+	if !strings.Contains(uris, "turn:127.0.0.1:3478?transport=udp") || !strings.Contains(uris, "turns:127.0.0.1:5349?transport=tcp") {
+		t.Errorf("uris %s", uris)
+	}
+	if resp, _ := get("/api/turn?service=stun", ""); resp.StatusCode != 400 {
+		t.Errorf("service=stun: %d", resp.StatusCode)
+	}
+
+	resp, v = get("/api/ice-servers", "")
+	servers, _ := v["iceServers"].([]any)
+	if resp.StatusCode != 200 || len(servers) != 2 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("api/ice-servers: %d %v", resp.StatusCode, v)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("credentials may be cached: %v", resp.Header)
+	}
+
+	if resp, v := get("/api/ice-servers", "https://evil.example"); resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("foreign origin: %d %v", resp.StatusCode, v)
+	}
+	// Preflight.
+	req, _ := http.NewRequest("OPTIONS", hs.URL+"/api/ice-servers", nil)
+	req.Header.Set("Origin", "http://localhost:5173")
+	req.Header.Set("Access-Control-Request-Headers", "authorization")
+	pre, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre.Body.Close()
+	if pre.StatusCode != 204 || !strings.Contains(pre.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("preflight: %d %v", pre.StatusCode, pre.Header)
+	}
+}
+
+func TestTestPage(t *testing.T) {
+	_, hs := httpServer(t, nil)
+	resp, err := http.Get(hs.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "icegate") || resp.Header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("test page: %d %s", resp.StatusCode, b)
+	}
+	_, off := httpServer(t, func(c *config.Config) { c.HTTP.TestPage = new(bool) })
+	resp, err = http.Get(off.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("test_page = false: %d", resp.StatusCode)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tok, err := MintToken("s1", Claims{Subject: "u", Rooms: []string{"a", "team-*"}, Expiry: now.Add(time.Minute).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := VerifyToken([]string{"s0", "s1"}, tok, now)
+	if err != nil || c.Subject != "u" {
+		t.Fatalf("verify: %v %v", c, err)
+	}
+	for room, want := range map[string]bool{"a": true, "b": false, "team-": true, "team-7": true, "tea": false} {
+		if c.AllowsRoom(room) != want {
+			t.Errorf("AllowsRoom(%q) = %v", room, !want)
+		}
+	}
+	if !(&Claims{Subject: "u"}).AllowsRoom("any") || !(*Claims)(nil).AllowsRoom("any") {
+		t.Error("no rooms claim should allow any room")
+	}
+	parts := strings.Split(tok, ".")
+	none := b64.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + "."
+	hs512 := b64.EncodeToString([]byte(`{"alg":"HS512"}`)) + "." + parts[1] + "." + parts[2]
+	for _, tc := range []struct {
+		name, tok string
+		now       time.Time
+		want      error
+	}{
+		{"wrong secret", tok, now, ErrTokenInvalid},
+		{"expired", tok, now.Add(2 * time.Minute), ErrTokenExpired},
+		{"alg none", none, now, ErrTokenInvalid},
+		{"alg hs512", hs512, now, ErrTokenInvalid},
+		{"tampered", parts[0] + "." + b64.EncodeToString([]byte(`{"sub":"admin","exp":1900000000}`)) + "." + parts[2], now, ErrTokenInvalid},
+		{"two parts", parts[0] + "." + parts[1], now, ErrTokenInvalid},
+		{"huge", strings.Repeat("a", 5000), now, ErrTokenInvalid},
+	} {
+		secrets := []string{"s1"}
+		if tc.name == "wrong secret" {
+			secrets = []string{"s2"}
+		}
+		if _, err := VerifyToken(secrets, tc.tok, tc.now); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// Within the leeway, an expired token still passes.
+	if _, err := VerifyToken([]string{"s1"}, tok, now.Add(time.Minute+10*time.Second)); err != nil {
+		t.Errorf("leeway: %v", err)
+	}
+	nbf, _ := MintToken("s1", Claims{Subject: "u", Expiry: now.Add(time.Hour).Unix(), NotBefore: now.Add(10 * time.Minute).Unix()})
+	if _, err := VerifyToken([]string{"s1"}, nbf, now); !errors.Is(err, ErrTokenInvalid) {
+		t.Errorf("nbf: %v", err)
+	}
+}
+
+func TestOutbox(t *testing.T) {
+	o := newOutbox(3, 2)
+	for i := range 3 {
+		if seq, err := o.push([]byte{byte('a' + i)}); err != nil || seq != uint64(i+1) {
+			t.Fatalf("push %d: %d %v", i, seq, err)
+		}
+	}
+	if _, err := o.push([]byte("d")); !errors.Is(err, errQueueFull) {
+		t.Fatalf("push beyond the limit: %v", err)
+	}
+	first, msgs := o.take()
+	if first != 1 || len(msgs) != 3 {
+		t.Fatalf("take: %d %q", first, msgs)
+	}
+	for _, b := range []string{"d", "e", "f", "g", "h"} {
+		if _, err := o.push([]byte(b)); err != nil {
+			t.Fatal(err)
+		}
+		o.take()
+	}
+	// 8 sent; at most 2*keep kept. Resuming after seq 7 replays 8.
+	from, gap := o.rewind(7)
+	if from != 8 || gap {
+		t.Fatalf("rewind(7): %d %v", from, gap)
+	}
+	if _, msgs := o.take(); len(msgs) != 1 || string(msgs[0]) != "h" {
+		t.Fatalf("replay: %q", msgs)
+	}
+	// Resuming after seq 1 finds older messages dropped.
+	from, gap = o.rewind(1)
+	if !gap || from <= 2 {
+		t.Fatalf("rewind(1): %d %v", from, gap)
+	}
+	// A client claiming more than was sent gets only what is new.
+	o.take()
+	if from, gap := o.rewind(100); from != 9 || gap {
+		t.Fatalf("rewind(100): %d %v", from, gap)
+	}
+}

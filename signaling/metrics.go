@@ -1,0 +1,55 @@
+package signaling
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the signaling server's collectors. Labels are bounded: message
+// types come from the protocol's list, reasons from this package's codes.
+type metrics struct {
+	connections prometheus.Gauge
+	peers       prometheus.Gauge
+	rooms       prometheus.Gauge
+	messages    *prometheus.CounterVec // type, outcome
+	dropped     *prometheus.CounterVec // reason
+	refused     *prometheus.CounterVec // reason
+	resumes     *prometheus.CounterVec // outcome
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "icegate_signaling_connections", Help: "Open signaling WebSockets.",
+		}),
+		peers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "icegate_signaling_peers", Help: "Signaling peers, connected or within their resume grace.",
+		}),
+		rooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "icegate_signaling_rooms", Help: "Signaling rooms with at least one peer.",
+		}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_signaling_messages_total", Help: "Client messages by type and outcome (ok, or the error code).",
+		}, []string{"type", "outcome"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_signaling_dropped_total", Help: "Server messages not queued, by reason.",
+		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_signaling_refused_total", Help: "Requests refused before a WebSocket upgrade or API answer, by reason.",
+		}, []string{"reason"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_signaling_resumes_total", Help: "Resume attempts by outcome.",
+		}, []string{"outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.peers, m.rooms, m.messages, m.dropped, m.refused, m.resumes)
+	}
+	return m
+}
+
+// typeLabel bounds the type label to the protocol's types.
+func typeLabel(t string) string {
+	switch t {
+	case TypeJoin, TypeLeave, TypeOffer, TypeAnswer, TypeCandidate, TypeMessage, TypeBroadcast,
+		TypePing, TypeRenew, TypeTURNEvents, TypeBye, "login":
+		return t
+	}
+	return "other"
+}

@@ -1,0 +1,463 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// peer is one signaling client. It outlives a connection: within the resume
+// grace a new connection can take it over.
+type peer struct {
+	id     string
+	claims *Claims // nil when no token is required
+	simple bool    // speaks the /ws/simple tutorial protocol
+	out    *outbox
+
+	turnEvents atomic.Bool
+	// connPtr mirrors conn for kick, which runs without Server.mu.
+	connPtr atomic.Pointer[conn]
+
+	// Guarded by Server.mu.
+	rooms  []string
+	conn   *conn
+	resume string
+	timer  *time.Timer
+	gone   bool
+	name   string // /ws/simple login name
+	other  string // /ws/simple: the name it last exchanged an offer or answer with
+}
+
+// kick disconnects p's current connection, if any (it may resume).
+func (p *peer) kick() {
+	if c := p.connPtr.Load(); c != nil {
+		c.kill(websocket.ClosePolicyViolation, "too slow: outbox full")
+	}
+}
+
+// conn is one WebSocket connection to a peer: exactly one reader (the
+// goroutine in Accept) and one writer (writeLoop).
+type conn struct {
+	s    *Server
+	p    *peer
+	ws   *websocket.Conn
+	host string
+
+	done       chan struct{}
+	writerDone chan struct{}
+	killOnce   sync.Once
+	closeCode  int // set before done closes
+	closeText  string
+	killedAt   time.Time
+
+	// Reader-only state.
+	tokens   float64
+	lastFill time.Time
+	buf      []byte
+}
+
+// kill ends the connection: the writer sends a close frame with code and
+// text and closes the socket, which ends the reader. It never blocks.
+func (c *conn) kill(code int, text string) {
+	c.killOnce.Do(func() {
+		c.closeCode, c.closeText = code, text
+		c.killedAt = time.Now()
+		close(c.done)
+		// Unblock a writer stuck on a reader that does not read.
+		_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+	})
+}
+
+// AcceptOptions describe a connection that passed the HTTP checks.
+type AcceptOptions struct {
+	// Claims are the verified token's, nil when no token is required.
+	Claims *Claims
+	// Resume and LastSeq ask to take over a peer within its resume grace:
+	// its resume token and the last seq the client received (0 for none).
+	Resume  string
+	LastSeq uint64
+	// Host names this server in the iceServers URLs handed out (the host
+	// the client reached; signaling.turn_host overrides it).
+	Host string
+	// Simple selects the classic tutorial protocol (/ws/simple).
+	Simple bool
+}
+
+// Accept serves one upgraded WebSocket until it closes or ctx ends. It runs
+// the connection's reader on the calling goroutine and one writer goroutine,
+// and returns after both have finished. The server owns ws from here on.
+func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOptions) error {
+	c := &conn{s: s, ws: ws, host: opts.Host, done: make(chan struct{}), writerDone: make(chan struct{})}
+	if err := s.enter(c); err != nil {
+		code := websocket.CloseTryAgainLater
+		if errors.Is(err, ErrClosed) {
+			code = websocket.CloseGoingAway
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, err.Error()), time.Now().Add(time.Second))
+		_ = ws.Close()
+		s.metrics.refused.WithLabelValues("capacity").Inc()
+		return err
+	}
+	defer s.exit(c)
+	stop := context.AfterFunc(ctx, func() { c.kill(websocket.CloseGoingAway, "server shutting down") })
+	defer stop()
+
+	st := s.settings()
+	c.tokens = float64(st.sig.MessagesBurst)
+	c.lastFill = time.Now()
+	hello, renew := s.attach(c, opts)
+	go c.writeLoop(hello, renew)
+	clean := c.readLoop()
+	c.kill(websocket.CloseNormalClosure, "")
+	<-c.writerDone
+	s.detach(c, clean)
+	return nil
+}
+
+// attach binds c to a peer: the one its resume token names, or a new one.
+// It returns the hello to send first (nil for /ws/simple) and when to renew
+// the credentials in it.
+func (s *Server) attach(c *conn, opts AcceptOptions) ([]byte, time.Duration) {
+	st := s.settings()
+	var p *peer
+	var old *conn
+	resumeErr := ""
+	s.mu.Lock()
+	if opts.Resume != "" && !opts.Simple {
+		p = s.byResume[opts.Resume]
+		switch {
+		case p == nil:
+			resumeErr = "unknown or expired resume token; this is a new peer"
+			s.metrics.resumes.WithLabelValues("unknown").Inc()
+		case !sameSubject(p.claims, opts.Claims):
+			p = nil
+			resumeErr = "resume token belongs to another user; this is a new peer"
+			s.metrics.resumes.WithLabelValues("other-user").Inc()
+		default:
+			old = p.conn
+			if p.timer != nil {
+				p.timer.Stop()
+				p.timer = nil
+			}
+			delete(s.byResume, p.resume)
+		}
+	}
+	resumed := p != nil
+	if p == nil {
+		p = &peer{id: newID(), claims: opts.Claims, simple: opts.Simple,
+			out: newOutbox(st.sig.SendQueue, st.sig.SendQueue)}
+		s.registerLocked(p)
+	}
+	c.p = p
+	p.conn = c
+	p.connPtr.Store(c)
+	if !p.simple {
+		p.resume = newToken()
+		s.byResume[p.resume] = p
+	}
+	rooms := slices.Clone(p.rooms)
+	resume := p.resume
+	s.mu.Unlock()
+
+	if p.simple {
+		return nil, 0
+	}
+	if old != nil {
+		// The old connection must stop writing before the outbox rewinds,
+		// or it could take messages the new one needs.
+		old.kill(4000, "replaced by a resumed connection")
+		<-old.writerDone
+	}
+	h := helloMsg{
+		Type: TypeHello, Peer: p.id, ResumeToken: resume, Resumed: resumed, ResumeError: resumeErr,
+		Rooms:        rooms,
+		PingInterval: int(st.sig.PingIntervalDuration / time.Second),
+		Limits: helloLimits{
+			MaxMessageBytes: st.sig.MaxMessageBytes, MessagesPerSecond: st.sig.MessagesPerSecond,
+			PeersPerRoom: st.sig.PeersPerRoom, RoomsPerPeer: st.sig.RoomsPerPeer,
+			ResumeGrace: int(st.sig.ResumeGraceDuration / time.Second),
+		},
+		Server: serverInfo{Version: s.version, TURNSCertificate: "configured", TURNEvents: boolOr(st.sig.TURNEvents, true)},
+	}
+	if st.selfSigned {
+		h.Server.TURNSCertificate = "self-signed"
+	}
+	if p.claims != nil {
+		h.User = p.claims.Subject
+	}
+	if h.Rooms == nil {
+		h.Rooms = []string{}
+	}
+	var exp time.Time
+	h.ICEServers, exp, h.Server.Credentials = s.iceServers(c.host, p.id)
+	if h.Server.Credentials {
+		h.Expires = &exp
+		h.TTL = int(time.Until(exp) / time.Second)
+	}
+	if resumed {
+		from, gap := p.out.rewind(opts.LastSeq)
+		h.Replay = &replayInfo{From: from, Gap: gap}
+		outcome := "ok"
+		if gap {
+			outcome = "gap"
+		}
+		s.metrics.resumes.WithLabelValues(outcome).Inc()
+	}
+	return encode(h), renewAfter(exp)
+}
+
+// renewAfter says when to send fresh credentials: at 80% of their life,
+// leaving a client a margin to use them before the old ones expire.
+func renewAfter(exp time.Time) time.Duration {
+	if exp.IsZero() {
+		return 0
+	}
+	return max(time.Until(exp)*4/5, time.Second)
+}
+
+func sameSubject(a, b *Claims) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Subject == b.Subject
+}
+
+func boolOr(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+// detach unbinds c from its peer after the connection ended. A peer that
+// said goodbye (close code 1000 or 1001, or "bye") leaves at once; one whose
+// connection broke keeps its id, rooms and queue for the resume grace.
+func (s *Server) detach(c *conn, clean bool) {
+	st := s.settings()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := c.p
+	if p == nil || p.conn != c {
+		return // replaced by a resumed connection
+	}
+	p.conn = nil
+	p.connPtr.Store(nil)
+	grace := st.sig.ResumeGraceDuration
+	if clean || grace <= 0 || p.simple || s.closed {
+		s.removeLocked(p, "disconnected")
+		return
+	}
+	p.timer = time.AfterFunc(grace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if p.conn == nil {
+			s.removeLocked(p, "resume grace expired")
+		}
+	})
+}
+
+// readLoop reads and handles messages until the connection fails. It
+// returns whether the client closed it on purpose.
+func (c *conn) readLoop() (clean bool) {
+	st := c.s.settings()
+	readTimeout := st.sig.PingIntervalDuration + min(pongWait, st.sig.PingIntervalDuration)
+	c.ws.SetReadLimit(st.hardReadLimit)
+	_ = c.ws.SetReadDeadline(time.Now().Add(readTimeout))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(readTimeout))
+	})
+	for {
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
+			}
+			return websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) || c.bye()
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(readTimeout))
+		st = c.s.settings()
+		b, tooLarge, err := c.readMessage(r, st.sig.MaxMessageBytes)
+		if err != nil {
+			return c.bye()
+		}
+		if tooLarge {
+			c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
+			c.sendError(nil, "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.sig.MaxMessageBytes))
+			continue
+		}
+		if !c.allow(st) {
+			c.s.metrics.messages.WithLabelValues("other", CodeRateLimited).Inc()
+			c.sendError(nil, "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.sig.MessagesPerSecond))
+			continue
+		}
+		if c.p.simple {
+			c.handleSimple(b)
+		} else {
+			c.handle(b, st)
+		}
+		if c.bye() {
+			return true
+		}
+	}
+}
+
+// bye reports whether the peer asked to leave for good.
+func (c *conn) bye() bool {
+	select {
+	case <-c.done:
+		return c.closeText == "bye"
+	default:
+		return false
+	}
+}
+
+// readMessage reads one message of at most limit bytes into c.buf.
+func (c *conn) readMessage(r io.Reader, limit int) ([]byte, bool, error) {
+	if c.buf == nil {
+		c.buf = make([]byte, 0, 4096)
+	}
+	buf := bytes.NewBuffer(c.buf[:0])
+	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if n > int64(limit) {
+		_, err := io.Copy(io.Discard, r)
+		return nil, true, err
+	}
+	c.buf = buf.Bytes()
+	return c.buf, false, nil
+}
+
+// allow takes a token from the connection's bucket.
+func (c *conn) allow(st *settings) bool {
+	now := time.Now()
+	c.tokens += now.Sub(c.lastFill).Seconds() * float64(st.sig.MessagesPerSecond)
+	c.lastFill = now
+	if burst := float64(st.sig.MessagesBurst); c.tokens > burst {
+		c.tokens = burst
+	}
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
+
+// send queues a message for this connection's own peer. If its own queue
+// is full it is not reading: disconnect it.
+func (c *conn) send(body []byte) {
+	_ = c.s.deliver(c.p, body, "reply")
+}
+
+func (c *conn) sendError(id json.RawMessage, forType string, e *protoError) {
+	c.send(encode(errorMsg{Type: TypeError, ID: id, Code: e.code, Error: e.msg, For: forType}))
+}
+
+// writeLoop is the connection's only writer: hello first, then the outbox
+// as it fills, pings while idle, and fresh credentials before they expire.
+func (c *conn) writeLoop(hello []byte, renew time.Duration) {
+	defer close(c.writerDone)
+	defer c.ws.Close()
+	st := c.s.settings()
+	ping := time.NewTicker(st.sig.PingIntervalDuration)
+	defer ping.Stop()
+	var renewC <-chan time.Time
+	if renew > 0 {
+		t := time.NewTimer(renew)
+		defer t.Stop()
+		renewC = t.C
+	}
+	if hello != nil && c.write(0, hello) != nil {
+		return
+	}
+	if c.flush() != nil {
+		return
+	}
+	for {
+		select {
+		case <-c.done:
+			// Ending on purpose (bye, shutdown, replaced): what is queued
+			// goes out first, within a second (see write). A slow reader
+			// gets nothing more.
+			if c.flush() == nil {
+				_ = c.ws.WriteControl(websocket.CloseMessage,
+					websocket.FormatCloseMessage(c.closeCode, c.closeText), time.Now().Add(time.Second))
+			}
+			return
+		case <-c.p.out.wake:
+			if c.flush() != nil {
+				return
+			}
+		case <-ping.C:
+			if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)) != nil {
+				return
+			}
+		case <-renewC:
+			servers, exp, ok := c.s.iceServers(c.host, c.p.id)
+			if ok {
+				c.send(encode(iceServersMsg{Type: TypeICEServers, ICEServers: servers, Expires: &exp, TTL: int(time.Until(exp) / time.Second)}))
+				renewC = time.After(renewAfter(exp))
+			}
+		}
+	}
+}
+
+// flush writes what the outbox holds.
+func (c *conn) flush() error {
+	seq, msgs := c.p.out.take()
+	for i, m := range msgs {
+		if err := c.write(seq+uint64(i), m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write sends one message, adding "seq" to it unless seq is 0 or the peer
+// speaks /ws/simple. Once the connection is being killed, a write gets a
+// second at most, and none at all when the peer is too slow.
+func (c *conn) write(seq uint64, body []byte) error {
+	deadline := time.Now().Add(writeWait)
+	select {
+	case <-c.done:
+		if c.closeCode == websocket.ClosePolicyViolation {
+			return errSlow
+		}
+		deadline = c.killedAt.Add(time.Second)
+	default:
+	}
+	_ = c.ws.SetWriteDeadline(deadline)
+	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	if seq == 0 || c.p.simple || len(body) < 2 {
+		_, err = w.Write(body)
+	} else {
+		var pre [32]byte
+		b := append(pre[:0], `{"seq":`...)
+		b = strconv.AppendUint(b, seq, 10)
+		b = append(b, ',')
+		if _, err = w.Write(b); err == nil {
+			_, err = w.Write(body[1:])
+		}
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		c.s.limited.Log(slog.LevelDebug, "write-"+c.p.id, "write failed", "peer", c.p.id, "err", err)
+	}
+	return err
+}

@@ -1,0 +1,382 @@
+package signaling
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"icegate/config"
+)
+
+// Options are the parts of a Server that do not come from the config file.
+type Options struct {
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the Prometheus collectors; nil keeps them private.
+	Registerer prometheus.Registerer
+	// Secret returns the shared secret TURN credentials are minted with: the
+	// first auth.secrets, or the one the relay generated. "" (or a nil
+	// Secret) means none can be minted, and iceServers hold STUN URLs only.
+	Secret func() string
+	// Version is shown to clients in hello.
+	Version string
+}
+
+// settings are the config-derived parts of a Server, swapped whole by Reload.
+type settings struct {
+	sig           config.Signaling
+	testPage      bool
+	listen        config.Listen
+	separator     string
+	selfSigned    bool
+	hardReadLimit int64
+}
+
+// Timeouts that are not worth a config attribute.
+const (
+	// writeWait bounds one write to a client; a client that does not take a
+	// message in this time is dead or too slow.
+	writeWait = 10 * time.Second
+	// pongWait is how long after a ping the pong may take.
+	pongWait = 15 * time.Second
+	// goneMemory is how long a departed peer id is remembered, to answer
+	// "peer-gone" rather than "no-such-peer".
+	goneMemory = 10 * time.Minute
+	// maxGone bounds that memory.
+	maxGone = 4096
+)
+
+// Server is the signaling server: a hub of peers and rooms. The zero value
+// is not usable; call New.
+type Server struct {
+	log     *slog.Logger
+	limited *limitedLog
+	metrics *metrics
+	secret  func() string
+	version string
+	set     atomic.Pointer[settings]
+
+	// byID mirrors peers for the TURN event hook, which must not wait for mu.
+	byID sync.Map // id → *peer
+
+	mu       sync.RWMutex
+	peers    map[string]*peer
+	byResume map[string]*peer
+	rooms    map[string]*room
+	names    map[string]*peer // /ws/simple logins
+	gone     map[string]time.Time
+	conns    map[*conn]struct{}
+	closed   bool
+
+	nconns atomic.Int64
+	wg     sync.WaitGroup // Accept calls running
+}
+
+// room is a named set of peers, in join order. Guarded by Server.mu.
+type room struct {
+	name    string
+	max     int
+	members []*peer
+}
+
+func (r *room) has(p *peer) bool { return slices.Contains(r.members, p) }
+
+// New returns a Server for the http and signaling blocks of cfg, which must
+// have passed config.Validate.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "signaling")
+	s := &Server{
+		log:      log,
+		limited:  newLimitedLog(log),
+		metrics:  newMetrics(opts.Registerer),
+		secret:   opts.Secret,
+		version:  opts.Version,
+		peers:    map[string]*peer{},
+		byResume: map[string]*peer{},
+		rooms:    map[string]*room{},
+		names:    map[string]*peer{},
+		gone:     map[string]time.Time{},
+		conns:    map[*conn]struct{}{},
+	}
+	if s.secret == nil {
+		s.secret = func() string { return "" }
+	}
+	if err := s.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload applies a new, validated config: origins, token secrets, limits,
+// credential lifetime. Open connections keep running; new limits apply to
+// what they do next.
+func (s *Server) Reload(cfg *config.Config) error {
+	if cfg.Signaling == nil || cfg.HTTP == nil || cfg.Listen == nil || cfg.Auth == nil || cfg.TLS == nil {
+		return fmt.Errorf("signaling: config has not been validated")
+	}
+	st := &settings{
+		sig:        *cfg.Signaling,
+		testPage:   config.Bool(cfg.HTTP.TestPage, true),
+		listen:     *cfg.Listen,
+		separator:  cfg.Auth.Separator,
+		selfSigned: cfg.TLS.CertFile == "",
+	}
+	st.sig.AllowedOrigins = slices.Clone(st.sig.AllowedOrigins)
+	st.sig.TokenSecrets = slices.Clone(st.sig.TokenSecrets)
+	// Messages up to max_message_bytes are read; larger ones up to this
+	// are read and discarded with an error; beyond it the connection is
+	// closed (1009), since a client sending those is not a signaling client.
+	st.hardReadLimit = int64(max(4*st.sig.MaxMessageBytes, st.sig.MaxMessageBytes+64<<10))
+	s.set.Store(st)
+	return nil
+}
+
+func (s *Server) settings() *settings { return s.set.Load() }
+
+// Close closes every connection (with close code 1001, going away) and
+// forgets every peer, waiting for the connections' goroutines until ctx
+// ends. net/http does not close hijacked connections; this does.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	for _, p := range s.peers {
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.kill(websocket.CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Connections returns the number of open WebSockets.
+func (s *Server) Connections() int { return int(s.nconns.Load()) }
+
+// enter admits a connection, or says why not.
+func (s *Server) enter(c *conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if int(s.nconns.Load()) >= s.settings().sig.MaxConnections {
+		return ErrCapacity
+	}
+	s.nconns.Add(1)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.metrics.connections.Inc()
+	return nil
+}
+
+func (s *Server) exit(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.nconns.Add(-1)
+	s.metrics.connections.Dec()
+	s.wg.Done()
+}
+
+// full reports whether a new connection would be refused for capacity.
+func (s *Server) full() bool {
+	return int(s.nconns.Load()) >= s.settings().sig.MaxConnections
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns a random peer id: 16 lowercase letters and digits, which
+// never contain a TURN username separator.
+func newID() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return idEncoding.EncodeToString(b)
+}
+
+// newToken returns a random resume token.
+func newToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// register adds a new peer. Caller holds mu.
+func (s *Server) registerLocked(p *peer) {
+	for s.peers[p.id] != nil {
+		p.id = newID()
+	}
+	s.peers[p.id] = p
+	s.byID.Store(p.id, p)
+	s.metrics.peers.Inc()
+}
+
+// removeLocked forgets p for good: its rooms are told it left. Caller holds
+// mu.
+func (s *Server) removeLocked(p *peer, why string) {
+	if p.gone {
+		return
+	}
+	p.gone = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	delete(s.peers, p.id)
+	s.byID.Delete(p.id)
+	if p.resume != "" {
+		delete(s.byResume, p.resume)
+	}
+	for _, name := range slices.Clone(p.rooms) {
+		s.leaveLocked(p, name)
+	}
+	if p.simple {
+		s.simpleLogoutLocked(p)
+	}
+	if len(s.gone) >= maxGone {
+		now := time.Now()
+		for id, t := range s.gone {
+			if now.Sub(t) > goneMemory || len(s.gone) >= maxGone {
+				delete(s.gone, id)
+			}
+		}
+	}
+	s.gone[p.id] = time.Now()
+	s.metrics.peers.Dec()
+	s.log.Debug("peer gone", "peer", p.id, "why", why)
+}
+
+// leaveLocked takes p out of room name and tells the others. Caller holds mu.
+func (s *Server) leaveLocked(p *peer, name string) bool {
+	i := slices.Index(p.rooms, name)
+	if i < 0 {
+		return false
+	}
+	p.rooms = slices.Delete(p.rooms, i, i+1)
+	r := s.rooms[name]
+	if r == nil {
+		return true
+	}
+	if j := slices.Index(r.members, p); j >= 0 {
+		r.members = slices.Delete(r.members, j, j+1)
+	}
+	if len(r.members) == 0 {
+		delete(s.rooms, name)
+		s.metrics.rooms.Dec()
+		return true
+	}
+	body := encode(roomMsg{Type: TypePeerLeft, Room: name, Peer: p.id})
+	for _, o := range r.members {
+		s.deliver(o, body, "peer-left")
+	}
+	return true
+}
+
+// deliver queues body for p; a full queue means p is too slow, and it is
+// disconnected. Safe with or without mu held.
+func (s *Server) deliver(p *peer, body []byte, what string) error {
+	if _, err := p.out.push(body); err != nil {
+		s.metrics.dropped.WithLabelValues("queue-full").Inc()
+		s.limited.Log(slog.LevelInfo, "slow-"+p.id, "peer too slow: its queue is full, disconnecting it",
+			"peer", p.id, "dropped", what, "queued", p.out.pending())
+		p.kick()
+		return err
+	}
+	return nil
+}
+
+// sharesRoom reports whether a and b are in a common room (room "" = any).
+// Caller holds mu.
+func sharesRoom(a, b *peer, room string) bool {
+	if room != "" {
+		return slices.Contains(a.rooms, room) && slices.Contains(b.rooms, room)
+	}
+	for _, r := range a.rooms {
+		if slices.Contains(b.rooms, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// peerGone reports whether id left recently. Caller holds mu (read).
+func (s *Server) peerGoneLocked(id string) bool {
+	t, ok := s.gone[id]
+	return ok && time.Since(t) < goneMemory
+}
+
+// Stats is a snapshot for tests and the benchmark.
+type Stats struct {
+	Connections, Peers, Rooms int
+}
+
+// Stats returns the current counts.
+func (s *Server) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Stats{Connections: int(s.nconns.Load()), Peers: len(s.peers), Rooms: len(s.rooms)}
+}
+
+// limitedLog logs at most one line per key per second, so a flood cannot
+// flood the log.
+type limitedLog struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func newLimitedLog(log *slog.Logger) *limitedLog {
+	return &limitedLog{log: log, last: map[string]time.Time{}}
+}
+
+func (l *limitedLog) Log(level slog.Level, key, msg string, args ...any) {
+	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	if t, ok := l.last[key]; ok && now.Sub(t) < time.Second {
+		l.mu.Unlock()
+		return
+	}
+	if len(l.last) > 10000 {
+		clear(l.last)
+	}
+	l.last[key] = now
+	l.mu.Unlock()
+	l.log.Log(context.Background(), level, msg, args...)
+}
+
+// safeText trims client-supplied text for logs.
+func safeText(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
