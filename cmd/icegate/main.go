@@ -24,6 +24,8 @@ Usage:
   icegate cred [-secret S | -config F] [-user NAME] [-ttl 24h] [-host H]
                                         mint time-limited TURN credentials (coturn's use-auth-secret)
   icegate policy explain IP [-config F] show which peer-policy rule decides IP and why
+  icegate token [-secret S | -config F] -user ID [-rooms a,b] [-ttl 1h]
+                                        mint a signaling token (HS256 JWT) for /ws and /api
   icegate natcheck [stun:host[:port]] [-json] [-lifetime]
                                         find out what NAT lies between here and a STUN server
                                         with RFC 5780 (icegate with stun.alternate_address)
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cred(rest, stdout, stderr)
 	case "policy":
 		return policyCmd(rest, stdout, stderr)
+	case "token":
+		return token(rest, stdout, stderr)
 	case "natcheck":
 		return natcheckCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":

@@ -8,16 +8,21 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"icegate/auth"
+	"icegate/signaling"
 )
 
 func runCLI(args ...string) (string, string, error) {
@@ -94,6 +99,33 @@ func TestCred(t *testing.T) {
 	}
 }
 
+func TestToken(t *testing.T) {
+	const secret = "token-secret-0123456789abcdef0123456789"
+	out, _, err := runCLI("token", "-secret", secret, "-user", "alice", "-rooms", "a, team-*", "-ttl", "10m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := signaling.VerifyToken([]string{secret}, strings.TrimSpace(out), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "alice" || strings.Join(c.Rooms, " ") != "a team-*" || time.Until(time.Unix(c.Expiry, 0)) > 10*time.Minute {
+		t.Errorf("claims %+v", c)
+	}
+	if _, _, err := runCLI("token", "-secret", secret); !errors.Is(err, errUsage) {
+		t.Errorf("without -user: %v", err)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.hcl")
+	os.WriteFile(cfg, []byte("signaling {\n  token_secrets = [\""+secret+"\"]\n}\n"), 0o600)
+	out, _, err = runCLI("token", "-config", cfg, "-user", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signaling.VerifyToken([]string{secret}, strings.TrimSpace(out), time.Now()); err != nil {
+		t.Errorf("token from -config: %v", err)
+	}
+}
+
 func TestPolicyExplain(t *testing.T) {
 	out, _, err := runCLI("policy", "explain", "::ffff:169.254.169.254")
 	if err != nil {
@@ -135,6 +167,7 @@ relay {
   private_ok = true
 }
 metrics { listen = "" }
+http { listen = "127.0.0.1:0" }
 shutdown_grace = "2s"
 `
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
@@ -160,12 +193,42 @@ shutdown_grace = "2s"
 	if !strings.Contains(stdout.String(), "icegate cred -secret") {
 		t.Errorf("no hint on minting credentials with the generated secret:\n%s", stdout.String())
 	}
+	// The test page is served, and its WebSocket hands out credentials.
+	m := regexp.MustCompile(`test page: (http://localhost:\d+/)`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no test page URL:\n%s", stdout.String())
+	}
+	page := strings.Replace(m[1], "localhost", "127.0.0.1", 1)
+	resp, err := http.Get(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("test page: %d", resp.StatusCode)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(page, "http")+"ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hello struct {
+		ICEServers []auth.ICEServer `json:"ice_servers"`
+	}
+	if err := ws.ReadJSON(&hello); err != nil || len(hello.ICEServers) != 2 || hello.ICEServers[1].Username == "" {
+		t.Fatalf("hello %+v %v", hello, err)
+	}
+	// Shutdown closes the upgraded WebSocket itself.
+	defer ws.Close()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "stopped") {
 		t.Fatalf("no orderly shutdown:\n%s", stderr.String())
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Errorf("WebSocket after shutdown: %v", err)
 	}
 }
 

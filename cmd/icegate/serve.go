@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"icegate/config"
+	"icegate/signaling"
 	"icegate/turn"
 )
 
@@ -60,11 +63,29 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	srv, err := turn.New(cfg, turn.Options{Logger: log, Registerer: reg})
+	// The signaling server mints credentials with the relay's secret and
+	// shows each peer the relay's decisions about its own requests, so it
+	// is built first and learns the relay once that exists.
+	var relay atomic.Pointer[turn.Server]
+	var current atomic.Pointer[config.Config]
+	current.Store(cfg)
+	var hub *signaling.Server
+	var events func(turn.Event)
+	if cfg.HTTP.Listen != "" {
+		hub, err = signaling.New(cfg, signaling.Options{Logger: log, Registerer: reg, Version: version,
+			Secret: func() string { return mintingSecret(current.Load(), relay.Load()) }})
+		if err != nil {
+			return err
+		}
+		events = hub.TURNEvent
+	}
+
+	srv, err := turn.New(cfg, turn.Options{Logger: log, Registerer: reg, Events: events})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	relay.Store(srv)
 
 	var metricsSrv *http.Server
 	if cfg.Metrics.Listen != "" {
@@ -78,6 +99,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		go func() { _ = metricsSrv.Serve(ln) }()
 		defer metricsSrv.Close()
 		log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+
+	closeHTTP := func() {}
+	var pageURL string
+	if hub != nil {
+		if closeHTTP, pageURL, err = serveHTTP(cfg.HTTP, hub, log); err != nil {
+			return err
+		}
+		defer closeHTTP()
 	}
 
 	for _, a := range srv.Addrs() {
@@ -96,6 +126,9 @@ Mint a time-limited TURN credential (and the browser iceServers JSON) with:
 It is gone when the server stops; put secrets = ["..."] in an auth block to keep one.
 `, secret, secret)
 	}
+	if pageURL != "" {
+		fmt.Fprintf(stdout, "\ntest page: %s\n\n", pageURL)
+	}
 	log.Info("icegate ready", "version", version, "config", cfg.Source, "realm", cfg.Realm)
 
 	for {
@@ -106,19 +139,25 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 			sig = syscall.SIGTERM
 		}
 		if sig == syscall.SIGHUP {
-			reload(*cfgPath, srv, level, reloadOK, log, stderr)
+			if c := reload(*cfgPath, srv, level, reloadOK, log, stderr); c != nil {
+				current.Store(c)
+				if hub != nil {
+					_ = hub.Reload(c)
+				}
+			}
 			continue
 		}
+		closeHTTP()
 		return shutdown(srv, cfg.ShutdownGraceDuration, sigs, log)
 	}
 }
 
 // reload applies a changed config file: everything is loaded and validated
 // first, and nothing changes unless all of it is valid.
-func reload(path string, srv *turn.Server, level *slog.LevelVar, ok prometheus.Gauge, log *slog.Logger, stderr io.Writer) {
+func reload(path string, srv *turn.Server, level *slog.LevelVar, ok prometheus.Gauge, log *slog.Logger, stderr io.Writer) *config.Config {
 	if path == "" {
 		log.Info("SIGHUP: running on embedded defaults, nothing to reload")
-		return
+		return nil
 	}
 	cfg, err := loadConfig(path, stderr)
 	if err == nil {
@@ -127,10 +166,11 @@ func reload(path string, srv *turn.Server, level *slog.LevelVar, ok prometheus.G
 	if err != nil {
 		ok.Set(0)
 		log.Error("reload failed, keeping the running configuration", "err", err)
-		return
+		return nil
 	}
 	level.Set(parseLevel(cfg.Log.Level))
 	ok.Set(1)
+	return cfg
 }
 
 // shutdown lets allocations drain for up to grace, or until a second signal.
