@@ -5,22 +5,30 @@
 set -euo pipefail
 
 missing=()
-for cmd in turnutils_uclient turnutils_stunclient turnutils_peer; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+pkgs=()
+for cmd in turnutils_uclient turnutils_stunclient turnutils_peer turnutils_natdiscovery turnserver; do
+  command -v "$cmd" >/dev/null 2>&1 || { missing+=("$cmd"); pkgs=(coturn); }
 done
+# The NAT lab (tools/natlab) runs only as root; it needs iproute2, nftables
+# and conntrack there.
+if [ "$(id -u)" -eq 0 ] && [ "$(uname -s)" = Linux ]; then
+  for pair in ip:iproute2 nft:nftables conntrack:conntrack; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || { missing+=("${pair%%:*}"); pkgs+=("${pair##*:}"); }
+  done
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-echo "installing coturn for its test clients (missing: ${missing[*]})"
+echo "installing ${pkgs[*]} for the tests (missing: ${missing[*]})"
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-    echo "need root to apt-get install coturn; install it by hand or run as root" >&2
+    echo "need root to apt-get install ${pkgs[*]}; install it by hand or run as root" >&2
     exit 1
   fi
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends coturn >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 # Debian's package may start a turnserver on 3478; the tests do not need it.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
   $sudo systemctl stop coturn || true
