@@ -147,7 +147,8 @@ type Report struct {
 	// is why XOR-MAPPED-ADDRESS exists). Costs no extra packet.
 	ALG *bool `json:"alg,omitempty"`
 	// LifetimeSeconds is the binding lifetime found: at least this long,
-	// less than LifetimeMaxSeconds.
+	// less than LifetimeMaxSeconds (absent when the binding outlived the
+	// longest wait, Options.LifetimeMax).
 	LifetimeSeconds    *float64 `json:"lifetime_s,omitempty"`
 	LifetimeMaxSeconds *float64 `json:"lifetime_max_s,omitempty"`
 	// ServerProblem says why the server cannot tell mapping and filtering
@@ -596,7 +597,8 @@ func (c *checker) hairpin(ctx context.Context, s1 net.PacketConn, m1 netip.AddrP
 // lifetime finds how long an idle binding lives (RFC 5780 §4.6): a fresh
 // socket X opens a binding, waits, then another socket asks the server to
 // answer to X's mapped port (RESPONSE-PORT). X hears it while the binding
-// lives. Binary search between 0 and LifetimeMax.
+// lives. Binary search between 0 and LifetimeMax, a fresh X for each wait,
+// so the whole test waits about LifetimeMax.
 func (c *checker) lifetime(ctx context.Context) error {
 	rep := c.rep
 	probeSock, err := c.socket()
@@ -630,16 +632,6 @@ func (c *checker) lifetime(ctx context.Context) error {
 		return b.answered, nil
 	}
 	lo, hi := time.Duration(0), c.opts.LifetimeMax
-	ok, err := alive(hi)
-	if err != nil {
-		return err
-	}
-	if ok {
-		c.note("the binding outlived the longest wait")
-		s := hi.Seconds()
-		rep.LifetimeSeconds = &s
-		return nil
-	}
 	for hi-lo > c.opts.LifetimePrecision {
 		mid := (lo + hi) / 2
 		ok, err := alive(mid)
@@ -653,7 +645,12 @@ func (c *checker) lifetime(ctx context.Context) error {
 		}
 	}
 	l, h := lo.Seconds(), hi.Seconds()
-	rep.LifetimeSeconds, rep.LifetimeMaxSeconds = &l, &h
+	rep.LifetimeSeconds = &l
+	if hi < c.opts.LifetimeMax {
+		rep.LifetimeMaxSeconds = &h
+	} else {
+		c.note("the binding outlived every wait: it lives at least this long")
+	}
 	return nil
 }
 

@@ -44,6 +44,9 @@ type scenario struct {
 	udp     bool
 	hairpin bool // expected from natcheck (only checked when nat)
 	classic string
+	// lifetime, when set, is the router's nf_conntrack_udp_timeout, and
+	// natcheck -lifetime must find it.
+	lifetime time.Duration
 	// natdiscoveryDeviates is the documented case where natdiscovery,
 	// against a server that follows RFC 5780 Table 1, reports a different
 	// mapping than against coturn (see docs/nat.md).
@@ -108,7 +111,7 @@ var scenarios = []scenario{
   }
 }`,
 		mapping: natcheck.EndpointIndependent, filter: natcheck.AddressAndPortDependent, nat: true, udp: true,
-		classic: "port restricted cone",
+		classic: "port restricted cone", lifetime: 5 * time.Second,
 	},
 	{
 		name: "adm", title: "ADM + APDF (snat to a jhash of source and destination IP)",
@@ -204,6 +207,7 @@ func processAlive(pid int) bool {
 type result struct {
 	sc                        scenario
 	natcheck                  *natcheck.Report
+	lifetime                  string
 	ndIcegate, ndCoturn       ndResult
 	turn                      string
 	natcheckTime, labDuration time.Duration
@@ -381,6 +385,11 @@ func newLab(t *testing.T, sc scenario) *lab {
 	l.must("ip", "-n", l.rtr, "link", "set", "wan", "up")
 	l.must("ip", "-n", l.rtr, "link", "set", "lan1", "up")
 	l.must("ip", "netns", "exec", l.rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	if sc.lifetime > 0 {
+		// Bindings of this router then live this long when idle.
+		l.must("ip", "netns", "exec", l.rtr, "sysctl", "-qw",
+			fmt.Sprintf("net.netfilter.nf_conntrack_udp_timeout=%d", int(sc.lifetime.Seconds())))
+	}
 	l.must("ip", "-n", l.cli, "addr", "add", clientIP+"/24", "dev", "eth0")
 	l.must("ip", "-n", l.cli, "link", "set", "eth0", "up")
 	l.must("ip", "-n", l.cli, "route", "add", "default", "via", routerLAN)
@@ -547,6 +556,17 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 	l.flush()
 	nd2, out2 := l.natdiscovery("4478")
 	res.ndIcegate, res.ndCoturn = nd1, nd2
+	if dir := os.Getenv("NATLAB_LOGDIR"); dir != "" {
+		// Evidence for docs/nat.md.
+		_ = os.WriteFile(filepath.Join(dir, sc.name+"-natcheck.json"), []byte(out), 0o644)
+		_ = os.WriteFile(filepath.Join(dir, sc.name+"-natdiscovery-icegate.txt"), []byte(out1), 0o644)
+		_ = os.WriteFile(filepath.Join(dir, sc.name+"-natdiscovery-coturn.txt"), []byte(out2), 0o644)
+		l.flush()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		text, _ := l.run(ctx, l.cli, "", bin, "natcheck", "-timeout", "400ms", "stun:"+serverA1+":3478")
+		cancel()
+		_ = os.WriteFile(filepath.Join(dir, sc.name+"-natcheck.txt"), []byte(text), 0o644)
+	}
 	switch {
 	case sc.natdiscoveryDeviates:
 		// natdiscovery sends mapping test III to the OTHER-ADDRESS of test
@@ -559,7 +579,27 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 		t.Errorf("natdiscovery disagrees: icegate %s, coturn %s\nicegate:\n%s\ncoturn:\n%s", nd1, nd2, out1, out2)
 	}
 
-	// 3. TURN through the NAT, end to end.
+	// 3. The binding lifetime, where the router's is known.
+	if sc.lifetime > 0 {
+		l.flush()
+		max := 2 * sc.lifetime
+		ctx, cancel := context.WithTimeout(context.Background(), 3*max+30*time.Second)
+		out, err := l.run(ctx, l.cli, "", bin, "natcheck", "-json", "-timeout", "400ms", "-lifetime",
+			"-lifetime-max", max.String(), "stun:"+serverA1+":3478")
+		cancel()
+		var rep natcheck.Report
+		if err != nil || json.Unmarshal([]byte(out), &rep) != nil {
+			t.Fatalf("natcheck -lifetime: %v\n%s", err, out)
+		}
+		if rep.LifetimeSeconds == nil || rep.LifetimeMaxSeconds == nil ||
+			*rep.LifetimeMaxSeconds < sc.lifetime.Seconds()-1 || *rep.LifetimeSeconds > sc.lifetime.Seconds()+1 {
+			t.Errorf("natcheck -lifetime: want about %s\n%s", sc.lifetime, out)
+		} else {
+			res.lifetime = fmt.Sprintf("%.1f-%.1f s (conntrack %s)", *rep.LifetimeSeconds, *rep.LifetimeMaxSeconds, sc.lifetime)
+		}
+	}
+
+	// 4. TURN through the NAT, end to end.
 	l.flush()
 	summary, ok, tout := l.turnThrough(!sc.udp)
 	res.turn = summary
@@ -594,6 +634,9 @@ func resultsTable(rs []result) string {
 			if r.natcheck.Hairpinning != nil {
 				hp = map[bool]string{true: "yes", false: "no"}[*r.natcheck.Hairpinning]
 			}
+		}
+		if r.lifetime != "" {
+			nc += "; binding lifetime " + r.lifetime
 		}
 		nd1, nd2 := ndShort(r.ndIcegate), ndShort(r.ndCoturn)
 		if r.sc.natdiscoveryDeviates {
