@@ -10,7 +10,7 @@ ARGS    ?=
 FUZZTIME ?= 5s
 
 # Every fuzz target, as package:target.
-FUZZ_TARGETS := ./config:FuzzParse ./auth:FuzzKeys ./auth:FuzzDecide ./turn:FuzzGate ./turn:FuzzStreamFraming ./stun:FuzzBindingResponse ./stun:FuzzAnswer
+FUZZ_TARGETS := ./config:FuzzParse ./auth:FuzzKeys ./auth:FuzzDecide ./turn:FuzzGate ./turn:FuzzStreamFraming ./stun:FuzzBindingResponse ./stun:FuzzAnswer ./signaling:FuzzParse
 
 .DEFAULT_GOAL := help
 
@@ -43,7 +43,7 @@ lint: ## gofmt and go vet.
 NATLAB_REQUIRE := $(shell [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
 
 test: deps lint ## Run every test: unit, integration, interop with coturn's clients, the NAT lab (as root), and each fuzz target briefly.
-	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
+	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_E2E=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
 .PHONY: fuzz
@@ -53,6 +53,19 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m).
 	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/icegate-fuzz.log 2>&1 || { cat /tmp/icegate-fuzz.log; exit 1; }; \
 	done; echo "fuzz: all targets passed"
+
+.PHONY: bench
+bench: bench-signaling ## Run every benchmark.
+
+# Flags for tools/signaling-bench, e.g. make bench-signaling SIGBENCH="-conns 5000 -rate 2".
+SIGBENCH ?= -conns 1000 -room 2 -rate 10 -duration 5s
+.PHONY: bench-signaling
+bench-signaling: ## Signaling load on loopback: connections, joins, message latency through rooms (~10 s).
+	$(GO) run ./tools/signaling-bench $(SIGBENCH)
+
+.PHONY: screenshot
+screenshot: deps ## Run the browser test and save the test page to docs/test-page.png.
+	ICEGATE_REQUIRE_E2E=1 ICEGATE_SCREENSHOT=docs/test-page.png $(GO) test -count=1 -run '^TestBrowser$$' ./tools/e2e
 
 .PHONY: clean
 clean: ## Remove build output.

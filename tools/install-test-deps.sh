@@ -16,6 +16,10 @@ if [ "$(id -u)" -eq 0 ] && [ "$(uname -s)" = Linux ]; then
     command -v "${pair%%:*}" >/dev/null 2>&1 || { missing+=("${pair%%:*}"); pkgs+=("${pair##*:}"); }
   done
 fi
+# The browser test (tools/e2e) drives Debian's Chromium, never a downloaded
+# browser, in a network namespace of its own (unshare, from util-linux).
+command -v chromium >/dev/null 2>&1 || { missing+=(chromium); pkgs+=(chromium fonts-dejavu-core); }
+command -v unshare >/dev/null 2>&1 || { missing+=(unshare); pkgs+=(util-linux); }
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing ${pkgs[*]} for the tests (missing: ${missing[*]})"
