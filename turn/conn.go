@@ -15,37 +15,33 @@ import (
 
 // gatePacketConn is the UDP listening socket pion reads from: every datagram
 // passes the gate first, and every message pion writes is observed.
+// ChannelData from clients the fast path knows never reaches pion.
 type gatePacketConn struct {
-	net.PacketConn
-	udp   *net.UDPConn
-	local netip.AddrPort
+	sock  *udpSocket
+	group *udpGroup
 	g     *gate
+}
 
+// udpGroup is what the listening sockets of one address share: with
+// SO_REUSEPORT there are several, and the kernel picks one per client.
+type udpGroup struct {
 	mu      sync.RWMutex
 	clients map[netip.AddrPort]*relayConn // the fast path's client index
 }
 
-func newGatePacketConn(pc *net.UDPConn, g *gate) *gatePacketConn {
-	return &gatePacketConn{PacketConn: pc, udp: pc, local: addrPortOf(pc.LocalAddr()), g: g}
-}
-
 func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, from, err := c.udp.ReadFromUDPAddrPort(p)
+		n, from, err := c.next(p)
 		if err != nil {
 			return n, nil, err
 		}
-		// ChannelData (RFC 8656 §12.4), the relay's hot path: first two bits 01.
-		if n >= 4 && p[0]&0xC0 == 0x40 {
-			if c.relayChannelData(p[:n], from) {
-				continue
-			}
-			return n, net.UDPAddrFromAddrPort(from), nil
-		}
 		addr := net.UDPAddrFromAddrPort(from)
+		if n >= 4 && p[0]&0xC0 == 0x40 {
+			return n, addr, nil // ChannelData pion must look at itself
+		}
 		out, pass := c.g.inspect(inbound{
-			data: p[:n], src: addr, local: c.LocalAddr(), transport: "udp",
-			reply: func(b []byte) { _, _ = c.PacketConn.WriteTo(b, addr) },
+			data: p[:n], src: addr, local: c.sock.local, transport: "udp",
+			reply: func(b []byte) { _ = c.sock.sendTo(b, from) },
 		})
 		if !pass {
 			continue
@@ -58,9 +54,45 @@ func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
+// next returns the next datagram that is not fast-path ChannelData.
+func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
+	if c.sock.conn == nil {
+		return c.sock.recvSlow(p) // the event loop ran the fast path
+	}
+	for {
+		n, from, err := c.sock.conn.ReadFromUDPAddrPort(p)
+		if err != nil {
+			return n, from, err
+		}
+		// ChannelData (RFC 8656 §12.4), the relay's hot path: first two bits 01.
+		if n >= 4 && p[0]&0xC0 == 0x40 && c.relayChannelData(p[:n], from) {
+			continue
+		}
+		return n, from, nil
+	}
+}
+
+// loopPacket is the event loop's fast path for this listener.
+func (c *gatePacketConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
+	return n >= 4 && b[4]&0xC0 == 0x40 && c.relayChannelData(b[4:4+n], from)
+}
+
 func (c *gatePacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	c.g.observe(p, addr)
-	return c.PacketConn.WriteTo(p, addr)
+	if err := c.sock.sendTo(p, addrPortOf(addr)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *gatePacketConn) LocalAddr() net.Addr           { return c.sock.local }
+func (c *gatePacketConn) Close() error                  { return c.sock.close() }
+func (c *gatePacketConn) SetDeadline(t time.Time) error { return c.sock.setDeadline(t, true, true) }
+func (c *gatePacketConn) SetReadDeadline(t time.Time) error {
+	return c.sock.setDeadline(t, true, false)
+}
+func (c *gatePacketConn) SetWriteDeadline(t time.Time) error {
+	return c.sock.setDeadline(t, false, true)
 }
 
 // gateListener wraps a TCP, TLS or DTLS listener so each accepted connection

@@ -64,7 +64,7 @@ func canonical(ap netip.AddrPort) netip.AddrPort {
 
 func (f *fastPath) addListener(l *gatePacketConn) {
 	f.mu.Lock()
-	f.listeners[canonical(l.local)] = l
+	f.listeners[canonical(l.sock.localAP)] = l
 	f.mu.Unlock()
 }
 
@@ -146,30 +146,32 @@ func (c *relayConn) setChannel(peer netip.AddrPort, number uint16, bound bool) {
 	c.chans.Store(next)
 }
 
-// remember and forget maintain the listener's client -> relay index.
+// remember and forget maintain the listener group's client -> relay index.
 func (l *gatePacketConn) remember(client netip.AddrPort, rc *relayConn) {
-	l.mu.Lock()
-	if l.clients == nil {
-		l.clients = map[netip.AddrPort]*relayConn{}
+	g := l.group
+	g.mu.Lock()
+	if g.clients == nil {
+		g.clients = map[netip.AddrPort]*relayConn{}
 	}
-	l.clients[client] = rc
-	l.mu.Unlock()
+	g.clients[client] = rc
+	g.mu.Unlock()
 }
 
 func (l *gatePacketConn) forget(client netip.AddrPort, rc *relayConn) {
-	l.mu.Lock()
-	if l.clients[client] == rc {
-		delete(l.clients, client)
+	g := l.group
+	g.mu.Lock()
+	if g.clients[client] == rc {
+		delete(g.clients, client)
 	}
-	l.mu.Unlock()
+	g.mu.Unlock()
 }
 
 // relayChannelData sends a client's ChannelData message b straight out of
 // its relay socket, reporting false when pion must handle it instead.
 func (l *gatePacketConn) relayChannelData(b []byte, from netip.AddrPort) bool {
-	l.mu.RLock()
-	rc := l.clients[canonical(from)]
-	l.mu.RUnlock()
+	l.group.mu.RLock()
+	rc := l.group.clients[canonical(from)]
+	l.group.mu.RUnlock()
 	if rc == nil {
 		return false
 	}
@@ -199,40 +201,62 @@ func (c *relayConn) sendToPeer(p []byte, peer netip.AddrPort) {
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return
 	}
-	_, _ = c.UDPConn.WriteToUDPAddrPort(p, peer)
+	_ = c.sock.sendTo(p, peer)
 }
 
 // ReadFrom is pion's read of the relay socket. Datagrams from a peer with a
-// bound channel go to the client as ChannelData right here; the rest are
-// returned to pion (Data indications, or drops without permission).
+// bound channel go to the client as ChannelData before pion sees them; the
+// rest are returned to pion (Data indications, or drops without permission).
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	if len(p) < 8 {
-		return c.UDPConn.ReadFrom(p)
-	}
-	for {
-		// Read behind a 4-byte gap so the ChannelData header fits in front.
-		n, from, err := c.UDPConn.ReadFromUDPAddrPort(p[4:])
+	if c.sock.conn == nil {
+		n, from, err := c.sock.recvSlow(p) // the event loop ran the fast path
 		if err != nil {
 			return 0, nil, err
 		}
-		if !c.in.take(n) {
-			c.alloc.metrics.BandwidthDrops.Inc()
-			continue
-		}
-		from = canonical(from)
-		if link := c.link.Load(); link != nil {
-			if t := c.chans.Load(); t != nil {
-				if num, ok := t.byPeer[from]; ok {
-					binary.BigEndian.PutUint16(p[0:], num)
-					binary.BigEndian.PutUint16(p[2:], uint16(n))
-					_, _ = link.listener.udp.WriteToUDPAddrPort(p[:4+n], link.addr)
-					continue
-				}
-			}
-		}
-		copy(p, p[4:4+n])
 		return n, net.UDPAddrFromAddrPort(from), nil
 	}
+	if len(p) < 8 {
+		n, from, err := c.sock.conn.ReadFromUDPAddrPort(p)
+		return n, net.UDPAddrFromAddrPort(from), err
+	}
+	for {
+		// Read behind a 4-byte gap so the ChannelData header fits in front.
+		n, from, err := c.sock.conn.ReadFromUDPAddrPort(p[4:])
+		if err != nil {
+			return 0, nil, err
+		}
+		if c.loopPacket(p, n, from) {
+			continue
+		}
+		copy(p, p[4:4+n])
+		return n, net.UDPAddrFromAddrPort(canonical(from)), nil
+	}
+}
+
+// loopPacket relays a peer's datagram at b[4:4+n] to the client as
+// ChannelData when a channel is bound; it also applies the bandwidth cap.
+// It reports true when the datagram was consumed (relayed or dropped).
+func (c *relayConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
+	if !c.in.take(n) {
+		c.alloc.metrics.BandwidthDrops.Inc()
+		return true
+	}
+	link := c.link.Load()
+	if link == nil {
+		return false
+	}
+	t := c.chans.Load()
+	if t == nil {
+		return false
+	}
+	num, ok := t.byPeer[canonical(from)]
+	if !ok {
+		return false
+	}
+	binary.BigEndian.PutUint16(b[0:], num)
+	binary.BigEndian.PutUint16(b[2:], uint16(n))
+	_ = link.listener.sock.sendTo(b[:4+n], link.addr)
+	return true
 }
 
 // Compile-time check that the atomics are the types we think.

@@ -135,9 +135,19 @@ func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
 
 func startServer(t testing.TB, mutate func(*config.Config)) *testServer {
 	t.Helper()
+	return startServerIO(t, mutate, false)
+}
+
+// startServerIO starts a server on the Linux event loops, or with portable
+// set on Go's net package.
+func startServerIO(t testing.TB, mutate func(*config.Config), portable bool) *testServer {
+	t.Helper()
 	cfg := testConfig(t, mutate)
 	logs := &syncBuffer{}
-	srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	srv, err := New(cfg, Options{
+		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		PortableIO: portable,
+	})
 	if err != nil {
 		t.Fatalf("turn.New: %v", err)
 	}

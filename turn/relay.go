@@ -41,6 +41,9 @@ type relayAllocator struct {
 	metrics *Metrics
 	self    func(netip.Addr) bool
 	fast    *fastPath
+	sockBuf int       // socket buffer bytes, 0 = the system's default
+	loops   []*ioLoop // event loops relay sockets are spread over; none = portable path
+	next    atomic.Uint32
 
 	mu    sync.Mutex
 	inUse map[string][]uint64 // network ("udp4", ...) -> bitmap over [min, max]
@@ -166,13 +169,26 @@ func (r *relayAllocator) AllocatePacketConn(conf pionturn.AllocateListenerConfig
 	if err != nil {
 		return nil, nil, err
 	}
-	var conn *net.UDPConn
+	rc := &relayConn{alloc: r, network: conf.Network, out: newRateBucket(r.bps), in: newRateBucket(r.bps)}
 	port, err := r.reserve(conf.Network, conf.RequestedPort, func(port int) error {
-		c, err := net.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, uint16(port))))
+		ap := netip.AddrPortFrom(fam.bind, uint16(port))
+		if loop := r.nextLoop(); loop != nil {
+			s, err := loop.openSocket(ap, false, r.sockBuf, rc.loopPacket)
+			if err != nil {
+				return err
+			}
+			rc.sock = s
+			return nil
+		}
+		c, err := net.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(ap))
 		if err != nil {
 			return err
 		}
-		conn = c
+		if r.sockBuf > 0 {
+			_ = c.SetReadBuffer(r.sockBuf)
+			_ = c.SetWriteBuffer(r.sockBuf)
+		}
+		rc.sock = newNetSocket(c)
 		return nil
 	})
 	if err != nil {
@@ -180,11 +196,8 @@ func (r *relayAllocator) AllocatePacketConn(conf pionturn.AllocateListenerConfig
 		return nil, nil, err
 	}
 	r.metrics.AllocationsMade.WithLabelValues("ok").Inc()
-	rc := &relayConn{
-		UDPConn: conn, alloc: r, network: conf.Network, port: port,
-		public: netip.AddrPortFrom(fam.public, uint16(port)),
-		out:    newRateBucket(r.bps), in: newRateBucket(r.bps),
-	}
+	rc.port = port
+	rc.public = netip.AddrPortFrom(fam.public, uint16(port))
 	if r.fast != nil {
 		r.fast.addRelay(rc)
 	}
@@ -262,6 +275,14 @@ func (r *relayAllocator) AllocateConn(conf pionturn.AllocateConnConfig) (net.Con
 	return d.Dial(conf.Network, conf.RemoteAddr.String())
 }
 
+// nextLoop picks the event loop for a new relay socket, round robin.
+func (r *relayAllocator) nextLoop() *ioLoop {
+	if len(r.loops) == 0 {
+		return nil
+	}
+	return r.loops[int(r.next.Add(1))%len(r.loops)]
+}
+
 func (r *relayAllocator) inRange(port int) bool { return port >= r.min && port <= r.max }
 
 // relayConn is one allocation's relayed UDP socket. It returns its port to
@@ -270,7 +291,7 @@ func (r *relayAllocator) inRange(port int) bool { return port >= r.min && port <
 // relay-to-relay traffic is allowed by the peer policy, but it must not become
 // a way to reach the server's other services (SSH, the signaling HTTP port).
 type relayConn struct {
-	*net.UDPConn
+	sock    *udpSocket
 	alloc   *relayAllocator
 	network string
 	port    int
@@ -285,22 +306,24 @@ type relayConn struct {
 	chanMu sync.Mutex
 }
 
+// WriteTo is pion's send to a peer (Send indications, and ChannelData pion
+// handles itself); it shares sendToPeer's checks.
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if ua, ok := addr.(*net.UDPAddr); ok && c.alloc.self != nil {
-		if ip, ok := netip.AddrFromSlice(ua.IP); ok && c.alloc.self(ip.Unmap()) && !c.alloc.inRange(ua.Port) {
-			c.alloc.metrics.Dropped.WithLabelValues("self_port").Inc()
-			return len(p), nil
-		}
+	ap := addrPortOf(addr)
+	if !ap.IsValid() {
+		return 0, fmt.Errorf("bad peer address %v", addr)
 	}
-	if !c.out.take(len(p)) {
-		c.alloc.metrics.BandwidthDrops.Inc()
-		return len(p), nil
-	}
-	return c.UDPConn.WriteTo(p, addr)
+	c.sendToPeer(p, ap)
+	return len(p), nil
 }
 
+func (c *relayConn) LocalAddr() net.Addr                { return c.sock.local }
+func (c *relayConn) SetDeadline(t time.Time) error      { return c.sock.setDeadline(t, true, true) }
+func (c *relayConn) SetReadDeadline(t time.Time) error  { return c.sock.setDeadline(t, true, false) }
+func (c *relayConn) SetWriteDeadline(t time.Time) error { return c.sock.setDeadline(t, false, true) }
+
 func (c *relayConn) Close() error {
-	err := c.UDPConn.Close()
+	err := c.sock.close()
 	if c.closed.CompareAndSwap(false, true) {
 		if c.alloc.fast != nil {
 			c.alloc.fast.removeRelay(c)

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,10 @@ import (
 	"icegate/auth"
 	"icegate/config"
 )
+
+// defaultSocketBuffer is the receive and send buffer of UDP sockets, 4 MiB
+// like coturn's: Linux's 208 KB default overflows in bursts.
+const defaultSocketBuffer = 4 << 20
 
 // pionRequestAttributes is pion's view of an authenticated request.
 type pionRequestAttributes = pionturn.RequestAttributes
@@ -45,6 +50,9 @@ type Options struct {
 	// control request (see Event). It runs on the request's goroutine and
 	// must not block.
 	Events func(Event)
+	// PortableIO serves UDP with Go's net package instead of the Linux
+	// event loops (tests cover both; other systems always use it).
+	PortableIO bool
 }
 
 // ListenAddr is one bound listener.
@@ -68,6 +76,8 @@ type Server struct {
 	relays      *relayAllocator
 	gate        *gate
 	fast        *fastPath
+	loops       []*ioLoop
+	sockBuf     int
 	certs       *certStore
 	unauth      *sourceLimiter
 	maxLifetime time.Duration
@@ -105,9 +115,28 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	}
 	s.gate = newGate(s)
 	s.fast = newFastPath()
+	s.sockBuf = defaultSocketBuffer
+	if !opts.PortableIO && ioLoopSupported() {
+		n := runtime.GOMAXPROCS(0)
+		if procs.loops > 0 {
+			n = procs.base
+		}
+		for range n {
+			l, err := newIOLoop(func(reason string) { s.metrics.Dropped.WithLabelValues(reason).Inc() })
+			if err != nil {
+				return nil, err
+			}
+			s.loops = append(s.loops, l)
+			addLoops(1)
+		}
+	}
 	defer func() {
 		if err != nil {
 			s.closeAll()
+			for _, l := range s.loops {
+				l.close()
+				addLoops(-1)
+			}
 		}
 	}()
 
@@ -151,19 +180,20 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			return fmt.Errorf("listen %s %s: %w", transport, ap, err)
 		}
 		if config.Bool(listen.UDP, true) {
-			pc, err := net.ListenPacket("udp"+v, plain.String())
+			conns, err := s.openUDP(v, plain)
 			if err != nil {
 				if err := bindErr("udp", plain, err); err != nil {
 					return nil, err
 				}
 			} else {
-				s.track("udp", pc.LocalAddr(), pc.Close)
-				pcs = append(pcs, pionturn.PacketConnConfig{
-					PacketConn:            s.udpListener(pc),
-					RelayAddressGenerator: s.relays,
-					PermissionHandler:     s.permission,
-				})
-				alt, err := s.openAlternates(addr, pc)
+				for _, c := range conns {
+					pcs = append(pcs, pionturn.PacketConnConfig{
+						PacketConn:            c,
+						RelayAddressGenerator: s.relays,
+						PermissionHandler:     s.permission,
+					})
+				}
+				alt, err := s.openAlternates(addr, conns[0])
 				if err != nil {
 					return nil, err
 				}
@@ -264,12 +294,50 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	return s, nil
 }
 
-// udpListener wraps a UDP listening socket in the gate and registers it
-// with the fast path.
+// udpListener wraps a UDP listening socket served by Go's net package in
+// the gate and registers it with the fast path.
 func (s *Server) udpListener(pc net.PacketConn) *gatePacketConn {
-	l := newGatePacketConn(pc.(*net.UDPConn), s.gate)
+	c := pc.(*net.UDPConn)
+	if s.sockBuf > 0 {
+		_ = c.SetReadBuffer(s.sockBuf)
+		_ = c.SetWriteBuffer(s.sockBuf)
+	}
+	l := &gatePacketConn{sock: newNetSocket(c), group: &udpGroup{}, g: s.gate}
 	s.fast.addListener(l)
 	return l
+}
+
+// openUDP opens the UDP listener on ap: with event loops, one SO_REUSEPORT
+// socket per loop (the kernel keeps each client on one of them, so one
+// allocation's packets stay on one core); otherwise one socket.
+func (s *Server) openUDP(v string, ap netip.AddrPort) ([]*gatePacketConn, error) {
+	if len(s.loops) == 0 {
+		pc, err := net.ListenPacket("udp"+v, ap.String())
+		if err != nil {
+			return nil, err
+		}
+		s.track("udp", pc.LocalAddr(), pc.Close)
+		return []*gatePacketConn{s.udpListener(pc)}, nil
+	}
+	group := &udpGroup{}
+	var out []*gatePacketConn
+	for _, loop := range s.loops {
+		c := &gatePacketConn{group: group, g: s.gate}
+		sock, err := loop.openSocket(ap, true, s.sockBuf, c.loopPacket)
+		if err != nil {
+			for _, o := range out {
+				_ = o.Close()
+			}
+			return nil, err
+		}
+		c.sock = sock
+		ap = sock.localAP // a port 0 becomes the port the first socket got
+		out = append(out, c)
+		s.fast.addListener(c)
+		s.closers = append(s.closers, c.Close)
+	}
+	s.listeners = append(s.listeners, ListenAddr{Transport: "udp", Addr: out[0].LocalAddr()})
+	return out, nil
 }
 
 func (s *Server) track(transport string, addr net.Addr, closer func() error) {
@@ -296,6 +364,8 @@ func (s *Server) setupRelays() error {
 	}
 	s.relays.self = s.isGuarded
 	s.relays.fast = s.fast
+	s.relays.loops = s.loops
+	s.relays.sockBuf = s.sockBuf
 	if r.IPv4BindAddr.IsValid() {
 		pub := r.IPv4PublicAddr
 		if !pub.IsValid() {
@@ -597,6 +667,10 @@ func (s *Server) Close() error {
 		s.closeAll()
 	}
 	s.wg.Wait()
+	for _, l := range s.loops {
+		l.close()
+		addLoops(-1)
+	}
 	return err
 }
 

@@ -17,7 +17,14 @@ import (
 // TestRelayTransports allocates over every listener transport and family,
 // permits an echo peer, sends through the relay and reads the echo.
 func TestRelayTransports(t *testing.T) {
-	srv := startServer(t, nil)
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
+			testRelayTransports(t, startServerIO(t, nil, portable))
+		})
+	}
+}
+
+func testRelayTransports(t *testing.T, srv *testServer) {
 	echo4 := udpEcho(t, "127.0.0.1")
 	echo6 := udpEcho(t, "::1")
 	cases := []struct {

@@ -1,0 +1,340 @@
+//go:build linux
+
+package turn
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ioLoop is an epoll event loop that owns a set of UDP sockets: listener
+// sockets (one SO_REUSEPORT socket per loop and address) and relay sockets.
+// It blocks in epoll_wait, reads each ready socket with recvmmsg, and relays
+// ChannelData in both directions on its own thread: no goroutine wakes up
+// per packet, and a burst costs one system call to read. Datagrams that are
+// not ChannelData for a known channel go to pion through the socket's slow
+// queue.
+type ioLoop struct {
+	epfd, evfd int
+
+	mu  sync.RWMutex
+	eps map[int32]*udpSocket
+
+	// Per-loop batch state, used only by the loop's goroutine.
+	msgs  [batch]mmsghdr
+	iovs  [batch]unix.Iovec
+	names [batch]unix.RawSockaddrInet6
+	bufs  [batch][]byte
+
+	done chan struct{}
+	stop chan struct{}
+
+	drops func(reason string)
+}
+
+// batch is how many datagrams one recvmmsg reads at most.
+const batch = 32
+
+// bufSize holds the largest datagram pion accepts (its InboundMTU, 1600)
+// plus ChannelData headroom.
+const bufSize = 2048
+
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+func ioLoopSupported() bool { return true }
+
+func newIOLoop(drops func(string)) (*ioLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(evfd)
+		return nil, err
+	}
+	l := &ioLoop{epfd: epfd, evfd: evfd, eps: map[int32]*udpSocket{}, done: make(chan struct{}),
+		stop: make(chan struct{}), drops: drops}
+	for i := range batch {
+		l.bufs[i] = make([]byte, bufSize)
+		l.iovs[i].Base = &l.bufs[i][4]
+		l.iovs[i].SetLen(bufSize - 4)
+		l.msgs[i].hdr.Iov = &l.iovs[i]
+		l.msgs[i].hdr.SetIovlen(1)
+		l.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&l.names[i]))
+	}
+	go l.run()
+	return l, nil
+}
+
+// openSocket creates a non-blocking UDP socket bound to ap, registered with
+// the loop. reusePort lets several loops share a listening port (the kernel
+// spreads clients over them by their address, so a client stays on one).
+func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
+	handle func([]byte, int, netip.AddrPort) bool) (*udpSocket, error) {
+	family := unix.AF_INET
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*udpSocket, error) {
+		_ = unix.Close(fd)
+		return nil, err
+	}
+	if family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail(err)
+		}
+	}
+	if reusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fail(err)
+		}
+	}
+	if bufBytes > 0 {
+		setBuffer(fd, bufBytes)
+	}
+	var sa unix.Sockaddr
+	if family == unix.AF_INET {
+		sa = &unix.SockaddrInet4{Addr: ap.Addr().Unmap().As4(), Port: int(ap.Port())}
+	} else {
+		sa = &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail(&net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(ap), Err: err})
+	}
+	bound, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail(err)
+	}
+	var local netip.AddrPort
+	switch b := bound.(type) {
+	case *unix.SockaddrInet4:
+		local = netip.AddrPortFrom(netip.AddrFrom4(b.Addr), uint16(b.Port))
+	case *unix.SockaddrInet6:
+		local = netip.AddrPortFrom(netip.AddrFrom16(b.Addr), uint16(b.Port))
+	}
+	s := &udpSocket{
+		local: net.UDPAddrFromAddrPort(local), localAP: local, loop: l, fd: fd, v6: family == unix.AF_INET6,
+		slow: make(chan slowPacket, 256), handle: handle,
+	}
+	l.mu.Lock()
+	l.eps[int32(fd)] = s
+	l.mu.Unlock()
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+		l.mu.Lock()
+		delete(l.eps, int32(fd))
+		l.mu.Unlock()
+		return fail(err)
+	}
+	return s, nil
+}
+
+// setBuffer sizes the socket buffers like coturn (SO_RCVBUFFORCE when
+// allowed, so the size does not depend on net.core.rmem_max).
+func setBuffer(fd, n int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, n) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, n)
+	}
+}
+
+// remove unregisters and closes s; s.closed is already set, so no other
+// goroutine will use the descriptor again.
+func (l *ioLoop) remove(s *udpSocket) error {
+	l.mu.Lock()
+	delete(l.eps, int32(s.fd))
+	l.mu.Unlock()
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+	s.mu.Lock() // wait for a read in progress
+	err := unix.Close(s.fd)
+	s.mu.Unlock()
+	return err
+}
+
+// close stops the loop after its sockets are closed.
+func (l *ioLoop) close() {
+	close(l.stop)
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(l.evfd, one[:])
+	<-l.done
+	_ = unix.Close(l.epfd)
+	_ = unix.Close(l.evfd)
+}
+
+func (l *ioLoop) run() {
+	defer close(l.done)
+	events := make([]unix.EpollEvent, 64)
+	for {
+		n, err := epollWait(l.epfd, events)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := range n {
+			fd := events[i].Fd
+			if int(fd) == l.evfd {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				continue
+			}
+			l.mu.RLock()
+			s := l.eps[fd]
+			l.mu.RUnlock()
+			if s != nil {
+				l.drain(s)
+			}
+		}
+	}
+}
+
+// drain reads what s has, a few batches at most so one busy socket cannot
+// starve the others (epoll is level-triggered: the rest comes next round).
+func (l *ioLoop) drain(s *udpSocket) {
+	for range 4 {
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return
+		}
+		for i := range batch {
+			l.msgs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		}
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
+			batch, unix.MSG_DONTWAIT, 0, 0)
+		s.mu.RUnlock()
+		if errno != 0 {
+			return // EAGAIN, or the socket went away
+		}
+		n := int(r)
+		for i := range n {
+			size := int(l.msgs[i].n)
+			from := sockaddrToAddrPort(&l.names[i])
+			buf := l.bufs[i]
+			if s.handle != nil && s.handle(buf, size, from) {
+				continue
+			}
+			l.queueSlow(s, buf[4:4+size], from)
+		}
+		if n < batch {
+			return
+		}
+	}
+}
+
+// queueSlow hands a datagram to pion's goroutine; the check of closed
+// under the lock keeps it from sending on a closed queue.
+func (l *ioLoop) queueSlow(s *udpSocket, p []byte, from netip.AddrPort) {
+	sb := slowPool.Get().(*[]byte)
+	m := copy(*sb, p)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		slowPool.Put(sb)
+		return
+	}
+	select {
+	case s.slow <- slowPacket{buf: sb, n: m, from: from}:
+	default:
+		slowPool.Put(sb)
+		l.drops("slow_queue_full")
+	}
+}
+
+// epollWait waits for ready sockets without telling the scheduler it is in a
+// system call (RawSyscall): the loop keeps its P, which GOMAXPROCS accounts
+// for (see addLoops), and the runtime's monitor thread does not wake every
+// 20 µs to consider taking the P away, which cost more CPU than relaying.
+// The wait is bounded so that a stop-the-world pause, which interrupts it
+// with a signal anyway, can never wait longer than that.
+//
+// It must not be inlined: its prologue is where the scheduler can stop the
+// loop (a preemption request interrupts the wait with EINTR, and the next
+// call notices it); inlined, an idle loop would never reach a safe point
+// and a garbage collection would wait for the next packet.
+//
+//go:noinline
+func epollWait(epfd int, events []unix.EpollEvent) (int, error) {
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), epollTimeoutMS, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
+}
+
+const epollTimeoutMS = 10
+
+func sockaddrToAddrPort(rsa *unix.RawSockaddrInet6) netip.AddrPort {
+	switch rsa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
+	case unix.AF_INET6:
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&rsa.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom16(rsa.Addr), port)
+	}
+	return netip.AddrPort{}
+}
+
+// sendto sends p to `to` with no allocation: the address is built on the
+// stack rather than as a unix.Sockaddr.
+func sendto(fd int, v6 bool, p []byte, to netip.AddrPort) error {
+	if len(p) == 0 {
+		return nil
+	}
+	var r uintptr
+	var errno unix.Errno
+	if v6 {
+		var sa unix.RawSockaddrInet6
+		sa.Family = unix.AF_INET6
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
+		sa.Addr = to.Addr().As16()
+		r, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+			0, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6)
+	} else {
+		a := to.Addr().Unmap()
+		if !a.Is4() {
+			return errors.New("IPv6 destination on an IPv4 socket")
+		}
+		var sa unix.RawSockaddrInet4
+		sa.Family = unix.AF_INET
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
+		sa.Addr = a.As4()
+		r, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+			0, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet4)
+	}
+	_ = r
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package turn
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// On systems other than Linux, every socket takes the portable path.
+
+type ioLoop struct{}
+
+func ioLoopSupported() bool { return false }
+
+var errNoLoop = errors.New("event loop only on Linux")
+
+func newIOLoop(func(string)) (*ioLoop, error) { return nil, errNoLoop }
+
+func (l *ioLoop) openSocket(netip.AddrPort, bool, int, func([]byte, int, netip.AddrPort) bool) (*udpSocket, error) {
+	return nil, errNoLoop
+}
+
+func (l *ioLoop) remove(*udpSocket) error { return errNoLoop }
+func (l *ioLoop) close()                  {}
+
+func sendto(int, bool, []byte, netip.AddrPort) error { return errNoLoop }
