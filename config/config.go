@@ -76,6 +76,12 @@ type Listen struct {
 	// TLSPort is the TLS (TCP) and DTLS (UDP) port. Default 5349.
 	TLSPort      int       `hcl:"tls_port,optional"`
 	TLSPortRange hcl.Range `hcl:"tls_port,attr_range"`
+	// SocketBuffer is the receive and send buffer of every UDP socket
+	// (listeners and relays), in bytes; 0 keeps the system's default
+	// (208 KB on Linux, which overflows in bursts). Default 4194304 (4 MiB,
+	// coturn's size).
+	SocketBuffer      int       `hcl:"socket_buffer,optional"`
+	SocketBufferRange hcl.Range `hcl:"socket_buffer,attr_range"`
 	// UDP, TCP, TLS and DTLS switch each transport on or off. Default true.
 	UDP       *bool     `hcl:"udp,optional"`
 	UDPRange  hcl.Range `hcl:"udp,attr_range"`

@@ -91,7 +91,7 @@ func TestDefault(t *testing.T) {
 		Log:           &Log{Level: "info", Format: "text"},
 		Listen: &Listen{
 			Addresses: []string{"0.0.0.0", "::"},
-			Port:      3478, TLSPort: 5349,
+			Port:      3478, TLSPort: 5349, SocketBuffer: 4 << 20,
 			UDP: ptr(true), TCP: ptr(true), TLS: ptr(true), DTLS: ptr(true),
 			Addrs: []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()},
 		},

@@ -34,6 +34,12 @@ listen {
   # Port for TURN over TLS (TCP) and DTLS (UDP). coturn: tls-listening-port.
   tls_port = 5349
 
+  # Receive and send buffer of every UDP socket (listeners and relays), in
+  # bytes; 0 keeps the system's default (208 KB on Linux, which overflows in
+  # bursts). 4 MiB is coturn's size. Set with SO_RCVBUFFORCE when running as
+  # root, else capped by net.core.rmem_max / wmem_max.
+  socket_buffer = 4194304
+
   # Switch each transport on or off. coturn: no-udp, no-tcp, no-tls, no-dtls.
   udp  = true
   tcp  = true

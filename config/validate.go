@@ -276,6 +276,9 @@ func (l *Listen) validate(v *validator) {
 
 	portOK := v.port(l.Port, l.PortRange, "listen.port")
 	tlsPortOK := v.port(l.TLSPort, l.TLSPortRange, "listen.tls_port")
+	if l.SocketBuffer < 0 || l.SocketBuffer > 1<<30 {
+		v.errorf(l.SocketBufferRange, "listen.socket_buffer", "%d is outside 0 (system default) to 1073741824 bytes", l.SocketBuffer)
+	}
 	secure := Bool(l.TLS, true) || Bool(l.DTLS, true)
 	if portOK && tlsPortOK && secure && l.Port == l.TLSPort {
 		v.conflict(

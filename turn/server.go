@@ -33,10 +33,6 @@ import (
 	"icegate/config"
 )
 
-// defaultSocketBuffer is the receive and send buffer of UDP sockets, 4 MiB
-// like coturn's: Linux's 208 KB default overflows in bursts.
-const defaultSocketBuffer = 4 << 20
-
 // pionRequestAttributes is pion's view of an authenticated request.
 type pionRequestAttributes = pionturn.RequestAttributes
 
@@ -115,7 +111,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	}
 	s.gate = newGate(s)
 	s.fast = newFastPath()
-	s.sockBuf = defaultSocketBuffer
+	s.sockBuf = cfg.Listen.SocketBuffer
 	if !opts.PortableIO && ioLoopSupported() {
 		n := runtime.GOMAXPROCS(0)
 		if procs.loops > 0 {
