@@ -88,8 +88,10 @@ type Server struct {
 	closers         []func() error
 	pion            *pionturn.Server
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New binds every listener and starts serving. cfg must have passed
@@ -651,23 +653,25 @@ func (s *Server) Drain(ctx context.Context) int {
 	}
 }
 
-// Close closes every listener and allocation.
+// Close closes every listener and allocation. It may be called more than
+// once; later calls return the first call's result.
 func (s *Server) Close() error {
-	if s.cancel != nil {
-		s.cancel()
-	}
-	var err error
-	if s.pion != nil {
-		err = s.pion.Close()
-	} else {
-		s.closeAll()
-	}
-	s.wg.Wait()
-	for _, l := range s.loops {
-		l.close()
-		addLoops(-1)
-	}
-	return err
+	s.closeOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		if s.pion != nil {
+			s.closeErr = s.pion.Close()
+		} else {
+			s.closeAll()
+		}
+		s.wg.Wait()
+		for _, l := range s.loops {
+			l.close()
+			addLoops(-1)
+		}
+	})
+	return s.closeErr
 }
 
 func (s *Server) closeAll() {

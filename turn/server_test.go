@@ -301,3 +301,13 @@ func TestEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseTwice: Close is idempotent (serve closes on shutdown and again
+// in a defer).
+func TestCloseTwice(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		srv := startServerIO(t, nil, portable)
+		_ = srv.Close()
+		_ = srv.Close()
+	}
+}
