@@ -67,3 +67,21 @@ metrics {
   # Scraped by a Prometheus on the same host.
   listen = "127.0.0.1:9641"
 }
+
+http {
+  # Signaling and credentials for the app at https://app.example.com, over
+  # HTTPS with the same certificate: wss://turn.example.com:8443/ws.
+  listen    = ":8443"
+  cert_file = "/etc/letsencrypt/live/turn.example.com/fullchain.pem"
+  key_file  = "/etc/letsencrypt/live/turn.example.com/privkey.pem"
+}
+
+signaling {
+  # Only the app's pages may open the WebSocket or fetch credentials.
+  allowed_origins = ["https://app.example.com"]
+  # The app's backend mints tokens (HS256 JWTs: sub, exp, rooms) with this;
+  # `icegate token -config production.hcl -user alice` does too.
+  token_secrets = ["Jm4tR8vX2qL6wZ0yB3nD7fH1kP5sU9cE+aG2iO4eT6="]
+  # The name in the certificate, for turns: URLs.
+  turn_host = "turn.example.com"
+}

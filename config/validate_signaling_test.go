@@ -1,0 +1,30 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSignalingWarnings checks the warnings that cannot be testdata cases
+// (those need an error): credentials handed to anyone who can reach HTTP.
+func TestSignalingWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		src, want string
+	}{
+		{"http {\n  listen = \":8080\"\n}\n", `signaling.token_secrets: empty while http.listen ":8080" is reachable from other hosts`},
+		{"http {\n  listen = \"[::]:8080\"\n}\n", "reachable from other hosts"},
+		{"http {\n  listen = \"localhost:8080\"\n}\n", ""},
+		{"http {\n  listen = \"[::1]:8080\"\n}\n", ""},
+		{"http {\n  listen = \":8080\"\n}\nsignaling {\n  token_secrets = [\"0123456789abcdef0123456789abcdef\"]\n}\n", ""},
+		{"signaling {\n  allowed_origins = [\"*\"]\n}\n", `"*" lets every web site use`},
+	} {
+		c, diags := Parse([]byte(tc.src), "w.hcl")
+		if c == nil {
+			t.Fatalf("%q: %s", tc.src, FormatDiagnostics(diags))
+		}
+		got := strings.TrimSpace(FormatDiagnostics(diags))
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%q: diagnostics %q, want %q", tc.src, got, tc.want)
+		}
+	}
+}
