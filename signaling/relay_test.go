@@ -1,0 +1,111 @@
+package signaling
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	pionturn "github.com/pion/turn/v5"
+
+	"icegate/config"
+	"icegate/turn"
+)
+
+// TestCredentialsWorkOnTheRelay allocates on a real relay (loopback) with the
+// credentials hello hands out, and checks that the relay's decisions about
+// those requests reach the peer, and only that peer.
+func TestCredentialsWorkOnTheRelay(t *testing.T) {
+	cfg := testConfig(t, func(c *config.Config) {
+		c.Listen.Addresses = []string{"127.0.0.1"}
+		c.Listen.Port = freeUDPPort(t)
+		c.Listen.TLS, c.Listen.DTLS, c.Listen.TCP = new(bool), new(bool), new(bool)
+		c.Relay.IPv4Bind, c.Relay.IPv4Public, c.Relay.IPv6Bind = "127.0.0.1", "127.0.0.1", ""
+		c.Relay.MinPort, c.Relay.MaxPort = 52000, 52999
+		c.Relay.PrivateOK = ptrTrue()
+		c.Auth.Secrets = []string{testSecret}
+	})
+	s, err := New(cfg, Options{Secret: func() string { return testSecret }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	relay, err := turn.New(cfg, turn.Options{Events: s.TURNEvent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+
+	a := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Host: "127.0.0.1"}})
+	other := connect(t, s, pipeOpts{})
+	for _, c := range []*client{a, other} {
+		c.send(`{"type":"turn-events","on":true,"id":1}`)
+		c.expect("ack")
+	}
+	servers := a.hello["ice_servers"].([]any)
+	turnSrv := servers[len(servers)-1].(map[string]any)
+	urls := str(turnSrv["urls"])
+	if !strings.Contains(urls, "turn:127.0.0.1:") || strings.Contains(urls, "transport=tcp") {
+		t.Fatalf("urls with TCP and TLS off: %s", urls)
+	}
+
+	// Allocate with the peer's credentials.
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	addr := net.JoinHostPort("127.0.0.1", str(cfg.Listen.Port))
+	c, err := pionturn.NewClient(&pionturn.ClientConfig{
+		STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
+		Username: turnSrv["username"].(string), Password: turnSrv["credential"].(string),
+		Realm: cfg.Realm,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate with the hello credentials: %v", err)
+	}
+	defer rc.Close()
+
+	want := map[string]bool{"authenticated": false, "allocation-created": false}
+	deadline := time.After(5 * time.Second)
+	for !want["authenticated"] || !want["allocation-created"] {
+		select {
+		case m := <-a.msgs:
+			if m["type"] != "turn" {
+				t.Fatalf("unexpected %v", m)
+			}
+			ev := m["event"].(map[string]any)
+			want[ev["kind"].(string)] = true
+			if ev["kind"] == "allocation-created" && !strings.Contains(str(ev["detail"]), "relay 127.0.0.1:52") {
+				t.Errorf("allocation event: %v", ev)
+			}
+		case <-deadline:
+			t.Fatalf("relay decisions not seen: %v", want)
+		}
+	}
+	other.quiet(100 * time.Millisecond)
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+func ptrTrue() *bool {
+	b := true
+	return &b
+}
