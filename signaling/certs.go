@@ -12,7 +12,7 @@ import (
 // renewed certificate is served without a restart. It fails if the pair
 // cannot be loaded now.
 func CertificateLoader(certFile, keyFile string) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
-	l := &certLoader{certFile: certFile, keyFile: keyFile}
+	l := &certLoader{certFile: certFile, keyFile: keyFile, every: 5 * time.Second}
 	if err := l.load(); err != nil {
 		return nil, err
 	}
@@ -21,6 +21,7 @@ func CertificateLoader(certFile, keyFile string) (func(*tls.ClientHelloInfo) (*t
 
 type certLoader struct {
 	certFile, keyFile string
+	every             time.Duration // how often the files are checked
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
@@ -49,7 +50,7 @@ func (l *certLoader) load() error {
 func (l *certLoader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now := time.Now(); now.Sub(l.checked) > 5*time.Second {
+	if now := time.Now(); now.Sub(l.checked) >= l.every {
 		l.checked = now
 		if [2]time.Time{modTime(l.certFile), modTime(l.keyFile)} != l.stamp {
 			// A half-written pair fails to load; keep the old one until
