@@ -64,8 +64,12 @@ func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
 		if err != nil {
 			return n, from, err
 		}
-		// ChannelData (RFC 8656 §12.4), the relay's hot path: first two bits 01.
+		// ChannelData (RFC 8656 §12.4), the relay's hot path: first two bits
+		// 01; and Send indications (§11.1), 0x0016.
 		if n >= 4 && p[0]&0xC0 == 0x40 && c.relayChannelData(p[:n], from) {
+			continue
+		}
+		if n >= 20 && p[0] == 0x00 && p[1] == 0x16 && c.relaySend(p[:n], from) {
 			continue
 		}
 		return n, from, nil
@@ -74,7 +78,14 @@ func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
 
 // loopPacket is the event loop's fast path for this listener.
 func (c *gatePacketConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
-	return n >= 4 && b[4]&0xC0 == 0x40 && c.relayChannelData(b[4:4+n], from)
+	p := b[headroom : headroom+n]
+	switch {
+	case n >= 4 && p[0]&0xC0 == 0x40:
+		return c.relayChannelData(p, from)
+	case n >= 20 && p[0] == 0x00 && p[1] == 0x16:
+		return c.relaySend(p, from)
+	}
+	return false
 }
 
 func (c *gatePacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {

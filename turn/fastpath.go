@@ -2,6 +2,7 @@ package turn
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -204,9 +205,16 @@ func (c *relayConn) sendToPeer(p []byte, peer netip.AddrPort) {
 	_ = c.sock.sendTo(p, peer)
 }
 
+// headroom is the space kept in front of a peer's datagram so that either
+// header can be written in place: ChannelData (4 bytes) or a Data
+// indication (20-byte STUN header, XOR-PEER-ADDRESS of up to 24 bytes and
+// the DATA attribute header, 48 bytes).
+const headroom = 48
+
 // ReadFrom is pion's read of the relay socket. Datagrams from a peer with a
-// bound channel go to the client as ChannelData before pion sees them; the
-// rest are returned to pion (Data indications, or drops without permission).
+// bound channel or a permission go to the client (ChannelData or a Data
+// indication) before pion sees them; the rest are returned to pion, which
+// drops them for want of a permission.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if c.sock.conn == nil {
 		n, from, err := c.sock.recvSlow(p) // the event loop ran the fast path
@@ -215,27 +223,25 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		return n, net.UDPAddrFromAddrPort(from), nil
 	}
-	if len(p) < 8 {
-		n, from, err := c.sock.conn.ReadFromUDPAddrPort(p)
-		return n, net.UDPAddrFromAddrPort(from), err
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, bufSize)
 	}
 	for {
-		// Read behind a 4-byte gap so the ChannelData header fits in front.
-		n, from, err := c.sock.conn.ReadFromUDPAddrPort(p[4:])
+		n, from, err := c.sock.conn.ReadFromUDPAddrPort(c.rbuf[headroom:])
 		if err != nil {
 			return 0, nil, err
 		}
-		if c.loopPacket(p, n, from) {
+		if c.loopPacket(c.rbuf, n, from) {
 			continue
 		}
-		copy(p, p[4:4+n])
-		return n, net.UDPAddrFromAddrPort(canonical(from)), nil
+		return copy(p, c.rbuf[headroom:headroom+n]), net.UDPAddrFromAddrPort(canonical(from)), nil
 	}
 }
 
-// loopPacket relays a peer's datagram at b[4:4+n] to the client as
-// ChannelData when a channel is bound; it also applies the bandwidth cap.
-// It reports true when the datagram was consumed (relayed or dropped).
+// loopPacket relays a peer's datagram at b[headroom:headroom+n] to the
+// client: as ChannelData when a channel is bound (RFC 8656 §12.5), as a Data
+// indication when only a permission exists (§11.4). It also applies the
+// bandwidth cap. It reports true when the datagram was consumed.
 func (c *relayConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
 	if !c.in.take(n) {
 		c.alloc.metrics.BandwidthDrops.Inc()
@@ -245,18 +251,187 @@ func (c *relayConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
 	if link == nil {
 		return false
 	}
-	t := c.chans.Load()
-	if t == nil {
+	from = canonical(from)
+	if t := c.chans.Load(); t != nil {
+		if num, ok := t.byPeer[from]; ok {
+			h := b[headroom-4:]
+			binary.BigEndian.PutUint16(h[0:], num)
+			binary.BigEndian.PutUint16(h[2:], uint16(n))
+			_ = link.listener.sock.sendTo(h[:4+n], link.addr)
+			return true
+		}
+	}
+	if perms := c.perms.Load(); perms != nil {
+		if _, ok := (*perms)[from.Addr()]; ok {
+			msg := dataIndication(b, n, from)
+			_ = link.listener.sock.sendTo(msg, link.addr)
+			return true
+		}
+	}
+	return false
+}
+
+// dataIndication writes a Data indication around the datagram at
+// b[headroom:headroom+n] and returns it. b must have room for the padding.
+func dataIndication(b []byte, n int, from netip.AddrPort) []byte {
+	a := from.Addr()
+	alen := 8
+	if a.Is6() {
+		alen = 20
+	}
+	start := headroom - 4 - (4 + alen) - 20
+	m := b[start:]
+	pad := (4 - n%4) % 4
+	for i := range pad {
+		b[headroom+n+i] = 0
+	}
+	binary.BigEndian.PutUint16(m[0:], 0x0017) // Data indication
+	binary.BigEndian.PutUint16(m[2:], uint16(4+alen+4+n+pad))
+	binary.BigEndian.PutUint32(m[4:], magicCookie)
+	binary.BigEndian.PutUint64(m[8:], rand.Uint64())
+	binary.BigEndian.PutUint32(m[16:], rand.Uint32())
+	putXORPeer(m[20:], from, m[8:20])
+	d := m[20+4+alen:]
+	binary.BigEndian.PutUint16(d[0:], 0x0013) // DATA
+	binary.BigEndian.PutUint16(d[2:], uint16(n))
+	return m[:20+4+alen+4+n+pad]
+}
+
+// putXORPeer writes an XOR-PEER-ADDRESS attribute (RFC 8656 §18.3) at b.
+func putXORPeer(b []byte, ap netip.AddrPort, txid []byte) {
+	a := ap.Addr()
+	binary.BigEndian.PutUint16(b[0:], 0x0012)
+	b[4] = 0
+	binary.BigEndian.PutUint16(b[6:], ap.Port()^uint16(magicCookie>>16))
+	if a.Is4() {
+		binary.BigEndian.PutUint16(b[2:], 8)
+		b[5] = 0x01
+		ip := a.As4()
+		for i := range 4 {
+			b[8+i] = ip[i] ^ byte(uint32(magicCookie)>>(24-8*i))
+		}
+		return
+	}
+	binary.BigEndian.PutUint16(b[2:], 20)
+	b[5] = 0x02
+	ip := a.As16()
+	var key [16]byte
+	binary.BigEndian.PutUint32(key[:4], magicCookie)
+	copy(key[4:], txid)
+	for i := range 16 {
+		b[8+i] = ip[i] ^ key[i]
+	}
+}
+
+// relaySend handles a client's Send indication (RFC 8656 §11.1) whose peer
+// has a permission: the DATA goes out of the relay socket at once. Anything
+// unusual (other attributes than XOR-PEER-ADDRESS, DATA, FINGERPRINT and
+// SOFTWARE, a malformed attribute, no permission) is left to pion.
+func (l *gatePacketConn) relaySend(b []byte, from netip.AddrPort) bool {
+	if len(b) < 20 || binary.BigEndian.Uint32(b[4:]) != magicCookie {
 		return false
 	}
-	num, ok := t.byPeer[canonical(from)]
-	if !ok {
+	l.group.mu.RLock()
+	rc := l.group.clients[canonical(from)]
+	l.group.mu.RUnlock()
+	if rc == nil {
 		return false
 	}
-	binary.BigEndian.PutUint16(b[0:], num)
-	binary.BigEndian.PutUint16(b[2:], uint16(n))
-	_ = link.listener.sock.sendTo(b[:4+n], link.addr)
+	perms := rc.perms.Load()
+	if perms == nil {
+		return false
+	}
+	end := 20 + int(binary.BigEndian.Uint16(b[2:]))
+	if end > len(b) {
+		return false
+	}
+	var peer netip.AddrPort
+	var data []byte
+	for off := 20; off < end; {
+		if off+4 > end {
+			return false
+		}
+		t := binary.BigEndian.Uint16(b[off:])
+		alen := int(binary.BigEndian.Uint16(b[off+2:]))
+		v := off + 4
+		if v+alen > end {
+			return false
+		}
+		switch t {
+		case 0x0012: // XOR-PEER-ADDRESS
+			var ok bool
+			if peer, ok = parseXORPeer(b[v:v+alen], b[8:20]); !ok {
+				return false
+			}
+		case 0x0013: // DATA
+			data = b[v : v+alen]
+		case 0x8028, 0x8022: // FINGERPRINT, SOFTWARE
+		default:
+			return false
+		}
+		off = v + (alen+3)&^3
+	}
+	if !peer.IsValid() || data == nil {
+		return false
+	}
+	if _, ok := (*perms)[peer.Addr()]; !ok {
+		return false
+	}
+	rc.sendToPeer(data, peer)
 	return true
+}
+
+// parseXORPeer decodes an XOR-PEER-ADDRESS value.
+func parseXORPeer(v, txid []byte) (netip.AddrPort, bool) {
+	if len(v) < 8 {
+		return netip.AddrPort{}, false
+	}
+	port := binary.BigEndian.Uint16(v[2:]) ^ uint16(magicCookie>>16)
+	switch {
+	case v[1] == 0x01 && len(v) == 8:
+		var ip [4]byte
+		for i := range 4 {
+			ip[i] = v[4+i] ^ byte(uint32(magicCookie)>>(24-8*i))
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4(ip), port), true
+	case v[1] == 0x02 && len(v) == 20:
+		var key, ip [16]byte
+		binary.BigEndian.PutUint32(key[:4], magicCookie)
+		copy(key[4:], txid)
+		for i := range 16 {
+			ip[i] = v[4+i] ^ key[i]
+		}
+		return canonical(netip.AddrPortFrom(netip.AddrFrom16(ip), port)), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// permissionCreated and permissionDeleted mirror pion's permissions.
+func (f *fastPath) permission(relay net.Addr, peer net.IP, add bool) {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return
+	}
+	f.mu.RLock()
+	rc := f.relays[canonical(addrPortOf(relay))]
+	f.mu.RUnlock()
+	if rc == nil {
+		return
+	}
+	rc.chanMu.Lock()
+	defer rc.chanMu.Unlock()
+	next := map[netip.Addr]struct{}{}
+	if old := rc.perms.Load(); old != nil {
+		for k := range *old {
+			next[k] = struct{}{}
+		}
+	}
+	if add {
+		next[ip.Unmap()] = struct{}{}
+	} else {
+		delete(next, ip.Unmap())
+	}
+	rc.perms.Store(&next)
 }
 
 // Compile-time check that the atomics are the types we think.

@@ -111,6 +111,69 @@ func testFastPath(t *testing.T, srv *testServer) {
 	}
 }
 
+// TestSendDataFastPath: Send indications out and Data indications back,
+// for a peer with a permission and no channel, relayed by the fast path
+// with no allocation, and decodable by a STUN parser.
+func TestSendDataFastPath(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
+			srv := startServerIO(t, nil, portable)
+			server := srv.addr(t, "udp", "4")
+			c := newRawClient(t, "127.0.0.1", server)
+			c.challenge()
+			if code := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 0 {
+				t.Fatalf("allocate: %d", code)
+			}
+			echo := udpEcho(t, "127.0.0.1")
+			if code := errorCode(c.authed(pionstun.MethodCreatePermission, testUser, testPass, peer("127.0.0.1", echo.Port))); code != 0 {
+				t.Fatalf("permission: %d", code)
+			}
+			payload := []byte("send indication payload, 37 bytes...")
+			send := pionstun.MustBuild(pionstun.TransactionID, pionstun.NewType(pionstun.MethodSend, pionstun.ClassIndication),
+				peer("127.0.0.1", echo.Port), rawAttr{pionstun.AttrData, payload})
+			buf := make([]byte, 2048)
+			_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			serverAP := addrPortOf(server)
+			// exchange is the allocation-free part: send, read, check the type.
+			exchange := func() int {
+				if _, err := c.conn.WriteToUDPAddrPort(send.Raw, serverAP); err != nil {
+					t.Fatal(err)
+				}
+				n, _, err := c.conn.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n < 20 || buf[0] != 0x00 || buf[1] != 0x17 {
+					t.Fatalf("got % x, want a Data indication", buf[:min(n, 20)])
+				}
+				return n
+			}
+			roundTrip := func() {
+				n := exchange()
+				m := &pionstun.Message{Raw: buf[:n]}
+				if err := m.Decode(); err != nil {
+					t.Fatalf("data indication does not decode: %v", err)
+				}
+				if m.Type != pionstun.NewType(pionstun.MethodData, pionstun.ClassIndication) {
+					t.Fatalf("got %v, want a Data indication", m.Type)
+				}
+				data, err := m.Get(pionstun.AttrData)
+				if err != nil || string(data) != string(payload) {
+					t.Fatalf("DATA %q, %v", data, err)
+				}
+				var xa pionstun.XORMappedAddress
+				if err := xa.GetFromAs(m, pionstun.AttrXORPeerAddress); err != nil || xa.Port != echo.Port {
+					t.Fatalf("XOR-PEER-ADDRESS %v, %v", xa, err)
+				}
+			}
+			roundTrip()
+			if allocs := allocsPerRun(1000, func() { exchange() }); allocs > 0.05 {
+				t.Fatalf("%.2f allocations per Send/Data round trip, want 0", allocs)
+			}
+		})
+	}
+}
+
 // allocsPerRun is testing.AllocsPerRun without the GOMAXPROCS change: the
 // average number of heap allocations, in the whole process, per call of f.
 func allocsPerRun(runs int, f func()) float64 {

@@ -42,10 +42,6 @@ type ioLoop struct {
 // batch is how many datagrams one recvmmsg reads at most.
 const batch = 32
 
-// bufSize holds the largest datagram pion accepts (its InboundMTU, 1600)
-// plus ChannelData headroom.
-const bufSize = 2048
-
 type mmsghdr struct {
 	hdr unix.Msghdr
 	n   uint32
@@ -73,8 +69,8 @@ func newIOLoop(drops func(string)) (*ioLoop, error) {
 		stop: make(chan struct{}), drops: drops}
 	for i := range batch {
 		l.bufs[i] = make([]byte, bufSize)
-		l.iovs[i].Base = &l.bufs[i][4]
-		l.iovs[i].SetLen(bufSize - 4)
+		l.iovs[i].Base = &l.bufs[i][headroom]
+		l.iovs[i].SetLen(bufSize - headroom - 4) // room for DATA padding
 		l.msgs[i].hdr.Iov = &l.iovs[i]
 		l.msgs[i].hdr.SetIovlen(1)
 		l.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&l.names[i]))
@@ -241,7 +237,7 @@ func (l *ioLoop) drain(s *udpSocket) {
 			if s.handle != nil && s.handle(buf, size, from) {
 				continue
 			}
-			l.queueSlow(s, buf[4:4+size], from)
+			l.queueSlow(s, buf[headroom:headroom+size], from)
 		}
 		if n < batch {
 			return

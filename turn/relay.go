@@ -303,7 +303,9 @@ type relayConn struct {
 	// the channels bound on this allocation.
 	link   atomic.Pointer[clientLink]
 	chans  atomic.Pointer[chanTable]
+	perms  atomic.Pointer[map[netip.Addr]struct{}]
 	chanMu sync.Mutex
+	rbuf   []byte // portable path: read buffer with headroom
 }
 
 // WriteTo is pion's send to a peer (Send indications, and ChannelData pion

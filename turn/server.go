@@ -264,11 +264,13 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 				s.users.forget(src)
 				s.log.Debug("allocation deleted", "client", src, "user", userID)
 			},
-			OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+			OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 				s.gate.permissionCreated(src, dst, peer)
+				s.fast.permission(relay, peer, true)
 			},
-			OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+			OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 				s.gate.permissionDeleted(src, dst, peer)
+				s.fast.permission(relay, peer, false)
 			},
 			OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
 				s.fast.channelCreated(relay, peer, number)

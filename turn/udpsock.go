@@ -23,8 +23,9 @@ type udpSocket struct {
 	fd   int
 	v6   bool
 	slow chan slowPacket
-	// handle is the loop's fast path for a datagram at b[4:4+n] (b[:4] is
-	// headroom for a ChannelData header); false queues it for pion.
+	// handle is the loop's fast path for a datagram at
+	// b[headroom:headroom+n] (the space before it takes a header); false
+	// queues it for pion.
 	handle func(b []byte, n int, from netip.AddrPort) bool
 
 	// mu orders sends and reads on fd against Close, so that a closed
@@ -33,6 +34,10 @@ type udpSocket struct {
 	closed    bool
 	closeOnce sync.Once
 }
+
+// bufSize holds the largest datagram pion accepts (its InboundMTU, 1600)
+// plus the headroom for a header in front.
+const bufSize = 2048
 
 // slowPacket is a datagram the loop hands to pion's goroutine.
 type slowPacket struct {
