@@ -49,7 +49,12 @@ function connect() {
     dispatch(m);
   };
   ws.onclose = (ev) => {
-    setConn('signaling closed (' + ev.code + (ev.reason ? ': ' + ev.reason : '') + '), reconnecting…', 'fail');
+    if (!state.hello) {
+      // Browsers hide the HTTP answer to a refused upgrade; say what it can be.
+      setConn('cannot open the signaling WebSocket: refused (origin not in signaling.allowed_origins, or a token is needed: open this page with ?token=...) or the server is down', 'fail');
+    } else {
+      setConn('signaling closed (' + ev.code + (ev.reason ? ': ' + ev.reason : '') + '), reconnecting…', 'fail');
+    }
     for (const [, p] of state.pending) p.reject(new Error('connection closed'));
     state.pending.clear();
     // Come back with the resume token: same id, same rooms, nothing lost.
