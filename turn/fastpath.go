@@ -92,8 +92,16 @@ func (f *fastPath) lookup(relay, local net.Addr) (*relayConn, *gatePacketConn) {
 	return f.relays[canonical(addrPortOf(relay))], f.listeners[canonical(addrPortOf(local))]
 }
 
-// allocationCreated links a UDP client to its relay socket.
+// allocationCreated links a UDP client to its relay socket. pion reports
+// every allocation as UDP; a TCP or TLS client is told apart by its address
+// type (its listener shares the UDP listener's address and port).
 func (f *fastPath) allocationCreated(src, local, relay net.Addr) {
+	if _, udp := src.(*net.UDPAddr); !udp {
+		return
+	}
+	if _, udp := local.(*net.UDPAddr); !udp {
+		return
+	}
 	rc, l := f.lookup(relay, local)
 	if rc == nil || l == nil {
 		return // a TCP or TLS client, or a TCP relay: pion's path

@@ -2,6 +2,7 @@ package turn
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	pionstun "github.com/pion/stun/v4"
+
+	"icegate/config"
 )
 
 // channelPath is a client with an allocation and a channel bound to a UDP
@@ -208,4 +211,97 @@ func BenchmarkChannelDataRoundTrip(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestTCPClientChannelData: a client on TCP using a channel gets its data
+// back over TCP; the UDP fast path must not claim it although the TCP and
+// UDP listeners share an address and port.
+func TestTCPClientChannelData(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
+			port := freePort(t)
+			srv := startServerIO(t, func(c *config.Config) {
+				c.Listen.Port = port
+				c.Listen.Addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+			}, portable)
+			if srv.addr(t, "tcp", "4").String() != srv.addr(t, "udp", "4").String() {
+				t.Fatal("TCP and UDP listeners must share the port for this test")
+			}
+			conn, err := net.Dial("tcp", srv.addr(t, "tcp", "4").String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			do := func(setters ...pionstun.Setter) *pionstun.Message {
+				m := pionstun.MustBuild(append([]pionstun.Setter{pionstun.TransactionID}, setters...)...)
+				if _, err := conn.Write(m.Raw); err != nil {
+					t.Fatal(err)
+				}
+				hdr := make([]byte, 20)
+				if _, err := io.ReadFull(conn, hdr); err != nil {
+					t.Fatal(err)
+				}
+				body := make([]byte, binary.BigEndian.Uint16(hdr[2:]))
+				if _, err := io.ReadFull(conn, body); err != nil {
+					t.Fatal(err)
+				}
+				resp := &pionstun.Message{Raw: append(hdr, body...)}
+				if err := resp.Decode(); err != nil {
+					t.Fatal(err)
+				}
+				return resp
+			}
+			resp := do(pionstun.NewType(pionstun.MethodAllocate, pionstun.ClassRequest), requestedUDP())
+			var nonce pionstun.Nonce
+			if err := nonce.GetFrom(resp); err != nil {
+				t.Fatal(err)
+			}
+			auth := func(method pionstun.Method, attrs ...pionstun.Setter) int {
+				s := append([]pionstun.Setter{pionstun.NewType(method, pionstun.ClassRequest)}, attrs...)
+				s = append(s, pionstun.NewUsername(testUser), pionstun.NewRealm(testRealm), nonce,
+					pionstun.NewLongTermIntegrity(testUser, testRealm, testPass))
+				return errorCode(do(s...))
+			}
+			if code := auth(pionstun.MethodAllocate, requestedUDP()); code != 0 {
+				t.Fatalf("allocate: %d", code)
+			}
+			echo := udpEcho(t, "127.0.0.1")
+			chn := rawAttr{pionstun.AttrChannelNumber, []byte{0x40, 0x00, 0, 0}}
+			if code := auth(pionstun.MethodChannelBind, chn, peer("127.0.0.1", echo.Port)); code != 0 {
+				t.Fatalf("channel bind: %d", code)
+			}
+			frame := []byte{0x40, 0x00, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o', 0, 0, 0} // padded to 4 on TCP
+			if _, err := conn.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 12)
+			if _, err := io.ReadFull(conn, got[:9]); err != nil {
+				t.Fatalf("no ChannelData back over TCP: %v", err)
+			}
+			if string(got[4:9]) != "hello" || got[0] != 0x40 {
+				t.Fatalf("got % x", got[:9])
+			}
+		})
+	}
+}
+
+// freePort returns a port that is free for both TCP and UDP on 127.0.0.1.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		_ = l.Close()
+		if err == nil {
+			_ = u.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP")
+	return 0
 }
