@@ -55,7 +55,13 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m).
 	done; echo "fuzz: all targets passed"
 
 .PHONY: bench
-bench: bench-signaling ## Run every benchmark.
+bench: bench-relay bench-signaling ## Run every benchmark.
+
+# Flags for tools/relaybench, e.g. make bench-relay RELAYBENCH="-quick".
+RELAYBENCH ?= -rounds 3
+.PHONY: bench-relay
+bench-relay: deps ## icegate vs Debian's coturn on loopback, ~10 min (docs/performance.md).
+	$(GO) run ./tools/relaybench $(RELAYBENCH)
 
 # Flags for tools/signaling-bench, e.g. make bench-signaling SIGBENCH="-conns 5000 -rate 2".
 SIGBENCH ?= -conns 1000 -room 2 -rate 10 -duration 5s

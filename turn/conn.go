@@ -72,6 +72,9 @@ func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
 		if n >= 20 && p[0] == 0x00 && p[1] == 0x16 && c.relaySend(p[:n], from) {
 			continue
 		}
+		if n >= 20 && p[0] == 0x00 && p[1] == 0x01 && c.answerBindingFast(p[:n], p[(n+3)&^3:], from) {
+			continue
+		}
 		return n, from, nil
 	}
 }
@@ -84,6 +87,9 @@ func (c *gatePacketConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
 		return c.relayChannelData(p, from)
 	case n >= 20 && p[0] == 0x00 && p[1] == 0x16:
 		return c.relaySend(p, from)
+	case n >= 20 && p[0] == 0x00 && p[1] == 0x01:
+		// The response is built after the request, in the same buffer.
+		return c.answerBindingFast(p, b[headroom+(n+3)&^3:], from)
 	}
 	return false
 }

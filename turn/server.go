@@ -68,16 +68,18 @@ type Server struct {
 	policy atomic.Pointer[auth.Policy]
 	// guarded are this server's own addresses that relays may reach only on
 	// relay ports (see buildPolicy).
-	guarded     atomic.Pointer[[]netip.Addr]
-	relays      *relayAllocator
-	gate        *gate
-	fast        *fastPath
-	loops       []*ioLoop
-	sockBuf     int
-	certs       *certStore
-	unauth      *sourceLimiter
-	maxLifetime time.Duration
-	draining    atomic.Bool
+	guarded atomic.Pointer[[]netip.Addr]
+	relays  *relayAllocator
+	gate    *gate
+	fast    *fastPath
+	// bindingsAnswered counts Bindings answered on the fast path.
+	bindingsAnswered prometheus.Counter
+	loops            []*ioLoop
+	sockBuf          int
+	certs            *certStore
+	unauth           *sourceLimiter
+	maxLifetime      time.Duration
+	draining         atomic.Bool
 
 	events func(Event)
 	users  clientUsers
@@ -113,6 +115,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	}
 	s.gate = newGate(s)
 	s.fast = newFastPath()
+	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
 	s.sockBuf = cfg.Listen.SocketBuffer
 	if !opts.PortableIO && ioLoopSupported() {
 		n := runtime.GOMAXPROCS(0)

@@ -1,0 +1,205 @@
+// Command relaybench measures icegate side by side with Debian's coturn on
+// 127.0.0.1 and prints a markdown table of medians and icegate/coturn
+// ratios (issue #5; docs/performance.md explains the measurements):
+//
+//	go run ./tools/relaybench [-rounds 3] [-icegate PATH] [-quick] [-out FILE] [-only LIST]
+//
+// Each measurement starts a fresh icegate and a fresh coturn with
+// equivalent settings, alternating icegate, coturn, icegate, coturn, ...
+// -rounds times each. Relay load comes from coturn's turnutils_uclient with
+// turnutils_peer as the echo; STUN Binding rate, allocation churn and
+// allocations held open come from Go load generators in this package.
+// Server CPU time and memory are read from /proc. Progress goes to stderr,
+// the table to stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(os.Stderr, "relaybench: interrupted; everything it started has been stopped")
+		os.Exit(130)
+	default:
+		fmt.Fprintln(os.Stderr, "relaybench:", err)
+		os.Exit(1)
+	}
+}
+
+// measurements, in the order they run; -only picks some.
+var measurements = []string{"relay", "loss", "binding", "churn", "memory"}
+
+// plan is the load for each measurement; -quick shrinks it.
+type plan struct {
+	relay          []uclientParams // saturating load, -z 0
+	fixed          uclientParams   // loss at a fixed offered load
+	bindingWorkers int
+	bindingFor     time.Duration
+	churnWorkers   int
+	churnFor       time.Duration
+	relayPorts     int // relay range for the uclient loads and churn
+	holdN          int // allocations held for the memory measurement
+	holdWorkers    int
+	holdPorts      int
+}
+
+func fullPlan() plan {
+	return plan{
+		// About 300,000 relayed packets per run (sent + echoed).
+		relay: []uclientParams{
+			{clients: 10, length: 100, messages: 15000},
+			{clients: 50, length: 100, messages: 3000},
+			{clients: 10, length: 1000, messages: 15000},
+			{clients: 50, length: 1000, messages: 3000},
+		},
+		// 20 clients × 1 message/ms = 20,000 messages/s offered, 40,000
+		// relayed packets/s: well under what either server relays here at
+		// saturation.
+		fixed:          uclientParams{clients: 20, length: 100, messages: 4000, intervalMS: 1},
+		bindingWorkers: 8,
+		bindingFor:     5 * time.Second,
+		churnWorkers:   16,
+		churnFor:       5 * time.Second,
+		relayPorts:     1000,
+		holdN:          1000,
+		holdWorkers:    8,
+		// Twice the allocations held, so that neither server's port choice
+		// near a full range is what is measured.
+		holdPorts: 2000,
+	}
+}
+
+func quickPlan() plan {
+	p := fullPlan()
+	for i := range p.relay {
+		p.relay[i].messages /= 15
+	}
+	p.fixed.messages = 500
+	p.bindingFor = time.Second
+	p.churnFor = time.Second
+	p.holdN = 200
+	p.holdPorts = 400
+	return p
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	fs := flag.NewFlagSet("relaybench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rounds := fs.Int("rounds", 3, "runs of each measurement per server, alternating icegate and coturn (default 3; 1 with -quick)")
+	icegatePath := fs.String("icegate", "", "icegate binary to measure (default: build ./cmd/icegate of the working tree into a temp dir)")
+	quick := fs.Bool("quick", false, "a short smoke run: small loads, 1 round unless -rounds is given")
+	out := fs.String("out", "", "also write the markdown table to this file")
+	only := fs.String("only", strings.Join(measurements, ","), "comma-separated measurements to run: "+strings.Join(measurements, ", "))
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	roundsSet := false
+	fs.Visit(func(f *flag.Flag) { roundsSet = roundsSet || f.Name == "rounds" })
+	p := fullPlan()
+	if *quick {
+		p = quickPlan()
+		if !roundsSet {
+			*rounds = 1
+		}
+	}
+	if *rounds < 1 || *rounds > 50 {
+		return fmt.Errorf("-rounds %d: want 1 to 50", *rounds)
+	}
+	selected := map[string]bool{}
+	for _, m := range strings.Split(*only, ",") {
+		m = strings.TrimSpace(m)
+		if !slices.Contains(measurements, m) {
+			return fmt.Errorf("-only: unknown measurement %q (have %s)", m, strings.Join(measurements, ", "))
+		}
+		selected[m] = true
+	}
+
+	began := time.Now()
+	e, err := newEnv(ctx, *icegatePath, stderr)
+	if e != nil {
+		// Logs are kept after a failure, for reading; not after Ctrl-C.
+		defer func() { e.close(err != nil && !errors.Is(err, context.Canceled)) }()
+	}
+	if err != nil {
+		return err
+	}
+	if selected["memory"] {
+		if lim := fileLimit(); lim != 0 && lim < uint64(p.holdN+100) {
+			return fmt.Errorf("open file limit %d is too low to hold %d allocations (ulimit -n)", lim, p.holdN)
+		}
+	}
+	fmt.Fprintf(stderr, "measuring icegate (%s, %s) against coturn (%s); %d round(s); scratch dir %s\n",
+		e.version, e.icegate, e.bins["turnserver"], *rounds, e.dir)
+
+	b := &bench{env: e, plan: p, rounds: *rounds, log: stderr}
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"relay", b.relay}, {"loss", b.loss}, {"binding", b.binding}, {"churn", b.churn}, {"memory", b.memory},
+	}
+	for _, s := range steps {
+		if !selected[s.name] {
+			continue
+		}
+		if err := s.fn(ctx); err != nil {
+			return err
+		}
+	}
+
+	table := markdown(b.rows)
+	took := time.Since(began).Round(time.Second)
+	coturnV := e.coturnV
+	if coturnV == "" {
+		coturnV = "version not seen"
+	}
+	header := fmt.Sprintf("icegate %s vs coturn (%s), %d round(s) each, medians. %s, %d CPUs, Linux %s; run took %v.\n\n",
+		e.version, coturnV, *rounds, began.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), kernelRelease(), took)
+	fmt.Fprint(stdout, header+table)
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(header+table), 0o644); err != nil {
+			return err
+		}
+	}
+	if len(b.warnings) > 0 {
+		fmt.Fprintf(stderr, "\nicegate logged %d warning/error lines during the runs; the first ones:\n", len(b.warnings))
+		for _, w := range b.warnings[:min(len(b.warnings), 10)] {
+			fmt.Fprintln(stderr, "  "+w)
+		}
+	}
+	fmt.Fprintf(stderr, "done in %v\n", took)
+	if b.failed > 0 {
+		return fmt.Errorf("%d run(s) failed (see above); their values are missing from the table", b.failed)
+	}
+	return nil
+}
+
+// kernelRelease is what `uname -r` prints.
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"icegate/config"
+)
+
+// Output of `turnutils_uclient -c -X ... -m 10 -l 100 -n 20000 -z 0` against
+// coturn 4.6.1 on loopback (trimmed: the idle progress lines before the
+// traffic and during the final wait are alike).
+const uclientOutput = `0: : Total connect time is 2
+2: : start_mclient: msz=10, tot_send_msgs=0, tot_recv_msgs=0, tot_send_bytes ~ 0, tot_recv_bytes ~ 0
+3: : start_mclient: msz=10, tot_send_msgs=15950, tot_recv_msgs=15850, tot_send_bytes ~ 1595000, tot_recv_bytes ~ 1585000
+4: : start_mclient: msz=10, tot_send_msgs=47250, tot_recv_msgs=46923, tot_send_bytes ~ 4725000, tot_recv_bytes ~ 4692300
+8: : start_mclient: msz=10, tot_send_msgs=194550, tot_recv_msgs=194411, tot_send_bytes ~ 19455000, tot_recv_bytes ~ 19441100
+9: : start_mclient: msz=10, tot_send_msgs=200000, tot_recv_msgs=199961, tot_send_bytes ~ 20000000, tot_recv_bytes ~ 19996100
+17: : start_mclient: msz=4, tot_send_msgs=200000, tot_recv_msgs=199961, tot_send_bytes ~ 20000000, tot_recv_bytes ~ 19996100
+18: : start_mclient: tot_send_msgs=200000, tot_recv_msgs=199961
+18: : start_mclient: tot_send_bytes ~ 20000000, tot_recv_bytes ~ 19996100
+18: : Total transmit time is 18
+18: : Total lost packets 39 (0.019500%), total send dropped 0 (0.000000%)
+18: : Average round trip delay 0.730137 ms; min = 0 ms, max = 41 ms
+18: : Average jitter 0.081816 ms; min = 0 ms, max = 15 ms
+`
+
+// timed stamps each line with the whole seconds uclient printed before it,
+// which is close enough to when relaybench would have read it.
+func timed(t *testing.T, out string) []timedLine {
+	t.Helper()
+	var lines []timedLine
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		sec, _, ok := strings.Cut(l, ":")
+		if !ok {
+			t.Fatalf("line without a time stamp: %q", l)
+		}
+		lines = append(lines, timedLine{at: time.Duration(atoi(sec)) * time.Second, text: l})
+	}
+	return lines
+}
+
+func TestParseUclientLine(t *testing.T) {
+	tests := []struct {
+		line string
+		want parsedLine
+	}{
+		{"3: : start_mclient: msz=10, tot_send_msgs=15950, tot_recv_msgs=15850, tot_send_bytes ~ 1595000, tot_recv_bytes ~ 1585000",
+			parsedLine{kind: lineProgress, sent: 15950, recv: 15850}},
+		{"18: : start_mclient: tot_send_msgs=200000, tot_recv_msgs=199961",
+			parsedLine{kind: lineTotals, sent: 200000, recv: 199961}},
+		{"18: : start_mclient: tot_send_msgs=40, tot_recv_msgs=40  ",
+			parsedLine{kind: lineTotals, sent: 40, recv: 40}},
+		{"18: : Total lost packets 39 (0.019500%), total send dropped 0 (0.000000%)",
+			parsedLine{kind: lineLost, lost: 39, lostPct: 0.0195}},
+		{"17: : Total lost packets 16431 (32.862000%), total send dropped 0 (0.000000%)",
+			parsedLine{kind: lineLost, lost: 16431, lostPct: 32.862}},
+		{"18: : start_mclient: tot_send_bytes ~ 20000000, tot_recv_bytes ~ 19996100", parsedLine{}},
+		{"18: : Total transmit time is 18", parsedLine{}},
+		{"0: : Total connect time is 2", parsedLine{}},
+		{"", parsedLine{}},
+	}
+	for _, tt := range tests {
+		if got := parseUclientLine(tt.line); got != tt.want {
+			t.Errorf("parseUclientLine(%q) = %+v, want %+v", tt.line, got, tt.want)
+		}
+	}
+}
+
+func TestCollect(t *testing.T) {
+	t.Run("summary", func(t *testing.T) {
+		r, err := collect(timed(t, uclientOutput))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.sent != 200000 || r.recv != 199961 || !r.summary || r.lostPct != 0.0195 {
+			t.Errorf("got sent %d recv %d summary %v loss %v", r.sent, r.recv, r.summary, r.lostPct)
+		}
+		if r.relayed() != 399961 {
+			t.Errorf("relayed %d, want 399961", r.relayed())
+		}
+		// 6 progress lines and the totals.
+		if len(r.samples) != 7 {
+			t.Errorf("%d samples, want 7", len(r.samples))
+		}
+	})
+	t.Run("stopped before the summary", func(t *testing.T) {
+		var head []string
+		for _, l := range strings.Split(uclientOutput, "\n") {
+			if strings.Contains(l, "msz=") || strings.Contains(l, "connect time") {
+				head = append(head, l)
+			}
+		}
+		r, err := collect(timed(t, strings.Join(head, "\n")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.sent != 200000 || r.recv != 199961 || r.summary {
+			t.Errorf("got sent %d recv %d summary %v", r.sent, r.recv, r.summary)
+		}
+		if math.Abs(r.lostPct-0.0195) > 1e-9 {
+			t.Errorf("loss %v%%, want 0.0195%% (computed as uclient does)", r.lostPct)
+		}
+	})
+	t.Run("no counters", func(t *testing.T) {
+		if _, err := collect(timed(t, "0: : Total connect time is 2\n")); err == nil {
+			t.Error("no error for output without counters")
+		}
+	})
+}
+
+func TestActiveRate(t *testing.T) {
+	s := func(sec float64, total int) progress {
+		return progress{at: time.Duration(sec * float64(time.Second)), sent: total / 2, recv: total - total/2}
+	}
+	tests := []struct {
+		name    string
+		samples []progress
+		total   int
+		want    float64 // packets/s; 0 = no rate
+	}{
+		// 1000 packets/s from t=2 s to t=12 s: 5% at 2.5 s, 95% at 11.5 s.
+		{"steady", []progress{s(1, 0), s(2, 0), s(4, 2000), s(8, 6000), s(12, 10000), s(13, 10000)}, 10000, 1000},
+		// The final count only in the totals sample, idle before.
+		{"idle tail", []progress{s(1, 0), s(2, 0), s(3, 1000), s(4, 2000), s(20, 2000)}, 2000, 1000},
+		// No zero sample: counting starts at the beginning of the run.
+		{"no zero sample", []progress{s(1, 1000), s(2, 2000)}, 2000, 1000},
+		{"one sample at zero time", []progress{s(0, 2000)}, 2000, 0},
+		{"no samples", nil, 2000, 0},
+		{"nothing relayed", []progress{s(1, 0), s(2, 0)}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := activeRate(tt.samples, tt.total)
+			if tt.want == 0 {
+				if ok {
+					t.Errorf("rate %v, want none", got)
+				}
+				return
+			}
+			if !ok || math.Abs(got-tt.want) > 1e-6*tt.want {
+				t.Errorf("rate %v (ok %v), want %v", got, ok, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseStatTicks(t *testing.T) {
+	// Fields 14 and 15 are 120 and 34; the name holds a space and a ')'.
+	stat := "4242 (turn server) x) S 1 4242 1 0 -1 4194560 1349 0 18 0 120 34 0 0 20 0 7 0 153637 486662144 3812"
+	got, err := parseStatTicks([]byte(stat))
+	if err != nil || got != 154 {
+		t.Errorf("parseStatTicks = %d, %v; want 154", got, err)
+	}
+	if _, err := parseStatTicks([]byte("4242 (short) S 1 2")); err == nil {
+		t.Error("no error for a truncated stat line")
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	status := "Name:\tturnserver\nVmPeak:\t  475256 kB\nVmRSS:\t   15604 kB\nRssAnon:\t 4176 kB\n"
+	if got, err := parseVmRSS(status); err != nil || got != 15604 {
+		t.Errorf("parseVmRSS = %d, %v; want 15604", got, err)
+	}
+	if _, err := parseVmRSS("Name:\tx\n"); err == nil {
+		t.Error("no error without VmRSS")
+	}
+}
+
+func TestMedianAndFormat(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median odd = %v", m)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("median even = %v", m)
+	}
+	if m := median(nil); !math.IsNaN(m) {
+		t.Errorf("median empty = %v", m)
+	}
+	for v, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 176431.4: "176,431", -1234567: "-1,234,567"} {
+		if got := formatNum(v, 0); got != want {
+			t.Errorf("formatNum(%v) = %q, want %q", v, got, want)
+		}
+	}
+	if got := formatNum(12.345, 2); got != "12.35" && got != "12.34" {
+		t.Errorf("formatNum(12.345, 2) = %q", got)
+	}
+}
+
+func TestRowCells(t *testing.T) {
+	r := newRow("x", "", higherBetter, 1.2, 0)
+	r.add(icegate, 130)
+	r.add(coturn, 100)
+	if c := r.cells(); c[2] != "1.30×" || c[4] != "yes" {
+		t.Errorf("cells %q", c)
+	}
+	l := newRow("loss", " %", lossPoints, 1, 2)
+	l.add(icegate, 5)
+	l.add(coturn, 2)
+	if c := l.cells(); c[2] != "+3.00 pp" || c[4] != "no" {
+		t.Errorf("loss cells %q", c)
+	}
+}
+
+// The generated icegate config must stay valid as the schema changes.
+func TestIcegateHCL(t *testing.T) {
+	cfg, diags := config.Parse([]byte(icegateHCL(23478, 24000, 24999)), "relaybench.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("generated config: %s", config.FormatDiagnostics(diags))
+	}
+	if cfg.Realm != benchRealm || cfg.Relay.MinPort != 24000 || cfg.Relay.MaxPort != 24999 {
+		t.Errorf("realm %q relay %d-%d", cfg.Realm, cfg.Relay.MinPort, cfg.Relay.MaxPort)
+	}
+}
+
+func FuzzParseUclientLine(f *testing.F) {
+	for _, l := range strings.Split(uclientOutput, "\n") {
+		f.Add(l)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		p := parseUclientLine(line)
+		if p.sent < 0 || p.recv < 0 || p.lost < 0 || p.lostPct < 0 {
+			t.Errorf("negative counts from %q: %+v", line, p)
+		}
+	})
+}

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// uclientParams is one turnutils_uclient load: clients allocations (-m),
+// each sending messages (-n) of length bytes (-l) every intervalMS ms (-z;
+// 0 sends as fast as uclient can, which is 50 messages per client per 1 ms
+// timer tick).
+type uclientParams struct {
+	clients, length, messages, intervalMS int
+}
+
+func (p uclientParams) args(serverPort, peerPort int) []string {
+	// -c: no RTCP allocations, so each client sends exactly -n messages.
+	// -X: ask for an IPv4 relay explicitly. No -g: uclient aborts on the 420
+	// pion legitimately answers DONT-FRAGMENT with.
+	return []string{
+		"-c", "-X", "-u", benchUser, "-w", benchPass,
+		"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+		"-m", strconv.Itoa(p.clients), "-l", strconv.Itoa(p.length),
+		"-n", strconv.Itoa(p.messages), "-z", strconv.Itoa(p.intervalMS),
+		"-p", strconv.Itoa(serverPort), "127.0.0.1",
+	}
+}
+
+// uclientResult is what one uclient run reported.
+type uclientResult struct {
+	sent, recv int     // messages sent to the peer, echoes received back
+	lostPct    float64 // round-trip loss, percent of sent
+	summary    bool    // uclient printed its own final summary
+	samples    []progress
+}
+
+// relayed counts relayed packets as issue #5 does: each message sent went
+// client → peer through the relay once, each echo received came peer →
+// client once. A message lost on the way still counts once, though the
+// server may never have read it (it may have been dropped at the server's
+// socket), so this is an upper bound; 2 × recv is the lower one.
+func (r uclientResult) relayed() int { return r.sent + r.recv }
+
+// progress is one of uclient's once-a-second counter lines, stamped with the
+// time relaybench read it (uclient's own stamps are whole seconds).
+type progress struct {
+	at         time.Duration
+	sent, recv int
+}
+
+// Line kinds uclient prints (coturn 4.6.1):
+//
+//	3: : start_mclient: msz=10, tot_send_msgs=15950, tot_recv_msgs=15850, tot_send_bytes ~ 1595000, tot_recv_bytes ~ 1585000
+//	18: : start_mclient: tot_send_msgs=200000, tot_recv_msgs=199961
+//	18: : Total lost packets 39 (0.019500%), total send dropped 0 (0.000000%)
+var (
+	reProgress = regexp.MustCompile(`start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+),`)
+	reTotals   = regexp.MustCompile(`start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$`)
+	reLost     = regexp.MustCompile(`Total lost packets (\d+) \(([0-9.]+)%\)`)
+)
+
+type lineKind int
+
+const (
+	lineOther lineKind = iota
+	lineProgress
+	lineTotals
+	lineLost
+)
+
+// parsedLine is what one uclient output line says.
+type parsedLine struct {
+	kind       lineKind
+	sent, recv int     // progress and totals
+	lost       int     // lost
+	lostPct    float64 // lost
+}
+
+func parseUclientLine(line string) parsedLine {
+	if m := reProgress.FindStringSubmatch(line); m != nil {
+		return parsedLine{kind: lineProgress, sent: atoi(m[1]), recv: atoi(m[2])}
+	}
+	if m := reTotals.FindStringSubmatch(line); m != nil {
+		return parsedLine{kind: lineTotals, sent: atoi(m[1]), recv: atoi(m[2])}
+	}
+	if m := reLost.FindStringSubmatch(line); m != nil {
+		pct, _ := strconv.ParseFloat(m[2], 64)
+		return parsedLine{kind: lineLost, lost: atoi(m[1]), lostPct: pct}
+	}
+	return parsedLine{}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// collect folds a run's lines into a result. Without uclient's own summary
+// (relaybench stopped it early, see runUclient) the last progress line
+// gives the totals and the loss is computed from them the way uclient does.
+func collect(lines []timedLine) (uclientResult, error) {
+	var r uclientResult
+	var haveTotals, haveLost bool
+	for _, l := range lines {
+		p := parseUclientLine(l.text)
+		switch p.kind {
+		case lineProgress:
+			r.samples = append(r.samples, progress{at: l.at, sent: p.sent, recv: p.recv})
+		case lineTotals:
+			r.sent, r.recv, haveTotals = p.sent, p.recv, true
+			// A run without loss ends at once, so the last progress line
+			// may be well short of the totals: they are a sample too.
+			r.samples = append(r.samples, progress{at: l.at, sent: p.sent, recv: p.recv})
+		case lineLost:
+			r.lostPct, haveLost = p.lostPct, true
+		}
+	}
+	r.summary = haveTotals && haveLost
+	if !haveTotals {
+		if len(r.samples) == 0 {
+			return r, fmt.Errorf("no tot_send_msgs= line in uclient's output")
+		}
+		last := r.samples[len(r.samples)-1]
+		r.sent, r.recv = last.sent, last.recv
+	}
+	if !haveLost {
+		r.lostPct = lossPct(r.sent, r.recv)
+	}
+	return r, nil
+}
+
+func lossPct(sent, recv int) float64 {
+	if sent <= 0 {
+		return 0
+	}
+	lost := sent - recv
+	if lost < 0 {
+		lost = 0
+	}
+	return 100 * float64(lost) / float64(sent)
+}
+
+// activeRate is relayed packets per second while traffic flowed: uclient
+// staggers its clients' starts over 1-6 s and idles up to 10 s at the end
+// when anything was lost, so its run time says little. The rate is taken
+// between the moments 5% and 95% of the final count had been relayed,
+// interpolated linearly between the once-a-second progress samples.
+func activeRate(samples []progress, total int) (float64, bool) {
+	if total <= 0 || len(samples) == 0 {
+		return 0, false
+	}
+	lo, hi := 0.05*float64(total), 0.95*float64(total)
+	// Counting starts from zero at time zero in case uclient printed no
+	// progress line before the traffic began.
+	pts := append([]progress{{}}, samples...)
+	t5, ok5 := crossing(pts, lo)
+	t95, ok95 := crossing(pts, hi)
+	if !ok5 || !ok95 || t95 <= t5 {
+		return 0, false
+	}
+	return (hi - lo) / (t95 - t5).Seconds(), true
+}
+
+// crossing returns when the relayed count (sent+recv) first reached v.
+func crossing(pts []progress, v float64) (time.Duration, bool) {
+	for i := 1; i < len(pts); i++ {
+		a, b := pts[i-1], pts[i]
+		ca, cb := float64(a.sent+a.recv), float64(b.sent+b.recv)
+		if cb >= v && cb > ca {
+			if ca >= v {
+				return a.at, true
+			}
+			f := (v - ca) / (cb - ca)
+			return a.at + time.Duration(f*float64(b.at-a.at)), true
+		}
+	}
+	return 0, false
+}
+
+type timedLine struct {
+	at   time.Duration
+	text string
+}
+
+const (
+	// uclientTimeout bounds one run (connect, stagger, traffic, tail).
+	uclientTimeout = 3 * time.Minute
+	// quietStop ends a run whose every message was sent and whose counters
+	// have not moved for this long: what is missing by then is lost, and
+	// uclient would only idle 10 s more (STOPPING_TIME) before its summary.
+	quietStop = 2500 * time.Millisecond
+	// stallStop ends a run whose counters have not moved for this long
+	// although messages are still to be sent: uclient is stuck.
+	stallStop = 30 * time.Second
+)
+
+// runUclient runs turnutils_uclient to the end (or to quietStop) and returns
+// its counters. Its output is kept in logPath.
+func (e *env) runUclient(ctx context.Context, serverPort, peerPort int, p uclientParams, logPath string) (uclientResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, uclientTimeout)
+	defer cancel()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return uclientResult{}, err
+	}
+	defer logFile.Close()
+
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return uclientResult{}, err
+	}
+	uc, err := e.procs.start("turnutils_uclient", logPath, pw, e.bins["turnutils_uclient"], p.args(serverPort, peerPort)...)
+	_ = pw.Close() // the child holds the write end now
+	if err != nil {
+		_ = pr.Close()
+		return uclientResult{}, err
+	}
+	defer uc.stop()
+
+	start := time.Now()
+	lines := make(chan timedLine, 256)
+	go func() {
+		defer close(lines)
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			lines <- timedLine{at: time.Since(start), text: sc.Text()}
+		}
+		// Drain whatever is left so the child never blocks on a full pipe.
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+
+	want := p.clients * p.messages
+	var got []timedLine
+	var last progress
+	lastChange := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	stopped := ""
+loop:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				break loop
+			}
+			fmt.Fprintln(logFile, l.text)
+			got = append(got, l)
+			if pl := parseUclientLine(l.text); pl.kind == lineProgress {
+				if pl.sent != last.sent || pl.recv != last.recv {
+					last = progress{sent: pl.sent, recv: pl.recv}
+					lastChange = time.Now()
+				}
+			}
+		case <-tick.C:
+			quiet := time.Since(lastChange)
+			switch {
+			case last.sent >= want && quiet > quietStop && stopped == "":
+				stopped = "quiet"
+				uc.stop() // the reader sees EOF next
+			case last.sent > 0 && quiet > stallStop && stopped == "":
+				stopped = "stalled"
+				uc.stop()
+			}
+		case <-ctx.Done():
+			uc.stop()
+			for l := range lines {
+				got = append(got, l)
+			}
+			if ctx.Err() == context.DeadlineExceeded {
+				return uclientResult{}, fmt.Errorf("turnutils_uclient did not finish within %v (stopped); output in %s", uclientTimeout, logPath)
+			}
+			return uclientResult{}, ctx.Err()
+		}
+	}
+	<-uc.done
+	if stopped == "stalled" {
+		return uclientResult{}, fmt.Errorf("turnutils_uclient stalled at %d of %d messages sent; output in %s", last.sent, want, logPath)
+	}
+	if stopped == "" && uc.err != nil {
+		return uclientResult{}, fmt.Errorf("turnutils_uclient %s: %v\n%s", strings.Join(p.args(serverPort, peerPort), " "), uc.err, tailLines(got, 10))
+	}
+	res, err := collect(got)
+	if err != nil {
+		return res, fmt.Errorf("%w; output in %s:\n%s", err, logPath, tailLines(got, 10))
+	}
+	if res.sent < want {
+		return res, fmt.Errorf("turnutils_uclient sent %d of %d messages; output in %s:\n%s", res.sent, want, logPath, tailLines(got, 10))
+	}
+	return res, nil
+}
+
+func tailLines(lines []timedLine, n int) string {
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l.text)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
