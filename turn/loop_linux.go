@@ -79,8 +79,8 @@ func newIOLoop(drops func(string)) (*ioLoop, error) {
 	return l, nil
 }
 
-// openSocket creates a non-blocking UDP socket bound to ap, registered with
-// the loop. reusePort lets several loops share a listening port (the kernel
+// openSocket creates a non-blocking UDP socket bound to ap, to be read by
+// the loop once started. reusePort lets several loops share a listening port (the kernel
 // spreads clients over them by their address, so a client stays on one).
 func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 	handle func([]byte, int, netip.AddrPort) bool) (*udpSocket, error) {
@@ -133,16 +133,23 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 		local: net.UDPAddrFromAddrPort(local), localAP: local, loop: l, fd: fd, v6: family == unix.AF_INET6,
 		slow: make(chan slowPacket, 256), handle: handle,
 	}
-	l.mu.Lock()
-	l.eps[int32(fd)] = s
-	l.mu.Unlock()
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-		l.mu.Lock()
-		delete(l.eps, int32(fd))
-		l.mu.Unlock()
-		return fail(err)
-	}
 	return s, nil
+}
+
+// start registers s with the loop: from now on the loop reads it. It is
+// separate from openSocket so that whoever owns s finishes setting it up
+// before the first datagram is handled.
+func (l *ioLoop) start(s *udpSocket) error {
+	l.mu.Lock()
+	l.eps[int32(s.fd)] = s
+	l.mu.Unlock()
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}); err != nil {
+		l.mu.Lock()
+		delete(l.eps, int32(s.fd))
+		l.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // setBuffer sizes the socket buffers like coturn (SO_RCVBUFFORCE when

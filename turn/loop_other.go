@@ -22,6 +22,7 @@ func (l *ioLoop) openSocket(netip.AddrPort, bool, int, func([]byte, int, netip.A
 }
 
 func (l *ioLoop) remove(*udpSocket) error { return errNoLoop }
+func (l *ioLoop) start(*udpSocket) error  { return errNoLoop }
 func (l *ioLoop) close()                  {}
 
 func sendto(int, bool, []byte, netip.AddrPort) error { return errNoLoop }

@@ -178,6 +178,10 @@ func (r *relayAllocator) AllocatePacketConn(conf pionturn.AllocateListenerConfig
 				return err
 			}
 			rc.sock = s
+			if err := loop.start(s); err != nil {
+				_ = s.close()
+				return err
+			}
 			return nil
 		}
 		c, err := net.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(ap))

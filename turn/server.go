@@ -75,6 +75,7 @@ type Server struct {
 	// bindingsAnswered counts Bindings answered on the fast path.
 	bindingsAnswered prometheus.Counter
 	loops            []*ioLoop
+	pending          []*udpSocket // listener sockets the loops start reading when New is done
 	sockBuf          int
 	certs            *certStore
 	unauth           *sourceLimiter
@@ -289,6 +290,14 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("starting pion: %w", err)
 	}
 
+	// Everything is set up: the loops may start reading the listeners.
+	for _, sock := range s.pending {
+		if err := sock.loop.start(sock); err != nil {
+			return nil, err
+		}
+	}
+	s.pending = nil
+
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	if s.certs != nil {
@@ -338,6 +347,7 @@ func (s *Server) openUDP(v string, ap netip.AddrPort) ([]*gatePacketConn, error)
 		out = append(out, c)
 		s.fast.addListener(c)
 		s.closers = append(s.closers, c.Close)
+		s.pending = append(s.pending, sock)
 	}
 	s.listeners = append(s.listeners, ListenAddr{Transport: "udp", Addr: out[0].LocalAddr()})
 	return out, nil
