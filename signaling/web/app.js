@@ -527,8 +527,12 @@ $('#leave').onclick = () => {
 
 // ---------------------------------------------------------- server decisions
 
+const transports = new Map(); // client address -> transport, from earlier events
+
 function onDecision(e) {
   results.decisions.push(e);
+  if (e.client && e.transport) transports.set(e.client, e.transport);
+  if (e.client && !e.transport) e.transport = transports.get(e.client) || '';
   const what = { 'authenticated': 'authenticated', 'auth-refused': 'credential refused', 'allocation-created': 'allocation created',
     'allocation-deleted': 'allocation deleted', 'permission-denied': 'permission denied', 'refused': 'refused' }[e.kind] || e.kind;
   const detail = [e.detail, e.peer ? 'peer ' + e.peer : '', e.client ? 'from ' + e.client : ''].filter(Boolean).join(' · ');
