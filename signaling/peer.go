@@ -33,6 +33,7 @@ type peer struct {
 	conn   *conn
 	resume string
 	timer  *time.Timer
+	drops  int // connections lost so far, so a stale grace timer knows it is stale
 	gone   bool
 	name   string // /ws/simple login name
 	other  string // /ws/simple: the name it last exchanged an offer or answer with
@@ -257,10 +258,14 @@ func (s *Server) detach(c *conn, clean bool) {
 		s.removeLocked(p, "disconnected")
 		return
 	}
+	p.drops++
+	drop := p.drops
 	p.timer = time.AfterFunc(grace, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if p.conn == nil {
+		// A timer stopped too late for an earlier drop must not cut this
+		// grace short.
+		if p.conn == nil && p.drops == drop {
 			s.removeLocked(p, "resume grace expired")
 		}
 	})
