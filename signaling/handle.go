@@ -157,6 +157,9 @@ func (c *conn) direct(m *inbound) *protoError {
 	err := s.deliver(t, body, m.Type)
 	s.mu.RUnlock()
 	if err != nil {
+		if held {
+			return perr(CodeQueueFull, "peer %s is reconnecting and its queue is full (signaling.send_queue)", m.To)
+		}
 		return perr(CodeQueueFull, "peer %s is not reading its messages (queue full); it is being disconnected", m.To)
 	}
 	if len(m.ID) > 0 {
