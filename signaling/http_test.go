@@ -322,3 +322,19 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("rewind(100): %d %v", from, gap)
 	}
 }
+
+func TestSimplePathOverHTTP(t *testing.T) {
+	_, hs := httpServer(t, nil)
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "/ws/simple"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.WriteJSON(map[string]string{"type": "login", "name": "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := ws.ReadJSON(&m); err != nil || m["type"] != "login" || m["success"] != true {
+		t.Fatalf("login over /ws/simple: %v %v", m, err)
+	}
+}

@@ -583,3 +583,23 @@ func TestSimpleProtocol(t *testing.T) {
 		return s.names["bob"] == nil
 	})
 }
+
+func TestCredentialsRenewedBeforeExpiry(t *testing.T) {
+	cfg := testConfig(t, nil)
+	cfg.Signaling.CredentialTTLDuration = 2 * time.Second // below what the config allows
+	s, err := New(cfg, Options{Secret: func() string { return testSecret }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	a := connect(t, s, pipeOpts{})
+	first := a.hello["ice_servers"].([]any)[1].(map[string]any)["username"]
+	start := time.Now()
+	m := a.expect("ice-servers") // at 80% of the lifetime
+	if d := time.Since(start); d < 500*time.Millisecond || d > 2*time.Second {
+		t.Errorf("renewed after %v, want 1-1.6s (80%% of a lifetime under 2s, at least 1s)", d)
+	}
+	if next := m["ice_servers"].([]any)[1].(map[string]any)["username"]; next == first || m["expires"] == nil {
+		t.Errorf("renewal %v did not bring a new credential", m)
+	}
+}
