@@ -131,7 +131,7 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 	}
 	s := &udpSocket{
 		local: net.UDPAddrFromAddrPort(local), localAP: local, loop: l, fd: fd, v6: family == unix.AF_INET6,
-		slow: make(chan slowPacket, 256), handle: handle,
+		slow: make(chan slowPacket, slowQueue(reusePort)), handle: handle,
 	}
 	return s, nil
 }
@@ -150,6 +150,17 @@ func (l *ioLoop) start(s *udpSocket) error {
 		return err
 	}
 	return nil
+}
+
+// slowQueue is how many datagrams wait for pion's goroutine: a listener
+// queues every control message of its clients; a relay socket only Data
+// indications for peers pion must check, so a short queue keeps the memory
+// per allocation small.
+func slowQueue(listener bool) int {
+	if listener {
+		return 1024
+	}
+	return 64
 }
 
 // setBuffer sizes the socket buffers like coturn (SO_RCVBUFFORCE when

@@ -311,3 +311,31 @@ func TestCloseTwice(t *testing.T) {
 		_ = srv.Close()
 	}
 }
+
+// TestPortsReusableAtOnce: with every port of a small range in use, a port
+// freed by a deallocation (Refresh with LIFETIME 0) is handed out again
+// immediately (coturn holds released ports for a while).
+func TestPortsReusableAtOnce(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.Relay.MinPort, c.Relay.MaxPort = 41100, 41101 })
+	server := srv.addr(t, "udp", "4")
+	var clients []*rawClient
+	for range 2 {
+		c := newRawClient(t, "127.0.0.1", server)
+		c.challenge()
+		if code := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 0 {
+			t.Fatalf("allocate: %d", code)
+		}
+		clients = append(clients, c)
+	}
+	for round := range 20 {
+		if code := errorCode(clients[0].authed(pionstun.MethodRefresh, testUser, testPass, lifetime(0))); code != 0 {
+			t.Fatalf("round %d: refresh 0: %d", round, code)
+		}
+		c := newRawClient(t, "127.0.0.1", server)
+		c.challenge()
+		if code := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 0 {
+			t.Fatalf("round %d: the released port was not reusable: %d", round, code)
+		}
+		clients[0] = c
+	}
+}
