@@ -264,7 +264,9 @@ stun {
   # means alternate_address. coturn: the second external-ip.
   alternate_public = ""
 
-  # Also send the RFC 3489 attributes CHANGED-ADDRESS and SOURCE-ADDRESS, for
-  # clients older than RFC 5780.
+  # Serve clients older than RFC 5780: send the RFC 3489 attributes
+  # CHANGED-ADDRESS and SOURCE-ADDRESS, and (IPv4 only) answer RFC 3489
+  # Binding requests, those without the magic cookie. RESPONSE-ADDRESS is
+  # never honoured: answers go to the request's source.
   rfc3489 = false
 }

@@ -27,8 +27,11 @@ type STUN struct {
 	// means alternate_address. Default "".
 	AlternatePublic      string    `hcl:"alternate_public,optional"`
 	AlternatePublicRange hcl.Range `hcl:"alternate_public,attr_range"`
-	// RFC3489 adds the classic CHANGED-ADDRESS and SOURCE-ADDRESS attributes
-	// for clients older than RFC 5780. Default false.
+	// RFC3489 serves clients older than RFC 5780: it adds the classic
+	// CHANGED-ADDRESS and SOURCE-ADDRESS attributes to Binding responses,
+	// and on an IPv4 pair of addresses answers RFC 3489 Binding requests
+	// (no magic cookie) on the four sockets, honouring CHANGE-REQUEST but
+	// never RESPONSE-ADDRESS (the answer goes to the source). Default false.
 	RFC3489      *bool     `hcl:"rfc3489,optional"`
 	RFC3489Range hcl.Range `hcl:"rfc3489,attr_range"`
 

@@ -1,11 +1,11 @@
 // Package stun owns icegate's answers to STUN Binding requests (RFC 8489 §6.3)
-// and RFC 5780 behaviour discovery (Responder); the natcheck client lives in
+// and RFC 5780 behaviour discovery (Responder), with classic RFC 3489 Binding
+// for old clients (Responder.AnswerClassic); the natcheck client lives in
 // stun/natcheck. It sits in front of the TURN machinery: a Binding request
 // never travels through pion's allocation code.
 package stun
 
 import (
-	"errors"
 	"net/netip"
 
 	pionstun "github.com/pion/stun/v4"
@@ -13,9 +13,6 @@ import (
 
 // Software is the SOFTWARE attribute value icegate sends (RFC 8489 §14.14).
 var Software = "icegate"
-
-// ErrNotBindingRequest is returned when asked to answer something else.
-var ErrNotBindingRequest = errors.New("stun: not a binding request")
 
 // BindingResponse builds the response to a decoded Binding request received
 // from src by a server without an alternate address: see Responder.Answer.

@@ -70,8 +70,9 @@ type Config struct {
 	// IPs and the two ports differing.
 	Addrs [4]netip.AddrPort
 	// RFC3489 adds CHANGED-ADDRESS and SOURCE-ADDRESS (RFC 3489 §11.2.3,
-	// §11.2.5) to responses, for clients that predate RFC 5780. Only with an
-	// alternate address.
+	// §11.2.5) to responses, for clients that predate RFC 5780, and with an
+	// IPv4 pair of addresses has AnswerClassic answer RFC 3489 requests,
+	// those without the magic cookie. Only with an alternate address.
 	RFC3489 bool
 	// Software is the SOFTWARE value; "" means the package's Software.
 	Software string

@@ -88,7 +88,11 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 		return b, true
 	}
 	if !pionstun.IsMessage(b) {
-		g.drop("malformed")
+		// No magic cookie: an RFC 3489 client, answered only with
+		// stun.rfc3489 on an RFC 5780 socket (rfc5780.go).
+		if !g.classicBinding(in) {
+			g.drop("malformed")
+		}
 		return nil, false
 	}
 	msg := &pionstun.Message{Raw: b}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
@@ -104,6 +105,40 @@ func (s *Server) answerBinding(in inbound, msg *pionstun.Message, src netip.Addr
 		return true
 	}
 	_, _ = b.conns[rep.From].WriteTo(rep.Data, net.UDPAddrFromAddrPort(rep.To))
+	return true
+}
+
+// classicBinding answers an RFC 3489 Binding request, one without the magic
+// cookie (RFC 3489 §8.2, stun.Responder.AnswerClassic), that arrived on one
+// of the RFC 5780 UDP sockets while stun.rfc3489 is on. It reports whether it
+// took in (answered, or dropped for the per-source rate); false leaves the
+// drop to the gate. Without rfc3489 the classic path does not exist. The
+// answer always goes to the request's source: RESPONSE-ADDRESS is never
+// honoured (it would make icegate a reflector).
+func (g *gate) classicBinding(in inbound) bool {
+	b := &g.s.binding
+	if in.transport != "udp" || !b.rfc5780.Classic() || !stun.IsClassicBinding(in.data) {
+		return false
+	}
+	on, ok := b.index[in.local.String()]
+	if !ok {
+		return false
+	}
+	src, _ := netip.ParseAddrPort(in.src.String())
+	if !g.s.unauth.allow(src.Addr(), time.Now()) {
+		g.drop("rate_limited")
+		return true
+	}
+	rep, err := b.rfc5780.AnswerClassic(in.data, src, on)
+	if err != nil {
+		return false
+	}
+	if rep.From == on {
+		in.reply(rep.Data)
+	} else {
+		_, _ = b.conns[rep.From].WriteTo(rep.Data, net.UDPAddrFromAddrPort(rep.To))
+	}
+	g.count(pionstun.MethodBinding, "rfc3489")
 	return true
 }
 

@@ -15,8 +15,8 @@ import (
 
 // rfc5780Server starts a server with the primary address 127.0.0.1 and the
 // alternate 127.0.0.2 (both loopback on Linux), and returns its four UDP
-// sockets in stun.Socket order.
-func rfc5780Server(t *testing.T) (*testServer, [4]netip.AddrPort) {
+// sockets in stun.Socket order. mutate, if any, changes the config further.
+func rfc5780Server(t *testing.T, mutate ...func(*config.Config)) (*testServer, [4]netip.AddrPort) {
 	t.Helper()
 	ts := startServer(t, func(c *config.Config) {
 		c.Listen.Addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
@@ -24,6 +24,9 @@ func rfc5780Server(t *testing.T) (*testServer, [4]netip.AddrPort) {
 		c.STUN.AlternateAddr = netip.MustParseAddr("127.0.0.2")
 		c.STUN.PrimaryPublicAddr, c.STUN.AlternatePublicAddr = c.STUN.PrimaryAddr, c.STUN.AlternateAddr
 		c.STUN.AlternatePort = 0
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 	var socks [4]netip.AddrPort
 	n := 0
