@@ -71,7 +71,7 @@ bench-signaling: ## Signaling load on loopback: connections, joins, message late
 
 .PHONY: screenshot
 screenshot: deps ## Run the browser test and save the test page to docs/test-page.png.
-	ICEGATE_REQUIRE_E2E=1 ICEGATE_SCREENSHOT=docs/test-page.png $(GO) test -count=1 -run '^TestBrowser$$' ./tools/e2e
+	ICEGATE_REQUIRE_E2E=1 ICEGATE_SCREENSHOT=$(CURDIR)/docs/test-page.png $(GO) test -count=1 -run '^TestBrowser$$' ./tools/e2e
 
 .PHONY: clean
 clean: ## Remove build output.

@@ -267,7 +267,9 @@ func (s *Server) serveTURN(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveICEServers answers {"iceServers": [...]}, an RTCConfiguration a page
-// can pass straight to new RTCPeerConnection.
+// can pass straight to new RTCPeerConnection. With RFC 5780 configured it
+// also carries "natProbe", the stun: URLs of the server's two addresses
+// (RTCPeerConnection ignores members it does not know).
 func (s *Server) serveICEServers(w http.ResponseWriter, r *http.Request) {
 	if s.cors(w, r) {
 		return
@@ -282,5 +284,9 @@ func (s *Server) serveICEServers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	servers, _, _ := s.iceServers(requestHost(r), user)
-	writeJSON(w, http.StatusOK, map[string]any{"iceServers": servers})
+	body := map[string]any{"iceServers": servers}
+	if probe := s.settings().natProbe; probe != nil {
+		body["natProbe"] = probe
+	}
+	writeJSON(w, http.StatusOK, body)
 }

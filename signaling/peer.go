@@ -188,7 +188,8 @@ func (s *Server) attach(c *conn, opts AcceptOptions) ([]byte, time.Duration) {
 			PeersPerRoom: st.sig.PeersPerRoom, RoomsPerPeer: st.sig.RoomsPerPeer,
 			ResumeGrace: int(st.sig.ResumeGraceDuration / time.Second),
 		},
-		Server: serverInfo{Version: s.version, TURNSCertificate: "configured", TURNEvents: boolOr(st.sig.TURNEvents, true)},
+		Server:   serverInfo{Version: s.version, TURNSCertificate: "configured", TURNEvents: boolOr(st.sig.TURNEvents, true)},
+		NATProbe: st.natProbe,
 	}
 	if st.selfSigned {
 		h.Server.TURNSCertificate = "self-signed"

@@ -195,6 +195,9 @@ type helloMsg struct {
 	Limits       helloLimits      `json:"limits"`
 	Server       serverInfo       `json:"server"`
 	Replay       *replayInfo      `json:"replay,omitempty"`
+	// NATProbe holds the stun: URLs of the server's two RFC 5780 addresses,
+	// for the test page's NAT hint; absent without the stun block.
+	NATProbe []string `json:"nat_probe,omitempty"`
 }
 
 type helloLimits struct {

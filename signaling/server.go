@@ -41,6 +41,10 @@ type settings struct {
 	separator     string
 	selfSigned    bool
 	hardReadLimit int64
+	// natProbe holds the stun: URLs of the server's two RFC 5780 addresses
+	// (primary address and port, alternate address and port) when the stun
+	// block configures them; nil otherwise.
+	natProbe []string
 }
 
 // Timeouts that are not worth a config attribute.
@@ -138,6 +142,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	}
 	st.sig.AllowedOrigins = slices.Clone(st.sig.AllowedOrigins)
 	st.sig.TokenSecrets = slices.Clone(st.sig.TokenSecrets)
+	st.natProbe = natProbeURLs(cfg.STUN, cfg.Listen.Port)
 	// Messages up to max_message_bytes are read; larger ones up to this
 	// are read and discarded with an error; beyond it the connection is
 	// closed (1009), since a client sending those is not a signaling client.

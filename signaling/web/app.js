@@ -1,6 +1,7 @@
 // icegate test page: gathers candidates against this (or any) STUN/TURN
-// server, says what worked, runs a relay-only call, calls another browser
-// through the signaling, and shows the relay's own decisions.
+// server, says what worked, gives a hint of the NAT's mapping, runs a
+// relay-only call, calls another browser through the signaling, and shows
+// the relay's own decisions.
 'use strict';
 
 const $ = (s) => document.querySelector(s);
@@ -285,6 +286,7 @@ function renderVerdict(list) {
     const tr = addRow('#verdict', [r.kind + '  ' + r.url, status === 'ok' ? 'works' : status === 'warn' ? 'see note' : 'failed', at == null ? '—' : ms(at), text]);
     tr.children[1].className = status;
   }
+  natVerdictRow();
 }
 
 async function gatherAll() {
@@ -295,6 +297,223 @@ async function gatherAll() {
   for (const r of out) results.gather[r.url] = r;
   renderVerdict(out);
   return out;
+}
+
+// ---------------------------------------------------------------- NAT hint
+
+// The NAT hint asks each of the server's addresses, from one socket, what
+// this browser's address looks like (RFC 5780 §4.3 tests I and III): the
+// same external address through two server addresses that differ in IP and
+// port is endpoint-independent mapping (RFC 4787 §4.1). One peer
+// connection with both servers, because Chromium sends every STUN and TURN
+// request of a network interface from one shared socket; separate
+// connections would use separate sockets, and so separate mappings.
+//
+// Chromium reports a server-reflexive address once (a second server seeing
+// the same one adds nothing) and not at all when it equals the host
+// address (no NAT). So where credentials allow, each address is also asked
+// for a TURN allocation over UDP: the relay candidate's related address is
+// the mapped address from the Allocate response, reported per server.
+
+// serverKey turns stun:/turn: URLs (and the url field of candidates and
+// errors) into "host port", to match them.
+function serverKey(url) {
+  const m = /^(stuns?|turns?):(\[[^\]]*\]|[^:?/]*)(?::(\d+))?/i.exec(url || '');
+  if (!m) return '';
+  const port = m[3] || (/s$/i.test(m[1]) ? '5349' : '3478');
+  return m[2].replace(/^\[|\]$/g, '').toLowerCase() + ' ' + port;
+}
+
+const ipPort = (address, port) => (String(address).includes(':') ? '[' + address + ']' : address) + ':' + port;
+
+// natTargets returns the stun: URLs to compare through: the server's two
+// RFC 5780 addresses from hello (nat_probe), or else its one STUN URL.
+function natTargets() {
+  const probe = state.hello && state.hello.nat_probe;
+  if (probe && probe.length) return probe.slice();
+  const own = state.own.flatMap((s) => [].concat(s.urls)).find((u) => /^stun:/.test(u));
+  return own ? [own] : [];
+}
+
+// natGather gathers once against every target (and, with credentials, a
+// TURN/UDP allocation at the same address) and sorts what came back by
+// server.
+function natGather(targets, timeout) {
+  const cred = state.own.find((s) => s.username && [].concat(s.urls).some((u) => /^turn:.*transport=udp/.test(u)));
+  const probes = targets.map((url) => ({ url, key: serverKey(url), mapped: [], errors: [] }));
+  const iceServers = [];
+  for (const p of probes) {
+    iceServers.push({ urls: p.url });
+    if (cred) iceServers.push({ urls: 'turn:' + p.url.replace(/^stun:/, '') + '?transport=udp', username: cred.username, credential: cred.credential });
+  }
+  const nat = { probes, candidates: [], hosts: [], turn: !!cred, complete: false, unmatched: 0 };
+  return new Promise(async (resolve) => {
+    const start = performance.now();
+    const pc = new RTCPeerConnection({ iceServers, iceCandidatePoolSize: 0 });
+    const finish = (complete) => {
+      if (nat.elapsed != null) return;
+      nat.complete = complete;
+      nat.elapsed = performance.now() - start;
+      pc.close();
+      resolve(nat);
+    };
+    const probeFor = (url) => probes.find((p) => p.key === serverKey(url));
+    pc.onicecandidate = (e) => {
+      if (!e.candidate) { finish(true); return; }
+      const c = e.candidate;
+      if (!c.candidate || c.protocol !== 'udp') return;
+      nat.candidates.push({ type: c.type, address: c.address, port: c.port, relatedAddress: c.relatedAddress, relatedPort: c.relatedPort, url: c.url || e.url || '' });
+      const add = (list, v) => { if (!list.includes(v)) list.push(v); };
+      // Host candidates may be missing or mDNS names (.local): browsers hide
+      // host addresses from pages without camera or microphone permission.
+      if (c.type === 'host' && !/\.local$/i.test(c.address)) add(nat.hosts, ipPort(c.address, c.port));
+      if (c.type !== 'srflx' && c.type !== 'relay') return;
+      if (c.type === 'srflx' && c.relatedAddress && c.relatedAddress !== '0.0.0.0') add(nat.hosts, ipPort(c.relatedAddress, c.relatedPort));
+      const p = probeFor(c.url || e.url);
+      if (!p) { nat.unmatched++; return; }
+      // A relay candidate's related address is the mapped address; browsers
+      // hide it (0.0.0.0) when they may not show reflexive addresses.
+      const [address, port] = c.type === 'srflx' ? [c.address, c.port] : [c.relatedAddress, c.relatedPort];
+      if (!address || address === '0.0.0.0' || address === '::' || !port) return;
+      const at = ipPort(address, port);
+      if (!p.mapped.some((m) => m.at === at)) p.mapped.push({ at, via: c.type === 'srflx' ? 'server-reflexive candidate' : 'TURN allocation (relay candidate\'s related address)' });
+      else if (c.type === 'relay') p.mapped.find((m) => m.at === at).via += ' and TURN allocation';
+    };
+    pc.onicecandidateerror = (e) => {
+      const p = probeFor(e.url);
+      if (p) p.errors.push({ url: e.url, code: e.errorCode, text: e.errorText });
+    };
+    pc.createDataChannel('nat');
+    await pc.setLocalDescription(await pc.createOffer());
+    setTimeout(() => finish(false), timeout);
+  });
+}
+
+// natVerdict says what the mapped addresses mean, only as far as they show.
+function natVerdict(nat) {
+  const ps = nat.probes;
+  const secs = Math.round(nat.elapsed / 1000);
+  for (const p of ps) {
+    p.seen = p.mapped.map((m) => m.at);
+    const stunFailed = p.errors.some((e) => /^stun:/.test(e.url || ''));
+    // An answer that adds no candidate: the browser had reported that
+    // address already (through the other server), or it is a host address.
+    p.silent = !p.seen.length && nat.complete && !stunFailed;
+    p.answered = p.seen.length > 0 || p.silent;
+  }
+  const name = (p) => p.url.replace(/^stun:/, '');
+  // The browser's own address: a host candidate, or a loopback address
+  // (the server runs on this machine).
+  const loopback = (a) => /^127\.|^\[::1\]:/.test(a);
+  const isHost = (a) => nat.hosts.includes(a) || loopback(a);
+  const hidden = !nat.hosts.length;
+  if (!ps.length) return { mapping: 'unknown', status: 'warn', text: 'This server offers no STUN over UDP (listen.udp is off): nothing to ask.' };
+  if (!ps.some((p) => p.answered)) {
+    return { mapping: 'blocked', status: 'fail', text: 'No answer through ' + (ps.length > 1 ? 'either server address' : 'the server\'s address') +
+      (nat.complete ? '' : ' within ' + secs + ' s') + ': UDP to the server is blocked or filtered on the way. Only TURN over TCP or TLS can work from here.' };
+  }
+  const seen = [...new Set(ps.flatMap((p) => p.seen))];
+  if (ps.every((p) => p.answered) && seen.every(isHost)) {
+    const where = !seen.length ? 'this browser\'s own address (the browser adds no server-reflexive candidate equal to a host candidate)'
+      : seen.join(', ') + (seen.every(loopback) ? ' (loopback: the server runs on this machine)' : ' (one of this browser\'s own addresses)');
+    return { mapping: 'no-nat', status: 'ok',
+      text: 'No NAT between this browser and the server: the server saw ' + where + (ps.length > 1 ? ' through both server addresses' : '') +
+        '. Direct connections work as far as this side is concerned (a firewall may still filter what comes in).' };
+  }
+  if (ps.length === 1) {
+    return { mapping: 'unknown', status: 'warn', text: 'Your address as the server sees it: ' + seen.join(', ') + '. With one server address nothing can be said about the mapping: ' +
+      'it takes a second server address to compare with (the server\'s stun.alternate_address, RFC 5780). ' +
+      (hidden ? 'The browser hides its own addresses, so whether there is a NAT at all does not show either.' : 'There is a NAT: that is not one of this browser\'s own addresses.') };
+  }
+  const [a, b] = ps;
+  const eimNote = hidden ? ' (or no NAT at all: the browser hides its own addresses, so that does not show)' : '';
+  const quiet = ps.find((p) => !p.answered);
+  if (quiet) {
+    const other = ps.find((p) => p !== quiet);
+    return { mapping: 'unknown', status: 'warn', text: 'Only ' + name(other) + ' answered (' + (other.seen.join(', ') || 'no new address') + '); nothing came back through ' + name(quiet) +
+      (nat.complete ? '' : ' within ' + secs + ' s') + ': a firewall on the way or at the server drops it, so the mapping cannot be told.' };
+  }
+  if (!a.seen.length || !b.seen.length) {
+    // One server added no candidate: the browser reports an address once.
+    const shown = a.seen.length ? a : b;
+    return { mapping: 'endpoint-independent', status: 'ok',
+      text: 'The same external address, ' + shown.seen.join(', ') + ', through both server addresses (the browser reports it once, through ' + name(shown) + '): ' +
+        'endpoint-independent mapping' + eimNote + '. Direct connections are likely to work from here.' };
+  }
+  const common = a.seen.filter((x) => b.seen.includes(x));
+  if (common.length === a.seen.length && common.length === b.seen.length) {
+    return { mapping: 'endpoint-independent', status: 'ok',
+      text: 'The same external address, ' + common.join(', ') + ', through both server addresses: endpoint-independent mapping' + eimNote + '. Direct connections are likely to work from here.' };
+  }
+  if (!common.length) {
+    const ip = (x) => x.replace(/:\d+$/, '');
+    const sameIP = a.seen.some((x) => b.seen.some((y) => ip(x) === ip(y)));
+    return { mapping: 'dependent', status: 'warn',
+      text: 'Different external ' + (sameIP ? 'ports' : 'addresses') + ': ' + a.seen.join(', ') + ' through ' + name(a) + ', ' + b.seen.join(', ') + ' through ' + name(b) +
+        '. The NAT maps per destination (address- or port-dependent mapping, symmetric-like): a peer cannot reach the address a server saw, so expect calls from here to need the TURN relay.' };
+  }
+  return { mapping: 'mixed', status: 'warn',
+    text: 'Some addresses are the same through both server addresses and some are not (' + a.seen.join(', ') + ' / ' + b.seen.join(', ') + '): several network interfaces behind different NATs. Run icegate natcheck -local ADDRESS for each.' };
+}
+
+function renderNat(nat) {
+  $('#nat-probes tbody').textContent = '';
+  for (const p of nat.probes) {
+    let addr, via, cls = '';
+    if (p.seen.length) {
+      addr = p.seen.map((x) => x + (nat.hosts.includes(x) ? ' (a host address)' : /^127\.|^\[::1\]:/.test(x) ? ' (loopback)' : '')).join(', ');
+      via = p.mapped.map((m) => m.via).join('; ');
+    } else if (p.silent) {
+      addr = 'no new address';
+      via = 'answered, but the browser reports each server-reflexive address once and none equal to a host address';
+    } else {
+      addr = 'no answer';
+      via = p.errors.length ? p.errors.map((e) => e.code + ' ' + e.text).join('; ') : 'nothing within ' + Math.round(nat.elapsed / 1000) + ' s';
+      cls = 'error';
+    }
+    addRow('#nat-probes', [p.url, addr, via], cls);
+  }
+  const v = $('#nat-verdict');
+  v.textContent = '';
+  const b = document.createElement('span');
+  b.className = nat.verdict.status;
+  b.textContent = natLabel(nat.verdict.mapping);
+  v.appendChild(b);
+  v.appendChild(document.createTextNode(' — ' + nat.verdict.text));
+  const first = nat.probes[0];
+  if (first) $('#natcheck').textContent = 'icegate natcheck ' + first.url;
+  natVerdictRow();
+}
+
+function natLabel(mapping) {
+  return { 'no-nat': 'no NAT', 'endpoint-independent': 'endpoint-independent', 'dependent': 'per destination',
+    'blocked': 'UDP blocked', 'mixed': 'mixed', 'unknown': 'cannot tell' }[mapping] || mapping;
+}
+
+// natVerdictRow adds the hint to the verdict table (after the gathering's
+// rows, which renderVerdict replaces).
+function natVerdictRow() {
+  const nat = results.nat;
+  const old = $('#verdict tr.nat');
+  if (old) old.remove();
+  if (!nat) return;
+  const v = nat.verdict;
+  const tr = addRow('#verdict', ['NAT mapping  ' + nat.probes.map((p) => p.url.replace(/^stun:/, '')).join(' vs '),
+    natLabel(v.mapping), ms(nat.elapsed), v.text], 'nat');
+  tr.children[1].className = v.status;
+}
+
+async function natHint() {
+  $('#nat-probes tbody').textContent = '';
+  $('#nat-verdict').textContent = 'asking…';
+  const nat = await natGather(natTargets(), 8000);
+  nat.verdict = natVerdict(nat);
+  // Whether the hint found the same external address through two server
+  // addresses (shown, or implied by the browser reporting it once).
+  nat.samePort = nat.probes.length === 2 && (nat.verdict.mapping === 'endpoint-independent' || nat.verdict.mapping === 'no-nat');
+  results.nat = nat;
+  renderNat(nat);
+  return nat;
 }
 
 // ------------------------------------------------------- relay-only calls
@@ -545,17 +764,19 @@ function onDecision(e) {
 async function runAll() {
   await helloReady;
   const gathered = await gatherAll();
+  const nat = await natHint();
   const calls = await loopbackAll(4 * 1048576);
-  return { gathered, calls };
+  return { gathered, nat, calls };
 }
 
 $('#run-all').onclick = () => runAll();
 $('#gather').onclick = () => helloReady.then(gatherAll);
+$('#nat').onclick = () => helloReady.then(natHint);
 $('#loopback').onclick = () => helloReady.then(() => loopbackAll(4 * 1048576));
 
 connect();
 
-// ?auto=gather,loopback runs the tests at load; ?room=NAME joins a room.
+// ?auto=gather,nat,loopback runs the tests at load; ?room=NAME joins a room.
 // window.icegate.done settles when they finish (the end-to-end test waits
 // for it).
 window.icegate.done = (async () => {
@@ -564,6 +785,7 @@ window.icegate.done = (async () => {
   if (room) $('#room').value = room;
   await helloReady;
   if (auto.includes('gather')) await gatherAll();
+  if (auto.includes('nat')) await natHint();
   if (auto.includes('loopback')) await loopbackAll(+(params.get('bytes') || 4 * 1048576));
   if (room && auto.includes('room')) await joinRoom(room);
   return results;

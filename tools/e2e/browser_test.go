@@ -1,7 +1,8 @@
 // Package e2e runs the test page in a real browser: Debian's headless
 // Chromium opens the page served by an in-process icegate, gathers relay
-// candidates over TURN/UDP and TURN/TCP, makes relay-only data channel calls
-// through icegate, and two windows call each other through the signaling.
+// candidates over TURN/UDP and TURN/TCP, takes the NAT hint through both
+// RFC 5780 addresses, makes relay-only data channel calls through icegate,
+// and two windows call each other through the signaling.
 //
 // Everything runs inside a network namespace that has only loopback
 // (unshare -n), so no candidate check can leave the machine: the test
@@ -39,7 +40,8 @@ const (
 
 // serverHCL binds and advertises 127.0.0.1 with loopback peers allowed, so
 // relay-to-relay and loopback calls work. The namespace is fresh, so the
-// standard ports are free.
+// standard ports are free. RFC 5780 runs on 127.0.0.2 as the alternate
+// address (lo holds all of 127.0.0.0/8), for the page's NAT hint.
 const serverHCL = `
 realm = "icegate-e2e"
 shutdown_grace = "0s"
@@ -56,6 +58,10 @@ auth { secrets = ["` + secret + `"] }
 policy { presets = ["loopback"] }
 metrics { listen = "" }
 http { listen = "127.0.0.1:8080" }
+stun {
+  alternate_address = "127.0.0.2"
+  alternate_port    = 3479
+}
 `
 
 func skipOrFail(t *testing.T, format string, args ...any) {
@@ -136,9 +142,10 @@ func inside(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
-	// 1. Candidates and relay-only calls over TURN/UDP and TURN/TCP.
+	// 1. Candidates, the NAT hint, and relay-only calls over TURN/UDP and
+	// TURN/TCP.
 	start := time.Now()
-	page := b.open(ctx, "alice", base+"/?auto=gather,loopback,room&room=e2e&bytes=1048576")
+	page := b.open(ctx, "alice", base+"/?auto=gather,nat,loopback,room&room=e2e&bytes=1048576")
 	var res pageResults
 	if err := page.eval(ctx, "window.icegate.done", &res); err != nil {
 		t.Fatalf("page tests: %v", err)
@@ -160,6 +167,7 @@ func inside(t *testing.T) {
 			t.Errorf("%s: relay candidate %s:%d is not from icegate's relay range", kind, g.Relay.Address, g.Relay.Port)
 		}
 	}
+	checkNAT(t, res.NAT)
 	if len(res.Calls) < 2 {
 		t.Errorf("relay-only calls: %+v", res.Calls)
 	}
@@ -274,10 +282,52 @@ type peerResult struct {
 	Message   string
 }
 
+type natResult struct {
+	Probes []struct {
+		URL    string
+		Seen   []string
+		Errors []struct {
+			Code int
+			Text string
+		}
+	}
+	Candidates []map[string]any
+	SamePort   bool
+	Elapsed    float64
+	Verdict    struct{ Mapping, Status, Text string }
+}
+
 type pageResults struct {
 	Gather    map[string]gatherResult
+	NAT       *natResult `json:"nat"`
 	Calls     map[string]callResult
 	Decisions []struct{ Kind, Detail string }
+}
+
+// checkNAT checks the page's NAT hint: through both of the server's
+// RFC 5780 addresses (127.0.0.1:3478 and 127.0.0.2:3479) the server saw the
+// same address, which is the browser's own (no NAT on loopback).
+func checkNAT(t *testing.T, nat *natResult) {
+	t.Helper()
+	if nat == nil {
+		t.Error("the NAT hint did not run")
+		return
+	}
+	for _, p := range nat.Probes {
+		t.Logf("NAT hint: through %-20s saw %v errors %v", p.URL, p.Seen, p.Errors)
+	}
+	t.Logf("NAT hint: %s (%s) in %.0f ms: %q", nat.Verdict.Mapping, nat.Verdict.Status, nat.Elapsed, nat.Verdict.Text)
+	if len(nat.Probes) != 2 || nat.Probes[0].URL != "stun:127.0.0.1:3478" || nat.Probes[1].URL != "stun:127.0.0.2:3479" {
+		t.Errorf("NAT hint: probed %+v, want stun:127.0.0.1:3478 and stun:127.0.0.2:3479 from hello", nat.Probes)
+		return
+	}
+	a, b := nat.Probes[0].Seen, nat.Probes[1].Seen
+	if len(a) != 1 || len(b) != 1 || a[0] != b[0] || !strings.HasPrefix(a[0], "127.0.0.1:") {
+		t.Errorf("NAT hint: mapped %v through the primary and %v through the alternate, want the same 127.0.0.1 port (candidates %v)", a, b, nat.Candidates)
+	}
+	if nat.Verdict.Mapping != "no-nat" || nat.Verdict.Status != "ok" || !nat.SamePort || !strings.Contains(nat.Verdict.Text, "No NAT") {
+		t.Errorf("NAT hint verdict on loopback: %+v, want no NAT with the same port through both", nat.Verdict)
+	}
 }
 
 // startIcegate runs the relay and the HTTP server as `icegate serve` does,
