@@ -346,7 +346,7 @@ function natGather(targets, timeout) {
     iceServers.push({ urls: p.url });
     if (cred) iceServers.push({ urls: 'turn:' + p.url.replace(/^stun:/, '') + '?transport=udp', username: cred.username, credential: cred.credential });
   }
-  const nat = { probes, candidates: [], hosts: [], turn: !!cred, complete: false, unmatched: 0 };
+  const nat = { probes, candidates: [], hosts: [], turn: !!cred, complete: false, unmatched: [] };
   return new Promise(async (resolve) => {
     const start = performance.now();
     const pc = new RTCPeerConnection({ iceServers, iceCandidatePoolSize: 0 });
@@ -370,7 +370,7 @@ function natGather(targets, timeout) {
       if (c.type !== 'srflx' && c.type !== 'relay') return;
       if (c.type === 'srflx' && c.relatedAddress && c.relatedAddress !== '0.0.0.0') add(nat.hosts, ipPort(c.relatedAddress, c.relatedPort));
       const p = probeFor(c.url || e.url);
-      if (!p) { nat.unmatched++; return; }
+      if (!p) { nat.unmatched.push(ipPort(c.type === 'srflx' ? c.address : c.relatedAddress, c.type === 'srflx' ? c.port : c.relatedPort)); return; }
       // A relay candidate's related address is the mapped address; browsers
       // hide it (0.0.0.0) when they may not show reflexive addresses.
       const [address, port] = c.type === 'srflx' ? [c.address, c.port] : [c.relatedAddress, c.relatedPort];
@@ -411,6 +411,11 @@ function natVerdict(nat) {
   if (!ps.some((p) => p.answered)) {
     return { mapping: 'blocked', status: 'fail', text: 'No answer through ' + (ps.length > 1 ? 'either server address' : 'the server\'s address') +
       (nat.complete ? '' : ' within ' + secs + ' s') + ': UDP to the server is blocked or filtered on the way. Only TURN over TCP or TLS can work from here.' };
+  }
+  if (nat.unmatched.length && !ps.some((p) => p.seen.length)) {
+    // Without a candidate's url nothing says which server saw what.
+    return { mapping: 'unknown', status: 'warn', text: 'The server saw ' + [...new Set(nat.unmatched)].join(', ') +
+      ', but this browser does not say through which server address (the candidate\'s url), so they cannot be compared: try a Chromium-based browser, or icegate natcheck.' };
   }
   const seen = [...new Set(ps.flatMap((p) => p.seen))];
   if (ps.every((p) => p.answered) && seen.every(isHost)) {
