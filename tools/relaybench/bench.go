@@ -70,22 +70,37 @@ func (b *bench) withServer(ctx context.Context, kind string, relayPorts int, fn 
 
 func cpuSeconds(ticks int64) float64 { return float64(ticks) / ticksPerSecond }
 
+// drops are receive-buffer drops by socket owner during one uclient run.
+type drops struct{ server, uclient, peer uint64 }
+
+func (d drops) String() string {
+	return fmt.Sprintf("server %s · uclient %s · peer %s",
+		formatNum(float64(d.server), 0), formatNum(float64(d.uclient), 0), formatNum(float64(d.peer), 0))
+}
+
+func (d *drops) add(o drops) { d.server += o.server; d.uclient += o.uclient; d.peer += o.peer }
+
 // uclientRun starts the echo peer and a server, and runs one uclient load
-// between CPU samples of the server.
-func (b *bench) uclientRun(ctx context.Context, kind string, p uclientParams) (uclientResult, float64, error) {
+// between CPU samples of the server. It also counts where packets were
+// dropped: the server and peer start with no drops, and uclient's sockets
+// are read before relaybench stops it.
+func (b *bench) uclientRun(ctx context.Context, kind string, p uclientParams) (uclientResult, float64, drops, error) {
 	peer, peerPort, err := b.env.startPeer(ctx)
 	if err != nil {
-		return uclientResult{}, 0, err
+		return uclientResult{}, 0, drops{}, err
 	}
 	defer peer.stop()
 	var res uclientResult
 	var cpu float64
+	var d drops
 	err = b.withServer(ctx, kind, b.plan.relayPorts, func(s *server) error {
 		before, err := s.cpu()
 		if err != nil {
 			return err
 		}
-		res, err = b.env.runUclient(ctx, s.port, peerPort, p, b.env.path(kind+"-uclient.log"))
+		res, err = b.env.runUclient(ctx, s.port, peerPort, p, b.env.path(kind+"-uclient.log"), func(pid int) {
+			d.uclient, _ = socketDrops(pid)
+		})
 		if err != nil {
 			return err
 		}
@@ -93,18 +108,26 @@ func (b *bench) uclientRun(ctx context.Context, kind string, p uclientParams) (u
 		if err != nil {
 			return err
 		}
+		d.server, _ = socketDrops(s.pid())
+		d.peer, _ = socketDrops(peer.pid())
 		cpu = cpuSeconds(after - before)
 		if cpu <= 0 {
 			return fmt.Errorf("%s used no measurable CPU time for %d relayed packets", kind, res.relayed())
 		}
 		return nil
 	})
-	return res, cpu, err
+	return res, cpu, d, err
 }
 
 // relay: relayed packets per server CPU-second and per second, and the
 // round-trip loss, under uclient's saturating load (-z 0).
 func (b *bench) relay(ctx context.Context) error {
+	where := newRow("Where the packets lost at saturation were dropped (full receive buffers, all relay runs)", "", textOnly, 0, 0)
+	total := map[string]*drops{icegate: {}, coturn: {}}
+	defer func() {
+		where.text[icegate], where.text[coturn] = total[icegate].String(), total[coturn].String()
+		b.addRow(where)
+	}()
 	for _, p := range b.plan.relay {
 		label := fmt.Sprintf("%d B, %d allocations", p.length, p.clients)
 		perCPU := b.addRow(newRow("Relayed packets per server CPU-second, "+label, "", higherBetter, 1.2, 0))
@@ -112,10 +135,11 @@ func (b *bench) relay(ctx context.Context) error {
 		rate := b.addRow(newRow("Relayed packets/s, "+label, "", higherBetter, 0, 0))
 		loss := b.addRow(newRow("Round-trip loss at saturation (-z 0), "+label, " %", lossPoints, 0, 2))
 		err := b.each(ctx, "relay "+label, func(ctx context.Context, kind string) (string, error) {
-			res, cpu, err := b.uclientRun(ctx, kind, p)
+			res, cpu, d, err := b.uclientRun(ctx, kind, p)
 			if err != nil {
 				return "", err
 			}
+			total[kind].add(d)
 			pc := float64(res.relayed()) / cpu
 			perCPU.add(kind, pc)
 			echoCPU.add(kind, float64(2*res.recv)/cpu)
@@ -124,8 +148,8 @@ func (b *bench) relay(ctx context.Context) error {
 			if ok {
 				rate.add(kind, r)
 			}
-			return fmt.Sprintf("%s relayed, %.2f CPU-s: %s pkts/CPU-s, %s pkts/s, loss %.2f%%",
-				formatNum(float64(res.relayed()), 0), cpu, formatNum(pc, 0), formatNum(r, 0), res.lostPct), nil
+			return fmt.Sprintf("%s relayed, %.2f CPU-s: %s pkts/CPU-s, %s pkts/s, loss %.2f%% (drops: %v)",
+				formatNum(float64(res.relayed()), 0), cpu, formatNum(pc, 0), formatNum(r, 0), res.lostPct, d), nil
 		})
 		if err != nil {
 			return err
@@ -143,14 +167,15 @@ func (b *bench) loss(ctx context.Context) error {
 	loss := b.addRow(newRow(label, " %", lossPoints, 1, 2))
 	perCPU := b.addRow(newRow("Server CPU-seconds per million relayed packets at that load", "", lowerBetter, 0, 2))
 	return b.each(ctx, "loss at fixed load", func(ctx context.Context, kind string) (string, error) {
-		res, cpu, err := b.uclientRun(ctx, kind, p)
+		res, cpu, d, err := b.uclientRun(ctx, kind, p)
 		if err != nil {
 			return "", err
 		}
 		loss.add(kind, res.lostPct)
 		perM := cpu / float64(res.relayed()) * 1e6
 		perCPU.add(kind, perM)
-		return fmt.Sprintf("%s relayed, loss %.3f%%, %.2f CPU-s per million", formatNum(float64(res.relayed()), 0), res.lostPct, perM), nil
+		return fmt.Sprintf("%s relayed, loss %.3f%% (drops: %v), %.2f CPU-s per million",
+			formatNum(float64(res.relayed()), 0), res.lostPct, d, perM), nil
 	})
 }
 

@@ -136,6 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	began := time.Now()
+	loadStart := loadAvg()
 	e, err := newEnv(ctx, *icegatePath, stderr)
 	if e != nil {
 		// Logs are kept after a failure, for reading; not after Ctrl-C.
@@ -174,8 +175,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if coturnV == "" {
 		coturnV = "version not seen"
 	}
-	header := fmt.Sprintf("icegate %s vs coturn (%s), %d round(s) each, medians. %s, %d CPUs, Linux %s; run took %v.\n\n",
-		e.version, coturnV, *rounds, began.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), kernelRelease(), took)
+	header := fmt.Sprintf("icegate %s vs coturn (%s), %d round(s) each, medians. %s, %d CPUs, Linux %s, load average %s at the start and %s at the end; run took %v.\n\n",
+		e.version, coturnV, *rounds, began.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), kernelRelease(), loadStart, loadAvg(), took)
 	fmt.Fprint(stdout, header+table)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(header+table), 0o644); err != nil {
@@ -202,4 +203,18 @@ func kernelRelease() string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// loadAvg is the 1-minute load average: other work on the machine shares
+// the cores with the servers and the load generators.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
 }

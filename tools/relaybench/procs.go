@@ -193,6 +193,54 @@ func parseStatTicks(b []byte) (int64, error) {
 	return u + s, nil
 }
 
+// socketDrops sums the drop counters of the UDP sockets pid holds: the
+// datagrams the kernel discarded because the socket's receive buffer was
+// full (the drops column of /proc/net/udp). It tells where round-trip loss
+// happened: at the server, at uclient, or at the echo peer.
+func socketDrops(pid int) (uint64, error) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	fds, err := os.ReadDir(dir + "/fd")
+	if err != nil {
+		return 0, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		target, err := os.Readlink(dir + "/fd/" + fd.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := strings.CutPrefix(target, "socket:["); ok {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	var total uint64
+	for _, table := range []string{"/net/udp", "/net/udp6"} {
+		b, err := os.ReadFile(dir + table)
+		if err != nil {
+			continue
+		}
+		total += parseUDPDrops(string(b), inodes)
+	}
+	return total, nil
+}
+
+// parseUDPDrops sums the drops column of the /proc/net/udp lines whose
+// inode is in inodes.
+func parseUDPDrops(table string, inodes map[string]bool) uint64 {
+	var total uint64
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+		if len(f) < 13 || !inodes[f[9]] {
+			continue
+		}
+		if d, err := strconv.ParseUint(f[12], 10, 64); err == nil {
+			total += d
+		}
+	}
+	return total
+}
+
 // ticksPerSecond is USER_HZ, fixed at 100 in Linux's ABI on every
 // architecture Go supports.
 const ticksPerSecond = 100

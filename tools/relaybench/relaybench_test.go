@@ -169,6 +169,21 @@ func TestParseVmRSS(t *testing.T) {
 	}
 }
 
+func TestParseUDPDrops(t *testing.T) {
+	table := `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  112: 0100007F:5BA6 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 123456 2 0000000000000000 42
+  113: 0100007F:5BA7 00000000:0000 07 00000000:00034000 00:00000000 00000000     0        0 123457 2 0000000000000000 7
+  114: 0100007F:5BA8 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 999999 2 0000000000000000 1000
+`
+	got := parseUDPDrops(table, map[string]bool{"123456": true, "123457": true})
+	if got != 49 {
+		t.Errorf("parseUDPDrops = %d, want 49 (the other socket is not ours)", got)
+	}
+	if got := parseUDPDrops(table, map[string]bool{}); got != 0 {
+		t.Errorf("no sockets: %d", got)
+	}
+}
+
 func TestMedianAndFormat(t *testing.T) {
 	if m := median([]float64{3, 1, 2}); m != 2 {
 		t.Errorf("median odd = %v", m)

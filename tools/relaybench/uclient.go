@@ -203,7 +203,10 @@ const (
 
 // runUclient runs turnutils_uclient to the end (or to quietStop) and returns
 // its counters. Its output is kept in logPath.
-func (e *env) runUclient(ctx context.Context, serverPort, peerPort int, p uclientParams, logPath string) (uclientResult, error) {
+//
+// Before it stops a quiet uclient, it calls atQuiet with uclient's pid, so
+// that the caller can read uclient's sockets while they are still open.
+func (e *env) runUclient(ctx context.Context, serverPort, peerPort int, p uclientParams, logPath string, atQuiet func(pid int)) (uclientResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, uclientTimeout)
 	defer cancel()
 	logFile, err := os.Create(logPath)
@@ -265,6 +268,9 @@ loop:
 			switch {
 			case last.sent >= want && quiet > quietStop && stopped == "":
 				stopped = "quiet"
+				if atQuiet != nil {
+					atQuiet(uc.pid())
+				}
 				uc.stop() // the reader sees EOF next
 			case last.sent > 0 && quiet > stallStop && stopped == "":
 				stopped = "stalled"
