@@ -201,13 +201,26 @@ func (l *ioLoop) close() {
 func (l *ioLoop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 64)
+	idle := false
 	for {
-		n, err := epollWait(l.epfd, events)
+		var n int
+		var err error
+		if idle {
+			n, err = epollWaitIdle(l.epfd, events)
+		} else {
+			n, err = epollWait(l.epfd, events)
+		}
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
 			return
+		}
+		// After a quiet spell the loop waits as an ordinary system call, so
+		// an idle server costs nothing; traffic switches it back.
+		idle = n == 0
+		if idle {
+			continue
 		}
 		for i := range n {
 			fd := events[i].Fd
@@ -286,8 +299,10 @@ func (l *ioLoop) queueSlow(s *udpSocket, p []byte, from netip.AddrPort) {
 // system call (RawSyscall): the loop keeps its P, which GOMAXPROCS accounts
 // for (see addLoops), and the runtime's monitor thread does not wake every
 // 20 µs to consider taking the P away, which cost more CPU than relaying.
-// The wait is bounded so that a stop-the-world pause, which interrupts it
-// with a signal anyway, can never wait longer than that.
+// A stop-the-world pause interrupts the wait: the runtime signals the
+// thread (EINTR) and repeats the signal every 100 µs until the loop reaches
+// the safe point at the next call. The short timeout ends busy mode: with
+// nothing to read for that long, the loop waits with epollWaitIdle.
 //
 // It must not be inlined: its prologue is where the scheduler can stop the
 // loop (a preemption request interrupts the wait with EINTR, and the next
@@ -304,7 +319,14 @@ func epollWait(epfd int, events []unix.EpollEvent) (int, error) {
 	return int(r), nil
 }
 
-const epollTimeoutMS = 10
+const epollTimeoutMS = 20
+
+// epollWaitIdle blocks as an ordinary system call (the scheduler takes the
+// P back while it waits, and nothing preempts an idle loop), for a server
+// with no traffic.
+func epollWaitIdle(epfd int, events []unix.EpollEvent) (int, error) {
+	return unix.EpollWait(epfd, events, -1)
+}
 
 func sockaddrToAddrPort(rsa *unix.RawSockaddrInet6) netip.AddrPort {
 	switch rsa.Family {
