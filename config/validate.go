@@ -327,38 +327,45 @@ func (t *TLS) validate(v *validator) {
 		}
 	}
 
+	v.certPair("tls", t.CertFile, t.CertFileRange, t.KeyFile, t.KeyFileRange)
+}
+
+// certPair checks a block's cert_file and key_file: both or neither, both
+// readable, a matching pair, and a warning when the certificate expired.
+func (v *validator) certPair(block, certFile string, certRange hcl.Range, keyFile string, keyRange hcl.Range) {
+	certField, keyField := block+".cert_file", block+".key_file"
 	switch {
-	case t.CertFile == "" && t.KeyFile == "":
+	case certFile == "" && keyFile == "":
 		return
-	case t.KeyFile == "":
+	case keyFile == "":
 		v.conflict(
-			t.CertFileRange, "tls.cert_file", "set while tls.key_file is empty; set both or neither",
-			t.KeyFileRange, "tls.key_file", "empty while tls.cert_file is set; set both or neither")
+			certRange, certField, "set while "+keyField+" is empty; set both or neither",
+			keyRange, keyField, "empty while "+certField+" is set; set both or neither")
 		return
-	case t.CertFile == "":
+	case certFile == "":
 		v.conflict(
-			t.KeyFileRange, "tls.key_file", "set while tls.cert_file is empty; set both or neither",
-			t.CertFileRange, "tls.cert_file", "empty while tls.key_file is set; set both or neither")
+			keyRange, keyField, "set while "+certField+" is empty; set both or neither",
+			certRange, certField, "empty while "+keyField+" is set; set both or neither")
 		return
 	}
-	certPEM, certErr := readFile(t.CertFile)
+	certPEM, certErr := readFile(certFile)
 	if certErr != nil {
-		v.errorf(t.CertFileRange, "tls.cert_file", "cannot read: %v", certErr)
+		v.errorf(certRange, certField, "cannot read: %v", certErr)
 	}
-	keyPEM, keyErr := readFile(t.KeyFile)
+	keyPEM, keyErr := readFile(keyFile)
 	if keyErr != nil {
-		v.errorf(t.KeyFileRange, "tls.key_file", "cannot read: %v", keyErr)
+		v.errorf(keyRange, keyField, "cannot read: %v", keyErr)
 	}
 	if certErr != nil || keyErr != nil {
 		return
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		v.errorf(t.CertFileRange, "tls.cert_file", "not a certificate for tls.key_file: %v", err)
+		v.errorf(certRange, certField, "not a certificate for %s: %v", keyField, err)
 		return
 	}
 	if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
-		v.warnf(t.CertFileRange, "tls.cert_file", "the certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+		v.warnf(certRange, certField, "the certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 }
 

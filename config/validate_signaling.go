@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -41,34 +40,7 @@ func (h *HTTP) validate(v *validator) {
 			v.errorf(h.ListenRange, "http.listen", "port %q is not a number 0-65535", port)
 		}
 	}
-	switch {
-	case h.CertFile == "" && h.KeyFile == "":
-		return
-	case h.KeyFile == "":
-		v.conflict(
-			h.CertFileRange, "http.cert_file", "set while http.key_file is empty; set both or neither",
-			h.KeyFileRange, "http.key_file", "empty while http.cert_file is set; set both or neither")
-		return
-	case h.CertFile == "":
-		v.conflict(
-			h.KeyFileRange, "http.key_file", "set while http.cert_file is empty; set both or neither",
-			h.CertFileRange, "http.cert_file", "empty while http.key_file is set; set both or neither")
-		return
-	}
-	certPEM, certErr := readFile(h.CertFile)
-	if certErr != nil {
-		v.errorf(h.CertFileRange, "http.cert_file", "cannot read: %v", certErr)
-	}
-	keyPEM, keyErr := readFile(h.KeyFile)
-	if keyErr != nil {
-		v.errorf(h.KeyFileRange, "http.key_file", "cannot read: %v", keyErr)
-	}
-	if certErr != nil || keyErr != nil {
-		return
-	}
-	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		v.errorf(h.CertFileRange, "http.cert_file", "not a certificate for http.key_file: %v", err)
-	}
+	v.certPair("http", h.CertFile, h.CertFileRange, h.KeyFile, h.KeyFileRange)
 }
 
 // loopbackListen reports whether a host:port only listens on loopback.
