@@ -415,44 +415,19 @@ func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, key []byte) (
 	return msg.Raw, true
 }
 
-// peerAddrs decodes every XOR-PEER-ADDRESS (RFC 8656 §18.3).
+// peerAddrs decodes every XOR-PEER-ADDRESS (RFC 8656 §18.3); IPv4-mapped
+// addresses come back as IPv4, like pion's permission events.
 func peerAddrs(msg *pionstun.Message) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, a := range msg.Attributes {
 		if a.Type != pionstun.AttrXORPeerAddress {
 			continue
 		}
-		v := a.Value
-		if len(v) < 8 {
+		ap, ok := parseXORPeer(a.Value, msg.TransactionID[:])
+		if !ok {
 			return nil, errBadPeer
 		}
-		var ip netip.Addr
-		switch v[1] {
-		case 0x01:
-			if len(v) != 8 {
-				return nil, errBadPeer
-			}
-			var b [4]byte
-			for i := range 4 {
-				b[i] = v[4+i] ^ byte(uint32(magicCookie)>>(24-8*i))
-			}
-			ip = netip.AddrFrom4(b)
-		case 0x02:
-			if len(v) != 20 {
-				return nil, errBadPeer
-			}
-			var b [16]byte
-			var xor [16]byte
-			binary.BigEndian.PutUint32(xor[0:4], magicCookie)
-			copy(xor[4:], msg.TransactionID[:])
-			for i := range 16 {
-				b[i] = v[4+i] ^ xor[i]
-			}
-			ip = netip.AddrFrom16(b)
-		default:
-			return nil, errBadPeer
-		}
-		out = append(out, ip)
+		out = append(out, ap.Addr())
 	}
 	if len(out) == 0 {
 		return nil, errBadPeer
@@ -600,6 +575,7 @@ func (g *gate) permissionCreated(src, dst net.Addr, peer net.IP) {
 	if !ok {
 		return
 	}
+	ip = ip.Unmap()
 	k := allocKey(src, dst)
 	g.mu.Lock()
 	set := g.perms[k]
@@ -620,6 +596,7 @@ func (g *gate) permissionDeleted(src, dst net.Addr, peer net.IP) {
 	if !ok {
 		return
 	}
+	ip = ip.Unmap()
 	k := allocKey(src, dst)
 	g.mu.Lock()
 	set := g.perms[k]
