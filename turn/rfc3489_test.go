@@ -119,7 +119,9 @@ func TestRFC3489Classic(t *testing.T) {
 		}
 	}
 	// The counter moves after the answer is sent: give the last one a moment.
-	counted := func() float64 { return counterValue(t, ts.metrics.Requests.WithLabelValues("Binding", "rfc3489")) - before }
+	counted := func() float64 {
+		return counterValue(t, ts.metrics.Requests.WithLabelValues("Binding", "rfc3489")) - before
+	}
 	for deadline := time.Now().Add(time.Second); counted() < 16 && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
