@@ -305,3 +305,35 @@ func freePort(t testing.TB) int {
 	t.Fatal("no port free for both TCP and UDP")
 	return 0
 }
+
+// TestBandwidthLimit: limits.bandwidth_per_allocation drops what exceeds the
+// byte rate, per direction, on both I/O paths.
+func TestBandwidthLimit(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
+			srv := startServerIO(t, func(c *config.Config) { c.Limits.BandwidthPerAllocation = 3000 }, portable)
+			p := newChannelPath(t, srv, 1000)
+			// 30 KB at once against 3000 B/s with a one-second burst: a few get
+			// through, most are dropped.
+			for range 30 {
+				if _, err := p.client.WriteToUDPAddrPort(p.frame, p.server); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := 0
+			_ = p.client.SetReadDeadline(time.Now().Add(700 * time.Millisecond))
+			for {
+				if _, _, err := p.client.ReadFromUDPAddrPort(p.buf); err != nil {
+					break
+				}
+				got++
+			}
+			if got < 1 || got > 6 {
+				t.Fatalf("%d of 30 packets of 1000 bytes came back through a 3000 B/s limit", got)
+			}
+			if d := counterValue(t, srv.metrics.BandwidthDrops); d < 20 {
+				t.Fatalf("bandwidth drops counted %v, want most of 30", d)
+			}
+		})
+	}
+}
