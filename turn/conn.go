@@ -66,13 +66,13 @@ func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
 		}
 		// ChannelData (RFC 8656 §12.4), the relay's hot path: first two bits
 		// 01; and Send indications (§11.1), 0x0016.
-		if n >= 4 && p[0]&0xC0 == 0x40 && c.relayChannelData(p[:n], from) {
+		if n >= 4 && p[0]&0xC0 == 0x40 && c.relayChannelData(direct{}, p[:n], from) {
 			continue
 		}
-		if n >= 20 && p[0] == 0x00 && p[1] == 0x16 && c.relaySend(p[:n], from) {
+		if n >= 20 && p[0] == 0x00 && p[1] == 0x16 && c.relaySend(direct{}, p[:n], from) {
 			continue
 		}
-		if n >= 20 && p[0] == 0x00 && p[1] == 0x01 && c.answerBindingFast(p[:n], p[(n+3)&^3:], from) {
+		if n >= 20 && p[0] == 0x00 && p[1] == 0x01 && c.answerBindingFast(direct{}, p[:n], p[(n+3)&^3:], from) {
 			continue
 		}
 		return n, from, nil
@@ -80,16 +80,16 @@ func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
 }
 
 // loopPacket is the event loop's fast path for this listener.
-func (c *gatePacketConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
+func (c *gatePacketConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort) bool {
 	p := b[headroom : headroom+n]
 	switch {
 	case n >= 4 && p[0]&0xC0 == 0x40:
-		return c.relayChannelData(p, from)
+		return c.relayChannelData(out, p, from)
 	case n >= 20 && p[0] == 0x00 && p[1] == 0x16:
-		return c.relaySend(p, from)
+		return c.relaySend(out, p, from)
 	case n >= 20 && p[0] == 0x00 && p[1] == 0x01:
 		// The response is built after the request, in the same buffer.
-		return c.answerBindingFast(p, b[headroom+(n+3)&^3:], from)
+		return c.answerBindingFast(out, p, b[headroom+(n+3)&^3:], from)
 	}
 	return false
 }

@@ -177,7 +177,7 @@ func (l *gatePacketConn) forget(client netip.AddrPort, rc *relayConn) {
 
 // relayChannelData sends a client's ChannelData message b straight out of
 // its relay socket, reporting false when pion must handle it instead.
-func (l *gatePacketConn) relayChannelData(b []byte, from netip.AddrPort) bool {
+func (l *gatePacketConn) relayChannelData(out sender, b []byte, from netip.AddrPort) bool {
 	l.group.mu.RLock()
 	rc := l.group.clients[canonical(from)]
 	l.group.mu.RUnlock()
@@ -196,12 +196,12 @@ func (l *gatePacketConn) relayChannelData(b []byte, from netip.AddrPort) bool {
 	if 4+n > len(b) {
 		return false // pion counts and drops the malformed frame
 	}
-	rc.sendToPeer(b[4:4+n], peer)
+	rc.sendToPeer(out, b[4:4+n], peer)
 	return true
 }
 
 // sendToPeer is the fast twin of relayConn.WriteTo.
-func (c *relayConn) sendToPeer(p []byte, peer netip.AddrPort) {
+func (c *relayConn) sendToPeer(out sender, p []byte, peer netip.AddrPort) {
 	if c.alloc.self != nil && c.alloc.self(peer.Addr()) && !c.alloc.inRange(int(peer.Port())) {
 		c.alloc.metrics.Dropped.WithLabelValues("self_port").Inc()
 		return
@@ -210,7 +210,7 @@ func (c *relayConn) sendToPeer(p []byte, peer netip.AddrPort) {
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return
 	}
-	_ = c.sock.sendTo(p, peer)
+	out.send(c.sock, p, peer)
 }
 
 // headroom is the space kept in front of a peer's datagram so that either
@@ -239,7 +239,7 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		if c.loopPacket(c.rbuf, n, from) {
+		if c.loopPacket(direct{}, c.rbuf, n, from) {
 			continue
 		}
 		return copy(p, c.rbuf[headroom:headroom+n]), net.UDPAddrFromAddrPort(canonical(from)), nil
@@ -250,7 +250,7 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // client: as ChannelData when a channel is bound (RFC 8656 §12.5), as a Data
 // indication when only a permission exists (§11.4). It also applies the
 // bandwidth cap. It reports true when the datagram was consumed.
-func (c *relayConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
+func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort) bool {
 	if !c.in.take(n) {
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return true
@@ -265,14 +265,14 @@ func (c *relayConn) loopPacket(b []byte, n int, from netip.AddrPort) bool {
 			h := b[headroom-4:]
 			binary.BigEndian.PutUint16(h[0:], num)
 			binary.BigEndian.PutUint16(h[2:], uint16(n))
-			_ = link.listener.sock.sendTo(h[:4+n], link.addr)
+			out.send(link.listener.sock, h[:4+n], link.addr)
 			return true
 		}
 	}
 	if perms := c.perms.Load(); perms != nil {
 		if _, ok := (*perms)[from.Addr()]; ok {
 			msg := dataIndication(b, n, from)
-			_ = link.listener.sock.sendTo(msg, link.addr)
+			out.send(link.listener.sock, msg, link.addr)
 			return true
 		}
 	}
@@ -335,7 +335,7 @@ func putXORPeer(b []byte, ap netip.AddrPort, txid []byte) {
 // has a permission: the DATA goes out of the relay socket at once. Anything
 // unusual (other attributes than XOR-PEER-ADDRESS, DATA, FINGERPRINT and
 // SOFTWARE, a malformed attribute, no permission) is left to pion.
-func (l *gatePacketConn) relaySend(b []byte, from netip.AddrPort) bool {
+func (l *gatePacketConn) relaySend(out sender, b []byte, from netip.AddrPort) bool {
 	if len(b) < 20 || binary.BigEndian.Uint32(b[4:]) != magicCookie {
 		return false
 	}
@@ -385,7 +385,7 @@ func (l *gatePacketConn) relaySend(b []byte, from netip.AddrPort) bool {
 	if _, ok := (*perms)[peer.Addr()]; !ok {
 		return false
 	}
-	rc.sendToPeer(data, peer)
+	rc.sendToPeer(out, data, peer)
 	return true
 }
 

@@ -33,6 +33,14 @@ type ioLoop struct {
 	names [batch]unix.RawSockaddrInet6
 	bufs  [batch][]byte
 
+	// The outbox: datagrams the handlers sent while a batch was handled,
+	// flushed with one sendmmsg per socket before the buffers are reused.
+	out    [outboxSize]outMsg
+	nOut   int
+	smsgs  [outboxSize]mmsghdr
+	siovs  [outboxSize]unix.Iovec
+	snames [outboxSize]unix.RawSockaddrInet6
+
 	done chan struct{}
 	stop chan struct{}
 
@@ -41,6 +49,16 @@ type ioLoop struct {
 
 // batch is how many datagrams one recvmmsg reads at most.
 const batch = 32
+
+// outboxSize is how many datagrams wait for one flush: each datagram read
+// makes at most one.
+const outboxSize = batch
+
+type outMsg struct {
+	s  *udpSocket
+	p  []byte
+	to netip.AddrPort
+}
 
 type mmsghdr struct {
 	hdr unix.Msghdr
@@ -83,7 +101,7 @@ func newIOLoop(drops func(string)) (*ioLoop, error) {
 // the loop once started. reusePort lets several loops share a listening port (the kernel
 // spreads clients over them by their address, so a client stays on one).
 func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
-	handle func([]byte, int, netip.AddrPort) bool) (*udpSocket, error) {
+	handle func(sender, []byte, int, netip.AddrPort) bool) (*udpSocket, error) {
 	family := unix.AF_INET
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		family = unix.AF_INET6
@@ -265,15 +283,100 @@ func (l *ioLoop) drain(s *udpSocket) {
 			size := int(l.msgs[i].n)
 			from := sockaddrToAddrPort(&l.names[i])
 			buf := l.bufs[i]
-			if s.handle != nil && s.handle(buf, size, from) {
+			if s.handle != nil && s.handle(l, buf, size, from) {
 				continue
 			}
 			l.queueSlow(s, buf[headroom:headroom+size], from)
 		}
+		// What the handlers sent points into the receive buffers: out it
+		// goes before the next recvmmsg reuses them.
+		l.flush()
 		if n < batch {
 			return
 		}
 	}
+}
+
+// send queues p for `to` on s (the loop's sender).
+func (l *ioLoop) send(s *udpSocket, p []byte, to netip.AddrPort) {
+	if s.conn != nil {
+		_ = s.sendTo(p, to) // a socket of Go's net package (RFC 5780's extra ones)
+		return
+	}
+	if l.nOut == outboxSize {
+		l.flush()
+	}
+	l.out[l.nOut] = outMsg{s: s, p: p, to: to}
+	l.nOut++
+}
+
+// flush sends the outbox: consecutive datagrams for the same socket (a
+// client's burst to one peer, a peer's burst back) leave in one sendmmsg.
+func (l *ioLoop) flush() {
+	for i := 0; i < l.nOut; {
+		s := l.out[i].s
+		j := i
+		for j < l.nOut && l.out[j].s == s {
+			m := &l.out[j]
+			k := j - i
+			l.siovs[k].Base = &m.p[0]
+			l.siovs[k].SetLen(len(m.p))
+			h := &l.smsgs[k].hdr
+			h.Iov = &l.siovs[k]
+			h.SetIovlen(1)
+			h.Name = (*byte)(unsafe.Pointer(&l.snames[k]))
+			h.Namelen = putSockaddr(&l.snames[k], s.v6, m.to)
+			j++
+		}
+		l.sendBatch(s, l.smsgs[:j-i])
+		i = j
+	}
+	for i := range l.nOut {
+		l.out[i] = outMsg{}
+	}
+	l.nOut = 0
+}
+
+// sendBatch sends msgs on s with sendmmsg, going on after a partial send;
+// a datagram the kernel refuses (a full buffer) is dropped, as UDP may.
+func (l *ioLoop) sendBatch(s *udpSocket, msgs []mmsghdr) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return
+	}
+	for len(msgs) > 0 {
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])),
+			uintptr(len(msgs)), 0, 0, 0)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno != 0:
+			r = 1 // skip the datagram the kernel refused
+		case r == 0:
+			return
+		}
+		msgs = msgs[r:]
+	}
+}
+
+// putSockaddr writes `to` as a socket address for a socket of the given
+// family and returns its length.
+func putSockaddr(rsa *unix.RawSockaddrInet6, v6 bool, to netip.AddrPort) uint32 {
+	if v6 {
+		rsa.Family = unix.AF_INET6
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&rsa.Port))[:], to.Port())
+		rsa.Flowinfo = 0
+		rsa.Addr = to.Addr().As16()
+		rsa.Scope_id = 0
+		return unix.SizeofSockaddrInet6
+	}
+	sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+	sa.Family = unix.AF_INET
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
+	sa.Addr = to.Addr().Unmap().As4()
+	sa.Zero = [8]byte{}
+	return unix.SizeofSockaddrInet4
 }
 
 // queueSlow hands a datagram to pion's goroutine; the check of closed

@@ -17,7 +17,7 @@ var errNoLoop = errors.New("event loop only on Linux")
 
 func newIOLoop(func(string)) (*ioLoop, error) { return nil, errNoLoop }
 
-func (l *ioLoop) openSocket(netip.AddrPort, bool, int, func([]byte, int, netip.AddrPort) bool) (*udpSocket, error) {
+func (l *ioLoop) openSocket(netip.AddrPort, bool, int, func(sender, []byte, int, netip.AddrPort) bool) (*udpSocket, error) {
 	return nil, errNoLoop
 }
 

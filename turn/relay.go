@@ -319,7 +319,7 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !ap.IsValid() {
 		return 0, fmt.Errorf("bad peer address %v", addr)
 	}
-	c.sendToPeer(p, ap)
+	c.sendToPeer(direct{}, p, ap)
 	return len(p), nil
 }
 

@@ -26,7 +26,7 @@ type udpSocket struct {
 	// handle is the loop's fast path for a datagram at
 	// b[headroom:headroom+n] (the space before it takes a header); false
 	// queues it for pion.
-	handle func(b []byte, n int, from netip.AddrPort) bool
+	handle func(out sender, b []byte, n int, from netip.AddrPort) bool
 
 	// mu orders sends and reads on fd against Close, so that a closed
 	// descriptor number, which the kernel may hand out again, is never used.
@@ -38,6 +38,18 @@ type udpSocket struct {
 // bufSize holds the largest datagram pion accepts (its InboundMTU, 1600)
 // plus the headroom for a header in front.
 const bufSize = 2048
+
+// sender sends a datagram out of a socket: at once (direct), or, on an
+// event loop, queued with the others of the batch being handled, to go out
+// in one sendmmsg per socket when the batch is done.
+type sender interface {
+	send(s *udpSocket, p []byte, to netip.AddrPort)
+}
+
+// direct sends at once; the portable path and pion's own writes use it.
+type direct struct{}
+
+func (direct) send(s *udpSocket, p []byte, to netip.AddrPort) { _ = s.sendTo(p, to) }
 
 // slowPacket is a datagram the loop hands to pion's goroutine.
 type slowPacket struct {
