@@ -331,6 +331,16 @@ func (s *Server) openUDP(v string, ap netip.AddrPort) ([]*gatePacketConn, error)
 		s.track("udp", pc.LocalAddr(), pc.Close)
 		return []*gatePacketConn{s.udpListener(pc)}, nil
 	}
+	// SO_REUSEPORT would let these sockets join another process's group on
+	// the same port and silently split the clients with it; a plain bind
+	// first fails the way a second server should.
+	if ap.Port() != 0 {
+		probe, err := net.ListenPacket("udp"+v, ap.String())
+		if err != nil {
+			return nil, err
+		}
+		_ = probe.Close()
+	}
 	group := &udpGroup{}
 	var out []*gatePacketConn
 	for _, loop := range s.loops {

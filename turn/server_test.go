@@ -2,6 +2,7 @@ package turn
 
 import (
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -337,5 +338,27 @@ func TestPortsReusableAtOnce(t *testing.T) {
 			t.Fatalf("round %d: the released port was not reusable: %d", round, code)
 		}
 		clients[0] = c
+	}
+}
+
+// TestPortInUse: a UDP port someone else holds is an error at start, not a
+// silent SO_REUSEPORT share of the clients.
+func TestPortInUse(t *testing.T) {
+	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	cfg := testConfig(t, func(c *config.Config) {
+		c.Listen.Port = other.LocalAddr().(*net.UDPAddr).Port
+		c.Listen.Addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	})
+	srv, err := New(cfg, Options{})
+	if err == nil {
+		_ = srv.Close()
+		t.Fatal("started on a UDP port another socket holds")
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("error %v, want address already in use", err)
 	}
 }
