@@ -6,12 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,41 +15,11 @@ import (
 	"github.com/gorilla/websocket"
 
 	"icegate/config"
+	"icegate/internal/leakcheck"
 )
 
 // TestMain fails the run when a goroutine of this package outlives the tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leak := leakedGoroutines(3 * time.Second); leak != "" {
-			fmt.Fprintf(os.Stderr, "goroutines leaked after the tests:\n%s\n", leak)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func leakedGoroutines(wait time.Duration) string {
-	deadline := time.Now().Add(wait)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaks []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "icegate/signaling.") && !strings.Contains(g, "TestMain") &&
-				!strings.Contains(g, "leakedGoroutines") {
-				leaks = append(leaks, g)
-			}
-		}
-		if len(leaks) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaks, "\n\n")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/signaling.") }
 
 // testConfig returns validated defaults changed by mutate.
 func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {

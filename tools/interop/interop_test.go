@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"icegate/config"
+	"icegate/internal/leakcheck"
 	"icegate/turn"
 )
 
@@ -72,41 +72,7 @@ metrics { listen = "" }
 // TestMain fails the run when a goroutine of the server or a command the
 // tests started outlives the tests: every server must be closed and every
 // coturn process waited for.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leak := leakedGoroutines(3 * time.Second); leak != "" {
-			fmt.Fprintf(os.Stderr, "goroutines leaked after the tests:\n%s\n", leak)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func leakedGoroutines(wait time.Duration) string {
-	deadline := time.Now().Add(wait)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaks []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "TestMain") || strings.Contains(g, "leakedGoroutines") {
-				continue
-			}
-			if strings.Contains(g, "icegate/") || strings.Contains(g, "github.com/pion/") ||
-				strings.Contains(g, "os/exec.") {
-				leaks = append(leaks, g)
-			}
-		}
-		if len(leaks) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaks, "\n\n")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/", "github.com/pion/", "os/exec.") }
 
 // TestUclient relays traffic from turnutils_uclient through icegate to
 // turnutils_peer and back, over each client transport, with ChannelData
