@@ -511,8 +511,6 @@ func (l *lab) turnThrough(tcp bool) (string, bool, string) {
 	}
 	out, err := l.run(ctx, l.cli, "", append(args, serverA1)...)
 	m := regexp.MustCompile(`Total lost packets (\d+) \(([\d.]+)%\)`).FindStringSubmatch(out)
-	recv := regexp.MustCompile(`Total transmit time is|tot_recv_msgs=(\d+)`).FindStringSubmatch(out)
-	_ = recv
 	if err != nil || m == nil {
 		return "TURN/" + transport + " failed", false, out
 	}
