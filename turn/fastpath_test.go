@@ -337,3 +337,31 @@ func TestBandwidthLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyPayloads: ChannelData and Send indications with nothing in them
+// are harmless on both I/O paths; the server keeps relaying afterwards.
+func TestEmptyPayloads(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
+			srv := startServerIO(t, nil, portable)
+			p := newChannelPath(t, srv, 100)
+			empty := []byte{0x40, 0x00, 0x00, 0x00}
+			send := pionstun.MustBuild(pionstun.TransactionID, pionstun.NewType(pionstun.MethodSend, pionstun.ClassIndication),
+				peer("127.0.0.1", p.peer.LocalAddr().(*net.UDPAddr).Port), rawAttr{pionstun.AttrData, nil})
+			for range 10 {
+				_, _ = p.client.WriteToUDPAddrPort(empty, p.server)
+				_, _ = p.client.WriteToUDPAddrPort(send.Raw, p.server)
+			}
+			// The empty datagrams are relayed (RFC 8656 allows a length of
+			// 0) and echoed: 20 empty ChannelData messages come back.
+			_ = p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for i := range 20 {
+				n, _, err := p.client.ReadFromUDPAddrPort(p.buf)
+				if err != nil || n != 4 || p.buf[0] != 0x40 || p.buf[2] != 0 || p.buf[3] != 0 {
+					t.Fatalf("empty echo %d: % x, %v", i, p.buf[:n], err)
+				}
+			}
+			p.roundTrip(t)
+		})
+	}
+}

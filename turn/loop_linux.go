@@ -299,8 +299,11 @@ func (l *ioLoop) drain(s *udpSocket) {
 
 // send queues p for `to` on s (the loop's sender).
 func (l *ioLoop) send(s *udpSocket, p []byte, to netip.AddrPort) {
-	if s.conn != nil {
-		_ = s.sendTo(p, to) // a socket of Go's net package (RFC 5780's extra ones)
+	if len(p) == 0 || s.conn != nil {
+		// An empty ChannelData or DATA is relayed as an empty datagram (an
+		// iovec for sendmmsg cannot point into an empty slice); a socket of
+		// Go's net package (RFC 5780's extra ones) is not the loop's.
+		_ = s.sendTo(p, to)
 		return
 	}
 	if l.nOut == outboxSize {
@@ -336,6 +339,9 @@ func (l *ioLoop) flush() {
 	}
 	l.nOut = 0
 }
+
+// flushOutbox is flush for tests that drive a loop's sender by hand.
+func (l *ioLoop) flushOutbox() { l.flush() }
 
 // sendBatch sends msgs on s with sendmmsg, going on after a partial send;
 // a datagram the kernel refuses (a full buffer) is dropped, as UDP may.
@@ -447,8 +453,9 @@ func sockaddrToAddrPort(rsa *unix.RawSockaddrInet6) netip.AddrPort {
 // sendto sends p to `to` with no allocation: the address is built on the
 // stack rather than as a unix.Sockaddr.
 func sendto(fd int, v6 bool, p []byte, to netip.AddrPort) error {
-	if len(p) == 0 {
-		return nil
+	var buf unsafe.Pointer // an empty datagram is sent with a nil buffer
+	if len(p) > 0 {
+		buf = unsafe.Pointer(&p[0])
 	}
 	var r uintptr
 	var errno unix.Errno
@@ -457,7 +464,7 @@ func sendto(fd int, v6 bool, p []byte, to netip.AddrPort) error {
 		sa.Family = unix.AF_INET6
 		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
 		sa.Addr = to.Addr().As16()
-		r, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		r, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(buf), uintptr(len(p)),
 			0, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6)
 	} else {
 		a := to.Addr().Unmap()
@@ -468,7 +475,7 @@ func sendto(fd int, v6 bool, p []byte, to netip.AddrPort) error {
 		sa.Family = unix.AF_INET
 		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
 		sa.Addr = a.As4()
-		r, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		r, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(buf), uintptr(len(p)),
 			0, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet4)
 	}
 	_ = r

@@ -21,8 +21,10 @@ func (l *ioLoop) openSocket(netip.AddrPort, bool, int, func(sender, []byte, int,
 	return nil, errNoLoop
 }
 
-func (l *ioLoop) remove(*udpSocket) error { return errNoLoop }
-func (l *ioLoop) start(*udpSocket) error  { return errNoLoop }
-func (l *ioLoop) close()                  {}
+func (l *ioLoop) remove(*udpSocket) error                 { return errNoLoop }
+func (l *ioLoop) start(*udpSocket) error                  { return errNoLoop }
+func (l *ioLoop) close()                                  {}
+func (l *ioLoop) flushOutbox()                            {}
+func (l *ioLoop) send(*udpSocket, []byte, netip.AddrPort) {}
 
 func sendto(int, bool, []byte, netip.AddrPort) error { return errNoLoop }
