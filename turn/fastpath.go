@@ -235,7 +235,7 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		c.rbuf = make([]byte, bufSize)
 	}
 	for {
-		n, from, err := c.sock.conn.ReadFromUDPAddrPort(c.rbuf[headroom:])
+		n, from, err := c.sock.conn.ReadFromUDPAddrPort(c.rbuf[headroom : bufSize-4]) // room for DATA padding
 		if err != nil {
 			return 0, nil, err
 		}

@@ -365,3 +365,48 @@ func TestEmptyPayloads(t *testing.T) {
 		})
 	}
 }
+
+// TestLargePeerDatagram: a peer datagram as large as a read can hold, sent
+// to an allocation that has only a permission (a Data indication must be
+// built around it), neither crashes the server nor stops the relay.
+func TestLargePeerDatagram(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
+			srv := startServerIO(t, nil, portable)
+			server := srv.addr(t, "udp", "4")
+			c := newRawClient(t, "127.0.0.1", server)
+			c.challenge()
+			resp := c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())
+			var relayAddr pionstun.XORMappedAddress
+			if err := relayAddr.GetFromAs(resp, pionstun.AttrXORRelayedAddress); err != nil {
+				t.Fatal(err)
+			}
+			if code := errorCode(c.authed(pionstun.MethodCreatePermission, testUser, testPass, peer("127.0.0.1", 9))); code != 0 {
+				t.Fatalf("permission: %d", code)
+			}
+			p, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			for _, size := range []int{1990, 1996, 1999, 2000, 2048, 4000} {
+				if _, err := p.WriteToUDP(make([]byte, size), &net.UDPAddr{IP: relayAddr.IP, Port: relayAddr.Port}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Whatever arrives (Data indications, possibly of cut datagrams),
+			// the server is still relaying afterwards.
+			_ = c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			buf := make([]byte, 8192)
+			for {
+				if _, _, err := c.conn.ReadFrom(buf); err != nil {
+					break
+				}
+			}
+			echo := udpEcho(t, "127.0.0.1")
+			if code := errorCode(c.authed(pionstun.MethodCreatePermission, testUser, testPass, peer("127.0.0.1", echo.Port))); code != 0 {
+				t.Fatalf("the server stopped answering: %d", code)
+			}
+		})
+	}
+}
