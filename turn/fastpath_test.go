@@ -410,3 +410,22 @@ func TestLargePeerDatagram(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopsWithFewerProcs: if GOMAXPROCS is lowered after start (as
+// testing.AllocsPerRun does), the event loops stop holding Ps and the
+// rest of the program still runs.
+func TestLoopsWithFewerProcs(t *testing.T) {
+	srv := startServerIO(t, nil, false)
+	p := newChannelPath(t, srv, 100)
+	_ = p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p.roundTrip(t)
+	old := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(old)
+	start := time.Now()
+	for range 50 {
+		p.roundTrip(t)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("50 round trips took %v with GOMAXPROCS=1", d)
+	}
+}

@@ -13,7 +13,7 @@ import (
 // FuzzGate feeds arbitrary datagrams to the gate: it must never panic, and
 // what it passes on to pion is either the input or a well-formed STUN message.
 func FuzzGate(f *testing.F) {
-	srv := startServer(f, nil)
+	srv := startServerIO(f, nil, true) // the gate is the same on both I/O paths
 	seed := func(setters ...pionstun.Setter) {
 		m, err := pionstun.Build(append([]pionstun.Setter{pionstun.TransactionID}, setters...)...)
 		if err != nil {
@@ -68,7 +68,7 @@ func (c *chunkConn) Close() error                     { return nil }
 // FuzzStreamFraming: whatever arrives on a TCP connection, the framer
 // returns whole frames or ends the connection; it never panics or hangs.
 func FuzzStreamFraming(f *testing.F) {
-	srv := startServer(f, nil)
+	srv := startServerIO(f, nil, true)
 	m, _ := pionstun.Build(pionstun.TransactionID, pionstun.BindingRequest)
 	f.Add(append(append([]byte{}, m.Raw...), 0x40, 0x01, 0x00, 0x03, 1, 2, 3, 0))
 	f.Add([]byte{0x40, 0x01, 0xFF, 0xFF})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -223,7 +224,11 @@ func (l *ioLoop) run() {
 	for {
 		var n int
 		var err error
-		if idle {
+		// Busy waits keep the P, which is only fair while GOMAXPROCS leaves
+		// Ps for everything else; if someone lowered it after start (the
+		// testing package does for AllocsPerRun and fuzzing), wait the
+		// ordinary way.
+		if idle || runtime.GOMAXPROCS(0) <= int(procs.live.Load()) {
 			n, err = epollWaitIdle(l.epfd, events)
 		} else {
 			n, err = epollWait(l.epfd, events)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -131,6 +132,7 @@ func (s *udpSocket) setDeadline(t time.Time, read, write bool) error {
 var procs struct {
 	sync.Mutex
 	base, loops int
+	live        atomic.Int32 // loops, readable without the lock
 }
 
 func addLoops(n int) {
@@ -140,5 +142,6 @@ func addLoops(n int) {
 		procs.base = runtime.GOMAXPROCS(0)
 	}
 	procs.loops += n
+	procs.live.Store(int32(procs.loops))
 	runtime.GOMAXPROCS(procs.base + procs.loops)
 }
