@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -121,10 +122,10 @@ No credentials are configured, so icegate generated a shared secret for this run
 
 Mint a time-limited TURN credential (and the browser iceServers JSON) with:
 
-    icegate cred -secret '%s' -user alice
+    %s cred -secret '%s' -user alice
 
 It is gone when the server stops; put secrets = ["..."] in an auth block to keep one.
-`, secret, secret)
+`, secret, selfName(), secret)
 	}
 	if pageURL != "" {
 		fmt.Fprintf(stdout, "\ntest page: %s\n\n", pageURL)
@@ -195,6 +196,15 @@ func shutdown(srv *turn.Server, grace time.Duration, sigs <-chan os.Signal, log 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// selfName is how the user ran this binary ("./bin/icegate" under make
+// run), so a printed command can be pasted as it is.
+func selfName() string {
+	if strings.Contains(os.Args[0], "/") && !strings.Contains(os.Args[0], "go-build") {
+		return os.Args[0]
+	}
+	return "icegate"
 }
 
 func parseLevel(s string) slog.Level {
