@@ -22,6 +22,7 @@ import (
 	"icegate/auth"
 	"icegate/config"
 	"icegate/internal/leakcheck"
+	"icegate/internal/testutil"
 )
 
 // TestMain fails the run when a goroutine of this package outlives the tests:
@@ -62,27 +63,9 @@ metrics {
 `
 )
 
-// syncBuffer collects a server's log for printing when a test fails.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testServer struct {
 	*Server
-	log *syncBuffer
+	log *testutil.SyncBuffer
 }
 
 // testConfig parses the base test config; mutate adjusts it after
@@ -111,7 +94,7 @@ func startServer(t testing.TB, mutate func(*config.Config)) *testServer {
 func startServerIO(t testing.TB, mutate func(*config.Config), portable bool) *testServer {
 	t.Helper()
 	cfg := testConfig(t, mutate)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	srv, err := New(cfg, Options{
 		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		PortableIO: portable,

@@ -22,12 +22,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"icegate/config"
 	"icegate/internal/leakcheck"
+	"icegate/internal/testutil"
 	"icegate/turn"
 )
 
@@ -211,7 +211,7 @@ func lookCoturn(t *testing.T, names ...string) map[string]string {
 type testServer struct {
 	*turn.Server
 	port, tlsPort int
-	log           *syncBuffer
+	log           *testutil.SyncBuffer
 }
 
 // startServer starts icegate on fixed ports: coturn's clients take one -p for
@@ -219,7 +219,7 @@ type testServer struct {
 // A port picked free can be taken before New binds it, hence the retries.
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var lastErr error
 	for range 10 {
@@ -289,7 +289,7 @@ func startPeer(t *testing.T, bin string) int {
 		port := pc.LocalAddr().(*net.UDPAddr).Port
 		_ = pc.Close()
 
-		out := &syncBuffer{}
+		out := &testutil.SyncBuffer{}
 		cmd := exec.Command(bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
 		cmd.Stdout, cmd.Stderr = out, out
 		cmd.WaitDelay = 5 * time.Second
@@ -397,35 +397,4 @@ func parseStunclient(out string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, errors.New("no \"reflexive addr:\" in the output")
 	}
 	return netip.ParseAddrPort(m[1])
-}
-
-// syncBuffer collects output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// Len and Since let a subtest print only the log written during its run.
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
-}
-
-func (s *syncBuffer) Since(mark int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b.Bytes()[mark:])
 }
