@@ -41,11 +41,14 @@ type ioLoop struct {
 	smsgs  [outboxSize]mmsghdr
 	siovs  [outboxSize]unix.Iovec
 	snames [outboxSize]unix.RawSockaddrInet6
+	scmsgs [outboxSize][3]uint64 // a UDP_SEGMENT control message per message (cmsg-aligned)
+	sstats [outboxSize]int       // datagrams in each message
 
 	done chan struct{}
 	stop chan struct{}
 
 	drops func(reason string)
+	stats loopStats
 }
 
 // batch is how many datagrams one recvmmsg reads at most.
@@ -245,6 +248,7 @@ func (l *ioLoop) run() {
 		if idle {
 			continue
 		}
+		l.stats.wakeups.Add(1)
 		for i := range n {
 			fd := events[i].Fd
 			if int(fd) == l.evfd {
@@ -284,6 +288,8 @@ func (l *ioLoop) drain(s *udpSocket) {
 			return // EAGAIN, or the socket went away
 		}
 		n := int(r)
+		l.stats.recvCalls.Add(1)
+		l.stats.recvDgrams.Add(uint64(n))
 		for i := range n {
 			size := int(l.msgs[i].n)
 			from := sockaddrToAddrPort(&l.names[i])
@@ -318,44 +324,111 @@ func (l *ioLoop) send(s *udpSocket, p []byte, to netip.AddrPort) {
 	l.nOut++
 }
 
-// flush sends the outbox: consecutive datagrams for the same socket (a
-// client's burst to one peer, a peer's burst back) leave in one sendmmsg.
+// flush sends the outbox with one sendmmsg per socket. Datagrams for the
+// same destination (a client's burst to one peer, a peer's burst back) are
+// gathered, in their order, into one message with UDP generic segmentation
+// offload (UDP_SEGMENT) when they have the same size: the kernel then takes
+// the train through the IP stack once and splits it at the far end (or in
+// the device), instead of once per datagram.
 func (l *ioLoop) flush() {
-	for i := 0; i < l.nOut; {
+	n := l.nOut
+	for i := range n {
 		s := l.out[i].s
-		j := i
-		for j < l.nOut && l.out[j].s == s {
-			m := &l.out[j]
-			k := j - i
-			l.siovs[k].Base = &m.p[0]
-			l.siovs[k].SetLen(len(m.p))
-			h := &l.smsgs[k].hdr
-			h.Iov = &l.siovs[k]
-			h.SetIovlen(1)
-			h.Name = (*byte)(unsafe.Pointer(&l.snames[k]))
-			h.Namelen = putSockaddr(&l.snames[k], s.v6, m.to)
-			j++
+		if s == nil {
+			continue // already gathered into an earlier socket's messages
 		}
-		l.sendBatch(s, l.smsgs[:j-i])
-		i = j
+		nm, ni := 0, 0
+		for j := i; j < n; j++ {
+			if l.out[j].s != s {
+				continue
+			}
+			nm, ni = l.gather(s, j, n, nm, ni)
+		}
+		l.sendBatch(s, l.smsgs[:nm])
 	}
-	for i := range l.nOut {
+	for i := range n {
 		l.out[i] = outMsg{}
 	}
 	l.nOut = 0
 }
 
+// gather makes message nm of l.smsgs from the outbox entry j and the later
+// entries of s for the same destination that can follow it in one UDP_SEGMENT
+// train (same size, or a shorter last one), stopping at the first that
+// cannot so no datagram overtakes another to the same destination. It
+// returns the messages and iovecs used so far.
+func (l *ioLoop) gather(s *udpSocket, j, n, nm, ni int) (int, int) {
+	first := &l.out[j]
+	to, size := first.to, len(first.p)
+	h := &l.smsgs[nm].hdr
+	h.Iov = &l.siovs[ni]
+	h.Name = (*byte)(unsafe.Pointer(&l.snames[nm]))
+	h.Namelen = putSockaddr(&l.snames[nm], s.v6, to)
+	h.Control, h.Controllen = nil, 0
+	l.siovs[ni].Base = &first.p[0]
+	l.siovs[ni].SetLen(size)
+	first.s = nil
+	segs, total := 1, size
+	ni++
+	if !s.noGSO && size <= gsoMaxSegment {
+		for k := j + 1; k < n; k++ {
+			m := &l.out[k]
+			if m.s != s || m.to != to {
+				continue
+			}
+			if len(m.p) > size || segs == gsoMaxSegments || total+len(m.p) > gsoMaxBytes {
+				break
+			}
+			l.siovs[ni].Base = &m.p[0]
+			l.siovs[ni].SetLen(len(m.p))
+			m.s = nil
+			segs++
+			total += len(m.p)
+			ni++
+			if len(m.p) < size {
+				break // only the last segment may be shorter
+			}
+		}
+	}
+	h.SetIovlen(segs)
+	if segs > 1 {
+		c := (*[24]byte)(unsafe.Pointer(&l.scmsgs[nm]))
+		hdr := (*unix.Cmsghdr)(unsafe.Pointer(c))
+		hdr.Level = unix.SOL_UDP
+		hdr.Type = unix.UDP_SEGMENT
+		hdr.SetLen(unix.CmsgLen(2))
+		*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = uint16(size)
+		h.Control = &c[0]
+		h.SetControllen(unix.CmsgSpace(2))
+	}
+	l.sstats[nm] = segs
+	return nm + 1, ni
+}
+
+// UDP_SEGMENT limits: the kernel takes at most 64 segments (UDP_MAX_SEGMENTS
+// before Linux 6.9) and one IP datagram's worth of bytes; segments larger
+// than a typical path MTU would be refused, so those go alone.
+const (
+	gsoMaxSegments = 64
+	gsoMaxBytes    = 65000
+	gsoMaxSegment  = 1472
+)
+
 // flushOutbox is flush for tests that drive a loop's sender by hand.
 func (l *ioLoop) flushOutbox() { l.flush() }
 
 // sendBatch sends msgs on s with sendmmsg, going on after a partial send;
-// a datagram the kernel refuses (a full buffer) is dropped, as UDP may.
+// a datagram the kernel refuses (a full buffer) is dropped, as UDP may. A
+// segmented message the kernel refuses goes again as separate datagrams,
+// and a socket whose route cannot segment (EIO: no checksum offload) stops
+// trying.
 func (l *ioLoop) sendBatch(s *udpSocket, msgs []mmsghdr) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return
 	}
+	segs := l.sstats[:len(msgs)]
 	for len(msgs) > 0 {
 		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])),
 			uintptr(len(msgs)), 0, 0, 0)
@@ -363,11 +436,42 @@ func (l *ioLoop) sendBatch(s *udpSocket, msgs []mmsghdr) {
 		case errno == unix.EINTR:
 			continue
 		case errno != 0:
-			r = 1 // skip the datagram the kernel refused
+			if segs[0] > 1 && errno != unix.EAGAIN && errno != unix.ENOBUFS {
+				if errno == unix.EIO {
+					s.noGSO = true
+				}
+				l.sendSegments(s, &msgs[0].hdr)
+			}
+			r = 1 // skip the message the kernel refused
 		case r == 0:
 			return
+		default:
+			l.stats.sendCalls.Add(1)
+			for _, k := range segs[:r] {
+				l.stats.sendDgrams.Add(uint64(k))
+				if k > 1 {
+					l.stats.trains.Add(1)
+					l.stats.trainDgrams.Add(uint64(k))
+				}
+			}
 		}
-		msgs = msgs[r:]
+		msgs, segs = msgs[r:], segs[r:]
+	}
+}
+
+// sendSegments sends a refused UDP_SEGMENT message's datagrams one by one.
+func (l *ioLoop) sendSegments(s *udpSocket, h *unix.Msghdr) {
+	one := *h
+	one.Control, one.Controllen = nil, 0
+	one.SetIovlen(1)
+	iovs := unsafe.Slice(h.Iov, h.Iovlen)
+	for i := range iovs {
+		one.Iov = &iovs[i]
+		_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&one)), 0)
+		l.stats.sendCalls.Add(1)
+		if errno == 0 {
+			l.stats.sendDgrams.Add(1)
+		}
 	}
 }
 

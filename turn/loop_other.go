@@ -9,7 +9,7 @@ import (
 
 // On systems other than Linux, every socket takes the portable path.
 
-type ioLoop struct{}
+type ioLoop struct{ stats loopStats }
 
 func ioLoopSupported() bool { return false }
 

@@ -290,6 +290,16 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("starting pion: %w", err)
 	}
 
+	if opts.Registerer != nil && len(s.loops) > 0 {
+		stats := make([]*loopStats, len(s.loops))
+		for i, l := range s.loops {
+			stats[i] = &l.stats
+		}
+		if err := opts.Registerer.Register(newLoopCollector(stats)); err != nil {
+			return nil, fmt.Errorf("registering loop metrics: %w", err)
+		}
+	}
+
 	// Everything is set up: the loops may start reading the listeners.
 	for _, sock := range s.pending {
 		if err := sock.loop.start(sock); err != nil {

@@ -23,7 +23,10 @@ type udpSocket struct {
 	loop *ioLoop
 	fd   int
 	v6   bool
-	slow chan slowPacket
+	// noGSO is set (by the loop) once the kernel refused to segment for this
+	// socket; its datagrams then leave one by one.
+	noGSO bool
+	slow  chan slowPacket
 	// handle is the loop's fast path for a datagram at
 	// b[headroom:headroom+n] (the space before it takes a header); false
 	// queues it for pion.

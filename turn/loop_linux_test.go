@@ -1,0 +1,230 @@
+//go:build linux
+
+package turn
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"icegate/internal/testutil"
+)
+
+// loopSender is an event loop with one socket of its own that it does not
+// read: the test queues datagrams in its outbox and flushes it by hand, as
+// the loop does after each batch.
+func loopSender(t *testing.T, ip string) (*ioLoop, *udpSocket) {
+	t.Helper()
+	l, err := newIOLoop(func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.close)
+	s, err := l.openSocket(netip.AddrPortFrom(netip.MustParseAddr(ip), 0), false, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.close() })
+	return l, s
+}
+
+// receiver is a UDP socket the test reads everything from, in order.
+func receiver(t *testing.T, ip string) (*net.UDPConn, netip.AddrPort) {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetReadBuffer(1 << 20)
+	return c, addrPortOf(c.LocalAddr())
+}
+
+func expectDatagrams(t *testing.T, c *net.UDPConn, want [][]byte) {
+	t.Helper()
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i, w := range want {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d of %d: %v", i, len(want), err)
+		}
+		if !bytes.Equal(buf[:n], w) {
+			t.Fatalf("datagram %d: got %d bytes starting % x, want %d bytes starting % x", i, n, buf[:min(n, 4)], len(w), w[:min(len(w), 4)])
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("an extra datagram of %d bytes", n)
+	}
+}
+
+// datagram makes a payload of size bytes that says which one it is.
+func datagram(id, size int) []byte {
+	p := make([]byte, size)
+	for i := range p {
+		p[i] = byte(id + i)
+	}
+	p[0] = byte(id)
+	return p
+}
+
+// TestFlushSegments: an outbox with two destinations interleaved, runs of
+// equal sizes, shorter and longer datagrams and ones too large to segment
+// leaves in one sendmmsg, as UDP_SEGMENT trains where the sizes allow, and
+// every datagram arrives whole and in its order at its destination.
+func TestFlushSegments(t *testing.T) {
+	for _, ip := range []string{"127.0.0.1", "::1"} {
+		t.Run(ip, func(t *testing.T) {
+			l, s := loopSender(t, ip)
+			a, aAP := receiver(t, ip)
+			b, bAP := receiver(t, ip)
+			plan := []struct {
+				to   netip.AddrPort
+				size int
+			}{
+				{aAP, 100}, {bAP, 100}, {aAP, 100}, {aAP, 100}, {bAP, 100}, // A: a train of 4 + a shorter last
+				{aAP, 100}, {bAP, 100}, {aAP, 50}, // B: 3 of 100
+				{aAP, 100},             // A: a new train (after the shorter one)
+				{bAP, 200}, {bAP, 200}, // B: larger: a new train of 200s
+				{bAP, 150},               // … ending with a shorter one
+				{aAP, 1500}, {aAP, 1500}, // too large to segment: alone
+				{aAP, 1},
+			}
+			var wantA, wantB [][]byte
+			for i, d := range plan {
+				p := datagram(i, d.size)
+				l.send(s, p, d.to)
+				if d.to == aAP {
+					wantA = append(wantA, p)
+				} else {
+					wantB = append(wantB, p)
+				}
+			}
+			l.flushOutbox()
+			expectDatagrams(t, a, wantA)
+			expectDatagrams(t, b, wantB)
+			if calls, sent := l.stats.sendCalls.Load(), l.stats.sendDgrams.Load(); calls != 1 || sent != uint64(len(plan)) {
+				t.Fatalf("%d datagrams in %d sendmmsg calls, want %d in 1", sent, calls, len(plan))
+			}
+			// A: [100 100 100 100 50] [100] [1500] [1500 1] (a 1500 starts
+			// nothing, so the 1 after it goes alone too); B: [100 100 100]
+			// [200 200 150].
+			if trains, in := l.stats.trains.Load(), l.stats.trainDgrams.Load(); trains != 3 || in != 11 {
+				t.Fatalf("%d datagrams in %d segmented trains, want 11 in 3", in, trains)
+			}
+		})
+	}
+}
+
+// TestFlushWithoutSegmentation: a socket the kernel would not segment for
+// sends every datagram alone, in order.
+func TestFlushWithoutSegmentation(t *testing.T) {
+	l, s := loopSender(t, "127.0.0.1")
+	s.noGSO = true
+	a, aAP := receiver(t, "127.0.0.1")
+	var want [][]byte
+	for i := range 20 {
+		p := datagram(i, 64)
+		want = append(want, p)
+		l.send(s, p, aAP)
+	}
+	l.flushOutbox()
+	expectDatagrams(t, a, want)
+	if trains := l.stats.trains.Load(); trains != 0 {
+		t.Fatalf("%d segmented trains on a socket without segmentation", trains)
+	}
+}
+
+// TestRefusedTrainFallsBack: a train the kernel refuses (here: more
+// segments than it takes) goes again as separate datagrams, and nothing
+// is lost or reordered.
+func TestRefusedTrainFallsBack(t *testing.T) {
+	l, s := loopSender(t, "127.0.0.1")
+	a, aAP := receiver(t, "127.0.0.1")
+	const n, size = 300, 16 // more than UDP_MAX_SEGMENTS (64, or 128 since Linux 6.9)
+	iovs := make([]unix.Iovec, n)
+	var want [][]byte
+	for i := range iovs {
+		p := datagram(i, size)
+		want = append(want, p)
+		iovs[i].Base = &p[0]
+		iovs[i].SetLen(size)
+	}
+	var name unix.RawSockaddrInet6
+	var cmsg [3]uint64
+	c := (*[24]byte)(unsafe.Pointer(&cmsg))
+	hdr := (*unix.Cmsghdr)(unsafe.Pointer(c))
+	hdr.Level, hdr.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	hdr.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = size
+	msgs := make([]mmsghdr, 1)
+	h := &msgs[0].hdr
+	h.Name = (*byte)(unsafe.Pointer(&name))
+	h.Namelen = putSockaddr(&name, s.v6, aAP)
+	h.Iov = &iovs[0]
+	h.SetIovlen(n)
+	h.Control = &c[0]
+	h.SetControllen(unix.CmsgSpace(2))
+	l.sstats[0] = n
+	l.sendBatch(s, msgs)
+	expectDatagrams(t, a, want)
+	if calls := l.stats.sendCalls.Load(); calls != n {
+		t.Fatalf("%d send calls, want the refused train's %d datagrams sent one by one", calls, n)
+	}
+	if s.noGSO {
+		t.Fatal("a refused train turned segmentation off for good")
+	}
+}
+
+// TestLoopMetrics: the loops' counters reach the registry, and a burst
+// of ChannelData relayed both ways shows up in them.
+func TestLoopMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv, err := New(testConfig(t, nil), Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	p := newChannelPath(t, &testServer{Server: srv, log: &testutil.SyncBuffer{}}, 100)
+	const burst = 50
+	for range burst {
+		if _, err := p.client.WriteToUDPAddrPort(p.frame, p.server); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for range burst {
+		if _, _, err := p.client.ReadFromUDPAddrPort(p.buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	// The allocation's control messages came through the loops too.
+	if in, out := got["icegate_loop_datagrams_total/in"], got["icegate_loop_datagrams_total/out"]; in < 2*burst || out < 2*burst {
+		t.Fatalf("loops moved %v datagrams in and %v out, want at least %d each (%v)", in, out, 2*burst, got)
+	}
+	if got["icegate_loop_syscalls_total/recv"] == 0 || got["icegate_loop_syscalls_total/send"] == 0 ||
+		got["icegate_loop_syscalls_total/wakeup"] == 0 {
+		t.Fatalf("no system calls counted: %v", got)
+	}
+}
