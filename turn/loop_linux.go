@@ -370,7 +370,7 @@ func (l *ioLoop) gather(s *udpSocket, j, n, nm, ni int) (int, int) {
 	first.s = nil
 	segs, total := 1, size
 	ni++
-	if !s.noGSO && size <= gsoMaxSegment {
+	if !s.noGSO && (size <= gsoMaxSegment6 || size <= gsoMaxSegment && !s.v6) {
 		for k := j + 1; k < n; k++ {
 			m := &l.out[k]
 			if m.s != s || m.to != to {
@@ -406,12 +406,14 @@ func (l *ioLoop) gather(s *udpSocket, j, n, nm, ni int) (int, int) {
 }
 
 // UDP_SEGMENT limits: the kernel takes at most 64 segments (UDP_MAX_SEGMENTS
-// before Linux 6.9) and one IP datagram's worth of bytes; segments larger
-// than a typical path MTU would be refused, so those go alone.
+// before Linux 6.9) and one IP datagram's worth of bytes; a segment that
+// would not fit a 1500-byte MTU with its IPv4 or IPv6 and UDP headers would
+// be refused on such a path, so those go alone.
 const (
 	gsoMaxSegments = 64
 	gsoMaxBytes    = 65000
-	gsoMaxSegment  = 1472
+	gsoMaxSegment  = 1500 - 20 - 8
+	gsoMaxSegment6 = 1500 - 40 - 8
 )
 
 // flushOutbox is flush for tests that drive a loop's sender by hand.
