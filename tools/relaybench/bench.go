@@ -182,8 +182,8 @@ func (b *bench) loss(ctx context.Context) error {
 // binding: STUN Binding requests answered per second and per server
 // CPU-second by a closed loop of Go clients.
 func (b *bench) binding(ctx context.Context) error {
-	w := b.plan.bindingWorkers
-	perSec := b.addRow(newRow(fmt.Sprintf("STUN Bindings/s (%d clients, closed loop)", w), "", higherBetter, 1.2, 0))
+	clients, w := b.plan.bindingClients, b.plan.bindingWorkers
+	perSec := b.addRow(newRow(fmt.Sprintf("STUN Bindings/s (%d clients, each with one request in flight)", clients), "", higherBetter, 1.2, 0))
 	perCPU := b.addRow(newRow("STUN Bindings per server CPU-second", "", higherBetter, 0, 0))
 	return b.each(ctx, "binding", func(ctx context.Context, kind string) (string, error) {
 		var summary string
@@ -192,7 +192,7 @@ func (b *bench) binding(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			res, err := bindingLoad(ctx, s.port, w, b.plan.bindingFor)
+			res, err := bindingLoad(ctx, s.port, clients, w, b.plan.bindingFor)
 			if err != nil {
 				return err
 			}

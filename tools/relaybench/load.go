@@ -55,62 +55,6 @@ type bindingResult struct {
 	elapsed             time.Duration
 }
 
-// bindingLoad runs workers goroutines, each with its own UDP socket, each
-// sending a Binding request and waiting for its response before the next,
-// for d.
-func bindingLoad(ctx context.Context, port, workers int, d time.Duration) (bindingResult, error) {
-	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
-	conns := make([]*net.UDPConn, workers)
-	for i := range conns {
-		c, err := net.DialUDP("udp4", nil, server)
-		if err != nil {
-			for _, c := range conns[:i] {
-				_ = c.Close()
-			}
-			return bindingResult{}, err
-		}
-		conns[i] = c
-	}
-	var responses, timeouts atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(d)
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer c.Close()
-			req := bindingRequest()
-			buf := make([]byte, 1500)
-			var seq uint64
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				seq++
-				binary.BigEndian.PutUint64(req[12:20], seq)
-				if _, err := c.Write(req); err != nil {
-					timeouts.Add(1)
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				_ = c.SetReadDeadline(time.Now().Add(bindingTimeout))
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						timeouts.Add(1)
-						break
-					}
-					if isBindingSuccess(buf[:n], req) {
-						responses.Add(1)
-						break
-					}
-					// A late answer to an earlier request: keep waiting.
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return bindingResult{responses: responses.Load(), timeouts: timeouts.Load(), elapsed: time.Since(start)}, ctx.Err()
-}
-
 // turnClient is one TURN client on its own UDP socket: one allocation.
 type turnClient struct {
 	conn         *net.UDPConn

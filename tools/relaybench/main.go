@@ -51,6 +51,7 @@ var measurements = []string{"relay", "loss", "binding", "churn", "memory"}
 type plan struct {
 	relay          []uclientParams // saturating load, -z 0
 	fixed          uclientParams   // loss at a fixed offered load
+	bindingClients int
 	bindingWorkers int
 	bindingFor     time.Duration
 	churnWorkers   int
@@ -74,7 +75,8 @@ func fullPlan() plan {
 		// relayed packets/s: well under what either server relays here at
 		// saturation.
 		fixed:          uclientParams{clients: 20, length: 100, messages: 4000, intervalMS: 1},
-		bindingWorkers: 8,
+		bindingClients: 256,
+		bindingWorkers: runtime.NumCPU(),
 		bindingFor:     5 * time.Second,
 		churnWorkers:   16,
 		churnFor:       5 * time.Second,
