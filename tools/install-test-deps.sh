@@ -10,9 +10,10 @@ for cmd in turnutils_uclient turnutils_stunclient turnutils_peer turnutils_natdi
   command -v "$cmd" >/dev/null 2>&1 || { missing+=("$cmd"); pkgs=(coturn); }
 done
 # The NAT lab (tools/natlab) runs only as root; it needs iproute2, nftables
-# and conntrack there.
+# and conntrack there. The segmentation test over a veth pair (turn) needs
+# ip and ethtool.
 if [ "$(id -u)" -eq 0 ] && [ "$(uname -s)" = Linux ]; then
-  for pair in ip:iproute2 nft:nftables conntrack:conntrack; do
+  for pair in ip:iproute2 nft:nftables conntrack:conntrack ethtool:ethtool; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || { missing+=("${pair%%:*}"); pkgs+=("${pair##*:}"); }
   done
 fi
