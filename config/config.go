@@ -82,6 +82,10 @@ type Listen struct {
 	// coturn's size).
 	SocketBuffer      int       `hcl:"socket_buffer,optional"`
 	SocketBufferRange hcl.Range `hcl:"socket_buffer,attr_range"`
+	// UDPSegmentation lets the Linux event loops send datagrams for one
+	// destination as UDP GSO trains (UDP_SEGMENT). Default true.
+	UDPSegmentation      *bool     `hcl:"udp_segmentation,optional"`
+	UDPSegmentationRange hcl.Range `hcl:"udp_segmentation,attr_range"`
 	// UDP, TCP, TLS and DTLS switch each transport on or off. Default true.
 	UDP       *bool     `hcl:"udp,optional"`
 	UDPRange  hcl.Range `hcl:"udp,attr_range"`

@@ -40,6 +40,12 @@ listen {
   # root, else capped by net.core.rmem_max / wmem_max.
   socket_buffer = 4194304
 
+  # Send a burst of same-size datagrams for one destination as one UDP GSO
+  # train (Linux, UDP_SEGMENT): the kernel takes it through the stack once.
+  # The kernel or the network card cuts it into ordinary datagrams. Turn it
+  # off only to rule it out when chasing a driver problem.
+  udp_segmentation = true
+
   # Switch each transport on or off. coturn: no-udp, no-tcp, no-tls, no-dtls.
   udp  = true
   tcp  = true

@@ -49,6 +49,7 @@ type ioLoop struct {
 
 	drops func(reason string)
 	stats loopStats
+	noGSO bool // listen.udp_segmentation = false: set before any socket opens
 }
 
 // batch is how many datagrams one recvmmsg reads at most.
@@ -153,7 +154,7 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 	}
 	s := &udpSocket{
 		local: net.UDPAddrFromAddrPort(local), localAP: local, loop: l, fd: fd, v6: family == unix.AF_INET6,
-		slow: make(chan slowPacket, slowQueue(reusePort)), handle: handle,
+		slow: make(chan slowPacket, slowQueue(reusePort)), handle: handle, noGSO: l.noGSO,
 	}
 	return s, nil
 }

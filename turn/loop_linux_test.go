@@ -4,6 +4,7 @@ package turn
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"icegate/config"
 	"icegate/internal/testutil"
 )
 
@@ -184,10 +186,18 @@ func TestRefusedTrainFallsBack(t *testing.T) {
 }
 
 // TestLoopMetrics: the loops' counters reach the registry, and a burst
-// of ChannelData relayed both ways shows up in them.
+// of ChannelData relayed both ways shows up in them; with
+// listen.udp_segmentation off, nothing leaves in a segment train.
 func TestLoopMetrics(t *testing.T) {
+	for _, gso := range []bool{true, false} {
+		t.Run(fmt.Sprintf("udp_segmentation=%v", gso), func(t *testing.T) { testLoopMetrics(t, gso) })
+	}
+}
+
+func testLoopMetrics(t *testing.T, gso bool) {
 	reg := prometheus.NewRegistry()
-	srv, err := New(testConfig(t, nil), Options{Registerer: reg})
+	cfg := testConfig(t, func(c *config.Config) { c.Listen.UDPSegmentation = &gso })
+	srv, err := New(cfg, Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +232,11 @@ func TestLoopMetrics(t *testing.T) {
 	// The allocation's control messages came through the loops too.
 	if in, out := got["icegate_loop_datagrams_total/in"], got["icegate_loop_datagrams_total/out"]; in < 2*burst || out < 2*burst {
 		t.Fatalf("loops moved %v datagrams in and %v out, want at least %d each (%v)", in, out, 2*burst, got)
+	}
+	segmented := got["icegate_loop_datagrams_total/out_segmented"]
+	t.Logf("%v of %v datagrams out left in segment trains", segmented, got["icegate_loop_datagrams_total/out"])
+	if !gso && segmented != 0 {
+		t.Fatalf("%v datagrams left in segment trains with udp_segmentation = false", segmented)
 	}
 	if got["icegate_loop_syscalls_total/recv"] == 0 || got["icegate_loop_syscalls_total/send"] == 0 ||
 		got["icegate_loop_syscalls_total/wakeup"] == 0 {

@@ -9,7 +9,10 @@ import (
 
 // On systems other than Linux, every socket takes the portable path.
 
-type ioLoop struct{ stats loopStats }
+type ioLoop struct {
+	stats loopStats
+	noGSO bool
+}
 
 func ioLoopSupported() bool { return false }
 

@@ -128,6 +128,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			if err != nil {
 				return nil, err
 			}
+			l.noGSO = !config.Bool(cfg.Listen.UDPSegmentation, true)
 			s.loops = append(s.loops, l)
 			addLoops(1)
 		}
