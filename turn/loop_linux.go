@@ -89,7 +89,7 @@ func newIOLoop(drops func(string)) (*ioLoop, error) {
 		return nil, err
 	}
 	l := &ioLoop{epfd: epfd, evfd: evfd, eps: map[int32]*udpSocket{}, done: make(chan struct{}),
-		stop: make(chan struct{}), drops: drops}
+		stop: make(chan struct{}), drops: drops, noGSO: !gsoSupported()}
 	for i := range batch {
 		l.bufs[i] = make([]byte, bufSize)
 		l.iovs[i].Base = &l.bufs[i][headroom]
@@ -439,7 +439,7 @@ func (l *ioLoop) sendBatch(s *udpSocket, msgs []mmsghdr) {
 		case errno == unix.EINTR:
 			continue
 		case errno != 0:
-			if segs[0] > 1 && errno != unix.EAGAIN && errno != unix.ENOBUFS {
+			if segs[0] > 1 && refusedTrain(errno) {
 				if errno == unix.EIO {
 					s.noGSO = true
 				}
@@ -460,6 +460,30 @@ func (l *ioLoop) sendBatch(s *udpSocket, msgs []mmsghdr) {
 		}
 		msgs, segs = msgs[r:], segs[r:]
 	}
+}
+
+// refusedTrain tells the errors for which the kernel refused to segment a
+// train (and its datagrams may go alone) from those that would refuse each
+// datagram too (a full buffer, no route, a firewall).
+func refusedTrain(errno unix.Errno) bool {
+	switch errno {
+	case unix.EINVAL, unix.EMSGSIZE, unix.EIO, unix.EOPNOTSUPP:
+		return true
+	}
+	return false
+}
+
+// gsoSupported reports whether the kernel knows UDP_SEGMENT (Linux 4.18 and
+// later): an older one would ignore the option and send a train as one
+// large datagram.
+func gsoSupported() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	_, err = unix.GetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT)
+	return err == nil
 }
 
 // sendSegments sends a refused UDP_SEGMENT message's datagrams one by one.

@@ -128,7 +128,9 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			if err != nil {
 				return nil, err
 			}
-			l.noGSO = !config.Bool(cfg.Listen.UDPSegmentation, true)
+			if !config.Bool(cfg.Listen.UDPSegmentation, true) {
+				l.noGSO = true
+			}
 			s.loops = append(s.loops, l)
 			addLoops(1)
 		}
