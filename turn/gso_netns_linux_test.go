@@ -35,17 +35,18 @@ func TestSegmentationOverDevices(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		name     string
-		mtu      int
-		txOff    bool
-		size     int
-		trains   uint64
-		noGSO    bool
-		sendCall uint64
+		name   string
+		mtu    int
+		txOff  bool
+		size   int
+		trains uint64 // in the first flush
+		calls  uint64 // system calls of the first flush
+		limit  int32  // the socket's segment limit after it
 	}{
-		{name: "mtu-1500", mtu: 1500, size: 1200, trains: 1, sendCall: 1},
-		{name: "mtu-1280-refused", mtu: 1280, size: 1300, trains: 0, sendCall: 20},
-		{name: "no-checksum-offload", mtu: 1500, txOff: true, size: 1200, trains: 1, sendCall: 1},
+		{name: "mtu-1500", mtu: 1500, size: 1200, trains: 1, calls: 1, limit: gsoMaxSegment},
+		// A failed sendmmsg, then 20 sendmsg; no trains of 1300 again.
+		{name: "mtu-1280-refused", mtu: 1280, size: 1300, trains: 0, calls: 21, limit: 1299},
+		{name: "no-checksum-offload", mtu: 1500, txOff: true, size: 1200, trains: 1, calls: 1, limit: gsoMaxSegment},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nsA, nsB := vethPair(t, tc.mtu, tc.txOff)
@@ -77,21 +78,22 @@ func TestSegmentationOverDevices(t *testing.T) {
 			}
 			l.flushOutbox()
 			expectDatagrams(t, rc, want)
-			if tc.txOff && s.noGSO {
-				// This kernel refused (EIO): one by one, and not again.
+			if tc.txOff && s.gsoMax.Load() == 0 {
+				// This kernel refused (EIO): one by one, and no trains again.
 				t.Log("the kernel does not segment without checksum offload (EIO)")
-				tc.trains, tc.sendCall, tc.noGSO = 0, 20, true
+				tc.trains, tc.calls, tc.limit = 0, 21, 0
 			}
 			if got := l.stats.trains.Load(); got != tc.trains {
 				t.Errorf("%d segment trains sent, want %d", got, tc.trains)
 			}
-			if got := l.stats.sendCalls.Load(); got != tc.sendCall {
-				t.Errorf("%d send calls, want %d", got, tc.sendCall)
+			if got := l.stats.sendCalls.Load(); got != tc.calls {
+				t.Errorf("%d send calls, want %d", got, tc.calls)
 			}
-			if s.noGSO != tc.noGSO {
-				t.Errorf("segmentation off for the socket: %v, want %v", s.noGSO, tc.noGSO)
+			if got := s.gsoMax.Load(); got != tc.limit {
+				t.Errorf("the socket's segment limit is %d, want %d", got, tc.limit)
 			}
-			// The next flush goes the way the socket now knows works.
+			// The next flush goes the way the socket now knows works: one
+			// sendmmsg, as a train only if the size is still allowed.
 			want = want[:0]
 			for i := range 5 {
 				p := datagram(100+i, tc.size)
@@ -100,6 +102,16 @@ func TestSegmentationOverDevices(t *testing.T) {
 			}
 			l.flushOutbox()
 			expectDatagrams(t, rc, want)
+			wantTrains := tc.trains
+			if int32(tc.size) <= tc.limit {
+				wantTrains++
+			}
+			if got := l.stats.trains.Load(); got != wantTrains {
+				t.Errorf("second flush: %d segment trains in all, want %d", got, wantTrains)
+			}
+			if got := l.stats.sendCalls.Load(); got != tc.calls+1 {
+				t.Errorf("second flush: %d send calls in all, want %d", got, tc.calls+1)
+			}
 		})
 	}
 }

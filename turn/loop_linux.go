@@ -154,7 +154,13 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 	}
 	s := &udpSocket{
 		local: net.UDPAddrFromAddrPort(local), localAP: local, loop: l, fd: fd, v6: family == unix.AF_INET6,
-		slow: make(chan slowPacket, slowQueue(reusePort)), handle: handle, noGSO: l.noGSO,
+		slow: make(chan slowPacket, slowQueue(reusePort)), handle: handle,
+	}
+	if !l.noGSO {
+		s.gsoMax.Store(gsoMaxSegment)
+		if s.v6 {
+			s.gsoMax.Store(gsoMaxSegment6)
+		}
 	}
 	return s, nil
 }
@@ -313,8 +319,13 @@ func (l *ioLoop) drain(s *udpSocket) {
 func (l *ioLoop) send(s *udpSocket, p []byte, to netip.AddrPort) {
 	if len(p) == 0 || s.conn != nil {
 		// An empty ChannelData or DATA is relayed as an empty datagram (an
-		// iovec for sendmmsg cannot point into an empty slice); a socket of
-		// Go's net package (RFC 5780's extra ones) is not the loop's.
+		// iovec for sendmmsg cannot point into an empty slice; and in a
+		// train an empty last segment would be lost); a socket of Go's net
+		// package (RFC 5780's extra ones) is not the loop's. What is queued
+		// goes first, so nothing overtakes it.
+		if l.nOut > 0 {
+			l.flush()
+		}
 		_ = s.sendTo(p, to)
 		return
 	}
@@ -371,7 +382,7 @@ func (l *ioLoop) gather(s *udpSocket, j, n, nm, ni int) (int, int) {
 	first.s = nil
 	segs, total := 1, size
 	ni++
-	if !s.noGSO && (size <= gsoMaxSegment6 || size <= gsoMaxSegment && !s.v6) {
+	if size <= int(s.gsoMax.Load()) {
 		for k := j + 1; k < n; k++ {
 			m := &l.out[k]
 			if m.s != s || m.to != to {
@@ -422,9 +433,10 @@ func (l *ioLoop) flushOutbox() { l.flush() }
 
 // sendBatch sends msgs on s with sendmmsg, going on after a partial send;
 // a datagram the kernel refuses (a full buffer) is dropped, as UDP may. A
-// segmented message the kernel refuses goes again as separate datagrams,
-// and a socket whose route cannot segment (EIO: no checksum offload) stops
-// trying.
+// train the kernel refuses to segment goes again as separate datagrams;
+// when they go, the train was the problem, and the socket stops making
+// trains of that segment size (EINVAL, EMSGSIZE: a path MTU below it) or at
+// all (EIO, EOPNOTSUPP: a route that cannot segment).
 func (l *ioLoop) sendBatch(s *udpSocket, msgs []mmsghdr) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -439,14 +451,17 @@ func (l *ioLoop) sendBatch(s *udpSocket, msgs []mmsghdr) {
 		case errno == unix.EINTR:
 			continue
 		case errno != 0:
-			if segs[0] > 1 && refusedTrain(errno) {
-				if errno == unix.EIO {
-					s.noGSO = true
+			l.stats.sendCalls.Add(1)
+			if segs[0] > 1 && refusedTrain(errno) && l.sendSegments(s, &msgs[0].hdr) {
+				if errno == unix.EINVAL || errno == unix.EMSGSIZE {
+					s.lowerGSOMax(int32(msgs[0].hdr.Iov.Len) - 1)
+				} else {
+					s.gsoMax.Store(0)
 				}
-				l.sendSegments(s, &msgs[0].hdr)
 			}
 			r = 1 // skip the message the kernel refused
 		case r == 0:
+			l.stats.sendCalls.Add(1)
 			return
 		default:
 			l.stats.sendCalls.Add(1)
@@ -486,8 +501,10 @@ func gsoSupported() bool {
 	return err == nil
 }
 
-// sendSegments sends a refused UDP_SEGMENT message's datagrams one by one.
-func (l *ioLoop) sendSegments(s *udpSocket, h *unix.Msghdr) {
+// sendSegments sends a refused train's datagrams one by one. If the first
+// one fails too, the destination is the problem (port 0, say), not the
+// train: it gives up on the rest and reports false.
+func (l *ioLoop) sendSegments(s *udpSocket, h *unix.Msghdr) bool {
 	one := *h
 	one.Control, one.Controllen = nil, 0
 	one.SetIovlen(1)
@@ -498,8 +515,11 @@ func (l *ioLoop) sendSegments(s *udpSocket, h *unix.Msghdr) {
 		l.stats.sendCalls.Add(1)
 		if errno == 0 {
 			l.stats.sendDgrams.Add(1)
+		} else if i == 0 {
+			return false
 		}
 	}
+	return true
 }
 
 // putSockaddr writes `to` as a socket address for a socket of the given

@@ -115,8 +115,8 @@ func TestFlushSegments(t *testing.T) {
 			if calls, sent := l.stats.sendCalls.Load(), l.stats.sendDgrams.Load(); calls != 1 || sent != uint64(len(plan)) {
 				t.Fatalf("%d datagrams in %d sendmmsg calls, want %d in 1", sent, calls, len(plan))
 			}
-			// A: [100 100 100 100 50] [100] [1500] [1500 1] (a 1500 starts
-			// nothing, so the 1 after it goes alone too); B: [100 100 100]
+			// A: [100 100 100 100 50] [100] [1500] [1500] [1] (a 1500 starts
+			// no train, so the 1 after it goes alone too); B: [100 100 100]
 			// [200 200 150].
 			if trains, in := l.stats.trains.Load(), l.stats.trainDgrams.Load(); trains != 3 || in != 11 {
 				t.Fatalf("%d datagrams in %d segmented trains, want 11 in 3", in, trains)
@@ -125,11 +125,24 @@ func TestFlushSegments(t *testing.T) {
 	}
 }
 
+// TestEmptyDatagramKeepsOrder: an empty datagram (sent at once, not
+// queued) does not overtake the datagrams queued before it.
+func TestEmptyDatagramKeepsOrder(t *testing.T) {
+	l, s := loopSender(t, "127.0.0.1")
+	a, aAP := receiver(t, "127.0.0.1")
+	want := [][]byte{datagram(1, 40), datagram(2, 40), {}, datagram(3, 40), datagram(4, 40)}
+	for _, p := range want {
+		l.send(s, p, aAP)
+	}
+	l.flushOutbox()
+	expectDatagrams(t, a, want)
+}
+
 // TestFlushWithoutSegmentation: a socket the kernel would not segment for
 // sends every datagram alone, in order.
 func TestFlushWithoutSegmentation(t *testing.T) {
 	l, s := loopSender(t, "127.0.0.1")
-	s.noGSO = true
+	s.gsoMax.Store(0)
 	a, aAP := receiver(t, "127.0.0.1")
 	var want [][]byte
 	for i := range 20 {
@@ -177,11 +190,11 @@ func TestRefusedTrainFallsBack(t *testing.T) {
 	l.sstats[0] = n
 	l.sendBatch(s, msgs)
 	expectDatagrams(t, a, want)
-	if calls := l.stats.sendCalls.Load(); calls != n {
-		t.Fatalf("%d send calls, want the refused train's %d datagrams sent one by one", calls, n)
+	if calls := l.stats.sendCalls.Load(); calls != 1+n {
+		t.Fatalf("%d send calls, want the refused sendmmsg and the train's %d datagrams sent one by one", calls, n)
 	}
-	if s.noGSO {
-		t.Fatal("a refused train turned segmentation off for good")
+	if max := s.gsoMax.Load(); max != size-1 {
+		t.Fatalf("after a refused train of %d-byte segments the socket's limit is %d, want %d", size, max, size-1)
 	}
 }
 

@@ -23,10 +23,11 @@ type udpSocket struct {
 	loop *ioLoop
 	fd   int
 	v6   bool
-	// noGSO is set (by the loop) once the kernel refused to segment for this
-	// socket; its datagrams then leave one by one.
-	noGSO bool
-	slow  chan slowPacket
+	// gsoMax is the largest segment size the loops put in a UDP_SEGMENT
+	// train on this socket, 0 for none; lowered when the kernel refuses a
+	// train. Atomic: a loop also sends on sockets another loop reads.
+	gsoMax atomic.Int32
+	slow   chan slowPacket
 	// handle is the loop's fast path for a datagram at
 	// b[headroom:headroom+n] (the space before it takes a header); false
 	// queues it for pion.
@@ -80,6 +81,16 @@ func (s *udpSocket) sendTo(p []byte, to netip.AddrPort) error {
 		return net.ErrClosed
 	}
 	return sendto(s.fd, s.v6, p, to)
+}
+
+// lowerGSOMax makes trains on s carry segments of at most n bytes.
+func (s *udpSocket) lowerGSOMax(n int32) {
+	for {
+		cur := s.gsoMax.Load()
+		if n >= cur || s.gsoMax.CompareAndSwap(cur, max(n, 0)) {
+			return
+		}
+	}
 }
 
 // recvSlow returns the next datagram the loop queued for pion.
