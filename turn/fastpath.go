@@ -202,8 +202,7 @@ func (l *gatePacketConn) relayChannelData(out sender, b []byte, from netip.AddrP
 
 // sendToPeer is the fast twin of relayConn.WriteTo.
 func (c *relayConn) sendToPeer(out sender, p []byte, peer netip.AddrPort) {
-	if c.alloc.self != nil && c.alloc.self(peer.Addr()) && !c.alloc.inRange(int(peer.Port())) {
-		c.alloc.metrics.Dropped.WithLabelValues("self_port").Inc()
+	if c.alloc.selfPort != nil && c.alloc.selfPort(peer) {
 		return
 	}
 	if !c.out.take(len(p)) {

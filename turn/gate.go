@@ -288,6 +288,15 @@ func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key
 			g.fail(in, msg, pionstun.CodeForbidden, "Forbidden by peer policy", key)
 			return nil, false
 		}
+		// A channel names the port too: this server's own address outside
+		// the relay ports is refused here rather than dropped packet by packet.
+		var pa pionstun.XORMappedAddress
+		if pa.GetFromAs(msg, pionstun.AttrXORPeerAddress) == nil {
+			if ip, ok := netip.AddrFromSlice(pa.IP); ok && g.s.selfPort(in.src, netip.AddrPortFrom(ip.Unmap(), uint16(pa.Port)), true) {
+				g.fail(in, msg, pionstun.CodeForbidden, "Forbidden by peer policy", key)
+				return nil, false
+			}
+		}
 		return g.checkPermissions(in, msg, key)
 	}
 	return msg.Raw, true

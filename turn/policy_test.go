@@ -177,6 +177,26 @@ done:
 	if _, _, err := ra2.ReadFrom(make([]byte, 100)); err == nil {
 		t.Fatalf("relayed to a non-relay port on the server's own address %v", svc)
 	}
+	// The drop is counted and explained in the log, and a channel to that
+	// port (which names the port) is refused outright, with its reason.
+	if n := counterValue(t, srv.metrics.Dropped.WithLabelValues("self_port")); n < 1 {
+		t.Fatalf("self_port drops counted: %v", n)
+	}
+	if log := srv.log.String(); !strings.Contains(log, "relayed data dropped") || !strings.Contains(log, "policy.allow") {
+		t.Fatalf("the drop is not explained in the log:\n%s", log)
+	}
+	// (pion's client may have tried a channel for the probe already.)
+	before := counterValue(t, srv.metrics.PeerDenials.WithLabelValues("self_port"))
+	chn := rawAttr{pionstun.AttrChannelNumber, []byte{0x40, 0x01, 0, 0}}
+	if code := errorCode(c.authed(pionstun.MethodChannelBind, testUser, testPass, chn, peer("127.0.0.1", svc.Port))); code != 403 {
+		t.Fatalf("channel to a non-relay port on the server's own address: code %d, want 403", code)
+	}
+	if n := counterValue(t, srv.metrics.PeerDenials.WithLabelValues("self_port")); n != before+1 {
+		t.Fatalf("self_port refusals counted: %v, want %v", n, before+1)
+	}
+	if !strings.Contains(srv.log.String(), "rule=self_port") {
+		t.Fatalf("the refused channel is not explained in the log:\n%s", srv.log.String())
+	}
 }
 
 // TestLimits: per-user quota 486, exhausted range 508, permission cap 508,

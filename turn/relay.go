@@ -39,7 +39,9 @@ type relayAllocator struct {
 	bps      int // bandwidth per allocation and direction, 0 = no cap
 
 	metrics *Metrics
-	self    func(netip.Addr) bool
+	// selfPort reports (and counts and logs) a peer that is this server
+	// outside the relay ports, which relays may not reach.
+	selfPort func(netip.AddrPort) bool
 	fast    *fastPath
 	sockBuf int       // socket buffer bytes, 0 = the system's default
 	loops   []*ioLoop // event loops relay sockets are spread over; none = portable path
@@ -268,7 +270,7 @@ func (r *relayAllocator) AllocateConn(conf pionturn.AllocateConnConfig) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	if r.self != nil && r.self(remote.Addr()) && !r.inRange(int(remote.Port())) {
+	if r.selfPort != nil && r.selfPort(remote) {
 		return nil, errSelfPort
 	}
 	d := net.Dialer{

@@ -398,7 +398,7 @@ func (s *Server) setupRelays() error {
 		limit: s.cfg.Limits.AllocationsTotal, bps: s.cfg.Limits.BandwidthPerAllocation,
 		metrics: s.metrics,
 	}
-	s.relays.self = s.isGuarded
+	s.relays.selfPort = func(peer netip.AddrPort) bool { return s.selfPort(nil, peer, false) }
 	s.relays.fast = s.fast
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
@@ -625,6 +625,28 @@ func (s *Server) decide(client net.Addr, ip netip.Addr) auth.Decision {
 		s.emit(Event{Kind: EventPermissionDenied, Client: client.String(), Peer: ip.String(), Detail: d.String()})
 	}
 	return d
+}
+
+// selfPort reports whether peer is one of this server's own addresses on a
+// port outside the relay range, which relays may not reach (its STUN,
+// metrics or HTTP ports, say). The refusal of a channel (refused) or the
+// drop of relayed data is counted and logged with what to change, so a
+// connection never fails silently. The client is nil on the data path.
+func (s *Server) selfPort(client net.Addr, peer netip.AddrPort, refused bool) bool {
+	if !s.isGuarded(peer.Addr()) || s.relays.inRange(int(peer.Port())) {
+		return false
+	}
+	const why = "this server's own address outside the relay ports; to reach a service there, list the address in policy.allow"
+	if refused {
+		s.metrics.PeerDenials.WithLabelValues("self_port").Inc()
+		s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
+			"client", client, "peer", peer.String(), "rule", "self_port", "why", why)
+		s.emit(Event{Kind: EventPermissionDenied, Client: client.String(), Peer: peer.String(), Detail: why})
+	} else {
+		s.metrics.Dropped.WithLabelValues("self_port").Inc()
+		s.limited.Log(slog.LevelWarn, "self-port", "relayed data dropped", "peer", peer.String(), "why", why)
+	}
+	return true
 }
 
 // ruleLabel bounds the metric label: user rules carry a prefix.
