@@ -124,7 +124,7 @@ func (c *gatePacketConn) answerBindingFast(out sender, req, scratch []byte, from
 		return false
 	}
 	if !s.unauth.allow(from.Addr(), time.Now()) {
-		c.g.drop("rate_limited")
+		s.droppedRateLimited.Inc()
 		return true
 	}
 	out.send(c.sock, resp, from)

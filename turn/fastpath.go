@@ -6,22 +6,23 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 )
 
-// The fast path relays ChannelData (RFC 8656 §12) over UDP without pion.
+// The fast path relays UDP data without pion: ChannelData (RFC 8656 §12)
+// and Send/Data indications (§11) for peers with a permission.
 //
 // pion stays in charge of every control message, of authentication and of
 // allocation state; it tells us through its events which client owns which
-// relay socket and which channels are bound. With that, the listener socket
-// hands a client's ChannelData straight to the relay socket, and the relay
-// socket turns a bound peer's datagram into ChannelData for the client, both
-// without allocating, logging or waking another goroutine. Everything else
-// (Send and Data indications, TCP and TLS clients, packets for channels we
-// have not heard of) takes pion's path as before, so the fast path can only
-// ever be a shortcut for something pion would have done the same way:
-// pion's own loop also relays on a bound channel without looking at
-// permissions (a channel binding installs and refreshes its permission).
+// relay socket, which channels are bound and which permissions exist. With
+// that, the listener socket hands a client's ChannelData or Send indication
+// straight to the relay socket, and the relay socket turns a peer's datagram
+// into ChannelData (or a Data indication) for the client, without allocating
+// or waking another goroutine. Everything else (TCP and TLS clients, packets
+// for channels or peers we have not heard of, anything unusual) takes pion's
+// path as before, so the fast path can only ever be a shortcut for something
+// pion would have done the same way: pion's own loop also relays on a bound
+// channel without looking at permissions (a channel binding installs and
+// refreshes its permission).
 type fastPath struct {
 	mu        sync.RWMutex
 	relays    map[netip.AddrPort]*relayConn      // advertised relay address -> socket
@@ -202,7 +203,8 @@ func (l *gatePacketConn) relayChannelData(out sender, b []byte, from netip.AddrP
 
 // sendToPeer is the fast twin of relayConn.WriteTo.
 func (c *relayConn) sendToPeer(out sender, p []byte, peer netip.AddrPort) {
-	if c.alloc.selfPort != nil && c.alloc.selfPort(peer) {
+	if c.alloc.selfPort(peer) {
+		c.alloc.selfDrop(peer)
 		return
 	}
 	if !c.out.take(len(p)) {
@@ -297,37 +299,11 @@ func dataIndication(b []byte, n int, from netip.AddrPort) []byte {
 	binary.BigEndian.PutUint32(m[4:], magicCookie)
 	binary.BigEndian.PutUint64(m[8:], rand.Uint64())
 	binary.BigEndian.PutUint32(m[16:], rand.Uint32())
-	putXORPeer(m[20:], from, m[8:20])
+	putAddr(m[20:], 0x0012, from.Addr(), from.Port(), m[8:20], true) // XOR-PEER-ADDRESS
 	d := m[20+4+alen:]
 	binary.BigEndian.PutUint16(d[0:], 0x0013) // DATA
 	binary.BigEndian.PutUint16(d[2:], uint16(n))
 	return m[:20+4+alen+4+n+pad]
-}
-
-// putXORPeer writes an XOR-PEER-ADDRESS attribute (RFC 8656 §18.3) at b.
-func putXORPeer(b []byte, ap netip.AddrPort, txid []byte) {
-	a := ap.Addr()
-	binary.BigEndian.PutUint16(b[0:], 0x0012)
-	b[4] = 0
-	binary.BigEndian.PutUint16(b[6:], ap.Port()^uint16(magicCookie>>16))
-	if a.Is4() {
-		binary.BigEndian.PutUint16(b[2:], 8)
-		b[5] = 0x01
-		ip := a.As4()
-		for i := range 4 {
-			b[8+i] = ip[i] ^ byte(uint32(magicCookie)>>(24-8*i))
-		}
-		return
-	}
-	binary.BigEndian.PutUint16(b[2:], 20)
-	b[5] = 0x02
-	ip := a.As16()
-	var key [16]byte
-	binary.BigEndian.PutUint32(key[:4], magicCookie)
-	copy(key[4:], txid)
-	for i := range 16 {
-		b[8+i] = ip[i] ^ key[i]
-	}
 }
 
 // relaySend handles a client's Send indication (RFC 8656 §11.1) whose peer
@@ -440,6 +416,3 @@ func (f *fastPath) permission(relay net.Addr, peer net.IP, add bool) {
 	}
 	rc.perms.Store(&next)
 }
-
-// Compile-time check that the atomics are the types we think.
-var _ = atomic.Pointer[chanTable]{}

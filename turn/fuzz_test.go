@@ -126,7 +126,7 @@ func FuzzFastPath(f *testing.F) {
 	var out sender = direct{}
 	flush := func() {}
 	if ioLoopSupported() {
-		l, err := newIOLoop(func(string) {})
+		l, err := newIOLoop(func() {})
 		if err != nil {
 			f.Fatal(err)
 		}

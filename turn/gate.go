@@ -106,12 +106,11 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 		return nil, false
 	}
 	method := msg.Type.Method
-	srcAP, _ := netip.ParseAddrPort(in.src.String())
+	srcAP := addrPortOf(in.src)
 	now := time.Now()
 
 	if method == pionstun.MethodBinding {
-		if !g.s.unauth.allow(srcAP.Addr(), now) {
-			g.drop("rate_limited")
+		if g.overLimit(srcAP.Addr(), now) {
 			return nil, false
 		}
 		if !g.s.answerBinding(in, msg, srcAP) {
@@ -123,8 +122,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	}
 	if !authenticated(method) {
 		// RFC 8489 §6.3.1: an unknown method in a request gets a 400.
-		if !g.s.unauth.allow(srcAP.Addr(), now) {
-			g.drop("rate_limited")
+		if g.overLimit(srcAP.Addr(), now) {
 			return nil, false
 		}
 		g.count(method, "unknown_method")
@@ -135,8 +133,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	creds := g.s.creds.Load()
 	if creds == nil || creds.Empty() {
 		// Never an open relay: with no credentials configured TURN is refused.
-		if !g.s.unauth.allow(srcAP.Addr(), now) {
-			g.drop("rate_limited")
+		if g.overLimit(srcAP.Addr(), now) {
 			return nil, false
 		}
 		g.count(method, "no_credentials")
@@ -149,8 +146,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	if !msg.Contains(pionstun.AttrMessageIntegrity) {
 		// The first leg of the challenge (RFC 8489 §9.2.3): pion answers 401 with
 		// a NONCE and REALM. Unauthenticated, so rate-limited per source.
-		if !g.s.unauth.allow(srcAP.Addr(), now) {
-			g.drop("rate_limited")
+		if g.overLimit(srcAP.Addr(), now) {
 			return nil, false
 		}
 		g.count(method, "challenge")
@@ -168,8 +164,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	userID, key, err := g.verify(creds, msg, string(username), string(realmAttr), now)
 	if err != nil {
 		g.refuse(in, msg, string(username), err)
-		if !g.s.unauth.allow(srcAP.Addr(), now) {
-			g.drop("rate_limited")
+		if g.overLimit(srcAP.Addr(), now) {
 			return nil, false
 		}
 		stripped, serr := rebuild(msg, nil, nil)
@@ -276,7 +271,11 @@ func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key
 	case pionstun.MethodRefresh:
 		return g.capLifetime(in, msg, key, nil)
 	case pionstun.MethodCreatePermission:
-		return g.checkPermissions(in, msg, key)
+		peers, err := peerAddrs(msg)
+		if err != nil {
+			return msg.Raw, true // pion answers 400
+		}
+		return g.checkPermissions(in, msg, peers, key)
 	case pionstun.MethodChannelBind:
 		peers, err := peerAddrs(msg)
 		if err != nil || len(peers) != 1 {
@@ -284,20 +283,19 @@ func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key
 			return nil, false
 		}
 		// pion answers a denied ChannelBind with 401; RFC 8656 §11.2 wants 403.
-		if d := g.s.decide(in.src, peers[0]); !d.Allowed {
+		if d := g.s.decide(in.src, peers[0].Addr()); !d.Allowed || g.s.refuseSelfPort(in.src, peers[0]) {
 			g.fail(in, msg, pionstun.CodeForbidden, "Forbidden by peer policy", key)
 			return nil, false
 		}
-		// A channel names the port too: this server's own address outside
-		// the relay ports is refused here rather than dropped packet by packet.
-		var pa pionstun.XORMappedAddress
-		if pa.GetFromAs(msg, pionstun.AttrXORPeerAddress) == nil {
-			if ip, ok := netip.AddrFromSlice(pa.IP); ok && g.s.selfPort(in.src, netip.AddrPortFrom(ip.Unmap(), uint16(pa.Port)), true) {
-				g.fail(in, msg, pionstun.CodeForbidden, "Forbidden by peer policy", key)
-				return nil, false
-			}
+		return g.checkPermissions(in, msg, peers, key)
+	case pionstun.MethodConnect:
+		// A channel or a connection names the port too: this server's own
+		// address outside the relay ports is refused here (pion's permission
+		// check sees only the IP).
+		if peers, err := peerAddrs(msg); err == nil && len(peers) == 1 && g.s.refuseSelfPort(in.src, peers[0]) {
+			g.fail(in, msg, pionstun.CodeForbidden, "Forbidden by peer policy", key)
+			return nil, false
 		}
-		return g.checkPermissions(in, msg, key)
 	}
 	return msg.Raw, true
 }
@@ -336,7 +334,7 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 		// pion picks the listener's family when the client names none. When
 		// that family has no relay, fall back to the other one (RFC 6156
 		// makes IPv4 the default), or say 440 when neither exists.
-		localIP, _ := netip.ParseAddrPort(in.local.String())
+		localIP := addrPortOf(in.local)
 		v6listener := localIP.Addr().Is6() && !localIP.Addr().Is4In6()
 		switch {
 		case v6listener && !g.s.relays.v6.enabled() && g.s.relays.v4.enabled():
@@ -394,23 +392,19 @@ func (g *gate) capLifetime(in inbound, msg *pionstun.Message, key []byte, add []
 // checkPermissions enforces limits.permissions_per_allocation. Permissions
 // are counted from pion's events; a refresh of an existing permission does
 // not count again. RFC 8656 §9.2: 508 when the server cannot add it.
-func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, key []byte) ([]byte, bool) {
+func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, peers []netip.AddrPort, key []byte) ([]byte, bool) {
 	limit := g.s.cfg.Limits.PermissionsPerAllocation
 	if limit <= 0 {
 		return msg.Raw, true
-	}
-	peers, err := peerAddrs(msg)
-	if err != nil {
-		return msg.Raw, true // pion answers 400
 	}
 	g.mu.Lock()
 	have := g.perms[allocKey(in.src, in.local)]
 	fresh := 0
 	seen := map[netip.Addr]bool{}
 	for _, p := range peers {
-		if _, ok := have[p]; !ok && !seen[p] {
+		if _, ok := have[p.Addr()]; !ok && !seen[p.Addr()] {
 			fresh++
-			seen[p] = true
+			seen[p.Addr()] = true
 		}
 	}
 	over := len(have)+fresh > limit
@@ -426,8 +420,8 @@ func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, key []byte) (
 
 // peerAddrs decodes every XOR-PEER-ADDRESS (RFC 8656 §18.3); IPv4-mapped
 // addresses come back as IPv4, like pion's permission events.
-func peerAddrs(msg *pionstun.Message) ([]netip.Addr, error) {
-	var out []netip.Addr
+func peerAddrs(msg *pionstun.Message) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
 	for _, a := range msg.Attributes {
 		if a.Type != pionstun.AttrXORPeerAddress {
 			continue
@@ -436,7 +430,7 @@ func peerAddrs(msg *pionstun.Message) ([]netip.Addr, error) {
 		if !ok {
 			return nil, errBadPeer
 		}
-		out = append(out, ap.Addr())
+		out = append(out, ap)
 	}
 	if len(out) == 0 {
 		return nil, errBadPeer
@@ -503,6 +497,16 @@ func (g *gate) fail(in inbound, msg *pionstun.Message, code pionstun.ErrorCode, 
 }
 
 func (g *gate) drop(reason string) { g.s.metrics.Dropped.WithLabelValues(reason).Inc() }
+
+// overLimit applies the per-source limit for unauthenticated requests: true
+// (and the drop counted) when src is over it.
+func (g *gate) overLimit(src netip.Addr, now time.Time) bool {
+	if g.s.unauth.allow(src, now) {
+		return false
+	}
+	g.s.droppedRateLimited.Inc()
+	return true
+}
 
 func (g *gate) count(m pionstun.Method, outcome string) {
 	g.s.metrics.Requests.WithLabelValues(methodLabel(m), outcome).Inc()

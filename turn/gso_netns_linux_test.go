@@ -50,7 +50,7 @@ func TestSegmentationOverDevices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nsA, nsB := vethPair(t, tc.mtu, tc.txOff)
-			l, err := newIOLoop(func(string) {})
+			l, err := newIOLoop(func() {})
 			if err != nil {
 				t.Fatal(err)
 			}

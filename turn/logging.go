@@ -62,6 +62,12 @@ func (l *limitedLog) allow(key string) (bool, int) {
 
 // Log logs msg at level under the rate limit for key.
 func (l *limitedLog) Log(level slog.Level, key, msg string, args ...any) {
+	l.LogLazy(level, key, msg, func() []any { return args })
+}
+
+// LogLazy is Log for hot paths: args is called only when the line is
+// written, so a suppressed line costs no allocation.
+func (l *limitedLog) LogLazy(level slog.Level, key, msg string, args func() []any) {
 	if !l.log.Enabled(context.Background(), level) {
 		return
 	}
@@ -69,10 +75,11 @@ func (l *limitedLog) Log(level slog.Level, key, msg string, args ...any) {
 	if !ok {
 		return
 	}
+	a := args()
 	if suppressed > 0 {
-		args = append(args, "suppressed", suppressed)
+		a = append(a, "suppressed", suppressed)
 	}
-	l.log.Log(context.Background(), level, msg, args...)
+	l.log.Log(context.Background(), level, msg, a...)
 }
 
 // pionLoggerFactory adapts pion's leveled logger to slog. pion logs client

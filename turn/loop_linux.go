@@ -17,11 +17,11 @@ import (
 
 // ioLoop is an epoll event loop that owns a set of UDP sockets: listener
 // sockets (one SO_REUSEPORT socket per loop and address) and relay sockets.
-// It blocks in epoll_wait, reads each ready socket with recvmmsg, and relays
-// ChannelData in both directions on its own thread: no goroutine wakes up
-// per packet, and a burst costs one system call to read. Datagrams that are
-// not ChannelData for a known channel go to pion through the socket's slow
-// queue.
+// It blocks in epoll_wait, reads each ready socket with recvmmsg, and runs
+// the fast path (ChannelData, Send/Data indications, plain Bindings) on its
+// own thread: no goroutine wakes up per packet, and a burst costs one system
+// call to read and one per socket to send. Datagrams the fast path does not
+// take go to pion through the socket's slow queue.
 type ioLoop struct {
 	epfd, evfd int
 
@@ -47,9 +47,11 @@ type ioLoop struct {
 	done chan struct{}
 	stop chan struct{}
 
-	drops func(reason string)
-	stats loopStats
-	noGSO bool // listen.udp_segmentation = false: set before any socket opens
+	slowQueueFull func() // counts a datagram dropped for a full slow queue
+	stats         loopStats
+	// noGSO: no UDP_SEGMENT trains on this loop's sockets (the kernel lacks
+	// it, or listen.udp_segmentation = false); set before any socket opens.
+	noGSO bool
 }
 
 // batch is how many datagrams one recvmmsg reads at most.
@@ -73,7 +75,7 @@ type mmsghdr struct {
 
 func ioLoopSupported() bool { return true }
 
-func newIOLoop(drops func(string)) (*ioLoop, error) {
+func newIOLoop(slowQueueFull func()) (*ioLoop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -89,7 +91,7 @@ func newIOLoop(drops func(string)) (*ioLoop, error) {
 		return nil, err
 	}
 	l := &ioLoop{epfd: epfd, evfd: evfd, eps: map[int32]*udpSocket{}, done: make(chan struct{}),
-		stop: make(chan struct{}), drops: drops, noGSO: !gsoSupported()}
+		stop: make(chan struct{}), slowQueueFull: slowQueueFull, noGSO: !gsoOnce()}
 	for i := range batch {
 		l.bufs[i] = make([]byte, bufSize)
 		l.iovs[i].Base = &l.bufs[i][headroom]
@@ -230,15 +232,18 @@ func (l *ioLoop) close() {
 func (l *ioLoop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 64)
+	// Busy waits keep the P, which is only fair while GOMAXPROCS leaves Ps
+	// for everything else; if someone lowered it after start (the testing
+	// package does for AllocsPerRun and fuzzing), wait the ordinary way.
+	// GOMAXPROCS(0) takes the scheduler's lock, so it is asked only after
+	// an ordinary wait, not at every wake-up of a busy loop.
 	idle := false
+	mayHold := func() bool { return runtime.GOMAXPROCS(0) > int(procs.live.Load()) }
+	raw := mayHold()
 	for {
 		var n int
 		var err error
-		// Busy waits keep the P, which is only fair while GOMAXPROCS leaves
-		// Ps for everything else; if someone lowered it after start (the
-		// testing package does for AllocsPerRun and fuzzing), wait the
-		// ordinary way.
-		if idle || runtime.GOMAXPROCS(0) <= int(procs.live.Load()) {
+		if idle || !raw {
 			n, err = epollWaitIdle(l.epfd, events)
 		} else {
 			n, err = epollWait(l.epfd, events)
@@ -251,9 +256,12 @@ func (l *ioLoop) run() {
 		}
 		// After a quiet spell the loop waits as an ordinary system call, so
 		// an idle server costs nothing; traffic switches it back.
-		idle = n == 0
-		if idle {
+		if n == 0 {
+			idle = true
 			continue
+		}
+		if idle || !raw {
+			idle, raw = false, mayHold() // out of an ordinary wait: ask again
 		}
 		l.stats.wakeups.Add(1)
 		for i := range n {
@@ -488,6 +496,9 @@ func refusedTrain(errno unix.Errno) bool {
 	return false
 }
 
+// gsoOnce asks gsoSupported once per process.
+var gsoOnce = sync.OnceValue(gsoSupported)
+
 // gsoSupported reports whether the kernel knows UDP_SEGMENT (Linux 4.18 and
 // later): an older one would ignore the option and send a train as one
 // large datagram.
@@ -523,7 +534,8 @@ func (l *ioLoop) sendSegments(s *udpSocket, h *unix.Msghdr) bool {
 }
 
 // putSockaddr writes `to` as a socket address for a socket of the given
-// family and returns its length.
+// family and returns its length, or 0 for an IPv6 address on an IPv4
+// socket (the kernel then refuses the datagram).
 func putSockaddr(rsa *unix.RawSockaddrInet6, v6 bool, to netip.AddrPort) uint32 {
 	if v6 {
 		rsa.Family = unix.AF_INET6
@@ -533,10 +545,14 @@ func putSockaddr(rsa *unix.RawSockaddrInet6, v6 bool, to netip.AddrPort) uint32 
 		rsa.Scope_id = 0
 		return unix.SizeofSockaddrInet6
 	}
+	a := to.Addr().Unmap()
+	if !a.Is4() {
+		return 0
+	}
 	sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
 	sa.Family = unix.AF_INET
 	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
-	sa.Addr = to.Addr().Unmap().As4()
+	sa.Addr = a.As4()
 	sa.Zero = [8]byte{}
 	return unix.SizeofSockaddrInet4
 }
@@ -556,7 +572,7 @@ func (l *ioLoop) queueSlow(s *udpSocket, p []byte, from netip.AddrPort) {
 	case s.slow <- slowPacket{buf: sb, n: m, from: from}:
 	default:
 		slowPool.Put(sb)
-		l.drops("slow_queue_full")
+		l.slowQueueFull()
 	}
 }
 
@@ -613,28 +629,13 @@ func sendto(fd int, v6 bool, p []byte, to netip.AddrPort) error {
 	if len(p) > 0 {
 		buf = unsafe.Pointer(&p[0])
 	}
-	var r uintptr
-	var errno unix.Errno
-	if v6 {
-		var sa unix.RawSockaddrInet6
-		sa.Family = unix.AF_INET6
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
-		sa.Addr = to.Addr().As16()
-		r, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(buf), uintptr(len(p)),
-			0, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6)
-	} else {
-		a := to.Addr().Unmap()
-		if !a.Is4() {
-			return errors.New("IPv6 destination on an IPv4 socket")
-		}
-		var sa unix.RawSockaddrInet4
-		sa.Family = unix.AF_INET
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
-		sa.Addr = a.As4()
-		r, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(buf), uintptr(len(p)),
-			0, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet4)
+	var sa unix.RawSockaddrInet6
+	n := putSockaddr(&sa, v6, to)
+	if n == 0 {
+		return errors.New("IPv6 destination on an IPv4 socket")
 	}
-	_ = r
+	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(buf), uintptr(len(p)),
+		0, uintptr(unsafe.Pointer(&sa)), uintptr(n))
 	if errno != 0 {
 		return errno
 	}

@@ -23,7 +23,7 @@ import (
 // the loop does after each batch.
 func loopSender(t *testing.T, ip string) (*ioLoop, *udpSocket) {
 	t.Helper()
-	l, err := newIOLoop(func(string) {})
+	l, err := newIOLoop(func() {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func ioLoopSupported() bool { return false }
 
 var errNoLoop = errors.New("event loop only on Linux")
 
-func newIOLoop(func(string)) (*ioLoop, error) { return nil, errNoLoop }
+func newIOLoop(func()) (*ioLoop, error) { return nil, errNoLoop }
 
 func (l *ioLoop) openSocket(netip.AddrPort, bool, int, func(sender, []byte, int, netip.AddrPort) bool) (*udpSocket, error) {
 	return nil, errNoLoop

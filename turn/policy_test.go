@@ -197,6 +197,14 @@ done:
 	if !strings.Contains(srv.log.String(), "rule=self_port") {
 		t.Fatalf("the refused channel is not explained in the log:\n%s", srv.log.String())
 	}
+	// So is an RFC 6062 Connect, which names the port too (the gate sees it
+	// before pion, whatever the transport).
+	if code := errorCode(c.authed(pionstun.MethodConnect, testUser, testPass, peer("127.0.0.1", svc.Port))); code != 403 {
+		t.Fatalf("connect to a non-relay port on the server's own address: code %d, want 403", code)
+	}
+	if n := counterValue(t, srv.metrics.PeerDenials.WithLabelValues("self_port")); n != before+2 {
+		t.Fatalf("self_port refusals counted: %v, want %v", n, before+2)
+	}
 }
 
 // TestLimits: per-user quota 486, exhausted range 508, permission cap 508,

@@ -39,13 +39,13 @@ type relayAllocator struct {
 	bps      int // bandwidth per allocation and direction, 0 = no cap
 
 	metrics *Metrics
-	// selfPort reports (and counts and logs) a peer that is this server
-	// outside the relay ports, which relays may not reach.
-	selfPort func(netip.AddrPort) bool
-	fast    *fastPath
-	sockBuf int       // socket buffer bytes, 0 = the system's default
-	loops   []*ioLoop // event loops relay sockets are spread over; none = portable path
-	next    atomic.Uint32
+	self    func(netip.Addr) bool // this server's own addresses (Server.isGuarded)
+	// selfDrop counts and logs relayed data dropped by selfPort.
+	selfDrop func(netip.AddrPort)
+	fast     *fastPath
+	sockBuf  int       // socket buffer bytes, 0 = the system's default
+	loops    []*ioLoop // event loops relay sockets are spread over; none = portable path
+	next     atomic.Uint32
 
 	mu    sync.Mutex
 	inUse map[string][]uint64 // network ("udp4", ...) -> bitmap over [min, max]
@@ -270,8 +270,8 @@ func (r *relayAllocator) AllocateConn(conf pionturn.AllocateConnConfig) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	if r.selfPort != nil && r.selfPort(remote) {
-		return nil, errSelfPort
+	if r.selfPort(remote) {
+		return nil, errSelfPort // the gate refused such a Connect already
 	}
 	d := net.Dialer{
 		LocalAddr: &net.TCPAddr{IP: fam.bind.AsSlice(), Port: local.Port},
@@ -290,6 +290,13 @@ func (r *relayAllocator) nextLoop() *ioLoop {
 }
 
 func (r *relayAllocator) inRange(port int) bool { return port >= r.min && port <= r.max }
+
+// selfPort reports whether peer is one of this server's own addresses on a
+// port outside the relay range (its STUN, HTTP or metrics port, a service
+// beside it), which relays may not reach.
+func (r *relayAllocator) selfPort(peer netip.AddrPort) bool {
+	return r.self != nil && r.self(peer.Addr()) && !r.inRange(int(peer.Port()))
+}
 
 // relayConn is one allocation's relayed UDP socket. It returns its port to
 // the allocator on Close, enforces the bandwidth cap in both directions, and

@@ -124,9 +124,8 @@ func (g *gate) classicBinding(in inbound) bool {
 	if !ok {
 		return false
 	}
-	src, _ := netip.ParseAddrPort(in.src.String())
-	if !g.s.unauth.allow(src.Addr(), time.Now()) {
-		g.drop("rate_limited")
+	src := addrPortOf(in.src)
+	if g.overLimit(src.Addr(), time.Now()) {
 		return true
 	}
 	rep, err := b.rfc5780.AnswerClassic(in.data, src, on)
@@ -143,6 +142,6 @@ func (g *gate) classicBinding(in inbound) bool {
 }
 
 func localPort(pc net.PacketConn) uint16 {
-	ap, _ := netip.ParseAddrPort(pc.LocalAddr().String())
+	ap := addrPortOf(pc.LocalAddr())
 	return ap.Port()
 }

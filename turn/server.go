@@ -72,15 +72,17 @@ type Server struct {
 	relays  *relayAllocator
 	gate    *gate
 	fast    *fastPath
-	// bindingsAnswered counts Bindings answered on the fast path.
-	bindingsAnswered prometheus.Counter
-	loops            []*ioLoop
-	pending          []*udpSocket // listener sockets the loops start reading when New is done
-	sockBuf          int
-	certs            *certStore
-	unauth           *sourceLimiter
-	maxLifetime      time.Duration
-	draining         atomic.Bool
+	// Counters the packet path uses, looked up once.
+	bindingsAnswered   prometheus.Counter // Bindings answered on the fast path
+	droppedRateLimited prometheus.Counter
+	droppedSelfPort    prometheus.Counter
+	loops              []*ioLoop
+	pending            []*udpSocket // listener sockets the loops start reading when New is done
+	sockBuf            int
+	certs              *certStore
+	unauth             *sourceLimiter
+	maxLifetime        time.Duration
+	draining           atomic.Bool
 
 	events func(Event)
 	users  clientUsers
@@ -117,6 +119,9 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	s.gate = newGate(s)
 	s.fast = newFastPath()
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
+	s.droppedRateLimited = s.metrics.Dropped.WithLabelValues("rate_limited")
+	s.droppedSelfPort = s.metrics.Dropped.WithLabelValues("self_port")
+	slowQueueFull := s.metrics.Dropped.WithLabelValues("slow_queue_full")
 	s.sockBuf = cfg.Listen.SocketBuffer
 	if !opts.PortableIO && ioLoopSupported() {
 		n := runtime.GOMAXPROCS(0)
@@ -124,7 +129,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			n = procs.base
 		}
 		for range n {
-			l, err := newIOLoop(func(reason string) { s.metrics.Dropped.WithLabelValues(reason).Inc() })
+			l, err := newIOLoop(slowQueueFull.Inc)
 			if err != nil {
 				return nil, err
 			}
@@ -398,7 +403,8 @@ func (s *Server) setupRelays() error {
 		limit: s.cfg.Limits.AllocationsTotal, bps: s.cfg.Limits.BandwidthPerAllocation,
 		metrics: s.metrics,
 	}
-	s.relays.selfPort = func(peer netip.AddrPort) bool { return s.selfPort(nil, peer, false) }
+	s.relays.self = s.isGuarded
+	s.relays.selfDrop = s.dropSelfPort
 	s.relays.fast = s.fast
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
@@ -627,26 +633,33 @@ func (s *Server) decide(client net.Addr, ip netip.Addr) auth.Decision {
 	return d
 }
 
-// selfPort reports whether peer is one of this server's own addresses on a
-// port outside the relay range, which relays may not reach (its STUN,
-// metrics or HTTP ports, say). The refusal of a channel (refused) or the
-// drop of relayed data is counted and logged with what to change, so a
-// connection never fails silently. The client is nil on the data path.
-func (s *Server) selfPort(client net.Addr, peer netip.AddrPort, refused bool) bool {
-	if !s.isGuarded(peer.Addr()) || s.relays.inRange(int(peer.Port())) {
+// selfPortWhy is what the log says about a peer Server.relays.selfPort
+// refuses.
+const selfPortWhy = "this server's own address outside the relay ports; to reach a service there, list the address in policy.allow"
+
+// refuseSelfPort reports whether a channel or TCP connection to peer is
+// refused for being this server outside the relay ports; a refusal is
+// counted, logged and sent to the event handler, so it is never silent.
+func (s *Server) refuseSelfPort(client net.Addr, peer netip.AddrPort) bool {
+	if !s.relays.selfPort(peer) {
 		return false
 	}
-	const why = "this server's own address outside the relay ports; to reach a service there, list the address in policy.allow"
-	if refused {
-		s.metrics.PeerDenials.WithLabelValues("self_port").Inc()
-		s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
-			"client", client, "peer", peer.String(), "rule", "self_port", "why", why)
-		s.emit(Event{Kind: EventPermissionDenied, Client: client.String(), Peer: peer.String(), Detail: why})
-	} else {
-		s.metrics.Dropped.WithLabelValues("self_port").Inc()
-		s.limited.Log(slog.LevelWarn, "self-port", "relayed data dropped", "peer", peer.String(), "why", why)
-	}
+	s.metrics.PeerDenials.WithLabelValues("self_port").Inc()
+	s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
+		"client", client, "peer", peer.String(), "rule", "self_port", "why", selfPortWhy)
+	s.emit(Event{Kind: EventPermissionDenied, Client: client.String(), Peer: peer.String(), Detail: selfPortWhy})
 	return true
+}
+
+// dropSelfPort counts and logs relayed data dropped for going to this
+// server outside the relay ports (through a permission, which names no
+// port). It runs on the packet path: the log's arguments are built only
+// when the line is written.
+func (s *Server) dropSelfPort(peer netip.AddrPort) {
+	s.droppedSelfPort.Inc()
+	s.limited.LogLazy(slog.LevelWarn, "self-port", "relayed data dropped", func() []any {
+		return []any{"peer", peer.String(), "why", selfPortWhy}
+	})
 }
 
 // ruleLabel bounds the metric label: user rules carry a prefix.
@@ -682,6 +695,11 @@ func (s *Server) AllocationCount() int { return s.pion.AllocationCount() }
 // peer policy. Listeners, relay addresses and limits need a restart; Reload
 // says so rather than pretending.
 func (s *Server) Reload(cfg *config.Config) error {
+	// pion puts the realm it started with in every challenge, so clients
+	// would answer with the old one and be refused with the new one.
+	if cfg.Realm != s.cfg.Realm {
+		return fmt.Errorf("realm changed from %q to %q: that needs a restart", s.cfg.Realm, cfg.Realm)
+	}
 	creds, err := s.buildCredentials(cfg)
 	if err != nil {
 		return err

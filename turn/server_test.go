@@ -362,3 +362,19 @@ func TestPortInUse(t *testing.T) {
 		t.Fatalf("error %v, want address already in use", err)
 	}
 }
+
+// TestReloadKeepsRealm: pion challenges with the realm it started with, so
+// a reload that changes the realm is refused as a whole (the old
+// credentials and realm keep working); one that keeps it is applied.
+func TestReloadKeepsRealm(t *testing.T) {
+	srv := startServer(t, nil)
+	err := srv.Reload(testConfig(t, func(c *config.Config) { c.Realm = "another" }))
+	if err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("reload with another realm: %v, want an error asking for a restart", err)
+	}
+	allocated(t, srv, "127.0.0.1")
+	if err := srv.Reload(testConfig(t, nil)); err != nil {
+		t.Fatalf("reload with the same realm: %v", err)
+	}
+	allocated(t, srv, "127.0.0.1")
+}
