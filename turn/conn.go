@@ -25,8 +25,10 @@ type gatePacketConn struct {
 // udpGroup is what the listening sockets of one address share: with
 // SO_REUSEPORT there are several, and the kernel picks one per client.
 type udpGroup struct {
-	mu      sync.RWMutex
-	clients map[netip.AddrPort]*relayConn // the fast path's client index
+	// clients is the fast path's client index (netip.AddrPort ->
+	// *relayConn), read for every client packet by every loop: a sync.Map
+	// reads without a lock.
+	clients sync.Map
 }
 
 func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {

@@ -26,11 +26,11 @@ import (
 type fastPath struct {
 	mu        sync.RWMutex
 	relays    map[netip.AddrPort]*relayConn      // advertised relay address -> socket
-	listeners map[netip.AddrPort]*gatePacketConn // local address -> UDP listener
+	listeners map[netip.AddrPort][]*gatePacketConn // local address -> its UDP listener sockets (one per loop)
 }
 
 func newFastPath() *fastPath {
-	return &fastPath{relays: map[netip.AddrPort]*relayConn{}, listeners: map[netip.AddrPort]*gatePacketConn{}}
+	return &fastPath{relays: map[netip.AddrPort]*relayConn{}, listeners: map[netip.AddrPort][]*gatePacketConn{}}
 }
 
 // clientLink is where a relay sends ChannelData: the client's address and
@@ -66,7 +66,8 @@ func canonical(ap netip.AddrPort) netip.AddrPort {
 
 func (f *fastPath) addListener(l *gatePacketConn) {
 	f.mu.Lock()
-	f.listeners[canonical(l.sock.localAP)] = l
+	ap := canonical(l.sock.localAP)
+	f.listeners[ap] = append(f.listeners[ap], l)
 	f.mu.Unlock()
 }
 
@@ -87,10 +88,23 @@ func (f *fastPath) removeRelay(rc *relayConn) {
 	}
 }
 
+// lookup returns the relay socket at relay and the listener socket at
+// local that the same event loop reads, so that what the relay reads for
+// the client goes back out on that loop's own socket.
 func (f *fastPath) lookup(relay, local net.Addr) (*relayConn, *gatePacketConn) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.relays[canonical(addrPortOf(relay))], f.listeners[canonical(addrPortOf(local))]
+	rc := f.relays[canonical(addrPortOf(relay))]
+	ls := f.listeners[canonical(addrPortOf(local))]
+	if rc == nil || len(ls) == 0 {
+		return rc, nil
+	}
+	for _, l := range ls {
+		if l.sock.loop == rc.sock.loop {
+			return rc, l
+		}
+	}
+	return rc, ls[0]
 }
 
 // allocationCreated links a UDP client to its relay socket. pion reports
@@ -158,30 +172,24 @@ func (c *relayConn) setChannel(peer netip.AddrPort, number uint16, bound bool) {
 
 // remember and forget maintain the listener group's client -> relay index.
 func (l *gatePacketConn) remember(client netip.AddrPort, rc *relayConn) {
-	g := l.group
-	g.mu.Lock()
-	if g.clients == nil {
-		g.clients = map[netip.AddrPort]*relayConn{}
-	}
-	g.clients[client] = rc
-	g.mu.Unlock()
+	l.group.clients.Store(client, rc)
 }
 
 func (l *gatePacketConn) forget(client netip.AddrPort, rc *relayConn) {
-	g := l.group
-	g.mu.Lock()
-	if g.clients[client] == rc {
-		delete(g.clients, client)
-	}
-	g.mu.Unlock()
+	l.group.clients.CompareAndDelete(client, rc)
+}
+
+// relayFor returns the relay of the client at from, or nil.
+func (l *gatePacketConn) relayFor(from netip.AddrPort) *relayConn {
+	rc, _ := l.group.clients.Load(canonical(from))
+	r, _ := rc.(*relayConn)
+	return r
 }
 
 // relayChannelData sends a client's ChannelData message b straight out of
 // its relay socket, reporting false when pion must handle it instead.
 func (l *gatePacketConn) relayChannelData(out sender, b []byte, from netip.AddrPort) bool {
-	l.group.mu.RLock()
-	rc := l.group.clients[canonical(from)]
-	l.group.mu.RUnlock()
+	rc := l.relayFor(from)
 	if rc == nil {
 		return false
 	}
@@ -314,9 +322,7 @@ func (l *gatePacketConn) relaySend(out sender, b []byte, from netip.AddrPort) bo
 	if len(b) < 20 || binary.BigEndian.Uint32(b[4:]) != magicCookie {
 		return false
 	}
-	l.group.mu.RLock()
-	rc := l.group.clients[canonical(from)]
-	l.group.mu.RUnlock()
+	rc := l.relayFor(from)
 	if rc == nil {
 		return false
 	}

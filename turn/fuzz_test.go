@@ -106,8 +106,10 @@ func FuzzFastPath(f *testing.F) {
 	var listener *gatePacketConn
 	var relay *relayConn
 	srv.fast.mu.RLock()
-	for _, l := range srv.fast.listeners {
-		listener = l
+	for ap, ls := range srv.fast.listeners {
+		if ap.Addr().Is4() {
+			listener = ls[0]
+		}
 	}
 	for _, rc := range srv.fast.relays {
 		relay = rc

@@ -228,18 +228,26 @@ func testLoopMetrics(t *testing.T, gso bool) {
 			t.Fatal(err)
 		}
 	}
-	got := map[string]float64{}
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			key := f.GetName()
-			for _, l := range m.GetLabel() {
-				key += "/" + l.GetValue()
+	// A loop counts a send when sendmmsg returns, which can be after the
+	// client has read what it sent: gather until the counts settle.
+	var got map[string]float64
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got = map[string]float64{}
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				key := f.GetName()
+				for _, l := range m.GetLabel() {
+					key += "/" + l.GetValue()
+				}
+				got[key] = m.GetCounter().GetValue()
 			}
-			got[key] = m.GetCounter().GetValue()
+		}
+		if got["icegate_loop_datagrams_total/out"] >= 2*burst || time.Now().After(deadline) {
+			break
 		}
 	}
 	// The allocation's control messages came through the loops too.
