@@ -67,3 +67,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// directed reports whether t is sent to one peer.
+func directed(t string) bool {
+	switch t {
+	case TypeOffer, TypeAnswer, TypeCandidate, TypeMessage:
+		return true
+	}
+	return false
+}

@@ -8,11 +8,14 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"icegate/config"
 	"icegate/internal/leakcheck"
@@ -232,6 +235,21 @@ func (c *client) waitClosed() error {
 
 func (c *client) id() string { return c.hello["peer"].(string) }
 
+// pairInRoom connects two peers, a and b, that both join room (a first),
+// and reads everything the joins sent them, a's peer-joined included.
+func pairInRoom(t testing.TB, s *Server, room string) (a, b *client) {
+	t.Helper()
+	a = connect(t, s, pipeOpts{})
+	b = connect(t, s, pipeOpts{})
+	join := `{"type":"join","room":` + strconv.Quote(room) + `}`
+	for _, p := range []*client{a, b} {
+		p.send(join)
+		p.expect("joined")
+	}
+	a.expect("peer-joined")
+	return a, b
+}
+
 // eventually polls cond for up to 5s.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -242,6 +260,16 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// counterValue reads a counter.
+func counterValue(t testing.TB, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
 
 func str(v any) string {

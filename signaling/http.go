@@ -111,11 +111,12 @@ func (s *Server) authorize(r *http.Request) (*Claims, error) {
 	return VerifyToken(secrets, tok, time.Now())
 }
 
-// admit runs the checks shared by the WebSocket and the API. It answers
-// the request itself when it refuses.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*Claims, bool) {
-	if !s.checkOrigin(r) {
-		s.refuse(w, r, http.StatusForbidden, "origin", "origin "+safeText(r.Header.Get("Origin"))+" is not allowed (signaling.allowed_origins)")
+// admit runs the checks shared by the WebSocket and the API, given the
+// result of checkOrigin (computed once by the caller). It answers the
+// request itself when it refuses.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, originOK bool) (*Claims, bool) {
+	if !originOK {
+		s.refuseOrigin(w, r)
 		return nil, false
 	}
 	claims, err := s.authorize(r)
@@ -128,6 +129,11 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*Claims, bool) {
 		return nil, false
 	}
 	return claims, true
+}
+
+// refuseOrigin answers a request whose Origin is not allowed.
+func (s *Server) refuseOrigin(w http.ResponseWriter, r *http.Request) {
+	s.refuse(w, r, http.StatusForbidden, "origin", "origin "+safeText(r.Header.Get("Origin"))+" is not allowed (signaling.allowed_origins)")
 }
 
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason, msg string) {
@@ -153,7 +159,7 @@ func requestHost(r *http.Request) string {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
-	claims, ok := s.admit(w, r)
+	claims, ok := s.admit(w, r, s.checkOrigin(r))
 	if !ok {
 		return
 	}
@@ -186,10 +192,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 }
 
 // cors answers a preflight and sets the CORS headers for an allowed
-// origin. It reports whether the request is done.
-func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+// origin, given the result of checkOrigin. It reports whether the request
+// is done.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request, originOK bool) bool {
 	origin := r.Header.Get("Origin")
-	if origin != "" && s.checkOrigin(r) {
+	if origin != "" && originOK {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
@@ -198,8 +205,8 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 		h.Set("Access-Control-Max-Age", "600")
 	}
 	if r.Method == http.MethodOptions {
-		if origin != "" && !s.checkOrigin(r) {
-			s.refuse(w, r, http.StatusForbidden, "origin", "origin "+safeText(origin)+" is not allowed (signaling.allowed_origins)")
+		if !originOK {
+			s.refuseOrigin(w, r)
 			return true
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -225,25 +232,48 @@ func apiUser(claims *Claims, asked string) (string, bool) {
 	return asked, true
 }
 
-// serveTURN implements the TURN REST API draft
-// (draft-uberti-behave-turn-rest-00 §2): GET ?service=turn&username=U gives
-// {username, password, ttl, uris}.
-func (s *Server) serveTURN(w http.ResponseWriter, r *http.Request) {
-	if s.cors(w, r) {
-		return
+// openAPI runs what both API handlers start with, in this order: the
+// preflight, CORS headers and method (cors), the origin and the token
+// (admit), check on the query when check is not nil, and the username
+// (apiUser). The origin is checked once, for both cors and admit. When a
+// step refuses, openAPI answers the request itself and returns false;
+// otherwise it returns the user part of the credentials to mint. check
+// returns "" to accept the query, else the reason for a 400.
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request, check func(url.Values) string) (string, bool) {
+	originOK := s.checkOrigin(r)
+	if s.cors(w, r, originOK) {
+		return "", false
 	}
-	claims, ok := s.admit(w, r)
+	claims, ok := s.admit(w, r, originOK)
 	if !ok {
-		return
+		return "", false
 	}
 	q := r.URL.Query()
-	if svc := q.Get("service"); svc != "" && svc != "turn" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "bad-request", "error": "service must be \"turn\""})
-		return
+	if check != nil {
+		if msg := check(q); msg != "" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"code": "bad-request", "error": msg})
+			return "", false
+		}
 	}
 	user, ok := apiUser(claims, q.Get("username"))
 	if !ok {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "bad-request", "error": "username must be at most 128 bytes without control characters"})
+		return "", false
+	}
+	return user, true
+}
+
+// serveTURN implements the TURN REST API draft
+// (draft-uberti-behave-turn-rest-00 §2): GET ?service=turn&username=U gives
+// {username, password, ttl, uris}.
+func (s *Server) serveTURN(w http.ResponseWriter, r *http.Request) {
+	user, ok := s.openAPI(w, r, func(q url.Values) string {
+		if svc := q.Get("service"); svc != "" && svc != "turn" {
+			return "service must be \"turn\""
+		}
+		return ""
+	})
+	if !ok {
 		return
 	}
 	servers, exp, minted := s.iceServers(requestHost(r), user)
@@ -271,16 +301,8 @@ func (s *Server) serveTURN(w http.ResponseWriter, r *http.Request) {
 // also carries "natProbe", the stun: URLs of the server's two addresses
 // (RTCPeerConnection ignores members it does not know).
 func (s *Server) serveICEServers(w http.ResponseWriter, r *http.Request) {
-	if s.cors(w, r) {
-		return
-	}
-	claims, ok := s.admit(w, r)
+	user, ok := s.openAPI(w, r, nil)
 	if !ok {
-		return
-	}
-	user, ok := apiUser(claims, r.URL.Query().Get("username"))
-	if !ok {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"code": "bad-request", "error": "username must be at most 128 bytes without control characters"})
 		return
 	}
 	servers, _, _ := s.iceServers(requestHost(r), user)

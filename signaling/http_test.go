@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -209,6 +210,77 @@ func TestCredentialAPI(t *testing.T) {
 	}
 }
 
+func TestCredentialAPIRefusals(t *testing.T) {
+	_, hs := httpServer(t, nil)
+	do := func(method, path, origin string) (*http.Response, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, hs.URL+path, nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		return resp, v
+	}
+	for _, path := range []string{"/api/turn", "/api/ice-servers"} {
+		// A preflight from a foreign origin is refused, without CORS headers.
+		resp, v := do("OPTIONS", path, "https://evil.example")
+		if resp.StatusCode != 403 || v["code"] != "origin" || resp.Header.Get("Access-Control-Allow-Origin") != "" ||
+			!strings.Contains(str(v["error"]), "https://evil.example is not allowed (signaling.allowed_origins)") {
+			t.Errorf("%s: foreign preflight: %d %v %v", path, resp.StatusCode, resp.Header, v)
+		}
+		// A preflight without Origin is answered.
+		if resp, _ := do("OPTIONS", path, ""); resp.StatusCode != 204 {
+			t.Errorf("%s: preflight without origin: %d", path, resp.StatusCode)
+		}
+		// Other methods get 405, with CORS headers for an allowed origin.
+		resp, v = do("POST", path, "http://localhost:5173")
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, OPTIONS" || v["code"] != "method" ||
+			resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:5173" {
+			t.Errorf("%s: POST: %d %v %v", path, resp.StatusCode, resp.Header, v)
+		}
+		// A username the credentials cannot carry.
+		resp, v = do("GET", path+"?username=a%0Ab", "")
+		if resp.StatusCode != 400 || v["code"] != "bad-request" || v["error"] != "username must be at most 128 bytes without control characters" {
+			t.Errorf("%s: bad username: %d %v", path, resp.StatusCode, v)
+		}
+	}
+	// On /api/turn the service is checked before the username.
+	resp, v := do("GET", "/api/turn?service=stun&username=a%0Ab", "")
+	if resp.StatusCode != 400 || v["error"] != `service must be "turn"` {
+		t.Errorf("service and username both wrong: %d %v", resp.StatusCode, v)
+	}
+	// /api/ice-servers has no service parameter.
+	if resp, _ := do("GET", "/api/ice-servers?service=stun", ""); resp.StatusCode != 200 {
+		t.Errorf("api/ice-servers?service=stun: %d", resp.StatusCode)
+	}
+
+	// The origin is checked before the token.
+	_, tok := httpServer(t, func(c *config.Config) { c.Signaling.TokenSecrets = []string{tokenSecret} })
+	for _, tc := range []struct {
+		origin string
+		want   int
+	}{{"https://evil.example", 403}, {"http://localhost:5173", 401}, {"", 401}} {
+		req, _ := http.NewRequest("GET", tok.URL+"/api/ice-servers", nil)
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("token required, origin %q: %d, want %d", tc.origin, resp.StatusCode, tc.want)
+		}
+	}
+}
+
 func TestTestPage(t *testing.T) {
 	_, hs := httpServer(t, nil)
 	resp, err := http.Get(hs.URL + "/")
@@ -316,10 +388,41 @@ func TestOutbox(t *testing.T) {
 	if !gap || from <= 2 {
 		t.Fatalf("rewind(1): %d %v", from, gap)
 	}
-	// A client claiming more than was sent gets only what is new.
+	// A client claiming more than was sent gets only what is new, and a
+	// gap: which of the messages written before it received is unknown.
 	o.take()
-	if from, gap := o.rewind(100); from != 9 || gap {
+	if from, gap := o.rewind(100); from != 9 || !gap {
 		t.Fatalf("rewind(100): %d %v", from, gap)
+	}
+}
+
+func TestOutboxRewindBeyondSent(t *testing.T) {
+	o := newOutbox(8, 8)
+	// Nothing written yet: a claim beyond it misses nothing.
+	o.push([]byte("a"))
+	if from, gap := o.rewind(5); from != 1 || gap {
+		t.Fatalf("rewind(5) before any write: %d %v", from, gap)
+	}
+	if first, msgs := o.take(); first != 1 || len(msgs) != 1 {
+		t.Fatalf("take: %d %q", first, msgs)
+	}
+	// 1 and 2 written, 3 queued. Messages never written still go out;
+	// those written may not have arrived, which the gap says.
+	o.push([]byte("b"))
+	o.take()
+	o.push([]byte("c"))
+	for _, last := range []uint64{3, 4, 1000, math.MaxUint64} {
+		from, gap := o.rewind(last)
+		if from != 3 || !gap {
+			t.Fatalf("rewind(%d): %d %v, want 3 and a gap", last, from, gap)
+		}
+	}
+	if first, msgs := o.take(); first != 3 || len(msgs) != 1 || string(msgs[0]) != "c" {
+		t.Fatalf("after rewinds beyond what was sent: %d %q", first, msgs)
+	}
+	// The largest claim within what was sent is the ordinary case.
+	if from, gap := o.rewind(2); from != 3 || gap {
+		t.Fatalf("rewind(2): %d %v", from, gap)
 	}
 }
 

@@ -71,18 +71,27 @@ func (o *outbox) take() (uint64, [][]byte) {
 
 // rewind makes the messages after seq last unsent again, for a client
 // that resumes having received up to last. It returns the first seq that
-// will be sent and whether messages after last were already dropped.
+// will be sent and whether messages the client may not have received will
+// not be sent: either they were already dropped, or last is a seq that was
+// never handed to a writer (one from another peer, say), so which of the
+// written messages arrived is unknown.
 func (o *outbox) rewind(last uint64) (from uint64, gap bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	want := last + 1
+	var want uint64
 	switch {
-	case want < o.base:
+	case last >= o.sent:
+		// The claim is impossible. What was never handed to a writer is
+		// sent; what was is not replayed, and if there is any, that is a
+		// gap. (Compared before adding 1, so the largest uint64 cannot
+		// wrap to 0.)
+		want = o.sent
+		gap = o.sent > 1
+	case last+1 < o.base:
 		gap = true
 		want = o.base
-	case want > o.next():
-		// The client claims more than was ever sent; send what is new.
-		want = o.next()
+	default:
+		want = last + 1
 	}
 	if want < o.sent {
 		o.sent = want

@@ -100,13 +100,14 @@ type AcceptOptions struct {
 func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOptions) error {
 	c := &conn{s: s, ws: ws, host: opts.Host, done: make(chan struct{}), writerDone: make(chan struct{})}
 	if err := s.enter(c); err != nil {
-		code := websocket.CloseTryAgainLater
+		code, reason := websocket.CloseTryAgainLater, "capacity"
 		if errors.Is(err, ErrClosed) {
-			code = websocket.CloseGoingAway
+			code, reason = websocket.CloseGoingAway, "closing"
 		}
+		// Counted before the client can see the close.
+		s.metrics.refused.WithLabelValues(reason).Inc()
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, err.Error()), time.Now().Add(time.Second))
 		_ = ws.Close()
-		s.metrics.refused.WithLabelValues("capacity").Inc()
 		return err
 	}
 	defer s.exit(c)

@@ -1,8 +1,8 @@
 package signaling
 
 import (
-	"bytes"
 	"encoding/json"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -56,15 +56,6 @@ type inbound struct {
 	MaxPeers int             `json:"max_peers,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
 	On       *bool           `json:"on,omitempty"`
-}
-
-// directed reports whether t is sent to one peer.
-func directed(t string) bool {
-	switch t {
-	case TypeOffer, TypeAnswer, TypeCandidate, TypeMessage:
-		return true
-	}
-	return false
 }
 
 // parse decodes and validates one client message. On error it still
@@ -170,7 +161,7 @@ func checkRoom(r string) *protoError {
 // jsonErrText shortens encoding/json's errors for a client.
 func jsonErrText(err error) string {
 	s := err.Error()
-	s = string(bytes.TrimPrefix([]byte(s), []byte("json: ")))
+	s = strings.TrimPrefix(s, "json: ")
 	if len(s) > 120 {
 		s = s[:120]
 	}
@@ -221,8 +212,9 @@ type serverInfo struct {
 }
 
 type replayInfo struct {
-	// From is the first seq replayed; Gap says older messages the client
-	// had not seen were no longer kept.
+	// From is the first seq replayed. Gap says messages the client may
+	// not have received are not replayed: they were no longer kept, or
+	// the client's last seq is beyond any this peer was sent.
 	From uint64 `json:"from"`
 	Gap  bool   `json:"gap,omitempty"`
 }

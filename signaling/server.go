@@ -79,12 +79,22 @@ type Server struct {
 	byResume map[string]*peer
 	rooms    map[string]*room
 	names    map[string]*peer // /ws/simple logins
-	gone     map[string]time.Time
-	conns    map[*conn]struct{}
-	closed   bool
+	// gone maps the ids of departed peers to when they left; goneOrder
+	// holds the same departures, oldest first, so that pruning takes
+	// entries from its front instead of scanning the map.
+	gone      map[string]time.Time
+	goneOrder []departure
+	conns     map[*conn]struct{}
+	closed    bool
 
 	nconns atomic.Int64
 	wg     sync.WaitGroup // Accept calls running
+}
+
+// departure is one entry of Server.goneOrder.
+type departure struct {
+	id string
+	at time.Time
 }
 
 // room is a named set of peers, in join order. Guarded by Server.mu.
@@ -264,17 +274,34 @@ func (s *Server) removeLocked(p *peer, why string) {
 	if p.simple {
 		s.simpleLogoutLocked(p)
 	}
-	if len(s.gone) >= maxGone {
-		now := time.Now()
-		for id, t := range s.gone {
-			if now.Sub(t) > goneMemory || len(s.gone) >= maxGone {
-				delete(s.gone, id)
-			}
-		}
-	}
-	s.gone[p.id] = time.Now()
+	s.rememberGoneLocked(p.id, time.Now())
 	s.metrics.peers.Dec()
 	s.log.Debug("peer gone", "peer", p.id, "why", why)
+}
+
+// rememberGoneLocked records that peer id left at now, for peerGoneLocked.
+// It forgets departures older than goneMemory and, beyond maxGone, the
+// oldest ones. Departures are recorded in time order (under mu, with the
+// monotonic clock), so both are at the front of goneOrder: the cost is
+// O(1) amortized per departure. Caller holds mu.
+func (s *Server) rememberGoneLocked(id string, now time.Time) {
+	s.gone[id] = now
+	s.goneOrder = append(s.goneOrder, departure{id: id, at: now})
+	n := 0
+	for _, d := range s.goneOrder {
+		if len(s.goneOrder)-n <= maxGone && now.Sub(d.at) < goneMemory {
+			break
+		}
+		// An id that left again later has a newer entry; keep that one.
+		if t, ok := s.gone[d.id]; ok && t.Equal(d.at) {
+			delete(s.gone, d.id)
+		}
+		n++
+	}
+	if n > 0 {
+		clear(s.goneOrder[:n]) // let the ids be collected
+		s.goneOrder = s.goneOrder[n:]
+	}
 }
 
 // leaveLocked takes p out of room name and tells the others. Caller holds mu.

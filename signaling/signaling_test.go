@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -233,13 +234,7 @@ func TestRoomsPerPeerAndTokenRooms(t *testing.T) {
 
 func TestMalformed(t *testing.T) {
 	s := newTestServer(t, nil)
-	a := connect(t, s, pipeOpts{})
-	b := connect(t, s, pipeOpts{})
-	for _, p := range []*client{a, b} {
-		p.send(`{"type":"join","room":"r"}`)
-		p.expect("joined")
-	}
-	a.expect("peer-joined")
+	a, b := pairInRoom(t, s, "r")
 	for _, tc := range []struct{ in, code, id string }{
 		{`not json`, CodeBadJSON, ""},
 		{`[1,2]`, CodeBadJSON, ""},
@@ -306,17 +301,14 @@ func TestMaxConnections(t *testing.T) {
 	if err := b.waitClosed(); closeCode(err) != websocket.CloseTryAgainLater {
 		t.Fatalf("second connection: %v", err)
 	}
+	if got := counterValue(t, s.metrics.refused.WithLabelValues("capacity")); got != 1 {
+		t.Errorf("refused{reason=capacity} = %v, want 1", got)
+	}
 }
 
 func TestSlowReaderDisconnected(t *testing.T) {
 	s := newTestServer(t, func(c *config.Config) { c.Signaling.SendQueue = 16 })
-	a := connect(t, s, pipeOpts{})
-	b := connect(t, s, pipeOpts{}) // reads hello, then stops reading below
-	for _, p := range []*client{a, b} {
-		p.send(`{"type":"join","room":"r"}`)
-		p.expect("joined")
-	}
-	a.expect("peer-joined")
+	a, b := pairInRoom(t, s, "r") // b reads hello, then stops reading below
 	// b stops reading: everything for it piles up on the server.
 	b.raw.SetReadDeadline(time.Now()) // its reader fails; nothing reads the pipe any more
 	eventually(t, "b's reader to stop", func() bool {
@@ -352,13 +344,7 @@ func TestSlowReaderDisconnected(t *testing.T) {
 
 func TestResume(t *testing.T) {
 	s := newTestServer(t, nil)
-	a := connect(t, s, pipeOpts{})
-	b := connect(t, s, pipeOpts{})
-	for _, p := range []*client{a, b} {
-		p.send(`{"type":"join","room":"r"}`)
-		p.expect("joined")
-	}
-	a.expect("peer-joined")
+	a, b := pairInRoom(t, s, "r")
 	a.send(`{"type":"message","to":"` + b.id() + `","data":0}`)
 	m := b.expect("message")
 	lastSeq := str(m["seq"])
@@ -415,15 +401,79 @@ func TestResume(t *testing.T) {
 	}
 }
 
+func TestResumeWithLastBeyondSent(t *testing.T) {
+	s := newTestServer(t, nil)
+	a, b := pairInRoom(t, s, "r") // b received seq 1, its joined
+	b.raw.Close()
+	eventually(t, "the server to notice", func() bool { return s.Connections() == 1 })
+	a.send(`{"type":"message","to":"` + b.id() + `","id":1,"data":"held"}`)
+	if ack := a.expect("ack"); ack["held"] != true {
+		t.Fatalf("ack while b is away: %v", ack)
+	}
+	// A last that this peer was never sent (say, from an earlier peer's
+	// connection): what was written before is not replayed, and the
+	// hello says so; the message held since is delivered.
+	b2 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: b.hello["resume_token"].(string), LastSeq: 50}})
+	if b2.hello["resumed"] != true || str(b2.hello["replay"]) != `{"from":2,"gap":true}` {
+		t.Fatalf("resume with a last beyond what was sent: %v", b2.hello)
+	}
+	if m := b2.expect("message"); m["data"] != "held" || str(m["seq"]) != "2" {
+		t.Fatalf("held message: %v", m)
+	}
+	if got := counterValue(t, s.metrics.resumes.WithLabelValues("gap")); got != 1 {
+		t.Errorf("resumes{outcome=gap} = %v, want 1", got)
+	}
+}
+
+func TestGoneMemory(t *testing.T) {
+	s := newTestServer(t, nil)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	// Departures older than goneMemory are forgotten at the next one.
+	s.rememberGoneLocked("old-1", now.Add(-goneMemory-time.Second))
+	s.rememberGoneLocked("old-2", now.Add(-goneMemory))
+	s.rememberGoneLocked("recent", now.Add(-goneMemory+time.Minute))
+	s.rememberGoneLocked("now", now)
+	if _, ok := s.gone["old-1"]; ok || len(s.gone) != 2 || len(s.goneOrder) != 2 {
+		t.Fatalf("after expiry: %v", s.gone)
+	}
+	if !s.peerGoneLocked("recent") || !s.peerGoneLocked("now") || s.peerGoneLocked("old-2") {
+		t.Fatalf("peerGoneLocked after expiry: %v", s.gone)
+	}
+
+	// Beyond maxGone the oldest are forgotten, one for one, through the
+	// path a real departure takes.
+	var ids []string
+	for i := range maxGone + 10 {
+		p := &peer{id: fmt.Sprintf("p%05d", i)}
+		s.registerLocked(p)
+		s.removeLocked(p, "test")
+		ids = append(ids, p.id)
+	}
+	if len(s.gone) != maxGone || len(s.goneOrder) != maxGone {
+		t.Fatalf("%d remembered, %d in order; want %d", len(s.gone), len(s.goneOrder), maxGone)
+	}
+	for _, id := range []string{"recent", "now", ids[0], ids[9]} {
+		if s.peerGoneLocked(id) {
+			t.Errorf("%s still remembered", id)
+		}
+	}
+	for _, id := range []string{ids[10], ids[len(ids)-1]} {
+		if !s.peerGoneLocked(id) {
+			t.Errorf("%s forgotten", id)
+		}
+	}
+	for i, d := range s.goneOrder {
+		if d.id != ids[10+i] || !s.gone[d.id].Equal(d.at) {
+			t.Fatalf("goneOrder[%d] = %v, want %s as in gone", i, d, ids[10+i])
+		}
+	}
+}
+
 func TestResumeGraceExpires(t *testing.T) {
 	s := newTestServer(t, func(c *config.Config) { c.Signaling.ResumeGrace = "300ms" })
-	a := connect(t, s, pipeOpts{})
-	b := connect(t, s, pipeOpts{})
-	for _, p := range []*client{a, b} {
-		p.send(`{"type":"join","room":"r"}`)
-		p.expect("joined")
-	}
-	a.expect("peer-joined")
+	a, b := pairInRoom(t, s, "r")
 	b.raw.Close()
 	if m := a.expect("peer-left"); m["peer"] != b.id() {
 		t.Fatalf("peer-left: %v", m)
@@ -495,13 +545,7 @@ func TestTURNEvents(t *testing.T) {
 
 func TestBye(t *testing.T) {
 	s := newTestServer(t, nil)
-	a := connect(t, s, pipeOpts{})
-	b := connect(t, s, pipeOpts{})
-	for _, p := range []*client{a, b} {
-		p.send(`{"type":"join","room":"r"}`)
-		p.expect("joined")
-	}
-	a.expect("peer-joined")
+	a, b := pairInRoom(t, s, "r")
 	b.send(`{"type":"bye","id":1}`)
 	b.expect("ack")
 	if m := a.expect("peer-left"); m["peer"] != b.id() {
@@ -529,6 +573,12 @@ func TestShutdownClosesConnections(t *testing.T) {
 	b := connect(t, s, pipeOpts{noHello: true})
 	if err := b.waitClosed(); closeCode(err) != websocket.CloseGoingAway {
 		t.Fatalf("after shutdown: %v", err)
+	}
+	// Counted as refused for what it was, not for capacity.
+	closing := counterValue(t, s.metrics.refused.WithLabelValues("closing"))
+	capacity := counterValue(t, s.metrics.refused.WithLabelValues("capacity"))
+	if closing != 1 || capacity != 0 {
+		t.Errorf("refused after shutdown: closing %v, capacity %v; want 1 and 0", closing, capacity)
 	}
 }
 

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -59,16 +60,7 @@ type simpleError struct {
 }
 
 func validName(n string) bool {
-	return n != "" && len(n) <= maxPeerBytes && utf8.ValidString(n) && !containsFunc(n, unicode.IsControl)
-}
-
-func containsFunc(s string, f func(rune) bool) bool {
-	for _, r := range s {
-		if f(r) {
-			return true
-		}
-	}
-	return false
+	return n != "" && len(n) <= maxPeerBytes && utf8.ValidString(n) && !strings.ContainsFunc(n, unicode.IsControl)
 }
 
 func (c *conn) simpleError(msg string) {

@@ -102,6 +102,10 @@ function onHello(m) {
   state.hello = m;
   state.peer = m.peer;
   state.resume = m.resume_token;
+  // A new peer (a first connection, or a resume that failed) numbers its
+  // messages from 1 again: the seq of an earlier peer must not be sent as
+  // "last" when this one resumes.
+  if (!m.resumed) state.lastSeq = 0;
   state.reconnects = 0;
   setConn((m.resumed ? 'resumed' : 'connected') + ' as ' + m.peer + (m.user ? ' (' + m.user + ')' : ''), 'ok');
   $('#me').textContent = 'you are ' + m.peer;
