@@ -25,7 +25,7 @@ import (
 // refreshes its permission).
 type fastPath struct {
 	mu        sync.RWMutex
-	relays    map[netip.AddrPort]*relayConn      // advertised relay address -> socket
+	relays    map[netip.AddrPort]*relayConn        // advertised relay address -> socket
 	listeners map[netip.AddrPort][]*gatePacketConn // local address -> its UDP listener sockets (one per loop)
 }
 
