@@ -66,15 +66,7 @@ func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
 		if err != nil {
 			return n, from, err
 		}
-		// ChannelData (RFC 8656 §12.4), the relay's hot path: first two bits
-		// 01; and Send indications (§11.1), 0x0016.
-		if n >= 4 && p[0]&0xC0 == 0x40 && c.relayChannelData(direct{}, p[:n], from) {
-			continue
-		}
-		if n >= 20 && p[0] == 0x00 && p[1] == 0x16 && c.relaySend(direct{}, p[:n], from) {
-			continue
-		}
-		if n >= 20 && p[0] == 0x00 && p[1] == 0x01 && c.answerBindingFast(direct{}, p[:n], p[(n+3)&^3:], from) {
+		if c.fastPacket(direct{}, p[:n], p[(n+3)&^3:], from) {
 			continue
 		}
 		return n, from, nil
@@ -83,15 +75,23 @@ func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
 
 // loopPacket is the event loop's fast path for this listener.
 func (c *gatePacketConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort) bool {
-	p := b[headroom : headroom+n]
+	return c.fastPacket(out, b[headroom:headroom+n], b[headroom+(n+3)&^3:], from)
+}
+
+// fastPacket relays or answers a client's datagram p without pion, or
+// reports false: ChannelData (RFC 8656 §12.4, first two bits 01), the
+// relay's hot path; Send indications (§11.1, 0x0016); plain Binding
+// requests, answered in scratch, the room after the request in the same
+// buffer.
+func (c *gatePacketConn) fastPacket(out sender, p, scratch []byte, from netip.AddrPort) bool {
+	n := len(p)
 	switch {
 	case n >= 4 && p[0]&0xC0 == 0x40:
 		return c.relayChannelData(out, p, from)
 	case n >= 20 && p[0] == 0x00 && p[1] == 0x16:
 		return c.relaySend(out, p, from)
 	case n >= 20 && p[0] == 0x00 && p[1] == 0x01:
-		// The response is built after the request, in the same buffer.
-		return c.answerBindingFast(out, p, b[headroom+(n+3)&^3:], from)
+		return c.answerBindingFast(out, p, scratch, from)
 	}
 	return false
 }
