@@ -54,13 +54,6 @@ func (c *clientUsers) set(client net.Addr, username, userID string) {
 	c.m[client.String()] = [2]string{username, userID}
 }
 
-func (c *clientUsers) get(client net.Addr) (string, string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u := c.m[client.String()]
-	return u[0], u[1]
-}
-
 func (c *clientUsers) forget(client net.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -249,8 +249,11 @@ func (g *gate) authHandler(ra *pionRequestAttributes) (string, []byte, bool) {
 	if ok {
 		return v.userID, v.key, true
 	}
-	// Not seen by the gate: let pion's own integrity check decide with the
-	// first candidate key.
+	// Every request passes the gate first, so this happens only when the
+	// entry went in the purge above: let pion's own integrity check decide
+	// with the first candidate key (right for a static user or a single
+	// shared secret; with several live secrets the client may get a 401 and
+	// retry, and the gate sees the retry).
 	creds := g.s.creds.Load()
 	if creds == nil {
 		return "", nil, false

@@ -64,12 +64,10 @@ type Server struct {
 	limited *limitedLog
 	metrics *Metrics
 
-	creds  atomic.Pointer[auth.Credentials]
-	policy atomic.Pointer[auth.Policy]
-	// guarded are this server's own addresses that relays may reach only on
-	// relay ports (see buildPolicy).
-	guarded atomic.Pointer[[]netip.Addr]
-	relays  *relayAllocator
+	creds atomic.Pointer[auth.Credentials]
+	// peers is the peer policy, swapped as a whole on reload.
+	peers  atomic.Pointer[peerPolicy]
+	relays *relayAllocator
 	gate    *gate
 	fast    *fastPath
 	// Counters the packet path uses, looked up once.
@@ -521,7 +519,7 @@ func detectAddress(v6 bool) netip.Addr {
 // relays may reach only on relay ports.
 func (s *Server) isGuarded(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	for _, a := range *s.guarded.Load() {
+	for _, a := range s.peers.Load().guarded {
 		if a == ip {
 			return true
 		}
@@ -607,9 +605,17 @@ func (s *Server) applyPolicy(cfg *config.Config) error {
 			guarded = append(guarded, a)
 		}
 	}
-	s.policy.Store(policy)
-	s.guarded.Store(&guarded)
+	s.peers.Store(&peerPolicy{policy: policy, guarded: guarded})
 	return nil
+}
+
+// peerPolicy is the policy and the server's own addresses it guards, one
+// value so that a reader never sees one without the other.
+type peerPolicy struct {
+	policy *auth.Policy
+	// guarded are this server's own addresses that relays may reach only
+	// on relay ports.
+	guarded []netip.Addr
 }
 
 // permission is pion's PermissionHandler: the peer policy, logged with the
@@ -623,7 +629,7 @@ func (s *Server) permission(client net.Addr, peer net.IP) bool {
 }
 
 func (s *Server) decide(client net.Addr, ip netip.Addr) auth.Decision {
-	d := s.policy.Load().Decide(ip)
+	d := s.peers.Load().policy.Decide(ip)
 	if !d.Allowed {
 		s.metrics.PeerDenials.WithLabelValues(ruleLabel(d.Rule)).Inc()
 		s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
