@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/config"
+	"icegate/internal/ratelog"
 )
 
 // Options are the parts of a Server that do not come from the config file.
@@ -65,7 +66,7 @@ const (
 // is not usable; call New.
 type Server struct {
 	log     *slog.Logger
-	limited *limitedLog
+	limited *ratelog.Logger
 	metrics *metrics
 	secret  func() string
 	version string
@@ -116,7 +117,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	log = log.With("component", "signaling")
 	s := &Server{
 		log:      log,
-		limited:  newLimitedLog(log),
+		limited:  ratelog.New(log),
 		metrics:  newMetrics(opts.Registerer),
 		secret:   opts.Secret,
 		version:  opts.Version,
@@ -373,36 +374,6 @@ func (s *Server) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return Stats{Connections: int(s.nconns.Load()), Peers: len(s.peers), Rooms: len(s.rooms)}
-}
-
-// limitedLog logs at most one line per key per second, so a flood cannot
-// flood the log.
-type limitedLog struct {
-	log  *slog.Logger
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func newLimitedLog(log *slog.Logger) *limitedLog {
-	return &limitedLog{log: log, last: map[string]time.Time{}}
-}
-
-func (l *limitedLog) Log(level slog.Level, key, msg string, args ...any) {
-	if !l.log.Enabled(context.Background(), level) {
-		return
-	}
-	now := time.Now()
-	l.mu.Lock()
-	if t, ok := l.last[key]; ok && now.Sub(t) < time.Second {
-		l.mu.Unlock()
-		return
-	}
-	if len(l.last) > 10000 {
-		clear(l.last)
-	}
-	l.last[key] = now
-	l.mu.Unlock()
-	l.log.Log(context.Background(), level, msg, args...)
 }
 
 // safeText trims client-supplied text for logs.

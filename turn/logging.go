@@ -4,83 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
-	"time"
 
 	"github.com/pion/logging"
+
+	"icegate/internal/ratelog"
 )
-
-// limitedLog logs at most burst messages per key and then one per interval,
-// counting what it suppressed so the next message that gets through says how
-// many were dropped. A flood of bad requests therefore cannot fill the disk,
-// while the metrics still count every one.
-type limitedLog struct {
-	log      *slog.Logger
-	interval time.Duration
-	burst    int
-
-	mu   sync.Mutex
-	keys map[string]*logBucket
-}
-
-type logBucket struct {
-	tokens     float64
-	last       time.Time
-	suppressed int
-}
-
-func newLimitedLog(log *slog.Logger) *limitedLog {
-	return &limitedLog{log: log, interval: 100 * time.Millisecond, burst: 20, keys: map[string]*logBucket{}}
-}
-
-// allow reports whether a message under key may be logged now and how many
-// were suppressed since the last one. Keys come from fixed sets (reasons,
-// rules), so the map stays small.
-func (l *limitedLog) allow(key string) (bool, int) {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.keys[key]
-	if b == nil {
-		b = &logBucket{tokens: float64(l.burst), last: now}
-		l.keys[key] = b
-	}
-	b.tokens += float64(now.Sub(b.last)) / float64(l.interval)
-	if b.tokens > float64(l.burst) {
-		b.tokens = float64(l.burst)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		b.suppressed++
-		return false, 0
-	}
-	b.tokens--
-	n := b.suppressed
-	b.suppressed = 0
-	return true, n
-}
-
-// Log logs msg at level under the rate limit for key.
-func (l *limitedLog) Log(level slog.Level, key, msg string, args ...any) {
-	l.LogLazy(level, key, msg, func() []any { return args })
-}
-
-// LogLazy is Log for hot paths: args is called only when the line is
-// written, so a suppressed line costs no allocation.
-func (l *limitedLog) LogLazy(level slog.Level, key, msg string, args func() []any) {
-	if !l.log.Enabled(context.Background(), level) {
-		return
-	}
-	ok, suppressed := l.allow(key)
-	if !ok {
-		return
-	}
-	a := args()
-	if suppressed > 0 {
-		a = append(a, "suppressed", suppressed)
-	}
-	l.log.Log(context.Background(), level, msg, a...)
-}
 
 // pionLoggerFactory adapts pion's leveled logger to slog. pion logs client
 // mistakes (unknown attributes, bad channel numbers) at warn and error level,
@@ -88,7 +16,7 @@ func (l *limitedLog) LogLazy(level slog.Level, key, msg string, args func() []an
 // output is checked for being enabled before anything is formatted.
 type pionLoggerFactory struct {
 	log     *slog.Logger
-	limited *limitedLog
+	limited *ratelog.Logger
 }
 
 func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
@@ -97,7 +25,7 @@ func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
 
 type pionLogger struct {
 	log     *slog.Logger
-	limited *limitedLog
+	limited *ratelog.Logger
 	scope   string
 }
 

@@ -31,6 +31,7 @@ import (
 
 	"icegate/auth"
 	"icegate/config"
+	"icegate/internal/ratelog"
 )
 
 // pionRequestAttributes is pion's view of an authenticated request.
@@ -61,7 +62,7 @@ type ListenAddr struct {
 type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
-	limited *limitedLog
+	limited *ratelog.Logger
 	metrics *Metrics
 
 	creds atomic.Pointer[auth.Credentials]
@@ -108,7 +109,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	s := &Server{
 		cfg:         cfg,
 		log:         log,
-		limited:     newLimitedLog(log),
+		limited:     ratelog.New(log),
 		metrics:     NewMetrics(opts.Registerer),
 		unauth:      newSourceLimiter(cfg.Limits.UnauthRate, cfg.Limits.UnauthBurst),
 		maxLifetime: cfg.Limits.MaxLifetimeDuration,
