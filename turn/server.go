@@ -69,8 +69,8 @@ type Server struct {
 	// peers is the peer policy, swapped as a whole on reload.
 	peers  atomic.Pointer[peerPolicy]
 	relays *relayAllocator
-	gate    *gate
-	fast    *fastPath
+	gate   *gate
+	fast   *fastPath
 	// Counters the packet path uses, looked up once.
 	bindingsAnswered   prometheus.Counter // Bindings answered on the fast path
 	droppedRateLimited prometheus.Counter
