@@ -123,9 +123,10 @@ func flattenBuiltins() (v4, v6, meta []namedPrefix) {
 }
 
 // BuiltinRules returns the built-in deny rules in the order Decide applies
-// them, for documentation and `icegate policy explain`. An IPv4-mapped
-// address (::ffff:0:0/96) has no rule of its own: it is judged as the IPv4
-// address it maps, with Via "ipv4-mapped". The result is a copy.
+// them, for a program that lists them (`icegate policy explain` does not:
+// Policy.Explain names only the rule that decides). An IPv4-mapped address
+// (::ffff:0:0/96) has no rule of its own: it is judged as the IPv4 address
+// it maps, with Via "ipv4-mapped". The result is a copy.
 func BuiltinRules() []Rule {
 	out := make([]Rule, len(builtinRules))
 	for i, r := range builtinRules {
@@ -134,20 +135,53 @@ func BuiltinRules() []Rule {
 	return out
 }
 
-// presets are named allow lists for common deployments. 169.254.0.0/16 is
-// deliberately in none: it holds the cloud metadata address.
-var presets = map[string][]netip.Prefix{
-	"lan":           pfx("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10"),
-	"loopback":      pfx("127.0.0.0/8", "::1/128"),
-	"cgnat":         pfx("100.64.0.0/10"),
-	"documentation": pfx("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"),
+// preset is a named allow list for a common deployment.
+type preset struct {
+	name     string
+	prefixes []netip.Prefix
+}
+
+// presets are built from the built-in rules they undo, so the two cannot
+// drift apart. 169.254.0.0/16 is deliberately in none: it holds the cloud
+// metadata address.
+var presets = []preset{
+	{"lan", rulePrefixes("rfc1918", "ipv6-ula", "ipv6-link-local")},
+	{"loopback", rulePrefixes("loopback", "ipv6-loopback")},
+	{"cgnat", rulePrefixes("cgnat")},
+	{"documentation", rulePrefixes("documentation")},
+}
+
+// rulePrefixes returns the prefixes of the named built-in rules, in the
+// order given. An unknown name is a programming error and panics when the
+// package is initialised.
+func rulePrefixes(names ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, name := range names {
+		i := slices.IndexFunc(builtinRules, func(r Rule) bool { return r.Name == name })
+		if i < 0 {
+			panic("auth: no built-in rule " + name)
+		}
+		out = append(out, builtinRules[i].Prefixes...)
+	}
+	return out
+}
+
+// presetPrefixes returns the prefixes of the named preset; ok is false for
+// an unknown name. The result is shared and must not be modified.
+func presetPrefixes(name string) (prefixes []netip.Prefix, ok bool) {
+	for _, p := range presets {
+		if p.name == name {
+			return p.prefixes, true
+		}
+	}
+	return nil, false
 }
 
 // Presets returns the names PolicyConfig.Presets accepts, sorted.
 func Presets() []string {
-	names := make([]string, 0, len(presets))
-	for n := range presets {
-		names = append(names, n)
+	names := make([]string, len(presets))
+	for i, p := range presets {
+		names[i] = p.name
 	}
 	slices.Sort(names)
 	return names
@@ -155,4 +189,7 @@ func Presets() []string {
 
 // PresetPrefixes returns the prefixes a preset allows, or nil for an
 // unknown name. The result is a copy.
-func PresetPrefixes(name string) []netip.Prefix { return slices.Clone(presets[name]) }
+func PresetPrefixes(name string) []netip.Prefix {
+	prefixes, _ := presetPrefixes(name)
+	return slices.Clone(prefixes)
+}

@@ -65,9 +65,12 @@ func LongTermKey(username, realm, password string) []byte {
 }
 
 // ParseKey parses a long-term key written as 32 hex digits, optionally
-// prefixed with 0x as `turnadmin -k` prints it.
+// prefixed with 0x (or 0X) as `turnadmin -k` prints it.
 func ParseKey(s string) ([]byte, error) {
-	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	h := s
+	if len(h) >= 2 && h[0] == '0' && (h[1] == 'x' || h[1] == 'X') {
+		h = h[2:]
+	}
 	if len(h) != 2*KeySize {
 		return nil, fmt.Errorf("key must be %d hex digits, got %d", 2*KeySize, len(h))
 	}

@@ -64,7 +64,7 @@ func TestParseFormatKey(t *testing.T) {
 			t.Errorf("ParseKey(%q) = %x, %v", in, got, err)
 		}
 	}
-	for _, in := range []string{"", "0x", "0x1234", s + "00", "0x543e1aec5d3614f03141652d6ada51zz"} {
+	for _, in := range []string{"", "0x", "0x1234", s + "00", "0x543e1aec5d3614f03141652d6ada51zz", "0x0X" + s[2:]} {
 		if _, err := ParseKey(in); err == nil {
 			t.Errorf("ParseKey(%q): want error", in)
 		}
@@ -455,4 +455,18 @@ func FuzzKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestICEServersBracketedIPv6: an IPv6 host, bracketed or not (config
+// accepts both for signaling.turn_host), gives URLs bracketed once.
+func TestICEServersBracketedIPv6(t *testing.T) {
+	for _, host := range []string{"2001:db8::7", "[2001:db8::7]"} {
+		s := ICEServers(host, 3478, 5349, Transports{UDP: true, TLS: true}, "u", "p")
+		if got := s[0].URLs[0]; got != "stun:[2001:db8::7]:3478" {
+			t.Fatalf("%s: %q", host, got)
+		}
+		if got := s[1].URLs[1]; got != "turns:[2001:db8::7]:5349?transport=tcp" {
+			t.Fatalf("%s: %q", host, got)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"net"
 	"strconv"
+	"strings"
 )
 
 // ICEServer is one entry of the iceServers list a browser passes to
@@ -26,10 +27,11 @@ type Transports struct {
 }
 
 // ICEServers returns the browser iceServers for a STUN/TURN server at host
-// (a name or an IP; IPv6 is bracketed as URLs need): a stun: URL, and when
-// username is set the turn: (UDP, TCP) and turns: URLs with that credential
-// (RFC 7064, RFC 7065). Transports switched off are left out.
+// (a name or an IP, IPv6 bracketed or not: URLs get it bracketed): a stun:
+// URL, and when username is set the turn: (UDP, TCP) and turns: URLs with
+// that credential (RFC 7064, RFC 7065). Transports switched off are left out.
 func ICEServers(host string, port, tlsPort int, t Transports, username, password string) []ICEServer {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	hp := net.JoinHostPort(host, strconv.Itoa(port))
 	hps := net.JoinHostPort(host, strconv.Itoa(tlsPort))
 	var out []ICEServer

@@ -46,23 +46,23 @@ var defaultPolicy = &Policy{}
 func NewPolicy(cfg PolicyConfig) (*Policy, error) {
 	p := &Policy{self: make(map[netip.Addr]struct{}, len(cfg.Self))}
 	for i, pr := range cfg.Deny {
-		np, err := normalize(pr)
-		if err != nil {
-			return nil, fmt.Errorf("deny[%d]: %w", i, err)
+		np := NormalizePrefix(pr)
+		if !np.IsValid() {
+			return nil, fmt.Errorf("deny[%d]: invalid prefix %q", i, pr.String())
 		}
 		p.deny = append(p.deny, namedPrefix{np, "deny " + np.String()})
 	}
 	for i, pr := range cfg.Allow {
-		np, err := normalize(pr)
-		if err != nil {
-			return nil, fmt.Errorf("allow[%d]: %w", i, err)
+		np := NormalizePrefix(pr)
+		if !np.IsValid() {
+			return nil, fmt.Errorf("allow[%d]: invalid prefix %q", i, pr.String())
 		}
 		p.allow = append(p.allow, namedPrefix{np, "allow " + np.String()})
 		p.preset = append(p.preset, false)
 	}
 	seen := map[string]bool{}
 	for _, name := range cfg.Presets {
-		prefixes, ok := presets[name]
+		prefixes, ok := presetPrefixes(name)
 		if !ok {
 			return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownPreset, name, strings.Join(Presets(), ", "))
 		}
@@ -84,15 +84,19 @@ func NewPolicy(cfg PolicyConfig) (*Policy, error) {
 	return p, nil
 }
 
-func normalize(p netip.Prefix) (netip.Prefix, error) {
+// NormalizePrefix returns p in the one form a Policy compares prefixes in:
+// an IPv4-mapped prefix (::ffff:10.0.0.0/104) becomes the IPv4 prefix it
+// maps (10.0.0.0/8), and host bits are masked off. An invalid p gives the
+// invalid Prefix.
+func NormalizePrefix(p netip.Prefix) netip.Prefix {
 	if !p.IsValid() {
-		return netip.Prefix{}, fmt.Errorf("invalid prefix %q", p.String())
+		return netip.Prefix{}
 	}
 	a, bits := p.Addr(), p.Bits()
 	if a.Is4In6() && bits >= 96 {
-		return netip.PrefixFrom(a.Unmap(), bits-96).Masked(), nil
+		return netip.PrefixFrom(a.Unmap(), bits-96).Masked()
 	}
-	return p.Masked(), nil
+	return p.Masked()
 }
 
 // Decision is the outcome of Policy.Decide. It is a value with no pointers

@@ -397,6 +397,27 @@ func TestFilledByValidate(t *testing.T) {
 	}
 }
 
+// TestPrefixesIPv4Mapped checks that an IPv4-mapped policy prefix is stored
+// as the IPv4 prefix it maps, as auth.NewPolicy compares it, and that its
+// host bits draw the warning naming what it means.
+func TestPrefixesIPv4Mapped(t *testing.T) {
+	c := &Config{Realm: "r", ShutdownGrace: "1s", Policy: &Policy{
+		Allow: []string{"::ffff:10.1.2.3/104"},
+		Deny:  []string{"::ffff:192.0.2.9"},
+	}}
+	diags := c.Validate()
+	want := "warning: policy.allow[0]: ::ffff:10.1.2.3/104 has host bits set; it means 10.0.0.0/8\n"
+	if got := FormatDiagnostics(diags); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}; !slices.Equal(c.Policy.AllowPrefixes, want) {
+		t.Errorf("AllowPrefixes = %v, want %v", c.Policy.AllowPrefixes, want)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("192.0.2.9/32")}; !slices.Equal(c.Policy.DenyPrefixes, want) {
+		t.Errorf("DenyPrefixes = %v, want %v", c.Policy.DenyPrefixes, want)
+	}
+}
+
 // TestValidateBuiltInCode checks a Config built in code: nil blocks take their
 // defaults, and with no ranges the diagnostics have no subject.
 func TestValidateBuiltInCode(t *testing.T) {

@@ -131,7 +131,9 @@ func (s *STUN) validate(v *validator, l *Listen, r *Relay) {
 	if alt.Is6() {
 		field = "relay.ipv6_public"
 	}
-	if primaryPub != primary && s.AlternatePublic == "" {
+	// Without a valid primary address its error says enough: the warning
+	// would only compare a public address with nothing.
+	if primary.IsValid() && primaryPub != primary && s.AlternatePublic == "" {
 		v.warnf(s.AlternateAddressRange, "stun.alternate_public",
 			"empty while %s is set: OTHER-ADDRESS will name %s, the alternate's local address; set its public one", field, alt)
 	}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"icegate/auth"
 )
 
 // Bounds enforced by Validate.
@@ -38,7 +39,9 @@ const (
 	maxPEMSize = 1 << 20
 )
 
-// presetNames are the valid policy.presets, in documentation order.
+// presetNames are the valid policy.presets in documentation order, for the
+// error message; auth.Presets() gives them sorted. TestPresetNames keeps
+// the two in step.
 var presetNames = []string{"lan", "loopback", "cgnat", "documentation"}
 
 // Validate checks c and fills the fields marked "Filled by Validate". It
@@ -187,10 +190,56 @@ func (v *validator) duration(s string, rng hcl.Range, field string) (d time.Dura
 	return d, true
 }
 
-// nonNegative checks an int attribute where 0 means no cap.
-func (v *validator) nonNegative(n int, rng hcl.Range, field string) {
+// durationBetween parses a duration attribute that must lie between lo and
+// hi, which loText and hiText write as the message shows them; ok is false
+// after an error, and d is then 0.
+func (v *validator) durationBetween(s string, rng hcl.Range, field string, lo, hi time.Duration, loText, hiText string) (d time.Duration, ok bool) {
+	d, ok = v.duration(s, rng, field)
+	if !ok {
+		return 0, false
+	}
+	if d < lo || d > hi {
+		v.errorf(rng, field, "%q is outside %s to %s", s, loText, hiText)
+		return 0, false
+	}
+	return d, true
+}
+
+// nonNegative checks an int attribute where 0 means no cap; it reports
+// whether n is valid.
+func (v *validator) nonNegative(n int, rng hcl.Range, field string) bool {
 	if n < 0 {
 		v.errorf(rng, field, "%d is negative (0 means no cap)", n)
+		return false
+	}
+	return true
+}
+
+// burst checks that a rate limit's burst is at least its sustained rate. A
+// rate of 0 or less (no limit, or an error reported already) is not
+// compared.
+func (v *validator) burst(rate int, rateRange hcl.Range, rateField string, burst int, burstRange hcl.Range, burstField string) {
+	if rate > 0 && burst < rate {
+		v.conflict(
+			burstRange, burstField, fmt.Sprintf("%d is below %s %d", burst, rateField, rate),
+			rateRange, rateField, fmt.Sprintf("%d is above %s %d", rate, burstField, burst))
+	}
+}
+
+// secrets checks a list of shared secrets: none empty, none twice, and a
+// warning for one shorter than minChars characters. It never prints a
+// secret.
+func (v *validator) secrets(list []string, rng hcl.Range, name string, minChars int) {
+	for i, s := range list {
+		field := fmt.Sprintf("%s[%d]", name, i)
+		switch j := slices.Index(list[:i], s); {
+		case s == "":
+			v.errorf(rng, field, "empty")
+		case j >= 0:
+			v.errorf(rng, field, "same as %s[%d]", name, j)
+		case utf8.RuneCountInString(s) < minChars:
+			v.warnf(rng, field, "only %d characters; use at least %d random ones", utf8.RuneCountInString(s), minChars)
+		}
 	}
 }
 
@@ -461,21 +510,7 @@ func (r *Relay) validate(v *validator, l *Listen) {
 }
 
 func (a *Auth) validate(v *validator) {
-	for i, s := range a.Secrets {
-		// Never print a secret.
-		field := fmt.Sprintf("auth.secrets[%d]", i)
-		if s == "" {
-			v.errorf(a.SecretsRange, field, "empty")
-			continue
-		}
-		if j := slices.Index(a.Secrets[:i], s); j >= 0 {
-			v.errorf(a.SecretsRange, field, "same as auth.secrets[%d]", j)
-			continue
-		}
-		if n := utf8.RuneCountInString(s); n < minSecretChars {
-			v.warnf(a.SecretsRange, field, "only %d characters; use at least %d random ones", n, minSecretChars)
-		}
-	}
+	v.secrets(a.Secrets, a.SecretsRange, "auth.secrets", minSecretChars)
 
 	switch sep, _ := utf8.DecodeRuneInString(a.Separator); {
 	case utf8.RuneCountInString(a.Separator) != 1:
@@ -513,13 +548,10 @@ func (a *Auth) validate(v *validator) {
 		case u.Password == "" && u.Key == "":
 			v.errorf(u.DefRange, field, "neither password nor key is set; give exactly one")
 		case u.Key != "":
-			// Never print a key: it is as good as the password.
-			h := u.Key
-			if len(h) > 2 && h[0] == '0' && (h[1] == 'x' || h[1] == 'X') {
-				h = h[2:]
-			}
-			b, err := hex.DecodeString(h)
-			if err != nil || len(b) != 16 {
+			// Never print a key, nor ParseKey's error about it: the key
+			// is as good as the password.
+			b, err := auth.ParseKey(u.Key)
+			if err != nil {
 				v.errorf(u.KeyRange, field+".key",
 					"not 32 hex digits (the MD5 of \"name:realm:password\", as turnadmin -k prints it)")
 				continue
@@ -553,16 +585,13 @@ func (v *validator) prefixes(list []string, rng hcl.Range, name string) []netip.
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-			// The policy compares IPv4-mapped peers as the IPv4 address they
-			// map, so store the IPv4 form (as auth.NewPolicy would).
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		// Store the form the policy compares in (an IPv4-mapped prefix as
+		// the IPv4 prefix it maps), as auth.NewPolicy would.
+		n := auth.NormalizePrefix(p)
+		if p.Masked() != p {
+			v.warnf(rng, field, "%s has host bits set; it means %s", p, n)
 		}
-		if m := p.Masked(); m != p {
-			v.warnf(rng, field, "%s has host bits set; it means %s", p, m)
-			p = m
-		}
-		out = append(out, p)
+		out = append(out, n)
 	}
 	return out
 }
@@ -583,23 +612,12 @@ func (l *Limits) validate(v *validator) {
 	v.nonNegative(l.PermissionsPerAllocation, l.PermissionsPerAllocationRange, "limits.permissions_per_allocation")
 	v.nonNegative(l.BandwidthPerAllocation, l.BandwidthPerAllocationRange, "limits.bandwidth_per_allocation")
 	v.nonNegative(l.UnauthRate, l.UnauthRateRange, "limits.unauthenticated_rate")
-	v.nonNegative(l.UnauthBurst, l.UnauthBurstRange, "limits.unauthenticated_burst")
-	if l.UnauthRate > 0 && l.UnauthBurst >= 0 && l.UnauthBurst < l.UnauthRate {
-		v.conflict(
-			l.UnauthBurstRange, "limits.unauthenticated_burst", fmt.Sprintf("%d is below limits.unauthenticated_rate %d", l.UnauthBurst, l.UnauthRate),
-			l.UnauthRateRange, "limits.unauthenticated_rate", fmt.Sprintf("%d is above limits.unauthenticated_burst %d", l.UnauthRate, l.UnauthBurst))
+	if v.nonNegative(l.UnauthBurst, l.UnauthBurstRange, "limits.unauthenticated_burst") {
+		v.burst(l.UnauthRate, l.UnauthRateRange, "limits.unauthenticated_rate", l.UnauthBurst, l.UnauthBurstRange, "limits.unauthenticated_burst")
 	}
 
-	lifetime := func(s string, rng hcl.Range, field string) (time.Duration, bool) {
-		d, ok := v.duration(s, rng, field)
-		if ok && (d < minLifetime || d > maxLifetime) {
-			v.errorf(rng, field, "%q is outside %s to %s", s, "30s", "24h")
-			return 0, false
-		}
-		return d, ok
-	}
-	def, defOK := lifetime(l.DefaultLifetime, l.DefaultLifetimeRange, "limits.default_lifetime")
-	maxD, maxOK := lifetime(l.MaxLifetime, l.MaxLifetimeRange, "limits.max_lifetime")
+	def, defOK := v.durationBetween(l.DefaultLifetime, l.DefaultLifetimeRange, "limits.default_lifetime", minLifetime, maxLifetime, "30s", "24h")
+	maxD, maxOK := v.durationBetween(l.MaxLifetime, l.MaxLifetimeRange, "limits.max_lifetime", minLifetime, maxLifetime, "30s", "24h")
 	l.DefaultLifetimeDuration, l.MaxLifetimeDuration = def, maxD
 	if defOK && maxOK && def > maxD {
 		v.conflict(

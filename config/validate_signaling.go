@@ -5,11 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -31,16 +29,26 @@ const (
 )
 
 func (h *HTTP) validate(v *validator) {
-	if h.Listen != "" {
-		_, port, err := net.SplitHostPort(h.Listen)
-		if err != nil {
-			v.errorf(h.ListenRange, "http.listen", "%q is not host:port (\"\" switches HTTP off)", h.Listen)
-		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			// Port 0 picks a free port, which the start-up log names (tests).
-			v.errorf(h.ListenRange, "http.listen", "port %q is not a number 0-65535", port)
-		}
+	if err := checkHTTPListen(h.Listen); err != nil {
+		v.errorf(h.ListenRange, "http.listen", "%v", err)
 	}
 	v.certPair("http", h.CertFile, h.CertFileRange, h.KeyFile, h.KeyFileRange)
+}
+
+// checkHTTPListen checks http.listen: "" (HTTP off) or host:port.
+func checkHTTPListen(hostport string) error {
+	if hostport == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (\"\" switches HTTP off)", hostport)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		// Port 0 picks a free port, which the start-up log names (tests).
+		return fmt.Errorf("port %q is not a number 0-65535", port)
+	}
+	return nil
 }
 
 // loopbackListen reports whether a host:port only listens on loopback.
@@ -68,17 +76,7 @@ func (s *Signaling) validate(v *validator, h *HTTP) {
 		}
 	}
 
-	for i, sec := range s.TokenSecrets {
-		field := fmt.Sprintf("signaling.token_secrets[%d]", i)
-		switch {
-		case sec == "":
-			v.errorf(s.TokenSecretsRange, field, "empty")
-		case slices.Index(s.TokenSecrets[:i], sec) >= 0:
-			v.errorf(s.TokenSecretsRange, field, "same as signaling.token_secrets[%d]", slices.Index(s.TokenSecrets[:i], sec))
-		case utf8.RuneCountInString(sec) < minTokenSecretChars:
-			v.warnf(s.TokenSecretsRange, field, "only %d characters; use at least %d random ones", utf8.RuneCountInString(sec), minTokenSecretChars)
-		}
-	}
+	v.secrets(s.TokenSecrets, s.TokenSecretsRange, "signaling.token_secrets", minTokenSecretChars)
 
 	if s.TURNHost != "" {
 		if err := checkHost(s.TURNHost); err != nil {
@@ -86,20 +84,9 @@ func (s *Signaling) validate(v *validator, h *HTTP) {
 		}
 	}
 
-	between := func(str string, rng hcl.Range, field string, lo, hi time.Duration, loText, hiText string) time.Duration {
-		d, ok := v.duration(str, rng, field)
-		if !ok {
-			return 0
-		}
-		if d < lo || d > hi {
-			v.errorf(rng, field, "%q is outside %s to %s", str, loText, hiText)
-			return 0
-		}
-		return d
-	}
-	s.CredentialTTLDuration = between(s.CredentialTTL, s.CredentialTTLRange, "signaling.credential_ttl", minCredentialTTL, maxCredentialTTL, "1m", "168h")
-	s.ResumeGraceDuration = between(s.ResumeGrace, s.ResumeGraceRange, "signaling.resume_grace", 0, maxResumeGrace, "0s", "10m")
-	s.PingIntervalDuration = between(s.PingInterval, s.PingIntervalRange, "signaling.ping_interval", minPingInterval, maxPingInterval,
+	s.CredentialTTLDuration, _ = v.durationBetween(s.CredentialTTL, s.CredentialTTLRange, "signaling.credential_ttl", minCredentialTTL, maxCredentialTTL, "1m", "168h")
+	s.ResumeGraceDuration, _ = v.durationBetween(s.ResumeGrace, s.ResumeGraceRange, "signaling.resume_grace", 0, maxResumeGrace, "0s", "10m")
+	s.PingIntervalDuration, _ = v.durationBetween(s.PingInterval, s.PingIntervalRange, "signaling.ping_interval", minPingInterval, maxPingInterval,
 		"1s", "55s (proxies cut WebSockets idle for 60s)")
 
 	atLeast := func(n, lo int, rng hcl.Range, field string) {
@@ -116,13 +103,11 @@ func (s *Signaling) validate(v *validator, h *HTTP) {
 		v.errorf(s.MaxMessageBytesRange, "signaling.max_message_bytes", "%d is outside %d-%d (an SDP offer takes a few kilobytes)",
 			s.MaxMessageBytes, minMessageBytes, maxMessageBytes)
 	}
-	if s.MessagesPerSecond >= 1 && s.MessagesBurst < s.MessagesPerSecond {
-		v.conflict(
-			s.MessagesBurstRange, "signaling.messages_burst", fmt.Sprintf("%d is below signaling.messages_per_second %d", s.MessagesBurst, s.MessagesPerSecond),
-			s.MessagesPerSecondRange, "signaling.messages_per_second", fmt.Sprintf("%d is above signaling.messages_burst %d", s.MessagesPerSecond, s.MessagesBurst))
-	}
+	v.burst(s.MessagesPerSecond, s.MessagesPerSecondRange, "signaling.messages_per_second", s.MessagesBurst, s.MessagesBurstRange, "signaling.messages_burst")
 
-	if h.Listen != "" && !loopbackListen(h.Listen) && len(s.TokenSecrets) == 0 {
+	// An http.listen that does not parse has its error already; whether it
+	// is reachable cannot be told.
+	if h.Listen != "" && checkHTTPListen(h.Listen) == nil && !loopbackListen(h.Listen) && len(s.TokenSecrets) == 0 {
 		v.warnf(v.at(s.TokenSecretsRange, h.ListenRange), "signaling.token_secrets",
 			"empty while http.listen %q is reachable from other hosts: anyone who can reach it gets TURN credentials", h.Listen)
 	}

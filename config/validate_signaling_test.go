@@ -28,3 +28,17 @@ func TestSignalingWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPListenErrorOnly checks that an http.listen that does not parse
+// gets its error alone: whether it is reachable from other hosts cannot be
+// told, so the token_secrets warning stays out.
+func TestHTTPListenErrorOnly(t *testing.T) {
+	for _, listen := range []string{"8080", ":http", "[::]:99999", "a:b:c"} {
+		src := "http {\n  listen = \"" + listen + "\"\n}\n"
+		c, diags := Parse([]byte(src), "h.hcl")
+		got := FormatDiagnostics(diags)
+		if c != nil || len(diags) != 1 || !strings.Contains(got, "error: http.listen: ") {
+			t.Errorf("listen %q: want one error on http.listen, got:\n%s", listen, got)
+		}
+	}
+}

@@ -18,16 +18,12 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
+		if len(pos) != 1 || pos[0] == "" {
 			fs.Usage()
 			return fmt.Errorf("%w: config check needs exactly one FILE", errUsage)
 		}
-		cfg, diags := config.Load(pos[0])
-		if len(diags) > 0 {
-			fmt.Fprint(stderr, config.FormatDiagnostics(diags))
-		}
-		if diags.HasErrors() || cfg == nil {
-			return fmt.Errorf("%s: %d problem(s)", pos[0], len(diags.Errs()))
+		if _, err := loadConfig(pos[0], stderr); err != nil {
+			return err
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", pos[0])
 		return nil
@@ -38,8 +34,10 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("%w: unknown config subcommand %q", errUsage, args[0])
 }
 
-// loadConfig reads path, or the embedded defaults when path is "", printing
-// warnings and returning an error that lists every problem.
+// loadConfig reads path, or the embedded defaults when path is "". It
+// prints every diagnostic, warnings included, to stderr; the error counts
+// the errors among them. config.Load gives a nil Config exactly when there
+// is an error.
 func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	if path == "" {
 		return config.Default()
@@ -48,8 +46,8 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	if len(diags) > 0 {
 		fmt.Fprint(stderr, config.FormatDiagnostics(diags))
 	}
-	if diags.HasErrors() || cfg == nil {
-		return nil, fmt.Errorf("%s: invalid configuration (%d error(s))", path, len(diags.Errs()))
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("%s: %d problem(s)", path, len(diags.Errs()))
 	}
 	return cfg, nil
 }

@@ -7,15 +7,16 @@ import (
 	"time"
 
 	"icegate/auth"
+	"icegate/config"
 )
 
 func cred(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("cred", "cred [-secret S | -config F] [-user NAME] [-ttl 24h] [-host H] [-json]")
 	secret := fs.String("secret", "", "shared secret (auth.secrets); default: the first secret in -config")
-	cfgPath := fs.String("config", "", "config file to take the secret, realm, ports and separator from")
+	cfgPath := fs.String("config", "", "config file to take the secret, ports, transports, separator and turn_host from")
 	user := fs.String("user", "", "user id embedded in the username (may be empty)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the credential stays valid")
-	host := fs.String("host", "localhost", "host name or IP for the iceServers URLs")
+	host := fs.String("host", "", "host name or IP for the iceServers URLs; default: signaling.turn_host, else localhost")
 	asJSON := fs.Bool("json", false, "print only the iceServers JSON")
 	pos, err := parseFlags(fs, args, stderr)
 	if err != nil {
@@ -27,26 +28,30 @@ func cred(args []string, stdout, stderr io.Writer) error {
 	if *ttl <= 0 {
 		return fmt.Errorf("%w: -ttl must be positive", errUsage)
 	}
-	port, tlsPort, sep := 3478, 5349, ":"
-	if *cfgPath != "" {
-		cfg, err := loadConfig(*cfgPath, stderr)
-		if err != nil {
-			return err
-		}
-		port, tlsPort, sep = cfg.Listen.Port, cfg.Listen.TLSPort, cfg.Auth.Separator
-		if *secret == "" {
-			if len(cfg.Auth.Secrets) == 0 {
-				return fmt.Errorf("%s has no auth.secrets to mint with", *cfgPath)
-			}
-			*secret = cfg.Auth.Secrets[0]
-		}
-	}
-	if *secret == "" {
+	if *secret == "" && *cfgPath == "" {
 		fs.Usage()
 		return fmt.Errorf("%w: give -secret or -config", errUsage)
 	}
-	username, password, expires := auth.MintREST(*secret, *user, *ttl, time.Now(), sep)
-	servers := iceServers(*host, port, tlsPort, username, password)
+	// Without -config the embedded defaults give the ports and transports.
+	cfg, err := loadConfig(*cfgPath, stderr)
+	if err != nil {
+		return err
+	}
+	if *secret == "" {
+		if len(cfg.Auth.Secrets) == 0 {
+			return fmt.Errorf("%s has no auth.secrets to mint with", *cfgPath)
+		}
+		*secret = cfg.Auth.Secrets[0]
+	}
+	h := *host
+	if h == "" {
+		h = cfg.Signaling.TURNHost
+	}
+	if h == "" {
+		h = "localhost"
+	}
+	username, password, expires := auth.MintREST(*secret, *user, *ttl, time.Now(), cfg.Auth.Separator)
+	servers := iceServers(cfg.Listen, h, username, password)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -58,7 +63,14 @@ func cred(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// iceServers is the browser RTCConfiguration.iceServers for this server.
-func iceServers(host string, port, tlsPort int, username, password string) []auth.ICEServer {
-	return auth.ICEServers(host, port, tlsPort, auth.Transports{UDP: true, TCP: true, TLS: true}, username, password)
+// iceServers is the browser RTCConfiguration.iceServers for this server at
+// host, naming only the transports l switches on, as the signaling server
+// hands them out. An IPv6 host may be written in brackets.
+func iceServers(l *config.Listen, host, username, password string) []auth.ICEServer {
+	t := auth.Transports{
+		UDP: config.Bool(l.UDP, true),
+		TCP: config.Bool(l.TCP, true),
+		TLS: config.Bool(l.TLS, true),
+	}
+	return auth.ICEServers(host, l.Port, l.TLSPort, t, username, password)
 }

@@ -21,7 +21,7 @@ Usage:
   icegate serve [-config FILE]          run the server (embedded defaults without -config)
   icegate config check FILE             validate a config file, printing file:line for each problem
   icegate config default                print the embedded default config
-  icegate cred [-secret S | -config F] [-user NAME] [-ttl 24h] [-host H]
+  icegate cred [-secret S | -config F] [-user NAME] [-ttl 24h] [-host H] [-json]
                                         mint time-limited TURN credentials (coturn's use-auth-secret)
   icegate policy explain IP [-config F] show which peer-policy rule decides IP and why
   icegate token [-secret S | -config F] -user ID [-rooms a,b] [-ttl 1h]

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,6 +97,69 @@ func TestCred(t *testing.T) {
 	}
 	if _, _, err := runCLI("cred"); !errors.Is(err, errUsage) {
 		t.Fatalf("cred without a secret: %v", err)
+	}
+}
+
+// TestCredConfig: with -config, the URLs name the config's port, only the
+// transports it switches on, and signaling.turn_host; -host overrides it.
+func TestCredConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.hcl")
+	src := `listen {
+  port = 3490
+  tcp  = false
+  tls  = false
+}
+auth {
+  secrets   = ["a-long-enough-secret-value"]
+  separator = "|"
+}
+signaling {
+  turn_host = "turn.example.net"
+}
+`
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		host string
+	}{
+		{nil, "turn.example.net"},
+		{[]string{"-host", "192.0.2.7"}, "192.0.2.7"},
+		{[]string{"-host", "[2001:db8::7]"}, "[2001:db8::7]"},
+	} {
+		out, _, err := runCLI(append([]string{"cred", "-config", cfg, "-user", "bob", "-json"}, tc.args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var servers []auth.ICEServer
+		if err := json.Unmarshal([]byte(out), &servers); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, out)
+		}
+		if len(servers) != 2 {
+			t.Fatalf("%q: iceServers %+v", tc.args, servers)
+		}
+		if got, want := servers[0].URLs, []string{"stun:" + tc.host + ":3490"}; !slices.Equal(got, want) {
+			t.Errorf("%q: STUN URLs %q, want %q", tc.args, got, want)
+		}
+		if got, want := servers[1].URLs, []string{"turn:" + tc.host + ":3490?transport=udp"}; !slices.Equal(got, want) {
+			t.Errorf("%q: TURN URLs %q, want %q", tc.args, got, want)
+		}
+		if !strings.HasSuffix(servers[1].Username, "|bob") {
+			t.Errorf("%q: username %q does not use the config's separator", tc.args, servers[1].Username)
+		}
+	}
+
+	// A config without auth.secrets has nothing to mint with.
+	if err := os.WriteFile(cfg, []byte("listen {\n  tcp = false\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI("cred", "-config", cfg); err == nil || !strings.Contains(err.Error(), "has no auth.secrets") {
+		t.Errorf("config without secrets: %v", err)
+	}
+	// -secret needs none, and wins over the config's.
+	if _, _, err := runCLI("cred", "-config", cfg, "-secret", "s3cret"); err != nil {
+		t.Errorf("-secret with a config without secrets: %v", err)
 	}
 }
 
