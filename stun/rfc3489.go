@@ -184,18 +184,11 @@ func (r *Responder) AnswerClassic(b []byte, src netip.AddrPort, on Socket) (Repl
 	case req.NumUnknown > 0:
 		return Reply{Data: classicError(&req, 420, "Unknown Attribute"), From: on, To: src}, nil
 	}
-	from := on
-	if req.Change&ChangeIP != 0 {
-		from ^= AltIP
-	}
-	if req.Change&ChangePort != 0 {
-		from ^= AltPort
-	}
-	m := make([]byte, classicResponseSize)
+	from := on.Changed(req.Change)
+	m := make([]byte, classicHeaderSize, classicResponseSize)
 	binary.BigEndian.PutUint16(m[0:], classicBindingResponse)
 	binary.BigEndian.PutUint16(m[2:], classicResponseSize-classicHeaderSize)
 	copy(m[4:20], req.TransactionID[:])
-	off := classicHeaderSize
 	for _, a := range [...]struct {
 		t  uint16
 		ap netip.AddrPort
@@ -204,20 +197,13 @@ func (r *Responder) AnswerClassic(b []byte, src netip.AddrPort, on Socket) (Repl
 		{attrSourceAddress, r.cfg.Addrs[from]},        // §11.2.5: where the response is sent from
 		{attrChangedAddress, r.cfg.Addrs[on^AltBoth]}, // §11.2.3: always present, whatever the flags
 	} {
-		putClassicAddr(m[off:], a.t, a.ap)
-		off += classicAddrAttrSize
+		// Every address here is IPv4 (see Classic, and src above), so each
+		// attribute is classicAddrAttrSize bytes and m never grows.
+		m = binary.BigEndian.AppendUint16(m, a.t)
+		m = binary.BigEndian.AppendUint16(m, classicAddrAttrSize-4)
+		m = appendAddr(m, a.ap)
 	}
 	return Reply{Data: m, From: from, To: src}, nil
-}
-
-// putClassicAddr writes an IPv4 address attribute (RFC 3489 §11.2.1) at b.
-func putClassicAddr(b []byte, t uint16, ap netip.AddrPort) {
-	binary.BigEndian.PutUint16(b[0:], t)
-	binary.BigEndian.PutUint16(b[2:], 8)
-	b[4], b[5] = 0, 0x01
-	binary.BigEndian.PutUint16(b[6:], ap.Port())
-	ip := ap.Addr().Unmap().As4()
-	copy(b[8:12], ip[:])
 }
 
 // classicError builds a Binding Error Response (RFC 3489 §11.1, §11.2.9):

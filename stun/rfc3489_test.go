@@ -34,9 +34,7 @@ func classicRequest(attrs ...classicAttr) []byte {
 func change(flags byte) classicAttr { return classicAttr{attrChangeRequest, []byte{0, 0, 0, flags}} }
 
 func responseAddress(ap netip.AddrPort) classicAttr {
-	w := make([]byte, 12)
-	putClassicAddr(w, attrResponseAddress, ap)
-	return classicAttr{attrResponseAddress, w[4:]}
+	return classicAttr{attrResponseAddress, appendAddr(nil, ap)}
 }
 
 // classicAttrs decodes a classic response, checking the header and that the

@@ -45,6 +45,20 @@ const (
 	ChangePort = 0x02
 )
 
+// Changed returns the socket a response to a request received on s leaves
+// from when the request's CHANGE-REQUEST carries flags (RFC 5780 Table 1;
+// RFC 3489 §8.2 has the same rule): ChangeIP flips A1 and A2, ChangePort P1
+// and P2. Other bits are ignored.
+func (s Socket) Changed(flags byte) Socket {
+	if flags&ChangeIP != 0 {
+		s ^= AltIP
+	}
+	if flags&ChangePort != 0 {
+		s ^= AltPort
+	}
+	return s
+}
+
 // Path MTU assumptions for PADDING (RFC 5780 §7.6): an Ethernet MTU less the
 // IP and UDP headers.
 const (
@@ -139,9 +153,10 @@ type Reply struct {
 	To netip.AddrPort
 }
 
-// requestAttrs are the comprehension-required attributes (RFC 8489 §14)
-// icegate understands or may safely ignore in a Binding request. The RFC
-// 5780 ones are added when there is an alternate address.
+// known reports whether icegate understands, or may safely ignore, the
+// attribute type t in a Binding request: every comprehension-optional type
+// (0x8000 and up) and the comprehension-required ones listed (RFC 8489
+// §14), with the RFC 5780 ones only when alt (an alternate address) is set.
 func known(t pionstun.AttrType, alt bool) bool {
 	if t >= 0x8000 {
 		return true // comprehension-optional
@@ -205,13 +220,7 @@ func (r *Responder) Answer(req Request) (Reply, error) {
 			if len(v) != 4 {
 				return errReply(pionstun.CodeBadRequest, "Bad CHANGE-REQUEST", nil)
 			}
-			flags := v[3]
-			if flags&ChangeIP != 0 {
-				from ^= AltIP
-			}
-			if flags&ChangePort != 0 {
-				from ^= AltPort
-			}
+			from = on.Changed(v[3])
 		}
 		if v, err := m.Get(pionstun.AttrResponsePort); err == nil {
 			if len(v) != 4 {
@@ -239,21 +248,25 @@ func (r *Responder) Answer(req Request) (Reply, error) {
 
 // addrAttr encodes a MAPPED-ADDRESS style attribute (RFC 8489 §14.1).
 func addrAttr(ap netip.AddrPort) []byte {
+	return appendAddr(make([]byte, 0, 20), ap)
+}
+
+// appendAddr appends the value of a MAPPED-ADDRESS style attribute to b: a
+// zero byte, the family (0x01 IPv4, 0x02 IPv6), the port and the address,
+// in network byte order (RFC 8489 §14.1). RFC 3489 §11.2.1 has the same
+// layout, with IPv4 only.
+func appendAddr(b []byte, ap netip.AddrPort) []byte {
 	a := ap.Addr().Unmap()
 	if a.Is4() {
-		v := make([]byte, 8)
-		v[1] = 0x01
-		binary.BigEndian.PutUint16(v[2:], ap.Port())
+		b = append(b, 0, 0x01)
+		b = binary.BigEndian.AppendUint16(b, ap.Port())
 		ip := a.As4()
-		copy(v[4:], ip[:])
-		return v
+		return append(b, ip[:]...)
 	}
-	v := make([]byte, 20)
-	v[1] = 0x02
-	binary.BigEndian.PutUint16(v[2:], ap.Port())
+	b = append(b, 0, 0x02)
+	b = binary.BigEndian.AppendUint16(b, ap.Port())
 	ip := a.As16()
-	copy(v[4:], ip[:])
-	return v
+	return append(b, ip[:]...)
 }
 
 // xorAddrAttr encodes XOR-MAPPED-ADDRESS (RFC 8489 §14.2).

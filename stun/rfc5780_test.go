@@ -68,6 +68,27 @@ func errCode(m *pionstun.Message) int {
 	return int(ec.Code)
 }
 
+// TestChanged spells out RFC 5780 Table 1's "response sent from" column:
+// the socket for each CHANGE-REQUEST on each receiving socket.
+func TestChanged(t *testing.T) {
+	const both = ChangeIP | ChangePort
+	for _, c := range []struct {
+		on    Socket
+		flags byte
+		want  Socket
+	}{
+		{Primary, 0, Primary}, {Primary, ChangePort, AltPort}, {Primary, ChangeIP, AltIP}, {Primary, both, AltBoth},
+		{AltPort, 0, AltPort}, {AltPort, ChangePort, Primary}, {AltPort, ChangeIP, AltBoth}, {AltPort, both, AltIP},
+		{AltIP, 0, AltIP}, {AltIP, ChangePort, AltBoth}, {AltIP, ChangeIP, Primary}, {AltIP, both, AltPort},
+		{AltBoth, 0, AltBoth}, {AltBoth, ChangePort, AltIP}, {AltBoth, ChangeIP, AltPort}, {AltBoth, both, Primary},
+		{Primary, 0xF9, Primary}, {AltIP, 0xF9 | ChangePort, AltBoth},
+	} {
+		if got := c.on.Changed(c.flags); got != c.want {
+			t.Errorf("%s.Changed(%#x) = %s, want %s", c.on, c.flags, got, c.want)
+		}
+	}
+}
+
 // TestTable1 checks RFC 5780 §6.1 Table 1 from each of the four sockets:
 // the response leaves from the receiving socket with the asked changes, says
 // so in RESPONSE-ORIGIN, and OTHER-ADDRESS is always the socket with both

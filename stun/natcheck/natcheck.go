@@ -155,7 +155,9 @@ type Report struct {
 	// apart (no RFC 5780, or misconfigured); empty when it can.
 	ServerProblem string `json:"server_problem,omitempty"`
 	// Classic is the RFC 3489 name: open internet, full cone, restricted
-	// cone, port restricted cone, symmetric, UDP blocked, or a firewall.
+	// cone, port restricted cone, symmetric, UDP blocked, or a firewall;
+	// "unknown" (or "no NAT (filtering unknown)") when a test needed for
+	// the name could not be run.
 	Classic string `json:"classic"`
 	// WebRTC says what this means for a WebRTC call.
 	WebRTC string `json:"webrtc"`
@@ -249,8 +251,12 @@ type answer struct {
 }
 
 // transact sends a Binding request from pc to `to` with the given extra
-// attributes and waits for the answer on recv (pc itself unless
-// RESPONSE-PORT sends it elsewhere), recording the evidence under name.
+// attributes and waits for the answer on recv, recording the evidence under
+// name. recv is nil for pc itself; it is another socket when RESPONSE-PORT
+// sends the answer elsewhere, or for hairpinning, where the message that
+// arrives with the transaction ID is the request itself. Each of
+// Options.Attempts sends waits Options.Timeout; an answer is anything with
+// the request's transaction ID.
 func (c *checker) transact(ctx context.Context, name string, pc, recv net.PacketConn, to netip.AddrPort, change byte, respPort uint16) (answer, error) {
 	t := Test{Name: name, Local: pc.LocalAddr().String(), To: to.String(), ResponsePort: int(respPort)}
 	setters := []pionstun.Setter{pionstun.TransactionID, pionstun.BindingRequest, pionstun.NewSoftware("icegate natcheck")}
@@ -547,49 +553,23 @@ func (c *checker) filtering(ctx context.Context, other netip.AddrPort) error {
 }
 
 // hairpin sends a request from a fresh socket to the first socket's mapped
-// address and sees whether the NAT loops it back (RFC 5780 §4.5).
+// address and sees whether the NAT loops it back (RFC 5780 §4.5): the
+// request itself, arriving on the first socket, is the answer.
 func (c *checker) hairpin(ctx context.Context, s1 net.PacketConn, m1 netip.AddrPort) error {
 	s, err := c.socket()
 	if err != nil {
 		return err
 	}
-	req, err := pionstun.Build(pionstun.TransactionID, pionstun.BindingRequest, pionstun.Fingerprint)
+	a, err := c.transact(ctx, "hairpinning", s, s1, m1, 0, 0)
 	if err != nil {
 		return err
 	}
-	t := Test{Name: "hairpinning", Local: s.LocalAddr().String(), To: m1.String()}
-	got := false
-	buf := make([]byte, 2048)
-	for attempt := 0; attempt < c.opts.Attempts && !got; attempt++ {
-		if err := c.pace(ctx); err != nil {
-			return err
-		}
-		if _, err := s.WriteTo(req.Raw, net.UDPAddrFromAddrPort(m1)); err != nil {
-			t.Error = err.Error()
-			break
-		}
-		deadline := time.Now().Add(c.opts.Timeout)
-		for {
-			_ = s1.SetReadDeadline(deadline)
-			n, from, err := s1.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			m := &pionstun.Message{Raw: buf[:n]}
-			if m.Decode() == nil && m.TransactionID == req.TransactionID {
-				got = true
-				t.From = from.String()
-				break
-			}
-		}
-	}
-	t.Answered = got
+	got := a.answered
 	if got {
-		t.Note = "the request to our own mapped address came back in through the NAT"
+		c.note("the request to our own mapped address came back in through the NAT")
 	} else {
-		t.Note = "the request to our own mapped address never arrived"
+		c.note("the request to our own mapped address never arrived")
 	}
-	c.rep.Tests = append(c.rep.Tests, t)
 	c.rep.Hairpinning = &got
 	return nil
 }
@@ -612,8 +592,16 @@ func (c *checker) lifetime(ctx context.Context) error {
 		}
 		defer x.Close()
 		a, err := c.transact(ctx, fmt.Sprintf("lifetime: open a binding, then wait %s", wait), x, nil, c.srv, 0, 0)
-		if err != nil || !a.answered || !a.mapped.IsValid() {
+		if err != nil {
 			return false, err
+		}
+		if !a.answered || !a.mapped.IsValid() {
+			// transact has already sent it Options.Attempts times. A binding
+			// that was never opened says nothing about how long one lives:
+			// counting it as dead would pull the upper bound down, so the
+			// search ends without a result instead.
+			c.note("no answer with a mapped address, so no binding to time: the lifetime test stops without a result")
+			return false, errStop
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -627,7 +615,8 @@ func (c *checker) lifetime(ctx context.Context) error {
 			return false, err
 		}
 		if b.code != 0 {
-			return false, fmt.Errorf("%w: RESPONSE-PORT refused with %d", errStop, b.code)
+			c.note(fmt.Sprintf("RESPONSE-PORT refused with error %d: the lifetime test stops without a result", b.code))
+			return false, errStop
 		}
 		return b.answered, nil
 	}
@@ -673,6 +662,15 @@ func (c *checker) conclude() {
 	}
 	eim := rep.Mapping == EndpointIndependent
 	switch {
+	// Filtering stays Unknown without a server problem when the plain
+	// request that opens a filtering test went unanswered. Without NAT, or
+	// with endpoint-independent mapping, the name depends on the filtering;
+	// with a mapping that depends on the destination it is symmetric
+	// whatever the filtering.
+	case !rep.NAT && rep.Filtering == Unknown:
+		rep.Classic = "no NAT (filtering unknown)"
+	case eim && rep.Filtering == Unknown:
+		rep.Classic = "unknown"
 	case !rep.NAT && rep.Filtering == EndpointIndependent:
 		rep.Classic = "open internet"
 	case !rep.NAT:
@@ -692,8 +690,11 @@ func (c *checker) conclude() {
 	case eim || !rep.NAT:
 		rep.WebRTC = "direct connection likely: the mapped address is the same for every peer, so server-reflexive candidates work; " +
 			"a relay is needed only against a peer behind a symmetric NAT"
-		if rep.Filtering == AddressAndPortDependent {
+		switch rep.Filtering {
+		case AddressAndPortDependent:
 			rep.WebRTC += " (or behind one that also filters by port)"
+		case Unknown:
+			rep.WebRTC += "; the filtering test went unanswered, so how strictly incoming packets are filtered is unknown"
 		}
 	case rep.Mapping == Unknown:
 		rep.WebRTC = "unknown: the mapping tests did not finish"

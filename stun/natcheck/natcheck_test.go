@@ -2,6 +2,7 @@ package natcheck
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -308,6 +309,76 @@ func TestVnetMisconfigured(t *testing.T) {
 	}
 }
 
+// dropNthSource wraps answer so that every request from the nth distinct
+// source (counting from 1) seen on the primary socket goes unanswered. Each
+// natcheck test that talks to the primary address from a fresh socket is a
+// new source there: test I is the first, the socket of the first filtering
+// test the second, and so on.
+func dropNthSource(n int, answer func(stun.Request) (stun.Reply, error)) func(stun.Request) (stun.Reply, error) {
+	var mu sync.Mutex
+	var seen []netip.AddrPort
+	return func(r stun.Request) (stun.Reply, error) {
+		if r.On == stun.Primary {
+			mu.Lock()
+			i := slices.Index(seen, r.Src)
+			if i < 0 {
+				seen = append(seen, r.Src)
+				i = len(seen) - 1
+			}
+			mu.Unlock()
+			if i == n-1 {
+				return stun.Reply{}, errors.New("dropped")
+			}
+		}
+		return answer(r)
+	}
+}
+
+// TestVnetFilteringUnanswered: when the plain request that opens the first
+// filtering test goes unanswered, filtering is unknown, no server problem is
+// made up, and the classic name says unknown where it depends on the
+// filtering (no NAT, endpoint-independent mapping) and symmetric where it
+// does not.
+func TestVnetFilteringUnanswered(t *testing.T) {
+	addrs := fourAddrs(a1, a2)
+	good := must(stun.NewResponder(stun.Config{Addrs: addrs}))
+	for _, c := range []struct {
+		name    string
+		nat     *vnet.NATType
+		mapping Behavior
+		classic string
+		relay   bool
+	}{
+		{"no NAT", nil, EndpointIndependent, "no NAT (filtering unknown)", false},
+		{"endpoint-independent mapping", &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointIndependent},
+			EndpointIndependent, "unknown", false},
+		{"address-dependent mapping", &vnet.NATType{MappingBehavior: vnet.EndpointAddrDependent, FilteringBehavior: vnet.EndpointAddrDependent},
+			AddressDependent, "symmetric", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t, c.nat, true)
+			startAnswering(t, l.server, addrs, dropNthSource(2, good.Answer))
+			rep, err := Run(context.Background(), fastOpts(l.client, addrs[0].String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.UDP || rep.ServerProblem != "" || rep.Mapping != c.mapping || rep.Filtering != Unknown ||
+				rep.Classic != c.classic || rep.RelayNeeded != c.relay || rep.NAT != (c.nat != nil) {
+				t.Errorf("got udp=%v nat=%v %s mapping, %s filtering, %q relay=%v problem %q; want %s mapping, unknown filtering, %q relay=%v\n%+v",
+					rep.UDP, rep.NAT, rep.Mapping, rep.Filtering, rep.Classic, rep.RelayNeeded, rep.ServerProblem,
+					c.mapping, c.classic, c.relay, rep.Tests)
+			}
+			if !slices.ContainsFunc(rep.Tests, func(t Test) bool { return strings.Contains(t.Note, "filtering untested") }) {
+				t.Errorf("no test says the filtering went untested\n%+v", rep.Tests)
+			}
+			if !c.relay && !strings.Contains(rep.WebRTC, "filtering test went unanswered") {
+				t.Errorf("WebRTC advice %q does not say the filtering is unknown", rep.WebRTC)
+			}
+		})
+	}
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
@@ -353,6 +424,42 @@ func TestLifetime(t *testing.T) {
 	if lo, hi := *rep.LifetimeSeconds, *rep.LifetimeMaxSeconds; lo > 1.1 || hi < 0.9 {
 		t.Errorf("lifetime between %.2f and %.2f s, want around 1 s", lo, hi)
 	}
+}
+
+// TestLifetimeOpenUnanswered: when the request that opens a binding for the
+// lifetime search goes unanswered, the search ends without a result rather
+// than counting the binding as dead (which would report a lifetime under the
+// first wait).
+func TestLifetimeOpenUnanswered(t *testing.T) {
+	l := newLab(t, &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointIndependent}, true)
+	addrs := fourAddrs(a1, a2)
+	good := must(stun.NewResponder(stun.Config{Addrs: addrs}))
+	// Sources on the primary: test I, filtering II, then the first binding
+	// of the lifetime search.
+	startAnswering(t, l.server, addrs, dropNthSource(3, good.Answer))
+	o := fastOpts(l.client, addrs[0].String())
+	o.Lifetime, o.LifetimeMax, o.LifetimePrecision = true, 2*time.Second, 250*time.Millisecond
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Filtering != EndpointIndependent || rep.Classic != "full cone" {
+		t.Fatalf("got %s filtering, %q; want the full cone the lab builds\n%+v", rep.Filtering, rep.Classic, rep.Tests)
+	}
+	if rep.LifetimeSeconds != nil || rep.LifetimeMaxSeconds != nil {
+		t.Errorf("lifetime %v to %v s from a binding that was never opened\n%+v", ptrVal(rep.LifetimeSeconds), ptrVal(rep.LifetimeMaxSeconds), rep.Tests)
+	}
+	last := rep.Tests[len(rep.Tests)-1]
+	if last.Answered || !strings.HasPrefix(last.Name, "lifetime: open") || !strings.Contains(last.Note, "without a result") {
+		t.Errorf("last test %+v, want the unanswered opening request with a note", last)
+	}
+}
+
+func ptrVal(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 // quiet is a pion logger factory that logs nothing.

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"icegate/config"
+	"icegate/internal/coturn"
 	"icegate/internal/leakcheck"
 	"icegate/internal/testutil"
 	"icegate/turn"
@@ -139,17 +140,17 @@ func TestUclient(t *testing.T) {
 						failed("%v", err)
 						return
 					}
-					res, perr := parseUclient(out)
+					res, perr := coturn.ParseUclientSummary(out)
 					if perr != nil {
 						failed("%v", perr)
 						return
 					}
-					if res.sent != clients*messages || res.recv != res.sent || res.lost != 0 {
+					if res.Sent != clients*messages || res.Recv != res.Sent || res.Lost != 0 {
 						failed("sent %d (want %d), received %d, lost %d (want 0)",
-							res.sent, clients*messages, res.recv, res.lost)
+							res.Sent, clients*messages, res.Recv, res.Lost)
 						return
 					}
-					t.Logf("sent %d, received %d, lost %d", res.sent, res.recv, res.lost)
+					t.Logf("sent %d, received %d, lost %d", res.Sent, res.Recv, res.Lost)
 				})
 			}
 		}
@@ -276,73 +277,64 @@ func freePort() (int, error) {
 }
 
 // startPeer runs turnutils_peer, a UDP echo, on 127.0.0.1 until the test
-// ends, and returns its port once it echoes. turnutils_peer does not fail
-// when its port is taken (it binds with address reuse), so readiness is an
-// echo, not a bind error.
+// ends, and returns its port once it echoes (see StartPeer in
+// internal/coturn). The port is one the kernel just gave out and took back.
 func startPeer(t *testing.T, bin string) int {
 	t.Helper()
-	for range 5 {
+	pick := func() (int, error) {
 		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		_ = pc.Close()
-
-		out := &testutil.SyncBuffer{}
-		cmd := exec.Command(bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
-		cmd.Stdout, cmd.Stderr = out, out
-		cmd.WaitDelay = 5 * time.Second
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting turnutils_peer: %v", err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		err = waitEcho(port, exited)
-		if err == nil {
-			t.Cleanup(stop)
-			return port
-		}
-		stop()
-		t.Logf("turnutils_peer on port %d: %v\noutput:\n%s", port, err, out.String())
+		defer pc.Close()
+		return pc.LocalAddr().(*net.UDPAddr).Port, nil
 	}
-	t.Fatal("turnutils_peer never echoed")
-	return 0
-}
-
-// waitEcho probes the echo peer until it answers, it exits, or 5 s pass.
-func waitEcho(port int, exited <-chan error) error {
-	conn, err := net.Dial("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	start := func(args ...string) (*peerProc, error) {
+		p := &peerProc{out: &testutil.SyncBuffer{}, done: make(chan struct{})}
+		p.cmd = exec.Command(bin, args...)
+		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+		p.cmd.WaitDelay = 5 * time.Second
+		if err := p.cmd.Start(); err != nil {
+			return nil, fmt.Errorf("starting turnutils_peer: %w", err)
+		}
+		go func() {
+			p.err = p.cmd.Wait()
+			close(p.done)
+		}()
+		return p, nil
+	}
+	p, port, err := coturn.StartPeer(t.Context(), 5, pick, start)
 	if err != nil {
-		return err
+		t.Fatalf("turnutils_peer never echoed: %v", err)
 	}
-	defer conn.Close()
-	probe := []byte("icegate interop probe")
-	buf := make([]byte, 1500)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("exited: %v", err)
-		default:
-		}
-		if _, err := conn.Write(probe); err != nil {
-			// ECONNREFUSED from an earlier probe: not listening yet.
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		n, err := conn.Read(buf)
-		if err == nil && bytes.Equal(buf[:n], probe) {
-			return nil
-		}
-	}
-	return errors.New("no echo within 5 s")
+	t.Cleanup(p.Stop)
+	return port
 }
+
+// peerProc is a running turnutils_peer, as coturn.Process.
+type peerProc struct {
+	cmd  *exec.Cmd
+	out  *testutil.SyncBuffer
+	done chan struct{} // closed when Wait has returned
+	err  error         // Wait's error, valid once done is closed
+}
+
+func (p *peerProc) Exited() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("exited: %v", p.err)
+	default:
+		return nil
+	}
+}
+
+// Stop kills the process by its id and waits for it.
+func (p *peerProc) Stop() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *peerProc) Output() string { return p.out.String() }
 
 // runClient runs one coturn client to completion within runTimeout and
 // returns its combined output. A non-zero exit or the timeout is an error.
@@ -361,34 +353,8 @@ func runClient(t *testing.T, bin string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-type uclientResult struct {
-	sent, recv, lost int
-}
-
-var (
-	// "4: : start_mclient: tot_send_msgs=40, tot_recv_msgs=40" — the totals
-	// line; the per-second progress lines carry more fields after these.
-	uclientTotals = regexp.MustCompile(`(?m)tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$`)
-	// "4: : Total lost packets 0 (0.000000%), total send dropped 0 (0.000000%)"
-	uclientLost = regexp.MustCompile(`Total lost packets (\d+) \(`)
-	// "0: : IPv4. UDP reflexive addr: 127.0.0.1:56774"
-	stunReflexive = regexp.MustCompile(`reflexive addr: (\S+)`)
-)
-
-// parseUclient reads the summary uclient prints when it is done.
-func parseUclient(out string) (uclientResult, error) {
-	totals := uclientTotals.FindAllStringSubmatch(out, -1)
-	lost := uclientLost.FindAllStringSubmatch(out, -1)
-	if len(totals) == 0 || len(lost) == 0 {
-		return uclientResult{}, errors.New("no summary (tot_send_msgs=..., Total lost packets ...) in the output")
-	}
-	var r uclientResult
-	last := totals[len(totals)-1]
-	r.sent, _ = strconv.Atoi(last[1])
-	r.recv, _ = strconv.Atoi(last[2])
-	r.lost, _ = strconv.Atoi(lost[len(lost)-1][1])
-	return r, nil
-}
+// "0: : IPv4. UDP reflexive addr: 127.0.0.1:56774"
+var stunReflexive = regexp.MustCompile(`reflexive addr: (\S+)`)
 
 // parseStunclient returns the reflexive (mapped) address stunclient printed.
 func parseStunclient(out string) (netip.AddrPort, error) {

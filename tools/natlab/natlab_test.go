@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"icegate/internal/icegatebin"
 	"icegate/stun/natcheck"
 )
 
@@ -277,9 +278,8 @@ func buildIcegate(t *testing.T) string {
 		return bin // a binary built elsewhere, e.g. from another checkout
 	}
 	bin := filepath.Join(t.TempDir(), "icegate")
-	cmd := exec.Command("go", "build", "-o", bin, "icegate/cmd/icegate")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building icegate: %v\n%s", err, out)
+	if err := icegatebin.Build(t.Context(), bin, icegatebin.Version(t.Context())); err != nil {
+		t.Fatalf("building icegate: %v", err)
 	}
 	return bin
 }

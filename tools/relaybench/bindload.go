@@ -95,8 +95,9 @@ func bindingWorker(ctx context.Context, port, n int, worker uint32, deadline tim
 			return 0, 0, err
 		}
 		c := &cs[i]
-		binary.BigEndian.PutUint16(c.req[0:], 0x0001) // Binding request, no attributes
-		binary.BigEndian.PutUint32(c.req[4:], magicCookie)
+		// The transaction id is the client's number, then a sequence number
+		// (see send).
+		putBindingHeader(c.req[:])
 		binary.BigEndian.PutUint32(c.req[8:], worker<<20|uint32(i))
 		// The epoll data carries the client's index.
 		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)}); err != nil {

@@ -37,10 +37,18 @@ const (
 // transaction id (RFC 8489 §5).
 func bindingRequest() []byte {
 	b := make([]byte, 20)
-	binary.BigEndian.PutUint16(b[0:], 0x0001)
-	binary.BigEndian.PutUint32(b[4:], magicCookie)
+	putBindingHeader(b)
 	_, _ = rand.Read(b[8:20])
 	return b
+}
+
+// putBindingHeader writes the first 8 bytes of a Binding request without
+// attributes into b: the type, length 0 and the magic cookie (RFC 8489 §5).
+// The transaction id, bytes 8 to 19, is the caller's.
+func putBindingHeader(b []byte) {
+	binary.BigEndian.PutUint16(b[0:], 0x0001)
+	binary.BigEndian.PutUint16(b[2:], 0)
+	binary.BigEndian.PutUint32(b[4:], magicCookie)
 }
 
 // isBindingSuccess reports whether resp is a Binding success response to req.

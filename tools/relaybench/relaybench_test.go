@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,36 +38,13 @@ func timed(t *testing.T, out string) []timedLine {
 		if !ok {
 			t.Fatalf("line without a time stamp: %q", l)
 		}
-		lines = append(lines, timedLine{at: time.Duration(atoi(sec)) * time.Second, text: l})
+		n, err := strconv.Atoi(sec)
+		if err != nil {
+			t.Fatalf("line without a time stamp: %q", l)
+		}
+		lines = append(lines, timedLine{at: time.Duration(n) * time.Second, text: l})
 	}
 	return lines
-}
-
-func TestParseUclientLine(t *testing.T) {
-	tests := []struct {
-		line string
-		want parsedLine
-	}{
-		{"3: : start_mclient: msz=10, tot_send_msgs=15950, tot_recv_msgs=15850, tot_send_bytes ~ 1595000, tot_recv_bytes ~ 1585000",
-			parsedLine{kind: lineProgress, sent: 15950, recv: 15850}},
-		{"18: : start_mclient: tot_send_msgs=200000, tot_recv_msgs=199961",
-			parsedLine{kind: lineTotals, sent: 200000, recv: 199961}},
-		{"18: : start_mclient: tot_send_msgs=40, tot_recv_msgs=40  ",
-			parsedLine{kind: lineTotals, sent: 40, recv: 40}},
-		{"18: : Total lost packets 39 (0.019500%), total send dropped 0 (0.000000%)",
-			parsedLine{kind: lineLost, lost: 39, lostPct: 0.0195}},
-		{"17: : Total lost packets 16431 (32.862000%), total send dropped 0 (0.000000%)",
-			parsedLine{kind: lineLost, lost: 16431, lostPct: 32.862}},
-		{"18: : start_mclient: tot_send_bytes ~ 20000000, tot_recv_bytes ~ 19996100", parsedLine{}},
-		{"18: : Total transmit time is 18", parsedLine{}},
-		{"0: : Total connect time is 2", parsedLine{}},
-		{"", parsedLine{}},
-	}
-	for _, tt := range tests {
-		if got := parseUclientLine(tt.line); got != tt.want {
-			t.Errorf("parseUclientLine(%q) = %+v, want %+v", tt.line, got, tt.want)
-		}
-	}
 }
 
 func TestCollect(t *testing.T) {
@@ -228,16 +206,4 @@ func TestIcegateHCL(t *testing.T) {
 	if cfg.Realm != benchRealm || cfg.Relay.MinPort != 24000 || cfg.Relay.MaxPort != 24999 {
 		t.Errorf("realm %q relay %d-%d", cfg.Realm, cfg.Relay.MinPort, cfg.Relay.MaxPort)
 	}
-}
-
-func FuzzParseUclientLine(f *testing.F) {
-	for _, l := range strings.Split(uclientOutput, "\n") {
-		f.Add(l)
-	}
-	f.Fuzz(func(t *testing.T, line string) {
-		p := parseUclientLine(line)
-		if p.sent < 0 || p.recv < 0 || p.lost < 0 || p.lostPct < 0 {
-			t.Errorf("negative counts from %q: %+v", line, p)
-		}
-	})
 }

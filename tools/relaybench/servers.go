@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	turnutils "icegate/internal/coturn" // coturn names the server kind here
+	"icegate/internal/icegatebin"
 )
 
 // The two servers, in the order each round runs them.
@@ -80,24 +79,14 @@ func newEnv(ctx context.Context, icegatePath string, log io.Writer) (*env, error
 	return e, nil
 }
 
-// buildIcegate builds ./cmd/icegate of the working tree (run relaybench from
-// the repository root), stamped with `git describe --always --dirty` so the
-// table says what it measured.
+// buildIcegate builds icegate/cmd/icegate of the working tree (run
+// relaybench inside the checkout), stamped with `git describe --always
+// --dirty` so the table says what it measured.
 func buildIcegate(ctx context.Context, out string, log io.Writer) error {
-	version := "dev"
-	if b, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
-		version = strings.TrimSpace(string(b))
-	}
-	fmt.Fprintf(log, "building ./cmd/icegate (%s)\n", version)
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
-		"-ldflags", "-X main.version="+version, "-o", out, "./cmd/icegate")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build ./cmd/icegate (run relaybench from the repository root, or pass -icegate PATH): %w\n%s", err, stderr.String())
+	version := icegatebin.Version(ctx)
+	fmt.Fprintf(log, "building %s (%s)\n", icegatebin.Package, version)
+	if err := icegatebin.Build(ctx, out, version); err != nil {
+		return fmt.Errorf("%w\n(run relaybench inside the icegate checkout, or pass -icegate PATH)", err)
 	}
 	return nil
 }
@@ -296,83 +285,37 @@ func coturnVersion(p *proc) string {
 }
 
 // startPeer runs turnutils_peer, the UDP echo uclient sends to through the
-// relay. It listens on port and port+1; both are picked free. It binds with
-// address reuse, so a taken port would not make it fail: readiness is an
-// echo, not a successful start.
+// relay, on a pair of ports picked free (it listens on port and port+1),
+// and returns once it echoes (see turnutils.StartPeer).
 func (e *env) startPeer(ctx context.Context) (*proc, int, error) {
-	var lastErr error
-	for range 4 {
-		port, err := e.ports.block(2, false)
-		if err != nil {
-			return nil, 0, err
-		}
-		p, err := e.procs.start("turnutils_peer", e.path("peer.log"), nil, e.bins["turnutils_peer"],
-			"-L", "127.0.0.1", "-p", strconv.Itoa(port))
-		if err != nil {
-			return nil, 0, err
-		}
-		if err := waitEcho(ctx, port, p, 5*time.Second); err != nil {
-			p.stop()
-			lastErr = fmt.Errorf("turnutils_peer on 127.0.0.1:%d: %w\n%s", port, err, p.logTail(10))
-			if ctx.Err() != nil {
-				return nil, 0, ctx.Err()
-			}
-			continue
-		}
-		return p, port, nil
+	pick := func() (int, error) { return e.ports.block(2, false) }
+	start := func(args ...string) (procView, error) {
+		p, err := e.procs.start("turnutils_peer", e.path("peer.log"), nil, e.bins["turnutils_peer"], args...)
+		return procView{p}, err
 	}
-	return nil, 0, lastErr
+	p, port, err := turnutils.StartPeer(ctx, 4, pick, start)
+	return p.proc, port, err
 }
+
+// procView is a proc as the functions of internal/coturn see it (its
+// Process interface).
+type procView struct{ *proc }
+
+func (p procView) Exited() error {
+	if p.exited() {
+		return fmt.Errorf("exited: %v", p.err)
+	}
+	return nil
+}
+
+func (p procView) Stop()          { p.stop() }
+func (p procView) Output() string { return p.logTail(10) }
 
 // waitBinding sends STUN Binding requests to 127.0.0.1:port every 100 ms
 // until one is answered, p exits, or wait passes.
 func waitBinding(ctx context.Context, port int, p *proc, wait time.Duration) error {
-	return probeUDP(ctx, port, p, wait, func() ([]byte, func([]byte) bool) {
+	return turnutils.ProbeUDP(ctx, port, procView{p}.Exited, wait, func() ([]byte, func([]byte) bool) {
 		req := bindingRequest()
 		return req, func(resp []byte) bool { return isBindingSuccess(resp, req) }
 	})
-}
-
-// waitEcho probes the echo peer until it echoes, p exits, or wait passes.
-func waitEcho(ctx context.Context, port int, p *proc, wait time.Duration) error {
-	return probeUDP(ctx, port, p, wait, func() ([]byte, func([]byte) bool) {
-		probe := make([]byte, 16)
-		_, _ = rand.Read(probe)
-		return probe, func(resp []byte) bool { return bytes.Equal(resp, probe) }
-	})
-}
-
-func probeUDP(ctx context.Context, port int, p *proc, wait time.Duration, next func() ([]byte, func([]byte) bool)) error {
-	conn, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	buf := make([]byte, 1500)
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if p.exited() {
-			return fmt.Errorf("exited: %v", p.err)
-		}
-		msg, ok := next()
-		if _, err := conn.Write(msg); err != nil {
-			// ECONNREFUSED from an earlier probe: not listening yet.
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				break
-			}
-			if ok(buf[:n]) {
-				return nil
-			}
-		}
-	}
-	return errors.New("no answer within " + wait.String())
 }

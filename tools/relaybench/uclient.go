@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	turnutils "icegate/internal/coturn" // coturn names the server kind here
 )
 
 // uclientParams is one turnutils_uclient load: clients allocations (-m),
@@ -55,53 +56,6 @@ type progress struct {
 	sent, recv int
 }
 
-// Line kinds uclient prints (coturn 4.6.1):
-//
-//	3: : start_mclient: msz=10, tot_send_msgs=15950, tot_recv_msgs=15850, tot_send_bytes ~ 1595000, tot_recv_bytes ~ 1585000
-//	18: : start_mclient: tot_send_msgs=200000, tot_recv_msgs=199961
-//	18: : Total lost packets 39 (0.019500%), total send dropped 0 (0.000000%)
-var (
-	reProgress = regexp.MustCompile(`start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+),`)
-	reTotals   = regexp.MustCompile(`start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$`)
-	reLost     = regexp.MustCompile(`Total lost packets (\d+) \(([0-9.]+)%\)`)
-)
-
-type lineKind int
-
-const (
-	lineOther lineKind = iota
-	lineProgress
-	lineTotals
-	lineLost
-)
-
-// parsedLine is what one uclient output line says.
-type parsedLine struct {
-	kind       lineKind
-	sent, recv int     // progress and totals
-	lost       int     // lost
-	lostPct    float64 // lost
-}
-
-func parseUclientLine(line string) parsedLine {
-	if m := reProgress.FindStringSubmatch(line); m != nil {
-		return parsedLine{kind: lineProgress, sent: atoi(m[1]), recv: atoi(m[2])}
-	}
-	if m := reTotals.FindStringSubmatch(line); m != nil {
-		return parsedLine{kind: lineTotals, sent: atoi(m[1]), recv: atoi(m[2])}
-	}
-	if m := reLost.FindStringSubmatch(line); m != nil {
-		pct, _ := strconv.ParseFloat(m[2], 64)
-		return parsedLine{kind: lineLost, lost: atoi(m[1]), lostPct: pct}
-	}
-	return parsedLine{}
-}
-
-func atoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
-}
-
 // collect folds a run's lines into a result. Without uclient's own summary
 // (relaybench stopped it early, see runUclient) the last progress line
 // gives the totals and the loss is computed from them the way uclient does.
@@ -109,17 +63,17 @@ func collect(lines []timedLine) (uclientResult, error) {
 	var r uclientResult
 	var haveTotals, haveLost bool
 	for _, l := range lines {
-		p := parseUclientLine(l.text)
-		switch p.kind {
-		case lineProgress:
-			r.samples = append(r.samples, progress{at: l.at, sent: p.sent, recv: p.recv})
-		case lineTotals:
-			r.sent, r.recv, haveTotals = p.sent, p.recv, true
+		p := turnutils.ParseUclientLine(l.text)
+		switch p.Kind {
+		case turnutils.ProgressLine:
+			r.samples = append(r.samples, progress{at: l.at, sent: p.Sent, recv: p.Recv})
+		case turnutils.TotalsLine:
+			r.sent, r.recv, haveTotals = p.Sent, p.Recv, true
 			// A run without loss ends at once, so the last progress line
 			// may be well short of the totals: they are a sample too.
-			r.samples = append(r.samples, progress{at: l.at, sent: p.sent, recv: p.recv})
-		case lineLost:
-			r.lostPct, haveLost = p.lostPct, true
+			r.samples = append(r.samples, progress{at: l.at, sent: p.Sent, recv: p.Recv})
+		case turnutils.LostLine:
+			r.lostPct, haveLost = p.LostPct, true
 		}
 	}
 	r.summary = haveTotals && haveLost
@@ -257,9 +211,9 @@ loop:
 			}
 			fmt.Fprintln(logFile, l.text)
 			got = append(got, l)
-			if pl := parseUclientLine(l.text); pl.kind == lineProgress {
-				if pl.sent != last.sent || pl.recv != last.recv {
-					last = progress{sent: pl.sent, recv: pl.recv}
+			if pl := turnutils.ParseUclientLine(l.text); pl.Kind == turnutils.ProgressLine {
+				if pl.Sent != last.sent || pl.Recv != last.recv {
+					last = progress{sent: pl.Sent, recv: pl.Recv}
 					lastChange = time.Now()
 				}
 			}
