@@ -332,10 +332,11 @@ type Signaling struct {
 	CredentialTTLDuration, ResumeGraceDuration, PingIntervalDuration time.Duration
 }
 
-// Bool reads an optional switch, nil meaning def. After Load or Default the
-// switches are set (the embedded defaults write them all), but a Config built
-// in code, or a user's `udp = null`, leaves them nil.
-func Bool(b *bool, def bool) bool {
+// switchOr reads an optional switch, nil meaning def. After Load or Default
+// the switches are set (the embedded defaults write them all), but a Config
+// built in code, or a user's `udp = null`, leaves them nil. The accessors in
+// switches.go are its only callers.
+func switchOr(b *bool, def bool) bool {
 	if b == nil {
 		return def
 	}

@@ -296,7 +296,7 @@ auth {
 	if c.Realm != "icegate" || c.Log.Level != "info" || c.Limits.AllocationsTotal != 10000 || c.Metrics.Listen != "127.0.0.1:9641" {
 		t.Errorf("untouched blocks lost defaults: realm %q, log %+v, limits %+v, metrics %+v", c.Realm, c.Log, c.Limits, c.Metrics)
 	}
-	if !Bool(c.Listen.UDP, false) || !Bool(c.Listen.DTLS, false) || Bool(c.Relay.TCP, true) || !Bool(c.Auth.EphemeralSecret, false) {
+	if !switchOr(c.Listen.UDP, false) || !switchOr(c.Listen.DTLS, false) || switchOr(c.Relay.TCP, true) || !switchOr(c.Auth.EphemeralSecret, false) {
 		t.Errorf("switches lost defaults: listen %+v relay.tcp %v", c.Listen, c.Relay.TCP)
 	}
 	if len(c.Auth.Users) != 1 || c.Auth.Users[0].Name != "alice" || c.Auth.Separator != ":" {
@@ -321,8 +321,8 @@ func TestSwitches(t *testing.T) {
 	if c.Listen.UDP != nil {
 		t.Errorf("udp = null gave %v, want nil", *c.Listen.UDP)
 	}
-	if !Bool(c.Listen.UDP, true) {
-		t.Error("Bool(nil, true) = false")
+	if !c.Listen.UDPOn() {
+		t.Error("udp = null reads as off, want the default (on)")
 	}
 	if c.Listen.TCP == nil || *c.Listen.TCP {
 		t.Errorf("tcp = false gave %v", c.Listen.TCP)

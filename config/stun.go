@@ -51,7 +51,7 @@ func (s *STUN) validate(v *validator, l *Listen, r *Relay) {
 				s.AlternatePublicRange, "stun.alternate_public", "set while stun.alternate_address is empty (RFC 5780 off)",
 				s.AlternateAddressRange, "stun.alternate_address", "empty (RFC 5780 off) while stun.alternate_public is set")
 		}
-		if Bool(s.RFC3489, false) {
+		if s.RFC3489On() {
 			v.conflict(
 				s.RFC3489Range, "stun.rfc3489", "true while stun.alternate_address is empty; CHANGED-ADDRESS needs a second address",
 				s.AlternateAddressRange, "stun.alternate_address", "empty while stun.rfc3489 is true; CHANGED-ADDRESS needs a second address")
@@ -90,7 +90,7 @@ func (s *STUN) validate(v *validator, l *Listen, r *Relay) {
 	default:
 		primary = same[0]
 	}
-	if !Bool(l.UDP, true) {
+	if !l.UDPOn() {
 		v.conflict(
 			s.AlternateAddressRange, "stun.alternate_address", "set while listen.udp is false; RFC 5780 runs over UDP",
 			l.UDPRange, "listen.udp", "false while stun.alternate_address is set; RFC 5780 runs over UDP")
@@ -101,7 +101,7 @@ func (s *STUN) validate(v *validator, l *Listen, r *Relay) {
 		case s.AlternatePort == l.Port:
 			v.errorf(v.at(s.AlternatePortRange, l.PortRange), "stun.alternate_port", "%d is also listen.port; the alternate port must differ", s.AlternatePort)
 			ok = false
-		case s.AlternatePort == l.TLSPort && Bool(l.DTLS, true):
+		case s.AlternatePort == l.TLSPort && l.DTLSOn():
 			v.errorf(v.at(s.AlternatePortRange, l.TLSPortRange), "stun.alternate_port", "%d is also listen.tls_port, which DTLS uses", s.AlternatePort)
 			ok = false
 		case s.AlternatePort >= r.MinPort && s.AlternatePort <= r.MaxPort:

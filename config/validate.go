@@ -328,14 +328,14 @@ func (l *Listen) validate(v *validator) {
 	if l.SocketBuffer < 0 || l.SocketBuffer > 1<<30 {
 		v.errorf(l.SocketBufferRange, "listen.socket_buffer", "%d is outside 0 (system default) to 1073741824 bytes", l.SocketBuffer)
 	}
-	secure := Bool(l.TLS, true) || Bool(l.DTLS, true)
+	secure := l.TLSOn() || l.DTLSOn()
 	if portOK && tlsPortOK && secure && l.Port == l.TLSPort {
 		v.conflict(
 			l.PortRange, "listen.port", fmt.Sprintf("%d is also listen.tls_port", l.Port),
 			l.TLSPortRange, "listen.tls_port", fmt.Sprintf("%d is also listen.port", l.TLSPort))
 	}
 
-	if !Bool(l.UDP, true) && !Bool(l.TCP, true) && !secure {
+	if !l.UDPOn() && !l.TCPOn() && !secure {
 		v.errorf(v.at(l.UDPRange, l.TCPRange, l.TLSRange, l.DTLSRange), "listen.udp",
 			"false, and so are listen.tcp, listen.tls and listen.dtls; nothing would listen")
 	}
@@ -476,7 +476,7 @@ func (r *Relay) validate(v *validator, l *Listen) {
 				}
 			}
 			overlap(l.Port, "listen.port")
-			if Bool(l.TLS, true) || Bool(l.DTLS, true) {
+			if l.TLSOn() || l.DTLSOn() {
 				overlap(l.TLSPort, "listen.tls_port")
 			}
 		}
@@ -503,7 +503,7 @@ func (r *Relay) validate(v *validator, l *Listen) {
 			r.IPv6BindRange, "relay.ipv6_bind", "empty and so is relay.ipv4_bind; no relay could be allocated")
 	}
 
-	if Bool(r.TCP, false) && !Bool(l.TCP, true) && !Bool(l.TLS, true) {
+	if r.TCPOn() && !l.TCPOn() && !l.TLSOn() {
 		v.warnf(r.TCPRange, "relay.tcp",
 			"true, but listen.tcp and listen.tls are false; TCP relays need a TCP or TLS client connection (RFC 6062)")
 	}

@@ -22,9 +22,9 @@ func (s *Server) iceServers(host, user string) (servers []auth.ICEServer, expire
 		host = "localhost"
 	}
 	t := auth.Transports{
-		UDP: config.Bool(st.listen.UDP, true),
-		TCP: config.Bool(st.listen.TCP, true),
-		TLS: config.Bool(st.listen.TLS, true),
+		UDP: st.listen.UDPOn(),
+		TCP: st.listen.TCPOn(),
+		TLS: st.listen.TLSOn(),
 	}
 	secret := s.secret()
 	if secret == "" {

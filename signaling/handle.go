@@ -48,7 +48,7 @@ func (c *conn) handle(b []byte, st *settings) {
 		}
 		c.send(encode(msg))
 	case TypeTURNEvents:
-		if !boolOr(st.sig.TURNEvents, true) {
+		if !st.sig.TURNEventsOn() {
 			outcome = perr(CodeDisabled, "TURN events are switched off (signaling.turn_events)")
 			break
 		}

@@ -189,7 +189,7 @@ func (s *Server) attach(c *conn, opts AcceptOptions) ([]byte, time.Duration) {
 			PeersPerRoom: st.sig.PeersPerRoom, RoomsPerPeer: st.sig.RoomsPerPeer,
 			ResumeGrace: int(st.sig.ResumeGraceDuration / time.Second),
 		},
-		Server:   serverInfo{Version: s.version, TURNSCertificate: "configured", TURNEvents: boolOr(st.sig.TURNEvents, true)},
+		Server:   serverInfo{Version: s.version, TURNSCertificate: "configured", TURNEvents: st.sig.TURNEventsOn()},
 		NATProbe: st.natProbe,
 	}
 	if st.selfSigned {
@@ -233,13 +233,6 @@ func sameSubject(a, b *Claims) bool {
 		return a == nil && b == nil
 	}
 	return a.Subject == b.Subject
-}
-
-func boolOr(b *bool, def bool) bool {
-	if b == nil {
-		return def
-	}
-	return *b
 }
 
 // detach unbinds c from its peer after the connection ended. A peer that

@@ -146,7 +146,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	}
 	st := &settings{
 		sig:        *cfg.Signaling,
-		testPage:   config.Bool(cfg.HTTP.TestPage, true),
+		testPage:   cfg.HTTP.TestPageOn(),
 		listen:     *cfg.Listen,
 		separator:  cfg.Auth.Separator,
 		selfSigned: cfg.TLS.CertFile == "",

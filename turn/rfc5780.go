@@ -9,7 +9,6 @@ import (
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
 
-	"icegate/config"
 	"icegate/stun"
 )
 
@@ -72,13 +71,13 @@ func (s *Server) openAlternates(addr netip.Addr, primary net.PacketConn) ([]pion
 		netip.AddrPortFrom(st.PrimaryPublicAddr, p1), netip.AddrPortFrom(st.PrimaryPublicAddr, p2),
 		netip.AddrPortFrom(st.AlternatePublicAddr, p1), netip.AddrPortFrom(st.AlternatePublicAddr, p2),
 	}
-	r, err := stun.NewResponder(stun.Config{Addrs: public, RFC3489: config.Bool(st.RFC3489, false)})
+	r, err := stun.NewResponder(stun.Config{Addrs: public, RFC3489: st.RFC3489On()})
 	if err != nil {
 		return nil, err
 	}
 	b.rfc5780 = r
 	s.log.Info("RFC 5780 NAT behaviour discovery on", "primary", public[stun.Primary].String(),
-		"other", public[stun.AltBoth].String(), "rfc3489", config.Bool(st.RFC3489, false))
+		"other", public[stun.AltBoth].String(), "rfc3489", st.RFC3489On())
 	return out, nil
 }
 

@@ -132,7 +132,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			if err != nil {
 				return nil, err
 			}
-			if !config.Bool(cfg.Listen.UDPSegmentation, true) {
+			if !cfg.Listen.SegmentationOn() {
 				l.noGSO = true
 			}
 			s.loops = append(s.loops, l)
@@ -162,7 +162,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	}
 
 	listen := cfg.Listen
-	useTLS, useDTLS := config.Bool(listen.TLS, true), config.Bool(listen.DTLS, true)
+	useTLS, useDTLS := listen.TLSOn(), listen.DTLSOn()
 	if useTLS || useDTLS {
 		s.certs, err = newCertStore(cfg.TLS.CertFile, cfg.TLS.KeyFile, s.certHosts(), log, s.metrics)
 		if err != nil {
@@ -188,7 +188,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			}
 			return fmt.Errorf("listen %s %s: %w", transport, ap, err)
 		}
-		if config.Bool(listen.UDP, true) {
+		if listen.UDPOn() {
 			conns, err := s.openUDP(v, plain)
 			if err != nil {
 				if err := bindErr("udp", plain, err); err != nil {
@@ -209,7 +209,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 				pcs = append(pcs, alt...)
 			}
 		}
-		if config.Bool(listen.TCP, true) {
+		if listen.TCPOn() {
 			ln, err := net.Listen("tcp"+v, plain.String())
 			if err != nil {
 				if err := bindErr("tcp", plain, err); err != nil {
@@ -398,7 +398,7 @@ func (s *Server) listenerConfig(ln net.Listener, transport string, datagram bool
 func (s *Server) setupRelays() error {
 	r := s.cfg.Relay
 	s.relays = &relayAllocator{
-		min: r.MinPort, max: r.MaxPort, tcp: config.Bool(r.TCP, false),
+		min: r.MinPort, max: r.MaxPort, tcp: r.TCPOn(),
 		limit: s.cfg.Limits.AllocationsTotal, bps: s.cfg.Limits.BandwidthPerAllocation,
 		metrics: s.metrics,
 	}
@@ -443,7 +443,7 @@ func (s *Server) setupRelays() error {
 		}
 		s.log.Info("relay addresses", "advertised", f.public.String(), "bind", f.bind.String(),
 			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort))
-		if private(f.public) && !config.Bool(r.PrivateOK, false) {
+		if private(f.public) && !r.PrivateAllowed() {
 			s.log.Warn("!!! the advertised relay address is "+describe(f.public)+
 				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; "+
 				"if this is a LAN or a test, set relay.private_ok = true to silence this warning.",
@@ -565,7 +565,7 @@ func (s *Server) buildCredentials(cfg *config.Config) (*auth.Credentials, error)
 		users = append(users, auth.StaticUser{Name: u.Name, Password: u.Password, Key: u.KeyBytes})
 	}
 	secrets := a.Secrets
-	if len(users) == 0 && len(secrets) == 0 && config.Bool(a.EphemeralSecret, true) {
+	if len(users) == 0 && len(secrets) == 0 && a.EphemeralSecretOn() {
 		if s.ephemeralSecret == "" {
 			b := make([]byte, 24)
 			if _, err := rand.Read(b); err != nil {

@@ -68,9 +68,9 @@ func cred(args []string, stdout, stderr io.Writer) error {
 // hands them out. An IPv6 host may be written in brackets.
 func iceServers(l *config.Listen, host, username, password string) []auth.ICEServer {
 	t := auth.Transports{
-		UDP: config.Bool(l.UDP, true),
-		TCP: config.Bool(l.TCP, true),
-		TLS: config.Bool(l.TLS, true),
+		UDP: l.UDPOn(),
+		TCP: l.TCPOn(),
+		TLS: l.TLSOn(),
 	}
 	return auth.ICEServers(host, l.Port, l.TLSPort, t, username, password)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"icegate/config"
+	"icegate/internal/certfile"
 	"icegate/signaling"
 	"icegate/turn"
 )
@@ -26,14 +27,18 @@ func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (func(),
 		return nil, "", fmt.Errorf("http.listen %s: %w", h.Listen, err)
 	}
 	scheme := "http"
+	stopWatch := func() {}
 	if h.CertFile != "" {
-		get, err := signaling.CertificateLoader(h.CertFile, h.KeyFile)
+		pair, err := certfile.Load(h.CertFile, h.KeyFile, log.With("listener", "http"), nil)
 		if err != nil {
 			ln.Close()
 			return nil, "", fmt.Errorf("http.cert_file: %w", err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: get, NextProtos: []string{"http/1.1"}})
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate, NextProtos: []string{"http/1.1"}})
 		scheme = "https"
+		ctx, cancel := context.WithCancel(context.Background())
+		stopWatch = cancel
+		go pair.Watch(ctx, certCheckEvery)
 	}
 	srv := &http.Server{
 		Handler:           sig.Handler(),
@@ -60,10 +65,15 @@ func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (func(),
 				log.Warn("signaling connections still closing", "err", err)
 			}
 			<-done
+			stopWatch()
 		})
 	}
 	return stop, url, nil
 }
+
+// certCheckEvery is how often http.cert_file and http.key_file are checked
+// for a renewed pair.
+const certCheckEvery = 5 * time.Second
 
 // pageURL is where a person on this machine opens the test page.
 func pageURL(scheme string, a net.Addr) string {

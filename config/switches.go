@@ -1,0 +1,23 @@
+package config
+
+// The switches, each with its default stated once, here: a switch left nil
+// (a Config built in code, or `udp = null` in a file) means what
+// default.hcl says, which TestSwitchDefaults checks. Code reads switches
+// through these, never through the pointers.
+
+func (l *Listen) UDPOn() bool          { return switchOr(l.UDP, true) }
+func (l *Listen) TCPOn() bool          { return switchOr(l.TCP, true) }
+func (l *Listen) TLSOn() bool          { return switchOr(l.TLS, true) }
+func (l *Listen) DTLSOn() bool         { return switchOr(l.DTLS, true) }
+func (l *Listen) SegmentationOn() bool { return switchOr(l.UDPSegmentation, true) }
+
+func (r *Relay) TCPOn() bool          { return switchOr(r.TCP, false) }
+func (r *Relay) PrivateAllowed() bool { return switchOr(r.PrivateOK, false) }
+
+func (a *Auth) EphemeralSecretOn() bool { return switchOr(a.EphemeralSecret, true) }
+
+func (s *STUN) RFC3489On() bool { return switchOr(s.RFC3489, false) }
+
+func (h *HTTP) TestPageOn() bool { return switchOr(h.TestPage, true) }
+
+func (s *Signaling) TURNEventsOn() bool { return switchOr(s.TURNEvents, true) }
