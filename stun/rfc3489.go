@@ -3,6 +3,8 @@ package stun
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"icegate/internal/stunwire"
 )
 
 // Classic RFC 3489 Binding. Clients that predate RFC 5389 send no magic
@@ -201,7 +203,7 @@ func (r *Responder) AnswerClassic(b []byte, src netip.AddrPort, on Socket) (Repl
 		// attribute is classicAddrAttrSize bytes and m never grows.
 		m = binary.BigEndian.AppendUint16(m, a.t)
 		m = binary.BigEndian.AppendUint16(m, classicAddrAttrSize-4)
-		m = appendAddr(m, a.ap)
+		m = stunwire.AppendAddr(m, a.ap, nil, false)
 	}
 	return Reply{Data: m, From: from, To: src}, nil
 }

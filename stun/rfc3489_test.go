@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+
+	"icegate/internal/stunwire"
 )
 
 // classicAttr is one attribute of a hand-built RFC 3489 message.
@@ -34,7 +36,7 @@ func classicRequest(attrs ...classicAttr) []byte {
 func change(flags byte) classicAttr { return classicAttr{attrChangeRequest, []byte{0, 0, 0, flags}} }
 
 func responseAddress(ap netip.AddrPort) classicAttr {
-	return classicAttr{attrResponseAddress, appendAddr(nil, ap)}
+	return classicAttr{attrResponseAddress, stunwire.AppendAddr(nil, ap, nil, false)}
 }
 
 // classicAttrs decodes a classic response, checking the header and that the

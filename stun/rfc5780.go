@@ -7,6 +7,8 @@ import (
 	"net/netip"
 
 	pionstun "github.com/pion/stun/v4"
+
+	"icegate/internal/stunwire"
 )
 
 // Socket names one of the four UDP sockets of an RFC 5780 server (§3): the
@@ -247,42 +249,14 @@ func (r *Responder) Answer(req Request) (Reply, error) {
 }
 
 // addrAttr encodes a MAPPED-ADDRESS style attribute (RFC 8489 §14.1).
-func addrAttr(ap netip.AddrPort) []byte {
-	return appendAddr(make([]byte, 0, 20), ap)
-}
-
-// appendAddr appends the value of a MAPPED-ADDRESS style attribute to b: a
-// zero byte, the family (0x01 IPv4, 0x02 IPv6), the port and the address,
-// in network byte order (RFC 8489 §14.1). RFC 3489 §11.2.1 has the same
-// layout, with IPv4 only.
-func appendAddr(b []byte, ap netip.AddrPort) []byte {
-	a := ap.Addr().Unmap()
-	if a.Is4() {
-		b = append(b, 0, 0x01)
-		b = binary.BigEndian.AppendUint16(b, ap.Port())
-		ip := a.As4()
-		return append(b, ip[:]...)
-	}
-	b = append(b, 0, 0x02)
-	b = binary.BigEndian.AppendUint16(b, ap.Port())
-	ip := a.As16()
-	return append(b, ip[:]...)
-}
+func addrAttr(ap netip.AddrPort) []byte { return stunwire.AppendAddr(nil, ap, nil, false) }
 
 // xorAddrAttr encodes XOR-MAPPED-ADDRESS (RFC 8489 §14.2).
 func xorAddrAttr(ap netip.AddrPort, txid [pionstun.TransactionIDSize]byte) []byte {
-	v := addrAttr(ap)
-	binary.BigEndian.PutUint16(v[2:], ap.Port()^uint16(magicCookie>>16))
-	var key [16]byte
-	binary.BigEndian.PutUint32(key[:4], magicCookie)
-	copy(key[4:], txid[:])
-	for i := 4; i < len(v); i++ {
-		v[i] ^= key[i-4]
-	}
-	return v
+	return stunwire.AppendAddr(nil, ap, txid[:], true)
 }
 
-const magicCookie = 0x2112A442
+const magicCookie = stunwire.MagicCookie
 
 func (r *Responder) software() string {
 	if r != nil && r.cfg.Software != "" {
