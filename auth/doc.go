@@ -2,8 +2,8 @@
 // long-term credentials (RFC 8489 §9.2) and the peer policy applied to
 // CreatePermission and ChannelBind (RFC 8656 §9). It is pure computation:
 // no sockets, no files, no logging. The turn package plugs it into pion, the
-// config package builds it, and a reload swaps a new Policy in through a
-// PolicyHolder without touching a socket.
+// config package builds it, and a reload swaps a new Policy in (the turn
+// package holds it behind an atomic pointer) without touching a socket.
 //
 // # Credentials
 //

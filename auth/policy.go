@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 )
 
 // PolicyConfig configures a Policy. The zero value is the secure default:
@@ -401,30 +400,3 @@ func countNone(n int, s string) string {
 	}
 	return s
 }
-
-// PolicyHolder holds the current Policy behind an atomic pointer so a
-// reload can swap it while relays keep deciding, without locks and without
-// touching sockets. The zero value is ready to use and holds the default
-// policy.
-type PolicyHolder struct {
-	p atomic.Pointer[Policy]
-}
-
-// NewPolicyHolder returns a holder holding p.
-func NewPolicyHolder(p *Policy) *PolicyHolder {
-	h := &PolicyHolder{}
-	h.Store(p)
-	return h
-}
-
-// Load returns the current policy; never nil (the default policy when none
-// was stored).
-func (h *PolicyHolder) Load() *Policy {
-	if p := h.p.Load(); p != nil {
-		return p
-	}
-	return defaultPolicy
-}
-
-// Store makes p the current policy; nil restores the default.
-func (h *PolicyHolder) Store(p *Policy) { h.p.Store(p) }

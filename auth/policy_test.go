@@ -421,25 +421,6 @@ func TestExplain(t *testing.T) {
 	}
 }
 
-func TestPolicyHolder(t *testing.T) {
-	var h PolicyHolder
-	ip := netip.MustParseAddr("127.0.0.1")
-	if h.Load() == nil || h.Load().Decide(ip).Allowed {
-		t.Fatal("zero PolicyHolder is not the secure default")
-	}
-	h.Store(mustPolicy(t, PolicyConfig{Presets: []string{"loopback"}}))
-	if !h.Load().Decide(ip).Allowed {
-		t.Fatal("stored policy not used")
-	}
-	h.Store(nil)
-	if h.Load().Decide(ip).Allowed {
-		t.Fatal("Store(nil) did not restore the default")
-	}
-	if NewPolicyHolder(mustPolicy(t, PolicyConfig{Presets: []string{"loopback"}})).Load().Decide(ip).Rule != "preset loopback 127.0.0.0/8" {
-		t.Fatal("NewPolicyHolder")
-	}
-}
-
 func TestBuiltinRulesIsACopy(t *testing.T) {
 	r := BuiltinRules()
 	r[0].Prefixes[0] = netip.MustParsePrefix("8.8.8.0/24")

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"icegate/turn"
 )
 
 // handle answers one /ws message. It runs on the connection's reader.
@@ -195,10 +193,30 @@ func (c *conn) broadcast(m *inbound) *protoError {
 	return nil
 }
 
-// TURNEvent routes a relay decision to the peer whose credentials the
+// RelayEvent is one decision the relay made about a client's control
+// request, as the relay reports it (cmd passes the turn package's events in;
+// signaling does not import the relay).
+type RelayEvent struct {
+	Time time.Time
+	// Kind names the decision: authenticated, auth-refused,
+	// allocation-created, allocation-deleted, permission-denied, refused.
+	Kind string
+	// Username is the USERNAME the client sent; UserID the user part the
+	// relay derived from it, which for a credential this server vended is
+	// the peer's id.
+	Username, UserID string
+	// Client is the client's transport address; Transport udp, tcp, tls or dtls.
+	Client, Transport string
+	// Detail says why, in words.
+	Detail string
+	// Peer is the peer address for permission events.
+	Peer string
+}
+
+// RelayEvent routes a relay decision to the peer whose credentials the
 // request used, when that peer asked for them (turn-events). It is the
 // relay's Events hook: it never blocks (a full queue drops the event).
-func (s *Server) TURNEvent(e turn.Event) {
+func (s *Server) RelayEvent(e RelayEvent) {
 	if e.UserID == "" {
 		return
 	}

@@ -31,7 +31,7 @@ func TestCredentialsWorkOnTheRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
-	relay, err := turn.New(cfg, turn.Options{Events: s.TURNEvent})
+	relay, err := turn.New(cfg, turn.Options{Events: func(e turn.Event) { s.RelayEvent(RelayEvent(e)) }})
 	if err != nil {
 		t.Fatal(err)
 	}

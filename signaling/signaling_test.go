@@ -11,7 +11,6 @@ import (
 
 	"icegate/auth"
 	"icegate/config"
-	"icegate/turn"
 )
 
 func TestHello(t *testing.T) {
@@ -523,11 +522,11 @@ func TestKeepaliveAndDeadConnection(t *testing.T) {
 func TestTURNEvents(t *testing.T) {
 	s := newTestServer(t, nil)
 	a := connect(t, s, pipeOpts{})
-	s.TURNEvent(turn.Event{Kind: turn.EventAuthenticated, UserID: a.id()}) // not subscribed yet
+	s.RelayEvent(RelayEvent{Kind: "authenticated", UserID: a.id()}) // not subscribed yet
 	a.send(`{"type":"turn-events","on":true,"id":1}`)
 	a.expect("ack")
-	s.TURNEvent(turn.Event{Kind: turn.EventAuthRefused, UserID: a.id(), Detail: "credential expired by 42s", Transport: "udp"})
-	s.TURNEvent(turn.Event{Kind: turn.EventAuthRefused, UserID: "someone-else"})
+	s.RelayEvent(RelayEvent{Kind: "auth-refused", UserID: a.id(), Detail: "credential expired by 42s", Transport: "udp"})
+	s.RelayEvent(RelayEvent{Kind: "auth-refused", UserID: "someone-else"})
 	m := a.expect("turn")
 	ev := m["event"].(map[string]any)
 	if ev["kind"] != "auth-refused" || ev["detail"] != "credential expired by 42s" || ev["transport"] != "udp" {

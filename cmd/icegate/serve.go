@@ -78,7 +78,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		events = hub.TURNEvent
+		events = func(e turn.Event) { hub.RelayEvent(signaling.RelayEvent(e)) }
 	}
 
 	srv, err := turn.New(cfg, turn.Options{Logger: log, Registerer: reg, Events: events})

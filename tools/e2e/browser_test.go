@@ -347,7 +347,7 @@ func startIcegate(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := turn.New(cfg, turn.Options{Logger: log, Events: hub.TURNEvent})
+	srv, err := turn.New(cfg, turn.Options{Logger: log, Events: func(e turn.Event) { hub.RelayEvent(signaling.RelayEvent(e)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
