@@ -1,0 +1,127 @@
+package layers
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// allowed lists, for each of icegate's packages, the other icegate packages
+// it may import directly. A package missing here fails the test: a new
+// package states its place.
+var allowed = map[string][]string{
+	"icegate/auth":                nil,
+	"icegate/config":              {"icegate/auth"},
+	"icegate/internal/stunwire":   nil,
+	"icegate/internal/ratelog":    nil,
+	"icegate/internal/certfile":   nil,
+	"icegate/internal/testutil":   nil,
+	"icegate/internal/leakcheck":  nil,
+	"icegate/internal/coturn":     nil,
+	"icegate/internal/icegatebin": nil,
+	"icegate/internal/layers":     nil,
+	"icegate/stun":                {"icegate/internal/stunwire"},
+	"icegate/stun/natcheck":       {"icegate/stun", "icegate/internal/stunwire"},
+	"icegate/turn": {"icegate/auth", "icegate/config", "icegate/stun", "icegate/internal/stunwire",
+		"icegate/internal/ratelog", "icegate/internal/certfile"},
+	"icegate/signaling": {"icegate/auth", "icegate/config", "icegate/internal/ratelog"},
+	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
+		"icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/ratelog"},
+}
+
+// Tools (benchmarks, labs, interop) may use anything but each other.
+const toolsPrefix = "icegate/tools/"
+
+// forbidden are imports a package must not have: standard library packages
+// directly (fmt itself reaches os), icegate's and third-party packages even
+// indirectly. The reason is the package's promise.
+var forbidden = map[string]struct {
+	deps []string
+	why  string
+}{
+	"icegate/auth": {[]string{"os", "net/http", "syscall", "golang.org/x/sys/unix", "github.com/pion/turn/v5"},
+		"auth is pure: credentials and policy as computation, no I/O"},
+	"icegate/internal/stunwire": {[]string{"github.com/pion/stun/v4", "net", "os"},
+		"the wire codec depends on nothing but the byte layout"},
+	"icegate/signaling": {[]string{"icegate/turn", "github.com/pion/turn/v5"},
+		"signaling reaches the relay only through what cmd hands it"},
+	"icegate/stun": {[]string{"icegate/turn", "github.com/pion/turn/v5"},
+		"Binding answers never travel through the relay"},
+}
+
+type pkg struct {
+	path    string
+	imports []string
+	deps    []string
+}
+
+func list(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}|{{join .Imports \" \"}}|{{join .Deps \" \"}}", "icegate/...")
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	for line := range strings.Lines(string(out)) {
+		f := strings.Split(strings.TrimSpace(line), "|")
+		if len(f) != 3 {
+			continue
+		}
+		pkgs = append(pkgs, pkg{path: f[0], imports: strings.Fields(f[1]), deps: strings.Fields(f[2])})
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+func TestLayers(t *testing.T) {
+	for _, p := range list(t) {
+		for _, imp := range p.imports {
+			if !strings.HasPrefix(imp, "icegate/") {
+				continue
+			}
+			if imp == "icegate/cmd/icegate" {
+				t.Errorf("%s imports the command", p.path)
+				continue
+			}
+			if strings.HasPrefix(p.path, toolsPrefix) {
+				if strings.HasPrefix(imp, toolsPrefix) {
+					t.Errorf("tool %s imports tool %s", p.path, imp)
+				}
+				continue
+			}
+			ok, known := allowed[p.path]
+			if !known {
+				t.Errorf("package %s has no place in the layer table (internal/layers/layers_test.go)", p.path)
+				break
+			}
+			if !slices.Contains(ok, imp) {
+				t.Errorf("%s imports %s, which the layers do not allow", p.path, imp)
+			}
+		}
+		if rule, ok := forbidden[p.path]; ok {
+			for _, d := range rule.deps {
+				in := p.imports
+				if !std(d) {
+					in = p.deps
+				}
+				if slices.Contains(in, d) {
+					t.Errorf("%s depends on %s: %s", p.path, d, rule.why)
+				}
+			}
+		}
+	}
+}
+
+// std reports whether an import path is in the standard library: its first
+// element has no dot, and it is not one of ours.
+func std(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".") && first != "icegate"
+}
