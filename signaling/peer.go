@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"icegate/internal/tokenbucket"
 )
 
 // peer is one signaling client. It outlives a connection: within the resume
@@ -62,9 +64,8 @@ type conn struct {
 	killedAt   time.Time
 
 	// Reader-only state.
-	tokens   float64
-	lastFill time.Time
-	buf      []byte
+	rate tokenbucket.Bucket // messages_per_second, messages_burst
+	buf  []byte
 }
 
 // kill ends the connection: the writer sends a close frame with code and
@@ -115,8 +116,7 @@ func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOpti
 	defer stop()
 
 	st := s.settings()
-	c.tokens = float64(st.sig.MessagesBurst)
-	c.lastFill = time.Now()
+	c.rate = tokenbucket.Full(float64(st.sig.MessagesBurst), time.Now())
 	hello, renew := s.attach(c, opts)
 	go c.writeLoop(hello, renew)
 	clean := c.readLoop()
@@ -341,17 +341,7 @@ func (c *conn) readMessage(r io.Reader, limit int) ([]byte, bool, error) {
 
 // allow takes a token from the connection's bucket.
 func (c *conn) allow(st *settings) bool {
-	now := time.Now()
-	c.tokens += now.Sub(c.lastFill).Seconds() * float64(st.sig.MessagesPerSecond)
-	c.lastFill = now
-	if burst := float64(st.sig.MessagesBurst); c.tokens > burst {
-		c.tokens = burst
-	}
-	if c.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	return true
+	return c.rate.Take(time.Now(), float64(st.sig.MessagesPerSecond), float64(st.sig.MessagesBurst), 1)
 }
 
 // send queues a message for this connection's own peer. If its own queue

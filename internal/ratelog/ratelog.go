@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"icegate/internal/tokenbucket"
 )
 
 // Logger logs at most burst messages per key and then one per interval,
@@ -24,8 +26,7 @@ type Logger struct {
 }
 
 type logBucket struct {
-	tokens     float64
-	last       time.Time
+	tokenbucket.Bucket
 	suppressed int
 }
 
@@ -50,19 +51,13 @@ func (l *Logger) allow(key string) (bool, int) {
 		if len(l.keys) >= maxKeys {
 			clear(l.keys)
 		}
-		b = &logBucket{tokens: float64(l.burst), last: now}
+		b = &logBucket{Bucket: tokenbucket.Full(float64(l.burst), now)}
 		l.keys[key] = b
 	}
-	b.tokens += float64(now.Sub(b.last)) / float64(l.interval)
-	if b.tokens > float64(l.burst) {
-		b.tokens = float64(l.burst)
-	}
-	b.last = now
-	if b.tokens < 1 {
+	if !b.Take(now, float64(time.Second)/float64(l.interval), float64(l.burst), 1) {
 		b.suppressed++
 		return false, 0
 	}
-	b.tokens--
 	n := b.suppressed
 	b.suppressed = 0
 	return true, n
