@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The fast path relays UDP data without pion: ChannelData (RFC 8656 §12)
@@ -24,6 +26,10 @@ import (
 // channel without looking at permissions (a channel binding installs and
 // refreshes its permission).
 type fastPath struct {
+	// dropNoPerm counts peer datagrams discarded for want of a permission
+	// (reason "no_permission"); nil counts nothing.
+	dropNoPerm prometheus.Counter
+
 	mu        sync.RWMutex
 	relays    map[netip.AddrPort]*relayConn        // advertised relay address -> socket
 	listeners map[netip.AddrPort][]*gatePacketConn // local address -> its UDP listener sockets (one per loop)
@@ -31,6 +37,12 @@ type fastPath struct {
 
 func newFastPath() *fastPath {
 	return &fastPath{relays: map[netip.AddrPort]*relayConn{}, listeners: map[netip.AddrPort][]*gatePacketConn{}}
+}
+
+func (f *fastPath) noPermission() {
+	if f != nil && f.dropNoPerm != nil {
+		f.dropNoPerm.Inc()
+	}
 }
 
 // clientLink is where a relay sends ChannelData: the client's address and
@@ -264,11 +276,25 @@ func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort)
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return true
 	}
+	from = canonical(from)
 	link := c.link.Load()
 	if link == nil {
-		return false
+		// A TCP, TLS or DTLS client's allocation (or one not yet linked):
+		// pion frames and writes the data to the client's connection, and
+		// the loop stops reading this socket while pion is behind (see
+		// ioLoop.drain), so what it queues must be what pion relays. A
+		// datagram from a peer with neither a channel nor a permission is
+		// discarded here, as pion would (RFC 8656 §10.3: no permission, no
+		// relaying), so that a flood from strangers cannot fill the queue
+		// and hold up the allocation's peers. pion reports a permission and
+		// a channel (which installs one) before it answers the request that
+		// made them, so the client's peer cannot be ahead of this mirror.
+		if c.permitted(from) {
+			return false
+		}
+		c.alloc.fast.noPermission()
+		return true
 	}
-	from = canonical(from)
 	if t := c.chans.Load(); t != nil {
 		if num, ok := t.byPeer[from]; ok {
 			h := b[headroom-4:]
@@ -282,6 +308,23 @@ func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort)
 		if _, ok := (*perms)[from.Addr()]; ok {
 			msg := dataIndication(b, n, from)
 			out.send(link.listener.sock, msg, link.addr)
+			return true
+		}
+	}
+	c.alloc.fast.noPermission()
+	return true // pion would discard it too
+}
+
+// permitted reports whether pion relays a datagram from peer to the client:
+// a channel is bound to it or its address has a permission.
+func (c *relayConn) permitted(peer netip.AddrPort) bool {
+	if t := c.chans.Load(); t != nil {
+		if _, ok := t.byPeer[peer]; ok {
+			return true
+		}
+	}
+	if perms := c.perms.Load(); perms != nil {
+		if _, ok := (*perms)[peer.Addr()]; ok {
 			return true
 		}
 	}
