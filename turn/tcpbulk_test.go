@@ -209,3 +209,40 @@ func bigBuffers(t *testing.T, c *net.UDPConn) {
 		}
 	})
 }
+
+// TestStrangerDiscarded: datagrams to a TCP client's relay from a peer with
+// no permission are discarded by the event loop (RFC 8656 §9), counted, and
+// do not hold up the permitted peer's data behind them.
+func TestStrangerDiscarded(t *testing.T) {
+	srv := startServer(t, nil)
+	server := srv.addr(t, "tcp", "4")
+	c := newClient(t, dialClient(t, "tcp", server), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	defer relay.Close()
+	echo := udpEcho(t, "127.0.0.1")
+	echoThrough(t, relay, echo)
+
+	stranger, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Skipf("no 127.0.0.2 here: %v", err)
+	}
+	defer stranger.Close()
+	const flood = 500
+	for range flood {
+		if _, err := stranger.WriteTo(make([]byte, 500), relay.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped := srv.metrics.Dropped.WithLabelValues("no_permission")
+	deadline := time.Now().Add(3 * time.Second)
+	for counterValue(t, dropped) < flood && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := counterValue(t, dropped); n != flood {
+		t.Fatalf("no_permission drops %v, want %d", n, flood)
+	}
+	echoThrough(t, relay, echo)
+}
