@@ -208,6 +208,7 @@ type gateConn struct {
 	l         *gateListener
 	key       string // allocation key of this connection's 5-tuple
 	wmu       sync.Mutex
+	bind      atomic.Pointer[connBind] // a ConnectionBind awaiting its signed answer (rfc6062.go)
 }
 
 // idleTimeout closes a connection that has no allocation and sends nothing
@@ -288,6 +289,7 @@ func (c *gateConn) Read(p []byte) (int, error) {
 			// RFC 6062 §5.4: after ConnectionBind the connection carries the
 			// peer's raw bytes, no longer STUN framing.
 			if len(out) >= 2 && out[0] == 0x00 && out[1] == 0x0B {
+				c.bind.Store(c.g.connectionBind(out))
 				c.raw.Store(true)
 				_ = c.Conn.SetReadDeadline(time.Time{})
 			}
@@ -364,6 +366,15 @@ func (c *gateConn) write(b []byte) (int, error) {
 }
 
 func (c *gateConn) Write(b []byte) (int, error) {
+	if cb := c.bind.Load(); cb != nil {
+		if signed := cb.sign(b); len(signed) != len(b) {
+			c.bind.Store(nil)
+			if _, err := c.write(signed); err != nil {
+				return 0, err
+			}
+			return len(b), nil // what the caller asked to write
+		}
+	}
 	if !c.raw.Load() {
 		c.g.observe(b, c.RemoteAddr())
 	}

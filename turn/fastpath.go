@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The fast path relays UDP data without pion: ChannelData (RFC 8656 §12)
@@ -17,13 +19,18 @@ import (
 // that, the listener socket hands a client's ChannelData or Send indication
 // straight to the relay socket, and the relay socket turns a peer's datagram
 // into ChannelData (or a Data indication) for the client, without allocating
-// or waking another goroutine. Everything else (TCP and TLS clients, packets
-// for channels or peers we have not heard of, anything unusual) takes pion's
-// path as before, so the fast path can only ever be a shortcut for something
-// pion would have done the same way: pion's own loop also relays on a bound
-// channel without looking at permissions (a channel binding installs and
-// refreshes its permission).
+// or waking another goroutine. Everything else (TCP, TLS and DTLS clients,
+// client packets for channels we have not heard of, anything unusual) takes
+// pion's path as before, so the fast path can only ever be a shortcut for
+// something pion would have done the same way: pion's own loop also relays on
+// a bound channel without looking at permissions (a channel binding installs
+// and refreshes its permission), and discards a peer's datagram with neither,
+// which the relay socket now does itself.
 type fastPath struct {
+	// dropNoPerm counts peer datagrams discarded for want of a permission
+	// (reason "no_permission"); nil counts nothing.
+	dropNoPerm prometheus.Counter
+
 	mu        sync.RWMutex
 	relays    map[netip.AddrPort]*relayConn        // advertised relay address -> socket
 	listeners map[netip.AddrPort][]*gatePacketConn // local address -> its UDP listener sockets (one per loop)
@@ -31,6 +38,12 @@ type fastPath struct {
 
 func newFastPath() *fastPath {
 	return &fastPath{relays: map[netip.AddrPort]*relayConn{}, listeners: map[netip.AddrPort][]*gatePacketConn{}}
+}
+
+func (f *fastPath) noPermission() {
+	if f != nil && f.dropNoPerm != nil {
+		f.dropNoPerm.Inc()
+	}
 }
 
 // clientLink is where a relay sends ChannelData: the client's address and
@@ -228,10 +241,11 @@ func (c *relayConn) sendToPeer(out sender, p []byte, peer netip.AddrPort) {
 // the DATA attribute header, 48 bytes).
 const headroom = 48
 
-// ReadFrom is pion's read of the relay socket. Datagrams from a peer with a
-// bound channel or a permission go to the client (ChannelData or a Data
-// indication) before pion sees them; the rest are returned to pion, which
-// drops them for want of a permission.
+// ReadFrom is pion's read of the relay socket. For a UDP client, datagrams
+// from a peer with a bound channel or a permission go to the client
+// (ChannelData or a Data indication) before pion sees them; for a stream
+// client they are returned to pion, which frames and writes them; datagrams
+// from any other peer are discarded (see loopPacket).
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if c.sock.conn == nil {
 		n, from, err := c.sock.recvSlow(p) // the event loop ran the fast path
@@ -264,11 +278,25 @@ func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort)
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return true
 	}
+	from = canonical(from)
 	link := c.link.Load()
 	if link == nil {
-		return false
+		// A TCP, TLS or DTLS client's allocation (or one not yet linked):
+		// pion frames and writes the data to the client's connection, and
+		// the loop stops reading this socket while pion is behind (see
+		// ioLoop.drain), so what it queues must be what pion relays. A
+		// datagram from a peer with neither a channel nor a permission is
+		// discarded here, as pion would (RFC 8656 §9 and §11.3: no permission, no
+		// relaying), so that a flood from strangers cannot fill the queue
+		// and hold up the allocation's peers. pion reports a permission and
+		// a channel (which installs one) before it answers the request that
+		// made them, so the client's peer cannot be ahead of this mirror.
+		if c.permitted(from) {
+			return false
+		}
+		c.alloc.fast.noPermission()
+		return true
 	}
-	from = canonical(from)
 	if t := c.chans.Load(); t != nil {
 		if num, ok := t.byPeer[from]; ok {
 			h := b[headroom-4:]
@@ -282,6 +310,23 @@ func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort)
 		if _, ok := (*perms)[from.Addr()]; ok {
 			msg := dataIndication(b, n, from)
 			out.send(link.listener.sock, msg, link.addr)
+			return true
+		}
+	}
+	c.alloc.fast.noPermission()
+	return true // pion would discard it too
+}
+
+// permitted reports whether pion relays a datagram from peer to the client:
+// a channel is bound to it or its address has a permission.
+func (c *relayConn) permitted(peer netip.AddrPort) bool {
+	if t := c.chans.Load(); t != nil {
+		if _, ok := t.byPeer[peer]; ok {
+			return true
+		}
+	}
+	if perms := c.perms.Load(); perms != nil {
+		if _, ok := (*perms)[peer.Addr()]; ok {
 			return true
 		}
 	}

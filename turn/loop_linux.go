@@ -156,7 +156,7 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 	}
 	s := &udpSocket{
 		local: net.UDPAddrFromAddrPort(local), localAP: local, loop: l, fd: fd, v6: family == unix.AF_INET6,
-		slow: make(chan slowPacket, slowQueue(reusePort)), handle: handle,
+		slow: make(chan slowPacket, slowQueue(reusePort)), handle: handle, flow: !reusePort,
 	}
 	if !l.noGSO {
 		s.gsoMax.Store(gsoMaxSegment)
@@ -183,10 +183,13 @@ func (l *ioLoop) start(s *udpSocket) error {
 	return nil
 }
 
-// slowQueue is how many datagrams wait for pion's goroutine: a listener
-// queues every control message of its clients; a relay socket only Data
-// indications for peers pion must check, so a short queue keeps the memory
-// per allocation small.
+// slowQueue is how many datagrams wait for pion's goroutine. A listener
+// queues every control message of its clients (and drops what does not fit:
+// UDP clients retransmit requests, RFC 8489 §6.2.1). A relay socket queues
+// only the data of an allocation the fast path does not serve (a TCP, TLS or
+// DTLS client's), and stops being read while its queue is full (see
+// ioLoop.drain), so the queue only has to cover the time it takes to stop and
+// start reading; 64 datagrams keep the memory per allocation small.
 func slowQueue(listener bool) int {
 	if listener {
 		return 1024
@@ -286,18 +289,41 @@ func (l *ioLoop) run() {
 
 // drain reads what s has, a few batches at most so one busy socket cannot
 // starve the others (epoll is level-triggered: the rest comes next round).
+//
+// A relay socket (s.flow) reads no more datagrams than its slow queue has
+// room for, and when the queue is full it is taken out of the loop's
+// interest until pion's goroutine has emptied half of it (udpSocket.recvSlow
+// puts it back). Meanwhile the peers' datagrams wait in the socket's kernel
+// buffer (listen.socket_buffer, 4 MiB by default), exactly as they would for
+// a UDP client whose path is slow, and nothing is dropped in user space. Only
+// relays of TCP, TLS and DTLS clients queue data: for UDP clients the fast
+// path relays everything pion would (see relayConn.loopPacket). This was
+// chosen over giving stream clients a fast path of their own (framing
+// ChannelData here and writing to their connections through a bounded writer
+// per connection): that writer would need its own flow control for the same
+// reason, a TLS connection cannot be written from the loop without blocking
+// it, and pion's goroutine already is that writer; stopping the read costs
+// two epoll_ctl calls per half queue (32 datagrams) only while pion is behind.
 func (l *ioLoop) drain(s *udpSocket) {
 	for range 4 {
+		want := batch
+		if s.flow {
+			want = min(batch, cap(s.slow)-len(s.slow))
+			if want == 0 {
+				l.pause(s)
+				return
+			}
+		}
 		s.mu.RLock()
 		if s.closed {
 			s.mu.RUnlock()
 			return
 		}
-		for i := range batch {
+		for i := range want {
 			l.msgs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		}
 		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
-			batch, unix.MSG_DONTWAIT, 0, 0)
+			uintptr(want), unix.MSG_DONTWAIT, 0, 0)
 		s.mu.RUnlock()
 		if errno != 0 {
 			return // EAGAIN, or the socket went away
@@ -317,11 +343,46 @@ func (l *ioLoop) drain(s *udpSocket) {
 		// What the handlers sent points into the receive buffers: out it
 		// goes before the next recvmmsg reuses them.
 		l.flush()
-		if n < batch {
+		if n < want {
 			return
 		}
 	}
 }
+
+// pause stops the loop reading relay socket s, whose slow queue is full,
+// until recvSlow has taken half of it. The order matters, as recvSlow runs
+// at the same time: the socket leaves epoll's interest before paused is set,
+// so a resume that sees paused always comes after it; and after setting
+// paused the loop looks at the queue once more, in case pion emptied it
+// before paused was set and so did not resume.
+func (l *ioLoop) pause(s *udpSocket) {
+	if !s.interest(false) {
+		return
+	}
+	l.stats.pauses.Add(1)
+	s.paused.Store(true)
+	if len(s.slow) <= cap(s.slow)/2 && s.paused.CompareAndSwap(true, false) {
+		s.interest(true)
+	}
+}
+
+// interest adds s to its loop's epoll interest (read) or takes it out,
+// reporting false when s is closed.
+func (s *udpSocket) interest(read bool) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false
+	}
+	ev := unix.EpollEvent{Fd: int32(s.fd)}
+	if read {
+		ev.Events = unix.EPOLLIN
+	}
+	return unix.EpollCtl(s.loop.epfd, unix.EPOLL_CTL_MOD, s.fd, &ev) == nil
+}
+
+// resume puts s back into its loop's interest after pause.
+func (s *udpSocket) resume() { s.interest(true) }
 
 // send queues p for `to` on s (the loop's sender).
 func (l *ioLoop) send(s *udpSocket, p []byte, to netip.AddrPort) {

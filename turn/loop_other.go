@@ -30,4 +30,6 @@ func (l *ioLoop) close()                                  {}
 func (l *ioLoop) flushOutbox()                            {}
 func (l *ioLoop) send(*udpSocket, []byte, netip.AddrPort) {}
 
+func (s *udpSocket) resume() {}
+
 func sendto(int, bool, []byte, netip.AddrPort) error { return errNoLoop }

@@ -117,6 +117,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	}
 	s.gate = newGate(s)
 	s.fast = newFastPath()
+	s.fast.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
 	s.droppedRateLimited = s.metrics.Dropped.WithLabelValues("rate_limited")
 	s.droppedSelfPort = s.metrics.Dropped.WithLabelValues("self_port")

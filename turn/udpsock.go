@@ -28,6 +28,10 @@ type udpSocket struct {
 	// train. Atomic: a loop also sends on sockets another loop reads.
 	gsoMax atomic.Int32
 	slow   chan slowPacket
+	// flow: the loop stops reading this socket while slow is full rather
+	// than drop (relay sockets); paused: it has stopped (ioLoop.pause).
+	flow   bool
+	paused atomic.Bool
 	// handle is the loop's fast path for a datagram at
 	// b[headroom:headroom+n] (the space before it takes a header); false
 	// queues it for pion.
@@ -101,6 +105,9 @@ func (s *udpSocket) recvSlow(p []byte) (int, netip.AddrPort, error) {
 	}
 	n := copy(p, (*pkt.buf)[:pkt.n])
 	slowPool.Put(pkt.buf)
+	if s.paused.Load() && len(s.slow) <= cap(s.slow)/2 && s.paused.CompareAndSwap(true, false) {
+		s.resume() // half the queue is free: the loop may read again
+	}
 	return n, pkt.from, nil
 }
 

@@ -220,6 +220,12 @@ type testServer struct {
 // A port picked free can be taken before New binds it, hence the retries.
 func startServer(t *testing.T) *testServer {
 	t.Helper()
+	return startServerHCL(t, serverHCL)
+}
+
+// startServerHCL is startServer with another config.
+func startServerHCL(t *testing.T, hcl string) *testServer {
+	t.Helper()
 	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var lastErr error
@@ -235,7 +241,7 @@ func startServer(t *testing.T) *testServer {
 		if port == tlsPort {
 			continue
 		}
-		cfg, diags := config.Parse([]byte(serverHCL), "interop.hcl")
+		cfg, diags := config.Parse([]byte(hcl), "interop.hcl")
 		if diags.HasErrors() {
 			t.Fatalf("config: %s", config.FormatDiagnostics(diags))
 		}

@@ -1,0 +1,87 @@
+package interop
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"icegate/internal/coturn"
+)
+
+// tcpRelayHCL is serverHCL with RFC 6062 TCP relays on and IPv6 relays on
+// ::1, for uclient's -x (RFC 6156: an IPv6 relay for a client on IPv4).
+var tcpRelayHCL = strings.Replace(serverHCL, `ipv6_bind   = ""`, `ipv6_bind   = "::1"
+  ipv6_public = "::1"
+  tcp         = true`, 1)
+
+// TestUclientTCPRelay runs turnutils_uclient's RFC 6062 modes against one
+// server (twice, -P once): -T (two clients with TCP allocations Connect to each
+// other's relayed address and talk over ConnectionBind data connections),
+// -T -S (the same over TLS control and data connections), -T -x (IPv6 TCP
+// relays) and -P (a plain TCP peer connects to the relayed address: the
+// server sends a ConnectionAttempt and the client binds a data connection).
+//
+// uclient checks MESSAGE-INTEGRITY on every success response, so this is
+// what caught pion's unsigned ConnectionBind response ("Wrong integrity",
+// then a hang). In -P mode uclient's peer never counts what it receives
+// (its read only peeks), so only the client's half comes back: coturn
+// 4.6.1 itself reports 50% lost there; the test expects exactly that half.
+func TestUclientTCPRelay(t *testing.T) {
+	bin := lookCoturn(t, "turnutils_uclient")
+	srv := startServerHCL(t, tcpRelayHCL)
+
+	modes := []struct {
+		name    string
+		flags   []string
+		port    int
+		passive bool
+		runs    int
+	}{
+		{"T", []string{"-T"}, srv.port, false, 2},
+		{"T-S", []string{"-T", "-S"}, srv.tlsPort, false, 2},
+		{"T-x", []string{"-T", "-x"}, srv.port, false, 2},
+		// Once: uclient waits about 15 s for the half it never counts.
+		{"P", []string{"-P"}, srv.port, true, 1},
+	}
+	for _, mode := range modes {
+		for run := range mode.runs {
+			t.Run(fmt.Sprintf("%s/%d", mode.name, run+1), func(t *testing.T) {
+				args := append([]string{}, mode.flags...)
+				args = append(args, "-u", "test", "-w", "test",
+					"-n", strconv.Itoa(messages), "-m", strconv.Itoa(clients),
+					"-l", "120", "-z", "5",
+					"-p", strconv.Itoa(mode.port), "127.0.0.1")
+				mark := srv.log.Len()
+				out, err := runClient(t, bin["turnutils_uclient"], args...)
+				failed := func(format string, a ...any) {
+					t.Helper()
+					t.Errorf("turnutils_uclient %s: %s\nuclient output:\n%s\nicegate log during the run:\n%s",
+						strings.Join(args, " "), fmt.Sprintf(format, a...), out, srv.log.Since(mark))
+				}
+				if err != nil {
+					failed("%v", err)
+					return
+				}
+				if strings.Contains(out, "Wrong integrity") {
+					failed("uclient refused a response's MESSAGE-INTEGRITY")
+					return
+				}
+				res, perr := coturn.ParseUclientSummary(out)
+				if perr != nil {
+					failed("%v", perr)
+					return
+				}
+				want := res.Sent
+				if mode.passive {
+					want = res.Sent / 2
+				}
+				if res.Sent != clients*messages || res.Recv != want {
+					failed("sent %d (want %d), received %d (want %d)", res.Sent, clients*messages, res.Recv, want)
+					return
+				}
+				t.Logf("sent %d, received %d", res.Sent, res.Recv)
+			})
+		}
+	}
+}
