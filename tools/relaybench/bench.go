@@ -323,7 +323,7 @@ func (b *bench) media(ctx context.Context) error {
 		b.addRow(where)
 	}()
 	for _, p := range b.plan.media {
-		label := fmt.Sprintf("%d allocations × %d B every %v", p.allocations, p.size, p.period)
+		label := fmt.Sprintf("%d allocations × %d B every %d ms", p.allocations, p.size, p.period.Milliseconds())
 		perM := b.addRow(newRow("Server CPU-seconds per million relayed packets at media rate, "+label, "", lowerBetter, 0, 2))
 		relayed := b.addRow(newRow(fmt.Sprintf("Relayed packets at media rate (%s msgs/s offered for %v), %s",
 			formatNum(p.offered(), 0), p.duration, label), "", higherBetter, 0, 0))
