@@ -294,8 +294,8 @@ func bindOne(port int, peer peerAddress, ch uint16) (int, error) {
 	return fd, nil
 }
 
-// channelBind binds channel ch to peer (RFC 8656 §11.1): CHANNEL-NUMBER is
-// the number followed by two bytes RFFU (§14.1).
+// channelBind binds channel ch to peer (RFC 8656 §12.1): CHANNEL-NUMBER is
+// the number followed by two bytes RFFU (§18.1).
 func (c *turnClient) channelBind(peer peerAddress, ch uint16) error {
 	v := []byte{byte(ch >> 8), byte(ch), 0, 0}
 	_, err := c.request(stun.MethodChannelBind, stun.RawAttribute{Type: stun.AttrChannelNumber, Value: v}, peer)
