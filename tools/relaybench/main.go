@@ -3,12 +3,15 @@
 // ratios (issue #5; docs/performance.md explains the measurements):
 //
 //	go run ./tools/relaybench [-rounds 3] [-icegate PATH] [-quick] [-out FILE] [-only LIST]
+//	go run ./tools/relaybench -media-only [-media-allocs 200,500] [-media-for 10s]
 //
 // Each measurement starts a fresh icegate and a fresh coturn with
 // equivalent settings, alternating icegate, coturn, icegate, coturn, ...
-// -rounds times each. Relay load comes from coturn's turnutils_uclient with
-// turnutils_peer as the echo; STUN Binding rate, allocation churn and
-// allocations held open come from Go load generators in this package.
+// -rounds times each. Saturating relay load comes from coturn's
+// turnutils_uclient with turnutils_peer as the echo; the media-rate load
+// (hundreds of allocations at one message per 20 ms, to the same echo), STUN
+// Binding rate, allocation churn and allocations held open come from Go load
+// generators in this package.
 // Server CPU time and memory are read from /proc. Progress goes to stderr,
 // the table to stdout.
 package main
@@ -23,6 +26,7 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,12 +49,13 @@ func main() {
 }
 
 // measurements, in the order they run; -only picks some.
-var measurements = []string{"relay", "loss", "binding", "churn", "memory"}
+var measurements = []string{"relay", "loss", "media", "binding", "churn", "memory"}
 
 // plan is the load for each measurement; -quick shrinks it.
 type plan struct {
 	relay          []uclientParams // saturating load, -z 0
 	fixed          uclientParams   // loss at a fixed offered load
+	media          []mediaParams   // media-rate loads, one per allocation count
 	bindingClients int
 	bindingWorkers int
 	bindingFor     time.Duration
@@ -74,7 +79,12 @@ func fullPlan() plan {
 		// 20 clients × 1 message/ms = 20,000 messages/s offered, 40,000
 		// relayed packets/s: well under what either server relays here at
 		// saturation.
-		fixed:          uclientParams{clients: 20, length: 100, messages: 4000, intervalMS: 1},
+		fixed: uclientParams{clients: 20, length: 100, messages: 4000, intervalMS: 1},
+		// One leg of a video call each: 1000 B every 20 ms, 50 messages/s.
+		// 500 allocations offer 25,000 messages/s (50,000 relayed packets/s),
+		// spread evenly over the period, so a relay wakes for one or two
+		// packets at a time.
+		media:          mediaLoads([]int{200, 500}, 10*time.Second),
 		bindingClients: 256,
 		bindingWorkers: runtime.NumCPU(),
 		bindingFor:     5 * time.Second,
@@ -89,12 +99,37 @@ func fullPlan() plan {
 	}
 }
 
+// mediaLoads is one media-rate load per allocation count: 1000 B every
+// 20 ms for d, from one generator thread per core.
+func mediaLoads(allocations []int, d time.Duration) []mediaParams {
+	var out []mediaParams
+	for _, n := range allocations {
+		out = append(out, mediaParams{allocations: n, size: 1000, period: 20 * time.Millisecond,
+			duration: d, workers: runtime.NumCPU()})
+	}
+	return out
+}
+
+// parseCounts parses a comma-separated list of allocation counts.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 5000 {
+			return nil, fmt.Errorf("%q: want allocation counts from 1 to 5000, comma-separated", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 func quickPlan() plan {
 	p := fullPlan()
 	for i := range p.relay {
 		p.relay[i].messages /= 15
 	}
 	p.fixed.messages = 500
+	p.media = mediaLoads([]int{200}, 3*time.Second)
 	p.bindingFor = time.Second
 	p.churnFor = time.Second
 	p.holdN = 200
@@ -110,6 +145,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	quick := fs.Bool("quick", false, "a short smoke run: small loads, 1 round unless -rounds is given")
 	out := fs.String("out", "", "also write the markdown table to this file")
 	only := fs.String("only", strings.Join(measurements, ","), "comma-separated measurements to run: "+strings.Join(measurements, ", "))
+	mediaOnly := fs.Bool("media-only", false, "run only the media-rate load (the same as -only media)")
+	mediaAllocs := fs.String("media-allocs", "", "comma-separated allocation counts for the media-rate load (default 200,500; 200 with -quick)")
+	mediaFor := fs.Duration("media-for", 0, "how long each media-rate run sends (default 10s; 3s with -quick)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -124,6 +162,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		if !roundsSet {
 			*rounds = 1
 		}
+	}
+	if *mediaAllocs != "" || *mediaFor != 0 {
+		counts := make([]int, 0, len(p.media))
+		for _, m := range p.media {
+			counts = append(counts, m.allocations)
+		}
+		d := p.media[0].duration
+		if *mediaAllocs != "" {
+			if counts, err = parseCounts(*mediaAllocs); err != nil {
+				return fmt.Errorf("-media-allocs: %w", err)
+			}
+		}
+		if *mediaFor != 0 {
+			if *mediaFor < time.Second || *mediaFor > 10*time.Minute {
+				return fmt.Errorf("-media-for %v: want 1s to 10m", *mediaFor)
+			}
+			d = *mediaFor
+		}
+		p.media = mediaLoads(counts, d)
+	}
+	if *mediaOnly {
+		*only = "media"
 	}
 	if *rounds < 1 || *rounds > 50 {
 		return fmt.Errorf("-rounds %d: want 1 to 50", *rounds)
@@ -147,6 +207,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
+	if selected["media"] {
+		most := 0
+		for _, m := range p.media {
+			most = max(most, m.allocations)
+		}
+		if lim := fileLimit(); lim != 0 && lim < uint64(most+100) {
+			return fmt.Errorf("open file limit %d is too low for %d allocations (ulimit -n)", lim, most)
+		}
+	}
 	if selected["memory"] {
 		if lim := fileLimit(); lim != 0 && lim < uint64(p.holdN+100) {
 			return fmt.Errorf("open file limit %d is too low to hold %d allocations (ulimit -n)", lim, p.holdN)
@@ -160,7 +229,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		name string
 		fn   func(context.Context) error
 	}{
-		{"relay", b.relay}, {"loss", b.loss}, {"binding", b.binding}, {"churn", b.churn}, {"memory", b.memory},
+		{"relay", b.relay}, {"loss", b.loss}, {"media", b.media}, {"binding", b.binding}, {"churn", b.churn}, {"memory", b.memory},
 	}
 	for _, s := range steps {
 		if !selected[s.name] {
