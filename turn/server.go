@@ -444,7 +444,7 @@ func (s *Server) setupRelays() error {
 		s.log.Info("relay addresses", "advertised", f.public.String(), "bind", f.bind.String(),
 			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort))
 		if private(f.public) && !r.PrivateAllowed() {
-			s.log.Warn("!!! the advertised relay address is "+describe(f.public)+
+			s.log.Warn("!!! the advertised relay address is "+config.NonPublic(f.public)+
 				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; "+
 				"if this is a LAN or a test, set relay.private_ok = true to silence this warning.",
 				"advertised", f.public.String())
@@ -454,22 +454,7 @@ func (s *Server) setupRelays() error {
 }
 
 // private reports addresses that peers on the internet cannot reach.
-func private(a netip.Addr) bool {
-	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() ||
-		netip.MustParsePrefix("100.64.0.0/10").Contains(a)
-}
-
-func describe(a netip.Addr) string {
-	switch {
-	case a.IsLoopback():
-		return "a loopback address"
-	case a.IsLinkLocalUnicast():
-		return "a link-local address"
-	case a.IsUnspecified():
-		return "unspecified"
-	}
-	return "a private address"
-}
+func private(a netip.Addr) bool { return config.NonPublic(a) != "" }
 
 // detectAddress picks the address to advertise when the bind address is a
 // wildcard and none is configured: a global address if the host has one,

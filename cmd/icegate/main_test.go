@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,6 +43,24 @@ func TestUsage(t *testing.T) {
 	out, _, err := runCLI("version")
 	if err != nil || !strings.HasPrefix(out, "icegate ") {
 		t.Fatalf("version: %q %v", out, err)
+	}
+}
+
+// TestHelp: every command and subcommand answers -h with its help and
+// success (main exits 0 on flag.ErrHelp), never with a usage error.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"help"}, {"serve", "-h"}, {"config", "-h"}, {"config", "--help"}, {"config", "check", "-h"},
+		{"config", "default", "-h"}, {"cred", "-h"}, {"policy", "-h"}, {"policy", "explain", "-h"},
+		{"token", "-h"}, {"natcheck", "-h"},
+	} {
+		out, errOut, err := runCLI(args...)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%q: %v, want help", args, err)
+		}
+		if !strings.Contains(out+errOut, "Usage") {
+			t.Errorf("%q printed no usage:\n%s%s", args, out, errOut)
+		}
 	}
 }
 
