@@ -91,8 +91,11 @@ type Server struct {
 	events func(Event)
 	users  clientUsers
 
-	binding         bindingSockets // Binding answers, RFC 5780 sockets (rfc5780.go)
+	binding bindingSockets // Binding answers, RFC 5780 sockets (rfc5780.go)
+	// ephemeralSecret is generated at start; it is the only credential
+	// while ephemeralOn (nothing configured and auth.ephemeral_secret on).
 	ephemeralSecret string
+	ephemeralOn     atomic.Bool
 	listeners       []ListenAddr
 	closers         []func() error
 	pion            *pionturn.Server
@@ -158,11 +161,17 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if err := s.setupRelays(); err != nil {
 		return nil, err
 	}
-	creds, err := s.buildCredentials(cfg)
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	s.ephemeralSecret = base64.RawURLEncoding.EncodeToString(b)
+	creds, ephemeral, err := s.buildCredentials(cfg)
 	if err != nil {
 		return nil, err
 	}
 	s.creds.Store(creds)
+	s.ephemeralOn.Store(ephemeral)
 	peers, err := s.buildPolicy(cfg)
 	if err != nil {
 		return nil, err
@@ -551,10 +560,10 @@ func (s *Server) certHosts() []string {
 	return hosts
 }
 
-// BuildCredentials turns the auth block into credentials. With nothing
-// configured and auth.ephemeral_secret on, it generates a random secret,
-// which EphemeralSecret then returns.
-func (s *Server) buildCredentials(cfg *config.Config) (*auth.Credentials, error) {
+// buildCredentials turns the auth block into credentials. With nothing
+// configured and auth.ephemeral_secret on, the secret generated at start is
+// the one credential (ephemeral true), which EphemeralSecret then returns.
+func (s *Server) buildCredentials(cfg *config.Config) (_ *auth.Credentials, ephemeral bool, _ error) {
 	a := cfg.Auth
 	users := make([]auth.StaticUser, 0, len(a.Users))
 	for _, u := range a.Users {
@@ -562,16 +571,10 @@ func (s *Server) buildCredentials(cfg *config.Config) (*auth.Credentials, error)
 	}
 	secrets := a.Secrets
 	if len(users) == 0 && len(secrets) == 0 && a.EphemeralSecretOn() {
-		if s.ephemeralSecret == "" {
-			b := make([]byte, 24)
-			if _, err := rand.Read(b); err != nil {
-				return nil, err
-			}
-			s.ephemeralSecret = base64.RawURLEncoding.EncodeToString(b)
-		}
-		secrets = []string{s.ephemeralSecret}
+		secrets, ephemeral = []string{s.ephemeralSecret}, true
 	}
-	return auth.NewCredentials(cfg.Realm, users, secrets, a.Separator)
+	creds, err := auth.NewCredentials(cfg.Realm, users, secrets, a.Separator)
+	return creds, ephemeral, err
 }
 
 // buildPolicy builds the peer policy.
@@ -677,9 +680,14 @@ func ruleLabel(rule string) string {
 // Addrs returns the bound listeners.
 func (s *Server) Addrs() []ListenAddr { return append([]ListenAddr(nil), s.listeners...) }
 
-// EphemeralSecret returns the secret generated at start, or "" when the
-// config named credentials.
-func (s *Server) EphemeralSecret() string { return s.ephemeralSecret }
+// EphemeralSecret returns the secret generated at start while it is the
+// credential in force, or "" when the config names credentials.
+func (s *Server) EphemeralSecret() string {
+	if !s.ephemeralOn.Load() {
+		return ""
+	}
+	return s.ephemeralSecret
+}
 
 // RelayAddrs returns the advertised relay addresses (invalid when a family is off).
 func (s *Server) RelayAddrs() (v4, v6 netip.Addr) { return s.relays.v4.public, s.relays.v6.public }
@@ -707,11 +715,12 @@ func (s *Server) Reload(cfg *config.Config) error {
 // PreparedReload is the relay's new live state, built and checked by
 // PrepareReload; nothing of it is in force until Commit.
 type PreparedReload struct {
-	s     *Server
-	cfg   *config.Config
-	creds *auth.Credentials
-	peers *peerPolicy
-	certs *certSource // nil: keep the running one
+	s         *Server
+	cfg       *config.Config
+	creds     *auth.Credentials
+	ephemeral bool
+	peers     *peerPolicy
+	certs     *certSource // nil: keep the running one
 }
 
 // PrepareReload builds the live parts of a new, validated config:
@@ -726,7 +735,7 @@ func (s *Server) PrepareReload(cfg *config.Config) (*PreparedReload, error) {
 	if cfg.Realm != s.cfg.Realm {
 		return nil, fmt.Errorf("realm changed from %q to %q: that needs a restart", s.cfg.Realm, cfg.Realm)
 	}
-	creds, err := s.buildCredentials(cfg)
+	creds, ephemeral, err := s.buildCredentials(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
@@ -734,7 +743,7 @@ func (s *Server) PrepareReload(cfg *config.Config) (*PreparedReload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	p := &PreparedReload{s: s, cfg: cfg, creds: creds, peers: peers}
+	p := &PreparedReload{s: s, cfg: cfg, creds: creds, ephemeral: ephemeral, peers: peers}
 	if s.certs != nil {
 		if p.certs, err = s.certs.prepare(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return nil, err
@@ -749,12 +758,13 @@ func (s *Server) PrepareReload(cfg *config.Config) (*PreparedReload, error) {
 func (p *PreparedReload) Commit() Revoked {
 	s := p.s
 	s.creds.Store(p.creds)
+	s.ephemeralOn.Store(p.ephemeral)
 	s.peers.Store(p.peers)
 	if p.certs != nil {
 		s.certs.cur.Store(p.certs)
 	}
 	r := s.revoke(p.creds, p.peers)
-	s.log.Info("reloaded credentials, peer policy and certificates",
+	s.log.Debug("reloaded credentials, peer policy and certificates",
 		"users", len(p.cfg.Auth.Users), "secrets", len(p.cfg.Auth.Secrets),
 		"allocations_ended", r.Allocations, "peers_blocked", r.Peers)
 	return r
