@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -192,9 +193,15 @@ type trackedPacketConn struct {
 	forget func()
 }
 
+// Close closes the relay socket. A socket a revocation closed already is
+// not an error: pion closes it again when it deletes the allocation, and
+// would log one.
 func (c *trackedPacketConn) Close() error {
 	c.forget()
-	return c.PacketConn.Close()
+	if err := c.PacketConn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 type trackedListener struct {
@@ -204,7 +211,10 @@ type trackedListener struct {
 
 func (l *trackedListener) Close() error {
 	l.forget()
-	return l.Listener.Close()
+	if err := l.Listener.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // authorize is pion's AuthHandler: the gate's, with the credential that

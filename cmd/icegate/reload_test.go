@@ -276,8 +276,8 @@ tls {
   key_file  = %q
 }
 relay {
-  min_port   = 46000
-  max_port   = 46999
+  min_port   = 21000
+  max_port   = 21999
   ipv4_bind  = "127.0.0.1"
   ipv4_public = "127.0.0.1"
   ipv6_bind  = ""
@@ -451,6 +451,9 @@ shutdown_grace = "1s"
 				t.Errorf("client is %#v, want an \"IP:port\" string: %s", c, line)
 			}
 		}
+	}
+	if strings.Contains(p.stderr.String(), "Failed to close") {
+		t.Error("ending a revoked allocation made pion log a failure")
 	}
 	if !sawClient {
 		t.Error("no record named a client (alice's refusal should have)")

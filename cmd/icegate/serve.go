@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,7 +35,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("%w: serve takes no arguments (got %q)", errUsage, pos)
 	}
-	cfg, err := loadConfig(*cfgPath, stderr)
+	cfg, warnings, err := loadForServe(*cfgPath, stderr)
 	if err != nil {
 		return err
 	}
@@ -42,6 +43,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Log.Level))
 	log := slog.New(newLogHandler(stderr, cfg.Log.Format, level))
+	if len(warnings) > 0 {
+		log.Warn("config warnings", "config", cfg.Source, "problems", warnings)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -214,12 +218,34 @@ func (e *loadError) Error() string {
 	return fmt.Sprintf("%s: %d problem(s)", e.path, len(e.problems))
 }
 
+// loadForServe loads the file serve runs with. The logger does not exist
+// before the config says its format, so errors are printed as config check
+// prints them; warnings are returned for the logger.
+func loadForServe(path string, stderr io.Writer) (*config.Config, []string, error) {
+	if path == "" {
+		cfg, err := config.Default()
+		return cfg, nil, err
+	}
+	cfg, diags := config.Load(path)
+	if diags.HasErrors() {
+		fmt.Fprint(stderr, config.FormatDiagnostics(diags))
+		return nil, nil, fmt.Errorf("%s: %d problem(s)", path, len(diags.Errs()))
+	}
+	return cfg, diagLines(diags), nil
+}
+
+// diagLines renders diagnostics one a line, for a log record.
+func diagLines(diags hcl.Diagnostics) []string {
+	var out []string
+	for line := range strings.Lines(config.FormatDiagnostics(diags)) {
+		out = append(out, strings.TrimSpace(line))
+	}
+	return out
+}
+
 func (r *reloader) apply() error {
 	next, diags := config.Load(r.path)
-	var warnings []string
-	for line := range strings.Lines(config.FormatDiagnostics(diags)) {
-		warnings = append(warnings, strings.TrimSpace(line))
-	}
+	warnings := diagLines(diags)
 	if diags.HasErrors() {
 		return &loadError{path: r.path, problems: warnings}
 	}
