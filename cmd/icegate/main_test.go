@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -237,10 +238,11 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cfg := filepath.Join(t.TempDir(), "c.hcl")
-	src := `listen {
+	// Ports free now, not fixed ones: other checkouts run this test too.
+	src := fmt.Sprintf(`listen {
   addresses = ["127.0.0.1"]
-  port = 34781
-  tls_port = 53491
+  port = %d
+  tls_port = %d
 }
 relay {
   min_port = 45000
@@ -252,7 +254,7 @@ relay {
 metrics { listen = "" }
 http { listen = "127.0.0.1:0" }
 shutdown_grace = "2s"
-`
+`, freeTCPUDPPort(t), freeTCPUDPPort(t))
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
