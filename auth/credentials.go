@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/sha1"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -295,6 +296,44 @@ func (c *Credentials) Verify(username string, now time.Time, check func(key []by
 		}
 	}
 	return "", nil, &Refusal{Reason: ReasonBadIntegrity, Username: username}
+}
+
+// Accepts reports whether a request signed with key for username would
+// still authenticate under c, expiry aside, and when not, why. A reload
+// asks it of every live allocation with the key the allocation was last
+// authenticated with: a static user removed (ReasonUnknownUser) or given
+// another password or key, or the shared secret that signed a time-limited
+// username removed (ReasonBadIntegrity), ends the allocation. Expiry is not
+// checked: a time-limited credential is checked per request (RFC 8656
+// §5), so an allocation outlives its credential only until its next
+// Refresh, reload or not.
+func (c *Credentials) Accepts(username string, key []byte) (bool, Reason) {
+	if c.Empty() {
+		return false, ReasonNoCredentials
+	}
+	if keys, ok := c.static[username]; ok {
+		for _, k := range keys {
+			if subtle.ConstantTimeCompare(k, key) == 1 {
+				return true, ""
+			}
+		}
+		return false, ReasonBadIntegrity
+	}
+	if len(c.secrets) == 0 {
+		return false, ReasonUnknownUser
+	}
+	switch _, _, res, _ := parseREST(username, c.sep); res {
+	case restNotREST:
+		return false, ReasonUnknownUser
+	case restMalformed:
+		return false, ReasonMalformedUsername
+	}
+	for _, k := range c.restKeys(username) {
+		if subtle.ConstantTimeCompare(k, key) == 1 {
+			return true, ""
+		}
+	}
+	return false, ReasonBadIntegrity
 }
 
 // restKeys computes MD5(username ":" realm ":" base64(HMAC-SHA1(secret,

@@ -470,3 +470,48 @@ func TestICEServersBracketedIPv6(t *testing.T) {
 		}
 	}
 }
+
+// TestAccepts: what a reload asks of each live allocation. The key the
+// allocation authenticated with must still verify under the new
+// credentials; expiry does not matter.
+func TestAccepts(t *testing.T) {
+	now := time.Now()
+	rest, _, _ := MintREST("secret-one", "carol", time.Hour, now, "")
+	expired, _, _ := MintREST("secret-one", "dave", -time.Hour, now, "")
+	aliceKey := LongTermKey("alice", testRealm, "pw1")
+	restKey := refKey("secret-one", rest, testRealm)
+	expiredKey := refKey("secret-one", expired, testRealm)
+
+	for _, tc := range []struct {
+		name     string
+		users    []StaticUser
+		secrets  []string
+		username string
+		key      []byte
+		ok       bool
+		reason   Reason
+	}{
+		{"static user kept", []StaticUser{{Name: "alice", Password: "pw1"}}, nil, "alice", aliceKey, true, ""},
+		{"old and new password both listed", []StaticUser{{Name: "alice", Password: "pw2"}, {Name: "alice", Password: "pw1"}}, nil, "alice", aliceKey, true, ""},
+		{"static user removed", []StaticUser{{Name: "bob", Password: "x"}}, nil, "alice", aliceKey, false, ReasonUnknownUser},
+		{"password changed", []StaticUser{{Name: "alice", Password: "pw2"}}, nil, "alice", aliceKey, false, ReasonBadIntegrity},
+		{"key given instead, same key", []StaticUser{{Name: "alice", Key: aliceKey}}, nil, "alice", aliceKey, true, ""},
+		{"everything removed", nil, nil, "alice", aliceKey, false, ReasonNoCredentials},
+		{"secret kept", nil, []string{"secret-two", "secret-one"}, rest, restKey, true, ""},
+		{"secret removed", nil, []string{"secret-two"}, rest, restKey, false, ReasonBadIntegrity},
+		{"secrets gone, users left", []StaticUser{{Name: "bob", Password: "x"}}, nil, rest, restKey, false, ReasonUnknownUser},
+		{"expired but secret kept", nil, []string{"secret-one"}, expired, expiredKey, true, ""},
+		{"static name with secrets only", nil, []string{"secret-one"}, "alice", aliceKey, false, ReasonUnknownUser},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewCredentials(testRealm, tc.users, tc.secrets, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok, reason := c.Accepts(tc.username, tc.key)
+			if ok != tc.ok || reason != tc.reason {
+				t.Errorf("Accepts = %v %q, want %v %q", ok, reason, tc.ok, tc.reason)
+			}
+		})
+	}
+}

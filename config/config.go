@@ -138,7 +138,8 @@ type Relay struct {
 	IPv6Public      string    `hcl:"ipv6_public,optional"`
 	IPv6PublicRange hcl.Range `hcl:"ipv6_public,attr_range"`
 	// PrivateOK says a private or loopback advertised address is intended
-	// (a LAN or a test), silencing the start-up warning. Default false.
+	// (a LAN or a test). Without it, such an IPv4Public/IPv6Public is a
+	// Validate error and a detected one a start-up warning. Default false.
 	PrivateOK      *bool     `hcl:"private_ok,optional"`
 	PrivateOKRange hcl.Range `hcl:"private_ok,attr_range"`
 	// TCP enables RFC 6062 TCP relays. Default false (browsers never use them).

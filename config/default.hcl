@@ -87,7 +87,8 @@ relay {
   ipv6_public = ""
 
   # Say that a private or loopback relay address is intended (a LAN or a
-  # test), to silence the warning given at start.
+  # test). Without it, such an ipv4_public/ipv6_public is an error, and an
+  # address found at start is warned about.
   private_ok = false
 
   # Allow TCP relays (RFC 6062). Browsers never ask for them.

@@ -141,8 +141,22 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 // credential lifetime. Open connections keep running; new limits apply to
 // what they do next.
 func (s *Server) Reload(cfg *config.Config) error {
+	apply, err := s.PrepareReload(cfg)
+	if err != nil {
+		return err
+	}
+	apply()
+	return nil
+}
+
+// PrepareReload builds the settings of a new, validated config without
+// applying them; the returned function applies them. A reload of the whole
+// server prepares every part first and applies them only when all are
+// ready. The listen block names the ports the iceServers URLs carry: the
+// caller passes the ports the relay actually serves.
+func (s *Server) PrepareReload(cfg *config.Config) (apply func(), err error) {
 	if cfg.Signaling == nil || cfg.HTTP == nil || cfg.Listen == nil || cfg.Auth == nil || cfg.TLS == nil {
-		return fmt.Errorf("signaling: config has not been validated")
+		return nil, fmt.Errorf("signaling: config has not been validated")
 	}
 	st := &settings{
 		sig:        *cfg.Signaling,
@@ -158,8 +172,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	// are read and discarded with an error; beyond it the connection is
 	// closed (1009), since a client sending those is not a signaling client.
 	st.hardReadLimit = int64(max(4*st.sig.MaxMessageBytes, st.sig.MaxMessageBytes+64<<10))
-	s.set.Store(st)
-	return nil
+	return func() { s.set.Store(st) }, nil
 }
 
 func (s *Server) settings() *settings { return s.set.Load() }

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"icegate/internal/certfile"
@@ -21,8 +22,19 @@ import (
 // certStore holds the certificate TLS and DTLS hand out. Connections ask it
 // for the certificate at each handshake, so a renewed certificate on disk is
 // used from the next handshake on and established connections (and their
-// allocations) carry on untouched: no signal, no restart.
+// allocations) carry on untouched: no signal, no restart. A reload may also
+// name other files (or none): the new source is loaded and checked first,
+// then swapped in whole.
 type certStore struct {
+	cur   atomic.Pointer[certSource]
+	hosts []string
+	log   *slog.Logger
+	m     *Metrics
+}
+
+// certSource is where certificates come from: the configured files, or a
+// certificate generated at start.
+type certSource struct {
 	pair *certfile.Pair   // the configured files, or nil
 	self *tls.Certificate // generated when no files are configured
 }
@@ -30,37 +42,71 @@ type certStore struct {
 // newCertStore loads the configured files or, with none, generates a
 // self-signed certificate for hosts.
 func newCertStore(certFile, keyFile string, hosts []string, log *slog.Logger, m *Metrics) (*certStore, error) {
+	s := &certStore{hosts: hosts, log: log, m: m}
+	src, err := s.load(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(src)
+	return s, nil
+}
+
+func (s *certStore) load(certFile, keyFile string) (*certSource, error) {
 	if certFile == "" {
-		cert, err := selfSigned(hosts)
+		cert, err := selfSigned(s.hosts)
 		if err != nil {
 			return nil, fmt.Errorf("generating a self-signed certificate: %w", err)
 		}
-		log.Warn("tls: no certificate configured, generated a self-signed one; browsers will not trust it for turns: URLs (set tls.cert_file and tls.key_file, see docs/tls.md)",
-			"hosts", hosts, "expires", cert.Leaf.NotAfter.Format(time.DateOnly))
-		return &certStore{self: cert}, nil
+		s.log.Warn("tls: no certificate configured, generated a self-signed one; browsers will not trust it for turns: URLs (set tls.cert_file and tls.key_file, see docs/tls.md)",
+			"hosts", s.hosts, "expires", cert.Leaf.NotAfter.Format(time.DateOnly))
+		return &certSource{self: cert}, nil
 	}
-	pair, err := certfile.Load(certFile, keyFile, log, func(ok bool) {
-		m.CertReloads.WithLabelValues(map[bool]string{true: "ok", false: "error"}[ok]).Inc()
+	pair, err := certfile.Load(certFile, keyFile, s.log, func(ok bool) {
+		s.m.CertReloads.WithLabelValues(map[bool]string{true: "ok", false: "error"}[ok]).Inc()
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &certStore{pair: pair}, nil
+	return &certSource{pair: pair}, nil
+}
+
+// prepare builds the source a reload asks for: the files loaded again (a
+// renewed pair is picked up at the reload, and a broken one fails it), or
+// nil to keep a self-signed certificate that is still wanted.
+func (s *certStore) prepare(certFile, keyFile string) (*certSource, error) {
+	if certFile == "" && s.cur.Load().self != nil {
+		return nil, nil
+	}
+	return s.load(certFile, keyFile)
 }
 
 // watch re-reads the configured files when they change, until ctx ends.
+// It follows the source a reload swaps in.
 func (s *certStore) watch(ctx context.Context, every time.Duration) {
-	if s.pair != nil {
-		s.pair.Watch(ctx, every)
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if p := s.cur.Load().pair; p != nil {
+			p.Check()
+		}
 	}
 }
 
 // get serves tls.Config.GetCertificate and its DTLS twin.
 func (s *certStore) get() (*tls.Certificate, error) {
-	if s.pair != nil {
-		return s.pair.Get(), nil
+	src := s.cur.Load()
+	if src.pair != nil {
+		return src.pair.Get(), nil
 	}
-	return s.self, nil
+	return src.self, nil
 }
 
 // selfSigned makes an ECDSA P-256 certificate valid for a year.

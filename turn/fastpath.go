@@ -224,6 +224,10 @@ func (l *gatePacketConn) relayChannelData(out sender, b []byte, from netip.AddrP
 
 // sendToPeer is the fast twin of relayConn.WriteTo.
 func (c *relayConn) sendToPeer(out sender, p []byte, peer netip.AddrPort) {
+	if c.isBlocked(peer.Addr()) {
+		c.alloc.metrics.Dropped.WithLabelValues("peer_revoked").Inc()
+		return
+	}
 	if c.alloc.selfPort(peer) {
 		c.alloc.selfDrop(peer)
 		return
@@ -274,6 +278,10 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // indication when only a permission exists (§11.4). It also applies the
 // bandwidth cap. It reports true when the datagram was consumed.
 func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort) bool {
+	if c.isBlocked(from.Addr()) {
+		c.alloc.metrics.Dropped.WithLabelValues("peer_revoked").Inc()
+		return true
+	}
 	if !c.in.take(n) {
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return true

@@ -314,11 +314,14 @@ type relayConn struct {
 
 	// The fast path (fastpath.go): the client to send ChannelData to, and
 	// the channels bound on this allocation.
-	link   atomic.Pointer[clientLink]
-	chans  atomic.Pointer[chanTable]
-	perms  atomic.Pointer[map[netip.Addr]struct{}]
-	chanMu sync.Mutex
-	rbuf   []byte // portable path: read buffer with headroom
+	link  atomic.Pointer[clientLink]
+	chans atomic.Pointer[chanTable]
+	perms atomic.Pointer[map[netip.Addr]struct{}]
+	// blocked are peers a reload's policy denies while pion's permission
+	// or channel for them lives on (revoke.go); nil when none.
+	blocked atomic.Pointer[map[netip.Addr]struct{}]
+	chanMu  sync.Mutex
+	rbuf    []byte // portable path: read buffer with headroom
 }
 
 // WriteTo is pion's send to a peer (Send indications, and ChannelData pion

@@ -69,8 +69,13 @@ type Server struct {
 	// peers is the peer policy, swapped as a whole on reload.
 	peers  atomic.Pointer[peerPolicy]
 	relays *relayAllocator
-	gate   *gate
-	fast   *fastPath
+	// relayGen is what pion allocates relays from: relays, remembering
+	// each relay so that a reload can end a revoked allocation (revoke.go).
+	relayGen trackedRelays
+	allocs   allocTable
+	revoked  *prometheus.CounterVec
+	gate     *gate
+	fast     *fastPath
 	// Counters the packet path uses, looked up once.
 	bindingsAnswered   prometheus.Counter // Bindings answered on the fast path
 	droppedRateLimited prometheus.Counter
@@ -86,8 +91,11 @@ type Server struct {
 	events func(Event)
 	users  clientUsers
 
-	binding         bindingSockets // Binding answers, RFC 5780 sockets (rfc5780.go)
+	binding bindingSockets // Binding answers, RFC 5780 sockets (rfc5780.go)
+	// ephemeralSecret is generated at start; it is the only credential
+	// while ephemeralOn (nothing configured and auth.ephemeral_secret on).
 	ephemeralSecret string
+	ephemeralOn     atomic.Bool
 	listeners       []ListenAddr
 	closers         []func() error
 	pion            *pionturn.Server
@@ -114,6 +122,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		unauth:      newSourceLimiter(cfg.Limits.UnauthRate, cfg.Limits.UnauthBurst),
 		maxLifetime: cfg.Limits.MaxLifetimeDuration,
 		events:      opts.Events,
+		revoked:     newRevokeCounter(opts.Registerer),
 	}
 	s.gate = newGate(s)
 	s.fast = newFastPath()
@@ -153,14 +162,22 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if err := s.setupRelays(); err != nil {
 		return nil, err
 	}
-	creds, err := s.buildCredentials(cfg)
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	s.ephemeralSecret = base64.RawURLEncoding.EncodeToString(b)
+	creds, ephemeral, err := s.buildCredentials(cfg)
 	if err != nil {
 		return nil, err
 	}
 	s.creds.Store(creds)
-	if err := s.applyPolicy(cfg); err != nil {
+	s.ephemeralOn.Store(ephemeral)
+	peers, err := s.buildPolicy(cfg)
+	if err != nil {
 		return nil, err
 	}
+	s.peers.Store(peers)
 
 	listen := cfg.Listen
 	useTLS, useDTLS := listen.TLSOn(), listen.DTLSOn()
@@ -199,7 +216,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 				for _, c := range conns {
 					pcs = append(pcs, pionturn.PacketConnConfig{
 						PacketConn:            c,
-						RelayAddressGenerator: s.relays,
+						RelayAddressGenerator: s.relayGen,
 						PermissionHandler:     s.permission,
 					})
 				}
@@ -260,21 +277,23 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		ListenerConfigs:    lcs,
 		LoggerFactory:      pionLoggerFactory{log: log, limited: s.limited},
 		Realm:              cfg.Realm,
-		AuthHandler:        s.gate.authHandler,
+		AuthHandler:        s.authorize,
 		QuotaHandler:       s.gate.quota,
 		AllocationLifetime: cfg.Limits.DefaultLifetimeDuration,
 		EventHandler: pionturn.EventHandler{
 			OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
 				s.gate.allocationCreated(src, dst, userID)
 				s.fast.allocationCreated(src, dst, relay)
+				s.allocs.created(src, dst, userID, relay)
 				s.emit(Event{Kind: EventAllocationCreated, Client: src.String(), Detail: "relay " + relay.String()})
-				s.log.Debug("allocation created", "client", src, "user", userID, "relay", relay)
+				s.log.Debug("allocation created", "client", src.String(), "user", userID, "relay", relay.String())
 			},
 			OnAllocationDeleted: func(src, dst net.Addr, _, userID, _ string) {
 				s.gate.allocationDeleted(src, dst, userID)
+				s.allocs.deleted(src, dst)
 				s.emit(Event{Kind: EventAllocationDeleted, Client: src.String()})
 				s.users.forget(src)
-				s.log.Debug("allocation deleted", "client", src, "user", userID)
+				s.log.Debug("allocation deleted", "client", src.String(), "user", userID)
 			},
 			OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 				s.gate.permissionCreated(src, dst, peer)
@@ -389,7 +408,7 @@ func (s *Server) track(transport string, addr net.Addr, closer func() error) {
 func (s *Server) listenerConfig(ln net.Listener, transport string, datagram bool) pionturn.ListenerConfig {
 	return pionturn.ListenerConfig{
 		Listener:              &gateListener{Listener: ln, g: s.gate, transport: transport, datagram: datagram},
-		RelayAddressGenerator: s.relays,
+		RelayAddressGenerator: s.relayGen,
 		PermissionHandler:     s.permission,
 	}
 }
@@ -408,6 +427,7 @@ func (s *Server) setupRelays() error {
 	s.relays.fast = s.fast
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
+	s.relayGen = trackedRelays{relayAllocator: s.relays, t: &s.allocs}
 	if r.IPv4BindAddr.IsValid() {
 		pub := r.IPv4PublicAddr
 		if !pub.IsValid() {
@@ -445,7 +465,7 @@ func (s *Server) setupRelays() error {
 		s.log.Info("relay addresses", "advertised", f.public.String(), "bind", f.bind.String(),
 			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort))
 		if private(f.public) && !r.PrivateAllowed() {
-			s.log.Warn("!!! the advertised relay address is "+describe(f.public)+
+			s.log.Warn("!!! the advertised relay address is "+config.NonPublic(f.public)+
 				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; "+
 				"if this is a LAN or a test, set relay.private_ok = true to silence this warning.",
 				"advertised", f.public.String())
@@ -455,22 +475,7 @@ func (s *Server) setupRelays() error {
 }
 
 // private reports addresses that peers on the internet cannot reach.
-func private(a netip.Addr) bool {
-	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() ||
-		netip.MustParsePrefix("100.64.0.0/10").Contains(a)
-}
-
-func describe(a netip.Addr) string {
-	switch {
-	case a.IsLoopback():
-		return "a loopback address"
-	case a.IsLinkLocalUnicast():
-		return "a link-local address"
-	case a.IsUnspecified():
-		return "unspecified"
-	}
-	return "a private address"
-}
+func private(a netip.Addr) bool { return config.NonPublic(a) != "" }
 
 // detectAddress picks the address to advertise when the bind address is a
 // wildcard and none is configured: a global address if the host has one,
@@ -556,10 +561,10 @@ func (s *Server) certHosts() []string {
 	return hosts
 }
 
-// BuildCredentials turns the auth block into credentials. With nothing
-// configured and auth.ephemeral_secret on, it generates a random secret,
-// which EphemeralSecret then returns.
-func (s *Server) buildCredentials(cfg *config.Config) (*auth.Credentials, error) {
+// buildCredentials turns the auth block into credentials. With nothing
+// configured and auth.ephemeral_secret on, the secret generated at start is
+// the one credential (ephemeral true), which EphemeralSecret then returns.
+func (s *Server) buildCredentials(cfg *config.Config) (_ *auth.Credentials, ephemeral bool, _ error) {
 	a := cfg.Auth
 	users := make([]auth.StaticUser, 0, len(a.Users))
 	for _, u := range a.Users {
@@ -567,26 +572,20 @@ func (s *Server) buildCredentials(cfg *config.Config) (*auth.Credentials, error)
 	}
 	secrets := a.Secrets
 	if len(users) == 0 && len(secrets) == 0 && a.EphemeralSecretOn() {
-		if s.ephemeralSecret == "" {
-			b := make([]byte, 24)
-			if _, err := rand.Read(b); err != nil {
-				return nil, err
-			}
-			s.ephemeralSecret = base64.RawURLEncoding.EncodeToString(b)
-		}
-		secrets = []string{s.ephemeralSecret}
+		secrets, ephemeral = []string{s.ephemeralSecret}, true
 	}
-	return auth.NewCredentials(cfg.Realm, users, secrets, a.Separator)
+	creds, err := auth.NewCredentials(cfg.Realm, users, secrets, a.Separator)
+	return creds, ephemeral, err
 }
 
-// applyPolicy builds the peer policy and swaps it in.
+// buildPolicy builds the peer policy.
 //
 // The server's own relay addresses are always reachable so that two clients
 // can talk relay to relay. That must not open the server's other services
 // (SSH, the signaling port) to anyone with a credential, so unless the
 // operator allowed such an address explicitly (an allow entry or a preset),
 // relays reach it only on relay ports.
-func (s *Server) applyPolicy(cfg *config.Config) error {
+func (s *Server) buildPolicy(cfg *config.Config) (*peerPolicy, error) {
 	pc := auth.PolicyConfig{
 		Presets: cfg.Policy.Presets,
 		Allow:   cfg.Policy.AllowPrefixes,
@@ -594,12 +593,12 @@ func (s *Server) applyPolicy(cfg *config.Config) error {
 	}
 	withoutSelf, err := auth.NewPolicy(pc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pc.Self = s.selfAddrs()
 	policy, err := auth.NewPolicy(pc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	guarded := []netip.Addr{}
 	for _, a := range pc.Self {
@@ -607,8 +606,7 @@ func (s *Server) applyPolicy(cfg *config.Config) error {
 			guarded = append(guarded, a)
 		}
 	}
-	s.peers.Store(&peerPolicy{policy: policy, guarded: guarded})
-	return nil
+	return &peerPolicy{policy: policy, guarded: guarded}, nil
 }
 
 // peerPolicy is the policy and the server's own addresses it guards, one
@@ -635,7 +633,7 @@ func (s *Server) decide(client net.Addr, ip netip.Addr) auth.Decision {
 	if !d.Allowed {
 		s.metrics.PeerDenials.WithLabelValues(ruleLabel(d.Rule)).Inc()
 		s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
-			"client", client, "peer", ip.String(), "rule", d.Rule, "why", d.String())
+			"client", client.String(), "peer", ip.String(), "rule", d.Rule, "why", d.String())
 		s.emit(Event{Kind: EventPermissionDenied, Client: client.String(), Peer: ip.String(), Detail: d.String()})
 	}
 	return d
@@ -654,7 +652,7 @@ func (s *Server) refuseSelfPort(client net.Addr, peer netip.AddrPort) bool {
 	}
 	s.metrics.PeerDenials.WithLabelValues("self_port").Inc()
 	s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
-		"client", client, "peer", peer.String(), "rule", "self_port", "why", selfPortWhy)
+		"client", client.String(), "peer", peer.String(), "rule", "self_port", "why", selfPortWhy)
 	s.emit(Event{Kind: EventPermissionDenied, Client: client.String(), Peer: peer.String(), Detail: selfPortWhy})
 	return true
 }
@@ -683,9 +681,14 @@ func ruleLabel(rule string) string {
 // Addrs returns the bound listeners.
 func (s *Server) Addrs() []ListenAddr { return append([]ListenAddr(nil), s.listeners...) }
 
-// EphemeralSecret returns the secret generated at start, or "" when the
-// config named credentials.
-func (s *Server) EphemeralSecret() string { return s.ephemeralSecret }
+// EphemeralSecret returns the secret generated at start while it is the
+// credential in force, or "" when the config names credentials.
+func (s *Server) EphemeralSecret() string {
+	if !s.ephemeralOn.Load() {
+		return ""
+	}
+	return s.ephemeralSecret
+}
 
 // RelayAddrs returns the advertised relay addresses (invalid when a family is off).
 func (s *Server) RelayAddrs() (v4, v6 netip.Addr) { return s.relays.v4.public, s.relays.v6.public }
@@ -699,25 +702,73 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 // AllocationCount returns the number of live allocations.
 func (s *Server) AllocationCount() int { return s.pion.AllocationCount() }
 
-// Reload applies the live parts of a new, validated config: credentials and
-// peer policy. Listeners, relay addresses and limits need a restart; Reload
-// says so rather than pretending.
+// Reload applies the live parts of a new, validated config at once; see
+// PrepareReload.
 func (s *Server) Reload(cfg *config.Config) error {
-	// pion puts the realm it started with in every challenge, so clients
-	// would answer with the old one and be refused with the new one.
-	if cfg.Realm != s.cfg.Realm {
-		return fmt.Errorf("realm changed from %q to %q: that needs a restart", s.cfg.Realm, cfg.Realm)
-	}
-	creds, err := s.buildCredentials(cfg)
+	p, err := s.PrepareReload(cfg)
 	if err != nil {
 		return err
 	}
-	if err := s.applyPolicy(cfg); err != nil {
-		return err
-	}
-	s.creds.Store(creds)
-	s.log.Info("reloaded credentials and peer policy", "users", len(cfg.Auth.Users), "secrets", len(cfg.Auth.Secrets))
+	p.Commit()
 	return nil
+}
+
+// PreparedReload is the relay's new live state, built and checked by
+// PrepareReload; nothing of it is in force until Commit.
+type PreparedReload struct {
+	s         *Server
+	cfg       *config.Config
+	creds     *auth.Credentials
+	ephemeral bool
+	peers     *peerPolicy
+	certs     *certSource // nil: keep the running one
+}
+
+// PrepareReload builds the live parts of a new, validated config:
+// credentials, peer policy and the TLS/DTLS certificate (loaded from disk
+// again, so a reload also picks up a renewed pair). It changes nothing; an
+// error means the reload must not happen. Settings read only at start
+// (listeners, relay addresses and ports, limits) are not looked at: the
+// caller keeps them (config.KeepRestartOnly) and names those that changed.
+// The realm must not change, since pion puts the one it started with in
+// every challenge.
+func (s *Server) PrepareReload(cfg *config.Config) (*PreparedReload, error) {
+	if cfg.Realm != s.cfg.Realm {
+		return nil, fmt.Errorf("realm changed from %q to %q: that needs a restart", s.cfg.Realm, cfg.Realm)
+	}
+	creds, ephemeral, err := s.buildCredentials(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	peers, err := s.buildPolicy(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	p := &PreparedReload{s: s, cfg: cfg, creds: creds, ephemeral: ephemeral, peers: peers}
+	if s.certs != nil {
+		if p.certs, err = s.certs.prepare(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Commit puts the prepared state in force: new requests are judged by the
+// new credentials and policy from here on, and the live allocations the new
+// ones no longer allow end or lose the denied peers (see revoke.go).
+func (p *PreparedReload) Commit() Revoked {
+	s := p.s
+	s.creds.Store(p.creds)
+	s.ephemeralOn.Store(p.ephemeral)
+	s.peers.Store(p.peers)
+	if p.certs != nil {
+		s.certs.cur.Store(p.certs)
+	}
+	r := s.revoke(p.creds, p.peers)
+	s.log.Debug("reloaded credentials, peer policy and certificates",
+		"users", len(p.cfg.Auth.Users), "secrets", len(p.cfg.Auth.Secrets),
+		"allocations_ended", r.Allocations, "peers_blocked", r.Peers)
+	return r
 }
 
 // Drain refuses new allocations and waits until the live ones are gone or

@@ -7,9 +7,23 @@ import (
 	"icegate/config"
 )
 
+const configUsage = `Usage: icegate config check FILE | config default
+
+  check FILE   load FILE on top of the embedded defaults and validate it,
+               printing every problem as file:line: severity: message;
+               exits 1 when there is an error
+  default      print the embedded default config, every attribute with its
+               default and a comment (a good start for a new file)
+`
+
 func configCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
+		fmt.Fprint(stderr, configUsage)
 		return fmt.Errorf("%w: config needs a subcommand: check FILE, or default", errUsage)
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, configUsage)
+		return nil
 	}
 	switch args[0] {
 	case "check":
@@ -28,9 +42,18 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: ok\n", pos[0])
 		return nil
 	case "default":
-		_, err := stdout.Write(config.DefaultFile())
+		fs := newFlagSet("config default", "config default")
+		pos, err := parseFlags(fs, args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 0 {
+			return fmt.Errorf("%w: config default takes no arguments (got %q)", errUsage, pos)
+		}
+		_, err = stdout.Write(config.DefaultFile())
 		return err
 	}
+	fmt.Fprint(stderr, configUsage)
 	return fmt.Errorf("%w: unknown config subcommand %q", errUsage, args[0])
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"icegate/config"
@@ -18,27 +19,42 @@ import (
 	"icegate/turn"
 )
 
-// serveHTTP binds http.listen and serves the signaling handler on it. It
-// returns a function that stops it (closing upgraded WebSockets, which
-// net/http does not track) and the test page's URL.
-func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (func(), string, error) {
+// httpServer is the running HTTP listener.
+type httpServer struct {
+	// stop stops it, closing upgraded WebSockets (which net/http does not
+	// track) itself.
+	stop func()
+	// url is the test page's URL.
+	url string
+	// pair is the certificate pair HTTPS serves; nil for plain HTTP.
+	pair      atomic.Pointer[certfile.Pair]
+	certFile  string
+	keyFile   string
+	log       *slog.Logger
+	stopWatch func()
+}
+
+// serveHTTP binds http.listen and serves the signaling handler on it.
+func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (*httpServer, error) {
 	ln, err := net.Listen("tcp", h.Listen)
 	if err != nil {
-		return nil, "", fmt.Errorf("http.listen %s: %w", h.Listen, err)
+		return nil, fmt.Errorf("http.listen %s: %w", h.Listen, err)
 	}
+	web := &httpServer{certFile: h.CertFile, keyFile: h.KeyFile, log: log.With("listener", "http"), stopWatch: func() {}}
 	scheme := "http"
-	stopWatch := func() {}
 	if h.CertFile != "" {
-		pair, err := certfile.Load(h.CertFile, h.KeyFile, log.With("listener", "http"), nil)
+		pair, err := certfile.Load(h.CertFile, h.KeyFile, web.log, nil)
 		if err != nil {
 			ln.Close()
-			return nil, "", fmt.Errorf("http.cert_file: %w", err)
+			return nil, fmt.Errorf("http.cert_file: %w", err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate, NextProtos: []string{"http/1.1"}})
+		web.pair.Store(pair)
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return web.pair.Load().Get(), nil }})
 		scheme = "https"
 		ctx, cancel := context.WithCancel(context.Background())
-		stopWatch = cancel
-		go pair.Watch(ctx, certCheckEvery)
+		web.stopWatch = cancel
+		go web.watch(ctx, certCheckEvery)
 	}
 	srv := &http.Server{
 		Handler:           sig.Handler(),
@@ -53,10 +69,10 @@ func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (func(),
 			log.Error("http server", "err", err)
 		}
 	}()
-	url := pageURL(scheme, ln.Addr())
-	log.Info("listening", "transport", scheme, "addr", ln.Addr().String(), "signaling", "/ws", "test_page", url)
+	web.url = pageURL(scheme, ln.Addr())
+	log.Info("listening", "transport", scheme, "addr", ln.Addr().String(), "signaling", "/ws", "test_page", web.url)
 	var once sync.Once
-	stop := func() {
+	web.stop = func() {
 		once.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
@@ -65,10 +81,40 @@ func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (func(),
 				log.Warn("signaling connections still closing", "err", err)
 			}
 			<-done
-			stopWatch()
+			web.stopWatch()
 		})
 	}
-	return stop, url, nil
+	return web, nil
+}
+
+// watch loads the pair in force again when its files change, until ctx
+// ends; it follows the pair a reload swaps in.
+func (w *httpServer) watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.pair.Load().Check()
+	}
+}
+
+// prepareCert loads http.cert_file and http.key_file again for a reload
+// (whether HTTP speaks TLS is fixed at start; the files' contents are
+// not): a renewed pair is served from the next handshake once the returned
+// function runs, and a broken one fails the reload.
+func (w *httpServer) prepareCert() (func(), error) {
+	if w.pair.Load() == nil {
+		return func() {}, nil
+	}
+	pair, err := certfile.Load(w.certFile, w.keyFile, w.log, nil)
+	if err != nil {
+		return nil, fmt.Errorf("http.cert_file: %w", err)
+	}
+	return func() { w.pair.Store(pair) }, nil
 }
 
 // certCheckEvery is how often http.cert_file and http.key_file are checked

@@ -73,7 +73,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "icegate", version)
 		return nil
-	case "help", "-h", "-help", "--help":
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	if isHelp(cmd) {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
@@ -111,4 +115,13 @@ func newFlagSet(name, synopsis string) *flag.FlagSet {
 		}
 	}
 	return fs
+}
+
+// isHelp reports whether arg asks for help, as the flag package reads it.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "--h", "help":
+		return true
+	}
+	return false
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,6 +44,24 @@ func TestUsage(t *testing.T) {
 	out, _, err := runCLI("version")
 	if err != nil || !strings.HasPrefix(out, "icegate ") {
 		t.Fatalf("version: %q %v", out, err)
+	}
+}
+
+// TestHelp: every command and subcommand answers -h with its help and
+// success (main exits 0 on flag.ErrHelp), never with a usage error.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"help"}, {"serve", "-h"}, {"config", "-h"}, {"config", "--help"}, {"config", "check", "-h"},
+		{"config", "default", "-h"}, {"cred", "-h"}, {"policy", "-h"}, {"policy", "explain", "-h"},
+		{"token", "-h"}, {"natcheck", "-h"},
+	} {
+		out, errOut, err := runCLI(args...)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%q: %v, want help", args, err)
+		}
+		if !strings.Contains(out+errOut, "Usage") {
+			t.Errorf("%q printed no usage:\n%s%s", args, out, errOut)
+		}
 	}
 }
 
@@ -218,10 +238,11 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cfg := filepath.Join(t.TempDir(), "c.hcl")
-	src := `listen {
+	// Ports free now, not fixed ones: other checkouts run this test too.
+	src := fmt.Sprintf(`listen {
   addresses = ["127.0.0.1"]
-  port = 34781
-  tls_port = 53491
+  port = %d
+  tls_port = %d
 }
 relay {
   min_port = 45000
@@ -233,7 +254,7 @@ relay {
 metrics { listen = "" }
 http { listen = "127.0.0.1:0" }
 shutdown_grace = "2s"
-`
+`, freeTCPUDPPort(t), freeTCPUDPPort(t))
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,20 @@ import (
 	"icegate/auth"
 )
 
+const policyUsage = `Usage: icegate policy explain IP [-config F]
+
+  explain IP   show which peer-policy rule decides whether relays may reach
+               IP, and why, with the policy block of -config F (default: the
+               embedded defaults)
+`
+
 func policyCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, policyUsage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "explain" {
+		fmt.Fprint(stderr, policyUsage)
 		return fmt.Errorf("%w: policy needs a subcommand: explain IP [-config F]", errUsage)
 	}
 	fs := newFlagSet("policy explain", "policy explain IP [-config F]")

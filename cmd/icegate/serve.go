@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,59 +35,65 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("%w: serve takes no arguments (got %q)", errUsage, pos)
 	}
-	cfg, err := loadConfig(*cfgPath, stderr)
+	cfg, warnings, err := loadForServe(*cfgPath, stderr)
 	if err != nil {
 		return err
 	}
 
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Log.Level))
-	var handler slog.Handler
-	hopts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
-		handler = slog.NewJSONHandler(stderr, hopts)
-	} else {
-		handler = slog.NewTextHandler(stderr, hopts)
+	log := slog.New(newLogHandler(stderr, cfg.Log.Format, level))
+	if len(warnings) > 0 {
+		log.Warn("config warnings", "config", cfg.Source, "problems", warnings)
 	}
-	log := slog.New(handler)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reloadOK := prometheus.NewGauge(prometheus.GaugeOpts{
+	rl := &reloader{path: *cfgPath, base: cfg, level: level, log: log}
+	rl.ok = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "icegate_config_last_reload_successful",
-		Help: "1 if the last configuration reload (SIGHUP) succeeded.",
+		Help: "1 if the last configuration reload (SIGHUP) succeeded: the file loaded and every part accepted it. 0 means nothing of it was applied.",
 	})
-	reloadOK.Set(1)
-	reg.MustRegister(reloadOK)
+	rl.ok.Set(1)
+	rl.pending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "icegate_config_restart_pending",
+		Help: "1 if the configuration in force differs from the file in settings only a restart applies (named in the reload's log line).",
+	})
+	reg.MustRegister(rl.ok, rl.pending)
 
 	// Signals: the first SIGINT/SIGTERM drains, a second one forces.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	// The signaling server mints credentials with the relay's secret and
-	// shows each peer the relay's decisions about its own requests, so it
-	// is built first and learns the relay once that exists.
-	var relay atomic.Pointer[turn.Server]
-	var current atomic.Pointer[config.Config]
-	current.Store(cfg)
-	var hub *signaling.Server
+	// The relay is built first: the signaling server hands out URLs for
+	// the ports it actually serves. The signaling server in turn shows each
+	// peer the relay's decisions about its own requests; events before it
+	// exists have no peer to go to.
 	var events func(turn.Event)
 	if cfg.HTTP.Listen != "" {
-		hub, err = signaling.New(cfg, signaling.Options{Logger: log, Registerer: reg, Version: version,
-			Secret: func() string { return mintingSecret(current.Load(), relay.Load()) }})
-		if err != nil {
-			return err
+		events = func(e turn.Event) {
+			if h := rl.hub.Load(); h != nil {
+				h.RelayEvent(signaling.RelayEvent(e))
+			}
 		}
-		events = func(e turn.Event) { hub.RelayEvent(signaling.RelayEvent(e)) }
 	}
-
 	srv, err := turn.New(cfg, turn.Options{Logger: log, Registerer: reg, Events: events})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	relay.Store(srv)
+	rl.srv = srv
+	rl.current.Store(served(cfg, srv.Addrs()))
+
+	if cfg.HTTP.Listen != "" {
+		hub, err := signaling.New(rl.current.Load(), signaling.Options{Logger: log, Registerer: reg, Version: version,
+			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }})
+		if err != nil {
+			return err
+		}
+		rl.hub.Store(hub)
+	}
 
 	var metricsSrv *http.Server
 	if cfg.Metrics.Listen != "" {
@@ -104,10 +111,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	closeHTTP := func() {}
 	var pageURL string
-	if hub != nil {
-		if closeHTTP, pageURL, err = serveHTTP(cfg.HTTP, hub, log); err != nil {
+	if hub := rl.hub.Load(); hub != nil {
+		web, err := serveHTTP(cfg.HTTP, hub, log)
+		if err != nil {
 			return err
 		}
+		closeHTTP, pageURL, rl.web = web.stop, web.url, web
 		defer closeHTTP()
 	}
 
@@ -140,38 +149,192 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 			sig = syscall.SIGTERM
 		}
 		if sig == syscall.SIGHUP {
-			if c := reload(*cfgPath, srv, level, reloadOK, log, stderr); c != nil {
-				current.Store(c)
-				if hub != nil {
-					_ = hub.Reload(c)
-				}
-			}
+			rl.reload()
 			continue
 		}
 		closeHTTP()
-		return shutdown(srv, cfg.ShutdownGraceDuration, sigs, log)
+		return shutdown(srv, rl.current.Load().ShutdownGraceDuration, sigs, log)
 	}
 }
 
-// reload applies a changed config file: everything is loaded and validated
-// first, and nothing changes unless all of it is valid.
-func reload(path string, srv *turn.Server, level *slog.LevelVar, ok prometheus.Gauge, log *slog.Logger, stderr io.Writer) *config.Config {
-	if path == "" {
-		log.Info("SIGHUP: running on embedded defaults, nothing to reload")
-		return nil
+// reloader applies SIGHUP as one step, like Caddy's Load: the whole new
+// config is loaded and validated, every part builds and checks its new
+// state, and only when all succeeded is any of it put in force; on any
+// error nothing changes.
+//
+// Settings that only a restart applies (config.ReloadClassOf says which:
+// listeners, relay addresses and ports, metrics and HTTP addresses, the
+// realm, limits) keep their running values, and the reload names each one
+// that changed in its log line and sets icegate_config_restart_pending. The
+// rest is applied: a revocation (a user, a secret, a peer range) must never
+// wait for a restart because the same edit also touched a port. Since the
+// running values are kept, nothing hands out a URL for a port the server
+// does not serve.
+type reloader struct {
+	path  string
+	level *slog.LevelVar
+	log   *slog.Logger
+	srv   *turn.Server
+	hub   atomic.Pointer[signaling.Server]
+	web   *httpServer
+	ok    prometheus.Gauge
+	// pending is 1 while restart-only settings differ from the file.
+	pending prometheus.Gauge
+
+	// base is the config in force as the file gave it (restart-only
+	// settings from the start); current is the same with the ports the
+	// listeners got, which the signaling server names in its URLs.
+	base    *config.Config
+	current atomic.Pointer[config.Config]
+}
+
+func (r *reloader) reload() {
+	if r.path == "" {
+		r.log.Info("SIGHUP: running on embedded defaults, nothing to reload")
+		return
 	}
-	cfg, err := loadConfig(path, stderr)
-	if err == nil {
-		err = srv.Reload(cfg)
-	}
+	err := r.apply()
 	if err != nil {
-		ok.Set(0)
-		log.Error("reload failed, keeping the running configuration", "err", err)
+		r.ok.Set(0)
+		var le *loadError
+		if errors.As(err, &le) {
+			r.log.Error("reload failed, nothing changed", "config", r.path, "err", le.Error(), "problems", le.problems)
+		} else {
+			r.log.Error("reload failed, nothing changed", "config", r.path, "err", err.Error())
+		}
+		return
+	}
+	r.ok.Set(1)
+}
+
+// loadError is a config file that did not load, with every problem as
+// `file:line: error: ...`.
+type loadError struct {
+	path     string
+	problems []string
+}
+
+func (e *loadError) Error() string {
+	return fmt.Sprintf("%s: %d problem(s)", e.path, len(e.problems))
+}
+
+// loadForServe loads the file serve runs with. The logger does not exist
+// before the config says its format, so errors are printed as config check
+// prints them; warnings are returned for the logger.
+func loadForServe(path string, stderr io.Writer) (*config.Config, []string, error) {
+	if path == "" {
+		cfg, err := config.Default()
+		return cfg, nil, err
+	}
+	cfg, diags := config.Load(path)
+	if diags.HasErrors() {
+		fmt.Fprint(stderr, config.FormatDiagnostics(diags))
+		return nil, nil, fmt.Errorf("%s: %d problem(s)", path, len(diags.Errs()))
+	}
+	return cfg, diagLines(diags), nil
+}
+
+// diagLines renders diagnostics one a line, for a log record.
+func diagLines(diags hcl.Diagnostics) []string {
+	var out []string
+	for line := range strings.Lines(config.FormatDiagnostics(diags)) {
+		out = append(out, strings.TrimSpace(line))
+	}
+	return out
+}
+
+func (r *reloader) apply() error {
+	next, diags := config.Load(r.path)
+	warnings := diagLines(diags)
+	if diags.HasErrors() {
+		return &loadError{path: r.path, problems: warnings}
+	}
+	eff, changes := config.KeepRestartOnly(r.base, next)
+	cur := served(eff, r.srv.Addrs())
+
+	// Build and check every part's new state; nothing is in force yet.
+	relay, err := r.srv.PrepareReload(eff)
+	if err != nil {
+		return err
+	}
+	applySignaling := func() {}
+	if hub := r.hub.Load(); hub != nil {
+		if applySignaling, err = hub.PrepareReload(cur); err != nil {
+			return err
+		}
+	}
+	applyHTTPCert := func() {}
+	if r.web != nil {
+		if applyHTTPCert, err = r.web.prepareCert(); err != nil {
+			return err
+		}
+	}
+
+	// All ready: swap.
+	r.level.Set(parseLevel(eff.Log.Level))
+	r.base = eff
+	r.current.Store(cur)
+	revoked := relay.Commit()
+	applySignaling()
+	applyHTTPCert()
+
+	attrs := []any{"config", r.path, "users", len(eff.Auth.Users), "secrets", len(eff.Auth.Secrets),
+		"allocations_ended", revoked.Allocations, "peers_blocked", revoked.Peers}
+	if len(warnings) > 0 {
+		attrs = append(attrs, "warnings", warnings)
+	}
+	if len(changes) == 0 {
+		r.pending.Set(0)
+		r.log.Info("configuration reloaded", attrs...)
 		return nil
 	}
-	level.Set(parseLevel(cfg.Log.Level))
-	ok.Set(1)
-	return cfg
+	r.pending.Set(1)
+	names := make([]string, len(changes))
+	for i, c := range changes {
+		names[i] = c.String()
+	}
+	r.log.Warn("configuration reloaded except settings that need a restart; they keep their running values",
+		append(attrs, "restart_needed", names)...)
+	return nil
+}
+
+// served returns cfg with the listen ports the relay actually got (a port
+// 0 in the file becomes the one the system picked), so that the iceServers
+// handed out name what is served. cfg is not modified.
+func served(cfg *config.Config, addrs []turn.ListenAddr) *config.Config {
+	port, tlsPort := 0, 0
+	for _, a := range addrs {
+		p := 0
+		switch v := a.Addr.(type) {
+		case *net.UDPAddr:
+			p = v.Port
+		case *net.TCPAddr:
+			p = v.Port
+		}
+		switch a.Transport {
+		case "udp", "tcp":
+			if port == 0 {
+				port = p
+			}
+		case "tls", "dtls":
+			if tlsPort == 0 {
+				tlsPort = p
+			}
+		}
+	}
+	if (cfg.Listen.Port != 0 || port == 0) && (cfg.Listen.TLSPort != 0 || tlsPort == 0) {
+		return cfg
+	}
+	out := *cfg
+	listen := *cfg.Listen
+	if listen.Port == 0 {
+		listen.Port = port
+	}
+	if listen.TLSPort == 0 {
+		listen.TLSPort = tlsPort
+	}
+	out.Listen = &listen
+	return &out
 }
 
 // shutdown lets allocations drain for up to grace, or until a second signal.

@@ -1,0 +1,270 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// ReloadClass says what a reload (SIGHUP) does with a setting.
+type ReloadClass int
+
+const (
+	// Live settings take effect at the reload: credentials, peer policy,
+	// signaling settings, the log level, the relay's certificate files.
+	Live ReloadClass = iota + 1
+	// Restart settings are read once at start: what sockets are bound
+	// (listeners, relay addresses and ports, metrics and HTTP), the realm
+	// pion puts in every challenge, the limits the packet path was built
+	// with. A reload keeps their running values and names each changed one.
+	Restart
+)
+
+// reloadClasses classifies every field of Config by its Go path. It is the
+// one place that says what a reload applies; TestReloadClassesComplete fails
+// when a field is added to Config without being listed here. Fields filled
+// by Validate follow the attribute they are derived from. hcl.Range fields
+// are not listed: they travel with their attribute.
+var reloadClasses = map[string]ReloadClass{
+	"Realm":                 Restart, // pion's challenges carry the realm it started with
+	"ShutdownGrace":         Live,
+	"ShutdownGraceDuration": Live,
+	"Source":                Live,
+
+	"Log.Level":  Live,
+	"Log.Format": Restart, // the handler is built once
+
+	"Listen.Addresses":       Restart,
+	"Listen.Addrs":           Restart,
+	"Listen.Port":            Restart,
+	"Listen.TLSPort":         Restart,
+	"Listen.SocketBuffer":    Restart,
+	"Listen.UDPSegmentation": Restart,
+	"Listen.UDP":             Restart,
+	"Listen.TCP":             Restart,
+	"Listen.TLS":             Restart,
+	"Listen.DTLS":            Restart,
+
+	"TLS.CertFile":               Live, // loaded and checked at the reload, then swapped
+	"TLS.KeyFile":                Live,
+	"TLS.ReloadInterval":         Restart,
+	"TLS.ReloadIntervalDuration": Restart,
+
+	"Relay.MinPort":        Restart,
+	"Relay.MaxPort":        Restart,
+	"Relay.IPv4Bind":       Restart,
+	"Relay.IPv4BindAddr":   Restart,
+	"Relay.IPv4Public":     Restart,
+	"Relay.IPv4PublicAddr": Restart,
+	"Relay.IPv6Bind":       Restart,
+	"Relay.IPv6BindAddr":   Restart,
+	"Relay.IPv6Public":     Restart,
+	"Relay.IPv6PublicAddr": Restart,
+	"Relay.PrivateOK":      Live, // only silences a check
+	"Relay.TCP":            Restart,
+
+	"Auth.Secrets":         Live,
+	"Auth.Separator":       Live,
+	"Auth.EphemeralSecret": Live,
+	"Auth.Users":           Live,
+
+	"Policy.Presets":       Live,
+	"Policy.Allow":         Live,
+	"Policy.AllowPrefixes": Live,
+	"Policy.Deny":          Live,
+	"Policy.DenyPrefixes":  Live,
+
+	"Limits.AllocationsPerUser":       Restart,
+	"Limits.AllocationsTotal":         Restart,
+	"Limits.PermissionsPerAllocation": Restart,
+	"Limits.DefaultLifetime":          Restart,
+	"Limits.DefaultLifetimeDuration":  Restart,
+	"Limits.MaxLifetime":              Restart,
+	"Limits.MaxLifetimeDuration":      Restart,
+	"Limits.BandwidthPerAllocation":   Restart,
+	"Limits.UnauthRate":               Restart,
+	"Limits.UnauthBurst":              Restart,
+
+	"Metrics.Listen": Restart,
+
+	"HTTP.Listen":   Restart,
+	"HTTP.CertFile": Restart, // whether HTTP speaks TLS; the files are re-read at a reload
+	"HTTP.KeyFile":  Restart,
+	"HTTP.TestPage": Live,
+
+	"Signaling.AllowedOrigins":        Live,
+	"Signaling.TokenSecrets":          Live,
+	"Signaling.TURNHost":              Live,
+	"Signaling.CredentialTTL":         Live,
+	"Signaling.CredentialTTLDuration": Live,
+	"Signaling.MaxConnections":        Live,
+	"Signaling.MaxMessageBytes":       Live,
+	"Signaling.MessagesPerSecond":     Live,
+	"Signaling.MessagesBurst":         Live,
+	"Signaling.PeersPerRoom":          Live,
+	"Signaling.RoomsPerPeer":          Live,
+	"Signaling.SendQueue":             Live,
+	"Signaling.ResumeGrace":           Live,
+	"Signaling.ResumeGraceDuration":   Live,
+	"Signaling.PingInterval":          Live,
+	"Signaling.PingIntervalDuration":  Live,
+	"Signaling.TURNEvents":            Live,
+
+	"STUN.AlternateAddress":    Restart,
+	"STUN.AlternatePort":       Restart,
+	"STUN.AlternatePublic":     Restart,
+	"STUN.RFC3489":             Restart,
+	"STUN.PrimaryAddr":         Restart,
+	"STUN.AlternateAddr":       Restart,
+	"STUN.PrimaryPublicAddr":   Restart,
+	"STUN.AlternatePublicAddr": Restart,
+}
+
+// ReloadClassOf returns the class of the field at Go path (e.g.
+// "Listen.Port"), or 0 for a path that names no field.
+func ReloadClassOf(path string) ReloadClass { return reloadClasses[path] }
+
+// RestartChange is a restart-only setting that differs between the running
+// config and a reloaded file.
+type RestartChange struct {
+	// Name is the setting as written in the file: "listen.port".
+	Name string
+	// Running and File are the values, as text.
+	Running, File string
+}
+
+func (c RestartChange) String() string {
+	return c.Name + " (running " + c.Running + ", file " + c.File + ")"
+}
+
+var rangeType = reflect.TypeFor[hcl.Range]()
+
+// field is one leaf of a Config: a setting, with where its value was
+// written when it has an attribute range.
+type field struct {
+	path, name string        // Go path, HCL name ("" for a field Validate fills)
+	old, new   reflect.Value // settable in new
+	oldRange   reflect.Value // the attribute's range field, or invalid
+	newRange   reflect.Value
+}
+
+// fields lists the leaves of old and new side by side. A block missing on
+// either side (a Config built in code) is skipped: there is nothing to
+// compare or keep.
+func fields(old, new reflect.Value, path, block string, out *[]field) {
+	t := old.Type()
+	ranges := map[string]int{}
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Type == rangeType {
+			if tag, ok := strings.CutSuffix(f.Tag.Get("hcl"), ",attr_range"); ok {
+				ranges[tag] = i
+			}
+		}
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Type == rangeType {
+			continue
+		}
+		p := f.Name
+		if path != "" {
+			p = path + "." + f.Name
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("hcl"), ",")
+		if f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct && strings.HasSuffix(f.Tag.Get("hcl"), ",block") {
+			o, n := old.Field(i), new.Field(i)
+			if !o.IsNil() && !n.IsNil() {
+				fields(o.Elem(), n.Elem(), p, tag, out)
+			}
+			continue
+		}
+		name := tag
+		if name != "" && block != "" {
+			name = block + "." + tag
+		}
+		fd := field{path: p, name: name, old: old.Field(i), new: new.Field(i)}
+		if j, ok := ranges[tag]; ok && tag != "" {
+			fd.oldRange, fd.newRange = old.Field(j), new.Field(j)
+		}
+		*out = append(*out, fd)
+	}
+}
+
+// KeepRestartOnly returns a copy of next in which every restart-only
+// setting holds running's value, and the restart-only settings whose value
+// in next differs, in file order. The copy is what a reload applies: every
+// component sees one consistent config, and nothing built from it (the
+// signaling server's URLs, above all) names a port or address the server
+// does not serve. next is not modified.
+func KeepRestartOnly(running, next *Config) (*Config, []RestartChange) {
+	out := *next
+	o := reflect.ValueOf(&out).Elem()
+	// Copy every block so that setting a field does not write into next.
+	for i := range o.NumField() {
+		f := o.Field(i)
+		if f.Kind() == reflect.Pointer && !f.IsNil() && f.Elem().Kind() == reflect.Struct {
+			c := reflect.New(f.Elem().Type())
+			c.Elem().Set(f.Elem())
+			f.Set(c)
+		}
+	}
+	var fs []field
+	fields(reflect.ValueOf(running).Elem(), o, "", "", &fs)
+	var changes []RestartChange
+	for _, f := range fs {
+		if reloadClasses[f.path] != Restart {
+			continue
+		}
+		if f.name != "" && !reflect.DeepEqual(f.old.Interface(), f.new.Interface()) {
+			changes = append(changes, RestartChange{Name: f.name, Running: show(f.old), File: show(f.new)})
+		}
+		f.new.Set(f.old)
+		if f.newRange.IsValid() {
+			f.newRange.Set(f.oldRange)
+		}
+	}
+	return &out, changes
+}
+
+// show renders a setting's value for the log: strings quoted, switches
+// and lists as written.
+func show(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return "unset"
+		}
+		return show(v.Elem())
+	case reflect.String:
+		return fmt.Sprintf("%q", v.String())
+	case reflect.Slice:
+		parts := make([]string, v.Len())
+		for i := range v.Len() {
+			parts[i] = show(v.Index(i))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// reloadPaths lists the Go paths of every leaf of Config's type, for the
+// completeness test.
+func reloadPaths(t reflect.Type, path string, out *[]string) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Type == rangeType {
+			continue
+		}
+		p := f.Name
+		if path != "" {
+			p = path + "." + f.Name
+		}
+		if f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct && strings.HasSuffix(f.Tag.Get("hcl"), ",block") {
+			reloadPaths(f.Type.Elem(), p, out)
+			continue
+		}
+		*out = append(*out, p)
+	}
+}
