@@ -2,6 +2,7 @@ package natcheck
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -219,10 +220,10 @@ func TestVnetMatrix(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !rep.UDP || rep.ServerProblem != "" || rep.Mapping != c.mapping || rep.Filtering != c.filtering ||
-				rep.Classic != c.classic || rep.RelayNeeded != c.relay || rep.NAT != (c.nat != nil) {
-				t.Errorf("got udp=%v nat=%v %s mapping, %s filtering, %q relay=%v problem %q; want nat=%v %s, %s, %q relay=%v\n%+v",
-					rep.UDP, rep.NAT, rep.Mapping, rep.Filtering, rep.Classic, rep.RelayNeeded, rep.ServerProblem,
+			if !is(rep.UDP, true) || rep.ServerProblem != "" || rep.Mapping != c.mapping || rep.Filtering != c.filtering ||
+				rep.Classic != c.classic || !is(rep.RelayNeeded, c.relay) || !is(rep.NAT, c.nat != nil) || rep.Confidence != High {
+				t.Errorf("got udp=%s nat=%s %s mapping, %s filtering, %q relay=%s problem %q confidence %s; want nat=%v %s, %s, %q relay=%v\n%+v",
+					b(rep.UDP), b(rep.NAT), rep.Mapping, rep.Filtering, rep.Classic, b(rep.RelayNeeded), rep.ServerProblem, rep.Confidence,
 					c.nat != nil, c.mapping, c.filtering, c.classic, c.relay, rep.Tests)
 			}
 			if rep.ALG == nil || *rep.ALG {
@@ -302,7 +303,7 @@ func TestVnetMisconfigured(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(rep.ServerProblem, c.problem) || rep.Filtering != Unknown || !rep.UDP || !rep.NAT || rep.Classic != "unknown" {
+			if !strings.Contains(rep.ServerProblem, c.problem) || rep.Filtering != Unknown || !is(rep.UDP, true) || !is(rep.NAT, true) || rep.Classic != "unknown" {
 				t.Errorf("got problem %q filtering %s classic %q, want a problem with %q\n%+v", rep.ServerProblem, rep.Filtering, rep.Classic, c.problem, rep.Tests)
 			}
 		})
@@ -363,10 +364,10 @@ func TestVnetFilteringUnanswered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !rep.UDP || rep.ServerProblem != "" || rep.Mapping != c.mapping || rep.Filtering != Unknown ||
-				rep.Classic != c.classic || rep.RelayNeeded != c.relay || rep.NAT != (c.nat != nil) {
-				t.Errorf("got udp=%v nat=%v %s mapping, %s filtering, %q relay=%v problem %q; want %s mapping, unknown filtering, %q relay=%v\n%+v",
-					rep.UDP, rep.NAT, rep.Mapping, rep.Filtering, rep.Classic, rep.RelayNeeded, rep.ServerProblem,
+			if !is(rep.UDP, true) || rep.ServerProblem != "" || rep.Mapping != c.mapping || rep.Filtering != Unknown ||
+				rep.Classic != c.classic || !is(rep.RelayNeeded, c.relay) || !is(rep.NAT, c.nat != nil) {
+				t.Errorf("got udp=%s nat=%s %s mapping, %s filtering, %q relay=%s problem %q; want %s mapping, unknown filtering, %q relay=%v\n%+v",
+					b(rep.UDP), b(rep.NAT), rep.Mapping, rep.Filtering, rep.Classic, b(rep.RelayNeeded), rep.ServerProblem,
 					c.mapping, c.classic, c.relay, rep.Tests)
 			}
 			if !slices.ContainsFunc(rep.Tests, func(t Test) bool { return strings.Contains(t.Note, "filtering untested") }) {
@@ -386,8 +387,9 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// TestBlocked: no answer at all is the UDP-blocked verdict, within the
-// configured timeouts.
+// TestBlocked: no answer at all, from the test socket nor from a connected
+// one, is the UDP-blocked verdict, within the configured timeouts; the JSON
+// says null for what could not be learned (no NAT is not "no NAT").
 func TestBlocked(t *testing.T) {
 	l := newLab(t, &vnet.NATType{}, true)
 	l.wan.AddChunkFilter(func(c vnet.Chunk) bool { return c.Network() != "udp" })
@@ -396,15 +398,75 @@ func TestBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.UDP || rep.Classic != "UDP blocked" || !rep.RelayNeeded {
+	if !is(rep.UDP, false) || rep.Reach != NoAnswer || rep.Classic != "UDP blocked" || !is(rep.RelayNeeded, true) {
 		t.Errorf("got %+v", rep)
 	}
+	// 4 attempts from the test socket, 4 from a connected one, 150 ms each.
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("took %s", d)
 	}
+	if n := len(rep.Tests); n != 2 || rep.Tests[0].Attempts != 4 || rep.Tests[1].Name != "reach (connected socket)" || rep.Tests[1].Attempts != 4 {
+		t.Errorf("tests %+v, want mapping I and the connected socket's, 4 attempts each", rep.Tests)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(must(json.Marshal(rep)), &got); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]any{
+		"udp": false, "nat": nil, "mapped": nil, "hairpinning": nil, "alg": nil, "lifetime": nil,
+		"mapping": "unknown", "filtering": "unknown", "relay_needed": true, "reach": "no answer",
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("JSON %q = %v (present %v), want %v", key, v, ok, want)
+		}
+	}
 }
 
-// TestLifetime: the binding lifetime search finds vnet's mapping lifetime.
+// TestClosedPort: a server port with nothing behind it answers with ICMP
+// port unreachable, which a connected socket hears as ECONNREFUSED (on
+// Linux on the read after the first send). That is a server problem, not
+// UDP blocked: no advice to use TURN over TCP. Real sockets on loopback.
+func TestClosedPort(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := pc.LocalAddr().String()
+	_ = pc.Close()
+	start := time.Now()
+	rep, err := Run(context.Background(), Options{Server: closed, Timeout: 200 * time.Millisecond, Interval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Reach != PortUnreachable || rep.UDP != nil || rep.NAT != nil || rep.RelayNeeded != nil ||
+		rep.Classic != "server not answering on that port" ||
+		!strings.Contains(rep.ServerProblem, "not answering on "+closed+" (ICMP port unreachable / connection refused)") ||
+		!strings.Contains(rep.WebRTC, "server problem, not your network") || strings.Contains(rep.WebRTC, "TCP") {
+		t.Errorf("got reach %q udp %s nat %s relay %s classic %q problem %q webrtc %q\n%+v",
+			rep.Reach, b(rep.UDP), b(rep.NAT), b(rep.RelayNeeded), rep.Classic, rep.ServerProblem, rep.WebRTC, rep.Tests)
+	}
+	last := rep.Tests[len(rep.Tests)-1]
+	if last.Name != "reach (connected socket)" || !strings.Contains(last.Error, "connection refused") || last.Attempts > 2 {
+		t.Errorf("last test %+v, want the connected socket refused at once", last)
+	}
+	// The refusal comes within a round trip, not after the attempts.
+	if d := time.Since(start); d > 4*200*time.Millisecond+500*time.Millisecond {
+		t.Errorf("took %s", d)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(must(json.Marshal(rep)), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"udp", "nat", "relay_needed", "mapped"} {
+		if v, ok := got[key]; !ok || v != nil {
+			t.Errorf("JSON %q = %v (present %v), want null", key, v, ok)
+		}
+	}
+}
+
+// TestLifetime: the lifetime test finds vnet's mapping lifetime, ends soon
+// after the first dead binding (well before LifetimeMax), and says what it
+// does on Progress.
 func TestLifetime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits a few seconds")
@@ -413,29 +475,71 @@ func TestLifetime(t *testing.T) {
 	addrs := fourAddrs(a1, a2)
 	startVnetServer(t, l.server, addrs, addrs)
 	o := fastOpts(l.client, addrs[0].String())
-	o.Lifetime, o.LifetimeMax, o.LifetimePrecision = true, 2*time.Second, 250*time.Millisecond
+	var progress syncBuffer
+	o.Lifetime, o.LifetimeMax, o.LifetimePrecision, o.Progress = true, 3*time.Second, 250*time.Millisecond, &progress
 	rep, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.LifetimeSeconds == nil || rep.LifetimeMaxSeconds == nil {
-		t.Fatalf("no lifetime: %+v", rep.Tests)
+	lt := rep.Lifetime
+	if lt == nil || lt.AtLeastSeconds == nil || lt.BelowSeconds == nil || lt.Result != "measured" {
+		t.Fatalf("lifetime %+v\n%+v", lt, rep.Tests)
 	}
-	if lo, hi := *rep.LifetimeSeconds, *rep.LifetimeMaxSeconds; lo > 1.1 || hi < 0.9 {
+	if lo, hi := *lt.AtLeastSeconds, *lt.BelowSeconds; lo > 1.05 || hi < 0.95 || hi-lo > 0.6 {
 		t.Errorf("lifetime between %.2f and %.2f s, want around 1 s", lo, hi)
+	}
+	if lt.MaxIdleSeconds > 2 {
+		t.Errorf("probed up to %.1f s idle; the search should stop at the first dead binding", lt.MaxIdleSeconds)
+	}
+	for _, want := range []string{"natcheck: lifetime: opening 12 bindings", "alive after", "gone by"} {
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, progress.String())
+		}
+	}
+}
+
+// TestLifetimeBounded: a binding that outlives every probe; the whole
+// lifetime test ends by LifetimeMax after it starts (the old binary search
+// waited about three times that), and the result says it is a lower bound.
+func TestLifetimeBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits a few seconds")
+	}
+	l := newLab(t, &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointAddrPortDependent, MappingLifeTime: time.Minute}, true)
+	addrs := fourAddrs(a1, a2)
+	startVnetServer(t, l.server, addrs, addrs)
+	o := fastOpts(l.client, addrs[0].String())
+	o.Lifetime, o.LifetimeMax = true, 2*time.Second
+	var lifetimeStart time.Time
+	o.Progress = progressFunc(func(s string) {
+		if lifetimeStart.IsZero() {
+			lifetimeStart = time.Now()
+		}
+	})
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(lifetimeStart)
+	lt := rep.Lifetime
+	if lt == nil || lt.Result != "outlived every probe" || lt.BelowSeconds != nil || lt.AtLeastSeconds == nil || *lt.AtLeastSeconds < 1.5 {
+		t.Fatalf("lifetime %+v\n%+v", lt, rep.Tests)
+	}
+	if took > o.LifetimeMax+300*time.Millisecond {
+		t.Errorf("the lifetime test took %s, want at most LifetimeMax %s", took, o.LifetimeMax)
 	}
 }
 
 // TestLifetimeOpenUnanswered: when the request that opens a binding for the
-// lifetime search goes unanswered, the search ends without a result rather
-// than counting the binding as dead (which would report a lifetime under the
-// first wait).
+// lifetime test goes unanswered, that binding is not timed (rather than
+// counted as dead, which would report a lifetime under its wait); the
+// others still are.
 func TestLifetimeOpenUnanswered(t *testing.T) {
 	l := newLab(t, &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointIndependent}, true)
 	addrs := fourAddrs(a1, a2)
 	good := must(stun.NewResponder(stun.Config{Addrs: addrs}))
 	// Sources on the primary: test I, filtering II, then the first binding
-	// of the lifetime search.
+	// of the lifetime test.
 	startAnswering(t, l.server, addrs, dropNthSource(3, good.Answer))
 	o := fastOpts(l.client, addrs[0].String())
 	o.Lifetime, o.LifetimeMax, o.LifetimePrecision = true, 2*time.Second, 250*time.Millisecond
@@ -446,21 +550,50 @@ func TestLifetimeOpenUnanswered(t *testing.T) {
 	if rep.Filtering != EndpointIndependent || rep.Classic != "full cone" {
 		t.Fatalf("got %s filtering, %q; want the full cone the lab builds\n%+v", rep.Filtering, rep.Classic, rep.Tests)
 	}
-	if rep.LifetimeSeconds != nil || rep.LifetimeMaxSeconds != nil {
-		t.Errorf("lifetime %v to %v s from a binding that was never opened\n%+v", ptrVal(rep.LifetimeSeconds), ptrVal(rep.LifetimeMaxSeconds), rep.Tests)
+	lt := rep.Lifetime
+	if lt == nil || lt.BelowSeconds != nil || lt.Result != "outlived every probe" {
+		t.Errorf("lifetime %+v, want no upper bound from a binding that was never opened\n%+v", lt, rep.Tests)
 	}
-	last := rep.Tests[len(rep.Tests)-1]
-	if last.Answered || !strings.HasPrefix(last.Name, "lifetime: open") || !strings.Contains(last.Note, "without a result") {
-		t.Errorf("last test %+v, want the unanswered opening request with a note", last)
+	i := slices.IndexFunc(rep.Tests, func(t Test) bool { return t.Name == "lifetime: open binding 1" })
+	if i < 0 || rep.Tests[i].Answered || !strings.Contains(rep.Tests[i].Note, "not timed") {
+		t.Errorf("tests %+v, want the unanswered opening request with a note", rep.Tests)
+	}
+	if slices.ContainsFunc(rep.Tests, func(t Test) bool { return strings.HasPrefix(t.Name, "lifetime: answer to binding 1 ") }) {
+		t.Error("binding 1 was probed though never opened")
 	}
 }
 
-func ptrVal(p *float64) any {
+// is says whether p holds want (false for nil).
+func is(p *bool, want bool) bool { return p != nil && *p == want }
+
+// b prints a *bool as JSON does.
+func b(p *bool) string {
 	if p == nil {
-		return nil
+		return "null"
 	}
-	return *p
+	return fmt.Sprint(*p)
 }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type progressFunc func(string)
+
+func (f progressFunc) Write(p []byte) (int, error) { f(string(p)); return len(p), nil }
 
 // quiet is a pion logger factory that logs nothing.
 var quiet = func() logging.LoggerFactory {
