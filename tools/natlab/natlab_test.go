@@ -713,3 +713,89 @@ func b(p *bool) string {
 	}
 	return fmt.Sprint(*p)
 }
+
+// lossRule drops 20% of the UDP the router forwards, both ways, at random
+// (nft's numgen: the kernel here has no netem qdisc).
+const lossRule = `
+  chain loss {
+    type filter hook forward priority filter - 10; policy accept;
+    meta l4proto udp numgen random mod 100 < 20 drop
+  }
+`
+
+// TestNATLabLossy runs natcheck ten times through each of two routers that
+// drop 20% of UDP: a full cone, whose endpoint-independent filtering a lost
+// answer would turn into a stricter verdict, and a port restricted cone,
+// whose verdict rests on answers that never come. No run may give a wrong
+// verdict with confidence high.
+func TestNATLabLossy(t *testing.T) {
+	if why := available(); why != "" {
+		if os.Getenv("ICEGATE_REQUIRE_NATLAB") == "1" {
+			t.Fatalf("NAT lab required (ICEGATE_REQUIRE_NATLAB=1) but cannot run: %s", why)
+		}
+		t.Skipf("NAT lab skipped: %s", why)
+	}
+	if testing.Short() {
+		t.Skip("twenty natcheck runs")
+	}
+	removeStale()
+	bin := buildIcegate(t)
+	lossy := []scenario{
+		{name: "lossfc", title: "EIM + EIF, 20% loss", nft: "table ip lab {" + fullConeMap + lossRule + "}",
+			mapping: natcheck.EndpointIndependent, filter: natcheck.EndpointIndependent, nat: true, udp: true, hairpin: true, classic: "full cone"},
+		{name: "lossprc", title: "EIM + APDF, 20% loss", nft: `table ip lab {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan" masquerade
+  }` + lossRule + "}",
+			mapping: natcheck.EndpointIndependent, filter: natcheck.AddressAndPortDependent, nat: true, udp: true, classic: "port restricted cone"},
+	}
+	const runs = 10
+	for _, sc := range lossy {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t, sc)
+			l.startServers(bin)
+			var right, low, retries, missing int
+			for i := range runs {
+				l.flush()
+				ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+				out, err := l.run(ctx, l.cli, "", bin, "natcheck", "-json", "-timeout", "300ms", "-interval", "100ms", "stun:"+serverA1+":3478")
+				cancel()
+				var rep natcheck.Report
+				if err != nil || json.Unmarshal([]byte(out), &rep) != nil {
+					t.Fatalf("natcheck: %v\n%s", err, out)
+				}
+				var wrong []string
+				if rep.Reach != natcheck.Answered || rep.ServerProblem != "" {
+					wrong = append(wrong, fmt.Sprintf("reach %q, problem %q", rep.Reach, rep.ServerProblem))
+				}
+				if rep.Mapping != natcheck.Unknown && rep.Mapping != sc.mapping {
+					wrong = append(wrong, "mapping "+string(rep.Mapping))
+				}
+				if rep.Filtering != natcheck.Unknown && rep.Filtering != sc.filter {
+					wrong = append(wrong, "filtering "+string(rep.Filtering))
+				}
+				if rep.Hairpinning != nil && *rep.Hairpinning != sc.hairpin {
+					wrong = append(wrong, fmt.Sprint("hairpinning ", *rep.Hairpinning))
+				}
+				if len(wrong) > 0 && rep.Confidence == natcheck.High {
+					t.Errorf("run %d: wrong verdict with confidence high: %q\n%s", i, wrong, out)
+				}
+				if len(wrong) == 0 && rep.Classic == sc.classic {
+					right++
+				}
+				if rep.Confidence == natcheck.Low {
+					low++
+				}
+				retries += rep.Retries
+				missing += rep.AnswersMissing
+				if dir := os.Getenv("NATLAB_LOGDIR"); dir != "" {
+					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.json", sc.name, i)), []byte(out), 0o644)
+				}
+			}
+			t.Logf("%s: %d of %d runs right, %d with confidence low; %d retries, %d answers missing",
+				sc.title, right, runs, low, retries, missing)
+		})
+	}
+}
