@@ -203,7 +203,7 @@ func webrtcAdvice(self side, p Peers) string {
 	if len(p.Relay) > 0 {
 		fmt.Fprintf(&b, "; a relay is needed against peers behind: %s", strings.Join(p.Relay, "; "))
 		if self.filtering == AddressAndPortDependent && self.mapping == EndpointIndependent {
-			b.WriteString(" (their checks come from a port this NAT, filtering by port, never let in)")
+			b.WriteString(" (their checks come from a port this NAT never sent to, and it filters by port)")
 		}
 	}
 	if len(p.Direct) > 0 && self.mapping != Unknown && (len(p.Relay) > 0 || len(p.Unknown) > 0) {

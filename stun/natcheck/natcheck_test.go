@@ -531,6 +531,35 @@ func TestLifetimeBounded(t *testing.T) {
 	}
 }
 
+// TestLifetimeInterrupted: cancelling the context (Ctrl-C in the command)
+// during the lifetime test ends it with what was found, not an error.
+func TestLifetimeInterrupted(t *testing.T) {
+	l := newLab(t, &vnet.NATType{MappingBehavior: vnet.EndpointIndependent, FilteringBehavior: vnet.EndpointIndependent, MappingLifeTime: time.Minute}, true)
+	addrs := fourAddrs(a1, a2)
+	startVnetServer(t, l.server, addrs, addrs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := fastOpts(l.client, addrs[0].String())
+	o.Lifetime, o.LifetimeMax = true, 20*time.Second
+	o.Progress = progressFunc(func(s string) {
+		if strings.Contains(s, "alive after") {
+			cancel() // after the first live binding
+		}
+	})
+	start := time.Now()
+	rep, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt := rep.Lifetime
+	if lt == nil || lt.Result != "interrupted" || lt.AtLeastSeconds == nil || lt.BelowSeconds != nil || rep.Classic != "full cone" {
+		t.Errorf("%q, lifetime %+v", rep.Classic, lt)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s after the cancel", d)
+	}
+}
+
 // TestLifetimeOpenUnanswered: when the request that opens a binding for the
 // lifetime test goes unanswered, that binding is not timed (rather than
 // counted as dead, which would report a lifetime under its wait); the

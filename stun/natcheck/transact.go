@@ -453,9 +453,9 @@ func (c *checker) doubt(a answer, test, verdict string) {
 	}
 	c.rep.Confidence = Low
 	c.rep.Caveats = append(c.rep.Caveats, fmt.Sprintf(
-		"%s: no answer to %d requests, but with the loss seen (%d of %d answers missing) loss alone does that %s of the time; "+
-			"%s rests on it and may be wrong: run again, or raise -max-attempts",
-		test, a.attempts, c.loss.lost, c.loss.sent, percent(a.chanceLost), verdict))
+		"%s: no answer to %d requests, but with the loss seen (%d of %d answers missing) loss alone does that %s of the time "+
+			"(natcheck wants under %s); %s rests on it and may be wrong: run again, or raise -max-attempts",
+		test, a.attempts, c.loss.lost, c.loss.sent, percent(a.chanceLost), percent(lossChanceLimit), verdict))
 }
 
 func percent(p float64) string {
@@ -463,7 +463,7 @@ func percent(p float64) string {
 	case p >= 0.1:
 		return fmt.Sprintf("%.0f%%", p*100)
 	case p >= 0.001:
-		return fmt.Sprintf("%.1f%%", p*100)
+		return fmt.Sprintf("%.2g%%", p*100)
 	}
 	return fmt.Sprintf("%.2g%%", math.Max(p, 0)*100)
 }
