@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -16,20 +18,23 @@ import (
 	"icegate/stun/natcheck"
 )
 
-const natcheckSynopsis = "natcheck [stun:host[:port]] [-json] [-timeout 500ms] [-attempts 2] [-interval 120ms] [-local IP] [-lifetime [-lifetime-max 2m]]"
+const natcheckSynopsis = "natcheck [stun:host[:port]] [-json] [-timeout 500ms] [-attempts 2] [-max-attempts 10] [-interval 120ms] [-local IP] [-lifetime [-lifetime-max 2m]]"
 
 // natcheckCmd runs the RFC 5780 tests against a STUN server with an
 // alternate address (icegate with stun.alternate_address, or coturn with two
-// listening IPs) and prints what NAT lies between.
+// listening IPs) and prints what NAT lies between. The report goes to
+// stdout (JSON with -json); progress of the long lifetime test goes to
+// stderr, so that -json's output stays one JSON document.
 func natcheckCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("natcheck", natcheckSynopsis)
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asJSON := fs.Bool("json", false, "print the report as JSON (schema in docs/nat.md)")
 	timeout := fs.Duration("timeout", 500*time.Millisecond, "how long one attempt waits for an answer")
-	attempts := fs.Int("attempts", 2, "how often a request is sent before a test counts as unanswered")
+	attempts := fs.Int("attempts", 2, "least tries per request; while answers go missing, a test whose missing answer decides a verdict is retried more (up to -max-attempts)")
+	maxAttempts := fs.Int("max-attempts", 10, "most tries per request; a verdict that still rests on answers loss could explain is reported with confidence low")
 	interval := fs.Duration("interval", 120*time.Millisecond, "least time between two requests (at least 100ms: under 10 a second)")
 	local := fs.String("local", "", "local IP to send from (default: the one routing picks)")
-	lifetime := fs.Bool("lifetime", false, "also measure how long an idle binding lives (takes up to -lifetime-max)")
-	lifetimeMax := fs.Duration("lifetime-max", 2*time.Minute, "longest binding lifetime searched")
+	lifetime := fs.Bool("lifetime", false, "also measure how long an idle binding lives: takes at most -lifetime-max (a few seconds more if answers go missing), progress on stderr")
+	lifetimeMax := fs.Duration("lifetime-max", 2*time.Minute, "longest the lifetime test runs, and so the longest binding lifetime it can find (at least 1s)")
 	pos, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -53,9 +58,15 @@ func natcheckCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *timeout <= 0 || *attempts < 1 || *attempts > 10 {
 		return fmt.Errorf("%w: -timeout must be positive and -attempts 1-10", errUsage)
 	}
+	if *maxAttempts < *attempts || *maxAttempts > 20 {
+		return fmt.Errorf("%w: -max-attempts must be between -attempts (%d) and 20", errUsage, *attempts)
+	}
+	if *lifetimeMax < time.Second {
+		return fmt.Errorf("%w: -lifetime-max %s is below 1s", errUsage, *lifetimeMax)
+	}
 	opts := natcheck.Options{
-		Server: server, Timeout: *timeout, Attempts: *attempts, Interval: *interval,
-		Lifetime: *lifetime, LifetimeMax: *lifetimeMax,
+		Server: server, Timeout: *timeout, Attempts: *attempts, MaxAttempts: *maxAttempts, Interval: *interval,
+		Lifetime: *lifetime, LifetimeMax: *lifetimeMax, Progress: stderr,
 	}
 	if *local != "" {
 		ip, err := netip.ParseAddr(*local)
@@ -112,11 +123,11 @@ func printReport(w io.Writer, r *natcheck.Report) {
 	if r.Local != "" {
 		fmt.Fprintf(w, "local     %s\n", r.Local)
 	}
-	if r.Mapped != "" {
-		fmt.Fprintf(w, "mapped    %s\n", r.Mapped)
+	if r.Mapped != nil {
+		fmt.Fprintf(w, "mapped    %s\n", *r.Mapped)
 	}
 	fmt.Fprintf(w, "verdict   %s\n", r.Classic)
-	if r.UDP && r.ServerProblem == "" {
+	if r.Reach == natcheck.Answered && r.ServerProblem == "" {
 		fmt.Fprintf(w, "mapping   %s\nfiltering %s\n", r.Mapping, r.Filtering)
 	}
 	if r.Hairpinning != nil {
@@ -129,19 +140,25 @@ func printReport(w io.Writer, r *natcheck.Report) {
 		}
 		fmt.Fprintf(w, "ALG       %s\n", alg)
 	}
-	if r.LifetimeSeconds != nil {
-		if r.LifetimeMaxSeconds != nil {
-			fmt.Fprintf(w, "lifetime  %.0f-%.0f s (idle UDP binding)\n", *r.LifetimeSeconds, *r.LifetimeMaxSeconds)
-		} else {
-			fmt.Fprintf(w, "lifetime  at least %.0f s\n", *r.LifetimeSeconds)
-		}
+	if r.Lifetime != nil {
+		fmt.Fprintf(w, "lifetime  %s\n", formatLifetime(r.Lifetime))
 	}
 	if r.ServerProblem != "" {
 		fmt.Fprintf(w, "server problem: %s\n", r.ServerProblem)
 	}
-	fmt.Fprintf(w, "WebRTC    %s\n\nevidence:\n", r.WebRTC)
+	fmt.Fprintf(w, "WebRTC    %s\n", r.WebRTC)
+	if len(r.Peers.Relay) > 0 && len(r.Peers.Relay) < len(natcheck.PeerKinds) {
+		fmt.Fprintf(w, "relay     against %s\n", strings.Join(r.Peers.Relay, "; "))
+	}
+	fmt.Fprintf(w, "requests  %d sent, %d of them retries; %d answers missing among those that came in the end\n",
+		r.Requests, r.Retries, r.AnswersMissing)
+	fmt.Fprintf(w, "confidence %s\n", r.Confidence)
+	for _, c := range r.Caveats {
+		fmt.Fprintf(w, "  caveat: %s\n", c)
+	}
+	fmt.Fprintf(w, "\nevidence:\n")
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "  test\tfrom\tto\tchange\tanswer from\tmapped\tnote")
+	fmt.Fprintln(tw, "  test\tfrom\tto\tchange\ttries\tanswer from\tmapped\tnote")
 	for _, t := range r.Tests {
 		from, mapped := "-", "-"
 		if t.Answered {
@@ -161,10 +178,46 @@ func printReport(w io.Writer, r *natcheck.Report) {
 		if change == "" {
 			change = "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Local, t.To, change, from, mapped, note)
+		tries := fmt.Sprint(t.Attempts)
+		if t.ControlsSent > 0 {
+			tries += fmt.Sprintf(" (+%d/%d controls answered)", t.ControlsAnswered, t.ControlsSent)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Local, t.To, change, tries, from, mapped, note)
 	}
 	_ = tw.Flush()
 }
+
+// formatLifetime prints the lifetime bounds truthfully: one decimal, the
+// lower bound rounded down and the upper one up, so the printed range
+// always contains the measured one (3.75-5 s is "3.7-5.0 s", never "4-5").
+func formatLifetime(l *natcheck.Lifetime) string {
+	var s string
+	switch {
+	case l.AtLeastSeconds != nil && l.BelowSeconds != nil:
+		s = fmt.Sprintf("%s-%s s (idle UDP binding)", down(*l.AtLeastSeconds), up(*l.BelowSeconds))
+	case l.AtLeastSeconds != nil:
+		s = fmt.Sprintf("at least %s s (outlived every probe)", down(*l.AtLeastSeconds))
+	case l.BelowSeconds != nil:
+		s = fmt.Sprintf("under %s s", up(*l.BelowSeconds))
+	default:
+		s = "no result"
+	}
+	if l.Result == "interrupted" {
+		s += ", interrupted"
+	}
+	if l.Confidence == natcheck.Low {
+		s += ", confidence low"
+	}
+	if l.Note != "" && l.Result != "measured" {
+		s += ": " + l.Note
+	}
+	return s
+}
+
+// down and up round to one decimal towards zero and away from it. The
+// small epsilon keeps 0.3 from becoming 0.4 through 0.30000000000000004.
+func down(x float64) string { return strconv.FormatFloat(math.Floor(x*10+1e-9)/10, 'f', 1, 64) }
+func up(x float64) string   { return strconv.FormatFloat(math.Ceil(x*10-1e-9)/10, 'f', 1, 64) }
 
 func yesNo(b bool) string {
 	if b {

@@ -7,24 +7,33 @@
 // The tests are those of RFC 5780 §4: mapping tests I, II and III on one
 // socket (§4.3), filtering tests on fresh sockets so that earlier tests
 // leave no permission behind (§4.4), hairpinning (§4.5), and optionally the
-// binding lifetime by binary search with RESPONSE-PORT (§4.6). A server
-// without OTHER-ADDRESS, or whose OTHER-ADDRESS does not differ in both IP
-// and port, is reported as such: the behaviour is then unknown, not guessed.
+// binding lifetime with RESPONSE-PORT (§4.6). A server without
+// OTHER-ADDRESS, or whose OTHER-ADDRESS does not differ in both IP and
+// port, is reported as such: the behaviour is then unknown, not guessed.
+//
+// Several verdicts rest on an answer that does not come (a filter, a dead
+// binding, no hairpinning), and a lost packet looks the same. So natcheck
+// keeps a model of the loss it has seen (answers that came only on a
+// retry, and control requests sent between the attempts of such a test)
+// and retries a missing answer until loss alone is an unlikely explanation
+// (under 1 in 1000), up to Options.MaxAttempts. A verdict it could not make
+// that sure of is given with Confidence "low" and a caveat that says why.
 //
 // Every request is paced (Options.Interval, under 10 a second) and every
 // wait is short (Options.Timeout), so UDP blocked is a verdict within
-// seconds, not a hang.
+// seconds, not a hang. A first request that gets no answer is repeated on a
+// connected socket, where the kernel reports an ICMP port unreachable: a
+// server not listening on that port is told from a network that drops UDP.
 package natcheck
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"time"
-
-	pionstun "github.com/pion/stun/v4"
 
 	"icegate/stun"
 )
@@ -57,19 +66,33 @@ type Options struct {
 	LocalIP netip.Addr
 	// Timeout is how long one attempt waits for an answer. Default 500ms.
 	Timeout time.Duration
-	// Attempts is how often a request is sent before the test counts as
-	// unanswered. Default 2.
+	// Attempts is the least number of times a request is sent before its
+	// answer counts as missing. Default 2. While answers go missing, a
+	// test whose absence decides a verdict is sent more often, up to
+	// MaxAttempts, until loss alone is an unlikely explanation.
 	Attempts int
+	// MaxAttempts is the most times one request is sent. Default 10, and
+	// never below Attempts. The first request, before anything is known
+	// about the path, is sent min(4, MaxAttempts) times (at least
+	// Attempts), and as often again from a connected socket.
+	MaxAttempts int
 	// Interval is the least time between two requests sent. Default 120ms,
 	// so under 10 transactions a second.
 	Interval time.Duration
-	// Lifetime runs the binding lifetime test (RFC 5780 §4.6), which takes
-	// about LifetimeMax.
+	// Lifetime runs the binding lifetime test (RFC 5780 §4.6).
 	Lifetime bool
-	// LifetimeMax bounds the lifetime search. Default 2m.
+	// LifetimeMax bounds the lifetime test: it ends at most this long
+	// after it starts (plus the retries of its last probe when answers go
+	// missing), and the longest idle time it probes is a little shorter.
+	// Default 2m.
 	LifetimeMax time.Duration
-	// LifetimePrecision ends the binary search. Default LifetimeMax/16.
+	// LifetimePrecision is the step between the idle times probed.
+	// Default LifetimeMax/16; at most 32 steps, each at least twice
+	// Interval.
 	LifetimePrecision time.Duration
+	// Progress, when set, gets a line for each step of the lifetime test
+	// and every 15 s while it waits. Default none.
+	Progress io.Writer
 }
 
 func (o *Options) defaults() {
@@ -82,6 +105,10 @@ func (o *Options) defaults() {
 	if o.Attempts <= 0 {
 		o.Attempts = 2
 	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 10
+	}
+	o.MaxAttempts = max(o.MaxAttempts, o.Attempts)
 	if o.Interval <= 0 {
 		o.Interval = 120 * time.Millisecond
 	}
@@ -105,6 +132,38 @@ const (
 	Unknown                 Behavior = "unknown"
 )
 
+// Reach is what came back to the first request (mapping test I).
+type Reach string
+
+// The outcomes of the first request.
+const (
+	// Answered: the server answered; UDP works.
+	Answered Reach = "answered"
+	// NoAnswer: nothing came back, not even an ICMP error: UDP is blocked
+	// on the way, or the server's host is down.
+	NoAnswer Reach = "no answer"
+	// PortUnreachable: an ICMP port unreachable came back (connection
+	// refused): nothing listens on that port. A server problem, not the
+	// user's network (unless a firewall rejects UDP that way).
+	PortUnreachable Reach = "port unreachable"
+	// Unreachable: another ICMP error (host or network unreachable) or a
+	// local error; the evidence has it.
+	Unreachable Reach = "unreachable"
+)
+
+// Confidence says how sure the verdict is.
+type Confidence string
+
+// The confidence levels.
+const (
+	// High: every answer the verdict rests on came, or went missing so
+	// often that loss alone explains it less than once in 1000 runs.
+	High Confidence = "high"
+	// Low: some verdict rests on missing answers that loss could explain
+	// (Report.Caveats says which); run again.
+	Low Confidence = "low"
+)
+
 // Test is the evidence of one transaction.
 type Test struct {
 	Name string `json:"name"`
@@ -115,8 +174,19 @@ type Test struct {
 	To           string `json:"to"`
 	Change       string `json:"change,omitempty"`
 	ResponsePort int    `json:"response_port,omitempty"`
+	// Attempts is how often the request was sent (with the same
+	// transaction ID).
+	Attempts int `json:"attempts"`
+	// ControlsSent and ControlsAnswered count the plain requests to the
+	// primary address sent between unanswered attempts, to see whether
+	// the path worked meanwhile.
+	ControlsSent     int `json:"controls_sent,omitempty"`
+	ControlsAnswered int `json:"controls_answered,omitempty"`
 	// Answered is false when no answer came within the attempts.
 	Answered bool `json:"answered"`
+	// ChanceLost, for an unanswered test, is the chance that packet loss
+	// alone took every answer, given the loss seen so far in the run.
+	ChanceLost *float64 `json:"chance_lost,omitempty"`
 	// From is where the answer came from, as the client saw it.
 	From           string `json:"from,omitempty"`
 	Mapped         string `json:"mapped,omitempty"`
@@ -127,43 +197,97 @@ type Test struct {
 	Note           string `json:"note,omitempty"`
 }
 
-// Report is what Run found.
+// Lifetime is the binding lifetime test's result.
+type Lifetime struct {
+	// AtLeastSeconds is the longest idle time after which a binding was
+	// seen alive; null when none was (no probe got through).
+	AtLeastSeconds *float64 `json:"at_least_s"`
+	// BelowSeconds is the shortest idle time after which one was seen
+	// dead, above AtLeastSeconds; null when the bindings outlived every
+	// probe.
+	BelowSeconds *float64 `json:"below_s"`
+	// MaxIdleSeconds is the longest idle time probed.
+	MaxIdleSeconds float64 `json:"max_idle_s"`
+	// Result is "measured" (both bounds), "outlived every probe",
+	// "interrupted" or "no result"; Note says more.
+	Result     string     `json:"result"`
+	Confidence Confidence `json:"confidence"`
+	Note       string     `json:"note,omitempty"`
+}
+
+// Peers is what a connection to peers behind each kind of NAT needs, by the
+// rule of RFC 4787 and ICE (RFC 8445): hole punching fails only where one
+// side's endpoint-dependent mapping meets the other's address-and-port-
+// dependent filtering. Each list holds PeerKind names.
+type Peers struct {
+	// Direct: a direct connection is expected.
+	Direct []string `json:"direct"`
+	// Relay: a relay (TURN) is needed.
+	Relay []string `json:"relay"`
+	// Unknown: it depends on what natcheck could not determine.
+	Unknown []string `json:"unknown"`
+}
+
+// Report is what Run found. Every field is present in its JSON form; what
+// was not determined is null (or "unknown" for the behaviours), never a
+// guess: docs/nat.md has the schema.
 type Report struct {
 	Server string `json:"server"`
-	Local  string `json:"local,omitempty"`
-	// UDP is false when the server never answered: UDP is blocked (or the
-	// server is down).
-	UDP bool `json:"udp"`
-	// Mapped is the server-reflexive address of the first test.
-	Mapped string `json:"mapped,omitempty"`
-	// NAT is false when the mapped address is the local one.
-	NAT       bool     `json:"nat"`
+	Local  string `json:"local"`
+	// Reach is what came back to the first request.
+	Reach Reach `json:"reach"`
+	// UDP is true when the server answered, false when nothing came back
+	// (UDP blocked on the way, or the server's host down), null when an
+	// ICMP error came back instead (the path carries UDP to the host; the
+	// port is closed or rejected).
+	UDP *bool `json:"udp"`
+	// Mapped is the server-reflexive address of the first test; null
+	// without an answer.
+	Mapped *string `json:"mapped"`
+	// NAT is false when the mapped address is the local one; null without
+	// a mapped address.
+	NAT       *bool    `json:"nat"`
 	Mapping   Behavior `json:"mapping"`
 	Filtering Behavior `json:"filtering"`
-	// Hairpinning is nil when untested (no NAT, or no mapping).
-	Hairpinning *bool `json:"hairpinning,omitempty"`
+	// Hairpinning is null when untested (no NAT, or no mapping).
+	Hairpinning *bool `json:"hairpinning"`
 	// ALG is true when MAPPED-ADDRESS and XOR-MAPPED-ADDRESS differ: a
 	// middlebox rewrote the address it found in the payload (RFC 8489 §14.2
-	// is why XOR-MAPPED-ADDRESS exists). Costs no extra packet.
-	ALG *bool `json:"alg,omitempty"`
-	// LifetimeSeconds is the binding lifetime found: at least this long,
-	// less than LifetimeMaxSeconds (absent when the binding outlived the
-	// longest wait, Options.LifetimeMax).
-	LifetimeSeconds    *float64 `json:"lifetime_s,omitempty"`
-	LifetimeMaxSeconds *float64 `json:"lifetime_max_s,omitempty"`
+	// is why XOR-MAPPED-ADDRESS exists). Costs no extra packet. Null when
+	// the answer lacked one of them.
+	ALG *bool `json:"alg"`
+	// Lifetime is null unless Options.Lifetime asked for the test.
+	Lifetime *Lifetime `json:"lifetime"`
 	// ServerProblem says why the server cannot tell mapping and filtering
-	// apart (no RFC 5780, or misconfigured); empty when it can.
-	ServerProblem string `json:"server_problem,omitempty"`
+	// apart (no RFC 5780, misconfigured, not listening); "" when none was
+	// seen.
+	ServerProblem string `json:"server_problem"`
 	// Classic is the RFC 3489 name: open internet, full cone, restricted
 	// cone, port restricted cone, symmetric, UDP blocked, or a firewall;
 	// "unknown" (or "no NAT (filtering unknown)") when a test needed for
-	// the name could not be run.
+	// the name could not be run; "server not answering on that port" for
+	// an ICMP port unreachable.
 	Classic string `json:"classic"`
 	// WebRTC says what this means for a WebRTC call.
 	WebRTC string `json:"webrtc"`
-	// RelayNeeded is true when calls will often need TURN.
-	RelayNeeded bool   `json:"relay_needed"`
-	Tests       []Test `json:"tests"`
+	// Peers says, per kind of peer NAT, whether a call connects directly.
+	Peers Peers `json:"peers"`
+	// RelayNeeded is true when calls will often need TURN (the mapping
+	// depends on the destination, or UDP is blocked), false when they
+	// rarely will, null when unknown.
+	RelayNeeded *bool `json:"relay_needed"`
+	// Confidence is "high" or "low"; Caveats say why it is low (and any
+	// other doubt about the verdict).
+	Confidence Confidence `json:"confidence"`
+	Caveats    []string   `json:"caveats"`
+	// Requests counts every request sent, Retries the resends of a
+	// request that had no answer yet, AnswersMissing the answers lost
+	// among requests that were answered in the end (and controls): the
+	// loss seen on the path.
+	Requests       int    `json:"requests"`
+	Retries        int    `json:"retries"`
+	AnswersMissing int    `json:"answers_missing"`
+	Tests          []Test `json:"tests"`
 }
 
 // Run performs the tests against opts.Server.
@@ -186,22 +310,27 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		local = ap.Addr().Unmap()
 	}
 	c := &checker{opts: opts, srv: srv, local: local,
-		rep: &Report{Server: srv.String(), Mapping: Unknown, Filtering: Unknown}}
+		rep: &Report{Server: srv.String(), Mapping: Unknown, Filtering: Unknown, Confidence: High,
+			Caveats: []string{}, Tests: []Test{}}}
 	defer c.closeAll()
 	if err := c.run(ctx); err != nil {
 		return nil, err
 	}
+	c.rep.AnswersMissing = c.loss.lost
 	c.conclude()
 	return c.rep, nil
 }
 
 type checker struct {
-	opts  Options
-	srv   netip.AddrPort
-	local netip.Addr
-	rep   *Report
-	last  time.Time
-	socks []net.PacketConn
+	opts   Options
+	srv    netip.AddrPort
+	local  netip.Addr
+	rep    *Report
+	last   time.Time
+	socks  []net.PacketConn
+	loss   lossModel
+	maxRTT time.Duration
+	buf    [2048]byte
 }
 
 func (c *checker) socket() (net.PacketConn, error) {
@@ -226,153 +355,23 @@ func (c *checker) closeAll() {
 // pace waits so that requests leave at most one per Interval.
 func (c *checker) pace(ctx context.Context) error {
 	if wait := time.Until(c.last.Add(c.opts.Interval)); wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, wait); err != nil {
+			return err
 		}
 	}
 	c.last = time.Now()
 	return nil
 }
 
-// answer is a decoded response.
-type answer struct {
-	msg            *pionstun.Message
-	from           netip.AddrPort
-	mapped, plain  netip.AddrPort // XOR-MAPPED-ADDRESS, MAPPED-ADDRESS
-	other, origin  netip.AddrPort
-	code           int
-	rtt            time.Duration
-	answered       bool
-	transportError error
-}
-
-// transact sends a Binding request from pc to `to` with the given extra
-// attributes and waits for the answer on recv, recording the evidence under
-// name. recv is nil for pc itself; it is another socket when RESPONSE-PORT
-// sends the answer elsewhere, or for hairpinning, where the message that
-// arrives with the transaction ID is the request itself. Each of
-// Options.Attempts sends waits Options.Timeout; an answer is anything with
-// the request's transaction ID.
-func (c *checker) transact(ctx context.Context, name string, pc, recv net.PacketConn, to netip.AddrPort, change byte, respPort uint16) (answer, error) {
-	t := Test{Name: name, Local: pc.LocalAddr().String(), To: to.String(), ResponsePort: int(respPort)}
-	setters := []pionstun.Setter{pionstun.TransactionID, pionstun.BindingRequest, pionstun.NewSoftware("icegate natcheck")}
-	switch change {
-	case stun.ChangeIP:
-		t.Change = "ip"
-	case stun.ChangePort:
-		t.Change = "port"
-	case stun.ChangeIP | stun.ChangePort:
-		t.Change = "ip+port"
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-	if change != 0 {
-		setters = append(setters, pionstun.RawAttribute{Type: pionstun.AttrChangeRequest, Value: []byte{0, 0, 0, change}})
-	}
-	if respPort != 0 {
-		setters = append(setters, pionstun.RawAttribute{Type: pionstun.AttrResponsePort, Value: []byte{byte(respPort >> 8), byte(respPort), 0, 0}})
-	}
-	setters = append(setters, pionstun.Fingerprint)
-	req, err := pionstun.Build(setters...)
-	if err != nil {
-		return answer{}, err
-	}
-	if recv == nil {
-		recv = pc
-	}
-	var a answer
-	buf := make([]byte, 2048)
-	for attempt := 0; attempt < c.opts.Attempts && !a.answered; attempt++ {
-		if err := c.pace(ctx); err != nil {
-			return answer{}, err
-		}
-		sent := time.Now()
-		if _, err := pc.WriteTo(req.Raw, net.UDPAddrFromAddrPort(to)); err != nil {
-			a.transportError = err
-			t.Error = err.Error()
-			break
-		}
-		deadline := sent.Add(c.opts.Timeout)
-		for {
-			if ctx.Err() != nil {
-				return answer{}, ctx.Err()
-			}
-			_ = recv.SetReadDeadline(deadline)
-			n, from, err := recv.ReadFrom(buf)
-			if err != nil {
-				break // timeout: next attempt
-			}
-			m := &pionstun.Message{Raw: append([]byte(nil), buf[:n]...)}
-			if m.Decode() != nil || m.TransactionID != req.TransactionID {
-				continue
-			}
-			a = decodeAnswer(m, from)
-			a.rtt = time.Since(sent)
-			break
-		}
-	}
-	if a.answered {
-		t.Answered = true
-		t.From = a.from.String()
-		t.RTTMillis = a.rtt.Milliseconds()
-		if a.mapped.IsValid() {
-			t.Mapped = a.mapped.String()
-		}
-		if a.other.IsValid() {
-			t.OtherAddress = a.other.String()
-		}
-		if a.origin.IsValid() {
-			t.ResponseOrigin = a.origin.String()
-		}
-		if a.code != 0 {
-			t.Error = fmt.Sprintf("error response %d", a.code)
-		}
-	}
-	c.rep.Tests = append(c.rep.Tests, t)
-	return a, nil
-}
-
-func decodeAnswer(m *pionstun.Message, from net.Addr) answer {
-	a := answer{msg: m, answered: true}
-	a.from, _ = netip.ParseAddrPort(from.String())
-	a.from = netip.AddrPortFrom(a.from.Addr().Unmap(), a.from.Port())
-	if m.Type.Class == pionstun.ClassErrorResponse {
-		var ec pionstun.ErrorCodeAttribute
-		if ec.GetFrom(m) == nil {
-			a.code = int(ec.Code)
-		} else {
-			a.code = 500
-		}
-		return a
-	}
-	var xa pionstun.XORMappedAddress
-	if xa.GetFrom(m) == nil {
-		a.mapped = toAP(xa.IP, xa.Port)
-	}
-	get := func(t pionstun.AttrType) netip.AddrPort {
-		var ma pionstun.MappedAddress
-		if ma.GetFromAs(m, t) != nil {
-			return netip.AddrPort{}
-		}
-		return toAP(ma.IP, ma.Port)
-	}
-	a.plain = get(pionstun.AttrMappedAddress)
-	a.other = get(pionstun.AttrOtherAddress)
-	a.origin = get(pionstun.AttrResponseOrigin)
-	if !a.mapped.IsValid() {
-		a.mapped = a.plain
-	}
-	return a
-}
-
-func toAP(ip net.IP, port int) netip.AddrPort {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(port))
 }
 
 func (c *checker) note(msg string) {
@@ -391,6 +390,14 @@ func (c *checker) run(ctx context.Context) error {
 	return err
 }
 
+func ptr[T any](v T) *T { return &v }
+
+// firstAttempts is how often the first request is sent: nothing is known
+// about loss yet, so the adaptive rule has nothing to go on.
+func (c *checker) firstAttempts() int {
+	return max(c.opts.Attempts, min(4, c.opts.MaxAttempts))
+}
+
 func (c *checker) tests(ctx context.Context) error {
 	rep := c.rep
 	s1, err := c.socket()
@@ -400,26 +407,44 @@ func (c *checker) tests(ctx context.Context) error {
 	rep.Local = s1.LocalAddr().String()
 
 	// Mapping test I (RFC 5780 §4.3): the server's primary address.
-	a1, err := c.transact(ctx, "mapping I", s1, nil, c.srv, 0, 0)
+	a1, err := c.transact(ctx, txn{name: "mapping I", pc: s1, to: c.srv, fixed: c.firstAttempts()})
 	if err != nil {
 		return err
 	}
 	if !a1.answered {
-		c.note("no answer: UDP is blocked on the way, or the server is down")
-		return errStop
+		if a1.transportError == nil {
+			c.note("no answer; asking again from a connected socket, which hears ICMP errors")
+		}
+		if err := c.unanswered(ctx, a1); err != nil {
+			return err
+		}
+		if rep.Reach != Answered {
+			return errStop
+		}
+		// The connected socket was answered: the first ones were lost.
+		// Test I again, now that some loss has been seen.
+		a1, err = c.transact(ctx, txn{name: "mapping I (again)", pc: s1, to: c.srv})
+		if err != nil {
+			return err
+		}
+		if !a1.answered {
+			rep.ServerProblem = "the server answered a connected socket but not the test socket: heavy loss, or a firewall that treats them differently"
+			c.note(rep.ServerProblem)
+			return errStop
+		}
 	}
-	rep.UDP = true
+	rep.Reach, rep.UDP = Answered, ptr(true)
 	if a1.code != 0 || !a1.mapped.IsValid() {
 		rep.ServerProblem = fmt.Sprintf("the server answered a plain Binding request with error %d or without a mapped address", a1.code)
 		return errStop
 	}
 	m1 := a1.mapped
-	rep.Mapped = m1.String()
+	rep.Mapped = ptr(m1.String())
 	localAP, _ := netip.ParseAddrPort(s1.LocalAddr().String())
-	rep.NAT = m1 != netip.AddrPortFrom(localAP.Addr().Unmap(), localAP.Port())
+	nat := m1 != netip.AddrPortFrom(localAP.Addr().Unmap(), localAP.Port())
+	rep.NAT = &nat
 	if a1.plain.IsValid() && a1.mapped.IsValid() {
-		alg := a1.plain != a1.mapped
-		rep.ALG = &alg
+		rep.ALG = ptr(a1.plain != a1.mapped)
 	}
 
 	other := a1.other
@@ -446,7 +471,7 @@ func (c *checker) tests(ctx context.Context) error {
 			return err
 		}
 	}
-	if rep.NAT {
+	if nat {
 		if err := c.hairpin(ctx, s1, m1); err != nil {
 			return err
 		}
@@ -457,17 +482,49 @@ func (c *checker) tests(ctx context.Context) error {
 	return nil
 }
 
+// unanswered sorts out a first request without an answer: an error on the
+// socket itself (ICMP reported on an unconnected socket, as on Windows), or
+// else what a connected socket hears.
+func (c *checker) unanswered(ctx context.Context, a1 answer) error {
+	rep := c.rep
+	a := a1
+	if a.transportError == nil {
+		var err error
+		a, err = c.reach(ctx, c.firstAttempts())
+		if err != nil {
+			return err
+		}
+	}
+	switch {
+	case a.answered:
+		rep.Reach = Answered
+	case a.transportError != nil && refused(a.transportError):
+		rep.Reach = PortUnreachable
+		rep.ServerProblem = fmt.Sprintf("the server is not answering on %s (ICMP port unreachable / connection refused): "+
+			"nothing listens on that port; is the STUN server running, and is the port right?", c.srv)
+	case a.transportError != nil:
+		rep.Reach = Unreachable
+		rep.ServerProblem = fmt.Sprintf("%s is unreachable: %s", c.srv, describeTransportError(a.transportError))
+	default:
+		rep.Reach, rep.UDP = NoAnswer, ptr(false)
+		c.note(fmt.Sprintf("no answer to %d requests from two sockets, and no ICMP error: UDP is blocked on the way, or the server is down",
+			a1.attempts+a.attempts))
+	}
+	return nil
+}
+
 // mapping runs tests II and III (RFC 5780 §4.3) on the socket of test I.
 func (c *checker) mapping(ctx context.Context, s1 net.PacketConn, m1, other netip.AddrPort) error {
 	rep := c.rep
 	altIP := netip.AddrPortFrom(other.Addr(), c.srv.Port())
-	a2, err := c.transact(ctx, "mapping II", s1, nil, altIP, 0, 0)
+	a2, err := c.transact(ctx, txn{name: "mapping II", pc: s1, to: altIP, control: true})
 	if err != nil {
 		return err
 	}
 	if !a2.answered || !a2.mapped.IsValid() {
 		rep.ServerProblem = fmt.Sprintf("no answer from the alternate address %s that OTHER-ADDRESS advertises (a firewall in front of the server?)", altIP)
 		c.note(rep.ServerProblem)
+		c.doubt(a2, "mapping II", "the server problem reported")
 		return nil
 	}
 	if a2.mapped == m1 {
@@ -475,13 +532,14 @@ func (c *checker) mapping(ctx context.Context, s1 net.PacketConn, m1, other neti
 		c.note("same mapping as test I: endpoint-independent mapping")
 		return nil
 	}
-	a3, err := c.transact(ctx, "mapping III", s1, nil, other, 0, 0)
+	a3, err := c.transact(ctx, txn{name: "mapping III", pc: s1, to: other, control: true})
 	if err != nil {
 		return err
 	}
 	if !a3.answered || !a3.mapped.IsValid() {
 		rep.ServerProblem = fmt.Sprintf("no answer from %s, the server's OTHER-ADDRESS", other)
 		c.note(rep.ServerProblem)
+		c.doubt(a3, "mapping III", "the server problem reported")
 		return nil
 	}
 	if a3.mapped == a2.mapped {
@@ -495,59 +553,68 @@ func (c *checker) mapping(ctx context.Context, s1 net.PacketConn, m1, other neti
 }
 
 // filtering runs the filtering tests (RFC 5780 §4.4), each on a fresh
-// socket that has talked only to the primary address.
+// socket that has talked only to the primary address. A missing answer is
+// the verdict here, so each is retried (with controls between) until loss
+// is an unlikely explanation.
 func (c *checker) filtering(ctx context.Context, other netip.AddrPort) error {
 	rep := c.rep
-	probe := func(name string, change byte, want netip.AddrPort) (answered bool, ok bool, err error) {
+	// probe returns the answer to the CHANGE-REQUEST; ok is false when the
+	// test could not be run (its plain request went unanswered) or the
+	// server misbehaved.
+	probe := func(name string, change byte, want netip.AddrPort) (answer, bool, error) {
 		s, err := c.socket()
 		if err != nil {
-			return false, false, err
+			return answer{}, false, err
 		}
-		a, err := c.transact(ctx, name+" (open the mapping)", s, nil, c.srv, 0, 0)
+		a, err := c.transact(ctx, txn{name: name + " (open the mapping)", pc: s, to: c.srv})
 		if err != nil || !a.answered {
 			if err == nil {
 				c.note("no answer to a plain request; filtering untested")
 			}
-			return false, false, err
+			return answer{}, false, err
 		}
-		a, err = c.transact(ctx, name, s, nil, c.srv, change, 0)
+		a, err = c.transact(ctx, txn{name: name, pc: s, to: c.srv, change: change, control: true})
 		if err != nil {
-			return false, false, err
+			return answer{}, false, err
 		}
 		switch {
 		case !a.answered:
-			return false, true, nil
+			return a, true, nil
 		case a.code != 0:
 			rep.ServerProblem = fmt.Sprintf("the server refused CHANGE-REQUEST with error %d", a.code)
 			c.note(rep.ServerProblem)
-			return true, false, nil
+			return a, false, nil
 		case a.from != want:
 			rep.ServerProblem = fmt.Sprintf("the answer to CHANGE-REQUEST came from %s, not %s: the server ignores CHANGE-REQUEST", a.from, want)
 			c.note(rep.ServerProblem)
-			return true, false, nil
+			return a, false, nil
 		}
-		return true, true, nil
+		return a, true, nil
 	}
-	answered, ok, err := probe("filtering II", stun.ChangeIP|stun.ChangePort, other)
+	a, ok, err := probe("filtering II", stun.ChangeIP|stun.ChangePort, other)
 	if err != nil || !ok {
 		return err
 	}
-	if answered {
+	if a.answered {
 		rep.Filtering = EndpointIndependent
 		c.note("an answer from another IP and port came in: endpoint-independent filtering")
 		return nil
 	}
-	c.note("nothing came in from another IP and port")
-	answered, ok, err = probe("filtering III", stun.ChangePort, netip.AddrPortFrom(c.srv.Addr(), other.Port()))
+	c.note(fmt.Sprintf("nothing came in from another IP and port (%d attempts)", a.attempts))
+	aII := a
+	a, ok, err = probe("filtering III", stun.ChangePort, netip.AddrPortFrom(c.srv.Addr(), other.Port()))
 	if err != nil || !ok {
 		return err
 	}
-	if answered {
+	if a.answered {
 		rep.Filtering = AddressDependent
 		c.note("an answer from the same IP, another port came in: address-dependent filtering")
+		c.doubt(aII, "filtering II", "\"address-dependent filtering\" (rather than endpoint-independent)")
 	} else {
 		rep.Filtering = AddressAndPortDependent
-		c.note("nothing came in from another port either: address-and-port-dependent filtering")
+		c.note(fmt.Sprintf("nothing came in from another port either (%d attempts): address-and-port-dependent filtering", a.attempts))
+		c.doubt(aII, "filtering II", "\"address-and-port-dependent filtering\"")
+		c.doubt(a, "filtering III", "\"address-and-port-dependent filtering\" (rather than address-dependent)")
 	}
 	return nil
 }
@@ -560,7 +627,7 @@ func (c *checker) hairpin(ctx context.Context, s1 net.PacketConn, m1 netip.AddrP
 	if err != nil {
 		return err
 	}
-	a, err := c.transact(ctx, "hairpinning", s, s1, m1, 0, 0)
+	a, err := c.transact(ctx, txn{name: "hairpinning", pc: s, recv: s1, to: m1, control: true})
 	if err != nil {
 		return err
 	}
@@ -568,139 +635,9 @@ func (c *checker) hairpin(ctx context.Context, s1 net.PacketConn, m1 netip.AddrP
 	if got {
 		c.note("the request to our own mapped address came back in through the NAT")
 	} else {
-		c.note("the request to our own mapped address never arrived")
+		c.note(fmt.Sprintf("the request to our own mapped address never arrived (%d attempts)", a.attempts))
+		c.doubt(a, "hairpinning", "\"no hairpinning\"")
 	}
 	c.rep.Hairpinning = &got
 	return nil
-}
-
-// lifetime finds how long an idle binding lives (RFC 5780 §4.6): a fresh
-// socket X opens a binding, waits, then another socket asks the server to
-// answer to X's mapped port (RESPONSE-PORT). X hears it while the binding
-// lives. Binary search between 0 and LifetimeMax, a fresh X for each wait,
-// so the whole test waits about LifetimeMax.
-func (c *checker) lifetime(ctx context.Context) error {
-	rep := c.rep
-	probeSock, err := c.socket()
-	if err != nil {
-		return err
-	}
-	alive := func(wait time.Duration) (bool, error) {
-		x, err := c.socket()
-		if err != nil {
-			return false, err
-		}
-		defer x.Close()
-		a, err := c.transact(ctx, fmt.Sprintf("lifetime: open a binding, then wait %s", wait), x, nil, c.srv, 0, 0)
-		if err != nil {
-			return false, err
-		}
-		if !a.answered || !a.mapped.IsValid() {
-			// transact has already sent it Options.Attempts times. A binding
-			// that was never opened says nothing about how long one lives:
-			// counting it as dead would pull the upper bound down, so the
-			// search ends without a result instead.
-			c.note("no answer with a mapped address, so no binding to time: the lifetime test stops without a result")
-			return false, errStop
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false, ctx.Err()
-		case <-t.C:
-		}
-		b, err := c.transact(ctx, fmt.Sprintf("lifetime: answer to that binding after %s", wait), probeSock, x, c.srv, 0, a.mapped.Port())
-		if err != nil {
-			return false, err
-		}
-		if b.code != 0 {
-			c.note(fmt.Sprintf("RESPONSE-PORT refused with error %d: the lifetime test stops without a result", b.code))
-			return false, errStop
-		}
-		return b.answered, nil
-	}
-	lo, hi := time.Duration(0), c.opts.LifetimeMax
-	for hi-lo > c.opts.LifetimePrecision {
-		mid := (lo + hi) / 2
-		ok, err := alive(mid)
-		if err != nil {
-			return err
-		}
-		if ok {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	l, h := lo.Seconds(), hi.Seconds()
-	rep.LifetimeSeconds = &l
-	if hi < c.opts.LifetimeMax {
-		rep.LifetimeMaxSeconds = &h
-	} else {
-		c.note("the binding outlived every wait: it lives at least this long")
-	}
-	return nil
-}
-
-// conclude names the result and what it means for WebRTC.
-func (c *checker) conclude() {
-	rep := c.rep
-	switch {
-	case !rep.UDP:
-		rep.Classic = "UDP blocked"
-		rep.WebRTC = "UDP is blocked (or the server is unreachable): WebRTC needs TURN over TCP or TLS, e.g. turns:HOST:443?transport=tcp"
-		rep.RelayNeeded = true
-		return
-	case rep.ServerProblem != "":
-		rep.Classic = "unknown"
-		if !rep.NAT {
-			rep.Classic = "no NAT (filtering unknown)"
-		}
-		rep.WebRTC = "unknown: this server cannot run the RFC 5780 tests (see server_problem); UDP works, so TURN over UDP does"
-		return
-	}
-	eim := rep.Mapping == EndpointIndependent
-	switch {
-	// Filtering stays Unknown without a server problem when the plain
-	// request that opens a filtering test went unanswered. Without NAT, or
-	// with endpoint-independent mapping, the name depends on the filtering;
-	// with a mapping that depends on the destination it is symmetric
-	// whatever the filtering.
-	case !rep.NAT && rep.Filtering == Unknown:
-		rep.Classic = "no NAT (filtering unknown)"
-	case eim && rep.Filtering == Unknown:
-		rep.Classic = "unknown"
-	case !rep.NAT && rep.Filtering == EndpointIndependent:
-		rep.Classic = "open internet"
-	case !rep.NAT:
-		rep.Classic = "no NAT, firewall with " + string(rep.Filtering) + " filtering (symmetric UDP firewall)"
-	case eim && rep.Filtering == EndpointIndependent:
-		rep.Classic = "full cone"
-	case eim && rep.Filtering == AddressDependent:
-		rep.Classic = "restricted cone"
-	case eim && rep.Filtering == AddressAndPortDependent:
-		rep.Classic = "port restricted cone"
-	case rep.Mapping == Unknown:
-		rep.Classic = "unknown"
-	default:
-		rep.Classic = "symmetric"
-	}
-	switch {
-	case eim || !rep.NAT:
-		rep.WebRTC = "direct connection likely: the mapped address is the same for every peer, so server-reflexive candidates work; " +
-			"a relay is needed only against a peer behind a symmetric NAT"
-		switch rep.Filtering {
-		case AddressAndPortDependent:
-			rep.WebRTC += " (or behind one that also filters by port)"
-		case Unknown:
-			rep.WebRTC += "; the filtering test went unanswered, so how strictly incoming packets are filtered is unknown"
-		}
-	case rep.Mapping == Unknown:
-		rep.WebRTC = "unknown: the mapping tests did not finish"
-	default:
-		rep.RelayNeeded = true
-		rep.WebRTC = "a relay (TURN) will often be needed: the mapped port changes with the destination, so a peer cannot " +
-			"reach the address the STUN server saw; direct connections work only with peers whose NAT filters endpoint-independently"
-	}
 }

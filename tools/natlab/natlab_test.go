@@ -209,6 +209,7 @@ type result struct {
 	sc                        scenario
 	natcheck                  *natcheck.Report
 	lifetime                  string
+	closedPort                string
 	ndIcegate, ndCoturn       ndResult
 	turn                      string
 	natcheckTime, labDuration time.Duration
@@ -538,12 +539,35 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 		t.Fatalf("natcheck: %v\n%s", err, out)
 	}
 	res.natcheck = &rep
-	if rep.UDP != sc.udp || rep.Mapping != sc.mapping || rep.Filtering != sc.filter || rep.Classic != sc.classic ||
-		(sc.udp && rep.NAT != sc.nat) || rep.ServerProblem != "" {
-		t.Errorf("natcheck: udp=%v nat=%v %s mapping, %s filtering, %q, problem %q; want udp=%v nat=%v %s, %s, %q\n%s",
-			rep.UDP, rep.NAT, rep.Mapping, rep.Filtering, rep.Classic, rep.ServerProblem,
+	// Without UDP nothing says whether there is a NAT: null, not false.
+	natOK := (sc.udp && is(rep.NAT, sc.nat)) || (!sc.udp && rep.NAT == nil)
+	if !is(rep.UDP, sc.udp) || rep.Mapping != sc.mapping || rep.Filtering != sc.filter || rep.Classic != sc.classic ||
+		!natOK || rep.ServerProblem != "" || rep.Confidence != natcheck.High {
+		t.Errorf("natcheck: udp=%s nat=%s %s mapping, %s filtering, %q, problem %q, confidence %s; want udp=%v nat=%v %s, %s, %q\n%s",
+			b(rep.UDP), b(rep.NAT), rep.Mapping, rep.Filtering, rep.Classic, rep.ServerProblem, rep.Confidence,
 			sc.udp, sc.nat, sc.mapping, sc.filter, sc.classic, out)
 	}
+
+	// 1b. A closed port on the server: ICMP port unreachable comes back
+	// through the NAT (conntrack relates it to the flow), and natcheck
+	// says the server is not answering there; where UDP is dropped on the
+	// way no ICMP comes back, and it stays "UDP blocked".
+	l.flush()
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	out, err = l.run(ctx, l.cli, "", bin, "natcheck", "-json", "-timeout", "400ms", "stun:"+serverA1+":3490")
+	cancel()
+	var closed natcheck.Report
+	if err != nil || json.Unmarshal([]byte(out), &closed) != nil {
+		t.Fatalf("natcheck against a closed port: %v\n%s", err, out)
+	}
+	wantReach := natcheck.PortUnreachable
+	if !sc.udp {
+		wantReach = natcheck.NoAnswer
+	}
+	if closed.Reach != wantReach || (sc.udp && (closed.UDP != nil || closed.Classic != "server not answering on that port")) {
+		t.Errorf("natcheck against a closed port: reach %q udp %s %q; want %q\n%s", closed.Reach, b(closed.UDP), closed.Classic, wantReach, out)
+	}
+	res.closedPort = string(closed.Reach)
 	if sc.udp && sc.nat && (rep.Hairpinning == nil || *rep.Hairpinning != sc.hairpin) {
 		t.Errorf("natcheck: hairpinning %v, want %v\n%s", rep.Hairpinning, sc.hairpin, out)
 	}
@@ -580,20 +604,35 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 	// 3. The binding lifetime, where the router's is known.
 	if sc.lifetime > 0 {
 		l.flush()
-		max := 2 * sc.lifetime
-		ctx, cancel := context.WithTimeout(context.Background(), 3*max+30*time.Second)
+		limit := 2 * sc.lifetime
+		ctx, cancel := context.WithTimeout(context.Background(), limit+60*time.Second)
+		t0 := time.Now()
 		out, err := l.run(ctx, l.cli, "", bin, "natcheck", "-json", "-timeout", "400ms", "-lifetime",
-			"-lifetime-max", max.String(), "stun:"+serverA1+":3478")
+			"-lifetime-max", limit.String(), "stun:"+serverA1+":3478")
+		took := time.Since(t0)
 		cancel()
 		var rep natcheck.Report
-		if err != nil || json.Unmarshal([]byte(out), &rep) != nil {
+		// Progress goes to stderr, which run mixes in: the JSON is the
+		// last part of the output.
+		js := out[max(0, strings.Index(out, "{\n")):]
+		if err != nil || json.Unmarshal([]byte(js), &rep) != nil {
 			t.Fatalf("natcheck -lifetime: %v\n%s", err, out)
 		}
-		if rep.LifetimeSeconds == nil || rep.LifetimeMaxSeconds == nil ||
-			*rep.LifetimeMaxSeconds < sc.lifetime.Seconds()-1 || *rep.LifetimeSeconds > sc.lifetime.Seconds()+1 {
+		lt := rep.Lifetime
+		if lt == nil || lt.AtLeastSeconds == nil || lt.BelowSeconds == nil ||
+			*lt.BelowSeconds < sc.lifetime.Seconds()-1 || *lt.AtLeastSeconds > sc.lifetime.Seconds()+1 {
 			t.Errorf("natcheck -lifetime: want about %s\n%s", sc.lifetime, out)
 		} else {
-			res.lifetime = fmt.Sprintf("%.1f-%.1f s (conntrack %s)", *rep.LifetimeSeconds, *rep.LifetimeMaxSeconds, sc.lifetime)
+			res.lifetime = fmt.Sprintf("%.1f-%.1f s (conntrack %s; natcheck took %.1f s with -lifetime-max %s)",
+				*lt.AtLeastSeconds, *lt.BelowSeconds, sc.lifetime, took.Seconds(), limit)
+		}
+		// The lifetime test ends by -lifetime-max; the other tests take
+		// a few seconds more.
+		if took > limit+10*time.Second {
+			t.Errorf("natcheck -lifetime -lifetime-max %s took %s", limit, took)
+		}
+		if !strings.Contains(out, "natcheck: lifetime: opening ") {
+			t.Errorf("natcheck -lifetime showed no progress:\n%s", out)
 		}
 	}
 
@@ -612,8 +651,8 @@ func runScenario(t *testing.T, bin string, sc scenario) {
 
 func resultsTable(rs []result) string {
 	var b strings.Builder
-	b.WriteString("| simulated NAT | expected (mapping / filtering) | `icegate natcheck` vs icegate | hairpin | natdiscovery vs icegate | natdiscovery vs coturn | TURN through the NAT |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("| simulated NAT | expected (mapping / filtering) | `icegate natcheck` vs icegate | hairpin | closed server port | natdiscovery vs icegate | natdiscovery vs coturn | TURN through the NAT |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	short := map[natcheck.Behavior]string{
 		natcheck.EndpointIndependent: "EI", natcheck.AddressDependent: "AD", natcheck.AddressAndPortDependent: "APD", natcheck.Unknown: "?",
 	}
@@ -626,7 +665,7 @@ func resultsTable(rs []result) string {
 		hp := "-"
 		if r.natcheck != nil {
 			nc = fmt.Sprintf("%sM / %sF: %s (%.1f s)", short[r.natcheck.Mapping], short[r.natcheck.Filtering], r.natcheck.Classic, r.natcheckTime.Seconds())
-			if !r.natcheck.UDP {
+			if !is(r.natcheck.UDP, true) {
 				nc = fmt.Sprintf("%s (%.1f s)", r.natcheck.Classic, r.natcheckTime.Seconds())
 			}
 			if r.natcheck.Hairpinning != nil {
@@ -640,7 +679,7 @@ func resultsTable(rs []result) string {
 		if r.sc.natdiscoveryDeviates {
 			nd1 += " (client deviation, see below)"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.sc.title, exp, nc, hp, nd1, nd2, r.turn)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.sc.title, exp, nc, hp, r.closedPort, nd1, nd2, r.turn)
 	}
 	return b.String()
 }
@@ -662,4 +701,101 @@ func orQ(s string) string {
 		return "?"
 	}
 	return s
+}
+
+// is says whether p holds want (false for nil).
+func is(p *bool, want bool) bool { return p != nil && *p == want }
+
+// b prints a *bool as JSON does.
+func b(p *bool) string {
+	if p == nil {
+		return "null"
+	}
+	return fmt.Sprint(*p)
+}
+
+// lossRule drops 20% of the UDP the router forwards, both ways, at random
+// (nft's numgen: the kernel here has no netem qdisc).
+const lossRule = `
+  chain loss {
+    type filter hook forward priority filter - 10; policy accept;
+    meta l4proto udp numgen random mod 100 < 20 drop
+  }
+`
+
+// TestNATLabLossy runs natcheck ten times through each of two routers that
+// drop 20% of UDP: a full cone, whose endpoint-independent filtering a lost
+// answer would turn into a stricter verdict, and a port restricted cone,
+// whose verdict rests on answers that never come. No run may give a wrong
+// verdict with confidence high.
+func TestNATLabLossy(t *testing.T) {
+	if why := available(); why != "" {
+		if os.Getenv("ICEGATE_REQUIRE_NATLAB") == "1" {
+			t.Fatalf("NAT lab required (ICEGATE_REQUIRE_NATLAB=1) but cannot run: %s", why)
+		}
+		t.Skipf("NAT lab skipped: %s", why)
+	}
+	if testing.Short() {
+		t.Skip("twenty natcheck runs")
+	}
+	removeStale()
+	bin := buildIcegate(t)
+	lossy := []scenario{
+		{name: "lossfc", title: "EIM + EIF, 20% loss", nft: "table ip lab {" + fullConeMap + lossRule + "}",
+			mapping: natcheck.EndpointIndependent, filter: natcheck.EndpointIndependent, nat: true, udp: true, hairpin: true, classic: "full cone"},
+		{name: "lossprc", title: "EIM + APDF, 20% loss", nft: `table ip lab {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan" masquerade
+  }` + lossRule + "}",
+			mapping: natcheck.EndpointIndependent, filter: natcheck.AddressAndPortDependent, nat: true, udp: true, classic: "port restricted cone"},
+	}
+	const runs = 10
+	for _, sc := range lossy {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t, sc)
+			l.startServers(bin)
+			var right, low, retries, missing int
+			for i := range runs {
+				l.flush()
+				ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+				out, err := l.run(ctx, l.cli, "", bin, "natcheck", "-json", "-timeout", "300ms", "-interval", "100ms", "stun:"+serverA1+":3478")
+				cancel()
+				var rep natcheck.Report
+				if err != nil || json.Unmarshal([]byte(out), &rep) != nil {
+					t.Fatalf("natcheck: %v\n%s", err, out)
+				}
+				var wrong []string
+				if rep.Reach != natcheck.Answered || rep.ServerProblem != "" {
+					wrong = append(wrong, fmt.Sprintf("reach %q, problem %q", rep.Reach, rep.ServerProblem))
+				}
+				if rep.Mapping != natcheck.Unknown && rep.Mapping != sc.mapping {
+					wrong = append(wrong, "mapping "+string(rep.Mapping))
+				}
+				if rep.Filtering != natcheck.Unknown && rep.Filtering != sc.filter {
+					wrong = append(wrong, "filtering "+string(rep.Filtering))
+				}
+				if rep.Hairpinning != nil && *rep.Hairpinning != sc.hairpin {
+					wrong = append(wrong, fmt.Sprint("hairpinning ", *rep.Hairpinning))
+				}
+				if len(wrong) > 0 && rep.Confidence == natcheck.High {
+					t.Errorf("run %d: wrong verdict with confidence high: %q\n%s", i, wrong, out)
+				}
+				if len(wrong) == 0 && rep.Classic == sc.classic {
+					right++
+				}
+				if rep.Confidence == natcheck.Low {
+					low++
+				}
+				retries += rep.Retries
+				missing += rep.AnswersMissing
+				if dir := os.Getenv("NATLAB_LOGDIR"); dir != "" {
+					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.json", sc.name, i)), []byte(out), 0o644)
+				}
+			}
+			t.Logf("%s: %d of %d runs right, %d with confidence low; %d retries, %d answers missing",
+				sc.title, right, runs, low, retries, missing)
+		})
+	}
 }
