@@ -216,11 +216,15 @@ type bindError struct {
 }
 
 func (e *bindError) Error() string {
+	var op *net.OpError
+	if errors.As(e.err, &op) && op.Addr != nil {
+		return "relay socket: " + e.err.Error() // names the address already
+	}
 	where := e.addr.String()
 	if !e.addr.IsValid() {
 		where = "port " + strconv.Itoa(e.port)
 	}
-	return "relay socket bind " + where + ": " + e.err.Error()
+	return "relay socket " + where + ": " + e.err.Error()
 }
 
 func (e *bindError) Unwrap() error { return e.err }
