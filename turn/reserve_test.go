@@ -483,3 +483,34 @@ func TestBadFingerprintDropped(t *testing.T) {
 		_ = tc.stream.Close()
 	}
 }
+
+// TestReservationRetransmit: a retransmitted EVEN-PORT Allocate (same
+// transaction, RFC 8489 §6.2.1) gets pion's cached success with the same
+// token again, not a 437 and not a second reservation.
+func TestReservationRetransmit(t *testing.T) {
+	srv := startServer(t, nil)
+	c := challenged(t, srv, "127.0.0.1", "4")
+	req := pionstun.MustBuild(pionstun.TransactionID, pionstun.NewType(pionstun.MethodAllocate, pionstun.ClassRequest),
+		requestedUDP(), evenPort(true), pionstun.NewUsername(testUser), pionstun.NewRealm(testRealm),
+		pionstun.NewNonce(c.nonce), pionstun.NewLongTermIntegrity(testUser, testRealm, testPass), pionstun.Fingerprint)
+	var tokens [2][]byte
+	for i := range tokens {
+		resp, err := c.send(req.Raw, req.TransactionID)
+		if err != nil {
+			t.Fatalf("try %d: %v", i, err)
+		}
+		if code := errorCode(resp); code != 0 {
+			t.Fatalf("try %d: code %d", i, code)
+		}
+		signed(t, resp)
+		if tokens[i], err = resp.Get(pionstun.AttrReservationToken); err != nil {
+			t.Fatalf("try %d: no token", i)
+		}
+	}
+	if string(tokens[0]) != string(tokens[1]) {
+		t.Fatalf("retransmission got token % x, first answer % x", tokens[1], tokens[0])
+	}
+	if n := srv.relays.res.heldCount(); n != 1 {
+		t.Fatalf("%d ports held, want 1", n)
+	}
+}
