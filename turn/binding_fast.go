@@ -20,27 +20,34 @@ import (
 
 // fastBinding writes the response to the Binding request req from src into
 // out and returns it, or returns nil when the request needs the full path.
-func fastBinding(req, out []byte, src netip.AddrPort) []byte {
+// bad reports a request to drop unanswered: its FINGERPRINT is wrong or not
+// the last attribute (RFC 8489 §7.3, §14.7).
+func fastBinding(req, out []byte, src netip.AddrPort) (resp []byte, bad bool) {
 	if len(req) < 20 || req[0] != 0x00 || req[1] != 0x01 || binary.BigEndian.Uint32(req[4:]) != magicCookie {
-		return nil
+		return nil, false
 	}
 	end := 20 + int(binary.BigEndian.Uint16(req[2:]))
 	if end != len(req) {
-		return nil
+		return nil, false
 	}
 	for off := 20; off < end; {
 		if off+4 > end {
-			return nil
+			return nil, false
 		}
 		t := binary.BigEndian.Uint16(req[off:])
 		l := int(binary.BigEndian.Uint16(req[off+2:]))
 		if off+4+l > end {
-			return nil
+			return nil, false
 		}
 		switch t {
-		case 0x8022, 0x8028: // SOFTWARE, FINGERPRINT: nothing to do
+		case 0x8022: // SOFTWARE: nothing to do
+		case 0x8028: // FINGERPRINT: CRC-32 of what precedes, XOR 0x5354554e
+			if l != 4 || off+8 != end ||
+				binary.BigEndian.Uint32(req[off+4:]) != crc32.ChecksumIEEE(req[:off])^0x5354554e {
+				return nil, true
+			}
 		default:
-			return nil
+			return nil, false
 		}
 		off += 4 + (l+3)&^3
 	}
@@ -53,7 +60,7 @@ func fastBinding(req, out []byte, src netip.AddrPort) []byte {
 	swPad := (len(sw) + 3) &^ 3
 	size := 20 + 2*(4+alen) + 4 + swPad + 8
 	if len(sw) > 128 || len(out) < size {
-		return nil
+		return nil, false
 	}
 	m := out[:size]
 	binary.BigEndian.PutUint16(m[0:], 0x0101) // Binding success
@@ -76,7 +83,7 @@ func fastBinding(req, out []byte, src netip.AddrPort) []byte {
 	binary.BigEndian.PutUint16(m[off:], 0x8028)
 	binary.BigEndian.PutUint16(m[off+2:], 4)
 	binary.BigEndian.PutUint32(m[off+4:], crc32.ChecksumIEEE(m[:off])^0x5354554e)
-	return m
+	return m, false
 }
 
 // putAddr writes a (XOR-)MAPPED-ADDRESS attribute of type t at b.
@@ -119,7 +126,11 @@ func (c *gatePacketConn) answerBindingFast(out sender, req, scratch []byte, from
 	if s.binding.rfc5780 != nil {
 		return false // RFC 5780 answers depend on the socket: full path
 	}
-	resp := fastBinding(req, scratch, from)
+	resp, bad := fastBinding(req, scratch, from)
+	if bad {
+		c.g.droppedBadFingerprint.Inc()
+		return true
+	}
 	if resp == nil {
 		return false
 	}

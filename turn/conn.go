@@ -97,8 +97,7 @@ func (c *gatePacketConn) fastPacket(out sender, p, scratch []byte, from netip.Ad
 }
 
 func (c *gatePacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	c.g.observe(p, addr)
-	if err := c.sock.sendTo(p, addrPortOf(addr)); err != nil {
+	if err := c.sock.sendTo(c.g.observe(p, addr), addrPortOf(addr)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -376,7 +375,12 @@ func (c *gateConn) Write(b []byte) (int, error) {
 		}
 	}
 	if !c.raw.Load() {
-		c.g.observe(b, c.RemoteAddr())
+		// The gate may send a rewrite of b (an Allocate response); pion is
+		// told b went out.
+		if _, err := c.write(c.g.observe(b, c.RemoteAddr())); err != nil {
+			return 0, err
+		}
+		return len(b), nil
 	}
 	return c.write(b)
 }

@@ -29,6 +29,14 @@ func FuzzGate(f *testing.F) {
 	seed(pionstun.NewType(pionstun.MethodCreatePermission, pionstun.ClassRequest), peer("::ffff:127.0.0.1", 1),
 		pionstun.NewUsername(testUser), pionstun.NewRealm(testRealm), pionstun.NewNonce("x"),
 		pionstun.NewLongTermIntegrity(testUser, testRealm, testPass))
+	auth := func(setters ...pionstun.Setter) []pionstun.Setter {
+		return append(setters, pionstun.NewUsername(testUser), pionstun.NewRealm(testRealm), pionstun.NewNonce("x"),
+			pionstun.NewLongTermIntegrity(testUser, testRealm, testPass), pionstun.Fingerprint)
+	}
+	seed(auth(pionstun.NewType(pionstun.MethodAllocate, pionstun.ClassRequest), requestedUDP(), evenPort(true))...)
+	seed(auth(pionstun.NewType(pionstun.MethodAllocate, pionstun.ClassRequest), requestedUDP(), tokenAttr([]byte("12345678")))...)
+	seed(auth(pionstun.NewType(pionstun.MethodChannelBind, pionstun.ClassRequest), peer("127.0.0.1", 9),
+		rawAttr{pionstun.AttrChannelNumber, []byte{0x40, 0, 0, 0}})...)
 	f.Add([]byte{0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4})
 	f.Add([]byte{0x00, 0x16, 0x00, 0x00})
 	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 5000}

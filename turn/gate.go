@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pionstun "github.com/pion/stun/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/auth"
 	"icegate/stun"
@@ -42,6 +43,10 @@ type gate struct {
 	allocs     map[string]struct{}                // allocation 5-tuples
 
 	idle atomic.Int64 // idle timeout of connections without allocation, ns
+
+	// droppedBadFingerprint counts requests dropped for a wrong FINGERPRINT,
+	// looked up once for the fast Binding path.
+	droppedBadFingerprint prometheus.Counter
 }
 
 type verifiedEntry struct {
@@ -55,6 +60,7 @@ func newGate(s *Server) *gate {
 		allocs: map[string]struct{}{}, verified: map[string]verifiedEntry{},
 	}
 	g.idle.Store(int64(idleTimeout))
+	g.droppedBadFingerprint = s.metrics.Dropped.WithLabelValues("bad_fingerprint")
 	return g
 }
 
@@ -98,6 +104,12 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	msg := &pionstun.Message{Raw: b}
 	if err := msg.Decode(); err != nil {
 		g.drop("malformed")
+		return nil, false
+	}
+	if msg.Contains(pionstun.AttrFingerprint) && pionstun.Fingerprint.Check(msg) != nil {
+		// RFC 8489 §7.3: a message whose FINGERPRINT is wrong (or not the
+		// last attribute, §14.7) is not STUN and is discarded, unanswered.
+		g.droppedBadFingerprint.Inc()
 		return nil, false
 	}
 	if msg.Type.Class != pionstun.ClassRequest {
@@ -268,21 +280,30 @@ func (g *gate) authHandler(ra *pionRequestAttributes) (string, []byte, bool) {
 // checkMethod applies what pion lacks for an authenticated request. It
 // returns the bytes for pion, or false after answering the client itself.
 func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key []byte) ([]byte, bool) {
+	if reason := malformed(msg); reason != "" {
+		g.fail(in, msg, pionstun.CodeBadRequest, reason, key)
+		return nil, false
+	}
 	switch msg.Type.Method {
 	case pionstun.MethodAllocate:
 		return g.checkAllocate(in, msg, key)
 	case pionstun.MethodRefresh:
-		return g.capLifetime(in, msg, key, nil)
+		return g.finish(in, msg, key, edits{})
 	case pionstun.MethodCreatePermission:
 		peers, err := peerAddrs(msg)
 		if err != nil {
-			return msg.Raw, true // pion answers 400
+			g.fail(in, msg, pionstun.CodeBadRequest, "Missing XOR-PEER-ADDRESS", key)
+			return nil, false
 		}
 		return g.checkPermissions(in, msg, peers, key)
 	case pionstun.MethodChannelBind:
 		peers, err := peerAddrs(msg)
 		if err != nil || len(peers) != 1 {
 			g.fail(in, msg, pionstun.CodeBadRequest, "Bad XOR-PEER-ADDRESS", key)
+			return nil, false
+		}
+		if !msg.Contains(pionstun.AttrChannelNumber) {
+			g.fail(in, msg, pionstun.CodeBadRequest, "Missing CHANNEL-NUMBER", key)
 			return nil, false
 		}
 		// pion answers a denied ChannelBind with 401; RFC 8656 §11.2 wants 403.
@@ -308,16 +329,97 @@ const (
 	protoTCP = 6
 )
 
+// malformed names the first attribute of msg whose value is not what its
+// RFC defines, or returns "". pion takes many of these as absent (a LIFETIME
+// of two bytes means the default lifetime, an EVEN-PORT of none no
+// EVEN-PORT); RFC 8489 §7.3.1 makes a malformed request a 400.
+func malformed(msg *pionstun.Message) string {
+	for _, a := range msg.Attributes {
+		v := a.Value
+		switch a.Type {
+		case pionstun.AttrLifetime: // RFC 8656 §18.2
+			if len(v) != 4 {
+				return "Bad LIFETIME"
+			}
+		case pionstun.AttrEvenPort: // §18.8
+			if len(v) != 1 {
+				return "Bad EVEN-PORT"
+			}
+		case pionstun.AttrReservationToken: // §18.9
+			if len(v) != 8 {
+				return "Bad RESERVATION-TOKEN"
+			}
+		case pionstun.AttrRequestedTransport: // §18.7
+			if len(v) != 4 {
+				return "Bad REQUESTED-TRANSPORT"
+			}
+		case pionstun.AttrRequestedAddressFamily: // §18.10: 0x01 IPv4, 0x02 IPv6
+			if len(v) != 4 || (v[0] != 0x01 && v[0] != 0x02) {
+				return "Bad REQUESTED-ADDRESS-FAMILY"
+			}
+		case pionstun.AttrXORPeerAddress: // §18.3
+			if _, ok := parseXORPeer(v, msg.TransactionID[:]); !ok {
+				return "Bad XOR-PEER-ADDRESS"
+			}
+		case pionstun.AttrChannelNumber: // §18.1
+			if len(v) != 4 {
+				return "Bad CHANNEL-NUMBER"
+			}
+			if !channelNumberOK(binary.BigEndian.Uint16(v)) {
+				return "Channel number out of range"
+			}
+		}
+	}
+	return ""
+}
+
+// channelNumberOK reports whether n is a channel number a client may bind.
+//
+// RFC 8656 §11.2 narrowed the range to 0x4000-0x4FFF (0x5000-0x7FFF are
+// reserved there), but RFC 5766 §11 allowed 0x4000-0x7FFF and the clients
+// still use all of it: libwebrtc (Chrome, Safari, every app built on it)
+// picks numbers up to kMaxChannelNumber = 0x7FFF in its turn_port, and so do
+// coturn's turnutils_uclient and pion's own client. coturn 4.16 enforced the
+// narrow range, broke them, and had to add --rfc5766-channel-numbers; icegate
+// does not repeat that. What no RFC ever allowed is refused: 0x0000-0x3FFF
+// would be read as STUN, 0x8000-0xFFFF as neither STUN nor ChannelData (the
+// first two bits of ChannelData are 01, RFC 8656 §12.4). pion's ChannelData
+// decoder and the fast path agree: both take 0x4000-0x7FFF.
+func channelNumberOK(n uint16) bool { return n >= 0x4000 && n <= 0x7FFF }
+
+// edits is how the gate changes a request before pion sees it: attribute
+// types to drop and attributes to add.
+type edits struct {
+	drop []pionstun.AttrType
+	add  []pionstun.RawAttribute
+}
+
+func (e *edits) replace(a pionstun.RawAttribute) {
+	e.drop = append(e.drop, a.Type)
+	e.add = append(e.add, a)
+}
+
 // checkAllocate handles draining, REQUESTED-TRANSPORT (RFC 8656 §7.2 step 3,
-// TCP only when RFC 6062 relays are on), REQUESTED-ADDRESS-FAMILY (RFC 6156
-// §4.2: 440 when the family is not configured) and the lifetime cap.
+// TCP only when RFC 6062 relays are on), EVEN-PORT and RESERVATION-TOKEN
+// (§7.2 steps 5 and 6, done beside pion: reserve.go),
+// REQUESTED-ADDRESS-FAMILY (RFC 6156 §4.2: 440 when the family is not
+// configured) and the lifetime cap. Every Allocate reaches pion tagged with
+// its intent, so that the allocator can say why it failed.
 func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]byte, bool) {
 	if g.s.draining.Load() {
+		g.attempt("draining")
 		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Server shutting down", key)
 		return nil, false
 	}
-	if v, err := msg.Get(pionstun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == protoTCP {
+	transport, err := msg.Get(pionstun.AttrRequestedTransport)
+	if err != nil {
+		g.fail(in, msg, pionstun.CodeBadRequest, "Missing REQUESTED-TRANSPORT", key)
+		return nil, false
+	}
+	tcp := transport[0] == protoTCP
+	if tcp {
 		if !g.s.relays.tcp {
+			g.attempt("tcp_disabled")
 			g.fail(in, msg, pionstun.CodeUnsupportedTransProto, "TCP relays are disabled", key)
 			return nil, false
 		}
@@ -327,13 +429,62 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 			return nil, false
 		}
 	}
-	var add []pionstun.RawAttribute
-	if v, err := msg.Get(pionstun.AttrRequestedAddressFamily); err == nil && len(v) >= 1 {
-		if (v[0] == 0x01 && !g.s.relays.v4.enabled()) || (v[0] == 0x02 && !g.s.relays.v6.enabled()) {
+	evenV, evenErr := msg.Get(pionstun.AttrEvenPort)
+	tokenV, tokenErr := msg.Get(pionstun.AttrReservationToken)
+	famV, famErr := msg.Get(pionstun.AttrRequestedAddressFamily)
+	hasEven, hasToken, hasFam := evenErr == nil, tokenErr == nil, famErr == nil
+	switch {
+	case hasToken && hasEven:
+		// RFC 8656 §7.2 step 5.
+		g.fail(in, msg, pionstun.CodeBadRequest, "RESERVATION-TOKEN with EVEN-PORT", key)
+		return nil, false
+	case hasToken && hasFam:
+		// RFC 8656 §7.2 step 5 and RFC 6156 §4.2: the token names the family.
+		g.fail(in, msg, pionstun.CodeBadRequest, "RESERVATION-TOKEN with REQUESTED-ADDRESS-FAMILY", key)
+		return nil, false
+	case tcp && (hasToken || hasEven):
+		// RFC 6062 §5.1: a TCP allocation takes neither.
+		g.fail(in, msg, pionstun.CodeBadRequest, "EVEN-PORT or RESERVATION-TOKEN with a TCP allocation", key)
+		return nil, false
+	}
+
+	var e edits
+	e.drop = append(e.drop, pionstun.AttrEvenPort, pionstun.AttrReservationToken)
+	// A retransmission of an Allocate that succeeded: pion answers from its
+	// cache (or 437), and observe adds the token it issued, if any.
+	existing := g.hasAllocation(allocKey(in.src, in.local))
+	intent := &allocIntent{
+		txKey: txKey{client: canonical(addrPortOf(in.src)), tx: msg.TransactionID},
+		key:   key, at: time.Now(),
+	}
+	if hasEven {
+		intent.even = true
+		intent.reserve = evenV[0]&0x80 != 0 // the R bit (RFC 8656 §14.6)
+	}
+	if hasToken && !existing {
+		intent.token = binary.BigEndian.Uint64(tokenV)
+		network, ok := g.s.relays.res.valid(intent.token)
+		if !ok {
+			// RFC 8656 §7.2 step 5: an invalid token is a 508.
+			g.attempt("token_invalid")
+			g.s.limited.Log(slog.LevelInfo, "token-invalid", "allocation refused: "+errTokenInvalid.Error(),
+				"client", in.src, "transport", in.transport)
+			g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Reservation token unknown, used or expired", key)
+			return nil, false
+		}
+		fam := byte(0x01)
+		if network == "udp6" {
+			fam = 0x02
+		}
+		e.add = append(e.add, familyAttr(fam))
+	}
+	if hasFam {
+		if (famV[0] == 0x01 && !g.s.relays.v4.enabled()) || (famV[0] == 0x02 && !g.s.relays.v6.enabled()) {
+			g.attempt("family_disabled")
 			g.fail(in, msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key)
 			return nil, false
 		}
-	} else if !msg.Contains(pionstun.AttrReservationToken) {
+	} else if !hasToken {
 		// pion picks the listener's family when the client names none. When
 		// that family has no relay, fall back to the other one (RFC 6156
 		// makes IPv4 the default), or say 440 when neither exists.
@@ -341,15 +492,22 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 		v6listener := localIP.Addr().Is6() && !localIP.Addr().Is4In6()
 		switch {
 		case v6listener && !g.s.relays.v6.enabled() && g.s.relays.v4.enabled():
-			add = append(add, familyAttr(0x01))
+			e.add = append(e.add, familyAttr(0x01))
 		case !v6listener && !g.s.relays.v4.enabled() && g.s.relays.v6.enabled():
-			add = append(add, familyAttr(0x02))
+			e.add = append(e.add, familyAttr(0x02))
 		case v6listener && !g.s.relays.v6.enabled(), !v6listener && !g.s.relays.v4.enabled():
+			g.attempt("family_disabled")
 			g.fail(in, msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key)
 			return nil, false
 		}
 	}
-	return g.capLifetime(in, msg, key, add)
+	if !existing {
+		var realm pionstun.Realm
+		_ = realm.GetFrom(msg) // checked by verify
+		tagged := g.s.relays.res.intend(string(realm), intent)
+		e.replace(pionstun.RawAttribute{Type: pionstun.AttrRealm, Value: []byte(tagged)})
+	}
+	return g.finish(in, msg, key, e)
 }
 
 func familyAttr(f byte) pionstun.RawAttribute {
@@ -360,31 +518,36 @@ func familyAttr(f byte) pionstun.RawAttribute {
 // so the largest lifetime it grants is just under an hour.
 const pionMaxLifetime = time.Hour - time.Second
 
-// capLifetime enforces limits.max_lifetime (RFC 8656 §7.2: the server may
-// pick a shorter lifetime than asked), rewriting the request if needed.
-func (g *gate) capLifetime(in inbound, msg *pionstun.Message, key []byte, add []pionstun.RawAttribute) ([]byte, bool) {
+// finish enforces limits.max_lifetime (RFC 8656 §7.2: the server may pick a
+// shorter lifetime than asked), applies e and re-signs the request if
+// anything changed.
+func (g *gate) finish(in inbound, msg *pionstun.Message, key []byte, e edits) ([]byte, bool) {
 	maxLife := min(g.s.maxLifetime, pionMaxLifetime)
-	var replace []pionstun.AttrType
 	if v, err := msg.Get(pionstun.AttrLifetime); err == nil && len(v) == 4 {
 		asked := time.Duration(binary.BigEndian.Uint32(v)) * time.Second
 		if asked > maxLife {
-			replace = append(replace, pionstun.AttrLifetime)
 			val := make([]byte, 4)
 			binary.BigEndian.PutUint32(val, uint32(maxLife/time.Second))
-			add = append(add, pionstun.RawAttribute{Type: pionstun.AttrLifetime, Value: val})
+			e.replace(pionstun.RawAttribute{Type: pionstun.AttrLifetime, Value: val})
 		}
 	}
-	if len(add) == 0 {
+	changed := len(e.add) > 0
+	for _, t := range e.drop {
+		if !changed && msg.Contains(t) {
+			changed = true
+		}
+	}
+	if !changed {
 		return msg.Raw, true
 	}
 	out, err := rebuild(msg, key, func(t pionstun.AttrType) bool {
-		for _, r := range replace {
+		for _, r := range e.drop {
 			if r == t {
 				return true
 			}
 		}
 		return false
-	}, add...)
+	}, e.add...)
 	if err != nil {
 		g.fail(in, msg, pionstun.CodeServerError, "Server Error", key)
 		return nil, false
@@ -527,17 +690,27 @@ func methodLabel(m pionstun.Method) string {
 }
 
 // observe looks at a message pion sends to a client, to log and count the
-// errors pion decides on its own (438 stale nonce above all).
-func (g *gate) observe(b []byte, dst net.Addr) {
+// errors pion decides on its own (438 stale nonce above all), and returns
+// the bytes to send: pion's own, or its answer to an Allocate rewritten
+// with what pion cannot know (reserve.go): the RESERVATION-TOKEN the
+// allocator issued, or why the allocation failed.
+func (g *gate) observe(b []byte, dst net.Addr) []byte {
+	// Success (0x0103) or error (0x0113) response to an Allocate, while
+	// some note waits: one atomic load on every other message.
+	if len(b) >= 20 && b[0] == 0x01 && (b[1] == 0x03 || b[1] == 0x13) && g.s.relays.res.pending.Load() > 0 {
+		if out, ok := g.allocResponse(b, dst); ok {
+			return out
+		}
+	}
 	// Error response class: C1 (0x0100) and C0 (0x0010) both set.
 	if len(b) < 20 || b[0]&0xC0 != 0 || b[0]&0x01 == 0 || b[1]&0x10 == 0 {
-		return
+		return b
 	}
 	for off := 20; off+4 <= len(b); {
 		t := binary.BigEndian.Uint16(b[off:])
 		l := int(binary.BigEndian.Uint16(b[off+2:]))
 		if off+4+l > len(b) {
-			return
+			return b
 		}
 		if pionstun.AttrType(t) == pionstun.AttrErrorCode && l >= 4 {
 			code := int(b[off+6]&0x7)*100 + int(b[off+7])
@@ -551,14 +724,90 @@ func (g *gate) observe(b []byte, dst net.Addr) {
 					"client", dst)
 				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "486 allocation quota reached (limits.allocations_per_user)"})
 			case 508:
-				g.s.limited.Log(slog.LevelWarn, "capacity", "allocation refused: insufficient capacity",
+				// The allocator's failures are rewritten above with their
+				// cause; a 508 still here is one pion decided alone.
+				g.s.limited.Log(slog.LevelWarn, "capacity", "allocation refused by pion: 508 (no cause recorded)",
 					"client", dst)
-				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "508 insufficient capacity (limits.allocations_total or the relay port range)"})
+				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "508 insufficient capacity (refused by pion)"})
 			}
-			return
+			return b
 		}
 		off += 4 + (l+3)&^3
 	}
+	return b
+}
+
+// allocResponse rewrites pion's response b to an Allocate when a note says
+// how; false leaves b as it is.
+func (g *gate) allocResponse(b []byte, dst net.Addr) ([]byte, bool) {
+	k := txKey{client: canonical(addrPortOf(dst))}
+	copy(k.tx[:], b[8:20])
+	n := g.s.relays.res.note(k)
+	if n == nil {
+		return nil, false
+	}
+	resp := &pionstun.Message{Raw: append([]byte(nil), b...)}
+	if resp.Decode() != nil {
+		return nil, false
+	}
+	success := resp.Type.Class == pionstun.ClassSuccessResponse
+	switch {
+	case success && n.token != 0:
+		// RFC 8656 §7.2: the success response carries the RESERVATION-TOKEN
+		// when a second port was reserved.
+		var tok [8]byte
+		binary.BigEndian.PutUint64(tok[:], n.token)
+		out, err := rebuild(resp, n.key, nil, pionstun.RawAttribute{Type: pionstun.AttrReservationToken, Value: tok[:]})
+		if err != nil {
+			return nil, false
+		}
+		return withFingerprint(out), true
+	case !success && n.err != nil:
+		code, reason := failureCode(n.err)
+		g.s.limited.Log(slog.LevelWarn, "alloc-"+outcomeOf(n.err), "allocation failed: "+reason,
+			"client", dst, "code", int(code), "err", n.err.Error())
+		g.s.emit(Event{Kind: EventRefused, Client: dst.String(),
+			Detail: fmt.Sprintf("Allocate: %d %s: %v", int(code), reason, n.err)})
+		return errorResponse(resp, code, reason, n.key), true
+	}
+	return nil, false
+}
+
+// failureCode is the answer to an Allocate the allocator could not serve.
+// RFC 8656 allows 508 only where capacity ran out (and for a bad token, §7.2
+// step 5); a relay socket that cannot be bound is a 500 with its reason.
+func failureCode(err error) (pionstun.ErrorCode, string) {
+	var be *bindError
+	switch {
+	case errors.Is(err, errTotalQuota):
+		return pionstun.CodeInsufficientCapacity, "Server allocation limit reached"
+	case errors.Is(err, errRangeFull):
+		return pionstun.CodeInsufficientCapacity, "Relay port range exhausted"
+	case errors.Is(err, errTokenInvalid), errors.Is(err, errTokenFamily):
+		return pionstun.CodeInsufficientCapacity, "Reservation token unknown, used or expired"
+	case errors.Is(err, errFamilyDisabled):
+		return pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported"
+	case errors.Is(err, errTCPRelayOff):
+		return pionstun.CodeUnsupportedTransProto, "TCP relays are disabled"
+	case errors.As(err, &be):
+		return pionstun.CodeServerError, "Relay socket could not be bound"
+	}
+	return pionstun.CodeServerError, "Server Error"
+}
+
+// withFingerprint appends FINGERPRINT to a built message.
+func withFingerprint(raw []byte) []byte {
+	m := &pionstun.Message{Raw: raw}
+	if m.Decode() != nil || pionstun.Fingerprint.AddTo(m) != nil {
+		return raw
+	}
+	return m.Raw
+}
+
+// attempt counts an allocation the gate refused before the allocator saw
+// it (icegate_allocation_attempts_total; the allocator counts the rest).
+func (g *gate) attempt(outcome string) {
+	g.s.metrics.AllocationsMade.WithLabelValues(outcome).Inc()
 }
 
 // Allocation bookkeeping from pion's events.
@@ -639,8 +888,12 @@ func (g *gate) quota(userID, _ string, _ net.Addr) bool {
 		return true
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.userAllocs[userID] < limit
+	ok := g.userAllocs[userID] < limit
+	g.mu.Unlock()
+	if !ok {
+		g.attempt("user_quota")
+	}
+	return ok
 }
 
 // magicCookie is the fixed STUN magic cookie (RFC 8489 §5).

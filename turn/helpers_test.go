@@ -286,6 +286,7 @@ func newClient(t testing.TB, conn net.PacketConn, server net.Addr, user, pass st
 type rawClient struct {
 	t      testing.TB
 	conn   *net.UDPConn
+	stream net.PacketConn // when set, STUN over TCP or TLS instead of conn
 	server net.Addr
 	nonce  string
 }
@@ -313,14 +314,18 @@ func (c *rawClient) do(setters ...pionstun.Setter) (*pionstun.Message, error) {
 }
 
 func (c *rawClient) send(raw []byte, txid [pionstun.TransactionIDSize]byte) (*pionstun.Message, error) {
-	if _, err := c.conn.WriteTo(raw, c.server); err != nil {
+	conn := net.PacketConn(c.conn)
+	if c.stream != nil {
+		conn = c.stream
+	}
+	if _, err := conn.WriteTo(raw, c.server); err != nil {
 		c.t.Fatal(err)
 	}
 	buf := make([]byte, 2048)
 	deadline := time.Now().Add(time.Second)
 	for {
-		_ = c.conn.SetReadDeadline(deadline)
-		n, _, err := c.conn.ReadFrom(buf)
+		_ = conn.SetReadDeadline(deadline)
+		n, _, err := conn.ReadFrom(buf)
 		if err != nil {
 			return nil, errTimeout
 		}

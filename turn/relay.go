@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/transport/v5/reuseport"
@@ -47,9 +49,13 @@ type relayAllocator struct {
 	loops    []*ioLoop // event loops relay sockets are spread over; none = portable path
 	next     atomic.Uint32
 
+	// res holds EVEN-PORT reservations and the gate's allocation intents
+	// for the whole server (reserve.go).
+	res *reservations
+
 	mu    sync.Mutex
 	inUse map[string][]uint64 // network ("udp4", ...) -> bitmap over [min, max]
-	live  int
+	live  int                 // relay sockets and held ports
 }
 
 var (
@@ -85,12 +91,22 @@ func (r *relayAllocator) Validate() error {
 	return nil
 }
 
-// reserve takes a free port for network, preferring want when it is not 0.
-// try binds the port and reports whether that worked; a port some other
-// program holds is skipped and the scan goes on.
-func (r *relayAllocator) reserve(network string, want int, try func(port int) error) (int, error) {
+// reserve claims ports for network and binds them: one port (want, or any
+// free one when want is 0; with even, an even one), or with pair an even
+// port P and P+1 (RFC 8656 §7.2 step 6: EVEN-PORT asks for an even port,
+// and with the R bit for P+1 to be reserved too). bind binds one port and returns how to undo it.
+//
+// A port another program holds (EADDRINUSE) is skipped and the scan goes on;
+// any other bind error (the address is not up, permission denied, out of
+// descriptors) would fail for every port alike and is returned at once as a
+// *bindError, so that the client and the log hear what actually failed.
+func (r *relayAllocator) reserve(network string, want int, even, pair bool, bind func(port int) (undo func(), err error)) (int, error) {
+	n := 1
+	if pair {
+		n = 2
+	}
 	r.mu.Lock()
-	if r.limit > 0 && r.live >= r.limit {
+	if r.limit > 0 && r.live+n > r.limit {
 		r.mu.Unlock()
 		return 0, errTotalQuota
 	}
@@ -103,56 +119,115 @@ func (r *relayAllocator) reserve(network string, want int, try func(port int) er
 		bits = make([]uint64, (size+63)/64)
 		r.inUse[network] = bits
 	}
-	r.live++ // counted now so concurrent callers respect the limit
+	r.live += n // counted now so concurrent callers respect the limit
 	r.mu.Unlock()
 
 	isSet := func(i int) bool { return bits[i/64]&(1<<(i%64)) != 0 }
+	// claim marks ports i..i+n-1 in use, all or none.
 	claim := func(i int) bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if isSet(i) {
-			return false
+		for k := range n {
+			if isSet(i + k) {
+				return false
+			}
 		}
-		bits[i/64] |= 1 << (i % 64)
+		for k := range n {
+			bits[(i+k)/64] |= 1 << ((i + k) % 64)
+		}
 		return true
 	}
 	unclaim := func(i int) {
 		r.mu.Lock()
-		bits[i/64] &^= 1 << (i % 64)
+		for k := range n {
+			bits[(i+k)/64] &^= 1 << ((i + k) % 64)
+		}
 		r.mu.Unlock()
 	}
 	fail := func(err error) (int, error) {
 		r.mu.Lock()
-		r.live--
+		r.live -= n
 		r.mu.Unlock()
 		return 0, err
+	}
+	// try binds the claimed ports from i; false with a nil error means a
+	// port was taken by another program.
+	try := func(i int) (bool, error) {
+		var undos []func()
+		for k := range n {
+			undo, err := bind(r.min + i + k)
+			if err != nil {
+				for _, u := range undos {
+					u()
+				}
+				unclaim(i)
+				if errors.Is(err, syscall.EADDRINUSE) {
+					return false, nil
+				}
+				return false, err
+			}
+			undos = append(undos, undo)
+		}
+		return true, nil
 	}
 
 	if want != 0 {
 		i := want - r.min
-		if i < 0 || i >= size || !claim(i) {
+		if i < 0 || i+n > size || !claim(i) {
 			return fail(fmt.Errorf("%w: requested port %d unavailable", errRangeFull, want))
 		}
-		if err := try(want); err != nil {
-			unclaim(i)
+		ok, err := try(i)
+		switch {
+		case err != nil:
 			return fail(err)
+		case !ok:
+			return fail(&bindError{port: want, err: syscall.EADDRINUSE})
 		}
 		return want, nil
 	}
 	start := rand.IntN(size)
 	for k := range size {
 		i := (start + k) % size
+		if (even || pair) && (r.min+i)%2 != 0 || pair && i+1 >= size {
+			continue
+		}
 		if !claim(i) {
 			continue
 		}
-		if err := try(r.min + i); err != nil {
-			unclaim(i)
-			continue
+		ok, err := try(i)
+		if err != nil {
+			return fail(err)
 		}
-		return r.min + i, nil
+		if ok {
+			return r.min + i, nil
+		}
 	}
 	return fail(errRangeFull)
 }
+
+// bindError is a relay socket that could not be bound for a reason other
+// than its port being taken: the relay address is not up
+// (EADDRNOTAVAIL), or the process may not bind it, or has no descriptor
+// left. It is a server error, never "insufficient capacity".
+type bindError struct {
+	addr netip.AddrPort
+	port int // when addr is not known
+	err  error
+}
+
+func (e *bindError) Error() string {
+	var op *net.OpError
+	if errors.As(e.err, &op) && op.Addr != nil {
+		return "relay socket: " + e.err.Error() // names the address already
+	}
+	where := e.addr.String()
+	if !e.addr.IsValid() {
+		where = "port " + strconv.Itoa(e.port)
+	}
+	return "relay socket " + where + ": " + e.err.Error()
+}
+
+func (e *bindError) Unwrap() error { return e.err }
 
 // release frees port for network.
 func (r *relayAllocator) release(network string, port int) {
@@ -165,59 +240,144 @@ func (r *relayAllocator) release(network string, port int) {
 	r.live--
 }
 
-// AllocatePacketConn implements pionturn.RelayAddressGenerator for UDP relays.
-func (r *relayAllocator) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	fam, err := r.family(conf.Network)
-	if err != nil {
-		return nil, nil, err
-	}
-	rc := &relayConn{alloc: r, network: conf.Network, out: newRateBucket(r.bps), in: newRateBucket(r.bps)}
-	port, err := r.reserve(conf.Network, conf.RequestedPort, func(port int) error {
-		ap := netip.AddrPortFrom(fam.bind, uint16(port))
-		if loop := r.nextLoop(); loop != nil {
-			s, err := loop.openSocket(ap, false, r.sockBuf, rc.loopPacket)
-			if err != nil {
-				return err
-			}
-			rc.sock = s
-			if err := loop.start(s); err != nil {
-				_ = s.close()
-				return err
-			}
-			return nil
-		}
-		c, err := net.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(ap))
+// openUDP binds a relay socket on ap, not yet read: start makes it live.
+func (r *relayAllocator) openUDP(network string, fam relayFamily, ap netip.AddrPort) (*relayConn, error) {
+	rc := &relayConn{alloc: r, network: network, port: int(ap.Port()), out: newRateBucket(r.bps), in: newRateBucket(r.bps)}
+	rc.public = netip.AddrPortFrom(fam.public, ap.Port())
+	if loop := r.nextLoop(); loop != nil {
+		s, err := loop.openSocket(ap, false, r.sockBuf, rc.loopPacket)
 		if err != nil {
+			return nil, asBindError(ap, err)
+		}
+		rc.sock = s
+		return rc, nil
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return nil, asBindError(ap, err)
+	}
+	if r.sockBuf > 0 {
+		_ = c.SetReadBuffer(r.sockBuf)
+		_ = c.SetWriteBuffer(r.sockBuf)
+	}
+	rc.sock = newNetSocket(c)
+	return rc, nil
+}
+
+// asBindError wraps err as a *bindError, except a taken port, which the
+// scan skips.
+func asBindError(ap netip.AddrPort, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	return &bindError{addr: ap, err: err}
+}
+
+// start makes rc live: its loop reads it and the fast path knows it.
+func (r *relayAllocator) start(rc *relayConn) error {
+	if rc.sock.loop != nil {
+		if err := rc.sock.loop.start(rc.sock); err != nil {
 			return err
 		}
-		if r.sockBuf > 0 {
-			_ = c.SetReadBuffer(r.sockBuf)
-			_ = c.SetWriteBuffer(r.sockBuf)
-		}
-		rc.sock = newNetSocket(c)
-		return nil
-	})
-	if err != nil {
-		r.metrics.AllocationsMade.WithLabelValues(outcomeOf(err)).Inc()
-		return nil, nil, err
 	}
-	r.metrics.AllocationsMade.WithLabelValues("ok").Inc()
-	rc.port = port
-	rc.public = netip.AddrPortFrom(fam.public, uint16(port))
 	if r.fast != nil {
 		r.fast.addRelay(rc)
+	}
+	return nil
+}
+
+// discard closes a relay socket that never went live, without releasing
+// its port (the caller unclaims it).
+func (rc *relayConn) discard() {
+	rc.closed.Store(true)
+	_ = rc.sock.close()
+}
+
+// AllocatePacketConn implements pionturn.RelayAddressGenerator for UDP
+// relays. The realm pion passes names the gate's intent for the request
+// (reserve.go): any port, an even port (EVEN-PORT), an even port with P+1
+// held (EVEN-PORT with R=1), or the port a RESERVATION-TOKEN holds.
+func (r *relayAllocator) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	in := r.res.take(conf.Realm)
+	rc, err := r.allocateUDP(conf, in)
+	r.metrics.AllocationsMade.WithLabelValues(outcomeOf(err)).Inc()
+	if err != nil {
+		r.res.fail(in, err)
+		return nil, nil, err
 	}
 	return rc, net.UDPAddrFromAddrPort(rc.public), nil
 }
 
+func (r *relayAllocator) allocateUDP(conf pionturn.AllocateListenerConfig, in *allocIntent) (*relayConn, error) {
+	fam, err := r.family(conf.Network)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil && in.token != 0 {
+		rc, err := r.res.redeem(in.token, conf.Network)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.start(rc); err != nil {
+			_ = rc.Close()
+			return nil, err
+		}
+		return rc, nil
+	}
+	even := in != nil && in.even
+	reserve := in != nil && in.reserve
+	var rc, next *relayConn
+	_, err = r.reserve(conf.Network, conf.RequestedPort, even, reserve, func(port int) (func(), error) {
+		c, err := r.openUDP(conf.Network, fam, netip.AddrPortFrom(fam.bind, uint16(port)))
+		if err != nil {
+			return nil, err
+		}
+		if rc == nil {
+			rc = c
+		} else {
+			next = c
+		}
+		return func() {
+			c.discard()
+			if c == rc {
+				rc = nil
+			}
+		}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if next != nil {
+		if _, err := r.res.hold(next, in.txKey, in.key); err != nil {
+			_ = next.Close()
+			_ = rc.Close()
+			return nil, err
+		}
+	}
+	if err := r.start(rc); err != nil {
+		_ = rc.Close()
+		return nil, err
+	}
+	return rc, nil
+}
+
 func outcomeOf(err error) string {
+	var be *bindError
 	switch {
+	case err == nil:
+		return "ok"
 	case errors.Is(err, errTotalQuota):
 		return "total_quota"
 	case errors.Is(err, errRangeFull):
 		return "range_full"
 	case errors.Is(err, errFamilyDisabled):
 		return "family_disabled"
+	case errors.Is(err, errTokenInvalid), errors.Is(err, errTokenFamily):
+		return "token_invalid"
+	case errors.Is(err, errTCPRelayOff):
+		return "tcp_disabled"
+	case errors.As(err, &be):
+		return "bind_error"
 	default:
 		return "error"
 	}
@@ -225,6 +385,17 @@ func outcomeOf(err error) string {
 
 // AllocateListener implements RFC 6062 TCP relays.
 func (r *relayAllocator) AllocateListener(conf pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	in := r.res.take(conf.Realm)
+	ln, addr, err := r.allocateTCP(conf)
+	r.metrics.AllocationsMade.WithLabelValues(outcomeOf(err)).Inc()
+	if err != nil {
+		r.res.fail(in, err)
+		return nil, nil, err
+	}
+	return ln, addr, nil
+}
+
+func (r *relayAllocator) allocateTCP(conf pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
 	if !r.tcp {
 		return nil, nil, errTCPRelayOff
 	}
@@ -234,19 +405,18 @@ func (r *relayAllocator) AllocateListener(conf pionturn.AllocateListenerConfig) 
 	}
 	lc := net.ListenConfig{Control: reuseport.Control}
 	var ln net.Listener
-	port, err := r.reserve(conf.Network, conf.RequestedPort, func(port int) error {
-		l, err := lc.Listen(context.Background(), conf.Network, netip.AddrPortFrom(fam.bind, uint16(port)).String())
+	port, err := r.reserve(conf.Network, conf.RequestedPort, false, false, func(port int) (func(), error) {
+		ap := netip.AddrPortFrom(fam.bind, uint16(port))
+		l, err := lc.Listen(context.Background(), conf.Network, ap.String())
 		if err != nil {
-			return err
+			return nil, asBindError(ap, err)
 		}
 		ln = l
-		return nil
+		return func() { _ = l.Close() }, nil
 	})
 	if err != nil {
-		r.metrics.AllocationsMade.WithLabelValues(outcomeOf(err)).Inc()
 		return nil, nil, err
 	}
-	r.metrics.AllocationsMade.WithLabelValues("ok").Inc()
 	return &relayListener{Listener: ln, alloc: r, network: conf.Network, port: port},
 		&net.TCPAddr{IP: fam.public.AsSlice(), Port: port}, nil
 }

@@ -420,7 +420,7 @@ func (s *Server) setupRelays() error {
 	s.relays = &relayAllocator{
 		min: r.MinPort, max: r.MaxPort, tcp: r.TCPOn(),
 		limit: s.cfg.Limits.AllocationsTotal, bps: s.cfg.Limits.BandwidthPerAllocation,
-		metrics: s.metrics,
+		metrics: s.metrics, res: newReservations(),
 	}
 	s.relays.self = s.isGuarded
 	s.relays.selfDrop = s.dropSelfPort
@@ -801,6 +801,9 @@ func (s *Server) Close() error {
 			s.closeErr = s.pion.Close()
 		} else {
 			s.closeAll()
+		}
+		if s.relays != nil {
+			s.relays.res.close() // ports held for EVEN-PORT tokens
 		}
 		s.wg.Wait()
 		for _, l := range s.loops {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,7 +90,7 @@ func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/", "github.com/pion/", 
 // server collide with 437 (Allocation Mismatch).
 func TestUclient(t *testing.T) {
 	bin := lookCoturn(t, "turnutils_uclient", "turnutils_peer")
-	srv := startServer(t)
+	srv := startServer(t, nil)
 	peerPort := startPeer(t, bin["turnutils_peer"])
 
 	transports := []struct {
@@ -157,6 +158,68 @@ func TestUclient(t *testing.T) {
 	}
 }
 
+// TestUclientRTP runs turnutils_uclient in its default mode, without -c:
+// each client allocates an RTP/RTCP pair, an Allocate with EVEN-PORT and the
+// R bit, then, from another local port, one with the RESERVATION-TOKEN it got
+// (RFC 8656 §7.2). The server has four event loops, so four SO_REUSEPORT
+// listener sockets: the token Allocate usually reaches another socket than
+// the one that reserved the pair, which is what failed with 508 when the
+// reservation lived in pion's per-socket allocation manager. Ten runs in a
+// row against one long-running server, to a peer and client to client (-y),
+// every message echoed.
+func TestUclientRTP(t *testing.T) {
+	bin := lookCoturn(t, "turnutils_uclient", "turnutils_peer")
+	if old := runtime.GOMAXPROCS(0); old < 4 {
+		// The server starts one event loop per GOMAXPROCS.
+		runtime.GOMAXPROCS(4)
+		t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	}
+	// uclient does not release its UDP allocations when it exits; they live
+	// out their lifetime, so the per-user cap must hold ten runs' worth.
+	srv := startServer(t, func(c *config.Config) { c.Limits.AllocationsPerUser = 0 })
+	peerPort := startPeer(t, bin["turnutils_peer"])
+	const runs = 10
+	for _, mode := range []struct {
+		name  string
+		flags []string
+	}{
+		{"peer", []string{"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort)}},
+		{"client-to-client", []string{"-y"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			for run := range runs {
+				args := append([]string{}, mode.flags...)
+				args = append(args, "-u", "test", "-w", "test", "-X",
+					"-n", strconv.Itoa(messages), "-m", strconv.Itoa(clients),
+					"-l", "120", "-z", "5",
+					"-p", strconv.Itoa(srv.port), "127.0.0.1")
+				mark := srv.log.Len()
+				out, err := runClient(t, bin["turnutils_uclient"], args...)
+				failed := func(format string, a ...any) {
+					t.Helper()
+					t.Fatalf("run %d/%d: turnutils_uclient %s: %s\nuclient output:\n%s\nicegate log during the run:\n%s",
+						run+1, runs, strings.Join(args, " "), fmt.Sprintf(format, a...), out, srv.log.Since(mark))
+				}
+				if err != nil {
+					failed("%v", err)
+				}
+				res, perr := coturn.ParseUclientSummary(out)
+				if perr != nil {
+					failed("%v", perr)
+				}
+				if res.Sent < clients*messages || res.Recv != res.Sent || res.Lost != 0 {
+					failed("sent %d (want at least %d), received %d, lost %d (want 0)",
+						res.Sent, clients*messages, res.Recv, res.Lost)
+				}
+				if strings.Contains(out, "error 508") || strings.Contains(out, "error 500") {
+					failed("an Allocate was refused")
+				}
+			}
+			t.Logf("%d runs, every message echoed", runs)
+		})
+	}
+}
+
 // TestStunclient checks the XOR-MAPPED-ADDRESS icegate gives coturn's STUN
 // client (RFC 8489 §14.2). turnutils_stunclient prints, twice:
 //
@@ -168,7 +231,7 @@ func TestUclient(t *testing.T) {
 // is checked.
 func TestStunclient(t *testing.T) {
 	bin := lookCoturn(t, "turnutils_stunclient")
-	srv := startServer(t)
+	srv := startServer(t, nil)
 
 	args := []string{"-p", strconv.Itoa(srv.port), "127.0.0.1"}
 	mark := srv.log.Len()
@@ -218,13 +281,14 @@ type testServer struct {
 // startServer starts icegate on fixed ports: coturn's clients take one -p for
 // UDP and TCP, so the two must share a number, which port 0 would not give.
 // A port picked free can be taken before New binds it, hence the retries.
-func startServer(t *testing.T) *testServer {
+// mutate, when not nil, changes the parsed config.
+func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	t.Helper()
-	return startServerHCL(t, serverHCL)
+	return startServerHCL(t, serverHCL, mutate)
 }
 
 // startServerHCL is startServer with another config.
-func startServerHCL(t *testing.T, hcl string) *testServer {
+func startServerHCL(t *testing.T, hcl string, mutate func(*config.Config)) *testServer {
 	t.Helper()
 	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -246,6 +310,9 @@ func startServerHCL(t *testing.T, hcl string) *testServer {
 			t.Fatalf("config: %s", config.FormatDiagnostics(diags))
 		}
 		cfg.Listen.Port, cfg.Listen.TLSPort = port, tlsPort
+		if mutate != nil {
+			mutate(cfg)
+		}
 		srv, err := turn.New(cfg, turn.Options{Logger: logger})
 		if err != nil {
 			lastErr = err

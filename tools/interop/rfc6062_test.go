@@ -29,7 +29,7 @@ var tcpRelayHCL = strings.Replace(serverHCL, `ipv6_bind   = ""`, `ipv6_bind   = 
 // 4.6.1 itself reports 50% lost there; the test expects exactly that half.
 func TestUclientTCPRelay(t *testing.T) {
 	bin := lookCoturn(t, "turnutils_uclient")
-	srv := startServerHCL(t, tcpRelayHCL)
+	srv := startServerHCL(t, tcpRelayHCL, nil)
 
 	modes := []struct {
 		name    string
