@@ -49,6 +49,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		handler = slog.NewTextHandler(stderr, hopts)
 	}
 	log := slog.New(handler)
+	raiseFileLimit(log, cfg.Limits.AllocationsTotal)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
