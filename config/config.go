@@ -242,7 +242,7 @@ type Limits struct {
 	UnauthBurstRange hcl.Range `hcl:"unauthenticated_burst,attr_range"`
 	// ConnectionsPerSource caps the TCP and TLS client connections open at
 	// once from one IP address; beyond it a new connection is closed at
-	// accept. 0 means no cap. Default 64.
+	// accept. 0 means no cap. Default 256.
 	ConnectionsPerSource      int       `hcl:"connections_per_source,optional"`
 	ConnectionsPerSourceRange hcl.Range `hcl:"connections_per_source,attr_range"`
 

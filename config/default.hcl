@@ -179,7 +179,7 @@ limits {
   # NAT or office firewall share an address: raise it (or set 0) when many
   # of them use TURN over TCP or TLS, and set 0 behind an L4 proxy that
   # hides client addresses. 0 means no cap.
-  connections_per_source = 64
+  connections_per_source = 256
 }
 
 metrics {
