@@ -255,6 +255,9 @@ func (c *gateConn) readConn(p []byte) (int, error) {
 	if c.key == "" {
 		c.key = allocKey(c.RemoteAddr(), c.LocalAddr())
 	}
+	if c.lastMsg.IsZero() {
+		c.lastMsg = time.Now()
+	}
 	var deadline time.Time
 	c.timeout = nil
 	if !c.g.hasAllocation(c.key) {
