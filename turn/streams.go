@@ -1,11 +1,13 @@
 package turn
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -200,9 +202,11 @@ func (f *fdGuard) recount(now time.Time) {
 	}
 	f.limit = limit
 	n, err := countOpenFiles(&f.buf)
-	if err != nil {
-		// Not even /proc/self/fd opens: the process is at its limit.
-		n = limit
+	switch {
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		n = limit // not even /proc/self/fd opens: the process is at its limit
+	case err != nil:
+		n = -1 // no /proc: no reserve, rather than refusing every client
 	}
 	f.count = n
 }
