@@ -85,6 +85,7 @@ type Server struct {
 	sockBuf            int
 	certs              *certStore
 	unauth             *sourceLimiter
+	streams            *streamConns // what the TCP, TLS and DTLS listeners share
 	maxLifetime        time.Duration
 	draining           atomic.Bool
 
@@ -125,6 +126,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		revoked:     newRevokeCounter(opts.Registerer),
 	}
 	s.gate = newGate(s)
+	s.streams = newStreamConns(cfg.Limits.ConnectionsPerSource, cfg.Limits.UnauthRate, cfg.Limits.UnauthBurst, s.metrics, s.limited)
 	s.fast = newFastPath()
 	s.fast.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
@@ -407,7 +409,7 @@ func (s *Server) track(transport string, addr net.Addr, closer func() error) {
 
 func (s *Server) listenerConfig(ln net.Listener, transport string, datagram bool) pionturn.ListenerConfig {
 	return pionturn.ListenerConfig{
-		Listener:              &gateListener{Listener: ln, g: s.gate, transport: transport, datagram: datagram},
+		Listener:              &gateListener{Listener: ln, g: s.gate, transport: transport, datagram: datagram, streams: s.streams},
 		RelayAddressGenerator: s.relayGen,
 		PermissionHandler:     s.permission,
 	}

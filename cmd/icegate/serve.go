@@ -46,6 +46,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(warnings) > 0 {
 		log.Warn("config warnings", "config", cfg.Source, "problems", warnings)
 	}
+	raiseFileLimit(log, cfg.Limits.AllocationsTotal)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
