@@ -184,7 +184,7 @@ func (l *gateListener) Accept() (net.Conn, error) {
 			gc := &gateConn{
 				Conn: c, g: l.g, transport: l.transport, datagram: l.datagram, l: l,
 				src: src, lastMsg: time.Now(),
-				guard: connGuard{rate: l.streams.guardRate, burst: l.streams.guardBurst},
+				guard: l.streams.newConnGuard(),
 			}
 			if !l.track(gc) {
 				_ = gc.Close()

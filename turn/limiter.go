@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"icegate/internal/tokenbucket"
 )
 
 // sourceLimiter bounds the requests without valid credentials (RFC 8489
@@ -36,46 +38,16 @@ type sourceLimiter struct {
 	maxSources          int
 
 	mu       sync.Mutex
-	cur      map[netip.Addr]*bucket
-	prev     map[netip.Addr]*bucket
-	curAddr  map[netip.AddrPort]*bucket
-	prevAddr map[netip.AddrPort]*bucket
+	cur      map[netip.Addr]*tokenbucket.Bucket
+	prev     map[netip.Addr]*tokenbucket.Bucket
+	curAddr  map[netip.AddrPort]*tokenbucket.Bucket
+	prevAddr map[netip.AddrPort]*tokenbucket.Bucket
 	rotated  time.Time
-	overflow bucket
+	overflow tokenbucket.Bucket
 }
 
 // addrShare is the part of a source IP's budget one source address may use.
 const addrShare = 5
-
-// bucket is a token bucket; its rate and burst are its owner's.
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-// refill adds the tokens earned since the last call, up to burst, and
-// reports whether one is there to take.
-func (b *bucket) refill(rate, burst float64, now time.Time) bool {
-	if b.last.IsZero() {
-		b.tokens = burst
-	} else {
-		b.tokens += now.Sub(b.last).Seconds() * rate
-	}
-	if b.tokens > burst {
-		b.tokens = burst
-	}
-	b.last = now
-	return b.tokens >= 1
-}
-
-// take takes one token, reporting false when the bucket is empty.
-func (b *bucket) take(rate, burst float64, now time.Time) bool {
-	if !b.refill(rate, burst, now) {
-		return false
-	}
-	b.tokens--
-	return true
-}
 
 func newSourceLimiter(rate, burst int) *sourceLimiter {
 	if burst < rate {
@@ -84,9 +56,10 @@ func newSourceLimiter(rate, burst int) *sourceLimiter {
 	l := &sourceLimiter{
 		rate: float64(rate), burst: float64(burst),
 		window: 10 * time.Second, maxSources: 100000,
-		cur: map[netip.Addr]*bucket{}, prev: map[netip.Addr]*bucket{},
-		curAddr: map[netip.AddrPort]*bucket{}, prevAddr: map[netip.AddrPort]*bucket{},
+		cur: map[netip.Addr]*tokenbucket.Bucket{}, prev: map[netip.Addr]*tokenbucket.Bucket{},
+		curAddr: map[netip.AddrPort]*tokenbucket.Bucket{}, prevAddr: map[netip.AddrPort]*tokenbucket.Bucket{},
 	}
+	l.overflow = tokenbucket.Full(l.burst, time.Now())
 	l.addrRate, l.addrBurst = streamGuard(rate, burst)
 	return l
 }
@@ -111,8 +84,8 @@ func (l *sourceLimiter) allow(src netip.AddrPort, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.rotated) > l.window {
-		l.prev, l.cur = l.cur, make(map[netip.Addr]*bucket, len(l.cur))
-		l.prevAddr, l.curAddr = l.curAddr, make(map[netip.AddrPort]*bucket, len(l.curAddr))
+		l.prev, l.cur = l.cur, make(map[netip.Addr]*tokenbucket.Bucket, len(l.cur))
+		l.prevAddr, l.curAddr = l.curAddr, make(map[netip.AddrPort]*tokenbucket.Bucket, len(l.curAddr))
 		l.rotated = now
 	}
 	a := l.curAddr[src]
@@ -121,11 +94,13 @@ func (l *sourceLimiter) allow(src netip.AddrPort, now time.Time) bool {
 			a = old
 			l.curAddr[src] = a
 		} else if len(l.curAddr) < l.maxSources {
-			a = &bucket{}
+			b := tokenbucket.Full(l.addrBurst, now)
+			a = &b
 			l.curAddr[src] = a
 		}
 	}
-	if a != nil && !a.refill(l.addrRate, l.addrBurst, now) {
+	// Asked, not taken: a request the IP's bucket refuses charges neither.
+	if a != nil && !a.Has(now, l.addrRate, l.addrBurst, 1) {
 		return false
 	}
 	b := l.cur[ip]
@@ -135,53 +110,48 @@ func (l *sourceLimiter) allow(src netip.AddrPort, now time.Time) bool {
 		} else if len(l.cur) >= l.maxSources {
 			b = &l.overflow
 		} else {
-			b = &bucket{}
+			nb := tokenbucket.Full(l.burst, now)
+			b = &nb
 		}
 		if b != &l.overflow {
 			l.cur[ip] = b
 		}
 	}
-	if !b.take(l.rate, l.burst, now) {
+	if !b.Take(now, l.rate, l.burst, 1) {
 		return false
 	}
 	if a != nil {
-		a.tokens--
+		a.Take(now, l.addrRate, l.addrBurst, 1)
 	}
 	return true
 }
 
-// rateBucket is a byte-rate token bucket for one direction of one allocation.
+// rateBucket is the byte budget of one direction of one allocation
+// (limits.bandwidth_per_allocation). The event loop and pion's goroutines
+// may relay for the same allocation at once, hence the lock.
 type rateBucket struct {
-	mu     sync.Mutex
-	rate   float64 // bytes per second
-	tokens float64
-	last   time.Time
+	mu          sync.Mutex
+	rate, burst float64 // bytes per second; a second's worth, at least one full-size datagram
+	b           tokenbucket.Bucket
 }
 
 func newRateBucket(bytesPerSecond int) *rateBucket {
 	if bytesPerSecond <= 0 {
 		return nil
 	}
-	// A burst of one second's worth, and at least one full-size datagram.
-	return &rateBucket{rate: float64(bytesPerSecond), tokens: float64(max(bytesPerSecond, 1500)), last: time.Now()}
+	burst := float64(max(bytesPerSecond, 1500))
+	return &rateBucket{rate: float64(bytesPerSecond), burst: burst, b: tokenbucket.Full(burst, time.Now())}
 }
 
-// take reports whether n bytes fit the budget now.
+// take reports whether n bytes fit the budget now; a nil bucket (no cap)
+// takes everything.
 func (b *rateBucket) take(n int) bool {
 	if b == nil {
 		return true
 	}
 	now := time.Now()
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.tokens += now.Sub(b.last).Seconds() * b.rate
-	if limit := max(b.rate, 1500); b.tokens > limit {
-		b.tokens = limit
-	}
-	b.last = now
-	if b.tokens < float64(n) {
-		return false
-	}
-	b.tokens -= float64(n)
-	return true
+	ok := b.b.Take(now, b.rate, b.burst, float64(n))
+	b.mu.Unlock()
+	return ok
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/internal/ratelog"
+	"icegate/internal/tokenbucket"
 )
 
 // Bounds on what one TCP, TLS or DTLS connection may hold before it proves
@@ -140,11 +141,16 @@ func (t *streamConns) acceptError(transport string, err error) {
 // flood down one connection. Only the connection's reading goroutine uses it.
 type connGuard struct {
 	rate, burst float64
-	b           bucket
+	b           tokenbucket.Bucket
+}
+
+// newConnGuard returns a full budget, or no limit when the rate is 0.
+func (t *streamConns) newConnGuard() connGuard {
+	return connGuard{rate: t.guardRate, burst: t.guardBurst, b: tokenbucket.Full(t.guardBurst, time.Now())}
 }
 
 func (g *connGuard) allow(now time.Time) bool {
-	return g.rate <= 0 || g.b.take(g.rate, g.burst, now)
+	return g.rate <= 0 || g.b.Take(now, g.rate, g.burst, 1)
 }
 
 // fdGuard keeps a reserve of file descriptors for UDP relay sockets: TCP and

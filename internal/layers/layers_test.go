@@ -25,7 +25,7 @@ var allowed = map[string][]string{
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/config", "icegate/stun", "icegate/internal/stunwire",
-		"icegate/internal/ratelog", "icegate/internal/certfile"},
+		"icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile"},
 	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket"},
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/ratelog"},

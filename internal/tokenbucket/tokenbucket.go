@@ -39,3 +39,12 @@ func (b *Bucket) Take(now time.Time, rate, burst, n float64) bool {
 	b.tokens -= n
 	return true
 }
+
+// Has refills the bucket like Take and reports whether it holds n tokens,
+// taking none. An owner that charges two buckets for one request (a source
+// address and its IP) asks the first with Has and takes from it only when
+// the second agreed, so a refusal by either charges neither; a Take at the
+// same now then refills nothing.
+func (b *Bucket) Has(now time.Time, rate, burst, n float64) bool {
+	return b.Take(now, rate, burst, 0) && b.tokens >= n
+}

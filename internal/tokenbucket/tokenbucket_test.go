@@ -40,6 +40,16 @@ func TestBucket(t *testing.T) {
 		t.Fatal("a backward clock refilled")
 	}
 	// The zero bucket is empty.
+	h := Full(2, t0)
+	if !h.Has(t0, 1, 2, 2) || !h.Has(t0, 1, 2, 2) {
+		t.Fatal("Has took tokens")
+	}
+	if h.Has(t0, 1, 2, 3) {
+		t.Fatal("Has reports more than the bucket holds")
+	}
+	if !h.Take(t0, 1, 2, 2) || h.Has(t0, 1, 2, 1) || !h.Has(t0.Add(time.Second), 1, 2, 1) {
+		t.Fatal("Has does not refill like Take")
+	}
 	var z Bucket
 	if z.Take(time.Time{}, 1, 1, 1) {
 		t.Fatal("zero bucket not empty")
