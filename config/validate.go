@@ -498,7 +498,7 @@ func (r *Relay) validate(v *validator, l *Listen) {
 			rng   hcl.Range
 			field string
 		}{{r.IPv4PublicAddr, r.IPv4PublicRange, "relay.ipv4_public"}, {r.IPv6PublicAddr, r.IPv6PublicRange, "relay.ipv6_public"}} {
-			if what := NonPublic(pub.a); what != "" {
+			if what := auth.NonPublic(pub.a); what != "" {
 				v.errorf(pub.rng, pub.field, "%s is %s: peers on the internet cannot reach relays there; "+
 					"advertise the public address (behind 1:1 NAT, the provider's), or set relay.private_ok = true for a LAN or a test", pub.a, what)
 			}
@@ -657,29 +657,4 @@ func (m *Metrics) validate(v *validator) {
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		v.errorf(m.ListenRange, "metrics.listen", "port %q is not a number 1-65535", port)
 	}
-}
-
-// cgnat is the shared address space of RFC 6598, private to a carrier.
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
-// NonPublic says why peers on the internet cannot reach a: "a loopback
-// address", "a private address" (RFC 1918, RFC 4193, RFC 6598),
-// "a link-local address" or "unspecified"; "" for an address they can reach
-// (and for the invalid Addr). The relay's start-up check of a detected
-// address and config check use it alike.
-func NonPublic(a netip.Addr) string {
-	a = a.Unmap()
-	switch {
-	case !a.IsValid():
-		return ""
-	case a.IsLoopback():
-		return "a loopback address"
-	case a.IsLinkLocalUnicast():
-		return "a link-local address"
-	case a.IsUnspecified():
-		return "unspecified"
-	case a.IsPrivate() || cgnat.Contains(a):
-		return "a private address"
-	}
-	return ""
 }

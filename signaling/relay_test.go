@@ -3,13 +3,13 @@ package signaling
 import (
 	"context"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
 
-	"icegate/config"
 	"icegate/turn"
 )
 
@@ -17,29 +17,21 @@ import (
 // credentials hello hands out, and checks that the relay's decisions about
 // those requests reach the peer, and only that peer.
 func TestCredentialsWorkOnTheRelay(t *testing.T) {
-	// The relay is built from a config file's schema (test code may use it);
-	// the signaling server from its own Config, naming what the relay serves,
-	// as cmd/icegate does.
-	cfg, err := config.Default()
-	if err != nil {
-		t.Fatal(err)
+	// The relay takes its own Config too; the signaling server names what
+	// the relay serves, as cmd/icegate does.
+	lo := netip.MustParseAddr("127.0.0.1")
+	port := freeUDPPort(t)
+	relayCfg := turn.Config{
+		Listen: turn.ListenConfig{Addrs: []netip.Addr{lo}, Port: port, NoTCP: true, NoTLS: true, NoDTLS: true},
+		Relay:  turn.RelayConfig{MinPort: 52000, MaxPort: 52999, IPv4Bind: lo, IPv4Public: lo, NoIPv6: true, PrivateOK: true},
+		Auth:   turn.AuthConfig{Secrets: []string{testSecret}},
 	}
-	cfg.Listen.Addresses = []string{"127.0.0.1"}
-	cfg.Listen.Port = freeUDPPort(t)
-	cfg.Listen.TLS, cfg.Listen.DTLS, cfg.Listen.TCP = new(bool), new(bool), new(bool)
-	cfg.Relay.IPv4Bind, cfg.Relay.IPv4Public, cfg.Relay.IPv6Bind = "127.0.0.1", "127.0.0.1", ""
-	cfg.Relay.MinPort, cfg.Relay.MaxPort = 52000, 52999
-	cfg.Relay.PrivateOK = ptrTrue()
-	cfg.Auth.Secrets = []string{testSecret}
-	if diags := cfg.Validate(); diags.HasErrors() {
-		t.Fatalf("config: %s", config.FormatDiagnostics(diags))
-	}
-	s, err := New(Config{Relay: Relay{Port: cfg.Listen.Port, UDP: true}}, Options{Secret: func() string { return testSecret }})
+	s, err := New(Config{Relay: Relay{Port: port, UDP: true}}, Options{Secret: func() string { return testSecret }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
-	relay, err := turn.New(cfg, turn.Options{Events: func(e turn.Event) { s.RelayEvent(RelayEvent(e)) }})
+	relay, err := turn.New(relayCfg, turn.Options{Events: func(e turn.Event) { s.RelayEvent(RelayEvent(e)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +56,11 @@ func TestCredentialsWorkOnTheRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	addr := net.JoinHostPort("127.0.0.1", str(cfg.Listen.Port))
+	addr := net.JoinHostPort("127.0.0.1", str(port))
 	c, err := pionturn.NewClient(&pionturn.ClientConfig{
 		STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
 		Username: turnSrv["username"].(string), Password: turnSrv["credential"].(string),
-		Realm: cfg.Realm,
+		Realm: "icegate", // turn.Config's default realm
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -111,9 +103,4 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer pc.Close()
 	return pc.LocalAddr().(*net.UDPAddr).Port
-}
-
-func ptrTrue() *bool {
-	b := true
-	return &b
 }

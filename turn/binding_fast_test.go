@@ -8,7 +8,6 @@ import (
 
 	pionstun "github.com/pion/stun/v4"
 
-	"icegate/config"
 	"icegate/stun"
 )
 
@@ -56,7 +55,7 @@ func TestFastBindingMatchesResponder(t *testing.T) {
 func TestFastBindingNoAllocs(t *testing.T) {
 	for _, portable := range []bool{false, true} {
 		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
-			srv := startServerIO(t, func(c *config.Config) { c.Limits.UnauthRate = 0 }, portable)
+			srv := startServerIO(t, func(c *Config) { c.Limits.UnauthenticatedRate = NoLimit }, portable)
 			c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
 			req := pionstun.MustBuild(pionstun.TransactionID, pionstun.BindingRequest, pionstun.Fingerprint)
 			server := addrPortOf(srv.addr(t, "udp", "4"))

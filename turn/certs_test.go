@@ -10,8 +10,6 @@ import (
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
-
-	"icegate/config"
 )
 
 func writePair(t *testing.T, dir string) string {
@@ -55,9 +53,9 @@ func servedSerial(t *testing.T, addr string) string {
 func TestCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	first := writePair(t, dir)
-	srv := startServer(t, func(c *config.Config) {
+	srv := startServer(t, func(c *Config) {
 		c.TLS.CertFile, c.TLS.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		c.TLS.ReloadIntervalDuration = 50 * time.Millisecond
+		c.TLS.ReloadInterval = 50 * time.Millisecond
 	})
 	server := srv.addr(t, "tls", "4")
 	if got := servedSerial(t, server.String()); got != first {

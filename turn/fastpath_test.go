@@ -10,8 +10,6 @@ import (
 	"time"
 
 	pionstun "github.com/pion/stun/v4"
-
-	"icegate/config"
 )
 
 // channelPath is a client with an allocation and a channel bound to a UDP
@@ -220,7 +218,7 @@ func TestTCPClientChannelData(t *testing.T) {
 	for _, portable := range []bool{false, true} {
 		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
 			port := freePort(t)
-			srv := startServerIO(t, func(c *config.Config) {
+			srv := startServerIO(t, func(c *Config) {
 				c.Listen.Port = port
 				c.Listen.Addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 			}, portable)
@@ -311,7 +309,7 @@ func freePort(t testing.TB) int {
 func TestBandwidthLimit(t *testing.T) {
 	for _, portable := range []bool{false, true} {
 		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
-			srv := startServerIO(t, func(c *config.Config) { c.Limits.BandwidthPerAllocation = 3000 }, portable)
+			srv := startServerIO(t, func(c *Config) { c.Limits.BandwidthPerAllocation = 3000 }, portable)
 			p := newChannelPath(t, srv, 1000)
 			// 30 KB at once against 3000 B/s with a one-second burst: a few get
 			// through, most are dropped.

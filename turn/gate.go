@@ -562,7 +562,7 @@ func (g *gate) finish(in inbound, msg *pionstun.Message, key []byte, e edits) ([
 // are counted from pion's events; a refresh of an existing permission does
 // not count again. RFC 8656 §9.2: 508 when the server cannot add it.
 func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, peers []netip.AddrPort, key []byte) ([]byte, bool) {
-	limit := g.s.cfg.Limits.PermissionsPerAllocation
+	limit := g.s.cfg.Limits.PermissionsPerAllocation // NoLimit: no cap
 	if limit <= 0 {
 		return msg.Raw, true
 	}
@@ -894,7 +894,7 @@ func (g *gate) hasAllocation(key string) bool {
 
 // quota is pion's QuotaHandler: limits.allocations_per_user (486).
 func (g *gate) quota(userID, _ string, _ net.Addr) bool {
-	limit := g.s.cfg.Limits.AllocationsPerUser
+	limit := g.s.cfg.Limits.AllocationsPerUser // NoLimit: no cap
 	if limit <= 0 {
 		return true
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -20,7 +19,6 @@ import (
 	pionturn "github.com/pion/turn/v5"
 
 	"icegate/auth"
-	"icegate/config"
 	"icegate/internal/leakcheck"
 	"icegate/internal/testutil"
 )
@@ -30,37 +28,11 @@ import (
 func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/turn.") }
 
 const (
-	testRealm   = "icegate-test"
-	testSecret  = "current-secret-0123456789"
-	oldSecret   = "previous-secret-0123456789"
-	testUser    = "alice"
-	testPass    = "wonderland"
-	testBaseHCL = `
-realm = "icegate-test"
-listen {
-  addresses = ["127.0.0.1", "::1"]
-}
-relay {
-  min_port    = 40000
-  max_port    = 40999
-  ipv4_bind   = "127.0.0.1"
-  ipv4_public = "127.0.0.1"
-  ipv6_bind   = "::1"
-  ipv6_public = "::1"
-  private_ok  = true
-}
-auth {
-  secrets = ["current-secret-0123456789", "previous-secret-0123456789"]
-  user "alice" { password = "wonderland" }
-  user "bob" { key = "0x%s" }
-}
-policy {
-  presets = ["loopback"]
-}
-metrics {
-  listen = ""
-}
-`
+	testRealm  = "icegate-test"
+	testSecret = "current-secret-0123456789"
+	oldSecret  = "previous-secret-0123456789"
+	testUser   = "alice"
+	testPass   = "wonderland"
 )
 
 type testServer struct {
@@ -68,30 +40,44 @@ type testServer struct {
 	log *testutil.SyncBuffer
 }
 
-// testConfig parses the base test config; mutate adjusts it after
-// validation (ports 0 and the parsed fields are set directly).
-func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
+// testConfig is the base test config: loopback only, on ports the system
+// picks, relays on 127.0.0.1 and ::1 from ports 40000-40999, the two
+// secrets, alice (a password) and bob (a key), and the loopback preset so
+// that echo peers on loopback are reachable. mutate adjusts it.
+func testConfig(t testing.TB, mutate func(*Config)) Config {
 	t.Helper()
-	bobKey := fmt.Sprintf("%x", auth.LongTermKey("bob", testRealm, "builder"))
-	cfg, diags := config.Parse([]byte(fmt.Sprintf(testBaseHCL, bobKey)), "test.hcl")
-	if diags.HasErrors() {
-		t.Fatalf("test config: %s", config.FormatDiagnostics(diags))
+	lo4, lo6 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")
+	cfg := Config{
+		Realm:  testRealm,
+		Listen: ListenConfig{Addrs: []netip.Addr{lo4, lo6}},
+		Relay: RelayConfig{
+			MinPort: 40000, MaxPort: 40999,
+			IPv4Bind: lo4, IPv4Public: lo4, IPv6Bind: lo6, IPv6Public: lo6,
+			PrivateOK: true,
+		},
+		Auth: AuthConfig{
+			Secrets: []string{testSecret, oldSecret},
+			Users: []auth.StaticUser{
+				{Name: testUser, Password: testPass},
+				{Name: "bob", Key: auth.LongTermKey("bob", testRealm, "builder")},
+			},
+		},
+		Policy: PolicyConfig{Presets: []string{"loopback"}},
 	}
-	cfg.Listen.Port, cfg.Listen.TLSPort = 0, 0
 	if mutate != nil {
-		mutate(cfg)
+		mutate(&cfg)
 	}
 	return cfg
 }
 
-func startServer(t testing.TB, mutate func(*config.Config)) *testServer {
+func startServer(t testing.TB, mutate func(*Config)) *testServer {
 	t.Helper()
 	return startServerIO(t, mutate, false)
 }
 
 // startServerIO starts a server on the Linux event loops, or with portable
 // set on Go's net package.
-func startServerIO(t testing.TB, mutate func(*config.Config), portable bool) *testServer {
+func startServerIO(t testing.TB, mutate func(*Config), portable bool) *testServer {
 	t.Helper()
 	cfg := testConfig(t, mutate)
 	logs := &testutil.SyncBuffer{}

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
-	"icegate/config"
 	"icegate/internal/testutil"
 )
 
@@ -209,7 +208,7 @@ func TestLoopMetrics(t *testing.T) {
 
 func testLoopMetrics(t *testing.T, gso bool) {
 	reg := prometheus.NewRegistry()
-	cfg := testConfig(t, func(c *config.Config) { c.Listen.UDPSegmentation = &gso })
+	cfg := testConfig(t, func(c *Config) { c.Listen.NoSegmentation = !gso })
 	srv, err := New(cfg, Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)

@@ -9,18 +9,16 @@ import (
 
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
-
-	"icegate/config"
 )
 
 // defaultPolicy drops the loopback preset of the base test config, so the
 // built-in rules apply as in production, and advertises documentation
 // addresses (as behind 1:1 NAT) so that loopback is not the server's own
 // relay address.
-func defaultPolicy(c *config.Config) {
+func defaultPolicy(c *Config) {
 	c.Policy.Presets = nil
-	c.Relay.IPv4PublicAddr = netip.MustParseAddr("203.0.113.10")
-	c.Relay.IPv6PublicAddr = netip.MustParseAddr("2001:db8::10")
+	c.Relay.IPv4Public = netip.MustParseAddr("203.0.113.10")
+	c.Relay.IPv6Public = netip.MustParseAddr("2001:db8::10")
 }
 
 // allocated returns a raw client holding a UDP allocation on srv.
@@ -102,9 +100,9 @@ func TestPolicyDenies(t *testing.T) {
 // two clients of one server can talk relay to relay although the relay
 // address is loopback and loopback is denied.
 func TestPolicyAllowAndRelayToRelay(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) {
+	srv := startServer(t, func(c *Config) {
 		c.Policy.Presets = nil
-		c.Policy.AllowPrefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+		c.Policy.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
 	})
 	server := srv.addr(t, "udp", "4")
 
@@ -211,7 +209,7 @@ done:
 // lifetime cap, and 440 for an unconfigured family.
 func TestLimits(t *testing.T) {
 	t.Run("user quota 486", func(t *testing.T) {
-		srv := startServer(t, func(c *config.Config) { c.Limits.AllocationsPerUser = 1 })
+		srv := startServer(t, func(c *Config) { c.Limits.AllocationsPerUser = 1 })
 		allocated(t, srv, "127.0.0.1")
 		c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
 		c.challenge()
@@ -224,7 +222,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("port range exhausted 508", func(t *testing.T) {
-		srv := startServer(t, func(c *config.Config) { c.Relay.MinPort, c.Relay.MaxPort = 41000, 41002 })
+		srv := startServer(t, func(c *Config) { c.Relay.MinPort, c.Relay.MaxPort = 41000, 41002 })
 		for i := range 3 {
 			c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
 			c.challenge()
@@ -239,7 +237,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("total quota 508", func(t *testing.T) {
-		srv := startServer(t, func(c *config.Config) { c.Limits.AllocationsTotal = 1 })
+		srv := startServer(t, func(c *Config) { c.Limits.AllocationsTotal = 1 })
 		allocated(t, srv, "127.0.0.1")
 		c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
 		c.challenge()
@@ -248,7 +246,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("permissions per allocation 508", func(t *testing.T) {
-		srv := startServer(t, func(c *config.Config) { c.Limits.PermissionsPerAllocation = 2 })
+		srv := startServer(t, func(c *Config) { c.Limits.PermissionsPerAllocation = 2 })
 		c := allocated(t, srv, "127.0.0.1")
 		for _, ip := range []string{"8.8.8.8", "8.8.4.4", "8.8.8.8"} { // a refresh does not count
 			if code := errorCode(c.authed(pionstun.MethodCreatePermission, testUser, testPass, peer(ip, 9))); code != 0 {
@@ -260,7 +258,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("lifetime capped", func(t *testing.T) {
-		srv := startServer(t, func(c *config.Config) { c.Limits.MaxLifetimeDuration = 5 * time.Minute })
+		srv := startServer(t, func(c *Config) { c.Limits.DefaultLifetime, c.Limits.MaxLifetime = time.Minute, 5*time.Minute })
 		c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
 		c.challenge()
 		resp := c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP(), lifetime(3000))
@@ -273,7 +271,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("family not configured 440", func(t *testing.T) {
-		srv := startServer(t, func(c *config.Config) { c.Relay.IPv6BindAddr, c.Relay.IPv6PublicAddr = netip.Addr{}, netip.Addr{} })
+		srv := startServer(t, func(c *Config) { c.Relay.NoIPv6 = true })
 		c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
 		c.challenge()
 		fam6 := rawAttr{pionstun.AttrRequestedAddressFamily, []byte{2, 0, 0, 0}}

@@ -41,7 +41,7 @@ type relayAllocator struct {
 	bps      int // bandwidth per allocation and direction, 0 = no cap
 
 	metrics *Metrics
-	self    func(netip.Addr) bool // this server's own addresses (Server.isGuarded)
+	self    func(netip.AddrPort) bool // this server's own address outside the relay ports (PeerPolicy.SelfPort)
 	// selfDrop counts and logs relayed data dropped by selfPort.
 	selfDrop func(netip.AddrPort)
 	fast     *fastPath
@@ -459,13 +459,12 @@ func (r *relayAllocator) nextLoop() *ioLoop {
 	return r.loops[int(r.next.Add(1))%len(r.loops)]
 }
 
-func (r *relayAllocator) inRange(port int) bool { return port >= r.min && port <= r.max }
-
 // selfPort reports whether peer is one of this server's own addresses on a
 // port outside the relay range (its STUN, HTTP or metrics port, a service
-// beside it), which relays may not reach.
+// beside it), which relays may not reach: the peer policy in force says
+// (PeerPolicy.SelfPort).
 func (r *relayAllocator) selfPort(peer netip.AddrPort) bool {
-	return r.self != nil && r.self(peer.Addr()) && !r.inRange(int(peer.Port()))
+	return r.self != nil && r.self(peer)
 }
 
 // relayConn is one allocation's relayed UDP socket. It returns its port to

@@ -12,14 +12,12 @@ import (
 	"time"
 
 	pionstun "github.com/pion/stun/v4"
-
-	"icegate/config"
 )
 
 // startLoops starts a server with at least four event loops, so that the
 // kernel spreads clients over four SO_REUSEPORT listener sockets even on a
 // machine with fewer cores (the loop count follows GOMAXPROCS).
-func startLoops(t *testing.T, mutate func(*config.Config)) *testServer {
+func startLoops(t *testing.T, mutate func(*Config)) *testServer {
 	t.Helper()
 	if !ioLoopSupported() {
 		t.Skip("no event loops on this system")
@@ -107,7 +105,7 @@ func reserveEven(t *testing.T, c *rawClient, extra ...pionstun.Setter) (int, []b
 // relay it gives relays, and the attempts metric counts two allocations per
 // pair and no probe sockets.
 func TestReservationAcrossSockets(t *testing.T) {
-	srv := startLoops(t, func(c *config.Config) { c.Limits.AllocationsPerUser = 0 })
+	srv := startLoops(t, func(c *Config) { c.Limits.AllocationsPerUser = NoLimit })
 	echo := udpEcho(t, "127.0.0.1")
 	const pairs = 12
 	for i := range pairs {
@@ -178,7 +176,7 @@ func rawEcho(t *testing.T, c *rawClient, peerAddr *net.UDPAddr) {
 // twoPorts makes the relay range exactly one even port P and P+1, both
 // free on 127.0.0.1 just now (other test processes share the machine), and
 // returns P.
-func twoPorts(t *testing.T) (func(*config.Config), int) {
+func twoPorts(t *testing.T) (func(*Config), int) {
 	t.Helper()
 	for p := 47000 + 2*rand.IntN(1000); ; p += 2 {
 		if p > 48998 {
@@ -194,7 +192,7 @@ func twoPorts(t *testing.T) (func(*config.Config), int) {
 			continue
 		}
 		_ = b.Close()
-		return func(c *config.Config) { c.Relay.MinPort, c.Relay.MaxPort = p, p+1 }, p
+		return func(c *Config) { c.Relay.MinPort, c.Relay.MaxPort = p, p+1 }, p
 	}
 }
 
@@ -348,9 +346,9 @@ func TestReservationIPv6AndTCP(t *testing.T) {
 // 500 naming the bind failure, never 508 "insufficient capacity"; the log
 // says which address and why, and the attempts metric counts it.
 func TestRelayBindFailure(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) {
-		c.Relay.IPv4BindAddr = netip.MustParseAddr("203.0.113.77") // documentation range, not on this host
-		c.Relay.IPv4PublicAddr = netip.MustParseAddr("203.0.113.77")
+	srv := startServer(t, func(c *Config) {
+		c.Relay.IPv4Bind = netip.MustParseAddr("203.0.113.77") // documentation range, not on this host
+		c.Relay.IPv4Public = netip.MustParseAddr("203.0.113.77")
 	})
 	resp := challenged(t, srv, "127.0.0.1", "4").authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())
 	if code := errorCode(resp); code != 500 {

@@ -251,7 +251,7 @@ func newRevokeCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 // revoke applies new credentials and peer policy to the live allocations.
 // It runs after both are swapped in, so a request racing with it is already
 // judged by the new ones.
-func (s *Server) revoke(creds *auth.Credentials, pol *peerPolicy) Revoked {
+func (s *Server) revoke(creds *auth.Credentials, pol *PeerPolicy) Revoked {
 	var out Revoked
 	allocs, closers := s.allocs.snapshot()
 	for i, a := range allocs {
@@ -297,7 +297,7 @@ func (s *Server) end(a liveAlloc, closer io.Closer, reason string) {
 
 // deniedPeers returns the peers of allocation a, with a permission or a
 // channel (or already blocked), that pol denies.
-func (s *Server) deniedPeers(a liveAlloc, closer io.Closer, pol *peerPolicy) []netip.Addr {
+func (s *Server) deniedPeers(a liveAlloc, closer io.Closer, pol *PeerPolicy) []netip.Addr {
 	peers := map[netip.Addr]struct{}{}
 	s.gate.mu.Lock()
 	for ip := range s.gate.perms[allocKey(a.src, a.dst)] {
@@ -318,7 +318,7 @@ func (s *Server) deniedPeers(a liveAlloc, closer io.Closer, pol *peerPolicy) []n
 	}
 	var denied []netip.Addr
 	for ip := range peers {
-		if !pol.policy.Decide(ip).Allowed {
+		if !pol.Decide(ip).Allowed {
 			denied = append(denied, ip)
 		}
 	}

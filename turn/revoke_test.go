@@ -11,7 +11,6 @@ import (
 	pionturn "github.com/pion/turn/v5"
 
 	"icegate/auth"
-	"icegate/config"
 )
 
 // relayed allocates over UDP with pion's client and checks that data to
@@ -58,9 +57,9 @@ func waitAllocations(t *testing.T, srv *testServer, n int) {
 	}
 }
 
-func withoutUser(name string) func(*config.Config) {
-	return func(c *config.Config) {
-		c.Auth.Users = slices.DeleteFunc(slices.Clone(c.Auth.Users), func(u *config.User) bool { return u.Name == name })
+func withoutUser(name string) func(*Config) {
+	return func(c *Config) {
+		c.Auth.Users = slices.DeleteFunc(slices.Clone(c.Auth.Users), func(u auth.StaticUser) bool { return u.Name == name })
 	}
 }
 
@@ -74,16 +73,16 @@ func TestReloadRevokesCredentials(t *testing.T) {
 		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
 			for _, tc := range []struct {
 				name   string
-				mutate func(*config.Config)
+				mutate func(*Config)
 				reason auth.Reason
 				user   func() (string, string)
 			}{
 				{"user removed", withoutUser(testUser), auth.ReasonUnknownUser, func() (string, string) { return testUser, testPass }},
-				{"password changed", func(c *config.Config) {
+				{"password changed", func(c *Config) {
 					withoutUser(testUser)(c)
-					c.Auth.Users = append(c.Auth.Users, &config.User{Name: testUser, Password: "looking-glass"})
+					c.Auth.Users = append(c.Auth.Users, auth.StaticUser{Name: testUser, Password: "looking-glass"})
 				}, auth.ReasonBadIntegrity, func() (string, string) { return testUser, testPass }},
-				{"secret removed", func(c *config.Config) { c.Auth.Secrets = []string{testSecret} }, auth.ReasonBadIntegrity,
+				{"secret removed", func(c *Config) { c.Auth.Secrets = []string{testSecret} }, auth.ReasonBadIntegrity,
 					func() (string, string) {
 						u, p, _ := auth.MintREST(oldSecret, "carol", time.Hour, time.Now(), ":")
 						return u, p
@@ -141,7 +140,7 @@ func TestReloadDeniesPeer(t *testing.T) {
 			// Again, now that pion's client has bound channels: ChannelData.
 			echoThrough(t, relay, denied)
 
-			deny := func(c *config.Config) { c.Policy.DenyPrefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")} }
+			deny := func(c *Config) { c.Policy.Deny = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")} }
 			p, err := srv.PrepareReload(testConfig(t, deny))
 			if err != nil {
 				t.Fatal(err)
@@ -168,7 +167,7 @@ func TestReloadDeniesPeer(t *testing.T) {
 	}
 }
 
-func (srv *testServer) mustReload(t *testing.T, mutate func(*config.Config)) Revoked {
+func (srv *testServer) mustReload(t *testing.T, mutate func(*Config)) Revoked {
 	t.Helper()
 	p, err := srv.PrepareReload(testConfig(t, mutate))
 	if err != nil {
@@ -181,7 +180,7 @@ func (srv *testServer) mustReload(t *testing.T, mutate func(*config.Config)) Rev
 // connection does not pass through the relay socket, so its allocation
 // ends when its peer is denied.
 func TestReloadEndsTCPRelayWithDeniedPeer(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) { c.Relay.TCP = ptr(true) })
+	srv := startServer(t, func(c *Config) { c.Relay.TCP = true })
 	server := srv.addr(t, "tcp", "4").(*net.TCPAddr)
 	peer := tcpEcho(t, "127.0.0.2")
 	control, err := net.DialTCP("tcp", nil, server)
@@ -200,9 +199,9 @@ func TestReloadEndsTCPRelayWithDeniedPeer(t *testing.T) {
 	}
 	defer data.Close()
 	waitAllocations(t, srv, 1)
-	r := srv.mustReload(t, func(c *config.Config) {
-		c.Relay.TCP = ptr(true)
-		c.Policy.DenyPrefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	r := srv.mustReload(t, func(c *Config) {
+		c.Relay.TCP = true
+		c.Policy.Deny = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
 	})
 	if r.Allocations != 1 {
 		t.Errorf("reload ended %d allocations, want 1", r.Allocations)
@@ -222,7 +221,7 @@ func TestReloadBrokenChangesNothing(t *testing.T) {
 	echo := udpEcho(t, "127.0.0.1")
 	_, relay := relayed(t, srv, testUser, testPass, echo)
 	before := srv.Credentials()
-	_, err := srv.PrepareReload(testConfig(t, func(c *config.Config) {
+	_, err := srv.PrepareReload(testConfig(t, func(c *Config) {
 		withoutUser(testUser)(c)
 		c.Auth.Separator = "12" // NewCredentials refuses it
 	}))

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"icegate/config"
 	"icegate/stun"
 )
 
@@ -63,7 +62,7 @@ func classicAddr(v []byte) netip.AddrPort {
 
 func classicChange(flags byte) rawAttr { return rawAttr{t: 0x0003, v: []byte{0, 0, 0, flags}} }
 
-func rfc3489On(c *config.Config) { v := true; c.STUN.RFC3489 = &v }
+func rfc3489On(c *Config) { c.RFC5780.RFC3489 = true }
 
 // TestRFC3489Classic: with stun.rfc3489 an RFC 3489 client (no magic
 // cookie) is answered on each of the four sockets, from the socket its

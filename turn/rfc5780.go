@@ -13,7 +13,7 @@ import (
 )
 
 // bindingSockets answers Binding requests for the gate (stun.Responder) and,
-// with RFC 5780 configured (the stun block), holds the four UDP sockets
+// with RFC 5780 configured (Config.RFC5780), holds the four UDP sockets
 // A1:P1, A1:P2, A2:P1, A2:P2 so a response can leave from the one
 // CHANGE-REQUEST names. It is filled while New opens the listeners and only
 // read afterwards.
@@ -28,8 +28,8 @@ type bindingSockets struct {
 // Each is handed to pion behind the gate like the primary, so TURN works on
 // all four (RFC 5780 §3 expects that of a combined STUN/TURN server).
 func (s *Server) openAlternates(addr netip.Addr, primary net.PacketConn) ([]pionturn.PacketConnConfig, error) {
-	st := s.cfg.STUN
-	if !st.Enabled() || addr != st.PrimaryAddr {
+	st, primaryAddr := s.cfg.RFC5780, s.cfg.primary()
+	if !st.On() || addr != primaryAddr {
 		return nil, nil
 	}
 	v := "udp4"
@@ -44,16 +44,16 @@ func (s *Server) openAlternates(addr netip.Addr, primary net.PacketConn) ([]pion
 	b.conns[stun.Primary] = primary
 	var out []pionturn.PacketConnConfig
 	for i := stun.AltPort; i <= stun.AltBoth; i++ {
-		ap := netip.AddrPortFrom(st.PrimaryAddr, p2)
+		ap := netip.AddrPortFrom(primaryAddr, p2)
 		switch i {
 		case stun.AltIP:
-			ap = netip.AddrPortFrom(st.AlternateAddr, p1)
+			ap = netip.AddrPortFrom(st.Alternate, p1)
 		case stun.AltBoth:
-			ap = netip.AddrPortFrom(st.AlternateAddr, p2)
+			ap = netip.AddrPortFrom(st.Alternate, p2)
 		}
 		pc, err := net.ListenPacket(v, ap.String())
 		if err != nil {
-			return nil, fmt.Errorf("listen udp %s (stun.alternate_address, stun.alternate_port): %w", ap, err)
+			return nil, fmt.Errorf("listen udp %s (RFC5780.Alternate, RFC5780.AlternatePort): %w", ap, err)
 		}
 		s.track("udp", pc.LocalAddr(), pc.Close)
 		if i == stun.AltPort {
@@ -67,17 +67,24 @@ func (s *Server) openAlternates(addr netip.Addr, primary net.PacketConn) ([]pion
 			PermissionHandler:     s.permission,
 		})
 	}
-	public := [4]netip.AddrPort{
-		netip.AddrPortFrom(st.PrimaryPublicAddr, p1), netip.AddrPortFrom(st.PrimaryPublicAddr, p2),
-		netip.AddrPortFrom(st.AlternatePublicAddr, p1), netip.AddrPortFrom(st.AlternatePublicAddr, p2),
+	pub1, pub2 := st.PrimaryPublic, st.AlternatePublic
+	if !pub1.IsValid() {
+		pub1 = primaryAddr
 	}
-	r, err := stun.NewResponder(stun.Config{Addrs: public, RFC3489: st.RFC3489On()})
+	if !pub2.IsValid() {
+		pub2 = st.Alternate
+	}
+	public := [4]netip.AddrPort{
+		netip.AddrPortFrom(pub1, p1), netip.AddrPortFrom(pub1, p2),
+		netip.AddrPortFrom(pub2, p1), netip.AddrPortFrom(pub2, p2),
+	}
+	r, err := stun.NewResponder(stun.Config{Addrs: public, RFC3489: st.RFC3489})
 	if err != nil {
 		return nil, err
 	}
 	b.rfc5780 = r
 	s.log.Info("RFC 5780 NAT behaviour discovery on", "primary", public[stun.Primary].String(),
-		"other", public[stun.AltBoth].String(), "rfc3489", st.RFC3489On())
+		"other", public[stun.AltBoth].String(), "rfc3489", st.RFC3489)
 	return out, nil
 }
 

@@ -9,21 +9,17 @@ import (
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
 
-	"icegate/config"
 	"icegate/stun"
 )
 
 // rfc5780Server starts a server with the primary address 127.0.0.1 and the
 // alternate 127.0.0.2 (both loopback on Linux), and returns its four UDP
 // sockets in stun.Socket order. mutate, if any, changes the config further.
-func rfc5780Server(t *testing.T, mutate ...func(*config.Config)) (*testServer, [4]netip.AddrPort) {
+func rfc5780Server(t *testing.T, mutate ...func(*Config)) (*testServer, [4]netip.AddrPort) {
 	t.Helper()
-	ts := startServer(t, func(c *config.Config) {
+	ts := startServer(t, func(c *Config) {
 		c.Listen.Addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
-		c.STUN.PrimaryAddr = netip.MustParseAddr("127.0.0.1")
-		c.STUN.AlternateAddr = netip.MustParseAddr("127.0.0.2")
-		c.STUN.PrimaryPublicAddr, c.STUN.AlternatePublicAddr = c.STUN.PrimaryAddr, c.STUN.AlternateAddr
-		c.STUN.AlternatePort = 0
+		c.RFC5780.Alternate = netip.MustParseAddr("127.0.0.2")
 		for _, m := range mutate {
 			m(c)
 		}

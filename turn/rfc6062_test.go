@@ -8,8 +8,6 @@ import (
 	"time"
 
 	pionstun "github.com/pion/stun/v4"
-
-	"icegate/config"
 )
 
 // streamSTUN speaks STUN over one TCP connection by hand, so the test sees
@@ -50,7 +48,7 @@ func (s streamSTUN) do(setters ...pionstun.Setter) *pionstun.Message {
 // §5.4), which coturn's client checks, and the data connection then carries
 // the peer's bytes both ways.
 func TestConnectionBindSigned(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) { c.Relay.TCP = ptr(true) })
+	srv := startServer(t, func(c *Config) { c.Relay.TCP = true })
 	server := srv.addr(t, "tcp", "4")
 	echo := tcpEcho(t, "127.0.0.1")
 	key := pionstun.NewLongTermIntegrity(testUser, testRealm, testPass)

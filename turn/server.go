@@ -30,7 +30,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/auth"
-	"icegate/config"
 	"icegate/internal/ratelog"
 )
 
@@ -60,14 +59,14 @@ type ListenAddr struct {
 
 // Server is a running STUN/TURN server.
 type Server struct {
-	cfg     *config.Config
+	cfg     Config // with its defaults; Auth and Policy as at start
 	log     *slog.Logger
 	limited *ratelog.Logger
 	metrics *Metrics
 
 	creds atomic.Pointer[auth.Credentials]
 	// peers is the peer policy, swapped as a whole on reload.
-	peers  atomic.Pointer[peerPolicy]
+	peers  atomic.Pointer[PeerPolicy]
 	relays *relayAllocator
 	// relayGen is what pion allocates relays from: relays, remembering
 	// each relay so that a reload can end a revoked allocation (revoke.go).
@@ -107,9 +106,14 @@ type Server struct {
 	closeErr  error
 }
 
-// New binds every listener and starts serving. cfg must have passed
-// config.Validate.
-func New(cfg *config.Config, opts Options) (_ *Server, err error) {
+// New binds every listener and starts serving. A zero setting of cfg means
+// its default; a cfg the server cannot work with is refused with every
+// problem named.
+func New(cfg Config, opts Options) (_ *Server, err error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -120,13 +124,13 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		log:         log,
 		limited:     ratelog.New(log),
 		metrics:     NewMetrics(opts.Registerer),
-		unauth:      newSourceLimiter(cfg.Limits.UnauthRate, cfg.Limits.UnauthBurst),
-		maxLifetime: cfg.Limits.MaxLifetimeDuration,
+		unauth:      newSourceLimiter(cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst),
+		maxLifetime: cfg.Limits.MaxLifetime,
 		events:      opts.Events,
 		revoked:     newRevokeCounter(opts.Registerer),
 	}
 	s.gate = newGate(s)
-	s.streams = newStreamConns(cfg.Limits.ConnectionsPerSource, cfg.Limits.UnauthRate, cfg.Limits.UnauthBurst, s.metrics, s.limited)
+	s.streams = newStreamConns(cfg.Limits.ConnectionsPerSource, cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst, s.metrics, s.limited)
 	s.fast = newFastPath()
 	s.fast.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
@@ -144,9 +148,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			if err != nil {
 				return nil, err
 			}
-			if !cfg.Listen.SegmentationOn() {
-				l.noGSO = true
-			}
+			l.noGSO = cfg.Listen.NoSegmentation
 			s.loops = append(s.loops, l)
 			addLoops(1)
 		}
@@ -175,14 +177,14 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	}
 	s.creds.Store(creds)
 	s.ephemeralOn.Store(ephemeral)
-	peers, err := s.buildPolicy(cfg)
+	peers, err := newPeerPolicy(cfg.Policy, cfg.Relay, s.selfAddrs())
 	if err != nil {
 		return nil, err
 	}
 	s.peers.Store(peers)
 
 	listen := cfg.Listen
-	useTLS, useDTLS := listen.TLSOn(), listen.DTLSOn()
+	useTLS, useDTLS := !listen.NoTLS, !listen.NoDTLS
 	if useTLS || useDTLS {
 		s.certs, err = newCertStore(cfg.TLS.CertFile, cfg.TLS.KeyFile, s.certHosts(), log, s.metrics)
 		if err != nil {
@@ -208,7 +210,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 			}
 			return fmt.Errorf("listen %s %s: %w", transport, ap, err)
 		}
-		if listen.UDPOn() {
+		if !listen.NoUDP {
 			conns, err := s.openUDP(v, plain)
 			if err != nil {
 				if err := bindErr("udp", plain, err); err != nil {
@@ -229,7 +231,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 				pcs = append(pcs, alt...)
 			}
 		}
-		if listen.TCPOn() {
+		if !listen.NoTCP {
 			ln, err := net.Listen("tcp"+v, plain.String())
 			if err != nil {
 				if err := bindErr("tcp", plain, err); err != nil {
@@ -271,7 +273,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		}
 	}
 	if len(pcs) == 0 && len(lcs) == 0 {
-		return nil, errors.New("no listener could be opened (check listen.addresses and the transport switches)")
+		return nil, errors.New("no listener could be opened (check Listen.Addrs and the transport switches)")
 	}
 
 	s.pion, err = pionturn.NewServer(pionturn.ServerConfig{
@@ -281,7 +283,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		Realm:              cfg.Realm,
 		AuthHandler:        s.authorize,
 		QuotaHandler:       s.gate.quota,
-		AllocationLifetime: cfg.Limits.DefaultLifetimeDuration,
+		AllocationLifetime: cfg.Limits.DefaultLifetime,
 		EventHandler: pionturn.EventHandler{
 			OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
 				s.gate.allocationCreated(src, dst, userID)
@@ -340,7 +342,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	if s.certs != nil {
-		s.wg.Go(func() { s.certs.watch(ctx, cfg.TLS.ReloadIntervalDuration) })
+		s.wg.Go(func() { s.certs.watch(ctx, cfg.TLS.ReloadInterval) })
 	}
 	return s, nil
 }
@@ -415,50 +417,34 @@ func (s *Server) listenerConfig(ln net.Listener, transport string, datagram bool
 	}
 }
 
-// setupRelays resolves the bind and advertised address per family and warns
-// about the classic coturn mistake: advertising an address peers cannot reach.
+// setupRelays builds the relay allocator from the advertised address of
+// each family (relayPublic, which policy explain's SelfAddrs uses too) and
+// warns about the classic coturn mistake: advertising an address peers
+// cannot reach.
 func (s *Server) setupRelays() error {
 	r := s.cfg.Relay
 	s.relays = &relayAllocator{
-		min: r.MinPort, max: r.MaxPort, tcp: r.TCPOn(),
+		min: r.MinPort, max: r.MaxPort, tcp: r.TCP,
 		limit: s.cfg.Limits.AllocationsTotal, bps: s.cfg.Limits.BandwidthPerAllocation,
 		metrics: s.metrics, res: newReservations(),
 	}
-	s.relays.self = s.isGuarded
+	s.relays.self = func(peer netip.AddrPort) bool { return s.peers.Load().SelfPort(peer) }
 	s.relays.selfDrop = s.dropSelfPort
 	s.relays.fast = s.fast
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
 	s.relayGen = trackedRelays{relayAllocator: s.relays, t: &s.allocs}
-	if r.IPv4BindAddr.IsValid() {
-		pub := r.IPv4PublicAddr
-		if !pub.IsValid() {
-			pub = r.IPv4BindAddr
-			if pub.IsUnspecified() {
-				pub = detectAddress(false)
-			}
-		}
-		if !pub.IsValid() {
-			return errors.New("relay: no IPv4 address found on this host to advertise; set relay.ipv4_public")
-		}
-		s.relays.v4 = relayFamily{bind: r.IPv4BindAddr, public: pub}
+	v4, v6, err := relayPublic(r)
+	if err != nil {
+		return err
 	}
-	if r.IPv6BindAddr.IsValid() {
-		pub := r.IPv6PublicAddr
-		if !pub.IsValid() {
-			pub = r.IPv6BindAddr
-			if pub.IsUnspecified() {
-				pub = detectAddress(true)
-			}
-		}
-		if pub.IsValid() {
-			s.relays.v6 = relayFamily{bind: r.IPv6BindAddr, public: pub}
-		} else {
-			s.log.Info("relay: no global IPv6 address on this host, IPv6 relays are off (RFC 6156 requests get 440); set relay.ipv6_public to enable them")
-		}
+	if v4.IsValid() {
+		s.relays.v4 = relayFamily{bind: r.IPv4Bind, public: v4}
 	}
-	if !s.relays.v4.enabled() && !s.relays.v6.enabled() {
-		return errors.New("relay: neither IPv4 nor IPv6 relays are configured")
+	if v6.IsValid() {
+		s.relays.v6 = relayFamily{bind: r.IPv6Bind, public: v6}
+	} else if r.IPv6Bind.IsValid() {
+		s.log.Info("relay: no global IPv6 address on this host, IPv6 relays are off (RFC 6156 requests get 440); set relay.ipv6_public to enable them")
 	}
 	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
 		if !f.enabled() {
@@ -466,8 +452,8 @@ func (s *Server) setupRelays() error {
 		}
 		s.log.Info("relay addresses", "advertised", f.public.String(), "bind", f.bind.String(),
 			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort))
-		if private(f.public) && !r.PrivateAllowed() {
-			s.log.Warn("!!! the advertised relay address is "+config.NonPublic(f.public)+
+		if private(f.public) && !r.PrivateOK {
+			s.log.Warn("!!! the advertised relay address is "+auth.NonPublic(f.public)+
 				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; "+
 				"if this is a LAN or a test, set relay.private_ok = true to silence this warning.",
 				"advertised", f.public.String())
@@ -476,68 +462,9 @@ func (s *Server) setupRelays() error {
 	return nil
 }
 
-// private reports addresses that peers on the internet cannot reach.
-func private(a netip.Addr) bool { return config.NonPublic(a) != "" }
-
-// detectAddress picks the address to advertise when the bind address is a
-// wildcard and none is configured: a global address if the host has one,
-// else a private one, else (IPv4 only) loopback. It only reads interface
-// lists; no packet is sent.
-func detectAddress(v6 bool) netip.Addr {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return netip.Addr{}
-	}
-	var global, priv, loop netip.Addr
-	for _, a := range addrs {
-		pfx, err := netip.ParsePrefix(a.String())
-		if err != nil {
-			continue
-		}
-		ip := pfx.Addr()
-		if ip.Is6() != v6 || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
-			continue
-		}
-		switch {
-		case ip.IsLoopback():
-			if !loop.IsValid() {
-				loop = ip
-			}
-		case private(ip):
-			if !priv.IsValid() {
-				priv = ip
-			}
-		case ip.IsGlobalUnicast():
-			if !global.IsValid() {
-				global = ip
-			}
-		}
-	}
-	switch {
-	case global.IsValid():
-		return global
-	case priv.IsValid():
-		return priv
-	case !v6:
-		return loop
-	}
-	return netip.Addr{}
-}
-
-// isGuarded reports whether ip is one of this server's own addresses that
-// relays may reach only on relay ports.
-func (s *Server) isGuarded(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, a := range s.peers.Load().guarded {
-		if a == ip {
-			return true
-		}
-	}
-	return false
-}
-
-// selfAddrs are the advertised relay addresses: what a client names as the
-// peer when it talks to another client's relay.
+// selfAddrs are the advertised relay addresses, SelfAddrs as found at
+// start: what a client names as the peer when it talks to another client's
+// relay.
 func (s *Server) selfAddrs() []netip.Addr {
 	var out []netip.Addr
 	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
@@ -563,61 +490,17 @@ func (s *Server) certHosts() []string {
 	return hosts
 }
 
-// buildCredentials turns the auth block into credentials. With nothing
-// configured and auth.ephemeral_secret on, the secret generated at start is
-// the one credential (ephemeral true), which EphemeralSecret then returns.
-func (s *Server) buildCredentials(cfg *config.Config) (_ *auth.Credentials, ephemeral bool, _ error) {
+// buildCredentials turns cfg.Auth into credentials. With nothing
+// configured and NoEphemeralSecret off, the secret generated at start is the
+// one credential (ephemeral true), which EphemeralSecret then returns.
+func (s *Server) buildCredentials(cfg Config) (_ *auth.Credentials, ephemeral bool, _ error) {
 	a := cfg.Auth
-	users := make([]auth.StaticUser, 0, len(a.Users))
-	for _, u := range a.Users {
-		users = append(users, auth.StaticUser{Name: u.Name, Password: u.Password, Key: u.KeyBytes})
-	}
 	secrets := a.Secrets
-	if len(users) == 0 && len(secrets) == 0 && a.EphemeralSecretOn() {
+	if len(a.Users) == 0 && len(secrets) == 0 && !a.NoEphemeralSecret {
 		secrets, ephemeral = []string{s.ephemeralSecret}, true
 	}
-	creds, err := auth.NewCredentials(cfg.Realm, users, secrets, a.Separator)
+	creds, err := auth.NewCredentials(cfg.Realm, a.Users, secrets, a.Separator)
 	return creds, ephemeral, err
-}
-
-// buildPolicy builds the peer policy.
-//
-// The server's own relay addresses are always reachable so that two clients
-// can talk relay to relay. That must not open the server's other services
-// (SSH, the signaling port) to anyone with a credential, so unless the
-// operator allowed such an address explicitly (an allow entry or a preset),
-// relays reach it only on relay ports.
-func (s *Server) buildPolicy(cfg *config.Config) (*peerPolicy, error) {
-	pc := auth.PolicyConfig{
-		Presets: cfg.Policy.Presets,
-		Allow:   cfg.Policy.AllowPrefixes,
-		Deny:    cfg.Policy.DenyPrefixes,
-	}
-	withoutSelf, err := auth.NewPolicy(pc)
-	if err != nil {
-		return nil, err
-	}
-	pc.Self = s.selfAddrs()
-	policy, err := auth.NewPolicy(pc)
-	if err != nil {
-		return nil, err
-	}
-	guarded := []netip.Addr{}
-	for _, a := range pc.Self {
-		if d := withoutSelf.Decide(a); !d.Allowed || d.Rule == auth.RulePublic {
-			guarded = append(guarded, a)
-		}
-	}
-	return &peerPolicy{policy: policy, guarded: guarded}, nil
-}
-
-// peerPolicy is the policy and the server's own addresses it guards, one
-// value so that a reader never sees one without the other.
-type peerPolicy struct {
-	policy *auth.Policy
-	// guarded are this server's own addresses that relays may reach only
-	// on relay ports.
-	guarded []netip.Addr
 }
 
 // permission is pion's PermissionHandler: the peer policy, logged with the
@@ -631,7 +514,7 @@ func (s *Server) permission(client net.Addr, peer net.IP) bool {
 }
 
 func (s *Server) decide(client net.Addr, ip netip.Addr) auth.Decision {
-	d := s.peers.Load().policy.Decide(ip)
+	d := s.peers.Load().Decide(ip)
 	if !d.Allowed {
 		s.metrics.PeerDenials.WithLabelValues(ruleLabel(d.Rule)).Inc()
 		s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
@@ -641,10 +524,6 @@ func (s *Server) decide(client net.Addr, ip netip.Addr) auth.Decision {
 	return d
 }
 
-// selfPortWhy is what the log says about a peer Server.relays.selfPort
-// refuses.
-const selfPortWhy = "this server's own address outside the relay ports; to reach a service there, list the address in policy.allow"
-
 // refuseSelfPort reports whether a channel or TCP connection to peer is
 // refused for being this server outside the relay ports; a refusal is
 // counted, logged and sent to the event handler, so it is never silent.
@@ -652,9 +531,9 @@ func (s *Server) refuseSelfPort(client net.Addr, peer netip.AddrPort) bool {
 	if !s.relays.selfPort(peer) {
 		return false
 	}
-	s.metrics.PeerDenials.WithLabelValues("self_port").Inc()
+	s.metrics.PeerDenials.WithLabelValues(SelfPortRule).Inc()
 	s.limited.Log(slog.LevelInfo, "peer-denied", "peer refused by policy (403)",
-		"client", client.String(), "peer", peer.String(), "rule", "self_port", "why", selfPortWhy)
+		"client", client.String(), "peer", peer.String(), "rule", SelfPortRule, "why", selfPortWhy)
 	s.emit(Event{Kind: EventPermissionDenied, Client: client.String(), Peer: peer.String(), Detail: selfPortWhy})
 	return true
 }
@@ -692,8 +571,8 @@ func (s *Server) EphemeralSecret() string {
 	return s.ephemeralSecret
 }
 
-// RelayAddrs returns the advertised relay addresses (invalid when a family is off).
-func (s *Server) RelayAddrs() (v4, v6 netip.Addr) { return s.relays.v4.public, s.relays.v6.public }
+// PeerPolicy returns the peer policy in force.
+func (s *Server) PeerPolicy() *PeerPolicy { return s.peers.Load() }
 
 // Credentials returns the credentials in force.
 func (s *Server) Credentials() *auth.Credentials { return s.creds.Load() }
@@ -706,7 +585,7 @@ func (s *Server) AllocationCount() int { return s.pion.AllocationCount() }
 
 // Reload applies the live parts of a new, validated config at once; see
 // PrepareReload.
-func (s *Server) Reload(cfg *config.Config) error {
+func (s *Server) Reload(cfg Config) error {
 	p, err := s.PrepareReload(cfg)
 	if err != nil {
 		return err
@@ -719,22 +598,27 @@ func (s *Server) Reload(cfg *config.Config) error {
 // PrepareReload; nothing of it is in force until Commit.
 type PreparedReload struct {
 	s         *Server
-	cfg       *config.Config
+	cfg       Config
 	creds     *auth.Credentials
 	ephemeral bool
-	peers     *peerPolicy
+	peers     *PeerPolicy
 	certs     *certSource // nil: keep the running one
 }
 
-// PrepareReload builds the live parts of a new, validated config:
-// credentials, peer policy and the TLS/DTLS certificate (loaded from disk
-// again, so a reload also picks up a renewed pair). It changes nothing; an
-// error means the reload must not happen. Settings read only at start
-// (listeners, relay addresses and ports, limits) are not looked at: the
-// caller keeps them (config.KeepRestartOnly) and names those that changed.
-// The realm must not change, since pion puts the one it started with in
-// every challenge.
-func (s *Server) PrepareReload(cfg *config.Config) (*PreparedReload, error) {
+// PrepareReload builds the live parts of a new config: credentials (Auth),
+// peer policy (Policy, around the relay addresses found at start) and the
+// TLS/DTLS certificate (TLS.CertFile and KeyFile, loaded from disk again,
+// so a reload also picks up a renewed pair). It changes nothing; an error
+// means the reload must not happen. Settings read only at start
+// (listeners, relay addresses and ports, limits, RFC 5780) are not looked
+// at: which they are, and naming those that changed, is the config file's
+// business (config.KeepRestartOnly). The realm must not change, since pion
+// puts the one it started with in every challenge.
+func (s *Server) PrepareReload(cfg Config) (*PreparedReload, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Realm != s.cfg.Realm {
 		return nil, fmt.Errorf("realm changed from %q to %q: that needs a restart", s.cfg.Realm, cfg.Realm)
 	}
@@ -742,7 +626,7 @@ func (s *Server) PrepareReload(cfg *config.Config) (*PreparedReload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	peers, err := s.buildPolicy(cfg)
+	peers, err := newPeerPolicy(cfg.Policy, s.cfg.Relay, s.selfAddrs())
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	pionturn "github.com/pion/turn/v5"
 
 	"icegate/auth"
-	"icegate/config"
 )
 
 // TestRelayTransports allocates over every listener transport and family,
@@ -96,7 +95,7 @@ func TestSharedSecretRotation(t *testing.T) {
 // TestTCPRelay is RFC 6062: a TCP allocation, Connect to a TCP echo peer,
 // ConnectionBind on a second connection, data both ways.
 func TestTCPRelay(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) { c.Relay.TCP = ptr(true) })
+	srv := startServer(t, func(c *Config) { c.Relay.TCP = true })
 	server := srv.addr(t, "tcp", "4").(*net.TCPAddr)
 	peer := tcpEcho(t, "127.0.0.1")
 
@@ -187,8 +186,8 @@ func TestAuthErrors(t *testing.T) {
 
 // TestNoCredentialsRefusesTURN: never an open relay.
 func TestNoCredentialsRefusesTURN(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) {
-		c.Auth.Users, c.Auth.Secrets, c.Auth.EphemeralSecret = nil, nil, ptr(false)
+	srv := startServer(t, func(c *Config) {
+		c.Auth.Users, c.Auth.Secrets, c.Auth.NoEphemeralSecret = nil, nil, true
 	})
 	c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
 	resp, err := c.do(pionstun.NewType(pionstun.MethodAllocate, pionstun.ClassRequest), requestedUDP())
@@ -317,7 +316,7 @@ func TestCloseTwice(t *testing.T) {
 // freed by a deallocation (Refresh with LIFETIME 0) is handed out again
 // immediately (coturn holds released ports for a while).
 func TestPortsReusableAtOnce(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) { c.Relay.MinPort, c.Relay.MaxPort = 41100, 41101 })
+	srv := startServer(t, func(c *Config) { c.Relay.MinPort, c.Relay.MaxPort = 41100, 41101 })
 	server := srv.addr(t, "udp", "4")
 	var clients []*rawClient
 	for range 2 {
@@ -349,7 +348,7 @@ func TestPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	cfg := testConfig(t, func(c *config.Config) {
+	cfg := testConfig(t, func(c *Config) {
 		c.Listen.Port = other.LocalAddr().(*net.UDPAddr).Port
 		c.Listen.Addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	})
@@ -368,7 +367,7 @@ func TestPortInUse(t *testing.T) {
 // credentials and realm keep working); one that keeps it is applied.
 func TestReloadKeepsRealm(t *testing.T) {
 	srv := startServer(t, nil)
-	err := srv.Reload(testConfig(t, func(c *config.Config) { c.Realm = "another" }))
+	err := srv.Reload(testConfig(t, func(c *Config) { c.Realm = "another" }))
 	if err == nil || !strings.Contains(err.Error(), "restart") {
 		t.Fatalf("reload with another realm: %v, want an error asking for a restart", err)
 	}

@@ -15,8 +15,6 @@ import (
 
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
-
-	"icegate/config"
 )
 
 // TestCountOpenFiles: the getdents count of /proc/self/fd follows opened
@@ -239,11 +237,10 @@ func TestFDPressureChild(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatal(err)
 	}
-	srv := startServer(t, func(c *config.Config) {
+	srv := startServer(t, func(c *Config) {
 		c.Listen.Addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
-		c.Limits.ConnectionsPerSource = 0 // only the descriptor reserve
-		off := false
-		c.Listen.DTLS = &off
+		c.Limits.ConnectionsPerSource = NoLimit // only the descriptor reserve
+		c.Listen.NoDTLS = true
 	})
 	fmt.Printf("ready %s %s\n", srv.addr(t, "udp", "4"), srv.addr(t, "tcp", "4"))
 	refused := srv.metrics.ConnectionsRefused

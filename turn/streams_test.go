@@ -14,8 +14,6 @@ import (
 
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
-
-	"icegate/config"
 )
 
 // TestSourceLimiter: the per-address bucket is a fifth of the per-IP one, a
@@ -435,7 +433,7 @@ func TestSlowClients(t *testing.T) {
 // logged; another address is not affected; a closed connection frees its
 // slot.
 func TestConnectionsPerSource(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) { c.Limits.ConnectionsPerSource = 3 })
+	srv := startServer(t, func(c *Config) { c.Limits.ConnectionsPerSource = 3 })
 	binding := func() []byte {
 		req, _ := pionstun.Build(pionstun.TransactionID, pionstun.BindingRequest)
 		return req.Raw

@@ -23,7 +23,9 @@ Usage:
   icegate config default                print the embedded default config
   icegate cred [-secret S | -config F] [-user NAME] [-ttl 24h] [-host H] [-json]
                                         mint time-limited TURN credentials (coturn's use-auth-secret)
-  icegate policy explain IP [-config F] show which peer-policy rule decides IP and why
+  icegate policy explain IP[:PORT] [-config F]
+                                        show which peer-policy rule decides IP (and PORT) and why,
+                                        as the server with that config decides it
   icegate token [-secret S | -config F] -user ID [-rooms a,b] [-ttl 1h]
                                         mint a signaling token (HS256 JWT) for /ws and /api
   icegate natcheck [stun:host[:port]] [-json] [-lifetime]

@@ -95,7 +95,7 @@ metrics {
 	if diags.HasErrors() {
 		t.Fatal(config.FormatDiagnostics(diags))
 	}
-	srv, err := turn.New(cfg, turn.Options{})
+	srv, err := turn.New(turnConfig(cfg), turn.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	srv, err := turn.New(cfg, turn.Options{Logger: log, Registerer: reg, Events: events})
+	srv, err := turn.New(turnConfig(cfg), turn.Options{Logger: log, Registerer: reg, Events: events})
 	if err != nil {
 		return err
 	}
@@ -252,7 +252,7 @@ func (r *reloader) apply() error {
 	eff, changes := config.KeepRestartOnly(r.current.Load(), next)
 
 	// Build and check every part's new state; nothing is in force yet.
-	relay, err := r.srv.PrepareReload(eff)
+	relay, err := r.srv.PrepareReload(turnConfig(eff))
 	if err != nil {
 		return err
 	}

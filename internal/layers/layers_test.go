@@ -24,14 +24,18 @@ var allowed = map[string][]string{
 	"icegate/internal/layers":      nil,
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
-	"icegate/turn": {"icegate/auth", "icegate/config", "icegate/stun", "icegate/internal/stunwire",
+	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
 		"icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile"},
 	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket"},
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/ratelog"},
 }
 
-// Tools (benchmarks, labs, interop) may use anything but each other.
+// Tools (benchmarks, labs, interop) may use anything but each other and
+// the command. The config file's translations into turn.Config and
+// signaling.Config live only in cmd/icegate (turn.go, signaling.go): a tool
+// that runs a component in process builds its Config directly, as the
+// components' own tests do.
 const toolsPrefix = "icegate/tools/"
 
 // forbidden are imports a package must not have: standard library packages
@@ -47,6 +51,8 @@ var forbidden = map[string]struct {
 		"the wire codec depends on nothing but the byte layout"},
 	"icegate/signaling": {[]string{"icegate/turn", "github.com/pion/turn/v5", "icegate/config"},
 		"signaling reaches the relay only through what cmd hands it, and takes its own Config, which cmd translates from the config file"},
+	"icegate/turn": {[]string{"icegate/config", "github.com/hashicorp/hcl/v2"},
+		"turn takes its own Config (turn/config.go), which cmd translates from the config file: the HCL schema stays in config and cmd"},
 	"icegate/stun": {[]string{"icegate/turn", "github.com/pion/turn/v5"},
 		"Binding answers never travel through the relay"},
 }

@@ -27,7 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"icegate/config"
 	"icegate/signaling"
 	"icegate/turn"
 )
@@ -39,31 +38,33 @@ const (
 	secret     = "e2e-secret-0123456789abcdef"
 )
 
-// serverHCL binds and advertises 127.0.0.1 with loopback peers allowed, so
+// The relay binds and advertises 127.0.0.1 with loopback peers allowed, so
 // relay-to-relay and loopback calls work. The namespace is fresh, so the
 // standard ports are free. RFC 5780 runs on 127.0.0.2 as the alternate
 // address (lo holds all of 127.0.0.0/8), for the page's NAT hint.
-const serverHCL = `
-realm = "icegate-e2e"
-shutdown_grace = "0s"
-listen { addresses = ["127.0.0.1"] }
-relay {
-  min_port    = 50000
-  max_port    = 50999
-  ipv4_bind   = "127.0.0.1"
-  ipv4_public = "127.0.0.1"
-  ipv6_bind   = ""
-  private_ok  = true
+const (
+	relayPort, relayTLSPort, alternatePort = 3478, 5349, 3479
+	httpListen                             = "127.0.0.1:8080"
+)
+
+var (
+	primaryAddr   = netip.MustParseAddr("127.0.0.1")
+	alternateAddr = netip.MustParseAddr("127.0.0.2")
+)
+
+// relayConfig is the relay's own Config; signalingConfig below names what
+// it serves, as cmd/icegate translates a config file.
+func relayConfig() turn.Config {
+	return turn.Config{
+		Realm:  "icegate-e2e",
+		Listen: turn.ListenConfig{Addrs: []netip.Addr{primaryAddr}, Port: relayPort, TLSPort: relayTLSPort},
+		Relay: turn.RelayConfig{MinPort: 50000, MaxPort: 50999,
+			IPv4Bind: primaryAddr, IPv4Public: primaryAddr, NoIPv6: true, PrivateOK: true},
+		Auth:    turn.AuthConfig{Secrets: []string{secret}},
+		Policy:  turn.PolicyConfig{Presets: []string{"loopback"}},
+		RFC5780: turn.RFC5780Config{Alternate: alternateAddr, AlternatePort: alternatePort},
+	}
 }
-auth { secrets = ["` + secret + `"] }
-policy { presets = ["loopback"] }
-metrics { listen = "" }
-http { listen = "127.0.0.1:8080" }
-stun {
-  alternate_address = "127.0.0.2"
-  alternate_port    = 3479
-}
-`
 
 func skipOrFail(t *testing.T, format string, args ...any) {
 	t.Helper()
@@ -335,37 +336,27 @@ func checkNAT(t *testing.T, nat *natResult) {
 // and returns the page's base URL.
 func startIcegate(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "e2e.hcl")
-	if err := os.WriteFile(path, []byte(serverHCL), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, diags := config.Load(path)
-	if diags.HasErrors() {
-		t.Fatal(config.FormatDiagnostics(diags))
-	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	// The signaling server's own Config, as cmd/icegate translates this
-	// file (which leaves the signaling and http settings at their
-	// defaults): the relay's fixed ports and transports, and the RFC 5780
-	// pair for the page's NAT hint.
-	l := cfg.Listen
+	// The signaling server's own Config, with the signaling settings at
+	// their defaults: the relay's fixed ports and transports (all on, a
+	// self-signed certificate), and the RFC 5780 pair for the page's NAT
+	// hint.
 	sig := signaling.Config{
-		Relay: signaling.Relay{Port: l.Port, TLSPort: l.TLSPort, UDP: l.UDPOn(), TCP: l.TCPOn(), TLS: l.TLSOn(),
-			SelfSignedCert: cfg.TLS.CertFile == ""},
+		Relay: signaling.Relay{Port: relayPort, TLSPort: relayTLSPort, UDP: true, TCP: true, TLS: true, SelfSignedCert: true},
 		NATProbe: signaling.NATProbe{
-			Primary:   netip.AddrPortFrom(cfg.STUN.PrimaryPublicAddr, uint16(l.Port)),
-			Alternate: netip.AddrPortFrom(cfg.STUN.AlternatePublicAddr, uint16(cfg.STUN.AlternatePort)),
+			Primary:   netip.AddrPortFrom(primaryAddr, relayPort),
+			Alternate: netip.AddrPortFrom(alternateAddr, alternatePort),
 		},
 	}
 	hub, err := signaling.New(sig, signaling.Options{Logger: log, Secret: func() string { return secret }, Version: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := turn.New(cfg, turn.Options{Logger: log, Events: func(e turn.Event) { hub.RelayEvent(signaling.RelayEvent(e)) }})
+	srv, err := turn.New(relayConfig(), turn.Options{Logger: log, Events: func(e turn.Event) { hub.RelayEvent(signaling.RelayEvent(e)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	ln, err := net.Listen("tcp", httpListen)
 	if err != nil {
 		t.Fatal(err)
 	}

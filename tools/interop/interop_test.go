@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"icegate/config"
+	"icegate/auth"
 	"icegate/internal/coturn"
 	"icegate/internal/leakcheck"
 	"icegate/internal/testutil"
@@ -49,29 +49,24 @@ const (
 	requireEnv = "ICEGATE_REQUIRE_INTEROP"
 )
 
-// serverHCL binds and advertises 127.0.0.1 only. The ports are set by
+// serverConfig binds and advertises 127.0.0.1 only. The ports are set by
 // startServer; the secret mints the REST credentials uclient makes with -W.
-const serverHCL = `
-realm = "icegate-test"
-shutdown_grace = "0s"
-listen { addresses = ["127.0.0.1"] }
-relay {
-  min_port    = 51000
-  max_port    = 51999
-  ipv4_bind   = "127.0.0.1"
-  ipv4_public = "127.0.0.1"
-  ipv6_bind   = ""
-  private_ok  = true
+func serverConfig() turn.Config {
+	lo := netip.MustParseAddr("127.0.0.1")
+	return turn.Config{
+		Realm:  "icegate-test",
+		Listen: turn.ListenConfig{Addrs: []netip.Addr{lo}},
+		Relay: turn.RelayConfig{MinPort: 51000, MaxPort: 51999,
+			IPv4Bind: lo, IPv4Public: lo, NoIPv6: true, PrivateOK: true},
+		Auth: turn.AuthConfig{
+			Secrets: []string{secret},
+			Users:   []auth.StaticUser{{Name: "test", Password: "test"}},
+		},
+		Policy: turn.PolicyConfig{Presets: []string{"loopback"}},
+		// TestUclientCrowd runs 50 clients as one user.
+		Limits: turn.LimitsConfig{AllocationsPerUser: turn.NoLimit},
+	}
 }
-auth {
-  secrets = ["` + secret + `"]
-  user "test" { password = "test" }
-}
-policy { presets = ["loopback"] }
-# TestUclientCrowd runs 50 clients as one user.
-limits { allocations_per_user = 0 }
-metrics { listen = "" }
-`
 
 // TestMain fails the run when a goroutine of the server or a command the
 // tests started outlives the tests: every server must be closed and every
@@ -178,7 +173,7 @@ func TestUclientRTP(t *testing.T) {
 	}
 	// uclient does not release its UDP allocations when it exits; they live
 	// out their lifetime, so the per-user cap must hold ten runs' worth.
-	srv := startServer(t, func(c *config.Config) { c.Limits.AllocationsPerUser = 0 })
+	srv := startServer(t, nil) // serverConfig has no per-user cap
 	peerPort := startPeer(t, bin["turnutils_peer"])
 	const runs = 10
 	for _, mode := range []struct {
@@ -344,14 +339,8 @@ type testServer struct {
 // startServer starts icegate on fixed ports: coturn's clients take one -p for
 // UDP and TCP, so the two must share a number, which port 0 would not give.
 // A port picked free can be taken before New binds it, hence the retries.
-// mutate, when not nil, changes the parsed config.
-func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
-	t.Helper()
-	return startServerHCL(t, serverHCL, mutate)
-}
-
-// startServerHCL is startServer with another config.
-func startServerHCL(t *testing.T, hcl string, mutate func(*config.Config)) *testServer {
+// mutate, when not nil, changes serverConfig.
+func startServer(t *testing.T, mutate func(*turn.Config)) *testServer {
 	t.Helper()
 	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -368,13 +357,10 @@ func startServerHCL(t *testing.T, hcl string, mutate func(*config.Config)) *test
 		if port == tlsPort {
 			continue
 		}
-		cfg, diags := config.Parse([]byte(hcl), "interop.hcl")
-		if diags.HasErrors() {
-			t.Fatalf("config: %s", config.FormatDiagnostics(diags))
-		}
+		cfg := serverConfig()
 		cfg.Listen.Port, cfg.Listen.TLSPort = port, tlsPort
 		if mutate != nil {
-			mutate(cfg)
+			mutate(&cfg)
 		}
 		srv, err := turn.New(cfg, turn.Options{Logger: logger})
 		if err != nil {

@@ -2,18 +2,22 @@ package interop
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
 
 	"icegate/internal/coturn"
+	"icegate/turn"
 )
 
-// tcpRelayHCL is serverHCL with RFC 6062 TCP relays on and IPv6 relays on
+// tcpRelay is serverConfig with RFC 6062 TCP relays on and IPv6 relays on
 // ::1, for uclient's -x (RFC 6156: an IPv6 relay for a client on IPv4).
-var tcpRelayHCL = strings.Replace(serverHCL, `ipv6_bind   = ""`, `ipv6_bind   = "::1"
-  ipv6_public = "::1"
-  tcp         = true`, 1)
+func tcpRelay(c *turn.Config) {
+	lo6 := netip.MustParseAddr("::1")
+	c.Relay.NoIPv6, c.Relay.IPv6Bind, c.Relay.IPv6Public = false, lo6, lo6
+	c.Relay.TCP = true
+}
 
 // TestUclientTCPRelay runs turnutils_uclient's RFC 6062 modes against one
 // server (twice, -P once): -T (two clients with TCP allocations Connect to each
@@ -29,7 +33,7 @@ var tcpRelayHCL = strings.Replace(serverHCL, `ipv6_bind   = ""`, `ipv6_bind   = 
 // 4.6.1 itself reports 50% lost there; the test expects exactly that half.
 func TestUclientTCPRelay(t *testing.T) {
 	bin := lookCoturn(t, "turnutils_uclient")
-	srv := startServerHCL(t, tcpRelayHCL, nil)
+	srv := startServer(t, tcpRelay)
 
 	modes := []struct {
 		name    string
