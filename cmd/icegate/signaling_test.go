@@ -188,9 +188,10 @@ func nonZeroFields(v reflect.Value, out map[string]bool) {
 }
 
 // walkFields calls fn for each field of the struct v, descending into the
-// signaling package's own structs (Relay, NATProbe).
+// structs of v's own package (signaling's Relay and NATProbe, turn's
+// ListenConfig, RelayConfig, ...), not into other packages' types.
 func walkFields(v reflect.Value, prefix string, fn func(string, reflect.Value)) {
-	pkg := reflect.TypeFor[signaling.Config]().PkgPath()
+	pkg := v.Type().PkgPath()
 	for i := range v.NumField() {
 		f, name := v.Field(i), prefix+v.Type().Field(i).Name
 		if f.Kind() == reflect.Struct && f.Type().PkgPath() == pkg {
