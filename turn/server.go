@@ -1,12 +1,26 @@
-// Package turn assembles icegate's STUN/TURN relay over pion/turn: it opens
-// the listeners, puts the gate (credentials, limits, peer policy, Binding) in
-// front of pion's read loops, hands pion a relay allocator that uses the whole
-// port range, and reports what happens through slog and Prometheus.
+// Package turn is icegate's STUN/TURN relay over pion/turn: it opens the
+// listeners, puts the gate in front of pion's read loops, relays data on its
+// own fast path, hands pion a relay allocator that uses the whole port
+// range, and reports what happens through slog and Prometheus. It takes its
+// own Config (config.go); cmd/icegate translates the config file into it.
 //
-// The data path is: socket → gate → pion read loop → our AuthHandler →
-// QuotaHandler → relay from our allocator → PermissionHandler (peer policy) →
-// relay → events → metrics. pion is never forked; everything icegate adds
-// wraps a net.PacketConn, a net.Listener or a RelayAddressGenerator.
+// A client's UDP packet goes: listener socket (the Linux event loops, or Go's
+// net package with Options.PortableIO) → gate (gate.go: the per-source limit
+// for unauthenticated requests, Binding answered at once, credentials
+// checked, limits and the peer policy applied where pion has no hook or the
+// wrong error code) → then either the fast path (fastpath.go: ChannelData
+// and Send indications of a known allocation go straight to its relay
+// socket) or pion's read loop → our AuthHandler (authorize) → QuotaHandler
+// (gate.quota) → a relay socket from our allocator (relay.go) →
+// PermissionHandler (the PeerPolicy, peers.go) → pion's events (the
+// EventHandler in New), which feed the gate's and the fast path's
+// bookkeeping and the allocation table → metrics. TCP, TLS
+// and DTLS clients come through the listeners of conn.go (connection caps,
+// timeouts, STUN and ChannelData framing) into the same gate. A peer's
+// datagram goes: relay socket → bandwidth cap and the server's own-address
+// guard (PeerPolicy.SelfPort) → ChannelData or a Data indication to the
+// client. pion is never forked; everything icegate adds wraps a
+// net.PacketConn, a net.Listener or a RelayAddressGenerator.
 package turn
 
 import (
@@ -36,7 +50,8 @@ import (
 // pionRequestAttributes is pion's view of an authenticated request.
 type pionRequestAttributes = pionturn.RequestAttributes
 
-// Options are the parts of a Server that do not come from the config file.
+// Options are what a Server is given besides its Config: where its logs,
+// metrics and events go, and how it does UDP I/O.
 type Options struct {
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger

@@ -136,8 +136,6 @@ func TestTCPRelayOffByDefault(t *testing.T) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // TestAuthErrors checks the codes of RFC 8489 §9.2.4 with a raw client.
 func TestAuthErrors(t *testing.T) {
 	srv := startServer(t, nil)
