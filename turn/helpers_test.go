@@ -27,7 +27,7 @@ import (
 
 // TestMain fails the run when a goroutine of this package outlives the tests:
 // every server a test starts must be closed, and closing must stop its work.
-func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/turn.") }
+func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/turn.", "icegate/internal/udploop.") }
 
 const (
 	testRealm   = "icegate-test"

@@ -13,6 +13,8 @@ import (
 
 	"github.com/pion/transport/v5/reuseport"
 	pionturn "github.com/pion/turn/v5"
+
+	"icegate/internal/udploop"
 )
 
 // relayFamily is one address family's relay addresses.
@@ -43,8 +45,8 @@ type relayAllocator struct {
 	// selfDrop counts and logs relayed data dropped by selfPort.
 	selfDrop func(netip.AddrPort)
 	fast     *fastPath
-	sockBuf  int       // socket buffer bytes, 0 = the system's default
-	loops    []*ioLoop // event loops relay sockets are spread over; none = portable path
+	sockBuf  int             // socket buffer bytes, 0 = the system's default
+	loops    []*udploop.Loop // event loops relay sockets are spread over; none = portable path
 	next     atomic.Uint32
 
 	mu    sync.Mutex
@@ -175,13 +177,13 @@ func (r *relayAllocator) AllocatePacketConn(conf pionturn.AllocateListenerConfig
 	port, err := r.reserve(conf.Network, conf.RequestedPort, func(port int) error {
 		ap := netip.AddrPortFrom(fam.bind, uint16(port))
 		if loop := r.nextLoop(); loop != nil {
-			s, err := loop.openSocket(ap, false, r.sockBuf, rc.loopPacket)
+			s, err := loop.Open(ap, rc.socketConfig())
 			if err != nil {
 				return err
 			}
 			rc.sock = s
-			if err := loop.start(s); err != nil {
-				_ = s.close()
+			if err := s.Start(); err != nil {
+				_ = s.Close()
 				return err
 			}
 			return nil
@@ -190,11 +192,7 @@ func (r *relayAllocator) AllocatePacketConn(conf pionturn.AllocateListenerConfig
 		if err != nil {
 			return err
 		}
-		if r.sockBuf > 0 {
-			_ = c.SetReadBuffer(r.sockBuf)
-			_ = c.SetWriteBuffer(r.sockBuf)
-		}
-		rc.sock = newNetSocket(c)
+		rc.sock = udploop.NetSocket(c, rc.socketConfig())
 		return nil
 	})
 	if err != nil {
@@ -282,7 +280,7 @@ func (r *relayAllocator) AllocateConn(conf pionturn.AllocateConnConfig) (net.Con
 }
 
 // nextLoop picks the event loop for a new relay socket, round robin.
-func (r *relayAllocator) nextLoop() *ioLoop {
+func (r *relayAllocator) nextLoop() *udploop.Loop {
 	if len(r.loops) == 0 {
 		return nil
 	}
@@ -304,7 +302,7 @@ func (r *relayAllocator) selfPort(peer netip.AddrPort) bool {
 // relay-to-relay traffic is allowed by the peer policy, but it must not become
 // a way to reach the server's other services (SSH, the signaling HTTP port).
 type relayConn struct {
-	sock    *udpSocket
+	sock    *udploop.Socket
 	alloc   *relayAllocator
 	network string
 	port    int
@@ -318,7 +316,6 @@ type relayConn struct {
 	chans  atomic.Pointer[chanTable]
 	perms  atomic.Pointer[map[netip.Addr]struct{}]
 	chanMu sync.Mutex
-	rbuf   []byte // portable path: read buffer with headroom
 }
 
 // WriteTo is pion's send to a peer (Send indications, and ChannelData pion
@@ -328,17 +325,17 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !ap.IsValid() {
 		return 0, fmt.Errorf("bad peer address %v", addr)
 	}
-	c.sendToPeer(direct{}, p, ap)
+	c.sendToPeer(udploop.Direct, p, ap)
 	return len(p), nil
 }
 
-func (c *relayConn) LocalAddr() net.Addr                { return c.sock.local }
-func (c *relayConn) SetDeadline(t time.Time) error      { return c.sock.setDeadline(t, true, true) }
-func (c *relayConn) SetReadDeadline(t time.Time) error  { return c.sock.setDeadline(t, true, false) }
-func (c *relayConn) SetWriteDeadline(t time.Time) error { return c.sock.setDeadline(t, false, true) }
+func (c *relayConn) LocalAddr() net.Addr                { return c.sock.LocalAddr() }
+func (c *relayConn) SetDeadline(t time.Time) error      { return c.sock.SetDeadline(t) }
+func (c *relayConn) SetReadDeadline(t time.Time) error  { return c.sock.SetReadDeadline(t) }
+func (c *relayConn) SetWriteDeadline(t time.Time) error { return c.sock.SetWriteDeadline(t) }
 
 func (c *relayConn) Close() error {
-	err := c.sock.close()
+	err := c.sock.Close()
 	if c.closed.CompareAndSwap(false, true) {
 		if c.alloc.fast != nil {
 			c.alloc.fast.removeRelay(c)
