@@ -50,6 +50,13 @@ type Options struct {
 	// PortableIO serves UDP with Go's net package instead of the Linux
 	// event loops (tests cover both; other systems always use it).
 	PortableIO bool
+	// Loops is how many event loops serve UDP on Linux; 0 means one per P
+	// the program has (udploop.UnreservedProcs: GOMAXPROCS, less what
+	// udploop.ReserveProcs added). A loop keeps its P while traffic flows
+	// only if the program reserved Ps for the loops with
+	// udploop.ReserveProcs, a process-wide change New never makes itself;
+	// otherwise the loops wait as ordinary system calls.
+	Loops int
 }
 
 // ListenAddr is one bound listener.
@@ -77,7 +84,6 @@ type Server struct {
 	droppedSelfPort    prometheus.Counter
 	slowQueueFull      prometheus.Counter // a listener's datagram dropped for a full queue to pion
 	loops              []*udploop.Loop
-	releaseProcs       func()
 	pending            []*udploop.Socket // listener sockets the loops start reading when New is done
 	sockBuf            int
 	certs              *certStore
@@ -126,8 +132,10 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	s.slowQueueFull = s.metrics.Dropped.WithLabelValues("slow_queue_full")
 	s.sockBuf = cfg.Listen.SocketBuffer
 	if !opts.PortableIO && udploop.Supported() {
-		n := udploop.UnreservedProcs()
-		s.releaseProcs = udploop.ReserveProcs(n)
+		n := opts.Loops
+		if n <= 0 {
+			n = udploop.UnreservedProcs()
+		}
 		for range n {
 			l, err := udploop.New(udploop.Config{NoSegmentation: !cfg.Listen.SegmentationOn()})
 			if err != nil {
@@ -754,14 +762,10 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// closeLoops stops the event loops (their sockets are closed) and gives
-// back the Ps reserved for them.
+// closeLoops stops the event loops; their sockets are closed.
 func (s *Server) closeLoops() {
 	for _, l := range s.loops {
 		l.Close()
-	}
-	if s.releaseProcs != nil {
-		s.releaseProcs()
 	}
 }
 

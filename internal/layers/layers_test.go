@@ -29,7 +29,8 @@ var allowed = map[string][]string{
 		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/certfile"},
 	"icegate/signaling": {"icegate/auth", "icegate/config", "icegate/internal/ratelog", "icegate/internal/tokenbucket"},
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
-		"icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/ratelog"},
+		"icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/ratelog",
+		"icegate/internal/udploop"},
 }
 
 // Tools (benchmarks, labs, interop) may use anything but each other.
