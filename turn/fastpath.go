@@ -5,18 +5,17 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"sync"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The fast path relays UDP data without pion: ChannelData (RFC 8656 §12)
 // and Send/Data indications (§11) for peers with a permission.
 //
 // pion stays in charge of every control message, of authentication and of
-// allocation state; it tells us through its events which client owns which
-// relay socket, which channels are bound and which permissions exist. With
-// that, the listener socket hands a client's ChannelData or Send indication
+// allocation state; the allocation table (allocs.go) learns from pion's
+// events which client owns which relay socket, which channels are bound and
+// which permissions exist, and keeps a lock-free view of it on each relay
+// socket (link, chans, perms) and listener group (clients). With that, the
+// listener socket hands a client's ChannelData or Send indication
 // straight to the relay socket, and the relay socket turns a peer's datagram
 // into ChannelData (or a Data indication) for the client, without allocating
 // or waking another goroutine. Everything else (TCP, TLS and DTLS clients,
@@ -26,25 +25,6 @@ import (
 // a bound channel without looking at permissions (a channel binding installs
 // and refreshes its permission), and discards a peer's datagram with neither,
 // which the relay socket now does itself.
-type fastPath struct {
-	// dropNoPerm counts peer datagrams discarded for want of a permission
-	// (reason "no_permission"); nil counts nothing.
-	dropNoPerm prometheus.Counter
-
-	mu        sync.RWMutex
-	relays    map[netip.AddrPort]*relayConn        // advertised relay address -> socket
-	listeners map[netip.AddrPort][]*gatePacketConn // local address -> its UDP listener sockets (one per loop)
-}
-
-func newFastPath() *fastPath {
-	return &fastPath{relays: map[netip.AddrPort]*relayConn{}, listeners: map[netip.AddrPort][]*gatePacketConn{}}
-}
-
-func (f *fastPath) noPermission() {
-	if f != nil && f.dropNoPerm != nil {
-		f.dropNoPerm.Inc()
-	}
-}
 
 // clientLink is where a relay sends ChannelData: the client's address and
 // the listener socket the client talks to.
@@ -77,113 +57,8 @@ func canonical(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-func (f *fastPath) addListener(l *gatePacketConn) {
-	f.mu.Lock()
-	ap := canonical(l.sock.localAP)
-	f.listeners[ap] = append(f.listeners[ap], l)
-	f.mu.Unlock()
-}
-
-func (f *fastPath) addRelay(rc *relayConn) {
-	f.mu.Lock()
-	f.relays[canonical(rc.public)] = rc
-	f.mu.Unlock()
-}
-
-func (f *fastPath) removeRelay(rc *relayConn) {
-	f.mu.Lock()
-	if f.relays[canonical(rc.public)] == rc {
-		delete(f.relays, canonical(rc.public))
-	}
-	f.mu.Unlock()
-	if link := rc.link.Swap(nil); link != nil {
-		link.listener.forget(link.addr, rc)
-	}
-}
-
-// lookup returns the relay socket at relay and the listener socket at
-// local that the same event loop reads, so that what the relay reads for
-// the client goes back out on that loop's own socket.
-func (f *fastPath) lookup(relay, local net.Addr) (*relayConn, *gatePacketConn) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	rc := f.relays[canonical(addrPortOf(relay))]
-	ls := f.listeners[canonical(addrPortOf(local))]
-	if rc == nil || len(ls) == 0 {
-		return rc, nil
-	}
-	for _, l := range ls {
-		if l.sock.loop == rc.sock.loop {
-			return rc, l
-		}
-	}
-	return rc, ls[0]
-}
-
-// allocationCreated links a UDP client to its relay socket. pion reports
-// every allocation as UDP; a TCP or TLS client is told apart by its address
-// type (its listener shares the UDP listener's address and port).
-func (f *fastPath) allocationCreated(src, local, relay net.Addr) {
-	if _, udp := src.(*net.UDPAddr); !udp {
-		return
-	}
-	if _, udp := local.(*net.UDPAddr); !udp {
-		return
-	}
-	rc, l := f.lookup(relay, local)
-	if rc == nil || l == nil {
-		return // a TCP or TLS client, or a TCP relay: pion's path
-	}
-	link := &clientLink{addr: canonical(addrPortOf(src)), listener: l}
-	rc.link.Store(link)
-	l.remember(link.addr, rc)
-}
-
-func (f *fastPath) channelCreated(relay, peer net.Addr, number uint16) {
-	f.mu.RLock()
-	rc := f.relays[canonical(addrPortOf(relay))]
-	f.mu.RUnlock()
-	if rc == nil {
-		return
-	}
-	rc.setChannel(canonical(addrPortOf(peer)), number, true)
-}
-
-func (f *fastPath) channelDeleted(relay, peer net.Addr, number uint16) {
-	f.mu.RLock()
-	rc := f.relays[canonical(addrPortOf(relay))]
-	f.mu.RUnlock()
-	if rc == nil {
-		return
-	}
-	rc.setChannel(canonical(addrPortOf(peer)), number, false)
-}
-
-// setChannel adds or removes a binding by copying the table.
-func (c *relayConn) setChannel(peer netip.AddrPort, number uint16, bound bool) {
-	c.chanMu.Lock()
-	defer c.chanMu.Unlock()
-	old := c.chans.Load()
-	next := &chanTable{byPeer: map[netip.AddrPort]uint16{}, byNum: map[uint16]netip.AddrPort{}}
-	if old != nil {
-		for k, v := range old.byPeer {
-			next.byPeer[k] = v
-		}
-		for k, v := range old.byNum {
-			next.byNum[k] = v
-		}
-	}
-	if bound {
-		next.byPeer[peer] = number
-		next.byNum[number] = peer
-	} else {
-		delete(next.byPeer, peer)
-		delete(next.byNum, number)
-	}
-	c.chans.Store(next)
-}
-
-// remember and forget maintain the listener group's client -> relay index.
+// remember and forget maintain the listener group's client -> relay index;
+// the allocation table calls them.
 func (l *gatePacketConn) remember(client netip.AddrPort, rc *relayConn) {
 	l.group.clients.Store(client, rc)
 }
@@ -302,7 +177,7 @@ func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort)
 		if c.permitted(from) {
 			return false
 		}
-		c.alloc.fast.noPermission()
+		c.alloc.dropNoPerm.Inc()
 		return true
 	}
 	if t := c.chans.Load(); t != nil {
@@ -321,7 +196,7 @@ func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort)
 			return true
 		}
 	}
-	c.alloc.fast.noPermission()
+	c.alloc.dropNoPerm.Inc()
 	return true // pion would discard it too
 }
 
@@ -446,32 +321,4 @@ func parseXORPeer(v, txid []byte) (netip.AddrPort, bool) {
 		return canonical(netip.AddrPortFrom(netip.AddrFrom16(ip), port)), true
 	}
 	return netip.AddrPort{}, false
-}
-
-// permissionCreated and permissionDeleted mirror pion's permissions.
-func (f *fastPath) permission(relay net.Addr, peer net.IP, add bool) {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return
-	}
-	f.mu.RLock()
-	rc := f.relays[canonical(addrPortOf(relay))]
-	f.mu.RUnlock()
-	if rc == nil {
-		return
-	}
-	rc.chanMu.Lock()
-	defer rc.chanMu.Unlock()
-	next := map[netip.Addr]struct{}{}
-	if old := rc.perms.Load(); old != nil {
-		for k := range *old {
-			next[k] = struct{}{}
-		}
-	}
-	if add {
-		next[ip.Unmap()] = struct{}{}
-	} else {
-		delete(next, ip.Unmap())
-	}
-	rc.perms.Store(&next)
 }

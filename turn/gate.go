@@ -37,10 +37,7 @@ type gate struct {
 	// verified remembers, for pion's AuthHandler, which key the gate matched
 	// for a (source, username) pair: with several shared secrets live, only
 	// the MESSAGE-INTEGRITY check can tell which one the client used.
-	verified   map[string]verifiedEntry
-	perms      map[string]map[netip.Addr]struct{} // allocation 5-tuple -> permitted peer IPs
-	userAllocs map[string]int                     // user id -> live allocations
-	allocs     map[string]struct{}                // allocation 5-tuples
+	verified map[string]verifiedEntry
 
 	idle atomic.Int64 // idle timeout of connections without allocation, ns
 
@@ -55,10 +52,7 @@ type verifiedEntry struct {
 }
 
 func newGate(s *Server) *gate {
-	g := &gate{
-		s: s, perms: map[string]map[netip.Addr]struct{}{}, userAllocs: map[string]int{},
-		allocs: map[string]struct{}{}, verified: map[string]verifiedEntry{},
-	}
+	g := &gate{s: s, verified: map[string]verifiedEntry{}}
 	g.idle.Store(int64(idleTimeout))
 	g.droppedBadFingerprint = s.metrics.Dropped.WithLabelValues("bad_fingerprint")
 	return g
@@ -193,9 +187,13 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 		return nil, false
 	}
 	g.remember(in.src, string(username), userID, key)
+	// The allocation table keeps the credential: an Allocate's for the
+	// allocation pion is about to report, any other's as the one the
+	// client's allocations now stand on (revoke.go).
+	g.s.allocs.authenticated(in.src, credential{username: string(username), userID: userID, key: key, transport: in.transport},
+		method == pionstun.MethodAllocate)
 	g.count(method, "pass")
 	if method == pionstun.MethodAllocate {
-		g.s.users.set(in.src, string(username), userID)
 		g.s.emit(Event{Kind: EventAuthenticated, Username: string(username), UserID: userID,
 			Client: in.src.String(), Transport: in.transport, Detail: "Allocate"})
 	}
@@ -452,7 +450,7 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 	e.drop = append(e.drop, pionstun.AttrEvenPort, pionstun.AttrReservationToken)
 	// A retransmission of an Allocate that succeeded: pion answers from its
 	// cache (or 437), and observe adds the token it issued, if any.
-	existing := g.hasAllocation(allocKey(in.src, in.local))
+	existing := g.s.allocs.has(allocKey(in.src, in.local))
 	intent := &allocIntent{
 		txKey: txKey{client: canonical(addrPortOf(in.src)), tx: msg.TransactionID},
 		key:   key, at: time.Now(),
@@ -556,26 +554,15 @@ func (g *gate) finish(in inbound, msg *pionstun.Message, key []byte, e edits) ([
 }
 
 // checkPermissions enforces limits.permissions_per_allocation. Permissions
-// are counted from pion's events; a refresh of an existing permission does
-// not count again. RFC 8656 §9.2: 508 when the server cannot add it.
+// are counted by the allocation table from pion's events; a refresh of an
+// existing permission does not count again. RFC 8656 §9.2: 508 when the
+// server cannot add it.
 func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, peers []netip.AddrPort, key []byte) ([]byte, bool) {
 	limit := g.s.cfg.Limits.PermissionsPerAllocation
 	if limit <= 0 {
 		return msg.Raw, true
 	}
-	g.mu.Lock()
-	have := g.perms[allocKey(in.src, in.local)]
-	fresh := 0
-	seen := map[netip.Addr]bool{}
-	for _, p := range peers {
-		if _, ok := have[p.Addr()]; !ok && !seen[p.Addr()] {
-			fresh++
-			seen[p.Addr()] = true
-		}
-	}
-	over := len(have)+fresh > limit
-	g.mu.Unlock()
-	if over {
+	if g.s.allocs.permissionsAfter(allocKey(in.src, in.local), peers) > limit {
 		g.s.limited.Log(slog.LevelInfo, "permission-quota", "permission refused: allocation has too many permissions",
 			"client", in.src, "limit", limit)
 		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Too many permissions", key)
@@ -810,76 +797,9 @@ func (g *gate) attempt(outcome string) {
 	g.s.metrics.AllocationsMade.WithLabelValues(outcome).Inc()
 }
 
-// Allocation bookkeeping from pion's events.
-
-func (g *gate) allocationCreated(src, dst net.Addr, userID string) {
-	g.mu.Lock()
-	g.userAllocs[userID]++
-	g.allocs[allocKey(src, dst)] = struct{}{}
-	g.mu.Unlock()
-	g.s.metrics.Allocations.Inc()
-}
-
-func (g *gate) allocationDeleted(src, dst net.Addr, userID string) {
-	g.mu.Lock()
-	if g.userAllocs[userID] <= 1 {
-		delete(g.userAllocs, userID)
-	} else {
-		g.userAllocs[userID]--
-	}
-	n := len(g.perms[allocKey(src, dst)])
-	delete(g.perms, allocKey(src, dst))
-	delete(g.allocs, allocKey(src, dst))
-	g.mu.Unlock()
-	g.s.metrics.Permissions.Sub(float64(n))
-	g.s.metrics.Allocations.Dec()
-}
-
-func (g *gate) permissionCreated(src, dst net.Addr, peer net.IP) {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return
-	}
-	ip = ip.Unmap()
-	k := allocKey(src, dst)
-	g.mu.Lock()
-	set := g.perms[k]
-	if set == nil {
-		set = map[netip.Addr]struct{}{}
-		g.perms[k] = set
-	}
-	_, had := set[ip]
-	set[ip] = struct{}{}
-	g.mu.Unlock()
-	if !had {
-		g.s.metrics.Permissions.Inc()
-	}
-}
-
-func (g *gate) permissionDeleted(src, dst net.Addr, peer net.IP) {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return
-	}
-	ip = ip.Unmap()
-	k := allocKey(src, dst)
-	g.mu.Lock()
-	set := g.perms[k]
-	_, had := set[ip]
-	delete(set, ip)
-	g.mu.Unlock()
-	if had {
-		g.s.metrics.Permissions.Dec()
-	}
-}
-
-// hasAllocation reports whether the 5-tuple key holds an allocation.
-func (g *gate) hasAllocation(key string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	_, ok := g.allocs[key]
-	return ok
-}
+// hasAllocation reports whether the 5-tuple key (allocKey) holds an
+// allocation: a TCP or TLS connection that does is not idle.
+func (g *gate) hasAllocation(key string) bool { return g.s.allocs.has(key) }
 
 // quota is pion's QuotaHandler: limits.allocations_per_user (486).
 func (g *gate) quota(userID, _ string, _ net.Addr) bool {
@@ -887,9 +807,7 @@ func (g *gate) quota(userID, _ string, _ net.Addr) bool {
 	if limit <= 0 {
 		return true
 	}
-	g.mu.Lock()
-	ok := g.userAllocs[userID] < limit
-	g.mu.Unlock()
+	ok := g.s.allocs.userAllocations(userID) < limit
 	if !ok {
 		g.attempt("user_quota")
 	}
