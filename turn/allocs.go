@@ -51,9 +51,9 @@ type allocTable struct {
 	// pending holds, per client address, the credential of an Allocate the
 	// gate let through, until pion reports the allocation (bounded by
 	// maxPending: an entry stays behind only when pion still refuses it).
-	pending map[string]credential
-	allocs  map[string]*allocation   // allocKey(client, server) -> allocation
-	bySrc   map[string][]*allocation // client address -> its allocations
+	pending map[string]grant
+	allocs  map[string]*allocEntry   // allocKey(client, server) -> allocation
+	bySrc   map[string][]*allocEntry // client address -> its allocations
 	perUser map[string]int           // user id -> live allocations
 }
 
@@ -61,27 +61,31 @@ type allocTable struct {
 // authenticated Allocate still fails (quota, capacity, a retransmission).
 const maxPending = 10000
 
-// credential is what a client authenticated with: the USERNAME it sent,
+// grant is the credential a client authenticated with: the USERNAME it sent,
 // the user id derived from it, the key that verified it and the transport
 // it came over. The key is what revocation tests against new credentials
 // (auth.Credentials.Accepts(username, key)); the names are what events
 // say.
-type credential struct {
+type grant struct {
 	username, userID string
 	key              []byte
 	transport        string
 }
 
-// allocation is one live allocation as pion reported it.
-type allocation struct {
+// allocEntry is one live allocation as pion reported it.
+type allocEntry struct {
 	src, dst net.Addr // the 5-tuple (RFC 8656 §2): client and server address
-	cred     credential
+	cred     grant
 	relay    relayKey                  // relayed transport address
 	sock     io.Closer                 // its relay socket, as registered; nil if unknown
 	rc       *relayConn                // sock when it is a UDP relay, whose views the table writes
 	peers    map[netip.Addr]struct{}   // permissions (RFC 8656 §9), by IP
 	chans    map[uint16]netip.AddrPort // channel bindings (§12)
 }
+
+// allocKey names an allocation by its 5-tuple: the client's address and
+// the server address it talks to (RFC 8656 §2).
+func allocKey(src, local net.Addr) string { return src.String() + "|" + local.String() }
 
 // relayKey names a relayed transport address: a UDP relay and a TCP relay
 // may share an address and port.
@@ -100,9 +104,9 @@ func newAllocTable(m *Metrics) *allocTable {
 		metrics:   m,
 		relays:    map[relayKey]io.Closer{},
 		listeners: map[netip.AddrPort][]*gatePacketConn{},
-		pending:   map[string]credential{},
-		allocs:    map[string]*allocation{},
-		bySrc:     map[string][]*allocation{},
+		pending:   map[string]grant{},
+		allocs:    map[string]*allocEntry{},
+		bySrc:     map[string][]*allocEntry{},
 		perUser:   map[string]int{},
 	}
 }
@@ -143,12 +147,12 @@ func (t *allocTable) removeRelay(addr net.Addr, sock io.Closer) {
 
 // Credentials.
 
-// authenticated records the credential a request from src passed the gate
+// granted records the credential a request from src passed the gate
 // with. An Allocate's is kept for the allocation pion is about to report;
 // any other request (Refresh, CreatePermission, ChannelBind) from the same
 // client and user id updates its allocations: the credential last used is
 // the one that has to stay valid.
-func (t *allocTable) authenticated(src net.Addr, c credential, allocate bool) {
+func (t *allocTable) granted(src net.Addr, c grant, allocate bool) {
 	k := src.String()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -203,7 +207,7 @@ type allocInfo struct {
 	transport        string
 }
 
-func (a *allocation) info() allocInfo {
+func (a *allocEntry) info() allocInfo {
 	return allocInfo{client: a.src.String(), relay: a.relay.addr.String(),
 		username: a.cred.username, userID: a.cred.userID, transport: a.cred.transport}
 }
@@ -216,14 +220,14 @@ func (t *allocTable) created(src, dst net.Addr, userID string, relay net.Addr) a
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old := t.allocs[key]; old != nil {
-		t.drop(key, old) // pion refuses a duplicate 5-tuple; never two records for one
+		t.dropEntry(key, old) // pion refuses a duplicate 5-tuple; never two records for one
 	}
 	c, ok := t.pending[k]
 	delete(t.pending, k)
 	if !ok || c.userID != userID {
 		// The gate's record went in a purge or belongs to another request:
 		// the names pion knows, no key (revocation cannot judge it).
-		c = credential{userID: userID}
+		c = grant{userID: userID}
 	}
 	if c.transport == "" {
 		c.transport = "udp"
@@ -231,7 +235,7 @@ func (t *allocTable) created(src, dst net.Addr, userID string, relay net.Addr) a
 			c.transport = "tcp"
 		}
 	}
-	a := &allocation{src: src, dst: dst, cred: c, relay: relayKeyOf(relay),
+	a := &allocEntry{src: src, dst: dst, cred: c, relay: relayKeyOf(relay),
 		peers: map[netip.Addr]struct{}{}, chans: map[uint16]netip.AddrPort{}}
 	a.sock = t.relays[a.relay]
 	a.rc, _ = a.sock.(*relayConn)
@@ -248,7 +252,7 @@ func (t *allocTable) created(src, dst net.Addr, userID string, relay net.Addr) a
 // type (its listener shares the UDP listener's address and port). A relay
 // answers the client from the listener socket of its own event loop. t.mu
 // is held.
-func (t *allocTable) link(a *allocation) {
+func (t *allocTable) link(a *allocEntry) {
 	if _, udp := a.src.(*net.UDPAddr); !udp || a.rc == nil {
 		return
 	}
@@ -281,14 +285,14 @@ func (t *allocTable) deleted(src, dst net.Addr) (allocInfo, bool) {
 	if a == nil {
 		return allocInfo{}, false
 	}
-	t.drop(key, a)
+	t.dropEntry(key, a)
 	return a.info(), true
 }
 
-// drop removes a from the table and the gauges. pion has reported its
+// dropEntry removes a from the table and the gauges. pion has reported its
 // permissions and channels gone before, normally; whatever is left is
 // counted off here, and later events for them find nothing. t.mu is held.
-func (t *allocTable) drop(key string, a *allocation) {
+func (t *allocTable) dropEntry(key string, a *allocEntry) {
 	delete(t.allocs, key)
 	k := a.src.String()
 	list := t.bySrc[k]
@@ -439,7 +443,7 @@ func (t *allocTable) names(client string) (username, userID string) {
 // liveAlloc is a copy of one allocation for revocation.
 type liveAlloc struct {
 	src   net.Addr
-	cred  credential
+	cred  grant
 	relay string
 	sock  io.Closer    // nil: its relay socket is closing already
 	peers []netip.Addr // permitted peers and channel peers

@@ -108,7 +108,7 @@ func TestAllocTableLifecycle(t *testing.T) {
 	g := newTableRig(t)
 	src, dst := tableClient, g.listener.LocalAddr()
 	key := allocKey(src, dst)
-	g.tab.authenticated(src, credential{username: "123:alice", userID: "alice", key: []byte("k1"), transport: "udp"}, true)
+	g.tab.granted(src, grant{username: "123:alice", userID: "alice", key: []byte("k1"), transport: "udp"}, true)
 	if u, id := g.tab.names(src.String()); u != "123:alice" || id != "alice" {
 		t.Errorf("names before the allocation = %q, %q: an Allocate in flight is named", u, id)
 	}
@@ -151,7 +151,7 @@ func TestAllocTableLifecycle(t *testing.T) {
 
 	// A Refresh with a new credential of the same user: revocation judges
 	// that one from now on.
-	g.tab.authenticated(src, credential{username: "456:alice", userID: "alice", key: []byte("k2"), transport: "udp"}, false)
+	g.tab.granted(src, grant{username: "456:alice", userID: "alice", key: []byte("k2"), transport: "udp"}, false)
 	snap := g.tab.snapshot()
 	if len(snap) != 1 || snap[0].sock != rc || string(snap[0].cred.key) != "k2" || len(snap[0].peers) != 2 {
 		t.Fatalf("snapshot = %+v", snap)
@@ -293,7 +293,7 @@ func TestAllocTableOddOrders(t *testing.T) {
 		g := newTableRig(t)
 		for i := range maxPending + 10 {
 			src := &net.UDPAddr{IP: net.IPv4(10, 200, byte(i>>8), byte(i)), Port: 4000}
-			g.tab.authenticated(src, credential{username: "u", userID: "u", key: []byte("k")}, true)
+			g.tab.granted(src, grant{username: "u", userID: "u", key: []byte("k")}, true)
 		}
 		if n := len(g.tab.pending); n > maxPending {
 			t.Errorf("%d pending credentials, bound is %d", n, maxPending)

@@ -67,8 +67,6 @@ type inbound struct {
 	reply     func([]byte)
 }
 
-func allocKey(src, local net.Addr) string { return src.String() + "|" + local.String() }
-
 // methods that need long-term credentials (RFC 8656 §5, RFC 6062 §4).
 func authenticated(m pionstun.Method) bool {
 	switch m {
@@ -190,7 +188,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	// The allocation table keeps the credential: an Allocate's for the
 	// allocation pion is about to report, any other's as the one the
 	// client's allocations now stand on (revoke.go).
-	g.s.allocs.authenticated(in.src, credential{username: string(username), userID: userID, key: key, transport: in.transport},
+	g.s.allocs.granted(in.src, grant{username: string(username), userID: userID, key: key, transport: in.transport},
 		method == pionstun.MethodAllocate)
 	g.count(method, "pass")
 	if method == pionstun.MethodAllocate {

@@ -5,7 +5,9 @@
 //
 // The data path is: socket → gate → pion read loop → our AuthHandler →
 // QuotaHandler → relay from our allocator → PermissionHandler (peer policy) →
-// relay → events → metrics. pion is never forked; everything icegate adds
+// relay → events → metrics. pion's events feed one allocation table
+// (allocs.go), which the gate, the fast path and revocation read. pion is
+// never forked; everything icegate adds
 // wraps a net.PacketConn, a net.Listener or a RelayAddressGenerator.
 package turn
 
