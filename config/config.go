@@ -231,13 +231,21 @@ type Limits struct {
 	// direction; excess packets are dropped. 0 means no cap. Default 0.
 	BandwidthPerAllocation      int       `hcl:"bandwidth_per_allocation,optional"`
 	BandwidthPerAllocationRange hcl.Range `hcl:"bandwidth_per_allocation,attr_range"`
-	// UnauthRate is the sustained rate of unauthenticated requests accepted per
-	// source IP per second; excess is dropped. 0 means no limit. Default 20.
+	// UnauthRate is the sustained rate of unauthenticated UDP requests
+	// accepted per source IP per second; excess is dropped. One source
+	// address (IP and port) gets at most a fifth of it, and each TCP, TLS or
+	// DTLS connection has a budget of that fifth of its own instead. 0 means
+	// no limit. Default 100.
 	UnauthRate      int       `hcl:"unauthenticated_rate,optional"`
 	UnauthRateRange hcl.Range `hcl:"unauthenticated_rate,attr_range"`
-	// UnauthBurst is the burst above UnauthRate. Default 40.
+	// UnauthBurst is the burst above UnauthRate. Default 200.
 	UnauthBurst      int       `hcl:"unauthenticated_burst,optional"`
 	UnauthBurstRange hcl.Range `hcl:"unauthenticated_burst,attr_range"`
+	// ConnectionsPerSource caps the TCP and TLS client connections open at
+	// once from one IP address; beyond it a new connection is closed at
+	// accept. 0 means no cap. Default 256.
+	ConnectionsPerSource      int       `hcl:"connections_per_source,optional"`
+	ConnectionsPerSourceRange hcl.Range `hcl:"connections_per_source,attr_range"`
 
 	// Filled by Validate.
 	DefaultLifetimeDuration, MaxLifetimeDuration time.Duration

@@ -107,7 +107,7 @@ func TestDefault(t *testing.T) {
 		Limits: &Limits{
 			AllocationsPerUser: 10, AllocationsTotal: 10000, PermissionsPerAllocation: 64,
 			DefaultLifetime: "10m", MaxLifetime: "1h",
-			UnauthRate: 20, UnauthBurst: 40,
+			UnauthRate: 100, UnauthBurst: 200, ConnectionsPerSource: 256,
 			DefaultLifetimeDuration: 10 * time.Minute, MaxLifetimeDuration: time.Hour,
 		},
 		Metrics: &Metrics{Listen: "127.0.0.1:9641"},

@@ -164,13 +164,23 @@ limits {
   # dropped. 0 means no cap. coturn: max-bps.
   bandwidth_per_allocation = 0
 
-  # Unauthenticated requests (such as STUN Binding) accepted per source IP
-  # per second; excess is dropped. 0 means no limit.
-  unauthenticated_rate = 20
+  # Unauthenticated UDP requests (STUN Binding, the first Allocate that gets
+  # the 401 challenge) accepted per source IP per second; excess is dropped.
+  # One source address (IP and port) gets at most a fifth of it; each TCP,
+  # TLS or DTLS connection has a fifth of its own instead, as its source
+  # cannot be forged. 0 means no limit.
+  unauthenticated_rate = 100
 
   # Requests a source IP may send at once above that rate. At least
   # unauthenticated_rate.
-  unauthenticated_burst = 40
+  unauthenticated_burst = 200
+
+  # TCP and TLS client connections open at once from one IP address; beyond,
+  # a new connection is closed at accept. Clients behind one carrier-grade
+  # NAT or office firewall share an address: raise it (or set 0) when many
+  # of them use TURN over TCP or TLS, and set 0 behind an L4 proxy that
+  # hides client addresses. 0 means no cap.
+  connections_per_source = 256
 }
 
 metrics {

@@ -86,6 +86,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Limits.BandwidthPerAllocation":   Restart,
 	"Limits.UnauthRate":               Restart,
 	"Limits.UnauthBurst":              Restart,
+	"Limits.ConnectionsPerSource":     Restart,
 
 	"Metrics.Listen": Restart,
 

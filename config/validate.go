@@ -633,6 +633,7 @@ func (l *Limits) validate(v *validator) {
 	if v.nonNegative(l.UnauthBurst, l.UnauthBurstRange, "limits.unauthenticated_burst") {
 		v.burst(l.UnauthRate, l.UnauthRateRange, "limits.unauthenticated_rate", l.UnauthBurst, l.UnauthBurstRange, "limits.unauthenticated_burst")
 	}
+	v.nonNegative(l.ConnectionsPerSource, l.ConnectionsPerSourceRange, "limits.connections_per_source")
 
 	def, defOK := v.durationBetween(l.DefaultLifetime, l.DefaultLifetimeRange, "limits.default_lifetime", minLifetime, maxLifetime, "30s", "24h")
 	maxD, maxOK := v.durationBetween(l.MaxLifetime, l.MaxLifetimeRange, "limits.max_lifetime", minLifetime, maxLifetime, "30s", "24h")

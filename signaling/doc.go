@@ -12,5 +12,9 @@
 // write deadlines and pings. Accept is the connection-level entry point:
 // tests drive it over net.Pipe without an HTTP server, as derp's Accept.
 //
+// A Server is built from Config, a plain struct whose zero settings mean
+// their defaults; cmd/icegate translates the config file into it, and this
+// package never sees the file's schema (internal/layers pins that).
+//
 // docs/signaling.md specifies the protocol with an example of each message.
 package signaling

@@ -46,7 +46,7 @@ func (c *conn) handle(b []byte, st *settings) {
 		}
 		c.send(encode(msg))
 	case TypeTURNEvents:
-		if !st.sig.TURNEventsOn() {
+		if !!st.NoTURNEvents {
 			outcome = perr(CodeDisabled, "TURN events are switched off (signaling.turn_events)")
 			break
 		}
@@ -85,11 +85,11 @@ func (c *conn) join(m *inbound, st *settings) *protoError {
 		c.send(encode(roomMsg{Type: TypeJoined, ID: m.ID, Room: m.Room, Peers: others(r, p), MaxPeers: r.max}))
 		return nil
 	}
-	if len(p.rooms) >= st.sig.RoomsPerPeer {
+	if len(p.rooms) >= st.RoomsPerPeer {
 		return perr(CodeTooManyRooms, "already in %d rooms (signaling.rooms_per_peer); leave one first", len(p.rooms))
 	}
 	if r == nil {
-		limit := st.sig.PeersPerRoom
+		limit := st.PeersPerRoom
 		if m.MaxPeers > 0 && m.MaxPeers < limit {
 			limit = m.MaxPeers
 		}

@@ -17,25 +17,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"icegate/config"
 	"icegate/internal/leakcheck"
 )
 
 // TestMain fails the run when a goroutine of this package outlives the tests.
 func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/signaling.") }
 
-// testConfig returns validated defaults changed by mutate.
-func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
-	t.Helper()
-	cfg, err := config.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
+// testRelay is the relay the test servers name: icegate's default ports
+// and transports, with the certificate it generates.
+var testRelay = Relay{Port: 3478, TLSPort: 5349, UDP: true, TCP: true, TLS: true, SelfSignedCert: true}
+
+// testConfig returns a Config of defaults naming testRelay, changed by
+// mutate. No config file is involved: the package stands on its own.
+func testConfig(mutate func(*Config)) Config {
+	cfg := Config{Relay: testRelay}
 	if mutate != nil {
-		mutate(cfg)
-		if diags := cfg.Validate(); diags.HasErrors() {
-			t.Fatalf("config: %s", config.FormatDiagnostics(diags))
-		}
+		mutate(&cfg)
 	}
 	return cfg
 }
@@ -43,9 +40,9 @@ func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
 const testSecret = "test-secret-0123456789"
 
 // newTestServer starts a Server and closes it when the test ends.
-func newTestServer(t testing.TB, mutate func(*config.Config)) *Server {
+func newTestServer(t testing.TB, mutate func(*Config)) *Server {
 	t.Helper()
-	s, err := New(testConfig(t, mutate), Options{Secret: func() string { return testSecret }, Version: "test"})
+	s, err := New(testConfig(mutate), Options{Secret: func() string { return testSecret }, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "use GET", http.StatusMethodNotAllowed)
 			return
 		}
-		if !s.settings().testPage {
+		if s.settings().NoTestPage {
 			http.NotFound(w, r)
 			return
 		}
@@ -57,7 +57,7 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	return originAllowed(s.settings().sig.AllowedOrigins, origin, r.Host)
+	return originAllowed(s.settings().AllowedOrigins, origin, r.Host)
 }
 
 // originAllowed matches origin against allowed; an empty list allows the
@@ -95,7 +95,7 @@ func originAllowed(allowed []string, origin, host string) bool {
 
 // authorize checks the token, when tokens are required.
 func (s *Server) authorize(r *http.Request) (*Claims, error) {
-	secrets := s.settings().sig.TokenSecrets
+	secrets := s.settings().TokenSecrets
 	if len(secrets) == 0 {
 		return nil, nil
 	}

@@ -14,12 +14,11 @@ import (
 	"github.com/gorilla/websocket"
 
 	"icegate/auth"
-	"icegate/config"
 )
 
 const tokenSecret = "token-secret-0123456789abcdef0123456789"
 
-func httpServer(t *testing.T, mutate func(*config.Config)) (*Server, *httptest.Server) {
+func httpServer(t *testing.T, mutate func(*Config)) (*Server, *httptest.Server) {
 	t.Helper()
 	s := newTestServer(t, mutate)
 	hs := httptest.NewServer(s.Handler())
@@ -107,7 +106,7 @@ func TestOriginAllowed(t *testing.T) {
 }
 
 func TestTokenRefusedBeforeUpgrade(t *testing.T) {
-	_, hs := httpServer(t, func(c *config.Config) { c.Signaling.TokenSecrets = []string{tokenSecret} })
+	_, hs := httpServer(t, func(c *Config) { c.TokenSecrets = []string{tokenSecret} })
 	now := time.Now()
 	good, _ := MintToken(tokenSecret, Claims{Subject: "alice", Rooms: []string{"r"}, Expiry: now.Add(time.Hour).Unix()})
 	expired, _ := MintToken(tokenSecret, Claims{Subject: "alice", Expiry: now.Add(-time.Hour).Unix()})
@@ -261,7 +260,7 @@ func TestCredentialAPIRefusals(t *testing.T) {
 	}
 
 	// The origin is checked before the token.
-	_, tok := httpServer(t, func(c *config.Config) { c.Signaling.TokenSecrets = []string{tokenSecret} })
+	_, tok := httpServer(t, func(c *Config) { c.TokenSecrets = []string{tokenSecret} })
 	for _, tc := range []struct {
 		origin string
 		want   int
@@ -292,7 +291,7 @@ func TestTestPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "icegate") || resp.Header.Get("Content-Security-Policy") == "" {
 		t.Fatalf("test page: %d %s", resp.StatusCode, b)
 	}
-	_, off := httpServer(t, func(c *config.Config) { c.HTTP.TestPage = new(bool) })
+	_, off := httpServer(t, func(c *Config) { c.NoTestPage = true })
 	resp, err = http.Get(off.URL + "/")
 	if err != nil {
 		t.Fatal(err)

@@ -116,7 +116,7 @@ func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOpti
 	defer stop()
 
 	st := s.settings()
-	c.rate = tokenbucket.Full(float64(st.sig.MessagesBurst), time.Now())
+	c.rate = tokenbucket.Full(float64(st.MessagesBurst), time.Now())
 	hello, renew := s.attach(c, opts)
 	go c.writeLoop(hello, renew)
 	clean := c.readLoop()
@@ -157,7 +157,7 @@ func (s *Server) attach(c *conn, opts AcceptOptions) ([]byte, time.Duration) {
 	resumed := p != nil
 	if p == nil {
 		p = &peer{id: newID(), claims: opts.Claims, simple: opts.Simple,
-			out: newOutbox(st.sig.SendQueue, st.sig.SendQueue)}
+			out: newOutbox(st.SendQueue, st.SendQueue)}
 		s.registerLocked(p)
 	}
 	c.p = p
@@ -183,16 +183,16 @@ func (s *Server) attach(c *conn, opts AcceptOptions) ([]byte, time.Duration) {
 	h := helloMsg{
 		Type: TypeHello, Peer: p.id, ResumeToken: resume, Resumed: resumed, ResumeError: resumeErr,
 		Rooms:        rooms,
-		PingInterval: int(st.sig.PingIntervalDuration / time.Second),
+		PingInterval: int(st.PingInterval / time.Second),
 		Limits: helloLimits{
-			MaxMessageBytes: st.sig.MaxMessageBytes, MessagesPerSecond: st.sig.MessagesPerSecond,
-			PeersPerRoom: st.sig.PeersPerRoom, RoomsPerPeer: st.sig.RoomsPerPeer,
-			ResumeGrace: int(st.sig.ResumeGraceDuration / time.Second),
+			MaxMessageBytes: st.MaxMessageBytes, MessagesPerSecond: st.MessagesPerSecond,
+			PeersPerRoom: st.PeersPerRoom, RoomsPerPeer: st.RoomsPerPeer,
+			ResumeGrace: int(st.ResumeGrace / time.Second),
 		},
-		Server:   serverInfo{Version: s.version, TURNSCertificate: "configured", TURNEvents: st.sig.TURNEventsOn()},
+		Server:   serverInfo{Version: s.version, TURNSCertificate: "configured", TURNEvents: !st.NoTURNEvents},
 		NATProbe: st.natProbe,
 	}
-	if st.selfSigned {
+	if st.Relay.SelfSignedCert {
 		h.Server.TURNSCertificate = "self-signed"
 	}
 	if p.claims != nil {
@@ -248,7 +248,7 @@ func (s *Server) detach(c *conn, clean bool) {
 	}
 	p.conn = nil
 	p.connPtr.Store(nil)
-	grace := st.sig.ResumeGraceDuration
+	grace := st.ResumeGrace
 	if clean || grace <= 0 || p.simple || s.closed {
 		s.removeLocked(p, "disconnected")
 		return
@@ -270,7 +270,7 @@ func (s *Server) detach(c *conn, clean bool) {
 // returns whether the client closed it on purpose.
 func (c *conn) readLoop() (clean bool) {
 	st := c.s.settings()
-	readTimeout := st.sig.PingIntervalDuration + min(pongWait, st.sig.PingIntervalDuration)
+	readTimeout := st.PingInterval + min(pongWait, st.PingInterval)
 	c.ws.SetReadLimit(st.hardReadLimit)
 	_ = c.ws.SetReadDeadline(time.Now().Add(readTimeout))
 	c.ws.SetPongHandler(func(string) error {
@@ -286,18 +286,18 @@ func (c *conn) readLoop() (clean bool) {
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(readTimeout))
 		st = c.s.settings()
-		b, tooLarge, err := c.readMessage(r, st.sig.MaxMessageBytes)
+		b, tooLarge, err := c.readMessage(r, st.MaxMessageBytes)
 		if err != nil {
 			return c.bye()
 		}
 		if tooLarge {
 			c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
-			c.sendError(nil, "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.sig.MaxMessageBytes))
+			c.sendError(nil, "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
 			continue
 		}
 		if !c.allow(st) {
 			c.s.metrics.messages.WithLabelValues("other", CodeRateLimited).Inc()
-			c.sendError(nil, "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.sig.MessagesPerSecond))
+			c.sendError(nil, "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 			continue
 		}
 		if c.p.simple {
@@ -341,7 +341,7 @@ func (c *conn) readMessage(r io.Reader, limit int) ([]byte, bool, error) {
 
 // allow takes a token from the connection's bucket.
 func (c *conn) allow(st *settings) bool {
-	return c.rate.Take(time.Now(), float64(st.sig.MessagesPerSecond), float64(st.sig.MessagesBurst), 1)
+	return c.rate.Take(time.Now(), float64(st.MessagesPerSecond), float64(st.MessagesBurst), 1)
 }
 
 // send queues a message for this connection's own peer. If its own queue
@@ -360,7 +360,7 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 	defer close(c.writerDone)
 	defer c.ws.Close()
 	st := c.s.settings()
-	ping := time.NewTicker(st.sig.PingIntervalDuration)
+	ping := time.NewTicker(st.PingInterval)
 	defer ping.Stop()
 	var renewC <-chan time.Time
 	if renew > 0 {

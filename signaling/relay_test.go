@@ -17,16 +17,24 @@ import (
 // credentials hello hands out, and checks that the relay's decisions about
 // those requests reach the peer, and only that peer.
 func TestCredentialsWorkOnTheRelay(t *testing.T) {
-	cfg := testConfig(t, func(c *config.Config) {
-		c.Listen.Addresses = []string{"127.0.0.1"}
-		c.Listen.Port = freeUDPPort(t)
-		c.Listen.TLS, c.Listen.DTLS, c.Listen.TCP = new(bool), new(bool), new(bool)
-		c.Relay.IPv4Bind, c.Relay.IPv4Public, c.Relay.IPv6Bind = "127.0.0.1", "127.0.0.1", ""
-		c.Relay.MinPort, c.Relay.MaxPort = 52000, 52999
-		c.Relay.PrivateOK = ptrTrue()
-		c.Auth.Secrets = []string{testSecret}
-	})
-	s, err := New(cfg, Options{Secret: func() string { return testSecret }})
+	// The relay is built from a config file's schema (test code may use it);
+	// the signaling server from its own Config, naming what the relay serves,
+	// as cmd/icegate does.
+	cfg, err := config.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen.Addresses = []string{"127.0.0.1"}
+	cfg.Listen.Port = freeUDPPort(t)
+	cfg.Listen.TLS, cfg.Listen.DTLS, cfg.Listen.TCP = new(bool), new(bool), new(bool)
+	cfg.Relay.IPv4Bind, cfg.Relay.IPv4Public, cfg.Relay.IPv6Bind = "127.0.0.1", "127.0.0.1", ""
+	cfg.Relay.MinPort, cfg.Relay.MaxPort = 52000, 52999
+	cfg.Relay.PrivateOK = ptrTrue()
+	cfg.Auth.Secrets = []string{testSecret}
+	if diags := cfg.Validate(); diags.HasErrors() {
+		t.Fatalf("config: %s", config.FormatDiagnostics(diags))
+	}
+	s, err := New(Config{Relay: Relay{Port: cfg.Listen.Port, UDP: true}}, Options{Secret: func() string { return testSecret }})
 	if err != nil {
 		t.Fatal(err)
 	}

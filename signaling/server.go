@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/base64"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -16,11 +15,12 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"icegate/config"
 	"icegate/internal/ratelog"
 )
 
-// Options are the parts of a Server that do not come from the config file.
+// Options are the parts of a Server that are not settings: where it logs
+// and counts, and what it asks of the process as it runs (the minting
+// secret, the version).
 type Options struct {
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
@@ -34,17 +34,13 @@ type Options struct {
 	Version string
 }
 
-// settings are the config-derived parts of a Server, swapped whole by Reload.
+// settings are a Server's Config with its defaults applied, and what is
+// derived from it; swapped whole by Reload. ResumeGrace 0 means resuming
+// is off.
 type settings struct {
-	sig           config.Signaling
-	testPage      bool
-	listen        config.Listen
-	separator     string
-	selfSigned    bool
+	Config
 	hardReadLimit int64
-	// natProbe holds the stun: URLs of the server's two RFC 5780 addresses
-	// (primary address and port, alternate address and port) when the stun
-	// block configures them; nil otherwise.
+	// natProbe holds the stun: URLs of NATProbe; nil when it is off.
 	natProbe []string
 }
 
@@ -107,9 +103,9 @@ type room struct {
 
 func (r *room) has(p *peer) bool { return slices.Contains(r.members, p) }
 
-// New returns a Server for the http and signaling blocks of cfg, which must
-// have passed config.Validate.
-func New(cfg *config.Config, opts Options) (*Server, error) {
+// New returns a Server for cfg, or an error naming every value of cfg it
+// cannot work with.
+func New(cfg Config, opts Options) (*Server, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -137,10 +133,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Reload applies a new, validated config: origins, token secrets, limits,
-// credential lifetime. Open connections keep running; new limits apply to
-// what they do next.
-func (s *Server) Reload(cfg *config.Config) error {
+// Reload applies a new config: origins, token secrets, limits, credential
+// lifetime, the relay's URLs. Open connections keep running; new limits
+// apply to what they do next. On an error nothing changes.
+func (s *Server) Reload(cfg Config) error {
 	apply, err := s.PrepareReload(cfg)
 	if err != nil {
 		return err
@@ -149,29 +145,21 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// PrepareReload builds the settings of a new, validated config without
+// PrepareReload builds and checks the settings of a new config without
 // applying them; the returned function applies them. A reload of the whole
 // server prepares every part first and applies them only when all are
-// ready. The listen block names the ports the iceServers URLs carry: the
-// caller passes the ports the relay actually serves.
-func (s *Server) PrepareReload(cfg *config.Config) (apply func(), err error) {
-	if cfg.Signaling == nil || cfg.HTTP == nil || cfg.Listen == nil || cfg.Auth == nil || cfg.TLS == nil {
-		return nil, fmt.Errorf("signaling: config has not been validated")
+// ready. cfg.Relay names the ports the iceServers URLs carry: the caller
+// passes the ports the relay actually serves.
+func (s *Server) PrepareReload(cfg Config) (apply func(), err error) {
+	st := &settings{Config: cfg.withDefaults()}
+	if err := st.validate(); err != nil {
+		return nil, err
 	}
-	st := &settings{
-		sig:        *cfg.Signaling,
-		testPage:   cfg.HTTP.TestPageOn(),
-		listen:     *cfg.Listen,
-		separator:  cfg.Auth.Separator,
-		selfSigned: cfg.TLS.CertFile == "",
-	}
-	st.sig.AllowedOrigins = slices.Clone(st.sig.AllowedOrigins)
-	st.sig.TokenSecrets = slices.Clone(st.sig.TokenSecrets)
-	st.natProbe = natProbeURLs(cfg.STUN, cfg.Listen.Port)
-	// Messages up to max_message_bytes are read; larger ones up to this
-	// are read and discarded with an error; beyond it the connection is
-	// closed (1009), since a client sending those is not a signaling client.
-	st.hardReadLimit = int64(max(4*st.sig.MaxMessageBytes, st.sig.MaxMessageBytes+64<<10))
+	st.natProbe = st.NATProbe.urls()
+	// Messages up to MaxMessageBytes are read; larger ones up to this are
+	// read and discarded with an error; beyond it the connection is closed
+	// (1009), since a client sending those is not a signaling client.
+	st.hardReadLimit = int64(max(4*st.MaxMessageBytes, st.MaxMessageBytes+64<<10))
 	return func() { s.set.Store(st) }, nil
 }
 
@@ -216,7 +204,7 @@ func (s *Server) enter(c *conn) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if int(s.nconns.Load()) >= s.settings().sig.MaxConnections {
+	if int(s.nconns.Load()) >= s.settings().MaxConnections {
 		return ErrCapacity
 	}
 	s.nconns.Add(1)
@@ -237,7 +225,7 @@ func (s *Server) exit(c *conn) {
 
 // full reports whether a new connection would be refused for capacity.
 func (s *Server) full() bool {
-	return int(s.nconns.Load()) >= s.settings().sig.MaxConnections
+	return int(s.nconns.Load()) >= s.settings().MaxConnections
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -10,7 +10,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"icegate/auth"
-	"icegate/config"
 )
 
 func TestHello(t *testing.T) {
@@ -61,7 +60,7 @@ func TestHello(t *testing.T) {
 }
 
 func TestNoSecretGivesSTUNOnly(t *testing.T) {
-	cfg := testConfig(t, nil)
+	cfg := testConfig(nil)
 	s, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +174,7 @@ func TestRooms(t *testing.T) {
 }
 
 func TestRoomFull(t *testing.T) {
-	s := newTestServer(t, func(c *config.Config) { c.Signaling.PeersPerRoom = 3 })
+	s := newTestServer(t, func(c *Config) { c.PeersPerRoom = 3 })
 	var cs []*client
 	for range 4 {
 		cs = append(cs, connect(t, s, pipeOpts{}))
@@ -211,7 +210,7 @@ func TestRoomFull(t *testing.T) {
 }
 
 func TestRoomsPerPeerAndTokenRooms(t *testing.T) {
-	s := newTestServer(t, func(c *config.Config) { c.Signaling.RoomsPerPeer = 1 })
+	s := newTestServer(t, func(c *Config) { c.RoomsPerPeer = 1 })
 	a := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Claims: &Claims{Subject: "alice", Rooms: []string{"team-*", "lobby"}}}})
 	if a.hello["user"] != "alice" {
 		t.Fatalf("hello user: %v", a.hello)
@@ -262,10 +261,10 @@ func TestMalformed(t *testing.T) {
 }
 
 func TestMessageSizeAndRate(t *testing.T) {
-	s := newTestServer(t, func(c *config.Config) {
-		c.Signaling.MaxMessageBytes = 1024
-		c.Signaling.MessagesPerSecond = 1
-		c.Signaling.MessagesBurst = 2
+	s := newTestServer(t, func(c *Config) {
+		c.MaxMessageBytes = 1024
+		c.MessagesPerSecond = 1
+		c.MessagesBurst = 2
 	})
 	a := connect(t, s, pipeOpts{})
 	big := `{"type":"ping","pad":"` + strings.Repeat("x", 2000) + `"}`
@@ -294,7 +293,7 @@ func TestMessageSizeAndRate(t *testing.T) {
 }
 
 func TestMaxConnections(t *testing.T) {
-	s := newTestServer(t, func(c *config.Config) { c.Signaling.MaxConnections = 1 })
+	s := newTestServer(t, func(c *Config) { c.MaxConnections = 1 })
 	connect(t, s, pipeOpts{})
 	b := connect(t, s, pipeOpts{noHello: true})
 	if err := b.waitClosed(); closeCode(err) != websocket.CloseTryAgainLater {
@@ -306,7 +305,7 @@ func TestMaxConnections(t *testing.T) {
 }
 
 func TestSlowReaderDisconnected(t *testing.T) {
-	s := newTestServer(t, func(c *config.Config) { c.Signaling.SendQueue = 16 })
+	s := newTestServer(t, func(c *Config) { c.SendQueue = 16 })
 	a, b := pairInRoom(t, s, "r") // b reads hello, then stops reading below
 	// b stops reading: everything for it piles up on the server.
 	b.raw.SetReadDeadline(time.Now()) // its reader fails; nothing reads the pipe any more
@@ -471,7 +470,7 @@ func TestGoneMemory(t *testing.T) {
 }
 
 func TestResumeGraceExpires(t *testing.T) {
-	s := newTestServer(t, func(c *config.Config) { c.Signaling.ResumeGrace = "300ms" })
+	s := newTestServer(t, func(c *Config) { c.ResumeGrace = 300 * time.Millisecond })
 	a, b := pairInRoom(t, s, "r")
 	b.raw.Close()
 	if m := a.expect("peer-left"); m["peer"] != b.id() {
@@ -495,8 +494,7 @@ func TestResumeOtherUserRefused(t *testing.T) {
 }
 
 func TestKeepaliveAndDeadConnection(t *testing.T) {
-	cfg := testConfig(t, nil)
-	cfg.Signaling.PingIntervalDuration = 200 * time.Millisecond // below what the config allows
+	cfg := testConfig(func(c *Config) { c.PingInterval = 200 * time.Millisecond }) // below what the config file allows
 	s, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -534,7 +532,7 @@ func TestTURNEvents(t *testing.T) {
 	}
 	a.quiet(50 * time.Millisecond)
 
-	off := newTestServer(t, func(c *config.Config) { c.Signaling.TURNEvents = new(bool) })
+	off := newTestServer(t, func(c *Config) { c.NoTURNEvents = true })
 	b := connect(t, off, pipeOpts{})
 	b.send(`{"type":"turn-events","on":true,"id":1}`)
 	if e := b.expect("error"); e["code"] != CodeDisabled {
@@ -556,7 +554,7 @@ func TestBye(t *testing.T) {
 }
 
 func TestShutdownClosesConnections(t *testing.T) {
-	s, err := New(testConfig(t, nil), Options{})
+	s, err := New(testConfig(nil), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -634,8 +632,7 @@ func TestSimpleProtocol(t *testing.T) {
 }
 
 func TestCredentialsRenewedBeforeExpiry(t *testing.T) {
-	cfg := testConfig(t, nil)
-	cfg.Signaling.CredentialTTLDuration = 2 * time.Second // below what the config allows
+	cfg := testConfig(func(c *Config) { c.CredentialTTL = 2 * time.Second }) // below what the config file allows
 	s, err := New(cfg, Options{Secret: func() string { return testSecret }})
 	if err != nil {
 		t.Fatal(err)

@@ -134,7 +134,7 @@ func (c *gatePacketConn) answerBindingFast(out sender, req, scratch []byte, from
 	if resp == nil {
 		return false
 	}
-	if !s.unauth.allow(from.Addr(), time.Now()) {
+	if !s.unauth.allow(from, time.Now()) {
 		s.droppedRateLimited.Inc()
 		return true
 	}

@@ -5,12 +5,15 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // gatePacketConn is the UDP listening socket pion reads from: every datagram
@@ -120,6 +123,7 @@ type gateListener struct {
 	g         *gate
 	transport string
 	datagram  bool // DTLS: each Read is one record holding whole messages
+	streams   *streamConns
 	closed    atomic.Bool
 
 	mu    sync.Mutex
@@ -163,15 +167,27 @@ func (l *gateListener) forget(c *gateConn) {
 
 // Accept retries errors other than a closed listener: pion's accept loop
 // ends on the first error, and running out of file descriptors for a moment
-// must not stop a listener for good.
+// must not stop a listener for good. It backs off (5 ms doubling to 1 s) so
+// that a listener at the descriptor limit does not spin. A connection over
+// limits.connections_per_source, or one that would eat into the descriptor
+// reserve kept for UDP relays, is closed at once and never reaches pion.
 func (l *gateListener) Accept() (net.Conn, error) {
 	backoff := 5 * time.Millisecond
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			gc := &gateConn{Conn: c, g: l.g, transport: l.transport, datagram: l.datagram, l: l}
-			if !l.track(gc) {
+			src := sourceAddr(c.RemoteAddr())
+			if !l.streams.admit(l.transport, src, l.datagram) {
 				_ = c.Close()
+				continue
+			}
+			gc := &gateConn{
+				Conn: c, g: l.g, transport: l.transport, datagram: l.datagram, l: l,
+				src: src, lastMsg: time.Now(),
+				guard: connGuard{rate: l.streams.guardRate, burst: l.streams.guardBurst},
+			}
+			if !l.track(gc) {
+				_ = gc.Close()
 				return nil, net.ErrClosed
 			}
 			return gc, nil
@@ -179,7 +195,7 @@ func (l *gateListener) Accept() (net.Conn, error) {
 		if errors.Is(err, net.ErrClosed) || l.closed.Load() {
 			return nil, err
 		}
-		l.g.s.limited.Log(slog.LevelWarn, "accept-"+l.transport, "accept failed, retrying", "transport", l.transport, "err", err)
+		l.streams.acceptError(l.transport, err)
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)
 	}
@@ -208,48 +224,87 @@ type gateConn struct {
 	key       string // allocation key of this connection's 5-tuple
 	wmu       sync.Mutex
 	bind      atomic.Pointer[connBind] // a ConnectionBind awaiting its signed answer (rfc6062.go)
-}
 
-// idleTimeout closes a connection that has no allocation and sends nothing
-// for this long, so idle sockets cannot pile up.
-const idleTimeout = 60 * time.Second
+	src      netip.Addr  // source IP, for limits.connections_per_source
+	released atomic.Bool // the listener's accounting given back
+	guard    connGuard   // unauthenticated requests on this connection
+	// lastMsg is when the last complete message arrived (or the connection
+	// was accepted); frameStart when the first byte of the incomplete frame
+	// in buf did. Only the reading goroutine touches them.
+	lastMsg, frameStart time.Time
+	timeout             prometheus.Counter // what the read deadline in force stands for
+}
 
 func (c *gateConn) Close() error {
 	if c.l != nil {
 		c.l.forget(c)
+		if c.released.CompareAndSwap(false, true) {
+			c.l.streams.release(c.transport, c.src, c.datagram)
+		}
 	}
 	return c.Conn.Close()
 }
 
-// readConn reads from the connection, with the idle deadline when it holds
-// no allocation.
+// readConn reads from the connection under the earliest of two deadlines:
+// without an allocation, idleTimeout after the last complete message (not
+// the last byte: a byte now and then must not keep a connection that does
+// nothing); with an incomplete frame buffered, frameTimeout after its first
+// byte, allocation or not. A connection with an allocation and nothing
+// pending has no deadline: the allocation's lifetime bounds it.
 func (c *gateConn) readConn(p []byte) (int, error) {
 	if c.key == "" {
 		c.key = allocKey(c.RemoteAddr(), c.LocalAddr())
 	}
-	if c.g.hasAllocation(c.key) {
-		_ = c.Conn.SetReadDeadline(time.Time{})
-	} else {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(time.Duration(c.g.idle.Load())))
+	if c.lastMsg.IsZero() {
+		c.lastMsg = time.Now()
 	}
-	return c.Conn.Read(p)
+	var deadline time.Time
+	c.timeout = nil
+	if !c.g.hasAllocation(c.key) {
+		deadline = c.lastMsg.Add(time.Duration(c.g.idle.Load()))
+		c.timeout = c.g.s.streams.timeoutIdle
+	}
+	if len(c.buf) > 0 {
+		if d := c.frameStart.Add(time.Duration(c.g.s.streams.frame.Load())); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+			c.timeout = c.g.s.streams.timeoutFrame
+		}
+	}
+	_ = c.Conn.SetReadDeadline(deadline)
+	n, err := c.Conn.Read(p)
+	if err != nil && c.timeout != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timeout.Inc()
+	}
+	return n, err
 }
 
 var errBadFrame = errors.New("stream is not STUN or ChannelData")
 
-// handshakeTimeout bounds a TLS handshake so a silent client cannot hold a
-// goroutine and a socket forever.
-const handshakeTimeout = 10 * time.Second
+// shake runs the TLS or DTLS handshake within the handshake timeout, so a
+// client that stalls or trickles it cannot hold a goroutine and a socket:
+// the context's deadline interrupts the reads in progress.
+func (c *gateConn) shake() error {
+	var do func(context.Context) error
+	switch tc := c.Conn.(type) {
+	case *tls.Conn:
+		do = tc.HandshakeContext
+	case *dtls.Conn:
+		do = tc.HandshakeContext
+	default:
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(c.g.s.streams.handshake.Load()))
+	defer cancel()
+	err := do(ctx)
+	if err != nil && ctx.Err() != nil {
+		c.g.s.streams.timeoutHandshake.Inc()
+	}
+	return err
+}
 
 func (c *gateConn) Read(p []byte) (int, error) {
 	var herr error
-	c.handshake.Do(func() {
-		if tc, ok := c.Conn.(*tls.Conn); ok {
-			ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
-			defer cancel()
-			herr = tc.HandshakeContext(ctx)
-		}
-	})
+	c.handshake.Do(func() { herr = c.shake() })
 	if herr != nil {
 		c.g.drop("tls_handshake")
 		return 0, herr
@@ -282,6 +337,7 @@ func (c *gateConn) Read(p []byte) (int, error) {
 		out, pass := c.g.inspect(inbound{
 			data: frame, src: c.RemoteAddr(), local: c.LocalAddr(), transport: c.transport,
 			reply: func(b []byte) { _, _ = c.write(b) },
+			guard: &c.guard,
 		})
 		if pass {
 			c.pending = out
@@ -309,6 +365,7 @@ func (c *gateConn) next() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.lastMsg = time.Now()
 		if n < 4 || frameLen(c.rec[:n]) == 0 {
 			c.g.drop("malformed")
 			return nil, nil
@@ -326,6 +383,9 @@ func (c *gateConn) next() ([]byte, error) {
 			if len(c.buf) >= l {
 				frame := c.buf[:l:l]
 				c.buf = c.buf[l:]
+				// The rest came in the same read as the end of this frame.
+				c.lastMsg = time.Now()
+				c.frameStart = c.lastMsg
 				return frame, nil
 			}
 			want = l
@@ -340,6 +400,9 @@ func (c *gateConn) next() ([]byte, error) {
 		n, err := c.readConn(c.buf[len(c.buf):cap(c.buf)])
 		if err != nil {
 			return nil, err
+		}
+		if len(c.buf) == 0 && n > 0 {
+			c.frameStart = time.Now()
 		}
 		c.buf = c.buf[:len(c.buf)+n]
 	}

@@ -65,6 +65,9 @@ type inbound struct {
 	local     net.Addr
 	transport string
 	reply     func([]byte)
+	// guard is the unauthenticated-request bucket of the TCP, TLS or DTLS
+	// connection the message came on; nil for UDP (see overLimit).
+	guard *connGuard
 }
 
 // methods that need long-term credentials (RFC 8656 §5, RFC 6062 §4).
@@ -114,7 +117,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	now := time.Now()
 
 	if method == pionstun.MethodBinding {
-		if g.overLimit(srcAP.Addr(), now) {
+		if g.overLimit(in, now) {
 			return nil, false
 		}
 		if !g.s.answerBinding(in, msg, srcAP) {
@@ -126,7 +129,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	}
 	if !authenticated(method) {
 		// RFC 8489 §6.3.1: an unknown method in a request gets a 400.
-		if g.overLimit(srcAP.Addr(), now) {
+		if g.overLimit(in, now) {
 			return nil, false
 		}
 		g.count(method, "unknown_method")
@@ -137,7 +140,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	creds := g.s.creds.Load()
 	if creds == nil || creds.Empty() {
 		// Never an open relay: with no credentials configured TURN is refused.
-		if g.overLimit(srcAP.Addr(), now) {
+		if g.overLimit(in, now) {
 			return nil, false
 		}
 		g.count(method, "no_credentials")
@@ -150,7 +153,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	if !msg.Contains(pionstun.AttrMessageIntegrity) {
 		// The first leg of the challenge (RFC 8489 §9.2.3): pion answers 401 with
 		// a NONCE and REALM. Unauthenticated, so rate-limited per source.
-		if g.overLimit(srcAP.Addr(), now) {
+		if g.overLimit(in, now) {
 			return nil, false
 		}
 		g.count(method, "challenge")
@@ -168,7 +171,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 	userID, key, err := g.verify(creds, msg, string(username), string(realmAttr), now)
 	if err != nil {
 		g.refuse(in, msg, string(username), err)
-		if g.overLimit(srcAP.Addr(), now) {
+		if g.overLimit(in, now) {
 			return nil, false
 		}
 		stripped, serr := rebuild(msg, nil, nil)
@@ -649,10 +652,18 @@ func (g *gate) fail(in inbound, msg *pionstun.Message, code pionstun.ErrorCode, 
 
 func (g *gate) drop(reason string) { g.s.metrics.Dropped.WithLabelValues(reason).Inc() }
 
-// overLimit applies the per-source limit for unauthenticated requests: true
-// (and the drop counted) when src is over it.
-func (g *gate) overLimit(src netip.Addr, now time.Time) bool {
-	if g.s.unauth.allow(src, now) {
+// overLimit applies the limit for unauthenticated requests: true (and the
+// drop counted) when the sender is over it. A UDP source can be forged, so
+// UDP requests are held per source IP and address against reflection
+// (sourceLimiter); a TCP, TLS or DTLS connection has proven its address in
+// its handshake and only answers to its own per-connection bucket, so clients
+// sharing an address (a NAT, an L4 proxy) never starve one another there.
+func (g *gate) overLimit(in inbound, now time.Time) bool {
+	if in.guard != nil {
+		if in.guard.allow(now) {
+			return false
+		}
+	} else if g.s.unauth.allow(addrPortOf(in.src), now) {
 		return false
 	}
 	g.s.droppedRateLimited.Inc()

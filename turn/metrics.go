@@ -17,6 +17,13 @@ type Metrics struct {
 	Channels        prometheus.Gauge
 	BandwidthDrops  prometheus.Counter
 	CertReloads     *prometheus.CounterVec // outcome
+	// ConnectionsRefused counts TCP and TLS connections closed at accept
+	// (per_source, descriptor_reserve) and failed accepts (accept_error).
+	ConnectionsRefused *prometheus.CounterVec // reason
+	// ConnectionTimeouts counts TCP, TLS and DTLS connections closed for
+	// idling, a frame left incomplete, or a handshake not finished in time.
+	ConnectionTimeouts *prometheus.CounterVec // reason
+	Connections        *prometheus.GaugeVec   // transport
 }
 
 // NewMetrics creates the collectors and registers them with reg when reg is
@@ -63,10 +70,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "icegate_tls_certificate_reloads_total",
 			Help: "Certificate file reloads, by outcome.",
 		}, []string{"outcome"}),
+		ConnectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_connections_refused_total",
+			Help: "TCP and TLS connections refused at accept, and failed accepts, by reason.",
+		}, []string{"reason"}),
+		ConnectionTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_connection_timeouts_total",
+			Help: "TCP, TLS and DTLS connections closed by a timeout, by reason.",
+		}, []string{"reason"}),
+		Connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "icegate_connections",
+			Help: "Open TCP, TLS and DTLS client connections, by transport.",
+		}, []string{"transport"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.AuthRefusals, m.PeerDenials, m.Dropped, m.Allocations,
-			m.AllocationsMade, m.Permissions, m.Channels, m.BandwidthDrops, m.CertReloads)
+			m.AllocationsMade, m.Permissions, m.Channels, m.BandwidthDrops, m.CertReloads,
+			m.ConnectionsRefused, m.ConnectionTimeouts, m.Connections)
 	}
 	return m
 }

@@ -124,7 +124,7 @@ func (g *gate) classicBinding(in inbound) bool {
 		return false
 	}
 	src := addrPortOf(in.src)
-	if g.overLimit(src.Addr(), time.Now()) {
+	if g.overLimit(in, time.Now()) {
 		return true
 	}
 	rep, err := b.rfc5780.AnswerClassic(in.data, src, on)

@@ -86,6 +86,7 @@ type Server struct {
 	sockBuf            int
 	certs              *certStore
 	unauth             *sourceLimiter
+	streams            *streamConns // what the TCP, TLS and DTLS listeners share
 	maxLifetime        time.Duration
 	draining           atomic.Bool
 
@@ -126,6 +127,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	}
 	s.gate = newGate(s)
 	s.allocs = newAllocTable(s.metrics)
+	s.streams = newStreamConns(cfg.Limits.ConnectionsPerSource, cfg.Limits.UnauthRate, cfg.Limits.UnauthBurst, s.metrics, s.limited)
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
 	s.droppedRateLimited = s.metrics.Dropped.WithLabelValues("rate_limited")
 	s.droppedSelfPort = s.metrics.Dropped.WithLabelValues("self_port")
@@ -388,7 +390,7 @@ func (s *Server) track(transport string, addr net.Addr, closer func() error) {
 
 func (s *Server) listenerConfig(ln net.Listener, transport string, datagram bool) pionturn.ListenerConfig {
 	return pionturn.ListenerConfig{
-		Listener:              &gateListener{Listener: ln, g: s.gate, transport: transport, datagram: datagram},
+		Listener:              &gateListener{Listener: ln, g: s.gate, transport: transport, datagram: datagram, streams: s.streams},
 		RelayAddressGenerator: s.relays,
 		PermissionHandler:     s.permission,
 	}

@@ -46,10 +46,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(warnings) > 0 {
 		log.Warn("config warnings", "config", cfg.Source, "problems", warnings)
 	}
+	raiseFileLimit(log, cfg.Limits.AllocationsTotal)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rl := &reloader{path: *cfgPath, base: cfg, level: level, log: log}
+	rl := &reloader{path: *cfgPath, level: level, log: log}
 	rl.ok = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "icegate_config_last_reload_successful",
 		Help: "1 if the last configuration reload (SIGHUP) succeeded: the file loaded and every part accepted it. 0 means nothing of it was applied.",
@@ -84,10 +85,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer srv.Close()
 	rl.srv = srv
-	rl.current.Store(served(cfg, srv.Addrs()))
+	rl.current.Store(cfg)
 
 	if cfg.HTTP.Listen != "" {
-		hub, err := signaling.New(rl.current.Load(), signaling.Options{Logger: log, Registerer: reg, Version: version,
+		hub, err := signaling.New(signalingConfig(cfg, srv.Addrs()), signaling.Options{Logger: log, Registerer: reg, Version: version,
 			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }})
 		if err != nil {
 			return err
@@ -181,10 +182,9 @@ type reloader struct {
 	// pending is 1 while restart-only settings differ from the file.
 	pending prometheus.Gauge
 
-	// base is the config in force as the file gave it (restart-only
-	// settings from the start); current is the same with the ports the
-	// listeners got, which the signaling server names in its URLs.
-	base    *config.Config
+	// current is the config in force as the file gave it, restart-only
+	// settings from the start. The signaling server's URLs name the ports
+	// the listeners got (signalingConfig), not the file's.
 	current atomic.Pointer[config.Config]
 }
 
@@ -249,8 +249,7 @@ func (r *reloader) apply() error {
 	if diags.HasErrors() {
 		return &loadError{path: r.path, problems: warnings}
 	}
-	eff, changes := config.KeepRestartOnly(r.base, next)
-	cur := served(eff, r.srv.Addrs())
+	eff, changes := config.KeepRestartOnly(r.current.Load(), next)
 
 	// Build and check every part's new state; nothing is in force yet.
 	relay, err := r.srv.PrepareReload(eff)
@@ -259,7 +258,7 @@ func (r *reloader) apply() error {
 	}
 	applySignaling := func() {}
 	if hub := r.hub.Load(); hub != nil {
-		if applySignaling, err = hub.PrepareReload(cur); err != nil {
+		if applySignaling, err = hub.PrepareReload(signalingConfig(eff, r.srv.Addrs())); err != nil {
 			return err
 		}
 	}
@@ -272,8 +271,7 @@ func (r *reloader) apply() error {
 
 	// All ready: swap.
 	r.level.Set(parseLevel(eff.Log.Level))
-	r.base = eff
-	r.current.Store(cur)
+	r.current.Store(eff)
 	revoked := relay.Commit()
 	applySignaling()
 	applyHTTPCert()
@@ -296,45 +294,6 @@ func (r *reloader) apply() error {
 	r.log.Warn("configuration reloaded except settings that need a restart; they keep their running values",
 		append(attrs, "restart_needed", names)...)
 	return nil
-}
-
-// served returns cfg with the listen ports the relay actually got (a port
-// 0 in the file becomes the one the system picked), so that the iceServers
-// handed out name what is served. cfg is not modified.
-func served(cfg *config.Config, addrs []turn.ListenAddr) *config.Config {
-	port, tlsPort := 0, 0
-	for _, a := range addrs {
-		p := 0
-		switch v := a.Addr.(type) {
-		case *net.UDPAddr:
-			p = v.Port
-		case *net.TCPAddr:
-			p = v.Port
-		}
-		switch a.Transport {
-		case "udp", "tcp":
-			if port == 0 {
-				port = p
-			}
-		case "tls", "dtls":
-			if tlsPort == 0 {
-				tlsPort = p
-			}
-		}
-	}
-	if (cfg.Listen.Port != 0 || port == 0) && (cfg.Listen.TLSPort != 0 || tlsPort == 0) {
-		return cfg
-	}
-	out := *cfg
-	listen := *cfg.Listen
-	if listen.Port == 0 {
-		listen.Port = port
-	}
-	if listen.TLSPort == 0 {
-		listen.TLSPort = tlsPort
-	}
-	out.Listen = &listen
-	return &out
 }
 
 // shutdown lets allocations drain for up to grace, or until a second signal.

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -343,7 +344,20 @@ func startIcegate(t *testing.T) string {
 		t.Fatal(config.FormatDiagnostics(diags))
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	hub, err := signaling.New(cfg, signaling.Options{Logger: log, Secret: func() string { return secret }, Version: "e2e"})
+	// The signaling server's own Config, as cmd/icegate translates this
+	// file (which leaves the signaling and http settings at their
+	// defaults): the relay's fixed ports and transports, and the RFC 5780
+	// pair for the page's NAT hint.
+	l := cfg.Listen
+	sig := signaling.Config{
+		Relay: signaling.Relay{Port: l.Port, TLSPort: l.TLSPort, UDP: l.UDPOn(), TCP: l.TCPOn(), TLS: l.TLSOn(),
+			SelfSignedCert: cfg.TLS.CertFile == ""},
+		NATProbe: signaling.NATProbe{
+			Primary:   netip.AddrPortFrom(cfg.STUN.PrimaryPublicAddr, uint16(l.Port)),
+			Alternate: netip.AddrPortFrom(cfg.STUN.AlternatePublicAddr, uint16(cfg.STUN.AlternatePort)),
+		},
+	}
+	hub, err := signaling.New(sig, signaling.Options{Logger: log, Secret: func() string { return secret }, Version: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,8 @@ auth {
   user "test" { password = "test" }
 }
 policy { presets = ["loopback"] }
+# TestUclientCrowd runs 50 clients as one user.
+limits { allocations_per_user = 0 }
 metrics { listen = "" }
 `
 
@@ -218,6 +220,67 @@ func TestUclientRTP(t *testing.T) {
 			t.Logf("%d runs, every message echoed", runs)
 		})
 	}
+}
+
+// TestUclientCrowd runs 50 turnutils_uclient clients at once over TCP and
+// over TLS (`-t -m 50`, `-t -S -m 50`) from one address, as a crowd behind
+// one NAT or an L4 proxy arrives. Each opens its own connection and sends
+// its first Allocate without credentials; a TCP client does not retransmit,
+// so one challenge dropped by a per-source limit would hang it for good
+// (issue #11: the per-IP UDP bucket challenged 40 of them). Over TLS
+// uclient opens about two connections per client while it finds a TLS
+// version the server takes, 100 in all: under limits.connections_per_source.
+func TestUclientCrowd(t *testing.T) {
+	const crowd = 50
+	bin := lookCoturn(t, "turnutils_uclient", "turnutils_peer")
+	srv := startServer(t, nil)
+	peerPort := startPeer(t, bin["turnutils_peer"])
+	for _, tr := range []struct {
+		name  string
+		flags []string
+		port  int
+	}{
+		{"tcp", []string{"-t"}, srv.port},
+		{"tls", []string{"-t", "-S"}, srv.tlsPort},
+	} {
+		t.Run(tr.name, func(t *testing.T) {
+			args := append([]string{}, tr.flags...)
+			args = append(args, "-u", "test", "-w", "test",
+				"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+				"-X", "-c", "-n", strconv.Itoa(messages), "-m", strconv.Itoa(crowd),
+				"-l", "120", "-z", "5", "-p", strconv.Itoa(tr.port), "127.0.0.1")
+			mark := srv.log.Len()
+			out, err := runClient(t, bin["turnutils_uclient"], args...)
+			failed := func(format string, a ...any) {
+				t.Helper()
+				t.Errorf("turnutils_uclient %s: %s\nuclient output (tail):\n%s\nicegate log during the run (tail):\n%s",
+					strings.Join(args, " "), fmt.Sprintf(format, a...), tail(out, 40), tail(srv.log.Since(mark), 40))
+			}
+			if err != nil {
+				failed("%v", err)
+				return
+			}
+			res, perr := coturn.ParseUclientSummary(out)
+			if perr != nil {
+				failed("%v", perr)
+				return
+			}
+			if res.Sent != crowd*messages || res.Recv != res.Sent || res.Lost != 0 {
+				failed("sent %d (want %d), received %d, lost %d (want 0)", res.Sent, crowd*messages, res.Recv, res.Lost)
+				return
+			}
+			t.Logf("sent %d, received %d, lost %d", res.Sent, res.Recv, res.Lost)
+		})
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // TestStunclient checks the XOR-MAPPED-ADDRESS icegate gives coturn's STUN
