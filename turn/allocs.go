@@ -115,7 +115,7 @@ func newAllocTable(m *Metrics) *allocTable {
 
 // addListener registers a UDP listener socket.
 func (t *allocTable) addListener(l *gatePacketConn) {
-	ap := canonical(l.sock.localAP)
+	ap := canonical(l.sock.AddrPort())
 	t.mu.Lock()
 	t.listeners[ap] = append(t.listeners[ap], l)
 	t.mu.Unlock()
@@ -265,7 +265,7 @@ func (t *allocTable) link(a *allocEntry) {
 	}
 	l := ls[0]
 	for _, c := range ls {
-		if c.sock.loop == a.rc.sock.loop {
+		if c.sock.Loop() == a.rc.sock.Loop() {
 			l = c
 			break
 		}

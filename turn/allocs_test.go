@@ -8,6 +8,8 @@ import (
 	pionturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"icegate/internal/udploop"
 )
 
 func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
@@ -46,7 +48,7 @@ func newTableRig(t *testing.T) *tableRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &gatePacketConn{sock: newNetSocket(pc), group: &udpGroup{}}
+	l := &gatePacketConn{sock: udploop.NetSocket(pc, udploop.SocketConfig{}), group: &udpGroup{}}
 	tab.addListener(l)
 	t.Cleanup(func() { _ = l.Close(); r.res.close() })
 	return &tableRig{t: t, m: m, tab: tab, relays: r, listener: l}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"icegate/internal/udploop"
 	"icegate/stun"
 )
 
@@ -121,7 +122,7 @@ func putAddr(b []byte, t uint16, a netip.Addr, port uint16, txid []byte, xor boo
 // answerBindingFast answers a plain Binding request on a UDP listener,
 // reporting false when the full path must handle it. scratch must have room
 // for the response (at least 100 bytes).
-func (c *gatePacketConn) answerBindingFast(out sender, req, scratch []byte, from netip.AddrPort) bool {
+func (c *gatePacketConn) answerBindingFast(out udploop.Sender, req, scratch []byte, from netip.AddrPort) bool {
 	s := c.g.s
 	if s.binding.rfc5780 != nil {
 		return false // RFC 5780 answers depend on the socket: full path
@@ -138,7 +139,7 @@ func (c *gatePacketConn) answerBindingFast(out sender, req, scratch []byte, from
 		s.droppedRateLimited.Inc()
 		return true
 	}
-	out.send(c.sock, resp, from)
+	out.Send(c.sock, resp, from)
 	s.bindingsAnswered.Inc()
 	return true
 }

@@ -14,13 +14,15 @@ import (
 
 	"github.com/pion/dtls/v3"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"icegate/internal/udploop"
 )
 
 // gatePacketConn is the UDP listening socket pion reads from: every datagram
 // passes the gate first, and every message pion writes is observed.
 // ChannelData from clients the fast path knows never reaches pion.
 type gatePacketConn struct {
-	sock  *udpSocket
+	sock  *udploop.Socket
 	group *udpGroup
 	g     *gate
 }
@@ -36,7 +38,7 @@ type udpGroup struct {
 
 func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, from, err := c.next(p)
+		n, from, err := c.sock.Recv(p) // the fast path has run (loopPacket)
 		if err != nil {
 			return n, nil, err
 		}
@@ -45,8 +47,8 @@ func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, nil // ChannelData pion must look at itself
 		}
 		out, pass := c.g.inspect(inbound{
-			data: p[:n], src: addr, local: c.sock.local, transport: "udp",
-			reply: func(b []byte) { _ = c.sock.sendTo(b, from) },
+			data: p[:n], src: addr, local: c.sock.LocalAddr(), transport: "udp",
+			reply: func(b []byte) { _ = c.sock.SendTo(b, from) },
 		})
 		if !pass {
 			continue
@@ -59,25 +61,9 @@ func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// next returns the next datagram that is not fast-path ChannelData.
-func (c *gatePacketConn) next(p []byte) (int, netip.AddrPort, error) {
-	if c.sock.conn == nil {
-		return c.sock.recvSlow(p) // the event loop ran the fast path
-	}
-	for {
-		n, from, err := c.sock.conn.ReadFromUDPAddrPort(p)
-		if err != nil {
-			return n, from, err
-		}
-		if c.fastPacket(direct{}, p[:n], p[(n+3)&^3:], from) {
-			continue
-		}
-		return n, from, nil
-	}
-}
-
-// loopPacket is the event loop's fast path for this listener.
-func (c *gatePacketConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort) bool {
+// loopPacket is the listener socket's handler (udploop.Handler): the fast
+// path, run by the event loop or, on the portable path, by Recv.
+func (c *gatePacketConn) loopPacket(out udploop.Sender, b []byte, n int, from netip.AddrPort) bool {
 	return c.fastPacket(out, b[headroom:headroom+n], b[headroom+(n+3)&^3:], from)
 }
 
@@ -86,7 +72,7 @@ func (c *gatePacketConn) loopPacket(out sender, b []byte, n int, from netip.Addr
 // relay's hot path; Send indications (§11.1, 0x0016); plain Binding
 // requests, answered in scratch, the room after the request in the same
 // buffer.
-func (c *gatePacketConn) fastPacket(out sender, p, scratch []byte, from netip.AddrPort) bool {
+func (c *gatePacketConn) fastPacket(out udploop.Sender, p, scratch []byte, from netip.AddrPort) bool {
 	n := len(p)
 	switch {
 	case n >= 4 && p[0]&0xC0 == 0x40:
@@ -100,21 +86,17 @@ func (c *gatePacketConn) fastPacket(out sender, p, scratch []byte, from netip.Ad
 }
 
 func (c *gatePacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if err := c.sock.sendTo(c.g.observe(p, addr), addrPortOf(addr)); err != nil {
+	if err := c.sock.SendTo(c.g.observe(p, addr), addrPortOf(addr)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-func (c *gatePacketConn) LocalAddr() net.Addr           { return c.sock.local }
-func (c *gatePacketConn) Close() error                  { return c.sock.close() }
-func (c *gatePacketConn) SetDeadline(t time.Time) error { return c.sock.setDeadline(t, true, true) }
-func (c *gatePacketConn) SetReadDeadline(t time.Time) error {
-	return c.sock.setDeadline(t, true, false)
-}
-func (c *gatePacketConn) SetWriteDeadline(t time.Time) error {
-	return c.sock.setDeadline(t, false, true)
-}
+func (c *gatePacketConn) LocalAddr() net.Addr                { return c.sock.LocalAddr() }
+func (c *gatePacketConn) Close() error                       { return c.sock.Close() }
+func (c *gatePacketConn) SetDeadline(t time.Time) error      { return c.sock.SetDeadline(t) }
+func (c *gatePacketConn) SetReadDeadline(t time.Time) error  { return c.sock.SetReadDeadline(t) }
+func (c *gatePacketConn) SetWriteDeadline(t time.Time) error { return c.sock.SetWriteDeadline(t) }
 
 // gateListener wraps a TCP, TLS or DTLS listener so each accepted connection
 // is framed and gated like UDP datagrams.

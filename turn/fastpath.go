@@ -5,6 +5,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+
+	"icegate/internal/stunwire"
+	"icegate/internal/udploop"
 )
 
 // The fast path relays UDP data without pion: ChannelData (RFC 8656 §12)
@@ -76,7 +79,7 @@ func (l *gatePacketConn) relayFor(from netip.AddrPort) *relayConn {
 
 // relayChannelData sends a client's ChannelData message b straight out of
 // its relay socket, reporting false when pion must handle it instead.
-func (l *gatePacketConn) relayChannelData(out sender, b []byte, from netip.AddrPort) bool {
+func (l *gatePacketConn) relayChannelData(out udploop.Sender, b []byte, from netip.AddrPort) bool {
 	rc := l.relayFor(from)
 	if rc == nil {
 		return false
@@ -98,7 +101,7 @@ func (l *gatePacketConn) relayChannelData(out sender, b []byte, from netip.AddrP
 }
 
 // sendToPeer is the fast twin of relayConn.WriteTo.
-func (c *relayConn) sendToPeer(out sender, p []byte, peer netip.AddrPort) {
+func (c *relayConn) sendToPeer(out udploop.Sender, p []byte, peer netip.AddrPort) {
 	if c.isBlocked(peer.Addr()) {
 		c.alloc.metrics.Dropped.WithLabelValues("peer_revoked").Inc()
 		return
@@ -111,14 +114,40 @@ func (c *relayConn) sendToPeer(out sender, p []byte, peer netip.AddrPort) {
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return
 	}
-	out.send(c.sock, p, peer)
+	out.Send(c.sock, p, peer)
 }
 
-// headroom is the space kept in front of a peer's datagram so that either
-// header can be written in place: ChannelData (4 bytes) or a Data
-// indication (20-byte STUN header, XOR-PEER-ADDRESS of up to 24 bytes and
-// the DATA attribute header, 48 bytes).
-const headroom = 48
+// headroom is the space the sockets keep in front of a datagram so that
+// either header can be written in place: ChannelData (4 bytes) or a Data
+// indication (48 bytes); tailroom is the room after it for the Data
+// indication's padding.
+const (
+	headroom = stunwire.DataIndicationHeadroom
+	tailroom = 4
+)
+
+// socketConfig is how a relay socket is set up: a peer's datagrams go
+// through loopPacket first, and what it leaves (the data of an allocation
+// the fast path does not serve: a TCP, TLS or DTLS client's) waits for
+// pion's goroutine in a queue. While that queue is full the loop stops
+// reading the socket (udploop.SocketConfig.Pause) and the peers' datagrams
+// wait in the socket's kernel buffer (listen.socket_buffer, 4 MiB by
+// default), exactly as they would for a UDP client whose path is slow, so
+// nothing is dropped in user space; the queue only has to cover the time it
+// takes to stop and start reading, and 64 datagrams keep the memory per
+// allocation small. This was chosen over giving stream clients a fast path
+// of their own (framing ChannelData on the loop and writing to their
+// connections through a bounded writer per connection): that writer would
+// need its own flow control for the same reason, a TLS connection cannot be
+// written from the loop without blocking it, and pion's goroutine already is
+// that writer; stopping the read costs two epoll_ctl calls per half queue
+// (32 datagrams) only while pion is behind.
+func (c *relayConn) socketConfig() udploop.SocketConfig {
+	return udploop.SocketConfig{
+		Handler: c.loopPacket, Headroom: headroom, Tailroom: tailroom, Buffer: c.alloc.sockBuf,
+		Queue: 64, Pause: true,
+	}
+}
 
 // ReadFrom is pion's read of the relay socket. For a UDP client, datagrams
 // from a peer with a bound channel or a permission go to the client
@@ -126,33 +155,19 @@ const headroom = 48
 // client they are returned to pion, which frames and writes them; datagrams
 // from any other peer are discarded (see loopPacket).
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	if c.sock.conn == nil {
-		n, from, err := c.sock.recvSlow(p) // the event loop ran the fast path
-		if err != nil {
-			return 0, nil, err
-		}
-		return n, net.UDPAddrFromAddrPort(from), nil
+	n, from, err := c.sock.Recv(p) // the fast path has run (loopPacket)
+	if err != nil {
+		return 0, nil, err
 	}
-	if c.rbuf == nil {
-		c.rbuf = make([]byte, bufSize)
-	}
-	for {
-		n, from, err := c.sock.conn.ReadFromUDPAddrPort(c.rbuf[headroom : bufSize-4]) // room for DATA padding
-		if err != nil {
-			return 0, nil, err
-		}
-		if c.loopPacket(direct{}, c.rbuf, n, from) {
-			continue
-		}
-		return copy(p, c.rbuf[headroom:headroom+n]), net.UDPAddrFromAddrPort(canonical(from)), nil
-	}
+	return n, net.UDPAddrFromAddrPort(canonical(from)), nil
 }
 
-// loopPacket relays a peer's datagram at b[headroom:headroom+n] to the
-// client: as ChannelData when a channel is bound (RFC 8656 §12.5), as a Data
-// indication when only a permission exists (§11.4). It also applies the
-// bandwidth cap. It reports true when the datagram was consumed.
-func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort) bool {
+// loopPacket is the relay socket's handler (udploop.Handler). It relays a
+// peer's datagram at b[headroom:headroom+n] to the client: as ChannelData
+// when a channel is bound (RFC 8656 §12.5), as a Data indication when only a
+// permission exists (§11.4). It also applies the bandwidth cap. It reports
+// true when the datagram was consumed.
+func (c *relayConn) loopPacket(out udploop.Sender, b []byte, n int, from netip.AddrPort) bool {
 	if c.isBlocked(from.Addr()) {
 		c.alloc.metrics.Dropped.WithLabelValues("peer_revoked").Inc()
 		return true
@@ -167,7 +182,7 @@ func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort)
 		// A TCP, TLS or DTLS client's allocation (or one not yet linked):
 		// pion frames and writes the data to the client's connection, and
 		// the loop stops reading this socket while pion is behind (see
-		// ioLoop.drain), so what it queues must be what pion relays. A
+		// socketConfig), so what it queues must be what pion relays. A
 		// datagram from a peer with neither a channel nor a permission is
 		// discarded here, as pion would (RFC 8656 §9 and §11.3: no permission, no
 		// relaying), so that a flood from strangers cannot fill the queue
@@ -185,14 +200,14 @@ func (c *relayConn) loopPacket(out sender, b []byte, n int, from netip.AddrPort)
 			h := b[headroom-4:]
 			binary.BigEndian.PutUint16(h[0:], num)
 			binary.BigEndian.PutUint16(h[2:], uint16(n))
-			out.send(link.listener.sock, h[:4+n], link.addr)
+			out.Send(link.listener.sock, h[:4+n], link.addr)
 			return true
 		}
 	}
 	if perms := c.perms.Load(); perms != nil {
 		if _, ok := (*perms)[from.Addr()]; ok {
 			msg := dataIndication(b, n, from)
-			out.send(link.listener.sock, msg, link.addr)
+			out.Send(link.listener.sock, msg, link.addr)
 			return true
 		}
 	}
@@ -246,7 +261,7 @@ func dataIndication(b []byte, n int, from netip.AddrPort) []byte {
 // has a permission: the DATA goes out of the relay socket at once. Anything
 // unusual (other attributes than XOR-PEER-ADDRESS, DATA, FINGERPRINT and
 // SOFTWARE, a malformed attribute, no permission) is left to pion.
-func (l *gatePacketConn) relaySend(out sender, b []byte, from netip.AddrPort) bool {
+func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.AddrPort) bool {
 	if len(b) < 20 || binary.BigEndian.Uint32(b[4:]) != magicCookie {
 		return false
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	pionstun "github.com/pion/stun/v4"
+
+	"icegate/internal/udploop"
 )
 
 // FuzzGate feeds arbitrary datagrams to the gate: it must never panic, and
@@ -133,28 +135,17 @@ func FuzzFastPath(f *testing.F) {
 	f.Add(pionstun.MustBuild(pionstun.TransactionID, pionstun.NewType(pionstun.MethodSend, pionstun.ClassIndication),
 		peer("127.0.0.1", int(peerAP.Port())), rawAttr{pionstun.AttrData, []byte("x")}).Raw)
 	f.Add(pionstun.MustBuild(pionstun.TransactionID, pionstun.BindingRequest, pionstun.Fingerprint).Raw)
-	// An event loop with no sockets of its own is the sender, so the
-	// batched sends (sendmmsg) are fuzzed too; on other systems, direct.
-	var out sender = direct{}
-	flush := func() {}
-	if ioLoopSupported() {
-		l, err := newIOLoop(func() {})
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Cleanup(l.close)
-		out, flush = l, l.flushOutbox
-	}
-	buf := make([]byte, bufSize)
+	// The handlers send at once here; the event loop's batched sends
+	// (sendmmsg, segment trains) are fuzzed in internal/udploop (FuzzFlush).
+	out := udploop.Direct
+	buf := make([]byte, udploop.BufSize)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) > bufSize-headroom-4 {
-			b = b[:bufSize-headroom-4]
+		if len(b) > udploop.BufSize-headroom-tailroom {
+			b = b[:udploop.BufSize-headroom-tailroom]
 		}
 		n := copy(buf[headroom:], b)
 		listener.loopPacket(out, buf, n, from)
-		flush()
 		n = copy(buf[headroom:], b)
 		relay.loopPacket(out, buf, n, peerAP)
-		flush()
 	})
 }

@@ -23,11 +23,12 @@ import (
 	"icegate/config"
 	"icegate/internal/leakcheck"
 	"icegate/internal/testutil"
+	"icegate/internal/udploop"
 )
 
 // TestMain fails the run when a goroutine of this package outlives the tests:
 // every server a test starts must be closed, and closing must stop its work.
-func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/turn.") }
+func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/turn.", "icegate/internal/udploop.") }
 
 const (
 	testRealm   = "icegate-test"
@@ -95,9 +96,17 @@ func startServerIO(t testing.TB, mutate func(*config.Config), portable bool) *te
 	t.Helper()
 	cfg := testConfig(t, mutate)
 	logs := &testutil.SyncBuffer{}
+	// Reserve Ps for the loops as cmd/icegate does, so the tests and the
+	// benchmark run the loops the way a server does (released after Close:
+	// cleanups run last first).
+	loops := udploop.UnreservedProcs()
+	if !portable {
+		t.Cleanup(udploop.ReserveProcs(loops))
+	}
 	srv, err := New(cfg, Options{
 		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		PortableIO: portable,
+		Loops:      loops,
 	})
 	if err != nil {
 		t.Fatalf("turn.New: %v", err)

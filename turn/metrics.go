@@ -2,6 +2,8 @@ package turn
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"icegate/internal/udploop"
 )
 
 // Metrics are the relay's Prometheus collectors. Labels are bounded: reasons,
@@ -89,4 +91,48 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.ConnectionsRefused, m.ConnectionTimeouts, m.Connections)
 	}
 	return m
+}
+
+// loopCollector exports the event loops' counters (udploop.Stats), summed
+// over the loops, so that an operator (and the benchmark) can see how many
+// datagrams each system call moves: the loops' whole point.
+type loopCollector struct {
+	loops []*udploop.Loop
+
+	syscalls, datagrams, pauses *prometheus.Desc
+}
+
+func newLoopCollector(loops []*udploop.Loop) *loopCollector {
+	return &loopCollector{
+		loops: loops,
+		syscalls: prometheus.NewDesc("icegate_loop_syscalls_total",
+			"System calls made by the UDP event loops, by call (wakeup: epoll_wait returning ready sockets).",
+			[]string{"call"}, nil),
+		datagrams: prometheus.NewDesc("icegate_loop_datagrams_total",
+			"Datagrams moved by the UDP event loops' batched calls, by direction (out_segmented: the part of out that left in UDP_SEGMENT trains).",
+			[]string{"direction"}, nil),
+		pauses: prometheus.NewDesc("icegate_loop_relay_pauses_total",
+			"Times the UDP event loops stopped reading a relay socket of a TCP, TLS or DTLS client's allocation until pion caught up (flow control: the data waits in the socket's kernel buffer, nothing is dropped).",
+			nil, nil),
+	}
+}
+
+func (c *loopCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.syscalls
+	ch <- c.datagrams
+	ch <- c.pauses
+}
+
+func (c *loopCollector) Collect(ch chan<- prometheus.Metric) {
+	var sum udploop.Stats
+	for _, l := range c.loops {
+		sum = sum.Add(l.Stats())
+	}
+	ch <- prometheus.MustNewConstMetric(c.syscalls, prometheus.CounterValue, float64(sum.Wakeups), "wakeup")
+	ch <- prometheus.MustNewConstMetric(c.syscalls, prometheus.CounterValue, float64(sum.RecvCalls), "recv")
+	ch <- prometheus.MustNewConstMetric(c.syscalls, prometheus.CounterValue, float64(sum.SendCalls), "send")
+	ch <- prometheus.MustNewConstMetric(c.datagrams, prometheus.CounterValue, float64(sum.RecvDatagrams), "in")
+	ch <- prometheus.MustNewConstMetric(c.datagrams, prometheus.CounterValue, float64(sum.SendDatagrams), "out")
+	ch <- prometheus.MustNewConstMetric(c.datagrams, prometheus.CounterValue, float64(sum.TrainDatagrams), "out_segmented")
+	ch <- prometheus.MustNewConstMetric(c.pauses, prometheus.CounterValue, float64(sum.Pauses))
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/pion/transport/v5/reuseport"
 	pionturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"icegate/internal/udploop"
 )
 
 // relayFamily is one address family's relay addresses.
@@ -45,8 +47,8 @@ type relayAllocator struct {
 	self    func(netip.Addr) bool // this server's own addresses (Server.isGuarded)
 	// selfDrop counts and logs relayed data dropped by selfPort.
 	selfDrop func(netip.AddrPort)
-	sockBuf  int       // socket buffer bytes, 0 = the system's default
-	loops    []*ioLoop // event loops relay sockets are spread over; none = portable path
+	sockBuf  int             // socket buffer bytes, 0 = the system's default
+	loops    []*udploop.Loop // event loops relay sockets are spread over; none = portable path
 	next     atomic.Uint32
 
 	// table registers every relay socket and listener handed to pion, by
@@ -252,7 +254,7 @@ func (r *relayAllocator) openUDP(network string, fam relayFamily, ap netip.AddrP
 	rc := &relayConn{alloc: r, network: network, port: int(ap.Port()), out: newRateBucket(r.bps), in: newRateBucket(r.bps)}
 	rc.public = netip.AddrPortFrom(fam.public, ap.Port())
 	if loop := r.nextLoop(); loop != nil {
-		s, err := loop.openSocket(ap, false, r.sockBuf, rc.loopPacket)
+		s, err := loop.Open(ap, rc.socketConfig())
 		if err != nil {
 			return nil, asBindError(ap, err)
 		}
@@ -263,11 +265,7 @@ func (r *relayAllocator) openUDP(network string, fam relayFamily, ap netip.AddrP
 	if err != nil {
 		return nil, asBindError(ap, err)
 	}
-	if r.sockBuf > 0 {
-		_ = c.SetReadBuffer(r.sockBuf)
-		_ = c.SetWriteBuffer(r.sockBuf)
-	}
-	rc.sock = newNetSocket(c)
+	rc.sock = udploop.NetSocket(c, rc.socketConfig())
 	return rc, nil
 }
 
@@ -282,10 +280,8 @@ func asBindError(ap netip.AddrPort, err error) error {
 
 // start makes rc live: its loop reads it and the allocation table knows it.
 func (r *relayAllocator) start(rc *relayConn) error {
-	if rc.sock.loop != nil {
-		if err := rc.sock.loop.start(rc.sock); err != nil {
-			return err
-		}
+	if err := rc.sock.Start(); err != nil {
+		return err
 	}
 	r.table.addRelay(net.UDPAddrFromAddrPort(rc.public), rc)
 	return nil
@@ -295,7 +291,7 @@ func (r *relayAllocator) start(rc *relayConn) error {
 // its port (the caller unclaims it).
 func (rc *relayConn) discard() {
 	rc.closed.Store(true)
-	_ = rc.sock.close()
+	_ = rc.sock.Close()
 }
 
 // AllocatePacketConn implements pionturn.RelayAddressGenerator for UDP
@@ -459,7 +455,7 @@ func (r *relayAllocator) AllocateConn(conf pionturn.AllocateConnConfig) (net.Con
 }
 
 // nextLoop picks the event loop for a new relay socket, round robin.
-func (r *relayAllocator) nextLoop() *ioLoop {
+func (r *relayAllocator) nextLoop() *udploop.Loop {
 	if len(r.loops) == 0 {
 		return nil
 	}
@@ -481,7 +477,7 @@ func (r *relayAllocator) selfPort(peer netip.AddrPort) bool {
 // relay-to-relay traffic is allowed by the peer policy, but it must not become
 // a way to reach the server's other services (SSH, the signaling HTTP port).
 type relayConn struct {
-	sock    *udpSocket
+	sock    *udploop.Socket
 	alloc   *relayAllocator
 	network string
 	port    int
@@ -498,7 +494,6 @@ type relayConn struct {
 	// blocked are peers a reload's policy denies while pion's permission
 	// or channel for them lives on (revoke.go); nil when none.
 	blocked atomic.Pointer[map[netip.Addr]struct{}]
-	rbuf    []byte // portable path: read buffer with headroom
 }
 
 // WriteTo is pion's send to a peer (Send indications, and ChannelData pion
@@ -508,14 +503,14 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !ap.IsValid() {
 		return 0, fmt.Errorf("bad peer address %v", addr)
 	}
-	c.sendToPeer(direct{}, p, ap)
+	c.sendToPeer(udploop.Direct, p, ap)
 	return len(p), nil
 }
 
-func (c *relayConn) LocalAddr() net.Addr                { return c.sock.local }
-func (c *relayConn) SetDeadline(t time.Time) error      { return c.sock.setDeadline(t, true, true) }
-func (c *relayConn) SetReadDeadline(t time.Time) error  { return c.sock.setDeadline(t, true, false) }
-func (c *relayConn) SetWriteDeadline(t time.Time) error { return c.sock.setDeadline(t, false, true) }
+func (c *relayConn) LocalAddr() net.Addr                { return c.sock.LocalAddr() }
+func (c *relayConn) SetDeadline(t time.Time) error      { return c.sock.SetDeadline(t) }
+func (c *relayConn) SetReadDeadline(t time.Time) error  { return c.sock.SetReadDeadline(t) }
+func (c *relayConn) SetWriteDeadline(t time.Time) error { return c.sock.SetWriteDeadline(t) }
 
 // Close closes the socket, takes it out of the allocation table and frees
 // its port. Closing it again is not an error: a revocation closes it
@@ -525,7 +520,7 @@ func (c *relayConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	err := c.sock.close()
+	err := c.sock.Close()
 	c.alloc.table.removeRelay(net.UDPAddrFromAddrPort(c.public), c)
 	c.alloc.release(c.network, c.port)
 	return err

@@ -2,10 +2,10 @@ package turn
 
 import (
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,25 +14,37 @@ import (
 	pionstun "github.com/pion/stun/v4"
 
 	"icegate/config"
+	"icegate/internal/testutil"
+	"icegate/internal/udploop"
 )
 
-// startLoops starts a server with at least four event loops, so that the
-// kernel spreads clients over four SO_REUSEPORT listener sockets even on a
-// machine with fewer cores (the loop count follows GOMAXPROCS).
+// startLoops starts a server with four event loops, so that the kernel
+// spreads clients over four SO_REUSEPORT listener sockets even on a machine
+// with fewer cores.
 func startLoops(t *testing.T, mutate func(*config.Config)) *testServer {
 	t.Helper()
-	if !ioLoopSupported() {
+	if !udploop.Supported() {
 		t.Skip("no event loops on this system")
 	}
-	if old := runtime.GOMAXPROCS(0); old < 4 && procs.live.Load() == 0 {
-		runtime.GOMAXPROCS(4)
-		t.Cleanup(func() { runtime.GOMAXPROCS(old) }) // runs after the server's Close
+	logs := &testutil.SyncBuffer{}
+	srv, err := New(testConfig(t, mutate), Options{
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Loops:  4,
+	})
+	if err != nil {
+		t.Fatalf("turn.New: %v", err)
 	}
-	srv := startServer(t, mutate)
-	if len(srv.loops) < 4 {
-		t.Fatalf("%d event loops, want at least 4", len(srv.loops))
+	ts := &testServer{Server: srv, log: logs}
+	t.Cleanup(func() {
+		_ = srv.Close()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	if len(srv.loops) != 4 {
+		t.Fatalf("%d event loops, want 4", len(srv.loops))
 	}
-	return srv
+	return ts
 }
 
 func evenPort(r bool) pionstun.Setter {

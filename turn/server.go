@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -34,6 +33,7 @@ import (
 	"icegate/auth"
 	"icegate/config"
 	"icegate/internal/ratelog"
+	"icegate/internal/udploop"
 )
 
 // pionRequestAttributes is pion's view of an authenticated request.
@@ -52,6 +52,13 @@ type Options struct {
 	// PortableIO serves UDP with Go's net package instead of the Linux
 	// event loops (tests cover both; other systems always use it).
 	PortableIO bool
+	// Loops is how many event loops serve UDP on Linux; 0 means one per P
+	// the program has (udploop.UnreservedProcs: GOMAXPROCS, less what
+	// udploop.ReserveProcs added). A loop keeps its P while traffic flows
+	// only if the program reserved Ps for the loops with
+	// udploop.ReserveProcs, a process-wide change New never makes itself;
+	// otherwise the loops wait as ordinary system calls.
+	Loops int
 }
 
 // ListenAddr is one bound listener.
@@ -81,8 +88,9 @@ type Server struct {
 	bindingsAnswered   prometheus.Counter // Bindings answered on the fast path
 	droppedRateLimited prometheus.Counter
 	droppedSelfPort    prometheus.Counter
-	loops              []*ioLoop
-	pending            []*udpSocket // listener sockets the loops start reading when New is done
+	slowQueueFull      prometheus.Counter // a listener's datagram dropped for a full queue to pion
+	loops              []*udploop.Loop
+	pending            []*udploop.Socket // listener sockets the loops start reading when New is done
 	sockBuf            int
 	certs              *certStore
 	unauth             *sourceLimiter
@@ -131,32 +139,25 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
 	s.droppedRateLimited = s.metrics.Dropped.WithLabelValues("rate_limited")
 	s.droppedSelfPort = s.metrics.Dropped.WithLabelValues("self_port")
-	slowQueueFull := s.metrics.Dropped.WithLabelValues("slow_queue_full")
+	s.slowQueueFull = s.metrics.Dropped.WithLabelValues("slow_queue_full")
 	s.sockBuf = cfg.Listen.SocketBuffer
-	if !opts.PortableIO && ioLoopSupported() {
-		n := runtime.GOMAXPROCS(0)
-		if procs.loops > 0 {
-			n = procs.base
+	if !opts.PortableIO && udploop.Supported() {
+		n := opts.Loops
+		if n <= 0 {
+			n = udploop.UnreservedProcs()
 		}
 		for range n {
-			l, err := newIOLoop(slowQueueFull.Inc)
+			l, err := udploop.New(udploop.Config{NoSegmentation: !cfg.Listen.SegmentationOn()})
 			if err != nil {
 				return nil, err
 			}
-			if !cfg.Listen.SegmentationOn() {
-				l.noGSO = true
-			}
 			s.loops = append(s.loops, l)
-			addLoops(1)
 		}
 	}
 	defer func() {
 		if err != nil {
 			s.closeAll()
-			for _, l := range s.loops {
-				l.close()
-				addLoops(-1)
-			}
+			s.closeLoops()
 		}
 	}()
 
@@ -288,18 +289,14 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	}
 
 	if opts.Registerer != nil && len(s.loops) > 0 {
-		stats := make([]*loopStats, len(s.loops))
-		for i, l := range s.loops {
-			stats[i] = &l.stats
-		}
-		if err := opts.Registerer.Register(newLoopCollector(stats)); err != nil {
+		if err := opts.Registerer.Register(newLoopCollector(s.loops)); err != nil {
 			return nil, fmt.Errorf("registering loop metrics: %w", err)
 		}
 	}
 
 	// Everything is set up: the loops may start reading the listeners.
 	for _, sock := range s.pending {
-		if err := sock.loop.start(sock); err != nil {
+		if err := sock.Start(); err != nil {
 			return nil, err
 		}
 	}
@@ -329,14 +326,22 @@ func (s *Server) allocationEvent(created bool, a allocInfo) {
 // udpListener wraps a UDP listening socket served by Go's net package in
 // the gate and registers it with the allocation table for the fast path.
 func (s *Server) udpListener(pc net.PacketConn) *gatePacketConn {
-	c := pc.(*net.UDPConn)
-	if s.sockBuf > 0 {
-		_ = c.SetReadBuffer(s.sockBuf)
-		_ = c.SetWriteBuffer(s.sockBuf)
-	}
-	l := &gatePacketConn{sock: newNetSocket(c), group: &udpGroup{}, g: s.gate}
+	l := &gatePacketConn{group: &udpGroup{}, g: s.gate}
+	l.sock = udploop.NetSocket(pc.(*net.UDPConn), s.listenerSocket(l))
 	s.allocs.addListener(l)
 	return l
+}
+
+// listenerSocket is how a UDP listener's socket is set up: its datagrams go
+// through the fast path first (gatePacketConn.loopPacket), then to pion; a
+// listener queues every control message of its clients for pion and drops
+// what does not fit, counted as slow_queue_full (UDP clients retransmit
+// requests, RFC 8489 §6.2.1).
+func (s *Server) listenerSocket(c *gatePacketConn) udploop.SocketConfig {
+	return udploop.SocketConfig{
+		Handler: c.loopPacket, Headroom: headroom, Tailroom: tailroom, Buffer: s.sockBuf,
+		ReusePort: true, Queue: 1024, Dropped: s.slowQueueFull.Inc,
+	}
 }
 
 // openUDP opens the UDP listener on ap: with event loops, one SO_REUSEPORT
@@ -365,7 +370,7 @@ func (s *Server) openUDP(v string, ap netip.AddrPort) ([]*gatePacketConn, error)
 	var out []*gatePacketConn
 	for _, loop := range s.loops {
 		c := &gatePacketConn{group: group, g: s.gate}
-		sock, err := loop.openSocket(ap, true, s.sockBuf, c.loopPacket)
+		sock, err := loop.Open(ap, s.listenerSocket(c))
 		if err != nil {
 			for _, o := range out {
 				_ = o.Close()
@@ -373,7 +378,7 @@ func (s *Server) openUDP(v string, ap netip.AddrPort) ([]*gatePacketConn, error)
 			return nil, err
 		}
 		c.sock = sock
-		ap = sock.localAP // a port 0 becomes the port the first socket got
+		ap = sock.AddrPort() // a port 0 becomes the port the first socket got
 		out = append(out, c)
 		s.allocs.addListener(c)
 		s.closers = append(s.closers, c.Close)
@@ -789,12 +794,16 @@ func (s *Server) Close() error {
 			s.relays.res.close() // ports held for EVEN-PORT tokens
 		}
 		s.wg.Wait()
-		for _, l := range s.loops {
-			l.close()
-			addLoops(-1)
-		}
+		s.closeLoops()
 	})
 	return s.closeErr
+}
+
+// closeLoops stops the event loops; their sockets are closed.
+func (s *Server) closeLoops() {
+	for _, l := range s.loops {
+		l.Close()
+	}
 }
 
 func (s *Server) closeAll() {

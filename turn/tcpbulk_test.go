@@ -78,7 +78,7 @@ func TestStreamClientBulk(t *testing.T) {
 	}
 	var pauses uint64
 	for _, l := range srv.loops {
-		pauses += l.stats.pauses.Load()
+		pauses += l.Stats().Pauses
 	}
 	t.Logf("relay sockets paused %d times for pion to catch up", pauses)
 }

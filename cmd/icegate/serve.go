@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"icegate/config"
+	"icegate/internal/udploop"
 	"icegate/signaling"
 	"icegate/turn"
 )
@@ -79,7 +81,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	srv, err := turn.New(cfg, turn.Options{Logger: log, Registerer: reg, Events: events})
+
+	// One UDP event loop per P. A loop keeps its P while traffic flows, so
+	// it wakes in microseconds; Ps of their own keep the rest of the server
+	// (pion's control plane, signaling) from waiting for them. GOMAXPROCS
+	// is the whole process's, so the choice is made here.
+	loops := runtime.GOMAXPROCS(0)
+	defer udploop.ReserveProcs(loops)()
+	srv, err := turn.New(cfg, turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ var allowed = map[string][]string{
 	"icegate/auth":                 nil,
 	"icegate/config":               {"icegate/auth"},
 	"icegate/internal/stunwire":    nil,
+	"icegate/internal/udploop":     {"icegate/internal/stunwire"},
 	"icegate/internal/ratelog":     {"icegate/internal/tokenbucket"},
 	"icegate/internal/tokenbucket": nil,
 	"icegate/internal/certfile":    nil,
@@ -25,10 +26,11 @@ var allowed = map[string][]string{
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/config", "icegate/stun", "icegate/internal/stunwire",
-		"icegate/internal/ratelog", "icegate/internal/certfile"},
+		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/certfile"},
 	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket"},
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
-		"icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/ratelog"},
+		"icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/ratelog",
+		"icegate/internal/udploop"},
 }
 
 // Tools (benchmarks, labs, interop) may use anything but each other.
@@ -49,6 +51,19 @@ var forbidden = map[string]struct {
 		"signaling reaches the relay only through what cmd hands it, and takes its own Config, which cmd translates from the config file"},
 	"icegate/stun": {[]string{"icegate/turn", "github.com/pion/turn/v5"},
 		"Binding answers never travel through the relay"},
+	"icegate/internal/udploop": {[]string{"icegate/turn", "icegate/auth", "github.com/pion/turn/v5",
+		"github.com/pion/stun/v4", "github.com/prometheus/client_golang/prometheus"},
+		"the socket mechanics know nothing of TURN, credentials or metrics libraries"},
+}
+
+// forbiddenDirect are imports a package must not have itself, whatever the
+// packages it uses import.
+var forbiddenDirect = map[string]struct {
+	deps []string
+	why  string
+}{
+	"icegate/turn": {[]string{"golang.org/x/sys/unix", "unsafe"},
+		"raw system calls and unsafe stay in internal/udploop, the UDP mechanics the relay uses"},
 }
 
 type pkg struct {
@@ -114,6 +129,13 @@ func TestLayers(t *testing.T) {
 				}
 				if slices.Contains(in, d) {
 					t.Errorf("%s depends on %s: %s", p.path, d, rule.why)
+				}
+			}
+		}
+		if rule, ok := forbiddenDirect[p.path]; ok {
+			for _, d := range rule.deps {
+				if slices.Contains(p.imports, d) {
+					t.Errorf("%s imports %s: %s", p.path, d, rule.why)
 				}
 			}
 		}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package turn
+package udploop
 
 import (
 	"fmt"
@@ -50,17 +50,17 @@ func TestSegmentationOverDevices(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nsA, nsB := vethPair(t, tc.mtu, tc.txOff)
-			l, err := newIOLoop(func() {})
+			l, err := New(Config{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(l.close)
-			var s *udpSocket
+			t.Cleanup(l.Close)
+			var s *Socket
 			inNetns(t, nsA, func() error {
-				s, err = l.openSocket(netip.MustParseAddrPort("198.51.100.1:0"), false, 1<<20, nil)
+				s, err = l.Open(netip.MustParseAddrPort("198.51.100.1:0"), SocketConfig{Buffer: 1 << 20})
 				return err
 			})
-			t.Cleanup(func() { _ = s.close() })
+			t.Cleanup(func() { _ = s.Close() })
 			var rc *net.UDPConn
 			inNetns(t, nsB, func() error {
 				rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 51, 100, 2)})
@@ -68,15 +68,15 @@ func TestSegmentationOverDevices(t *testing.T) {
 			})
 			t.Cleanup(func() { _ = rc.Close() })
 			_ = rc.SetReadBuffer(1 << 20)
-			to := addrPortOf(rc.LocalAddr())
+			to := rc.LocalAddr().(*net.UDPAddr).AddrPort()
 
 			var want [][]byte
 			for i := range 20 {
 				p := datagram(i, tc.size)
 				want = append(want, p)
-				l.send(s, p, to)
+				l.Send(s, p, to)
 			}
-			l.flushOutbox()
+			l.flush()
 			expectDatagrams(t, rc, want)
 			if tc.txOff && s.gsoMax.Load() == 0 {
 				// This kernel refused (EIO): one by one, and no trains again.
@@ -98,9 +98,9 @@ func TestSegmentationOverDevices(t *testing.T) {
 			for i := range 5 {
 				p := datagram(100+i, tc.size)
 				want = append(want, p)
-				l.send(s, p, to)
+				l.Send(s, p, to)
 			}
-			l.flushOutbox()
+			l.flush()
 			expectDatagrams(t, rc, want)
 			wantTrains := tc.trains
 			if int32(tc.size) <= tc.limit {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package turn
+package udploop
 
 import (
 	"encoding/binary"
@@ -8,25 +8,24 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// ioLoop is an epoll event loop that owns a set of UDP sockets: listener
-// sockets (one SO_REUSEPORT socket per loop and address) and relay sockets.
-// It blocks in epoll_wait, reads each ready socket with recvmmsg, and runs
-// the fast path (ChannelData, Send/Data indications, plain Bindings) on its
-// own thread: no goroutine wakes up per packet, and a burst costs one system
-// call to read and one per socket to send. Datagrams the fast path does not
-// take go to pion through the socket's slow queue.
-type ioLoop struct {
+// Loop is an epoll event loop that owns a set of UDP sockets (in icegate:
+// listener sockets, one SO_REUSEPORT socket per loop and address, and relay
+// sockets). It blocks in epoll_wait, reads each ready socket with recvmmsg,
+// and runs the socket's handler on its own thread: no goroutine wakes up per
+// datagram, and a burst costs one system call to read and one per socket to
+// send. Datagrams the handler does not take go to the socket's Recv through
+// its queue.
+type Loop struct {
 	epfd, evfd int
 
 	mu  sync.RWMutex
-	eps map[int32]*udpSocket
+	eps map[int32]*Socket
 
 	// Per-loop batch state, used only by the loop's goroutine.
 	msgs  [batch]mmsghdr
@@ -47,11 +46,17 @@ type ioLoop struct {
 	done chan struct{}
 	stop chan struct{}
 
-	slowQueueFull func() // counts a datagram dropped for a full slow queue
-	stats         loopStats
+	stats counters
 	// noGSO: no UDP_SEGMENT trains on this loop's sockets (the kernel lacks
-	// it, or listen.udp_segmentation = false); set before any socket opens.
+	// it, or Config.NoSegmentation).
 	noGSO bool
+}
+
+// Config is what a Loop is asked to do; the zero value is the default.
+type Config struct {
+	// NoSegmentation sends every datagram alone, never in a UDP_SEGMENT
+	// train (by default trains are used where the kernel knows them).
+	NoSegmentation bool
 }
 
 // batch is how many datagrams one recvmmsg reads at most.
@@ -62,7 +67,7 @@ const batch = 32
 const outboxSize = batch
 
 type outMsg struct {
-	s  *udpSocket
+	s  *Socket
 	p  []byte
 	to netip.AddrPort
 }
@@ -73,9 +78,12 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-func ioLoopSupported() bool { return true }
+// Supported reports whether this system has event loops (Linux); where it
+// has not, New fails and every socket takes the portable path (NetSocket).
+func Supported() bool { return true }
 
-func newIOLoop(slowQueueFull func()) (*ioLoop, error) {
+// New starts an event loop. Close stops it, after its sockets are closed.
+func New(cfg Config) (*Loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -90,25 +98,22 @@ func newIOLoop(slowQueueFull func()) (*ioLoop, error) {
 		_ = unix.Close(evfd)
 		return nil, err
 	}
-	l := &ioLoop{epfd: epfd, evfd: evfd, eps: map[int32]*udpSocket{}, done: make(chan struct{}),
-		stop: make(chan struct{}), slowQueueFull: slowQueueFull, noGSO: !gsoOnce()}
+	l := &Loop{epfd: epfd, evfd: evfd, eps: map[int32]*Socket{}, done: make(chan struct{}),
+		stop: make(chan struct{}), noGSO: cfg.NoSegmentation || !gsoOnce()}
 	for i := range batch {
-		l.bufs[i] = make([]byte, bufSize)
-		l.iovs[i].Base = &l.bufs[i][headroom]
-		l.iovs[i].SetLen(bufSize - headroom - 4) // room for DATA padding
+		l.bufs[i] = make([]byte, BufSize)
 		l.msgs[i].hdr.Iov = &l.iovs[i]
 		l.msgs[i].hdr.SetIovlen(1)
 		l.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&l.names[i]))
 	}
+	procs.loops.Add(1)
 	go l.run()
 	return l, nil
 }
 
-// openSocket creates a non-blocking UDP socket bound to ap, to be read by
-// the loop once started. reusePort lets several loops share a listening port (the kernel
-// spreads clients over them by their address, so a client stays on one).
-func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
-	handle func(sender, []byte, int, netip.AddrPort) bool) (*udpSocket, error) {
+// Open creates a non-blocking UDP socket bound to ap, set up as cfg says,
+// to be read by the loop once started (Socket.Start).
+func (l *Loop) Open(ap netip.AddrPort, cfg SocketConfig) (*Socket, error) {
 	family := unix.AF_INET
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		family = unix.AF_INET6
@@ -117,7 +122,7 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*udpSocket, error) {
+	fail := func(err error) (*Socket, error) {
 		_ = unix.Close(fd)
 		return nil, err
 	}
@@ -126,13 +131,13 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 			return fail(err)
 		}
 	}
-	if reusePort {
+	if cfg.ReusePort {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 			return fail(err)
 		}
 	}
-	if bufBytes > 0 {
-		setBuffer(fd, bufBytes)
+	if cfg.Buffer > 0 {
+		setBuffer(fd, cfg.Buffer)
 	}
 	var sa unix.Sockaddr
 	if family == unix.AF_INET {
@@ -154,9 +159,9 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 	case *unix.SockaddrInet6:
 		local = netip.AddrPortFrom(netip.AddrFrom16(b.Addr), uint16(b.Port))
 	}
-	s := &udpSocket{
-		local: net.UDPAddrFromAddrPort(local), localAP: local, loop: l, fd: fd, v6: family == unix.AF_INET6,
-		slow: make(chan slowPacket, slowQueue(reusePort)), handle: handle, flow: !reusePort,
+	s := &Socket{
+		local: net.UDPAddrFromAddrPort(local), localAP: local, cfg: cfg, loop: l, fd: fd, v6: family == unix.AF_INET6,
+		slow: make(chan slowPacket, max(cfg.Queue, 1)),
 	}
 	if !l.noGSO {
 		s.gsoMax.Store(gsoMaxSegment)
@@ -167,10 +172,14 @@ func (l *ioLoop) openSocket(ap netip.AddrPort, reusePort bool, bufBytes int,
 	return s, nil
 }
 
-// start registers s with the loop: from now on the loop reads it. It is
-// separate from openSocket so that whoever owns s finishes setting it up
-// before the first datagram is handled.
-func (l *ioLoop) start(s *udpSocket) error {
+// Start registers s with its loop: from now on the loop reads it. It is
+// separate from Open so that whoever owns s finishes setting it up before
+// the first datagram is handled. On the portable path it does nothing.
+func (s *Socket) Start() error {
+	l := s.loop
+	if l == nil {
+		return nil
+	}
 	l.mu.Lock()
 	l.eps[int32(s.fd)] = s
 	l.mu.Unlock()
@@ -181,20 +190,6 @@ func (l *ioLoop) start(s *udpSocket) error {
 		return err
 	}
 	return nil
-}
-
-// slowQueue is how many datagrams wait for pion's goroutine. A listener
-// queues every control message of its clients (and drops what does not fit:
-// UDP clients retransmit requests, RFC 8489 §6.2.1). A relay socket queues
-// only the data of an allocation the fast path does not serve (a TCP, TLS or
-// DTLS client's), and stops being read while its queue is full (see
-// ioLoop.drain), so the queue only has to cover the time it takes to stop and
-// start reading; 64 datagrams keep the memory per allocation small.
-func slowQueue(listener bool) int {
-	if listener {
-		return 1024
-	}
-	return 64
 }
 
 // setBuffer sizes the socket buffers like coturn (SO_RCVBUFFORCE when
@@ -210,7 +205,7 @@ func setBuffer(fd, n int) {
 
 // remove unregisters and closes s; s.closed is already set, so no other
 // goroutine will use the descriptor again.
-func (l *ioLoop) remove(s *udpSocket) error {
+func (l *Loop) remove(s *Socket) error {
 	l.mu.Lock()
 	delete(l.eps, int32(s.fd))
 	l.mu.Unlock()
@@ -221,8 +216,8 @@ func (l *ioLoop) remove(s *udpSocket) error {
 	return err
 }
 
-// close stops the loop after its sockets are closed.
-func (l *ioLoop) close() {
+// Close stops the loop; its sockets must be closed first.
+func (l *Loop) Close() {
 	close(l.stop)
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
@@ -230,18 +225,15 @@ func (l *ioLoop) close() {
 	<-l.done
 	_ = unix.Close(l.epfd)
 	_ = unix.Close(l.evfd)
+	procs.loops.Add(-1)
 }
 
-func (l *ioLoop) run() {
+func (l *Loop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 64)
-	// Busy waits keep the P, which is only fair while GOMAXPROCS leaves Ps
-	// for everything else; if someone lowered it after start (the testing
-	// package does for AllocsPerRun and fuzzing), wait the ordinary way.
-	// GOMAXPROCS(0) takes the scheduler's lock, so it is asked only after
-	// an ordinary wait, not at every wake-up of a busy loop.
+	// Busy waits keep the P, which is only fair while Ps are reserved for
+	// the loops (see procs.go); otherwise wait the ordinary way.
 	idle := false
-	mayHold := func() bool { return runtime.GOMAXPROCS(0) > int(procs.live.Load()) }
 	raw := mayHold()
 	for {
 		var n int
@@ -290,24 +282,18 @@ func (l *ioLoop) run() {
 // drain reads what s has, a few batches at most so one busy socket cannot
 // starve the others (epoll is level-triggered: the rest comes next round).
 //
-// A relay socket (s.flow) reads no more datagrams than its slow queue has
-// room for, and when the queue is full it is taken out of the loop's
-// interest until pion's goroutine has emptied half of it (udpSocket.recvSlow
-// puts it back). Meanwhile the peers' datagrams wait in the socket's kernel
-// buffer (listen.socket_buffer, 4 MiB by default), exactly as they would for
-// a UDP client whose path is slow, and nothing is dropped in user space. Only
-// relays of TCP, TLS and DTLS clients queue data: for UDP clients the fast
-// path relays everything pion would (see relayConn.loopPacket). This was
-// chosen over giving stream clients a fast path of their own (framing
-// ChannelData here and writing to their connections through a bounded writer
-// per connection): that writer would need its own flow control for the same
-// reason, a TLS connection cannot be written from the loop without blocking
-// it, and pion's goroutine already is that writer; stopping the read costs
-// two epoll_ctl calls per half queue (32 datagrams) only while pion is behind.
-func (l *ioLoop) drain(s *udpSocket) {
+// A socket with SocketConfig.Pause reads no more datagrams than its queue
+// has room for, and when the queue is full it is taken out of the loop's
+// interest until Recv has emptied half of it (Socket.Recv puts it back).
+// Meanwhile the datagrams wait in the socket's kernel buffer, exactly as
+// they would for a reader whose path is slow, and nothing is dropped in user
+// space; stopping the read costs two epoll_ctl calls per half queue, only
+// while the reader is behind.
+func (l *Loop) drain(s *Socket) {
+	h, room := s.cfg.Headroom, BufSize-s.cfg.Headroom-s.cfg.Tailroom
 	for range 4 {
 		want := batch
-		if s.flow {
+		if s.cfg.Pause {
 			want = min(batch, cap(s.slow)-len(s.slow))
 			if want == 0 {
 				l.pause(s)
@@ -321,6 +307,8 @@ func (l *ioLoop) drain(s *udpSocket) {
 		}
 		for i := range want {
 			l.msgs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+			l.iovs[i].Base = &l.bufs[i][h]
+			l.iovs[i].SetLen(room)
 		}
 		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
 			uintptr(want), unix.MSG_DONTWAIT, 0, 0)
@@ -335,10 +323,10 @@ func (l *ioLoop) drain(s *udpSocket) {
 			size := int(l.msgs[i].n)
 			from := sockaddrToAddrPort(&l.names[i])
 			buf := l.bufs[i]
-			if s.handle != nil && s.handle(l, buf, size, from) {
+			if s.cfg.Handler != nil && s.cfg.Handler(l, buf, size, from) {
 				continue
 			}
-			l.queueSlow(s, buf[headroom:headroom+size], from)
+			l.queueSlow(s, buf[h:h+size], from)
 		}
 		// What the handlers sent points into the receive buffers: out it
 		// goes before the next recvmmsg reuses them.
@@ -349,13 +337,13 @@ func (l *ioLoop) drain(s *udpSocket) {
 	}
 }
 
-// pause stops the loop reading relay socket s, whose slow queue is full,
-// until recvSlow has taken half of it. The order matters, as recvSlow runs
-// at the same time: the socket leaves epoll's interest before paused is set,
-// so a resume that sees paused always comes after it; and after setting
-// paused the loop looks at the queue once more, in case pion emptied it
-// before paused was set and so did not resume.
-func (l *ioLoop) pause(s *udpSocket) {
+// pause stops the loop reading socket s, whose queue is full, until Recv
+// has taken half of it. The order matters, as Recv runs at the same time:
+// the socket leaves epoll's interest before paused is set, so a resume that
+// sees paused always comes after it; and after setting paused the loop
+// looks at the queue once more, in case the reader emptied it before paused
+// was set and so did not resume.
+func (l *Loop) pause(s *Socket) {
 	if !s.interest(false) {
 		return
 	}
@@ -368,7 +356,7 @@ func (l *ioLoop) pause(s *udpSocket) {
 
 // interest adds s to its loop's epoll interest (read) or takes it out,
 // reporting false when s is closed.
-func (s *udpSocket) interest(read bool) bool {
+func (s *Socket) interest(read bool) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -382,20 +370,20 @@ func (s *udpSocket) interest(read bool) bool {
 }
 
 // resume puts s back into its loop's interest after pause.
-func (s *udpSocket) resume() { s.interest(true) }
+func (s *Socket) resume() { s.interest(true) }
 
-// send queues p for `to` on s (the loop's sender).
-func (l *ioLoop) send(s *udpSocket, p []byte, to netip.AddrPort) {
+// Send queues p for `to` on s, to go out when the loop flushes after the
+// batch it is handling: the Loop is its handlers' Sender.
+func (l *Loop) Send(s *Socket, p []byte, to netip.AddrPort) {
 	if len(p) == 0 || s.conn != nil {
-		// An empty ChannelData or DATA is relayed as an empty datagram (an
-		// iovec for sendmmsg cannot point into an empty slice; and in a
-		// train an empty last segment would be lost); a socket of Go's net
-		// package (RFC 5780's extra ones) is not the loop's. What is queued
-		// goes first, so nothing overtakes it.
+		// An empty datagram goes at once (an iovec for sendmmsg cannot point
+		// into an empty slice; and in a train an empty last segment would be
+		// lost); so does one for a socket of Go's net package, which is not
+		// the loop's. What is queued goes first, so nothing overtakes it.
 		if l.nOut > 0 {
 			l.flush()
 		}
-		_ = s.sendTo(p, to)
+		_ = s.SendTo(p, to)
 		return
 	}
 	if l.nOut == outboxSize {
@@ -411,7 +399,7 @@ func (l *ioLoop) send(s *udpSocket, p []byte, to netip.AddrPort) {
 // offload (UDP_SEGMENT) when they have the same size: the kernel then takes
 // the train through the IP stack once and splits it at the far end (or in
 // the device), instead of once per datagram.
-func (l *ioLoop) flush() {
+func (l *Loop) flush() {
 	n := l.nOut
 	for i := range n {
 		s := l.out[i].s
@@ -438,7 +426,7 @@ func (l *ioLoop) flush() {
 // train (same size, or a shorter last one), stopping at the first that
 // cannot so no datagram overtakes another to the same destination. It
 // returns the messages and iovecs used so far.
-func (l *ioLoop) gather(s *udpSocket, j, n, nm, ni int) (int, int) {
+func (l *Loop) gather(s *Socket, j, n, nm, ni int) (int, int) {
 	first := &l.out[j]
 	to, size := first.to, len(first.p)
 	h := &l.smsgs[nm].hdr
@@ -497,16 +485,13 @@ const (
 	gsoMaxSegment6 = 1500 - 40 - 8
 )
 
-// flushOutbox is flush for tests that drive a loop's sender by hand.
-func (l *ioLoop) flushOutbox() { l.flush() }
-
 // sendBatch sends msgs on s with sendmmsg, going on after a partial send;
 // a datagram the kernel refuses (a full buffer) is dropped, as UDP may. A
 // train the kernel refuses to segment goes again as separate datagrams;
 // when they go, the train was the problem, and the socket stops making
 // trains of that segment size (EINVAL, EMSGSIZE: a path MTU below it) or at
 // all (EIO, EOPNOTSUPP: a route that cannot segment).
-func (l *ioLoop) sendBatch(s *udpSocket, msgs []mmsghdr) {
+func (l *Loop) sendBatch(s *Socket, msgs []mmsghdr) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -576,7 +561,7 @@ func gsoSupported() bool {
 // sendSegments sends a refused train's datagrams one by one. If the first
 // one fails too, the destination is the problem (port 0, say), not the
 // train: it gives up on the rest and reports false.
-func (l *ioLoop) sendSegments(s *udpSocket, h *unix.Msghdr) bool {
+func (l *Loop) sendSegments(s *Socket, h *unix.Msghdr) bool {
 	one := *h
 	one.Control, one.Controllen = nil, 0
 	one.SetIovlen(1)
@@ -618,9 +603,9 @@ func putSockaddr(rsa *unix.RawSockaddrInet6, v6 bool, to netip.AddrPort) uint32 
 	return unix.SizeofSockaddrInet4
 }
 
-// queueSlow hands a datagram to pion's goroutine; the check of closed
-// under the lock keeps it from sending on a closed queue.
-func (l *ioLoop) queueSlow(s *udpSocket, p []byte, from netip.AddrPort) {
+// queueSlow hands a datagram to Recv; the check of closed under the lock
+// keeps it from sending on a closed queue.
+func (l *Loop) queueSlow(s *Socket, p []byte, from netip.AddrPort) {
 	sb := slowPool.Get().(*[]byte)
 	m := copy(*sb, p)
 	s.mu.RLock()
@@ -633,13 +618,15 @@ func (l *ioLoop) queueSlow(s *udpSocket, p []byte, from netip.AddrPort) {
 	case s.slow <- slowPacket{buf: sb, n: m, from: from}:
 	default:
 		slowPool.Put(sb)
-		l.slowQueueFull()
+		if s.cfg.Dropped != nil {
+			s.cfg.Dropped()
+		}
 	}
 }
 
 // epollWait waits for ready sockets without telling the scheduler it is in a
 // system call (RawSyscall): the loop keeps its P, which GOMAXPROCS accounts
-// for (see addLoops), and the runtime's monitor thread does not wake every
+// for (see ReserveProcs), and the runtime's monitor thread does not wake every
 // 20 µs to consider taking the P away, which cost more CPU than relaying.
 // A stop-the-world pause interrupts the wait: the runtime signals the
 // thread (EINTR) and repeats the signal every 100 µs until the loop reaches

@@ -1,38 +1,33 @@
 //go:build linux
 
-package turn
+package udploop
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 	"unsafe"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
-
-	"icegate/config"
-	"icegate/internal/testutil"
 )
 
 // loopSender is an event loop with one socket of its own that it does not
 // read: the test queues datagrams in its outbox and flushes it by hand, as
 // the loop does after each batch.
-func loopSender(t *testing.T, ip string) (*ioLoop, *udpSocket) {
+func loopSender(t *testing.T, ip string) (*Loop, *Socket) {
 	t.Helper()
-	l, err := newIOLoop(func() {})
+	l, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(l.close)
-	s, err := l.openSocket(netip.AddrPortFrom(netip.MustParseAddr(ip), 0), false, 1<<20, nil)
+	t.Cleanup(l.Close)
+	s, err := l.Open(netip.AddrPortFrom(netip.MustParseAddr(ip), 0), SocketConfig{Buffer: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.close() })
+	t.Cleanup(func() { _ = s.Close() })
 	return l, s
 }
 
@@ -45,7 +40,7 @@ func receiver(t *testing.T, ip string) (*net.UDPConn, netip.AddrPort) {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetReadBuffer(1 << 20)
-	return c, addrPortOf(c.LocalAddr())
+	return c, c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 func expectDatagrams(t *testing.T, c *net.UDPConn, want [][]byte) {
@@ -102,14 +97,14 @@ func TestFlushSegments(t *testing.T) {
 			var wantA, wantB [][]byte
 			for i, d := range plan {
 				p := datagram(i, d.size)
-				l.send(s, p, d.to)
+				l.Send(s, p, d.to)
 				if d.to == aAP {
 					wantA = append(wantA, p)
 				} else {
 					wantB = append(wantB, p)
 				}
 			}
-			l.flushOutbox()
+			l.flush()
 			expectDatagrams(t, a, wantA)
 			expectDatagrams(t, b, wantB)
 			if calls, sent := l.stats.sendCalls.Load(), l.stats.sendDgrams.Load(); calls != 1 || sent != uint64(len(plan)) {
@@ -132,9 +127,9 @@ func TestEmptyDatagramKeepsOrder(t *testing.T) {
 	a, aAP := receiver(t, "127.0.0.1")
 	want := [][]byte{datagram(1, 40), datagram(2, 40), {}, datagram(3, 40), datagram(4, 40)}
 	for _, p := range want {
-		l.send(s, p, aAP)
+		l.Send(s, p, aAP)
 	}
-	l.flushOutbox()
+	l.flush()
 	expectDatagrams(t, a, want)
 }
 
@@ -148,9 +143,9 @@ func TestFlushWithoutSegmentation(t *testing.T) {
 	for i := range 20 {
 		p := datagram(i, 64)
 		want = append(want, p)
-		l.send(s, p, aAP)
+		l.Send(s, p, aAP)
 	}
-	l.flushOutbox()
+	l.flush()
 	expectDatagrams(t, a, want)
 	if trains := l.stats.trains.Load(); trains != 0 {
 		t.Fatalf("%d segmented trains on a socket without segmentation", trains)
@@ -195,72 +190,5 @@ func TestRefusedTrainFallsBack(t *testing.T) {
 	}
 	if max := s.gsoMax.Load(); max != size-1 {
 		t.Fatalf("after a refused train of %d-byte segments the socket's limit is %d, want %d", size, max, size-1)
-	}
-}
-
-// TestLoopMetrics: the loops' counters reach the registry, and a burst
-// of ChannelData relayed both ways shows up in them; with
-// listen.udp_segmentation off, nothing leaves in a segment train.
-func TestLoopMetrics(t *testing.T) {
-	for _, gso := range []bool{true, false} {
-		t.Run(fmt.Sprintf("udp_segmentation=%v", gso), func(t *testing.T) { testLoopMetrics(t, gso) })
-	}
-}
-
-func testLoopMetrics(t *testing.T, gso bool) {
-	reg := prometheus.NewRegistry()
-	cfg := testConfig(t, func(c *config.Config) { c.Listen.UDPSegmentation = &gso })
-	srv, err := New(cfg, Options{Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	p := newChannelPath(t, &testServer{Server: srv, log: &testutil.SyncBuffer{}}, 100)
-	const burst = 50
-	for range burst {
-		if _, err := p.client.WriteToUDPAddrPort(p.frame, p.server); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for range burst {
-		if _, _, err := p.client.ReadFromUDPAddrPort(p.buf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A loop counts a send when sendmmsg returns, which can be after the
-	// client has read what it sent: gather until the counts settle.
-	var got map[string]float64
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		got = map[string]float64{}
-		families, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range families {
-			for _, m := range f.GetMetric() {
-				key := f.GetName()
-				for _, l := range m.GetLabel() {
-					key += "/" + l.GetValue()
-				}
-				got[key] = m.GetCounter().GetValue()
-			}
-		}
-		if got["icegate_loop_datagrams_total/out"] >= 2*burst || time.Now().After(deadline) {
-			break
-		}
-	}
-	// The allocation's control messages came through the loops too.
-	if in, out := got["icegate_loop_datagrams_total/in"], got["icegate_loop_datagrams_total/out"]; in < 2*burst || out < 2*burst {
-		t.Fatalf("loops moved %v datagrams in and %v out, want at least %d each (%v)", in, out, 2*burst, got)
-	}
-	segmented := got["icegate_loop_datagrams_total/out_segmented"]
-	t.Logf("%v of %v datagrams out left in segment trains", segmented, got["icegate_loop_datagrams_total/out"])
-	if !gso && segmented != 0 {
-		t.Fatalf("%v datagrams left in segment trains with udp_segmentation = false", segmented)
-	}
-	if got["icegate_loop_syscalls_total/recv"] == 0 || got["icegate_loop_syscalls_total/send"] == 0 ||
-		got["icegate_loop_syscalls_total/wakeup"] == 0 {
-		t.Fatalf("no system calls counted: %v", got)
 	}
 }
