@@ -88,15 +88,15 @@ func (l *gatePacketConn) relayChannelData(out udploop.Sender, b []byte, from net
 	if t == nil {
 		return false
 	}
-	peer, ok := t.byNum[binary.BigEndian.Uint16(b)]
+	number, data, ok := stunwire.ChannelData(b)
+	if !ok {
+		return false // pion counts and drops the malformed frame
+	}
+	peer, ok := t.byNum[number]
 	if !ok {
 		return false
 	}
-	n := int(binary.BigEndian.Uint16(b[2:]))
-	if 4+n > len(b) {
-		return false // pion counts and drops the malformed frame
-	}
-	rc.sendToPeer(out, b[4:4+n], peer)
+	rc.sendToPeer(out, data, peer)
 	return true
 }
 
@@ -198,8 +198,7 @@ func (c *relayConn) loopPacket(out udploop.Sender, b []byte, n int, from netip.A
 	if t := c.chans.Load(); t != nil {
 		if num, ok := t.byPeer[from]; ok {
 			h := b[headroom-4:]
-			binary.BigEndian.PutUint16(h[0:], num)
-			binary.BigEndian.PutUint16(h[2:], uint16(n))
+			stunwire.PutChannelDataHeader(h, num, n)
 			out.Send(link.listener.sock, h[:4+n], link.addr)
 			return true
 		}
@@ -234,27 +233,10 @@ func (c *relayConn) permitted(peer netip.AddrPort) bool {
 // dataIndication writes a Data indication around the datagram at
 // b[headroom:headroom+n] and returns it. b must have room for the padding.
 func dataIndication(b []byte, n int, from netip.AddrPort) []byte {
-	a := from.Addr()
-	alen := 8
-	if a.Is6() {
-		alen = 20
-	}
-	start := headroom - 4 - (4 + alen) - 20
-	m := b[start:]
-	pad := (4 - n%4) % 4
-	for i := range pad {
-		b[headroom+n+i] = 0
-	}
-	binary.BigEndian.PutUint16(m[0:], 0x0017) // Data indication
-	binary.BigEndian.PutUint16(m[2:], uint16(4+alen+4+n+pad))
-	binary.BigEndian.PutUint32(m[4:], magicCookie)
-	binary.BigEndian.PutUint64(m[8:], rand.Uint64())
-	binary.BigEndian.PutUint32(m[16:], rand.Uint32())
-	putAddr(m[20:], 0x0012, from.Addr(), from.Port(), m[8:20], true) // XOR-PEER-ADDRESS
-	d := m[20+4+alen:]
-	binary.BigEndian.PutUint16(d[0:], 0x0013) // DATA
-	binary.BigEndian.PutUint16(d[2:], uint16(n))
-	return m[:20+4+alen+4+n+pad]
+	var txid [12]byte // RFC 8489 §6: random, though nothing answers an indication
+	binary.BigEndian.PutUint64(txid[:8], rand.Uint64())
+	binary.BigEndian.PutUint32(txid[8:], rand.Uint32())
+	return stunwire.DataIndication(b, n, from, txid)
 }
 
 // relaySend handles a client's Send indication (RFC 8656 §11.1) whose peer
@@ -262,9 +244,6 @@ func dataIndication(b []byte, n int, from netip.AddrPort) []byte {
 // unusual (other attributes than XOR-PEER-ADDRESS, DATA, FINGERPRINT and
 // SOFTWARE, a malformed attribute, no permission) is left to pion.
 func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.AddrPort) bool {
-	if len(b) < 20 || binary.BigEndian.Uint32(b[4:]) != magicCookie {
-		return false
-	}
 	rc := l.relayFor(from)
 	if rc == nil {
 		return false
@@ -273,37 +252,8 @@ func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.Addr
 	if perms == nil {
 		return false
 	}
-	end := 20 + int(binary.BigEndian.Uint16(b[2:]))
-	if end > len(b) {
-		return false
-	}
-	var peer netip.AddrPort
-	var data []byte
-	for off := 20; off < end; {
-		if off+4 > end {
-			return false
-		}
-		t := binary.BigEndian.Uint16(b[off:])
-		alen := int(binary.BigEndian.Uint16(b[off+2:]))
-		v := off + 4
-		if v+alen > end {
-			return false
-		}
-		switch t {
-		case 0x0012: // XOR-PEER-ADDRESS
-			var ok bool
-			if peer, ok = parseXORPeer(b[v:v+alen], b[8:20]); !ok {
-				return false
-			}
-		case 0x0013: // DATA
-			data = b[v : v+alen]
-		case 0x8028, 0x8022: // FINGERPRINT, SOFTWARE
-		default:
-			return false
-		}
-		off = v + (alen+3)&^3
-	}
-	if !peer.IsValid() || data == nil {
+	peer, data, ok := stunwire.SendIndication(b)
+	if !ok {
 		return false
 	}
 	if _, ok := (*perms)[peer.Addr()]; !ok {
@@ -311,29 +261,4 @@ func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.Addr
 	}
 	rc.sendToPeer(out, data, peer)
 	return true
-}
-
-// parseXORPeer decodes an XOR-PEER-ADDRESS value.
-func parseXORPeer(v, txid []byte) (netip.AddrPort, bool) {
-	if len(v) < 8 {
-		return netip.AddrPort{}, false
-	}
-	port := binary.BigEndian.Uint16(v[2:]) ^ uint16(magicCookie>>16)
-	switch {
-	case v[1] == 0x01 && len(v) == 8:
-		var ip [4]byte
-		for i := range 4 {
-			ip[i] = v[4+i] ^ byte(uint32(magicCookie)>>(24-8*i))
-		}
-		return netip.AddrPortFrom(netip.AddrFrom4(ip), port), true
-	case v[1] == 0x02 && len(v) == 20:
-		var key, ip [16]byte
-		binary.BigEndian.PutUint32(key[:4], magicCookie)
-		copy(key[4:], txid)
-		for i := range 16 {
-			ip[i] = v[4+i] ^ key[i]
-		}
-		return canonical(netip.AddrPortFrom(netip.AddrFrom16(ip), port)), true
-	}
-	return netip.AddrPort{}, false
 }

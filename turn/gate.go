@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/auth"
+	"icegate/internal/stunwire"
 	"icegate/stun"
 )
 
@@ -357,34 +358,20 @@ func malformed(msg *pionstun.Message) string {
 				return "Bad REQUESTED-ADDRESS-FAMILY"
 			}
 		case pionstun.AttrXORPeerAddress: // §18.3
-			if _, ok := parseXORPeer(v, msg.TransactionID[:]); !ok {
+			if _, ok := stunwire.ParseAddr(v, msg.TransactionID[:], true); !ok {
 				return "Bad XOR-PEER-ADDRESS"
 			}
 		case pionstun.AttrChannelNumber: // §18.1
 			if len(v) != 4 {
 				return "Bad CHANNEL-NUMBER"
 			}
-			if !channelNumberOK(binary.BigEndian.Uint16(v)) {
+			if !stunwire.ValidChannel(binary.BigEndian.Uint16(v)) {
 				return "Channel number out of range"
 			}
 		}
 	}
 	return ""
 }
-
-// channelNumberOK reports whether n is a channel number a client may bind.
-//
-// RFC 8656 §11.2 narrowed the range to 0x4000-0x4FFF (0x5000-0x7FFF are
-// reserved there), but RFC 5766 §11 allowed 0x4000-0x7FFF and the clients
-// still use all of it: libwebrtc (Chrome, Safari, every app built on it)
-// picks numbers up to kMaxChannelNumber = 0x7FFF in its turn_port, and so do
-// coturn's turnutils_uclient and pion's own client. coturn 4.16 enforced the
-// narrow range, broke them, and had to add --rfc5766-channel-numbers; icegate
-// does not repeat that. What no RFC ever allowed is refused: 0x0000-0x3FFF
-// would be read as STUN, 0x8000-0xFFFF as neither STUN nor ChannelData (the
-// first two bits of ChannelData are 01, RFC 8656 §12.4). pion's ChannelData
-// decoder and the fast path agree: both take 0x4000-0x7FFF.
-func channelNumberOK(n uint16) bool { return n >= 0x4000 && n <= 0x7FFF }
 
 // edits is how the gate changes a request before pion sees it: attribute
 // types to drop and attributes to add.
@@ -580,7 +567,7 @@ func peerAddrs(msg *pionstun.Message) ([]netip.AddrPort, error) {
 		if a.Type != pionstun.AttrXORPeerAddress {
 			continue
 		}
-		ap, ok := parseXORPeer(a.Value, msg.TransactionID[:])
+		ap, ok := stunwire.ParseAddr(a.Value, msg.TransactionID[:], true)
 		if !ok {
 			return nil, errBadPeer
 		}
@@ -698,37 +685,21 @@ func (g *gate) observe(b []byte, dst net.Addr) []byte {
 			return out
 		}
 	}
-	// Error response class: C1 (0x0100) and C0 (0x0010) both set.
-	if len(b) < 20 || b[0]&0xC0 != 0 || b[0]&0x01 == 0 || b[1]&0x10 == 0 {
-		return b
-	}
-	for off := 20; off+4 <= len(b); {
-		t := binary.BigEndian.Uint16(b[off:])
-		l := int(binary.BigEndian.Uint16(b[off+2:]))
-		if off+4+l > len(b) {
-			return b
-		}
-		if pionstun.AttrType(t) == pionstun.AttrErrorCode && l >= 4 {
-			code := int(b[off+6]&0x7)*100 + int(b[off+7])
-			switch code {
-			case 438:
-				g.s.metrics.AuthRefusals.WithLabelValues("stale-nonce").Inc()
-				g.s.limited.Log(slog.LevelInfo, "auth-stale-nonce", "authentication refused",
-					"reason", "stale nonce", "client", dst)
-			case 486:
-				g.s.limited.Log(slog.LevelInfo, "quota-user", "allocation refused: user quota reached (limits.allocations_per_user)",
-					"client", dst)
-				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "486 allocation quota reached (limits.allocations_per_user)"})
-			case 508:
-				// The allocator's failures are rewritten above with their
-				// cause; a 508 still here is one pion decided alone.
-				g.s.limited.Log(slog.LevelWarn, "capacity", "allocation refused by pion: 508 (no cause recorded)",
-					"client", dst)
-				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "508 insufficient capacity (refused by pion)"})
-			}
-			return b
-		}
-		off += 4 + (l+3)&^3
+	switch stunwire.ErrorCode(b) {
+	case 438:
+		g.s.metrics.AuthRefusals.WithLabelValues("stale-nonce").Inc()
+		g.s.limited.Log(slog.LevelInfo, "auth-stale-nonce", "authentication refused",
+			"reason", "stale nonce", "client", dst)
+	case 486:
+		g.s.limited.Log(slog.LevelInfo, "quota-user", "allocation refused: user quota reached (limits.allocations_per_user)",
+			"client", dst)
+		g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "486 allocation quota reached (limits.allocations_per_user)"})
+	case 508:
+		// The allocator's failures are rewritten above with their cause; a
+		// 508 still here is one pion decided alone.
+		g.s.limited.Log(slog.LevelWarn, "capacity", "allocation refused by pion: 508 (no cause recorded)",
+			"client", dst)
+		g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "508 insufficient capacity (refused by pion)"})
 	}
 	return b
 }
@@ -822,6 +793,3 @@ func (g *gate) quota(userID, _ string, _ net.Addr) bool {
 	}
 	return ok
 }
-
-// magicCookie is the fixed STUN magic cookie (RFC 8489 §5).
-const magicCookie = 0x2112A442
