@@ -1,11 +1,10 @@
 package turn
 
 import (
-	"encoding/binary"
-	"hash/crc32"
 	"net/netip"
 	"time"
 
+	"icegate/internal/stunwire"
 	"icegate/internal/udploop"
 	"icegate/stun"
 )
@@ -22,101 +21,13 @@ import (
 // fastBinding writes the response to the Binding request req from src into
 // out and returns it, or returns nil when the request needs the full path.
 // bad reports a request to drop unanswered: its FINGERPRINT is wrong or not
-// the last attribute (RFC 8489 §7.3, §14.7).
+// the last attribute (RFC 8489 §7.3, §14.7). The bytes are stunwire's.
 func fastBinding(req, out []byte, src netip.AddrPort) (resp []byte, bad bool) {
-	if len(req) < 20 || req[0] != 0x00 || req[1] != 0x01 || binary.BigEndian.Uint32(req[4:]) != magicCookie {
-		return nil, false
+	if resp = stunwire.BindingAnswer(req, out, src, stun.Software); resp != nil {
+		return resp, false
 	}
-	end := 20 + int(binary.BigEndian.Uint16(req[2:]))
-	if end != len(req) {
-		return nil, false
-	}
-	for off := 20; off < end; {
-		if off+4 > end {
-			return nil, false
-		}
-		t := binary.BigEndian.Uint16(req[off:])
-		l := int(binary.BigEndian.Uint16(req[off+2:]))
-		if off+4+l > end {
-			return nil, false
-		}
-		switch t {
-		case 0x8022: // SOFTWARE: nothing to do
-		case 0x8028: // FINGERPRINT: CRC-32 of what precedes, XOR 0x5354554e
-			if l != 4 || off+8 != end ||
-				binary.BigEndian.Uint32(req[off+4:]) != crc32.ChecksumIEEE(req[:off])^0x5354554e {
-				return nil, true
-			}
-		default:
-			return nil, false
-		}
-		off += 4 + (l+3)&^3
-	}
-	a := src.Addr().Unmap()
-	alen := 8
-	if !a.Is4() {
-		alen = 20
-	}
-	sw := stun.Software
-	swPad := (len(sw) + 3) &^ 3
-	size := 20 + 2*(4+alen) + 4 + swPad + 8
-	if len(sw) > 128 || len(out) < size {
-		return nil, false
-	}
-	m := out[:size]
-	binary.BigEndian.PutUint16(m[0:], 0x0101) // Binding success
-	binary.BigEndian.PutUint16(m[2:], uint16(size-20))
-	copy(m[4:20], req[4:20]) // magic cookie and transaction ID
-	off := 20
-	// XOR-MAPPED-ADDRESS (RFC 8489 §14.2), then MAPPED-ADDRESS (§14.1).
-	putAddr(m[off:], 0x0020, a, src.Port(), m[8:20], true)
-	off += 4 + alen
-	putAddr(m[off:], 0x0001, a, src.Port(), nil, false)
-	off += 4 + alen
-	binary.BigEndian.PutUint16(m[off:], 0x8022)
-	binary.BigEndian.PutUint16(m[off+2:], uint16(len(sw)))
-	n := copy(m[off+4:], sw)
-	for i := off + 4 + n; i < off+4+swPad; i++ {
-		m[i] = 0
-	}
-	off += 4 + swPad
-	// FINGERPRINT (RFC 8489 §14.7): CRC-32 of what precedes, XOR 0x5354554e.
-	binary.BigEndian.PutUint16(m[off:], 0x8028)
-	binary.BigEndian.PutUint16(m[off+2:], 4)
-	binary.BigEndian.PutUint32(m[off+4:], crc32.ChecksumIEEE(m[:off])^0x5354554e)
-	return m, false
-}
-
-// putAddr writes a (XOR-)MAPPED-ADDRESS attribute of type t at b.
-func putAddr(b []byte, t uint16, a netip.Addr, port uint16, txid []byte, xor bool) {
-	binary.BigEndian.PutUint16(b[0:], t)
-	b[4] = 0
-	if a.Is4() {
-		binary.BigEndian.PutUint16(b[2:], 8)
-		b[5] = 0x01
-		ip := a.As4()
-		copy(b[8:12], ip[:])
-	} else {
-		binary.BigEndian.PutUint16(b[2:], 20)
-		b[5] = 0x02
-		ip := a.As16()
-		copy(b[8:24], ip[:])
-	}
-	binary.BigEndian.PutUint16(b[6:], port)
-	if !xor {
-		return
-	}
-	binary.BigEndian.PutUint16(b[6:], port^uint16(magicCookie>>16))
-	var key [16]byte
-	binary.BigEndian.PutUint32(key[:4], magicCookie)
-	copy(key[4:], txid)
-	n := 4
-	if !a.Is4() {
-		n = 16
-	}
-	for i := range n {
-		b[8+i] ^= key[i]
-	}
+	m, ok := stunwire.Message(req)
+	return nil, ok && stunwire.Type(m) == stunwire.TypeBindingRequest && !stunwire.CheckFingerprint(m)
 }
 
 // answerBindingFast answers a plain Binding request on a UDP listener,

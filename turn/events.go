@@ -1,8 +1,6 @@
 package turn
 
 import (
-	"net"
-	"sync"
 	"time"
 )
 
@@ -37,29 +35,6 @@ const (
 	EventRefused           = "refused" // quota, capacity, family, transport
 )
 
-// clientUsers maps a client address to the username of its last
-// authenticated request, so that events pion reports by address (permission
-// decisions) can name the user. Bounded like the other per-client maps.
-type clientUsers struct {
-	mu sync.Mutex
-	m  map[string][2]string // client -> {username, userID}
-}
-
-func (c *clientUsers) set(client net.Addr, username, userID string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) > 100000 {
-		c.m = map[string][2]string{}
-	}
-	c.m[client.String()] = [2]string{username, userID}
-}
-
-func (c *clientUsers) forget(client net.Addr) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, client.String())
-}
-
 // emit sends e to the configured handler, if any.
 func (s *Server) emit(e Event) {
 	if s.events == nil {
@@ -69,14 +44,8 @@ func (s *Server) emit(e Event) {
 		e.Time = time.Now()
 	}
 	if e.Username == "" && e.Client != "" {
-		e.Username, e.UserID = s.users.getString(e.Client)
+		// pion reports by address; the allocation table knows who that is.
+		e.Username, e.UserID = s.allocs.names(e.Client)
 	}
 	s.events(e)
-}
-
-func (c *clientUsers) getString(client string) (string, string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u := c.m[client]
-	return u[0], u[1]
 }

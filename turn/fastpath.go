@@ -5,9 +5,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"sync"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/internal/stunwire"
 	"icegate/internal/udploop"
@@ -17,9 +14,11 @@ import (
 // and Send/Data indications (§11) for peers with a permission.
 //
 // pion stays in charge of every control message, of authentication and of
-// allocation state; it tells us through its events which client owns which
-// relay socket, which channels are bound and which permissions exist. With
-// that, the listener socket hands a client's ChannelData or Send indication
+// allocation state; the allocation table (allocs.go) learns from pion's
+// events which client owns which relay socket, which channels are bound and
+// which permissions exist, and keeps a lock-free view of it on each relay
+// socket (link, chans, perms) and listener group (clients). With that, the
+// listener socket hands a client's ChannelData or Send indication
 // straight to the relay socket, and the relay socket turns a peer's datagram
 // into ChannelData (or a Data indication) for the client, without allocating
 // or waking another goroutine. Everything else (TCP, TLS and DTLS clients,
@@ -29,25 +28,6 @@ import (
 // a bound channel without looking at permissions (a channel binding installs
 // and refreshes its permission), and discards a peer's datagram with neither,
 // which the relay socket now does itself.
-type fastPath struct {
-	// dropNoPerm counts peer datagrams discarded for want of a permission
-	// (reason "no_permission"); nil counts nothing.
-	dropNoPerm prometheus.Counter
-
-	mu        sync.RWMutex
-	relays    map[netip.AddrPort]*relayConn        // advertised relay address -> socket
-	listeners map[netip.AddrPort][]*gatePacketConn // local address -> its UDP listener sockets (one per loop)
-}
-
-func newFastPath() *fastPath {
-	return &fastPath{relays: map[netip.AddrPort]*relayConn{}, listeners: map[netip.AddrPort][]*gatePacketConn{}}
-}
-
-func (f *fastPath) noPermission() {
-	if f != nil && f.dropNoPerm != nil {
-		f.dropNoPerm.Inc()
-	}
-}
 
 // clientLink is where a relay sends ChannelData: the client's address and
 // the listener socket the client talks to.
@@ -80,113 +60,8 @@ func canonical(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-func (f *fastPath) addListener(l *gatePacketConn) {
-	f.mu.Lock()
-	ap := canonical(l.sock.AddrPort())
-	f.listeners[ap] = append(f.listeners[ap], l)
-	f.mu.Unlock()
-}
-
-func (f *fastPath) addRelay(rc *relayConn) {
-	f.mu.Lock()
-	f.relays[canonical(rc.public)] = rc
-	f.mu.Unlock()
-}
-
-func (f *fastPath) removeRelay(rc *relayConn) {
-	f.mu.Lock()
-	if f.relays[canonical(rc.public)] == rc {
-		delete(f.relays, canonical(rc.public))
-	}
-	f.mu.Unlock()
-	if link := rc.link.Swap(nil); link != nil {
-		link.listener.forget(link.addr, rc)
-	}
-}
-
-// lookup returns the relay socket at relay and the listener socket at
-// local that the same event loop reads, so that what the relay reads for
-// the client goes back out on that loop's own socket.
-func (f *fastPath) lookup(relay, local net.Addr) (*relayConn, *gatePacketConn) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	rc := f.relays[canonical(addrPortOf(relay))]
-	ls := f.listeners[canonical(addrPortOf(local))]
-	if rc == nil || len(ls) == 0 {
-		return rc, nil
-	}
-	for _, l := range ls {
-		if l.sock.Loop() == rc.sock.Loop() {
-			return rc, l
-		}
-	}
-	return rc, ls[0]
-}
-
-// allocationCreated links a UDP client to its relay socket. pion reports
-// every allocation as UDP; a TCP or TLS client is told apart by its address
-// type (its listener shares the UDP listener's address and port).
-func (f *fastPath) allocationCreated(src, local, relay net.Addr) {
-	if _, udp := src.(*net.UDPAddr); !udp {
-		return
-	}
-	if _, udp := local.(*net.UDPAddr); !udp {
-		return
-	}
-	rc, l := f.lookup(relay, local)
-	if rc == nil || l == nil {
-		return // a TCP or TLS client, or a TCP relay: pion's path
-	}
-	link := &clientLink{addr: canonical(addrPortOf(src)), listener: l}
-	rc.link.Store(link)
-	l.remember(link.addr, rc)
-}
-
-func (f *fastPath) channelCreated(relay, peer net.Addr, number uint16) {
-	f.mu.RLock()
-	rc := f.relays[canonical(addrPortOf(relay))]
-	f.mu.RUnlock()
-	if rc == nil {
-		return
-	}
-	rc.setChannel(canonical(addrPortOf(peer)), number, true)
-}
-
-func (f *fastPath) channelDeleted(relay, peer net.Addr, number uint16) {
-	f.mu.RLock()
-	rc := f.relays[canonical(addrPortOf(relay))]
-	f.mu.RUnlock()
-	if rc == nil {
-		return
-	}
-	rc.setChannel(canonical(addrPortOf(peer)), number, false)
-}
-
-// setChannel adds or removes a binding by copying the table.
-func (c *relayConn) setChannel(peer netip.AddrPort, number uint16, bound bool) {
-	c.chanMu.Lock()
-	defer c.chanMu.Unlock()
-	old := c.chans.Load()
-	next := &chanTable{byPeer: map[netip.AddrPort]uint16{}, byNum: map[uint16]netip.AddrPort{}}
-	if old != nil {
-		for k, v := range old.byPeer {
-			next.byPeer[k] = v
-		}
-		for k, v := range old.byNum {
-			next.byNum[k] = v
-		}
-	}
-	if bound {
-		next.byPeer[peer] = number
-		next.byNum[number] = peer
-	} else {
-		delete(next.byPeer, peer)
-		delete(next.byNum, number)
-	}
-	c.chans.Store(next)
-}
-
-// remember and forget maintain the listener group's client -> relay index.
+// remember and forget maintain the listener group's client -> relay index;
+// the allocation table calls them.
 func (l *gatePacketConn) remember(client netip.AddrPort, rc *relayConn) {
 	l.group.clients.Store(client, rc)
 }
@@ -213,15 +88,15 @@ func (l *gatePacketConn) relayChannelData(out udploop.Sender, b []byte, from net
 	if t == nil {
 		return false
 	}
-	peer, ok := t.byNum[binary.BigEndian.Uint16(b)]
+	number, data, ok := stunwire.ChannelData(b)
+	if !ok {
+		return false // pion counts and drops the malformed frame
+	}
+	peer, ok := t.byNum[number]
 	if !ok {
 		return false
 	}
-	n := int(binary.BigEndian.Uint16(b[2:]))
-	if 4+n > len(b) {
-		return false // pion counts and drops the malformed frame
-	}
-	rc.sendToPeer(out, b[4:4+n], peer)
+	rc.sendToPeer(out, data, peer)
 	return true
 }
 
@@ -317,14 +192,13 @@ func (c *relayConn) loopPacket(out udploop.Sender, b []byte, n int, from netip.A
 		if c.permitted(from) {
 			return false
 		}
-		c.alloc.fast.noPermission()
+		c.alloc.dropNoPerm.Inc()
 		return true
 	}
 	if t := c.chans.Load(); t != nil {
 		if num, ok := t.byPeer[from]; ok {
 			h := b[headroom-4:]
-			binary.BigEndian.PutUint16(h[0:], num)
-			binary.BigEndian.PutUint16(h[2:], uint16(n))
+			stunwire.PutChannelDataHeader(h, num, n)
 			out.Send(link.listener.sock, h[:4+n], link.addr)
 			return true
 		}
@@ -336,7 +210,7 @@ func (c *relayConn) loopPacket(out udploop.Sender, b []byte, n int, from netip.A
 			return true
 		}
 	}
-	c.alloc.fast.noPermission()
+	c.alloc.dropNoPerm.Inc()
 	return true // pion would discard it too
 }
 
@@ -359,27 +233,10 @@ func (c *relayConn) permitted(peer netip.AddrPort) bool {
 // dataIndication writes a Data indication around the datagram at
 // b[headroom:headroom+n] and returns it. b must have room for the padding.
 func dataIndication(b []byte, n int, from netip.AddrPort) []byte {
-	a := from.Addr()
-	alen := 8
-	if a.Is6() {
-		alen = 20
-	}
-	start := headroom - 4 - (4 + alen) - 20
-	m := b[start:]
-	pad := (4 - n%4) % 4
-	for i := range pad {
-		b[headroom+n+i] = 0
-	}
-	binary.BigEndian.PutUint16(m[0:], 0x0017) // Data indication
-	binary.BigEndian.PutUint16(m[2:], uint16(4+alen+4+n+pad))
-	binary.BigEndian.PutUint32(m[4:], magicCookie)
-	binary.BigEndian.PutUint64(m[8:], rand.Uint64())
-	binary.BigEndian.PutUint32(m[16:], rand.Uint32())
-	putAddr(m[20:], 0x0012, from.Addr(), from.Port(), m[8:20], true) // XOR-PEER-ADDRESS
-	d := m[20+4+alen:]
-	binary.BigEndian.PutUint16(d[0:], 0x0013) // DATA
-	binary.BigEndian.PutUint16(d[2:], uint16(n))
-	return m[:20+4+alen+4+n+pad]
+	var txid [12]byte // RFC 8489 §6: random, though nothing answers an indication
+	binary.BigEndian.PutUint64(txid[:8], rand.Uint64())
+	binary.BigEndian.PutUint32(txid[8:], rand.Uint32())
+	return stunwire.DataIndication(b, n, from, txid)
 }
 
 // relaySend handles a client's Send indication (RFC 8656 §11.1) whose peer
@@ -387,9 +244,6 @@ func dataIndication(b []byte, n int, from netip.AddrPort) []byte {
 // unusual (other attributes than XOR-PEER-ADDRESS, DATA, FINGERPRINT and
 // SOFTWARE, a malformed attribute, no permission) is left to pion.
 func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.AddrPort) bool {
-	if len(b) < 20 || binary.BigEndian.Uint32(b[4:]) != magicCookie {
-		return false
-	}
 	rc := l.relayFor(from)
 	if rc == nil {
 		return false
@@ -398,37 +252,8 @@ func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.Addr
 	if perms == nil {
 		return false
 	}
-	end := 20 + int(binary.BigEndian.Uint16(b[2:]))
-	if end > len(b) {
-		return false
-	}
-	var peer netip.AddrPort
-	var data []byte
-	for off := 20; off < end; {
-		if off+4 > end {
-			return false
-		}
-		t := binary.BigEndian.Uint16(b[off:])
-		alen := int(binary.BigEndian.Uint16(b[off+2:]))
-		v := off + 4
-		if v+alen > end {
-			return false
-		}
-		switch t {
-		case 0x0012: // XOR-PEER-ADDRESS
-			var ok bool
-			if peer, ok = parseXORPeer(b[v:v+alen], b[8:20]); !ok {
-				return false
-			}
-		case 0x0013: // DATA
-			data = b[v : v+alen]
-		case 0x8028, 0x8022: // FINGERPRINT, SOFTWARE
-		default:
-			return false
-		}
-		off = v + (alen+3)&^3
-	}
-	if !peer.IsValid() || data == nil {
+	peer, data, ok := stunwire.SendIndication(b)
+	if !ok {
 		return false
 	}
 	if _, ok := (*perms)[peer.Addr()]; !ok {
@@ -436,57 +261,4 @@ func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.Addr
 	}
 	rc.sendToPeer(out, data, peer)
 	return true
-}
-
-// parseXORPeer decodes an XOR-PEER-ADDRESS value.
-func parseXORPeer(v, txid []byte) (netip.AddrPort, bool) {
-	if len(v) < 8 {
-		return netip.AddrPort{}, false
-	}
-	port := binary.BigEndian.Uint16(v[2:]) ^ uint16(magicCookie>>16)
-	switch {
-	case v[1] == 0x01 && len(v) == 8:
-		var ip [4]byte
-		for i := range 4 {
-			ip[i] = v[4+i] ^ byte(uint32(magicCookie)>>(24-8*i))
-		}
-		return netip.AddrPortFrom(netip.AddrFrom4(ip), port), true
-	case v[1] == 0x02 && len(v) == 20:
-		var key, ip [16]byte
-		binary.BigEndian.PutUint32(key[:4], magicCookie)
-		copy(key[4:], txid)
-		for i := range 16 {
-			ip[i] = v[4+i] ^ key[i]
-		}
-		return canonical(netip.AddrPortFrom(netip.AddrFrom16(ip), port)), true
-	}
-	return netip.AddrPort{}, false
-}
-
-// permissionCreated and permissionDeleted mirror pion's permissions.
-func (f *fastPath) permission(relay net.Addr, peer net.IP, add bool) {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return
-	}
-	f.mu.RLock()
-	rc := f.relays[canonical(addrPortOf(relay))]
-	f.mu.RUnlock()
-	if rc == nil {
-		return
-	}
-	rc.chanMu.Lock()
-	defer rc.chanMu.Unlock()
-	next := map[netip.Addr]struct{}{}
-	if old := rc.perms.Load(); old != nil {
-		for k := range *old {
-			next[k] = struct{}{}
-		}
-	}
-	if add {
-		next[ip.Unmap()] = struct{}{}
-	} else {
-		delete(next, ip.Unmap())
-	}
-	rc.perms.Store(&next)
 }

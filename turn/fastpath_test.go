@@ -92,15 +92,19 @@ func testFastPath(t *testing.T, srv *testServer) {
 	p.roundTrip(t)
 
 	var linked bool
-	srv.fast.mu.RLock()
-	for _, rc := range srv.fast.relays {
+	srv.allocs.mu.RLock()
+	for _, sock := range srv.allocs.relays {
+		rc, _ := sock.(*relayConn)
+		if rc == nil {
+			continue
+		}
 		if link := rc.link.Load(); link != nil && link.addr == addrPortOf(p.client.LocalAddr()) {
 			if t := rc.chans.Load(); t != nil && len(t.byNum) == 1 {
 				linked = true
 			}
 		}
 	}
-	srv.fast.mu.RUnlock()
+	srv.allocs.mu.RUnlock()
 	if !linked {
 		t.Fatal("the fast path did not learn the client's allocation and channel")
 	}

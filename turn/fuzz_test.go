@@ -115,16 +115,18 @@ func FuzzFastPath(f *testing.F) {
 	peerAP := addrPortOf(p.peer.LocalAddr())
 	var listener *gatePacketConn
 	var relay *relayConn
-	srv.fast.mu.RLock()
-	for ap, ls := range srv.fast.listeners {
+	srv.allocs.mu.RLock()
+	for ap, ls := range srv.allocs.listeners {
 		if ap.Addr().Is4() {
 			listener = ls[0]
 		}
 	}
-	for _, rc := range srv.fast.relays {
-		relay = rc
+	for _, sock := range srv.allocs.relays {
+		if rc, ok := sock.(*relayConn); ok {
+			relay = rc
+		}
 	}
-	srv.fast.mu.RUnlock()
+	srv.allocs.mu.RUnlock()
 	if listener == nil || relay == nil {
 		f.Fatal("no fast path state")
 	}

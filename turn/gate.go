@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/auth"
+	"icegate/internal/stunwire"
 	"icegate/stun"
 )
 
@@ -37,10 +38,7 @@ type gate struct {
 	// verified remembers, for pion's AuthHandler, which key the gate matched
 	// for a (source, username) pair: with several shared secrets live, only
 	// the MESSAGE-INTEGRITY check can tell which one the client used.
-	verified   map[string]verifiedEntry
-	perms      map[string]map[netip.Addr]struct{} // allocation 5-tuple -> permitted peer IPs
-	userAllocs map[string]int                     // user id -> live allocations
-	allocs     map[string]struct{}                // allocation 5-tuples
+	verified map[string]verifiedEntry
 
 	idle atomic.Int64 // idle timeout of connections without allocation, ns
 
@@ -55,10 +53,7 @@ type verifiedEntry struct {
 }
 
 func newGate(s *Server) *gate {
-	g := &gate{
-		s: s, perms: map[string]map[netip.Addr]struct{}{}, userAllocs: map[string]int{},
-		allocs: map[string]struct{}{}, verified: map[string]verifiedEntry{},
-	}
+	g := &gate{s: s, verified: map[string]verifiedEntry{}}
 	g.idle.Store(int64(idleTimeout))
 	g.droppedBadFingerprint = s.metrics.Dropped.WithLabelValues("bad_fingerprint")
 	return g
@@ -75,8 +70,6 @@ type inbound struct {
 	// connection the message came on; nil for UDP (see overLimit).
 	guard *connGuard
 }
-
-func allocKey(src, local net.Addr) string { return src.String() + "|" + local.String() }
 
 // methods that need long-term credentials (RFC 8656 §5, RFC 6062 §4).
 func authenticated(m pionstun.Method) bool {
@@ -196,9 +189,13 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 		return nil, false
 	}
 	g.remember(in.src, string(username), userID, key)
+	// The allocation table keeps the credential: an Allocate's for the
+	// allocation pion is about to report, any other's as the one the
+	// client's allocations now stand on (revoke.go).
+	g.s.allocs.granted(in.src, grant{username: string(username), userID: userID, key: key, transport: in.transport},
+		method == pionstun.MethodAllocate)
 	g.count(method, "pass")
 	if method == pionstun.MethodAllocate {
-		g.s.users.set(in.src, string(username), userID)
 		g.s.emit(Event{Kind: EventAuthenticated, Username: string(username), UserID: userID,
 			Client: in.src.String(), Transport: in.transport, Detail: "Allocate"})
 	}
@@ -361,34 +358,20 @@ func malformed(msg *pionstun.Message) string {
 				return "Bad REQUESTED-ADDRESS-FAMILY"
 			}
 		case pionstun.AttrXORPeerAddress: // §18.3
-			if _, ok := parseXORPeer(v, msg.TransactionID[:]); !ok {
+			if _, ok := stunwire.ParseAddr(v, msg.TransactionID[:], true); !ok {
 				return "Bad XOR-PEER-ADDRESS"
 			}
 		case pionstun.AttrChannelNumber: // §18.1
 			if len(v) != 4 {
 				return "Bad CHANNEL-NUMBER"
 			}
-			if !channelNumberOK(binary.BigEndian.Uint16(v)) {
+			if !stunwire.ValidChannel(binary.BigEndian.Uint16(v)) {
 				return "Channel number out of range"
 			}
 		}
 	}
 	return ""
 }
-
-// channelNumberOK reports whether n is a channel number a client may bind.
-//
-// RFC 8656 §11.2 narrowed the range to 0x4000-0x4FFF (0x5000-0x7FFF are
-// reserved there), but RFC 5766 §11 allowed 0x4000-0x7FFF and the clients
-// still use all of it: libwebrtc (Chrome, Safari, every app built on it)
-// picks numbers up to kMaxChannelNumber = 0x7FFF in its turn_port, and so do
-// coturn's turnutils_uclient and pion's own client. coturn 4.16 enforced the
-// narrow range, broke them, and had to add --rfc5766-channel-numbers; icegate
-// does not repeat that. What no RFC ever allowed is refused: 0x0000-0x3FFF
-// would be read as STUN, 0x8000-0xFFFF as neither STUN nor ChannelData (the
-// first two bits of ChannelData are 01, RFC 8656 §12.4). pion's ChannelData
-// decoder and the fast path agree: both take 0x4000-0x7FFF.
-func channelNumberOK(n uint16) bool { return n >= 0x4000 && n <= 0x7FFF }
 
 // edits is how the gate changes a request before pion sees it: attribute
 // types to drop and attributes to add.
@@ -455,7 +438,7 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 	e.drop = append(e.drop, pionstun.AttrEvenPort, pionstun.AttrReservationToken)
 	// A retransmission of an Allocate that succeeded: pion answers from its
 	// cache (or 437), and observe adds the token it issued, if any.
-	existing := g.hasAllocation(allocKey(in.src, in.local))
+	existing := g.s.allocs.has(allocKey(in.src, in.local))
 	intent := &allocIntent{
 		txKey: txKey{client: canonical(addrPortOf(in.src)), tx: msg.TransactionID},
 		key:   key, at: time.Now(),
@@ -559,26 +542,15 @@ func (g *gate) finish(in inbound, msg *pionstun.Message, key []byte, e edits) ([
 }
 
 // checkPermissions enforces limits.permissions_per_allocation. Permissions
-// are counted from pion's events; a refresh of an existing permission does
-// not count again. RFC 8656 §9.2: 508 when the server cannot add it.
+// are counted by the allocation table from pion's events; a refresh of an
+// existing permission does not count again. RFC 8656 §9.2: 508 when the
+// server cannot add it.
 func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, peers []netip.AddrPort, key []byte) ([]byte, bool) {
 	limit := g.s.cfg.Limits.PermissionsPerAllocation // NoLimit: no cap
 	if limit <= 0 {
 		return msg.Raw, true
 	}
-	g.mu.Lock()
-	have := g.perms[allocKey(in.src, in.local)]
-	fresh := 0
-	seen := map[netip.Addr]bool{}
-	for _, p := range peers {
-		if _, ok := have[p.Addr()]; !ok && !seen[p.Addr()] {
-			fresh++
-			seen[p.Addr()] = true
-		}
-	}
-	over := len(have)+fresh > limit
-	g.mu.Unlock()
-	if over {
+	if g.s.allocs.permissionsAfter(allocKey(in.src, in.local), peers) > limit {
 		g.s.limited.Log(slog.LevelInfo, "permission-quota", "permission refused: allocation has too many permissions",
 			"client", in.src, "limit", limit)
 		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Too many permissions", key)
@@ -595,7 +567,7 @@ func peerAddrs(msg *pionstun.Message) ([]netip.AddrPort, error) {
 		if a.Type != pionstun.AttrXORPeerAddress {
 			continue
 		}
-		ap, ok := parseXORPeer(a.Value, msg.TransactionID[:])
+		ap, ok := stunwire.ParseAddr(a.Value, msg.TransactionID[:], true)
 		if !ok {
 			return nil, errBadPeer
 		}
@@ -713,37 +685,21 @@ func (g *gate) observe(b []byte, dst net.Addr) []byte {
 			return out
 		}
 	}
-	// Error response class: C1 (0x0100) and C0 (0x0010) both set.
-	if len(b) < 20 || b[0]&0xC0 != 0 || b[0]&0x01 == 0 || b[1]&0x10 == 0 {
-		return b
-	}
-	for off := 20; off+4 <= len(b); {
-		t := binary.BigEndian.Uint16(b[off:])
-		l := int(binary.BigEndian.Uint16(b[off+2:]))
-		if off+4+l > len(b) {
-			return b
-		}
-		if pionstun.AttrType(t) == pionstun.AttrErrorCode && l >= 4 {
-			code := int(b[off+6]&0x7)*100 + int(b[off+7])
-			switch code {
-			case 438:
-				g.s.metrics.AuthRefusals.WithLabelValues("stale-nonce").Inc()
-				g.s.limited.Log(slog.LevelInfo, "auth-stale-nonce", "authentication refused",
-					"reason", "stale nonce", "client", dst)
-			case 486:
-				g.s.limited.Log(slog.LevelInfo, "quota-user", "allocation refused: user quota reached (limits.allocations_per_user)",
-					"client", dst)
-				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "486 allocation quota reached (limits.allocations_per_user)"})
-			case 508:
-				// The allocator's failures are rewritten above with their
-				// cause; a 508 still here is one pion decided alone.
-				g.s.limited.Log(slog.LevelWarn, "capacity", "allocation refused by pion: 508 (no cause recorded)",
-					"client", dst)
-				g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "508 insufficient capacity (refused by pion)"})
-			}
-			return b
-		}
-		off += 4 + (l+3)&^3
+	switch stunwire.ErrorCode(b) {
+	case 438:
+		g.s.metrics.AuthRefusals.WithLabelValues("stale-nonce").Inc()
+		g.s.limited.Log(slog.LevelInfo, "auth-stale-nonce", "authentication refused",
+			"reason", "stale nonce", "client", dst)
+	case 486:
+		g.s.limited.Log(slog.LevelInfo, "quota-user", "allocation refused: user quota reached (limits.allocations_per_user)",
+			"client", dst)
+		g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "486 allocation quota reached (limits.allocations_per_user)"})
+	case 508:
+		// The allocator's failures are rewritten above with their cause; a
+		// 508 still here is one pion decided alone.
+		g.s.limited.Log(slog.LevelWarn, "capacity", "allocation refused by pion: 508 (no cause recorded)",
+			"client", dst)
+		g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "508 insufficient capacity (refused by pion)"})
 	}
 	return b
 }
@@ -821,76 +777,9 @@ func (g *gate) attempt(outcome string) {
 	g.s.metrics.AllocationsMade.WithLabelValues(outcome).Inc()
 }
 
-// Allocation bookkeeping from pion's events.
-
-func (g *gate) allocationCreated(src, dst net.Addr, userID string) {
-	g.mu.Lock()
-	g.userAllocs[userID]++
-	g.allocs[allocKey(src, dst)] = struct{}{}
-	g.mu.Unlock()
-	g.s.metrics.Allocations.Inc()
-}
-
-func (g *gate) allocationDeleted(src, dst net.Addr, userID string) {
-	g.mu.Lock()
-	if g.userAllocs[userID] <= 1 {
-		delete(g.userAllocs, userID)
-	} else {
-		g.userAllocs[userID]--
-	}
-	n := len(g.perms[allocKey(src, dst)])
-	delete(g.perms, allocKey(src, dst))
-	delete(g.allocs, allocKey(src, dst))
-	g.mu.Unlock()
-	g.s.metrics.Permissions.Sub(float64(n))
-	g.s.metrics.Allocations.Dec()
-}
-
-func (g *gate) permissionCreated(src, dst net.Addr, peer net.IP) {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return
-	}
-	ip = ip.Unmap()
-	k := allocKey(src, dst)
-	g.mu.Lock()
-	set := g.perms[k]
-	if set == nil {
-		set = map[netip.Addr]struct{}{}
-		g.perms[k] = set
-	}
-	_, had := set[ip]
-	set[ip] = struct{}{}
-	g.mu.Unlock()
-	if !had {
-		g.s.metrics.Permissions.Inc()
-	}
-}
-
-func (g *gate) permissionDeleted(src, dst net.Addr, peer net.IP) {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		return
-	}
-	ip = ip.Unmap()
-	k := allocKey(src, dst)
-	g.mu.Lock()
-	set := g.perms[k]
-	_, had := set[ip]
-	delete(set, ip)
-	g.mu.Unlock()
-	if had {
-		g.s.metrics.Permissions.Dec()
-	}
-}
-
-// hasAllocation reports whether the 5-tuple key holds an allocation.
-func (g *gate) hasAllocation(key string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	_, ok := g.allocs[key]
-	return ok
-}
+// hasAllocation reports whether the 5-tuple key (allocKey) holds an
+// allocation: a TCP or TLS connection that does is not idle.
+func (g *gate) hasAllocation(key string) bool { return g.s.allocs.has(key) }
 
 // quota is pion's QuotaHandler: limits.allocations_per_user (486).
 func (g *gate) quota(userID, _ string, _ net.Addr) bool {
@@ -898,14 +787,9 @@ func (g *gate) quota(userID, _ string, _ net.Addr) bool {
 	if limit <= 0 {
 		return true
 	}
-	g.mu.Lock()
-	ok := g.userAllocs[userID] < limit
-	g.mu.Unlock()
+	ok := g.s.allocs.userAllocations(userID) < limit
 	if !ok {
 		g.attempt("user_quota")
 	}
 	return ok
 }
-
-// magicCookie is the fixed STUN magic cookie (RFC 8489 §5).
-const magicCookie = 0x2112A442

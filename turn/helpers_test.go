@@ -20,6 +20,7 @@ import (
 
 	"icegate/auth"
 	"icegate/internal/leakcheck"
+	"icegate/internal/stunwire"
 	"icegate/internal/testutil"
 	"icegate/internal/udploop"
 )
@@ -407,9 +408,9 @@ func (p xorPeer) AddTo(m *pionstun.Message) error {
 	if len(ip) == 16 {
 		v[1] = 0x02
 	}
-	binary.BigEndian.PutUint16(v[2:], uint16(p.port)^uint16(magicCookie>>16))
+	binary.BigEndian.PutUint16(v[2:], uint16(p.port)^uint16(stunwire.MagicCookie>>16))
 	var xor [16]byte
-	binary.BigEndian.PutUint32(xor[:4], magicCookie)
+	binary.BigEndian.PutUint32(xor[:4], stunwire.MagicCookie)
 	copy(xor[4:], m.TransactionID[:])
 	for i := range ip {
 		v[4+i] = ip[i] ^ xor[i]

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/transport/v5/reuseport"
 	pionturn "github.com/pion/turn/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/internal/udploop"
 )
@@ -46,10 +47,16 @@ type relayAllocator struct {
 	self    func(netip.AddrPort) bool // this server's own address outside the relay ports (PeerPolicy.SelfPort)
 	// selfDrop counts and logs relayed data dropped by selfPort.
 	selfDrop func(netip.AddrPort)
-	fast     *fastPath
 	sockBuf  int             // socket buffer bytes, 0 = the system's default
 	loops    []*udploop.Loop // event loops relay sockets are spread over; none = portable path
 	next     atomic.Uint32
+
+	// table registers every relay socket and listener handed to pion, by
+	// relayed address, until it closes (allocs.go).
+	table *allocTable
+	// dropNoPerm counts peer datagrams discarded for want of a permission
+	// (icegate_packets_dropped_total{reason="no_permission"}).
+	dropNoPerm prometheus.Counter
 
 	// res holds EVEN-PORT reservations and the gate's allocation intents
 	// for the whole server (reserve.go).
@@ -271,14 +278,12 @@ func asBindError(ap netip.AddrPort, err error) error {
 	return &bindError{addr: ap, err: err}
 }
 
-// start makes rc live: its loop reads it and the fast path knows it.
+// start makes rc live: its loop reads it and the allocation table knows it.
 func (r *relayAllocator) start(rc *relayConn) error {
 	if err := rc.sock.Start(); err != nil {
 		return err
 	}
-	if r.fast != nil {
-		r.fast.addRelay(rc)
-	}
+	r.table.addRelay(net.UDPAddrFromAddrPort(rc.public), rc)
 	return nil
 }
 
@@ -413,8 +418,10 @@ func (r *relayAllocator) allocateTCP(conf pionturn.AllocateListenerConfig) (net.
 	if err != nil {
 		return nil, nil, err
 	}
-	return &relayListener{Listener: ln, alloc: r, network: conf.Network, port: port},
-		&net.TCPAddr{IP: fam.public.AsSlice(), Port: port}, nil
+	rl := &relayListener{Listener: ln, alloc: r, network: conf.Network, port: port,
+		public: &net.TCPAddr{IP: fam.public.AsSlice(), Port: port}}
+	r.table.addRelay(rl.public, rl)
+	return rl, rl.public, nil
 }
 
 // AllocateConn dials a peer from the relayed address (RFC 6062 §4.3). pion
@@ -477,15 +484,15 @@ type relayConn struct {
 	out, in *rateBucket
 	closed  atomic.Bool
 
-	// The fast path (fastpath.go): the client to send ChannelData to, and
-	// the channels bound on this allocation.
+	// The fast path's view of the allocation (fastpath.go), written only
+	// by the allocation table (allocs.go): the client to send ChannelData
+	// to, the channels bound and the peers permitted.
 	link  atomic.Pointer[clientLink]
 	chans atomic.Pointer[chanTable]
 	perms atomic.Pointer[map[netip.Addr]struct{}]
 	// blocked are peers a reload's policy denies while pion's permission
 	// or channel for them lives on (revoke.go); nil when none.
 	blocked atomic.Pointer[map[netip.Addr]struct{}]
-	chanMu  sync.Mutex
 }
 
 // WriteTo is pion's send to a peer (Send indications, and ChannelData pion
@@ -504,29 +511,37 @@ func (c *relayConn) SetDeadline(t time.Time) error      { return c.sock.SetDeadl
 func (c *relayConn) SetReadDeadline(t time.Time) error  { return c.sock.SetReadDeadline(t) }
 func (c *relayConn) SetWriteDeadline(t time.Time) error { return c.sock.SetWriteDeadline(t) }
 
+// Close closes the socket, takes it out of the allocation table and frees
+// its port. Closing it again is not an error: a revocation closes it
+// (revoke.go), and pion closes it once more when it deletes the allocation,
+// and would log an error.
 func (c *relayConn) Close() error {
-	err := c.sock.Close()
-	if c.closed.CompareAndSwap(false, true) {
-		if c.alloc.fast != nil {
-			c.alloc.fast.removeRelay(c)
-		}
-		c.alloc.release(c.network, c.port)
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
 	}
+	err := c.sock.Close()
+	c.alloc.table.removeRelay(net.UDPAddrFromAddrPort(c.public), c)
+	c.alloc.release(c.network, c.port)
 	return err
 }
 
+// relayListener is an RFC 6062 TCP relay's listening socket.
 type relayListener struct {
 	net.Listener
 	alloc   *relayAllocator
 	network string
 	port    int
+	public  *net.TCPAddr // the advertised relay address
 	closed  atomic.Bool
 }
 
+// Close is relayConn.Close for a TCP relay.
 func (l *relayListener) Close() error {
-	err := l.Listener.Close()
-	if l.closed.CompareAndSwap(false, true) {
-		l.alloc.release(l.network, l.port)
+	if !l.closed.CompareAndSwap(false, true) {
+		return nil
 	}
+	err := l.Listener.Close()
+	l.alloc.table.removeRelay(l.public, l)
+	l.alloc.release(l.network, l.port)
 	return err
 }

@@ -63,7 +63,7 @@ func (s *Server) openAlternates(addr netip.Addr, primary net.PacketConn) ([]pion
 		b.index[pc.LocalAddr().String()] = i
 		out = append(out, pionturn.PacketConnConfig{
 			PacketConn:            s.udpListener(pc),
-			RelayAddressGenerator: s.relayGen,
+			RelayAddressGenerator: s.relays,
 			PermissionHandler:     s.permission,
 		})
 	}

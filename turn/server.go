@@ -11,10 +11,10 @@
 // where pion has no hook or the wrong error code) → then either the fast
 // path (fastpath.go: ChannelData and Send indications of a known allocation
 // go straight to its relay socket) or pion's read loop → our AuthHandler
-// (authorize) → QuotaHandler (gate.quota) → a relay socket from our
+// (gate.authHandler) → QuotaHandler (gate.quota) → a relay socket from our
 // allocator (relay.go) → PermissionHandler (the PeerPolicy, peers.go) →
-// pion's events (the EventHandler in New), which feed the gate's and the
-// fast path's bookkeeping and the allocation table → metrics. TCP, TLS and
+// pion's events, which feed the one allocation table (allocs.go) that the
+// gate, the fast path, events and revocation read → metrics. TCP, TLS and
 // DTLS clients come through the listeners of conn.go (connection caps,
 // timeouts, STUN and ChannelData framing) into the same gate. A peer's
 // datagram goes: relay socket → bandwidth cap and the server's own-address
@@ -88,15 +88,14 @@ type Server struct {
 
 	creds atomic.Pointer[auth.Credentials]
 	// peers is the peer policy, swapped as a whole on reload.
-	peers  atomic.Pointer[PeerPolicy]
+	peers atomic.Pointer[PeerPolicy]
+	// relays is pion's RelayAddressGenerator.
 	relays *relayAllocator
-	// relayGen is what pion allocates relays from: relays, remembering
-	// each relay so that a reload can end a revoked allocation (revoke.go).
-	relayGen trackedRelays
-	allocs   allocTable
-	revoked  *prometheus.CounterVec
-	gate     *gate
-	fast     *fastPath
+	// allocs is the allocation table, fed by pion's events: what the gate,
+	// the fast path, events and revocation know of allocations (allocs.go).
+	allocs  *allocTable
+	revoked *prometheus.CounterVec
+	gate    *gate
 	// Counters the packet path uses, looked up once.
 	bindingsAnswered   prometheus.Counter // Bindings answered on the fast path
 	droppedRateLimited prometheus.Counter
@@ -112,7 +111,6 @@ type Server struct {
 	draining           atomic.Bool
 
 	events func(Event)
-	users  clientUsers
 
 	binding bindingSockets // Binding answers, RFC 5780 sockets (rfc5780.go)
 	// ephemeralSecret is generated at start; it is the only credential
@@ -153,9 +151,8 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		revoked:     newRevokeCounter(opts.Registerer),
 	}
 	s.gate = newGate(s)
+	s.allocs = newAllocTable(s.metrics)
 	s.streams = newStreamConns(cfg.Limits.ConnectionsPerSource, cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst, s.metrics, s.limited)
-	s.fast = newFastPath()
-	s.fast.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
 	s.droppedRateLimited = s.metrics.Dropped.WithLabelValues("rate_limited")
 	s.droppedSelfPort = s.metrics.Dropped.WithLabelValues("self_port")
@@ -238,7 +235,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 				for _, c := range conns {
 					pcs = append(pcs, pionturn.PacketConnConfig{
 						PacketConn:            c,
-						RelayAddressGenerator: s.relayGen,
+						RelayAddressGenerator: s.relays,
 						PermissionHandler:     s.permission,
 					})
 				}
@@ -299,41 +296,10 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		ListenerConfigs:    lcs,
 		LoggerFactory:      pionLoggerFactory{log: log, limited: s.limited},
 		Realm:              cfg.Realm,
-		AuthHandler:        s.authorize,
+		AuthHandler:        s.gate.authHandler,
 		QuotaHandler:       s.gate.quota,
 		AllocationLifetime: cfg.Limits.DefaultLifetime,
-		EventHandler: pionturn.EventHandler{
-			OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
-				s.gate.allocationCreated(src, dst, userID)
-				s.fast.allocationCreated(src, dst, relay)
-				s.allocs.created(src, dst, userID, relay)
-				s.emit(Event{Kind: EventAllocationCreated, Client: src.String(), Detail: "relay " + relay.String()})
-				s.log.Debug("allocation created", "client", src.String(), "user", userID, "relay", relay.String())
-			},
-			OnAllocationDeleted: func(src, dst net.Addr, _, userID, _ string) {
-				s.gate.allocationDeleted(src, dst, userID)
-				s.allocs.deleted(src, dst)
-				s.emit(Event{Kind: EventAllocationDeleted, Client: src.String()})
-				s.users.forget(src)
-				s.log.Debug("allocation deleted", "client", src.String(), "user", userID)
-			},
-			OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
-				s.gate.permissionCreated(src, dst, peer)
-				s.fast.permission(relay, peer, true)
-			},
-			OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
-				s.gate.permissionDeleted(src, dst, peer)
-				s.fast.permission(relay, peer, false)
-			},
-			OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
-				s.fast.channelCreated(relay, peer, number)
-				s.metrics.Channels.Inc()
-			},
-			OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
-				s.fast.channelDeleted(relay, peer, number)
-				s.metrics.Channels.Dec()
-			},
-		},
+		EventHandler:       s.allocs.eventHandler(s.allocationEvent),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting pion: %w", err)
@@ -361,12 +327,25 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	return s, nil
 }
 
+// allocationEvent reports an allocation pion created or deleted, named with
+// the user the allocation table knows.
+func (s *Server) allocationEvent(created bool, a allocInfo) {
+	e := Event{Kind: EventAllocationDeleted, Client: a.client, Transport: a.transport,
+		Username: a.username, UserID: a.userID}
+	msg := "allocation deleted"
+	if created {
+		e.Kind, e.Detail, msg = EventAllocationCreated, "relay "+a.relay, "allocation created"
+	}
+	s.emit(e)
+	s.log.Debug(msg, "client", a.client, "user", a.userID, "relay", a.relay)
+}
+
 // udpListener wraps a UDP listening socket served by Go's net package in
-// the gate and registers it with the fast path.
+// the gate and registers it with the allocation table for the fast path.
 func (s *Server) udpListener(pc net.PacketConn) *gatePacketConn {
 	l := &gatePacketConn{group: &udpGroup{}, g: s.gate}
 	l.sock = udploop.NetSocket(pc.(*net.UDPConn), s.listenerSocket(l))
-	s.fast.addListener(l)
+	s.allocs.addListener(l)
 	return l
 }
 
@@ -418,7 +397,7 @@ func (s *Server) openUDP(v string, ap netip.AddrPort) ([]*gatePacketConn, error)
 		c.sock = sock
 		ap = sock.AddrPort() // a port 0 becomes the port the first socket got
 		out = append(out, c)
-		s.fast.addListener(c)
+		s.allocs.addListener(c)
 		s.closers = append(s.closers, c.Close)
 		s.pending = append(s.pending, sock)
 	}
@@ -434,7 +413,7 @@ func (s *Server) track(transport string, addr net.Addr, closer func() error) {
 func (s *Server) listenerConfig(ln net.Listener, transport string, datagram bool) pionturn.ListenerConfig {
 	return pionturn.ListenerConfig{
 		Listener:              &gateListener{Listener: ln, g: s.gate, transport: transport, datagram: datagram, streams: s.streams},
-		RelayAddressGenerator: s.relayGen,
+		RelayAddressGenerator: s.relays,
 		PermissionHandler:     s.permission,
 	}
 }
@@ -452,10 +431,10 @@ func (s *Server) setupRelays() error {
 	}
 	s.relays.self = func(peer netip.AddrPort) bool { return s.peers.Load().SelfPort(peer) }
 	s.relays.selfDrop = s.dropSelfPort
-	s.relays.fast = s.fast
+	s.relays.table = s.allocs
+	s.relays.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
-	s.relayGen = trackedRelays{relayAllocator: s.relays, t: &s.allocs}
 	v4, v6, err := relayPublic(r)
 	if err != nil {
 		return err

@@ -235,10 +235,11 @@ func xorValue(v []byte, txid []byte) {
 
 // ParseAddr decodes the value of a MAPPED-ADDRESS style attribute, undoing
 // the XOR with txid when xor is true. Anything but an IPv4 value of exactly 8
-// bytes or an IPv6 value of exactly 20 is refused. IPv4-mapped IPv6 comes
-// back as IPv4, the way pion's events report peers.
+// bytes or an IPv6 value of exactly 20 is refused; the first byte, zero on
+// the wire, is ignored as RFC 8489 §14.1 asks of receivers. IPv4-mapped IPv6
+// comes back as IPv4, the way pion's events report peers.
 func ParseAddr(v, txid []byte, xor bool) (netip.AddrPort, bool) {
-	if len(v) < 8 || v[0] != 0 {
+	if len(v) < 8 {
 		return netip.AddrPort{}, false
 	}
 	port := binary.BigEndian.Uint16(v[2:])
@@ -286,15 +287,18 @@ func ChannelData(b []byte) (number uint16, data []byte, ok bool) {
 	return binary.BigEndian.Uint16(b), b[4 : 4+n], true
 }
 
-// ValidChannel reports whether a client may bind channel number n.
+// ValidChannel reports whether n is a channel number a client may bind.
 //
-// RFC 8656 §11.2 (and §12) narrowed the range to 0x4000–0x4FFF, but RFC
-// 5766 §11, which it obsoletes, allowed 0x4000–0x7FFF, and the deployed
-// clients still pick from the wide range: libwebrtc (Chrome, Safari and every
-// app built on it) has kMaxChannelNumber = 0x7FFF in its turn_port, and so
-// does Debian's turnutils_uclient. coturn 4.16 enforced the narrow range and
-// had to add --rfc5766-channel-numbers to undo it. 0x8000–0xFFFF is reserved
-// and 0x0000–0x3FFF is STUN's, so no RFC allows those.
+// RFC 8656 §11.2 narrowed the range to 0x4000-0x4FFF (0x5000-0x7FFF are
+// reserved there), but RFC 5766 §11 allowed 0x4000-0x7FFF and the clients
+// still use all of it: libwebrtc (Chrome, Safari, every app built on it)
+// picks numbers up to kMaxChannelNumber = 0x7FFF in its turn_port, and so do
+// coturn's turnutils_uclient and pion's own client. coturn 4.16 enforced the
+// narrow range, broke them, and had to add --rfc5766-channel-numbers; icegate
+// does not repeat that. What no RFC ever allowed is refused: 0x0000-0x3FFF
+// would be read as STUN, 0x8000-0xFFFF as neither STUN nor ChannelData (the
+// first two bits of ChannelData are 01, RFC 8656 §12.4). pion's ChannelData
+// decoder and the relay's fast path agree: both take 0x4000-0x7FFF.
 func ValidChannel(n uint16) bool { return n >= 0x4000 && n <= 0x7FFF }
 
 // PutChannelDataHeader writes the 4-byte ChannelData header for n bytes of

@@ -18,6 +18,7 @@ import (
 	pionstun "github.com/pion/stun/v4"
 	"github.com/pion/transport/v5/vnet"
 
+	"icegate/internal/testutil"
 	"icegate/stun"
 )
 
@@ -476,7 +477,7 @@ func TestLifetime(t *testing.T) {
 	addrs := fourAddrs(a1, a2)
 	startVnetServer(t, l.server, addrs, addrs)
 	o := fastOpts(l.client, addrs[0].String())
-	var progress syncBuffer
+	var progress testutil.SyncBuffer
 	o.Lifetime, o.LifetimeMax, o.LifetimePrecision, o.Progress = true, 3*time.Second, 250*time.Millisecond, &progress
 	rep, err := Run(context.Background(), o)
 	if err != nil {
@@ -602,23 +603,6 @@ func b(p *bool) string {
 		return "null"
 	}
 	return fmt.Sprint(*p)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type progressFunc func(string)
