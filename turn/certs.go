@@ -83,21 +83,11 @@ func (s *certStore) prepare(certFile, keyFile string) (*certSource, error) {
 // watch re-reads the configured files when they change, until ctx ends.
 // It follows the source a reload swaps in.
 func (s *certStore) watch(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	certfile.Poll(ctx, every, func() {
 		if p := s.cur.Load().pair; p != nil {
 			p.Check()
 		}
-	}
+	})
 }
 
 // get serves tls.Config.GetCertificate and its DTLS twin.

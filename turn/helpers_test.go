@@ -81,8 +81,6 @@ func startServer(t testing.TB, mutate func(*Config)) *testServer {
 // set on Go's net package.
 func startServerIO(t testing.TB, mutate func(*Config), portable bool) *testServer {
 	t.Helper()
-	cfg := testConfig(t, mutate)
-	logs := &testutil.SyncBuffer{}
 	// Reserve Ps for the loops as cmd/icegate does, so the tests and the
 	// benchmark run the loops the way a server does (released after Close:
 	// cleanups run last first).
@@ -90,11 +88,16 @@ func startServerIO(t testing.TB, mutate func(*Config), portable bool) *testServe
 	if !portable {
 		t.Cleanup(udploop.ReserveProcs(loops))
 	}
-	srv, err := New(cfg, Options{
-		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		PortableIO: portable,
-		Loops:      loops,
-	})
+	return startServerWith(t, mutate, Options{PortableIO: portable, Loops: loops})
+}
+
+// startServerWith starts a server with opts, logging into the test server's
+// buffer (shown when the test fails).
+func startServerWith(t testing.TB, mutate func(*Config), opts Options) *testServer {
+	t.Helper()
+	logs := &testutil.SyncBuffer{}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := New(testConfig(t, mutate), opts)
 	if err != nil {
 		t.Fatalf("turn.New: %v", err)
 	}

@@ -2,7 +2,6 @@ package turn
 
 import (
 	"errors"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -13,7 +12,6 @@ import (
 
 	pionstun "github.com/pion/stun/v4"
 
-	"icegate/internal/testutil"
 	"icegate/internal/udploop"
 )
 
@@ -25,25 +23,11 @@ func startLoops(t *testing.T, mutate func(*Config)) *testServer {
 	if !udploop.Supported() {
 		t.Skip("no event loops on this system")
 	}
-	logs := &testutil.SyncBuffer{}
-	srv, err := New(testConfig(t, mutate), Options{
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Loops:  4,
-	})
-	if err != nil {
-		t.Fatalf("turn.New: %v", err)
-	}
-	ts := &testServer{Server: srv, log: logs}
-	t.Cleanup(func() {
-		_ = srv.Close()
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
+	srv := startServerWith(t, mutate, Options{Loops: 4})
 	if len(srv.loops) != 4 {
 		t.Fatalf("%d event loops, want 4", len(srv.loops))
 	}
-	return ts
+	return srv
 }
 
 func evenPort(r bool) pionstun.Setter {

@@ -90,16 +90,7 @@ func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (*httpSe
 // watch loads the pair in force again when its files change, until ctx
 // ends; it follows the pair a reload swaps in.
 func (w *httpServer) watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		w.pair.Load().Check()
-	}
+	certfile.Poll(ctx, every, func() { w.pair.Load().Check() })
 }
 
 // prepareCert loads http.cert_file and http.key_file again for a reload

@@ -3,13 +3,10 @@ package main
 import (
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
-	"icegate/config"
 	"icegate/signaling"
 	"icegate/turn"
 )
@@ -20,18 +17,6 @@ import (
 func TestSignalingConfig(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := writeCert(t, dir, "relay")
-	load := func(t *testing.T, src string) *config.Config {
-		t.Helper()
-		path := filepath.Join(dir, "icegate.hcl")
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, diags := config.Load(path)
-		if diags.HasErrors() {
-			t.Fatalf("config: %s", config.FormatDiagnostics(diags))
-		}
-		return cfg
-	}
 	listen := func(transport, addr string) turn.ListenAddr {
 		ap := netip.MustParseAddrPort(addr)
 		if transport == "udp" || transport == "dtls" {
@@ -151,7 +136,7 @@ stun {
 			},
 		},
 	}} {
-		got := signalingConfig(load(t, tc.src), tc.relay)
+		got := signalingConfig(loadFile(t, dir, tc.src), tc.relay)
 		nonZeroFields(reflect.ValueOf(got), carried)
 		t.Run(tc.name, func(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {

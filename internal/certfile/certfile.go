@@ -81,7 +81,12 @@ func (p *Pair) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) { 
 // when their size or modification time changed. A pair that does not load
 // (half written, or broken) is logged, the previous certificate is kept,
 // and it is not tried again until the files change once more.
-func (p *Pair) Watch(ctx context.Context, every time.Duration) {
+func (p *Pair) Watch(ctx context.Context, every time.Duration) { Poll(ctx, every, p.Check) }
+
+// Poll calls check every `every` until ctx ends; with every <= 0 it returns
+// at once. Watchers whose pair a reload swaps call it with a check that
+// follows the pair in force.
+func Poll(ctx context.Context, every time.Duration, check func()) {
 	if every <= 0 {
 		return
 	}
@@ -93,7 +98,7 @@ func (p *Pair) Watch(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		p.Check()
+		check()
 	}
 }
 
