@@ -45,6 +45,9 @@ type gate struct {
 	// droppedBadFingerprint counts requests dropped for a wrong FINGERPRINT,
 	// looked up once for the fast Binding path.
 	droppedBadFingerprint prometheus.Counter
+	// droppedNoChannel counts ChannelData pion discards for want of a
+	// bound channel (pionPacketConn).
+	droppedNoChannel prometheus.Counter
 }
 
 type verifiedEntry struct {
@@ -56,6 +59,7 @@ func newGate(s *Server) *gate {
 	g := &gate{s: s, verified: map[string]verifiedEntry{}}
 	g.idle.Store(int64(idleTimeout))
 	g.droppedBadFingerprint = s.metrics.Dropped.WithLabelValues("bad_fingerprint")
+	g.droppedNoChannel = s.metrics.Dropped.WithLabelValues("no_channel")
 	return g
 }
 
