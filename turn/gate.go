@@ -365,7 +365,7 @@ func malformed(msg *pionstun.Message) string {
 			if len(v) != 4 || (v[0] != 0x01 && v[0] != 0x02) {
 				return "Bad REQUESTED-ADDRESS-FAMILY"
 			}
-		case attrAdditionalAddressFamily: // §18.11: 0x01 IPv4, 0x02 IPv6
+		case attrAdditionalAddressFamily, attrAdditionalAddressFamilyDraft: // §18.11: 0x01 IPv4, 0x02 IPv6
 			if len(v) != 4 || (v[0] != 0x01 && v[0] != 0x02) {
 				return "Bad ADDITIONAL-ADDRESS-FAMILY"
 			}
@@ -430,7 +430,14 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 	evenV, evenErr := msg.Get(pionstun.AttrEvenPort)
 	tokenV, tokenErr := msg.Get(pionstun.AttrReservationToken)
 	famV, famErr := msg.Get(pionstun.AttrRequestedAddressFamily)
+	// The dual allocation's attribute under RFC 8656's number or, as
+	// coturn's clients send it, the draft's; the answer uses the same one.
+	answer := attrAddressErrorCode
 	addV, addErr := msg.Get(attrAdditionalAddressFamily)
+	if addErr != nil {
+		answer = attrAddressErrorCodeDraft
+		addV, addErr = msg.Get(attrAdditionalAddressFamilyDraft)
+	}
 	hasEven, hasToken, hasFam, dual := evenErr == nil, tokenErr == nil, famErr == nil, addErr == nil
 	switch {
 	case dual && hasFam:
@@ -457,7 +464,8 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 	}
 
 	var e edits
-	e.drop = append(e.drop, pionstun.AttrEvenPort, pionstun.AttrReservationToken, attrAdditionalAddressFamily)
+	e.drop = append(e.drop, pionstun.AttrEvenPort, pionstun.AttrReservationToken,
+		attrAdditionalAddressFamily, attrAdditionalAddressFamilyDraft)
 	// A retransmission of an Allocate that succeeded: pion answers from its
 	// cache (or 437), and observe adds the token it issued, if any.
 	existing := g.s.allocs.has(allocKey(in.src, in.local))
@@ -486,7 +494,7 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 		}
 		e.add = append(e.add, familyAttr(fam))
 		if dual {
-			g.s.relays.res.refuseFamily(intent.txKey, key, 0x03-fam, intent.at)
+			g.s.relays.res.refuseFamily(intent.txKey, key, addressError{answer, 0x03 - fam}, intent.at)
 		}
 	}
 	if hasFam {
@@ -506,10 +514,10 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 		switch {
 		case g.s.relays.v4.enabled():
 			e.add = append(e.add, familyAttr(0x01))
-			g.s.relays.res.refuseFamily(intent.txKey, key, 0x02, intent.at)
+			g.s.relays.res.refuseFamily(intent.txKey, key, addressError{answer, 0x02}, intent.at)
 		case g.s.relays.v6.enabled():
 			e.add = append(e.add, familyAttr(0x02))
-			g.s.relays.res.refuseFamily(intent.txKey, key, 0x01, intent.at)
+			g.s.relays.res.refuseFamily(intent.txKey, key, addressError{answer, 0x01}, intent.at)
 		default:
 			g.attempt("family_disabled")
 			g.fail(in, msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key)
@@ -541,17 +549,31 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 	return g.finish(in, msg, key, e)
 }
 
-// Attributes of RFC 8656 that pion/stun does not name.
+// Attributes of RFC 8656 that pion/stun does not name. coturn (4.6 and
+// its turnutils_uclient -Z) still uses the numbers of the draft that became
+// RFC 8656 (draft-ietf-tram-turnbis): 0x8032 and 0x8033, where IANA
+// registered 0x8000 and 0x8001 (RFC 8656 §17). Both are understood, and
+// the answer uses the numbering of the request.
 const (
-	attrAdditionalAddressFamily pionstun.AttrType = 0x8000 // §18.11
-	attrAddressErrorCode        pionstun.AttrType = 0x8033 // §18.13
+	attrAdditionalAddressFamily      pionstun.AttrType = 0x8000 // §18.11
+	attrAddressErrorCode             pionstun.AttrType = 0x8001 // §18.13
+	attrAdditionalAddressFamilyDraft pionstun.AttrType = 0x8032 // coturn's ADDITIONAL-ADDRESS-FAMILY
+	attrAddressErrorCodeDraft        pionstun.AttrType = 0x8033 // coturn's ADDRESS-ERROR-CODE
 )
 
-// addressErrorCode is the value of an ADDRESS-ERROR-CODE attribute (RFC
-// 8656 §18.13): the family, then an ERROR-CODE's class, number and reason.
-func addressErrorCode(family byte, code pionstun.ErrorCode) pionstun.RawAttribute {
-	v := append([]byte{family, 0, byte(code / 100), byte(code % 100)}, reasonPhrase(int(code))...)
-	return pionstun.RawAttribute{Type: attrAddressErrorCode, Value: v}
+// addressError is an ADDRESS-ERROR-CODE to add to a success response: its
+// attribute type (attrAddressErrorCode or the draft's) and the family that
+// was not allocated (0x01 IPv4, 0x02 IPv6).
+type addressError struct {
+	attr   pionstun.AttrType
+	family byte
+}
+
+// attribute is the ADDRESS-ERROR-CODE attribute (RFC 8656 §18.13): the
+// family, then an ERROR-CODE's class, number and reason.
+func (a addressError) attribute(code pionstun.ErrorCode) pionstun.RawAttribute {
+	v := append([]byte{a.family, 0, byte(code / 100), byte(code % 100)}, reasonPhrase(int(code))...)
+	return pionstun.RawAttribute{Type: a.attr, Value: v}
 }
 
 func familyAttr(f byte) pionstun.RawAttribute {
@@ -922,7 +944,7 @@ func (g *gate) allocResponse(b []byte, dst net.Addr) ([]byte, bool) {
 	}
 	success := resp.Type.Class == pionstun.ClassSuccessResponse
 	switch {
-	case success && (n.token != 0 || n.refused != 0):
+	case success && (n.token != 0 || n.refused.family != 0):
 		var add []pionstun.RawAttribute
 		if n.token != 0 {
 			// RFC 8656 §7.2: the success response carries the
@@ -931,10 +953,10 @@ func (g *gate) allocResponse(b []byte, dst net.Addr) ([]byte, bool) {
 			binary.BigEndian.PutUint64(tok[:], n.token)
 			add = append(add, pionstun.RawAttribute{Type: pionstun.AttrReservationToken, Value: tok[:]})
 		}
-		if n.refused != 0 {
+		if n.refused.family != 0 {
 			// RFC 8656 §7.2 step 8: the family of a dual allocation that
 			// was not allocated, with 440.
-			add = append(add, addressErrorCode(n.refused, pionstun.CodeAddrFamilyNotSupported))
+			add = append(add, n.refused.attribute(pionstun.CodeAddrFamilyNotSupported))
 		}
 		out, err := rebuild(resp, n.key, nil, add...)
 		if err != nil {

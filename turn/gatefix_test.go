@@ -12,6 +12,11 @@ func additional(f byte) pionstun.Setter {
 	return rawAttr{attrAdditionalAddressFamily, []byte{f, 0, 0, 0}}
 }
 
+// additionalDraft is the same attribute as coturn's clients send it.
+func additionalDraft(f byte) pionstun.Setter {
+	return rawAttr{attrAdditionalAddressFamilyDraft, []byte{f, 0, 0, 0}}
+}
+
 // checkSigned fails unless m's MESSAGE-INTEGRITY verifies with the test
 // user's key and its FINGERPRINT is right.
 func checkSigned(t *testing.T, m *pionstun.Message) {
@@ -39,13 +44,23 @@ func reasonOf(t *testing.T, m *pionstun.Message) string {
 // with REQUESTED-ADDRESS-FAMILY, or with the family IPv4, it is a 400.
 func TestDualAllocation(t *testing.T) {
 	srv := startServer(t, nil)
-	for _, listener := range []string{"4", "6"} {
-		t.Run("listener=ipv"+listener, func(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		listener string
+		attr     func(byte) pionstun.Setter
+		answer   pionstun.AttrType
+	}{
+		{"rfc8656/listener=ipv4", "4", additional, attrAddressErrorCode},
+		{"rfc8656/listener=ipv6", "6", additional, attrAddressErrorCode},
+		{"coturn/listener=ipv4", "4", additionalDraft, attrAddressErrorCodeDraft},
+	} {
+		listener := tc.listener
+		t.Run(tc.name, func(t *testing.T) {
 			local := map[string]string{"4": "127.0.0.1", "6": "::1"}[listener]
 			c := newRawClient(t, local, srv.addr(t, "udp", listener))
 			c.challenge()
 			req, err := pionstun.Build(pionstun.TransactionID, pionstun.NewType(pionstun.MethodAllocate, pionstun.ClassRequest),
-				requestedUDP(), additional(0x02), pionstun.NewUsername(testUser), pionstun.NewRealm(testRealm),
+				requestedUDP(), tc.attr(0x02), pionstun.NewUsername(testUser), pionstun.NewRealm(testRealm),
 				pionstun.NewNonce(c.nonce), pionstun.NewLongTermIntegrity(testUser, testRealm, testPass), pionstun.Fingerprint)
 			if err != nil {
 				t.Fatal(err)
@@ -66,7 +81,7 @@ func TestDualAllocation(t *testing.T) {
 				if relayed.IP.To4() == nil {
 					t.Fatalf("relayed address %v, want the IPv4 one", relayed.IP)
 				}
-				v, err := resp.Get(attrAddressErrorCode)
+				v, err := resp.Get(tc.answer)
 				if err != nil {
 					t.Fatalf("dual Allocate #%d: no ADDRESS-ERROR-CODE", i)
 				}
@@ -82,6 +97,7 @@ func TestDualAllocation(t *testing.T) {
 	for name, attrs := range map[string][]pionstun.Setter{
 		"with REQUESTED-ADDRESS-FAMILY": {requestedUDP(), additional(0x02), rawAttr{pionstun.AttrRequestedAddressFamily, []byte{0x01, 0, 0, 0}}},
 		"IPv4":                          {requestedUDP(), additional(0x01)},
+		"IPv4, coturn's numbering":      {requestedUDP(), additionalDraft(0x01)},
 		"malformed":                     {requestedUDP(), rawAttr{attrAdditionalAddressFamily, []byte{0x02}}},
 	} {
 		resp := c.authed(pionstun.MethodAllocate, testUser, testPass, attrs...)

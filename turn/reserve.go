@@ -93,9 +93,9 @@ type responseNote struct {
 	token uint64 // issued token, added to a success response
 	err   error  // allocation failure, rewrites pion's 508
 	// refused is the address family of a dual allocation (RFC 8656 §7.2,
-	// ADDITIONAL-ADDRESS-FAMILY) that was not allocated: 0x01 or 0x02, 0
-	// for none. The success response says so in ADDRESS-ERROR-CODE.
-	refused byte
+	// ADDITIONAL-ADDRESS-FAMILY) that was not allocated (family 0: none).
+	// The success response says so in ADDRESS-ERROR-CODE.
+	refused addressError
 	until   time.Time
 }
 
@@ -268,7 +268,7 @@ func (r *reservations) addNote(k txKey, n *responseNote) {
 	old := r.notes[k]
 	if old == nil {
 		r.pending.Add(1)
-	} else if n.refused == 0 && n.err == nil {
+	} else if n.refused.family == 0 && n.err == nil {
 		// A token issued for a dual Allocate: the response carries both.
 		n.refused = old.refused
 	}
@@ -281,8 +281,8 @@ func (r *reservations) addNote(k txKey, n *responseNote) {
 const dualNoteLife = 40 * time.Second
 
 // refuseFamily records that the success response to the Allocate k must
-// say, in ADDRESS-ERROR-CODE, that family was not allocated.
-func (r *reservations) refuseFamily(k txKey, key []byte, family byte, now time.Time) {
+// say, in ADDRESS-ERROR-CODE, that a family was not allocated.
+func (r *reservations) refuseFamily(k txKey, key []byte, family addressError, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sweep(now)
