@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +43,7 @@ type certSource struct {
 // newCertStore loads the configured files or, with none, generates a
 // self-signed certificate for hosts.
 func newCertStore(certFile, keyFile string, hosts []string, log *slog.Logger, m *Metrics) (*certStore, error) {
-	s := &certStore{hosts: hosts, log: log, m: m}
+	s := &certStore{hosts: uniqueHosts(hosts), log: log, m: m}
 	src, err := s.load(certFile, keyFile)
 	if err != nil {
 		return nil, err
@@ -97,6 +98,29 @@ func (s *certStore) get() (*tls.Certificate, error) {
 		return src.pair.Get(), nil
 	}
 	return src.self, nil
+}
+
+// uniqueHosts returns hosts without repeats, keeping the first spelling's
+// order: the listen addresses and the relays' public addresses often name
+// the loopback addresses already in the default list, and the certificate
+// (and the log line naming its hosts) should list each once. IP addresses
+// compare as addresses (an IPv4-mapped IPv6 address is its IPv4 address),
+// names case-insensitively (RFC 4343).
+func uniqueHosts(hosts []string) []string {
+	seen := make(map[string]bool, len(hosts))
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		k := strings.ToLower(h)
+		if ip, err := netip.ParseAddr(h); err == nil {
+			k = ip.Unmap().String()
+		}
+		if h == "" || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, h)
+	}
+	return out
 }
 
 // selfSigned makes an ECDSA P-256 certificate valid for a year.

@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,5 +91,25 @@ func TestCertificateReload(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if got := servedSerial(t, server.String()); got != second {
 		t.Fatalf("after a broken write the server serves %s, want the last good %s", got, second)
+	}
+}
+
+// TestSelfSignedHostsUnique: the loopback addresses that the defaults, the
+// relay's public addresses and the listen addresses all name appear once in
+// the certificate and in the log line that lists its hosts.
+func TestSelfSignedHostsUnique(t *testing.T) {
+	in := []string{"localhost", "127.0.0.1", "::1", "127.0.0.1", "::1", "::ffff:127.0.0.1", "LocalHost", "", "turn.example.org", "::1"}
+	got := uniqueHosts(in)
+	want := []string{"localhost", "127.0.0.1", "::1", "turn.example.org"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("uniqueHosts(%q) = %q, want %q", in, got, want)
+	}
+	s, err := newCertStore("", "", in, slog.New(slog.DiscardHandler), NewMetrics(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := s.cur.Load().self.Leaf
+	if len(leaf.IPAddresses) != 2 || len(leaf.DNSNames) != 2 {
+		t.Fatalf("certificate names IPs %v and DNS names %v, want each once", leaf.IPAddresses, leaf.DNSNames)
 	}
 }

@@ -262,3 +262,53 @@ func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.Addr
 	rc.sendToPeer(out, data, peer)
 	return true
 }
+
+// pionPacketConn is the listener socket as pion sees it: the gate's socket,
+// plus a count of the ChannelData pion is about to discard.
+//
+// The fast path cannot count a ChannelData message it does not relay: the
+// ChannelBind that makes its channel may still wait in the socket's queue
+// for pion, so the message goes to pion. By the time pion reads it, pion has
+// handled every earlier datagram of this socket (its read loop handles one
+// datagram before reading the next), and a client's 5-tuple always lands on
+// the same SO_REUSEPORT socket, so the allocation table's mirror of the
+// client's channels is exactly pion's. What the mirror lacks, pion drops
+// (RFC 8656 §12.4: ChannelData on a channel not bound to a peer is
+// discarded), and is counted here as no_channel; pion still sees it, so
+// counting can never stop a datagram that pion would relay. A channel
+// whose timer has just fired may linger in the mirror for a moment: such a
+// drop goes uncounted, never the other way round.
+type pionPacketConn struct {
+	*gatePacketConn
+}
+
+// ReadFrom is pion's read: the gate's, then the count above.
+func (c pionPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, addr, err := c.gatePacketConn.ReadFrom(p)
+	if err == nil && n >= 4 && p[0]&0xC0 == 0x40 {
+		if ua, ok := addr.(*net.UDPAddr); ok && !c.channelBound(p[:n], ua.AddrPort()) {
+			c.g.droppedNoChannel.Inc()
+		}
+	}
+	return n, addr, err
+}
+
+// channelBound reports whether pion relays the ChannelData message b from
+// the client at from: the client has an allocation and b names one of its
+// bound channels.
+func (l *gatePacketConn) channelBound(b []byte, from netip.AddrPort) bool {
+	rc := l.relayFor(from)
+	if rc == nil {
+		return false
+	}
+	t := rc.chans.Load()
+	if t == nil {
+		return false
+	}
+	number, _, ok := stunwire.ChannelData(b)
+	if !ok {
+		return false
+	}
+	_, ok = t.byNum[number]
+	return ok
+}

@@ -431,3 +431,67 @@ func TestLoopsWithFewerProcs(t *testing.T) {
 		t.Fatalf("50 round trips took %v with GOMAXPROCS=1", d)
 	}
 }
+
+// TestNoChannelDropCounted: ChannelData on a channel that is not bound
+// (0x4001, 0x4FFF, 0x7FFF beside the bound 0x4000), and any ChannelData from
+// a client without an allocation, is dropped, counted as no_channel, and
+// does not disturb the bound channel; checking costs no allocation.
+func TestNoChannelDropCounted(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "event-loop", true: "portable"}[portable], func(t *testing.T) {
+			srv := startServerIO(t, nil, portable)
+			p := newChannelPath(t, srv, 16)
+			_ = p.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			p.roundTrip(t)
+			counter := srv.metrics.Dropped.WithLabelValues("no_channel")
+			before := counterValue(t, counter)
+
+			stray := func(conn *net.UDPConn, number uint16) {
+				frame := append([]byte(nil), p.frame...)
+				binary.BigEndian.PutUint16(frame, number)
+				if _, err := conn.WriteToUDPAddrPort(frame, p.server); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range []uint16{0x4001, 0x4FFF, 0x7FFF} {
+				stray(p.client, n)
+			}
+			stranger := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
+			stray(stranger.conn, 0x4000)
+			want := before + 4
+			for deadline := time.Now().Add(3 * time.Second); counterValue(t, counter) < want && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if got := counterValue(t, counter); got != want {
+				t.Fatalf("no_channel drops = %v, want %v", got, want)
+			}
+			// Only the bound channel came back: the echo of the next frame is
+			// the next datagram the client reads.
+			p.roundTrip(t)
+			if got := counterValue(t, counter); got != want {
+				t.Fatalf("a relayed frame was counted as a drop: %v, want %v", got, want)
+			}
+
+			var listener *gatePacketConn
+			srv.allocs.mu.RLock()
+			for ap, ls := range srv.allocs.listeners {
+				if ap.Addr().Is4() {
+					listener = ls[0]
+				}
+			}
+			srv.allocs.mu.RUnlock()
+			from := addrPortOf(p.client.LocalAddr())
+			frame := append([]byte(nil), p.frame...)
+			if !listener.channelBound(frame, from) {
+				t.Fatal("the bound channel reads as unbound")
+			}
+			binary.BigEndian.PutUint16(frame, 0x4001)
+			if listener.channelBound(frame, from) {
+				t.Fatal("channel 0x4001 reads as bound")
+			}
+			if a := allocsPerRun(1000, func() { listener.channelBound(frame, from) }); a > 0.05 {
+				t.Fatalf("%v allocations per check, want 0", a)
+			}
+		})
+	}
+}

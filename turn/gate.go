@@ -39,12 +39,18 @@ type gate struct {
 	// for a (source, username) pair: with several shared secrets live, only
 	// the MESSAGE-INTEGRITY check can tell which one the client used.
 	verified map[string]verifiedEntry
+	// passed holds the requests passed to pion authenticated, until pion
+	// answers (rememberPassed).
+	passed map[txKey]passedEntry
 
 	idle atomic.Int64 // idle timeout of connections without allocation, ns
 
 	// droppedBadFingerprint counts requests dropped for a wrong FINGERPRINT,
 	// looked up once for the fast Binding path.
 	droppedBadFingerprint prometheus.Counter
+	// droppedNoChannel counts ChannelData pion discards for want of a
+	// bound channel (pionPacketConn).
+	droppedNoChannel prometheus.Counter
 }
 
 type verifiedEntry struct {
@@ -53,9 +59,10 @@ type verifiedEntry struct {
 }
 
 func newGate(s *Server) *gate {
-	g := &gate{s: s, verified: map[string]verifiedEntry{}}
+	g := &gate{s: s, verified: map[string]verifiedEntry{}, passed: map[txKey]passedEntry{}}
 	g.idle.Store(int64(idleTimeout))
 	g.droppedBadFingerprint = s.metrics.Dropped.WithLabelValues("bad_fingerprint")
+	g.droppedNoChannel = s.metrics.Dropped.WithLabelValues("no_channel")
 	return g
 }
 
@@ -189,6 +196,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 		return nil, false
 	}
 	g.remember(in.src, string(username), userID, key)
+	g.rememberPassed(in.src, msg, key)
 	// The allocation table keeps the credential: an Allocate's for the
 	// allocation pion is about to report, any other's as the one the
 	// client's allocations now stand on (revoke.go).
@@ -357,6 +365,10 @@ func malformed(msg *pionstun.Message) string {
 			if len(v) != 4 || (v[0] != 0x01 && v[0] != 0x02) {
 				return "Bad REQUESTED-ADDRESS-FAMILY"
 			}
+		case attrAdditionalAddressFamily, attrAdditionalAddressFamilyDraft: // §18.11: 0x01 IPv4, 0x02 IPv6
+			if len(v) != 4 || (v[0] != 0x01 && v[0] != 0x02) {
+				return "Bad ADDITIONAL-ADDRESS-FAMILY"
+			}
 		case pionstun.AttrXORPeerAddress: // §18.3
 			if _, ok := stunwire.ParseAddr(v, msg.TransactionID[:], true); !ok {
 				return "Bad XOR-PEER-ADDRESS"
@@ -418,8 +430,25 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 	evenV, evenErr := msg.Get(pionstun.AttrEvenPort)
 	tokenV, tokenErr := msg.Get(pionstun.AttrReservationToken)
 	famV, famErr := msg.Get(pionstun.AttrRequestedAddressFamily)
-	hasEven, hasToken, hasFam := evenErr == nil, tokenErr == nil, famErr == nil
+	// The dual allocation's attribute under RFC 8656's number or, as
+	// coturn's clients send it, the draft's; the answer uses the same one.
+	answer := attrAddressErrorCode
+	addV, addErr := msg.Get(attrAdditionalAddressFamily)
+	if addErr != nil {
+		answer = attrAddressErrorCodeDraft
+		addV, addErr = msg.Get(attrAdditionalAddressFamilyDraft)
+	}
+	hasEven, hasToken, hasFam, dual := evenErr == nil, tokenErr == nil, famErr == nil, addErr == nil
 	switch {
+	case dual && hasFam:
+		// RFC 8656 §7.2 step 6: a dual allocation names no single family.
+		g.fail(in, msg, pionstun.CodeBadRequest, "REQUESTED-ADDRESS-FAMILY with ADDITIONAL-ADDRESS-FAMILY", key)
+		return nil, false
+	case dual && addV[0] != 0x02:
+		// RFC 8656 §7.2 step 8 and §18.11: IPv6 is the only valid value
+		// (IPv4 is the allocation's first family).
+		g.fail(in, msg, pionstun.CodeBadRequest, "ADDITIONAL-ADDRESS-FAMILY must be IPv6", key)
+		return nil, false
 	case hasToken && hasEven:
 		// RFC 8656 §7.2 step 5.
 		g.fail(in, msg, pionstun.CodeBadRequest, "RESERVATION-TOKEN with EVEN-PORT", key)
@@ -435,7 +464,8 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 	}
 
 	var e edits
-	e.drop = append(e.drop, pionstun.AttrEvenPort, pionstun.AttrReservationToken)
+	e.drop = append(e.drop, pionstun.AttrEvenPort, pionstun.AttrReservationToken,
+		attrAdditionalAddressFamily, attrAdditionalAddressFamilyDraft)
 	// A retransmission of an Allocate that succeeded: pion answers from its
 	// cache (or 437), and observe adds the token it issued, if any.
 	existing := g.s.allocs.has(allocKey(in.src, in.local))
@@ -463,9 +493,32 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 			fam = 0x02
 		}
 		e.add = append(e.add, familyAttr(fam))
+		if dual {
+			g.s.relays.res.refuseFamily(intent.txKey, key, addressError{answer, 0x03 - fam}, intent.at)
+		}
 	}
 	if hasFam {
 		if (famV[0] == 0x01 && !g.s.relays.v4.enabled()) || (famV[0] == 0x02 && !g.s.relays.v6.enabled()) {
+			g.attempt("family_disabled")
+			g.fail(in, msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key)
+			return nil, false
+		}
+	} else if dual && !hasToken {
+		// RFC 8656 §7.2 step 8 asks for an IPv4 and an IPv6 relayed address.
+		// pion's allocation has one relay socket, so icegate allocates one
+		// family, IPv4 when it relays IPv4 (RFC 8656 makes IPv4 the first
+		// family), and says in the success response's ADDRESS-ERROR-CODE
+		// (§18.13) that the other was not allocated: 440, a family this
+		// server does not allocate as the second of a pair. The client
+		// knows it holds one family and must not refresh or use the other.
+		switch {
+		case g.s.relays.v4.enabled():
+			e.add = append(e.add, familyAttr(0x01))
+			g.s.relays.res.refuseFamily(intent.txKey, key, addressError{answer, 0x02}, intent.at)
+		case g.s.relays.v6.enabled():
+			e.add = append(e.add, familyAttr(0x02))
+			g.s.relays.res.refuseFamily(intent.txKey, key, addressError{answer, 0x01}, intent.at)
+		default:
 			g.attempt("family_disabled")
 			g.fail(in, msg, pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported", key)
 			return nil, false
@@ -494,6 +547,33 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 		e.replace(pionstun.RawAttribute{Type: pionstun.AttrRealm, Value: []byte(tagged)})
 	}
 	return g.finish(in, msg, key, e)
+}
+
+// Attributes of RFC 8656 that pion/stun does not name. coturn (4.6 and
+// its turnutils_uclient -Z) still uses the numbers of the draft that became
+// RFC 8656 (draft-ietf-tram-turnbis): 0x8032 and 0x8033, where IANA
+// registered 0x8000 and 0x8001 (RFC 8656 §17). Both are understood, and
+// the answer uses the numbering of the request.
+const (
+	attrAdditionalAddressFamily      pionstun.AttrType = 0x8000 // §18.11
+	attrAddressErrorCode             pionstun.AttrType = 0x8001 // §18.13
+	attrAdditionalAddressFamilyDraft pionstun.AttrType = 0x8032 // coturn's ADDITIONAL-ADDRESS-FAMILY
+	attrAddressErrorCodeDraft        pionstun.AttrType = 0x8033 // coturn's ADDRESS-ERROR-CODE
+)
+
+// addressError is an ADDRESS-ERROR-CODE to add to a success response: its
+// attribute type (attrAddressErrorCode or the draft's) and the family that
+// was not allocated (0x01 IPv4, 0x02 IPv6).
+type addressError struct {
+	attr   pionstun.AttrType
+	family byte
+}
+
+// attribute is the ADDRESS-ERROR-CODE attribute (RFC 8656 §18.13): the
+// family, then an ERROR-CODE's class, number and reason.
+func (a addressError) attribute(code pionstun.ErrorCode) pionstun.RawAttribute {
+	v := append([]byte{a.family, 0, byte(code / 100), byte(code % 100)}, reasonPhrase(int(code))...)
+	return pionstun.RawAttribute{Type: a.attr, Value: v}
 }
 
 func familyAttr(f byte) pionstun.RawAttribute {
@@ -678,14 +758,27 @@ func methodLabel(m pionstun.Method) string {
 // with what pion cannot know (reserve.go): the RESERVATION-TOKEN the
 // allocator issued, or why the allocation failed.
 func (g *gate) observe(b []byte, dst net.Addr) []byte {
+	// Relayed data (ChannelData, Data indications) leaves after one look
+	// at the first byte: only responses (class bit C1, 0x0100) go on.
+	if len(b) < 20 || b[0]&0xC1 != 0x01 {
+		return b
+	}
+	passed, key := g.takePassed(b, dst)
 	// Success (0x0103) or error (0x0113) response to an Allocate, while
 	// some note waits: one atomic load on every other message.
-	if len(b) >= 20 && b[0] == 0x01 && (b[1] == 0x03 || b[1] == 0x13) && g.s.relays.res.pending.Load() > 0 {
+	if b[0] == 0x01 && (b[1] == 0x03 || b[1] == 0x13) && g.s.relays.res.pending.Load() > 0 {
 		if out, ok := g.allocResponse(b, dst); ok {
 			return out
 		}
 	}
-	switch stunwire.ErrorCode(b) {
+	code := stunwire.ErrorCode(b)
+	if code == 0 {
+		return b
+	}
+	if passed && b[0] == 0x01 && b[1] == 0x13 {
+		g.allocRefused(code)
+	}
+	switch code {
 	case 438:
 		g.s.metrics.AuthRefusals.WithLabelValues("stale-nonce").Inc()
 		g.s.limited.Log(slog.LevelInfo, "auth-stale-nonce", "authentication refused",
@@ -701,7 +794,139 @@ func (g *gate) observe(b []byte, dst net.Addr) []byte {
 			"client", dst)
 		g.s.emit(Event{Kind: EventRefused, Client: dst.String(), Detail: "508 insufficient capacity (refused by pion)"})
 	}
-	return b
+	return withReason(b, key)
+}
+
+// allocRefused counts pion's own error response to an Allocate the gate
+// passed authenticated (icegate_allocation_attempts_total), so that the
+// outcomes add up to the Allocates passed: 437 (the 5-tuple already has an
+// allocation, RFC 8656 §7.2 step 2) is a mismatch, anything else an error.
+// Not counted here: 401 and 438, which are challenges and not attempts;
+// 486, counted as user_quota by quota; 508, which pion sends only when the
+// allocator failed, and the allocator counts its own outcomes.
+func (g *gate) allocRefused(code int) {
+	switch code {
+	case 401, 438, 486, 508:
+	case 437:
+		g.attempt("mismatch")
+	default:
+		g.attempt("error")
+	}
+}
+
+// The gate remembers, per transaction, each authenticated request it passed
+// to pion with the key it verified, until pion's response goes out: the
+// response to an Allocate is then known to answer an authenticated,
+// well-formed one (allocRefused), and an error response that pion signed
+// can be signed again after its reason phrase is filled in (withReason).
+
+// passedEntry is one request passed to pion.
+type passedEntry struct{ key []byte }
+
+// maxPassed bounds the passed map: an entry stays behind only when pion
+// answers nothing (or a response goes out another way: a ConnectionBind's,
+// signed by conn.go), and the map is emptied if such leftovers pile up.
+const maxPassed = 10000
+
+func (g *gate) rememberPassed(src net.Addr, msg *pionstun.Message, key []byte) {
+	k := txKey{client: canonical(addrPortOf(src)), tx: msg.TransactionID}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.passed) > maxPassed {
+		clear(g.passed)
+	}
+	g.passed[k] = passedEntry{key: key}
+}
+
+// takePassed returns and forgets the entry for the transaction response b
+// answers.
+func (g *gate) takePassed(b []byte, dst net.Addr) (bool, []byte) {
+	k := txKey{client: canonical(addrPortOf(dst))}
+	copy(k.tx[:], b[8:20])
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e, ok := g.passed[k]
+	if ok {
+		delete(g.passed, k)
+	}
+	return ok, e.key
+}
+
+// withReason fills in the reason phrase of an error response that pion
+// sent with none (RFC 8489 §14.8: the phrase is for a human, and coturn's
+// clients print it). A response pion signed is signed again with key after
+// pion's signature has been checked with it; without the key it is left
+// as it is. Error responses are few, so this copies.
+func withReason(b []byte, key []byte) []byte {
+	v, ok := stunwire.Find(b, stunwire.AttrErrorCode)
+	if !ok || len(v) != 4 {
+		return b
+	}
+	code := int(v[2]&0x7)*100 + int(v[3])
+	reason := reasonPhrase(code)
+	if reason == "" {
+		return b
+	}
+	resp := &pionstun.Message{Raw: append([]byte(nil), b...)}
+	if resp.Decode() != nil || resp.Contains(pionstun.AttrMessageIntegritySHA256) {
+		return b
+	}
+	signed := resp.Contains(pionstun.AttrMessageIntegrity)
+	if signed && (key == nil || pionstun.MessageIntegrity(key).Check(resp) != nil) {
+		return b
+	}
+	if !signed {
+		key = nil
+	}
+	out, err := rebuild(resp, key, func(t pionstun.AttrType) bool { return t == pionstun.AttrErrorCode },
+		pionstun.RawAttribute{Type: pionstun.AttrErrorCode, Value: append(append([]byte(nil), v...), reason...)})
+	if err != nil {
+		return b
+	}
+	if resp.Contains(pionstun.AttrFingerprint) {
+		out = withFingerprint(out)
+	}
+	return out
+}
+
+// reasonPhrase is the reason phrase RFC 8489 §14.8 and RFC 8656 §15
+// recommend for code, or "".
+func reasonPhrase(code int) string {
+	switch code {
+	case 300:
+		return "Try Alternate"
+	case 400:
+		return "Bad Request"
+	case 401:
+		return "Unauthorized"
+	case 403:
+		return "Forbidden"
+	case 420:
+		return "Unknown Attribute"
+	case 437:
+		return "Allocation Mismatch"
+	case 438:
+		return "Stale Nonce"
+	case 440:
+		return "Address Family not Supported"
+	case 441:
+		return "Wrong Credentials"
+	case 442:
+		return "Unsupported Transport Protocol"
+	case 443:
+		return "Peer Address Family Mismatch"
+	case 446:
+		return "Connection Already Exists" // RFC 6062 §6.3
+	case 447:
+		return "Connection Timeout or Failure" // RFC 6062 §6.3
+	case 486:
+		return "Allocation Quota Reached"
+	case 500:
+		return "Server Error"
+	case 508:
+		return "Insufficient Capacity"
+	}
+	return ""
 }
 
 // allocResponse rewrites pion's response b to an Allocate when a note says
@@ -719,12 +944,21 @@ func (g *gate) allocResponse(b []byte, dst net.Addr) ([]byte, bool) {
 	}
 	success := resp.Type.Class == pionstun.ClassSuccessResponse
 	switch {
-	case success && n.token != 0:
-		// RFC 8656 §7.2: the success response carries the RESERVATION-TOKEN
-		// when a second port was reserved.
-		var tok [8]byte
-		binary.BigEndian.PutUint64(tok[:], n.token)
-		out, err := rebuild(resp, n.key, nil, pionstun.RawAttribute{Type: pionstun.AttrReservationToken, Value: tok[:]})
+	case success && (n.token != 0 || n.refused.family != 0):
+		var add []pionstun.RawAttribute
+		if n.token != 0 {
+			// RFC 8656 §7.2: the success response carries the
+			// RESERVATION-TOKEN when a second port was reserved.
+			var tok [8]byte
+			binary.BigEndian.PutUint64(tok[:], n.token)
+			add = append(add, pionstun.RawAttribute{Type: pionstun.AttrReservationToken, Value: tok[:]})
+		}
+		if n.refused.family != 0 {
+			// RFC 8656 §7.2 step 8: the family of a dual allocation that
+			// was not allocated, with 440.
+			add = append(add, n.refused.attribute(pionstun.CodeAddrFamilyNotSupported))
+		}
+		out, err := rebuild(resp, n.key, nil, add...)
 		if err != nil {
 			return nil, false
 		}

@@ -54,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		AllocationsMade: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "icegate_allocation_attempts_total",
-			Help: "Allocate requests that asked for a relay, by outcome: ok, total_quota, range_full, bind_error, token_invalid, user_quota, draining, family_disabled, tcp_disabled, error.",
+			Help: "Allocate requests that asked for a relay, by outcome: ok, total_quota, range_full, bind_error, token_invalid, user_quota, draining, family_disabled, tcp_disabled, mismatch, error.",
 		}, []string{"outcome"}),
 		Permissions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "icegate_permissions",

@@ -92,7 +92,11 @@ type responseNote struct {
 	key   []byte
 	token uint64 // issued token, added to a success response
 	err   error  // allocation failure, rewrites pion's 508
-	until time.Time
+	// refused is the address family of a dual allocation (RFC 8656 §7.2,
+	// ADDITIONAL-ADDRESS-FAMILY) that was not allocated (family 0: none).
+	// The success response says so in ADDRESS-ERROR-CODE.
+	refused addressError
+	until   time.Time
 }
 
 // reservations is the server-wide table of allocation intents, reserved
@@ -261,10 +265,32 @@ func (r *reservations) fail(in *allocIntent, err error) {
 }
 
 func (r *reservations) addNote(k txKey, n *responseNote) {
-	if r.notes[k] == nil {
+	old := r.notes[k]
+	if old == nil {
 		r.pending.Add(1)
+	} else if n.refused.family == 0 && n.err == nil {
+		// A token issued for a dual Allocate: the response carries both.
+		n.refused = old.refused
 	}
 	r.notes[k] = n
+}
+
+// dualNoteLife is how long the note of a dual Allocate waits for pion's
+// response, and for pion's cached answers to retransmissions: a client
+// retransmits a request for about 40 s (RFC 8489 §6.2.1).
+const dualNoteLife = 40 * time.Second
+
+// refuseFamily records that the success response to the Allocate k must
+// say, in ADDRESS-ERROR-CODE, that a family was not allocated.
+func (r *reservations) refuseFamily(k txKey, key []byte, family addressError, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sweep(now)
+	if n := r.notes[k]; n != nil && n.err == nil {
+		n.refused = family
+		return
+	}
+	r.addNote(k, &responseNote{key: key, refused: family, until: now.Add(dualNoteLife)})
 }
 
 func (r *reservations) dropNote(k txKey) {
