@@ -39,6 +39,10 @@ import (
 // that nothing leaks and no gauge goes below zero.
 type allocTable struct {
 	metrics *Metrics
+	// ended, if set, hears of each allocation the table forgets on pion's
+	// word, by 5-tuple key, outside the lock: a TCP, TLS or DTLS
+	// connection re-arms its idle timeout (streamConns.allocationEnded).
+	ended func(key string)
 
 	mu sync.RWMutex
 	// relays are the relay sockets handed to pion, by relayed address:
@@ -183,6 +187,9 @@ func (t *allocTable) eventHandler(report func(created bool, a allocInfo)) piontu
 		OnAllocationDeleted: func(src, dst net.Addr, _, _, _ string) {
 			if a, ok := t.deleted(src, dst); ok {
 				report(false, a)
+			}
+			if t.ended != nil {
+				t.ended(allocKey(src, dst))
 			}
 		},
 		OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {

@@ -165,13 +165,15 @@ func (l *gateListener) Accept() (net.Conn, error) {
 			}
 			gc := &gateConn{
 				Conn: c, g: l.g, transport: l.transport, datagram: l.datagram, l: l,
-				src: src, lastMsg: time.Now(),
+				src: src, key: allocKey(c.RemoteAddr(), c.LocalAddr()),
 				guard: l.streams.newConnGuard(),
 			}
+			gc.lastMsg.Store(time.Now().UnixNano())
 			if !l.track(gc) {
 				_ = gc.Close()
 				return nil, net.ErrClosed
 			}
+			l.streams.register(gc)
 			return gc, nil
 		}
 		if errors.Is(err, net.ErrClosed) || l.closed.Load() {
@@ -183,9 +185,17 @@ func (l *gateListener) Accept() (net.Conn, error) {
 	}
 }
 
-// maxFrame is the largest STUN message or ChannelData frame: a 16-bit length
-// plus the header.
-const maxFrame = 0xFFFF + 20
+// maxPionFrame is the largest frame handed to pion on a stream. pion's
+// STUNConn (v5.1.2) computes a frame's size in 16 bits: a ChannelData frame
+// of length 0xFFFC or more (4 + 65,532, padded, is 65,536) wraps to 0 and
+// its read loop spins on the same bytes; a STUN message of length 0xFFEC or
+// more wraps to a short frame and the stream loses its framing, ending the
+// connection (fixed in pion/turn v5.1.3). RFC 8656 §12 allows ChannelData
+// lengths up to 65,535, so such a frame is legal on the wire: it is dropped
+// here, counted as too_large, and the stream stays aligned. pion drops
+// anything of its inbound MTU (1,600 bytes) or more anyway, so nothing a
+// client could have relayed is lost.
+const maxPionFrame = 0xFFFF
 
 // gateConn frames a stream into STUN messages and ChannelData (RFC 8656
 // §12.5: ChannelData over TCP is padded to a multiple of four) and hands pion
@@ -203,7 +213,7 @@ type gateConn struct {
 	rec       []byte // DTLS record buffer
 	raw       atomic.Bool
 	l         *gateListener
-	key       string // allocation key of this connection's 5-tuple
+	key       string // allocation key of this connection's 5-tuple, set at accept
 	wmu       sync.Mutex
 	bind      atomic.Pointer[connBind] // a ConnectionBind awaiting its signed answer (rfc6062.go)
 
@@ -211,53 +221,111 @@ type gateConn struct {
 	released atomic.Bool // the listener's accounting given back
 	guard    connGuard   // unauthenticated requests on this connection
 	// lastMsg is when the last complete message arrived (or the connection
-	// was accepted); frameStart when the first byte of the incomplete frame
-	// in buf did. Only the reading goroutine touches them.
-	lastMsg, frameStart time.Time
-	timeout             prometheus.Counter // what the read deadline in force stands for
+	// was accepted), in Unix nanoseconds: the reading goroutine writes it,
+	// allocationEnded reads it. frameStart is when the first byte of the
+	// incomplete frame in buf did; only the reading goroutine touches it.
+	lastMsg    atomic.Int64
+	frameStart time.Time
+	skipLeft   int // bytes of a frame too large for pion still to discard
+
+	// dmu orders the read deadline's updates: the reading goroutine's before
+	// each read and allocationEnded's, from pion's event, so that neither
+	// overwrites the other's with a stale one.
+	dmu     sync.Mutex
+	ended   time.Time          // when this connection's allocation ended
+	frameBy time.Time          // the incomplete frame's deadline, zero if none
+	timeout prometheus.Counter // what the read deadline in force stands for
 }
 
+// Close gives back the listener's accounting once, however the connection
+// ends: pion's read loop, pion's ConnectionBind copy (RFC 6062, which closes
+// stunConn.Conn(), this connection), the listener's Close at shutdown.
 func (c *gateConn) Close() error {
-	if c.l != nil {
-		c.l.forget(c)
-		if c.released.CompareAndSwap(false, true) {
-			c.l.streams.release(c.transport, c.src, c.datagram)
-		}
-	}
+	c.release()
 	return c.Conn.Close()
+}
+
+func (c *gateConn) release() {
+	if c.l != nil && c.released.CompareAndSwap(false, true) {
+		c.l.forget(c)
+		c.l.streams.unregister(c)
+		c.l.streams.release(c.transport, c.src, c.datagram)
+	}
 }
 
 // readConn reads from the connection under the earliest of two deadlines:
 // without an allocation, idleTimeout after the last complete message (not
 // the last byte: a byte now and then must not keep a connection that does
-// nothing); with an incomplete frame buffered, frameTimeout after its first
-// byte, allocation or not. A connection with an allocation and nothing
-// pending has no deadline: the allocation's lifetime bounds it.
+// nothing) or after the connection's allocation ended, whichever is later;
+// with an incomplete frame buffered, frameTimeout after its first byte,
+// allocation or not. A connection with an allocation and nothing pending
+// has no deadline while the allocation lives; when it ends (expired,
+// refreshed to 0, revoked) allocationEnded re-arms the deadline of the read
+// in progress, so a client that vanished without a FIN or a DTLS
+// close_notify does not hold the connection and its goroutines for ever.
 func (c *gateConn) readConn(p []byte) (int, error) {
-	if c.key == "" {
-		c.key = allocKey(c.RemoteAddr(), c.LocalAddr())
+	c.dmu.Lock()
+	c.frameBy = time.Time{}
+	if len(c.buf) > 0 || c.skipLeft > 0 {
+		c.frameBy = c.frameStart.Add(time.Duration(c.g.s.streams.frame.Load()))
 	}
-	if c.lastMsg.IsZero() {
-		c.lastMsg = time.Now()
+	c.armLocked()
+	c.dmu.Unlock()
+	n, err := c.Conn.Read(p)
+	if err != nil && isTimeout(err) {
+		c.dmu.Lock()
+		t := c.timeout
+		c.dmu.Unlock()
+		if t != nil {
+			t.Inc()
+		}
 	}
+	return n, err
+}
+
+// armLocked sets the read deadline from the connection's state. c.dmu is
+// held.
+func (c *gateConn) armLocked() {
 	var deadline time.Time
 	c.timeout = nil
 	if !c.g.hasAllocation(c.key) {
-		deadline = c.lastMsg.Add(time.Duration(c.g.idle.Load()))
+		start := time.Unix(0, c.lastMsg.Load())
+		if c.ended.After(start) {
+			start = c.ended
+		}
+		deadline = start.Add(time.Duration(c.g.idle.Load()))
 		c.timeout = c.g.s.streams.timeoutIdle
 	}
-	if len(c.buf) > 0 {
-		if d := c.frameStart.Add(time.Duration(c.g.s.streams.frame.Load())); deadline.IsZero() || d.Before(deadline) {
-			deadline = d
-			c.timeout = c.g.s.streams.timeoutFrame
-		}
+	if !c.frameBy.IsZero() && (deadline.IsZero() || c.frameBy.Before(deadline)) {
+		deadline = c.frameBy
+		c.timeout = c.g.s.streams.timeoutFrame
 	}
 	_ = c.Conn.SetReadDeadline(deadline)
-	n, err := c.Conn.Read(p)
-	if err != nil && c.timeout != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		c.timeout.Inc()
+}
+
+// allocationEnded is called when pion reports the allocation of this
+// connection's 5-tuple deleted: the idle clock starts now, unless the last
+// message came later. A connection carrying RFC 6062 data has no framing
+// and no allocation of its own; its ConnectionBind copy ends with the peer.
+func (c *gateConn) allocationEnded(now time.Time) {
+	if c.raw.Load() {
+		return
 	}
-	return n, err
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.ended = now
+	c.armLocked()
+}
+
+// isTimeout reports whether a read failed on its deadline. crypto/tls and
+// net return os.ErrDeadlineExceeded; pion/dtls its own TimeoutError (a
+// net.Error wrapping context.DeadlineExceeded).
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 var errBadFrame = errors.New("stream is not STUN or ChannelData")
@@ -288,7 +356,11 @@ func (c *gateConn) Read(p []byte) (int, error) {
 	var herr error
 	c.handshake.Do(func() { herr = c.shake() })
 	if herr != nil {
-		c.g.drop("tls_handshake")
+		if c.datagram {
+			c.g.drop("dtls_handshake")
+		} else {
+			c.g.drop("tls_handshake")
+		}
 		return 0, herr
 	}
 	for {
@@ -328,7 +400,9 @@ func (c *gateConn) Read(p []byte) (int, error) {
 			if len(out) >= 2 && out[0] == 0x00 && out[1] == 0x0B {
 				c.bind.Store(c.g.connectionBind(out))
 				c.raw.Store(true)
+				c.dmu.Lock()
 				_ = c.Conn.SetReadDeadline(time.Time{})
+				c.dmu.Unlock()
 			}
 		}
 	}
@@ -347,27 +421,42 @@ func (c *gateConn) next() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.lastMsg = time.Now()
-		if n < 4 || frameLen(c.rec[:n]) == 0 {
-			c.g.drop("malformed")
-			return nil, nil
-		}
-		return c.rec[:n], nil
+		c.lastMsg.Store(time.Now().UnixNano())
+		return c.datagramFrame(n), nil
 	}
 	for {
 		want := 4096
-		if len(c.buf) >= 4 {
+		if c.skipLeft > 0 {
+			// Discard the oversized frame as it arrives, under the frame
+			// timeout of its first byte, so that the next frame starts
+			// where the stream says it does.
+			d := min(c.skipLeft, len(c.buf))
+			c.buf = c.buf[d:]
+			c.skipLeft -= d
+			if c.skipLeft == 0 {
+				now := time.Now()
+				c.lastMsg.Store(now.UnixNano())
+				c.frameStart = now
+				c.g.drop("too_large")
+				return nil, nil
+			}
+		} else if len(c.buf) >= 4 {
 			l := frameLen(c.buf)
 			if l == 0 {
 				c.g.drop("malformed")
 				return nil, errBadFrame
 			}
+			if l > maxPionFrame {
+				c.skipLeft = l
+				continue
+			}
 			if len(c.buf) >= l {
 				frame := c.buf[:l:l]
 				c.buf = c.buf[l:]
 				// The rest came in the same read as the end of this frame.
-				c.lastMsg = time.Now()
-				c.frameStart = c.lastMsg
+				now := time.Now()
+				c.lastMsg.Store(now.UnixNano())
+				c.frameStart = now
 				return frame, nil
 			}
 			want = l
@@ -383,11 +472,42 @@ func (c *gateConn) next() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(c.buf) == 0 && n > 0 {
+		if len(c.buf) == 0 && n > 0 && c.skipLeft == 0 {
 			c.frameStart = time.Now()
 		}
 		c.buf = c.buf[:len(c.buf)+n]
 	}
+}
+
+// datagramFrame returns the frame in the DTLS record of n bytes in c.rec, or
+// nil (counted) when there is none. A record carries one message (RFC 8656
+// §12.5: over UDP and DTLS, ChannelData need not be padded), while pion
+// reads every listener connection as a stream: the frame handed on must be
+// exactly as long as its header says, padding included, or pion's framing
+// would join it to the next record.
+func (c *gateConn) datagramFrame(n int) []byte {
+	if n < 4 {
+		c.g.drop("malformed")
+		return nil
+	}
+	l := frameLen(c.rec[:n])
+	switch {
+	case l == 0:
+		c.g.drop("malformed")
+		return nil
+	case c.rec[0]&0xC0 == 0x40:
+		data := 4 + int(binary.BigEndian.Uint16(c.rec[2:4]))
+		if data > n || l > len(c.rec) {
+			c.g.drop("malformed")
+			return nil
+		}
+		clear(c.rec[data:l]) // the padding a stream would carry
+		return c.rec[:l]
+	case l > n:
+		c.g.drop("malformed")
+		return nil
+	}
+	return c.rec[:l]
 }
 
 // frameLen is the length of the frame starting at b (at least 4 bytes), or 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/pion/logging"
 
@@ -30,6 +31,12 @@ type pionLogger struct {
 }
 
 func (p pionLogger) emit(level slog.Level, msg string) {
+	if level >= slog.LevelWarn && clientCaused(msg) {
+		level = slog.LevelDebug
+		if !p.enabled(level) {
+			return
+		}
+	}
 	if level >= slog.LevelWarn {
 		p.limited.Log(level, "pion-"+p.scope, msg, "pion", p.scope)
 		return
@@ -91,4 +98,44 @@ func (p pionLogger) Error(msg string) { p.emit(slog.LevelWarn, msg) }
 
 func (p pionLogger) Errorf(format string, args ...any) {
 	p.emit(slog.LevelWarn, fmt.Sprintf(format, args...))
+}
+
+// clientNoise are the beginnings of what pion says at warn or error level
+// about a client's own doing, answered to that client already (a 400, a
+// 420) or merely its way of leaving: an operator can do nothing about them,
+// and one client can write them as fast as it sends. They are shown at
+// debug level. Anything else pion reports stays a warning: a relay socket
+// that fails, a timer that cannot be reset, an allocation that cannot close.
+var clientNoise = []string{
+	// RFC 8656 §12.1: a channel bound to another peer, or a peer bound to
+	// another channel, is the client's mistake, answered 400.
+	"ChannelBind rejected:",
+	// RFC 8489 §14: answered 420 with UNKNOWN-ATTRIBUTES.
+	"with unknown comprehension-required attributes from",
+	// RFC 6062 §5.3: a client that never sent ConnectionBind for a Connect
+	// or a ConnectionAttempt within 30 s.
+	"Removing TCP Connection that was never bound",
+}
+
+// hangUps are the errors with which closing a connection fails when the
+// client has already gone: crypto/tls cannot send its close_notify alert
+// into a socket the peer reset or shut.
+var hangUps = []string{"broken pipe", "connection reset by peer", "use of closed network connection", "closeNotify", "i/o timeout"}
+
+// clientCaused reports whether a warning or error from pion is about what
+// a client did rather than something wrong with this server.
+func clientCaused(msg string) bool {
+	for _, p := range clientNoise {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	if strings.HasPrefix(msg, "Failed to close conn:") {
+		for _, h := range hangUps {
+			if strings.Contains(msg, h) {
+				return true
+			}
+		}
+	}
+	return false
 }

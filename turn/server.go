@@ -153,6 +153,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	s.gate = newGate(s)
 	s.allocs = newAllocTable(s.metrics)
 	s.streams = newStreamConns(cfg.Limits.ConnectionsPerSource, cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst, s.metrics, s.limited)
+	s.allocs.ended = s.streams.allocationEnded
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
 	s.droppedRateLimited = s.metrics.Dropped.WithLabelValues("rate_limited")
 	s.droppedSelfPort = s.metrics.Dropped.WithLabelValues("self_port")

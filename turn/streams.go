@@ -53,6 +53,11 @@ type streamConns struct {
 	mu       sync.Mutex
 	bySource map[netip.Addr]int
 	total    atomic.Int64 // open TCP and TLS connections: each holds a descriptor
+
+	// byKey is every open connection by its 5-tuple (allocKey), so that
+	// the end of an allocation reaches the connection that made it.
+	keyMu sync.Mutex
+	byKey map[string]*gateConn
 }
 
 func newStreamConns(perSource, unauthRate, unauthBurst int, m *Metrics, limited *ratelog.Logger) *streamConns {
@@ -60,6 +65,7 @@ func newStreamConns(perSource, unauthRate, unauthBurst int, m *Metrics, limited 
 		perSource: perSource,
 		limited:   limited,
 		bySource:  map[netip.Addr]int{},
+		byKey:     map[string]*gateConn{},
 
 		refusedPerSource: m.ConnectionsRefused.WithLabelValues("per_source"),
 		refusedReserve:   m.ConnectionsRefused.WithLabelValues("descriptor_reserve"),
@@ -126,6 +132,37 @@ func (t *streamConns) release(transport string, src netip.Addr, datagram bool) {
 		t.bySource[src] = n - 1
 	}
 	t.mu.Unlock()
+}
+
+// register makes c reachable by its 5-tuple until unregister.
+func (t *streamConns) register(c *gateConn) {
+	t.keyMu.Lock()
+	t.byKey[c.key] = c
+	t.keyMu.Unlock()
+}
+
+func (t *streamConns) unregister(c *gateConn) {
+	t.keyMu.Lock()
+	if t.byKey[c.key] == c {
+		delete(t.byKey, c.key)
+	}
+	t.keyMu.Unlock()
+}
+
+// allocationEnded is the allocation table's word that the allocation of
+// the 5-tuple key is gone (pion's OnAllocationDeleted): its connection, if
+// it is one of ours, starts its idle clock. Without this a TCP or TLS client
+// that vanished without a FIN, or a DTLS client that sent no close_notify
+// (coturn's uclient -S), would hold the connection, its descriptor or DTLS
+// state and pion's goroutines until the process ends: nothing else reads
+// from it, and the read in progress had no deadline.
+func (t *streamConns) allocationEnded(key string) {
+	t.keyMu.Lock()
+	c := t.byKey[key]
+	t.keyMu.Unlock()
+	if c != nil {
+		c.allocationEnded(time.Now())
+	}
 }
 
 // acceptError counts and logs a failed accept: with the process out of
