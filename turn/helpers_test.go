@@ -445,3 +445,27 @@ func withTimeout(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// dialTCPRelay makes an RFC 6062 TCP allocation on srv over a new control
+// connection and connects it through the relay to peer; the allocation and
+// the data connection close when the test ends.
+func dialTCPRelay(t *testing.T, srv *testServer, peer *net.TCPAddr) net.Conn {
+	t.Helper()
+	server := srv.addr(t, "tcp", "4").(*net.TCPAddr)
+	control, err := net.DialTCP("tcp", nil, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, pionturn.NewSTUNConn(control), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
+	alloc, err := c.AllocateTCP()
+	if err != nil {
+		t.Fatalf("allocate TCP: %v", err)
+	}
+	t.Cleanup(func() { _ = alloc.Close() })
+	data, err := alloc.DialTCP("tcp", nil, peer)
+	if err != nil {
+		t.Fatalf("connect through the TCP relay: %v", err)
+	}
+	t.Cleanup(func() { _ = data.Close() })
+	return data
+}

@@ -181,23 +181,7 @@ func (srv *testServer) mustReload(t *testing.T, mutate func(*Config)) Revoked {
 // ends when its peer is denied.
 func TestReloadEndsTCPRelayWithDeniedPeer(t *testing.T) {
 	srv := startServer(t, func(c *Config) { c.Relay.TCP = true })
-	server := srv.addr(t, "tcp", "4").(*net.TCPAddr)
-	peer := tcpEcho(t, "127.0.0.2")
-	control, err := net.DialTCP("tcp", nil, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newClient(t, pionturn.NewSTUNConn(control), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
-	alloc, err := c.AllocateTCP()
-	if err != nil {
-		t.Fatalf("allocate TCP: %v", err)
-	}
-	defer alloc.Close()
-	data, err := alloc.DialTCP("tcp", nil, peer)
-	if err != nil {
-		t.Fatalf("connect through the TCP relay: %v", err)
-	}
-	defer data.Close()
+	data := dialTCPRelay(t, srv, tcpEcho(t, "127.0.0.2"))
 	waitAllocations(t, srv, 1)
 	r := srv.mustReload(t, func(c *Config) {
 		c.Relay.TCP = true

@@ -96,24 +96,7 @@ func TestSharedSecretRotation(t *testing.T) {
 // ConnectionBind on a second connection, data both ways.
 func TestTCPRelay(t *testing.T) {
 	srv := startServer(t, func(c *Config) { c.Relay.TCP = true })
-	server := srv.addr(t, "tcp", "4").(*net.TCPAddr)
-	peer := tcpEcho(t, "127.0.0.1")
-
-	control, err := net.DialTCP("tcp", nil, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newClient(t, pionturn.NewSTUNConn(control), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
-	alloc, err := c.AllocateTCP()
-	if err != nil {
-		t.Fatalf("allocate TCP: %v", err)
-	}
-	defer alloc.Close()
-	data, err := alloc.DialTCP("tcp", nil, peer)
-	if err != nil {
-		t.Fatalf("connect through the TCP relay: %v", err)
-	}
-	defer data.Close()
+	data := dialTCPRelay(t, srv, tcpEcho(t, "127.0.0.1"))
 	want := "hello over an RFC 6062 relay"
 	if _, err := data.Write([]byte(want)); err != nil {
 		t.Fatal(err)
