@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"slices"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // handle answers one /ws message. It runs on the connection's reader.
@@ -54,7 +52,7 @@ func (c *conn) handle(b []byte, st *settings) {
 		c.ack(m)
 	case TypeBye:
 		c.ack(m)
-		c.kill(websocket.CloseNormalClosure, "bye")
+		c.kill(closeNormal, "bye")
 	}
 	if outcome != nil {
 		c.s.metrics.messages.WithLabelValues(m.Type, outcome.code).Inc()

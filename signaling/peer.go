@@ -1,19 +1,15 @@
 package signaling
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"icegate/internal/tokenbucket"
 )
@@ -44,16 +40,16 @@ type peer struct {
 // kick disconnects p's current connection, if any (it may resume).
 func (p *peer) kick() {
 	if c := p.connPtr.Load(); c != nil {
-		c.kill(websocket.ClosePolicyViolation, "too slow: outbox full")
+		c.kill(closePolicyViolation, "too slow: outbox full")
 	}
 }
 
-// conn is one WebSocket connection to a peer: exactly one reader (the
-// goroutine in Accept) and one writer (writeLoop).
+// conn is one connection to a peer: exactly one reader (the goroutine in
+// ServeTransport) and one writer (writeLoop).
 type conn struct {
 	s    *Server
 	p    *peer
-	ws   *websocket.Conn
+	t    Transport
 	host string
 
 	done       chan struct{}
@@ -76,7 +72,7 @@ func (c *conn) kill(code int, text string) {
 		c.killedAt = time.Now()
 		close(c.done)
 		// Unblock a writer stuck on a reader that does not read.
-		_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+		c.t.ExpireWrites(time.Now().Add(time.Second))
 	})
 }
 
@@ -95,24 +91,24 @@ type AcceptOptions struct {
 	Simple bool
 }
 
-// Accept serves one upgraded WebSocket until it closes or ctx ends. It runs
-// the connection's reader on the calling goroutine and one writer goroutine,
-// and returns after both have finished. The server owns ws from here on.
-func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOptions) error {
-	c := &conn{s: s, ws: ws, host: opts.Host, done: make(chan struct{}), writerDone: make(chan struct{})}
+// ServeTransport serves one client connection until it closes or ctx ends.
+// It runs the connection's reader on the calling goroutine and one writer
+// goroutine, and returns after both have finished. The server owns t from
+// here on. Accept is the same for a gorilla/websocket connection.
+func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOptions) error {
+	c := &conn{s: s, t: t, host: opts.Host, done: make(chan struct{}), writerDone: make(chan struct{})}
 	if err := s.enter(c); err != nil {
-		code, reason := websocket.CloseTryAgainLater, "capacity"
+		code, reason := closeTryAgainLater, "capacity"
 		if errors.Is(err, ErrClosed) {
-			code, reason = websocket.CloseGoingAway, "closing"
+			code, reason = closeGoingAway, "closing"
 		}
 		// Counted before the client can see the close.
 		s.metrics.refused.WithLabelValues(reason).Inc()
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, err.Error()), time.Now().Add(time.Second))
-		_ = ws.Close()
+		_ = t.Close(code, err.Error())
 		return err
 	}
 	defer s.exit(c)
-	stop := context.AfterFunc(ctx, func() { c.kill(websocket.CloseGoingAway, "server shutting down") })
+	stop := context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
 	defer stop()
 
 	st := s.settings()
@@ -120,7 +116,7 @@ func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOpti
 	hello, renew := s.attach(c, opts)
 	go c.writeLoop(hello, renew)
 	clean := c.readLoop()
-	c.kill(websocket.CloseNormalClosure, "")
+	c.kill(closeNormal, "")
 	<-c.writerDone
 	s.detach(c, clean)
 	return nil
@@ -177,7 +173,7 @@ func (s *Server) attach(c *conn, opts AcceptOptions) ([]byte, time.Duration) {
 	if old != nil {
 		// The old connection must stop writing before the outbox rewinds,
 		// or it could take messages the new one needs.
-		old.kill(4000, "replaced by a resumed connection")
+		old.kill(closeReplaced, "replaced by a resumed connection")
 		<-old.writerDone
 	}
 	h := helloMsg{
@@ -269,26 +265,22 @@ func (s *Server) detach(c *conn, clean bool) {
 // readLoop reads and handles messages until the connection fails. It
 // returns whether the client closed it on purpose.
 func (c *conn) readLoop() (clean bool) {
-	st := c.s.settings()
-	readTimeout := st.PingInterval + min(pongWait, st.PingInterval)
-	c.ws.SetReadLimit(st.hardReadLimit)
-	_ = c.ws.SetReadDeadline(time.Now().Add(readTimeout))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(readTimeout))
-	})
+	if c.buf == nil {
+		c.buf = make([]byte, 0, 4096)
+	}
 	for {
-		_, r, err := c.ws.NextReader()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
+		st := c.s.settings()
+		b, err := c.t.ReadFrame(c.buf, st.MaxMessageBytes)
+		tooLarge := errors.Is(err, ErrFrameTooLarge)
+		if err != nil && !tooLarge {
+			if errors.Is(err, ErrReadLimit) {
 				c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
 			}
-			return websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) || c.bye()
+			var ce *CloseError
+			return errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway) || c.bye()
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(readTimeout))
-		st = c.s.settings()
-		b, tooLarge, err := c.readMessage(r, st.MaxMessageBytes)
-		if err != nil {
-			return c.bye()
+		if err == nil {
+			c.buf = b // keep the grown buffer for the next frame
 		}
 		if tooLarge {
 			c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
@@ -321,24 +313,6 @@ func (c *conn) bye() bool {
 	}
 }
 
-// readMessage reads one message of at most limit bytes into c.buf.
-func (c *conn) readMessage(r io.Reader, limit int) ([]byte, bool, error) {
-	if c.buf == nil {
-		c.buf = make([]byte, 0, 4096)
-	}
-	buf := bytes.NewBuffer(c.buf[:0])
-	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, false, err
-	}
-	if n > int64(limit) {
-		_, err := io.Copy(io.Discard, r)
-		return nil, true, err
-	}
-	c.buf = buf.Bytes()
-	return c.buf, false, nil
-}
-
 // allow takes a token from the connection's bucket.
 func (c *conn) allow(st *settings) bool {
 	return c.rate.Take(time.Now(), float64(st.MessagesPerSecond), float64(st.MessagesBurst), 1)
@@ -358,7 +332,7 @@ func (c *conn) sendError(id json.RawMessage, forType string, e *protoError) {
 // as it fills, pings while idle, and fresh credentials before they expire.
 func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 	defer close(c.writerDone)
-	defer c.ws.Close()
+	defer c.t.Close(0, "")
 	st := c.s.settings()
 	ping := time.NewTicker(st.PingInterval)
 	defer ping.Stop()
@@ -381,8 +355,7 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 			// goes out first, within a second (see write). A slow reader
 			// gets nothing more.
 			if c.flush() == nil {
-				_ = c.ws.WriteControl(websocket.CloseMessage,
-					websocket.FormatCloseMessage(c.closeCode, c.closeText), time.Now().Add(time.Second))
+				_ = c.t.Close(c.closeCode, c.closeText)
 			}
 			return
 		case <-c.p.out.wake:
@@ -390,7 +363,7 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 				return
 			}
 		case <-ping.C:
-			if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)) != nil {
+			if c.t.Ping(time.Now().Add(writeWait)) != nil {
 				return
 			}
 		case <-renewC:
@@ -421,33 +394,24 @@ func (c *conn) write(seq uint64, body []byte) error {
 	deadline := time.Now().Add(writeWait)
 	select {
 	case <-c.done:
-		if c.closeCode == websocket.ClosePolicyViolation {
+		if c.closeCode == closePolicyViolation {
 			return errSlow
 		}
 		deadline = c.killedAt.Add(time.Second)
 	default:
 	}
-	_ = c.ws.SetWriteDeadline(deadline)
-	w, err := c.ws.NextWriter(websocket.TextMessage)
-	if err != nil {
-		return err
-	}
+	var err error
 	if seq == 0 || c.p.simple || len(body) < 2 {
-		_, err = w.Write(body)
+		err = c.t.WriteFrame(deadline, nil, body)
 	} else {
 		var pre [32]byte
 		b := append(pre[:0], `{"seq":`...)
 		b = strconv.AppendUint(b, seq, 10)
 		b = append(b, ',')
-		if _, err = w.Write(b); err == nil {
-			_, err = w.Write(body[1:])
-		}
-	}
-	if cerr := w.Close(); err == nil {
-		err = cerr
+		err = c.t.WriteFrame(deadline, b, body[1:])
 	}
 	if err != nil {
-		c.s.limited.Log(slog.LevelDebug, "write-"+c.p.id, "write failed", "peer", c.p.id, "err", err)
+		c.s.limited.Log(slog.LevelDebug, "write-"+c.p.id, "write failed", "peer", c.p.id, "remote", c.t.RemoteAddr(), "err", err)
 	}
 	return err
 }

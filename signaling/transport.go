@@ -1,0 +1,78 @@
+package signaling
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Transport is one client connection as the session code (peer.go,
+// handle.go, simple.go) sees it: frames in, frames out, a close with a code.
+// No WebSocket type crosses it, so the session code does not care whether
+// frames travel over gorilla/websocket (transport_ws.go, today) or another
+// implementation later (issue 12, "The shape"; centrifuge's transport.go is
+// the model).
+//
+// A connection has exactly one reader and one writer: ReadFrame is only
+// called from the reader goroutine (Server.ServeTransport's caller);
+// WriteFrame, Ping and Close only from the writer goroutine (writeLoop).
+// ExpireWrites and RemoteAddr may be called from any goroutine.
+//
+// Keepalive is split the way the one-writer rule demands: the writer sends
+// Ping on its ticker, and the transport extends its read deadline whenever
+// a frame or a pong arrives, so a client that answers neither is dropped.
+type Transport interface {
+	// ReadFrame blocks for the next data frame and returns it, reusing
+	// buf's storage. A frame longer than limit bytes is read to its end
+	// and discarded, and ReadFrame returns ErrFrameTooLarge; the
+	// connection stays usable. A frame over the transport's own hard
+	// limit ends the connection (close code 1009) with an error wrapping
+	// ErrReadLimit. A close from the client is a *CloseError.
+	ReadFrame(buf []byte, limit int) ([]byte, error)
+	// WriteFrame sends head followed by body as one text frame, giving up
+	// at deadline. head may be nil; it lets the caller prepend bytes
+	// (the "seq" field) without copying body.
+	WriteFrame(deadline time.Time, head, body []byte) error
+	// Ping sends a keepalive probe, giving up at deadline.
+	Ping(deadline time.Time) error
+	// Close ends the connection. With code > 0 it first tells the client
+	// why (a close frame with code and reason, within a second); with
+	// code 0 it just drops the connection. Closing twice is harmless.
+	Close(code int, reason string) error
+	// ExpireWrites makes a write in progress fail at deadline, so a writer
+	// stuck on a client that does not read can be stopped.
+	ExpireWrites(deadline time.Time)
+	// RemoteAddr is the client's address, for logs.
+	RemoteAddr() string
+}
+
+// Close codes the server sends (docs/signaling.md; RFC 6455 section 7.4.1
+// for the 1xxx ones, 4xxx are this protocol's).
+const (
+	closeNormal          = 1000 // bye, or the reader ended
+	closeGoingAway       = 1001 // server shutting down
+	closePolicyViolation = 1008 // too slow: outbox full
+	closeTooBig          = 1009 // over the hard read limit
+	closeTryAgainLater   = 1013 // capacity
+	closeReplaced        = 4000 // replaced by a resumed connection
+)
+
+// ErrFrameTooLarge is ReadFrame's answer to a frame over the caller's
+// limit; the frame was discarded and the connection goes on.
+var ErrFrameTooLarge = errors.New("signaling: frame larger than the limit")
+
+// ErrReadLimit is wrapped by ReadFrame's error when a frame went over the
+// transport's hard limit, which ends the connection.
+var ErrReadLimit = errors.New("signaling: frame over the transport's hard read limit")
+
+// CloseError is ReadFrame's error when the client closed the connection
+// with a close code.
+type CloseError struct {
+	Code int
+	Text string
+}
+
+// Error implements error.
+func (e *CloseError) Error() string {
+	return "signaling: client closed the connection: " + strconv.Itoa(e.Code) + " " + e.Text
+}
