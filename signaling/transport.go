@@ -52,7 +52,6 @@ const (
 	closeNormal          = 1000 // bye, or the reader ended
 	closeGoingAway       = 1001 // server shutting down
 	closePolicyViolation = 1008 // too slow: outbox full
-	closeTooBig          = 1009 // over the hard read limit
 	closeTryAgainLater   = 1013 // capacity
 	closeReplaced        = 4000 // replaced by a resumed connection
 )
