@@ -44,6 +44,7 @@ func (c *gatePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		addr := net.UDPAddrFromAddrPort(from)
 		if n >= 4 && p[0]&0xC0 == 0x40 {
+			c.countUnbound(p[:n], from)
 			return n, addr, nil // ChannelData pion must look at itself
 		}
 		out, pass := c.g.inspect(inbound{

@@ -263,8 +263,8 @@ func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.Addr
 	return true
 }
 
-// pionPacketConn is the listener socket as pion sees it: the gate's socket,
-// plus a count of the ChannelData pion is about to discard.
+// countUnbound counts, as no_channel, ChannelData that pion is about to
+// discard.
 //
 // The fast path cannot count a ChannelData message it does not relay: the
 // ChannelBind that makes its channel may still wait in the socket's queue
@@ -274,23 +274,14 @@ func (l *gatePacketConn) relaySend(out udploop.Sender, b []byte, from netip.Addr
 // the same SO_REUSEPORT socket, so the allocation table's mirror of the
 // client's channels is exactly pion's. What the mirror lacks, pion drops
 // (RFC 8656 §12.4: ChannelData on a channel not bound to a peer is
-// discarded), and is counted here as no_channel; pion still sees it, so
-// counting can never stop a datagram that pion would relay. A channel
-// whose timer has just fired may linger in the mirror for a moment: such a
-// drop goes uncounted, never the other way round.
-type pionPacketConn struct {
-	*gatePacketConn
-}
-
-// ReadFrom is pion's read: the gate's, then the count above.
-func (c pionPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, addr, err := c.gatePacketConn.ReadFrom(p)
-	if err == nil && n >= 4 && p[0]&0xC0 == 0x40 {
-		if ua, ok := addr.(*net.UDPAddr); ok && !c.channelBound(p[:n], ua.AddrPort()) {
-			c.g.droppedNoChannel.Inc()
-		}
+// discarded), and is counted here; pion still sees it, so counting can never
+// stop a datagram that pion would relay. A channel whose timer has just
+// fired may linger in the mirror for a moment: such a drop goes uncounted,
+// never the other way round.
+func (l *gatePacketConn) countUnbound(b []byte, from netip.AddrPort) {
+	if !l.channelBound(b, from) {
+		l.g.droppedNoChannel.Inc()
 	}
-	return n, addr, err
 }
 
 // channelBound reports whether pion relays the ChannelData message b from

@@ -49,7 +49,7 @@ type gate struct {
 	// looked up once for the fast Binding path.
 	droppedBadFingerprint prometheus.Counter
 	// droppedNoChannel counts ChannelData pion discards for want of a
-	// bound channel (pionPacketConn).
+	// bound channel (gatePacketConn.countUnbound).
 	droppedNoChannel prometheus.Counter
 }
 

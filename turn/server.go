@@ -235,7 +235,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 			} else {
 				for _, c := range conns {
 					pcs = append(pcs, pionturn.PacketConnConfig{
-						PacketConn:            pionPacketConn{c},
+						PacketConn:            c,
 						RelayAddressGenerator: s.relays,
 						PermissionHandler:     s.permission,
 					})
