@@ -39,7 +39,7 @@ type Bus interface {
 	// NodeID names this node in member lists and counts.
 	NodeID() string
 
-	// Open registers a new session held by this node.
+	// Open registers a new session held by this node, at epoch 1.
 	Open(ctx context.Context, s Session) error
 	// Resume takes over the session a resume token names (its current or
 	// its previous token, so a drop during the resume itself loses
@@ -55,13 +55,19 @@ type Bus interface {
 	// Hold marks a session whose connection dropped: up to written (the
 	// last seq its node wrote) its log is delivered; it keeps its rooms
 	// and takes up to Limits.Queue more messages for grace, then it is
-	// removed as by Remove. A second Hold keeps the first's written.
-	Hold(ctx context.Context, id string, written uint64, grace time.Duration) error
+	// removed as by Remove. A second Hold keeps the first's written. A
+	// grace of 0 removes it now.
+	//
+	// Hold and Remove apply only while the session is at epoch (the one
+	// Open or the Resume that took it over gave this connection; 0 means
+	// any): a connection that ends after its session resumed elsewhere
+	// must not hold or remove the new one.
+	Hold(ctx context.Context, id string, epoch, written uint64, grace time.Duration) error
 	// Remove ends a session for good: it leaves its rooms (the others get
 	// the PeerLeft body it joined with), gives up its name, and for
 	// goneMemory a message to it is answered CodePeerGone. Removing a
 	// session that is gone is not an error.
-	Remove(ctx context.Context, id string) error
+	Remove(ctx context.Context, id string, epoch uint64) error
 	// Kick closes the connection of session id wherever it is held, with
 	// a close code and reason the client sees; the session is then held
 	// (it may resume) unless the code is closeNormal.
@@ -143,6 +149,8 @@ type ResumeRequest struct {
 type Resumed struct {
 	ID    string
 	Rooms []string
+	// Epoch is the session's new epoch (each Resume adds one).
+	Epoch uint64
 	// From is the seq of Msgs[0] (or of the next message when Msgs is
 	// empty); Gap says messages after Last are no longer kept. Msgs run up
 	// to the last message logged when Resume ran; later ones are delivered.

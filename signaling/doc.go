@@ -12,7 +12,7 @@
 // write deadlines and pings. Accept is the connection-level entry point:
 // tests drive it over net.Pipe without an HTTP server, as derp's Accept.
 //
-// The session code (peer.go, handle.go, simple.go, server.go) sees a
+// The session code (session.go, handle.go, simple.go, server.go) sees a
 // connection only as a Transport (transport.go): frames in, frames out, a
 // close with a code. gorilla/websocket is imported only by its Transport
 // (transport_ws.go) and the HTTP upgrade (http.go), which a test pins, so

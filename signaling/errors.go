@@ -21,6 +21,9 @@ const (
 	CodeNotInRoom      = "not-in-room"      // the sender is not in the room it names
 	CodeRoomNotAllowed = "room-not-allowed" // the sender's token does not allow the room
 	CodeDisabled       = "disabled"         // the feature is switched off in the config
+	// CodeClusterUnavailable: the cluster's bus (Redis) cannot be reached;
+	// the message was not delivered and is not acked.
+	CodeClusterUnavailable = "cluster-unavailable"
 )
 
 // protoError is an error answered to the client as an error message.
@@ -53,8 +56,5 @@ var (
 	ErrClosed = errors.New("signaling server closed")
 )
 
-// Errors of the outbox.
-var (
-	errQueueFull = errors.New("queue full")
-	errSlow      = errors.New("peer too slow")
-)
+// errSlow ends the writes to a peer that is too slow.
+var errSlow = errors.New("peer too slow")

@@ -1,8 +1,9 @@
 package signaling
 
 import (
+	"context"
 	"encoding/json"
-	"slices"
+	"errors"
 	"time"
 )
 
@@ -37,18 +38,18 @@ func (c *conn) handle(b []byte, st *settings) {
 	case TypePing:
 		c.send(encode(ackMsg{Type: TypePong, ID: m.ID}))
 	case TypeRenew:
-		servers, exp, ok := c.s.iceServers(c.host, c.p.id)
+		servers, exp, ok := c.s.iceServers(c.host, c.id)
 		msg := iceServersMsg{Type: TypeICEServers, ICEServers: servers}
 		if ok {
 			msg.Expires, msg.TTL = &exp, int(time.Until(exp)/time.Second)
 		}
 		c.send(encode(msg))
 	case TypeTURNEvents:
-		if !!st.NoTURNEvents {
+		if st.NoTURNEvents {
 			outcome = perr(CodeDisabled, "TURN events are switched off (signaling.turn_events)")
 			break
 		}
-		c.p.turnEvents.Store(*m.On)
+		c.turnEvents.Store(*m.On)
 		c.ack(m)
 	case TypeBye:
 		c.ack(m)
@@ -69,126 +70,123 @@ func (c *conn) ack(m *inbound) {
 	}
 }
 
-func (c *conn) join(m *inbound, st *settings) *protoError {
-	if !c.p.claims.AllowsRoom(m.Room) {
-		return perr(CodeRoomNotAllowed, "your token does not allow room %q", m.Room)
-	}
-	s := c.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := c.p
-	r := s.rooms[m.Room]
-	if slices.Contains(p.rooms, m.Room) && r != nil {
-		// Joining again is harmless: say where the peer is.
-		c.send(encode(roomMsg{Type: TypeJoined, ID: m.ID, Room: m.Room, Peers: others(r, p), MaxPeers: r.max}))
-		return nil
-	}
-	if len(p.rooms) >= st.RoomsPerPeer {
-		return perr(CodeTooManyRooms, "already in %d rooms (signaling.rooms_per_peer); leave one first", len(p.rooms))
-	}
-	if r == nil {
-		limit := st.PeersPerRoom
-		if m.MaxPeers > 0 && m.MaxPeers < limit {
-			limit = m.MaxPeers
-		}
-		r = &room{name: m.Room, max: limit}
-		s.rooms[m.Room] = r
-		s.metrics.rooms.Inc()
-	}
-	if len(r.members) >= r.max {
-		return perr(CodeRoomFull, "room %q is full (%d of %d peers)", m.Room, len(r.members), r.max)
-	}
-	peers := others(r, p)
-	body := encode(roomMsg{Type: TypePeerJoined, Room: m.Room, Peer: p.id})
-	for _, o := range r.members {
-		s.deliver(o, body, "peer-joined")
-	}
-	r.members = append(r.members, p)
-	p.rooms = append(p.rooms, m.Room)
-	c.send(encode(roomMsg{Type: TypeJoined, ID: m.ID, Room: m.Room, Peers: peers, MaxPeers: r.max}))
-	return nil
+// busCtx bounds a bus operation made for a client's message.
+func busCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), busWait)
 }
 
-// others lists the ids of r's members other than p, never nil.
-func others(r *room, p *peer) *[]string {
-	ids := make([]string, 0, len(r.members))
-	for _, o := range r.members {
-		if o != p {
-			ids = append(ids, o.id)
-		}
+// user is the session's identity: the token's subject, "" without tokens.
+func (c *conn) user() string {
+	if c.claims == nil {
+		return ""
 	}
-	return &ids
+	return c.claims.Subject
+}
+
+// unavailable is the answer when the cluster bus cannot be reached: the
+// message was not delivered (or may not have been), so it is never acked.
+func unavailable(err error) *protoError {
+	return perr(CodeClusterUnavailable, "the cluster is unavailable; message not delivered (%v)", err)
+}
+
+func (c *conn) join(m *inbound, st *settings) *protoError {
+	if !c.claims.AllowsRoom(m.Room) {
+		return perr(CodeRoomNotAllowed, "your token does not allow room %q", m.Room)
+	}
+	limit := st.PeersPerRoom
+	if m.MaxPeers > 0 && m.MaxPeers < limit {
+		limit = m.MaxPeers
+	}
+	ctx, cancel := busCtx()
+	defer cancel()
+	user := c.user()
+	j, err := c.s.bus.Join(ctx, JoinRequest{
+		Session: c.id, Room: m.Room, Max: limit, RoomsPerPeer: st.RoomsPerPeer,
+		Member:       encode(memberMsg{Peer: c.id, User: user}),
+		PeerJoined:   encode(roomMsg{Type: TypePeerJoined, Room: m.Room, Peer: c.id, User: user}),
+		PeerLeft:     encode(roomMsg{Type: TypePeerLeft, Room: m.Room, Peer: c.id, User: user}),
+		JoinedPrefix: joinedPrefix(m.ID, m.Room),
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrTooManyRooms):
+		return perr(CodeTooManyRooms, "already in %d rooms (signaling.rooms_per_peer); leave one first", st.RoomsPerPeer)
+	case errors.Is(err, ErrRoomFull):
+		return perr(CodeRoomFull, "room %q is full (%d of %d peers)", m.Room, j.Max, j.Max)
+	}
+	return unavailable(err)
+}
+
+// joinedPrefix starts a joined reply, up to the fields the bus fills in
+// (JoinedBody).
+func joinedPrefix(id json.RawMessage, room string) []byte {
+	b := encode(roomMsg{Type: TypeJoined, ID: id, Room: room})
+	b[len(b)-1] = ','
+	return b
 }
 
 func (c *conn) leave(m *inbound) *protoError {
-	s := c.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.leaveLocked(c.p, m.Room) {
+	ctx, cancel := busCtx()
+	defer cancel()
+	err := c.s.bus.Leave(ctx, LeaveRequest{Session: c.id, Room: m.Room, Left: encode(roomMsg{Type: TypeLeft, ID: m.ID, Room: m.Room})})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotInRoom):
 		return perr(CodeNotInRoom, "not in room %q", m.Room)
 	}
-	c.send(encode(roomMsg{Type: TypeLeft, ID: m.ID, Room: m.Room}))
-	return nil
+	return unavailable(err)
 }
 
 // direct sends an offer, answer, candidate or application message to one
 // peer that shares a room with the sender.
 func (c *conn) direct(m *inbound) *protoError {
-	s := c.s
-	body := encode(relayedMsg{Type: m.Type, From: c.p.id, Room: m.Room, Data: m.Data})
-	s.mu.RLock()
-	t := s.peers[m.To]
-	if t == nil || !sharesRoom(c.p, t, m.Room) {
-		gone := t == nil && s.peerGoneLocked(m.To)
-		s.mu.RUnlock()
-		if gone {
-			return perr(CodePeerGone, "peer %s has left", m.To)
-		}
+	r := SendRequest{From: c.id, To: m.To, Room: m.Room,
+		Body: encode(relayedMsg{Type: m.Type, From: c.id, FromUser: c.user(), Room: m.Room, Data: m.Data})}
+	if len(m.ID) > 0 {
+		r.Ack = encode(ackMsg{Type: TypeAck, ID: m.ID})
+		r.AckHeld = encode(ackMsg{Type: TypeAck, ID: m.ID, Held: true})
+	}
+	ctx, cancel := busCtx()
+	defer cancel()
+	held, err := c.s.bus.Send(ctx, r)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrPeerGone):
+		return perr(CodePeerGone, "peer %s has left", m.To)
+	case errors.Is(err, ErrUnknownSession), errors.Is(err, ErrNotShared):
 		if m.Room != "" {
 			return perr(CodeNoSuchPeer, "no peer %s in room %q with you", m.To, m.Room)
 		}
 		return perr(CodeNoSuchPeer, "no peer %s in your rooms", m.To)
-	}
-	held := t.conn == nil
-	err := s.deliver(t, body, m.Type)
-	s.mu.RUnlock()
-	if err != nil {
-		if held {
-			return perr(CodeQueueFull, "peer %s is reconnecting and its queue is full (signaling.send_queue)", m.To)
-		}
+	case errors.Is(err, ErrQueueFull) && held:
+		return perr(CodeQueueFull, "peer %s is reconnecting and its queue is full (signaling.send_queue)", m.To)
+	case errors.Is(err, ErrQueueFull):
 		return perr(CodeQueueFull, "peer %s is not reading its messages (queue full); it is being disconnected", m.To)
 	}
-	if len(m.ID) > 0 {
-		c.send(encode(ackMsg{Type: TypeAck, ID: m.ID, Held: held}))
-	}
-	return nil
+	return unavailable(err)
 }
 
 func (c *conn) broadcast(m *inbound) *protoError {
-	s := c.s
-	body := encode(relayedMsg{Type: TypeBroadcast, From: c.p.id, Room: m.Room, Data: m.Data})
-	delivered, dropped := 0, 0
-	s.mu.RLock()
-	r := s.rooms[m.Room]
-	if r == nil || !r.has(c.p) {
-		s.mu.RUnlock()
+	r := BroadcastRequest{From: c.id, Room: m.Room,
+		Body: encode(relayedMsg{Type: TypeBroadcast, From: c.id, FromUser: c.user(), Room: m.Room, Data: m.Data})}
+	if len(m.ID) > 0 {
+		b := encode(ackMsg{Type: TypeAck, ID: m.ID})
+		b[len(b)-1] = ','
+		r.AckPrefix = b
+	}
+	ctx, cancel := busCtx()
+	defer cancel()
+	_, _, err := c.s.bus.Broadcast(ctx, r)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotInRoom):
 		return perr(CodeNotInRoom, "not in room %q", m.Room)
 	}
-	for _, o := range r.members {
-		if o == c.p {
-			continue
-		}
-		if s.deliver(o, body, TypeBroadcast) != nil {
-			dropped++
-		} else {
-			delivered++
-		}
-	}
-	s.mu.RUnlock()
-	if len(m.ID) > 0 {
-		c.send(encode(ackMsg{Type: TypeAck, ID: m.ID, Delivered: &delivered, Dropped: dropped}))
-	}
-	return nil
+	return unavailable(err)
 }
 
 // RelayEvent is one decision the relay made about a client's control
@@ -218,19 +216,31 @@ func (s *Server) RelayEvent(e RelayEvent) {
 	if e.UserID == "" {
 		return
 	}
-	v, ok := s.byID.Load(e.UserID)
-	if !ok {
-		return
-	}
-	p := v.(*peer)
-	if !p.turnEvents.Load() {
+	s.mu.RLock()
+	c := s.local[e.UserID]
+	s.mu.RUnlock()
+	if c == nil || !c.turnEvents.Load() {
 		return
 	}
 	body := encode(turnMsg{Type: TypeTURN, Event: turnEvent{
 		Time: e.Time, Kind: e.Kind, Detail: e.Detail, Transport: e.Transport,
 		Client: e.Client, Peer: e.Peer, Username: e.Username,
 	}})
-	if _, err := p.out.push(body); err != nil {
+	// The bus may be a network away; the relay must not wait for it. At
+	// most relayEventsInFlight events are on their way; beyond that they
+	// are dropped and counted.
+	select {
+	case s.eventSlots <- struct{}{}:
+	default:
 		s.metrics.dropped.WithLabelValues("turn-event").Inc()
+		return
 	}
+	go func() {
+		defer func() { <-s.eventSlots }()
+		ctx, cancel := busCtx()
+		defer cancel()
+		if s.bus.Push(ctx, c.id, body) != nil {
+			s.metrics.dropped.WithLabelValues("turn-event").Inc()
+		}
+	}()
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -355,73 +354,41 @@ func TestTokens(t *testing.T) {
 }
 
 func TestOutbox(t *testing.T) {
-	o := newOutbox(3, 2)
+	o := newOutbox(3)
 	for i := range 3 {
-		if seq, err := o.push([]byte{byte('a' + i)}); err != nil || seq != uint64(i+1) {
-			t.Fatalf("push %d: %d %v", i, seq, err)
+		if !o.put(uint64(i+1), []byte{byte('a' + i)}) {
+			t.Fatalf("put %d", i)
 		}
 	}
-	if _, err := o.push([]byte("d")); !errors.Is(err, errQueueFull) {
-		t.Fatalf("push beyond the limit: %v", err)
+	if o.put(4, []byte("d")) {
+		t.Fatal("put beyond the limit succeeded")
+	}
+	if o.put(2, []byte("x")) != true || o.pending() != 3 {
+		t.Fatal("a seq it has is not ignored")
 	}
 	first, msgs := o.take()
-	if first != 1 || len(msgs) != 3 {
+	if first != 1 || len(msgs) != 3 || string(msgs[1]) != "b" || o.written() != 3 {
 		t.Fatalf("take: %d %q", first, msgs)
 	}
-	for _, b := range []string{"d", "e", "f", "g", "h"} {
-		if _, err := o.push([]byte(b)); err != nil {
-			t.Fatal(err)
-		}
-		o.take()
+	// Out of order: 6 waits for 4 and 5; a seq already taken is ignored.
+	o.put(6, []byte("f"))
+	o.put(1, []byte("old"))
+	if _, msgs := o.take(); msgs != nil {
+		t.Fatalf("took across a hole: %q", msgs)
 	}
-	// 8 sent; at most 2*keep kept. Resuming after seq 7 replays 8.
-	from, gap := o.rewind(7)
-	if from != 8 || gap {
-		t.Fatalf("rewind(7): %d %v", from, gap)
+	o.putAll(4, [][]byte{[]byte("d"), []byte("e")})
+	if first, msgs := o.take(); first != 4 || len(msgs) != 3 || string(msgs[2]) != "f" {
+		t.Fatalf("after the hole is filled: %d %q", first, msgs)
 	}
-	if _, msgs := o.take(); len(msgs) != 1 || string(msgs[0]) != "h" {
-		t.Fatalf("replay: %q", msgs)
+	// A catch-up that starts beyond the next seq (the log lost the ones in
+	// between) moves the writer on.
+	o.putAll(9, [][]byte{[]byte("i")})
+	if first, msgs := o.take(); first != 9 || len(msgs) != 1 {
+		t.Fatalf("after a gap: %d %q", first, msgs)
 	}
-	// Resuming after seq 1 finds older messages dropped.
-	from, gap = o.rewind(1)
-	if !gap || from <= 2 {
-		t.Fatalf("rewind(1): %d %v", from, gap)
-	}
-	// A client claiming more than was sent gets only what is new, and a
-	// gap: which of the messages written before it received is unknown.
-	o.take()
-	if from, gap := o.rewind(100); from != 9 || !gap {
-		t.Fatalf("rewind(100): %d %v", from, gap)
-	}
-}
-
-func TestOutboxRewindBeyondSent(t *testing.T) {
-	o := newOutbox(8, 8)
-	// Nothing written yet: a claim beyond it misses nothing.
-	o.push([]byte("a"))
-	if from, gap := o.rewind(5); from != 1 || gap {
-		t.Fatalf("rewind(5) before any write: %d %v", from, gap)
-	}
-	if first, msgs := o.take(); first != 1 || len(msgs) != 1 {
-		t.Fatalf("take: %d %q", first, msgs)
-	}
-	// 1 and 2 written, 3 queued. Messages never written still go out;
-	// those written may not have arrived, which the gap says.
-	o.push([]byte("b"))
-	o.take()
-	o.push([]byte("c"))
-	for _, last := range []uint64{3, 4, 1000, math.MaxUint64} {
-		from, gap := o.rewind(last)
-		if from != 3 || !gap {
-			t.Fatalf("rewind(%d): %d %v, want 3 and a gap", last, from, gap)
-		}
-	}
-	if first, msgs := o.take(); first != 3 || len(msgs) != 1 || string(msgs[0]) != "c" {
-		t.Fatalf("after rewinds beyond what was sent: %d %q", first, msgs)
-	}
-	// The largest claim within what was sent is the ordinary case.
-	if from, gap := o.rewind(2); from != 3 || gap {
-		t.Fatalf("rewind(2): %d %v", from, gap)
+	o.reset(3, [][]byte{[]byte("c")})
+	if first, msgs := o.take(); first != 3 || len(msgs) != 1 || o.last() != 3 {
+		t.Fatalf("after reset: %d %q", first, msgs)
 	}
 }
 

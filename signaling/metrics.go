@@ -6,25 +6,26 @@ import "github.com/prometheus/client_golang/prometheus"
 // types come from the protocol's list, reasons from this package's codes.
 type metrics struct {
 	connections prometheus.Gauge
-	peers       prometheus.Gauge
-	rooms       prometheus.Gauge
+	peers       prometheus.GaugeFunc
+	rooms       prometheus.GaugeFunc
 	messages    *prometheus.CounterVec // type, outcome
 	dropped     *prometheus.CounterVec // reason
 	refused     *prometheus.CounterVec // reason
 	resumes     *prometheus.CounterVec // outcome
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the collectors; peers and rooms are read at scrape time.
+func newMetrics(reg prometheus.Registerer, peers, rooms func() float64) *metrics {
 	m := &metrics{
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "icegate_signaling_connections", Help: "Open signaling WebSockets.",
 		}),
-		peers: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "icegate_signaling_peers", Help: "Signaling peers, connected or within their resume grace.",
-		}),
-		rooms: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "icegate_signaling_rooms", Help: "Signaling rooms with at least one peer.",
-		}),
+		peers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "icegate_signaling_peers", Help: "Signaling peers connected to this node.",
+		}, peers),
+		rooms: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "icegate_signaling_rooms", Help: "Signaling rooms with at least one peer, in the whole cluster.",
+		}, rooms),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "icegate_signaling_messages_total", Help: "Client messages by type and outcome (ok, or the error code).",
 		}, []string{"type", "outcome"}),

@@ -1,111 +1,163 @@
 package signaling
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
-// outbox is one peer's queue of server messages, which doubles as its replay
-// log. Every message gets the next sequence number (1, 2, ...). Messages not
-// yet handed to a writer are bounded by limit: a push beyond it fails with
-// errQueueFull, so a sender never waits for a slow reader. Messages already
-// written are kept (up to keep of them) because a connection that drops may
-// not have delivered them; a resuming client says the last seq it received
-// and the writer goes back to the one after it.
+// outbox is one connection's queue of messages to write: its session's
+// log entries from the bus, by seq. The bus delivers them in seq order;
+// a resume adds a replay in front and a catch-up that may overlap what was
+// delivered meanwhile, so put ignores seqs it has had and keeps the rest
+// in order. The writer takes only a run without holes: a hole is filled
+// by the catch-up (or, after the bus lost deliveries, by a resync).
+//
+// Messages not yet taken by the writer are bounded by limit: beyond it
+// the client is not reading, and put fails, so a sender never waits for a
+// slow reader. The log itself (for a resume) is the bus's, not this.
 type outbox struct {
 	mu    sync.Mutex
-	msgs  [][]byte // msgs[i] has seq base+i
-	base  uint64   // seq of msgs[0]
-	sent  uint64   // seqs below sent were handed to a writer
-	limit int      // unsent messages at most
-	keep  int      // sent messages kept for a resume
+	next  uint64 // the seq the writer takes next
+	msgs  []entry
+	limit int
 	// wake has room for one signal: "there is something to send".
 	wake chan struct{}
 }
 
-func newOutbox(limit, keep int) *outbox {
-	return &outbox{base: 1, sent: 1, limit: limit, keep: keep, wake: make(chan struct{}, 1)}
+type entry struct {
+	seq  uint64
+	body []byte
 }
 
-// next returns the seq the next push gets. Caller holds mu.
-func (o *outbox) next() uint64 { return o.base + uint64(len(o.msgs)) }
+func newOutbox(limit int) *outbox {
+	return &outbox{next: 1, limit: limit, wake: make(chan struct{}, 1)}
+}
 
-// push queues body, a JSON object, and returns its seq.
-func (o *outbox) push(body []byte) (uint64, error) {
+// put queues body as message seq. It reports false when the queue is full.
+func (o *outbox) put(seq uint64, body []byte) bool {
 	o.mu.Lock()
-	next := o.next()
-	if next-o.sent >= uint64(o.limit) {
-		o.mu.Unlock()
-		return 0, errQueueFull
+	ok := o.putLocked(seq, body)
+	o.mu.Unlock()
+	o.signal()
+	return ok
+}
+
+func (o *outbox) putLocked(seq uint64, body []byte) bool {
+	if seq < o.next {
+		return true // had it
 	}
-	o.msgs = append(o.msgs, body)
-	// Drop sent messages beyond keep, in batches so a push stays O(1)
-	// amortized.
-	if kept := int(o.sent - o.base); kept > 2*o.keep {
-		drop := kept - o.keep
-		n := copy(o.msgs, o.msgs[drop:])
-		clear(o.msgs[n:])
-		o.msgs = o.msgs[:n]
-		o.base += uint64(drop)
+	n := len(o.msgs)
+	if n == 0 || o.msgs[n-1].seq < seq {
+		if n >= o.limit {
+			return false
+		}
+		o.msgs = append(o.msgs, entry{seq, body})
+		return true
+	}
+	i, found := slices.BinarySearchFunc(o.msgs, seq, func(e entry, s uint64) int {
+		switch {
+		case e.seq < s:
+			return -1
+		case e.seq > s:
+			return 1
+		}
+		return 0
+	})
+	if found {
+		return true
+	}
+	if n >= o.limit {
+		return false
+	}
+	o.msgs = slices.Insert(o.msgs, i, entry{seq, body})
+	return true
+}
+
+// putAll queues msgs, the first of which is message from. A from beyond
+// the next seq to write means the ones between are lost (no longer in the
+// bus's log): the writer skips them.
+func (o *outbox) putAll(from uint64, msgs [][]byte) {
+	o.mu.Lock()
+	if from > o.next && (len(o.msgs) == 0 || o.msgs[0].seq > o.next) {
+		o.next = from
+		if len(o.msgs) > 0 {
+			o.next = min(from, o.msgs[0].seq)
+		}
+	}
+	for i, m := range msgs {
+		o.putLocked(from+uint64(i), m)
 	}
 	o.mu.Unlock()
+	o.signal()
+}
+
+// reset starts the queue at seq from with msgs (a resume's replay).
+func (o *outbox) reset(from uint64, msgs [][]byte) {
+	o.mu.Lock()
+	o.next = from
+	o.msgs = o.msgs[:0]
+	for i, m := range msgs {
+		o.msgs = append(o.msgs, entry{from + uint64(i), m})
+	}
+	o.mu.Unlock()
+	o.signal()
+}
+
+func (o *outbox) signal() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
 	}
-	return next, nil
 }
 
-// take returns the unsent messages and the seq of the first, marking them
-// sent. The slice is the caller's.
+// take returns the messages ready to write (a run from next without a
+// hole) and the seq of the first, marking them taken. The slice is the
+// caller's.
 func (o *outbox) take() (uint64, [][]byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	first := o.sent
-	i := int(first - o.base)
-	if i >= len(o.msgs) {
+	first := o.next
+	n := 0
+	for n < len(o.msgs) && o.msgs[n].seq == first+uint64(n) {
+		n++
+	}
+	if n == 0 {
 		return first, nil
 	}
-	out := make([][]byte, len(o.msgs)-i)
-	copy(out, o.msgs[i:])
-	o.sent = o.next()
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = o.msgs[i].body
+	}
+	rest := copy(o.msgs, o.msgs[n:])
+	clear(o.msgs[rest:])
+	o.msgs = o.msgs[:rest]
+	if rest == 0 && cap(o.msgs) > 64 {
+		o.msgs = nil // an idle connection holds no big buffer
+	}
+	o.next = first + uint64(n)
 	return first, out
 }
 
-// rewind makes the messages after seq last unsent again, for a client
-// that resumes having received up to last. It returns the first seq that
-// will be sent and whether messages the client may not have received will
-// not be sent: either they were already dropped, or last is a seq that was
-// never handed to a writer (one from another peer, say), so which of the
-// written messages arrived is unknown.
-func (o *outbox) rewind(last uint64) (from uint64, gap bool) {
+// written returns the last seq taken by the writer (0 for none).
+func (o *outbox) written() uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var want uint64
-	switch {
-	case last >= o.sent:
-		// The claim is impossible. What was never handed to a writer is
-		// sent; what was is not replayed, and if there is any, that is a
-		// gap. (Compared before adding 1, so the largest uint64 cannot
-		// wrap to 0.)
-		want = o.sent
-		gap = o.sent > 1
-	case last+1 < o.base:
-		gap = true
-		want = o.base
-	default:
-		want = last + 1
-	}
-	if want < o.sent {
-		o.sent = want
-	}
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
-	return want, gap
+	return o.next - 1
 }
 
-// pending returns how many messages wait for a writer.
+// last returns the highest seq queued or taken.
+func (o *outbox) last() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n := len(o.msgs); n > 0 {
+		return o.msgs[n-1].seq
+	}
+	return o.next - 1
+}
+
+// pending returns how many messages wait for the writer.
 func (o *outbox) pending() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return int(o.next() - o.sent)
+	return len(o.msgs)
 }

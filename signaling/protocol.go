@@ -219,20 +219,31 @@ type replayInfo struct {
 	Gap  bool   `json:"gap,omitempty"`
 }
 
+// roomMsg is joined (up to the fields the bus adds, see JoinedBody), left,
+// peer-joined and peer-left.
 type roomMsg struct {
-	Type     string          `json:"type"`
-	ID       json.RawMessage `json:"id,omitempty"`
-	Room     string          `json:"room"`
-	Peer     string          `json:"peer,omitempty"`
-	Peers    *[]string       `json:"peers,omitempty"`
-	MaxPeers int             `json:"max_peers,omitempty"`
+	Type string          `json:"type"`
+	ID   json.RawMessage `json:"id,omitempty"`
+	Room string          `json:"room"`
+	Peer string          `json:"peer,omitempty"`
+	// User is the peer's identity (its token's subject), when tokens are on.
+	User string `json:"user,omitempty"`
+}
+
+// memberMsg is one member in a joined reply's "members".
+type memberMsg struct {
+	Peer string `json:"peer"`
+	User string `json:"user,omitempty"`
 }
 
 type relayedMsg struct {
-	Type string          `json:"type"`
-	From string          `json:"from"`
-	Room string          `json:"room,omitempty"`
-	Data json.RawMessage `json:"data"`
+	Type string `json:"type"`
+	From string `json:"from"`
+	// FromUser is the sender's identity (its token's subject), when
+	// tokens are on.
+	FromUser string          `json:"from_user,omitempty"`
+	Room     string          `json:"room,omitempty"`
+	Data     json.RawMessage `json:"data"`
 }
 
 type ackMsg struct {

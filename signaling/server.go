@@ -6,7 +6,6 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +30,9 @@ type Options struct {
 	Secret func() string
 	// Version is shown to clients in hello.
 	Version string
+	// Bus holds the sessions and rooms; nil is a new in-process bus (one
+	// node, no cluster).
+	Bus Bus
 }
 
 // settings are a Server's Config with its defaults applied, and what is
@@ -50,15 +52,13 @@ const (
 	writeWait = 10 * time.Second
 	// pongWait is how long after a ping the pong may take.
 	pongWait = 15 * time.Second
-	// goneMemory is how long a departed peer id is remembered, to answer
-	// "peer-gone" rather than "no-such-peer".
-	goneMemory = 10 * time.Minute
-	// maxGone bounds that memory.
-	maxGone = 4096
+	// busWait bounds one bus operation made for a client's message.
+	busWait = 5 * time.Second
 )
 
-// Server is the signaling server: a hub of peers and rooms. The zero value
-// is not usable; call New.
+// Server is the signaling server: the connections of this process, on a
+// Bus that holds the sessions, rooms and messages they share (in process
+// by default, Redis in a cluster). The zero value is not usable; call New.
 type Server struct {
 	log     *slog.Logger
 	limited *ratelog.Logger
@@ -66,41 +66,22 @@ type Server struct {
 	secret  func() string
 	version string
 	set     atomic.Pointer[settings]
+	bus     Bus
 
-	// byID mirrors peers for the TURN event hook, which must not wait for mu.
-	byID sync.Map // id → *peer
+	mu     sync.RWMutex
+	local  map[string]*conn // by session id: the connections this node holds
+	conns  map[*conn]struct{}
+	closed bool
 
-	mu       sync.RWMutex
-	peers    map[string]*peer
-	byResume map[string]*peer
-	rooms    map[string]*room
-	names    map[string]*peer // /ws/simple logins
-	// gone maps the ids of departed peers to when they left; goneOrder
-	// holds the same departures, oldest first, so that pruning takes
-	// entries from its front instead of scanning the map.
-	gone      map[string]time.Time
-	goneOrder []departure
-	conns     map[*conn]struct{}
-	closed    bool
+	// eventSlots bounds the relay events on their way to the bus.
+	eventSlots chan struct{}
 
 	nconns atomic.Int64
 	wg     sync.WaitGroup // Accept calls running
 }
 
-// departure is one entry of Server.goneOrder.
-type departure struct {
-	id string
-	at time.Time
-}
-
-// room is a named set of peers, in join order. Guarded by Server.mu.
-type room struct {
-	name    string
-	max     int
-	members []*peer
-}
-
-func (r *room) has(p *peer) bool { return slices.Contains(r.members, p) }
+// relayEventsInFlight bounds Server.eventSlots.
+const relayEventsInFlight = 256
 
 // New returns a Server for cfg, or an error naming every value of cfg it
 // cannot work with.
@@ -111,22 +92,31 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	log = log.With("component", "signaling")
 	s := &Server{
-		log:      log,
-		limited:  ratelog.New(log),
-		metrics:  newMetrics(opts.Registerer),
-		secret:   opts.Secret,
-		version:  opts.Version,
-		peers:    map[string]*peer{},
-		byResume: map[string]*peer{},
-		rooms:    map[string]*room{},
-		names:    map[string]*peer{},
-		gone:     map[string]time.Time{},
-		conns:    map[*conn]struct{}{},
+		log:     log,
+		limited: ratelog.New(log),
+		secret:  opts.Secret,
+		version: opts.Version,
+		bus:     opts.Bus,
+		local:   map[string]*conn{},
+		conns:   map[*conn]struct{}{},
+
+		eventSlots: make(chan struct{}, relayEventsInFlight),
 	}
 	if s.secret == nil {
 		s.secret = func() string { return "" }
 	}
+	if s.bus == nil {
+		s.bus = NewMemoryBus()
+	}
+	s.metrics = newMetrics(opts.Registerer, func() float64 {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return float64(len(s.local))
+	}, func() float64 { return float64(s.Stats().Rooms) })
 	if err := s.Reload(cfg); err != nil {
+		return nil, err
+	}
+	if err := s.bus.Start(node{s}); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -164,20 +154,17 @@ func (s *Server) PrepareReload(cfg Config) (apply func(), err error) {
 
 func (s *Server) settings() *settings { return s.set.Load() }
 
-// Close closes every connection (with close code 1001, going away) and
-// forgets every peer, waiting for the connections' goroutines until ctx
-// ends. net/http does not close hijacked connections; this does.
+// Close closes every connection (with close code 1001, going away),
+// waiting for the connections' goroutines until ctx ends, then the bus.
+// On the in-process bus every peer is forgotten; on a shared one, this
+// node's peers are held for their resume grace, to resume on another node.
+// net/http does not close hijacked connections; this does.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
-	}
-	for _, p := range s.peers {
-		if p.timer != nil {
-			p.timer.Stop()
-		}
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -187,10 +174,10 @@ func (s *Server) Close(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	return s.bus.Close(ctx)
 }
 
 // Connections returns the number of open WebSockets.
@@ -244,136 +231,26 @@ func newToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// register adds a new peer. Caller holds mu.
-func (s *Server) registerLocked(p *peer) {
-	for s.peers[p.id] != nil {
-		p.id = newID()
-	}
-	s.peers[p.id] = p
-	s.byID.Store(p.id, p)
-	s.metrics.peers.Inc()
-}
-
-// removeLocked forgets p for good: its rooms are told it left. Caller holds
-// mu.
-func (s *Server) removeLocked(p *peer, why string) {
-	if p.gone {
-		return
-	}
-	p.gone = true
-	if p.timer != nil {
-		p.timer.Stop()
-	}
-	delete(s.peers, p.id)
-	s.byID.Delete(p.id)
-	if p.resume != "" {
-		delete(s.byResume, p.resume)
-	}
-	for _, name := range slices.Clone(p.rooms) {
-		s.leaveLocked(p, name)
-	}
-	if p.simple {
-		s.simpleLogoutLocked(p)
-	}
-	s.rememberGoneLocked(p.id, time.Now())
-	s.metrics.peers.Dec()
-	s.log.Debug("peer gone", "peer", p.id, "why", why)
-}
-
-// rememberGoneLocked records that peer id left at now, for peerGoneLocked.
-// It forgets departures older than goneMemory and, beyond maxGone, the
-// oldest ones. Departures are recorded in time order (under mu, with the
-// monotonic clock), so both are at the front of goneOrder: the cost is
-// O(1) amortized per departure. Caller holds mu.
-func (s *Server) rememberGoneLocked(id string, now time.Time) {
-	s.gone[id] = now
-	s.goneOrder = append(s.goneOrder, departure{id: id, at: now})
-	n := 0
-	for _, d := range s.goneOrder {
-		if len(s.goneOrder)-n <= maxGone && now.Sub(d.at) < goneMemory {
-			break
-		}
-		// An id that left again later has a newer entry; keep that one.
-		if t, ok := s.gone[d.id]; ok && t.Equal(d.at) {
-			delete(s.gone, d.id)
-		}
-		n++
-	}
-	if n > 0 {
-		clear(s.goneOrder[:n]) // let the ids be collected
-		s.goneOrder = s.goneOrder[n:]
-	}
-}
-
-// leaveLocked takes p out of room name and tells the others. Caller holds mu.
-func (s *Server) leaveLocked(p *peer, name string) bool {
-	i := slices.Index(p.rooms, name)
-	if i < 0 {
-		return false
-	}
-	p.rooms = slices.Delete(p.rooms, i, i+1)
-	r := s.rooms[name]
-	if r == nil {
-		return true
-	}
-	if j := slices.Index(r.members, p); j >= 0 {
-		r.members = slices.Delete(r.members, j, j+1)
-	}
-	if len(r.members) == 0 {
-		delete(s.rooms, name)
-		s.metrics.rooms.Dec()
-		return true
-	}
-	body := encode(roomMsg{Type: TypePeerLeft, Room: name, Peer: p.id})
-	for _, o := range r.members {
-		s.deliver(o, body, "peer-left")
-	}
-	return true
-}
-
-// deliver queues body for p; a full queue means p is too slow, and it is
-// disconnected. Safe with or without mu held.
-func (s *Server) deliver(p *peer, body []byte, what string) error {
-	if _, err := p.out.push(body); err != nil {
-		s.metrics.dropped.WithLabelValues("queue-full").Inc()
-		s.limited.Log(slog.LevelInfo, "slow-"+p.id, "peer too slow: its queue is full, disconnecting it",
-			"peer", p.id, "dropped", what, "queued", p.out.pending())
-		p.kick()
-		return err
-	}
-	return nil
-}
-
-// sharesRoom reports whether a and b are in a common room (room "" = any).
-// Caller holds mu.
-func sharesRoom(a, b *peer, room string) bool {
-	if room != "" {
-		return slices.Contains(a.rooms, room) && slices.Contains(b.rooms, room)
-	}
-	for _, r := range a.rooms {
-		if slices.Contains(b.rooms, r) {
-			return true
-		}
-	}
-	return false
-}
-
-// peerGone reports whether id left recently. Caller holds mu (read).
-func (s *Server) peerGoneLocked(id string) bool {
-	t, ok := s.gone[id]
-	return ok && time.Since(t) < goneMemory
-}
-
 // Stats is a snapshot for tests and the benchmark.
 type Stats struct {
 	Connections, Peers, Rooms int
 }
 
-// Stats returns the current counts.
+// Stats returns the current counts: this node's connections, and the
+// cluster's peers and rooms.
 func (s *Server) Stats() Stats {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return Stats{Connections: int(s.nconns.Load()), Peers: len(s.peers), Rooms: len(s.rooms)}
+	st := Stats{Connections: int(s.nconns.Load())}
+	ctx, cancel := context.WithTimeout(context.Background(), busWait)
+	defer cancel()
+	if counts, err := s.bus.Counts(ctx); err == nil {
+		for _, n := range counts {
+			st.Peers += n
+		}
+	}
+	if rooms, err := s.bus.Rooms(ctx); err == nil {
+		st.Rooms = len(rooms)
+	}
+	return st
 }
 
 // safeText trims client-supplied text for logs.
@@ -382,4 +259,67 @@ func safeText(s string) string {
 		s = s[:64]
 	}
 	return strings.ToValidUTF8(s, "?")
+}
+
+// node is the Server as the bus sees it.
+type node struct{ s *Server }
+
+// Deliver implements Node: the message goes to the session's connection on
+// this node, if it still has one (after a drop the bus holds it). A
+// connection whose queue is full is not reading: it is closed, and its
+// session held, so a resume gets what it missed from the bus's log.
+func (n node) Deliver(id string, seq uint64, body []byte) {
+	s := n.s
+	s.mu.RLock()
+	c := s.local[id]
+	s.mu.RUnlock()
+	if c == nil || c.out.put(seq, body) {
+		return
+	}
+	s.metrics.dropped.WithLabelValues("queue-full").Inc()
+	s.limited.Log(slog.LevelInfo, "slow-"+id, "peer too slow: its queue is full, disconnecting it",
+		"peer", id, "queued", c.out.pending())
+	c.kill(closePolicyViolation, "too slow: outbox full")
+	// Hold it now rather than when its writer gives up (up to a second),
+	// so that senders are told its queue is full. Off the bus's call.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), busWait)
+		defer cancel()
+		grace := s.settings().ResumeGrace
+		if c.simple {
+			grace = 0
+		}
+		_ = s.bus.Hold(ctx, id, c.epoch, c.out.written(), grace)
+	}()
+}
+
+// Kick implements Node.
+func (n node) Kick(id string, code int, reason string) {
+	n.s.mu.RLock()
+	c := n.s.local[id]
+	n.s.mu.RUnlock()
+	if c != nil {
+		c.kill(code, reason)
+	}
+}
+
+// Resync implements Node: every connection asks the bus for what it may
+// have missed.
+func (n node) Resync() {
+	s := n.s
+	s.mu.RLock()
+	conns := make([]*conn, 0, len(s.local))
+	for _, c := range s.local {
+		conns = append(conns, c)
+	}
+	s.mu.RUnlock()
+	go func() {
+		for _, c := range conns {
+			ctx, cancel := context.WithTimeout(context.Background(), busWait)
+			if from, msgs, _, err := s.bus.Replay(ctx, c.id, c.out.written()); err == nil {
+				c.out.putAll(from, msgs)
+			}
+			cancel()
+		}
+	}()
 }

@@ -307,6 +307,10 @@ func TestMaxConnections(t *testing.T) {
 func TestSlowReaderDisconnected(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.SendQueue = 16 })
 	a, b := pairInRoom(t, s, "r") // b reads hello, then stops reading below
+	c := connect(t, s, pipeOpts{})
+	c.send(`{"type":"join","room":"r","id":"j"}`)
+	c.expect("joined")
+	a.expect("peer-joined")
 	// b stops reading: everything for it piles up on the server.
 	b.raw.SetReadDeadline(time.Now()) // its reader fails; nothing reads the pipe any more
 	eventually(t, "b's reader to stop", func() bool {
@@ -317,27 +321,32 @@ func TestSlowReaderDisconnected(t *testing.T) {
 			return false
 		}
 	})
+	// b's queue takes signaling.send_queue messages beyond a burst of its
+	// own replies (messages_burst, 200): two senders, each within its own
+	// burst, fill it.
 	start := time.Now()
 	full := false
-	for i := 0; i < 100 && !full; i++ {
-		a.send(`{"type":"message","to":"` + b.id() + `","id":` + str(i) + `,"data":"x"}`)
-		m := a.next()
-		switch {
-		case m["type"] == "ack":
-		case m["type"] == "error" && m["code"] == CodeQueueFull:
-			full = true
-		default:
-			t.Fatalf("unexpected %v", m)
+	for i := 0; i < 180 && !full; i++ {
+		for _, from := range []*client{a, c} {
+			from.send(`{"type":"message","to":"` + b.id() + `","id":` + str(i) + `,"data":"x"}`)
+			m := from.next()
+			switch {
+			case m["type"] == "ack":
+			case m["type"] == "error" && m["code"] == CodeQueueFull:
+				full = true
+			default:
+				t.Fatalf("unexpected %v", m)
+			}
 		}
 	}
 	if !full {
-		t.Fatal("no queue-full error after 100 messages")
+		t.Fatal("no queue-full error after 360 messages")
 	}
-	// a was never slowed down, and b's connection is closed.
+	// The senders were never slowed down, and b's connection is closed.
 	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("the sender waited %v", d)
+		t.Errorf("the senders waited %v", d)
 	}
-	eventually(t, "the slow connection to close", func() bool { return s.Connections() == 1 })
+	eventually(t, "the slow connection to close", func() bool { return s.Connections() == 2 })
 }
 
 func TestResume(t *testing.T) {
@@ -373,11 +382,6 @@ func TestResume(t *testing.T) {
 			t.Fatalf("replay %d: %v", i, m)
 		}
 	}
-	// The old token is spent; the new one works after another drop.
-	b3 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: b.hello["resume_token"].(string)}})
-	if b3.hello["resumed"] != false || b3.hello["resume_error"] == nil {
-		t.Fatalf("spent token: %v", b3.hello)
-	}
 	// Resuming while the old connection still looks alive replaces it,
 	// and messages it was sent but may not have read come again.
 	a.send(`{"type":"message","to":"` + b.id() + `","data":"again"}`)
@@ -396,6 +400,40 @@ func TestResume(t *testing.T) {
 	}
 	if err := b2.waitClosed(); closeCode(err) != 4000 {
 		t.Fatalf("replaced connection closed with %v", err)
+	}
+	// Two resumes later, the first token is spent.
+	b3 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: b.hello["resume_token"].(string)}})
+	if b3.hello["resumed"] != false || b3.hello["resume_error"] == nil {
+		t.Fatalf("spent token: %v", b3.hello)
+	}
+}
+
+// A connection that drops during the resume itself, before the client
+// has read the hello with its new token, loses nothing: the token it used
+// still works (once more).
+func TestResumeTokenSurvivesDropDuringResume(t *testing.T) {
+	s := newTestServer(t, nil)
+	a, b := pairInRoom(t, s, "r")
+	t0 := b.hello["resume_token"].(string)
+	b.raw.Close()
+	eventually(t, "the server to notice", func() bool { return s.Connections() == 1 })
+	a.send(`{"type":"message","to":"` + b.id() + `","id":1,"data":"one"}`)
+	a.expect("ack")
+	b2 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: t0}})
+	if b2.hello["resumed"] != true {
+		t.Fatalf("first resume: %v", b2.hello)
+	}
+	b2.raw.Close() // before the client saw the new token
+	eventually(t, "the server to notice", func() bool { return s.Connections() == 1 })
+	b3 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: t0}})
+	if b3.hello["resumed"] != true || b3.hello["peer"] != b.id() {
+		t.Fatalf("resume with the token used for the dropped resume: %v", b3.hello)
+	}
+	// Resumed with no last seq, everything is replayed: its joined, then
+	// the message.
+	b3.expect("joined")
+	if m := b3.expect("message"); m["data"] != "one" {
+		t.Fatalf("replay: %v", m)
 	}
 }
 
@@ -424,46 +462,52 @@ func TestResumeWithLastBeyondSent(t *testing.T) {
 }
 
 func TestGoneMemory(t *testing.T) {
-	s := newTestServer(t, nil)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	bus := NewMemoryBus()
+	st := bus.st
 	now := time.Now()
+	st.mu.Lock()
 	// Departures older than goneMemory are forgotten at the next one.
-	s.rememberGoneLocked("old-1", now.Add(-goneMemory-time.Second))
-	s.rememberGoneLocked("old-2", now.Add(-goneMemory))
-	s.rememberGoneLocked("recent", now.Add(-goneMemory+time.Minute))
-	s.rememberGoneLocked("now", now)
-	if _, ok := s.gone["old-1"]; ok || len(s.gone) != 2 || len(s.goneOrder) != 2 {
-		t.Fatalf("after expiry: %v", s.gone)
+	st.rememberGoneLocked("old-1", now.Add(-goneMemory-time.Second))
+	st.rememberGoneLocked("old-2", now.Add(-goneMemory))
+	st.rememberGoneLocked("recent", now.Add(-goneMemory+time.Minute))
+	st.rememberGoneLocked("now", now)
+	if _, ok := st.gone["old-1"]; ok || len(st.gone) != 2 || len(st.goneOrder) != 2 {
+		t.Fatalf("after expiry: %v", st.gone)
 	}
-	if !s.peerGoneLocked("recent") || !s.peerGoneLocked("now") || s.peerGoneLocked("old-2") {
-		t.Fatalf("peerGoneLocked after expiry: %v", s.gone)
+	if !st.goneLocked("recent") || !st.goneLocked("now") || st.goneLocked("old-2") {
+		t.Fatalf("goneLocked after expiry: %v", st.gone)
 	}
+	st.mu.Unlock()
 
 	// Beyond maxGone the oldest are forgotten, one for one, through the
 	// path a real departure takes.
+	ctx := context.Background()
 	var ids []string
 	for i := range maxGone + 10 {
-		p := &peer{id: fmt.Sprintf("p%05d", i)}
-		s.registerLocked(p)
-		s.removeLocked(p, "test")
-		ids = append(ids, p.id)
+		id := fmt.Sprintf("p%05d", i)
+		if err := bus.Open(ctx, Session{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		bus.Remove(ctx, id, 0)
+		ids = append(ids, id)
 	}
-	if len(s.gone) != maxGone || len(s.goneOrder) != maxGone {
-		t.Fatalf("%d remembered, %d in order; want %d", len(s.gone), len(s.goneOrder), maxGone)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.gone) != maxGone || len(st.goneOrder) != maxGone {
+		t.Fatalf("%d remembered, %d in order; want %d", len(st.gone), len(st.goneOrder), maxGone)
 	}
 	for _, id := range []string{"recent", "now", ids[0], ids[9]} {
-		if s.peerGoneLocked(id) {
+		if st.goneLocked(id) {
 			t.Errorf("%s still remembered", id)
 		}
 	}
 	for _, id := range []string{ids[10], ids[len(ids)-1]} {
-		if !s.peerGoneLocked(id) {
+		if !st.goneLocked(id) {
 			t.Errorf("%s forgotten", id)
 		}
 	}
-	for i, d := range s.goneOrder {
-		if d.id != ids[10+i] || !s.gone[d.id].Equal(d.at) {
+	for i, d := range st.goneOrder {
+		if d.id != ids[10+i] || !st.gone[d.id].Equal(d.at) {
 			t.Fatalf("goneOrder[%d] = %v, want %s as in gone", i, d, ids[10+i])
 		}
 	}
@@ -625,9 +669,10 @@ func TestSimpleProtocol(t *testing.T) {
 	bob.ws.Close()
 	alice.expect("leave")
 	eventually(t, "bob's name to be free", func() bool {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		return s.names["bob"] == nil
+		st := s.bus.(*MemoryBus).st
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.names["bob"] == nil
 	})
 }
 

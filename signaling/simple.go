@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -67,7 +68,9 @@ func (c *conn) simpleError(msg string) {
 	c.send(encode(simpleError{Type: "error", Message: msg}))
 }
 
-// handleSimple answers one tutorial message. It runs on the reader.
+// handleSimple answers one tutorial message. It runs on the reader. A
+// login claims the name on the bus; messages go to the session that claimed
+// the name they carry, anywhere in the cluster.
 func (c *conn) handleSimple(b []byte) {
 	m, err := parseSimple(b)
 	if err != nil {
@@ -76,80 +79,74 @@ func (c *conn) handleSimple(b []byte) {
 		return
 	}
 	s := c.s
-	p := c.p
 	s.metrics.messages.WithLabelValues(typeLabel(m.Type), "ok").Inc()
+	ctx, cancel := busCtx()
+	defer cancel()
 	switch m.Type {
 	case "login":
-		s.mu.Lock()
 		switch {
-		case p.name != "":
-			s.mu.Unlock()
-			c.send(encode(simpleLogin{Type: "login", Success: false, Message: "already logged in as " + p.name}))
+		case c.name != "":
+			c.send(encode(simpleLogin{Type: "login", Success: false, Message: "already logged in as " + c.name}))
 			return
 		case !validName(m.Name):
-			s.mu.Unlock()
 			c.send(encode(simpleLogin{Type: "login", Success: false, Message: "name must be 1-64 printable characters"}))
 			return
-		case s.names[m.Name] != nil:
-			s.mu.Unlock()
+		}
+		switch err := s.bus.Claim(ctx, c.id, m.Name); {
+		case errors.Is(err, ErrNameTaken):
 			c.send(encode(simpleLogin{Type: "login", Success: false, Message: "name taken"}))
 			return
-		}
-		p.name = m.Name
-		s.names[m.Name] = p
-		s.mu.Unlock()
-		servers, _, _ := s.iceServers(c.host, p.id)
-		c.send(encode(simpleLogin{Type: "login", Success: true, ICEServers: servers}))
-	case "offer", "answer", "candidate", "leave":
-		s.mu.Lock()
-		if p.name == "" {
-			s.mu.Unlock()
-			c.simpleError("log in first")
+		case err != nil:
+			c.send(encode(simpleLogin{Type: "login", Success: false, Message: "cluster unavailable, try again"}))
 			return
 		}
-		t := s.names[m.Name]
-		if t == nil {
-			s.mu.Unlock()
-			if m.Type != "leave" {
-				c.simpleError("no user named " + safeText(m.Name))
-			}
+		c.name = m.Name
+		servers, _, _ := s.iceServers(c.host, c.id)
+		c.send(encode(simpleLogin{Type: "login", Success: true, ICEServers: servers}))
+	case "offer", "answer", "candidate", "leave":
+		if c.name == "" {
+			c.simpleError("log in first")
 			return
 		}
 		var out simpleRelay
 		switch m.Type {
 		case "offer":
-			out = simpleRelay{Type: "offer", Offer: m.Offer, Name: p.name}
-			p.other = t.name
+			out = simpleRelay{Type: "offer", Offer: m.Offer, Name: c.name}
 		case "answer":
 			out = simpleRelay{Type: "answer", Answer: m.Answer}
-			p.other = t.name
 		case "candidate":
 			out = simpleRelay{Type: "candidate", Candidate: m.Candidate}
 		case "leave":
 			out = simpleRelay{Type: "leave"}
-			t.other = ""
-			p.other = ""
 		}
-		s.deliver(t, encode(out), m.Type)
-		s.mu.Unlock()
+		_, err := s.bus.Send(ctx, SendRequest{From: c.id, To: m.Name, ByName: true, Body: encode(out)})
+		switch {
+		case err == nil:
+			switch m.Type {
+			case "offer", "answer":
+				c.other = m.Name
+			case "leave":
+				c.other = ""
+			}
+		case errors.Is(err, ErrUnknownSession):
+			if m.Type != "leave" {
+				c.simpleError("no user named " + safeText(m.Name))
+			}
+		default:
+			c.simpleError("cannot reach " + safeText(m.Name) + ": " + err.Error())
+		}
 	default:
 		c.simpleError("Command not found: " + safeText(m.Type))
 	}
 }
 
-// simpleLogoutLocked forgets p's login and tells the peer it talked to.
-// Caller holds mu.
-func (s *Server) simpleLogoutLocked(p *peer) {
-	if p.name == "" {
+// simpleLogout tells the peer c last exchanged an offer or answer with
+// that c is gone, as the tutorial's server does.
+func (c *conn) simpleLogout() {
+	if c.other == "" {
 		return
 	}
-	if s.names[p.name] == p {
-		delete(s.names, p.name)
-	}
-	if p.other != "" {
-		if t := s.names[p.other]; t != nil {
-			t.other = ""
-			s.deliver(t, encode(simpleRelay{Type: "leave"}), "leave")
-		}
-	}
+	ctx, cancel := busCtx()
+	defer cancel()
+	_, _ = c.s.bus.Send(ctx, SendRequest{From: c.id, To: c.other, ByName: true, Body: encode(simpleRelay{Type: "leave"})})
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Transport is one client connection as the session code (peer.go,
+// Transport is one client connection as the session code (session.go,
 // handle.go, simple.go) sees it: frames in, frames out, a close with a code.
 // No WebSocket type crosses it, so the session code does not care whether
 // frames travel over gorilla/websocket (transport_ws.go, today) or another

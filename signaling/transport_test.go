@@ -39,7 +39,7 @@ func TestWebSocketOnlyBehindTransport(t *testing.T) {
 		}
 	}
 	// The check must have seen the session code, or it proves nothing.
-	if _, err := os.Stat("peer.go"); err != nil || checked < 5 {
-		t.Fatalf("checked %d files (peer.go: %v); run from the signaling directory", checked, err)
+	if _, err := os.Stat("session.go"); err != nil || checked < 5 {
+		t.Fatalf("checked %d files (session.go: %v); run from the signaling directory", checked, err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,43 +13,22 @@ import (
 	"icegate/internal/tokenbucket"
 )
 
-// peer is one signaling client. It outlives a connection: within the resume
-// grace a new connection can take it over.
-type peer struct {
-	id     string
+// conn is one connection to a session: exactly one reader (the goroutine
+// in ServeTransport) and one writer (writeLoop). The session itself (its
+// id, rooms, log and resume token) lives on the Bus and outlives the
+// connection: within the resume grace a new connection, on this node or
+// another, takes it over.
+type conn struct {
+	s      *Server
+	t      Transport
+	host   string
+	id     string  // the session's
+	epoch  uint64  // the session's epoch when this connection took it
 	claims *Claims // nil when no token is required
 	simple bool    // speaks the /ws/simple tutorial protocol
 	out    *outbox
 
 	turnEvents atomic.Bool
-	// connPtr mirrors conn for kick, which runs without Server.mu.
-	connPtr atomic.Pointer[conn]
-
-	// Guarded by Server.mu.
-	rooms  []string
-	conn   *conn
-	resume string
-	timer  *time.Timer
-	drops  int // connections lost so far, so a stale grace timer knows it is stale
-	gone   bool
-	name   string // /ws/simple login name
-	other  string // /ws/simple: the name it last exchanged an offer or answer with
-}
-
-// kick disconnects p's current connection, if any (it may resume).
-func (p *peer) kick() {
-	if c := p.connPtr.Load(); c != nil {
-		c.kill(closePolicyViolation, "too slow: outbox full")
-	}
-}
-
-// conn is one connection to a peer: exactly one reader (the goroutine in
-// ServeTransport) and one writer (writeLoop).
-type conn struct {
-	s    *Server
-	p    *peer
-	t    Transport
-	host string
 
 	done       chan struct{}
 	writerDone chan struct{}
@@ -60,8 +38,10 @@ type conn struct {
 	killedAt   time.Time
 
 	// Reader-only state.
-	rate tokenbucket.Bucket // messages_per_second, messages_burst
-	buf  []byte
+	rate  tokenbucket.Bucket // messages_per_second, messages_burst
+	buf   []byte
+	name  string // /ws/simple login name
+	other string // /ws/simple: the name it last exchanged an offer or answer with
 }
 
 // kill ends the connection: the writer sends a close frame with code and
@@ -96,7 +76,8 @@ type AcceptOptions struct {
 // goroutine, and returns after both have finished. The server owns t from
 // here on. Accept is the same for a gorilla/websocket connection.
 func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOptions) error {
-	c := &conn{s: s, t: t, host: opts.Host, done: make(chan struct{}), writerDone: make(chan struct{})}
+	c := &conn{s: s, t: t, host: opts.Host, claims: opts.Claims, simple: opts.Simple,
+		done: make(chan struct{}), writerDone: make(chan struct{})}
 	if err := s.enter(c); err != nil {
 		code, reason := closeTryAgainLater, "capacity"
 		if errors.Is(err, ErrClosed) {
@@ -113,7 +94,15 @@ func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOpt
 
 	st := s.settings()
 	c.rate = tokenbucket.Full(float64(st.MessagesBurst), time.Now())
-	hello, renew := s.attach(c, opts)
+	// Replies to a burst the client may send never overflow its queue.
+	c.out = newOutbox(st.SendQueue + st.MessagesBurst)
+	hello, renew, err := s.attach(ctx, c, opts)
+	if err != nil {
+		s.metrics.refused.WithLabelValues("cluster-unavailable").Inc()
+		s.limited.Log(slog.LevelWarn, "attach", "cannot open a session", "err", err)
+		_ = t.Close(closeTryAgainLater, CodeClusterUnavailable)
+		return err
+	}
 	go c.writeLoop(hello, renew)
 	clean := c.readLoop()
 	c.kill(closeNormal, "")
@@ -122,62 +111,72 @@ func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOpt
 	return nil
 }
 
-// attach binds c to a peer: the one its resume token names, or a new one.
-// It returns the hello to send first (nil for /ws/simple) and when to renew
-// the credentials in it.
-func (s *Server) attach(c *conn, opts AcceptOptions) ([]byte, time.Duration) {
+// limits are the bus limits of a session under st.
+func (st *settings) limits() Limits {
+	return Limits{Queue: st.SendQueue, Keep: st.SendQueue}
+}
+
+// attach binds c to a session: the one its resume token names, or a new
+// one. It returns the hello to send first (nil for /ws/simple) and when to
+// renew the credentials in it.
+func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byte, time.Duration, error) {
 	st := s.settings()
-	var p *peer
-	var old *conn
+	ctx, cancel := context.WithTimeout(ctx, busWait)
+	defer cancel()
+	user := ""
+	if c.claims != nil {
+		user = c.claims.Subject
+	}
+	var res Resumed
+	resumed := false
 	resumeErr := ""
-	s.mu.Lock()
-	if opts.Resume != "" && !opts.Simple {
-		p = s.byResume[opts.Resume]
+	token := ""
+	if !c.simple {
+		token = newToken()
+	}
+	if opts.Resume != "" && !c.simple {
+		var err error
+		res, err = s.bus.Resume(ctx, ResumeRequest{Token: opts.Resume, NewToken: token, User: user, Last: opts.LastSeq, Limits: st.limits()})
 		switch {
-		case p == nil:
-			resumeErr = "unknown or expired resume token; this is a new peer"
-			s.metrics.resumes.WithLabelValues("unknown").Inc()
-		case !sameSubject(p.claims, opts.Claims):
-			p = nil
+		case err == nil:
+			resumed = true
+		case errors.Is(err, ErrOtherUser):
 			resumeErr = "resume token belongs to another user; this is a new peer"
 			s.metrics.resumes.WithLabelValues("other-user").Inc()
+		case errors.Is(err, ErrUnknownSession):
+			resumeErr = "unknown or expired resume token; this is a new peer"
+			s.metrics.resumes.WithLabelValues("unknown").Inc()
 		default:
-			old = p.conn
-			if p.timer != nil {
-				p.timer.Stop()
-				p.timer = nil
-			}
-			delete(s.byResume, p.resume)
+			return nil, 0, err
 		}
 	}
-	resumed := p != nil
-	if p == nil {
-		p = &peer{id: newID(), claims: opts.Claims, simple: opts.Simple,
-			out: newOutbox(st.SendQueue, st.SendQueue)}
-		s.registerLocked(p)
+	if resumed {
+		c.id, c.epoch = res.ID, res.Epoch
+		// Messages logged after Resume ran are delivered to whichever
+		// connection is registered; register, then catch up on what
+		// arrived in between (the outbox drops what it has twice).
+		c.out.reset(res.From, res.Msgs)
+		s.register(c)
+		if from, msgs, _, err := s.bus.Replay(ctx, c.id, res.From+uint64(len(res.Msgs))-1); err == nil {
+			c.out.putAll(from, msgs)
+		}
+	} else {
+		c.id, c.epoch = newID(), 1
+		s.register(c)
+		if err := s.bus.Open(ctx, Session{ID: c.id, User: user, Token: token, Limits: st.limits()}); err != nil {
+			s.unregister(c)
+			return nil, 0, err
+		}
 	}
-	c.p = p
-	p.conn = c
-	p.connPtr.Store(c)
-	if !p.simple {
-		p.resume = newToken()
-		s.byResume[p.resume] = p
+	if c.simple {
+		return nil, 0, nil
 	}
-	rooms := slices.Clone(p.rooms)
-	resume := p.resume
-	s.mu.Unlock()
-
-	if p.simple {
-		return nil, 0
-	}
-	if old != nil {
-		// The old connection must stop writing before the outbox rewinds,
-		// or it could take messages the new one needs.
-		old.kill(closeReplaced, "replaced by a resumed connection")
-		<-old.writerDone
+	rooms := res.Rooms
+	if rooms == nil {
+		rooms = []string{}
 	}
 	h := helloMsg{
-		Type: TypeHello, Peer: p.id, ResumeToken: resume, Resumed: resumed, ResumeError: resumeErr,
+		Type: TypeHello, Peer: c.id, ResumeToken: token, Resumed: resumed, ResumeError: resumeErr,
 		Rooms:        rooms,
 		PingInterval: int(st.PingInterval / time.Second),
 		Limits: helloLimits{
@@ -187,32 +186,49 @@ func (s *Server) attach(c *conn, opts AcceptOptions) ([]byte, time.Duration) {
 		},
 		Server:   serverInfo{Version: s.version, TURNSCertificate: "configured", TURNEvents: !st.NoTURNEvents},
 		NATProbe: st.natProbe,
+		User:     user,
 	}
 	if st.Relay.SelfSignedCert {
 		h.Server.TURNSCertificate = "self-signed"
 	}
-	if p.claims != nil {
-		h.User = p.claims.Subject
-	}
-	if h.Rooms == nil {
-		h.Rooms = []string{}
-	}
 	var exp time.Time
-	h.ICEServers, exp, h.Server.Credentials = s.iceServers(c.host, p.id)
+	h.ICEServers, exp, h.Server.Credentials = s.iceServers(c.host, c.id)
 	if h.Server.Credentials {
 		h.Expires = &exp
 		h.TTL = int(time.Until(exp) / time.Second)
 	}
 	if resumed {
-		from, gap := p.out.rewind(opts.LastSeq)
-		h.Replay = &replayInfo{From: from, Gap: gap}
+		h.Replay = &replayInfo{From: res.From, Gap: res.Gap}
 		outcome := "ok"
-		if gap {
+		if res.Gap {
 			outcome = "gap"
 		}
 		s.metrics.resumes.WithLabelValues(outcome).Inc()
 	}
-	return encode(h), renewAfter(exp)
+	return encode(h), renewAfter(exp), nil
+}
+
+// register makes c the connection deliveries for its session go to.
+func (s *Server) register(c *conn) {
+	s.mu.Lock()
+	old := s.local[c.id]
+	s.local[c.id] = c
+	s.mu.Unlock()
+	if old != nil && old != c {
+		old.kill(closeReplaced, "replaced by a resumed connection")
+	}
+}
+
+// unregister forgets c as its session's connection, unless another took
+// over; it reports whether c was still the one.
+func (s *Server) unregister(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.local[c.id] != c {
+		return false
+	}
+	delete(s.local, c.id)
+	return true
 }
 
 // renewAfter says when to send fresh credentials: at 80% of their life,
@@ -224,42 +240,30 @@ func renewAfter(exp time.Time) time.Duration {
 	return max(time.Until(exp)*4/5, time.Second)
 }
 
-func sameSubject(a, b *Claims) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return a.Subject == b.Subject
-}
-
-// detach unbinds c from its peer after the connection ended. A peer that
-// said goodbye (close code 1000 or 1001, or "bye") leaves at once; one whose
-// connection broke keeps its id, rooms and queue for the resume grace.
+// detach ends c's hold on its session after the connection ended. A peer
+// that said goodbye (close code 1000 or 1001, or "bye") leaves at once;
+// one whose connection broke keeps its id, rooms and queue for the resume
+// grace, on the bus, where any node can take it over.
 func (s *Server) detach(c *conn, clean bool) {
-	st := s.settings()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := c.p
-	if p == nil || p.conn != c {
+	if !s.unregister(c) {
 		return // replaced by a resumed connection
 	}
-	p.conn = nil
-	p.connPtr.Store(nil)
-	grace := st.ResumeGrace
-	if clean || grace <= 0 || p.simple || s.closed {
-		s.removeLocked(p, "disconnected")
-		return
-	}
-	p.drops++
-	drop := p.drops
-	p.timer = time.AfterFunc(grace, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		// A timer stopped too late for an earlier drop must not cut this
-		// grace short.
-		if p.conn == nil && p.drops == drop {
-			s.removeLocked(p, "resume grace expired")
+	st := s.settings()
+	ctx, cancel := context.WithTimeout(context.Background(), busWait)
+	defer cancel()
+	var err error
+	if clean || st.ResumeGrace <= 0 || c.simple {
+		if c.simple {
+			c.simpleLogout()
 		}
-	})
+		err = s.bus.Remove(ctx, c.id, c.epoch)
+		s.log.Debug("peer gone", "peer", c.id, "why", "disconnected")
+	} else {
+		err = s.bus.Hold(ctx, c.id, c.epoch, c.out.written(), st.ResumeGrace)
+	}
+	if err != nil {
+		s.limited.Log(slog.LevelWarn, "detach", "cannot release a session on the bus", "peer", c.id, "err", err)
+	}
 }
 
 // readLoop reads and handles messages until the connection fails. It
@@ -292,7 +296,7 @@ func (c *conn) readLoop() (clean bool) {
 			c.sendError(nil, "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 			continue
 		}
-		if c.p.simple {
+		if c.simple {
 			c.handleSimple(b)
 		} else {
 			c.handle(b, st)
@@ -318,10 +322,15 @@ func (c *conn) allow(st *settings) bool {
 	return c.rate.Take(time.Now(), float64(st.MessagesPerSecond), float64(st.MessagesBurst), 1)
 }
 
-// send queues a message for this connection's own peer. If its own queue
-// is full it is not reading: disconnect it.
+// send logs a reply for this connection's own session. A held session
+// (the connection is going) cannot take more: the reply is dropped.
 func (c *conn) send(body []byte) {
-	_ = c.s.deliver(c.p, body, "reply")
+	ctx, cancel := context.WithTimeout(context.Background(), busWait)
+	defer cancel()
+	if err := c.s.bus.Push(ctx, c.id, body); err != nil {
+		c.s.metrics.dropped.WithLabelValues("reply").Inc()
+		c.s.limited.Log(slog.LevelDebug, "reply-"+c.id, "reply not queued", "peer", c.id, "err", err)
+	}
 }
 
 func (c *conn) sendError(id json.RawMessage, forType string, e *protoError) {
@@ -358,7 +367,7 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 				_ = c.t.Close(c.closeCode, c.closeText)
 			}
 			return
-		case <-c.p.out.wake:
+		case <-c.out.wake:
 			if c.flush() != nil {
 				return
 			}
@@ -367,7 +376,7 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 				return
 			}
 		case <-renewC:
-			servers, exp, ok := c.s.iceServers(c.host, c.p.id)
+			servers, exp, ok := c.s.iceServers(c.host, c.id)
 			if ok {
 				c.send(encode(iceServersMsg{Type: TypeICEServers, ICEServers: servers, Expires: &exp, TTL: int(time.Until(exp) / time.Second)}))
 				renewC = time.After(renewAfter(exp))
@@ -378,7 +387,7 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 
 // flush writes what the outbox holds.
 func (c *conn) flush() error {
-	seq, msgs := c.p.out.take()
+	seq, msgs := c.out.take()
 	for i, m := range msgs {
 		if err := c.write(seq+uint64(i), m); err != nil {
 			return err
@@ -401,7 +410,7 @@ func (c *conn) write(seq uint64, body []byte) error {
 	default:
 	}
 	var err error
-	if seq == 0 || c.p.simple || len(body) < 2 {
+	if seq == 0 || c.simple || len(body) < 2 {
 		err = c.t.WriteFrame(deadline, nil, body)
 	} else {
 		var pre [32]byte
@@ -411,7 +420,7 @@ func (c *conn) write(seq uint64, body []byte) error {
 		err = c.t.WriteFrame(deadline, b, body[1:])
 	}
 	if err != nil {
-		c.s.limited.Log(slog.LevelDebug, "write-"+c.p.id, "write failed", "peer", c.p.id, "remote", c.t.RemoteAddr(), "err", err)
+		c.s.limited.Log(slog.LevelDebug, "write-"+c.id, "write failed", "peer", c.id, "remote", c.t.RemoteAddr(), "err", err)
 	}
 	return err
 }
