@@ -22,6 +22,13 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The id of a message dropped unparsed (rate, size) is valid or
+		// absent, whole or cut anywhere.
+		for _, cut := range []int{len(b), len(b) / 2} {
+			if id := peekID(b[:cut]); id != nil && !validID(id) {
+				t.Fatalf("peekID(%q) = invalid %q", b[:cut], id)
+			}
+		}
 		m, e := parse(b)
 		if e != nil {
 			if e.code == "" || e.msg == "" {

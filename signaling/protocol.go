@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"time"
@@ -124,6 +125,34 @@ func parse(b []byte) (*inbound, *protoError) {
 		m.Data = json.RawMessage("null")
 	}
 	return &m, nil
+}
+
+// peekID finds the id of a message that is not parsed (dropped for its
+// rate, or cut at the size limit): it walks the top-level keys until "id"
+// and returns its value if valid, nil otherwise. A cut message yields its
+// id only if the id comes before the cut.
+func peekID(b []byte) json.RawMessage {
+	d := json.NewDecoder(bytes.NewReader(b))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	for d.More() {
+		k, err := d.Token()
+		if err != nil {
+			return nil
+		}
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			return nil
+		}
+		if k == "id" {
+			if validID(v) {
+				return v
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // validID accepts a JSON string or number of bounded size.

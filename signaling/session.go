@@ -286,14 +286,16 @@ func (c *conn) readLoop() (clean bool) {
 		if err == nil {
 			c.buf = b // keep the grown buffer for the next frame
 		}
+		// Both errors answer with the message's id, when it can be found
+		// (for a message too large, in its first max_message_bytes).
 		if tooLarge {
 			c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
-			c.sendError(nil, "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
+			c.sendError(peekID(b), "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
 			continue
 		}
 		if !c.allow(st) {
 			c.s.metrics.messages.WithLabelValues("other", CodeRateLimited).Inc()
-			c.sendError(nil, "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
+			c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 			continue
 		}
 		if c.simple {

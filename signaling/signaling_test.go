@@ -267,17 +267,17 @@ func TestMessageSizeAndRate(t *testing.T) {
 		c.MessagesBurst = 2
 	})
 	a := connect(t, s, pipeOpts{})
-	big := `{"type":"ping","pad":"` + strings.Repeat("x", 2000) + `"}`
+	big := `{"type":"ping","id":"big","pad":"` + strings.Repeat("x", 2000) + `"}`
 	a.send(big)
-	if e := a.expect("error"); e["code"] != CodeTooLarge || !strings.Contains(e["error"].(string), "1024") {
+	if e := a.expect("error"); e["code"] != CodeTooLarge || !strings.Contains(e["error"].(string), "1024") || e["id"] != "big" {
 		t.Fatalf("too large: %v", e)
 	}
 	a.send(`{"type":"ping"}`)
 	a.expect("pong")
 	a.send(`{"type":"ping"}`)
 	a.expect("pong")
-	a.send(`{"type":"ping"}`) // the burst of 2 is used up
-	if e := a.expect("error"); e["code"] != CodeRateLimited {
+	a.send(`{"type":"ping","data":{"id":"inner"},"id":7}`) // the burst of 2 is used up
+	if e := a.expect("error"); e["code"] != CodeRateLimited || str(e["id"]) != "7" {
 		t.Fatalf("rate: %v", e)
 	}
 	time.Sleep(1100 * time.Millisecond)

@@ -24,7 +24,8 @@ import (
 type Transport interface {
 	// ReadFrame blocks for the next data frame and returns it, reusing
 	// buf's storage. A frame longer than limit bytes is read to its end
-	// and discarded, and ReadFrame returns ErrFrameTooLarge; the
+	// and discarded, and ReadFrame returns its first limit bytes (where
+	// the caller may find the message's id) with ErrFrameTooLarge; the
 	// connection stays usable. A frame over the transport's own hard
 	// limit ends the connection (close code 1009) with an error wrapping
 	// ErrReadLimit. A close from the client is a *CloseError.

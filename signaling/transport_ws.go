@@ -63,7 +63,7 @@ func (t *wsTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 		if _, err := io.Copy(io.Discard, r); err != nil {
 			return nil, err
 		}
-		return nil, ErrFrameTooLarge
+		return b.Bytes()[:limit], ErrFrameTooLarge
 	}
 	return b.Bytes(), nil
 }
