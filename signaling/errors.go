@@ -21,6 +21,8 @@ const (
 	CodeNotInRoom      = "not-in-room"      // the sender is not in the room it names
 	CodeRoomNotAllowed = "room-not-allowed" // the sender's token does not allow the room
 	CodeDisabled       = "disabled"         // the feature is switched off in the config
+	CodeBadToken       = "bad-token"        // an auth message's token is invalid, expired, or another user's
+	CodeTokenExpired   = "token-expired"    // the session's token expired; the connection closes (4001)
 	// CodeClusterUnavailable: the cluster's bus (Redis) cannot be reached;
 	// the message was not delivered and is not acked.
 	CodeClusterUnavailable = "cluster-unavailable"

@@ -54,6 +54,8 @@ func (c *conn) handle(b []byte, st *settings) {
 	case TypeBye:
 		c.ack(m)
 		c.kill(closeNormal, "bye")
+	case TypeAuth:
+		outcome = c.auth(m, st)
 	}
 	if outcome != nil {
 		c.s.metrics.messages.WithLabelValues(m.Type, outcome.code).Inc()
@@ -68,6 +70,30 @@ func (c *conn) ack(m *inbound) {
 	if len(m.ID) > 0 {
 		c.send(encode(ackMsg{Type: TypeAck, ID: m.ID}))
 	}
+}
+
+// auth takes a fresh token for the session: same subject, and it moves the
+// session's end to the new expiry. The rooms it allows apply to joins from
+// now on.
+func (c *conn) auth(m *inbound, st *settings) *protoError {
+	if len(st.TokenSecrets) == 0 {
+		return perr(CodeDisabled, "tokens are not in use (signaling.token_secrets is empty)")
+	}
+	claims, err := c.s.verifyToken(m.Token)
+	if err != nil {
+		return perr(CodeBadToken, "%v", err)
+	}
+	if c.claims != nil && claims.Subject != c.claims.Subject {
+		return perr(CodeBadToken, "the token is for another user (sub %q)", safeText(claims.Subject))
+	}
+	c.claims = claims
+	c.expiry.Store(claims.Expiry)
+	select {
+	case c.reauth <- struct{}{}:
+	default:
+	}
+	c.ack(m)
+	return nil
 }
 
 // busCtx bounds a bus operation made for a client's message.
@@ -243,4 +269,10 @@ func (s *Server) RelayEvent(e RelayEvent) {
 			s.metrics.dropped.WithLabelValues("turn-event").Inc()
 		}
 	}()
+}
+
+// verifyToken checks a token handed over an open connection (auth) the way
+// the HTTP upgrade checks one.
+func (s *Server) verifyToken(tok string) (*Claims, error) {
+	return VerifyToken(s.settings().TokenSecrets, tok, time.Now())
 }

@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, peers, rooms func() float64) *metrics
 func typeLabel(t string) string {
 	switch t {
 	case TypeJoin, TypeLeave, TypeOffer, TypeAnswer, TypeCandidate, TypeMessage, TypeBroadcast,
-		TypePing, TypeRenew, TypeTURNEvents, TypeBye, "login":
+		TypePing, TypeRenew, TypeTURNEvents, TypeBye, TypeAuth, "login":
 		return t
 	}
 	return "other"

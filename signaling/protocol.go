@@ -23,6 +23,7 @@ const (
 	TypeRenew      = "renew"
 	TypeTURNEvents = "turn-events"
 	TypeBye        = "bye"
+	TypeAuth       = "auth" // a fresh token before the current one expires
 )
 
 // Server message types on /ws.
@@ -57,6 +58,7 @@ type inbound struct {
 	MaxPeers int             `json:"max_peers,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
 	On       *bool           `json:"on,omitempty"`
+	Token    string          `json:"token,omitempty"`
 }
 
 // parse decodes and validates one client message. On error it still
@@ -112,6 +114,10 @@ func parse(b []byte) (*inbound, *protoError) {
 	case TypeTURNEvents:
 		if m.On == nil {
 			return &m, perr(CodeBadField, "missing \"on\" (true or false)")
+		}
+	case TypeAuth:
+		if m.Token == "" {
+			return &m, perr(CodeBadField, "missing \"token\"")
 		}
 	case TypePing, TypeRenew, TypeBye:
 	default:
@@ -201,20 +207,23 @@ func jsonErrText(err error) string {
 // "seq" field (see outbox).
 
 type helloMsg struct {
-	Type         string           `json:"type"`
-	Peer         string           `json:"peer"`
-	ResumeToken  string           `json:"resume_token,omitempty"`
-	Resumed      bool             `json:"resumed"`
-	ResumeError  string           `json:"resume_error,omitempty"`
-	Rooms        []string         `json:"rooms"`
-	ICEServers   []auth.ICEServer `json:"ice_servers"`
-	Expires      *time.Time       `json:"expires,omitempty"`
-	TTL          int              `json:"ttl,omitempty"`
-	User         string           `json:"user,omitempty"`
-	PingInterval int              `json:"ping_interval"`
-	Limits       helloLimits      `json:"limits"`
-	Server       serverInfo       `json:"server"`
-	Replay       *replayInfo      `json:"replay,omitempty"`
+	Type        string           `json:"type"`
+	Peer        string           `json:"peer"`
+	ResumeToken string           `json:"resume_token,omitempty"`
+	Resumed     bool             `json:"resumed"`
+	ResumeError string           `json:"resume_error,omitempty"`
+	Rooms       []string         `json:"rooms"`
+	ICEServers  []auth.ICEServer `json:"ice_servers"`
+	Expires     *time.Time       `json:"expires,omitempty"`
+	TTL         int              `json:"ttl,omitempty"`
+	User        string           `json:"user,omitempty"`
+	// TokenExpires is when the session ends unless an auth message brings
+	// a fresh token; absent without tokens.
+	TokenExpires *time.Time  `json:"token_expires,omitempty"`
+	PingInterval int         `json:"ping_interval"`
+	Limits       helloLimits `json:"limits"`
+	Server       serverInfo  `json:"server"`
+	Replay       *replayInfo `json:"replay,omitempty"`
 	// NATProbe holds the stun: URLs of the server's two RFC 5780 addresses,
 	// for the test page's NAT hint; absent without the stun block.
 	NATProbe []string `json:"nat_probe,omitempty"`

@@ -73,6 +73,10 @@ type Server struct {
 	conns  map[*conn]struct{}
 	closed bool
 
+	// leeway is how long past its token's exp a session lasts: the clock
+	// skew tokens are allowed at the door (tokenLeeway; tests shorten it).
+	leeway time.Duration
+
 	// eventSlots bounds the relay events on their way to the bus.
 	eventSlots chan struct{}
 
@@ -101,6 +105,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		conns:   map[*conn]struct{}{},
 
 		eventSlots: make(chan struct{}, relayEventsInFlight),
+		leeway:     tokenLeeway,
 	}
 	if s.secret == nil {
 		s.secret = func() string { return "" }

@@ -29,6 +29,11 @@ type conn struct {
 	out    *outbox
 
 	turnEvents atomic.Bool
+	// expiry is the Unix time the token expires (0: no token); an auth
+	// message moves it and signals reauth.
+	expiry atomic.Int64
+	reauth chan struct{}
+	ended  bool // set before done closes: the session ends, it is not held
 
 	done       chan struct{}
 	writerDone chan struct{}
@@ -77,7 +82,10 @@ type AcceptOptions struct {
 // here on. Accept is the same for a gorilla/websocket connection.
 func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOptions) error {
 	c := &conn{s: s, t: t, host: opts.Host, claims: opts.Claims, simple: opts.Simple,
-		done: make(chan struct{}), writerDone: make(chan struct{})}
+		done: make(chan struct{}), writerDone: make(chan struct{}), reauth: make(chan struct{}, 1)}
+	if c.claims != nil {
+		c.expiry.Store(c.claims.Expiry)
+	}
 	if err := s.enter(c); err != nil {
 		code, reason := closeTryAgainLater, "capacity"
 		if errors.Is(err, ErrClosed) {
@@ -188,6 +196,10 @@ func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byt
 		NATProbe: st.natProbe,
 		User:     user,
 	}
+	if c.claims != nil {
+		exp := time.Unix(c.claims.Expiry, 0).UTC()
+		h.TokenExpires = &exp
+	}
 	if st.Relay.SelfSignedCert {
 		h.Server.TURNSCertificate = "self-signed"
 	}
@@ -252,7 +264,7 @@ func (s *Server) detach(c *conn, clean bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), busWait)
 	defer cancel()
 	var err error
-	if clean || st.ResumeGrace <= 0 || c.simple {
+	if clean || st.ResumeGrace <= 0 || c.simple || c.ended {
 		if c.simple {
 			c.simpleLogout()
 		}
@@ -353,6 +365,15 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 		defer t.Stop()
 		renewC = t.C
 	}
+	// The session ends when its token does (with the leeway tokens get at
+	// the door), unless an auth message brings a fresh one.
+	var expiry *time.Timer
+	var expiryC <-chan time.Time
+	if exp := c.expiry.Load(); exp != 0 {
+		expiry = time.NewTimer(time.Until(time.Unix(exp, 0).Add(c.s.leeway)))
+		defer expiry.Stop()
+		expiryC = expiry.C
+	}
 	if hello != nil && c.write(0, hello) != nil {
 		return
 	}
@@ -377,6 +398,20 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 			if c.t.Ping(time.Now().Add(writeWait)) != nil {
 				return
 			}
+		case <-c.reauth:
+			if expiry != nil {
+				expiry.Reset(time.Until(time.Unix(c.expiry.Load(), 0).Add(c.s.leeway)))
+			}
+		case <-expiryC:
+			if time.Now().Before(time.Unix(c.expiry.Load(), 0).Add(c.s.leeway)) {
+				expiry.Reset(time.Until(time.Unix(c.expiry.Load(), 0).Add(c.s.leeway)))
+				continue
+			}
+			c.s.metrics.dropped.WithLabelValues("token-expired").Inc()
+			c.ended = true
+			c.send(encode(errorMsg{Type: TypeError, Code: CodeTokenExpired,
+				Error: "your token expired and no fresh one came (send {\"type\":\"auth\",\"token\":…} before it does); the session ends"}))
+			c.kill(closeTokenExpired, "token expired")
 		case <-renewC:
 			servers, exp, ok := c.s.iceServers(c.host, c.id)
 			if ok {

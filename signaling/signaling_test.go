@@ -694,3 +694,61 @@ func TestCredentialsRenewedBeforeExpiry(t *testing.T) {
 		t.Errorf("renewal %v did not bring a new credential", m)
 	}
 }
+
+// A session ends when its token expires, unless an auth message brings a
+// fresh token of the same user first; ended, it does not resume.
+func TestTokenExpiryAndAuth(t *testing.T) {
+	const secret = "token-secret-0123456789abcdef0123456789"
+	s := newTestServer(t, func(c *Config) { c.TokenSecrets = []string{secret} })
+	s.leeway = 0
+	mint := func(sub string, d time.Duration) string {
+		tok, err := MintToken(secret, Claims{Subject: sub, Expiry: time.Now().Add(d).Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	claims := func(tok string) *Claims {
+		c, err := VerifyToken([]string{secret}, tok, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Claims: claims(mint("alice", 2*time.Second))}})
+	if a.hello["token_expires"] == nil || a.hello["user"] != "alice" {
+		t.Fatalf("hello: %v", a.hello)
+	}
+	// Another user's token, or a bad one, is refused and changes nothing.
+	a.send(`{"type":"auth","id":1,"token":"` + mint("mallory", time.Hour) + `"}`)
+	if e := a.expect("error"); e["code"] != CodeBadToken || str(e["id"]) != "1" {
+		t.Fatalf("other user's token: %v", e)
+	}
+	a.send(`{"type":"auth","id":2,"token":"x.y.z"}`)
+	if e := a.expect("error"); e["code"] != CodeBadToken {
+		t.Fatalf("bad token: %v", e)
+	}
+	// A fresh token of the same user moves the end.
+	a.send(`{"type":"auth","id":3,"token":"` + mint("alice", time.Hour) + `"}`)
+	a.expect("ack")
+	a.quiet(3 * time.Second)
+
+	// Without one, the session ends at expiry: an error, then close 4001,
+	// and the resume token no longer works.
+	b := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Claims: claims(mint("bob", 2*time.Second))}})
+	start := time.Now()
+	if e := b.expect("error"); e["code"] != CodeTokenExpired {
+		t.Fatalf("at expiry: %v", e)
+	}
+	if err := b.waitClosed(); closeCode(err) != closeTokenExpired {
+		t.Fatalf("closed with %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("ended %v after connecting, token lived 2s", d)
+	}
+	eventually(t, "bob's session to end", func() bool { return s.Connections() == 1 })
+	b2 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Claims: claims(mint("bob", time.Hour)), Resume: b.hello["resume_token"].(string)}})
+	if b2.hello["resumed"] != false {
+		t.Fatalf("an expired session resumed: %v", b2.hello)
+	}
+}

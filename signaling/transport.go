@@ -55,6 +55,7 @@ const (
 	closePolicyViolation = 1008 // too slow: outbox full
 	closeTryAgainLater   = 1013 // capacity
 	closeReplaced        = 4000 // replaced by a resumed connection
+	closeTokenExpired    = 4001 // the token expired and no fresh one came (auth)
 )
 
 // ErrFrameTooLarge is ReadFrame's answer to a frame over the caller's
