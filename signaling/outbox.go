@@ -16,10 +16,13 @@ import (
 // the client is not reading, and put fails, so a sender never waits for a
 // slow reader. The log itself (for a resume) is the bus's, not this.
 type outbox struct {
-	mu    sync.Mutex
-	next  uint64 // the seq the writer takes next
-	msgs  []entry
-	limit int
+	mu   sync.Mutex
+	next uint64 // the seq the writer takes next
+	msgs []entry
+	// direct are replies the bus could not log (it was unreachable): they
+	// go out without a seq, are never replayed, and count toward limit.
+	direct [][]byte
+	limit  int
 	// wake has room for one signal: "there is something to send".
 	wake chan struct{}
 }
@@ -71,6 +74,28 @@ func (o *outbox) putLocked(seq uint64, body []byte) bool {
 	}
 	o.msgs = slices.Insert(o.msgs, i, entry{seq, body})
 	return true
+}
+
+// putDirect queues a reply that has no seq. It reports false when the
+// queue is full.
+func (o *outbox) putDirect(body []byte) bool {
+	o.mu.Lock()
+	ok := len(o.msgs)+len(o.direct) < o.limit
+	if ok {
+		o.direct = append(o.direct, body)
+	}
+	o.mu.Unlock()
+	o.signal()
+	return ok
+}
+
+// takeDirect returns the replies without a seq, in the order they came.
+func (o *outbox) takeDirect() [][]byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	d := o.direct
+	o.direct = nil
+	return d
 }
 
 // putAll queues msgs, the first of which is message from. A from beyond

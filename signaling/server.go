@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -309,7 +310,8 @@ func (n node) Kick(id string, code int, reason string) {
 }
 
 // Resync implements Node: every connection asks the bus for what it may
-// have missed.
+// have missed. A connection whose session the bus no longer knows is
+// closed (1012), so its client reconnects as a new peer.
 func (n node) Resync() {
 	s := n.s
 	s.mu.RLock()
@@ -321,10 +323,17 @@ func (n node) Resync() {
 	go func() {
 		for _, c := range conns {
 			ctx, cancel := context.WithTimeout(context.Background(), busWait)
-			if from, msgs, _, err := s.bus.Replay(ctx, c.id, c.out.written()); err == nil {
-				c.out.putAll(from, msgs)
-			}
+			from, msgs, _, err := s.bus.Replay(ctx, c.id, c.out.written())
 			cancel()
+			switch {
+			case err == nil:
+				c.out.putAll(from, msgs)
+			case errors.Is(err, ErrUnknownSession):
+				// The bus lost the session (a Redis restarted without its
+				// data): the client starts over with a new one.
+				c.ended.Store(true)
+				c.kill(closeServiceRestart, "session lost by the cluster; reconnect")
+			}
 		}
 	}()
 }

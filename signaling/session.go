@@ -33,7 +33,7 @@ type conn struct {
 	// message moves it and signals reauth.
 	expiry atomic.Int64
 	reauth chan struct{}
-	ended  bool // set before done closes: the session ends, it is not held
+	ended  atomic.Bool // the session ends with the connection: it is not held
 
 	done       chan struct{}
 	writerDone chan struct{}
@@ -264,7 +264,7 @@ func (s *Server) detach(c *conn, clean bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), busWait)
 	defer cancel()
 	var err error
-	if clean || st.ResumeGrace <= 0 || c.simple || c.ended {
+	if clean || st.ResumeGrace <= 0 || c.simple || c.ended.Load() {
 		if c.simple {
 			c.simpleLogout()
 		}
@@ -337,11 +337,19 @@ func (c *conn) allow(st *settings) bool {
 }
 
 // send logs a reply for this connection's own session. A held session
-// (the connection is going) cannot take more: the reply is dropped.
+// (the connection is going) cannot take more: the reply is dropped. When
+// the bus is unreachable the reply goes to this connection only.
 func (c *conn) send(body []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), busWait)
 	defer cancel()
-	if err := c.s.bus.Push(ctx, c.id, body); err != nil {
+	err := c.s.bus.Push(ctx, c.id, body)
+	if errors.Is(err, ErrUnavailable) && c.out.putDirect(body) {
+		// The client still learns what became of its message (an error,
+		// typically cluster-unavailable), without a seq: it is not in
+		// the log, so a resume cannot replay it.
+		return
+	}
+	if err != nil {
 		c.s.metrics.dropped.WithLabelValues("reply").Inc()
 		c.s.limited.Log(slog.LevelDebug, "reply-"+c.id, "reply not queued", "peer", c.id, "err", err)
 	}
@@ -408,7 +416,7 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 				continue
 			}
 			c.s.metrics.dropped.WithLabelValues("token-expired").Inc()
-			c.ended = true
+			c.ended.Store(true)
 			c.send(encode(errorMsg{Type: TypeError, Code: CodeTokenExpired,
 				Error: "your token expired and no fresh one came (send {\"type\":\"auth\",\"token\":…} before it does); the session ends"}))
 			c.kill(closeTokenExpired, "token expired")
@@ -424,6 +432,11 @@ func (c *conn) writeLoop(hello []byte, renew time.Duration) {
 
 // flush writes what the outbox holds.
 func (c *conn) flush() error {
+	for _, m := range c.out.takeDirect() {
+		if err := c.write(0, m); err != nil {
+			return err
+		}
+	}
 	seq, msgs := c.out.take()
 	for i, m := range msgs {
 		if err := c.write(seq+uint64(i), m); err != nil {

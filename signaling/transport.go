@@ -53,6 +53,7 @@ const (
 	closeNormal          = 1000 // bye, or the reader ended
 	closeGoingAway       = 1001 // server shutting down
 	closePolicyViolation = 1008 // too slow: outbox full
+	closeServiceRestart  = 1012 // the cluster lost the session: reconnect
 	closeTryAgainLater   = 1013 // capacity
 	closeReplaced        = 4000 // replaced by a resumed connection
 	closeTokenExpired    = 4001 // the token expired and no fresh one came (auth)
