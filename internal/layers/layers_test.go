@@ -56,7 +56,7 @@ var forbidden = map[string]struct {
 		"auth is pure: credentials and policy as computation, no I/O"},
 	"icegate/internal/stunwire": {[]string{"github.com/pion/stun/v4", "net", "os"},
 		"the wire codec depends on nothing but the byte layout"},
-	"icegate/signaling": {[]string{"icegate/turn", "github.com/pion/turn/v5", "icegate/config"},
+	"icegate/signaling": {[]string{"icegate/turn", "github.com/pion/turn/v5", "icegate/config", "github.com/redis/rueidis"},
 		"signaling reaches the relay only through what cmd hands it, and takes its own Config, which cmd translates from the config file"},
 	"icegate/turn": {[]string{"icegate/config", "github.com/hashicorp/hcl/v2"},
 		"turn takes its own Config (turn/config.go), which cmd translates from the config file: the HCL schema stays in config and cmd"},
