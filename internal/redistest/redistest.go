@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -119,6 +120,22 @@ func (s *Server) Restart() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.t.Fatalf("redistest: restart: %v", err)
+}
+
+// Pause stops the server process (SIGSTOP) without closing its sockets:
+// Redis hanging, as in a network partition, rather than refusing. Continue
+// undoes it; Stop also works on a paused server.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Continue resumes a paused server (SIGCONT).
+func (s *Server) Continue() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
 }
 
 // Running reports whether the server process is up.

@@ -304,3 +304,42 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisHangs: a Redis that stops answering (paused, its sockets open)
+// fails operations within OpTimeout instead of hanging the caller; they
+// work again once it answers.
+func TestRedisHangs(t *testing.T) {
+	srv := redistest.Start(t)
+	newBus := newBusFor(srv, srv.URL(), nil)
+	a := bustest.Start(t, newBus, "node-a")
+	ctx := context.Background()
+	if err := a.Open(ctx, signaling.Session{ID: "s", Limits: signaling.Limits{Queue: 4, Keep: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	paused := true
+	defer func() {
+		if paused {
+			srv.Continue()
+		}
+	}()
+	start := time.Now()
+	err := a.Push(ctx, "s", []byte(`{"n":1}`))
+	if !errors.Is(err, signaling.ErrUnavailable) {
+		t.Fatalf("Push to a hung redis: %v", err)
+	}
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Fatalf("Push to a hung redis took %v", d)
+	}
+	srv.Continue()
+	paused = false
+	if !waitFor(10*time.Second, func() bool { return a.Push(ctx, "s", []byte(`{"n":2}`)) == nil }) {
+		t.Fatal("no Push succeeded after redis answered again")
+	}
+	// The Push that timed out may have been done; what was done is
+	// delivered once, in order.
+	d := a.Rec.WaitDeliveries(t, "s", 1)
+	if last := d[len(d)-1]; last.Body != `{"n":2}` {
+		t.Fatalf("deliveries %+v", d)
+	}
+}
