@@ -123,6 +123,11 @@ type Limits struct {
 	Queue int
 	// Keep is how many written messages are kept for a resume.
 	Keep int
+	// Grace is how long the session is held when its node dies (a shared
+	// bus holds the sessions of a node that stops heartbeating, as if each
+	// connection had dropped; Hold carries its own grace). 0: removed at
+	// once. An in-process bus ignores it: its sessions end with the process.
+	Grace time.Duration
 }
 
 // Session is a new session, as Open registers it.

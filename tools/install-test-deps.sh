@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs when it is missing: Debian's coturn package,
 # whose turnutils_* programs are independent STUN/TURN clients for interop
-# tests. Needs root (or sudo) on Debian/Ubuntu; does nothing when present.
+# tests, and Debian's redis-server, which the cluster bus tests start on a
+# socket of their own (internal/redistest). Needs root (or sudo) on
+# Debian/Ubuntu; does nothing when present.
 set -euo pipefail
 
 missing=()
@@ -9,6 +11,9 @@ pkgs=()
 for cmd in turnutils_uclient turnutils_stunclient turnutils_peer turnutils_natdiscovery turnserver; do
   command -v "$cmd" >/dev/null 2>&1 || { missing+=("$cmd"); pkgs=(coturn); }
 done
+# The Redis bus (signaling/redisbus) is tested against a real redis-server;
+# each test starts its own and stops it by PID.
+command -v redis-server >/dev/null 2>&1 || { missing+=(redis-server); pkgs+=(redis-server); }
 # The NAT lab (tools/natlab) runs only as root; it needs iproute2, nftables
 # and conntrack there. The segmentation test over a veth pair (turn) needs
 # ip and ethtool.
@@ -35,7 +40,10 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 # Debian's package may start a turnserver on 3478; the tests do not need it.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
-  $sudo systemctl stop coturn || true
-fi
+# Likewise Debian's redis-server may start one on 6379; the tests start their own.
+for unit in coturn redis-server; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
+    $sudo systemctl stop "$unit" || true
+  fi
+done
 command -v turnutils_uclient >/dev/null

@@ -1,0 +1,784 @@
+package redisbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+
+	"icegate/signaling"
+)
+
+// closeReplaced is signaling's close code for a connection whose session
+// resumed elsewhere (signaling/transport.go).
+const closeReplaced = 4000
+
+// closeGoingAway (1001) is what this node's connections get when the
+// cluster stopped counting this node as alive (it missed its heartbeats, or
+// Redis lost its data): their sessions are held or gone, and the clients
+// must reconnect and resume.
+const closeGoingAway = 1001
+
+// reapBatch bounds the held sessions one reap script removes, so one
+// script never runs long; the next tick takes the rest.
+const reapBatch = 100
+
+// Bus is a signaling.Bus on Redis. Create it with New; it is safe for
+// concurrent use.
+type Bus struct {
+	opt     Options
+	log     *slog.Logger
+	client  rueidis.Client
+	metrics *metrics
+	channel string
+
+	node      signaling.Node
+	started   atomic.Bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	// beating stops heartbeats (and reaping) when false: the tests' kill.
+	beating atomic.Bool
+
+	// cmdUp and subUp are the two halves of Healthy: the last command
+	// reached Redis, and this node's delivery channel is subscribed.
+	cmdUp, subUp atomic.Bool
+	stateMu      sync.Mutex
+	lastState    int // 0 unknown, 1 up, -1 down; guarded by stateMu
+
+	// last is, per session this node holds, the last seq handed to the
+	// node (by Deliver, Resume or Replay): a delivery at or below it is a
+	// duplicate and dropped, so Deliver sees each session's seqs rising.
+	mu   sync.Mutex
+	last map[string]uint64
+}
+
+// New connects to Redis (failing with signaling.ErrUnavailable when it
+// cannot) and returns a Bus for node opts.NodeID. It serves nothing until
+// Start.
+func New(opts Options) (*Bus, error) {
+	opts = opts.withDefaults()
+	if opts.NodeID == "" {
+		return nil, errors.New("redisbus: NodeID is required")
+	}
+	if strings.ContainsAny(opts.NodeID, " \n") {
+		return nil, fmt.Errorf("redisbus: node id %q has a space or newline", opts.NodeID)
+	}
+	co, err := clientOption(opts.URL)
+	if err != nil {
+		return nil, err
+	}
+	co.DisableCache = true // no client-side caching: every read is a script
+	co.DisableRetry = true // a write whose answer was lost is never sent twice
+	if co.Dialer.Timeout == 0 {
+		co.Dialer.Timeout = opts.OpTimeout
+	}
+	if co.ConnWriteTimeout == 0 {
+		// Also the interval of rueidis's keep-alive PINGs: a silent Redis
+		// (a partition, not a refused connection) is noticed within it.
+		co.ConnWriteTimeout = 2 * opts.OpTimeout
+	}
+	if co.Sentinel.MasterSet == "" && len(co.InitAddress) == 1 {
+		co.ForceSingleClient = true // no CLUSTER probing of a single Redis
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	client, err := rueidis.NewClient(co)
+	if err != nil {
+		return nil, fmt.Errorf("%w: redis %s: %v", signaling.ErrUnavailable, redact(opts.URL), err)
+	}
+	b := &Bus{
+		opt:     opts,
+		log:     opts.Logger.With("component", "redisbus", "node", opts.NodeID),
+		client:  client,
+		metrics: m,
+		channel: opts.Prefix + "node:" + opts.NodeID,
+		last:    map[string]uint64{},
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.cmdUp.Store(true)
+	return b, nil
+}
+
+// redact drops the password from a URL for logs.
+func redact(raw string) string {
+	if i := strings.Index(raw, "@"); i >= 0 {
+		if j := strings.Index(raw, "://"); j >= 0 && j < i {
+			return raw[:j+3] + "…@" + raw[i+1:]
+		}
+	}
+	return raw
+}
+
+// NodeID names this node.
+func (b *Bus) NodeID() string { return b.opt.NodeID }
+
+// Healthy reports whether Redis answers and this node's delivery channel is
+// subscribed.
+func (b *Bus) Healthy() bool { return b.cmdUp.Load() && b.subUp.Load() }
+
+// Start registers the node (its first heartbeat), subscribes its delivery
+// channel, waiting up to OpTimeout for the subscription, and starts the
+// heartbeat and reaper. With Redis down it returns nil and keeps trying:
+// operations fail with ErrUnavailable meanwhile.
+func (b *Bus) Start(node signaling.Node) error {
+	if !b.started.CompareAndSwap(false, true) {
+		return errors.New("redisbus: Start called twice")
+	}
+	b.node = node
+	b.beating.Store(true)
+	subscribed := make(chan struct{})
+	b.wg.Add(2)
+	go b.subscribeLoop(subscribed)
+	go b.tickLoop()
+	_ = b.beat(b.ctx, true)
+	select {
+	case <-subscribed:
+	case <-time.After(b.opt.OpTimeout):
+		b.log.Warn("delivery channel not subscribed yet; retrying", "channel", b.channel)
+	}
+	return nil
+}
+
+// Close stops the node's loops and hands its sessions over at once: they
+// are held (for their own grace) and may resume on another node, as after
+// a node failure but without waiting for the node timeout.
+func (b *Bus) Close(ctx context.Context) error {
+	var err error
+	b.closeOnce.Do(func() {
+		if b.started.Load() && b.beating.Load() {
+			_, err = b.run(ctx, "retire", retireScript)
+		}
+		b.cancel()
+		b.wg.Wait()
+		b.client.Close()
+	})
+	return err
+}
+
+// kill stops the heartbeats and the delivery channel as if the process
+// died (for tests): the other nodes take its sessions over after
+// NodeTimeout. Close still releases the client.
+func (b *Bus) kill() {
+	b.beating.Store(false)
+	b.cancel()
+	b.wg.Wait()
+}
+
+// errCodes maps the scripts' refusals to the bus errors.
+var errCodes = map[string]error{
+	"ICEGATE_UNKNOWN":   signaling.ErrUnknownSession,
+	"ICEGATE_GONE":      signaling.ErrPeerGone,
+	"ICEGATE_NOTSHARED": signaling.ErrNotShared,
+	"ICEGATE_OTHERUSER": signaling.ErrOtherUser,
+	"ICEGATE_QUEUEFULL": signaling.ErrQueueFull,
+	"ICEGATE_ROOMFULL":  signaling.ErrRoomFull,
+	"ICEGATE_TOOMANY":   signaling.ErrTooManyRooms,
+	"ICEGATE_NOTINROOM": signaling.ErrNotInRoom,
+	"ICEGATE_NAMETAKEN": signaling.ErrNameTaken,
+	"ICEGATE_EXISTS":    errExists,
+}
+
+// errExists: Open with an id that is in use.
+var errExists = errors.New("session id in use")
+
+// run executes one script within OpTimeout. A refusal comes back as its bus
+// error; anything else that keeps the script from answering (connection
+// refused or broken, timeout, Redis loading or read-only after a failover)
+// is ErrUnavailable.
+func (b *Bus) run(ctx context.Context, op string, s *rueidis.Lua, args ...string) (rueidis.RedisMessage, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.opt.OpTimeout)
+	defer cancel()
+	argv := make([]string, 0, 2+len(args))
+	argv = append(argv, b.opt.Prefix, b.opt.NodeID)
+	argv = append(argv, args...)
+	start := time.Now()
+	msg, err := s.Exec(ctx, b.client, nil, argv).ToMessage()
+	b.metrics.latency.Observe(time.Since(start).Seconds())
+	if err == nil {
+		b.setCmd(true, nil)
+		return msg, nil
+	}
+	if re, ok := rueidis.IsRedisErr(err); ok {
+		text := re.Error()
+		code, _, _ := strings.Cut(text, " ")
+		if e, ok := errCodes[code]; ok {
+			b.setCmd(true, nil)
+			return msg, e
+		}
+		if !re.IsLoading() && !strings.HasPrefix(text, "READONLY") && !strings.HasPrefix(text, "MASTERDOWN") &&
+			!strings.HasPrefix(text, "OOM") && !strings.HasPrefix(text, "BUSY") {
+			// A script error: a bug of ours, not Redis being away.
+			b.metrics.errors.WithLabelValues(op).Inc()
+			return msg, fmt.Errorf("redisbus %s: %w", op, err)
+		}
+	}
+	b.metrics.errors.WithLabelValues(op).Inc()
+	b.setCmd(false, err)
+	return msg, fmt.Errorf("%w: redis %s: %v", signaling.ErrUnavailable, op, err)
+}
+
+// setCmd records whether the last command reached Redis.
+func (b *Bus) setCmd(up bool, err error) {
+	if b.cmdUp.Load() == up {
+		return
+	}
+	b.cmdUp.Store(up)
+	b.stateChanged(err)
+}
+
+func (b *Bus) setSub(up bool, err error) {
+	if b.subUp.Load() == up {
+		return
+	}
+	b.subUp.Store(up)
+	b.stateChanged(err)
+}
+
+// stateChanged logs and counts a change of Healthy, once per change.
+func (b *Bus) stateChanged(err error) {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	state := -1
+	if b.Healthy() {
+		state = 1
+	}
+	if state == b.lastState {
+		return
+	}
+	b.lastState = state
+	if state == 1 {
+		b.metrics.up.Set(1)
+		b.metrics.changes.WithLabelValues("up").Inc()
+		b.log.Info("redis reachable: cluster bus up")
+		return
+	}
+	b.metrics.up.Set(0)
+	b.metrics.changes.WithLabelValues("down").Inc()
+	b.log.Warn("redis unreachable: cluster bus down; operations fail until it is back", "err", err)
+}
+
+// subscribeLoop keeps this node's delivery channel subscribed on a
+// dedicated connection, reconnecting with backoff. Every subscription after
+// the first calls Node.Resync: deliveries published while it was down are
+// lost, and the node replays them from the logs.
+func (b *Bus) subscribeLoop(subscribed chan struct{}) {
+	defer b.wg.Done()
+	backoff := 50 * time.Millisecond
+	first := true
+	for b.ctx.Err() == nil {
+		ok := b.subscribeOnce(subscribed, first)
+		if ok {
+			first = false
+			backoff = 50 * time.Millisecond
+		}
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// subscribeOnce subscribes on one connection and serves it until it
+// breaks. It reports whether the subscription was made.
+func (b *Bus) subscribeOnce(subscribed chan struct{}, first bool) bool {
+	dc, release := b.client.Dedicate()
+	defer release()
+	confirmed := make(chan struct{})
+	var once sync.Once
+	wait := dc.SetPubSubHooks(rueidis.PubSubHooks{
+		OnMessage: b.onMessage,
+		OnSubscription: func(s rueidis.PubSubSubscription) {
+			if s.Kind == "subscribe" && s.Channel == b.channel {
+				once.Do(func() { close(confirmed) })
+			}
+		},
+	})
+	ctx, cancel := context.WithTimeout(b.ctx, b.opt.OpTimeout)
+	err := dc.Do(ctx, dc.B().Subscribe().Channel(b.channel).Build()).Error()
+	if err == nil {
+		select {
+		case <-confirmed:
+		case err = <-wait:
+			if err == nil {
+				err = errors.New("connection closed")
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	cancel()
+	if err != nil {
+		if b.ctx.Err() == nil {
+			b.setSub(false, err)
+		}
+		return false
+	}
+	b.setSub(true, nil)
+	if first {
+		close(subscribed)
+	} else {
+		b.metrics.resyncs.Inc()
+		b.node.Resync()
+	}
+	select {
+	case err = <-wait:
+		if b.ctx.Err() == nil {
+			b.setSub(false, err)
+		}
+	case <-b.ctx.Done():
+	}
+	return true
+}
+
+// onMessage handles one message of this node's channel, in publish order:
+// "d<seq> <len> <id><body>" a delivery, "k<code> <len> <id><reason>" a
+// kick.
+func (b *Bus) onMessage(m rueidis.PubSubMessage) {
+	s := m.Message
+	if len(s) < 2 {
+		return
+	}
+	kind := s[0]
+	num, rest, ok := strings.Cut(s[1:], " ")
+	if !ok {
+		return
+	}
+	n, rest, ok := strings.Cut(rest, " ")
+	if !ok {
+		return
+	}
+	idLen, err := strconv.Atoi(n)
+	if err != nil || idLen > len(rest) {
+		return
+	}
+	id, tail := rest[:idLen], rest[idLen:]
+	switch kind {
+	case 'd':
+		seq, err := strconv.ParseUint(num, 10, 64)
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		if seq <= b.last[id] {
+			b.mu.Unlock()
+			b.metrics.duplicates.Inc()
+			return
+		}
+		b.last[id] = seq
+		b.mu.Unlock()
+		b.node.Deliver(id, seq, []byte(tail))
+	case 'k':
+		code, err := strconv.Atoi(num)
+		if err != nil {
+			return
+		}
+		if code == closeReplaced {
+			b.forget(id)
+		}
+		b.node.Kick(id, code, tail)
+	}
+}
+
+// seen records that the node has had session id's messages up to seq.
+func (b *Bus) seen(id string, seq uint64) {
+	b.mu.Lock()
+	if cur, ok := b.last[id]; !ok || seq > cur {
+		b.last[id] = seq
+	}
+	b.mu.Unlock()
+}
+
+func (b *Bus) forget(id string) {
+	b.mu.Lock()
+	delete(b.last, id)
+	b.mu.Unlock()
+}
+
+// tickLoop sends heartbeats every NodeTimeout/3 and reaps every
+// ReapInterval. A failure just waits for the next tick: these are also
+// what notices Redis coming back when nothing else runs.
+func (b *Bus) tickLoop() {
+	defer b.wg.Done()
+	beat := time.NewTicker(b.opt.NodeTimeout / 3)
+	defer beat.Stop()
+	reap := time.NewTicker(b.opt.ReapInterval)
+	defer reap.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-beat.C:
+			_ = b.beat(b.ctx, false)
+		case <-reap.C:
+			_ = b.reap(b.ctx)
+		}
+	}
+}
+
+// beat refreshes this node's heartbeat. When the entry was missing after
+// the first beat, the cluster took this node for dead (or Redis lost its
+// data): its sessions are held elsewhere or gone, so every connection it
+// still has is closed and its clients resume.
+func (b *Bus) beat(ctx context.Context, first bool) error {
+	if !b.beating.Load() {
+		return nil
+	}
+	msg, err := b.run(ctx, "beat", beatScript)
+	if err != nil {
+		return err
+	}
+	if was, _ := msg.AsInt64(); was == 0 && !first {
+		b.metrics.lostMembership.Inc()
+		b.mu.Lock()
+		ids := make([]string, 0, len(b.last))
+		for id := range b.last {
+			ids = append(ids, id)
+		}
+		b.mu.Unlock()
+		// Sessions opened since Redis came back are this node's; the
+		// others were taken over (or lost with Redis's data).
+		for len(ids) > 0 {
+			batch := ids[:min(len(ids), 500)]
+			ids = ids[len(batch):]
+			msg, err := b.run(ctx, "not_mine", notMineScript, batch...)
+			if err != nil {
+				return err
+			}
+			lost, _ := msg.AsStrSlice()
+			if len(lost) > 0 {
+				b.log.Warn("this node was taken for dead (missed heartbeats, or redis lost its data): closing the connections of sessions it no longer holds so they resume", "sessions", len(lost))
+			}
+			for _, id := range lost {
+				b.forget(id)
+				b.node.Kick(id, closeGoingAway, "cluster membership lost")
+			}
+		}
+	}
+	return nil
+}
+
+// reap takes over dead nodes and removes held sessions whose grace ended.
+func (b *Bus) reap(ctx context.Context) error {
+	if !b.beating.Load() {
+		return nil
+	}
+	for range 10 {
+		msg, err := b.run(ctx, "reap", reapScript, ms(b.opt.NodeTimeout), strconv.Itoa(reapBatch))
+		if err != nil {
+			return err
+		}
+		v, _ := msg.ToArray()
+		if len(v) != 2 {
+			return nil
+		}
+		dead, _ := v[0].AsInt64()
+		removed, _ := v[1].AsInt64()
+		if dead > 0 {
+			b.metrics.nodesDead.Add(float64(dead))
+			b.log.Info("took over the sessions of dead nodes", "nodes", dead)
+		}
+		b.metrics.expired.Add(float64(removed))
+		if removed < reapBatch {
+			return nil
+		}
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Open registers a new session held by this node.
+func (b *Bus) Open(ctx context.Context, s signaling.Session) error {
+	_, err := b.run(ctx, "open", openScript, s.ID, s.User, s.Token,
+		itoa(s.Limits.Queue), itoa(s.Limits.Keep), ms(s.Limits.Grace))
+	if err == nil {
+		b.mu.Lock()
+		b.last[s.ID] = 0
+		b.mu.Unlock()
+	}
+	return err
+}
+
+// Resume takes over the session a token names; see signaling.Bus.
+func (b *Bus) Resume(ctx context.Context, r signaling.ResumeRequest) (signaling.Resumed, error) {
+	msg, err := b.run(ctx, "resume", resumeScript, r.Token, r.NewToken, r.User,
+		strconv.FormatUint(r.Last, 10), itoa(r.Limits.Queue), itoa(r.Limits.Keep), ms(r.Limits.Grace))
+	if err != nil {
+		return signaling.Resumed{}, err
+	}
+	v, err := msg.ToArray()
+	if err != nil || len(v) != 6 {
+		return signaling.Resumed{}, fmt.Errorf("redisbus resume: unexpected reply %v", msg)
+	}
+	var res signaling.Resumed
+	res.ID, _ = v[0].ToString()
+	kickSelf, _ := v[1].AsInt64()
+	res.Rooms, _ = v[2].AsStrSlice()
+	res.From, res.Msgs, res.Gap = replayed(v[3:])
+	if kickSelf == 1 {
+		// The connection it replaces is this node's: kicked here, before
+		// the caller attaches the new one, so the kick cannot hit that.
+		b.node.Kick(res.ID, closeReplaced, "replaced by a resumed connection")
+	}
+	b.seen(res.ID, res.From+uint64(len(res.Msgs))-1)
+	return res, nil
+}
+
+// replayed decodes {from, gap, msgs}.
+func replayed(v []rueidis.RedisMessage) (from uint64, msgs [][]byte, gap bool) {
+	f, _ := v[0].AsInt64()
+	g, _ := v[1].AsInt64()
+	arr, _ := v[2].ToArray()
+	for _, m := range arr {
+		s, _ := m.ToString()
+		msgs = append(msgs, []byte(s))
+	}
+	return uint64(f), msgs, g == 1
+}
+
+// Replay returns session id's logged messages after seq after.
+func (b *Bus) Replay(ctx context.Context, id string, after uint64) (uint64, [][]byte, bool, error) {
+	msg, err := b.run(ctx, "replay", replayScript, id, strconv.FormatUint(after, 10))
+	if err != nil {
+		return 0, nil, false, err
+	}
+	v, err := msg.ToArray()
+	if err != nil || len(v) != 3 {
+		return 0, nil, false, fmt.Errorf("redisbus replay: unexpected reply %v", msg)
+	}
+	from, msgs, gap := replayed(v)
+	if len(msgs) > 0 {
+		b.mu.Lock()
+		if _, mine := b.last[id]; mine {
+			if s := from + uint64(len(msgs)) - 1; s > b.last[id] {
+				b.last[id] = s
+			}
+		}
+		b.mu.Unlock()
+	}
+	return from, msgs, gap, nil
+}
+
+// Hold marks a session whose connection dropped; see signaling.Bus. A Hold
+// from a node that no longer holds the session (it resumed elsewhere)
+// changes nothing.
+func (b *Bus) Hold(ctx context.Context, id string, written uint64, grace time.Duration) error {
+	_, err := b.run(ctx, "hold", holdScript, id, strconv.FormatUint(written, 10), ms(grace))
+	if err == nil {
+		b.forget(id)
+	}
+	return err
+}
+
+// Remove ends a session for good; see signaling.Bus.
+func (b *Bus) Remove(ctx context.Context, id string) error {
+	_, err := b.run(ctx, "remove", removeScript, id)
+	if err == nil {
+		b.forget(id)
+	}
+	return err
+}
+
+// Kick closes session id's connection on whatever node holds it. A held
+// session has none; that is not an error.
+func (b *Bus) Kick(ctx context.Context, id string, code int, reason string) error {
+	_, err := b.run(ctx, "kick", kickScript, id, itoa(code), reason)
+	return err
+}
+
+// Join adds a session to a room; see signaling.Bus.
+func (b *Bus) Join(ctx context.Context, r signaling.JoinRequest) (signaling.Joined, error) {
+	msg, err := b.run(ctx, "join", joinScript, r.Session, r.Room, itoa(r.Max), itoa(r.RoomsPerPeer),
+		string(r.Member), string(r.PeerJoined), string(r.PeerLeft), string(r.JoinedPrefix))
+	if err != nil {
+		return signaling.Joined{}, err
+	}
+	v, err := msg.ToArray()
+	if err != nil || len(v) != 3 {
+		return signaling.Joined{}, fmt.Errorf("redisbus join: unexpected reply %v", msg)
+	}
+	again, _ := v[0].AsInt64()
+	max, _ := v[1].AsInt64()
+	peers, _ := v[2].AsStrSlice()
+	return signaling.Joined{Peers: peers, Max: int(max), Again: again == 1}, nil
+}
+
+// Leave takes a session out of a room; see signaling.Bus.
+func (b *Bus) Leave(ctx context.Context, r signaling.LeaveRequest) error {
+	_, err := b.run(ctx, "leave", leaveScript, r.Session, r.Room, string(r.Left))
+	return err
+}
+
+// Send logs a directed message; see signaling.Bus.
+func (b *Bus) Send(ctx context.Context, r signaling.SendRequest) (bool, error) {
+	msg, err := b.run(ctx, "send", sendScript, r.From, r.To, flag(r.ByName), r.Room, flag(r.Anyone),
+		string(r.Body), flag(r.Ack != nil), string(r.Ack), flag(r.AckHeld != nil), string(r.AckHeld))
+	if err != nil {
+		return false, err
+	}
+	held, _ := msg.AsInt64()
+	return held == 1, nil
+}
+
+// Broadcast logs a message for every other member of a room; see
+// signaling.Bus.
+func (b *Bus) Broadcast(ctx context.Context, r signaling.BroadcastRequest) (int, int, error) {
+	msg, err := b.run(ctx, "broadcast", broadcastScript, r.From, r.Room, string(r.Body),
+		flag(r.AckPrefix != nil), string(r.AckPrefix))
+	if err != nil {
+		return 0, 0, err
+	}
+	v, err := msg.ToArray()
+	if err != nil || len(v) != 2 {
+		return 0, 0, fmt.Errorf("redisbus broadcast: unexpected reply %v", msg)
+	}
+	d, _ := v[0].AsInt64()
+	x, _ := v[1].AsInt64()
+	return int(d), int(x), nil
+}
+
+// Push logs body for session id; see signaling.Bus.
+func (b *Bus) Push(ctx context.Context, id string, body []byte) error {
+	_, err := b.run(ctx, "push", pushScript, id, string(body))
+	return err
+}
+
+// Claim gives session id a name; see signaling.Bus.
+func (b *Bus) Claim(ctx context.Context, id, name string) error {
+	_, err := b.run(ctx, "claim", claimScript, id, name)
+	return err
+}
+
+// Rooms lists the rooms, sorted by name.
+func (b *Bus) Rooms(ctx context.Context) ([]signaling.RoomInfo, error) {
+	msg, err := b.run(ctx, "rooms", roomsScript)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := msg.ToArray()
+	out := make([]signaling.RoomInfo, 0, len(v)/3)
+	for i := 0; i+2 < len(v); i += 3 {
+		name, _ := v[i].ToString()
+		n, _ := v[i+1].AsInt64()
+		max, _ := v[i+2].AsInt64()
+		out = append(out, signaling.RoomInfo{Name: name, Members: int(n), Max: int(max)})
+	}
+	sortRooms(out)
+	return out, nil
+}
+
+// Members lists a room's members in join order.
+func (b *Bus) Members(ctx context.Context, room string) ([]signaling.Member, error) {
+	msg, err := b.run(ctx, "members", membersScript, room)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := msg.ToArray()
+	out := make([]signaling.Member, 0, len(v)/4)
+	for i := 0; i+3 < len(v); i += 4 {
+		var m signaling.Member
+		m.Peer, _ = v[i].ToString()
+		m.User, _ = v[i+1].ToString()
+		m.Node, _ = v[i+2].ToString()
+		t, _ := v[i+3].AsInt64()
+		m.Joined = time.UnixMilli(t)
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// SessionsOf lists the ids of a user's sessions.
+func (b *Bus) SessionsOf(ctx context.Context, user string) ([]string, error) {
+	msg, err := b.run(ctx, "sessions_of", sessionsOfScript, user)
+	if err != nil {
+		return nil, err
+	}
+	return msg.AsStrSlice()
+}
+
+// Counts returns the sessions each live node holds, held ones under "".
+func (b *Bus) Counts(ctx context.Context) (map[string]int, error) {
+	msg, err := b.run(ctx, "counts", countsScript)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := msg.ToArray()
+	out := make(map[string]int, len(v)/2)
+	for i := 0; i+1 < len(v); i += 2 {
+		node, _ := v[i].ToString()
+		n, _ := v[i+1].AsInt64()
+		out[node] = int(n)
+	}
+	return out, nil
+}
+
+var _ signaling.Bus = (*Bus)(nil)
+
+// metrics are the bus's Prometheus collectors.
+type metrics struct {
+	up             prometheus.Gauge
+	changes        *prometheus.CounterVec
+	errors         *prometheus.CounterVec
+	latency        prometheus.Histogram
+	resyncs        prometheus.Counter
+	duplicates     prometheus.Counter
+	nodesDead      prometheus.Counter
+	expired        prometheus.Counter
+	lostMembership prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &metrics{
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "icegate_cluster_redis_up", Help: "1 while Redis answers and this node's delivery channel is subscribed."}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_cluster_redis_state_changes_total", Help: "Changes of the cluster bus's Redis state, by new state (up, down)."}, []string{"state"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_cluster_redis_errors_total", Help: "Bus operations that failed for want of Redis (or a script error), by operation."}, []string{"op"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "icegate_cluster_redis_op_seconds", Help: "Time of one bus operation (one script) on Redis.",
+			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .5, 1.5}}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "icegate_cluster_resyncs_total", Help: "Times the delivery channel was subscribed again and the node asked to replay."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "icegate_cluster_duplicate_deliveries_total", Help: "Deliveries dropped because the node had the message already (from a resume or replay)."}),
+		nodesDead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "icegate_cluster_nodes_taken_over_total", Help: "Dead nodes whose sessions this node turned into held ones."}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "icegate_cluster_held_expired_total", Help: "Held sessions this node removed when their grace ended."}),
+		lostMembership: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "icegate_cluster_membership_lost_total", Help: "Times this node found itself taken for dead (or Redis emptied) and closed its connections."}),
+	}
+	for _, c := range []prometheus.Collector{m.up, m.changes, m.errors, m.latency, m.resyncs, m.duplicates, m.nodesDead, m.expired, m.lostMembership} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("redisbus: metrics: %w", err)
+		}
+	}
+	return m, nil
+}
