@@ -167,8 +167,8 @@ type Resumed struct {
 // JoinRequest adds session Session to Room.
 type JoinRequest struct {
 	Session, Room string
-	// Max caps the room when this join creates it; RoomsPerPeer caps the
-	// rooms the session is in.
+	// Max caps the room when this join creates it (0: no cap);
+	// RoomsPerPeer caps the rooms the session is in.
 	Max, RoomsPerPeer int
 	// Member is this member's JSON object in others' member lists
 	// ({"peer":…,"user":…}); PeerJoined goes to the members already in

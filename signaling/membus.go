@@ -166,18 +166,19 @@ func (b *MemoryBus) Resume(_ context.Context, r ResumeRequest) (Resumed, error) 
 	st.tokens[r.NewToken] = s
 
 	res := Resumed{ID: s.id, Rooms: slices.Clone(s.rooms), Epoch: s.epoch}
+	first := s.first()
 	switch {
 	case r.Last > limit:
 		// The claim is impossible: what was never written is sent; what
 		// was is not replayed, and if there is any, that is a gap.
 		res.From, res.Gap = limit+1, limit > 0
-	case r.Last+1 < s.base:
-		res.From, res.Gap = s.base, true
+	case r.Last+1 < first:
+		res.From, res.Gap = first, true
 	default:
 		res.From = r.Last + 1
 	}
-	if res.From < s.base {
-		res.From = s.base
+	if res.From < first {
+		res.From = first
 	}
 	res.Msgs = slices.Clone(s.log[res.From-s.base:])
 	return res, nil
@@ -193,8 +194,8 @@ func (b *MemoryBus) Replay(_ context.Context, id string, after uint64) (uint64, 
 		return 0, nil, false, ErrUnknownSession
 	}
 	from, gap := after+1, false
-	if from < s.base {
-		from, gap = s.base, true
+	if first := s.first(); from < first {
+		from, gap = first, true
 	}
 	if from > s.seq {
 		return s.seq + 1, nil, gap, nil
@@ -277,7 +278,7 @@ func (b *MemoryBus) Join(_ context.Context, r JoinRequest) (Joined, error) {
 			rm = &memRoom{max: r.Max}
 			st.rooms[r.Room] = rm
 		}
-		if len(rm.members) >= rm.max {
+		if rm.max > 0 && len(rm.members) >= rm.max {
 			return Joined{Max: rm.max}, ErrRoomFull
 		}
 		for _, m := range rm.members {
@@ -467,6 +468,17 @@ func (b *MemoryBus) Counts(context.Context) (map[string]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// first is the seq of the oldest message kept: the log holds at most
+// Keep+Queue (it is trimmed in batches, so it may hold more; those are
+// not replayed).
+func (s *memSession) first() uint64 {
+	bound := uint64(max(s.limits.Keep+s.limits.Queue, 1))
+	if s.seq >= bound && s.seq-bound+1 > s.base {
+		return s.seq - bound + 1
+	}
+	return s.base
 }
 
 // full reports whether s is held and its queue is full.

@@ -121,7 +121,7 @@ func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOpt
 
 // limits are the bus limits of a session under st.
 func (st *settings) limits() Limits {
-	return Limits{Queue: st.SendQueue, Keep: st.SendQueue}
+	return Limits{Queue: st.SendQueue, Keep: st.SendQueue, Grace: st.ResumeGrace}
 }
 
 // attach binds c to a session: the one its resume token names, or a new

@@ -144,6 +144,7 @@ func Run(t *testing.T, newBus NewBus) {
 		{"Order", testOrder},
 		{"Listing", testListing},
 		{"Remove", testRemove},
+		{"Epoch", testEpoch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, newBus) })
@@ -285,11 +286,11 @@ func testHoldExpiry(t *testing.T, newBus NewBus) {
 	for _, id := range []string{s1, s2, s3} {
 		join(t, a, id, "room", 8)
 	}
-	if err := a.Hold(ctx(t), s1, 1, 700*time.Millisecond); err != nil {
+	if err := a.Hold(ctx(t), s1, 0, 1, 700*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	// A second Hold changes nothing (and is not an error).
-	if err := a.Hold(ctx(t), s1, 0, time.Hour); err != nil {
+	if err := a.Hold(ctx(t), s1, 0, 0, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	held, err := b.Send(ctx(t), signaling.SendRequest{From: s2, To: s1, Body: body("to-held"), Ack: []byte(`{"type":"ack"}`), AckHeld: []byte(`{"type":"ack","held":true}`)})
@@ -334,7 +335,7 @@ func testHeldQueue(t *testing.T, newBus NewBus) {
 	join(t, a, s1, "q", 4)
 	join(t, b, s2, "q", 4)
 	d := a.Rec.WaitDeliveries(t, s1, 2) // joined, peer-joined
-	if err := a.Hold(ctx(t), s1, d[len(d)-1].Seq, time.Minute); err != nil {
+	if err := a.Hold(ctx(t), s1, 0, d[len(d)-1].Seq, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
@@ -495,7 +496,7 @@ func testSend(t *testing.T, newBus NewBus) {
 	wantErr(t, "Send to an unclaimed name", err, signaling.ErrUnknownSession)
 	_, err = a.Send(ctx(t), signaling.SendRequest{From: s1, To: "no-such-session", Anyone: true, Body: body("x")})
 	wantErr(t, "Send to an unknown session", err, signaling.ErrUnknownSession)
-	if err := b.Remove(ctx(t), s2); err != nil {
+	if err := b.Remove(ctx(t), s2, 0); err != nil {
 		t.Fatal(err)
 	}
 	_, err = a.Send(ctx(t), signaling.SendRequest{From: s1, To: s2, Body: body("x")})
@@ -564,7 +565,7 @@ func testPushClaim(t *testing.T, newBus NewBus) {
 		t.Fatalf("claiming one's own name again: %v", err)
 	}
 	wantErr(t, "Claim of a taken name", b.Claim(ctx(t), s2, "bob"), signaling.ErrNameTaken)
-	if err := a.Remove(ctx(t), s1); err != nil {
+	if err := a.Remove(ctx(t), s1, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Claim(ctx(t), s2, "bob"); err != nil {
@@ -683,7 +684,7 @@ func testListing(t *testing.T, newBus NewBus) {
 	if err != nil || c[a.NodeID()] != 1 || c[b.NodeID()] != 2 || c[""] != 0 {
 		t.Fatalf("Counts = %v, %v", c, err)
 	}
-	if err := b.Hold(ctx(t), s2, 0, time.Minute); err != nil {
+	if err := b.Hold(ctx(t), s2, 0, 0, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := a.Counts(ctx(t)); err != nil || c[b.NodeID()] != 1 || c[""] != 1 {
@@ -707,10 +708,10 @@ func testRemove(t *testing.T, newBus NewBus) {
 	if err := a.Claim(ctx(t), s1, "n1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Remove(ctx(t), s1); err != nil {
+	if err := b.Remove(ctx(t), s1, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Remove(ctx(t), s1); err != nil {
+	if err := b.Remove(ctx(t), s1, 0); err != nil {
 		t.Fatalf("removing a gone session: %v", err)
 	}
 	for _, r := range []string{"r1", "r2"} {
@@ -730,4 +731,41 @@ func testRemove(t *testing.T, newBus NewBus) {
 	if rooms, err := a.Rooms(ctx(t)); err != nil || len(rooms) != 2 || rooms[0].Members+rooms[1].Members != 2 {
 		t.Fatalf("Rooms after Remove = %+v, %v", rooms, err)
 	}
+}
+
+// testEpoch: a connection that ends after its session resumed (on this
+// node or another) cannot hold or remove the resumed session.
+func testEpoch(t *testing.T, newBus NewBus) {
+	a, b := Start(t, newBus, "node-a"), Start(t, newBus, "node-b")
+	id, tok := open(t, a, "", limits)
+	res, err := a.Resume(ctx(t), signaling.ResumeRequest{Token: tok, NewToken: "e2", Limits: limits})
+	if err != nil || res.Epoch != 2 {
+		t.Fatalf("Resume on the same node = %+v, %v; want epoch 2", res, err)
+	}
+	// The first connection's late Hold and Remove change nothing.
+	if err := a.Hold(ctx(t), id, 1, 0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Remove(ctx(t), id, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Push(ctx(t), id, body("still")); err != nil {
+		t.Fatalf("Push after stale Hold and Remove: %v", err)
+	}
+	a.Rec.WaitDeliveries(t, id, 1)
+	res, err = b.Resume(ctx(t), signaling.ResumeRequest{Token: "e2", NewToken: "e3", Limits: limits})
+	if err != nil || res.Epoch != 3 {
+		t.Fatalf("Resume on another node = %+v, %v; want epoch 3", res, err)
+	}
+	if err := b.Remove(ctx(t), id, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx(t), id, body("b")); err != nil {
+		t.Fatalf("Push after a stale Remove: %v", err)
+	}
+	b.Rec.WaitDeliveries(t, id, 1)
+	if err := b.Remove(ctx(t), id, 3); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Push after Remove", b.Push(ctx(t), id, body("gone")), signaling.ErrUnknownSession)
 }

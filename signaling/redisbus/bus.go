@@ -530,14 +530,16 @@ func (b *Bus) Resume(ctx context.Context, r signaling.ResumeRequest) (signaling.
 		return signaling.Resumed{}, err
 	}
 	v, err := msg.ToArray()
-	if err != nil || len(v) != 6 {
+	if err != nil || len(v) != 7 {
 		return signaling.Resumed{}, fmt.Errorf("redisbus resume: unexpected reply %v", msg)
 	}
 	var res signaling.Resumed
 	res.ID, _ = v[0].ToString()
 	kickSelf, _ := v[1].AsInt64()
 	res.Rooms, _ = v[2].AsStrSlice()
-	res.From, res.Msgs, res.Gap = replayed(v[3:])
+	res.From, res.Msgs, res.Gap = replayed(v[3:6])
+	epoch, _ := v[6].AsInt64()
+	res.Epoch = uint64(epoch)
 	if kickSelf == 1 {
 		// The connection it replaces is this node's: kicked here, before
 		// the caller attaches the new one, so the kick cannot hit that.
@@ -585,8 +587,8 @@ func (b *Bus) Replay(ctx context.Context, id string, after uint64) (uint64, [][]
 // Hold marks a session whose connection dropped; see signaling.Bus. A Hold
 // from a node that no longer holds the session (it resumed elsewhere)
 // changes nothing.
-func (b *Bus) Hold(ctx context.Context, id string, written uint64, grace time.Duration) error {
-	_, err := b.run(ctx, "hold", holdScript, id, strconv.FormatUint(written, 10), ms(grace))
+func (b *Bus) Hold(ctx context.Context, id string, epoch, written uint64, grace time.Duration) error {
+	_, err := b.run(ctx, "hold", holdScript, id, strconv.FormatUint(written, 10), ms(grace), strconv.FormatUint(epoch, 10))
 	if err == nil {
 		b.forget(id)
 	}
@@ -594,8 +596,8 @@ func (b *Bus) Hold(ctx context.Context, id string, written uint64, grace time.Du
 }
 
 // Remove ends a session for good; see signaling.Bus.
-func (b *Bus) Remove(ctx context.Context, id string) error {
-	_, err := b.run(ctx, "remove", removeScript, id)
+func (b *Bus) Remove(ctx context.Context, id string, epoch uint64) error {
+	_, err := b.run(ctx, "remove", removeScript, id, strconv.FormatUint(epoch, 10))
 	if err == nil {
 		b.forget(id)
 	}

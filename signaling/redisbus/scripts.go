@@ -119,7 +119,7 @@ local id = ARGV[3]
 local sk = skey(id)
 if redis.call('EXISTS', sk) == 1 then return fail('EXISTS') end
 redis.call('HSET', sk, 'node', SELF, 'held', '0', 'written', 0, 'user', ARGV[4], 'tok', ARGV[5], 'ptok', '',
-  'seq', 0, 'q', ARGV[6], 'k', ARGV[7], 'grace', ARGV[8], 'name', '')
+  'seq', 0, 'q', ARGV[6], 'k', ARGV[7], 'grace', ARGV[8], 'name', '', 'epoch', 1)
 if ARGV[5] ~= '' then redis.call('SET', P .. 't:' .. ARGV[5], id) end
 if ARGV[4] ~= '' then redis.call('SADD', P .. 'u:' .. ARGV[4], id) end
 redis.call('SADD', P .. 'ns:' .. SELF, id)
@@ -128,7 +128,7 @@ return 1
 `)
 
 // ARGV: 3 token, 4 new token, 5 user, 6 last, 7 queue, 8 keep, 9 grace ms.
-// Returns {id, kickSelf, rooms, from, gap, msgs}.
+// Returns {id, kickSelf, rooms, from, gap, msgs, epoch}.
 var resumeScript = script(`
 local tok, new = ARGV[3], ARGV[4]
 local id = redis.call('GET', P .. 't:' .. tok)
@@ -154,8 +154,9 @@ end
 if new ~= '' then redis.call('SET', P .. 't:' .. new, id) end
 redis.call('HSET', sk, 'node', SELF, 'held', '0', 'tok', new, 'ptok', tok, 'q', ARGV[7], 'k', ARGV[8], 'grace', ARGV[9])
 redis.call('SADD', P .. 'ns:' .. SELF, id)
+local epoch = redis.call('HINCRBY', sk, 'epoch', 1)
 local r = replay(id, tonumber(ARGV[6]))
-return {id, kickSelf, redis.call('ZRANGE', P .. 'r:' .. id, 0, -1), r[1], r[2], r[3]}
+return {id, kickSelf, redis.call('ZRANGE', P .. 'r:' .. id, 0, -1), r[1], r[2], r[3], epoch}
 `)
 
 // ARGV: 3 id, 4 after. Returns {from, gap, msgs}.
@@ -165,14 +166,16 @@ if redis.call('EXISTS', skey(id)) == 0 then return fail('UNKNOWN') end
 return replay(id, tonumber(ARGV[4]))
 `)
 
-// ARGV: 3 id, 4 written, 5 grace ms. Holding a session another node has
-// taken over (or that is held already) changes nothing.
+// ARGV: 3 id, 4 written, 5 grace ms, 6 epoch. Holding a session another
+// node has taken over, or another connection of this node (a later
+// epoch), or that is held already, changes nothing.
 var holdScript = script(`
 local id = ARGV[3]
 local sk = skey(id)
-local f = redis.call('HMGET', sk, 'node', 'held', 'seq')
+local f = redis.call('HMGET', sk, 'node', 'held', 'seq', 'epoch')
 if not f[3] then return fail('UNKNOWN') end
 if f[2] == '1' or f[1] ~= SELF then return 0 end
+if ARGV[6] ~= '0' and f[4] ~= ARGV[6] then return 0 end
 local g = tonumber(ARGV[5])
 if g <= 0 then return remove(id) end
 local w = math.min(tonumber(ARGV[4]), tonumber(f[3]))
@@ -182,8 +185,11 @@ redis.call('ZADD', P .. 'held', now_ms() + g, id)
 return 1
 `)
 
-// ARGV: 3 id.
-var removeScript = script(`return remove(ARGV[3])`)
+// ARGV: 3 id, 4 epoch (0: any).
+var removeScript = script(`
+if ARGV[4] ~= '0' and redis.call('HGET', skey(ARGV[3]), 'epoch') ~= ARGV[4] then return 0 end
+return remove(ARGV[3])
+`)
 
 // ARGV: 3 id, 4 code, 5 reason. Returns 1 when the kick was sent.
 var kickScript = script(`
