@@ -660,7 +660,7 @@ func TestBusBroadcastFromServer(t *testing.T) {
 		if err := bus.Open(ctx, Session{ID: id, Limits: lim}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := bus.Join(ctx, JoinRequest{Session: id, Room: "r", Max: 2 + 1, RoomsPerPeer: 1,
+		if _, err := bus.Join(ctx, JoinRequest{Session: id, Room: "r", Max: 3, RoomsPerPeer: 1,
 			Member: []byte(`{}`), PeerJoined: []byte(`{"j":1}`), PeerLeft: []byte(`{"l":1}`), JoinedPrefix: []byte(`{"type":"joined",`)}); err != nil {
 			t.Fatal(err)
 		}
@@ -695,4 +695,49 @@ func TestBusBroadcastFromServer(t *testing.T) {
 		t.Errorf("Broadcast from a stranger: %v", err)
 	}
 	_ = bus.Close(ctx)
+}
+
+// FuzzAPIRequest checks the server API's request parsing through the whole
+// handler, on a real server with a peer in a room: any body to push or
+// disconnect gets a JSON answer with a known status, and an error always
+// has a code and a message.
+func FuzzAPIRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"room":"r","data":{"a":1}}`, `{"peer":"abcdefghijklmnop","data":null}`, `{"user":"alice","data":"x"}`,
+		`{"peer":"abcdefghijklmnop","code":4100,"reason":"bye"}`, `{"user":"alice","code":4999}`,
+		`{"room":"r","peer":"p","data":1}`, `{"code":"4100"}`, `{"reason":"\u0000"}`, `{}`, `[]`, `null`, "\xff", `{"data":1}{"data":2}`,
+	} {
+		f.Add(true, s)
+		f.Add(false, s)
+	}
+	s, err := New(testConfig(func(c *Config) { c.APIKeys = []string{apiKey}; c.MaxMessageBytes = 1024 }), Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	h := s.Handler()
+	known := map[int]bool{200: true, 400: true, 404: true, 413: true}
+	f.Fuzz(func(t *testing.T, push bool, body string) {
+		path := "/api/v1/disconnect"
+		if push {
+			path = "/api/v1/push"
+		}
+		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if !known[w.Code] {
+			t.Fatalf("%s %q: status %d: %s", path, body, w.Code, w.Body)
+		}
+		var ans struct {
+			Error *struct{ Code, Message string } `json:"error"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &ans); err != nil {
+			t.Fatalf("%s %q: answer is not JSON: %s", path, body, w.Body)
+		}
+		if (w.Code != 200) != (ans.Error != nil) || (ans.Error != nil && (ans.Error.Code == "" || ans.Error.Message == "")) {
+			t.Fatalf("%s %q: %d %s", path, body, w.Code, w.Body)
+		}
+	})
 }
