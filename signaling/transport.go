@@ -54,6 +54,8 @@ const (
 	closePolicyViolation = 1008 // too slow: outbox full
 	closeTryAgainLater   = 1013 // capacity
 	closeReplaced        = 4000 // replaced by a resumed connection
+	// 4100-4999 are the application's: the server API's disconnect
+	// (api.go) closes with the code the backend gives.
 )
 
 // ErrFrameTooLarge is ReadFrame's answer to a frame over the caller's
