@@ -94,7 +94,7 @@ type apiEndpoint struct {
 	// name labels the metric and the log: push, disconnect, rooms, room,
 	// nodes, user.
 	name, method string
-	// body bounds the request body; 0 means the request has none.
+	// body bounds the request body; nil means the request has none.
 	body  func(st *settings) int64
 	serve func(s *Server, ctx context.Context, r *apiRequest) (any, *apiError)
 }
@@ -160,9 +160,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	attrs := []any{"endpoint", name, "status", status, "key", key, "remote", r.RemoteAddr}
 	switch {
-	case status == http.StatusUnauthorized:
-		// A client without a key may send many: rate-limited.
-		s.limited.Log(slog.LevelInfo, "api-401", "server API request refused", append(attrs, "why", aerr.message)...)
+	case aerr != nil && key < 0:
+		// Without a key (or with the API off) anyone may send many:
+		// rate-limited.
+		s.limited.Log(slog.LevelInfo, "api-"+aerr.code, "server API request refused", append(attrs, "why", aerr.message)...)
 	case aerr != nil:
 		s.log.Info("server API", append(attrs, "code", aerr.code, "why", aerr.message)...)
 	case ep.method == http.MethodPost:
