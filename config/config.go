@@ -46,6 +46,7 @@ type Config struct {
 
 	HTTP      *HTTP      `hcl:"http,block"`
 	Signaling *Signaling `hcl:"signaling,block"`
+	API       *API       `hcl:"api,block"`
 	STUN      *STUN      `hcl:"stun,block"`
 
 	// Filled by Validate.

@@ -119,6 +119,7 @@ func TestDefault(t *testing.T) {
 			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true),
 			CredentialTTLDuration: time.Hour, ResumeGraceDuration: 30 * time.Second, PingIntervalDuration: 25 * time.Second,
 		},
+		API:                   &API{Keys: []string{}},
 		STUN:                  &STUN{AlternatePort: 3479, RFC3489: ptr(false)},
 		ShutdownGraceDuration: 10 * time.Second,
 		Source:                DefaultSource,
@@ -139,6 +140,7 @@ func TestDefault(t *testing.T) {
 		{"metrics", *got.Metrics, *want.Metrics},
 		{"http", *got.HTTP, *want.HTTP},
 		{"signaling", *got.Signaling, *want.Signaling},
+		{"api", *got.API, *want.API},
 		{"stun", *got.STUN, *want.STUN},
 	} {
 		if pair.name == "top" {
@@ -148,6 +150,7 @@ func TestDefault(t *testing.T) {
 			w.Log, w.Listen, w.TLS, w.Relay, w.Auth, w.Policy, w.Limits, w.Metrics = nil, nil, nil, nil, nil, nil, nil, nil
 			g.HTTP, g.Signaling, w.HTTP, w.Signaling = nil, nil, nil, nil
 			g.STUN, w.STUN = nil, nil
+			g.API, w.API = nil, nil
 			pair.got, pair.want = g, w
 		}
 		if !reflect.DeepEqual(pair.got, pair.want) {

@@ -259,6 +259,17 @@ signaling {
   turn_events = true
 }
 
+# The server API under /api/v1/ on the HTTP listener: an application's
+# backend pushes messages to rooms, peers and users, disconnects them, and
+# lists rooms, members and nodes (docs/signaling.md, "Server API").
+api {
+  # Keys a backend sends as "Authorization: Bearer KEY", each at least 32
+  # random characters (openssl rand -hex 32). Any of them is accepted, so a
+  # key is replaced without a gap: add the new one, reload, move the
+  # backends over, remove the old one, reload. Empty switches the API off.
+  keys = []
+}
+
 # RFC 5780 NAT behaviour discovery, for `icegate natcheck` and clients such
 # as coturn's turnutils_natdiscovery. Needs a second IP address on this host.
 # With one, icegate answers Binding (and serves TURN) on four UDP sockets:

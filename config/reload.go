@@ -113,6 +113,8 @@ var reloadClasses = map[string]ReloadClass{
 	"Signaling.PingIntervalDuration":  Live,
 	"Signaling.TURNEvents":            Live,
 
+	"API.Keys": Live, // a key is replaced without a restart
+
 	"STUN.AlternateAddress":    Restart,
 	"STUN.AlternatePort":       Restart,
 	"STUN.AlternatePublic":     Restart,

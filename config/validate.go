@@ -69,6 +69,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.Metrics.validate(v)
 	c.HTTP.validate(v)
 	c.Signaling.validate(v, c.HTTP)
+	c.API.validate(v, c.HTTP)
 	c.STUN.validate(v, c.Listen, c.Relay)
 	return v.diags
 }
@@ -77,7 +78,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 func (c *Config) fillNilBlocks() {
 	if c.Log != nil && c.Listen != nil && c.TLS != nil && c.Relay != nil &&
 		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil &&
-		c.HTTP != nil && c.Signaling != nil && c.STUN != nil {
+		c.HTTP != nil && c.Signaling != nil && c.API != nil && c.STUN != nil {
 		return
 	}
 	d, diags := decodeDefaults()
@@ -86,7 +87,7 @@ func (c *Config) fillNilBlocks() {
 		// Validate reports the zero values instead of panicking.
 		d = &Config{Log: &Log{}, Listen: &Listen{}, TLS: &TLS{}, Relay: &Relay{},
 			Auth: &Auth{}, Policy: &Policy{}, Limits: &Limits{}, Metrics: &Metrics{},
-			HTTP: &HTTP{}, Signaling: &Signaling{}, STUN: &STUN{}}
+			HTTP: &HTTP{}, Signaling: &Signaling{}, API: &API{}, STUN: &STUN{}}
 	}
 	if c.Log == nil {
 		c.Log = d.Log
@@ -117,6 +118,9 @@ func (c *Config) fillNilBlocks() {
 	}
 	if c.Signaling == nil {
 		c.Signaling = d.Signaling
+	}
+	if c.API == nil {
+		c.API = d.API
 	}
 	if c.STUN == nil {
 		c.STUN = d.STUN

@@ -70,7 +70,10 @@ type Bus interface {
 	Remove(ctx context.Context, id string, epoch uint64) error
 	// Kick closes the connection of session id wherever it is held, with
 	// a close code and reason the client sees; the session is then held
-	// (it may resume) unless the code is closeNormal.
+	// (it may resume) unless the code is closeNormal. A held session has
+	// no connection to close: Kick does nothing to it. To end a session
+	// for good whether or not it is connected (the server API's
+	// disconnect), Kick it, then Remove it with epoch 0.
 	Kick(ctx context.Context, id string, code int, reason string) error
 
 	// Join adds a session to a room, refusing it atomically at capacity.
@@ -84,6 +87,11 @@ type Bus interface {
 	// Broadcast appends r.Body to the logs of every member of r.Room but
 	// the sender, and BroadcastAck(r.AckPrefix, …) to the sender's when
 	// r.AckPrefix is set. Errors: ErrNotInRoom.
+	//
+	// With r.From "" the message is from the server (the server API's
+	// push): every member gets r.Body, there is no membership check and
+	// no ack (r.AckPrefix is ignored), and a room with no members (one
+	// that does not exist) reaches no one: 0, 0, nil.
 	Broadcast(ctx context.Context, r BroadcastRequest) (delivered, dropped int, err error)
 	// Push appends body to session id's log (a reply, an error, fresh
 	// credentials, a message from the server API). Errors:
@@ -212,6 +220,7 @@ type SendRequest struct {
 
 // BroadcastRequest is a message to a room.
 type BroadcastRequest struct {
+	// From is the sending session; "" is the server (see Bus.Broadcast).
 	From, Room string
 	Body       []byte
 	AckPrefix  []byte // nil: no ack

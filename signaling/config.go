@@ -31,6 +31,12 @@ type Config struct {
 	// client must present; any of them verifies. Empty (the default) needs no
 	// token. HCL: signaling.token_secrets.
 	TokenSecrets []string
+	// APIKeys are the keys an application's backend presents to the server
+	// API (/api/v1/, as "Authorization: Bearer KEY"); any of them is
+	// accepted, so a key can be replaced without a gap. Each is at least
+	// MinAPIKeyBytes long. Empty (the default) switches the server API off:
+	// it answers 404. HCL: api.keys.
+	APIKeys []string
 	// TURNHost is the host name or IP put in the stun:/turn:/turns: URLs
 	// handed out. "" (the default) uses the host the client reached the HTTP
 	// server at. HCL: signaling.turn_host.
@@ -139,6 +145,10 @@ func (p NATProbe) urls() []string {
 	return []string{"stun:" + p.Primary.String(), "stun:" + p.Alternate.String()}
 }
 
+// MinAPIKeyBytes is the shortest server API key accepted (Config.APIKeys):
+// 32 random characters are beyond guessing.
+const MinAPIKeyBytes = 32
+
 // Defaults of Config, applied by withDefaults.
 const (
 	defaultCredentialTTL     = time.Hour
@@ -160,6 +170,7 @@ const (
 func (c Config) withDefaults() Config {
 	c.AllowedOrigins = slices.Clone(c.AllowedOrigins)
 	c.TokenSecrets = slices.Clone(c.TokenSecrets)
+	c.APIKeys = slices.Clone(c.APIKeys)
 	or := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -230,6 +241,12 @@ func (c *Config) validate() error {
 	} {
 		if f.v <= 0 {
 			bad("%s %v is not positive", f.name, f.v)
+		}
+	}
+	for i, k := range c.APIKeys {
+		// The key itself is never printed.
+		if len(k) < MinAPIKeyBytes {
+			bad("APIKeys[%d] is %d bytes; a key needs at least %d random ones", i, len(k), MinAPIKeyBytes)
 		}
 	}
 	if c.ResumeGrace < 0 {

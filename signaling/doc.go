@@ -2,7 +2,9 @@
 // (rooms, peers, directed and broadcast messages with delivery feedback,
 // resume after a dropped connection), the TURN credentials it hands out, the
 // classic-tutorial protocol on /ws/simple, the credential API (/api/turn,
-// /api/ice-servers), and the embedded test page.
+// /api/ice-servers), the server API for an application's backend
+// (/api/v1/, api.go: push, disconnect, listings, all through the Bus), and
+// the embedded test page.
 //
 // The data path of a message is: GET /ws → origin and token checks before the
 // upgrade → read limit → hello (peer id, iceServers) → one read loop per

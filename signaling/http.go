@@ -21,16 +21,18 @@ import (
 //	GET /ws/simple        the classic tutorial protocol
 //	GET /api/turn         TURN credentials, TURN REST API draft shape
 //	GET /api/ice-servers  {"iceServers": [...]}, ready for new RTCPeerConnection
+//	    /api/v1/...       the server API for an application's backend (api.go)
 //	GET /                 the test page (http.test_page)
 //
 // Origin and token checks run before a WebSocket upgrade and before the
-// API answers.
+// credential API answers; the server API checks its own keys.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, false) })
 	mux.HandleFunc("GET /ws/simple", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, true) })
 	mux.HandleFunc("/api/turn", s.serveTURN)
 	mux.HandleFunc("/api/ice-servers", s.serveICEServers)
+	mux.HandleFunc(apiPrefix, s.serveAPI)
 	page := pageHandler()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

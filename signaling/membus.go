@@ -353,10 +353,15 @@ func (b *MemoryBus) Broadcast(_ context.Context, r BroadcastRequest) (delivered,
 	st := b.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	s := st.sessions[r.From]
 	rm := st.rooms[r.Room]
-	if s == nil || rm == nil || !slices.Contains(s.rooms, r.Room) {
-		return 0, 0, ErrNotInRoom
+	var s *memSession // nil: from the server, to every member
+	if r.From != "" {
+		s = st.sessions[r.From]
+		if s == nil || rm == nil || !slices.Contains(s.rooms, r.Room) {
+			return 0, 0, ErrNotInRoom
+		}
+	} else if rm == nil {
+		return 0, 0, nil
 	}
 	for _, m := range rm.members {
 		switch {
@@ -368,7 +373,7 @@ func (b *MemoryBus) Broadcast(_ context.Context, r BroadcastRequest) (delivered,
 			delivered++
 		}
 	}
-	if r.AckPrefix != nil {
+	if s != nil && r.AckPrefix != nil {
 		st.appendLocked(s, BroadcastAck(r.AckPrefix, delivered, dropped))
 	}
 	return delivered, dropped, nil

@@ -12,6 +12,7 @@ type metrics struct {
 	dropped     *prometheus.CounterVec // reason
 	refused     *prometheus.CounterVec // reason
 	resumes     *prometheus.CounterVec // outcome
+	api         *prometheus.CounterVec // endpoint, status
 }
 
 // newMetrics makes the collectors; peers and rooms are read at scrape time.
@@ -38,9 +39,12 @@ func newMetrics(reg prometheus.Registerer, peers, rooms func() float64) *metrics
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "icegate_signaling_resumes_total", Help: "Resume attempts by outcome.",
 		}, []string{"outcome"}),
+		api: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_signaling_api_requests_total", Help: "Server API (/api/v1/) requests by endpoint and HTTP status.",
+		}, []string{"endpoint", "status"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.peers, m.rooms, m.messages, m.dropped, m.refused, m.resumes)
+		reg.MustRegister(m.connections, m.peers, m.rooms, m.messages, m.dropped, m.refused, m.resumes, m.api)
 	}
 	return m
 }

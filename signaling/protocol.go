@@ -38,6 +38,9 @@ const (
 	TypePong       = "pong"
 	TypeICEServers = "ice-servers"
 	TypeTURN       = "turn"
+	// TypePush is a message from the application's backend, sent through
+	// the server API (POST /api/v1/push).
+	TypePush = "push"
 )
 
 // Field bounds.
@@ -282,6 +285,14 @@ type relayedMsg struct {
 	FromUser string          `json:"from_user,omitempty"`
 	Room     string          `json:"room,omitempty"`
 	Data     json.RawMessage `json:"data"`
+}
+
+// pushMsg is a message from the server API. Room names the room it was
+// pushed to; a push to a peer or a user has none.
+type pushMsg struct {
+	Type string          `json:"type"`
+	Room string          `json:"room,omitempty"`
+	Data json.RawMessage `json:"data"`
 }
 
 type ackMsg struct {

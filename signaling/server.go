@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
 	"errors"
@@ -44,6 +45,9 @@ type settings struct {
 	hardReadLimit int64
 	// natProbe holds the stun: URLs of NATProbe; nil when it is off.
 	natProbe []string
+	// apiKeys are the SHA-256 digests of APIKeys, compared in constant
+	// time (api.go).
+	apiKeys [][sha256.Size]byte
 }
 
 // Timeouts that are not worth a config attribute.
@@ -151,6 +155,7 @@ func (s *Server) PrepareReload(cfg Config) (apply func(), err error) {
 		return nil, err
 	}
 	st.natProbe = st.NATProbe.urls()
+	st.apiKeys = hashKeys(st.APIKeys)
 	// Messages up to MaxMessageBytes are read; larger ones up to this are
 	// read and discarded with an error; beyond it the connection is closed
 	// (1009), since a client sending those is not a signaling client.

@@ -57,6 +57,8 @@ const (
 	closeTryAgainLater   = 1013 // capacity
 	closeReplaced        = 4000 // replaced by a resumed connection
 	closeTokenExpired    = 4001 // the token expired and no fresh one came (auth)
+	// 4100-4999 are the application's: the server API's disconnect
+	// (api.go) closes with the code the backend gives.
 )
 
 // ErrFrameTooLarge is ReadFrame's answer to a frame over the caller's

@@ -263,7 +263,8 @@ func TestSIGHUP(t *testing.T) {
 	certB, keyB := writeCert(t, dir, "cert-b")
 	const secret1, secret2 = "first-shared-secret-0123456789", "second-shared-secret-0123456789"
 	cfgFile := filepath.Join(dir, "icegate.hcl")
-	write := func(port, metricsPort int, secret, users, deny, cert, key string) {
+	const apiKey1, apiKey2 = "first-api-key-0123456789abcdef0123", "second-api-key-0123456789abcdef012"
+	write := func(port, metricsPort int, secret, users, deny, cert, key, apiKey string) {
 		src := fmt.Sprintf(`log { format = "json" }
 listen {
   addresses = ["127.0.0.1"]
@@ -292,14 +293,15 @@ policy {
 }
 metrics { listen = "127.0.0.1:%d" }
 http { listen = "127.0.0.1:%d" }
+api { keys = [%q] }
 shutdown_grace = "1s"
-`, port, tlsPort, cert, key, secret, users, deny, metricsPort, httpPort)
+`, port, tlsPort, cert, key, secret, users, deny, metricsPort, httpPort, apiKey)
 		if err := os.WriteFile(cfgFile, []byte(src), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	const alice, dave = `  user "alice" { password = "rabbit" }` + "\n", `  user "dave" { password = "diver" }` + "\n"
-	write(port, metricsPort, secret1, alice+dave, "", certA, keyA)
+	write(port, metricsPort, secret1, alice+dave, "", certA, keyA, apiKey1)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -333,6 +335,9 @@ shutdown_grace = "1s"
 	if cn := servedCN(); cn != "cert-a" {
 		t.Fatalf("TLS serves %q, want cert-a", cn)
 	}
+	if got := apiStatus(t, httpAddr, apiKey1); got != 200 {
+		t.Fatalf("server API with api.keys[0]: %d", got)
+	}
 
 	near, far := udpEchoPeer(t, "127.0.0.1"), udpEchoPeer(t, "127.0.0.3")
 	aliceRelay, err := turnRelay(t, server, "alice", "rabbit")
@@ -360,7 +365,7 @@ shutdown_grace = "1s"
 	// The reload: new port and metrics address (restart-only), alice gone,
 	// bob added, the secret rotated, 127.0.0.3 denied, another certificate.
 	const bob = `  user "bob" { password = "builder" }` + "\n"
-	write(freeTCPUDPPort(t), freeTCPUDPPort(t), secret2, bob+dave, `"127.0.0.3/32"`, certB, keyB)
+	write(freeTCPUDPPort(t), freeTCPUDPPort(t), secret2, bob+dave, `"127.0.0.3/32"`, certB, keyB, apiKey2)
 	rec := p.hup("configuration reloaded except settings that need a restart")
 	restart := fmt.Sprint(rec["restart_needed"])
 	if !strings.Contains(restart, "listen.port") || !strings.Contains(restart, "metrics.listen") {
@@ -415,6 +420,10 @@ shutdown_grace = "1s"
 	if cn := servedCN(); cn != "cert-b" {
 		t.Errorf("TLS serves %q after the reload, want cert-b", cn)
 	}
+	// The API key was replaced.
+	if a, b := apiStatus(t, httpAddr, apiKey1), apiStatus(t, httpAddr, apiKey2); a != 401 || b != 200 {
+		t.Errorf("server API after the reload: old key %d, new key %d; want 401 and 200", a, b)
+	}
 
 	// A broken file changes nothing, and says so in one JSON record.
 	if err := os.WriteFile(cfgFile, []byte("listen {\n  port = \"many\"\n"), 0o600); err != nil {
@@ -452,12 +461,28 @@ shutdown_grace = "1s"
 			}
 		}
 	}
+	if strings.Contains(p.stderr.String(), apiKey1) || strings.Contains(p.stderr.String(), apiKey2) {
+		t.Error("the log shows an API key")
+	}
 	if strings.Contains(p.stderr.String(), "Failed to close") {
 		t.Error("ending a revoked allocation made pion log a failure")
 	}
 	if !sawClient {
 		t.Error("no record named a client (alice's refusal should have)")
 	}
+}
+
+// apiStatus is the status of GET /api/v1/nodes with key.
+func apiStatus(t *testing.T, httpAddr, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/api/v1/nodes", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestLogAddrs: the log handler writes a net.Addr as "IP:port" in JSON and

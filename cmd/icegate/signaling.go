@@ -27,6 +27,7 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 	out := signaling.Config{
 		AllowedOrigins:    s.AllowedOrigins,
 		TokenSecrets:      s.TokenSecrets,
+		APIKeys:           cfg.API.Keys,
 		TURNHost:          s.TURNHost,
 		CredentialTTL:     s.CredentialTTLDuration,
 		MaxConnections:    s.MaxConnections,

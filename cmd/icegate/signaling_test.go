@@ -39,7 +39,7 @@ func TestSignalingConfig(t *testing.T) {
 	}{{
 		name: "defaults",
 		want: signaling.Config{
-			AllowedOrigins: []string{}, TokenSecrets: []string{},
+			AllowedOrigins: []string{}, TokenSecrets: []string{}, APIKeys: []string{},
 			CredentialTTL: time.Hour, MaxConnections: 10000, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, RoomsPerPeer: 8, SendQueue: 256,
 			ResumeGrace: 30 * time.Second, PingInterval: 25 * time.Second, Separator: ":",
@@ -83,6 +83,9 @@ signaling {
   ping_interval       = "10s"
   turn_events         = false
 }
+api {
+  keys = ["api-key-0123456789abcdef0123456789"]
+}
 stun {
   alternate_address = "192.0.2.11"
   alternate_port    = 4001
@@ -93,6 +96,7 @@ stun {
 		want: signaling.Config{
 			AllowedOrigins: []string{"https://app.example.com"},
 			TokenSecrets:   []string{"token-secret-0123456789abcdef0123456789"},
+			APIKeys:        []string{"api-key-0123456789abcdef0123456789"},
 			TURNHost:       "turn.example.com",
 			CredentialTTL:  2 * time.Hour, MaxConnections: 7, MaxMessageBytes: 2048,
 			MessagesPerSecond: 9, MessagesBurst: 11, PeersPerRoom: 3, RoomsPerPeer: 4, SendQueue: 17,
@@ -124,7 +128,7 @@ stun {
 `,
 		relay: []turn.ListenAddr{listen("udp", "[2001:db8::10]:41000"), listen("tcp", "[2001:db8::10]:41000")},
 		want: signaling.Config{
-			AllowedOrigins: []string{}, TokenSecrets: []string{},
+			AllowedOrigins: []string{}, TokenSecrets: []string{}, APIKeys: []string{},
 			CredentialTTL: time.Hour, MaxConnections: 10000, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, RoomsPerPeer: 8, SendQueue: 256,
 			NoResume: true, PingInterval: 25 * time.Second, Separator: ":",
