@@ -646,57 +646,6 @@ func (n *recordingNode) Kick(id string, code int, _ string) {
 
 func (n *recordingNode) Resync() {}
 
-// The bus contract for a broadcast from the server (From ""): every member
-// gets it, no one gets an ack, and a room without members reaches no one.
-func TestBusBroadcastFromServer(t *testing.T) {
-	ctx := context.Background()
-	bus := NewMemoryBus()
-	n := &recordingNode{got: map[string][]string{}, kick: map[string]int{}}
-	if err := bus.Start(n); err != nil {
-		t.Fatal(err)
-	}
-	lim := Limits{Queue: 4, Keep: 4}
-	for _, id := range []string{"a", "b", "c"} {
-		if err := bus.Open(ctx, Session{ID: id, Limits: lim}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bus.Join(ctx, JoinRequest{Session: id, Room: "r", Max: 3, RoomsPerPeer: 1,
-			Member: []byte(`{}`), PeerJoined: []byte(`{"j":1}`), PeerLeft: []byte(`{"l":1}`), JoinedPrefix: []byte(`{"type":"joined",`)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// c is held with a full queue: dropped.
-	if err := bus.Hold(ctx, "c", 0, 1, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	for range 4 {
-		_ = bus.Push(ctx, "c", []byte(`{"fill":1}`))
-	}
-	n.mu.Lock()
-	clear(n.got)
-	n.mu.Unlock()
-
-	d, x, err := bus.Broadcast(ctx, BroadcastRequest{Room: "r", Body: []byte(`{"type":"push"}`), AckPrefix: []byte(`{"type":"ack",`)})
-	if err != nil || d != 2 || x != 1 {
-		t.Fatalf("Broadcast from the server: %d delivered, %d dropped, %v", d, x, err)
-	}
-	n.mu.Lock()
-	for _, id := range []string{"a", "b"} {
-		if got := n.got[id]; len(got) != 1 || got[0] != `{"type":"push"}` {
-			t.Errorf("%s got %v, want the push once and no ack", id, got)
-		}
-	}
-	n.mu.Unlock()
-	if d, x, err := bus.Broadcast(ctx, BroadcastRequest{Room: "nowhere", Body: []byte(`{}`)}); d != 0 || x != 0 || err != nil {
-		t.Errorf("Broadcast from the server to no room: %d, %d, %v", d, x, err)
-	}
-	// A session's broadcast still needs its membership.
-	if _, _, err := bus.Broadcast(ctx, BroadcastRequest{From: "x", Room: "r", Body: []byte(`{}`)}); !errors.Is(err, ErrNotInRoom) {
-		t.Errorf("Broadcast from a stranger: %v", err)
-	}
-	_ = bus.Close(ctx)
-}
-
 // FuzzAPIRequest checks the server API's request parsing through the whole
 // handler, on a real server with a peer in a room: any body to push or
 // disconnect gets a JSON answer with a known status, and an error always

@@ -145,6 +145,7 @@ func Run(t *testing.T, newBus NewBus) {
 		{"Listing", testListing},
 		{"Remove", testRemove},
 		{"Epoch", testEpoch},
+		{"BroadcastFromServer", testBroadcastFromServer},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, newBus) })
@@ -768,4 +769,50 @@ func testEpoch(t *testing.T, newBus NewBus) {
 		t.Fatal(err)
 	}
 	wantErr(t, "Push after Remove", b.Push(ctx(t), id, body("gone")), signaling.ErrUnknownSession)
+}
+
+// testBroadcastFromServer: a broadcast with From "" (the server API's push)
+// reaches every member once, acks no one, drops for a held member whose
+// queue is full, and reaches no one in a room without members; a
+// session's broadcast still needs its membership.
+func testBroadcastFromServer(t *testing.T, newBus NewBus) {
+	a, b := Start(t, newBus, "node-a"), Start(t, newBus, "node-b")
+	l := signaling.Limits{Queue: 4, Keep: 4, Grace: time.Minute}
+	s1, _ := open(t, a, "", l)
+	s2, _ := open(t, b, "", l)
+	s3, _ := open(t, b, "", l)
+	for _, id := range []string{s1, s2, s3} {
+		join(t, a, id, "srv", 3)
+	}
+	if err := b.Hold(ctx(t), s3, 0, 0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		_ = a.Push(ctx(t), s3, body("fill"))
+	}
+	n1, n2 := len(a.Rec.Delivered(s1)), len(b.Rec.Delivered(s2))
+	d, x, err := b.Broadcast(ctx(t), signaling.BroadcastRequest{Room: "srv", Body: body("push"), AckPrefix: []byte(`{"type":"ack",`)})
+	if err != nil || d != 2 || x != 1 {
+		t.Fatalf("Broadcast from the server = %d delivered, %d dropped, %v; want 2, 1", d, x, err)
+	}
+	for _, c := range []struct {
+		rec *Recorder
+		id  string
+		n   int
+	}{{a.Rec, s1, n1}, {b.Rec, s2, n2}} {
+		got := c.rec.WaitDeliveries(t, c.id, c.n+1)[c.n:]
+		if len(got) != 1 || got[0].Body != string(body("push")) {
+			t.Errorf("%s got %v, want the push once", c.id, bodies(got))
+		}
+	}
+	if d, x, err := a.Broadcast(ctx(t), signaling.BroadcastRequest{Room: "nowhere", Body: body("x")}); d != 0 || x != 0 || err != nil {
+		t.Errorf("Broadcast from the server to no room = %d, %d, %v", d, x, err)
+	}
+	_, _, err = a.Broadcast(ctx(t), signaling.BroadcastRequest{From: "stranger", Room: "srv", Body: body("x")})
+	wantErr(t, "Broadcast from a stranger", err, signaling.ErrNotInRoom)
+	// No ack reached anyone, later.
+	time.Sleep(100 * time.Millisecond)
+	if got := a.Rec.Delivered(s1); len(got) != n1+1 {
+		t.Errorf("s1 got %v after the push", bodies(got[n1:]))
+	}
 }

@@ -173,7 +173,8 @@ var holdScript = script(`
 local id = ARGV[3]
 local sk = skey(id)
 local f = redis.call('HMGET', sk, 'node', 'held', 'seq', 'epoch')
-if not f[3] then return fail('UNKNOWN') end
+-- A session removed meanwhile (the server API's disconnect, say) stays so.
+if not f[3] then return 0 end
 if f[2] == '1' or f[1] ~= SELF then return 0 end
 if ARGV[6] ~= '0' and f[4] ~= ARGV[6] then return 0 end
 local g = tonumber(ARGV[5])
@@ -284,14 +285,15 @@ return held and 1 or 0
 // {delivered, dropped}.
 var broadcastScript = script(`
 local from, ok = ARGV[3], P .. 'ro:' .. ARGV[4]
-if not redis.call('ZSCORE', ok, from) then return fail('NOTINROOM') end
+-- From "" is the server (the server API): every member, no ack.
+if from ~= '' and not redis.call('ZSCORE', ok, from) then return fail('NOTINROOM') end
 local d, x = 0, 0
 for _, o in ipairs(redis.call('ZRANGE', ok, 0, -1)) do
   if o ~= from then
     if append(o, ARGV[5]) then d = d + 1 else x = x + 1 end
   end
 end
-if ARGV[6] == '1' then
+if ARGV[6] == '1' and from ~= '' then
   local b = ARGV[7] .. '"delivered":' .. d
   if x > 0 then b = b .. ',"dropped":' .. x end
   append(from, b .. '}')
