@@ -293,6 +293,14 @@ type Signaling struct {
 	// accepted; the first mints (`icegate token`).
 	TokenSecrets      []string  `hcl:"token_secrets,optional"`
 	TokenSecretsRange hcl.Range `hcl:"token_secrets,attr_range"`
+	// TokenAudience, when not "", must be one of a token's "aud" values
+	// (RFC 7519 §4.1.3, a string or an array). Default "" (not checked).
+	TokenAudience      string    `hcl:"token_audience,optional"`
+	TokenAudienceRange hcl.Range `hcl:"token_audience,attr_range"`
+	// MaxTokenLifetime refuses tokens whose exp - iat is longer, and tokens
+	// without iat; "0s" puts no cap. Default "0s".
+	MaxTokenLifetime      string    `hcl:"max_token_lifetime,optional"`
+	MaxTokenLifetimeRange hcl.Range `hcl:"max_token_lifetime,attr_range"`
 	// TURNHost is the host name or IP put in the stun:/turn:/turns: URLs
 	// handed out. "" (the default) uses the host the client reached the
 	// HTTP server at.
@@ -339,6 +347,7 @@ type Signaling struct {
 
 	// Filled by Validate.
 	CredentialTTLDuration, ResumeGraceDuration, PingIntervalDuration time.Duration
+	MaxTokenLifetimeDuration                                         time.Duration
 }
 
 // switchOr reads an optional switch, nil meaning def. After Load or Default

@@ -116,7 +116,7 @@ func TestDefault(t *testing.T) {
 			AllowedOrigins: []string{}, TokenSecrets: []string{},
 			CredentialTTL: "1h", MaxConnections: 10000, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, RoomsPerPeer: 8,
-			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true),
+			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true), MaxTokenLifetime: "0s",
 			CredentialTTLDuration: time.Hour, ResumeGraceDuration: 30 * time.Second, PingIntervalDuration: 25 * time.Second,
 		},
 		STUN:                  &STUN{AlternatePort: 3479, RFC3489: ptr(false)},

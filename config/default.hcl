@@ -218,6 +218,16 @@ signaling {
   # `icegate token`. Generate one with: openssl rand -base64 32
   token_secrets = []
 
+  # When set, a token's "aud" claim (a string or an array of strings) must
+  # name this value, so tokens minted for another service are refused. ""
+  # does not check "aud".
+  token_audience = ""
+
+  # Refuse tokens whose lifetime (exp - iat) is longer than this, and
+  # tokens without "iat", so a leaked token cannot be one minted to last
+  # for years. "0s" puts no cap.
+  max_token_lifetime = "0s"
+
   # Host name or IP in the stun:/turn:/turns: URLs handed out. "" uses the
   # host the client reached this HTTP server at.
   turn_host = ""

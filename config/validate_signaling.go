@@ -23,6 +23,8 @@ const (
 	minCredentialTTL = time.Minute
 	maxCredentialTTL = 7 * 24 * time.Hour
 	maxResumeGrace   = 10 * time.Minute
+	// A token lifetime cap beyond a year is a typo.
+	maxTokenLifetime = 365 * 24 * time.Hour
 	// minTokenSecretChars is the length below which a token secret draws a
 	// warning (HS256 wants at least 256 bits of key).
 	minTokenSecretChars = 32
@@ -77,6 +79,20 @@ func (s *Signaling) validate(v *validator, h *HTTP) {
 	}
 
 	v.secrets(s.TokenSecrets, s.TokenSecretsRange, "signaling.token_secrets", minTokenSecretChars)
+	if s.TokenAudience != "" {
+		v.text(s.TokenAudience, s.TokenAudienceRange, "signaling.token_audience")
+	}
+	s.MaxTokenLifetimeDuration, _ = v.durationBetween(s.MaxTokenLifetime, s.MaxTokenLifetimeRange, "signaling.max_token_lifetime", 0, maxTokenLifetime,
+		"0s (no cap)", "8760h")
+	if len(s.TokenSecrets) == 0 {
+		// Without secrets no token is asked for, so neither check runs.
+		if s.TokenAudience != "" && v.wrote(s.TokenAudienceRange) {
+			v.warnf(s.TokenAudienceRange, "signaling.token_audience", "set while signaling.token_secrets is empty: no token is asked for, so it checks nothing")
+		}
+		if s.MaxTokenLifetimeDuration > 0 && v.wrote(s.MaxTokenLifetimeRange) {
+			v.warnf(s.MaxTokenLifetimeRange, "signaling.max_token_lifetime", "set while signaling.token_secrets is empty: no token is asked for, so it checks nothing")
+		}
+	}
 
 	if s.TURNHost != "" {
 		if err := checkHost(s.TURNHost); err != nil {

@@ -17,6 +17,9 @@ func TestSignalingWarnings(t *testing.T) {
 		{"http {\n  listen = \"[::1]:8080\"\n}\n", ""},
 		{"http {\n  listen = \":8080\"\n}\nsignaling {\n  token_secrets = [\"0123456789abcdef0123456789abcdef\"]\n}\n", ""},
 		{"signaling {\n  allowed_origins = [\"*\"]\n}\n", `"*" lets every web site use`},
+		{"signaling {\n  token_audience = \"x\"\n}\n", `signaling.token_audience: set while signaling.token_secrets is empty`},
+		{"signaling {\n  max_token_lifetime = \"1h\"\n}\n", `signaling.max_token_lifetime: set while signaling.token_secrets is empty`},
+		{"signaling {\n  max_token_lifetime = \"0s\"\n}\n", ""},
 	} {
 		c, diags := Parse([]byte(tc.src), "w.hcl")
 		if c == nil {

@@ -31,6 +31,14 @@ type Config struct {
 	// client must present; any of them verifies. Empty (the default) needs no
 	// token. HCL: signaling.token_secrets.
 	TokenSecrets []string
+	// TokenAudience, when not "", must be one of a token's "aud" values
+	// (RFC 7519 §4.1.3); "" (the default) does not check "aud".
+	// HCL: signaling.token_audience.
+	TokenAudience string
+	// MaxTokenLifetime, when positive, refuses tokens whose exp - iat is
+	// longer, and tokens without "iat". 0 (the default) puts no cap.
+	// HCL: signaling.max_token_lifetime.
+	MaxTokenLifetime time.Duration
 	// TURNHost is the host name or IP put in the stun:/turn:/turns: URLs
 	// handed out. "" (the default) uses the host the client reached the HTTP
 	// server at. HCL: signaling.turn_host.
@@ -231,6 +239,9 @@ func (c *Config) validate() error {
 		if f.v <= 0 {
 			bad("%s %v is not positive", f.name, f.v)
 		}
+	}
+	if c.MaxTokenLifetime < 0 {
+		bad("MaxTokenLifetime %v is negative (0 puts no cap)", c.MaxTokenLifetime)
 	}
 	if c.ResumeGrace < 0 {
 		bad("ResumeGrace %v is negative (NoResume turns resuming off)", c.ResumeGrace)

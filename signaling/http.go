@@ -93,10 +93,21 @@ func originAllowed(allowed []string, origin, host string) bool {
 	return false
 }
 
+// tokenRules are the checks a token passes under the settings in force.
+func (st *settings) tokenRules() TokenRules {
+	return TokenRules{Secrets: st.TokenSecrets, Audience: st.TokenAudience, MaxLifetime: st.MaxTokenLifetime}
+}
+
+// verifyToken checks a token under the settings in force (secrets,
+// audience, lifetime cap) at time now; the HTTP checks and a session's
+// fresh token go through it alike.
+func (s *Server) verifyToken(tok string, now time.Time) (*Claims, error) {
+	return s.settings().tokenRules().Verify(tok, now)
+}
+
 // authorize checks the token, when tokens are required.
 func (s *Server) authorize(r *http.Request) (*Claims, error) {
-	secrets := s.settings().TokenSecrets
-	if len(secrets) == 0 {
+	if len(s.settings().TokenSecrets) == 0 {
 		return nil, nil
 	}
 	tok := r.URL.Query().Get("token")
@@ -108,7 +119,7 @@ func (s *Server) authorize(r *http.Request) (*Claims, error) {
 	if tok == "" {
 		return nil, ErrTokenMissing
 	}
-	return VerifyToken(secrets, tok, time.Now())
+	return s.verifyToken(tok, time.Now())
 }
 
 // admit runs the checks shared by the WebSocket and the API, given the

@@ -27,6 +27,8 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 	out := signaling.Config{
 		AllowedOrigins:    s.AllowedOrigins,
 		TokenSecrets:      s.TokenSecrets,
+		TokenAudience:     s.TokenAudience,
+		MaxTokenLifetime:  s.MaxTokenLifetimeDuration,
 		TURNHost:          s.TURNHost,
 		CredentialTTL:     s.CredentialTTLDuration,
 		MaxConnections:    s.MaxConnections,

@@ -70,6 +70,8 @@ http {
 signaling {
   allowed_origins     = ["https://app.example.com"]
   token_secrets       = ["token-secret-0123456789abcdef0123456789"]
+  token_audience      = "icegate.example.com"
+  max_token_lifetime  = "12h"
   turn_host           = "turn.example.com"
   credential_ttl      = "2h"
   max_connections     = 7
@@ -93,8 +95,9 @@ stun {
 		want: signaling.Config{
 			AllowedOrigins: []string{"https://app.example.com"},
 			TokenSecrets:   []string{"token-secret-0123456789abcdef0123456789"},
-			TURNHost:       "turn.example.com",
-			CredentialTTL:  2 * time.Hour, MaxConnections: 7, MaxMessageBytes: 2048,
+			TokenAudience:  "icegate.example.com", MaxTokenLifetime: 12 * time.Hour,
+			TURNHost:      "turn.example.com",
+			CredentialTTL: 2 * time.Hour, MaxConnections: 7, MaxMessageBytes: 2048,
 			MessagesPerSecond: 9, MessagesBurst: 11, PeersPerRoom: 3, RoomsPerPeer: 4, SendQueue: 17,
 			ResumeGrace: 45 * time.Second, PingInterval: 10 * time.Second,
 			NoTURNEvents: true, NoTestPage: true, Separator: "|",

@@ -9,6 +9,8 @@ http {
 signaling {
   allowed_origins     = ["https://app.example.com", "https://*.example.org", "http://localhost:3000"]
   token_secrets       = ["0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"]
+  token_audience      = "icegate.example.com"
+  max_token_lifetime  = "24h"
   turn_host           = "turn.example.com"
   credential_ttl      = "12h"
   max_connections     = 500
