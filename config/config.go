@@ -47,6 +47,9 @@ type Config struct {
 	HTTP      *HTTP      `hcl:"http,block"`
 	Signaling *Signaling `hcl:"signaling,block"`
 	STUN      *STUN      `hcl:"stun,block"`
+	// Cluster is nil without a cluster block (one process, no Redis); it
+	// is the one block the embedded defaults leave out.
+	Cluster *Cluster `hcl:"cluster,block"`
 
 	// Filled by Validate.
 	ShutdownGraceDuration time.Duration

@@ -179,12 +179,32 @@ func TestDefaultsComplete(t *testing.T) {
 			}
 		}
 		for name, i := range tags.blocks {
-			if f := v.Field(i); f.Kind() == reflect.Pointer {
-				walk(f.Elem(), path+name+".")
+			f := v.Field(i)
+			if f.Kind() != reflect.Pointer {
+				continue
 			}
+			if f.IsNil() {
+				// Only the cluster block is optional: its absence means
+				// one process with no Redis.
+				if path+name != "cluster" {
+					t.Errorf("block %s%s is missing from default.hcl", path, name)
+				}
+				continue
+			}
+			walk(f.Elem(), path+name+".")
 		}
 	}
 	walk(reflect.ValueOf(c).Elem(), "")
+	if c.Cluster != nil {
+		t.Errorf("default.hcl has a cluster block: %+v", c.Cluster)
+	}
+	// The cluster block is not in the defaults; check its schema here.
+	cl := tagsOf(reflect.TypeFor[Cluster]())
+	for _, name := range cl.attrs {
+		if _, ok := cl.attrRanges[name]; !ok {
+			t.Errorf("cluster.%s has no attr_range field", name)
+		}
+	}
 
 	// gohcl decodes repeated blocks into the elements already in the slice,
 	// so a default user would merge with the user's first one.

@@ -297,3 +297,26 @@ stun {
   # never honoured: answers go to the request's source.
   rfc3489 = false
 }
+
+# A signaling cluster on Redis: several `icegate serve` processes share
+# rooms, peers and resume state. Absent by default (one process, no Redis);
+# adding, changing or removing it needs a restart. For example:
+#
+#   cluster {
+#     # Required. redis://[user:pass@]host:port/db, rediss://... (TLS),
+#     # unix:///path/to/redis.sock?db=N, or Sentinel:
+#     # redis://host1:26379?addr=host2:26379&master_set=NAME
+#     redis_url = "redis://127.0.0.1:6379/0"
+#
+#     # This node's name in member lists. "" (the default) is the host
+#     # name plus a random suffix, chosen at each start.
+#     node_id = ""
+#
+#     # A node silent this long is dead: its peers are held for
+#     # signaling.resume_grace (they may resume on any node), then leave.
+#     # At least 1s.
+#     node_timeout = "10s"
+#
+#     # Starts every Redis key icegate writes.
+#     key_prefix = "icegate:"
+#   }

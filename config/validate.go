@@ -70,10 +70,14 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.HTTP.validate(v)
 	c.Signaling.validate(v, c.HTTP)
 	c.STUN.validate(v, c.Listen, c.Relay)
+	if c.Cluster != nil {
+		c.Cluster.validate(v)
+	}
 	return v.diags
 }
 
-// fillNilBlocks gives each nil block its default value.
+// fillNilBlocks gives each nil block its default value; Cluster, whose
+// absence means "no cluster", stays nil.
 func (c *Config) fillNilBlocks() {
 	if c.Log != nil && c.Listen != nil && c.TLS != nil && c.Relay != nil &&
 		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil &&

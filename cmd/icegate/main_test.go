@@ -83,6 +83,14 @@ func TestConfigCheck(t *testing.T) {
 			t.Errorf("diagnostics lack %q:\n%s", want, stderr)
 		}
 	}
+	// A cluster URL icegate cannot use: named at its line, password unseen.
+	if err := os.WriteFile(bad, []byte("cluster {\n  redis_url = \"redis://:hunter2@h:6379?dial_timeout=1s\"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = runCLI("config", "check", bad)
+	if err == nil || !strings.Contains(stderr, `bad.hcl:2,3-56: error: cluster.redis_url: has the parameter "dial_timeout"`) || strings.Contains(stderr, "hunter2") {
+		t.Errorf("bad cluster.redis_url: %v\n%s", err, stderr)
+	}
 	out, _, err = runCLI("config", "default")
 	if err != nil || !strings.Contains(out, "min_port") {
 		t.Fatalf("config default: %v", err)
