@@ -117,6 +117,9 @@ type TLS struct {
 
 	// Filled by Validate.
 	ReloadIntervalDuration time.Duration
+	// CertNames are the DNS names the certificate is for (its subject
+	// alternative names), when CertFile is set and loads.
+	CertNames []string
 }
 
 // Relay configures relayed transport addresses.
@@ -279,6 +282,19 @@ type HTTP struct {
 	// TestPage serves the NAT traversal test page at /. Default true.
 	TestPage      *bool     `hcl:"test_page,optional"`
 	TestPageRange hcl.Range `hcl:"test_page,attr_range"`
+	// Hosts are the DNS names clients reach this server by
+	// ("signal.example.com", or "*.example.com" for any name under it),
+	// checked against each request's Host so that DNS rebinding cannot
+	// reach signaling from a foreign page. On top of them: localhost,
+	// signaling.turn_host, the names in http.cert_file's and tls.cert_file's
+	// certificates, and any IP address. "*" turns the check off. Default [].
+	Hosts      []string  `hcl:"hosts,optional"`
+	HostsRange hcl.Range `hcl:"hosts,attr_range"`
+
+	// Filled by Validate.
+	// CertNames are the DNS names of the HTTPS certificate, when CertFile
+	// is set and loads.
+	CertNames []string
 }
 
 // Signaling configures the WebSocket signaling server and the TURN

@@ -111,7 +111,7 @@ func TestDefault(t *testing.T) {
 			DefaultLifetimeDuration: 10 * time.Minute, MaxLifetimeDuration: time.Hour,
 		},
 		Metrics: &Metrics{Listen: "127.0.0.1:9641"},
-		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true)},
+		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true), Hosts: []string{}},
 		Signaling: &Signaling{
 			AllowedOrigins: []string{}, TokenSecrets: []string{},
 			CredentialTTL: "1h", MaxConnections: 10000, MaxMessageBytes: 65536,

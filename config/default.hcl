@@ -204,6 +204,15 @@ http {
 
   # Serve the NAT traversal test page at /.
   test_page = true
+
+  # DNS names clients reach this server by, such as "signal.example.com"
+  # or "*.example.com" (any name under it). A request naming another host
+  # gets 421, so a web page whose DNS name rebinds to this server's address
+  # cannot reach signaling. Always accepted besides these: localhost, any IP
+  # address, signaling.turn_host and the names in the certificates of
+  # http.cert_file and tls.cert_file. Reaching the server by another DNS name
+  # (a self-hosted box at home.example.net) needs it listed here.
+  hosts = []
 }
 
 signaling {

@@ -51,6 +51,7 @@ var reloadClasses = map[string]ReloadClass{
 	"TLS.KeyFile":                Live,
 	"TLS.ReloadInterval":         Restart,
 	"TLS.ReloadIntervalDuration": Restart,
+	"TLS.CertNames":              Live, // read with the files at the reload; only the Host check uses them
 
 	"Relay.MinPort":        Restart,
 	"Relay.MaxPort":        Restart,
@@ -90,10 +91,12 @@ var reloadClasses = map[string]ReloadClass{
 
 	"Metrics.Listen": Restart,
 
-	"HTTP.Listen":   Restart,
-	"HTTP.CertFile": Restart, // whether HTTP speaks TLS; the files are re-read at a reload
-	"HTTP.KeyFile":  Restart,
-	"HTTP.TestPage": Live,
+	"HTTP.Listen":    Restart,
+	"HTTP.CertFile":  Restart, // whether HTTP speaks TLS; the files are re-read at a reload
+	"HTTP.KeyFile":   Restart,
+	"HTTP.TestPage":  Live,
+	"HTTP.Hosts":     Live,
+	"HTTP.CertNames": Live, // read with the files at the reload
 
 	"Signaling.AllowedOrigins":           Live,
 	"Signaling.TokenSecrets":             Live,

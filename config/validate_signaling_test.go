@@ -45,3 +45,20 @@ func TestHTTPListenErrorOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestCertNames: Validate fills the DNS names of the certificates the
+// HTTP server and the relay serve, which the Host check accepts.
+func TestCertNames(t *testing.T) {
+	src := "tls {\n  cert_file = \"testdata/tls/cert.pem\"\n  key_file = \"testdata/tls/key.pem\"\n}\n" +
+		"http {\n  cert_file = \"testdata/tls/cert.pem\"\n  key_file = \"testdata/tls/key.pem\"\n}\n"
+	c, diags := Parse([]byte(src), "c.hcl")
+	if c == nil {
+		t.Fatal(FormatDiagnostics(diags))
+	}
+	if strings.Join(c.HTTP.CertNames, ",") != "localhost" || strings.Join(c.TLS.CertNames, ",") != "localhost" {
+		t.Errorf("cert names: http %q, tls %q", c.HTTP.CertNames, c.TLS.CertNames)
+	}
+	if c, _ := Parse(nil, "e.hcl"); c.HTTP.CertNames != nil || c.TLS.CertNames != nil {
+		t.Errorf("no certificate, names %q %q", c.HTTP.CertNames, c.TLS.CertNames)
+	}
+}

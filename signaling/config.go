@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -39,6 +40,18 @@ type Config struct {
 	// longer, and tokens without "iat". 0 (the default) puts no cap.
 	// HCL: signaling.max_token_lifetime.
 	MaxTokenLifetime time.Duration
+	// Hosts are the DNS names clients reach this server by: exact names
+	// ("signal.example.com"), "*.example.com" for any name under it, or "*"
+	// for any name at all. A request whose Host names something else gets
+	// 421 Misdirected Request, so that a foreign page whose DNS name
+	// rebinds to this server's address cannot reach it (that page's Origin
+	// names its own host, which the origin check takes for the server's
+	// own). Always accepted besides these: "localhost", TURNHost, a Host
+	// that is an IP address, and a request without Host. Empty (the
+	// default) accepts only those. cmd/icegate passes http.hosts and the
+	// DNS names in http.cert_file's and tls.cert_file's certificates.
+	// HCL: http.hosts.
+	Hosts []string
 	// TURNHost is the host name or IP put in the stun:/turn:/turns: URLs
 	// handed out. "" (the default) uses the host the client reached the HTTP
 	// server at. HCL: signaling.turn_host.
@@ -168,6 +181,7 @@ const (
 func (c Config) withDefaults() Config {
 	c.AllowedOrigins = slices.Clone(c.AllowedOrigins)
 	c.TokenSecrets = slices.Clone(c.TokenSecrets)
+	c.Hosts = slices.Clone(c.Hosts)
 	or := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -238,6 +252,11 @@ func (c *Config) validate() error {
 	} {
 		if f.v <= 0 {
 			bad("%s %v is not positive", f.name, f.v)
+		}
+	}
+	for i, h := range c.Hosts {
+		if h == "" || strings.ContainsAny(h, ":/ ") || strings.Contains(strings.TrimPrefix(h, "*."), "*") && h != "*" {
+			bad("Hosts[%d] %q is not a DNS name, \"*.\" and a name, or \"*\"", i, h)
 		}
 	}
 	if c.MaxTokenLifetime < 0 {

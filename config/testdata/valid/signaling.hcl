@@ -4,6 +4,7 @@ http {
   cert_file = "testdata/tls/cert.pem"
   key_file  = "testdata/tls/key.pem"
   test_page = false
+  hosts     = ["signal.example.com", "*.example.org"]
 }
 
 signaling {
