@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -124,4 +125,37 @@ func TestClusterDefaults(t *testing.T) {
 	if got := FormatDiagnostics(diags); !strings.Contains(got, `c.hcl:3,3-20: error: cluster.node_timeout: "" is not a duration`) {
 		t.Errorf("empty node_timeout: %s", got)
 	}
+}
+
+// FuzzParseRedisURL checks that no input makes ParseRedisURL panic, that
+// an error never repeats the password, and that an accepted URL's
+// String (password hidden) is accepted again as the same target.
+func FuzzParseRedisURL(f *testing.F) {
+	for _, s := range []string{
+		"redis://127.0.0.1:6379/0", "rediss://u:p@h:6380/2", "unix:///run/redis.sock?db=3",
+		"redis://s1:26379?addr=s2:26379&master_set=m", "redis://[::1]/1", "http://x", "redis://h?x=1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tgt, err := ParseRedisURL(s)
+		if err != nil {
+			if u, perr := url.Parse(s); perr == nil && u.User != nil {
+				if pw, ok := u.User.Password(); ok && len(pw) >= 4 && strings.Contains(err.Error(), pw) {
+					t.Fatalf("%q: error shows the password: %v", s, err)
+				}
+			}
+			return
+		}
+		again, err := ParseRedisURL(tgt.String())
+		if err != nil {
+			t.Fatalf("%q: String() %q does not parse: %v", s, tgt.String(), err)
+		}
+		if tgt.Password != "" {
+			again.Password = tgt.Password
+		}
+		if fmt.Sprintf("%#v", again) != fmt.Sprintf("%#v", tgt) {
+			t.Fatalf("%q: String() %q parses as\n%#v\nnot\n%#v", s, tgt.String(), again, tgt)
+		}
+	})
 }
