@@ -325,7 +325,10 @@ shutdown_grace = "2s"
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "icegate ready") {
+	// stdout and stderr are separate pipes, copied by separate goroutines:
+	// "test page:" (stdout, written first) may arrive after "icegate ready"
+	// (stderr), so wait for both.
+	for !strings.Contains(stderr.String(), "icegate ready") || !strings.Contains(stdout.String(), "test page:") {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
