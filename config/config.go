@@ -48,6 +48,9 @@ type Config struct {
 	Signaling *Signaling `hcl:"signaling,block"`
 	API       *API       `hcl:"api,block"`
 	STUN      *STUN      `hcl:"stun,block"`
+	// Cluster is nil without a cluster block (one process, no Redis); it
+	// is the one block the embedded defaults leave out.
+	Cluster *Cluster `hcl:"cluster,block"`
 
 	// Filled by Validate.
 	ShutdownGraceDuration time.Duration
@@ -115,6 +118,9 @@ type TLS struct {
 
 	// Filled by Validate.
 	ReloadIntervalDuration time.Duration
+	// CertNames are the DNS names the certificate is for (its subject
+	// alternative names), when CertFile is set and loads.
+	CertNames []string
 }
 
 // Relay configures relayed transport addresses.
@@ -277,6 +283,19 @@ type HTTP struct {
 	// TestPage serves the NAT traversal test page at /. Default true.
 	TestPage      *bool     `hcl:"test_page,optional"`
 	TestPageRange hcl.Range `hcl:"test_page,attr_range"`
+	// Hosts are the DNS names clients reach this server by
+	// ("signal.example.com", or "*.example.com" for any name under it),
+	// checked against each request's Host so that DNS rebinding cannot
+	// reach signaling from a foreign page. On top of them: localhost,
+	// signaling.turn_host, the names in http.cert_file's and tls.cert_file's
+	// certificates, and any IP address. "*" turns the check off. Default [].
+	Hosts      []string  `hcl:"hosts,optional"`
+	HostsRange hcl.Range `hcl:"hosts,attr_range"`
+
+	// Filled by Validate.
+	// CertNames are the DNS names of the HTTPS certificate, when CertFile
+	// is set and loads.
+	CertNames []string
 }
 
 // Signaling configures the WebSocket signaling server and the TURN
@@ -294,6 +313,14 @@ type Signaling struct {
 	// accepted; the first mints (`icegate token`).
 	TokenSecrets      []string  `hcl:"token_secrets,optional"`
 	TokenSecretsRange hcl.Range `hcl:"token_secrets,attr_range"`
+	// TokenAudience, when not "", must be one of a token's "aud" values
+	// (RFC 7519 §4.1.3, a string or an array). Default "" (not checked).
+	TokenAudience      string    `hcl:"token_audience,optional"`
+	TokenAudienceRange hcl.Range `hcl:"token_audience,attr_range"`
+	// MaxTokenLifetime refuses tokens whose exp - iat is longer, and tokens
+	// without iat; "0s" puts no cap. Default "0s".
+	MaxTokenLifetime      string    `hcl:"max_token_lifetime,optional"`
+	MaxTokenLifetimeRange hcl.Range `hcl:"max_token_lifetime,attr_range"`
 	// TURNHost is the host name or IP put in the stun:/turn:/turns: URLs
 	// handed out. "" (the default) uses the host the client reached the
 	// HTTP server at.
@@ -340,6 +367,7 @@ type Signaling struct {
 
 	// Filled by Validate.
 	CredentialTTLDuration, ResumeGraceDuration, PingIntervalDuration time.Duration
+	MaxTokenLifetimeDuration                                         time.Duration
 }
 
 // switchOr reads an optional switch, nil meaning def. After Load or Default

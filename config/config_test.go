@@ -111,12 +111,12 @@ func TestDefault(t *testing.T) {
 			DefaultLifetimeDuration: 10 * time.Minute, MaxLifetimeDuration: time.Hour,
 		},
 		Metrics: &Metrics{Listen: "127.0.0.1:9641"},
-		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true)},
+		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true), Hosts: []string{}},
 		Signaling: &Signaling{
 			AllowedOrigins: []string{}, TokenSecrets: []string{},
 			CredentialTTL: "1h", MaxConnections: 10000, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, RoomsPerPeer: 8,
-			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true),
+			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true), MaxTokenLifetime: "0s",
 			CredentialTTLDuration: time.Hour, ResumeGraceDuration: 30 * time.Second, PingIntervalDuration: 25 * time.Second,
 		},
 		API:                   &API{Keys: []string{}},
@@ -182,12 +182,32 @@ func TestDefaultsComplete(t *testing.T) {
 			}
 		}
 		for name, i := range tags.blocks {
-			if f := v.Field(i); f.Kind() == reflect.Pointer {
-				walk(f.Elem(), path+name+".")
+			f := v.Field(i)
+			if f.Kind() != reflect.Pointer {
+				continue
 			}
+			if f.IsNil() {
+				// Only the cluster block is optional: its absence means
+				// one process with no Redis.
+				if path+name != "cluster" {
+					t.Errorf("block %s%s is missing from default.hcl", path, name)
+				}
+				continue
+			}
+			walk(f.Elem(), path+name+".")
 		}
 	}
 	walk(reflect.ValueOf(c).Elem(), "")
+	if c.Cluster != nil {
+		t.Errorf("default.hcl has a cluster block: %+v", c.Cluster)
+	}
+	// The cluster block is not in the defaults; check its schema here.
+	cl := tagsOf(reflect.TypeFor[Cluster]())
+	for _, name := range cl.attrs {
+		if _, ok := cl.attrRanges[name]; !ok {
+			t.Errorf("cluster.%s has no attr_range field", name)
+		}
+	}
 
 	// gohcl decodes repeated blocks into the elements already in the slice,
 	// so a default user would merge with the user's first one.

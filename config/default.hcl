@@ -204,6 +204,15 @@ http {
 
   # Serve the NAT traversal test page at /.
   test_page = true
+
+  # DNS names clients reach this server by, such as "signal.example.com"
+  # or "*.example.com" (any name under it). A request naming another host
+  # gets 421, so a web page whose DNS name rebinds to this server's address
+  # cannot reach signaling. Always accepted besides these: localhost, any IP
+  # address, signaling.turn_host and the names in the certificates of
+  # http.cert_file and tls.cert_file. Reaching the server by another DNS name
+  # (a self-hosted box at home.example.net) needs it listed here.
+  hosts = []
 }
 
 signaling {
@@ -217,6 +226,16 @@ signaling {
   # none (fine on localhost). Any is accepted; the first mints with
   # `icegate token`. Generate one with: openssl rand -base64 32
   token_secrets = []
+
+  # When set, a token's "aud" claim (a string or an array of strings) must
+  # name this value, so tokens minted for another service are refused. ""
+  # does not check "aud".
+  token_audience = ""
+
+  # Refuse tokens whose lifetime (exp - iat) is longer than this, and
+  # tokens without "iat", so a leaked token cannot be one minted to last
+  # for years. "0s" puts no cap.
+  max_token_lifetime = "0s"
 
   # Host name or IP in the stun:/turn:/turns: URLs handed out. "" uses the
   # host the client reached this HTTP server at.
@@ -298,3 +317,26 @@ stun {
   # never honoured: answers go to the request's source.
   rfc3489 = false
 }
+
+# A signaling cluster on Redis: several `icegate serve` processes share
+# rooms, peers and resume state. Absent by default (one process, no Redis);
+# adding, changing or removing it needs a restart. For example:
+#
+#   cluster {
+#     # Required. redis://[user:pass@]host:port/db, rediss://... (TLS),
+#     # unix:///path/to/redis.sock?db=N, or Sentinel:
+#     # redis://host1:26379?addr=host2:26379&master_set=NAME
+#     redis_url = "redis://127.0.0.1:6379/0"
+#
+#     # This node's name in member lists. "" (the default) is the host
+#     # name plus a random suffix, chosen at each start.
+#     node_id = ""
+#
+#     # A node silent this long is dead: its peers are held for
+#     # signaling.resume_grace (they may resume on any node), then leave.
+#     # At least 1s.
+#     node_timeout = "10s"
+#
+#     # Starts every Redis key icegate writes.
+#     key_prefix = "icegate:"
+#   }

@@ -51,6 +51,7 @@ var reloadClasses = map[string]ReloadClass{
 	"TLS.KeyFile":                Live,
 	"TLS.ReloadInterval":         Restart,
 	"TLS.ReloadIntervalDuration": Restart,
+	"TLS.CertNames":              Live, // read with the files at the reload; only the Host check uses them
 
 	"Relay.MinPort":        Restart,
 	"Relay.MaxPort":        Restart,
@@ -90,28 +91,42 @@ var reloadClasses = map[string]ReloadClass{
 
 	"Metrics.Listen": Restart,
 
-	"HTTP.Listen":   Restart,
-	"HTTP.CertFile": Restart, // whether HTTP speaks TLS; the files are re-read at a reload
-	"HTTP.KeyFile":  Restart,
-	"HTTP.TestPage": Live,
+	"HTTP.Listen":    Restart,
+	"HTTP.CertFile":  Restart, // whether HTTP speaks TLS; the files are re-read at a reload
+	"HTTP.KeyFile":   Restart,
+	"HTTP.TestPage":  Live,
+	"HTTP.Hosts":     Live,
+	"HTTP.CertNames": Live, // read with the files at the reload
 
-	"Signaling.AllowedOrigins":        Live,
-	"Signaling.TokenSecrets":          Live,
-	"Signaling.TURNHost":              Live,
-	"Signaling.CredentialTTL":         Live,
-	"Signaling.CredentialTTLDuration": Live,
-	"Signaling.MaxConnections":        Live,
-	"Signaling.MaxMessageBytes":       Live,
-	"Signaling.MessagesPerSecond":     Live,
-	"Signaling.MessagesBurst":         Live,
-	"Signaling.PeersPerRoom":          Live,
-	"Signaling.RoomsPerPeer":          Live,
-	"Signaling.SendQueue":             Live,
-	"Signaling.ResumeGrace":           Live,
-	"Signaling.ResumeGraceDuration":   Live,
-	"Signaling.PingInterval":          Live,
-	"Signaling.PingIntervalDuration":  Live,
-	"Signaling.TURNEvents":            Live,
+	"Signaling.AllowedOrigins":           Live,
+	"Signaling.TokenSecrets":             Live,
+	"Signaling.TokenAudience":            Live,
+	"Signaling.MaxTokenLifetime":         Live,
+	"Signaling.MaxTokenLifetimeDuration": Live,
+	"Signaling.TURNHost":                 Live,
+	"Signaling.CredentialTTL":            Live,
+	"Signaling.CredentialTTLDuration":    Live,
+	"Signaling.MaxConnections":           Live,
+	"Signaling.MaxMessageBytes":          Live,
+	"Signaling.MessagesPerSecond":        Live,
+	"Signaling.MessagesBurst":            Live,
+	"Signaling.PeersPerRoom":             Live,
+	"Signaling.RoomsPerPeer":             Live,
+	"Signaling.SendQueue":                Live,
+	"Signaling.ResumeGrace":              Live,
+	"Signaling.ResumeGraceDuration":      Live,
+	"Signaling.PingInterval":             Live,
+	"Signaling.PingIntervalDuration":     Live,
+	"Signaling.TURNEvents":               Live,
+
+	// The bus is built once at start: joining, leaving or moving a
+	// cluster means a restart (and its peers resume elsewhere).
+	"Cluster.RedisURL":            Restart,
+	"Cluster.NodeID":              Restart,
+	"Cluster.NodeTimeout":         Restart,
+	"Cluster.NodeTimeoutDuration": Restart,
+	"Cluster.KeyPrefix":           Restart,
+	"Cluster.Redis":               Restart,
 
 	"API.Keys": Live, // a key is replaced without a restart
 
@@ -213,14 +228,35 @@ func KeepRestartOnly(running, next *Config) (*Config, []RestartChange) {
 			f.Set(c)
 		}
 	}
-	var fs []field
-	fields(reflect.ValueOf(running).Elem(), o, "", "", &fs)
 	var changes []RestartChange
+	// An optional block added or removed: fields skips it (there is
+	// nothing to compare field by field), so it is named here, and the
+	// running one (or none) kept.
+	r := reflect.ValueOf(running).Elem()
+	for _, b := range optionalBlocks {
+		ro, no := r.FieldByName(b.field), o.FieldByName(b.field)
+		if ro.IsNil() != no.IsNil() {
+			changes = append(changes, RestartChange{Name: b.name, Running: presence(ro), File: presence(no)})
+			if ro.IsNil() {
+				no.Set(ro)
+			} else {
+				c := reflect.New(ro.Elem().Type())
+				c.Elem().Set(ro.Elem())
+				no.Set(c)
+			}
+		}
+	}
+	var fs []field
+	fields(r, o, "", "", &fs)
 	for _, f := range fs {
 		if reloadClasses[f.path] != Restart {
 			continue
 		}
 		if f.name != "" && !reflect.DeepEqual(f.old.Interface(), f.new.Interface()) {
+			show := show
+			if hide, ok := redacted[f.path]; ok {
+				show = func(v reflect.Value) string { return hide(v.String()) }
+			}
 			changes = append(changes, RestartChange{Name: f.name, Running: show(f.old), File: show(f.new)})
 		}
 		f.new.Set(f.old)
@@ -229,6 +265,31 @@ func KeepRestartOnly(running, next *Config) (*Config, []RestartChange) {
 		}
 	}
 	return &out, changes
+}
+
+// optionalBlocks are the blocks whose absence is a setting of its own
+// (Validate leaves them nil): adding or removing one needs a restart.
+var optionalBlocks = []struct{ field, name string }{
+	{"Cluster", "cluster"},
+}
+
+// presence renders an optional block's presence for the log.
+func presence(v reflect.Value) string {
+	if v.IsNil() {
+		return "absent"
+	}
+	return "present"
+}
+
+// redacted are the restart-only settings that may hold a secret, with how
+// the reload's log line shows them.
+var redacted = map[string]func(string) string{
+	"Cluster.RedisURL": func(s string) string {
+		if t, err := ParseRedisURL(s); err == nil {
+			return fmt.Sprintf("%q", t.String())
+		}
+		return "(not shown)"
+	},
 }
 
 // show renders a setting's value for the log: strings quoted, switches

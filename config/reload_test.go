@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReloadClassesComplete fails when a field is added to Config (or a
@@ -80,5 +81,50 @@ log { level = "debug" }
 	}
 	if _, changes := KeepRestartOnly(running, running); len(changes) != 0 {
 		t.Errorf("the same config reports changes: %v", changes)
+	}
+}
+
+// TestKeepRestartOnlyCluster: the cluster block needs a restart whether it
+// is added, removed or changed, and the reload's log line never shows the
+// Redis password.
+func TestKeepRestartOnlyCluster(t *testing.T) {
+	parse := func(src string) *Config {
+		t.Helper()
+		c, diags := Parse([]byte(src), "c.hcl")
+		if diags.HasErrors() {
+			t.Fatal(FormatDiagnostics(diags))
+		}
+		return c
+	}
+	none := parse("")
+	a := parse("cluster {\n  redis_url = \"redis://:hunter2@10.0.0.1:6379/0\"\n}\n")
+	b := parse("cluster {\n  redis_url = \"redis://:hunter3@10.0.0.2:6379/1\"\n  node_timeout = \"5s\"\n}\n")
+
+	eff, changes := KeepRestartOnly(none, a)
+	if eff.Cluster != nil || len(changes) != 1 || changes[0].String() != "cluster (running absent, file present)" {
+		t.Errorf("adding the block: cluster %+v, changes %v", eff.Cluster, changes)
+	}
+	eff, changes = KeepRestartOnly(a, none)
+	if eff.Cluster == nil || eff.Cluster == a.Cluster || eff.Cluster.Redis.Addrs[0] != "10.0.0.1:6379" ||
+		len(changes) != 1 || changes[0].String() != "cluster (running present, file absent)" {
+		t.Errorf("removing the block: cluster %+v, changes %v", eff.Cluster, changes)
+	}
+	eff, changes = KeepRestartOnly(a, b)
+	var names []string
+	for _, c := range changes {
+		names = append(names, c.String())
+	}
+	want := []string{
+		`cluster.redis_url (running "redis://:xxxxx@10.0.0.1:6379", file "redis://:xxxxx@10.0.0.2:6379/1")`,
+		`cluster.node_timeout (running "10s", file "5s")`,
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"))
+	}
+	if eff.Cluster.Redis.DB != 0 || eff.Cluster.NodeTimeoutDuration != 10*time.Second || b.Cluster.Redis.DB != 1 {
+		t.Errorf("running cluster settings not kept, or the file's changed: %+v / %+v", eff.Cluster, b.Cluster)
+	}
+	if _, changes := KeepRestartOnly(a, a); len(changes) != 0 {
+		t.Errorf("the same cluster block reports changes: %v", changes)
 	}
 }

@@ -71,10 +71,14 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.Signaling.validate(v, c.HTTP)
 	c.API.validate(v, c.HTTP)
 	c.STUN.validate(v, c.Listen, c.Relay)
+	if c.Cluster != nil {
+		c.Cluster.validate(v)
+	}
 	return v.diags
 }
 
-// fillNilBlocks gives each nil block its default value.
+// fillNilBlocks gives each nil block its default value; Cluster, whose
+// absence means "no cluster", stays nil.
 func (c *Config) fillNilBlocks() {
 	if c.Log != nil && c.Listen != nil && c.TLS != nil && c.Relay != nil &&
 		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil &&
@@ -380,26 +384,28 @@ func (t *TLS) validate(v *validator) {
 		}
 	}
 
-	v.certPair("tls", t.CertFile, t.CertFileRange, t.KeyFile, t.KeyFileRange)
+	t.CertNames = v.certPair("tls", t.CertFile, t.CertFileRange, t.KeyFile, t.KeyFileRange)
 }
 
 // certPair checks a block's cert_file and key_file: both or neither, both
 // readable, a matching pair, and a warning when the certificate expired.
-func (v *validator) certPair(block, certFile string, certRange hcl.Range, keyFile string, keyRange hcl.Range) {
+// It returns the DNS names the certificate is for, nil when there is none
+// or it does not load.
+func (v *validator) certPair(block, certFile string, certRange hcl.Range, keyFile string, keyRange hcl.Range) []string {
 	certField, keyField := block+".cert_file", block+".key_file"
 	switch {
 	case certFile == "" && keyFile == "":
-		return
+		return nil
 	case keyFile == "":
 		v.conflict(
 			certRange, certField, "set while "+keyField+" is empty; set both or neither",
 			keyRange, keyField, "empty while "+certField+" is set; set both or neither")
-		return
+		return nil
 	case certFile == "":
 		v.conflict(
 			keyRange, keyField, "set while "+certField+" is empty; set both or neither",
 			certRange, certField, "empty while "+keyField+" is set; set both or neither")
-		return
+		return nil
 	}
 	certPEM, certErr := readFile(certFile)
 	if certErr != nil {
@@ -410,16 +416,21 @@ func (v *validator) certPair(block, certFile string, certRange hcl.Range, keyFil
 		v.errorf(keyRange, keyField, "cannot read: %v", keyErr)
 	}
 	if certErr != nil || keyErr != nil {
-		return
+		return nil
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		v.errorf(certRange, certField, "not a certificate for %s: %v", keyField, err)
-		return
+		return nil
 	}
-	if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+	leaf := pair.Leaf
+	if leaf == nil {
+		return nil
+	}
+	if time.Now().After(leaf.NotAfter) {
 		v.warnf(certRange, certField, "the certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
+	return slices.Clone(leaf.DNSNames)
 }
 
 // relayAddr parses a relay.ipv{4,6}_{bind,public} address of the given

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,8 @@ const (
 	minCredentialTTL = time.Minute
 	maxCredentialTTL = 7 * 24 * time.Hour
 	maxResumeGrace   = 10 * time.Minute
+	// A token lifetime cap beyond a year is a typo.
+	maxTokenLifetime = 365 * 24 * time.Hour
 	// minTokenSecretChars is the length below which a token secret draws a
 	// warning (HS256 wants at least 256 bits of key).
 	minTokenSecretChars = 32
@@ -32,7 +35,44 @@ func (h *HTTP) validate(v *validator) {
 	if err := checkHTTPListen(h.Listen); err != nil {
 		v.errorf(h.ListenRange, "http.listen", "%v", err)
 	}
-	v.certPair("http", h.CertFile, h.CertFileRange, h.KeyFile, h.KeyFileRange)
+	h.CertNames = v.certPair("http", h.CertFile, h.CertFileRange, h.KeyFile, h.KeyFileRange)
+	for i, name := range h.Hosts {
+		field := fmt.Sprintf("http.hosts[%d]", i)
+		switch {
+		case name == "*":
+			v.warnf(h.HostsRange, field, "\"*\" accepts any Host: a page whose DNS name rebinds to this server's address can then reach signaling")
+		case isIP(name):
+			v.warnf(h.HostsRange, field, "%q is an IP address; requests naming an IP address are always accepted, so only DNS names need listing", name)
+		case slices.Contains(h.Hosts[:i], name):
+			v.errorf(h.HostsRange, field, "%q is listed twice", name)
+		default:
+			if err := checkHostName(name); err != nil {
+				v.errorf(h.HostsRange, field, "%q %v", name, err)
+			}
+		}
+	}
+}
+
+// isIP reports whether h is an IP address, IPv6 possibly in brackets.
+func isIP(h string) bool {
+	_, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil
+}
+
+// checkHostName accepts an http.hosts entry: a DNS name, possibly starting
+// "*.".
+func checkHostName(h string) error {
+	name := strings.TrimPrefix(h, "*.")
+	if strings.Contains(name, "*") {
+		return fmt.Errorf("has a \"*\" other than a leading \"*.\"")
+	}
+	if strings.Contains(name, ":") {
+		return fmt.Errorf("has a port or scheme; give the name alone (any port matches)")
+	}
+	if err := checkHost(name); err != nil || isIP(name) {
+		return fmt.Errorf("is not a DNS name")
+	}
+	return nil
 }
 
 // checkHTTPListen checks http.listen: "" (HTTP off) or host:port.
@@ -77,6 +117,20 @@ func (s *Signaling) validate(v *validator, h *HTTP) {
 	}
 
 	v.secrets(s.TokenSecrets, s.TokenSecretsRange, "signaling.token_secrets", minTokenSecretChars)
+	if s.TokenAudience != "" {
+		v.text(s.TokenAudience, s.TokenAudienceRange, "signaling.token_audience")
+	}
+	s.MaxTokenLifetimeDuration, _ = v.durationBetween(s.MaxTokenLifetime, s.MaxTokenLifetimeRange, "signaling.max_token_lifetime", 0, maxTokenLifetime,
+		"0s (no cap)", "8760h")
+	if len(s.TokenSecrets) == 0 {
+		// Without secrets no token is asked for, so neither check runs.
+		if s.TokenAudience != "" && v.wrote(s.TokenAudienceRange) {
+			v.warnf(s.TokenAudienceRange, "signaling.token_audience", "set while signaling.token_secrets is empty: no token is asked for, so it checks nothing")
+		}
+		if s.MaxTokenLifetimeDuration > 0 && v.wrote(s.MaxTokenLifetimeRange) {
+			v.warnf(s.MaxTokenLifetimeRange, "signaling.max_token_lifetime", "set while signaling.token_secrets is empty: no token is asked for, so it checks nothing")
+		}
+	}
 
 	if s.TURNHost != "" {
 		if err := checkHost(s.TURNHost); err != nil {

@@ -671,7 +671,7 @@ func FuzzAPIRequest(f *testing.F) {
 		if push {
 			path = "/api/v1/push"
 		}
-		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		req := httptest.NewRequest("POST", "http://127.0.0.1"+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+apiKey)
 		req.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -37,6 +38,26 @@ type Config struct {
 	// MinAPIKeyBytes long. Empty (the default) switches the server API off:
 	// it answers 404. HCL: api.keys.
 	APIKeys []string
+	// TokenAudience, when not "", must be one of a token's "aud" values
+	// (RFC 7519 §4.1.3); "" (the default) does not check "aud".
+	// HCL: signaling.token_audience.
+	TokenAudience string
+	// MaxTokenLifetime, when positive, refuses tokens whose exp - iat is
+	// longer, and tokens without "iat". 0 (the default) puts no cap.
+	// HCL: signaling.max_token_lifetime.
+	MaxTokenLifetime time.Duration
+	// Hosts are the DNS names clients reach this server by: exact names
+	// ("signal.example.com"), "*.example.com" for any name under it, or "*"
+	// for any name at all. A request whose Host names something else gets
+	// 421 Misdirected Request, so that a foreign page whose DNS name
+	// rebinds to this server's address cannot reach it (that page's Origin
+	// names its own host, which the origin check takes for the server's
+	// own). Always accepted besides these: "localhost", TURNHost, a Host
+	// that is an IP address, and a request without Host. Empty (the
+	// default) accepts only those. cmd/icegate passes http.hosts and the
+	// DNS names in http.cert_file's and tls.cert_file's certificates.
+	// HCL: http.hosts.
+	Hosts []string
 	// TURNHost is the host name or IP put in the stun:/turn:/turns: URLs
 	// handed out. "" (the default) uses the host the client reached the HTTP
 	// server at. HCL: signaling.turn_host.
@@ -171,6 +192,7 @@ func (c Config) withDefaults() Config {
 	c.AllowedOrigins = slices.Clone(c.AllowedOrigins)
 	c.TokenSecrets = slices.Clone(c.TokenSecrets)
 	c.APIKeys = slices.Clone(c.APIKeys)
+	c.Hosts = slices.Clone(c.Hosts)
 	or := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -248,6 +270,14 @@ func (c *Config) validate() error {
 		if len(k) < MinAPIKeyBytes {
 			bad("APIKeys[%d] is %d bytes; a key needs at least %d random ones", i, len(k), MinAPIKeyBytes)
 		}
+	}
+	for i, h := range c.Hosts {
+		if h == "" || strings.ContainsAny(h, ":/ ") || strings.Contains(strings.TrimPrefix(h, "*."), "*") && h != "*" {
+			bad("Hosts[%d] %q is not a DNS name, \"*.\" and a name, or \"*\"", i, h)
+		}
+	}
+	if c.MaxTokenLifetime < 0 {
+		bad("MaxTokenLifetime %v is negative (0 puts no cap)", c.MaxTokenLifetime)
 	}
 	if c.ResumeGrace < 0 {
 		bad("ResumeGrace %v is negative (NoResume turns resuming off)", c.ResumeGrace)

@@ -79,7 +79,7 @@ func (c *conn) auth(m *inbound, st *settings) *protoError {
 	if len(st.TokenSecrets) == 0 {
 		return perr(CodeDisabled, "tokens are not in use (signaling.token_secrets is empty)")
 	}
-	claims, err := c.s.verifyToken(m.Token)
+	claims, err := c.s.verifyToken(m.Token, time.Now())
 	if err != nil {
 		return perr(CodeBadToken, "%v", err)
 	}
@@ -126,10 +126,14 @@ func (c *conn) join(m *inbound, st *settings) *protoError {
 	ctx, cancel := busCtx()
 	defer cancel()
 	user := c.user()
+	var meta json.RawMessage
+	if c.claims != nil {
+		meta = c.claims.Meta
+	}
 	j, err := c.s.bus.Join(ctx, JoinRequest{
 		Session: c.id, Room: m.Room, Max: limit, RoomsPerPeer: st.RoomsPerPeer,
-		Member:       encode(memberMsg{Peer: c.id, User: user}),
-		PeerJoined:   encode(roomMsg{Type: TypePeerJoined, Room: m.Room, Peer: c.id, User: user}),
+		Member:       encode(memberMsg{Peer: c.id, User: user, Meta: meta}),
+		PeerJoined:   encode(roomMsg{Type: TypePeerJoined, Room: m.Room, Peer: c.id, User: user, Meta: meta}),
 		PeerLeft:     encode(roomMsg{Type: TypePeerLeft, Room: m.Room, Peer: c.id, User: user}),
 		JoinedPrefix: joinedPrefix(m.ID, m.Room),
 	})
@@ -269,10 +273,4 @@ func (s *Server) RelayEvent(e RelayEvent) {
 			s.metrics.dropped.WithLabelValues("turn-event").Inc()
 		}
 	}()
-}
-
-// verifyToken checks a token handed over an open connection (auth) the way
-// the HTTP upgrade checks one.
-func (s *Server) verifyToken(tok string) (*Claims, error) {
-	return VerifyToken(s.settings().TokenSecrets, tok, time.Now())
 }

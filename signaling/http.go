@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -24,8 +25,9 @@ import (
 //	    /api/v1/...       the server API for an application's backend (api.go)
 //	GET /                 the test page (http.test_page)
 //
-// Origin and token checks run before a WebSocket upgrade and before the
-// credential API answers; the server API checks its own keys.
+// The Host check runs first, on every path (checkHost); origin and token
+// checks run before a WebSocket upgrade and before the credential API
+// answers; the server API checks its own keys.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, false) })
@@ -48,7 +50,78 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		page.ServeHTTP(w, r)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.checkHost(r) {
+			s.refuseHost(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// checkHost defends against DNS rebinding. A page on evil.example whose
+// name the attacker re-points at this server's address is, to the browser,
+// same-origin with evil.example: its requests reach us with Host and
+// Origin both naming evil.example, so the origin check (which takes an
+// Origin naming the request's own Host for the server's page) lets them
+// through. Only the Host tells: it must be one of the names the server is
+// known by (Config.Hosts, TURNHost, localhost). An IP address is always
+// accepted, since rebinding needs a DNS name, and so is a request without
+// Host, which no browser sends.
+func (s *Server) checkHost(r *http.Request) bool {
+	if r.Host == "" {
+		return true
+	}
+	host := requestHost(r)
+	if isIPHost(host) {
+		return true
+	}
+	st := s.settings()
+	return hostAllowed(st.Hosts, st.TURNHost, host)
+}
+
+// isIPHost reports whether the host part of a Host header is an IP
+// address ("192.0.2.1", "::1"; requestHost strips IPv6's brackets).
+func isIPHost(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
+}
+
+// hostAllowed matches a Host's name (without port) against the names the
+// server is known by. DNS names are case-insensitive and a trailing dot
+// names the same host (RFC 1034 §3.1).
+func hostAllowed(hosts []string, turnHost, host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	if strings.EqualFold(host, "localhost") || (turnHost != "" && strings.EqualFold(host, strings.TrimSuffix(turnHost, "."))) {
+		return true
+	}
+	for _, h := range hosts {
+		h = strings.TrimSuffix(h, ".")
+		switch suffix, wild := strings.CutPrefix(h, "*"); {
+		case h == "*":
+			return true
+		case wild:
+			// "*.example.com": any name under example.com, at any depth,
+			// not example.com itself (as certificates and allowed_origins).
+			if len(host) > len(suffix) && strings.EqualFold(host[len(host)-len(suffix):], suffix) {
+				return true
+			}
+		case strings.EqualFold(h, host):
+			return true
+		}
+	}
+	return false
+}
+
+// refuseHost answers a request whose Host is not one of the server's
+// names, saying what the operator sets when the name is theirs. RFC 9110
+// §15.5.20: 421 "indicates that the request was directed at a server that
+// is unable or unwilling to produce an authoritative response for the
+// target URI"; a client may retry on another connection, which for a
+// rebinding page never helps.
+func (s *Server) refuseHost(w http.ResponseWriter, r *http.Request) {
+	s.refuse(w, r, http.StatusMisdirectedRequest, "host",
+		"host "+strconv.Quote(safeText(requestHost(r)))+" is not a name of this server: if clients reach it by that name, list the name in http.hosts (or set signaling.turn_host to it); this check keeps pages whose DNS name rebinds to this server's address out")
 }
 
 // checkOrigin applies signaling.allowed_origins to a browser's Origin. A
@@ -62,17 +135,22 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return originAllowed(s.settings().AllowedOrigins, origin, r.Host)
 }
 
-// originAllowed matches origin against allowed; an empty list allows the
-// server's own origin (same host:port as requested) and loopback origins.
+// originAllowed matches origin against allowed. The server's own origin
+// (the Origin naming the host:port the request was sent to) is always
+// allowed: it is the test page, and the Host check has made sure that
+// host is one of the server's names, so a rebinding page cannot pass for
+// it. An empty list also allows loopback origins.
 func originAllowed(allowed []string, origin, host string) bool {
 	u, err := url.Parse(origin)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return false
 	}
+	// Either scheme: behind a proxy that terminates TLS the page is
+	// https:// while the request reaching us is plain HTTP.
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
 	if len(allowed) == 0 {
-		if strings.EqualFold(u.Host, host) {
-			return true
-		}
 		switch strings.ToLower(u.Hostname()) {
 		case "localhost", "127.0.0.1", "::1":
 			return true
@@ -95,10 +173,21 @@ func originAllowed(allowed []string, origin, host string) bool {
 	return false
 }
 
+// tokenRules are the checks a token passes under the settings in force.
+func (st *settings) tokenRules() TokenRules {
+	return TokenRules{Secrets: st.TokenSecrets, Audience: st.TokenAudience, MaxLifetime: st.MaxTokenLifetime}
+}
+
+// verifyToken checks a token under the settings in force (secrets,
+// audience, lifetime cap) at time now; the HTTP checks and a session's
+// fresh token go through it alike.
+func (s *Server) verifyToken(tok string, now time.Time) (*Claims, error) {
+	return s.settings().tokenRules().Verify(tok, now)
+}
+
 // authorize checks the token, when tokens are required.
 func (s *Server) authorize(r *http.Request) (*Claims, error) {
-	secrets := s.settings().TokenSecrets
-	if len(secrets) == 0 {
+	if len(s.settings().TokenSecrets) == 0 {
 		return nil, nil
 	}
 	tok := r.URL.Query().Get("token")
@@ -110,7 +199,7 @@ func (s *Server) authorize(r *http.Request) (*Claims, error) {
 	if tok == "" {
 		return nil, ErrTokenMissing
 	}
-	return VerifyToken(secrets, tok, time.Now())
+	return s.verifyToken(tok, time.Now())
 }
 
 // admit runs the checks shared by the WebSocket and the API, given the

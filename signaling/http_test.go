@@ -93,7 +93,9 @@ func TestOriginAllowed(t *testing.T) {
 		{"https://evilexample.org", false},
 		{"http://localhost:3000", true},
 		{"http://localhost:3001", false},
-		{"http://server:8080", false}, // the own origin is not implied once a list is given
+		{"http://server:8080", true},  // the own origin (the test page) stays allowed with a list
+		{"https://server:8080", true}, // a proxy terminating TLS in front
+		{"http://server:8081", false},
 	} {
 		if got := originAllowed(list, tc.origin, "server:8080"); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.origin, got, tc.want)

@@ -267,14 +267,17 @@ type roomMsg struct {
 	ID   json.RawMessage `json:"id,omitempty"`
 	Room string          `json:"room"`
 	Peer string          `json:"peer,omitempty"`
-	// User is the peer's identity (its token's subject), when tokens are on.
-	User string `json:"user,omitempty"`
+	// User is the peer's identity (its token's subject), when tokens are
+	// on; Meta its token's meta claim, on peer-joined, when it has one.
+	User string          `json:"user,omitempty"`
+	Meta json.RawMessage `json:"meta,omitempty"`
 }
 
 // memberMsg is one member in a joined reply's "members".
 type memberMsg struct {
-	Peer string `json:"peer"`
-	User string `json:"user,omitempty"`
+	Peer string          `json:"peer"`
+	User string          `json:"user,omitempty"`
+	Meta json.RawMessage `json:"meta,omitempty"`
 }
 
 type relayedMsg struct {

@@ -83,6 +83,14 @@ func TestConfigCheck(t *testing.T) {
 			t.Errorf("diagnostics lack %q:\n%s", want, stderr)
 		}
 	}
+	// A cluster URL icegate cannot use: named at its line, password unseen.
+	if err := os.WriteFile(bad, []byte("cluster {\n  redis_url = \"redis://:hunter2@h:6379?dial_timeout=1s\"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = runCLI("config", "check", bad)
+	if err == nil || !strings.Contains(stderr, `bad.hcl:2,3-56: error: cluster.redis_url: has the parameter "dial_timeout"`) || strings.Contains(stderr, "hunter2") {
+		t.Errorf("bad cluster.redis_url: %v\n%s", err, stderr)
+	}
 	out, _, err = runCLI("config", "default")
 	if err != nil || !strings.Contains(out, "min_port") {
 		t.Fatalf("config default: %v", err)
@@ -210,6 +218,56 @@ func TestToken(t *testing.T) {
 	}
 }
 
+// TestTokenClaims: -meta and -aud land in the token; room names no room
+// can have, a meta that is not a small object, and a -ttl beyond the
+// config's max_token_lifetime are refused before minting.
+func TestTokenClaims(t *testing.T) {
+	const secret = "token-secret-0123456789abcdef0123456789"
+	out, _, err := runCLI("token", "-secret", secret, "-user", "alice", "-aud", "icegate, other", "-meta", ` { "name": "Alice", "n": [1, 2] } `)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := signaling.TokenRules{Secrets: []string{secret}, Audience: "other"}
+	c, err := rules.Verify(strings.TrimSpace(out), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.Meta) != `{"name":"Alice","n":[1,2]}` || strings.Join(c.Audience, " ") != "icegate other" {
+		t.Errorf("claims %+v, meta %s", c, c.Meta)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-rooms", "ok,has space"}, `room "has space"`},
+		{[]string{"-rooms", strings.Repeat("r", 65)}, "longer than 64"},
+		{[]string{"-rooms", "café-*"}, "printable ASCII"},
+		{[]string{"-meta", `"a string"`}, "-meta must be a JSON object"},
+		{[]string{"-meta", `{"a":`}, "-meta must be a JSON object"},
+		{[]string{"-meta", `{"k":"` + strings.Repeat("x", 1100) + `"}`}, "more than 1024"},
+	} {
+		_, _, err := runCLI(append([]string{"token", "-secret", secret, "-user", "u"}, tc.args...)...)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	// From a config: its audience by default, and a -ttl it would refuse is
+	// refused here.
+	cfg := filepath.Join(t.TempDir(), "c.hcl")
+	os.WriteFile(cfg, []byte("signaling {\n  token_secrets = [\""+secret+"\"]\n  token_audience = \"icegate\"\n  max_token_lifetime = \"2h\"\n}\n"), 0o600)
+	out, _, err = runCLI("token", "-config", cfg, "-user", "bob", "-ttl", "2h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules = signaling.TokenRules{Secrets: []string{secret}, Audience: "icegate", MaxLifetime: 2 * time.Hour}
+	if _, err := rules.Verify(strings.TrimSpace(out), time.Now()); err != nil {
+		t.Errorf("token from -config: %v", err)
+	}
+	if _, _, err := runCLI("token", "-config", cfg, "-user", "bob", "-ttl", "3h"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "max_token_lifetime") {
+		t.Errorf("-ttl beyond max_token_lifetime: %v", err)
+	}
+}
+
 func TestPolicyExplain(t *testing.T) {
 	out, _, err := runCLI("policy", "explain", "::ffff:169.254.169.254")
 	if err != nil {
@@ -267,7 +325,10 @@ shutdown_grace = "2s"
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "icegate ready") {
+	// stdout and stderr are separate pipes, copied by separate goroutines:
+	// "test page:" (stdout, written first) may arrive after "icegate ready"
+	// (stderr), so wait for both.
+	for !strings.Contains(stderr.String(), "icegate ready") || !strings.Contains(stdout.String(), "test page:") {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()

@@ -84,7 +84,7 @@ func freeTCPUDPPort(t *testing.T) int {
 
 // writeCert writes a self-signed certificate for 127.0.0.1 with common
 // name cn, and its key.
-func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
+func writeCert(t *testing.T, dir, cn string, dnsNames ...string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -96,6 +96,7 @@ func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     dnsNames,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)

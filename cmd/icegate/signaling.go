@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"net/netip"
+	"slices"
 
 	"icegate/config"
 	"icegate/signaling"
@@ -28,6 +29,9 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 		AllowedOrigins:    s.AllowedOrigins,
 		TokenSecrets:      s.TokenSecrets,
 		APIKeys:           cfg.API.Keys,
+		TokenAudience:     s.TokenAudience,
+		MaxTokenLifetime:  s.MaxTokenLifetimeDuration,
+		Hosts:             publicNames(cfg),
 		TURNHost:          s.TURNHost,
 		CredentialTTL:     s.CredentialTTLDuration,
 		MaxConnections:    s.MaxConnections,
@@ -62,6 +66,23 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 		}
 	}
 	return out
+}
+
+// publicNames are the DNS names the HTTP server answers to (the Host
+// check against DNS rebinding): http.hosts, and the names in the
+// certificates of http.cert_file and tls.cert_file, which clients reaching
+// the server over TLS must be using anyway. signaling adds turn_host and
+// localhost itself. nil when there are none.
+func publicNames(cfg *config.Config) []string {
+	var names []string
+	for _, list := range [][]string{cfg.HTTP.Hosts, cfg.HTTP.CertNames, cfg.TLS.CertNames} {
+		for _, n := range list {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	return names
 }
 
 // servedPorts returns the ports the relay's listeners got: port for UDP and

@@ -16,7 +16,8 @@ import (
 // actually got winning over the file's in every URL.
 func TestSignalingConfig(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := writeCert(t, dir, "relay")
+	certFile, keyFile := writeCert(t, dir, "relay", "turn.example.com", "signal.example.com")
+	httpCert, httpKey := writeCert(t, dir, "http", "signal.example.com", "*.example.net")
 	listen := func(transport, addr string) turn.ListenAddr {
 		ap := netip.MustParseAddrPort(addr)
 		if transport == "udp" || transport == "dtls" {
@@ -66,10 +67,15 @@ auth {
 }
 http {
   test_page = false
+  hosts     = ["home.example.org", "signal.example.com"]
+  cert_file = "` + httpCert + `"
+  key_file  = "` + httpKey + `"
 }
 signaling {
   allowed_origins     = ["https://app.example.com"]
   token_secrets       = ["token-secret-0123456789abcdef0123456789"]
+  token_audience      = "icegate.example.com"
+  max_token_lifetime  = "12h"
   turn_host           = "turn.example.com"
   credential_ttl      = "2h"
   max_connections     = 7
@@ -97,8 +103,12 @@ stun {
 			AllowedOrigins: []string{"https://app.example.com"},
 			TokenSecrets:   []string{"token-secret-0123456789abcdef0123456789"},
 			APIKeys:        []string{"api-key-0123456789abcdef0123456789"},
-			TURNHost:       "turn.example.com",
-			CredentialTTL:  2 * time.Hour, MaxConnections: 7, MaxMessageBytes: 2048,
+			TokenAudience:  "icegate.example.com", MaxTokenLifetime: 12 * time.Hour,
+			// http.hosts, then the HTTPS and the relay's certificates'
+			// names, once each.
+			Hosts:         []string{"home.example.org", "signal.example.com", "*.example.net", "turn.example.com"},
+			TURNHost:      "turn.example.com",
+			CredentialTTL: 2 * time.Hour, MaxConnections: 7, MaxMessageBytes: 2048,
 			MessagesPerSecond: 9, MessagesBurst: 11, PeersPerRoom: 3, RoomsPerPeer: 4, SendQueue: 17,
 			ResumeGrace: 45 * time.Second, PingInterval: 10 * time.Second,
 			NoTURNEvents: true, NoTestPage: true, Separator: "|",

@@ -74,6 +74,10 @@ http {
   listen    = ":8443"
   cert_file = "/etc/letsencrypt/live/turn.example.com/fullchain.pem"
   key_file  = "/etc/letsencrypt/live/turn.example.com/privkey.pem"
+  # The names browsers reach this server by; a request naming another host
+  # (a DNS-rebinding page) gets 421. The certificate's names and turn_host
+  # are accepted anyway; list any other name clients use here.
+  hosts = ["turn.example.com"]
 }
 
 signaling {

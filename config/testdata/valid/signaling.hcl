@@ -4,11 +4,14 @@ http {
   cert_file = "testdata/tls/cert.pem"
   key_file  = "testdata/tls/key.pem"
   test_page = false
+  hosts     = ["signal.example.com", "*.example.org"]
 }
 
 signaling {
   allowed_origins     = ["https://app.example.com", "https://*.example.org", "http://localhost:3000"]
   token_secrets       = ["0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"]
+  token_audience      = "icegate.example.com"
+  max_token_lifetime  = "24h"
   turn_host           = "turn.example.com"
   credential_ttl      = "12h"
   max_connections     = 500

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+
+	"icegate/config"
+)
+
+// nodeID is this process's name in a signaling cluster: cluster.node_id,
+// or when that is "" the host name plus a random suffix ("web-3-1f9c2a"),
+// so two processes on one host, or a restarted one, never share a name
+// while the old one's members are still in Redis. It is chosen here, when
+// `icegate serve` starts, not in config: `config check` stays
+// deterministic. The result passes config's node_id rule (letters,
+// digits, ".", "_", "-", at most 64 bytes).
+func nodeID(c *config.Cluster) string {
+	if c != nil && c.NodeID != "" {
+		return c.NodeID
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = ""
+	}
+	return defaultNodeID(host, randomSuffix())
+}
+
+// defaultNodeID joins a host name, made to fit node_id's rule, and suffix.
+func defaultNodeID(host, suffix string) string {
+	host = strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '-'
+	}, host)
+	// 64 bytes in all: the suffix and its "-" keep their room.
+	if limit := 64 - 1 - len(suffix); len(host) > limit {
+		host = host[:limit]
+	}
+	host = strings.Trim(host, "-.")
+	if host == "" {
+		host = "icegate"
+	}
+	return host + "-" + suffix
+}
+
+// randomSuffix is 6 hex digits: 16 million values, enough that two
+// processes starting on one host do not collide.
+func randomSuffix() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,3 @@
+cluster {
+  node_timeout = "1h"
+}
