@@ -3,11 +3,35 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"icegate/config"
+	"icegate/signaling"
+	"icegate/signaling/redisbus"
 )
+
+// signalingBus returns the bus signaling runs on: nil (the in-process
+// default) without a cluster block, else the Redis bus for this node. Redis
+// must answer at start; once running, the bus rides out Redis going away
+// (messages get cluster-unavailable meanwhile).
+func signalingBus(c *config.Cluster, log *slog.Logger, reg prometheus.Registerer) (signaling.Bus, error) {
+	if c == nil {
+		return nil, nil
+	}
+	id := nodeID(c)
+	b, err := redisbus.New(redisbus.Options{URL: c.RedisURL, NodeID: id, NodeTimeout: c.NodeTimeoutDuration,
+		Prefix: c.KeyPrefix, Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, fmt.Errorf("cluster.redis_url %s: %w", c.Redis, err)
+	}
+	log.Info("signaling cluster", "node", id, "redis", c.Redis, "node_timeout", c.NodeTimeoutDuration)
+	return b, nil
+}
 
 // nodeID is this process's name in a signaling cluster: cluster.node_id,
 // or when that is "" the host name plus a random suffix ("web-3-1f9c2a"),

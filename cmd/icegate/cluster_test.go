@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"icegate/config"
+	"icegate/signaling/redisbus"
 )
 
 // TestNodeID: cluster.node_id wins; without it the host name plus a random
@@ -34,6 +35,27 @@ func TestNodeID(t *testing.T) {
 		src := "cluster {\n  redis_url = \"redis://h\"\n  node_id = \"" + got + "\"\n}\n"
 		if _, diags := config.Parse([]byte(src), "n.hcl"); diags.HasErrors() {
 			t.Errorf("config refuses %q: %s", got, config.FormatDiagnostics(diags))
+		}
+	}
+}
+
+// config check and the Redis bus parse cluster.redis_url separately (config
+// does not import the bus); they must agree on what is a Redis URL, or a
+// file that passes `config check` would fail at start.
+func TestRedisURLFormsAgree(t *testing.T) {
+	for _, u := range []string{
+		"redis://127.0.0.1:6379/0", "redis://localhost", "redis://u:p%40ss@redis.example.com:7000/3",
+		"redis://:legacy@[::1]:6379/", "rediss://h.example.com:6380/1", "unix:///run/redis/redis.sock",
+		"unix://:pw@/run/redis.sock?db=5", "redis://s1:26379?addr=s2:26379&addr=s3&master_set=main",
+		"rediss://s1/2?master_set=m",
+		// Refused by both.
+		"http://h", "redis://", "unix://relative.sock", "redis://h?dial_timeout=1s", "redis://h?addr=s2",
+		"redis://h/notanumber", "", "redis://h:99999",
+	} {
+		_, cerr := config.ParseRedisURL(u)
+		berr := redisbus.ParseURL(u)
+		if (cerr == nil) != (berr == nil) {
+			t.Errorf("%q: config says %v, the bus says %v", u, cerr, berr)
 		}
 	}
 }

@@ -97,8 +97,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rl.current.Store(cfg)
 
 	if cfg.HTTP.Listen != "" {
+		bus, err := signalingBus(cfg.Cluster, log, reg)
+		if err != nil {
+			return err
+		}
 		hub, err := signaling.New(signalingConfig(cfg, srv.Addrs()), signaling.Options{Logger: log, Registerer: reg, Version: version,
-			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }})
+			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }, Bus: bus})
 		if err != nil {
 			return err
 		}

@@ -34,8 +34,8 @@ var allowed = map[string][]string{
 	"icegate/signaling/redisbus": {"icegate/signaling"},
 	"icegate/signaling/bustest":  {"icegate/signaling"},
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
-		"icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/ratelog",
-		"icegate/internal/udploop"},
+		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile",
+		"icegate/internal/ratelog", "icegate/internal/udploop"},
 }
 
 // Tools (benchmarks, labs, interop) may use anything but each other and

@@ -21,11 +21,11 @@ import (
 // resumed elsewhere (signaling/transport.go).
 const closeReplaced = 4000
 
-// closeGoingAway (1001) is what this node's connections get when the
-// cluster stopped counting this node as alive (it missed its heartbeats, or
-// Redis lost its data): their sessions are held or gone, and the clients
-// must reconnect and resume.
-const closeGoingAway = 1001
+// closeServiceRestart (1012) is what a connection gets when Redis lost its
+// session (it restarted without its data): the client reconnects as a new
+// peer. Sessions that were only held while the cluster took this node for
+// dead are reclaimed instead, their connections untouched.
+const closeServiceRestart = 1012
 
 // reapBatch bounds the held sessions one reap script removes, so one
 // script never runs long; the next tick takes the rest.
@@ -458,15 +458,29 @@ func (b *Bus) beat(ctx context.Context, first bool) error {
 			if err != nil {
 				return err
 			}
-			lost, _ := msg.AsStrSlice()
-			if len(lost) > 0 {
-				b.log.Warn("this node was taken for dead (missed heartbeats, or redis lost its data): closing the connections of sessions it no longer holds so they resume", "sessions", len(lost))
+			v, _ := msg.ToArray()
+			if len(v) != 3 {
+				return fmt.Errorf("redisbus not_mine: unexpected reply %v", msg)
 			}
+			lost, _ := v[0].AsStrSlice()
+			moved, _ := v[1].AsStrSlice()
+			kept, _ := v[2].AsInt64()
+			b.log.Warn("this node was taken for dead (missed heartbeats) or redis lost its data: sessions reclaimed, resumed elsewhere, or lost",
+				"reclaimed", kept, "resumed_elsewhere", len(moved), "lost", len(lost))
+			// A session Redis no longer has cannot resume: its client starts
+			// over. One resumed on another node has a newer connection.
 			for _, id := range lost {
 				b.forget(id)
-				b.node.Kick(id, closeGoingAway, "cluster membership lost")
+				b.node.Kick(id, closeServiceRestart, "session lost by the cluster; reconnect")
+			}
+			for _, id := range moved {
+				b.forget(id)
+				b.node.Kick(id, closeReplaced, "replaced by a resumed connection")
 			}
 		}
+		// Reclaimed sessions took messages while held that were never
+		// delivered here.
+		b.node.Resync()
 	}
 	return nil
 }

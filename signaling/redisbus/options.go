@@ -64,22 +64,20 @@ func (o Options) withDefaults() Options {
 
 // The query parameters a URL may carry (rueidis's names). Anything else is
 // refused, so a typo is not silently ignored.
-var knownParams = map[string]bool{
-	"db": true, "addr": true, "master_set": true, "dial_timeout": true, "write_timeout": true,
-	"skip_verify": true, "client_name": true, "protocol": true,
-}
+// knownParams are the query parameters of a Redis URL: the same as
+// config.ParseRedisURL takes (cmd/icegate's TestRedisURLFormsAgree).
+var knownParams = map[string]bool{"db": true, "addr": true, "master_set": true}
 
 // ParseURL checks a Redis URL as `cluster.redis_url` takes it, without
 // connecting:
 //
 //	redis://[user:pass@]host:port/db           plain TCP
-//	rediss://[user:pass@]host:port/db          TLS (skip_verify=true to not check the certificate)
+//	rediss://[user:pass@]host:port/db          TLS
 //	unix:///path/to/redis.sock?db=N            unix socket
 //	redis://host1:26379?addr=host2:26379&master_set=NAME   Sentinel (rueidis's convention)
 //
-// Query parameters: db, addr and master_set (Sentinel), dial_timeout and
-// write_timeout (Go durations), skip_verify (rediss), client_name,
-// protocol=2 (RESP2). The error says what is wrong.
+// Query parameters: db (unix://), addr and master_set (Sentinel); others
+// are refused, as config check refuses them. The error says what is wrong.
 func ParseURL(raw string) error {
 	_, err := clientOption(raw)
 	return err
@@ -130,24 +128,6 @@ func clientOption(raw string) (rueidis.ClientOption, error) {
 	}
 	if q.Has("master_set") && q.Get("master_set") == "" {
 		return opt, errors.New("redis url: master_set is empty")
-	}
-	for _, k := range []string{"dial_timeout", "write_timeout"} {
-		if q.Has(k) {
-			if d, err := time.ParseDuration(q.Get(k)); err != nil || d <= 0 {
-				return opt, fmt.Errorf("redis url: %s %q is not a positive duration", k, q.Get(k))
-			}
-		}
-	}
-	if q.Has("skip_verify") {
-		if u.Scheme != "rediss" {
-			return opt, errors.New("redis url: skip_verify is for rediss://")
-		}
-		if _, err := strconv.ParseBool(q.Get("skip_verify")); err != nil && q.Get("skip_verify") != "" {
-			return opt, fmt.Errorf("redis url: skip_verify %q is not a boolean", q.Get("skip_verify"))
-		}
-	}
-	if p := q.Get("protocol"); q.Has("protocol") && p != "2" && p != "3" {
-		return opt, fmt.Errorf("redis url: protocol %q is not 2 or 3", p)
 	}
 	opt, err = rueidis.ParseURL(raw)
 	if err != nil {

@@ -196,7 +196,7 @@ func TestRedisRestart(t *testing.T) {
 	// The node found its membership gone and closed what it held before.
 	if !a.Rec.WaitFor(5*time.Second, func(r *bustest.Recorder) bool {
 		for _, k := range r.Kicks() {
-			if k.ID == "s" && k.Code == closeGoingAway {
+			if k.ID == "s" && k.Code == closeServiceRestart {
 				return true
 			}
 		}
@@ -278,10 +278,10 @@ func TestParseURL(t *testing.T) {
 		{"redis://127.0.0.1:6379/0", ""},
 		{"redis://user:pass@redis.example:6380/3", ""},
 		{"rediss://redis.example:6380/0", ""},
-		{"rediss://redis.example:6380/0?skip_verify=true", ""},
+		{"rediss://redis.example:6380/0?skip_verify=true", "unknown parameter"},
 		{"unix:///run/redis/redis.sock?db=2", ""},
 		{"redis://s1:26379?addr=s2:26379&addr=s3:26379&master_set=mymaster", ""},
-		{"redis://127.0.0.1:6379/0?dial_timeout=2s", ""},
+		{"redis://127.0.0.1:6379/0?dial_timeout=2s", "unknown parameter"},
 		{"http://127.0.0.1:6379", "scheme"},
 		{"127.0.0.1:6379", "redis url"},
 		{"redis://:6379/0", "no host"},
@@ -292,8 +292,6 @@ func TestParseURL(t *testing.T) {
 		{"redis://s1:26379?addr=s2:26379", "master_set"},
 		{"unix://relative/redis.sock", "absolute"},
 		{"unix:///run/redis.sock?master_set=x", "Sentinel"},
-		{"redis://127.0.0.1/0?skip_verify=true", "rediss"},
-		{"redis://127.0.0.1/0?dial_timeout=soon", "dial_timeout"},
 	} {
 		err := ParseURL(tc.url)
 		switch {
@@ -341,5 +339,70 @@ func TestRedisHangs(t *testing.T) {
 	d := a.Rec.WaitDeliveries(t, "s", 1)
 	if last := d[len(d)-1]; last.Body != `{"n":2}` {
 		t.Fatalf("deliveries %+v", d)
+	}
+}
+
+// TestPartitionReclaim: a node that missed its heartbeats (a partition, a
+// long pause) is taken for dead and its sessions held; when it beats again
+// it reclaims those still held, keeps their connections, and resyncs, so
+// what was sent to them meanwhile reaches them. One that resumed elsewhere
+// meanwhile is kicked as replaced.
+func TestPartitionReclaim(t *testing.T) {
+	srv := redistest.Start(t)
+	newBus := newBusFor(srv, srv.URL(), func(o *Options) { o.NodeTimeout = 900 * time.Millisecond })
+	a := bustest.Start(t, newBus, "node-a")
+	b := bustest.Start(t, newBus, "node-b")
+	ctx := context.Background()
+	l := signaling.Limits{Queue: 8, Keep: 8, Grace: time.Minute}
+	for _, id := range []string{"stay", "moves"} {
+		if err := a.Open(ctx, signaling.Session{ID: id, Token: "tok-" + id, Limits: l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ab := a.Bus.(*Bus)
+	ab.beating.Store(false)
+	if !waitFor(5*time.Second, func() bool { c, _ := b.Counts(ctx); return c[""] == 2 }) {
+		t.Fatal("the silent node's sessions were not held")
+	}
+	if err := b.Push(ctx, "stay", []byte(`{"while":"held"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resume(ctx, signaling.ResumeRequest{Token: "tok-moves", NewToken: "n", Limits: l}); err != nil {
+		t.Fatal(err)
+	}
+	resyncs := a.Rec.Resyncs()
+	ab.beating.Store(true)
+	if !waitFor(5*time.Second, func() bool { c, _ := b.Counts(ctx); return c["node-a"] == 1 && c["node-b"] == 1 }) {
+		c, _ := b.Counts(ctx)
+		t.Fatalf("not reclaimed: counts %v", c)
+	}
+	if !a.Rec.WaitFor(5*time.Second, func(r *bustest.Recorder) bool { return r.Resyncs() > resyncs }) {
+		t.Fatal("no resync after the reclaim")
+	}
+	for _, k := range a.Rec.Kicks() {
+		if k.ID == "stay" {
+			t.Fatalf("a reclaimed session was kicked: %+v", k)
+		}
+	}
+	if !a.Rec.WaitFor(5*time.Second, func(r *bustest.Recorder) bool {
+		for _, k := range r.Kicks() {
+			if k.ID == "moves" && k.Code == closeReplaced {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the session that resumed elsewhere was not kicked as replaced: %+v", a.Rec.Kicks())
+	}
+	// The message sent while held is in the log for the resync's Replay.
+	if from, msgs, _, err := a.Replay(ctx, "stay", 0); err != nil || from != 1 || len(msgs) != 1 {
+		t.Fatalf("Replay = %d, %q, %v", from, msgs, err)
+	}
+	// Deliveries flow to node-a again.
+	if err := b.Push(ctx, "stay", []byte(`{"after":"reclaim"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if ds := a.Rec.WaitDeliveries(t, "stay", 1); ds[len(ds)-1].Body != `{"after":"reclaim"}` {
+		t.Fatalf("after the reclaim: %+v", ds)
 	}
 }

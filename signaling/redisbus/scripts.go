@@ -391,9 +391,25 @@ var retireScript = script(`return takeover(SELF, now_ms())`)
 // ARGV: 3… session ids this node believes it holds. Returns those it does
 // not hold (any more).
 var notMineScript = script(`
-local out = {}
+local lost, moved, kept = {}, {}, 0
 for i = 3, #ARGV do
-  if redis.call('HGET', skey(ARGV[i]), 'node') ~= SELF then out[#out + 1] = ARGV[i] end
+  local id = ARGV[i]
+  local sk = skey(id)
+  local f = redis.call('HMGET', sk, 'node', 'held', 'seq')
+  if not f[3] then
+    lost[#lost + 1] = id
+  elseif f[1] == SELF then
+    kept = kept + 1
+  elseif f[2] == '1' and f[1] == '' then
+    -- Held since the others took this node for dead, and not resumed
+    -- anywhere: its connection is still here, so it is this node's again.
+    redis.call('HSET', sk, 'node', SELF, 'held', '0')
+    redis.call('ZREM', P .. 'held', id)
+    redis.call('SADD', P .. 'ns:' .. SELF, id)
+    kept = kept + 1
+  else
+    moved[#moved + 1] = id
+  end
 end
-return out
+return {lost, moved, kept}
 `)
