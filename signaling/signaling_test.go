@@ -752,3 +752,21 @@ func TestTokenExpiryAndAuth(t *testing.T) {
 		t.Fatalf("an expired session resumed: %v", b2.hello)
 	}
 }
+
+// A client that sends its whole allowed burst before reading anything is
+// not disconnected for the replies piling up: its queue holds a burst of
+// its own replies beyond signaling.send_queue.
+func TestBurstDoesNotOverflowOwnQueue(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.SendQueue = 16; c.MessagesBurst = 200 })
+	c := connect(t, s, pipeOpts{noRead: true})
+	for i := range 200 {
+		c.send(`{"type":"ping","id":` + str(i) + `}`)
+	}
+	go c.readLoop()
+	c.expect("hello")
+	for i := range 200 {
+		if m := c.expect("pong"); str(m["id"]) != str(i) {
+			t.Fatalf("pong %d: %v", i, m)
+		}
+	}
+}
