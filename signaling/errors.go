@@ -26,6 +26,9 @@ const (
 	// CodeClusterUnavailable: the cluster's bus (Redis) cannot be reached;
 	// the message was not delivered and is not acked.
 	CodeClusterUnavailable = "cluster-unavailable"
+	// CodeSessionEnded: the sender's session is gone from the bus (the
+	// server API ended it, or Redis lost it); its connection is closing.
+	CodeSessionEnded = "session-ended"
 )
 
 // protoError is an error answered to the client as an error message.

@@ -109,9 +109,15 @@ func (c *conn) user() string {
 	return c.claims.Subject
 }
 
-// unavailable is the answer when the cluster bus cannot be reached: the
-// message was not delivered (or may not have been), so it is never acked.
+// unavailable is the answer when a bus operation failed for a reason
+// other than the ones each message maps: the cluster bus cannot be reached
+// (the message was not delivered, or may not have been, so it is never
+// acked), or the sender's own session is gone from the bus (ended by the
+// server API, or lost with Redis's data) while its connection closes.
 func unavailable(err error) *protoError {
+	if errors.Is(err, ErrUnknownSession) {
+		return perr(CodeSessionEnded, "this session has ended; reconnect")
+	}
 	return perr(CodeClusterUnavailable, "the cluster is unavailable; message not delivered (%v)", err)
 }
 
