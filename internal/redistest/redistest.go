@@ -222,3 +222,59 @@ func tail(s string) string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// Sentinel is a redis-server in Sentinel mode watching one Server as the
+// master of a set, for tests of the Sentinel form of a Redis URL.
+type Sentinel struct {
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartSentinel starts a Sentinel on a free loopback port that monitors
+// master as set name, and stops it when t ends.
+func StartSentinel(t testing.TB, master *Server, name string) *Sentinel {
+	t.Helper()
+	bin := Binary(t)
+	dir := t.TempDir()
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("redistest: %v", err)
+		}
+		// Sentinel rewrites its config file, so it gets one of its own.
+		conf := filepath.Join(dir, "sentinel.conf")
+		src := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
+			port, dir, name, master.port, name)
+		if err := os.WriteFile(conf, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, conf, "--sentinel", "--logfile", filepath.Join(dir, "sentinel.log"))
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("redistest: start sentinel: %v", err)
+		}
+		s := &Sentinel{port: port, cmd: cmd, done: make(chan struct{})}
+		go func() { _ = cmd.Wait(); close(s.done) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-s.done })
+		deadline := time.Now().Add(10 * time.Second)
+		for lastErr = ping(s.Addr()); lastErr != nil && time.Now().Before(deadline); lastErr = ping(s.Addr()) {
+			select {
+			case <-s.done:
+				deadline = time.Now()
+			default:
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if lastErr == nil {
+			return s
+		}
+		_ = cmd.Process.Kill()
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
+	t.Fatalf("redistest: sentinel does not answer PING: %v\n%s", lastErr, tail(string(b)))
+	return nil
+}
+
+// Addr is the Sentinel's TCP address, 127.0.0.1:port.
+func (s *Sentinel) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }

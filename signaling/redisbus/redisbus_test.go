@@ -47,6 +47,19 @@ func TestContract(t *testing.T) {
 	bustest.Run(t, newBusFor(srv, srv.URL(), nil))
 }
 
+// TestContractSentinel runs the contract through a real Sentinel: the bus
+// asks it for the master of the set named in the URL (the Sentinel form,
+// redis://SENTINEL?master_set=NAME).
+func TestContractSentinel(t *testing.T) {
+	srv := redistest.Start(t)
+	sen := redistest.StartSentinel(t, srv, "icegate-test")
+	url := "redis://" + sen.Addr() + "?master_set=icegate-test"
+	if err := ParseURL(url); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Run(t, newBusFor(srv, url, nil))
+}
+
 // TestContractUnix runs a few of the contract's tests over the unix socket.
 func TestContractUnix(t *testing.T) {
 	srv := redistest.Start(t)
