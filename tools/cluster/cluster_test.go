@@ -70,6 +70,8 @@ type node struct {
 // signaling block, and blocks at the top level.
 type conf struct {
 	signaling, extra string
+	// nodeTimeout replaces the package's nodeTimeout when set.
+	nodeTimeout time.Duration
 }
 
 // startNode starts a node on redisURL with c added to its config, and
@@ -77,6 +79,10 @@ type conf struct {
 func startNode(t *testing.T, redisURL, name string, c conf) *node {
 	t.Helper()
 	httpPort := freePort(t)
+	timeout := nodeTimeout
+	if c.nodeTimeout != 0 {
+		timeout = c.nodeTimeout
+	}
 	cfg := filepath.Join(t.TempDir(), name+".hcl")
 	// Ports free now, not fixed ones: other checkouts run these tests too.
 	src := fmt.Sprintf(`listen {
@@ -102,7 +108,7 @@ cluster {
 }
 shutdown_grace = "1s"
 %s
-`, freePort(t), freePort(t), httpPort, resumeGrace, c.signaling, redisURL, name, nodeTimeout, c.extra)
+`, freePort(t), freePort(t), httpPort, resumeGrace, c.signaling, redisURL, name, timeout, c.extra)
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
