@@ -55,6 +55,13 @@ type Bus struct {
 	stateMu      sync.Mutex
 	lastState    int // 0 unknown, 1 up, -1 down; guarded by stateMu
 
+	// Redis's clock as the last usable heartbeat read it (redisMs, ms) and
+	// when that was on this node's monotonic clock (redisAt), for the
+	// scripts' deadlines.
+	clockMu sync.Mutex
+	redisMs int64
+	redisAt time.Time
+
 	// last is, per session this node holds, the last seq handed to the
 	// node (by Deliver, Resume or Replay): a delivery at or below it is a
 	// duplicate and dropped, so Deliver sees each session's seqs rising.
@@ -188,7 +195,11 @@ var errCodes = map[string]error{
 	"ICEGATE_NOTINROOM": signaling.ErrNotInRoom,
 	"ICEGATE_NAMETAKEN": signaling.ErrNameTaken,
 	"ICEGATE_EXISTS":    errExists,
+	"ICEGATE_LATE":      errLate,
 }
+
+// errLate: the script reached Redis after its deadline and did nothing.
+var errLate = fmt.Errorf("%w: reached redis after its deadline; not done", signaling.ErrUnavailable)
 
 // errExists: Open with an id that is in use.
 var errExists = errors.New("session id in use")
@@ -200,9 +211,10 @@ var errExists = errors.New("session id in use")
 func (b *Bus) run(ctx context.Context, op string, s *rueidis.Lua, args ...string) (rueidis.RedisMessage, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opt.OpTimeout)
 	defer cancel()
-	argv := make([]string, 0, 2+len(args))
+	argv := make([]string, 0, 3+len(args))
 	argv = append(argv, b.opt.Prefix, b.opt.NodeID)
 	argv = append(argv, args...)
+	argv = append(argv, strconv.FormatInt(b.deadline(), 10))
 	start := time.Now()
 	msg, err := s.Exec(ctx, b.client, nil, argv).ToMessage()
 	b.metrics.latency.Observe(time.Since(start).Seconds())
@@ -214,6 +226,11 @@ func (b *Bus) run(ctx context.Context, op string, s *rueidis.Lua, args ...string
 		text := re.Error()
 		code, _, _ := strings.Cut(text, " ")
 		if e, ok := errCodes[code]; ok {
+			if e == errLate {
+				// Redis answers, but only after a stall.
+				b.metrics.errors.WithLabelValues(op).Inc()
+				return msg, fmt.Errorf("redis %s: %w", op, e)
+			}
 			b.setCmd(true, nil)
 			return msg, e
 		}
@@ -227,6 +244,42 @@ func (b *Bus) run(ctx context.Context, op string, s *rueidis.Lua, args ...string
 	b.metrics.errors.WithLabelValues(op).Inc()
 	b.setCmd(false, err)
 	return msg, fmt.Errorf("%w: redis %s: %v", signaling.ErrUnavailable, op, err)
+}
+
+// deadline is the time, on Redis's clock (ms), after which a script sent
+// now must not run: lateMargin before run gives up on it, on the estimate
+// of Redis's clock the last heartbeat gave. A script that runs before it
+// answers within the margin unless Redis stalls right after running it,
+// so an operation that timed out was, but for that, not done. 0 (no
+// deadline) before the first heartbeat.
+func (b *Bus) deadline() int64 {
+	b.clockMu.Lock()
+	ms, at := b.redisMs, b.redisAt
+	b.clockMu.Unlock()
+	if at.IsZero() {
+		return 0
+	}
+	return ms + (time.Since(at) + b.opt.OpTimeout - b.opt.OpTimeout/lateMargin).Milliseconds()
+}
+
+// lateMargin: a script's deadline is OpTimeout/lateMargin before run gives
+// up on it, which covers the error of the clock estimate (half the round
+// trip of the beat it came from, at most OpTimeout/10 since a slower beat
+// is not used) and a reply on its way.
+const lateMargin = 3
+
+// setClock takes Redis's time from a heartbeat sent at sent and answered
+// now: Redis read its clock between the two, so the midpoint is off by
+// half the round trip at most. Beats slower than OpTimeout/10 (Redis
+// stalled) are not used.
+func (b *Bus) setClock(redisMs int64, sent time.Time) {
+	rtt := time.Since(sent)
+	if rtt > b.opt.OpTimeout/10 {
+		return
+	}
+	b.clockMu.Lock()
+	b.redisMs, b.redisAt = redisMs, sent.Add(rtt/2)
+	b.clockMu.Unlock()
 }
 
 // setCmd records whether the last command reached Redis.
@@ -437,11 +490,19 @@ func (b *Bus) beat(ctx context.Context, first bool) error {
 	if !b.beating.Load() {
 		return nil
 	}
+	sent := time.Now()
 	msg, err := b.run(ctx, "beat", beatScript)
 	if err != nil {
 		return err
 	}
-	if was, _ := msg.AsInt64(); was == 0 && !first {
+	v, _ := msg.ToArray()
+	if len(v) != 2 {
+		return fmt.Errorf("redisbus beat: unexpected reply %v", msg)
+	}
+	if now, err := v[1].AsInt64(); err == nil {
+		b.setClock(now, sent)
+	}
+	if was, _ := v[0].AsInt64(); was == 0 && !first {
 		b.metrics.lostMembership.Inc()
 		b.mu.Lock()
 		ids := make([]string, 0, len(b.last))

@@ -14,8 +14,14 @@
 // so a refused operation changes nothing. Scripts read the time from Redis
 // (TIME), so node clocks do not matter. Each runs within Options.OpTimeout
 // (1.5 s); past it, or with Redis unreachable, the caller gets
-// signaling.ErrUnavailable and the write may or may not have happened (it
-// is never retried, so never done twice; the session code never acks it).
+// signaling.ErrUnavailable. A script also carries a deadline on Redis's
+// clock, OpTimeout/3 before its caller gives up (estimated from the last
+// heartbeat's answer): one that reaches a stalled Redis later refuses and
+// writes nothing, so an operation the session code answered
+// cluster-unavailable is not done behind its back (its ack or its message
+// turning up after the error). Only a script that ran and whose answer was
+// then held up for more than that margin, or whose connection broke, may
+// have been done; none is retried, so none is done twice.
 //
 // # Keys (P is Options.Prefix, "icegate:" by default)
 //
@@ -71,9 +77,10 @@
 // sessions past their expiry are removed (leaving their rooms with
 // peer-left to the others). The script is atomic, so each of that happens
 // once however many nodes reap. A node that finds its own heartbeat entry
-// gone (it was taken for dead, or Redis lost its data) closes the
-// connections of the sessions it no longer holds with 1001, so their
-// clients resume. Close hands a node's sessions over at once, as a death
+// gone (it was taken for dead, or Redis lost its data) reclaims the
+// sessions still held for it (their connections stay), closes those that
+// resumed elsewhere with 4000 and those Redis no longer has with 1012 (their
+// clients start over), and resyncs. Close hands a node's sessions over at once, as a death
 // would after NodeTimeout.
 //
 // # Client

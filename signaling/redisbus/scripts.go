@@ -3,13 +3,19 @@ package redisbus
 import "github.com/redis/rueidis"
 
 // Every script gets ARGV[1] = the key prefix and ARGV[2] = the calling
-// node's id, then its own arguments. Scripts compute the keys they touch
+// node's id, then its own arguments, then (removed from ARGV before the
+// script's own code sees it) its deadline in Redis's time, in ms (0: none).
+// A script that starts past its deadline refuses (ICEGATE_LATE) and writes
+// nothing: its caller has given up and told its client the operation
+// failed, so doing it now would make that answer false (an ack or a
+// message after a cluster-unavailable error). Scripts compute the keys they touch
 // from the prefix (so they run on one Redis or a Sentinel-managed primary,
 // not on Redis Cluster; doc.go says what that would take). A refusal is an
 // error reply "ICEGATE_<CODE>" raised before the script writes anything, so
 // a refused operation changes nothing (Redis does not roll a script back).
 // Time is Redis's (TIME), so the nodes' clocks do not matter.
 const lib = `
+local DEADLINE = tonumber(table.remove(ARGV))
 local P = ARGV[1]
 local SELF = ARGV[2]
 local function now_ms()
@@ -18,6 +24,7 @@ local function now_ms()
 end
 local function skey(id) return P .. 's:' .. id end
 local function fail(code) return redis.error_reply('ICEGATE_' .. code) end
+if DEADLINE > 0 and now_ms() > DEADLINE then return fail('LATE') end
 -- quote matches Go's strconv.Quote for printable ASCII (session ids are
 -- base32); anything else goes through cjson, which is valid JSON too.
 local function quote(s)
@@ -362,12 +369,14 @@ out[#out + 1] = redis.call('ZCARD', P .. 'held')
 return out
 `)
 
-// beat refreshes this node's entry. Returns 1 when the entry was there (0:
-// this node was taken for dead, or Redis lost its data).
+// beat refreshes this node's entry. Returns {1 when the entry was there
+// (0: this node was taken for dead, or Redis lost its data), Redis's time
+// in ms} (the node's estimate of Redis's clock, for deadlines).
 var beatScript = script(`
 local was = redis.call('ZSCORE', P .. 'nodes', SELF)
-redis.call('ZADD', P .. 'nodes', now_ms(), SELF)
-return was and 1 or 0
+local now = now_ms()
+redis.call('ZADD', P .. 'nodes', now, SELF)
+return {was and 1 or 0, now}
 `)
 
 // ARGV: 3 node timeout ms, 4 batch. Turns the sessions of nodes silent for

@@ -66,11 +66,23 @@ type node struct {
 	done   chan struct{}
 }
 
-// startNode starts a node on redisURL with extra HCL appended to its
-// config, and waits until it is ready.
-func startNode(t *testing.T, redisURL, name, extra string) *node {
+// conf is what a test adds to a node's config: attributes inside its
+// signaling block, and blocks at the top level.
+type conf struct {
+	signaling, extra string
+	// nodeTimeout replaces the package's nodeTimeout when set.
+	nodeTimeout time.Duration
+}
+
+// startNode starts a node on redisURL with c added to its config, and
+// waits until it is ready.
+func startNode(t *testing.T, redisURL, name string, c conf) *node {
 	t.Helper()
 	httpPort := freePort(t)
+	timeout := nodeTimeout
+	if c.nodeTimeout != 0 {
+		timeout = c.nodeTimeout
+	}
 	cfg := filepath.Join(t.TempDir(), name+".hcl")
 	// Ports free now, not fixed ones: other checkouts run these tests too.
 	src := fmt.Sprintf(`listen {
@@ -87,6 +99,7 @@ metrics { listen = "" }
 http { listen = "127.0.0.1:%d" }
 signaling {
   resume_grace = "%s"
+%s
 }
 cluster {
   redis_url = %q
@@ -95,7 +108,7 @@ cluster {
 }
 shutdown_grace = "1s"
 %s
-`, freePort(t), freePort(t), httpPort, resumeGrace, redisURL, name, nodeTimeout, extra)
+`, freePort(t), freePort(t), httpPort, resumeGrace, c.signaling, redisURL, name, timeout, c.extra)
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -179,17 +192,32 @@ type peer struct {
 // dial connects a peer to n, resuming with token and last when token is set.
 func dial(t *testing.T, n *node, token string, last uint64) *peer {
 	t.Helper()
-	u := url.URL{Scheme: "ws", Host: n.http, Path: "/ws"}
+	q := url.Values{}
 	if token != "" {
-		u.RawQuery = url.Values{"resume": {token}, "last": {strconv.FormatUint(last, 10)}}.Encode()
+		q = url.Values{"resume": {token}, "last": {strconv.FormatUint(last, 10)}}
 	}
+	p := dialWS(t, n, "/ws", q)
+	// The client has had up to last, whatever this connection brings.
+	p.mu.Lock()
+	p.last = max(p.last, last)
+	p.mu.Unlock()
+	return p
+}
+
+// dialWS connects to path on n with query q; on /ws it reads the hello
+// first (/ws/simple has none).
+func dialWS(t *testing.T, n *node, path string, q url.Values) *peer {
+	t.Helper()
+	u := url.URL{Scheme: "ws", Host: n.http, Path: path, RawQuery: q.Encode()}
 	ws, resp, err := websocket.DefaultDialer.Dial(u.String(), nil)
 	if err != nil {
 		t.Fatalf("dial %s: %v (%v)", n.name, err, resp)
 	}
 	p := &peer{t: t, ws: ws, in: make(chan map[string]any, 1024), errc: make(chan error, 1)}
-	if err := ws.ReadJSON(&p.hello); err != nil || p.hello["type"] != "hello" {
-		t.Fatalf("hello from %s: %v %v", n.name, p.hello, err)
+	if path == "/ws" {
+		if err := ws.ReadJSON(&p.hello); err != nil || p.hello["type"] != "hello" {
+			t.Fatalf("hello from %s: %v %v", n.name, p.hello, err)
+		}
 	}
 	go p.read()
 	t.Cleanup(func() { ws.Close() })
@@ -257,6 +285,13 @@ func (p *peer) expect(typ string) map[string]any {
 // (-1 for anything but a close frame), skipping messages before it.
 func (p *peer) closed(d time.Duration) int {
 	p.t.Helper()
+	code, _ := p.closedWith(d)
+	return code
+}
+
+// closedWith is closed with the close frame's reason too.
+func (p *peer) closedWith(d time.Duration) (int, string) {
+	p.t.Helper()
 	deadline := time.After(d)
 	for {
 		select {
@@ -264,9 +299,9 @@ func (p *peer) closed(d time.Duration) int {
 			if !ok {
 				var ce *websocket.CloseError
 				if err := <-p.errc; errors.As(err, &ce) {
-					return ce.Code
+					return ce.Code, ce.Text
 				}
-				return -1
+				return -1, ""
 			}
 		case <-deadline:
 			p.t.Fatalf("still open after %v", d)
@@ -274,7 +309,7 @@ func (p *peer) closed(d time.Duration) int {
 	}
 }
 
-// quiet checks that nothing arrives for d.
+// quiet checks that nothing arrives for d and the connection stays open.
 func (p *peer) quiet(d time.Duration) {
 	p.t.Helper()
 	select {
@@ -282,6 +317,7 @@ func (p *peer) quiet(d time.Duration) {
 		if ok {
 			p.t.Fatalf("unexpected %v", m)
 		}
+		p.t.Fatalf("connection closed: %v", <-p.errc)
 	case <-time.After(d):
 	}
 }
@@ -291,13 +327,13 @@ func str(v any) string {
 	return string(b)
 }
 
-// cluster starts redis and n nodes.
-func cluster(t *testing.T, n int, extra string) (*redistest.Server, []*node) {
+// cluster starts redis and n nodes, each with c in its config.
+func cluster(t *testing.T, n int, c conf) (*redistest.Server, []*node) {
 	t.Helper()
 	r := redistest.Start(t)
 	nodes := make([]*node, n)
 	for i := range nodes {
-		nodes[i] = startNode(t, r.URL(), "node"+strconv.Itoa(i+1), extra)
+		nodes[i] = startNode(t, r.URL(), "node"+strconv.Itoa(i+1), c)
 	}
 	return r, nodes
 }
@@ -305,7 +341,7 @@ func cluster(t *testing.T, n int, extra string) (*redistest.Server, []*node) {
 // Peers on three nodes share a room: presence, directed messages and
 // broadcasts cross nodes, every one acked and delivered once, in order.
 func TestRoomAcrossNodes(t *testing.T) {
-	_, nodes := cluster(t, 3, "")
+	_, nodes := cluster(t, 3, conf{})
 	a := dial(t, nodes[0], "", 0)
 	b := dial(t, nodes[1], "", 0)
 	c := dial(t, nodes[2], "", 0)
@@ -373,7 +409,7 @@ func TestRoomAcrossNodes(t *testing.T) {
 // Two nodes race for the last seat of a room: exactly one wins, every
 // round.
 func TestCapacityRace(t *testing.T) {
-	_, nodes := cluster(t, 3, "")
+	_, nodes := cluster(t, 3, conf{})
 	for round := range 20 {
 		room := "race-" + strconv.Itoa(round)
 		first := dial(t, nodes[0], "", 0)
@@ -409,7 +445,7 @@ func TestCapacityRace(t *testing.T) {
 // every acked message, those sent while it was held included; the room
 // is told the other left within node_timeout + resume_grace.
 func TestNodeDeath(t *testing.T) {
-	_, nodes := cluster(t, 3, "")
+	_, nodes := cluster(t, 3, conf{})
 	a := dial(t, nodes[0], "", 0)
 	b := dial(t, nodes[1], "", 0) // will resume
 	c := dial(t, nodes[1], "", 0) // will not
@@ -463,7 +499,7 @@ func TestNodeDeath(t *testing.T) {
 // never an ack, connections stay open; after Redis is back, messages flow
 // again.
 func TestRedisRestart(t *testing.T) {
-	r, nodes := cluster(t, 2, "")
+	r, nodes := cluster(t, 2, conf{})
 	a := dial(t, nodes[0], "", 0)
 	b := dial(t, nodes[1], "", 0)
 	for _, p := range []*peer{a, b} {
