@@ -119,9 +119,13 @@ func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOpt
 	return nil
 }
 
-// limits are the bus limits of a session under st.
+// limits are the bus limits of a session under st. When a connection
+// drops, its client may lack everything its outbox held (up to SendQueue +
+// MessagesBurst) and the batch its writer had taken from it (as many
+// again): the log keeps that many written messages, so a resume replays
+// every acked one.
 func (st *settings) limits() Limits {
-	return Limits{Queue: st.SendQueue, Keep: st.SendQueue, Grace: st.ResumeGrace}
+	return Limits{Queue: st.SendQueue, Keep: 2 * (st.SendQueue + st.MessagesBurst), Grace: st.ResumeGrace}
 }
 
 // attach binds c to a session: the one its resume token names, or a new

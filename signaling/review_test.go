@@ -1,0 +1,107 @@
+package signaling
+
+import (
+	"testing"
+	"time"
+)
+
+// An acked message is never lost: a peer that stops reading piles up to
+// send_queue + messages_burst messages in its outbox before it counts as
+// too slow; when its connection then drops, a resume must replay every one
+// of them, so the bus must keep at least that many (here send_queue is
+// below messages_burst, which the config allows).
+func TestResumeReplaysEverythingAnOutboxHeld(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.SendQueue = 16 })
+	a, b := pairInRoom(t, s, "r") // b has read its joined, seq 1
+	b.raw.SetReadDeadline(time.Now())
+	eventually(t, "b's reader to stop", func() bool {
+		select {
+		case <-b.closed:
+			return true
+		default:
+			return false
+		}
+	})
+	const n = 60 // above Keep+Queue (32), below the outbox's 216
+	for i := 1; i <= n; i++ {
+		a.send(`{"type":"message","to":"` + b.id() + `","id":` + str(i) + `,"data":` + str(i) + `}`)
+		if ack := a.expect("ack"); ack["held"] == true {
+			t.Fatalf("ack %d says held: b was still connected", i)
+		}
+	}
+	b.raw.Close()
+	eventually(t, "the server to notice", func() bool { return s.Connections() == 1 })
+	b2 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: b.hello["resume_token"].(string), LastSeq: 1}})
+	if b2.hello["resumed"] != true || str(b2.hello["replay"]) != `{"from":2}` {
+		t.Fatalf("resumed hello: %v", b2.hello)
+	}
+	for i := 1; i <= n; i++ {
+		if m := b2.expect("message"); str(m["data"]) != str(i) {
+			t.Fatalf("replay %d: %v", i, m)
+		}
+	}
+}
+
+// The same when the writer had taken a whole batch from the outbox and was
+// stuck writing its first message: the batch was never received either.
+// A connection can have taken one outbox-full and hold another when it
+// drops.
+func TestResumeReplaysTakenBatch(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.SendQueue = 16 })
+	a := connect(t, s, pipeOpts{})
+	a.send(`{"type":"join","room":"r"}`)
+	a.expect("joined")
+	b := connect(t, s, pipeOpts{noRead: true})
+	read := func() map[string]any {
+		t.Helper()
+		b.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var m map[string]any
+		if err := b.ws.ReadJSON(&m); err != nil {
+			t.Fatalf("b read: %v", err)
+		}
+		return m
+	}
+	hello := read()
+	bID := hello["peer"].(string)
+	b.send(`{"type":"join","room":"r"}`)
+	if m := read(); m["type"] != "joined" || str(m["seq"]) != "1" {
+		t.Fatalf("b: %v", m)
+	}
+	a.expect("peer-joined")
+	s.mu.RLock()
+	bc := s.local[bID]
+	s.mu.RUnlock()
+	ctx, cancel := busCtx()
+	defer cancel()
+	msg := func(i int) {
+		t.Helper()
+		if _, err := s.bus.Send(ctx, SendRequest{From: a.id(), To: bID, Room: "r",
+			Body: []byte(`{"type":"message","from":"` + a.id() + `","data":` + str(i) + `}`)}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	msg(1) // the writer takes it and blocks: b is not reading
+	eventually(t, "the writer to take message 1", func() bool { return bc.out.pending() == 0 })
+	for i := 2; i <= 201; i++ {
+		msg(i)
+	}
+	if m := read(); str(m["data"]) != "1" { // seq 2
+		t.Fatalf("b: %v", m)
+	}
+	// The writer takes 2..201 in one batch and blocks on message 2.
+	eventually(t, "the writer to take the batch", func() bool { return bc.out.pending() == 0 })
+	for i := 202; i <= 401; i++ {
+		msg(i)
+	}
+	b.raw.Close()
+	eventually(t, "the server to notice", func() bool { return s.Connections() == 1 })
+	b2 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: hello["resume_token"].(string), LastSeq: 2}})
+	if b2.hello["resumed"] != true || str(b2.hello["replay"]) != `{"from":3}` {
+		t.Fatalf("resumed hello: %v", b2.hello)
+	}
+	for i := 2; i <= 401; i++ {
+		if m := b2.expect("message"); str(m["data"]) != str(i) {
+			t.Fatalf("replay %d: %v", i, m)
+		}
+	}
+}
