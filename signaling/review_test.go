@@ -105,3 +105,32 @@ func TestResumeReplaysTakenBatch(t *testing.T) {
 		}
 	}
 }
+
+// A replay (putAll) longer than the outbox's limit is taken whole: a
+// message left out would be a hole that every later one waits behind.
+func TestOutboxReplayBeyondLimit(t *testing.T) {
+	o := newOutbox(4)
+	msgs := make([][]byte, 10)
+	for i := range msgs {
+		msgs[i] = []byte(str(i + 1))
+	}
+	o.putAll(1, msgs)
+	var got []string
+	for _, m := range drain(o) {
+		got = append(got, string(m))
+	}
+	if !o.put(11, []byte("11")) {
+		t.Fatal("put after the replay was drained: queue full")
+	}
+	for _, m := range drain(o) {
+		got = append(got, string(m))
+	}
+	if len(got) != 11 || got[10] != "11" {
+		t.Fatalf("taken %q, want 1..11", got)
+	}
+}
+
+func drain(o *outbox) [][]byte {
+	_, m := o.take()
+	return m
+}

@@ -1,0 +1,185 @@
+package redisbus
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/redis/rueidis"
+
+	"icegate/internal/redistest"
+	"icegate/signaling"
+)
+
+// The tests here run signaling.Server on the Redis bus, with WebSocket
+// clients over loopback: the session code and the bus together.
+
+// testServer is one signaling node on a Redis bus, behind an HTTP server.
+type testServer struct {
+	*signaling.Server
+	bus  *Bus
+	http *httptest.Server
+}
+
+// startServer starts a node named node on srv, keyed under t's prefix.
+func startServer(t *testing.T, srv *redistest.Server, node string, mutate func(*signaling.Config)) *testServer {
+	t.Helper()
+	b := newBusFor(srv, srv.URL(), nil)(t, node).(*Bus)
+	cfg := signaling.Config{}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s, err := signaling.New(cfg, signaling.Options{Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		h.Close()
+	})
+	return &testServer{Server: s, bus: b, http: h}
+}
+
+// wsClient is a peer: a WebSocket whose messages a goroutine decodes.
+type wsClient struct {
+	t     *testing.T
+	ws    *websocket.Conn
+	in    chan map[string]any
+	hello map[string]any
+}
+
+// dial connects to s with the query q ("" or "resume=…&last=…") and reads
+// hello.
+func dial(t *testing.T, s *testServer, q string) *wsClient {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(s.http.URL, "http") + "/ws"
+	if q != "" {
+		u += "?" + q
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	c := &wsClient{t: t, ws: ws, in: make(chan map[string]any, 4096)}
+	t.Cleanup(func() { ws.Close() })
+	go func() {
+		defer close(c.in)
+		for {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			var m map[string]any
+			d := json.NewDecoder(strings.NewReader(string(b)))
+			d.UseNumber()
+			if d.Decode(&m) == nil {
+				c.in <- m
+			}
+		}
+	}()
+	c.hello = c.expect("hello")
+	return c
+}
+
+func (c *wsClient) id() string { return c.hello["peer"].(string) }
+
+func (c *wsClient) send(s string) {
+	c.t.Helper()
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// next returns the next message within d, or nil.
+func (c *wsClient) next(d time.Duration) map[string]any {
+	select {
+	case m := <-c.in:
+		return m
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func (c *wsClient) expect(typ string) map[string]any {
+	c.t.Helper()
+	m := c.next(5 * time.Second)
+	if m == nil || m["type"] != typ {
+		c.t.Fatalf("got %v, want a %q message", m, typ)
+	}
+	return m
+}
+
+// redisClient is a plain client on srv, for commands a test needs.
+func redisClient(t *testing.T, srv *redistest.Server) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func do(t *testing.T, c rueidis.Client, args ...string) {
+	t.Helper()
+	if err := c.Do(context.Background(), c.B().Arbitrary(args...).Build()).Error(); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+}
+
+// After the delivery channel was down (deliveries lost), the node replays
+// from each connection's last written message. A replay longer than the
+// connection's outbox must not leave a hole that stalls every later
+// message: each of them still arrives, in order.
+func TestResyncLongerThanOutbox(t *testing.T) {
+	srv := redistest.Start(t)
+	s := startServer(t, srv, "node-a", func(c *signaling.Config) { c.SendQueue = 16 })
+	rc := redisClient(t, srv)
+	a, b := dial(t, s, ""), dial(t, s, "")
+	for _, p := range []*wsClient{a, b} {
+		p.send(`{"type":"join","room":"r"}`)
+		p.expect("joined")
+	}
+	a.expect("peer-joined")
+	// The delivery channel breaks and cannot come back for now.
+	t.Cleanup(func() { _ = rc.Do(context.Background(), rc.B().Arbitrary("ACL", "SETUSER", "default", "+subscribe").Build()) })
+	do(t, rc, "ACL", "SETUSER", "default", "-subscribe")
+	do(t, rc, "CLIENT", "KILL", "TYPE", "pubsub")
+	if !waitFor(3*time.Second, func() bool { return !s.bus.Healthy() }) {
+		t.Fatal("delivery channel still up")
+	}
+	// 300 messages for b meanwhile: logged, their deliveries lost. b's
+	// outbox takes send_queue + messages_burst = 216.
+	ctx := context.Background()
+	const n = 300
+	for i := 1; i <= n; i++ {
+		if err := s.bus.Push(ctx, b.id(), []byte(`{"type":"message","data":`+itoa(i)+`}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do(t, rc, "ACL", "SETUSER", "default", "+subscribe")
+	if !waitFor(5*time.Second, s.bus.Healthy) {
+		t.Fatal("delivery channel not back")
+	}
+	// And one more after the resync.
+	a.send(`{"type":"message","to":"` + b.id() + `","id":1,"data":` + itoa(n+1) + `}`)
+	a.expect("ack")
+	for i := 1; i <= n+1; i++ {
+		m := b.next(5 * time.Second)
+		if m == nil {
+			t.Fatalf("message %d never came", i)
+		}
+		if m["type"] != "message" || m["data"].(json.Number).String() != itoa(i) {
+			t.Fatalf("message %d: %v", i, m)
+		}
+	}
+}
