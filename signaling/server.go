@@ -326,19 +326,45 @@ func (n node) Resync() {
 	}
 	s.mu.RUnlock()
 	go func() {
-		for _, c := range conns {
-			ctx, cancel := context.WithTimeout(context.Background(), busWait)
-			from, msgs, _, err := s.bus.Replay(ctx, c.id, c.out.written())
-			cancel()
-			switch {
-			case err == nil:
-				c.out.putAll(from, msgs)
-			case errors.Is(err, ErrUnknownSession):
-				// The bus lost the session (a Redis restarted without its
-				// data): the client starts over with a new one.
-				c.ended.Store(true)
-				c.kill(closeServiceRestart, "session lost by the cluster; reconnect")
+		// A replay that fails (Redis loading after a restart, a blip)
+		// leaves a hole in the connection's outbox that every later
+		// message would wait behind: try again, then close the
+		// connection so its client resumes and gets the log.
+		backoff := 100 * time.Millisecond
+		for attempt := 0; len(conns) > 0; attempt++ {
+			if attempt > 0 {
+				time.Sleep(backoff)
+				backoff *= 2
 			}
+			failed := conns[:0]
+			for _, c := range conns {
+				select {
+				case <-c.done:
+					continue // ending: a resume replays the log
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), busWait)
+				from, msgs, _, err := s.bus.Replay(ctx, c.id, c.out.written())
+				cancel()
+				switch {
+				case err == nil:
+					c.out.putAll(from, msgs)
+				case errors.Is(err, ErrUnknownSession):
+					// The bus lost the session (a Redis restarted without its
+					// data): the client starts over with a new one.
+					c.ended.Store(true)
+					c.kill(closeServiceRestart, "session lost by the cluster; reconnect")
+				case attempt == resyncAttempts-1:
+					c.kill(closeTryAgainLater, "cannot catch up with the cluster; resume")
+				default:
+					failed = append(failed, c)
+				}
+			}
+			conns = failed
 		}
 	}()
 }
+
+// resyncAttempts bounds the replays Resync tries for one connection (with
+// backoff from 100 ms: about 3 s in all).
+const resyncAttempts = 5

@@ -183,3 +183,52 @@ func TestResyncLongerThanOutbox(t *testing.T) {
 		}
 	}
 }
+
+// A resync whose replay fails (Redis answers the subscription but not yet
+// the scripts: loading after a restart, a blip) must not leave the
+// connection with a hole that stalls every later message: it tries again,
+// or closes the connection so its client resumes.
+func TestResyncReplayFails(t *testing.T) {
+	srv := redistest.Start(t)
+	s := startServer(t, srv, "node-a", nil)
+	rc := redisClient(t, srv)
+	a, b := dial(t, s, ""), dial(t, s, "")
+	for _, p := range []*wsClient{a, b} {
+		p.send(`{"type":"join","room":"r"}`)
+		p.expect("joined")
+	}
+	a.expect("peer-joined")
+	t.Cleanup(func() {
+		_ = rc.Do(context.Background(), rc.B().Arbitrary("ACL", "SETUSER", "default", "+subscribe", "+evalsha", "+eval").Build())
+	})
+	do(t, rc, "ACL", "SETUSER", "default", "-subscribe")
+	do(t, rc, "CLIENT", "KILL", "TYPE", "pubsub")
+	if !waitFor(3*time.Second, func() bool { return !s.bus.Healthy() }) {
+		t.Fatal("delivery channel still up")
+	}
+	ctx := context.Background()
+	const n = 5
+	for i := 1; i <= n; i++ {
+		if err := s.bus.Push(ctx, b.id(), []byte(`{"type":"message","data":`+itoa(i)+`}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The channel comes back, the scripts only a little later.
+	do(t, rc, "ACL", "SETUSER", "default", "+subscribe", "-evalsha", "-eval")
+	if !waitFor(5*time.Second, s.bus.Healthy) {
+		t.Fatal("delivery channel not back")
+	}
+	time.Sleep(300 * time.Millisecond)
+	do(t, rc, "ACL", "SETUSER", "default", "+evalsha", "+eval")
+	a.send(`{"type":"message","to":"` + b.id() + `","id":1,"data":` + itoa(n+1) + `}`)
+	a.expect("ack")
+	for i := 1; i <= n+1; i++ {
+		m := b.next(5 * time.Second)
+		if m == nil {
+			t.Fatalf("message %d never came", i)
+		}
+		if m["type"] != "message" || m["data"].(json.Number).String() != itoa(i) {
+			t.Fatalf("message %d: %v", i, m)
+		}
+	}
+}
