@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"icegate/internal/redistest"
 	"icegate/signaling"
+	"icegate/signaling/bustest"
 )
 
 // The tests here run signaling.Server on the Redis bus, with WebSocket
@@ -230,5 +232,114 @@ func TestResyncReplayFails(t *testing.T) {
 		if m["type"] != "message" || m["data"].(json.Number).String() != itoa(i) {
 			t.Fatalf("message %d: %v", i, m)
 		}
+	}
+}
+
+// Many connections come and go (bye, drop, resume, drop while messages
+// flow to them); afterwards no goroutine and no per-session state of this
+// node's bus is left behind.
+func TestNoLeakPerConnection(t *testing.T) {
+	srv := redistest.Start(t)
+	s := startServer(t, srv, "node-a", nil)
+	a := dial(t, s, "")
+	a.send(`{"type":"join","room":"r"}`)
+	a.expect("joined")
+	go func() {
+		for range a.in { // acks, peer-joined, peer-left
+		}
+	}()
+	base := runtime.NumGoroutine()
+	for i := range 60 {
+		b := dial(t, s, "")
+		b.send(`{"type":"join","room":"r"}`)
+		b.expect("joined")
+		// Messages flow to b while its connection drops.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for j := range 20 {
+				_, _ = s.bus.Send(context.Background(), signaling.SendRequest{From: a.id(), To: b.id(), Body: []byte(`{"type":"message","data":` + itoa(j) + `}`)})
+			}
+		}()
+		time.Sleep(time.Duration(i%5) * time.Millisecond)
+		b.ws.UnderlyingConn().Close()
+		<-done
+		if i%2 == 0 {
+			// Resume, then leave for good.
+			b2 := dial(t, s, "resume="+b.hello["resume_token"].(string))
+			if b2.hello["resumed"] != true {
+				t.Fatalf("resume %d: %v", i, b2.hello)
+			}
+			b2.send(`{"type":"bye"}`)
+			for b2.next(5*time.Second) != nil {
+			}
+		} else {
+			// Ends when its grace does: remove it now through the API's path.
+			ctx := context.Background()
+			_ = s.bus.Kick(ctx, b.id(), 4100, "done")
+			_ = s.bus.Remove(ctx, b.id(), 0)
+		}
+	}
+	if !waitFor(5*time.Second, func() bool { return s.Connections() == 1 }) {
+		t.Fatalf("%d connections left, want 1", s.Connections())
+	}
+	if !waitFor(5*time.Second, func() bool {
+		s.bus.mu.Lock()
+		defer s.bus.mu.Unlock()
+		return len(s.bus.last) == 1
+	}) {
+		s.bus.mu.Lock()
+		t.Errorf("the bus tracks %d sessions, want 1 (a's): %v", len(s.bus.last), s.bus.last)
+		s.bus.mu.Unlock()
+	}
+	if !waitFor(5*time.Second, func() bool { return runtime.NumGoroutine() <= base+2 }) {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutines: %d before, %d after\n%s", base, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// The node tracks exactly the sessions it holds: a delivery that arrives
+// after its session's Hold (published before it, on the other connection)
+// brings back no entry, and a stale connection's Hold or Remove does not
+// drop the entry of the later one that resumed on this node.
+func TestTrackedSessions(t *testing.T) {
+	srv := redistest.Start(t)
+	n := bustest.Start(t, newBusFor(srv, srv.URL(), nil), "node-a")
+	b := n.Bus.(*Bus)
+	ctx := context.Background()
+	l := signaling.Limits{Queue: 4, Keep: 4, Grace: time.Minute}
+	tracked := func(id string) bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		_, ok := b.last[id]
+		return ok
+	}
+	if err := b.Open(ctx, signaling.Session{ID: "s1", Token: "t1", Limits: l}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Hold(ctx, "s1", 1, 0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	b.onMessage(rueidis.PubSubMessage{Channel: b.channel, Message: "d1 2 s1{}"})
+	if tracked("s1") {
+		t.Error("a late delivery brought back the entry of a held session")
+	}
+	if err := b.Open(ctx, signaling.Session{ID: "s2", Token: "t2", Limits: l}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resume(ctx, signaling.ResumeRequest{Token: "t2", NewToken: "t2b", Limits: l}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Hold(ctx, "s2", 1, 0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove(ctx, "s2", 1); err != nil {
+		t.Fatal(err)
+	}
+	if !tracked("s2") {
+		t.Error("the stale connection's Hold or Remove dropped the entry of the session it resumed here")
+	}
+	if err := b.Remove(ctx, "s2", 2); err != nil || tracked("s2") {
+		t.Errorf("Remove at the current epoch: %v, tracked %v", err, tracked("s2"))
 	}
 }
