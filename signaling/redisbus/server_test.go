@@ -153,7 +153,9 @@ func TestResyncLongerThanOutbox(t *testing.T) {
 	}
 	a.expect("peer-joined")
 	// The delivery channel breaks and cannot come back for now.
-	t.Cleanup(func() { _ = rc.Do(context.Background(), rc.B().Arbitrary("ACL", "SETUSER", "default", "+subscribe").Build()) })
+	t.Cleanup(func() {
+		_ = rc.Do(context.Background(), rc.B().Arbitrary("ACL", "SETUSER", "default", "+subscribe").Build())
+	})
 	do(t, rc, "ACL", "SETUSER", "default", "-subscribe")
 	do(t, rc, "CLIENT", "KILL", "TYPE", "pubsub")
 	if !waitFor(3*time.Second, func() bool { return !s.bus.Healthy() }) {
