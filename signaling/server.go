@@ -77,6 +77,7 @@ type Server struct {
 	local  map[string]*conn // by session id: the connections this node holds
 	conns  map[*conn]struct{}
 	closed bool
+	stop   chan struct{} // closed by Close
 
 	// leeway is how long past its token's exp a session lasts: the clock
 	// skew tokens are allowed at the door (tokenLeeway; tests shorten it).
@@ -86,7 +87,7 @@ type Server struct {
 	eventSlots chan struct{}
 
 	nconns atomic.Int64
-	wg     sync.WaitGroup // Accept calls running
+	wg     sync.WaitGroup // Accept calls running, and their retried releases (detach)
 }
 
 // relayEventsInFlight bounds Server.eventSlots.
@@ -108,6 +109,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		bus:     opts.Bus,
 		local:   map[string]*conn{},
 		conns:   map[*conn]struct{}{},
+		stop:    make(chan struct{}),
 
 		eventSlots: make(chan struct{}, relayEventsInFlight),
 		leeway:     tokenLeeway,
@@ -172,6 +174,9 @@ func (s *Server) settings() *settings { return s.set.Load() }
 // net/http does not close hijacked connections; this does.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stop)
+	}
 	s.closed = true
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {

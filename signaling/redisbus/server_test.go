@@ -345,3 +345,34 @@ func TestTrackedSessions(t *testing.T) {
 		t.Errorf("Remove at the current epoch: %v, tracked %v", err, tracked("s2"))
 	}
 }
+
+// A peer that leaves while Redis cannot be reached must still leave once
+// it can: the others get peer-left and the room forgets it, rather than
+// keeping a member with no connection for as long as the node lives.
+func TestLeaveWhileRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	s := startServer(t, srv, "node-a", nil)
+	a, b := dial(t, s, ""), dial(t, s, "")
+	for _, p := range []*wsClient{a, b} {
+		p.send(`{"type":"join","room":"r"}`)
+		p.expect("joined")
+	}
+	a.expect("peer-joined")
+	srv.Pause()
+	b.send(`{"type":"bye"}`)
+	if !waitFor(5*time.Second, func() bool { return s.Connections() == 1 }) {
+		t.Fatal("b's connection still open")
+	}
+	time.Sleep(2 * time.Second) // b's Remove fails: Redis does not answer
+	srv.Continue()
+	for {
+		m := a.next(10 * time.Second)
+		if m == nil {
+			ms, err := s.bus.Members(context.Background(), "r")
+			t.Fatalf("no peer-left for b; members of r: %+v, %v", ms, err)
+		}
+		if m["type"] == "peer-left" && m["peer"] == b.id() {
+			break
+		}
+	}
+}
