@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -133,4 +134,53 @@ func TestOutboxReplayBeyondLimit(t *testing.T) {
 func drain(o *outbox) [][]byte {
 	_, m := o.take()
 	return m
+}
+
+// Connections that come and go (bye, drop, resume, replaced) leave no
+// goroutine behind on the in-process bus, and no session.
+func TestNoGoroutinePerConnection(t *testing.T) {
+	s := newTestServer(t, nil)
+	a := connect(t, s, pipeOpts{})
+	a.send(`{"type":"join","room":"r"}`)
+	a.expect("joined")
+	go func() {
+		for range a.msgs {
+		}
+	}()
+	base := runtime.NumGoroutine()
+	for i := range 100 {
+		b := connect(t, s, pipeOpts{})
+		b.send(`{"type":"join","room":"r"}`)
+		b.expect("joined")
+		b.raw.Close() // dropped: held
+		eventually(t, "the drop", func() bool { return s.Connections() == 1 })
+		b2 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: b.hello["resume_token"].(string)}})
+		if i%2 == 0 {
+			// Replaced by a third connection, which says bye.
+			b3 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: b2.hello["resume_token"].(string)}})
+			b3.send(`{"type":"bye"}`)
+			b3.waitClosed()
+		} else {
+			b2.send(`{"type":"bye"}`)
+		}
+		b2.waitClosed()
+		<-b.done
+	}
+	eventually(t, "the connections to end", func() bool { return s.Connections() == 1 })
+	eventually(t, "one session left", func() bool { return s.Stats().Peers == 1 })
+	if !waitUntil(5*time.Second, func() bool { return runtime.NumGoroutine() <= base+2 }) {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d before, %d after\n%s", base, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func waitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
