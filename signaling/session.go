@@ -326,7 +326,17 @@ func (c *conn) readLoop() (clean bool) {
 				c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
 			}
 			var ce *CloseError
-			return errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway) || c.bye()
+			if errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway) {
+				// A client echoing the close the server started (a
+				// shutdown's 1001) is not saying goodbye: on a cluster
+				// its session is held, to resume on another node.
+				select {
+				case <-c.done:
+				default:
+					return true
+				}
+			}
+			return c.bye()
 		}
 		if err == nil {
 			c.buf = b // keep the grown buffer for the next frame

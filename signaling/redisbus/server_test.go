@@ -376,3 +376,34 @@ func TestLeaveWhileRedisDown(t *testing.T) {
 		}
 	}
 }
+
+// A node that shuts down closes its connections with 1001, and on a
+// cluster their sessions are held, to resume on another node: a client
+// echoing the close code is not a client saying goodbye.
+func TestShutdownHoldsSessions(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startServer(t, srv, "node-a", nil)
+	b := startServer(t, srv, "node-b", nil)
+	var peers []*wsClient
+	for range 12 { // within a room's 16
+		p := dial(t, a, "")
+		p.send(`{"type":"join","room":"r"}`)
+		p.expect("joined")
+		peers = append(peers, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for _, p := range peers {
+		r := dial(t, b, "resume="+p.hello["resume_token"].(string))
+		if r.hello["resumed"] != true {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d sessions could not resume on another node after a shutdown", lost, len(peers))
+	}
+}
