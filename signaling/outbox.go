@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"math"
 	"slices"
 	"sync"
 )
@@ -39,19 +40,20 @@ func newOutbox(limit int) *outbox {
 // put queues body as message seq. It reports false when the queue is full.
 func (o *outbox) put(seq uint64, body []byte) bool {
 	o.mu.Lock()
-	ok := o.putLocked(seq, body)
+	ok := o.putLocked(seq, body, o.limit)
 	o.mu.Unlock()
 	o.signal()
 	return ok
 }
 
-func (o *outbox) putLocked(seq uint64, body []byte) bool {
+// putLocked queues body as message seq unless limit messages wait.
+func (o *outbox) putLocked(seq uint64, body []byte, limit int) bool {
 	if seq < o.next {
 		return true // had it
 	}
 	n := len(o.msgs)
 	if n == 0 || o.msgs[n-1].seq < seq {
-		if n >= o.limit {
+		if n >= limit {
 			return false
 		}
 		o.msgs = append(o.msgs, entry{seq, body})
@@ -69,7 +71,7 @@ func (o *outbox) putLocked(seq uint64, body []byte) bool {
 	if found {
 		return true
 	}
-	if n >= o.limit {
+	if n >= limit {
 		return false
 	}
 	o.msgs = slices.Insert(o.msgs, i, entry{seq, body})
@@ -100,7 +102,9 @@ func (o *outbox) takeDirect() [][]byte {
 
 // putAll queues msgs, the first of which is message from. A from beyond
 // the next seq to write means the ones between are lost (no longer in the
-// bus's log): the writer skips them.
+// bus's log): the writer skips them. Like reset, it takes them all, beyond
+// limit: they are a replay from the bus's log, which bounds them, and one
+// left out would be a hole that stalls every later message.
 func (o *outbox) putAll(from uint64, msgs [][]byte) {
 	o.mu.Lock()
 	if from > o.next && (len(o.msgs) == 0 || o.msgs[0].seq > o.next) {
@@ -110,7 +114,7 @@ func (o *outbox) putAll(from uint64, msgs [][]byte) {
 		}
 	}
 	for i, m := range msgs {
-		o.putLocked(from+uint64(i), m)
+		o.putLocked(from+uint64(i), m, math.MaxInt)
 	}
 	o.mu.Unlock()
 	o.signal()

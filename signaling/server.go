@@ -77,6 +77,7 @@ type Server struct {
 	local  map[string]*conn // by session id: the connections this node holds
 	conns  map[*conn]struct{}
 	closed bool
+	stop   chan struct{} // closed by Close
 
 	// leeway is how long past its token's exp a session lasts: the clock
 	// skew tokens are allowed at the door (tokenLeeway; tests shorten it).
@@ -86,7 +87,7 @@ type Server struct {
 	eventSlots chan struct{}
 
 	nconns atomic.Int64
-	wg     sync.WaitGroup // Accept calls running
+	wg     sync.WaitGroup // Accept calls running, and their retried releases (detach)
 }
 
 // relayEventsInFlight bounds Server.eventSlots.
@@ -108,6 +109,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		bus:     opts.Bus,
 		local:   map[string]*conn{},
 		conns:   map[*conn]struct{}{},
+		stop:    make(chan struct{}),
 
 		eventSlots: make(chan struct{}, relayEventsInFlight),
 		leeway:     tokenLeeway,
@@ -172,6 +174,9 @@ func (s *Server) settings() *settings { return s.set.Load() }
 // net/http does not close hijacked connections; this does.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stop)
+	}
 	s.closed = true
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -326,19 +331,45 @@ func (n node) Resync() {
 	}
 	s.mu.RUnlock()
 	go func() {
-		for _, c := range conns {
-			ctx, cancel := context.WithTimeout(context.Background(), busWait)
-			from, msgs, _, err := s.bus.Replay(ctx, c.id, c.out.written())
-			cancel()
-			switch {
-			case err == nil:
-				c.out.putAll(from, msgs)
-			case errors.Is(err, ErrUnknownSession):
-				// The bus lost the session (a Redis restarted without its
-				// data): the client starts over with a new one.
-				c.ended.Store(true)
-				c.kill(closeServiceRestart, "session lost by the cluster; reconnect")
+		// A replay that fails (Redis loading after a restart, a blip)
+		// leaves a hole in the connection's outbox that every later
+		// message would wait behind: try again, then close the
+		// connection so its client resumes and gets the log.
+		backoff := 100 * time.Millisecond
+		for attempt := 0; len(conns) > 0; attempt++ {
+			if attempt > 0 {
+				time.Sleep(backoff)
+				backoff *= 2
 			}
+			failed := conns[:0]
+			for _, c := range conns {
+				select {
+				case <-c.done:
+					continue // ending: a resume replays the log
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), busWait)
+				from, msgs, _, err := s.bus.Replay(ctx, c.id, c.out.written())
+				cancel()
+				switch {
+				case err == nil:
+					c.out.putAll(from, msgs)
+				case errors.Is(err, ErrUnknownSession):
+					// The bus lost the session (a Redis restarted without its
+					// data): the client starts over with a new one.
+					c.ended.Store(true)
+					c.kill(closeServiceRestart, "session lost by the cluster; reconnect")
+				case attempt == resyncAttempts-1:
+					c.kill(closeTryAgainLater, "cannot catch up with the cluster; resume")
+				default:
+					failed = append(failed, c)
+				}
+			}
+			conns = failed
 		}
 	}()
 }
+
+// resyncAttempts bounds the replays Resync tries for one connection (with
+// backoff from 100 ms: about 3 s in all).
+const resyncAttempts = 5

@@ -119,9 +119,13 @@ func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOpt
 	return nil
 }
 
-// limits are the bus limits of a session under st.
+// limits are the bus limits of a session under st. When a connection
+// drops, its client may lack everything its outbox held (up to SendQueue +
+// MessagesBurst) and the batch its writer had taken from it (as many
+// again): the log keeps that many written messages, so a resume replays
+// every acked one.
 func (st *settings) limits() Limits {
-	return Limits{Queue: st.SendQueue, Keep: st.SendQueue, Grace: st.ResumeGrace}
+	return Limits{Queue: st.SendQueue, Keep: 2 * (st.SendQueue + st.MessagesBurst), Grace: st.ResumeGrace}
 }
 
 // attach binds c to a session: the one its resume token names, or a new
@@ -263,19 +267,48 @@ func (s *Server) detach(c *conn, clean bool) {
 	st := s.settings()
 	ctx, cancel := context.WithTimeout(context.Background(), busWait)
 	defer cancel()
-	var err error
+	var release func(context.Context) error
 	if clean || st.ResumeGrace <= 0 || c.simple || c.ended.Load() {
 		if c.simple {
 			c.simpleLogout()
 		}
-		err = s.bus.Remove(ctx, c.id, c.epoch)
+		release = func(ctx context.Context) error { return s.bus.Remove(ctx, c.id, c.epoch) }
 		s.log.Debug("peer gone", "peer", c.id, "why", "disconnected")
 	} else {
-		err = s.bus.Hold(ctx, c.id, c.epoch, c.out.written(), st.ResumeGrace)
+		written, grace := c.out.written(), st.ResumeGrace
+		release = func(ctx context.Context) error { return s.bus.Hold(ctx, c.id, c.epoch, written, grace) }
 	}
+	err := release(ctx)
 	if err != nil {
 		s.limited.Log(slog.LevelWarn, "detach", "cannot release a session on the bus", "peer", c.id, "err", err)
 	}
+	if !errors.Is(err, ErrUnavailable) {
+		return
+	}
+	// The bus could not be reached: the session would stay a member of
+	// its rooms with no connection for as long as this node lives. Try
+	// again until the bus answers (the epoch keeps a late release from
+	// touching a session resumed meanwhile), or the server closes (then
+	// the cluster holds this node's sessions as after its death).
+	s.wg.Add(1) // within this connection's own count: Close waits for it
+	go func() {
+		defer s.wg.Done()
+		backoff := 100 * time.Millisecond
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), busWait)
+			err := release(ctx)
+			cancel()
+			if !errors.Is(err, ErrUnavailable) {
+				return
+			}
+		}
+	}()
 }
 
 // readLoop reads and handles messages until the connection fails. It
@@ -293,7 +326,17 @@ func (c *conn) readLoop() (clean bool) {
 				c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
 			}
 			var ce *CloseError
-			return errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway) || c.bye()
+			if errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway) {
+				// A client echoing the close the server started (a
+				// shutdown's 1001) is not saying goodbye: on a cluster
+				// its session is held, to resume on another node.
+				select {
+				case <-c.done:
+				default:
+					return true
+				}
+			}
+			return c.bye()
 		}
 		if err == nil {
 			c.buf = b // keep the grown buffer for the next frame

@@ -425,13 +425,20 @@ func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 		if err != nil {
 			return
 		}
+		// Only sessions this node holds (Open, Resume) are tracked: a
+		// delivery published before a Hold or Remove may arrive after it
+		// (another connection to Redis), and must not bring back an entry
+		// nothing would remove.
 		b.mu.Lock()
-		if seq <= b.last[id] {
+		last, mine := b.last[id]
+		if mine && seq <= last {
 			b.mu.Unlock()
 			b.metrics.duplicates.Inc()
 			return
 		}
-		b.last[id] = seq
+		if mine {
+			b.last[id] = seq
+		}
 		b.mu.Unlock()
 		b.node.Deliver(id, seq, []byte(tail))
 	case 'k':
@@ -663,20 +670,28 @@ func (b *Bus) Replay(ctx context.Context, id string, after uint64) (uint64, [][]
 // from a node that no longer holds the session (it resumed elsewhere)
 // changes nothing.
 func (b *Bus) Hold(ctx context.Context, id string, epoch, written uint64, grace time.Duration) error {
-	_, err := b.run(ctx, "hold", holdScript, id, strconv.FormatUint(written, 10), ms(grace), strconv.FormatUint(epoch, 10))
-	if err == nil {
-		b.forget(id)
-	}
+	msg, err := b.run(ctx, "hold", holdScript, id, strconv.FormatUint(written, 10), ms(grace), strconv.FormatUint(epoch, 10))
+	b.release(id, msg, err)
 	return err
 }
 
 // Remove ends a session for good; see signaling.Bus.
 func (b *Bus) Remove(ctx context.Context, id string, epoch uint64) error {
-	_, err := b.run(ctx, "remove", removeScript, id, strconv.FormatUint(epoch, 10))
-	if err == nil {
+	msg, err := b.run(ctx, "remove", removeScript, id, strconv.FormatUint(epoch, 10))
+	b.release(id, msg, err)
+	return err
+}
+
+// release stops tracking session id after a Hold or Remove, unless the
+// script answered -1: a later connection of this node (resumed here)
+// holds it, and its deliveries are still this node's.
+func (b *Bus) release(id string, msg rueidis.RedisMessage, err error) {
+	if err != nil {
+		return
+	}
+	if n, _ := msg.AsInt64(); n != -1 {
 		b.forget(id)
 	}
-	return err
 }
 
 // Kick closes session id's connection on whatever node holds it. A held

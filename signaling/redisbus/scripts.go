@@ -183,7 +183,9 @@ local f = redis.call('HMGET', sk, 'node', 'held', 'seq', 'epoch')
 -- A session removed meanwhile (the server API's disconnect, say) stays so.
 if not f[3] then return 0 end
 if f[2] == '1' or f[1] ~= SELF then return 0 end
-if ARGV[6] ~= '0' and f[4] ~= ARGV[6] then return 0 end
+-- -1: a later connection of this node holds it (the caller keeps
+-- tracking it).
+if ARGV[6] ~= '0' and f[4] ~= ARGV[6] then return -1 end
 local g = tonumber(ARGV[5])
 if g <= 0 then return remove(id) end
 local w = math.min(tonumber(ARGV[4]), tonumber(f[3]))
@@ -193,9 +195,17 @@ redis.call('ZADD', P .. 'held', now_ms() + g, id)
 return 1
 `)
 
-// ARGV: 3 id, 4 epoch (0: any).
+// ARGV: 3 id, 4 epoch (0: any). Returns 1 when removed, 0 when it was
+// gone or another node holds a later epoch, -1 when a later connection of
+// this node does.
 var removeScript = script(`
-if ARGV[4] ~= '0' and redis.call('HGET', skey(ARGV[3]), 'epoch') ~= ARGV[4] then return 0 end
+if ARGV[4] ~= '0' then
+  local f = redis.call('HMGET', skey(ARGV[3]), 'epoch', 'node')
+  if f[1] ~= ARGV[4] then
+    if f[1] and f[2] == SELF then return -1 end
+    return 0
+  end
+end
 return remove(ARGV[3])
 `)
 
