@@ -55,7 +55,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m).
 	done; echo "fuzz: all targets passed"
 
 .PHONY: bench
-bench: bench-relay bench-signaling ## Run every benchmark.
+bench: bench-relay bench-signaling bench-cluster ## Run every benchmark.
 
 # Flags for tools/relaybench, e.g. make bench-relay RELAYBENCH="-quick".
 RELAYBENCH ?= -rounds 3
@@ -68,6 +68,12 @@ SIGBENCH ?= -conns 1000 -room 2 -rate 10 -duration 5s
 .PHONY: bench-signaling
 bench-signaling: ## Signaling load on loopback: connections, joins, message latency through rooms (~10 s).
 	$(GO) run ./tools/signaling-bench $(SIGBENCH)
+
+# Flags for tools/cluster-bench, e.g. make bench-cluster CLUSTERBENCH="-conns 500 -duration 5s".
+CLUSTERBENCH ?= -conns 2000 -room 2 -rate 5 -duration 20s
+.PHONY: bench-cluster
+bench-cluster: deps ## Signaling on 3 nodes and one redis-server vs one node, same load, in one run (~1 min; docs/performance.md).
+	$(GO) run ./tools/cluster-bench $(CLUSTERBENCH)
 
 .PHONY: screenshot
 screenshot: deps ## Run the browser test and save the test page to docs/test-page.png.

@@ -24,6 +24,7 @@ var allowed = map[string][]string{
 	"icegate/internal/icegatebin":  nil,
 	"icegate/internal/layers":      nil,
 	"icegate/internal/redistest":   nil,
+	"icegate/internal/sigload":     nil,
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
