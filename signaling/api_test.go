@@ -638,7 +638,7 @@ func (n *recordingNode) Deliver(id string, _ uint64, body []byte) {
 	n.got[id] = append(n.got[id], string(body))
 }
 
-func (n *recordingNode) Kick(id string, code int, _ string) {
+func (n *recordingNode) Kick(id string, _ uint64, code int, _ string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.kick[id] = code

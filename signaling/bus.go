@@ -76,7 +76,8 @@ type Bus interface {
 	// disconnect), Kick it, then Remove it with epoch 0.
 	Kick(ctx context.Context, id string, code int, reason string) error
 
-	// Join adds a session to a room, refusing it atomically at capacity.
+	// Join adds a session to a room, refusing it atomically at capacity
+	// (ErrRoomFull, with the room's cap in Joined.Max).
 	Join(ctx context.Context, r JoinRequest) (Joined, error)
 	// Leave takes a session out of a room: it gets r.Left, the others the
 	// PeerLeft body it joined with. Errors: ErrNotInRoom.
@@ -116,13 +117,19 @@ type Node interface {
 	// Deliver hands session id's message seq to its connection. For each
 	// session it is called in seq order; it must not block or call the bus.
 	Deliver(id string, seq uint64, body []byte)
-	// Kick closes session id's connection with a close code and reason.
-	// It must not block or call the bus.
-	Kick(id string, code int, reason string)
+	// Kick closes session id's connection with a close code and reason,
+	// if that connection's epoch is at most epoch: a kick meant for the
+	// connection a resume replaced must not close the one that replaced
+	// it, should it arrive late (AnyEpoch closes whichever is there). It
+	// must not block or call the bus.
+	Kick(id string, epoch uint64, code int, reason string)
 	// Resync says deliveries may have been lost (the bus's connection
 	// broke): the node asks Replay for what its sessions have not had.
 	Resync()
 }
+
+// AnyEpoch, in Node.Kick, closes session id's connection whatever its epoch.
+const AnyEpoch = ^uint64(0)
 
 // Limits bound a session's log; Open and Resume carry them.
 type Limits struct {

@@ -149,7 +149,10 @@ func (c *conn) join(m *inbound, st *settings) *protoError {
 	case errors.Is(err, ErrTooManyRooms):
 		return perr(CodeTooManyRooms, "already in %d rooms (signaling.rooms_per_peer); leave one first", st.RoomsPerPeer)
 	case errors.Is(err, ErrRoomFull):
-		return perr(CodeRoomFull, "room %q is full (%d of %d peers)", m.Room, j.Max, j.Max)
+		if j.Max > 0 {
+			return perr(CodeRoomFull, "room %q is full (%d of %d peers)", m.Room, j.Max, j.Max)
+		}
+		return perr(CodeRoomFull, "room %q is full", m.Room)
 	}
 	return unavailable(err)
 }

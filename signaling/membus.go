@@ -140,7 +140,7 @@ func (b *MemoryBus) Resume(_ context.Context, r ResumeRequest) (Resumed, error) 
 	}
 	if !s.held {
 		if n := st.nodes[s.node]; n != nil {
-			n.Kick(s.id, closeReplaced, "replaced by a resumed connection")
+			n.Kick(s.id, s.epoch, closeReplaced, "replaced by a resumed connection")
 		}
 	}
 	limit := s.seq
@@ -254,7 +254,7 @@ func (b *MemoryBus) Kick(_ context.Context, id string, code int, reason string) 
 		return ErrUnknownSession
 	}
 	if n := st.nodes[s.node]; n != nil && !s.held {
-		n.Kick(id, code, reason)
+		n.Kick(id, s.epoch, code, reason)
 	}
 	return nil
 }

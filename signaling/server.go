@@ -310,11 +310,11 @@ func (n node) Deliver(id string, seq uint64, body []byte) {
 }
 
 // Kick implements Node.
-func (n node) Kick(id string, code int, reason string) {
+func (n node) Kick(id string, epoch uint64, code int, reason string) {
 	n.s.mu.RLock()
 	c := n.s.local[id]
 	n.s.mu.RUnlock()
-	if c != nil {
+	if c != nil && c.epoch <= epoch {
 		c.kill(code, reason)
 	}
 }

@@ -169,9 +169,17 @@ func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byt
 		// arrived in between (the outbox drops what it has twice).
 		c.out.reset(res.From, res.Msgs)
 		s.register(c)
-		if from, msgs, _, err := s.bus.Replay(ctx, c.id, res.From+uint64(len(res.Msgs))-1); err == nil {
-			c.out.putAll(from, msgs)
+		from, msgs, _, err := s.bus.Replay(ctx, c.id, res.From+uint64(len(res.Msgs))-1)
+		if err != nil {
+			// Without the catch-up a message may be missing for good:
+			// give the session back (held) and let the client resume
+			// again rather than serve it with a hole.
+			if s.unregister(c) {
+				_ = s.bus.Hold(ctx, c.id, c.epoch, res.From-1, st.ResumeGrace)
+			}
+			return nil, 0, err
 		}
+		c.out.putAll(from, msgs)
 	} else {
 		c.id, c.epoch = newID(), 1
 		s.register(c)

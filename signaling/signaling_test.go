@@ -770,3 +770,24 @@ func TestBurstDoesNotOverflowOwnQueue(t *testing.T) {
 		}
 	}
 }
+
+// A kick meant for the connection a resume replaced (its epoch) arrives
+// late, after the replacement registered: it leaves the replacement open.
+// A kick at the replacement's epoch closes it.
+func TestLateKickSparesNewerConnection(t *testing.T) {
+	s := newTestServer(t, nil)
+	a := connect(t, s, pipeOpts{})
+	a.raw.Close()
+	eventually(t, "the drop to be noticed", func() bool { return s.Connections() == 0 })
+	a2 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: a.hello["resume_token"].(string)}})
+	if a2.hello["resumed"] != true {
+		t.Fatalf("resume: %v", a2.hello)
+	}
+	node{s}.Kick(a.id(), 1, closeReplaced, "late")
+	a2.send(`{"type":"ping","id":1}`)
+	a2.expect("pong")
+	node{s}.Kick(a.id(), 2, closeReplaced, "now")
+	if err := a2.waitClosed(); closeCode(err) != closeReplaced {
+		t.Fatalf("kick at the connection's epoch: %v", err)
+	}
+}

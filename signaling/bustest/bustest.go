@@ -376,10 +376,15 @@ func testJoinRace(t *testing.T, newBus NewBus) {
 		sb, _ := open(t, b, "", limits)
 		var wg sync.WaitGroup
 		var errA, errB error
+		var jA, jB signaling.Joined
 		wg.Add(2)
-		go func() { defer wg.Done(); _, errA = a.Join(ctx(t), joinReq(sa, room, 2)) }()
-		go func() { defer wg.Done(); _, errB = b.Join(ctx(t), joinReq(sb, room, 2)) }()
+		go func() { defer wg.Done(); jA, errA = a.Join(ctx(t), joinReq(sa, room, 2)) }()
+		go func() { defer wg.Done(); jB, errB = b.Join(ctx(t), joinReq(sb, room, 2)) }()
 		wg.Wait()
+		// Winner and loser both learn the room's cap.
+		if jA.Max != 2 || jB.Max != 2 {
+			t.Fatalf("round %d: Max %d and %d, want 2 for both", round, jA.Max, jB.Max)
+		}
 		okA, okB := errA == nil, errB == nil
 		if okA == okB {
 			t.Fatalf("round %d: join errors %v and %v; want exactly one winner", round, errA, errB)
@@ -757,6 +762,18 @@ func testEpoch(t *testing.T, newBus NewBus) {
 	res, err = b.Resume(ctx(t), signaling.ResumeRequest{Token: "e2", NewToken: "e3", Limits: limits})
 	if err != nil || res.Epoch != 3 {
 		t.Fatalf("Resume on another node = %+v, %v; want epoch 3", res, err)
+	}
+	// The kick that resume sends node-a names the epoch it replaced, so a
+	// newer connection there (had one come) would be spared.
+	if !a.Rec.WaitFor(5*time.Second, func(r *Recorder) bool {
+		for _, k := range r.Kicks() {
+			if k.ID == id && k.Code == 4000 && k.Epoch == 2 {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no kick of epoch 2 on node-a: %+v", a.Rec.Kicks())
 	}
 	if err := b.Remove(ctx(t), id, 2); err != nil {
 		t.Fatal(err)

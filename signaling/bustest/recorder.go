@@ -21,6 +21,7 @@ type Delivery struct {
 // KickCall is one Node.Kick call.
 type KickCall struct {
 	ID     string
+	Epoch  uint64
 	Code   int
 	Reason string
 }
@@ -60,10 +61,10 @@ func (r *Recorder) Deliver(id string, seq uint64, body []byte) {
 }
 
 // Kick records a kick.
-func (r *Recorder) Kick(id string, code int, reason string) {
+func (r *Recorder) Kick(id string, epoch uint64, code int, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.kicks = append(r.kicks, KickCall{ID: id, Code: code, Reason: reason})
+	r.kicks = append(r.kicks, KickCall{ID: id, Epoch: epoch, Code: code, Reason: reason})
 	r.notify()
 }
 

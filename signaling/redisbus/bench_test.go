@@ -15,9 +15,9 @@ import (
 // countNode counts deliveries and drops them.
 type countNode struct{ n atomic.Int64 }
 
-func (c *countNode) Deliver(string, uint64, []byte) { c.n.Add(1) }
-func (c *countNode) Kick(string, int, string)       {}
-func (c *countNode) Resync()                        {}
+func (c *countNode) Deliver(string, uint64, []byte)   { c.n.Add(1) }
+func (c *countNode) Kick(string, uint64, int, string) {}
+func (c *countNode) Resync()                          {}
 
 // BenchmarkSend sends directed messages between two sessions of a room, as
 // the signaling's hot path does (tools/cluster-bench loads it end to end),

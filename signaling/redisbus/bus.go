@@ -67,6 +67,9 @@ type Bus struct {
 	// duplicate and dropped, so Deliver sees each session's seqs rising.
 	mu   sync.Mutex
 	last map[string]uint64
+	// epochs is, for the same sessions, the epoch this node holds each at,
+	// so a late kick of an older connection does not forget a newer one.
+	epochs map[string]uint64
 }
 
 // New connects to Redis (failing with signaling.ErrUnavailable when it
@@ -112,6 +115,7 @@ func New(opts Options) (*Bus, error) {
 		metrics: m,
 		channel: opts.Prefix + "node:" + opts.NodeID,
 		last:    map[string]uint64{},
+		epochs:  map[string]uint64{},
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.cmdUp.Store(true)
@@ -442,14 +446,20 @@ func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 		b.mu.Unlock()
 		b.node.Deliver(id, seq, []byte(tail))
 	case 'k':
-		code, err := strconv.Atoi(num)
+		// k<code>:<epoch of the connection kicked>
+		c, e, _ := strings.Cut(num, ":")
+		code, err := strconv.Atoi(c)
+		if err != nil {
+			return
+		}
+		epoch, err := strconv.ParseUint(e, 10, 64)
 		if err != nil {
 			return
 		}
 		if code == closeReplaced {
-			b.forget(id)
+			b.forgetBefore(id, epoch)
 		}
-		b.node.Kick(id, code, tail)
+		b.node.Kick(id, epoch, code, tail)
 	}
 }
 
@@ -465,6 +475,19 @@ func (b *Bus) seen(id string, seq uint64) {
 func (b *Bus) forget(id string) {
 	b.mu.Lock()
 	delete(b.last, id)
+	delete(b.epochs, id)
+	b.mu.Unlock()
+}
+
+// forgetBefore forgets session id if this node holds it at epoch or
+// earlier: a kick of the connection a resume replaced, which must not
+// forget the connection that replaced it when that is on this node too.
+func (b *Bus) forgetBefore(id string, epoch uint64) {
+	b.mu.Lock()
+	if e, ok := b.epochs[id]; ok && e <= epoch {
+		delete(b.last, id)
+		delete(b.epochs, id)
+	}
 	b.mu.Unlock()
 }
 
@@ -539,11 +562,11 @@ func (b *Bus) beat(ctx context.Context, first bool) error {
 			// over. One resumed on another node has a newer connection.
 			for _, id := range lost {
 				b.forget(id)
-				b.node.Kick(id, closeServiceRestart, "session lost by the cluster; reconnect")
+				b.node.Kick(id, signaling.AnyEpoch, closeServiceRestart, "session lost by the cluster; reconnect")
 			}
 			for _, id := range moved {
 				b.forget(id)
-				b.node.Kick(id, closeReplaced, "replaced by a resumed connection")
+				b.node.Kick(id, signaling.AnyEpoch, closeReplaced, "replaced by a resumed connection")
 			}
 		}
 		// Reclaimed sessions took messages while held that were never
@@ -599,6 +622,7 @@ func (b *Bus) Open(ctx context.Context, s signaling.Session) error {
 	if err == nil {
 		b.mu.Lock()
 		b.last[s.ID] = 0
+		b.epochs[s.ID] = 1
 		b.mu.Unlock()
 	}
 	return err
@@ -625,9 +649,12 @@ func (b *Bus) Resume(ctx context.Context, r signaling.ResumeRequest) (signaling.
 	if kickSelf == 1 {
 		// The connection it replaces is this node's: kicked here, before
 		// the caller attaches the new one, so the kick cannot hit that.
-		b.node.Kick(res.ID, closeReplaced, "replaced by a resumed connection")
+		b.node.Kick(res.ID, res.Epoch-1, closeReplaced, "replaced by a resumed connection")
 	}
 	b.seen(res.ID, res.From+uint64(len(res.Msgs))-1)
+	b.mu.Lock()
+	b.epochs[res.ID] = res.Epoch
+	b.mu.Unlock()
 	return res, nil
 }
 
@@ -714,6 +741,9 @@ func (b *Bus) Join(ctx context.Context, r signaling.JoinRequest) (signaling.Join
 	}
 	again, _ := v[0].AsInt64()
 	max, _ := v[1].AsInt64()
+	if again == -1 {
+		return signaling.Joined{Max: int(max)}, signaling.ErrRoomFull
+	}
 	peers, _ := v[2].AsStrSlice()
 	return signaling.Joined{Peers: peers, Max: int(max), Again: again == 1}, nil
 }

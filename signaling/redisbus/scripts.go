@@ -141,7 +141,7 @@ local tok, new = ARGV[3], ARGV[4]
 local id = redis.call('GET', P .. 't:' .. tok)
 if not id then return fail('UNKNOWN') end
 local sk = skey(id)
-local f = redis.call('HMGET', sk, 'node', 'held', 'user', 'tok', 'ptok')
+local f = redis.call('HMGET', sk, 'node', 'held', 'user', 'tok', 'ptok', 'epoch')
 if not f[3] then return fail('UNKNOWN') end
 if f[3] ~= ARGV[5] then return fail('OTHERUSER') end
 local kickSelf = 0
@@ -150,7 +150,7 @@ if f[2] == '1' then
 elseif f[1] ~= '' then
   redis.call('SREM', P .. 'ns:' .. f[1], id)
   if f[1] == SELF then kickSelf = 1 else
-    redis.call('PUBLISH', P .. 'node:' .. f[1], 'k4000 ' .. #id .. ' ' .. id .. 'replaced by a resumed connection')
+    redis.call('PUBLISH', P .. 'node:' .. f[1], 'k4000:' .. (f[6] or '0') .. ' ' .. #id .. ' ' .. id .. 'replaced by a resumed connection')
   end
 end
 -- The token used stays valid as the previous one: a drop during this
@@ -212,15 +212,17 @@ return remove(ARGV[3])
 // ARGV: 3 id, 4 code, 5 reason. Returns 1 when the kick was sent.
 var kickScript = script(`
 local id = ARGV[3]
-local node = redis.call('HGET', skey(id), 'node')
+local f = redis.call('HMGET', skey(id), 'node', 'epoch')
+local node = f[1]
 if not node then return fail('UNKNOWN') end
 if node == '' then return 0 end
-redis.call('PUBLISH', P .. 'node:' .. node, 'k' .. ARGV[4] .. ' ' .. #id .. ' ' .. id .. ARGV[5])
+redis.call('PUBLISH', P .. 'node:' .. node, 'k' .. ARGV[4] .. ':' .. (f[2] or '0') .. ' ' .. #id .. ' ' .. id .. ARGV[5])
 return 1
 `)
 
 // ARGV: 3 id, 4 room, 5 max, 6 rooms per peer, 7 member, 8 peer-joined,
-// 9 peer-left, 10 joined prefix. Returns {again, max, peers}.
+// 9 peer-left, 10 joined prefix. Returns {again, max, peers}; again is -1
+// when the room is full (nothing written).
 var joinScript = script(`
 local id, room = ARGV[3], ARGV[4]
 local rk, ok, mine = P .. 'rm:' .. room, P .. 'ro:' .. room, P .. 'r:' .. id
@@ -230,7 +232,8 @@ local max
 if again == 0 then
   local n = redis.call('ZCARD', ok)
   if n == 0 then max = tonumber(ARGV[5]) else max = tonumber(redis.call('HGET', rk, 'max')) or 0 end
-  if max > 0 and n >= max then return fail('ROOMFULL') end
+  -- Full: not an error reply, so the cap comes back for the message.
+  if max > 0 and n >= max then return {-1, max, {}} end
   local rpp = tonumber(ARGV[6])
   if rpp > 0 and redis.call('ZCARD', mine) >= rpp then return fail('TOOMANY') end
   local c = redis.call('INCR', P .. 'joins')
