@@ -31,18 +31,24 @@ local function quote(s)
   if string.find(s, '^[%w%-_%.:~]*$') then return '"' .. s .. '"' end
   return cjson.encode(s)
 end
+-- SFIELDS are what append reads of a session; a caller that has read them
+-- already (HMGET skey(id) SFIELDS, nothing written to it since) passes
+-- them as f.
+local SFIELDS = {'node', 'held', 'written', 'seq', 'q', 'k'}
 -- append logs body as session id's next message and publishes it to the
 -- node holding it. It returns the seq, false when the session is held and
 -- its queue is full, nil when there is no such session.
-local function append(id, body)
+local function append(id, body, f)
   local sk = skey(id)
-  local f = redis.call('HMGET', sk, 'node', 'held', 'written', 'seq', 'q', 'k')
+  f = f or redis.call('HMGET', sk, unpack(SFIELDS))
   if not f[4] then return nil end
   local seq = tonumber(f[4]) + 1
   local q = tonumber(f[5])
   if f[2] == '1' and seq - tonumber(f[3]) > q then return false end
   redis.call('HSET', sk, 'seq', seq)
-  redis.call('XADD', P .. 'l:' .. id, 'MAXLEN', tonumber(f[6]) + q, seq .. '-1', 'b', body)
+  -- Approximate trimming (whole stream nodes) costs far less than exact;
+  -- replay serves only the last k+q, so the bound holds all the same.
+  redis.call('XADD', P .. 'l:' .. id, 'MAXLEN', '~', tonumber(f[6]) + q, seq .. '-1', 'b', body)
   if f[2] ~= '1' and f[1] and f[1] ~= '' then
     redis.call('PUBLISH', P .. 'node:' .. f[1], 'd' .. seq .. ' ' .. #id .. ' ' .. id .. body)
   end
@@ -50,9 +56,11 @@ local function append(id, body)
 end
 -- replay returns {from, gap, msgs}: the messages after seq after.
 local function replay(id, after)
-  local seq = tonumber(redis.call('HGET', skey(id), 'seq'))
+  local f = redis.call('HMGET', skey(id), 'seq', 'q', 'k')
+  local seq = tonumber(f[1])
   if after >= seq then return {seq + 1, 0, {}} end
-  local es = redis.call('XRANGE', P .. 'l:' .. id, string.format('%d', after + 1), '+')
+  local first = math.max(after + 1, seq - (tonumber(f[2]) or 0) - (tonumber(f[3]) or 0) + 1)
+  local es = redis.call('XRANGE', P .. 'l:' .. id, string.format('%d', first), '+')
   local from, msgs = seq + 1, {}
   for i, e in ipairs(es) do
     if i == 1 then from = tonumber(string.match(e[1], '^(%d+)')) end
@@ -272,13 +280,15 @@ return 1
 // 10 ack, 11 has ack-held, 12 ack-held. Returns 1 when the target is held.
 var sendScript = script(`
 local from, to, room = ARGV[3], ARGV[4], ARGV[6]
-if redis.call('EXISTS', skey(from)) == 0 then return fail('UNKNOWN') end
+-- Both sessions are read once (SFIELDS) and handed to append.
+local ff = redis.call('HMGET', skey(from), unpack(SFIELDS))
+if not ff[4] then return fail('UNKNOWN') end
 if ARGV[5] == '1' then
   to = redis.call('GET', P .. 'n:' .. to)
   if not to then return fail('UNKNOWN') end
 end
-local f = redis.call('HMGET', skey(to), 'held', 'seq', 'written', 'q')
-if not f[2] then
+local f = redis.call('HMGET', skey(to), unpack(SFIELDS))
+if not f[4] then
   if redis.call('EXISTS', P .. 'gone:' .. to) == 1 then return fail('GONE') end
   return fail('UNKNOWN')
 end
@@ -293,11 +303,13 @@ elseif ARGV[5] ~= '1' and ARGV[7] ~= '1' then
   end
   if not shared then return fail('NOTSHARED') end
 end
-local held = f[1] == '1'
-if held and tonumber(f[2]) + 1 - tonumber(f[3]) > tonumber(f[4]) then return fail('QUEUEFULL') end
-append(to, ARGV[8])
-if held and ARGV[11] == '1' then append(from, ARGV[12])
-elseif ARGV[9] == '1' then append(from, ARGV[10]) end
+local held = f[2] == '1'
+if held and tonumber(f[4]) + 1 - tonumber(f[3]) > tonumber(f[5]) then return fail('QUEUEFULL') end
+append(to, ARGV[8], f)
+-- A message to oneself changed the session append read: read it again.
+if to == from then ff = nil end
+if held and ARGV[11] == '1' then append(from, ARGV[12], ff)
+elseif ARGV[9] == '1' then append(from, ARGV[10], ff) end
 return held and 1 or 0
 `)
 
