@@ -302,7 +302,7 @@ func (n node) Deliver(id string, seq uint64, body []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), busWait)
 		defer cancel()
 		grace := s.settings().ResumeGrace
-		if c.simple {
+		if !c.proto.resumable() {
 			grace = 0
 		}
 		_ = s.bus.Hold(ctx, id, c.epoch, c.out.written(), grace)

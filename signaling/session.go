@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,10 +21,10 @@ type conn struct {
 	s      *Server
 	t      Transport
 	host   string
-	id     string  // the session's
-	epoch  uint64  // the session's epoch when this connection took it
-	claims *Claims // nil when no token is required
-	simple bool    // speaks the /ws/simple tutorial protocol
+	id     string   // the session's
+	epoch  uint64   // the session's epoch when this connection took it
+	claims *Claims  // nil when no token is required
+	proto  protocol // the wire format: /ws, /ws/simple, …
 	out    *outbox
 
 	turnEvents atomic.Bool
@@ -81,7 +80,16 @@ type AcceptOptions struct {
 // goroutine, and returns after both have finished. The server owns t from
 // here on. Accept is the same for a gorilla/websocket connection.
 func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOptions) error {
-	c := &conn{s: s, t: t, host: opts.Host, claims: opts.Claims, simple: opts.Simple,
+	var p protocol = wsProto{}
+	if opts.Simple {
+		p = simpleProto{}
+	}
+	return s.serve(ctx, t, opts, p)
+}
+
+// serve is ServeTransport for protocol p.
+func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p protocol) error {
+	c := &conn{s: s, t: t, host: opts.Host, claims: opts.Claims, proto: p,
 		done: make(chan struct{}), writerDone: make(chan struct{}), reauth: make(chan struct{}, 1)}
 	if c.claims != nil {
 		c.expiry.Store(c.claims.Expiry)
@@ -129,7 +137,7 @@ func (st *settings) limits() Limits {
 }
 
 // attach binds c to a session: the one its resume token names, or a new
-// one. It returns the hello to send first (nil for /ws/simple) and when to
+// one. It returns what to send first (the protocol's greeting) and when to
 // renew the credentials in it.
 func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byte, time.Duration, error) {
 	st := s.settings()
@@ -143,10 +151,10 @@ func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byt
 	resumed := false
 	resumeErr := ""
 	token := ""
-	if !c.simple {
+	if c.proto.resumable() {
 		token = newToken()
 	}
-	if opts.Resume != "" && !c.simple {
+	if opts.Resume != "" && c.proto.resumable() {
 		var err error
 		res, err = s.bus.Resume(ctx, ResumeRequest{Token: opts.Resume, NewToken: token, User: user, Last: opts.LastSeq, Limits: st.limits()})
 		switch {
@@ -188,9 +196,6 @@ func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byt
 			return nil, 0, err
 		}
 	}
-	if c.simple {
-		return nil, 0, nil
-	}
 	rooms := res.Rooms
 	if rooms == nil {
 		rooms = []string{}
@@ -229,7 +234,11 @@ func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byt
 		}
 		s.metrics.resumes.WithLabelValues(outcome).Inc()
 	}
-	return encode(h), renewAfter(exp), nil
+	g := c.proto.greet(c, &h)
+	if g == nil {
+		return nil, 0, nil // no greeting, no renewals (/ws/simple)
+	}
+	return g, renewAfter(exp), nil
 }
 
 // register makes c the connection deliveries for its session go to.
@@ -276,10 +285,8 @@ func (s *Server) detach(c *conn, clean bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), busWait)
 	defer cancel()
 	var release func(context.Context) error
-	if clean || st.ResumeGrace <= 0 || c.simple || c.ended.Load() {
-		if c.simple {
-			c.simpleLogout()
-		}
+	c.proto.ended(c)
+	if clean || st.ResumeGrace <= 0 || !c.proto.resumable() || c.ended.Load() {
 		release = func(ctx context.Context) error { return s.bus.Remove(ctx, c.id, c.epoch) }
 		s.log.Debug("peer gone", "peer", c.id, "why", "disconnected")
 	} else {
@@ -361,11 +368,7 @@ func (c *conn) readLoop() (clean bool) {
 			c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 			continue
 		}
-		if c.simple {
-			c.handleSimple(b)
-		} else {
-			c.handle(b, st)
-		}
+		c.proto.handle(c, b, st)
 		if c.bye() {
 			return true
 		}
@@ -497,9 +500,9 @@ func (c *conn) flush() error {
 	return nil
 }
 
-// write sends one message, adding "seq" to it unless seq is 0 or the peer
-// speaks /ws/simple. Once the connection is being killed, a write gets a
-// second at most, and none at all when the peer is too slow.
+// write sends one message as the protocol renders it (for /ws, with
+// "seq" added unless seq is 0). Once the connection is being killed, a
+// write gets a second at most, and none at all when the peer is too slow.
 func (c *conn) write(seq uint64, body []byte) error {
 	deadline := time.Now().Add(writeWait)
 	select {
@@ -510,16 +513,12 @@ func (c *conn) write(seq uint64, body []byte) error {
 		deadline = c.killedAt.Add(time.Second)
 	default:
 	}
-	var err error
-	if seq == 0 || c.simple || len(body) < 2 {
-		err = c.t.WriteFrame(deadline, nil, body)
-	} else {
-		var pre [32]byte
-		b := append(pre[:0], `{"seq":`...)
-		b = strconv.AppendUint(b, seq, 10)
-		b = append(b, ',')
-		err = c.t.WriteFrame(deadline, b, body[1:])
+	var pre [32]byte
+	head, rest, ok := c.proto.render(c, seq, body, pre[:0])
+	if !ok {
+		return nil
 	}
+	err := c.t.WriteFrame(deadline, head, rest)
 	if err != nil {
 		c.s.limited.Log(slog.LevelDebug, "write-"+c.id, "write failed", "peer", c.id, "remote", c.t.RemoteAddr(), "err", err)
 	}
