@@ -146,6 +146,7 @@ func Run(t *testing.T, newBus NewBus) {
 		{"Remove", testRemove},
 		{"Epoch", testEpoch},
 		{"BroadcastFromServer", testBroadcastFromServer},
+		{"ImpossibleLast", testImpossibleLast},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, newBus) })
@@ -833,5 +834,28 @@ func testBroadcastFromServer(t *testing.T, newBus NewBus) {
 	time.Sleep(100 * time.Millisecond)
 	if got := a.Rec.Delivered(s1); len(got) != n1+1 {
 		t.Errorf("s1 got %v after the push", bodies(got[n1:]))
+	}
+}
+
+// testImpossibleLast: a resume claiming a seq beyond what was ever written
+// to the client gets what was never written, and a gap for what was.
+func testImpossibleLast(t *testing.T, newBus NewBus) {
+	a, b := Start(t, newBus, "node-a"), Start(t, newBus, "node-b")
+	id, tok := open(t, a, "", limits)
+	for i := 1; i <= 3; i++ {
+		if err := a.Push(ctx(t), id, body(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Rec.WaitDeliveries(t, id, 3)
+	if err := a.Hold(ctx(t), id, 0, 1, time.Minute); err != nil { // only seq 1 was written
+		t.Fatal(err)
+	}
+	res, err := b.Resume(ctx(t), signaling.ResumeRequest{Token: tok, NewToken: "imp", Last: 99, Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.From != 2 || !res.Gap || len(res.Msgs) != 2 || string(res.Msgs[0]) != string(body("2")) {
+		t.Fatalf("Resume with last 99 after writing 1 = from %d, gap %v, %q; want from 2, a gap, messages 2 and 3", res.From, res.Gap, res.Msgs)
 	}
 }

@@ -149,7 +149,7 @@ local tok, new = ARGV[3], ARGV[4]
 local id = redis.call('GET', P .. 't:' .. tok)
 if not id then return fail('UNKNOWN') end
 local sk = skey(id)
-local f = redis.call('HMGET', sk, 'node', 'held', 'user', 'tok', 'ptok', 'epoch')
+local f = redis.call('HMGET', sk, 'node', 'held', 'user', 'tok', 'ptok', 'epoch', 'written', 'seq')
 if not f[3] then return fail('UNKNOWN') end
 if f[3] ~= ARGV[5] then return fail('OTHERUSER') end
 local kickSelf = 0
@@ -170,7 +170,19 @@ if new ~= '' then redis.call('SET', P .. 't:' .. new, id) end
 redis.call('HSET', sk, 'node', SELF, 'held', '0', 'tok', new, 'ptok', tok, 'q', ARGV[7], 'k', ARGV[8], 'grace', ARGV[9])
 redis.call('SADD', P .. 'ns:' .. SELF, id)
 local epoch = redis.call('HINCRBY', sk, 'epoch', 1)
-local r = replay(id, tonumber(ARGV[6]))
+-- A last beyond what was ever written to the client (the session's last
+-- seq, or for a held one the last its node wrote) is impossible: what was
+-- never written is sent; what was is not replayed, and if there is any,
+-- that is a gap (the in-process bus answers the same).
+local last, lim = tonumber(ARGV[6]), tonumber(f[8])
+if f[2] == '1' then lim = tonumber(f[7]) end
+local r
+if last > lim then
+  r = replay(id, lim)
+  if lim > 0 then r[2] = 1 end
+else
+  r = replay(id, last)
+end
 return {id, kickSelf, redis.call('ZRANGE', P .. 'r:' .. id, 0, -1), r[1], r[2], r[3], epoch}
 `)
 
