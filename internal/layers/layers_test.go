@@ -38,6 +38,8 @@ var allowed = map[string][]string{
 	// Engine.IO is wire mechanics under socket.io: it knows nothing of
 	// sessions, rooms or the bus (signaling adapts it to a Transport).
 	"icegate/signaling/engineio": nil,
+	// The socket.io packet codec: bytes to packets, deciding nothing.
+	"icegate/signaling/socketio": nil,
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile",
 		"icegate/internal/ratelog", "icegate/internal/udploop"},
@@ -69,6 +71,8 @@ var forbidden = map[string]struct {
 		"Binding answers never travel through the relay"},
 	"icegate/signaling/engineio": {[]string{"icegate/signaling", "icegate/auth"},
 		"the Engine.IO server is transport mechanics; signaling adapts it, never the other way"},
+	"icegate/signaling/socketio": {[]string{"icegate/signaling", "icegate/auth", "net"},
+		"the socket.io codec is bytes to packets: no I/O, no sessions"},
 	"icegate/internal/udploop": {[]string{"icegate/turn", "icegate/auth", "github.com/pion/turn/v5",
 		"github.com/pion/stun/v4", "github.com/prometheus/client_golang/prometheus"},
 		"the socket mechanics know nothing of TURN, credentials or metrics libraries"},

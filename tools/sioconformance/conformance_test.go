@@ -127,3 +127,14 @@ func TestEngineIOProtocol(t *testing.T) {
 	defer srv.Close()
 	runSuite(t, "engineio", base, 24)
 }
+
+// TestSocketIOProtocol: socket.io-protocol's 32 tests (its Engine.IO part
+// runs at /socket.io/, then the socket.io packets).
+func TestSocketIOProtocol(t *testing.T) {
+	srv := newSocketIOServer()
+	mux := http.NewServeMux()
+	mux.Handle("/socket.io/", srv)
+	base := serve(t, mux)
+	defer srv.Close()
+	runSuite(t, "socketio", base, 32)
+}
