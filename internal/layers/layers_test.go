@@ -30,7 +30,8 @@ var allowed = map[string][]string{
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
 		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile"},
-	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket"},
+	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket",
+		"icegate/signaling/engineio", "icegate/signaling/socketio"},
 	// The Redis bus implements signaling.Bus; its tests run bustest on a
 	// real redis-server. signaling itself never imports either.
 	"icegate/signaling/redisbus": {"icegate/signaling"},

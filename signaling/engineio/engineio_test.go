@@ -255,7 +255,7 @@ func TestIdleMemory(t *testing.T) {
 	stack := (after.StackInuse - before.StackInuse) / n
 	goroutines := runtime.NumGoroutine() - g0
 	t.Logf("idle polling session: %d bytes of heap, %d of stack, %d goroutines each (the handler's)", per, stack, goroutines/n)
-	if per > 3000 {
+	if per > 8192 { // ~1.7 KB measured; the bound catches a buffer or goroutine per session
 		t.Errorf("an idle session costs %d bytes of heap", per)
 	}
 }

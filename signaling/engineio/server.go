@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -81,7 +82,7 @@ func (c Config) withDefaults() Config {
 // is served (socket.io's is /socket.io/); every request it gets is an
 // Engine.IO request. The zero value is not usable; call NewServer.
 type Server struct {
-	cfg     Config
+	cfg     atomic.Pointer[Config]
 	handler func(*Session)
 	up      websocket.Upgrader
 
@@ -96,8 +97,7 @@ type Server struct {
 // wrote still goes out).
 func NewServer(cfg Config, handler func(*Session)) *Server {
 	cfg = cfg.withDefaults()
-	return &Server{
-		cfg:     cfg,
+	srv := &Server{
 		handler: handler,
 		up: websocket.Upgrader{
 			// Small buffers: signaling messages are small and most
@@ -110,6 +110,16 @@ func NewServer(cfg Config, handler func(*Session)) *Server {
 		},
 		sessions: map[string]*Session{},
 	}
+	srv.cfg.Store(&cfg)
+	return srv
+}
+
+// SetConfig applies new settings to the sessions opened from now on (each
+// session keeps the ones its handshake announced). CheckOrigin is not
+// changed: it is the one NewServer was given.
+func (srv *Server) SetConfig(cfg Config) {
+	cfg = cfg.withDefaults()
+	srv.cfg.Store(&cfg)
 }
 
 // writePool lends WebSocket write buffers to writes only, so an idle
@@ -218,13 +228,13 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // message, and the session has no upgrade to offer.
 func (srv *Server) handshake(w http.ResponseWriter, r *http.Request, transport string) {
 	s := newSession(srv, r)
-	open := srv.openPacket(s.id, transport == "polling")
+	open := s.openPacket(transport == "polling")
 	if transport == "websocket" {
 		ws, err := srv.up.Upgrade(w, r, nil)
 		if err != nil {
 			return // Upgrade answered the client
 		}
-		ws.SetReadLimit(int64(srv.cfg.MaxPayload))
+		ws.SetReadLimit(int64(s.cfg.MaxPayload))
 		s.state = stateWebSocket
 		s.ws = ws
 		if !srv.add(s) {
@@ -254,7 +264,7 @@ func (srv *Server) handshake(w http.ResponseWriter, r *http.Request, transport s
 // a pong, the probe's answer).
 const writeWait = 10 * time.Second
 
-func (srv *Server) openPacket(sid string, polling bool) []byte {
+func (s *Session) openPacket(polling bool) []byte {
 	upgrades := []string{}
 	if polling {
 		upgrades = []string{"websocket"}
@@ -265,7 +275,7 @@ func (srv *Server) openPacket(sid string, polling bool) []byte {
 		PingInterval int64    `json:"pingInterval"`
 		PingTimeout  int64    `json:"pingTimeout"`
 		MaxPayload   int      `json:"maxPayload"`
-	}{sid, upgrades, srv.cfg.PingInterval.Milliseconds(), srv.cfg.PingTimeout.Milliseconds(), srv.cfg.MaxPayload})
+	}{s.id, upgrades, s.cfg.PingInterval.Milliseconds(), s.cfg.PingTimeout.Milliseconds(), s.cfg.MaxPayload})
 	return append([]byte{typeOpen}, b...)
 }
 
@@ -283,9 +293,9 @@ func (srv *Server) add(s *Session) bool {
 
 // start runs the handler and the server's pings for s.
 func (srv *Server) start(s *Session) {
-	if !srv.cfg.ManualPing {
+	if !s.cfg.ManualPing {
 		s.mu.Lock()
-		s.pingTimer = time.AfterFunc(srv.cfg.PingInterval, s.autoPing)
+		s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.autoPing)
 		s.mu.Unlock()
 	}
 	go func() {

@@ -27,6 +27,7 @@ const (
 // noticing.
 type Session struct {
 	srv    *Server
+	cfg    *Config // the server's when the session opened
 	id     string
 	query  url.Values
 	host   string
@@ -66,6 +67,7 @@ type Session struct {
 func newSession(srv *Server, r *http.Request) *Session {
 	return &Session{
 		srv:      srv,
+		cfg:      srv.cfg.Load(),
 		id:       newSID(),
 		query:    r.URL.Query(),
 		host:     r.Host,
@@ -319,7 +321,7 @@ func (s *Session) post(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}()
 
-	max := s.srv.cfg.MaxPayload
+	max := s.cfg.MaxPayload
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 	if err != nil {
 		s.end(errTransport(err), typeClose, false)
@@ -419,7 +421,7 @@ func (s *Session) upgrade(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		return
 	}
-	ws.SetReadLimit(int64(s.srv.cfg.MaxPayload))
+	ws.SetReadLimit(int64(s.cfg.MaxPayload))
 	s.mu.Lock()
 	if s.state == stateClosed {
 		s.mu.Unlock()
@@ -465,7 +467,7 @@ func (s *Session) upgrade(w http.ResponseWriter, r *http.Request) {
 
 // probe runs the upgrade's exchange on ws, up to the client's "5".
 func (s *Session) probe(ws *websocket.Conn) error {
-	_ = ws.SetReadDeadline(time.Now().Add(s.srv.cfg.UpgradeTimeout))
+	_ = ws.SetReadDeadline(time.Now().Add(s.cfg.UpgradeTimeout))
 	for {
 		typ, b, err := ws.ReadMessage()
 		if err != nil {
@@ -531,7 +533,7 @@ func (s *Session) write(deadline time.Time, typ byte, head, body []byte, binary 
 		// Polling: queue for the next poll, unless the client has not
 		// fetched what waits already (maxPayload of it).
 		n := len(head) + len(body)
-		if s.outBytes == 0 || s.outBytes+n <= s.srv.cfg.MaxPayload {
+		if s.outBytes == 0 || s.outBytes+n <= s.cfg.MaxPayload {
 			data := make([]byte, 0, n)
 			data = append(append(data, head...), body...)
 			s.out = append(s.out, packet{typ: typ, binary: binary, data: data})
@@ -618,11 +620,11 @@ func (s *Session) Ping(deadline time.Time) error {
 		return err
 	}
 	if s.pongDue.IsZero() {
-		s.pongDue = time.Now().Add(s.srv.cfg.PingTimeout)
+		s.pongDue = time.Now().Add(s.cfg.PingTimeout)
 		if s.pongTimer == nil {
-			s.pongTimer = time.AfterFunc(s.srv.cfg.PingTimeout, s.pongTimedOut)
+			s.pongTimer = time.AfterFunc(s.cfg.PingTimeout, s.pongTimedOut)
 		} else {
-			s.pongTimer.Reset(s.srv.cfg.PingTimeout)
+			s.pongTimer.Reset(s.cfg.PingTimeout)
 		}
 	}
 	s.mu.Unlock()
@@ -664,7 +666,7 @@ func (s *Session) pong() {
 		s.pongTimer.Stop()
 	}
 	if s.pingTimer != nil && s.state != stateClosed {
-		s.pingTimer.Reset(s.srv.cfg.PingInterval)
+		s.pingTimer.Reset(s.cfg.PingInterval)
 	}
 }
 
