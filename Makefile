@@ -10,7 +10,7 @@ ARGS    ?=
 FUZZTIME ?= 5s
 
 # Every fuzz target, as package:target.
-FUZZ_TARGETS := ./internal/stunwire:FuzzWire ./internal/udploop:FuzzFlush ./config:FuzzParse ./auth:FuzzKeys ./auth:FuzzDecide ./turn:FuzzGate ./turn:FuzzStreamFraming ./turn:FuzzFastPath ./stun:FuzzBindingResponse ./stun:FuzzAnswer ./stun:FuzzClassic ./signaling:FuzzParse ./signaling:FuzzAPIRequest ./config:FuzzParseRedisURL
+FUZZ_TARGETS := ./internal/stunwire:FuzzWire ./internal/udploop:FuzzFlush ./config:FuzzParse ./auth:FuzzKeys ./auth:FuzzDecide ./turn:FuzzGate ./turn:FuzzStreamFraming ./turn:FuzzFastPath ./stun:FuzzBindingResponse ./stun:FuzzAnswer ./stun:FuzzClassic ./signaling:FuzzParse ./signaling:FuzzAPIRequest ./config:FuzzParseRedisURL ./signaling/engineio:FuzzPayload ./signaling/socketio:FuzzDecode
 
 .DEFAULT_GOAL := help
 
@@ -27,7 +27,7 @@ run: build ## Build and start the server with the embedded defaults (ARGS="-conf
 	./$(BIN) serve $(ARGS)
 
 .PHONY: deps
-deps: ## Install what the tests need (Debian's coturn for its independent test clients, redis-server for the cluster bus).
+deps: ## Install what the tests need (Debian's coturn for its independent test clients, redis-server for the cluster bus, node and the pinned npm packages for the socket.io tests).
 	@tools/install-test-deps.sh
 
 .PHONY: lint
@@ -43,7 +43,7 @@ lint: ## gofmt and go vet.
 NATLAB_REQUIRE := $(shell [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
 
 test: deps lint ## Run every test: unit, integration, interop with coturn's clients, the NAT lab (as root), and each fuzz target briefly.
-	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_REDIS=1 ICEGATE_REQUIRE_E2E=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
+	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_REDIS=1 ICEGATE_REQUIRE_E2E=1 ICEGATE_REQUIRE_NODE=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
 .PHONY: fuzz

@@ -342,6 +342,10 @@ type Signaling struct {
 	MessagesPerSecondRange hcl.Range `hcl:"messages_per_second,attr_range"`
 	MessagesBurst          int       `hcl:"messages_burst,optional"`
 	MessagesBurstRange     hcl.Range `hcl:"messages_burst,attr_range"`
+	// SocketIORoomSize caps a room a socket.io client creates (its event
+	// vocabularies cannot ask for a size). Default 2.
+	SocketIORoomSize      int       `hcl:"socketio_room_size,optional"`
+	SocketIORoomSizeRange hcl.Range `hcl:"socketio_room_size,attr_range"`
 	// PeersPerRoom caps a room's size (a join may ask for less). Default 16.
 	PeersPerRoom      int       `hcl:"peers_per_room,optional"`
 	PeersPerRoomRange hcl.Range `hcl:"peers_per_room,attr_range"`

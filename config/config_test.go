@@ -115,7 +115,7 @@ func TestDefault(t *testing.T) {
 		Signaling: &Signaling{
 			AllowedOrigins: []string{}, TokenSecrets: []string{},
 			CredentialTTL: "1h", MaxConnections: 10000, MaxMessageBytes: 65536,
-			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, RoomsPerPeer: 8,
+			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, SocketIORoomSize: 2, RoomsPerPeer: 8,
 			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true), MaxTokenLifetime: "0s",
 			CredentialTTLDuration: time.Hour, ResumeGraceDuration: 30 * time.Second, PingIntervalDuration: 25 * time.Second,
 		},

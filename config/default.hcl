@@ -261,6 +261,10 @@ signaling {
   peers_per_room = 16
   rooms_per_peer = 8
 
+  # Peers in a room a socket.io client creates (/socket.io/: the rooms and
+  # codelab event vocabularies cannot ask for a size; the tutorials use 2).
+  socketio_room_size = 2
+
   # Messages that may wait for one peer; a peer that falls further behind
   # is disconnected, so a slow reader never slows anyone else.
   send_queue = 256

@@ -111,6 +111,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Signaling.MessagesPerSecond":        Live,
 	"Signaling.MessagesBurst":            Live,
 	"Signaling.PeersPerRoom":             Live,
+	"Signaling.SocketIORoomSize":         Live,
 	"Signaling.RoomsPerPeer":             Live,
 	"Signaling.SendQueue":                Live,
 	"Signaling.ResumeGrace":              Live,

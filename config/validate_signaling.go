@@ -152,6 +152,9 @@ func (s *Signaling) validate(v *validator, h *HTTP) {
 	atLeast(s.MessagesPerSecond, 1, s.MessagesPerSecondRange, "signaling.messages_per_second")
 	atLeast(s.PeersPerRoom, 2, s.PeersPerRoomRange, "signaling.peers_per_room")
 	atLeast(s.RoomsPerPeer, 1, s.RoomsPerPeerRange, "signaling.rooms_per_peer")
+	if s.SocketIORoomSize < 2 || s.SocketIORoomSize > max(s.PeersPerRoom, 2) {
+		v.errorf(s.SocketIORoomSizeRange, "signaling.socketio_room_size", "%d is outside 2-%d (signaling.peers_per_room)", s.SocketIORoomSize, max(s.PeersPerRoom, 2))
+	}
 	atLeast(s.SendQueue, 16, s.SendQueueRange, "signaling.send_queue")
 	if s.MaxMessageBytes < minMessageBytes || s.MaxMessageBytes > maxMessageBytes {
 		v.errorf(s.MaxMessageBytesRange, "signaling.max_message_bytes", "%d is outside %d-%d (an SDP offer takes a few kilobytes)",

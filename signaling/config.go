@@ -83,6 +83,11 @@ type Config struct {
 	// where two peers meet, so 1 is refused. Default 16.
 	// HCL: signaling.peers_per_room.
 	PeersPerRoom int
+	// SocketIORoomSize caps a room a socket.io client creates (/socket.io/:
+	// its rooms and codelab vocabularies have no way to ask for a size; the
+	// tutorials use 2, one uses 3). At least 2, at most PeersPerRoom.
+	// Default 2. HCL: signaling.socketio_room_size.
+	SocketIORoomSize int
 	// RoomsPerPeer caps the rooms one peer is in at once. Default 8.
 	// HCL: signaling.rooms_per_peer.
 	RoomsPerPeer int
@@ -178,6 +183,7 @@ const (
 	defaultMessagesPerSecond = 50
 	defaultMessagesBurst     = 200
 	defaultPeersPerRoom      = 16
+	defaultSocketIORoomSize  = 2
 	defaultRoomsPerPeer      = 8
 	defaultSendQueue         = 256
 	defaultResumeGrace       = 30 * time.Second
@@ -209,6 +215,7 @@ func (c Config) withDefaults() Config {
 	or(&c.MessagesPerSecond, defaultMessagesPerSecond)
 	or(&c.MessagesBurst, max(defaultMessagesBurst, c.MessagesPerSecond))
 	or(&c.PeersPerRoom, defaultPeersPerRoom)
+	or(&c.SocketIORoomSize, defaultSocketIORoomSize)
 	or(&c.RoomsPerPeer, defaultRoomsPerPeer)
 	or(&c.SendQueue, defaultSendQueue)
 	orDur(&c.PingInterval, defaultPingInterval)
@@ -247,6 +254,9 @@ func (c *Config) validate() error {
 		if f.v < 1 {
 			bad("%s %d is below 1", f.name, f.v)
 		}
+	}
+	if c.SocketIORoomSize < 2 || c.SocketIORoomSize > c.PeersPerRoom {
+		bad("SocketIORoomSize %d must be from 2 to PeersPerRoom (%d)", c.SocketIORoomSize, c.PeersPerRoom)
 	}
 	if c.PeersPerRoom < 2 {
 		bad("PeersPerRoom %d is below 2: a room is where two peers meet", c.PeersPerRoom)

@@ -20,6 +20,7 @@ import (
 //
 //	GET /ws               the signaling WebSocket (docs/signaling.md)
 //	GET /ws/simple        the classic tutorial protocol
+//	    /socket.io/       socket.io v4 (Engine.IO polling and WebSocket, sio.go)
 //	GET /api/turn         TURN credentials, TURN REST API draft shape
 //	GET /api/ice-servers  {"iceServers": [...]}, ready for new RTCPeerConnection
 //	    /api/v1/...       the server API for an application's backend (api.go)
@@ -32,6 +33,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, false) })
 	mux.HandleFunc("GET /ws/simple", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, true) })
+	mux.HandleFunc("/socket.io/", s.serveSocketIO)
 	mux.HandleFunc("/api/turn", s.serveTURN)
 	mux.HandleFunc("/api/ice-servers", s.serveICEServers)
 	mux.HandleFunc(apiPrefix, s.serveAPI)

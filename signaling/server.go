@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/internal/ratelog"
+	"icegate/signaling/engineio"
 )
 
 // Options are the parts of a Server that are not settings: where it logs
@@ -72,6 +73,8 @@ type Server struct {
 	version string
 	set     atomic.Pointer[settings]
 	bus     Bus
+	// eio serves /socket.io/'s Engine.IO sessions (sio.go).
+	eio *engineio.Server
 
 	mu     sync.RWMutex
 	local  map[string]*conn // by session id: the connections this node holds
@@ -128,6 +131,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
+	s.eio = engineio.NewServer(s.settings().engineConfig(s.checkOrigin), s.serveSIOSession)
 	if err := s.bus.Start(node{s}); err != nil {
 		return nil, err
 	}
@@ -162,7 +166,12 @@ func (s *Server) PrepareReload(cfg Config) (apply func(), err error) {
 	// read and discarded with an error; beyond it the connection is closed
 	// (1009), since a client sending those is not a signaling client.
 	st.hardReadLimit = int64(max(4*st.MaxMessageBytes, st.MaxMessageBytes+64<<10))
-	return func() { s.set.Store(st) }, nil
+	return func() {
+		s.set.Store(st)
+		if s.eio != nil {
+			s.eio.SetConfig(st.engineConfig(s.checkOrigin))
+		}
+	}, nil
 }
 
 func (s *Server) settings() *settings { return s.set.Load() }
@@ -187,7 +196,12 @@ func (s *Server) Close(ctx context.Context) error {
 		c.kill(closeGoingAway, "server shutting down")
 	}
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		// Engine.IO sessions still waiting for their CONNECT end too.
+		s.eio.Close()
+		s.wg.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -26,7 +26,24 @@ fi
 # browser, in a network namespace of its own (unshare, from util-linux).
 command -v chromium >/dev/null 2>&1 || { missing+=(chromium); pkgs+=(chromium fonts-dejavu-core); }
 command -v unshare >/dev/null 2>&1 || { missing+=(unshare); pkgs+=(util-linux); }
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The socket.io tests (tools/sioconformance, signaling) run the protocol's
+# own mocha suites and the real npm socket.io-client under Debian's node.
+command -v node >/dev/null 2>&1 || { missing+=(node); pkgs+=(nodejs); }
+command -v npm >/dev/null 2>&1 || { missing+=(npm); pkgs+=(npm); }
+
+# npm ci installs exactly what tools/sioconformance/package-lock.json pins,
+# again only when the lock file changed since the last install.
+npm_deps() {
+  local dir
+  dir="$(cd "$(dirname "$0")" && pwd)/sioconformance"
+  cmp -s "$dir/package-lock.json" "$dir/node_modules/.icegate-installed-lock" 2>/dev/null && return 0
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$dir/package-lock.json" "$dir/node_modules/.icegate-installed-lock"
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  npm_deps
+  exit 0
+fi
 
 echo "installing ${pkgs[*]} for the tests (missing: ${missing[*]})"
 sudo=""
@@ -47,3 +64,4 @@ for unit in coturn redis-server; do
   fi
 done
 command -v turnutils_uclient >/dev/null
+npm_deps

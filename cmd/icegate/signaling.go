@@ -39,6 +39,7 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 		MessagesPerSecond: s.MessagesPerSecond,
 		MessagesBurst:     s.MessagesBurst,
 		PeersPerRoom:      s.PeersPerRoom,
+		SocketIORoomSize:  s.SocketIORoomSize,
 		RoomsPerPeer:      s.RoomsPerPeer,
 		SendQueue:         s.SendQueue,
 		ResumeGrace:       s.ResumeGraceDuration,

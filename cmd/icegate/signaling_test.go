@@ -42,7 +42,7 @@ func TestSignalingConfig(t *testing.T) {
 		want: signaling.Config{
 			AllowedOrigins: []string{}, TokenSecrets: []string{}, APIKeys: []string{},
 			CredentialTTL: time.Hour, MaxConnections: 10000, MaxMessageBytes: 65536,
-			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, RoomsPerPeer: 8, SendQueue: 256,
+			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, SocketIORoomSize: 2, RoomsPerPeer: 8, SendQueue: 256,
 			ResumeGrace: 30 * time.Second, PingInterval: 25 * time.Second, Separator: ":",
 			Relay: signaling.Relay{Port: 3478, TLSPort: 5349, UDP: true, TCP: true, TLS: true, SelfSignedCert: true},
 		},
@@ -83,6 +83,7 @@ signaling {
   messages_per_second = 9
   messages_burst      = 11
   peers_per_room      = 3
+  socketio_room_size  = 3
   rooms_per_peer      = 4
   send_queue          = 17
   resume_grace        = "45s"
@@ -109,7 +110,7 @@ stun {
 			Hosts:         []string{"home.example.org", "signal.example.com", "*.example.net", "turn.example.com"},
 			TURNHost:      "turn.example.com",
 			CredentialTTL: 2 * time.Hour, MaxConnections: 7, MaxMessageBytes: 2048,
-			MessagesPerSecond: 9, MessagesBurst: 11, PeersPerRoom: 3, RoomsPerPeer: 4, SendQueue: 17,
+			MessagesPerSecond: 9, MessagesBurst: 11, PeersPerRoom: 3, SocketIORoomSize: 3, RoomsPerPeer: 4, SendQueue: 17,
 			ResumeGrace: 45 * time.Second, PingInterval: 10 * time.Second,
 			NoTURNEvents: true, NoTestPage: true, Separator: "|",
 			// The relay's ports, not the file's 4000 and 5000.
@@ -140,7 +141,7 @@ stun {
 		want: signaling.Config{
 			AllowedOrigins: []string{}, TokenSecrets: []string{}, APIKeys: []string{},
 			CredentialTTL: time.Hour, MaxConnections: 10000, MaxMessageBytes: 65536,
-			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, RoomsPerPeer: 8, SendQueue: 256,
+			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, SocketIORoomSize: 2, RoomsPerPeer: 8, SendQueue: 256,
 			NoResume: true, PingInterval: 25 * time.Second, Separator: ":",
 			// No TLS listener: the file's tls_port, which no URL names.
 			Relay: signaling.Relay{Port: 41000, TLSPort: 5349, UDP: true, TCP: true, SelfSignedCert: true},

@@ -25,15 +25,22 @@ var allowed = map[string][]string{
 	"icegate/internal/layers":      nil,
 	"icegate/internal/redistest":   nil,
 	"icegate/internal/sigload":     nil,
+	"icegate/internal/nodetest":    nil,
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
 		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile"},
-	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket"},
+	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket",
+		"icegate/signaling/engineio", "icegate/signaling/socketio"},
 	// The Redis bus implements signaling.Bus; its tests run bustest on a
 	// real redis-server. signaling itself never imports either.
 	"icegate/signaling/redisbus": {"icegate/signaling"},
 	"icegate/signaling/bustest":  {"icegate/signaling"},
+	// Engine.IO is wire mechanics under socket.io: it knows nothing of
+	// sessions, rooms or the bus (signaling adapts it to a Transport).
+	"icegate/signaling/engineio": nil,
+	// The socket.io packet codec: bytes to packets, deciding nothing.
+	"icegate/signaling/socketio": nil,
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile",
 		"icegate/internal/ratelog", "icegate/internal/udploop"},
@@ -63,6 +70,10 @@ var forbidden = map[string]struct {
 		"turn takes its own Config (turn/config.go), which cmd translates from the config file: the HCL schema stays in config and cmd"},
 	"icegate/stun": {[]string{"icegate/turn", "github.com/pion/turn/v5"},
 		"Binding answers never travel through the relay"},
+	"icegate/signaling/engineio": {[]string{"icegate/signaling", "icegate/auth"},
+		"the Engine.IO server is transport mechanics; signaling adapts it, never the other way"},
+	"icegate/signaling/socketio": {[]string{"icegate/signaling", "icegate/auth", "net"},
+		"the socket.io codec is bytes to packets: no I/O, no sessions"},
 	"icegate/internal/udploop": {[]string{"icegate/turn", "icegate/auth", "github.com/pion/turn/v5",
 		"github.com/pion/stun/v4", "github.com/prometheus/client_golang/prometheus"},
 		"the socket mechanics know nothing of TURN, credentials or metrics libraries"},
