@@ -2,8 +2,9 @@
 # Installs what `make test` needs when it is missing: Debian's coturn package,
 # whose turnutils_* programs are independent STUN/TURN clients for interop
 # tests, and Debian's redis-server, which the cluster bus tests start on a
-# socket of their own (internal/redistest). Needs root (or sudo) on
-# Debian/Ubuntu; does nothing when present.
+# socket of their own (internal/redistest), and Node.js 20 or newer for the
+# JavaScript tests (tools/webtest). Needs root (or sudo) on Debian/Ubuntu;
+# does nothing when present.
 set -euo pipefail
 
 missing=()
@@ -26,7 +27,19 @@ fi
 # browser, in a network namespace of its own (unshare, from util-linux).
 command -v chromium >/dev/null 2>&1 || { missing+=(chromium); pkgs+=(chromium fonts-dejavu-core); }
 command -v unshare >/dev/null 2>&1 || { missing+=(unshare); pkgs+=(util-linux); }
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The JavaScript tests (tools/webtest) run with Node's built-in test runner
+# and WebSocket: Node.js 20 or newer, no npm packages.
+command -v node >/dev/null 2>&1 || { missing+=(node); pkgs+=(nodejs); }
+node_ok() {
+  local v
+  v=$(node --version 2>/dev/null) || return 1
+  v=${v#v}
+  [ "${v%%.*}" -ge 20 ] 2>/dev/null
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  node_ok || { echo "node $(node --version) is too old: the JavaScript tests need Node.js 20 or newer (Debian 12 ships 18; install 20 from nodesource.com or with nvm)" >&2; exit 1; }
+  exit 0
+fi
 
 echo "installing ${pkgs[*]} for the tests (missing: ${missing[*]})"
 sudo=""
@@ -47,3 +60,4 @@ for unit in coturn redis-server; do
   fi
 done
 command -v turnutils_uclient >/dev/null
+node_ok || { echo "node $(node --version 2>/dev/null || echo missing) is too old or missing: the JavaScript tests need Node.js 20 or newer (Debian 12 ships 18; install 20 from nodesource.com or with nvm)" >&2; exit 1; }

@@ -96,8 +96,9 @@ export function wsURL(url, base) {
  *   retries     reconnect attempts in a row before giving up (default: no end)
  *   timeout     ms a request waits for its answer (default 15000; 0: none)
  *   heartbeat   false to send no ping of its own; by default a ping goes
- *               out every ping_interval and a missing pong (10 s) counts as
- *               a dropped connection, which browsers may not notice.
+ *               out every ping_interval and a missing pong counts as a
+ *               dropped connection, which browsers may not notice
+ *   pongTimeout ms to wait for that pong (default 10000)
  */
 export function connect(url, options = {}) {
   return new IcegateClient(url, options);
@@ -332,9 +333,9 @@ export class IcegateClient extends EventTarget {
       if (ws !== this.ws) return;
       const t = this._later(() => {
         // No pong: the connection is dead though the browser has not
-        // noticed. 4900 is not 1000/1001, so the server holds the session.
-        if (ws === this.ws) { try { ws.close(4900, 'no pong'); } catch { /* closed already */ } this._dropped(ws, 4900, 'no pong'); }
-      }, 10000);
+        // noticed. 3000 is not 1000/1001, so the server holds the session.
+        if (ws === this.ws) { try { ws.close(3000, "no pong"); } catch { /* closed already */ } this._dropped(ws, 3000, "no pong"); }
+      }, this.options.pongTimeout ?? 10000);
       this._request({ type: 'ping' }, true).then(() => { this._clear(t); this._scheduleHeartbeat(interval); }, () => this._clear(t));
     }, interval * 1000);
   }

@@ -39,6 +39,7 @@ class Proxy {
   constructor() {
     this.pairs = new Set();
     this.refuse = false;
+    this.frozen = false; // forward nothing, close nothing: a dead path
     this.accepted = 0;
     const target = new URL(base);
     this.server = net.createServer((down) => {
@@ -50,8 +51,8 @@ class Proxy {
       const end = () => { this.pairs.delete(pair); down.destroy(); up.destroy(); };
       down.on('error', end).on('close', end);
       up.on('error', end).on('close', end);
-      down.pipe(up);
-      up.pipe(down);
+      down.on('data', (b) => { if (!this.frozen) up.write(b); });
+      up.on('data', (b) => { if (!this.frozen) down.write(b); });
     });
   }
   listen() {
@@ -303,4 +304,29 @@ test('a refused connection keeps trying, then gives up when told to', { skip }, 
   assert.equal(tries[0].everConnected, false);
   assert.match(closed.reason, /gave up after 2 attempts/);
   await assert.rejects(c.ready, (e) => e.code === 'closed');
+});
+
+test('a connection that goes silent is noticed by the heartbeat and resumed', { skip }, async () => {
+  const proxy = await new Proxy().listen();
+  const a = client('alice');
+  // The server's ping_interval is 1 s here (webtest_test.go): a ping every
+  // second, and no pong within 500 ms is a dead connection.
+  const b = client('bob', proxy.url, { pongTimeout: 500 });
+  await Promise.all([a.ready, b.ready]);
+  const peer = b.peer;
+  await a.join('silent');
+  await b.join('silent');
+  const got = collect(b);
+  const dropped = new Promise((r) => b.on('reconnecting', r));
+  proxy.frozen = true; // nothing passes, nobody is told
+  const ack = await a.send(b.peer, { n: 1 });
+  assert.equal(ack.type, 'ack');
+  const d = await dropped;
+  assert.equal(d.code, 3000);
+  proxy.frozen = false;
+  await waitFor(() => got.length === 1, 'the message sent while the path was dead');
+  assert.deepEqual(got, [1]);
+  assert.equal(b.peer, peer);
+  await Promise.all([a.close(), b.close()]);
+  await proxy.close();
 });

@@ -119,6 +119,9 @@ func TestClient(t *testing.T) {
 		// Short, so that a resume after it is refused within the test.
 		ResumeGrace:  3 * time.Second,
 		TokenSecrets: []string{tokenSecret},
+		// The client pings as often as the server: once a second lets
+		// the heartbeat test find a silent connection quickly.
+		PingInterval: time.Second,
 	})
 	runNode(t, []string{
 		"ICEGATE_URL=" + srv.URL,
