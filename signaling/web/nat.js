@@ -25,10 +25,11 @@ export function serverKey(url) {
 }
 
 /**
- * bareAddress removes the brackets around an IPv6 address. Chromium gives
- * RTCIceCandidate.address and relatedAddress in URI form ("[::1]"), other
- * browsers without brackets; wrapping again made "[[::1]]:port", which
- * matched no host or loopback address and read as "There is a NAT".
+ * bareAddress removes the brackets around an IPv6 address. Chromium and
+ * Safari give RTCIceCandidate.address and relatedAddress in URI form
+ * ("[::1]": libwebrtc's SocketAddress::HostAsURIString), Firefox without
+ * brackets; wrapping again made "[[::1]]:port", which matched no host or
+ * loopback address and read as "There is a NAT".
  */
 export function bareAddress(address) {
   return String(address == null ? '' : address).replace(/^\[(.*)\]$/, '$1');
