@@ -27,7 +27,7 @@ run: build ## Build and start the server with the embedded defaults (ARGS="-conf
 	./$(BIN) serve $(ARGS)
 
 .PHONY: deps
-deps: ## Install what the tests need (Debian's coturn for its independent test clients, redis-server for the cluster bus, node and the pinned npm packages for the socket.io tests).
+deps: ## Install what the tests need (Debian's coturn for its independent test clients, redis-server for the cluster bus, Node.js 20+ and the pinned npm packages for the JavaScript and socket.io tests).
 	@tools/install-test-deps.sh
 
 .PHONY: lint
@@ -42,9 +42,13 @@ lint: ## gofmt and go vet.
 # anywhere else it skips with a note and the vnet tests stand in for it.
 NATLAB_REQUIRE := $(shell [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
 
-test: deps lint ## Run every test: unit, integration, interop with coturn's clients, the NAT lab (as root), and each fuzz target briefly.
+test: deps lint ## Run every test: unit, integration, interop with coturn's clients, the NAT lab (as root), the JavaScript tests (node --test), socket.io's conformance suites, and each fuzz target briefly.
 	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_REDIS=1 ICEGATE_REQUIRE_E2E=1 ICEGATE_REQUIRE_NODE=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+
+.PHONY: test-js
+test-js: ## The JavaScript tests alone: the test page's logic and icegate.js against a real server (Node.js 20+).
+	ICEGATE_REQUIRE_NODE=1 $(GO) test -count=1 -v ./tools/webtest
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m).

@@ -24,6 +24,7 @@ import (
 //	GET /api/turn         TURN credentials, TURN REST API draft shape
 //	GET /api/ice-servers  {"iceServers": [...]}, ready for new RTCPeerConnection
 //	    /api/v1/...       the server API for an application's backend (api.go)
+//	GET /icegate.js       the ES-module client for /ws (page.go)
 //	GET /                 the test page (http.test_page)
 //
 // The Host check runs first, on every path (checkHost); origin and token
@@ -38,6 +39,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/ice-servers", s.serveICEServers)
 	mux.HandleFunc(apiPrefix, s.serveAPI)
 	page := pageHandler()
+	mux.HandleFunc("GET /icegate.js", clientHandler(page))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			http.Error(w, "use GET", http.StatusMethodNotAllowed)

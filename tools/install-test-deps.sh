@@ -2,8 +2,9 @@
 # Installs what `make test` needs when it is missing: Debian's coturn package,
 # whose turnutils_* programs are independent STUN/TURN clients for interop
 # tests, and Debian's redis-server, which the cluster bus tests start on a
-# socket of their own (internal/redistest). Needs root (or sudo) on
-# Debian/Ubuntu; does nothing when present.
+# socket of their own (internal/redistest), and Node.js 20 or newer for the
+# JavaScript tests (tools/webtest). Needs root (or sudo) on Debian/Ubuntu;
+# does nothing when present.
 set -euo pipefail
 
 missing=()
@@ -26,10 +27,18 @@ fi
 # browser, in a network namespace of its own (unshare, from util-linux).
 command -v chromium >/dev/null 2>&1 || { missing+=(chromium); pkgs+=(chromium fonts-dejavu-core); }
 command -v unshare >/dev/null 2>&1 || { missing+=(unshare); pkgs+=(util-linux); }
-# The socket.io tests (tools/sioconformance, signaling) run the protocol's
-# own mocha suites and the real npm socket.io-client under Debian's node.
+# The JavaScript tests (tools/webtest) run with Node's built-in test runner
+# and WebSocket (Node.js 20 or newer); the socket.io tests (tools/sioconformance,
+# signaling) run the protocol's own mocha suites and the real npm
+# socket.io-client, installed by npm ci from a pinned lock file.
 command -v node >/dev/null 2>&1 || { missing+=(node); pkgs+=(nodejs); }
 command -v npm >/dev/null 2>&1 || { missing+=(npm); pkgs+=(npm); }
+node_ok() {
+  local v
+  v=$(node --version 2>/dev/null) || return 1
+  v=${v#v}
+  [ "${v%%.*}" -ge 20 ] 2>/dev/null
+}
 
 # npm ci installs exactly what tools/sioconformance/package-lock.json pins,
 # again only when the lock file changed since the last install.
@@ -41,6 +50,7 @@ npm_deps() {
   cp "$dir/package-lock.json" "$dir/node_modules/.icegate-installed-lock"
 }
 if [ ${#missing[@]} -eq 0 ]; then
+  node_ok || { echo "node $(node --version) is too old: the JavaScript tests need Node.js 20 or newer (Debian 12 ships 18; install 20 from nodesource.com or with nvm)" >&2; exit 1; }
   npm_deps
   exit 0
 fi
@@ -64,4 +74,5 @@ for unit in coturn redis-server; do
   fi
 done
 command -v turnutils_uclient >/dev/null
+node_ok || { echo "node $(node --version 2>/dev/null || echo missing) is too old or missing: the JavaScript tests need Node.js 20 or newer (Debian 12 ships 18; install 20 from nodesource.com or with nvm)" >&2; exit 1; }
 npm_deps
