@@ -21,6 +21,7 @@ import (
 //	GET /ws               the signaling WebSocket (docs/signaling.md)
 //	GET /ws/simple        the classic tutorial protocol
 //	    /socket.io/       socket.io v4 (Engine.IO polling and WebSocket, sio.go)
+//	GET /socket.io/socket.io.js  the socket.io client library (sioclient.go)
 //	GET /api/turn         TURN credentials, TURN REST API draft shape
 //	GET /api/ice-servers  {"iceServers": [...]}, ready for new RTCPeerConnection
 //	    /api/v1/...       the server API for an application's backend (api.go)
@@ -35,6 +36,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, false) })
 	mux.HandleFunc("GET /ws/simple", func(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r, true) })
 	mux.HandleFunc("/socket.io/", s.serveSocketIO)
+	handleSIOClient(mux)
 	mux.HandleFunc("/api/turn", s.serveTURN)
 	mux.HandleFunc("/api/ice-servers", s.serveICEServers)
 	mux.HandleFunc(apiPrefix, s.serveAPI)

@@ -31,13 +31,18 @@ var pageFiles = func() fs.FS {
 // browser would have nothing to revalidate with: with "no-cache" and an
 // ETag it asks each time and gets 304 Not Modified until an upgrade
 // changes the file (RFC 9111 §5.2.2.4, RFC 9110 §8.8.3).
-var pageETags = func() map[string]string {
+var pageETags = digestTags(pageFiles)
+
+// digestTags returns a strong ETag per file of fsys, keyed by its path
+// with a leading slash: the first 128 bits of its SHA-256, which change
+// exactly when the content does.
+func digestTags(fsys fs.FS) map[string]string {
 	tags := map[string]string{}
-	_ = fs.WalkDir(pageFiles, ".", func(path string, d fs.DirEntry, err error) error {
+	_ = fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(pageFiles, path)
+		b, err := fs.ReadFile(fsys, path)
 		if err != nil {
 			return err
 		}
@@ -46,7 +51,7 @@ var pageETags = func() map[string]string {
 		return nil
 	})
 	return tags
-}()
+}
 
 // pageHandler serves the embedded files with their validators; the file
 // server answers If-None-Match from the ETag set here.
