@@ -70,7 +70,7 @@ bench-relay: deps ## icegate vs Debian's coturn on loopback, ~10 min (docs/perfo
 # Flags for tools/signaling-bench, e.g. make bench-signaling SIGBENCH="-conns 5000 -rate 2".
 SIGBENCH ?= -conns 1000 -room 2 -rate 10 -duration 5s
 .PHONY: bench-signaling
-bench-signaling: ## Signaling load on loopback: connections, joins, message latency through rooms (~10 s).
+bench-signaling: ## Signaling load on loopback, socket.io then /ws clients in one run: connections, joins, message latency through rooms, CPU and heap (~20 s).
 	$(GO) run ./tools/signaling-bench $(SIGBENCH)
 
 # Flags for tools/cluster-bench, e.g. make bench-cluster CLUSTERBENCH="-conns 500 -duration 5s".

@@ -12,6 +12,15 @@
 // The phases are separate calls (Connect, Join, Send) so a caller can take
 // its own measurements between them (heap, the CPU time of other
 // processes).
+//
+// With Protocol "socketio" the peers are socket.io clients of
+// /socket.io/ instead, written here from the protocol documents: Engine.IO
+// 4 over WebSocket (no polling), socket.io's CONNECT, the rooms
+// vocabulary's join(room) and message(room, data), pings answered. A Go
+// client in this process rather than the npm socket.io-client in Node:
+// the numbers are then the server's cost of the protocol beside /ws's,
+// measured with the same clock and the same client machinery, not
+// Node's; that the real client works is signaling/sio_test.go's job.
 package sigload
 
 import (
@@ -41,7 +50,16 @@ type Options struct {
 	// Rate is the messages per second each peer sends, for Duration.
 	Rate     float64
 	Duration time.Duration
+	// Protocol is "ws" (the default: Targets are /ws URLs, messages are
+	// directed) or "socketio" (Targets are
+	// ws://HOST:PORT/socket.io/?EIO=4&transport=websocket; a message is
+	// message(room, data) to the rest of the room, which for rooms of 2
+	// is the same one receiver).
+	Protocol string
 }
+
+// SocketIO reports whether o's peers speak socket.io.
+func (o Options) SocketIO() bool { return o.Protocol == "socketio" }
 
 // Check reports what is wrong with o, with the flag names the tools use.
 func (o Options) Check() error {
@@ -58,6 +76,8 @@ func (o Options) Check() error {
 		return errors.New("-duration must be in (0, 5m]")
 	case o.Parallel < 1:
 		return errors.New("-parallel must be 1 or more")
+	case o.Protocol != "" && o.Protocol != "ws" && o.Protocol != "socketio":
+		return fmt.Errorf("protocol %q: want ws or socketio", o.Protocol)
 	}
 	for _, t := range o.Targets {
 		u, err := url.Parse(t)
@@ -102,12 +122,23 @@ func New(o Options) (*Load, error) {
 type peer struct {
 	ws    *websocket.Conn
 	id    string
+	sio   bool // a socket.io client: send writes an event
 	wmu   sync.Mutex
 	joins chan []string
 }
 
+// send writes v, a /ws message, or for a socket.io peer an event: v is
+// then its arguments, name first, sent as an Engine.IO message ("4") of
+// a socket.io EVENT ("2").
 func (p *peer) send(v any) error {
 	b, _ := json.Marshal(v)
+	if p.sio {
+		b = append([]byte("42"), b...)
+	}
+	return p.write(b)
+}
+
+func (p *peer) write(b []byte) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	_ = p.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -116,6 +147,10 @@ func (p *peer) send(v any) error {
 
 func (l *Load) read(p *peer) {
 	defer l.readers.Done()
+	if p.sio {
+		l.readSIO(p)
+		return
+	}
 	for {
 		_, b, err := p.ws.ReadMessage()
 		if err != nil {
@@ -145,6 +180,83 @@ func (l *Load) read(p *peer) {
 			v.(*atomic.Int64).Add(1)
 		}
 	}
+}
+
+// readSIO is read for a socket.io peer: Engine.IO pings are answered,
+// and the events that matter are joined, message and error.
+func (l *Load) readSIO(p *peer) {
+	for {
+		_, b, err := p.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		switch {
+		case len(b) > 0 && b[0] == '2': // ping
+			b[0] = '3'
+			_ = p.write(b)
+			continue
+		case len(b) < 3 || b[0] != '4' || b[1] != '2':
+			continue
+		}
+		var ev []json.RawMessage
+		if json.Unmarshal(b[2:], &ev) != nil || len(ev) == 0 {
+			continue
+		}
+		var name string
+		_ = json.Unmarshal(ev[0], &name)
+		switch name {
+		case "message":
+			var d struct{ T int64 }
+			if len(ev) < 3 || json.Unmarshal(ev[2], &d) != nil {
+				continue
+			}
+			l.received.Add(1)
+			l.mu.Lock()
+			l.latencies = append(l.latencies, now.Sub(time.Unix(0, d.T)))
+			l.mu.Unlock()
+		case "joined":
+			p.joins <- nil
+		case "full", "error":
+			var e struct{ Code string }
+			if len(ev) > 1 {
+				_ = json.Unmarshal(ev[1], &e)
+			}
+			if name == "full" {
+				e.Code = "room-full"
+				p.joins <- nil
+			}
+			l.errors.Add(1)
+			v, _ := l.errCodes.LoadOrStore(e.Code, new(atomic.Int64))
+			v.(*atomic.Int64).Add(1)
+		}
+	}
+}
+
+// dialSIO opens a socket.io connection over WebSocket: the Engine.IO open
+// packet, then socket.io's CONNECT and its answer, which carries the
+// socket id (the peer id). The ice-servers event that follows is left to
+// the reader.
+func dialSIO(ws *websocket.Conn) (string, error) {
+	_, b, err := ws.ReadMessage()
+	if err != nil {
+		return "", err
+	}
+	if len(b) == 0 || b[0] != '0' {
+		return "", fmt.Errorf("engine.io open packet %q", b)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("40")); err != nil {
+		return "", err
+	}
+	_, b, err = ws.ReadMessage()
+	if err != nil {
+		return "", err
+	}
+	var ok struct{ SID string }
+	if len(b) < 3 || string(b[:2]) != "40" || json.Unmarshal(b[2:], &ok) != nil || ok.SID == "" {
+		return "", fmt.Errorf("socket.io CONNECT answered %q", b)
+	}
+	return ok.SID, nil
 }
 
 // Close closes every connection and waits for the readers.
@@ -191,14 +303,19 @@ func (l *Load) Connect(ctx context.Context) (Phase, error) {
 			}
 			var hello struct{ Peer string }
 			_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if err := ws.ReadJSON(&hello); err != nil {
+			if o.SocketIO() {
+				hello.Peer, err = dialSIO(ws)
+			} else {
+				err = ws.ReadJSON(&hello)
+			}
+			if err != nil {
 				ws.Close()
 				firstErr.CompareAndSwap(nil, err)
 				return
 			}
 			_ = ws.SetReadDeadline(time.Time{})
 			times[i] = time.Since(t0)
-			l.peers[i] = &peer{ws: ws, id: hello.Peer, joins: make(chan []string, 1)}
+			l.peers[i] = &peer{ws: ws, id: hello.Peer, sio: o.SocketIO(), joins: make(chan []string, 1)}
 		}()
 	}
 	wg.Wait()
@@ -227,7 +344,11 @@ func (l *Load) Join(ctx context.Context) (Phase, error) {
 	start := time.Now()
 	for i, p := range l.peers {
 		t0 := time.Now()
-		if err := p.send(map[string]any{"type": "join", "room": fmt.Sprintf("bench-%d", i/l.o.Room)}); err != nil {
+		var join any = map[string]any{"type": "join", "room": fmt.Sprintf("bench-%d", i/l.o.Room)}
+		if p.sio {
+			join = []string{"join", fmt.Sprintf("bench-%d", i/l.o.Room)}
+		}
+		if err := p.send(join); err != nil {
 			return Phase{}, fmt.Errorf("join: %w", err)
 		}
 		select {
@@ -275,6 +396,7 @@ func (l *Load) Send(ctx context.Context) Result {
 			continue // a lone peer in the last room
 		}
 		to := l.peers[first+(i-first+1)%size].id
+		room := fmt.Sprintf("bench-%d", i/o.Room)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -291,7 +413,11 @@ func (l *Load) Send(ctx context.Context) Result {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if p.send(map[string]any{"type": "message", "to": to, "data": map[string]int64{"t": time.Now().UnixNano()}}) != nil {
+					var m any = map[string]any{"type": "message", "to": to, "data": map[string]int64{"t": time.Now().UnixNano()}}
+					if p.sio {
+						m = []any{"message", room, map[string]int64{"t": time.Now().UnixNano()}}
+					}
+					if p.send(m) != nil {
 						return
 					}
 					sent.Add(1)
