@@ -292,3 +292,36 @@ func TestSlowPollerBoundsQueue(t *testing.T) {
 		t.Fatalf("%d bytes queued for a client that does not poll", n)
 	}
 }
+
+// TestAbandonedPostsDoNotPileUp: a POST waits until the handler has read
+// its messages; a client that gives up on each POST (closes the
+// connection) and sends the next must not make the server hold more than
+// one payload of unread messages, whatever the handler's pace.
+func TestAbandonedPostsDoNotPileUp(t *testing.T) {
+	release := make(chan struct{})
+	srv := NewServer(Config{PingInterval: time.Hour, PingTimeout: time.Hour, MaxPayload: 1000}, func(s *Session) {
+		<-release // a handler busy elsewhere
+		echo(s)
+	})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	defer close(release)
+	sid := handshake(t, hs.URL+"/engine.io/")
+	srv.mu.Lock()
+	s := srv.sessions[sid]
+	srv.mu.Unlock()
+	body := strings.Repeat("4x\x1e", 300) + "4x" // 301 messages, 902 bytes
+	for range 20 {
+		c := rawRequest(t, hs.Listener.Addr().String(), fmt.Sprintf("POST /engine.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", sid, len(body), body))
+		time.Sleep(5 * time.Millisecond)
+		c.Close()
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.mu.Lock()
+	n := len(s.in)
+	s.mu.Unlock()
+	if n > 301 {
+		t.Fatalf("%d unread messages held for the session (one payload is 301)", n)
+	}
+}

@@ -321,6 +321,28 @@ func (s *Session) post(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}()
 
+	// One payload of unread messages at most: a POST is read only once
+	// the handler has read what the previous one brought. The previous
+	// POST waited for that too, but its client may have given up on it
+	// (closed the connection) and sent the next; without this wait each
+	// such POST would add a payload to in, without bound.
+	s.mu.Lock()
+	for len(s.in) > 0 && s.state != stateClosed {
+		if s.drained == nil {
+			s.drained = make(chan struct{})
+		}
+		wait := s.drained
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-s.closed:
+		case <-r.Context().Done():
+			return // the client is gone; the session goes on
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+
 	max := s.cfg.MaxPayload
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 	if err != nil {
