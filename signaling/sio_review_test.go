@@ -435,3 +435,43 @@ func TestSocketIOOriginOnEveryRequest(t *testing.T) {
 		t.Fatalf("upgrade with a foreign origin: %v", resp)
 	}
 }
+
+// TestSocketIOSlowPollerDropped: a polling client that stops polling while
+// its room keeps talking is dropped as too slow; the sender is never held
+// up (every one of its messages is acked at once) and its session lives.
+func TestSocketIOSlowPollerDropped(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		// Its outbox holds 616 messages, its Engine.IO queue 64 of
+		// these (maxPayload 256 KiB): 800 overflow them.
+		c.SendQueue = 16
+		c.MessagesPerSecond = 600
+		c.MessagesBurst = 600
+	})
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	base := sioBase(hs)
+	a := dialSIOWebSocket(t, base)
+	a.connect()
+	a.send(`2["join","r"]`)
+	a.expect(`2["joined"`)
+	b := dialSIOPolling(t, base)
+	b.connect()
+	b.send(`2["join","r"]`)
+	b.expect(`2["joined"`)
+	a.expect(`2["otherjoin"`)
+	close(b.done) // b stops polling (its last poll may still be answered)
+	b.hc.CloseIdleConnections()
+	payload := strings.Repeat("x", 4000)
+	start := time.Now()
+	for i := range 800 {
+		a.send(fmt.Sprintf(`2%d["message","r","%s"]`, i, payload))
+		a.expect(fmt.Sprintf("3%d[", i))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("800 messages to a room with a stalled poller took %v", d)
+	}
+	eventually(t, "the stalled poller dropped", func() bool { return s.Stats().Peers == 1 })
+	a.send(`2["message","r","still here"]`)
+	a.send(`2999["ice-servers"]`)
+	a.expect(`3999[`)
+}

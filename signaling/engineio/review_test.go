@@ -325,3 +325,49 @@ func TestAbandonedPostsDoNotPileUp(t *testing.T) {
 		t.Fatalf("%d unread messages held for the session (one payload is 301)", n)
 	}
 }
+
+// TestPollRacingUpgrade: the conformance suite's "ignores HTTP requests
+// with same sid after upgrade" sends 2probe and 5 on the WebSocket and at
+// once a GET; the server may see the GET first (two connections, two
+// goroutines). A poll waiting while the probe comes is released only
+// after the upgrade's grace, so that a 5 right behind the probe ends it
+// with 400 rather than a noop.
+func TestPollRacingUpgrade(t *testing.T) {
+	srv := NewServer(Config{PingInterval: time.Hour, PingTimeout: time.Hour}, echo)
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	base := hs.URL + "/engine.io/"
+	sid := handshake(t, base)
+	q := base + "?EIO=4&transport=polling&sid=" + sid
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"?EIO=4&transport=websocket&sid="+sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	polled := make(chan int, 1)
+	go func() {
+		code, _ := get(t, q)
+		polled <- code
+	}()
+	srv.mu.Lock()
+	s := srv.sessions[sid]
+	srv.mu.Unlock()
+	waitFor(time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.polling
+	})
+	_ = ws.WriteMessage(websocket.TextMessage, []byte("2probe"))
+	if _, b, err := ws.ReadMessage(); err != nil || string(b) != "3probe" {
+		t.Fatalf("probe answer %q %v", b, err)
+	}
+	_ = ws.WriteMessage(websocket.TextMessage, []byte("5"))
+	if code := <-polled; code != 400 {
+		t.Fatalf("poll pending across the upgrade: %d, want 400", code)
+	}
+	_ = ws.WriteMessage(websocket.TextMessage, []byte("4hello"))
+	if _, b, err := ws.ReadMessage(); err != nil || string(b) != "4re:hello" {
+		t.Fatalf("after upgrade %q %v", b, err)
+	}
+}

@@ -238,23 +238,36 @@ func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
 	if len(s.out) == 0 {
 		s.polling = true
 		var grace <-chan time.Time
-		if s.probed {
-			// The client is pausing polling for the upgrade: a poll it
-			// had in flight gets a noop soon, so that it can send the
-			// upgrade packet; a poll sent after that packet (and raced
-			// here ahead of it) sees the upgrade done.
-			t := time.NewTimer(noopGrace)
-			defer t.Stop()
-			grace = t.C
+	wait:
+		for {
+			if s.probed && grace == nil {
+				// The client is pausing polling for the upgrade: a poll
+				// it had in flight gets a noop soon, so that it can send
+				// the upgrade packet; a poll sent after that packet (and
+				// raced here ahead of it) sees the upgrade done. This
+				// holds for a poll that was already waiting when the
+				// probe came, too: the probe's wake-up alone does not
+				// answer it, or a 5 right behind the probe would find
+				// it answered with a noop (engine.io's server, too,
+				// sends the noop on its 100 ms check, not at the probe).
+				t := time.NewTimer(noopGrace)
+				defer t.Stop()
+				grace = t.C
+			}
+			s.mu.Unlock()
+			select {
+			case <-s.pollWake:
+			case <-s.closed:
+			case <-r.Context().Done():
+			case <-grace:
+				s.mu.Lock()
+				break wait
+			}
+			s.mu.Lock()
+			if len(s.out) > 0 || s.state != statePolling || !s.probed || r.Context().Err() != nil {
+				break
+			}
 		}
-		s.mu.Unlock()
-		select {
-		case <-s.pollWake:
-		case <-s.closed:
-		case <-r.Context().Done():
-		case <-grace:
-		}
-		s.mu.Lock()
 		s.polling = false
 		if s.state == stateWebSocket {
 			s.mu.Unlock()
