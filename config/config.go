@@ -330,7 +330,8 @@ type Signaling struct {
 	// connected peer gets fresh ones before they expire. Default "1h".
 	CredentialTTL      string    `hcl:"credential_ttl,optional"`
 	CredentialTTLRange hcl.Range `hcl:"credential_ttl,attr_range"`
-	// MaxConnections caps open signaling WebSockets. Default 10000.
+	// MaxConnections caps open signaling connections (WebSockets and
+	// socket.io sessions). Default 10000.
 	MaxConnections      int       `hcl:"max_connections,optional"`
 	MaxConnectionsRange hcl.Range `hcl:"max_connections,attr_range"`
 	// MaxMessageBytes caps one client message. Default 65536.

@@ -66,7 +66,8 @@ type Config struct {
 	// connected peer gets fresh ones before they expire. Default 1h.
 	// HCL: signaling.credential_ttl.
 	CredentialTTL time.Duration
-	// MaxConnections caps open WebSockets. Default 10000.
+	// MaxConnections caps open connections: WebSockets, and socket.io
+	// sessions from their Engine.IO handshake on. Default 10000.
 	// HCL: signaling.max_connections.
 	MaxConnections int
 	// MaxMessageBytes caps one client message. Default 65536.

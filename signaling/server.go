@@ -90,7 +90,11 @@ type Server struct {
 	eventSlots chan struct{}
 
 	nconns atomic.Int64
-	wg     sync.WaitGroup // Accept calls running, and their retried releases (detach)
+	// sioPending counts Engine.IO sessions waiting for their socket.io
+	// CONNECT (up to connectTimeout): each holds a session and a
+	// goroutine, so it takes a place under max_connections as well.
+	sioPending atomic.Int64
+	wg         sync.WaitGroup // Accept calls running, and their retried releases (detach)
 }
 
 // relayEventsInFlight bounds Server.eventSlots.
@@ -239,9 +243,10 @@ func (s *Server) exit(c *conn) {
 	s.wg.Done()
 }
 
-// full reports whether a new connection would be refused for capacity.
+// full reports whether a new connection would be refused for capacity:
+// open connections and socket.io sessions not yet connected together.
 func (s *Server) full() bool {
-	return int(s.nconns.Load()) >= s.settings().MaxConnections
+	return int(s.nconns.Load()+s.sioPending.Load()) >= s.settings().MaxConnections
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -201,7 +201,14 @@ func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
 // core with sioProto until the connection ends.
 func (s *Server) serveSIOSession(es *engineio.Session) {
 	p := &sioProto{}
+	// Counted from here until it connects (serve's enter counts it then)
+	// or ends: without it, sessions that never send CONNECT would escape
+	// max_connections. A handshake answered before this goroutine runs
+	// is not counted yet, the same window /ws has between its capacity
+	// check and enter.
+	s.sioPending.Add(1)
 	claims, ok := s.sioConnect(es, p)
+	s.sioPending.Add(-1)
 	if !ok {
 		return
 	}

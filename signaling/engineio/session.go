@@ -238,23 +238,36 @@ func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
 	if len(s.out) == 0 {
 		s.polling = true
 		var grace <-chan time.Time
-		if s.probed {
-			// The client is pausing polling for the upgrade: a poll it
-			// had in flight gets a noop soon, so that it can send the
-			// upgrade packet; a poll sent after that packet (and raced
-			// here ahead of it) sees the upgrade done.
-			t := time.NewTimer(noopGrace)
-			defer t.Stop()
-			grace = t.C
+	wait:
+		for {
+			if s.probed && grace == nil {
+				// The client is pausing polling for the upgrade: a poll
+				// it had in flight gets a noop soon, so that it can send
+				// the upgrade packet; a poll sent after that packet (and
+				// raced here ahead of it) sees the upgrade done. This
+				// holds for a poll that was already waiting when the
+				// probe came, too: the probe's wake-up alone does not
+				// answer it, or a 5 right behind the probe would find
+				// it answered with a noop (engine.io's server, too,
+				// sends the noop on its 100 ms check, not at the probe).
+				t := time.NewTimer(noopGrace)
+				defer t.Stop()
+				grace = t.C
+			}
+			s.mu.Unlock()
+			select {
+			case <-s.pollWake:
+			case <-s.closed:
+			case <-r.Context().Done():
+			case <-grace:
+				s.mu.Lock()
+				break wait
+			}
+			s.mu.Lock()
+			if len(s.out) > 0 || s.state != statePolling || !s.probed || r.Context().Err() != nil {
+				break
+			}
 		}
-		s.mu.Unlock()
-		select {
-		case <-s.pollWake:
-		case <-s.closed:
-		case <-r.Context().Done():
-		case <-grace:
-		}
-		s.mu.Lock()
 		s.polling = false
 		if s.state == stateWebSocket {
 			s.mu.Unlock()
@@ -320,6 +333,28 @@ func (s *Session) post(w http.ResponseWriter, r *http.Request) {
 		s.posting = false
 		s.mu.Unlock()
 	}()
+
+	// One payload of unread messages at most: a POST is read only once
+	// the handler has read what the previous one brought. The previous
+	// POST waited for that too, but its client may have given up on it
+	// (closed the connection) and sent the next; without this wait each
+	// such POST would add a payload to in, without bound.
+	s.mu.Lock()
+	for len(s.in) > 0 && s.state != stateClosed {
+		if s.drained == nil {
+			s.drained = make(chan struct{})
+		}
+		wait := s.drained
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-s.closed:
+		case <-r.Context().Done():
+			return // the client is gone; the session goes on
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
 
 	max := s.cfg.MaxPayload
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
