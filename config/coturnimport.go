@@ -127,11 +127,12 @@ type importer struct {
 	notes []CoturnNote
 	set   map[string]*hclSetting
 
-	relayIPs  []addrLine
-	externals []externalIP
-	users     []importUser
-	secrets   []hclItem
-	userLines []coturnOption
+	relayIPs       []addrLine
+	denies, allows []peerRangeLine
+	externals      []externalIP
+	users          []importUser
+	secrets        []hclItem
+	userLines      []coturnOption
 
 	useAuthSecret, ltCredMech, noAuth, stunOnly bool
 	maxLifetime                                 int // seconds, 0 when not set
@@ -511,16 +512,83 @@ func (im *importer) peerRange(key string, o coturnOption) {
 		im.note(CoturnUnsupported, o, "%s is not a range (its ends differ in family or are reversed; coturn matches nothing); not carried over", quoteValue(o.Value))
 		return
 	}
-	cidrs := rangeToPrefixes(a, b)
-	for _, p := range cidrs {
-		if p.Bits() == p.Addr().BitLen() {
-			im.appendList(key, hclString(p.Addr().String()), o)
-		} else {
-			im.appendList(key, hclString(p.String()), o)
+	r := peerRangeLine{lo: a, hi: b, line: o.Line, name: o.Name}
+	if key == "policy.deny" {
+		im.denies = append(im.denies, r)
+	} else {
+		im.allows = append(im.allows, r)
+	}
+}
+
+// peerRangeLine is a denied-peer-ip or allowed-peer-ip range, lo <= hi,
+// one family.
+type peerRangeLine struct {
+	lo, hi netip.Addr
+	line   int
+	name   string
+}
+
+// finishPolicy writes the peer ranges as CIDRs. coturn checks
+// allowed-peer-ip first (good_peer_addr in ns_turn_server.c), so there an
+// allowed address inside a denied range is allowed; in icegate deny wins
+// over allow. So each denied range is written without the allowed ranges
+// it holds.
+func (im *importer) finishPolicy() {
+	write := func(key string, r peerRangeLine, pieces []peerRangeLine) {
+		o := coturnOption{Line: r.line, Name: r.name}
+		n := 0
+		for _, pc := range pieces {
+			for _, p := range rangeToPrefixes(pc.lo, pc.hi) {
+				n++
+				if p.Bits() == p.Addr().BitLen() {
+					im.appendList(key, hclString(p.Addr().String()), o)
+				} else {
+					im.appendList(key, hclString(p.String()), o)
+				}
+			}
+		}
+		if n > 1 {
+			im.note(CoturnChanged, o, "%s-%s is written as %d CIDRs", r.lo, r.hi, n)
 		}
 	}
-	if len(cidrs) > 1 {
-		im.note(CoturnChanged, o, "%s is written as %d CIDRs", quoteValue(o.Value), len(cidrs))
+	for _, r := range im.allows {
+		write("policy.allow", r, []peerRangeLine{r})
+	}
+	for _, r := range im.denies {
+		pieces := []peerRangeLine{r}
+		var cut []int
+		for _, al := range im.allows {
+			var next []peerRangeLine
+			for _, pc := range pieces {
+				if pc.lo.Is4() != al.lo.Is4() || al.hi.Less(pc.lo) || pc.hi.Less(al.lo) {
+					next = append(next, pc)
+					continue
+				}
+				if pc.lo.Less(al.lo) {
+					next = append(next, peerRangeLine{lo: pc.lo, hi: al.lo.Prev()})
+				}
+				if al.hi.Less(pc.hi) {
+					next = append(next, peerRangeLine{lo: al.hi.Next(), hi: pc.hi})
+				}
+				if len(cut) == 0 || cut[len(cut)-1] != al.line {
+					cut = append(cut, al.line)
+				}
+			}
+			pieces = next
+		}
+		if len(cut) > 0 {
+			lines := make([]string, len(cut))
+			for i, l := range cut {
+				lines[i] = strconv.Itoa(l)
+			}
+			o := coturnOption{Line: r.line, Name: r.name}
+			if len(pieces) == 0 {
+				im.note(CoturnChanged, o, "not written: allowed-peer-ip (line %s) covers it, and coturn lets allowed-peer-ip win", strings.Join(lines, ", "))
+				continue
+			}
+			im.note(CoturnChanged, o, "written without the addresses of allowed-peer-ip (line %s): coturn lets allowed-peer-ip win over denied-peer-ip, icegate lets deny win", strings.Join(lines, ", "))
+		}
+		write("policy.deny", r, pieces)
 	}
 }
 
@@ -563,6 +631,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 func (im *importer) finish() {
 	im.finishRelay()
 	im.finishAuth()
+	im.finishPolicy()
 
 	if im.maxLifetime > 0 && im.maxLifetime < 600 {
 		// The default lifetime (10m) must not exceed the maximum.

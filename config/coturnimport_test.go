@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,12 +112,35 @@ func TestImportCoturnOptions(t *testing.T) {
 				t.Errorf("tls %+v, notes %v", c.TLS, im.Notes)
 			}
 		}},
-		{"peer ranges", "denied-peer-ip=10.0.0.0-10.255.255.255\ndenied-peer-ip=192.0.2.1\nallowed-peer-ip=10.0.0.1-10.0.0.6\nallowed-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff\n", func(t *testing.T, c *Config, _ CoturnImport) {
-			if got := strings.Join(c.Policy.Deny, ","); got != "10.0.0.0/8,192.0.2.1" {
-				t.Errorf("deny %s", got)
+		{"peer ranges", "denied-peer-ip=10.0.0.0-10.255.255.255\ndenied-peer-ip=192.0.2.1\nallowed-peer-ip=10.0.0.1-10.0.0.6\nallowed-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff\ndenied-peer-ip=10.0.0.2-10.0.0.3\n", func(t *testing.T, c *Config, im CoturnImport) {
+			// coturn lets allowed-peer-ip win, so the denied range is
+			// written around the allowed one.
+			denied := func(s string) bool {
+				for _, p := range c.Policy.DenyPrefixes {
+					if p.Contains(netip.MustParseAddr(s)) {
+						return true
+					}
+				}
+				return false
+			}
+			for _, a := range []string{"10.0.0.0", "10.0.0.7", "10.200.1.1", "10.255.255.255", "192.0.2.1"} {
+				if !denied(a) {
+					t.Errorf("%s is not denied: %v", a, c.Policy.Deny)
+				}
+			}
+			for _, a := range []string{"10.0.0.1", "10.0.0.6", "192.0.2.2", "11.0.0.0"} {
+				if denied(a) {
+					t.Errorf("%s is denied: %v", a, c.Policy.Deny)
+				}
+			}
+			if !hasNote(im.Notes, CoturnChanged, 1, "allowed-peer-ip (line 3)") {
+				t.Errorf("notes %v", im.Notes)
 			}
 			if got := strings.Join(c.Policy.Allow, ","); got != "10.0.0.1,10.0.0.2/31,10.0.0.4/31,10.0.0.6,fe80::/10" {
 				t.Errorf("allow %s", got)
+			}
+			if !hasNote(im.Notes, CoturnChanged, 5, "not written") {
+				t.Errorf("notes %v", im.Notes)
 			}
 		}},
 		{"loopback peers", "allow-loopback-peers\nno-multicast-peers\nno-loopback-peers\n", func(t *testing.T, c *Config, im CoturnImport) {
@@ -262,7 +286,7 @@ func TestImportCoturnFiles(t *testing.T) {
 		{"production.conf", func(t *testing.T, c *Config, im CoturnImport) {
 			if c.Realm != "turn.example.com" || c.Listen.TLSPort != 443 || len(c.Auth.Secrets) != 2 || len(c.Auth.Users) != 0 ||
 				c.Relay.IPv4Public != "203.0.113.10" || c.Relay.IPv4Bind != "10.0.0.5" || c.Relay.IPv6Public != "2001:db8:10::5" ||
-				c.Limits.AllocationsTotal != 2000 || c.Limits.MaxLifetime != "7200s" || len(c.Policy.DenyPrefixes) != 16 ||
+				c.Limits.AllocationsTotal != 2000 || c.Limits.MaxLifetime != "7200s" || len(c.Policy.DenyPrefixes) != 15+22 ||
 				c.TLS.CertFile != "/etc/letsencrypt/live/turn.example.com/fullchain.pem" || c.Metrics.Listen != "127.0.0.1:9641" {
 				t.Errorf("not translated:\n%s", im.HCL)
 			}

@@ -21,6 +21,8 @@
 #
 # Different in icegate:
 #   line 7: alt-listening-port: carried to stun.alternate_port, used only with stun.alternate_address (RFC 5780, a second IP address), which the import does not set
+#   line 43: denied-peer-ip: written without the addresses of allowed-peer-ip (line 59): coturn lets allowed-peer-ip win over denied-peer-ip, icegate lets deny win
+#   line 43: denied-peer-ip: 10.0.0.0-10.255.255.255 is written as 22 CIDRs
 #   line 61: prometheus: coturn serves metrics on every interface; icegate's listen is loopback only (write ":9641" to serve every interface)
 #
 # Already icegate's behaviour:
@@ -68,7 +70,28 @@ policy {
   ]
   deny = [
     "0.0.0.0/8",       # line 42: denied-peer-ip
-    "10.0.0.0/8",      # line 43: denied-peer-ip
+    "10.0.0.0/28",     # line 43: denied-peer-ip
+    "10.0.0.16/30",    # line 43: denied-peer-ip
+    "10.0.0.24/29",    # line 43: denied-peer-ip
+    "10.0.0.32/27",    # line 43: denied-peer-ip
+    "10.0.0.64/26",    # line 43: denied-peer-ip
+    "10.0.0.128/25",   # line 43: denied-peer-ip
+    "10.0.1.0/24",     # line 43: denied-peer-ip
+    "10.0.2.0/23",     # line 43: denied-peer-ip
+    "10.0.4.0/22",     # line 43: denied-peer-ip
+    "10.0.8.0/21",     # line 43: denied-peer-ip
+    "10.0.16.0/20",    # line 43: denied-peer-ip
+    "10.0.32.0/19",    # line 43: denied-peer-ip
+    "10.0.64.0/18",    # line 43: denied-peer-ip
+    "10.0.128.0/17",   # line 43: denied-peer-ip
+    "10.1.0.0/16",     # line 43: denied-peer-ip
+    "10.2.0.0/15",     # line 43: denied-peer-ip
+    "10.4.0.0/14",     # line 43: denied-peer-ip
+    "10.8.0.0/13",     # line 43: denied-peer-ip
+    "10.16.0.0/12",    # line 43: denied-peer-ip
+    "10.32.0.0/11",    # line 43: denied-peer-ip
+    "10.64.0.0/10",    # line 43: denied-peer-ip
+    "10.128.0.0/9",    # line 43: denied-peer-ip
     "100.64.0.0/10",   # line 44: denied-peer-ip
     "127.0.0.0/8",     # line 45: denied-peer-ip
     "169.254.0.0/16",  # line 46: denied-peer-ip
