@@ -128,6 +128,7 @@ type importer struct {
 	set   map[string]*hclSetting
 
 	relayIPs       []addrLine
+	listenIPs      []addrLine
 	denies, allows []peerRangeLine
 	externals      []externalIP
 	users          []importUser
@@ -279,6 +280,7 @@ func init() {
 				}
 			}
 			im.appendList("listen.addresses", lit, o)
+			im.listenIPs = append(im.listenIPs, addrLine{a: a, line: o.Line, name: o.Name})
 		},
 		"relay-ip": func(im *importer, o coturnOption) {
 			if a, ok := im.ip(o, o.Value); ok {
@@ -528,6 +530,33 @@ type peerRangeLine struct {
 	name   string
 }
 
+// subtractRange returns pieces without the addresses of r; cut says
+// whether any piece lost some.
+func subtractRange(pieces []peerRangeLine, r peerRangeLine) (out []peerRangeLine, cut bool) {
+	for _, pc := range pieces {
+		if pc.lo.Is4() != r.lo.Is4() || r.hi.Less(pc.lo) || pc.hi.Less(r.lo) {
+			out = append(out, pc)
+			continue
+		}
+		cut = true
+		if pc.lo.Less(r.lo) {
+			out = append(out, peerRangeLine{lo: pc.lo, hi: r.lo.Prev()})
+		}
+		if r.hi.Less(pc.hi) {
+			out = append(out, peerRangeLine{lo: r.hi.Next(), hi: pc.hi})
+		}
+	}
+	return out, cut
+}
+
+// privateRanges are RFC 1918's, which coturn relays to unless
+// denied-peer-ip says otherwise.
+var privateRanges = []peerRangeLine{
+	{lo: netip.MustParseAddr("10.0.0.0"), hi: netip.MustParseAddr("10.255.255.255")},
+	{lo: netip.MustParseAddr("172.16.0.0"), hi: netip.MustParseAddr("172.31.255.255")},
+	{lo: netip.MustParseAddr("192.168.0.0"), hi: netip.MustParseAddr("192.168.255.255")},
+}
+
 // finishPolicy writes the peer ranges as CIDRs. coturn checks
 // allowed-peer-ip first (good_peer_addr in ns_turn_server.c), so there an
 // allowed address inside a denied range is allowed; in icegate deny wins
@@ -554,27 +583,27 @@ func (im *importer) finishPolicy() {
 	for _, r := range im.allows {
 		write("policy.allow", r, []peerRangeLine{r})
 	}
+	// Where coturn relays to private peers, icegate does not: say so.
+	open := privateRanges
+	for _, r := range im.denies {
+		open, _ = subtractRange(open, r)
+	}
+	for _, r := range im.allows {
+		open, _ = subtractRange(open, r)
+	}
+	if len(open) > 0 {
+		im.notes = append(im.notes, CoturnNote{Kind: CoturnChanged,
+			Text: "private peers (RFC 1918): coturn relays to those denied-peer-ip does not name, icegate denies them unless policy.allow or policy.presets admit them (presets = [\"lan\"] on a LAN); `icegate policy explain IP` shows the decision"})
+	}
 	for _, r := range im.denies {
 		pieces := []peerRangeLine{r}
 		var cut []int
 		for _, al := range im.allows {
-			var next []peerRangeLine
-			for _, pc := range pieces {
-				if pc.lo.Is4() != al.lo.Is4() || al.hi.Less(pc.lo) || pc.hi.Less(al.lo) {
-					next = append(next, pc)
-					continue
-				}
-				if pc.lo.Less(al.lo) {
-					next = append(next, peerRangeLine{lo: pc.lo, hi: al.lo.Prev()})
-				}
-				if al.hi.Less(pc.hi) {
-					next = append(next, peerRangeLine{lo: al.hi.Next(), hi: pc.hi})
-				}
-				if len(cut) == 0 || cut[len(cut)-1] != al.line {
-					cut = append(cut, al.line)
-				}
+			var didCut bool
+			pieces, didCut = subtractRange(pieces, al)
+			if didCut {
+				cut = append(cut, al.line)
 			}
-			pieces = next
 		}
 		if len(cut) > 0 {
 			lines := make([]string, len(cut))
@@ -632,6 +661,19 @@ func (im *importer) finish() {
 	im.finishRelay()
 	im.finishAuth()
 	im.finishPolicy()
+
+	off := func(key string) bool {
+		st := im.set[key]
+		return st != nil && st.items[0].lit == "false"
+	}
+	if im.set["relay.tcp"] == nil && !(off("listen.tcp") && off("listen.tls")) {
+		im.notes = append(im.notes, CoturnNote{Kind: CoturnChanged,
+			Text: "TCP relays (RFC 6062): coturn allows them unless no-tcp-relay, icegate only with relay.tcp = true (browsers never ask for them)"})
+	}
+	if im.set["tls.cert_file"] == nil && !(off("listen.tls") && off("listen.dtls")) {
+		im.notes = append(im.notes, CoturnNote{Kind: CoturnChanged,
+			Text: "no cert/pkey: coturn serves no TLS without its certificate file, icegate serves TLS and DTLS with a self-signed certificate made at start (browsers refuse it for turns:); set tls.cert_file and tls.key_file, or listen.tls = false and listen.dtls = false"})
+	}
 
 	if im.maxLifetime > 0 && im.maxLifetime < 600 {
 		// The default lifetime (10m) must not exceed the maximum.
@@ -704,6 +746,32 @@ func (im *importer) finishRelay() {
 			f.bind = &hclItem{lit: hclString(e.priv.String()), line: e.line, option: e.name}
 		case unquote(f.bind.lit) != e.priv.String():
 			im.note(CoturnChanged, o, "the private address %s differs from relay-ip %s (line %d); icegate binds relays to the relay-ip", e.priv, unquote(f.bind.lit), f.bind.line)
+		}
+	}
+	if !anyRelayIP {
+		// Without relay-ip, coturn relays from the address the client
+		// reached. With one specific listening-ip of a family, that is
+		// always the same address: bind relays to it.
+		for _, f := range fams {
+			if f.bind != nil {
+				continue
+			}
+			var only []addrLine
+			for _, l := range im.listenIPs {
+				if l.a.Is4() == f.is4 && !l.a.IsUnspecified() {
+					only = append(only, l)
+				}
+			}
+			switch {
+			case len(only) == 1:
+				l := only[0]
+				f.bind = &hclItem{lit: hclString(l.a.String()), line: l.line, option: l.name}
+				im.notes = append(im.notes, CoturnNote{Kind: CoturnChanged, Line: l.line, Option: l.name,
+					Text: fmt.Sprintf("also relay.%s_bind: without relay-ip, coturn relays from the address the client reached, which is this one", f.name)})
+			case len(only) > 1:
+				im.notes = append(im.notes, CoturnNote{Kind: CoturnChanged, Line: only[0].line, Option: only[0].name,
+					Text: fmt.Sprintf("several %s listening-ip and no relay-ip: coturn relays from whichever the client reached, icegate from relay.%s_bind (every interface), advertising one address; set relay.%s_bind and relay.%s_public", f.name, f.name, f.name, f.name)})
+			}
 		}
 	}
 	for _, f := range fams {

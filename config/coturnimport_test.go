@@ -57,6 +57,15 @@ func TestImportCoturnOptions(t *testing.T) {
 			if strings.Join(c.Listen.Addresses, ",") != "192.0.2.1,2001:db8::1" || !hasNote(im.Notes, CoturnBuiltIn, 3, "already on line 1") {
 				t.Errorf("addresses %v, notes %v", c.Listen.Addresses, im.Notes)
 			}
+			// Without relay-ip coturn relays from the address reached.
+			if c.Relay.IPv4Bind != "192.0.2.1" || c.Relay.IPv6Bind != "2001:db8::1" || !hasNote(im.Notes, CoturnChanged, 1, "relay.ipv4_bind") {
+				t.Errorf("relay %+v, notes %v", c.Relay, im.Notes)
+			}
+		}},
+		{"several listening ips", "listening-ip=192.0.2.1\nlistening-ip=192.0.2.2\nlistening-ip=::\n", func(t *testing.T, c *Config, im CoturnImport) {
+			if c.Relay.IPv4Bind != "0.0.0.0" || c.Relay.IPv6Bind != "::" || !hasNote(im.Notes, CoturnChanged, 1, "several ipv4 listening-ip") {
+				t.Errorf("relay %+v, notes %v", c.Relay, im.Notes)
+			}
 		}},
 		{"relay ip v4 only turns v6 relays off", "relay-ip=192.0.2.1\nrelay-ip=192.0.2.2\n", func(t *testing.T, c *Config, im CoturnImport) {
 			if c.Relay.IPv4Bind != "192.0.2.1" || c.Relay.IPv6Bind != "" || !hasNote(im.Notes, CoturnUnsupported, 2, "one address per family") {
@@ -279,7 +288,10 @@ func TestImportCoturnFiles(t *testing.T) {
 			if c.Listen.Port != d.Listen.Port || c.Realm != d.Realm || len(c.Auth.Secrets) != 0 || c.Relay.IPv4Bind != d.Relay.IPv4Bind {
 				t.Errorf("not the defaults:\n%s", im.HCL)
 			}
-			if len(im.Notes) != 5 { // syslog, no-rfc5780, no-stun-backward-compatibility, response-origin..., no credentials
+			// syslog, no-rfc5780, no-stun-backward-compatibility,
+			// response-origin-only-with-rfc5780; no credentials, private
+			// peers, TCP relays, no certificate.
+			if len(im.Notes) != 8 {
 				t.Errorf("%d notes: %v", len(im.Notes), im.Notes)
 			}
 		}},

@@ -118,7 +118,7 @@ func TestConfigImportStdin(t *testing.T) {
 	t.Cleanup(func() { stdinReader = orig })
 	stdinReader = strings.NewReader("realm=stdin.example\nstatic-auth-secret=0123456789abcdef0123\n")
 	out, stderr, err := runCLI("config", "import", "-")
-	if err != nil || !strings.Contains(out, `realm = "stdin.example"`) || !strings.Contains(stderr, "<stdin>: 0 note(s)") {
+	if err != nil || !strings.Contains(out, `realm = "stdin.example"`) || !strings.Contains(stderr, "<stdin>: 3 note(s); config check of the output: ok") {
 		t.Fatalf("config import -: %v\n%s\n%s", err, out, stderr)
 	}
 }
