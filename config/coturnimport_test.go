@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -423,4 +424,34 @@ func FuzzImportCoturn(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestImportCoturnDocExample keeps the example in docs/coturn.md true:
+// its turnserver.conf imports to exactly the HCL shown, with the notes
+// shown.
+func TestImportCoturnDocExample(t *testing.T) {
+	b, err := os.ReadFile("../docs/coturn.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	_, rest, ok1 := strings.Cut(doc, "$ cat /etc/turnserver.conf\n")
+	conf, rest, ok2 := strings.Cut(rest, "$ icegate config import /etc/turnserver.conf > icegate.hcl\n")
+	stderr, rest, ok3 := strings.Cut(rest, "$ cat icegate.hcl\n")
+	want, _, ok4 := strings.Cut(rest, "```")
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		t.Fatal("docs/coturn.md has no import example")
+	}
+	im := ImportCoturn([]byte(conf))
+	if string(im.HCL) != want {
+		t.Errorf("docs/coturn.md shows:\n%s\nthe import gives:\n%s", want, im.HCL)
+	}
+	for _, n := range im.Notes {
+		if !strings.Contains(stderr, n.Text) {
+			t.Errorf("docs/coturn.md does not show the note %q", n)
+		}
+	}
+	if !strings.Contains(stderr, fmt.Sprintf("%d note(s)", len(im.Notes))) {
+		t.Errorf("docs/coturn.md shows the wrong number of notes (%d):\n%s", len(im.Notes), stderr)
+	}
 }
