@@ -9,6 +9,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 
 	"icegate/auth"
@@ -174,7 +177,9 @@ func (im *importer) appendList(key, lit string, o coturnOption) {
 func (im *importer) flag(o coturnOption) (b, ok bool) {
 	b, ok = coturnBool(o.Value)
 	if !ok {
-		im.note(CoturnUnsupported, o, "%q is not a boolean (coturn refuses to start); not carried over", o.Value)
+		// The value is not repeated: a secret written in the wrong
+		// place ("use-auth-secret=...") must not reach a log.
+		im.note(CoturnUnsupported, o, "the value is not a boolean (on/off, yes/no, true/false, 1/0; coturn refuses to start); not carried over")
 	}
 	return b, ok
 }
@@ -186,7 +191,7 @@ func (im *importer) number(o coturnOption, lo, hi int) (int, bool) {
 	case o.Value == "":
 		im.note(CoturnUnsupported, o, "needs a value; not carried over")
 	case err != nil:
-		im.note(CoturnUnsupported, o, "%q is not a number; not carried over", o.Value)
+		im.note(CoturnUnsupported, o, "the value is not a number; not carried over")
 	case n < lo || n > hi:
 		im.note(CoturnUnsupported, o, "%d is outside %d-%d; not carried over", n, lo, hi)
 	default:
@@ -200,8 +205,8 @@ func (im *importer) str(key string, o coturnOption) {
 		im.note(CoturnUnsupported, o, "needs a value; not carried over")
 		return
 	}
-	if !utf8.ValidString(o.Value) {
-		im.note(CoturnUnsupported, o, "the value is not UTF-8; not carried over")
+	if why := unwritable(o.Value); why != "" {
+		im.note(CoturnUnsupported, o, "the value %s; not carried over", why)
 		return
 	}
 	im.single(key, hclString(o.Value), o)
@@ -341,14 +346,16 @@ func init() {
 			}
 		},
 		"static-auth-secret": func(im *importer, o coturnOption) {
+			if o.Value != "" {
+				// coturn turns use-auth-secret on with it.
+				im.useAuthSecret = true
+			}
 			switch {
 			case o.Value == "":
 				im.note(CoturnUnsupported, o, "needs a value; not carried over")
-			case !utf8.ValidString(o.Value):
-				im.note(CoturnUnsupported, o, "the secret is not UTF-8; not carried over")
+			case unwritable(o.Value) != "":
+				im.note(CoturnUnsupported, o, "the secret %s; not carried over", unwritable(o.Value))
 			default:
-				// coturn turns use-auth-secret on with it.
-				im.useAuthSecret = true
 				for _, s := range im.secrets {
 					if s.lit == hclString(o.Value) {
 						im.note(CoturnBuiltIn, o, "the same secret as line %d", s.line)
@@ -824,8 +831,8 @@ func (im *importer) finishAuth() {
 			im.note(CoturnUnsupported, o, "not name:password (coturn refuses it); not carried over")
 			continue
 		}
-		if !utf8.ValidString(name) || !utf8.ValidString(pass) {
-			im.note(CoturnUnsupported, o, "not UTF-8; not carried over")
+		if why := unwritable(name + pass); why != "" {
+			im.note(CoturnUnsupported, o, "the name or password %s; not carried over", why)
 			continue
 		}
 		u := importUser{name: name, line: o.Line}
@@ -1000,6 +1007,26 @@ func hclString(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// unwritable says why v cannot be carried into HCL unchanged, or "" when
+// it can. HCL holds UTF-8 only, and turns every string into a cty value,
+// which normalizes it to Unicode NFC: a realm, secret or password written
+// with combining characters would change, and with it every key and HMAC
+// made from it. So the literal is read back as the config will read it.
+func unwritable(v string) string {
+	if !utf8.ValidString(v) {
+		return "is not UTF-8"
+	}
+	expr, diags := hclsyntax.ParseExpression([]byte(hclString(v)), "", hcl.InitialPos)
+	var back string
+	if !diags.HasErrors() {
+		diags = gohcl.DecodeExpression(expr, nil, &back)
+	}
+	if diags.HasErrors() || back != v {
+		return "holds Unicode that HCL rewrites (to NFC), which would change it"
+	}
+	return ""
 }
 
 // unquote reverses hclString for the plain addresses it is used on here.

@@ -107,6 +107,17 @@ func TestImportCoturnOptions(t *testing.T) {
 				t.Errorf("notes %v", im.Notes)
 			}
 		}},
+		{"template characters stay text", "lt-cred-mech\nuser=a${b}%{c}\"d\\e:p${w}\nrealm=x${y}\n", func(t *testing.T, c *Config, _ CoturnImport) {
+			if c.Realm != "x${y}" || len(c.Auth.Users) != 1 || c.Auth.Users[0].Name != `a${b}%{c}"d\e` || c.Auth.Users[0].Password != "p${w}" {
+				t.Errorf("realm %q, users %+v", c.Realm, c.Auth.Users)
+			}
+		}},
+		{"values HCL would change", "realm=e\u0301\nstatic-auth-secret=0123456789abcdee\u0301\nstatic-auth-secret=\xff0123456789abcdef\nuser=n:pa\u0301ss\n", func(t *testing.T, c *Config, im CoturnImport) {
+			if c.Realm != "icegate" || len(c.Auth.Secrets) != 0 || !hasNote(im.Notes, CoturnUnsupported, 1, "NFC") ||
+				!hasNote(im.Notes, CoturnUnsupported, 2, "NFC") || !hasNote(im.Notes, CoturnUnsupported, 3, "UTF-8") || !hasNote(im.Notes, CoturnUnsupported, 4, "ignores user=") {
+				t.Errorf("realm %q, auth %+v, notes %v", c.Realm, c.Auth, im.Notes)
+			}
+		}},
 		{"users ignored with a secret", "use-auth-secret\nstatic-auth-secret=0123456789abcdef0123\nuser=alice:pw\n", func(t *testing.T, c *Config, im CoturnImport) {
 			if len(c.Auth.Users) != 0 || len(c.Auth.Secrets) != 1 || !hasNote(im.Notes, CoturnUnsupported, 3, "ignores user=") {
 				t.Errorf("auth %+v, notes %v", c.Auth, im.Notes)
@@ -244,7 +255,8 @@ func TestImportCoturnOptions(t *testing.T) {
 func TestImportCoturnNoSecretInNotes(t *testing.T) {
 	conf := "use-auth-secret\nstatic-auth-secret=s3cret-value-1234\nstatic-auth-secret=s3cret-value-1234\n" +
 		"user=a:s3cret-value-1234\ncli-password=s3cret-value-1234\nredis-userdb=\"password=s3cret-value-1234\"\n" +
-		"static-auth-secre=s3cret-value-1234\npkey-pwd=s3cret-value-1234\n"
+		"static-auth-secre=s3cret-value-1234\npkey-pwd=s3cret-value-1234\nuse-auth-secret=s3cret-value-1234\n" +
+		"user-quota=s3cret-value-1234\nrealm=\"s3cret\xff\"\nuser=s3cret-name:x\n"
 	im := ImportCoturn([]byte(conf))
 	for _, n := range im.Notes {
 		if strings.Contains(n.String(), "s3cret") {
@@ -404,6 +416,7 @@ func FuzzImportCoturn(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("realm=\"a${b}\\\"\nuser=x:0x00\ndenied-peer-ip=::-ffff::\nexternal-ip=1.2.3.4/::1\n"))
+	f.Add([]byte("realm=e\u0301%{x}\nuse-auth-secret\nstatic-auth-secret=\"$${}\t\"\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		im := ImportCoturn(src)
 		c, diags := Parse(im.HCL, "imported.hcl")
@@ -417,6 +430,19 @@ func FuzzImportCoturn(f *testing.F) {
 		}
 		if (c == nil) != diags.HasErrors() {
 			t.Fatalf("config %v with errors %v", c != nil, diags.HasErrors())
+		}
+		// A value reaches the config exactly as coturn reads it: the
+		// last realm is the realm.
+		if c != nil {
+			var last string
+			for _, o := range parseCoturn(src) {
+				if o.Name == "realm" && o.Value != "" && unwritable(o.Value) == "" {
+					last = o.Value
+				}
+			}
+			if last != "" && c.Realm != last {
+				t.Fatalf("realm %q became %q\n%s", last, c.Realm, im.HCL)
+			}
 		}
 		for _, n := range im.Notes {
 			if strings.ContainsAny(n.String(), "\n\r") {
