@@ -41,7 +41,7 @@ var coturnUnsupported = map[string]string{
 	"rfc5780":                           "RFC 5780 needs a second IP address: set stun.alternate_address (see docs/config.md, `stun`)",
 	"rfc3489-compatibility":             "RFC 3489 answers need RFC 5780's second address: set stun.alternate_address and stun.rfc3489 = true",
 	"stun-backward-compatibility":       "RFC 3489 answers need RFC 5780's second address: set stun.alternate_address and stun.rfc3489 = true",
-	"secure-stun":                       "not supported: STUN Binding needs no credentials in icegate (RFC 8489 §10 leaves it to the server; browsers never authenticate Binding)",
+	"secure-stun":                       "not supported: STUN Binding needs no credentials in icegate (browsers never authenticate Binding requests)",
 	"acme-redirect":                     whyNotImplemented + " (ACME HTTP-01 redirect); renew certificates with certbot: tls.cert_file is re-read when it changes",
 
 	// Authentication and users.
@@ -60,12 +60,12 @@ var coturnUnsupported = map[string]string{
 	"no-dynamic-realms":        "not needed: icegate has one realm",
 	"check-origin-consistency": whyNotImplemented + " (ORIGIN attribute checks); browsers do not send ORIGIN",
 	"secret-ts-exp-time":       "not needed: a time-limited username carries its own expiry",
-	"stale-nonce":              "not configurable: pion/turn makes and expires nonces itself, and answers a stale one with 438 (RFC 8489 §9.2.5)",
+	"stale-nonce":              "not configurable: pion/turn makes and expires nonces itself, and answers a stale one with 438 (RFC 8489 §9.2.4)",
 	"stateless-nonce":          "not configurable: pion/turn's nonces are its own",
 	"stateless-nonce-secret":   "not configurable: pion/turn's nonces are its own",
 	"channel-lifetime":         "not configurable: channels last 10 minutes (RFC 8656 §12)",
 	"permission-lifetime":      "not configurable: permissions last 5 minutes (RFC 8656 §9)",
-	"max-allocate-timeout":     "not needed: icegate has no allocation set-up timer",
+	"max-allocate-timeout":     "not configurable in icegate",
 	"bps-capacity":             whyNotImplemented + " (a server-wide bandwidth cap); limits.bandwidth_per_allocation caps each allocation",
 	"drain-min-allocations":    whyNotImplemented + " yet",
 
@@ -117,7 +117,7 @@ var coturnUnsupported = map[string]string{
 	"no-stdout-log":            whyLogs,
 	"new-log-timestamp":        whyLogs,
 	"new-log-timestamp-format": whyLogs,
-	"log-binding":              "not needed: icegate counts Binding requests in its metrics and does not log each one",
+	"log-binding":              "not needed: icegate does not log each Binding request",
 	"drop-invalid-packets-log": "not needed: invalid packets are counted in the metrics, never logged one by one",
 	"udp-recvmmsg-log":         "not needed: icegate's event loops are described by their metrics",
 	"udp-sendmmsg-log":         "not needed: icegate's event loops are described by their metrics",
@@ -125,19 +125,19 @@ var coturnUnsupported = map[string]string{
 	"software-attribute":       "not configurable in icegate (the SOFTWARE attribute is its own choice)",
 	"no-software-attribute":    "not configurable in icegate (the SOFTWARE attribute is its own choice)",
 	"prod":                     "not configurable in icegate (the SOFTWARE attribute is its own choice)",
+	"fingerprint":              "not configurable: pion/turn decides on FINGERPRINT (RFC 8489 §14.7)",
+	"include-reason-string":    "not configurable: icegate's error responses are its own and pion/turn's",
+	"respond-http-unsupported": "not needed: icegate's TURN ports do not answer HTTP; HTTP is on http.listen",
 }
 
 var coturnBuiltIn = map[string]string{
 	"no-multicast-peers":                "icegate always denies multicast peers",
 	"no-loopback-peers":                 "icegate denies loopback peers unless policy.presets has \"loopback\"",
 	"no-cli":                            "icegate has no admin shell",
-	"fingerprint":                       "not configurable: FINGERPRINT is pion/turn's choice (RFC 8489 §14.7)",
 	"no-rfc5780":                        "RFC 5780 is off without stun.alternate_address",
 	"response-origin-only-with-rfc5780": "icegate sends RESPONSE-ORIGIN only with RFC 5780 (stun.alternate_address)",
 	"no-stun-backward-compatibility":    "RFC 3489 answers are off unless stun.rfc3489 = true",
 	"rfc5766-channel-numbers":           "icegate accepts channel numbers 0x4000-0x7FFF (RFC 5766's range)",
 	"udp-recvmmsg":                      "icegate reads and writes UDP in batches on Linux",
 	"drop-invalid-packets":              "icegate drops invalid packets and counts them",
-	"include-reason-string":             "not configurable: error responses are pion/turn's and icegate's own",
-	"respond-http-unsupported":          "icegate's TURN ports do not speak HTTP; signaling is on http.listen",
 }

@@ -3,8 +3,9 @@
 # else keeps icegate's default (`icegate config default` lists them).
 #
 # Not carried over:
+#   line 19: fingerprint: not configurable: pion/turn decides on FINGERPRINT (RFC 8489 §14.7)
 #   line 25: user: coturn ignores user= when use-auth-secret is on, so this user could not log in; not carried over (an auth.user block would let it)
-#   line 30: stale-nonce: not configurable: pion/turn makes and expires nonces itself, and answers a stale one with 438 (RFC 8489 §9.2.5)
+#   line 30: stale-nonce: not configurable: pion/turn makes and expires nonces itself, and answers a stale one with 438 (RFC 8489 §9.2.4)
 #   line 35: cipher-list: not needed: Go's TLS stack picks the protocol versions (1.2 and up), ciphers and curves
 #   line 36: no-tlsv1: not needed: Go's TLS stack picks the protocol versions (1.2 and up), ciphers and curves
 #   line 37: no-tlsv1_1: not needed: Go's TLS stack picks the protocol versions (1.2 and up), ciphers and curves
@@ -26,7 +27,6 @@
 #   line 61: prometheus: coturn serves metrics on every interface; icegate's listen is loopback only (write ":9641" to serve every interface)
 #
 # Already icegate's behaviour:
-#   line 19: fingerprint: not configurable: FINGERPRINT is pion/turn's choice (RFC 8489 §14.7)
 #   line 40: no-multicast-peers: icegate always denies multicast peers
 #   line 62: no-cli: icegate has no admin shell
 #   line 69: verbose: icegate's default log.level "info" logs what coturn's verbose does
