@@ -21,6 +21,8 @@ Usage:
   icegate serve [-config FILE]          run the server (embedded defaults without -config)
   icegate config check FILE             validate a config file, printing file:line for each problem
   icegate config default                print the embedded default config
+  icegate config import TURNSERVER.CONF translate coturn's config into icegate's (stdout), listing
+                                        what is not carried over and why (stderr), then check it
   icegate cred [-secret S | -config F] [-user NAME] [-ttl 24h] [-host H] [-json]
                                         mint time-limited TURN credentials (coturn's use-auth-secret)
   icegate policy explain IP[:PORT] [-config F]
@@ -63,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return serve(ctx, rest, stdout, stderr)
 	case "config":
-		return configCmd(rest, stdout, stderr)
+		return configCmd(rest, stdinReader, stdout, stderr)
 	case "cred":
 		return cred(rest, stdout, stderr)
 	case "policy":

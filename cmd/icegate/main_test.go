@@ -52,7 +52,7 @@ func TestUsage(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"-h"}, {"help"}, {"serve", "-h"}, {"config", "-h"}, {"config", "--help"}, {"config", "check", "-h"},
-		{"config", "default", "-h"}, {"cred", "-h"}, {"policy", "-h"}, {"policy", "explain", "-h"},
+		{"config", "default", "-h"}, {"config", "import", "-h"}, {"cred", "-h"}, {"policy", "-h"}, {"policy", "explain", "-h"},
 		{"token", "-h"}, {"natcheck", "-h"},
 	} {
 		out, errOut, err := runCLI(args...)
