@@ -43,7 +43,7 @@ lint: ## gofmt and go vet.
 NATLAB_REQUIRE := $(shell [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
 
 test: deps lint ## Run every test: unit, integration, interop with coturn's clients, the NAT lab (as root), the JavaScript tests (node --test), socket.io's conformance suites, and each fuzz target briefly.
-	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_REDIS=1 ICEGATE_REQUIRE_E2E=1 ICEGATE_REQUIRE_NODE=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
+	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_SYSTEMD=1 ICEGATE_REQUIRE_DEB=1 ICEGATE_REQUIRE_REDIS=1 ICEGATE_REQUIRE_E2E=1 ICEGATE_REQUIRE_NODE=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
 .PHONY: test-js
