@@ -22,6 +22,29 @@ help: ## Show this help.
 build: ## Build bin/icegate (static, version stamped).
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/icegate
 
+# make install: PREFIX for the binary, DESTDIR for staging (packagers).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+# make deb: where the package goes.
+DEB_DIR ?= bin
+
+.PHONY: install
+install: build ## Install the binary in $(PREFIX)/bin, the systemd unit and /etc/icegate/icegate.hcl (kept if present); DESTDIR= stages.
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/icegate
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's#/usr/bin/icegate#$(PREFIX)/bin/icegate#g' deploy/systemd/icegate.service > $(DESTDIR)/etc/systemd/system/icegate.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/icegate.service
+	@if [ -e $(DESTDIR)/etc/icegate/icegate.hcl ]; then \
+	  echo "kept $(DESTDIR)/etc/icegate/icegate.hcl"; \
+	else \
+	  install -d -m 0750 $(DESTDIR)/etc/icegate && $(BIN) config default > $(DESTDIR)/etc/icegate/icegate.hcl && chmod 0640 $(DESTDIR)/etc/icegate/icegate.hcl; \
+	fi
+	@echo "now: useradd --system --user-group --no-create-home --shell /usr/sbin/nologin icegate; chgrp -R icegate /etc/icegate; systemctl daemon-reload (docs/operations.md)"
+
+.PHONY: deb
+deb: build ## Build the Debian package in $(DEB_DIR) with dpkg-deb (binary, systemd unit, /etc/icegate, the icegate user); version from git describe.
+	@GOARCH=$$($(GO) env GOARCH) deploy/debian/build.sh $(BIN) $(VERSION) $(DEB_DIR)
+
 .PHONY: run
 run: build ## Build and start the server with the embedded defaults (ARGS="-config FILE" to use a file).
 	./$(BIN) serve $(ARGS)
@@ -43,7 +66,7 @@ lint: ## gofmt and go vet.
 NATLAB_REQUIRE := $(shell [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
 
 test: deps lint ## Run every test: unit, integration, interop with coturn's clients, the NAT lab (as root), the JavaScript tests (node --test), socket.io's conformance suites, and each fuzz target briefly.
-	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_REDIS=1 ICEGATE_REQUIRE_E2E=1 ICEGATE_REQUIRE_NODE=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
+	ICEGATE_REQUIRE_INTEROP=1 ICEGATE_REQUIRE_SYSTEMD=1 ICEGATE_REQUIRE_DEB=1 ICEGATE_REQUIRE_REDIS=1 ICEGATE_REQUIRE_E2E=1 ICEGATE_REQUIRE_NODE=1 ICEGATE_REQUIRE_NATLAB=$(NATLAB_REQUIRE) $(GO) test -race -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
 .PHONY: test-js

@@ -11,7 +11,7 @@
 realm = "icegate"
 
 # How long SIGINT/SIGTERM lets live allocations drain before closing them.
-# "0s" closes them at once. A second signal always closes them at once.
+# "0s" closes them at once. A second SIGINT/SIGTERM always closes them at once.
 shutdown_grace = "10s"
 
 log {

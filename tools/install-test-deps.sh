@@ -23,6 +23,11 @@ if [ "$(id -u)" -eq 0 ] && [ "$(uname -s)" = Linux ]; then
     command -v "${pair%%:*}" >/dev/null 2>&1 || { missing+=("${pair%%:*}"); pkgs+=("${pair##*:}"); }
   done
 fi
+# The unit file (deploy/systemd) is checked with systemd-analyze verify,
+# from Debian's systemd package (installing it starts no init here); the
+# .deb (make deb) is built with dpkg-deb, from dpkg.
+command -v systemd-analyze >/dev/null 2>&1 || { missing+=(systemd-analyze); pkgs+=(systemd); }
+command -v dpkg-deb >/dev/null 2>&1 || { missing+=(dpkg-deb); pkgs+=(dpkg); }
 # The browser test (tools/e2e) drives Debian's Chromium, never a downloaded
 # browser, in a network namespace of its own (unshare, from util-linux).
 command -v chromium >/dev/null 2>&1 || { missing+=(chromium); pkgs+=(chromium fonts-dejavu-core); }

@@ -406,7 +406,10 @@ func (e *edits) replace(a pionstun.RawAttribute) {
 func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]byte, bool) {
 	if g.s.draining.Load() {
 		g.attempt("draining")
-		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Server shutting down", key)
+		// 508 as RFC 8656 §7.2 lets a server answer when it cannot take
+		// the allocation now; the reason says why, for the client's log:
+		// SIGUSR1 or shutdown, not a full port range.
+		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Server is draining: no new allocations, try another server", key)
 		return nil, false
 	}
 	transport, err := msg.Get(pionstun.AttrRequestedTransport)

@@ -659,6 +659,15 @@ func (p *PreparedReload) Commit() Revoked {
 	return r
 }
 
+// StopAllocating refuses new allocations from now on (508 "Server is
+// draining", counted as outcome draining) while the live ones keep relaying
+// and refreshing. It does not wait; Drain does. It reports whether the
+// server was allocating until now.
+func (s *Server) StopAllocating() bool { return !s.draining.Swap(true) }
+
+// Draining reports whether new allocations are refused.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
 // Drain refuses new allocations and waits until the live ones are gone or
 // ctx ends, whichever is first. Existing allocations keep relaying meanwhile.
 func (s *Server) Drain(ctx context.Context) int {

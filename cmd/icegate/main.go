@@ -12,9 +12,6 @@ import (
 	"strings"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 const usage = `icegate: a STUN/TURN relay (RFC 8489, 8656, 6062, 6156)
 
 Usage:

@@ -49,6 +49,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("config warnings", "config", cfg.Source, "problems", warnings)
 	}
 	raiseFileLimit(log, cfg.Limits.AllocationsTotal)
+	notify, err := newNotifier()
+	if err != nil {
+		log.Warn("systemd notifications off", "err", err.Error())
+	}
+	defer notify.close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -65,9 +70,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg.MustRegister(rl.ok, rl.pending)
 
 	// Signals: the first SIGINT/SIGTERM drains, a second one forces.
+	// SIGHUP, SIGUSR1 and SIGUSR2 act on the running server and never
+	// force a shutdown (docs/operations.md, "Signals").
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	ctl := make(chan os.Signal, 4)
+	signal.Notify(ctl, syscall.SIGHUP)
+	for _, s := range []os.Signal{sigDrain, sigCertsLoad} {
+		if s != nil {
+			signal.Notify(ctl, s)
+		}
+	}
+	defer signal.Stop(ctl)
 
 	// The relay is built first: the signaling server hands out URLs for
 	// the ports it actually serves. The signaling server in turn shows each
@@ -94,6 +109,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer srv.Close()
 	rl.srv = srv
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "icegate_draining",
+		Help: "1 while new allocations are refused (SIGUSR1, or shutting down); live ones keep relaying.",
+	}, func() float64 {
+		if srv.Draining() {
+			return 1
+		}
+		return 0
+	}))
 	rl.current.Store(cfg)
 
 	if cfg.HTTP.Listen != "" {
@@ -154,21 +178,76 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 		fmt.Fprintf(stdout, "\ntest page: %s\n\n", pageURL)
 	}
 	log.Info("icegate ready", "version", version, "config", cfg.Source, "realm", cfg.Realm)
+	// Every socket is bound by now (turn.New, the metrics and HTTP
+	// listeners): a unit ordered After=icegate.service may use them.
+	status := "STATUS=serving"
+	if err := notify.send("READY=1", status); err != nil {
+		log.Warn("systemd notification failed", "err", err.Error())
+	}
+	var watchdog <-chan time.Time
+	if notify.watchdog > 0 {
+		t := time.NewTicker(notify.watchdog)
+		defer t.Stop()
+		watchdog = t.C
+		log.Info("systemd watchdog on", "ping_every", notify.watchdog.String())
+	}
 
 	for {
-		var sig os.Signal
 		select {
-		case sig = <-sigs:
+		case <-sigs:
 		case <-ctx.Done():
-			sig = syscall.SIGTERM
-		}
-		if sig == syscall.SIGHUP {
-			rl.reload()
+		case <-watchdog:
+			// The ping comes from this loop, so a wedged loop stops it;
+			// AllocationCount takes pion's allocation table lock, so a
+			// relay deadlocked on it stops it too.
+			_ = srv.AllocationCount()
+			_ = notify.send("WATCHDOG=1")
+			continue
+		case sig := <-ctl:
+			switch sig {
+			case syscall.SIGHUP:
+				_ = notify.send(reloading()...)
+				rl.reload()
+				_ = notify.send("READY=1", status)
+			case sigDrain:
+				n := srv.AllocationCount()
+				if srv.StopAllocating() {
+					log.Info("SIGUSR1: draining: new allocations refused, live ones continue; SIGTERM stops the server", "allocations", n)
+				} else {
+					log.Info("SIGUSR1: already draining", "allocations", n)
+				}
+				status = "STATUS=draining: new allocations refused"
+				_ = notify.send(status)
+			case sigCertsLoad:
+				rl.reloadCerts()
+			}
 			continue
 		}
+		_ = notify.send("STOPPING=1", "STATUS=stopping: draining allocations")
 		closeHTTP()
 		return shutdown(srv, rl.current.Load().ShutdownGraceDuration, sigs, log)
 	}
+}
+
+// reloadCerts loads the certificate files of the configuration in force
+// again (SIGUSR2, as coturn does), for the relay's TLS and DTLS listeners
+// and for HTTPS, without reading the config file. The files are also
+// polled for changes; the signal is for a renewal hook that wants the new
+// pair served now. A pair that does not load changes nothing.
+func (r *reloader) reloadCerts() {
+	cur := r.current.Load()
+	relay, err := r.srv.PrepareReload(turnConfig(cur))
+	applyHTTPCert := func() {}
+	if err == nil && r.web != nil {
+		applyHTTPCert, err = r.web.prepareCert()
+	}
+	if err != nil {
+		r.log.Error("SIGUSR2: certificates not loaded, the running ones stay", "err", err.Error())
+		return
+	}
+	relay.Commit()
+	applyHTTPCert()
+	r.log.Info("SIGUSR2: certificates loaded again", "tls_cert_file", cur.TLS.CertFile, "http_cert_file", cur.HTTP.CertFile)
 }
 
 // reloader applies SIGHUP as one step, like Caddy's Load: the whole new
