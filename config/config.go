@@ -90,6 +90,12 @@ type Listen struct {
 	// destination as UDP GSO trains (UDP_SEGMENT). Default true.
 	UDPSegmentation      *bool     `hcl:"udp_segmentation,optional"`
 	UDPSegmentationRange hcl.Range `hcl:"udp_segmentation,attr_range"`
+	// FreeBind binds listener and relay sockets on a specific address
+	// that is not up yet (Linux IP_FREEBIND/IPV6_FREEBIND), so a server
+	// started before the network serves once the address appears.
+	// Default true.
+	FreeBind      *bool     `hcl:"freebind,optional"`
+	FreeBindRange hcl.Range `hcl:"freebind,attr_range"`
 	// UDP, TCP, TLS and DTLS switch each transport on or off. Default true.
 	UDP       *bool     `hcl:"udp,optional"`
 	UDPRange  hcl.Range `hcl:"udp,attr_range"`

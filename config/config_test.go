@@ -92,7 +92,7 @@ func TestDefault(t *testing.T) {
 		Listen: &Listen{
 			Addresses: []string{"0.0.0.0", "::"},
 			Port:      3478, TLSPort: 5349, SocketBuffer: 4 << 20,
-			UDPSegmentation: ptr(true), UDP: ptr(true), TCP: ptr(true), TLS: ptr(true), DTLS: ptr(true),
+			UDPSegmentation: ptr(true), FreeBind: ptr(true), UDP: ptr(true), TCP: ptr(true), TLS: ptr(true), DTLS: ptr(true),
 			Addrs: []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()},
 		},
 		TLS: &TLS{ReloadInterval: "5s", ReloadIntervalDuration: 5 * time.Second},

@@ -46,6 +46,13 @@ listen {
   # off only to rule it out when chasing a driver problem.
   udp_segmentation = true
 
+  # Bind listener and relay sockets on a specific address (addresses here,
+  # relay.ipv4_bind, relay.ipv6_bind) even while no interface has it yet
+  # (Linux IP_FREEBIND): a server started before the network serves once
+  # the address appears, and logs "bound before the address is up" at
+  # start. false: such an address fails the start, or each Allocate (500).
+  freebind = true
+
   # Switch each transport on or off. coturn: no-udp, no-tcp, no-tls, no-dtls.
   udp  = true
   tcp  = true

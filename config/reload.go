@@ -42,6 +42,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Listen.TLSPort":         Restart,
 	"Listen.SocketBuffer":    Restart,
 	"Listen.UDPSegmentation": Restart,
+	"Listen.FreeBind":        Restart,
 	"Listen.UDP":             Restart,
 	"Listen.TCP":             Restart,
 	"Listen.TLS":             Restart,

@@ -10,6 +10,7 @@ func (l *Listen) TCPOn() bool          { return switchOr(l.TCP, true) }
 func (l *Listen) TLSOn() bool          { return switchOr(l.TLS, true) }
 func (l *Listen) DTLSOn() bool         { return switchOr(l.DTLS, true) }
 func (l *Listen) SegmentationOn() bool { return switchOr(l.UDPSegmentation, true) }
+func (l *Listen) FreeBindOn() bool     { return switchOr(l.FreeBind, true) }
 
 func (r *Relay) TCPOn() bool          { return switchOr(r.TCP, false) }
 func (r *Relay) PrivateAllowed() bool { return switchOr(r.PrivateOK, false) }

@@ -22,6 +22,7 @@ func TestSwitchDefaults(t *testing.T) {
 		{"listen.tls", d.Listen.TLS, func(c *Config) bool { return c.Listen.TLSOn() }},
 		{"listen.dtls", d.Listen.DTLS, func(c *Config) bool { return c.Listen.DTLSOn() }},
 		{"listen.udp_segmentation", d.Listen.UDPSegmentation, func(c *Config) bool { return c.Listen.SegmentationOn() }},
+		{"listen.freebind", d.Listen.FreeBind, func(c *Config) bool { return c.Listen.FreeBindOn() }},
 		{"relay.tcp", d.Relay.TCP, func(c *Config) bool { return c.Relay.TCPOn() }},
 		{"relay.private_ok", d.Relay.PrivateOK, func(c *Config) bool { return c.Relay.PrivateAllowed() }},
 		{"auth.ephemeral_secret", d.Auth.EphemeralSecret, func(c *Config) bool { return c.Auth.EphemeralSecretOn() }},

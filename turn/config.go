@@ -64,6 +64,15 @@ type ListenConfig struct {
 	// NoUDP, NoTCP, NoTLS and NoDTLS switch a transport off. Default false
 	// (all on). HCL: listen.udp, listen.tcp, listen.tls, listen.dtls.
 	NoUDP, NoTCP, NoTLS, NoDTLS bool
+	// NoFreeBind binds listener and relay sockets only to addresses that
+	// are up. Default false: on Linux a socket bound to a specific address
+	// (a listen address, relay.ipv4_bind, relay.ipv6_bind) gets
+	// IP_FREEBIND/IPV6_FREEBIND, so a server started before the network
+	// binds anyway and serves once the address appears, and New logs
+	// "bound before the address is up" for each such address. With it a
+	// missing address fails the start (listeners) or each Allocate with a
+	// 500 (relays). HCL: listen.freebind = false.
+	NoFreeBind bool
 }
 
 // TLSConfig is the certificate of the TLS and DTLS listeners.

@@ -145,7 +145,7 @@ const (
 func (c *relayConn) socketConfig() udploop.SocketConfig {
 	return udploop.SocketConfig{
 		Handler: c.loopPacket, Headroom: headroom, Tailroom: tailroom, Buffer: c.alloc.sockBuf,
-		Queue: 64, Pause: true,
+		FreeBind: c.alloc.freeBind, Queue: 64, Pause: true,
 	}
 }
 

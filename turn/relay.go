@@ -48,6 +48,7 @@ type relayAllocator struct {
 	// selfDrop counts and logs relayed data dropped by selfPort.
 	selfDrop func(netip.AddrPort)
 	sockBuf  int             // socket buffer bytes, 0 = the system's default
+	freeBind bool            // IP_FREEBIND on relay sockets (Listen.NoFreeBind)
 	loops    []*udploop.Loop // event loops relay sockets are spread over; none = portable path
 	next     atomic.Uint32
 
@@ -261,11 +262,11 @@ func (r *relayAllocator) openUDP(network string, fam relayFamily, ap netip.AddrP
 		rc.sock = s
 		return rc, nil
 	}
-	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(ap))
+	pc, err := r.bindConfig(nil).ListenPacket(context.Background(), network, ap.String())
 	if err != nil {
 		return nil, asBindError(ap, err)
 	}
-	rc.sock = udploop.NetSocket(c, rc.socketConfig())
+	rc.sock = udploop.NetSocket(pc.(*net.UDPConn), rc.socketConfig())
 	return rc, nil
 }
 
@@ -404,7 +405,7 @@ func (r *relayAllocator) allocateTCP(conf pionturn.AllocateListenerConfig) (net.
 	if err != nil {
 		return nil, nil, err
 	}
-	lc := net.ListenConfig{Control: reuseport.Control}
+	lc := r.bindConfig(reuseport.Control)
 	var ln net.Listener
 	port, err := r.reserve(conf.Network, conf.RequestedPort, false, false, func(port int) (func(), error) {
 		ap := netip.AddrPortFrom(fam.bind, uint16(port))
@@ -448,10 +449,29 @@ func (r *relayAllocator) AllocateConn(conf pionturn.AllocateConnConfig) (net.Con
 	}
 	d := net.Dialer{
 		LocalAddr: &net.TCPAddr{IP: fam.bind.AsSlice(), Port: local.Port},
-		Control:   reuseport.Control,
+		Control:   r.bindConfig(reuseport.Control).Control,
 		Timeout:   30 * time.Second, // RFC 6062 §5.2: at least 30 s
 	}
 	return d.Dial(conf.Network, conf.RemoteAddr.String())
+}
+
+// bindConfig is how relay sockets Go's net package opens are bound: with
+// also (SO_REUSEPORT for TCP relays, whose listener and outgoing
+// connections share a port), and with IP_FREEBIND on a specific relay
+// address unless Listen.NoFreeBind.
+func (r *relayAllocator) bindConfig(also func(network, address string, c syscall.RawConn) error) *net.ListenConfig {
+	if !r.freeBind {
+		return &net.ListenConfig{Control: also}
+	}
+	if also == nil {
+		return &net.ListenConfig{Control: freeBindControl}
+	}
+	return &net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		if err := also(network, address, c); err != nil {
+			return err
+		}
+		return freeBindControl(network, address, c)
+	}}
 }
 
 // nextLoop picks the event loop for a new relay socket, round robin.

@@ -339,13 +339,15 @@ func TestReservationIPv6AndTCP(t *testing.T) {
 	}
 }
 
-// TestRelayBindFailure: a relay address that is not up (EADDRNOTAVAIL) is a
+// TestRelayBindFailure: a relay address that is not up (EADDRNOTAVAIL,
+// with IP_FREEBIND off: Listen.NoFreeBind) is a
 // 500 naming the bind failure, never 508 "insufficient capacity"; the log
 // says which address and why, and the attempts metric counts it.
 func TestRelayBindFailure(t *testing.T) {
 	srv := startServer(t, func(c *Config) {
 		c.Relay.IPv4Bind = netip.MustParseAddr("203.0.113.77") // documentation range, not on this host
 		c.Relay.IPv4Public = netip.MustParseAddr("203.0.113.77")
+		c.Listen.NoFreeBind = true // with IP_FREEBIND the bind would succeed
 	})
 	resp := challenged(t, srv, "127.0.0.1", "4").authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())
 	if code := errorCode(resp); code != 500 {

@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -51,7 +52,7 @@ func (s *Server) openAlternates(addr netip.Addr, primary net.PacketConn) ([]pion
 		case stun.AltBoth:
 			ap = netip.AddrPortFrom(st.Alternate, p2)
 		}
-		pc, err := net.ListenPacket(v, ap.String())
+		pc, err := s.bindConfig().ListenPacket(context.Background(), v, ap.String())
 		if err != nil {
 			return nil, fmt.Errorf("listen udp %s (RFC5780.Alternate, RFC5780.AlternatePort): %w", ap, err)
 		}

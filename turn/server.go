@@ -104,6 +104,7 @@ type Server struct {
 	loops              []*udploop.Loop
 	pending            []*udploop.Socket // listener sockets the loops start reading when New is done
 	sockBuf            int
+	freeBind           bool // IP_FREEBIND on sockets bound to a specific address (Listen.NoFreeBind)
 	certs              *certStore
 	unauth             *sourceLimiter
 	streams            *streamConns // what the TCP, TLS and DTLS listeners share
@@ -159,6 +160,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	s.droppedSelfPort = s.metrics.Dropped.WithLabelValues("self_port")
 	s.slowQueueFull = s.metrics.Dropped.WithLabelValues("slow_queue_full")
 	s.sockBuf = cfg.Listen.SocketBuffer
+	s.freeBind = !cfg.Listen.NoFreeBind
 	if !opts.PortableIO && udploop.Supported() {
 		n := opts.Loops
 		if n <= 0 {
@@ -248,7 +250,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 			}
 		}
 		if !listen.NoTCP {
-			ln, err := net.Listen("tcp"+v, plain.String())
+			ln, err := s.bindConfig().Listen(context.Background(), "tcp"+v, plain.String())
 			if err != nil {
 				if err := bindErr("tcp", plain, err); err != nil {
 					return nil, err
@@ -259,7 +261,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 			}
 		}
 		if useTLS {
-			ln, err := net.Listen("tcp"+v, secure.String())
+			ln, err := s.bindConfig().Listen(context.Background(), "tcp"+v, secure.String())
 			if err != nil {
 				if err := bindErr("tls", secure, err); err != nil {
 					return nil, err
@@ -274,10 +276,10 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 			}
 		}
 		if useDTLS {
-			ln, err := dtls.Listen("udp"+v, net.UDPAddrFromAddrPort(secure), &dtls.Config{
-				GetCertificate:       func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() },
-				ExtendedMasterSecret: dtls.RequestExtendedMasterSecret,
-			})
+			ln, err := dtls.ListenWithOptions("udp"+v, net.UDPAddrFromAddrPort(secure),
+				dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() }),
+				dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+				dtls.WithListenConfig(*s.bindConfig()))
 			if err != nil {
 				if err := bindErr("dtls", secure, err); err != nil {
 					return nil, err
@@ -288,6 +290,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 			}
 		}
 	}
+	s.logNotUp()
 	if len(pcs) == 0 && len(lcs) == 0 {
 		return nil, errors.New("no listener could be opened (check Listen.Addrs and the transport switches)")
 	}
@@ -358,8 +361,52 @@ func (s *Server) udpListener(pc net.PacketConn) *gatePacketConn {
 func (s *Server) listenerSocket(c *gatePacketConn) udploop.SocketConfig {
 	return udploop.SocketConfig{
 		Handler: c.loopPacket, Headroom: headroom, Tailroom: tailroom, Buffer: s.sockBuf,
-		ReusePort: true, Queue: 1024, Dropped: s.slowQueueFull.Inc,
+		ReusePort: true, FreeBind: s.freeBind, Queue: 1024, Dropped: s.slowQueueFull.Inc,
 	}
+}
+
+// logNotUp logs once, at start, each specific listen or relay address that
+// is on no interface yet: with IP_FREEBIND its sockets are bound and will
+// serve once the address appears (the server started before the network);
+// the line says so, so that a mistyped address is not silent either.
+func (s *Server) logNotUp() {
+	if !s.freeBind {
+		return
+	}
+	up := map[netip.Addr]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				up[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	seen := map[netip.Addr]bool{}
+	check := func(role string, a netip.Addr) {
+		a = a.Unmap()
+		if !a.IsValid() || a.IsUnspecified() || up[a] || seen[a] {
+			return
+		}
+		seen[a] = true
+		s.log.Warn("bound before the address is up: "+a.String()+" is on no interface yet; its sockets serve once it appears",
+			"addr", a.String(), "role", role)
+	}
+	for _, a := range s.cfg.Listen.Addrs {
+		check("listen", a)
+	}
+	check("relay", s.relays.v4.bind)
+	check("relay", s.relays.v6.bind)
+}
+
+// bindConfig is how the listeners Go's net package opens are bound: with
+// IP_FREEBIND on a specific address (freebind_linux.go) unless
+// Listen.NoFreeBind, so a server started before the network comes up
+// binds anyway.
+func (s *Server) bindConfig() *net.ListenConfig {
+	if !s.freeBind {
+		return &net.ListenConfig{}
+	}
+	return &net.ListenConfig{Control: freeBindControl}
 }
 
 // openUDP opens the UDP listener on ap: with event loops, one SO_REUSEPORT
@@ -367,7 +414,7 @@ func (s *Server) listenerSocket(c *gatePacketConn) udploop.SocketConfig {
 // allocation's packets stay on one core); otherwise one socket.
 func (s *Server) openUDP(v string, ap netip.AddrPort) ([]*gatePacketConn, error) {
 	if len(s.loops) == 0 {
-		pc, err := net.ListenPacket("udp"+v, ap.String())
+		pc, err := s.bindConfig().ListenPacket(context.Background(), "udp"+v, ap.String())
 		if err != nil {
 			return nil, err
 		}
@@ -378,7 +425,7 @@ func (s *Server) openUDP(v string, ap netip.AddrPort) ([]*gatePacketConn, error)
 	// the same port and silently split the clients with it; a plain bind
 	// first fails the way a second server should.
 	if ap.Port() != 0 {
-		probe, err := net.ListenPacket("udp"+v, ap.String())
+		probe, err := s.bindConfig().ListenPacket(context.Background(), "udp"+v, ap.String())
 		if err != nil {
 			return nil, err
 		}
@@ -436,6 +483,7 @@ func (s *Server) setupRelays() error {
 	s.relays.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
+	s.relays.freeBind = s.freeBind
 	v4, v6, err := relayPublic(r)
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ func turnConfig(cfg *config.Config) turn.Config {
 			SocketBuffer:       l.SocketBuffer,
 			SystemSocketBuffer: l.SocketBuffer == 0, // socket_buffer = 0
 			NoSegmentation:     !l.SegmentationOn(),
+			NoFreeBind:         !l.FreeBindOn(),
 			NoUDP:              !l.UDPOn(),
 			NoTCP:              !l.TCPOn(),
 			NoTLS:              !l.TLSOn(),

@@ -70,6 +70,7 @@ listen {
   tls_port         = 5000
   socket_buffer    = 0
   udp_segmentation = false
+  freebind         = false
   tcp              = false
   tls              = false
 }
@@ -120,7 +121,7 @@ stun {
 		want: turn.Config{
 			Realm: "example.org",
 			Listen: turn.ListenConfig{Addrs: []netip.Addr{addr("192.0.2.10")}, Port: 4000, TLSPort: 5000,
-				SystemSocketBuffer: true, NoSegmentation: true, NoTCP: true, NoTLS: true},
+				SystemSocketBuffer: true, NoSegmentation: true, NoFreeBind: true, NoTCP: true, NoTLS: true},
 			TLS: turn.TLSConfig{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 30 * time.Second},
 			Relay: turn.RelayConfig{MinPort: 40000, MaxPort: 40999, IPv4Bind: addr("192.0.2.10"),
 				IPv4Public: addr("203.0.113.10"), NoIPv6: true, PrivateOK: true, TCP: true},

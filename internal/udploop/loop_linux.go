@@ -136,6 +136,11 @@ func (l *Loop) Open(ap netip.AddrPort, cfg SocketConfig) (*Socket, error) {
 			return fail(err)
 		}
 	}
+	if cfg.FreeBind && !ap.Addr().IsUnspecified() {
+		if err := SetFreeBind(fd, family == unix.AF_INET6); err != nil {
+			return fail(err)
+		}
+	}
 	if cfg.Buffer > 0 {
 		setBuffer(fd, cfg.Buffer)
 	}
@@ -688,4 +693,15 @@ func sendto(fd int, v6 bool, p []byte, to netip.AddrPort) error {
 		return errno
 	}
 	return nil
+}
+
+// SetFreeBind sets IP_FREEBIND, or IPV6_FREEBIND on an IPv6 socket, on fd
+// before it is bound: the kernel then lets it bind an address that is not
+// on any interface yet (ip(7), ipv6(7)), and delivers to it once the
+// address appears.
+func SetFreeBind(fd int, v6 bool) error {
+	if v6 {
+		return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
+	}
+	return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
 }

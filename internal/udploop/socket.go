@@ -77,6 +77,12 @@ type SocketConfig struct {
 	// per loop can share a listening port: the kernel spreads clients over
 	// them by their address, so a client stays on one.
 	ReusePort bool
+	// FreeBind sets IP_FREEBIND (IPV6_FREEBIND for IPv6) on a socket bound
+	// to a specific address (event loops only; the portable path's caller
+	// sets it through its own net.ListenConfig): the bind succeeds while
+	// the address is not on any interface yet, as at boot before the
+	// network is up, and the socket receives once the address appears.
+	FreeBind bool
 	// Queue is how many datagrams the handler did not take wait for Recv
 	// (event loops only); at least 1.
 	Queue int
