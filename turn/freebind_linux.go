@@ -10,6 +10,9 @@ import (
 	"icegate/internal/udploop"
 )
 
+// freeBindSupported: this system binds addresses that are not up.
+const freeBindSupported = true
+
 // freeBindControl is a net.ListenConfig (or net.Dialer) Control func that
 // sets IP_FREEBIND or IPV6_FREEBIND on a socket about to be bound to a
 // specific address, so that a listener or relay configured on an address

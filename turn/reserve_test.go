@@ -368,6 +368,22 @@ func TestRelayBindFailure(t *testing.T) {
 	}
 }
 
+// TestNoFreeBindLineForAddressesUp: addresses on an interface (the test
+// server's loopback listeners and relays) bring no "bound before the
+// address is up" line; a wildcard relay none either.
+func TestNoFreeBindLineForAddressesUp(t *testing.T) {
+	for _, wild := range []bool{false, true} {
+		srv := startServer(t, func(c *Config) {
+			if wild {
+				c.Relay.IPv4Bind = netip.IPv4Unspecified()
+			}
+		})
+		if log := srv.log.String(); strings.Contains(log, "bound before the address is up") {
+			t.Errorf("wildcard relay %v: a line for an address that is up:\n%s", wild, log)
+		}
+	}
+}
+
 func waitLog(t *testing.T, srv *testServer, s string) {
 	t.Helper()
 	for range 100 {

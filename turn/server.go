@@ -370,7 +370,7 @@ func (s *Server) listenerSocket(c *gatePacketConn) udploop.SocketConfig {
 // serve once the address appears (the server started before the network);
 // the line says so, so that a mistyped address is not silent either.
 func (s *Server) logNotUp() {
-	if !s.freeBind {
+	if !s.freeBind || !freeBindSupported {
 		return
 	}
 	up := map[netip.Addr]bool{}
@@ -383,7 +383,7 @@ func (s *Server) logNotUp() {
 	}
 	seen := map[netip.Addr]bool{}
 	check := func(role string, a netip.Addr) {
-		a = a.Unmap()
+		a = a.Unmap().WithZone("") // interfaces list fe80::1, not fe80::1%eth0
 		if !a.IsValid() || a.IsUnspecified() || up[a] || seen[a] {
 			return
 		}
