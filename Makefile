@@ -74,11 +74,20 @@ test-js: ## The JavaScript tests alone: the test page's logic and icegate.js aga
 	ICEGATE_REQUIRE_NODE=1 $(GO) test -count=1 -v ./tools/webtest
 
 .PHONY: fuzz
+# A target that found nothing can still end "context deadline exceeded" when
+# the fuzzing engine's workers miss the -fuzztime deadline on a loaded
+# machine (no input is written then); that one run is repeated. A failing
+# input (written under testdata/fuzz) always fails at once.
 fuzz: ## Run each fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m).
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/icegate-fuzz.log 2>&1 || { cat /tmp/icegate-fuzz.log; exit 1; }; \
+	  for try in 1 2; do \
+	    if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/icegate-fuzz.log 2>&1; then break; fi; \
+	    if [ $$try = 1 ] && ! grep -q "Failing input written" /tmp/icegate-fuzz.log && grep -q "context deadline exceeded" /tmp/icegate-fuzz.log; then \
+	      echo "  the fuzzing engine timed out without a failing input (a loaded machine); once more"; continue; fi; \
+	    cat /tmp/icegate-fuzz.log; exit 1; \
+	  done; \
 	done; echo "fuzz: all targets passed"
 
 .PHONY: bench
