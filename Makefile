@@ -83,7 +83,8 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m).
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
 	  for try in 1 2; do \
-	    if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/icegate-fuzz.log 2>&1; then break; fi; \
+	    if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/icegate-fuzz.log 2>&1; then \
+	      if grep -q "no fuzz tests to fuzz" /tmp/icegate-fuzz.log; then echo "no fuzz target $$name in $$pkg"; exit 1; fi; break; fi; \
 	    if [ $$try = 1 ] && ! grep -q "Failing input written" /tmp/icegate-fuzz.log && grep -q "context deadline exceeded" /tmp/icegate-fuzz.log; then \
 	      echo "  the fuzzing engine timed out without a failing input (a loaded machine); once more"; continue; fi; \
 	    cat /tmp/icegate-fuzz.log; exit 1; \
