@@ -39,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"icegate/internal/benchproc"
 	"icegate/internal/icegatebin"
 	"icegate/internal/sigload"
 )
@@ -105,6 +106,7 @@ func run(args []string, out io.Writer) error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	defer running.StopAll()
 
 	dir, err := os.MkdirTemp("", "icegate-cluster-bench-")
 	if err != nil {
@@ -134,7 +136,7 @@ func run(args []string, out io.Writer) error {
 		o.load.Conns, o.load.Room, o.load.Rate, o.load.Duration, version, strings.TrimSpace(firstWords(string(redisVersion), 3)))
 	fmt.Fprintf(out, "machine: %d CPUs (nproc), Linux %s, load average %s at the start. The nodes, redis-server and this load\n"+
 		"generator all share these cores: with few of them, the figures are the machine's as much as icegate's.\n",
-		runtime.NumCPU(), kernelRelease(), loadAvg())
+		runtime.NumCPU(), benchproc.KernelRelease(), benchproc.LoadAvg())
 
 	cl, err := clusterRun(ctx, o, bin, redisBin, dir, out)
 	if err != nil {
@@ -149,7 +151,7 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	compare(out, cl, single)
-	fmt.Fprintf(out, "load average %s at the end\n", loadAvg())
+	fmt.Fprintf(out, "load average %s at the end\n", benchproc.LoadAvg())
 	failed = false
 	if err := cl.check(o.load); err != nil {
 		return err
@@ -232,7 +234,7 @@ shutdown_grace = "1s"
 
 // startNode writes a config and starts `icegate serve` with it, ready when
 // its HTTP port accepts connections.
-func startNode(ctx context.Context, o sigload.Options, bin, dir, name, cluster string) (*proc, string, error) {
+func startNode(ctx context.Context, o sigload.Options, bin, dir, name, cluster string) (*benchproc.Proc, string, error) {
 	httpPort, err := freePort()
 	if err != nil {
 		return nil, "", err
@@ -245,7 +247,7 @@ func startNode(ctx context.Context, o sigload.Options, bin, dir, name, cluster s
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		return nil, "", err
 	}
-	p, err := start(name, filepath.Join(dir, name+".log"), bin, "serve", "-config", cfg)
+	p, err := running.Start(name, filepath.Join(dir, name+".log"), nil, bin, "serve", "-config", cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -256,9 +258,9 @@ func startNode(ctx context.Context, o sigload.Options, bin, dir, name, cluster s
 			c.Close()
 			return p, "ws://" + addr + "/ws", nil
 		}
-		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			p.stop()
-			return nil, "", fmt.Errorf("%s did not start listening on %s:\n%s", name, addr, p.logTail(20))
+		if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
+			p.Stop()
+			return nil, "", fmt.Errorf("%s did not start listening on %s:\n%s", name, addr, p.LogTail(20))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -274,11 +276,11 @@ func clusterRun(ctx context.Context, o options, bin, redisBin, dir string, out i
 	if err != nil {
 		return measured{}, err
 	}
-	procs := []*proc{redis}
+	procs := []*benchproc.Proc{redis}
 	defer func() {
 		// The nodes first, so none sees Redis go away under it.
 		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop()
+			procs[i].Stop()
 		}
 	}()
 	var targets []string
@@ -306,17 +308,17 @@ func singleRun(ctx context.Context, o options, bin, dir string, out io.Writer) (
 	if err != nil {
 		return measured{}, err
 	}
-	defer p.stop()
+	defer p.Stop()
 	fmt.Fprintf(out, "\n== single node: one icegate serve, no cluster block (the in-process bus) ==\n")
 	lo := o.load
 	lo.Targets = []string{url}
-	return measure(ctx, "single", lo, []*proc{p}, "", out)
+	return measure(ctx, "single", lo, []*benchproc.Proc{p}, "", out)
 }
 
 // measure connects, joins and runs the message phase against lo.Targets,
 // reading the CPU time of procs and of this process around the message
 // phase (and Redis's script count when redisAddr is set).
-func measure(ctx context.Context, name string, lo sigload.Options, procs []*proc, redisAddr string, out io.Writer) (measured, error) {
+func measure(ctx context.Context, name string, lo sigload.Options, procs []*benchproc.Proc, redisAddr string, out io.Writer) (measured, error) {
 	m := measured{name: name}
 	l, err := sigload.New(lo)
 	if err != nil {
@@ -337,8 +339,8 @@ func measure(ctx context.Context, name string, lo sigload.Options, procs []*proc
 
 	ticks0 := make([]int64, len(procs))
 	for i, p := range procs {
-		if ticks0[i], err = cpuTicks(p.pid()); err != nil {
-			return m, fmt.Errorf("%s: %w", p.name, err)
+		if ticks0[i], err = benchproc.CPUTicks(p.Pid()); err != nil {
+			return m, fmt.Errorf("%s: %w", p.Name, err)
 		}
 	}
 	var calls0, usec0 int64
@@ -351,11 +353,11 @@ func measure(ctx context.Context, name string, lo sigload.Options, procs []*proc
 	m.r = l.Send(ctx)
 	m.gen = sigload.CPUTime() - gen0
 	for i, p := range procs {
-		t, err := cpuTicks(p.pid())
+		t, err := benchproc.CPUTicks(p.Pid())
 		if err != nil {
-			return m, fmt.Errorf("%s: %w", p.name, err)
+			return m, fmt.Errorf("%s: %w", p.Name, err)
 		}
-		m.cpu = append(m.cpu, procCPU{p.name, time.Duration(t-ticks0[i]) * time.Second / ticksPerSecond})
+		m.cpu = append(m.cpu, procCPU{p.Name, time.Duration(t-ticks0[i]) * time.Second / benchproc.TicksPerSecond})
 	}
 	if redisAddr != "" {
 		calls, usec, err := scriptCalls(redisAddr)
@@ -437,27 +439,4 @@ func verdict(ok bool) string {
 func firstWords(s string, n int) string {
 	f := strings.Fields(s)
 	return strings.Join(f[:min(n, len(f))], " ")
-}
-
-// kernelRelease is what `uname -r` prints.
-func kernelRelease() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// loadAvg is the 1-minute load average: other work on the machine shares
-// the cores with the nodes, Redis and the load generator.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "unknown"
-	}
-	return f[0]
 }

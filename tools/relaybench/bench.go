@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"icegate/internal/benchproc"
 )
 
 // bench runs the measurements and collects the table's rows.
@@ -57,19 +59,19 @@ func (b *bench) withServer(ctx context.Context, kind string, relayPorts int, fn 
 		return err
 	}
 	err = fn(s)
-	alive := !s.p.exited()
+	alive := !s.p.Exited()
 	s.stop()
 	if w := s.warnings(); len(w) > 0 {
 		fmt.Fprintf(b.log, "  icegate logged %d warning/error line(s), e.g. %s\n", len(w), w[0])
 		b.warnings = append(b.warnings, w...)
 	}
 	if err == nil && !alive {
-		err = fmt.Errorf("%s exited during the run: %v\n%s", kind, s.p.err, s.p.logTail(15))
+		err = fmt.Errorf("%s exited during the run: %v\n%s", kind, s.p.Err(), s.p.LogTail(15))
 	}
 	return err
 }
 
-func cpuSeconds(ticks int64) float64 { return float64(ticks) / ticksPerSecond }
+func cpuSeconds(ticks int64) float64 { return float64(ticks) / benchproc.TicksPerSecond }
 
 // drops are receive-buffer drops by socket owner during one run: the
 // server, the load generator (uclient, or relaybench's own sockets for the
@@ -95,7 +97,7 @@ func (b *bench) uclientRun(ctx context.Context, kind string, p uclientParams) (u
 	if err != nil {
 		return uclientResult{}, 0, drops{}, err
 	}
-	defer peer.stop()
+	defer peer.Stop()
 	var res uclientResult
 	var cpu float64
 	var d drops
@@ -105,7 +107,7 @@ func (b *bench) uclientRun(ctx context.Context, kind string, p uclientParams) (u
 			return err
 		}
 		res, err = b.env.runUclient(ctx, s.port, peerPort, p, b.env.path(kind+"-uclient.log"), func(pid int) {
-			d.uclient, _ = socketDrops(pid)
+			d.uclient, _ = benchproc.SocketDrops(pid)
 		})
 		if err != nil {
 			return err
@@ -114,8 +116,8 @@ func (b *bench) uclientRun(ctx context.Context, kind string, p uclientParams) (u
 		if err != nil {
 			return err
 		}
-		d.server, _ = socketDrops(s.pid())
-		d.peer, _ = socketDrops(peer.pid())
+		d.server, _ = benchproc.SocketDrops(s.pid())
+		d.peer, _ = benchproc.SocketDrops(peer.Pid())
 		cpu = cpuSeconds(after - before)
 		if cpu <= 0 {
 			return fmt.Errorf("%s used no measurable CPU time for %d relayed packets", kind, res.relayed())
@@ -372,7 +374,7 @@ func (b *bench) mediaRun(ctx context.Context, kind string, p mediaParams) (res m
 	if err != nil {
 		return res, 0, 0, d, err
 	}
-	defer peer.stop()
+	defer peer.Stop()
 	ports := max(b.plan.relayPorts, 2*p.allocations)
 	err = b.withServer(ctx, kind, ports, func(s *server) error {
 		clients, failures, err := setupMedia(ctx, s.port, peerPort, p.allocations, 8)
@@ -388,7 +390,7 @@ func (b *bench) mediaRun(ctx context.Context, kind string, p mediaParams) (res m
 		if err != nil {
 			return err
 		}
-		genBefore, _ := cpuTicks(self)
+		genBefore, _ := benchproc.CPUTicks(self)
 		res, err = runMedia(ctx, clients, p)
 		if err != nil {
 			return err
@@ -397,10 +399,10 @@ func (b *bench) mediaRun(ctx context.Context, kind string, p mediaParams) (res m
 		if err != nil {
 			return err
 		}
-		genAfter, _ := cpuTicks(self)
-		d.server, _ = socketDrops(s.pid())
-		d.uclient, _ = socketDrops(self)
-		d.peer, _ = socketDrops(peer.pid())
+		genAfter, _ := benchproc.CPUTicks(self)
+		d.server, _ = benchproc.SocketDrops(s.pid())
+		d.uclient, _ = benchproc.SocketDrops(self)
+		d.peer, _ = benchproc.SocketDrops(peer.Pid())
 		cpu, gen = cpuSeconds(after-before), cpuSeconds(genAfter-genBefore)
 		if res.sent == 0 || cpu <= 0 {
 			return fmt.Errorf("%s: %d messages sent, %.2f server CPU-s: nothing to measure", kind, res.sent, cpu)

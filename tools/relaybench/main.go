@@ -30,6 +30,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"icegate/internal/benchproc"
 )
 
 func main() {
@@ -198,7 +200,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	began := time.Now()
-	loadStart := loadAvg()
+	loadStart := benchproc.LoadAvg()
 	e, err := newEnv(ctx, *icegatePath, stderr)
 	if e != nil {
 		// Logs are kept after a failure, for reading; not after Ctrl-C.
@@ -247,7 +249,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		coturnV = "version not seen"
 	}
 	header := fmt.Sprintf("icegate %s vs coturn (%s), %d round(s) each, medians. %s, %d CPUs, Linux %s, load average %s at the start and %s at the end; run took %v.\n\n",
-		e.version, coturnV, *rounds, began.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), kernelRelease(), loadStart, loadAvg(), took)
+		e.version, coturnV, *rounds, began.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), benchproc.KernelRelease(), loadStart, benchproc.LoadAvg(), took)
 	fmt.Fprint(stdout, header+table)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(header+table), 0o644); err != nil {
@@ -265,27 +267,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("%d run(s) failed (see above); their values are missing from the table", b.failed)
 	}
 	return nil
-}
-
-// kernelRelease is what `uname -r` prints.
-func kernelRelease() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// loadAvg is the 1-minute load average: other work on the machine shares
-// the cores with the servers and the load generators.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "unknown"
-	}
-	return f[0]
 }

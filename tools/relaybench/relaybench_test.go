@@ -125,43 +125,6 @@ func TestActiveRate(t *testing.T) {
 	}
 }
 
-func TestParseStatTicks(t *testing.T) {
-	// Fields 14 and 15 are 120 and 34; the name holds a space and a ')'.
-	stat := "4242 (turn server) x) S 1 4242 1 0 -1 4194560 1349 0 18 0 120 34 0 0 20 0 7 0 153637 486662144 3812"
-	got, err := parseStatTicks([]byte(stat))
-	if err != nil || got != 154 {
-		t.Errorf("parseStatTicks = %d, %v; want 154", got, err)
-	}
-	if _, err := parseStatTicks([]byte("4242 (short) S 1 2")); err == nil {
-		t.Error("no error for a truncated stat line")
-	}
-}
-
-func TestParseVmRSS(t *testing.T) {
-	status := "Name:\tturnserver\nVmPeak:\t  475256 kB\nVmRSS:\t   15604 kB\nRssAnon:\t 4176 kB\n"
-	if got, err := parseVmRSS(status); err != nil || got != 15604 {
-		t.Errorf("parseVmRSS = %d, %v; want 15604", got, err)
-	}
-	if _, err := parseVmRSS("Name:\tx\n"); err == nil {
-		t.Error("no error without VmRSS")
-	}
-}
-
-func TestParseUDPDrops(t *testing.T) {
-	table := `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
-  112: 0100007F:5BA6 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 123456 2 0000000000000000 42
-  113: 0100007F:5BA7 00000000:0000 07 00000000:00034000 00:00000000 00000000     0        0 123457 2 0000000000000000 7
-  114: 0100007F:5BA8 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 999999 2 0000000000000000 1000
-`
-	got := parseUDPDrops(table, map[string]bool{"123456": true, "123457": true})
-	if got != 49 {
-		t.Errorf("parseUDPDrops = %d, want 49 (the other socket is not ours)", got)
-	}
-	if got := parseUDPDrops(table, map[string]bool{}); got != 0 {
-		t.Errorf("no sockets: %d", got)
-	}
-}
-
 func TestMedianAndFormat(t *testing.T) {
 	if m := median([]float64{3, 1, 2}); m != 2 {
 		t.Errorf("median odd = %v", m)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"icegate/internal/benchproc"
 	turnutils "icegate/internal/coturn" // coturn names the server kind here
 	"icegate/internal/icegatebin"
 )
@@ -32,7 +33,7 @@ type env struct {
 	coturnV string // coturn's version line, from its first log
 	bins    map[string]string
 	ports   *portPicker
-	procs   procs
+	procs   benchproc.Set
 	log     io.Writer
 	seq     int // numbers log files
 }
@@ -94,7 +95,7 @@ func buildIcegate(ctx context.Context, out string, log io.Writer) error {
 // close stops everything still running and removes the scratch directory,
 // unless keep is set (after a failure, so the logs can be read).
 func (e *env) close(keep bool) {
-	e.procs.stopAll()
+	e.procs.StopAll()
 	if e.dir == "" {
 		return
 	}
@@ -115,27 +116,27 @@ type server struct {
 	kind               string
 	port               int // STUN/TURN port, UDP and TCP
 	relayMin, relayMax int
-	p                  *proc
+	p                  *benchproc.Proc
 }
 
-func (s *server) pid() int { return s.p.pid() }
+func (s *server) pid() int { return s.p.Pid() }
 
 // usage samples the server's CPU time (ticks) and resident memory (KiB).
 func (s *server) cpu() (int64, error) {
-	if s.p.exited() {
-		return 0, fmt.Errorf("%s exited: %v\nlast log lines:\n%s", s.kind, s.p.err, s.p.logTail(20))
+	if s.p.Exited() {
+		return 0, fmt.Errorf("%s exited: %v\nlast log lines:\n%s", s.kind, s.p.Err(), s.p.LogTail(20))
 	}
-	return cpuTicks(s.pid())
+	return benchproc.CPUTicks(s.pid())
 }
 
 func (s *server) rss() (int64, error) {
-	if s.p.exited() {
-		return 0, fmt.Errorf("%s exited: %v\nlast log lines:\n%s", s.kind, s.p.err, s.p.logTail(20))
+	if s.p.Exited() {
+		return 0, fmt.Errorf("%s exited: %v\nlast log lines:\n%s", s.kind, s.p.Err(), s.p.LogTail(20))
 	}
-	return rssKB(s.pid())
+	return benchproc.RSSKB(s.pid())
 }
 
-func (s *server) stop() { s.p.stop() }
+func (s *server) stop() { s.p.Stop() }
 
 // warnings returns what icegate logged at warn level or above (its log level
 // in the benchmark is warn, so that is every line but the startup notices),
@@ -146,7 +147,7 @@ func (s *server) warnings() []string {
 		return nil
 	}
 	var out []string
-	for _, l := range s.p.logLines("level=WARN", "level=ERROR", "panic:", "fatal error:") {
+	for _, l := range s.p.LogLines("level=WARN", "level=ERROR", "panic:", "fatal error:") {
 		if !strings.Contains(l, "grace period over") {
 			out = append(out, l)
 		}
@@ -172,7 +173,7 @@ func (e *env) startServer(ctx context.Context, kind string, relayPorts int) (*se
 			continue
 		}
 		relayMax := relayMin + relayPorts - 1
-		var p *proc
+		var p *benchproc.Proc
 		switch kind {
 		case icegate:
 			p, err = e.startIcegate(ctx, port, relayMin, relayMax)
@@ -186,8 +187,8 @@ func (e *env) startServer(ctx context.Context, kind string, relayPorts int) (*se
 		}
 		s := &server{kind: kind, port: port, relayMin: relayMin, relayMax: relayMax, p: p}
 		if err := waitBinding(ctx, port, p, 15*time.Second); err != nil {
-			p.stop()
-			lastErr = fmt.Errorf("%s on 127.0.0.1:%d: %w\nlast log lines:\n%s", kind, port, err, p.logTail(15))
+			p.Stop()
+			lastErr = fmt.Errorf("%s on 127.0.0.1:%d: %w\nlast log lines:\n%s", kind, port, err, p.LogTail(15))
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -238,7 +239,7 @@ http { listen = "" }
 `, port, relayMin, relayMax)
 }
 
-func (e *env) startIcegate(ctx context.Context, port, relayMin, relayMax int) (*proc, error) {
+func (e *env) startIcegate(ctx context.Context, port, relayMin, relayMax int) (*benchproc.Proc, error) {
 	cfg := e.path("icegate.hcl")
 	if err := os.WriteFile(cfg, []byte(icegateHCL(port, relayMin, relayMax)), 0o644); err != nil {
 		return nil, err
@@ -248,7 +249,7 @@ func (e *env) startIcegate(ctx context.Context, port, relayMin, relayMax int) (*
 	if out, err := exec.CommandContext(cctx, e.icegate, "config", "check", cfg).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("icegate config check %s: %w\n%s", cfg, err, out)
 	}
-	return e.procs.start(icegate, e.path("icegate.log"), nil, e.icegate, "serve", "-config", cfg)
+	return e.procs.Start(icegate, e.path("icegate.log"), nil, e.icegate, "serve", "-config", cfg)
 }
 
 // coturnArgs is coturn's command line (see docs/performance.md). The pid
@@ -269,14 +270,14 @@ func coturnArgs(dir string, port, relayMin, relayMax int) []string {
 	}
 }
 
-func (e *env) startCoturn(port, relayMin, relayMax int) (*proc, error) {
-	return e.procs.start(coturn, e.path("coturn.log"), nil, e.bins["turnserver"],
+func (e *env) startCoturn(port, relayMin, relayMax int) (*benchproc.Proc, error) {
+	return e.procs.Start(coturn, e.path("coturn.log"), nil, e.bins["turnserver"],
 		coturnArgs(e.dir, port, relayMin, relayMax)...)
 }
 
 // coturnVersion returns "Coturn-4.6.1 'Gorst'" from a coturn log, or "".
-func coturnVersion(p *proc) string {
-	for _, l := range p.logLines("Version Coturn-") {
+func coturnVersion(p *benchproc.Proc) string {
+	for _, l := range p.LogLines("Version Coturn-") {
 		if _, v, ok := strings.Cut(l, "Version "); ok {
 			return strings.TrimSpace(v)
 		}
@@ -287,33 +288,32 @@ func coturnVersion(p *proc) string {
 // startPeer runs turnutils_peer, the UDP echo uclient sends to through the
 // relay, on a pair of ports picked free (it listens on port and port+1),
 // and returns once it echoes (see turnutils.StartPeer).
-func (e *env) startPeer(ctx context.Context) (*proc, int, error) {
+func (e *env) startPeer(ctx context.Context) (*benchproc.Proc, int, error) {
 	pick := func() (int, error) { return e.ports.block(2, false) }
 	start := func(args ...string) (procView, error) {
-		p, err := e.procs.start("turnutils_peer", e.path("peer.log"), nil, e.bins["turnutils_peer"], args...)
+		p, err := e.procs.Start("turnutils_peer", e.path("peer.log"), nil, e.bins["turnutils_peer"], args...)
 		return procView{p}, err
 	}
 	p, port, err := turnutils.StartPeer(ctx, 4, pick, start)
-	return p.proc, port, err
+	return p.Proc, port, err
 }
 
 // procView is a proc as the functions of internal/coturn see it (its
 // Process interface).
-type procView struct{ *proc }
+type procView struct{ *benchproc.Proc }
 
 func (p procView) Exited() error {
-	if p.exited() {
-		return fmt.Errorf("exited: %v", p.err)
+	if p.Proc.Exited() {
+		return fmt.Errorf("exited: %v", p.Err())
 	}
 	return nil
 }
 
-func (p procView) Stop()          { p.stop() }
-func (p procView) Output() string { return p.logTail(10) }
+func (p procView) Output() string { return p.LogTail(10) }
 
 // waitBinding sends STUN Binding requests to 127.0.0.1:port every 100 ms
 // until one is answered, p exits, or wait passes.
-func waitBinding(ctx context.Context, port int, p *proc, wait time.Duration) error {
+func waitBinding(ctx context.Context, port int, p *benchproc.Proc, wait time.Duration) error {
 	return turnutils.ProbeUDP(ctx, port, procView{p}.Exited, wait, func() ([]byte, func([]byte) bool) {
 		req := bindingRequest()
 		return req, func(resp []byte) bool { return isBindingSuccess(resp, req) }

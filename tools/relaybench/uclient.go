@@ -173,13 +173,13 @@ func (e *env) runUclient(ctx context.Context, serverPort, peerPort int, p uclien
 	if err != nil {
 		return uclientResult{}, err
 	}
-	uc, err := e.procs.start("turnutils_uclient", logPath, pw, e.bins["turnutils_uclient"], p.args(serverPort, peerPort)...)
+	uc, err := e.procs.Start("turnutils_uclient", logPath, pw, e.bins["turnutils_uclient"], p.args(serverPort, peerPort)...)
 	_ = pw.Close() // the child holds the write end now
 	if err != nil {
 		_ = pr.Close()
 		return uclientResult{}, err
 	}
-	defer uc.stop()
+	defer uc.Stop()
 
 	start := time.Now()
 	lines := make(chan timedLine, 256)
@@ -223,15 +223,15 @@ loop:
 			case last.sent >= want && quiet > quietStop && stopped == "":
 				stopped = "quiet"
 				if atQuiet != nil {
-					atQuiet(uc.pid())
+					atQuiet(uc.Pid())
 				}
-				uc.stop() // the reader sees EOF next
+				uc.Stop() // the reader sees EOF next
 			case last.sent > 0 && quiet > stallStop && stopped == "":
 				stopped = "stalled"
-				uc.stop()
+				uc.Stop()
 			}
 		case <-ctx.Done():
-			uc.stop()
+			uc.Stop()
 			for l := range lines {
 				got = append(got, l)
 			}
@@ -241,12 +241,12 @@ loop:
 			return uclientResult{}, ctx.Err()
 		}
 	}
-	<-uc.done
+	<-uc.Done()
 	if stopped == "stalled" {
 		return uclientResult{}, fmt.Errorf("turnutils_uclient stalled at %d of %d messages sent; output in %s", last.sent, want, logPath)
 	}
-	if stopped == "" && uc.err != nil {
-		return uclientResult{}, fmt.Errorf("turnutils_uclient %s: %v\n%s", strings.Join(p.args(serverPort, peerPort), " "), uc.err, tailLines(got, 10))
+	if stopped == "" && uc.Err() != nil {
+		return uclientResult{}, fmt.Errorf("turnutils_uclient %s: %v\n%s", strings.Join(p.args(serverPort, peerPort), " "), uc.Err(), tailLines(got, 10))
 	}
 	res, err := collect(got)
 	if err != nil {
