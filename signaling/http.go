@@ -374,6 +374,14 @@ func (s *Server) serveTURN(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	servers, exp, minted := s.iceServers(requestHost(r), user)
+	if !minted && s.relayDraining() {
+		// RFC 9110 §15.6.4: temporary; the operator undrains with SIGUSR1
+		// again or the process is on its way out.
+		w.Header().Set("Retry-After", "30")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"code": "draining",
+			"error": "the relay is draining (refusing new allocations): try another server or later"})
+		return
+	}
 	if !minted {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"code": "no-secret",
 			"error": "no shared secret to mint with: set auth.secrets (static users cannot be handed out)"})

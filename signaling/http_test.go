@@ -1,12 +1,14 @@
 package signaling
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -407,5 +409,57 @@ func TestSimplePathOverHTTP(t *testing.T) {
 	var m map[string]any
 	if err := ws.ReadJSON(&m); err != nil || m["type"] != "login" || m["success"] != true {
 		t.Fatalf("login over /ws/simple: %v %v", m, err)
+	}
+}
+
+// TestDrainingRelayHandsOutNoTURN: while the relay refuses new allocations
+// (SIGUSR1), hello, /api/ice-servers and /api/turn hand out no turn: URL
+// and mint nothing (the Allocate would be refused); undrained, they do
+// again.
+func TestDrainingRelayHandsOutNoTURN(t *testing.T) {
+	var draining atomic.Bool
+	draining.Store(true)
+	s, err := New(testConfig(nil), Options{Secret: func() string { return testSecret }, RelayDraining: draining.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	get := func(path string) (int, http.Header, map[string]any) {
+		t.Helper()
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		return resp.StatusCode, resp.Header, v
+	}
+
+	a := connect(t, s, pipeOpts{})
+	srv := a.hello["server"].(map[string]any)
+	if servers := a.hello["ice_servers"].([]any); len(servers) != 1 || srv["credentials"] != false || srv["relay_draining"] != true {
+		t.Errorf("hello while draining: %v", a.hello)
+	}
+	if servers := str(a.hello["ice_servers"]); strings.Contains(servers, "turn:") || strings.Contains(servers, "turns:") {
+		t.Errorf("a TURN URL while draining: %s", servers)
+	}
+	if code, _, v := get("/api/ice-servers"); code != 200 || len(v["iceServers"].([]any)) != 1 {
+		t.Errorf("/api/ice-servers while draining: %d %v", code, v)
+	}
+	if code, h, v := get("/api/turn?service=turn&username=alice"); code != 503 || v["code"] != "draining" || h.Get("Retry-After") == "" {
+		t.Errorf("/api/turn while draining: %d %v %v", code, h, v)
+	}
+
+	draining.Store(false)
+	b := connect(t, s, pipeOpts{})
+	srv = b.hello["server"].(map[string]any)
+	if servers := b.hello["ice_servers"].([]any); len(servers) != 2 || srv["credentials"] != true || srv["relay_draining"] != nil {
+		t.Errorf("hello undrained: %v", b.hello)
+	}
+	if code, _, v := get("/api/turn?service=turn&username=alice"); code != 200 || v["password"] == "" {
+		t.Errorf("/api/turn undrained: %d %v", code, v)
 	}
 }

@@ -250,6 +250,10 @@ type serverInfo struct {
 	// Credentials is false when no shared secret can mint TURN credentials
 	// (static users only): ice_servers then hold only STUN URLs.
 	Credentials bool `json:"credentials"`
+	// RelayDraining is true while the relay refuses new allocations
+	// (SIGUSR1): ice_servers then hold only STUN URLs, and credentials is
+	// false.
+	RelayDraining bool `json:"relay_draining,omitempty"`
 }
 
 type replayInfo struct {

@@ -33,6 +33,11 @@ type Options struct {
 	Secret func() string
 	// Version is shown to clients in hello.
 	Version string
+	// RelayDraining reports whether the relay refuses new allocations
+	// (SIGUSR1, or shutting down). While it does, iceServers hold the STUN
+	// URL only and no credentials are minted: a turn: URL would only earn
+	// the browser a refused Allocate. nil means never.
+	RelayDraining func() bool
 	// Bus holds the sessions and rooms; nil is a new in-process bus (one
 	// node, no cluster).
 	Bus Bus
@@ -71,8 +76,10 @@ type Server struct {
 	metrics *metrics
 	secret  func() string
 	version string
-	set     atomic.Pointer[settings]
-	bus     Bus
+	// relayDraining is Options.RelayDraining, never nil.
+	relayDraining func() bool
+	set           atomic.Pointer[settings]
+	bus           Bus
 	// eio serves /socket.io/'s Engine.IO sessions (sio.go).
 	eio *engineio.Server
 
@@ -123,6 +130,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	if s.secret == nil {
 		s.secret = func() string { return "" }
+	}
+	s.relayDraining = opts.RelayDraining
+	if s.relayDraining == nil {
+		s.relayDraining = func() bool { return false }
 	}
 	if s.bus == nil {
 		s.bus = NewMemoryBus()

@@ -222,6 +222,7 @@ func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byt
 	}
 	var exp time.Time
 	h.ICEServers, exp, h.Server.Credentials = s.iceServers(c.host, c.id)
+	h.Server.RelayDraining = s.relayDraining()
 	if h.Server.Credentials {
 		h.Expires = &exp
 		h.TTL = int(time.Until(exp) / time.Second)

@@ -126,7 +126,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		hub, err := signaling.New(signalingConfig(cfg, srv.Addrs()), signaling.Options{Logger: log, Registerer: reg, Version: version,
-			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }, Bus: bus})
+			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }, Bus: bus,
+			RelayDraining: srv.Draining})
 		if err != nil {
 			return err
 		}

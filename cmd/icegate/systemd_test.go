@@ -210,7 +210,7 @@ shutdown_grace = "1s"
 func TestSignalsDrainAndCerts(t *testing.T) {
 	notify := listenNotify(t)
 	dir := t.TempDir()
-	port, tlsPort, metricsPort := freeTCPUDPPort(t), freeTCPUDPPort(t), freeTCPUDPPort(t)
+	port, tlsPort, metricsPort, httpPort := freeTCPUDPPort(t), freeTCPUDPPort(t), freeTCPUDPPort(t), freeTCPUDPPort(t)
 	certA, keyA := writeCert(t, dir, "cert-a")
 	cfg := filepath.Join(dir, "icegate.hcl")
 	src := fmt.Sprintf(`log { format = "json" }
@@ -234,12 +234,13 @@ relay {
 }
 auth {
   user "alice" { password = "rabbit" }
+  secrets = ["drain-test-secret"]
 }
 policy { presets = ["loopback"] }
 metrics { listen = "127.0.0.1:%d" }
-http { listen = "" }
+http { listen = "127.0.0.1:%d" }
 shutdown_grace = "1s"
-`, port, tlsPort, certA, keyA, metricsPort)
+`, port, tlsPort, certA, keyA, metricsPort, httpPort)
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +268,21 @@ shutdown_grace = "1s"
 	if v := metric(t, metricsURL, "icegate_draining"); v != "0" {
 		t.Fatalf("icegate_draining %q before SIGUSR1", v)
 	}
+	// What signaling hands out: a turn: URL while serving, none while
+	// draining (a browser would only be refused).
+	iceServers := func() string {
+		t.Helper()
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/ice-servers", httpPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if s := iceServers(); !strings.Contains(s, "turn:") {
+		t.Fatalf("no turn: URL before the drain: %s", s)
+	}
 
 	signal(syscall.SIGUSR1, "SIGUSR1: draining")
 	if m := notify.next(t, "STATUS=draining: new allocations refused"); m == "" {
@@ -281,6 +297,9 @@ shutdown_grace = "1s"
 	}
 	if v := metric(t, metricsURL, "icegate_draining"); v != "1" {
 		t.Fatalf("icegate_draining %q after SIGUSR1", v)
+	}
+	if s := iceServers(); strings.Contains(s, "turn:") || strings.Contains(s, "turns:") || !strings.Contains(s, "stun:") {
+		t.Fatalf("signaling hands out TURN while draining: %s", s)
 	}
 	signal(syscall.SIGUSR1, "SIGUSR1: already draining")
 	signal(syscall.SIGHUP, "configuration reloaded")
