@@ -43,7 +43,7 @@ install: build ## Install the binary in $(PREFIX)/bin, the systemd unit and /etc
 
 .PHONY: deb
 deb: build ## Build the Debian package in $(DEB_DIR) with dpkg-deb (binary, systemd unit, /etc/icegate, the icegate user); version from git describe.
-	@GOARCH=$$($(GO) env GOARCH) deploy/debian/build.sh $(BIN) $(VERSION) $(DEB_DIR)
+	@GO=$(GO) GOARCH=$$($(GO) env GOARCH) deploy/debian/build.sh $(BIN) $(VERSION) $(DEB_DIR)
 
 .PHONY: run
 run: build ## Build and start the server with the embedded defaults (ARGS="-config FILE" to use a file).

@@ -87,6 +87,7 @@ func TestDeb(t *testing.T) {
 		"-rw-r--r-- root/root .* ./lib/systemd/system/icegate.service",
 		"-rw-r----- root/root .* ./etc/icegate/icegate.hcl",
 		"-rw-r--r-- root/root .* ./usr/share/doc/icegate/operations.md",
+		"-rw-r--r-- root/root .* ./usr/share/doc/icegate/copyright",
 	} {
 		perm, path, _ := strings.Cut(want, " .* ")
 		found := false
@@ -112,6 +113,35 @@ func TestDeb(t *testing.T) {
 	if out, err := exec.Command(bin, "config", "check", conf).CombinedOutput(); err != nil {
 		t.Errorf("config check of the packaged config: %v\n%s", err, out)
 	}
+	// The copyright file names every module linked into the binary, with
+	// a license text under each (Debian policy §12.5).
+	copyright, _ := os.ReadFile(filepath.Join(x, "usr/share/doc/icegate/copyright"))
+	mods, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := 0
+	for line := range strings.Lines(string(mods)) {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "dep" {
+			continue
+		}
+		deps++
+		head := f[1] + " " + f[2] + "\nLicense file: "
+		i := bytes.Index(copyright, []byte(head))
+		if i < 0 {
+			t.Errorf("copyright lacks %s", head)
+			continue
+		}
+		if rest := copyright[i+len(head):]; !bytes.Contains(rest[:min(len(rest), 4000)], []byte("Copyright")) && !bytes.Contains(rest[:min(len(rest), 4000)], []byte("License")) {
+			t.Errorf("no license text under %s", f[1])
+		}
+	}
+	if deps < 10 || !bytes.Contains(copyright, []byte("Go (runtime and standard library)")) || !bytes.Contains(copyright, []byte("socket.io-client")) {
+		t.Errorf("copyright names %d modules, Go: %v, socket.io-client: %v", deps,
+			bytes.Contains(copyright, []byte("Go (runtime")), bytes.Contains(copyright, []byte("socket.io-client")))
+	}
+
 	unit, _ := os.ReadFile(filepath.Join(x, "lib/systemd/system/icegate.service"))
 	if src, _ := os.ReadFile("systemd/icegate.service"); !bytes.Equal(unit, src) {
 		t.Error("packaged unit differs from deploy/systemd/icegate.service")

@@ -6,7 +6,8 @@
 #
 # BINARY is a built icegate (make build), VERSION its `git describe`
 # version (v1.2.3, v1.2.3-4-gabc1234, abc1234-dirty), OUTDIR where the
-# .deb goes; DEB_MAINTAINER names the Maintainer. Run from the top of the
+# .deb goes; DEB_MAINTAINER names the Maintainer, GO the go command (its
+# module cache holds the license texts copyright.sh collects). Run from the top of the
 # checkout. Prints the .deb's path.
 set -eu
 
@@ -61,6 +62,9 @@ chmod 0750 "$stage/etc/icegate"
 for f in README.md docs/operations.md docs/config.md docs/tls.md docs/coturn.md; do
 	install -D -m 0644 "$f" "$stage/usr/share/doc/icegate/$(basename "$f")"
 done
+# Debian policy §12.5: every license the static binary carries.
+deploy/debian/copyright.sh "$bin" >"$stage/usr/share/doc/icegate/copyright"
+chmod 0644 "$stage/usr/share/doc/icegate/copyright"
 
 mkdir -p "$stage/DEBIAN"
 install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm "$stage/DEBIAN/"
