@@ -473,16 +473,6 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 		// RFC 6062 §5.1: a TCP allocation takes neither.
 		g.fail(in, msg, pionstun.CodeBadRequest, "EVEN-PORT or RESERVATION-TOKEN with a TCP allocation", key)
 		return nil, false
-	case (hasToken || hasEven) && g.s.relays.shared != nil:
-		// Shared relay ports (shared.go): no allocation has a port of its
-		// own, so none can be even or hold its neighbour. RFC 8656 §7.2
-		// steps 5 and 6 answer a token or an even port the server cannot
-		// give with 508.
-		g.attempt("even_port_shared")
-		g.s.limited.Log(slog.LevelInfo, "even-port-shared", "allocation refused: "+errSharedEvenPort.Error(),
-			"client", in.src, "transport", in.transport)
-		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "EVEN-PORT and RESERVATION-TOKEN not available: relay ports are shared", key)
-		return nil, false
 	}
 
 	var e edits
@@ -1066,6 +1056,10 @@ func failureCode(err error) (pionstun.ErrorCode, string) {
 	switch {
 	case errors.Is(err, errTotalQuota):
 		return pionstun.CodeInsufficientCapacity, "Server allocation limit reached"
+	case errors.Is(err, errSharedNoEven):
+		return pionstun.CodeInsufficientCapacity, "No even port among the shared relay ports"
+	case errors.Is(err, errSharedNoPair):
+		return pionstun.CodeInsufficientCapacity, "No even shared relay port with the next port shared too"
 	case errors.Is(err, errRangeFull):
 		return pionstun.CodeInsufficientCapacity, "Relay port range exhausted"
 	case errors.Is(err, errTokenInvalid), errors.Is(err, errTokenFamily):
@@ -1074,8 +1068,6 @@ func failureCode(err error) (pionstun.ErrorCode, string) {
 		return pionstun.CodeAddrFamilyNotSupported, "Address Family not Supported"
 	case errors.Is(err, errTCPRelayOff):
 		return pionstun.CodeUnsupportedTransProto, "TCP relays are disabled"
-	case errors.Is(err, errSharedEvenPort):
-		return pionstun.CodeInsufficientCapacity, "EVEN-PORT and RESERVATION-TOKEN not available: relay ports are shared"
 	case errors.As(err, &be):
 		return pionstun.CodeServerError, "Relay socket could not be bound"
 	}

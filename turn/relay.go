@@ -66,6 +66,9 @@ type relayAllocator struct {
 	// shared are the shared relay sockets by network ("udp4", "udp6") in
 	// shared mode (RelayConfig.Shared, shared.go); nil otherwise.
 	shared map[string][]*sharedSocket
+	// sharedLast is the index of the shared socket chosen last, by
+	// network, under mu.
+	sharedLast map[string]int
 	// dropUnclaimed counts peer datagrams on a shared socket from an
 	// address:port no allocation claimed (reason="peer_unclaimed"),
 	// dropTaken data an allocation sent to a peer another allocation on
@@ -326,19 +329,22 @@ func (r *relayAllocator) allocateUDP(conf pionturn.AllocateListenerConfig, in *a
 	if err != nil {
 		return nil, err
 	}
-	if r.shared != nil {
-		return r.allocateShared(conf.Network, in)
-	}
 	if in != nil && in.token != 0 {
 		rc, err := r.res.redeem(in.token, conf.Network)
 		if err != nil {
 			return nil, err
+		}
+		if rc.shared != nil {
+			return r.redeemShared(rc, in), nil
 		}
 		if err := r.start(rc); err != nil {
 			_ = rc.Close()
 			return nil, err
 		}
 		return rc, nil
+	}
+	if r.shared != nil {
+		return r.allocateShared(conf.Network, in)
 	}
 	even := in != nil && in.even
 	reserve := in != nil && in.reserve
@@ -392,8 +398,6 @@ func outcomeOf(err error) string {
 		return "token_invalid"
 	case errors.Is(err, errTCPRelayOff):
 		return "tcp_disabled"
-	case errors.Is(err, errSharedEvenPort):
-		return "even_port_shared"
 	case errors.As(err, &be):
 		return "bind_error"
 	default:

@@ -3,6 +3,7 @@ package turn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -40,10 +41,13 @@ import (
 //     the peer's IP and a channel to the address:port (pion reports each
 //     expiry), and with the allocation.
 //
-// What cannot work without a port of its own is refused: EVEN-PORT and
-// RESERVATION-TOKEN (RFC 8656 §7.2 steps 5 and 6, an even port and its
-// neighbour held for the next allocation) get 508 with a reason phrase, and
-// RFC 6062 TCP relays cannot be configured with shared ports.
+// EVEN-PORT is served from an even shared port, and with the R bit the
+// RESERVATION-TOKEN names the shared port above it (RFC 8656 §7.2 steps 5
+// and 6): an RTP/RTCP pair gets P even and P+1, but neither port is the
+// pair's alone. When the shared ports hold no even one (or none with its
+// neighbour) the answer is 508 with a reason phrase that says so. RFC 6062
+// TCP relays need a port per allocation and cannot be configured with
+// shared ports.
 //
 // The fast path (fastpath.go) is unchanged apart from one read-locked map
 // lookup per packet in each direction; datagrams for an allocation whose
@@ -80,14 +84,16 @@ type sharedPacket struct {
 var sharedPool = sync.Pool{New: func() any { b := make([]byte, udploop.BufSize); return &b }}
 
 var (
-	errSharedEvenPort = errors.New("EVEN-PORT and RESERVATION-TOKEN need a port per allocation (relay.mode = \"shared\")")
-	errNoDeadlines    = errors.New("deadlines are not supported on a shared relay port")
+	errSharedNoEven = fmt.Errorf("%w: no even port among the shared relay ports (EVEN-PORT)", errRangeFull)
+	errSharedNoPair = fmt.Errorf("%w: no even shared relay port P with P+1 shared too (EVEN-PORT with R=1)", errRangeFull)
+	errNoDeadlines  = errors.New("deadlines are not supported on a shared relay port")
 )
 
 // openShared binds the shared relay sockets of every enabled family, one
 // per port of the range. They are read once started (startShared).
 func (r *relayAllocator) openShared() error {
 	r.shared = map[string][]*sharedSocket{}
+	r.sharedLast = map[string]int{"udp4": -1, "udp6": -1}
 	for _, f := range []struct {
 		network string
 		fam     relayFamily
@@ -160,40 +166,92 @@ func (r *relayAllocator) closeShared() {
 }
 
 // allocateShared serves a new allocation from the least loaded shared
-// socket of its family (ties broken round robin, so that allocations made
-// one after another, such as a client's pair of relays talking to each
-// other, land on different sockets and do not claim the same peer).
+// socket of its family. The scan starts after the socket chosen last, so
+// that with equal loads consecutive allocations (such as a client's pair of
+// relays talking to each other) land on different sockets and do not claim
+// the same peer.
+//
+// EVEN-PORT (RFC 8656 §7.2 step 6) is served from an even shared port; with
+// the R bit, from an even port P whose P+1 is shared too, and the
+// RESERVATION-TOKEN names P+1 (reserve.go holds a place on that socket for
+// the token's life). Nothing is exclusive on a shared port, so nothing is
+// taken from other allocations: what an RTP/RTCP pair needs, P even and
+// P+1 beside it, holds. Without such a port the answer is 508.
 func (r *relayAllocator) allocateShared(network string, in *allocIntent) (*relayConn, error) {
-	if in != nil && (in.even || in.token != 0) {
-		return nil, errSharedEvenPort // the gate refuses these first
-	}
 	list := r.shared[network]
 	if len(list) == 0 {
 		return nil, errFamilyDisabled
 	}
+	even := in != nil && in.even
+	pair := in != nil && in.reserve
+	fits := func(i int) bool {
+		p := list[i].public.Port()
+		switch {
+		case pair:
+			return p%2 == 0 && i+1 < len(list) && list[i+1].public.Port() == p+1
+		case even:
+			return p%2 == 0
+		}
+		return true
+	}
+	n := 1
+	if pair {
+		n = 2
+	}
 	r.mu.Lock()
-	if r.limit > 0 && r.live+1 > r.limit {
+	if r.limit > 0 && r.live+n > r.limit {
 		r.mu.Unlock()
 		return nil, errTotalQuota
 	}
-	r.live++
-	r.mu.Unlock()
-	start := int(r.next.Add(1))
-	best := list[start%len(list)]
+	start := r.sharedLast[network] + 1
+	best := -1
 	for k := range list {
-		if ss := list[(start+k)%len(list)]; ss.live.Load() < best.live.Load() {
-			best = ss
+		i := (start + k) % len(list)
+		if fits(i) && (best < 0 || list[i].live.Load() < list[best].live.Load()) {
+			best = i
 		}
 	}
-	best.live.Add(1)
-	rc := &relayConn{alloc: r, network: network, port: int(best.public.Port()), public: best.public,
-		out: newRateBucket(r.bps), in: newRateBucket(r.bps), sock: best.sock, shared: best,
-		claims: map[netip.AddrPort]struct{}{}, queue: make(chan sharedPacket, sharedQueue), done: make(chan struct{})}
+	if best < 0 {
+		r.mu.Unlock()
+		if pair {
+			return nil, errSharedNoPair
+		}
+		return nil, errSharedNoEven
+	}
+	r.live += n
+	r.sharedLast[network] = best
+	r.mu.Unlock()
+
+	rc := list[best].attach(r)
 	if in != nil {
 		rc.tag = in.seq
 	}
+	if pair {
+		next := list[best+1].attach(r)
+		if _, err := r.res.hold(next, in.txKey, in.key); err != nil {
+			_ = next.Close()
+			_ = rc.Close()
+			return nil, err
+		}
+	}
 	r.table.addRelay(rc.key(), rc)
 	return rc, nil
+}
+
+// attach makes an allocation's relayConn on ss; r.live counts it already.
+func (ss *sharedSocket) attach(r *relayAllocator) *relayConn {
+	ss.live.Add(1)
+	return &relayConn{alloc: r, network: ss.network, port: int(ss.public.Port()), public: ss.public,
+		out: newRateBucket(r.bps), in: newRateBucket(r.bps), sock: ss.sock, shared: ss,
+		claims: map[netip.AddrPort]struct{}{}, queue: make(chan sharedPacket, sharedQueue), done: make(chan struct{})}
+}
+
+// redeemShared makes the place a RESERVATION-TOKEN held on a shared socket
+// the allocation of the Allocate that redeemed it.
+func (r *relayAllocator) redeemShared(rc *relayConn, in *allocIntent) *relayConn {
+	rc.tag = in.seq
+	r.table.addRelay(rc.key(), rc)
+	return rc
 }
 
 // loopPacket is a shared socket's handler (udploop.Handler): it finds the

@@ -23,9 +23,15 @@ import (
 // relays from 40000-40999 at the same time, so the ports are picked outside
 // that range and the start is retried on another base if one is taken).
 func startShared(t testing.TB, n int, portable bool, mutate func(*Config)) (*testServer, []int) {
+	return startSharedAt(t, n, 0, portable, mutate)
+}
+
+// startSharedAt is startShared from a first port of the given parity (0:
+// even).
+func startSharedAt(t testing.TB, n, parity int, portable bool, mutate func(*Config)) (*testServer, []int) {
 	t.Helper()
 	for range 20 {
-		base := 45000 + rand.IntN(4000)
+		base := 45000 + 2*rand.IntN(2000) + parity
 		if !portsFree(base, n) {
 			continue
 		}
@@ -268,24 +274,56 @@ func TestSharedFailedBindReleases(t *testing.T) {
 	}
 }
 
-// TestSharedEvenPortRefused: EVEN-PORT and RESERVATION-TOKEN get 508 with
-// a reason that says why.
-func TestSharedEvenPortRefused(t *testing.T) {
-	srv, _ := startShared(t, 2, false, nil)
+// TestSharedEvenPort: EVEN-PORT is served from an even shared port, with
+// the R bit from an even port whose neighbour is shared too, and the
+// RESERVATION-TOKEN then gives another client that neighbour, once
+// (RFC 8656 §7.2 steps 5 and 6).
+func TestSharedEvenPort(t *testing.T) {
+	srv, ports := startShared(t, 2, false, nil)
 	c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
 	c.challenge()
-	for _, attr := range []pionstun.Setter{
-		rawAttr{pionstun.AttrEvenPort, []byte{0x80}},
-		rawAttr{pionstun.AttrEvenPort, []byte{0x00}},
-		rawAttr{pionstun.AttrReservationToken, []byte{1, 2, 3, 4, 5, 6, 7, 8}},
-	} {
-		resp := c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP(), attr)
-		if code := errorCode(resp); code != 508 || !strings.Contains(reason(resp), "relay ports are shared") {
-			t.Fatalf("%v: %d %q, want 508 saying relay ports are shared", attr, code, reason(resp))
-		}
+	resp := c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP(), rawAttr{pionstun.AttrEvenPort, []byte{0x80}})
+	if code := errorCode(resp); code != 0 {
+		t.Fatalf("EVEN-PORT R=1: %d %q", code, reason(resp))
 	}
-	if got := counterValue(t, srv.metrics.AllocationsMade.WithLabelValues("even_port_shared")); got != 3 {
-		t.Fatalf("even_port_shared attempts %v, want 3", got)
+	var relayed pionstun.XORMappedAddress
+	if err := relayed.GetFromAs(resp, pionstun.AttrXORRelayedAddress); err != nil || relayed.Port != ports[0] {
+		t.Fatalf("relayed %v (%v), want the even shared port %d", relayed, err, ports[0])
+	}
+	tok, err := resp.Get(pionstun.AttrReservationToken)
+	if err != nil {
+		t.Fatal("no RESERVATION-TOKEN")
+	}
+	d := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
+	d.challenge()
+	resp = d.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP(), rawAttr{pionstun.AttrReservationToken, tok})
+	if code := errorCode(resp); code != 0 {
+		t.Fatalf("RESERVATION-TOKEN: %d %q", code, reason(resp))
+	}
+	if err := relayed.GetFromAs(resp, pionstun.AttrXORRelayedAddress); err != nil || relayed.Port != ports[1] {
+		t.Fatalf("token's relayed %v (%v), want the next shared port %d", relayed, err, ports[1])
+	}
+	e := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
+	e.challenge()
+	if code := errorCode(e.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP(), rawAttr{pionstun.AttrReservationToken, tok})); code != 508 {
+		t.Fatalf("token redeemed twice: %d, want 508", code)
+	}
+}
+
+// TestSharedNoEvenPort: one odd shared port has no even port for EVEN-PORT
+// and no pair for its R bit: 508 with a reason that says so.
+func TestSharedNoEvenPort(t *testing.T) {
+	srv, _ := startSharedAt(t, 1, 1, false, nil)
+	c := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
+	c.challenge()
+	for _, tc := range []struct {
+		v    byte
+		want string
+	}{{0x00, "No even port among the shared relay ports"}, {0x80, "No even shared relay port with the next port shared too"}} {
+		resp := c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP(), rawAttr{pionstun.AttrEvenPort, []byte{tc.v}})
+		if code := errorCode(resp); code != 508 || reason(resp) != tc.want {
+			t.Fatalf("EVEN-PORT %#x: %d %q, want 508 %q", tc.v, code, reason(resp), tc.want)
+		}
 	}
 }
 
