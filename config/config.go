@@ -158,6 +158,15 @@ type Relay struct {
 	// TCP enables RFC 6062 TCP relays. Default false (browsers never use them).
 	TCP      *bool     `hcl:"tcp,optional"`
 	TCPRange hcl.Range `hcl:"tcp,attr_range"`
+	// Mode is how relayed addresses are handed out: "dedicated", a relay
+	// port per allocation from min_port..max_port; or "shared", every UDP
+	// allocation served from the few relay ports min_port..max_port (at most
+	// 64; a handful such as 3 is the point), peers told apart by their
+	// address and port, as coturn's --multiplex-peer does. Shared refuses
+	// EVEN-PORT and RESERVATION-TOKEN (508) and cannot go with tcp = true.
+	// Default "dedicated". Restart to change.
+	Mode      string    `hcl:"mode,optional"`
+	ModeRange hcl.Range `hcl:"mode,attr_range"`
 
 	// Filled by Validate. Invalid (zero) addresses mean "not set".
 	IPv4BindAddr, IPv4PublicAddr netip.Addr

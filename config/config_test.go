@@ -99,7 +99,7 @@ func TestDefault(t *testing.T) {
 		Relay: &Relay{
 			MinPort: 49152, MaxPort: 65535,
 			IPv4Bind: "0.0.0.0", IPv6Bind: "::",
-			PrivateOK: ptr(false), TCP: ptr(false),
+			PrivateOK: ptr(false), TCP: ptr(false), Mode: "dedicated",
 			IPv4BindAddr: netip.IPv4Unspecified(), IPv6BindAddr: netip.IPv6Unspecified(),
 		},
 		Auth:   &Auth{Secrets: []string{}, Separator: ":", EphemeralSecret: ptr(true)},

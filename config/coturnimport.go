@@ -899,7 +899,7 @@ var importBlocks = []struct {
 	{"log", []string{"level"}},
 	{"listen", []string{"addresses", "port", "tls_port", "socket_buffer", "udp_segmentation", "udp", "tcp", "tls", "dtls"}},
 	{"tls", []string{"cert_file", "key_file"}},
-	{"relay", []string{"min_port", "max_port", "ipv4_bind", "ipv4_public", "ipv6_bind", "ipv6_public", "private_ok", "tcp"}},
+	{"relay", []string{"min_port", "max_port", "ipv4_bind", "ipv4_public", "ipv6_bind", "ipv6_public", "private_ok", "tcp", "mode"}},
 	{"auth", []string{"secrets", "separator", "ephemeral_secret"}},
 	{"policy", []string{"presets", "allow", "deny"}},
 	{"limits", []string{"allocations_per_user", "allocations_total", "default_lifetime", "max_lifetime", "bandwidth_per_allocation", "unauthenticated_rate", "unauthenticated_burst"}},

@@ -100,6 +100,17 @@ relay {
 
   # Allow TCP relays (RFC 6062). Browsers never ask for them.
   tcp = false
+
+  # How relayed addresses are handed out. "dedicated": a relay port per
+  # allocation from min_port..max_port. "shared": every UDP allocation is
+  # served from the few ports min_port..max_port (a handful, such as 3; at
+  # most 64), peers told apart by their address and port, so a container
+  # publishes a handful of ports instead of thousands. Shared answers
+  # EVEN-PORT and RESERVATION-TOKEN with 508, refuses a ChannelBind to a
+  # peer address:port another allocation on the same port holds (403), and
+  # cannot go with tcp = true. See docs/operations.md, "Few relay ports".
+  # coturn: --multiplex-peer (4.12+). Restart to change.
+  mode = "dedicated"
 }
 
 auth {

@@ -66,6 +66,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Relay.IPv6PublicAddr": Restart,
 	"Relay.PrivateOK":      Live, // only silences a check
 	"Relay.TCP":            Restart,
+	"Relay.Mode":           Restart,
 
 	"Auth.Secrets":         Live,
 	"Auth.Separator":       Live,

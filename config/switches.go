@@ -15,6 +15,15 @@ func (l *Listen) FreeBindOn() bool     { return switchOr(l.FreeBind, true) }
 func (r *Relay) TCPOn() bool          { return switchOr(r.TCP, false) }
 func (r *Relay) PrivateAllowed() bool { return switchOr(r.PrivateOK, false) }
 
+// Relay modes (Relay.Mode); "" is RelayDedicated.
+const (
+	RelayDedicated = "dedicated"
+	RelayShared    = "shared"
+)
+
+// SharedOn reports relay.mode = "shared".
+func (r *Relay) SharedOn() bool { return r.Mode == RelayShared }
+
 func (a *Auth) EphemeralSecretOn() bool { return switchOr(a.EphemeralSecret, true) }
 
 func (s *STUN) RFC3489On() bool { return switchOr(s.RFC3489, false) }

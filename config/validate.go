@@ -468,6 +468,9 @@ func kind(public bool) string {
 	return "bind"
 }
 
+// maxSharedPorts is turn.MaxSharedPorts (config does not import turn).
+const maxSharedPorts = 64
+
 func (r *Relay) validate(v *validator, l *Listen) {
 	minOK := r.MinPort >= minRelayPort && r.MinPort <= 65535
 	if !minOK {
@@ -495,6 +498,25 @@ func (r *Relay) validate(v *validator, l *Listen) {
 				overlap(l.TLSPort, "listen.tls_port")
 			}
 		}
+	}
+
+	switch r.Mode {
+	case "", RelayDedicated:
+	case RelayShared:
+		// Each shared port is a socket per family bound at start and
+		// published by a container: a handful is the point.
+		if n := r.MaxPort - r.MinPort + 1; minOK && maxOK && n > maxSharedPorts {
+			v.errorf(v.at(r.MaxPortRange, r.MinPortRange, r.ModeRange), "relay.max_port",
+				"relay.mode = \"shared\" serves every allocation from the ports %d-%d, %d of them; at most %d (a handful, such as 3, is the point)",
+				r.MinPort, r.MaxPort, n, maxSharedPorts)
+		}
+		if r.TCPOn() {
+			v.conflict(
+				r.TCPRange, "relay.tcp", "RFC 6062 TCP relays need a port per allocation, which relay.mode = \"shared\" does not give",
+				r.ModeRange, "relay.mode", "\"shared\" cannot serve RFC 6062 TCP relays (relay.tcp = true): they need a port per allocation")
+		}
+	default:
+		v.errorf(r.ModeRange, "relay.mode", "%q is not a relay mode: \"dedicated\" (a port per allocation) or \"shared\" (a few ports for all)", r.Mode)
 	}
 
 	r.IPv4BindAddr = v.relayAddr(r.IPv4Bind, r.IPv4BindRange, "relay.ipv4_bind", true, false)

@@ -92,10 +92,13 @@ type allocEntry struct {
 func allocKey(src, local net.Addr) string { return src.String() + "|" + local.String() }
 
 // relayKey names a relayed transport address: a UDP relay and a TCP relay
-// may share an address and port.
+// may share an address and port. In shared mode (shared.go) many
+// allocations share one relayed address, and tag, the number of the
+// Allocate's intent (reserve.go), tells them apart; it is 0 otherwise.
 type relayKey struct {
 	addr netip.AddrPort
 	tcp  bool
+	tag  uint64
 }
 
 func relayKeyOf(a net.Addr) relayKey {
@@ -125,18 +128,17 @@ func (t *allocTable) addListener(l *gatePacketConn) {
 	t.mu.Unlock()
 }
 
-// addRelay registers the relay socket (or RFC 6062 listener) at relayed
-// address addr, as the allocator hands it to pion.
-func (t *allocTable) addRelay(addr net.Addr, sock io.Closer) {
+// addRelay registers the relay socket (or RFC 6062 listener) under k, as
+// the allocator hands it to pion.
+func (t *allocTable) addRelay(k relayKey, sock io.Closer) {
 	t.mu.Lock()
-	t.relays[relayKeyOf(addr)] = sock
+	t.relays[k] = sock
 	t.mu.Unlock()
 }
 
 // removeRelay forgets a relay socket that closed. A UDP relay's client
 // stops being served by the fast path at once.
-func (t *allocTable) removeRelay(addr net.Addr, sock io.Closer) {
-	k := relayKeyOf(addr)
+func (t *allocTable) removeRelay(k relayKey, sock io.Closer) {
 	t.mu.Lock()
 	if t.relays[k] == sock {
 		delete(t.relays, k)
@@ -181,8 +183,8 @@ func (t *allocTable) granted(src net.Addr, c grant, allocate bool) {
 // report hears of allocations created and deleted (for events and logs).
 func (t *allocTable) eventHandler(report func(created bool, a allocInfo)) pionturn.EventHandler {
 	return pionturn.EventHandler{
-		OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
-			report(true, t.created(src, dst, userID, relay))
+		OnAllocationCreated: func(src, dst net.Addr, _, userID, realm string, relay net.Addr, _ int) {
+			report(true, t.created(src, dst, userID, realm, relay))
 		},
 		OnAllocationDeleted: func(src, dst net.Addr, _, _, _ string) {
 			if a, ok := t.deleted(src, dst); ok {
@@ -221,8 +223,9 @@ func (a *allocEntry) info() allocInfo {
 
 // created records an allocation pion made, with the credential the gate
 // saw its Allocate pass with, and links a UDP client to its relay socket
-// for the fast path.
-func (t *allocTable) created(src, dst net.Addr, userID string, relay net.Addr) allocInfo {
+// for the fast path. realm is the one pion handed the allocator: in shared
+// mode its intent number finds the relay among those sharing its address.
+func (t *allocTable) created(src, dst net.Addr, userID, realm string, relay net.Addr) allocInfo {
 	key, k := allocKey(src, dst), src.String()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -244,6 +247,11 @@ func (t *allocTable) created(src, dst net.Addr, userID string, relay net.Addr) a
 	}
 	a := &allocEntry{src: src, dst: dst, cred: c, relay: relayKeyOf(relay),
 		peers: map[netip.Addr]struct{}{}, chans: map[uint16]netip.AddrPort{}}
+	if n := intentNumber(realm); n != 0 && !a.relay.tcp {
+		if k := (relayKey{addr: a.relay.addr, tag: n}); t.relays[k] != nil {
+			a.relay = k
+		}
+	}
 	a.sock = t.relays[a.relay]
 	a.rc, _ = a.sock.(*relayConn)
 	t.allocs[key] = a
@@ -355,7 +363,24 @@ func (t *allocTable) permission(src, dst net.Addr, peer net.IP, add bool) {
 			perms[p] = struct{}{}
 		}
 		a.rc.perms.Store(&perms)
+		if !add && a.rc.shared != nil {
+			// The permission is gone: so are the claims on its IP's
+			// ports that no channel holds (shared.go).
+			a.rc.shared.release(a.rc, func(p netip.AddrPort) bool {
+				return p.Addr() != ip || a.bound(p)
+			})
+		}
 	}
+}
+
+// bound reports whether a has a channel to peer. t.mu is held.
+func (a *allocEntry) bound(peer netip.AddrPort) bool {
+	for _, p := range a.chans {
+		if p == peer {
+			return true
+		}
+	}
+	return false
 }
 
 // channel records a channel bound or expired (RFC 8656 §12) and hands the
@@ -388,10 +413,27 @@ func (t *allocTable) channel(src, dst, peer net.Addr, number uint16, add bool) {
 			next.byNum[n] = p
 		}
 		a.rc.chans.Store(next)
+		if !add && a.rc.shared != nil && !a.bound(p) {
+			if _, ok := a.peers[p.Addr().Unmap()]; !ok {
+				// Neither a channel nor a permission holds the peer now.
+				a.rc.shared.release(a.rc, func(q netip.AddrPort) bool { return q != p })
+			}
+		}
 	}
 }
 
 // Readers.
+
+// relayOf returns the UDP relay of the allocation at the 5-tuple key
+// (allocKey), or nil.
+func (t *allocTable) relayOf(key string) *relayConn {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if a := t.allocs[key]; a != nil {
+		return a.rc
+	}
+	return nil
+}
 
 // has reports whether the 5-tuple key (allocKey) holds an allocation.
 func (t *allocTable) has(key string) bool {

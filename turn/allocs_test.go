@@ -116,7 +116,7 @@ func TestAllocTableLifecycle(t *testing.T) {
 	}
 	rc, relayAddr := g.relay()
 
-	info := g.tab.created(src, dst, "alice", relayAddr)
+	info := g.tab.created(src, dst, "alice", "", relayAddr)
 	if info.username != "123:alice" || info.transport != "udp" || info.relay != relayAddr.String() {
 		t.Errorf("created reports %+v", info)
 	}
@@ -199,7 +199,7 @@ func TestAllocTableOddOrders(t *testing.T) {
 		g := newTableRig(t)
 		src, dst := tableClient, g.listener.LocalAddr()
 		rc, relayAddr := g.relay()
-		g.tab.created(src, dst, "alice", relayAddr)
+		g.tab.created(src, dst, "alice", "", relayAddr)
 		g.tab.permission(src, dst, tablePeer.IP, true)
 		g.tab.permission(src, dst, tablePeer2.IP, true)
 		g.tab.channel(src, dst, tablePeer, 0x7FFF, true)
@@ -234,8 +234,8 @@ func TestAllocTableOddOrders(t *testing.T) {
 		g := newTableRig(t)
 		src, dst := tableClient, g.listener.LocalAddr()
 		_, relayAddr := g.relay()
-		g.tab.created(src, dst, "alice", relayAddr)
-		g.tab.created(src, dst, "alice", relayAddr) // pion refuses a duplicate 5-tuple; still, one record
+		g.tab.created(src, dst, "alice", "", relayAddr)
+		g.tab.created(src, dst, "alice", "", relayAddr) // pion refuses a duplicate 5-tuple; still, one record
 		g.tab.permission(src, dst, tablePeer.IP, false)
 		g.tab.permission(src, dst, tablePeer.IP, true)
 		g.tab.permission(src, dst, tablePeer.IP, false)
@@ -254,7 +254,7 @@ func TestAllocTableOddOrders(t *testing.T) {
 		g := newTableRig(t)
 		src, dst := tableClient, g.listener.LocalAddr()
 		rc, relayAddr := g.relay()
-		g.tab.created(src, dst, "alice", relayAddr)
+		g.tab.created(src, dst, "alice", "", relayAddr)
 		_ = rc.Close() // a revocation: pion's events follow later
 		if snap := g.tab.snapshot(); len(snap) != 1 || snap[0].sock != nil {
 			t.Errorf("snapshot of an allocation whose relay is closing = %+v", snap)
@@ -272,7 +272,7 @@ func TestAllocTableOddOrders(t *testing.T) {
 		src := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 8), Port: 50001}
 		dst := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 3478}
 		rc, relayAddr := g.relay()
-		info := g.tab.created(src, dst, "bob", relayAddr) // no pending credential: a purge
+		info := g.tab.created(src, dst, "bob", "", relayAddr) // no pending credential: a purge
 		if info.transport != "tcp" || info.userID != "bob" {
 			t.Errorf("created reports %+v", info)
 		}

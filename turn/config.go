@@ -116,7 +116,22 @@ type RelayConfig struct {
 	// TCP allows RFC 6062 TCP relays. Default false (browsers never use
 	// them). HCL: relay.tcp.
 	TCP bool
+	// Shared serves every UDP allocation from a small fixed set of relay
+	// sockets, one per port of MinPort..MaxPort and family, bound at start,
+	// instead of a socket of its own per allocation (coturn 4.12+'s
+	// --multiplex-peer): a container then maps a handful of ports. A peer's
+	// datagram goes to the allocation on that socket that sent to, or bound a
+	// channel to, the peer's exact address and port (shared.go). EVEN-PORT
+	// and RESERVATION-TOKEN are answered 508, and TCP may not be set. At most
+	// MaxSharedPorts ports. Default false (a port per allocation). HCL:
+	// relay.mode = "shared".
+	Shared bool
 }
+
+// MaxSharedPorts bounds the relay port range in shared mode
+// (RelayConfig.Shared): each port is one socket per family bound at start,
+// and the point of the mode is a handful of ports, not thousands.
+const MaxSharedPorts = 64
 
 // AuthConfig is the long-term credentials (RFC 8489 §9.2).
 type AuthConfig struct {
@@ -391,6 +406,14 @@ func (c *Config) validate() error {
 	}
 	if r.NoIPv4 && r.NoIPv6 {
 		bad("Relay: NoIPv4 and NoIPv6 leave no relay to allocate")
+	}
+	if r.Shared {
+		if n := r.MaxPort - r.MinPort + 1; n > MaxSharedPorts {
+			bad("Relay.Shared: the range %d-%d is %d ports, more than the %d shared relay sockets allowed", r.MinPort, r.MaxPort, n, MaxSharedPorts)
+		}
+		if r.TCP {
+			bad("Relay.Shared and Relay.TCP: RFC 6062 TCP relays need a port per allocation")
+		}
 	}
 
 	m := &c.Limits

@@ -110,6 +110,10 @@ func (c *relayConn) sendToPeer(out udploop.Sender, p []byte, peer netip.AddrPort
 		c.alloc.selfDrop(peer)
 		return
 	}
+	if c.shared != nil && !c.shared.claim(c, peer) {
+		c.alloc.dropTaken.Inc()
+		return
+	}
 	if !c.out.take(len(p)) {
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return
@@ -155,6 +159,9 @@ func (c *relayConn) socketConfig() udploop.SocketConfig {
 // client they are returned to pion, which frames and writes them; datagrams
 // from any other peer are discarded (see loopPacket).
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.shared != nil {
+		return c.recvShared(p)
+	}
 	n, from, err := c.sock.Recv(p) // the fast path has run (loopPacket)
 	if err != nil {
 		return 0, nil, err

@@ -42,6 +42,11 @@ type gate struct {
 	// passed holds the requests passed to pion authenticated, until pion
 	// answers (rememberPassed).
 	passed map[txKey]passedEntry
+	// claims are the shared-port claims of ChannelBinds passed to pion,
+	// until pion answers (claimPeer); claimsPending is its size, read
+	// without the lock on every response.
+	claims        map[txKey]peerClaim
+	claimsPending atomic.Int32
 
 	idle atomic.Int64 // idle timeout of connections without allocation, ns
 
@@ -59,7 +64,7 @@ type verifiedEntry struct {
 }
 
 func newGate(s *Server) *gate {
-	g := &gate{s: s, verified: map[string]verifiedEntry{}, passed: map[txKey]passedEntry{}}
+	g := &gate{s: s, verified: map[string]verifiedEntry{}, passed: map[txKey]passedEntry{}, claims: map[txKey]peerClaim{}}
 	g.idle.Store(int64(idleTimeout))
 	g.droppedBadFingerprint = s.metrics.Dropped.WithLabelValues("bad_fingerprint")
 	g.droppedNoChannel = s.metrics.Dropped.WithLabelValues("no_channel")
@@ -319,7 +324,11 @@ func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key
 			g.fail(in, msg, pionstun.CodeForbidden, "Forbidden by peer policy", key)
 			return nil, false
 		}
-		return g.checkPermissions(in, msg, peers, key)
+		out, ok := g.checkPermissions(in, msg, peers, key)
+		if ok && !g.claimPeer(in, msg, peers[0], key) {
+			return nil, false
+		}
+		return out, ok
 	case pionstun.MethodConnect:
 		// A channel or a connection names the port too: this server's own
 		// address outside the relay ports is refused here (pion's permission
@@ -642,6 +651,63 @@ func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, peers []netip
 	return msg.Raw, true
 }
 
+// claimPeer claims peer for the client's allocation on its shared relay
+// socket (shared.go) before pion binds the channel, so that two
+// allocations can never both be told yes. When another allocation holds
+// the peer it answers 403 (RFC 8656 §12.2 lets the server refuse a
+// ChannelBind; 403 is its answer for what the server will not allow) and
+// returns false. A claim whose ChannelBind pion then refuses is settled
+// when pion's answer goes out (observe).
+func (g *gate) claimPeer(in inbound, msg *pionstun.Message, peer netip.AddrPort, key []byte) bool {
+	if g.s.relays.shared == nil {
+		return true
+	}
+	rc := g.s.allocs.relayOf(allocKey(in.src, in.local))
+	if rc == nil || rc.shared == nil {
+		return true // no allocation: pion answers 437
+	}
+	if !rc.shared.claim(rc, peer) {
+		g.count(pionstun.MethodChannelBind, "peer_in_use")
+		g.s.limited.Log(slog.LevelInfo, "peer-in-use", "channel refused: another allocation on this shared relay port has the peer",
+			"client", in.src, "peer", peer.String(), "relay", rc.public.String())
+		g.fail(in, msg, pionstun.CodeForbidden, "Peer address and port in use by another allocation on this shared relay port", key)
+		return false
+	}
+	k := txKey{client: canonical(addrPortOf(in.src)), tx: msg.TransactionID}
+	g.mu.Lock()
+	if len(g.claims) > maxPassed {
+		clear(g.claims) // leftovers only: their claims end with their permissions
+	}
+	g.claims[k] = peerClaim{rc: rc, peer: peer}
+	g.claimsPending.Store(int32(len(g.claims)))
+	g.mu.Unlock()
+	return true
+}
+
+// peerClaim is a shared-port claim a ChannelBind made, until pion answers.
+type peerClaim struct {
+	rc   *relayConn
+	peer netip.AddrPort
+}
+
+// settleClaim handles pion's answer b to a ChannelBind: an error response
+// ends the claim the gate made for it, unless the allocation holds the
+// peer anyway (a permission for its IP, or the channel from before).
+func (g *gate) settleClaim(b []byte, dst net.Addr) {
+	k := txKey{client: canonical(addrPortOf(dst))}
+	copy(k.tx[:], b[8:20])
+	g.mu.Lock()
+	c, ok := g.claims[k]
+	if ok {
+		delete(g.claims, k)
+		g.claimsPending.Store(int32(len(g.claims)))
+	}
+	g.mu.Unlock()
+	if ok && b[1] == 0x19 {
+		c.rc.shared.settle(c.rc, c.peer)
+	}
+}
+
 // peerAddrs decodes every XOR-PEER-ADDRESS (RFC 8656 §18.3); IPv4-mapped
 // addresses come back as IPv4, like pion's permission events.
 func peerAddrs(msg *pionstun.Message) ([]netip.AddrPort, error) {
@@ -767,6 +833,11 @@ func (g *gate) observe(b []byte, dst net.Addr) []byte {
 		return b
 	}
 	passed, key := g.takePassed(b, dst)
+	// Success (0x0109) or error (0x0119) response to a ChannelBind that
+	// claimed a shared-port peer.
+	if b[0] == 0x01 && (b[1] == 0x09 || b[1] == 0x19) && g.claimsPending.Load() > 0 {
+		g.settleClaim(b, dst)
+	}
 	// Success (0x0103) or error (0x0113) response to an Allocate, while
 	// some note waits: one atomic load on every other message.
 	if b[0] == 0x01 && (b[1] == 0x03 || b[1] == 0x13) && g.s.relays.res.pending.Load() > 0 {
@@ -985,6 +1056,10 @@ func failureCode(err error) (pionstun.ErrorCode, string) {
 	switch {
 	case errors.Is(err, errTotalQuota):
 		return pionstun.CodeInsufficientCapacity, "Server allocation limit reached"
+	case errors.Is(err, errSharedNoEven):
+		return pionstun.CodeInsufficientCapacity, "No even port among the shared relay ports"
+	case errors.Is(err, errSharedNoPair):
+		return pionstun.CodeInsufficientCapacity, "No even shared relay port with the next port shared too"
 	case errors.Is(err, errRangeFull):
 		return pionstun.CodeInsufficientCapacity, "Relay port range exhausted"
 	case errors.Is(err, errTokenInvalid), errors.Is(err, errTokenFamily):

@@ -63,6 +63,20 @@ type relayAllocator struct {
 	// for the whole server (reserve.go).
 	res *reservations
 
+	// shared are the shared relay sockets by network ("udp4", "udp6") in
+	// shared mode (RelayConfig.Shared, shared.go); nil otherwise.
+	shared map[string][]*sharedSocket
+	// sharedLast is the index of the shared socket chosen last, by
+	// network, under mu.
+	sharedLast map[string]int
+	// dropUnclaimed counts peer datagrams on a shared socket from an
+	// address:port no allocation claimed (reason="peer_unclaimed"),
+	// dropTaken data an allocation sent to a peer another allocation on
+	// its shared socket owns (reason="peer_taken"), dropQueue datagrams for
+	// a stream client's shared allocation that found pion's queue full
+	// (reason="slow_queue_full").
+	dropUnclaimed, dropTaken, dropQueue prometheus.Counter
+
 	mu    sync.Mutex
 	inUse map[string][]uint64 // network ("udp4", ...) -> bitmap over [min, max]
 	live  int                 // relay sockets and held ports
@@ -284,7 +298,7 @@ func (r *relayAllocator) start(rc *relayConn) error {
 	if err := rc.sock.Start(); err != nil {
 		return err
 	}
-	r.table.addRelay(net.UDPAddrFromAddrPort(rc.public), rc)
+	r.table.addRelay(rc.key(), rc)
 	return nil
 }
 
@@ -320,11 +334,17 @@ func (r *relayAllocator) allocateUDP(conf pionturn.AllocateListenerConfig, in *a
 		if err != nil {
 			return nil, err
 		}
+		if rc.shared != nil {
+			return r.redeemShared(rc, in), nil
+		}
 		if err := r.start(rc); err != nil {
 			_ = rc.Close()
 			return nil, err
 		}
 		return rc, nil
+	}
+	if r.shared != nil {
+		return r.allocateShared(conf.Network, in)
 	}
 	even := in != nil && in.even
 	reserve := in != nil && in.reserve
@@ -421,7 +441,7 @@ func (r *relayAllocator) allocateTCP(conf pionturn.AllocateListenerConfig) (net.
 	}
 	rl := &relayListener{Listener: ln, alloc: r, network: conf.Network, port: port,
 		public: &net.TCPAddr{IP: fam.public.AsSlice(), Port: port}}
-	r.table.addRelay(rl.public, rl)
+	r.table.addRelay(relayKeyOf(rl.public), rl)
 	return rl, rl.public, nil
 }
 
@@ -504,6 +524,19 @@ type relayConn struct {
 	out, in *rateBucket
 	closed  atomic.Bool
 
+	// shared is the shared relay socket this allocation is served from
+	// (RelayConfig.Shared, shared.go), nil when it has a socket of its own
+	// (sock is then the shared socket's). tag is the allocation intent's
+	// number, its key in the allocation table beside the relayed address
+	// that many allocations share. claims are the peer address:ports it
+	// owns on shared (under shared.mu); queue holds a stream client's
+	// datagrams for pion's read until done closes.
+	shared *sharedSocket
+	tag    uint64
+	claims map[netip.AddrPort]struct{}
+	queue  chan sharedPacket
+	done   chan struct{}
+
 	// The fast path's view of the allocation (fastpath.go), written only
 	// by the allocation table (allocs.go): the client to send ChannelData
 	// to, the channels bound and the peers permitted.
@@ -526,10 +559,33 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return len(p), nil
 }
 
-func (c *relayConn) LocalAddr() net.Addr                { return c.sock.LocalAddr() }
-func (c *relayConn) SetDeadline(t time.Time) error      { return c.sock.SetDeadline(t) }
-func (c *relayConn) SetReadDeadline(t time.Time) error  { return c.sock.SetReadDeadline(t) }
-func (c *relayConn) SetWriteDeadline(t time.Time) error { return c.sock.SetWriteDeadline(t) }
+func (c *relayConn) LocalAddr() net.Addr { return c.sock.LocalAddr() }
+
+func (c *relayConn) SetDeadline(t time.Time) error {
+	if c.shared != nil {
+		return sharedDeadline(t)
+	}
+	return c.sock.SetDeadline(t)
+}
+
+func (c *relayConn) SetReadDeadline(t time.Time) error {
+	if c.shared != nil {
+		return sharedDeadline(t)
+	}
+	return c.sock.SetReadDeadline(t)
+}
+
+func (c *relayConn) SetWriteDeadline(t time.Time) error {
+	if c.shared != nil {
+		return sharedDeadline(t)
+	}
+	return c.sock.SetWriteDeadline(t)
+}
+
+// key is the relay's key in the allocation table.
+func (c *relayConn) key() relayKey {
+	return relayKey{addr: canonical(c.public), tag: c.tag}
+}
 
 // Close closes the socket, takes it out of the allocation table and frees
 // its port. Closing it again is not an error: a revocation closes it
@@ -539,8 +595,11 @@ func (c *relayConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	if c.shared != nil {
+		return c.closeShared()
+	}
 	err := c.sock.Close()
-	c.alloc.table.removeRelay(net.UDPAddrFromAddrPort(c.public), c)
+	c.alloc.table.removeRelay(c.key(), c)
 	c.alloc.release(c.network, c.port)
 	return err
 }
@@ -561,7 +620,7 @@ func (l *relayListener) Close() error {
 		return nil
 	}
 	err := l.Listener.Close()
-	l.alloc.table.removeRelay(l.public, l)
+	l.alloc.table.removeRelay(relayKeyOf(l.public), l)
 	l.alloc.release(l.network, l.port)
 	return err
 }

@@ -76,6 +76,7 @@ type allocIntent struct {
 	reserve bool   // EVEN-PORT with R=1: and hold P+1 behind a token
 	token   uint64 // RESERVATION-TOKEN: the reserved port (0: none)
 	at      time.Time
+	seq     uint64 // its number in the realm pion hands on (intend)
 }
 
 // heldPort is P+1 of an EVEN-PORT pair: bound, not yet read, waiting for
@@ -142,8 +143,23 @@ func (r *reservations) intend(realm string, in *allocIntent) string {
 	defer r.mu.Unlock()
 	r.sweep(in.at)
 	r.seq++
+	in.seq = r.seq
 	r.intents[r.seq] = in
 	return realm + intentTag + strconv.FormatUint(r.seq, 16)
+}
+
+// intentNumber returns the intent number a realm pion hands on carries,
+// or 0: the allocation table finds a shared-mode relay by it.
+func intentNumber(realm string) uint64 {
+	i := strings.Index(realm, intentTag)
+	if i < 0 {
+		return 0
+	}
+	n, err := strconv.ParseUint(realm[i+len(intentTag):], 16, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // take returns and forgets the intent realm names, or nil.

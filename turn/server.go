@@ -322,6 +322,9 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		}
 	}
 	s.pending = nil
+	if err := s.relays.startShared(s.wg.Go); err != nil {
+		return nil, err
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -481,6 +484,9 @@ func (s *Server) setupRelays() error {
 	s.relays.selfDrop = s.dropSelfPort
 	s.relays.table = s.allocs
 	s.relays.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
+	s.relays.dropUnclaimed = s.metrics.Dropped.WithLabelValues("peer_unclaimed")
+	s.relays.dropTaken = s.metrics.Dropped.WithLabelValues("peer_taken")
+	s.relays.dropQueue = s.metrics.Dropped.WithLabelValues("slow_queue_full")
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
 	s.relays.freeBind = s.freeBind
@@ -496,12 +502,22 @@ func (s *Server) setupRelays() error {
 	} else if r.IPv6Bind.IsValid() {
 		s.log.Info("relay: no global IPv6 address on this host, IPv6 relays are off (RFC 6156 requests get 440); set relay.ipv6_public to enable them")
 	}
+	mode := "port per allocation"
+	if r.Shared {
+		// Bound now, before "listening": a shared port that cannot be
+		// bound fails the start, not the first Allocate.
+		if err := s.relays.openShared(); err != nil {
+			return err
+		}
+		s.closers = append(s.closers, func() error { s.relays.closeShared(); return nil })
+		mode = "shared"
+	}
 	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
 		if !f.enabled() {
 			continue
 		}
 		s.log.Info("relay addresses", "advertised", f.public.String(), "bind", f.bind.String(),
-			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort))
+			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort), "mode", mode)
 		if private(f.public) && !r.PrivateOK {
 			s.log.Warn("!!! the advertised relay address is "+auth.NonPublic(f.public)+
 				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; "+
@@ -744,6 +760,9 @@ func (s *Server) Close() error {
 		}
 		if s.pion != nil {
 			s.closeErr = s.pion.Close()
+			if s.relays != nil {
+				s.relays.closeShared() // after pion closed the allocations on them
+			}
 		} else {
 			s.closeAll()
 		}

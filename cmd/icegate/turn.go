@@ -49,6 +49,7 @@ func turnConfig(cfg *config.Config) turn.Config {
 			IPv6Public: r.IPv6PublicAddr,
 			PrivateOK:  r.PrivateAllowed(),
 			TCP:        r.TCPOn(),
+			Shared:     r.SharedOn(),
 		},
 		Auth: turn.AuthConfig{
 			Users:             users,

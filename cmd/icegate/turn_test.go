@@ -164,6 +164,28 @@ relay {
 				DefaultLifetime: 10 * time.Minute, MaxLifetime: time.Hour, BandwidthPerAllocation: turn.NoLimit,
 				UnauthenticatedRate: 100, UnauthenticatedBurst: 200, ConnectionsPerSource: 256},
 		},
+	}, {
+		name: "shared relay ports",
+		src: `
+relay {
+  mode     = "shared"
+  min_port = 50000
+  max_port = 50002
+}
+`,
+		want: turn.Config{
+			Realm: "icegate",
+			Listen: turn.ListenConfig{Addrs: []netip.Addr{addr("0.0.0.0"), addr("::")},
+				Port: 3478, TLSPort: 5349, SocketBuffer: 4 << 20},
+			TLS: turn.TLSConfig{ReloadInterval: 5 * time.Second},
+			Relay: turn.RelayConfig{MinPort: 50000, MaxPort: 50002, IPv4Bind: addr("0.0.0.0"),
+				IPv6Bind: addr("::"), Shared: true},
+			Auth:   turn.AuthConfig{Users: []auth.StaticUser{}, Secrets: []string{}, Separator: ":"},
+			Policy: turn.PolicyConfig{Presets: []string{}},
+			Limits: turn.LimitsConfig{AllocationsPerUser: 10, AllocationsTotal: 10000, PermissionsPerAllocation: 64,
+				DefaultLifetime: 10 * time.Minute, MaxLifetime: time.Hour, BandwidthPerAllocation: turn.NoLimit,
+				UnauthenticatedRate: 100, UnauthenticatedBurst: 200, ConnectionsPerSource: 256},
+		},
 	}} {
 		got := turnConfig(loadFile(t, dir, tc.src))
 		nonZeroFields(reflect.ValueOf(got), carried)

@@ -1,0 +1,3 @@
+relay {
+  mode = "multiplex"
+}

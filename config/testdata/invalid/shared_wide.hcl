@@ -1,0 +1,5 @@
+relay {
+  mode     = "shared"
+  min_port = 50000
+  max_port = 51000
+}
