@@ -3,6 +3,7 @@ package turn
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -52,6 +53,21 @@ func (f publicFamily) discover(r RelayConfig) bool {
 	return r.IPv6Discover
 }
 
+// servers are those of list that may answer fam: a literal address of the
+// other family is left out (one list serves both families), a name is kept
+// and resolved for fam.
+func (f publicFamily) servers(list []string) []string {
+	var out []string
+	for _, srv := range list {
+		host, _, err := net.SplitHostPort(srv)
+		if a, perr := netip.ParseAddr(host); err == nil && perr == nil && a.Unmap().Is4() != (f.index == 0) {
+			continue
+		}
+		out = append(out, srv)
+	}
+	return out
+}
+
 // source says where the family's advertised address came from, in the
 // config file's words.
 func (f publicFamily) source(r RelayConfig) string {
@@ -76,7 +92,7 @@ func (s *Server) discover(ctx context.Context, fam publicFamily) (netip.Addr, []
 	ctx, cancel := context.WithTimeout(ctx, discoverTimeout)
 	defer cancel()
 	r := s.cfg.Relay
-	answers, err := natcheck.Discover(ctx, natcheck.DiscoverConfig{Bind: fam.bind(r), Servers: r.DiscoverWith})
+	answers, err := natcheck.Discover(ctx, natcheck.DiscoverConfig{Bind: fam.bind(r), Servers: fam.servers(r.DiscoverWith)})
 	if err != nil {
 		return netip.Addr{}, nil, err
 	}
