@@ -111,7 +111,13 @@ func TestDiscoverPublic(t *testing.T) {
 	// One server changing its mind is no majority for the new address:
 	// the old one stays.
 	a.set("203.0.113.6")
-	time.Sleep(400 * time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "no_majority")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no two rounds without a majority; log:\n%s", ts.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if got := ts.relays.publics.Load()[0]; got != netip.MustParseAddr("203.0.113.5") {
 		t.Fatalf("advertised %v after one of three changed", got)
 	}
@@ -120,7 +126,7 @@ func TestDiscoverPublic(t *testing.T) {
 	}
 
 	b.set("203.0.113.6")
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for ts.relays.publics.Load()[0] != netip.MustParseAddr("203.0.113.6") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the new majority was not taken; log:\n%s", ts.log.String())
@@ -130,7 +136,13 @@ func TestDiscoverPublic(t *testing.T) {
 	if got := relayedAddr(t, ts); got != netip.MustParseAddr("203.0.113.6") {
 		t.Fatalf("relayed address %v after the change, want 203.0.113.6", got)
 	}
-	time.Sleep(300 * time.Millisecond) // more rounds, same majority
+	// More rounds, same majority: still one change line.
+	for n := counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "agreed")); counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "agreed")) < n+2; {
+		if time.Now().After(deadline) {
+			t.Fatal("no further rounds")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := strings.Count(ts.log.String(), "relay public address changed"); n != 1 {
 		t.Errorf("%d change lines, want 1", n)
 	}
@@ -152,7 +164,7 @@ func TestDiscoverPublic(t *testing.T) {
 	a.set("10.1.2.3")
 	b.set("10.1.2.3")
 	c.set("10.1.2.3")
-	deadline = time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "refused_private")) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("a private majority was not refused")
