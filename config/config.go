@@ -142,7 +142,8 @@ type Relay struct {
 	IPv4BindRange hcl.Range `hcl:"ipv4_bind,attr_range"`
 	// IPv4Public is the IPv4 address advertised in XOR-RELAYED-ADDRESS (coturn's
 	// external-ip). "" means the bind address, or when that is unspecified the
-	// first usable address of this host's interfaces. Default "".
+	// first usable address of this host's interfaces. "auto" asks the STUN
+	// servers of DiscoverWith at start and every DiscoverInterval. Default "".
 	IPv4Public      string    `hcl:"ipv4_public,optional"`
 	IPv4PublicRange hcl.Range `hcl:"ipv4_public,attr_range"`
 	// IPv6Bind and IPv6Public are the same for IPv6 (RFC 6156). Default "::" and "".
@@ -150,9 +151,21 @@ type Relay struct {
 	IPv6BindRange   hcl.Range `hcl:"ipv6_bind,attr_range"`
 	IPv6Public      string    `hcl:"ipv6_public,optional"`
 	IPv6PublicRange hcl.Range `hcl:"ipv6_public,attr_range"`
+	// DiscoverWith are the STUN servers (host:port) that ipv4_public =
+	// "auto" and ipv6_public = "auto" ask, from the relay bind address, for
+	// the address they see; more than half must agree. Default [].
+	DiscoverWith      []string  `hcl:"discover_with,optional"`
+	DiscoverWithRange hcl.Range `hcl:"discover_with,attr_range"`
+	// DiscoverInterval is how often "auto" asks again after start; a new
+	// majority is advertised to new allocations. 10s to 24h. Default "5m".
+	DiscoverInterval      string    `hcl:"discover_interval,optional"`
+	DiscoverIntervalRange hcl.Range `hcl:"discover_interval,attr_range"`
 	// PrivateOK says a private or loopback advertised address is intended
-	// (a LAN or a test). Without it, such an IPv4Public/IPv6Public is a
-	// Validate error and a detected one a start-up warning. Default false.
+	// (a LAN or a test). Without it, such an ipv4_public/ipv6_public, or a
+	// specific ipv4_bind/ipv6_bind advertised as itself, is a Validate
+	// error, a discovered one stops the start, and one picked from this
+	// host's interfaces (a wildcard bind, nothing configured) is a start-up
+	// warning. Default false.
 	PrivateOK      *bool     `hcl:"private_ok,optional"`
 	PrivateOKRange hcl.Range `hcl:"private_ok,attr_range"`
 	// TCP enables RFC 6062 TCP relays. Default false (browsers never use them).
@@ -171,6 +184,10 @@ type Relay struct {
 	// Filled by Validate. Invalid (zero) addresses mean "not set".
 	IPv4BindAddr, IPv4PublicAddr netip.Addr
 	IPv6BindAddr, IPv6PublicAddr netip.Addr
+	// IPv4PublicAuto and IPv6PublicAuto are ipv4_public = "auto" and
+	// ipv6_public = "auto"; DiscoverIntervalDuration is DiscoverInterval.
+	IPv4PublicAuto, IPv6PublicAuto bool
+	DiscoverIntervalDuration       time.Duration
 }
 
 // User is a static long-term credential (coturn's user=name:password).

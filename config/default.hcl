@@ -86,16 +86,26 @@ relay {
   # IPv4 address given to clients in XOR-RELAYED-ADDRESS, for a server behind
   # 1:1 NAT (for example a cloud VM). "" means the bind address, or when that
   # is unspecified the first usable address of this host's interfaces.
-  # coturn: external-ip.
+  # "auto" asks the STUN servers of discover_with. coturn: external-ip.
   ipv4_public = ""
 
   # The same for IPv6 relays (RFC 6156). "" switches IPv6 relays off.
   ipv6_bind   = "::"
   ipv6_public = ""
 
+  # STUN servers (host:port) that ipv4_public/ipv6_public = "auto" ask, from
+  # the relay bind address, what address they see; more than half must agree
+  # or the server does not start. Three, run by different parties, is best.
+  discover_with = []
+
+  # How often "auto" asks again (10s to 24h); a new majority is advertised to
+  # new allocations from then on.
+  discover_interval = "5m"
+
   # Say that a private or loopback relay address is intended (a LAN or a
-  # test). Without it, such an ipv4_public/ipv6_public is an error, and an
-  # address found at start is warned about.
+  # test). Without it, a private ipv4_public/ipv6_public (or a specific
+  # ipv4_bind/ipv6_bind advertised as itself) is an error, a discovered one
+  # stops the start, and one picked from the interfaces is warned about.
   private_ok = false
 
   # Allow TCP relays (RFC 6062). Browsers never ask for them.

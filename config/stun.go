@@ -120,6 +120,17 @@ func (s *STUN) validate(v *validator, l *Listen, r *Relay) {
 			ok = false
 		}
 	}
+	// OTHER-ADDRESS and the four public addresses are fixed at start; a
+	// discovered primary that changes would leave them naming the old one.
+	if auto, field := r.IPv4PublicAuto, "relay.ipv4_public"; alt.Is4() && auto || alt.Is6() && r.IPv6PublicAuto {
+		if alt.Is6() {
+			field = "relay.ipv6_public"
+		}
+		v.conflict(
+			s.AlternateAddressRange, "stun.alternate_address", "set while "+field+" is \"auto\": RFC 5780 answers name fixed public addresses, and a discovered one may change",
+			r.rangeOf(field), field, "\"auto\" while stun.alternate_address is set: name the primary's public address for RFC 5780")
+		ok = false
+	}
 	primaryPub := primary
 	if p := r.IPv4PublicAddr; alt.Is4() && p.IsValid() {
 		primaryPub = p
@@ -163,4 +174,12 @@ func (v *validator) hostAddr(s string, rng hcl.Range, field string) netip.Addr {
 		return a
 	}
 	return netip.Addr{}
+}
+
+// rangeOf is the source range of relay.ipv4_public or relay.ipv6_public.
+func (r *Relay) rangeOf(field string) hcl.Range {
+	if field == "relay.ipv6_public" {
+		return r.IPv6PublicRange
+	}
+	return r.IPv4PublicRange
 }

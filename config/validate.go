@@ -520,24 +520,39 @@ func (r *Relay) validate(v *validator, l *Listen) {
 	}
 
 	r.IPv4BindAddr = v.relayAddr(r.IPv4Bind, r.IPv4BindRange, "relay.ipv4_bind", true, false)
-	r.IPv4PublicAddr = v.relayAddr(r.IPv4Public, r.IPv4PublicRange, "relay.ipv4_public", true, true)
 	r.IPv6BindAddr = v.relayAddr(r.IPv6Bind, r.IPv6BindRange, "relay.ipv6_bind", false, false)
-	r.IPv6PublicAddr = v.relayAddr(r.IPv6Public, r.IPv6PublicRange, "relay.ipv6_public", false, true)
+	r.IPv4PublicAuto, r.IPv6PublicAuto = r.IPv4Public == autoPublic, r.IPv6Public == autoPublic
+	r.IPv4PublicAddr, r.IPv6PublicAddr = netip.Addr{}, netip.Addr{}
+	if !r.IPv4PublicAuto {
+		r.IPv4PublicAddr = v.relayAddr(r.IPv4Public, r.IPv4PublicRange, "relay.ipv4_public", true, true)
+	}
+	if !r.IPv6PublicAuto {
+		r.IPv6PublicAddr = v.relayAddr(r.IPv6Public, r.IPv6PublicRange, "relay.ipv6_public", false, true)
+	}
+	r.validateDiscovery(v)
 
 	// A private or loopback advertised address is certainly wrong for
 	// peers on the internet: relays there are unreachable, and clients only
 	// find out when media fails. An error, unless the operator said a LAN or
-	// a test is intended. (An address found at start, with ipv4_public
-	// empty, is only known then: the server warns about it instead.)
+	// a test is intended: for ipv4_public, and for a specific ipv4_bind that
+	// is advertised as itself because ipv4_public is empty. (A discovered
+	// address stops the start instead; one picked from the interfaces for a
+	// wildcard bind is only known at start, where the server warns.)
 	if !r.PrivateAllowed() {
 		for _, pub := range []struct {
 			a     netip.Addr
 			rng   hcl.Range
 			field string
-		}{{r.IPv4PublicAddr, r.IPv4PublicRange, "relay.ipv4_public"}, {r.IPv6PublicAddr, r.IPv6PublicRange, "relay.ipv6_public"}} {
+			how   string
+		}{
+			{r.IPv4PublicAddr, r.IPv4PublicRange, "relay.ipv4_public", ""},
+			{r.IPv6PublicAddr, r.IPv6PublicRange, "relay.ipv6_public", ""},
+			{r.advertisedBind(r.IPv4BindAddr, r.IPv4Public), r.IPv4BindRange, "relay.ipv4_bind", " (advertised as itself: relay.ipv4_public is empty)"},
+			{r.advertisedBind(r.IPv6BindAddr, r.IPv6Public), r.IPv6BindRange, "relay.ipv6_bind", " (advertised as itself: relay.ipv6_public is empty)"},
+		} {
 			if what := auth.NonPublic(pub.a); what != "" {
-				v.errorf(pub.rng, pub.field, "%s is %s: peers on the internet cannot reach relays there; "+
-					"advertise the public address (behind 1:1 NAT, the provider's), or set relay.private_ok = true for a LAN or a test", pub.a, what)
+				v.errorf(pub.rng, pub.field, "%s is %s%s: peers on the internet cannot reach relays there; "+
+					"advertise the public address (behind 1:1 NAT, the provider's, or \"auto\" with relay.discover_with), or set relay.private_ok = true for a LAN or a test", pub.a, what, pub.how)
 			}
 		}
 	}
@@ -561,6 +576,74 @@ func (r *Relay) validate(v *validator, l *Listen) {
 	if r.TCPOn() && !l.TCPOn() && !l.TLSOn() {
 		v.warnf(r.TCPRange, "relay.tcp",
 			"true, but listen.tcp and listen.tls are false; TCP relays need a TCP or TLS client connection (RFC 6062)")
+	}
+}
+
+// autoPublic is the relay.ipv4_public/ipv6_public value that discovers the
+// address with relay.discover_with.
+const autoPublic = "auto"
+
+// The bounds of relay.discover_interval: often enough to follow a cloud
+// address change within minutes, not so often that the discovery servers
+// see a flood.
+const (
+	minDiscoverInterval     = 10 * time.Second
+	defaultDiscoverInterval = 5 * time.Minute
+	maxDiscoverInterval     = 24 * time.Hour
+)
+
+// advertisedBind is bind when it is advertised as itself: a specific
+// address with no public one configured (not "auto" either).
+func (r *Relay) advertisedBind(bind netip.Addr, public string) netip.Addr {
+	if public != "" || !bind.IsValid() || bind.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return bind
+}
+
+// validateDiscovery checks "auto" and the fields it uses.
+func (r *Relay) validateDiscovery(v *validator) {
+	r.DiscoverIntervalDuration = 0
+	if r.DiscoverInterval == "" {
+		r.DiscoverIntervalDuration = defaultDiscoverInterval // a Relay built in code
+	} else if d, ok := v.durationBetween(r.DiscoverInterval, r.DiscoverIntervalRange, "relay.discover_interval",
+		minDiscoverInterval, maxDiscoverInterval, "10s", "24h"); ok {
+		r.DiscoverIntervalDuration = d
+	}
+	for _, srv := range r.DiscoverWith {
+		host, port, err := net.SplitHostPort(srv)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			v.errorf(r.DiscoverWithRange, "relay.discover_with", "%q is not host:port (write for example \"stun.example.net:3478\" or \"[2001:db8::1]:3478\")", srv)
+		}
+	}
+	auto := false
+	for _, f := range []struct {
+		on      bool
+		bind    string
+		rng     hcl.Range
+		field   string
+		bindRng hcl.Range
+	}{
+		{r.IPv4PublicAuto, r.IPv4Bind, r.IPv4PublicRange, "relay.ipv4_public", r.IPv4BindRange},
+		{r.IPv6PublicAuto, r.IPv6Bind, r.IPv6PublicRange, "relay.ipv6_public", r.IPv6BindRange},
+	} {
+		if !f.on {
+			continue
+		}
+		auto = true
+		if len(r.DiscoverWith) == 0 {
+			v.conflict(
+				f.rng, f.field, "\"auto\" needs STUN servers to ask in relay.discover_with, which is empty",
+				r.DiscoverWithRange, "relay.discover_with", "empty while "+f.field+" is \"auto\"")
+		}
+	}
+	if !auto && len(r.DiscoverWith) > 0 {
+		v.warnf(r.DiscoverWithRange, "relay.discover_with",
+			"set, but neither relay.ipv4_public nor relay.ipv6_public is \"auto\"; nobody asks these servers")
+	}
+	if auto && len(r.DiscoverWith)%2 == 0 && len(r.DiscoverWith) > 0 {
+		v.warnf(r.DiscoverWithRange, "relay.discover_with",
+			"%d servers: more than half must agree, and an even number can split in a tie; an odd number (3) lets one silent or wrong server be outvoted", len(r.DiscoverWith))
 	}
 }
 

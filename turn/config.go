@@ -3,6 +3,7 @@ package turn
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -109,9 +110,29 @@ type RelayConfig struct {
 	IPv6Bind   netip.Addr
 	NoIPv6     bool
 	IPv6Public netip.Addr
+	// IPv4Discover and IPv6Discover find the advertised address of the
+	// family at start by asking the STUN servers of DiscoverWith, from a
+	// socket bound to IPv4Bind (IPv6Bind), what address they see: more
+	// than half of them must agree, or New fails naming what each said.
+	// It is asked again every DiscoverInterval; a new majority is
+	// advertised to new allocations from then on. IPv4Public (IPv6Public)
+	// must be unset. Default false. HCL: relay.ipv4_public = "auto",
+	// relay.ipv6_public = "auto".
+	IPv4Discover, IPv6Discover bool
+	// DiscoverWith are the STUN servers (host:port) discovery asks; an odd
+	// number (three) lets a majority survive one wrong or silent server.
+	// Default none. HCL: relay.discover_with.
+	DiscoverWith []string
+	// DiscoverInterval is how often discovery runs again after start.
+	// Default 5m. HCL: relay.discover_interval.
+	DiscoverInterval time.Duration
 	// PrivateOK says a private or loopback advertised address is intended
-	// (a LAN or a test); without it the server warns about one at start.
-	// Default false. HCL: relay.private_ok.
+	// (a LAN or a test). Without it New refuses to start when the address
+	// is configured (IPv4Public, a specific IPv4Bind advertised as itself,
+	// the same for IPv6) or discovered, and only warns when it was picked
+	// from this host's interfaces for a wildcard bind with nothing
+	// configured (the embedded defaults on a laptop). Default false.
+	// HCL: relay.private_ok.
 	PrivateOK bool
 	// TCP allows RFC 6062 TCP relays. Default false (browsers never use
 	// them). HCL: relay.tcp.
@@ -241,6 +262,7 @@ const (
 	defaultRealm                = "icegate"
 	defaultSocketBuffer         = 4 << 20
 	defaultReloadInterval       = 5 * time.Second
+	defaultDiscoverInterval     = 5 * time.Minute
 	defaultMinPort              = 49152
 	defaultMaxPort              = 65535
 	defaultSeparator            = ":"
@@ -292,17 +314,19 @@ func (c Config) withDefaults() Config {
 	orDur(&c.TLS.ReloadInterval, defaultReloadInterval)
 
 	r := &c.Relay
+	r.DiscoverWith = slices.Clone(r.DiscoverWith)
+	orDur(&r.DiscoverInterval, defaultDiscoverInterval)
 	or(&r.MinPort, defaultMinPort)
 	or(&r.MaxPort, defaultMaxPort)
 	switch {
 	case r.NoIPv4:
-		r.IPv4Bind, r.IPv4Public = netip.Addr{}, netip.Addr{}
+		r.IPv4Bind, r.IPv4Public, r.IPv4Discover = netip.Addr{}, netip.Addr{}, false
 	case !r.IPv4Bind.IsValid():
 		r.IPv4Bind = defaultIPv4Bind
 	}
 	switch {
 	case r.NoIPv6:
-		r.IPv6Bind, r.IPv6Public = netip.Addr{}, netip.Addr{}
+		r.IPv6Bind, r.IPv6Public, r.IPv6Discover = netip.Addr{}, netip.Addr{}, false
 	case !r.IPv6Bind.IsValid():
 		r.IPv6Bind = defaultIPv6Bind
 	}
@@ -414,6 +438,32 @@ func (c *Config) validate() error {
 		if r.TCP {
 			bad("Relay.Shared and Relay.TCP: RFC 6062 TCP relays need a port per allocation")
 		}
+	}
+	for _, f := range []struct {
+		name     string
+		discover bool
+		public   netip.Addr
+	}{{"IPv4", r.IPv4Discover, r.IPv4Public}, {"IPv6", r.IPv6Discover, r.IPv6Public}} {
+		if !f.discover {
+			continue
+		}
+		if f.public.IsValid() {
+			bad("Relay.%sDiscover and Relay.%sPublic %s: discover the address or name it, not both", f.name, f.name, f.public)
+		}
+		if len(r.DiscoverWith) == 0 {
+			bad("Relay.%sDiscover needs STUN servers in Relay.DiscoverWith", f.name)
+		}
+		if s := c.RFC5780; s.On() && s.Alternate.Is4() == (f.name == "IPv4") && !s.PrimaryPublic.IsValid() {
+			bad("Relay.%sDiscover with RFC5780 on: the primary's public address (RFC5780.PrimaryPublic) must be named, OTHER-ADDRESS cannot follow a discovered one", f.name)
+		}
+	}
+	for _, srv := range r.DiscoverWith {
+		if _, port, err := net.SplitHostPort(srv); err != nil || port == "" || port == "0" {
+			bad("Relay.DiscoverWith %q is not host:port", srv)
+		}
+	}
+	if r.DiscoverInterval < 0 {
+		bad("Relay.DiscoverInterval %v is negative", r.DiscoverInterval)
 	}
 
 	m := &c.Limits

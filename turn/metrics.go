@@ -26,6 +26,12 @@ type Metrics struct {
 	// idling, a frame left incomplete, or a handshake not finished in time.
 	ConnectionTimeouts *prometheus.CounterVec // reason
 	Connections        *prometheus.GaugeVec   // transport
+	// PublicDiscoveries counts rounds of relay public address discovery
+	// (relay.ipv4_public = "auto"): agreed (the majority is the address
+	// in use), changed (a new majority, now advertised), no_majority (the
+	// address in use is kept), refused_private (a private majority without
+	// relay.private_ok, not taken).
+	PublicDiscoveries *prometheus.CounterVec // family, outcome
 }
 
 // NewMetrics creates the collectors and registers them with reg when reg is
@@ -84,11 +90,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "icegate_connections",
 			Help: "Open TCP, TLS and DTLS client connections, by transport.",
 		}, []string{"transport"}),
+		PublicDiscoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_relay_public_discoveries_total",
+			Help: "Rounds of relay public address discovery (relay.ipv4_public = \"auto\"), by family (ipv4, ipv6) and outcome (agreed, changed, no_majority, refused_private).",
+		}, []string{"family", "outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.AuthRefusals, m.PeerDenials, m.Dropped, m.Allocations,
 			m.AllocationsMade, m.Permissions, m.Channels, m.BandwidthDrops, m.CertReloads,
-			m.ConnectionsRefused, m.ConnectionTimeouts, m.Connections)
+			m.ConnectionsRefused, m.ConnectionTimeouts, m.Connections, m.PublicDiscoveries)
 	}
 	return m
 }

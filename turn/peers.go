@@ -122,8 +122,9 @@ func (p *PeerPolicy) Explain(peer netip.AddrPort) []string {
 // address (IPv4Public or IPv6Public), else the bind address, else, for a
 // wildcard bind, the one detectAddress finds on this host's interfaces. A
 // family with nothing to advertise is off (IPv6), or an error (IPv4, which
-// only a missing IPv4Bind switches off). The server advertises exactly
-// these in XOR-RELAYED-ADDRESS.
+// only a missing IPv4Bind switches off). A family whose address is
+// discovered (IPv4Discover) is left out: only a running server asks the
+// STUN servers. The server advertises exactly these in XOR-RELAYED-ADDRESS.
 func SelfAddrs(r RelayConfig) ([]netip.Addr, error) {
 	r = Config{Relay: r}.withDefaults().Relay
 	v4, v6, err := relayPublic(r)
@@ -140,7 +141,9 @@ func SelfAddrs(r RelayConfig) ([]netip.Addr, error) {
 }
 
 // relayPublic returns the advertised address of each relay family (see
-// SelfAddrs); invalid means the family is off. r has its defaults applied.
+// SelfAddrs); invalid means the family is off, or that its address is
+// discovered (IPv4Discover, IPv6Discover), which only a running Server
+// does. r has its defaults applied.
 func relayPublic(r RelayConfig) (v4, v6 netip.Addr, err error) {
 	resolve := func(bind, pub netip.Addr, v6 bool) netip.Addr {
 		if !bind.IsValid() || pub.IsValid() {
@@ -151,15 +154,26 @@ func relayPublic(r RelayConfig) (v4, v6 netip.Addr, err error) {
 		}
 		return bind
 	}
-	v4 = resolve(r.IPv4Bind, r.IPv4Public, false)
-	if r.IPv4Bind.IsValid() && !v4.IsValid() {
-		return netip.Addr{}, netip.Addr{}, errors.New("relay: no IPv4 address found on this host to advertise; set relay.ipv4_public")
+	if !r.IPv4Discover {
+		v4 = resolve(r.IPv4Bind, r.IPv4Public, false)
+		if r.IPv4Bind.IsValid() && !v4.IsValid() {
+			return netip.Addr{}, netip.Addr{}, errors.New("relay: no IPv4 address found on this host to advertise; set relay.ipv4_public")
+		}
 	}
-	v6 = resolve(r.IPv6Bind, r.IPv6Public, true)
-	if !v4.IsValid() && !v6.IsValid() {
+	if !r.IPv6Discover {
+		v6 = resolve(r.IPv6Bind, r.IPv6Public, true)
+	}
+	if !v4.IsValid() && !v6.IsValid() && !r.IPv4Discover && !r.IPv6Discover {
 		return netip.Addr{}, netip.Addr{}, errors.New("relay: neither IPv4 nor IPv6 relays are configured")
 	}
 	return v4, v6, nil
+}
+
+// derived reports whether the advertised address of a family is picked
+// from this host's interfaces (a wildcard bind, nothing configured or
+// discovered): the one case where a private address only warns.
+func derived(bind, pub netip.Addr, discover bool) bool {
+	return bind.IsValid() && bind.IsUnspecified() && !pub.IsValid() && !discover
 }
 
 // detectAddress picks the address to advertise when the bind address is a

@@ -23,7 +23,7 @@ import (
 // relayFamily is one address family's relay addresses.
 type relayFamily struct {
 	bind   netip.Addr // local address relays bind to
-	public netip.Addr // address advertised in XOR-RELAYED-ADDRESS
+	public netip.Addr // address advertised in XOR-RELAYED-ADDRESS (at start; see relayAllocator.publics)
 }
 
 func (f relayFamily) enabled() bool { return f.bind.IsValid() }
@@ -37,7 +37,12 @@ func (f relayFamily) enabled() bool { return f.bind.IsValid() }
 // in the range is found, and a port is free again the moment its socket
 // closes (RFC 8656 does not ask the server to hold released ports).
 type relayAllocator struct {
-	v4, v6   relayFamily
+	v4, v6 relayFamily
+	// publics are the advertised addresses in force, v4 and v6: those of
+	// v4 and v6 at start (nil: those), replaced as a whole when discovery
+	// (publicaddr.go) finds a new one. family reads them, so a change
+	// reaches the next allocation; live ones keep the address they got.
+	publics  atomic.Pointer[[2]netip.Addr]
 	min, max int
 	tcp      bool
 	limit    int // total live relays, 0 = no cap
@@ -94,11 +99,19 @@ func (r *relayAllocator) family(network string) (relayFamily, error) {
 	switch network {
 	case "udp4", "tcp4":
 		if r.v4.enabled() {
-			return r.v4, nil
+			f := r.v4
+			if p := r.publics.Load(); p != nil {
+				f.public = p[0]
+			}
+			return f, nil
 		}
 	case "udp6", "tcp6":
 		if r.v6.enabled() {
-			return r.v6, nil
+			f := r.v6
+			if p := r.publics.Load(); p != nil {
+				f.public = p[1]
+			}
+			return f, nil
 		}
 	}
 	return relayFamily{}, fmt.Errorf("%w: %s", errFamilyDisabled, network)

@@ -87,8 +87,13 @@ type Server struct {
 	metrics *Metrics
 
 	creds atomic.Pointer[auth.Credentials]
-	// peers is the peer policy, swapped as a whole on reload.
+	// peers is the peer policy, swapped as a whole on reload and when
+	// discovery changes an advertised address (publicaddr.go).
 	peers atomic.Pointer[PeerPolicy]
+	// peersMu orders those two swaps; policyCfg is the policy in force,
+	// which a discovery change rebuilds peers from.
+	peersMu   sync.Mutex
+	policyCfg PolicyConfig
 	// relays is pion's RelayAddressGenerator.
 	relays *relayAllocator
 	// allocs is the allocation table, fed by pion's events: what the gate,
@@ -200,6 +205,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s.peers.Store(peers)
+	s.policyCfg = cfg.Policy
 
 	listen := cfg.Listen
 	useTLS, useDTLS := !listen.NoTLS, !listen.NoDTLS
@@ -330,6 +336,9 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	s.cancel = cancel
 	if s.certs != nil {
 		s.wg.Go(func() { s.certs.watch(ctx, cfg.TLS.ReloadInterval) })
+	}
+	if cfg.Relay.IPv4Discover || cfg.Relay.IPv6Discover {
+		s.wg.Go(func() { s.watchPublic(ctx) })
 	}
 	return s, nil
 }
@@ -470,9 +479,9 @@ func (s *Server) listenerConfig(ln net.Listener, transport string, datagram bool
 }
 
 // setupRelays builds the relay allocator from the advertised address of
-// each family (relayPublic, which policy explain's SelfAddrs uses too) and
-// warns about the classic coturn mistake: advertising an address peers
-// cannot reach.
+// each family (relayPublic, which policy explain's SelfAddrs uses too, or
+// discovery, publicaddr.go) and refuses the classic coturn mistake:
+// advertising an address peers cannot reach.
 func (s *Server) setupRelays() error {
 	r := s.cfg.Relay
 	s.relays = &relayAllocator{
@@ -494,6 +503,16 @@ func (s *Server) setupRelays() error {
 	if err != nil {
 		return err
 	}
+	if r.IPv4Discover {
+		if v4, err = s.discoverAtStart(ipv4); err != nil {
+			return err
+		}
+	}
+	if r.IPv6Discover {
+		if v6, err = s.discoverAtStart(ipv6); err != nil {
+			return err
+		}
+	}
 	if v4.IsValid() {
 		s.relays.v4 = relayFamily{bind: r.IPv4Bind, public: v4}
 	}
@@ -512,30 +531,44 @@ func (s *Server) setupRelays() error {
 		s.closers = append(s.closers, func() error { s.relays.closeShared(); return nil })
 		mode = "shared"
 	}
-	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
+	s.relays.publics.Store(&[2]netip.Addr{s.relays.v4.public, s.relays.v6.public})
+	for _, fam := range []publicFamily{ipv4, ipv6} {
+		f := fam.of(s.relays)
 		if !f.enabled() {
 			continue
 		}
 		s.log.Info("relay addresses", "advertised", f.public.String(), "bind", f.bind.String(),
 			"ports", strconv.Itoa(r.MinPort)+"-"+strconv.Itoa(r.MaxPort), "mode", mode)
-		if private(f.public) && !r.PrivateOK {
-			s.log.Warn("!!! the advertised relay address is "+auth.NonPublic(f.public)+
-				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay.ipv4_public to the public IP; "+
-				"if this is a LAN or a test, set relay.private_ok = true to silence this warning.",
-				"advertised", f.public.String())
+		what := auth.NonPublic(f.public)
+		if what == "" || r.PrivateOK {
+			continue
 		}
+		if derived(f.bind, fam.configured(r), fam.discover(r)) {
+			// Nothing configured: the embedded defaults on a laptop, or a
+			// first try. Refusing would make the defaults useless there;
+			// the operator hears what to set.
+			s.log.Warn("!!! the advertised relay address, picked from this host's interfaces, is "+what+
+				": peers on the internet cannot reach relays there. Behind 1:1 NAT (AWS, GCP) set relay."+fam.name+"_public to the public IP "+
+				"or to \"auto\" with relay.discover_with; if this is a LAN or a test, set relay.private_ok = true to silence this warning.",
+				"advertised", f.public.String())
+			continue
+		}
+		return fmt.Errorf("relay: the advertised %s address %s (%s) is %s: peers on the internet cannot reach relays there; "+
+			"advertise the public address (behind 1:1 NAT, the provider's, or \"auto\" with relay.discover_with), or set relay.private_ok = true for a LAN or a test",
+			fam.label, f.public, fam.source(r), what)
 	}
 	return nil
 }
 
-// selfAddrs are the advertised relay addresses, SelfAddrs as found at
-// start: what a client names as the peer when it talks to another client's
-// relay.
+// selfAddrs are the advertised relay addresses in force, SelfAddrs as the
+// server found them (and discovery since): what a client names as the peer
+// when it talks to another client's relay.
 func (s *Server) selfAddrs() []netip.Addr {
 	var out []netip.Addr
-	for _, f := range []relayFamily{s.relays.v4, s.relays.v6} {
+	pubs := s.relays.publics.Load()
+	for i, f := range []relayFamily{s.relays.v4, s.relays.v6} {
 		if f.enabled() {
-			out = append(out, f.public)
+			out = append(out, pubs[i])
 		}
 	}
 	return out
@@ -668,7 +701,8 @@ type PreparedReload struct {
 	creds     *auth.Credentials
 	ephemeral bool
 	peers     *PeerPolicy
-	certs     *certSource // nil: keep the running one
+	self      []netip.Addr // the advertised addresses peers was built around
+	certs     *certSource  // nil: keep the running one
 }
 
 // PrepareReload builds the live parts of a new config: credentials (Auth),
@@ -692,11 +726,12 @@ func (s *Server) PrepareReload(cfg Config) (*PreparedReload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	peers, err := newPeerPolicy(cfg.Policy, s.cfg.Relay, s.selfAddrs())
+	self := s.selfAddrs()
+	peers, err := newPeerPolicy(cfg.Policy, s.cfg.Relay, self)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	p := &PreparedReload{s: s, cfg: cfg, creds: creds, ephemeral: ephemeral, peers: peers}
+	p := &PreparedReload{s: s, cfg: cfg, creds: creds, ephemeral: ephemeral, peers: peers, self: self}
 	if s.certs != nil {
 		if p.certs, err = s.certs.prepare(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return nil, err
@@ -712,7 +747,17 @@ func (p *PreparedReload) Commit() Revoked {
 	s := p.s
 	s.creds.Store(p.creds)
 	s.ephemeralOn.Store(p.ephemeral)
+	s.peersMu.Lock()
+	if !s.samePublics(p.self) {
+		// Discovery changed an advertised address since PrepareReload: the
+		// policy validated there, around the addresses in force now.
+		if peers, err := newPeerPolicy(p.cfg.Policy, s.cfg.Relay, s.selfAddrs()); err == nil {
+			p.peers = peers
+		}
+	}
 	s.peers.Store(p.peers)
+	s.policyCfg = p.cfg.Policy
+	s.peersMu.Unlock()
 	if p.certs != nil {
 		s.certs.cur.Store(p.certs)
 	}

@@ -59,7 +59,7 @@ import (
 type sharedSocket struct {
 	sock    *udploop.Socket
 	network string
-	public  netip.AddrPort // advertised address: every allocation's XOR-RELAYED-ADDRESS here
+	public  netip.AddrPort // advertised address at start; an allocation takes the one in force (attach)
 	alloc   *relayAllocator
 	live    atomic.Int32 // allocations served from it, for spreading new ones
 
@@ -241,7 +241,13 @@ func (r *relayAllocator) allocateShared(network string, in *allocIntent) (*relay
 // attach makes an allocation's relayConn on ss; r.live counts it already.
 func (ss *sharedSocket) attach(r *relayAllocator) *relayConn {
 	ss.live.Add(1)
-	return &relayConn{alloc: r, network: ss.network, port: int(ss.public.Port()), public: ss.public,
+	// The advertised address in force (relay.ipv4_public = "auto" may have
+	// changed it since the socket was opened).
+	public := ss.public
+	if f, err := r.family(ss.network); err == nil {
+		public = netip.AddrPortFrom(f.public, ss.public.Port())
+	}
+	return &relayConn{alloc: r, network: ss.network, port: int(ss.public.Port()), public: public,
 		out: newRateBucket(r.bps), in: newRateBucket(r.bps), sock: ss.sock, shared: ss,
 		claims: map[netip.AddrPort]struct{}{}, queue: make(chan sharedPacket, sharedQueue), done: make(chan struct{})}
 }

@@ -47,9 +47,14 @@ func turnConfig(cfg *config.Config) turn.Config {
 			IPv6Bind:   r.IPv6BindAddr,
 			NoIPv6:     !r.IPv6BindAddr.IsValid(), // ipv6_bind = ""
 			IPv6Public: r.IPv6PublicAddr,
-			PrivateOK:  r.PrivateAllowed(),
-			TCP:        r.TCPOn(),
-			Shared:     r.SharedOn(),
+			// ipv4_public = "auto", ipv6_public = "auto"
+			IPv4Discover:     r.IPv4PublicAuto,
+			IPv6Discover:     r.IPv6PublicAuto,
+			DiscoverWith:     r.DiscoverWith,
+			DiscoverInterval: r.DiscoverIntervalDuration,
+			PrivateOK:        r.PrivateAllowed(),
+			TCP:              r.TCPOn(),
+			Shared:           r.SharedOn(),
 		},
 		Auth: turn.AuthConfig{
 			Users:             users,

@@ -52,8 +52,9 @@ func TestTurnConfig(t *testing.T) {
 			Realm: "icegate",
 			Listen: turn.ListenConfig{Addrs: []netip.Addr{addr("0.0.0.0"), addr("::")},
 				Port: 3478, TLSPort: 5349, SocketBuffer: 4 << 20},
-			TLS:    turn.TLSConfig{ReloadInterval: 5 * time.Second},
-			Relay:  turn.RelayConfig{MinPort: 49152, MaxPort: 65535, IPv4Bind: addr("0.0.0.0"), IPv6Bind: addr("::")},
+			TLS: turn.TLSConfig{ReloadInterval: 5 * time.Second},
+			Relay: turn.RelayConfig{MinPort: 49152, MaxPort: 65535, IPv4Bind: addr("0.0.0.0"), IPv6Bind: addr("::"),
+				DiscoverWith: []string{}, DiscoverInterval: 5 * time.Minute},
 			Auth:   turn.AuthConfig{Users: []auth.StaticUser{}, Secrets: []string{}, Separator: ":"},
 			Policy: turn.PolicyConfig{Presets: []string{}},
 			Limits: turn.LimitsConfig{AllocationsPerUser: 10, AllocationsTotal: 10000, PermissionsPerAllocation: 64,
@@ -124,7 +125,8 @@ stun {
 				SystemSocketBuffer: true, NoSegmentation: true, NoFreeBind: true, NoTCP: true, NoTLS: true},
 			TLS: turn.TLSConfig{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 30 * time.Second},
 			Relay: turn.RelayConfig{MinPort: 40000, MaxPort: 40999, IPv4Bind: addr("192.0.2.10"),
-				IPv4Public: addr("203.0.113.10"), NoIPv6: true, PrivateOK: true, TCP: true},
+				IPv4Public: addr("203.0.113.10"), NoIPv6: true, PrivateOK: true, TCP: true,
+				DiscoverWith: []string{}, DiscoverInterval: 5 * time.Minute},
 			Auth: turn.AuthConfig{
 				Users:     []auth.StaticUser{{Name: "alice", Password: "wonderland"}, {Name: "bob", Key: bobKey}},
 				Secrets:   []string{"secret-0123456789abcdef"},
@@ -157,7 +159,33 @@ relay {
 				Port: 3478, TLSPort: 5349, SocketBuffer: 4 << 20, NoUDP: true, NoDTLS: true},
 			TLS: turn.TLSConfig{ReloadInterval: 5 * time.Second},
 			Relay: turn.RelayConfig{MinPort: 49152, MaxPort: 65535, NoIPv4: true,
-				IPv6Bind: addr("2001:db8::10"), IPv6Public: addr("2001:db8::20")},
+				IPv6Bind: addr("2001:db8::10"), IPv6Public: addr("2001:db8::20"),
+				DiscoverWith: []string{}, DiscoverInterval: 5 * time.Minute},
+			Auth:   turn.AuthConfig{Users: []auth.StaticUser{}, Secrets: []string{}, Separator: ":"},
+			Policy: turn.PolicyConfig{Presets: []string{}},
+			Limits: turn.LimitsConfig{AllocationsPerUser: 10, AllocationsTotal: 10000, PermissionsPerAllocation: 64,
+				DefaultLifetime: 10 * time.Minute, MaxLifetime: time.Hour, BandwidthPerAllocation: turn.NoLimit,
+				UnauthenticatedRate: 100, UnauthenticatedBurst: 200, ConnectionsPerSource: 256},
+		},
+	}, {
+		name: "public addresses discovered",
+		src: `
+relay {
+  ipv4_public       = "auto"
+  ipv6_public       = "auto"
+  discover_with     = ["203.0.113.20:3478", "198.51.100.20:3478", "stun.example.net:3478"]
+  discover_interval = "2m"
+}
+`,
+		want: turn.Config{
+			Realm: "icegate",
+			Listen: turn.ListenConfig{Addrs: []netip.Addr{addr("0.0.0.0"), addr("::")},
+				Port: 3478, TLSPort: 5349, SocketBuffer: 4 << 20},
+			TLS: turn.TLSConfig{ReloadInterval: 5 * time.Second},
+			Relay: turn.RelayConfig{MinPort: 49152, MaxPort: 65535, IPv4Bind: addr("0.0.0.0"), IPv6Bind: addr("::"),
+				IPv4Discover: true, IPv6Discover: true,
+				DiscoverWith:     []string{"203.0.113.20:3478", "198.51.100.20:3478", "stun.example.net:3478"},
+				DiscoverInterval: 2 * time.Minute},
 			Auth:   turn.AuthConfig{Users: []auth.StaticUser{}, Secrets: []string{}, Separator: ":"},
 			Policy: turn.PolicyConfig{Presets: []string{}},
 			Limits: turn.LimitsConfig{AllocationsPerUser: 10, AllocationsTotal: 10000, PermissionsPerAllocation: 64,

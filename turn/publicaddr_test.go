@@ -1,0 +1,252 @@
+package turn
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pionstun "github.com/pion/stun/v4"
+	pionturn "github.com/pion/turn/v5"
+
+	"icegate/stun"
+)
+
+// reporter is a STUN server on loopback that answers Binding requests as a
+// server across a NAT would: with the address it is set to say (the NAT's),
+// built by the same stun.BindingResponse icegate answers with. Silent
+// while the address is invalid.
+type reporter struct {
+	pc   net.PacketConn
+	says atomic.Pointer[netip.Addr]
+	wg   sync.WaitGroup
+}
+
+func startReporter(t *testing.T, says string) *reporter {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &reporter{pc: pc}
+	r.set(says)
+	r.wg.Go(func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m := &pionstun.Message{Raw: append([]byte(nil), buf[:n]...)}
+			a := r.says.Load()
+			if m.Decode() != nil || !a.IsValid() {
+				continue
+			}
+			src := from.(*net.UDPAddr).AddrPort()
+			out, err := stun.BindingResponse(m, netip.AddrPortFrom(*a, src.Port()))
+			if err == nil {
+				_, _ = pc.WriteTo(out, from)
+			}
+		}
+	})
+	t.Cleanup(func() { _ = pc.Close(); r.wg.Wait() })
+	return r
+}
+
+func (r *reporter) set(s string) {
+	var a netip.Addr
+	if s != "" {
+		a = netip.MustParseAddr(s)
+	}
+	r.says.Store(&a)
+}
+
+func (r *reporter) String() string { return r.pc.LocalAddr().String() }
+
+func discoverConfig(interval time.Duration, privateOK bool, rs ...*reporter) func(*Config) {
+	return func(c *Config) {
+		c.Relay.IPv4Public, c.Relay.IPv4Discover = netip.Addr{}, true
+		c.Relay.NoIPv6 = true
+		c.Relay.PrivateOK = privateOK
+		c.Relay.DiscoverInterval = interval
+		c.Relay.DiscoverWith = nil
+		for _, r := range rs {
+			c.Relay.DiscoverWith = append(c.Relay.DiscoverWith, r.String())
+		}
+	}
+}
+
+// relayedAddr allocates a UDP relay as a pion client and returns the
+// XOR-RELAYED-ADDRESS the server gave.
+func relayedAddr(t *testing.T, ts *testServer) netip.Addr {
+	t.Helper()
+	server := ts.addr(t, "udp", "4")
+	c := newClient(t, dialClient(t, "udp", server), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("Allocate: %v", err)
+	}
+	defer relay.Close()
+	return relay.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+}
+
+// TestDiscoverPublic starts a server whose IPv4 relay address is
+// discovered from three STUN servers, then has two of them report a new
+// address: new allocations get it after the next round, the change is
+// logged once and counted, and the peer policy guards the new address as
+// the server's own.
+func TestDiscoverPublic(t *testing.T) {
+	a, b, c := startReporter(t, "203.0.113.5"), startReporter(t, "203.0.113.5"), startReporter(t, "198.51.100.9")
+	ts := startServer(t, discoverConfig(100*time.Millisecond, false, a, b, c))
+	if got := relayedAddr(t, ts); got != netip.MustParseAddr("203.0.113.5") {
+		t.Fatalf("relayed address %v, want the majority 203.0.113.5", got)
+	}
+	if !strings.Contains(ts.log.String(), "relay public address discovered") {
+		t.Error("no log line for the discovered address")
+	}
+
+	// One server changing its mind is no majority for the new address:
+	// the old one stays.
+	a.set("203.0.113.6")
+	deadline := time.Now().Add(10 * time.Second)
+	for counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "no_majority")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no two rounds without a majority; log:\n%s", ts.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := ts.relays.publics.Load()[0]; got != netip.MustParseAddr("203.0.113.5") {
+		t.Fatalf("advertised %v after one of three changed", got)
+	}
+	if !strings.Contains(ts.log.String(), "discovery servers do not agree") {
+		t.Error("no log line for the round without a majority")
+	}
+
+	b.set("203.0.113.6")
+	deadline = time.Now().Add(10 * time.Second)
+	for ts.relays.publics.Load()[0] != netip.MustParseAddr("203.0.113.6") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new majority was not taken; log:\n%s", ts.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := relayedAddr(t, ts); got != netip.MustParseAddr("203.0.113.6") {
+		t.Fatalf("relayed address %v after the change, want 203.0.113.6", got)
+	}
+	// More rounds, same majority: still one change line.
+	for n := counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "agreed")); counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "agreed")) < n+2; {
+		if time.Now().After(deadline) {
+			t.Fatal("no further rounds")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := strings.Count(ts.log.String(), "relay public address changed"); n != 1 {
+		t.Errorf("%d change lines, want 1", n)
+	}
+	if n := strings.Count(ts.log.String(), "discovery servers do not agree"); n != 1 {
+		t.Errorf("%d no-majority lines for one run of such rounds, want 1", n)
+	}
+	if v := counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "changed")); v != 1 {
+		t.Errorf("changed counter %v, want 1", v)
+	}
+	if v := counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "no_majority")); v < 1 {
+		t.Errorf("no_majority counter %v", v)
+	}
+	p := ts.peers.Load()
+	if !p.Guarded(netip.MustParseAddr("203.0.113.6")) || p.Guarded(netip.MustParseAddr("203.0.113.5")) {
+		t.Error("the peer policy does not guard the new address (and only it) as the server's own")
+	}
+
+	// A private majority is not taken without PrivateOK.
+	a.set("10.1.2.3")
+	b.set("10.1.2.3")
+	c.set("10.1.2.3")
+	deadline = time.Now().Add(10 * time.Second)
+	for counterValue(t, ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "refused_private")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a private majority was not refused")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := ts.relays.publics.Load()[0]; got != netip.MustParseAddr("203.0.113.6") {
+		t.Errorf("advertised %v after a private majority", got)
+	}
+}
+
+// TestDiscoverPublicRefusesStart: without a majority, or with a private
+// one and no PrivateOK, New fails and says what each server said.
+func TestDiscoverPublicRefusesStart(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		says      []string
+		privateOK bool
+		want      []string
+	}{
+		{"no majority", []string{"203.0.113.5", "198.51.100.9", ""}, false,
+			[]string{"more than half of relay.discover_with", ": 203.0.113.5", ": 198.51.100.9", ": no answer"}},
+		{"private", []string{"192.168.1.20", "192.168.1.20", "192.168.1.20"}, false,
+			[]string{"192.168.1.20", "a private address", "discovered with relay.discover_with", "relay.private_ok"}},
+		{"private allowed", []string{"192.168.1.20", "192.168.1.20", "192.168.1.20"}, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rs []*reporter
+			for _, s := range tc.says {
+				rs = append(rs, startReporter(t, s))
+			}
+			srv, err := New(testConfig(t, discoverConfig(time.Minute, tc.privateOK, rs...)), Options{PortableIO: true})
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = srv.Close()
+				return
+			}
+			if err == nil {
+				_ = srv.Close()
+				t.Fatal("New succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestPrivateAdvertisedRefused: a configured private or loopback address
+// (IPv4Public, or a specific bind advertised as itself) stops New unless
+// PrivateOK says a LAN or a test is meant.
+func TestPrivateAdvertisedRefused(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"loopback public", func(c *Config) {}, "(relay.ipv4_public) is a loopback address"},
+		{"loopback bind advertised", func(c *Config) { c.Relay.IPv4Public = netip.Addr{} },
+			"(relay.ipv4_bind, advertised as itself since relay.ipv4_public is empty) is a loopback address"},
+		{"private public", func(c *Config) { c.Relay.IPv4Bind, c.Relay.IPv4Public = lo, netip.MustParseAddr("10.0.0.5") },
+			"10.0.0.5 (relay.ipv4_public) is a private address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, func(c *Config) {
+				c.Relay.PrivateOK = false
+				c.Relay.NoIPv6 = true
+				tc.mutate(c)
+			})
+			srv, err := New(cfg, Options{PortableIO: true})
+			if err == nil {
+				_ = srv.Close()
+				t.Fatal("New succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
