@@ -268,17 +268,17 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 				}
 			} else {
 				s.track("tls", ln.Addr(), ln.Close)
-				tln := tls.NewListener(ln, &tls.Config{
-					MinVersion:     tls.VersionTLS12,
-					GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() },
-				})
-				lcs = append(lcs, s.listenerConfig(tln, "tls", false))
+				lcs = append(lcs, s.listenerConfig(tls.NewListener(ln, s.tlsConfig()), "tls", false))
 			}
 		}
 		if useDTLS {
 			ln, err := dtls.ListenWithOptions("udp"+v, net.UDPAddrFromAddrPort(secure),
 				dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() }),
 				dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+				// RFC 7443's labels. pion/dtls answers a client that offers
+				// only other protocols with no_application_protocol (RFC 7301
+				// §3.2); one without ALPN is served as before.
+				dtls.WithSupportedProtocols(ALPNProtocols()...),
 				dtls.WithListenConfig(*s.bindConfig()))
 			if err != nil {
 				if err := bindErr("dtls", secure, err); err != nil {
