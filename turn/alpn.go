@@ -2,7 +2,8 @@ package turn
 
 import (
 	"crypto/tls"
-	"slices"
+
+	"icegate/internal/portshare"
 )
 
 // ALPN protocol IDs of RFC 7443 (registered in its IANA section): a client
@@ -32,25 +33,5 @@ func ALPNProtocols() []string { return []string{ALPNTURN, ALPNNATDiscovery} }
 // pion/dtls has no per-client hook and sends the alert, see docs/tls.md.)
 func (s *Server) tlsConfig() *tls.Config {
 	get := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() }
-	return alpnTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: get}, ALPNProtocols())
-}
-
-// alpnTLSConfig returns base offering protos, where a client that offers
-// none of protos completes the handshake without ALPN (see TLSConfig). base
-// is not changed.
-func alpnTLSConfig(base *tls.Config, protos []string) *tls.Config {
-	withALPN := base.Clone()
-	withALPN.NextProtos = slices.Clone(protos)
-	without := base.Clone()
-	without.NextProtos = nil
-	out := withALPN.Clone()
-	out.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		for _, p := range hello.SupportedProtos {
-			if slices.Contains(protos, p) {
-				return nil, nil // out itself: Go picks the first of protos the client offers
-			}
-		}
-		return without, nil
-	}
-	return out
+	return portshare.ALPNConfig(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: get}, ALPNProtocols())
 }
