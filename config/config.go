@@ -328,6 +328,11 @@ type HTTP struct {
 	// CertNames are the DNS names of the HTTPS certificate, when CertFile
 	// is set and loads.
 	CertNames []string
+	// SharedTLS are the listen.addresses whose TURN over TLS socket
+	// (at listen.tls_port) is also http.listen: one socket serves both,
+	// demultiplexed (docs/tls.md, "Sharing 443"). Empty when HTTP has a
+	// socket of its own.
+	SharedTLS []netip.Addr
 }
 
 // Signaling configures the WebSocket signaling server and the TURN

@@ -103,7 +103,8 @@ var reloadClasses = map[string]ReloadClass{
 	"HTTP.KeyFile":   Restart,
 	"HTTP.TestPage":  Live,
 	"HTTP.Hosts":     Live,
-	"HTTP.CertNames": Live, // read with the files at the reload
+	"HTTP.CertNames": Live,    // read with the files at the reload
+	"HTTP.SharedTLS": Restart, // follows http.listen and listen.*, which need one
 
 	"Signaling.AllowedOrigins":           Live,
 	"Signaling.TokenSecrets":             Live,

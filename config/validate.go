@@ -71,6 +71,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.Signaling.validate(v, c.HTTP)
 	c.API.validate(v, c.HTTP)
 	c.STUN.validate(v, c.Listen, c.Relay)
+	c.checkTCPPorts(v)
 	if c.Cluster != nil {
 		c.Cluster.validate(v)
 	}

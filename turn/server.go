@@ -71,6 +71,13 @@ type Options struct {
 	// udploop.ReserveProcs, a process-wide change New never makes itself;
 	// otherwise the loops wait as ordinary system calls.
 	Loops int
+	// ShareTLS, when set, is offered each TLS listener's bound socket and
+	// the relay's own TLS settings (certificate store, ALPN). When it
+	// returns a listener, TURN is served on that one instead: its
+	// connections come with the TLS handshake done, from a port shared
+	// with HTTPS (internal/portshare), and closing it must close the
+	// socket. When it returns nil, New terminates TLS on the socket itself.
+	ShareTLS func(ln net.Listener, conf *tls.Config) (net.Listener, error)
 }
 
 // ListenAddr is one bound listener.
@@ -274,10 +281,15 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 				}
 			} else {
 				s.track("tls", ln.Addr(), ln.Close)
-				tln := tls.NewListener(ln, &tls.Config{
-					MinVersion:     tls.VersionTLS12,
-					GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() },
-				})
+				var tln net.Listener
+				if opts.ShareTLS != nil {
+					if tln, err = opts.ShareTLS(ln, s.tlsConfig()); err != nil {
+						return nil, fmt.Errorf("sharing tls %s: %w", secure, err)
+					}
+				}
+				if tln == nil {
+					tln = tls.NewListener(ln, s.tlsConfig())
+				}
 				lcs = append(lcs, s.listenerConfig(tln, "tls", false))
 			}
 		}
@@ -285,6 +297,10 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 			ln, err := dtls.ListenWithOptions("udp"+v, net.UDPAddrFromAddrPort(secure),
 				dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() }),
 				dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+				// RFC 7443's labels. pion/dtls answers a client that offers
+				// only other protocols with no_application_protocol (RFC 7301
+				// §3.2); one without ALPN is served as before.
+				dtls.WithSupportedProtocols(ALPNProtocols()...),
 				dtls.WithListenConfig(*s.bindConfig()))
 			if err != nil {
 				if err := bindErr("dtls", secure, err); err != nil {

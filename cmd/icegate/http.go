@@ -15,6 +15,7 @@ import (
 
 	"icegate/config"
 	"icegate/internal/certfile"
+	"icegate/internal/portshare"
 	"icegate/signaling"
 	"icegate/turn"
 )
@@ -34,43 +35,70 @@ type httpServer struct {
 	stopWatch func()
 }
 
-// serveHTTP binds http.listen and serves the signaling handler on it.
-func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (*httpServer, error) {
-	ln, err := net.Listen("tcp", h.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("http.listen %s: %w", h.Listen, err)
-	}
+// newHTTPServer loads HTTPS's certificate pair, when http.cert_file is
+// set; it binds nothing yet (serve does), so the pair is there for a port
+// the relay shares with HTTPS before HTTP serves.
+func newHTTPServer(h *config.HTTP, log *slog.Logger) (*httpServer, error) {
 	web := &httpServer{certFile: h.CertFile, keyFile: h.KeyFile, log: log.With("listener", "http"), stopWatch: func() {}}
-	scheme := "http"
 	if h.CertFile != "" {
 		pair, err := certfile.Load(h.CertFile, h.KeyFile, web.log, nil)
 		if err != nil {
-			ln.Close()
 			return nil, fmt.Errorf("http.cert_file: %w", err)
 		}
 		web.pair.Store(pair)
-		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return web.pair.Load().Get(), nil }})
+	}
+	return web, nil
+}
+
+// serve serves the signaling handler: on http.listen, bound here, or, when
+// shared is not empty, on those listeners, the HTTP sides of sockets
+// shared with the relay's TLS listener (their connections are TLS already).
+func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net.Listener, log *slog.Logger) error {
+	scheme := "http"
+	if web.pair.Load() != nil {
 		scheme = "https"
+	}
+	handler := sig.Handler()
+	var lns []net.Listener
+	if len(shared) > 0 {
+		lns = shared
+		// A connection routed by its first bytes is not a *tls.Conn, and
+		// net/http leaves Request.TLS nil on it; these fill it in.
+		handler = portshare.WithTLS(handler)
+	} else {
+		ln, err := net.Listen("tcp", h.Listen)
+		if err != nil {
+			return fmt.Errorf("http.listen %s: %w", h.Listen, err)
+		}
+		if scheme == "https" {
+			ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
+				GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return web.pair.Load().Get(), nil }})
+		}
+		lns = []net.Listener{ln}
+	}
+	if scheme == "https" {
 		ctx, cancel := context.WithCancel(context.Background())
 		web.stopWatch = cancel
 		go web.watch(ctx, certCheckEvery)
 	}
 	srv := &http.Server{
-		Handler:           sig.Handler(),
+		Handler:           handler,
+		ConnContext:       portshare.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server", "err", err)
-		}
-	}()
-	web.url = pageURL(scheme, ln.Addr())
-	log.Info("listening", "transport", scheme, "addr", ln.Addr().String(), "signaling", "/ws", "test_page", web.url)
+	var served sync.WaitGroup
+	for _, ln := range lns {
+		served.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", "err", err)
+			}
+		})
+		log.Info("listening", "transport", scheme, "addr", ln.Addr().String(), "signaling", "/ws",
+			"test_page", pageURL(scheme, ln.Addr()), "shared_with_turn", len(shared) > 0)
+	}
+	web.url = pageURL(scheme, lns[0].Addr())
 	var once sync.Once
 	web.stop = func() {
 		once.Do(func() {
@@ -80,11 +108,11 @@ func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (*httpSe
 			if err := sig.Close(ctx); err != nil {
 				log.Warn("signaling connections still closing", "err", err)
 			}
-			<-done
+			served.Wait()
 			web.stopWatch()
 		})
 	}
-	return web, nil
+	return nil
 }
 
 // watch loads the pair in force again when its files change, until ctx

@@ -103,8 +103,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// is the whole process's, so the choice is made here.
 	loops := runtime.GOMAXPROCS(0)
 	defer udploop.ReserveProcs(loops)()
-	srv, err := turn.New(turnConfig(cfg), turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops})
+	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops}
+	// HTTPS's certificate is loaded before the relay binds: a socket the
+	// two share (http.listen on listen.tls_port) serves it from the start.
+	var web *httpServer
+	var shared *sharedPorts
+	if cfg.HTTP.Listen != "" {
+		if web, err = newHTTPServer(cfg.HTTP, log); err != nil {
+			return err
+		}
+		if shared = newSharedPorts(cfg, &web.pair, log); shared != nil {
+			opts.ShareTLS = shared.share
+			reg.MustRegister(shared.collector())
+		}
+	}
+	srv, err := turn.New(turnConfig(cfg), opts)
 	if err != nil {
+		if shared != nil {
+			shared.closeAll()
+		}
 		return err
 	}
 	defer srv.Close()
@@ -151,8 +168,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	closeHTTP := func() {}
 	var pageURL string
 	if hub := rl.hub.Load(); hub != nil {
-		web, err := serveHTTP(cfg.HTTP, hub, log)
-		if err != nil {
+		var lns []net.Listener
+		if shared != nil {
+			if lns = shared.httpListeners(); len(lns) == 0 {
+				return fmt.Errorf("http.listen %s shares listen.tls_port, but the relay bound no TLS socket there", cfg.HTTP.Listen)
+			}
+		}
+		if err := web.serve(cfg.HTTP, hub, lns, log); err != nil {
 			return err
 		}
 		closeHTTP, pageURL, rl.web = web.stop, web.url, web

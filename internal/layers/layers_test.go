@@ -18,6 +18,7 @@ var allowed = map[string][]string{
 	"icegate/internal/ratelog":     {"icegate/internal/tokenbucket"},
 	"icegate/internal/tokenbucket": nil,
 	"icegate/internal/certfile":    nil,
+	"icegate/internal/portshare":   nil,
 	"icegate/internal/testutil":    nil,
 	"icegate/internal/leakcheck":   nil,
 	"icegate/internal/coturn":      nil,
@@ -29,7 +30,8 @@ var allowed = map[string][]string{
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
-		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile"},
+		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile",
+		"icegate/internal/portshare"},
 	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket",
 		"icegate/signaling/engineio", "icegate/signaling/socketio"},
 	// The Redis bus implements signaling.Bus; its tests run bustest on a
@@ -43,7 +45,7 @@ var allowed = map[string][]string{
 	"icegate/signaling/socketio": nil,
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile",
-		"icegate/internal/ratelog", "icegate/internal/udploop"},
+		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare"},
 }
 
 // Tools (benchmarks, labs, interop) may use anything but each other and
