@@ -207,7 +207,7 @@ relay {
 				Port: 3478, TLSPort: 5349, SocketBuffer: 4 << 20},
 			TLS: turn.TLSConfig{ReloadInterval: 5 * time.Second},
 			Relay: turn.RelayConfig{MinPort: 50000, MaxPort: 50002, IPv4Bind: addr("0.0.0.0"),
-				IPv6Bind: addr("::"), Shared: true},
+				IPv6Bind: addr("::"), Shared: true, DiscoverWith: []string{}, DiscoverInterval: 5 * time.Minute},
 			Auth:   turn.AuthConfig{Users: []auth.StaticUser{}, Secrets: []string{}, Separator: ":"},
 			Policy: turn.PolicyConfig{Presets: []string{}},
 			Limits: turn.LimitsConfig{AllocationsPerUser: 10, AllocationsTotal: 10000, PermissionsPerAllocation: 64,
