@@ -36,17 +36,19 @@ var reloadClasses = map[string]ReloadClass{
 	"Log.Level":  Live,
 	"Log.Format": Restart, // the handler is built once
 
-	"Listen.Addresses":       Restart,
-	"Listen.Addrs":           Restart,
-	"Listen.Port":            Restart,
-	"Listen.TLSPort":         Restart,
-	"Listen.SocketBuffer":    Restart,
-	"Listen.UDPSegmentation": Restart,
-	"Listen.FreeBind":        Restart,
-	"Listen.UDP":             Restart,
-	"Listen.TCP":             Restart,
-	"Listen.TLS":             Restart,
-	"Listen.DTLS":            Restart,
+	"Listen.Addresses":         Restart,
+	"Listen.Addrs":             Restart,
+	"Listen.Port":              Restart,
+	"Listen.TLSPort":           Restart,
+	"Listen.SocketBuffer":      Restart,
+	"Listen.UDPSegmentation":   Restart,
+	"Listen.FreeBind":          Restart,
+	"Listen.UDP":               Restart,
+	"Listen.TCP":               Restart,
+	"Listen.TLS":               Restart,
+	"Listen.DTLS":              Restart,
+	"Listen.ProxyFrom":         Restart, // wraps the listeners at start
+	"Listen.ProxyFromPrefixes": Restart,
 
 	"TLS.CertFile":               Live, // loaded and checked at the reload, then swapped
 	"TLS.KeyFile":                Live,
@@ -92,12 +94,14 @@ var reloadClasses = map[string]ReloadClass{
 
 	"Metrics.Listen": Restart,
 
-	"HTTP.Listen":    Restart,
-	"HTTP.CertFile":  Restart, // whether HTTP speaks TLS; the files are re-read at a reload
-	"HTTP.KeyFile":   Restart,
-	"HTTP.TestPage":  Live,
-	"HTTP.Hosts":     Live,
-	"HTTP.CertNames": Live, // read with the files at the reload
+	"HTTP.Listen":            Restart,
+	"HTTP.CertFile":          Restart, // whether HTTP speaks TLS; the files are re-read at a reload
+	"HTTP.KeyFile":           Restart,
+	"HTTP.TestPage":          Live,
+	"HTTP.Hosts":             Live,
+	"HTTP.CertNames":         Live,    // read with the files at the reload
+	"HTTP.ProxyFrom":         Restart, // wraps the listener at start
+	"HTTP.ProxyFromPrefixes": Restart,
 
 	"Signaling.AllowedOrigins":           Live,
 	"Signaling.TokenSecrets":             Live,

@@ -26,6 +26,11 @@ type Metrics struct {
 	// idling, a frame left incomplete, or a handshake not finished in time.
 	ConnectionTimeouts *prometheus.CounterVec // reason
 	Connections        *prometheus.GaugeVec   // transport
+	// ProxyHeaders counts PROXY protocol headers looked at on the TCP and
+	// TLS listeners (and, through cmd/icegate, the HTTP listener), by
+	// listener and outcome (internal/proxied: proxied, local, missing,
+	// malformed, untrusted).
+	ProxyHeaders *prometheus.CounterVec // listener, outcome
 }
 
 // NewMetrics creates the collectors and registers them with reg when reg is
@@ -84,11 +89,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "icegate_connections",
 			Help: "Open TCP, TLS and DTLS client connections, by transport.",
 		}, []string{"transport"}),
+		ProxyHeaders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_proxy_headers_total",
+			Help: "PROXY protocol headers on connections from listen.proxy_from (or http.proxy_from), and headers refused from elsewhere, by listener and outcome: proxied, local, missing, malformed, untrusted.",
+		}, []string{"listener", "outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.AuthRefusals, m.PeerDenials, m.Dropped, m.Allocations,
 			m.AllocationsMade, m.Permissions, m.Channels, m.BandwidthDrops, m.CertReloads,
-			m.ConnectionsRefused, m.ConnectionTimeouts, m.Connections)
+			m.ConnectionsRefused, m.ConnectionTimeouts, m.Connections, m.ProxyHeaders)
 	}
 	return m
 }

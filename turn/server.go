@@ -257,7 +257,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 				}
 			} else {
 				s.track("tcp", ln.Addr(), ln.Close)
-				lcs = append(lcs, s.listenerConfig(ln, "tcp", false))
+				lcs = append(lcs, s.listenerConfig(s.proxyListen(ln, "tcp"), "tcp", false))
 			}
 		}
 		if useTLS {
@@ -268,7 +268,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 				}
 			} else {
 				s.track("tls", ln.Addr(), ln.Close)
-				tln := tls.NewListener(ln, &tls.Config{
+				tln := tls.NewListener(s.proxyListen(ln, "tls"), &tls.Config{
 					MinVersion:     tls.VersionTLS12,
 					GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() },
 				})
