@@ -8,13 +8,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"icegate/config"
 	"icegate/internal/certfile"
+	"icegate/internal/proxied"
+	"icegate/internal/ratelog"
 	"icegate/signaling"
 	"icegate/turn"
 )
@@ -35,12 +40,15 @@ type httpServer struct {
 }
 
 // serveHTTP binds http.listen and serves the signaling handler on it.
-func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (*httpServer, error) {
-	ln, err := net.Listen("tcp", h.Listen)
+// proxyHeaders counts PROXY headers (http.proxy_from) by listener and
+// outcome; it may be nil.
+func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger, proxyHeaders *prometheus.CounterVec) (*httpServer, error) {
+	raw, err := net.Listen("tcp", h.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", h.Listen, err)
 	}
 	web := &httpServer{certFile: h.CertFile, keyFile: h.KeyFile, log: log.With("listener", "http"), stopWatch: func() {}}
+	ln := proxyHTTP(raw, h.ProxyFromPrefixes, web.log, proxyHeaders)
 	scheme := "http"
 	if h.CertFile != "" {
 		pair, err := certfile.Load(h.CertFile, h.KeyFile, web.log, nil)
@@ -85,6 +93,20 @@ func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (*httpSe
 		})
 	}
 	return web, nil
+}
+
+// proxyHTTP puts the PROXY protocol (http.proxy_from) on the HTTP
+// listener, under any TLS: connections from those ranges must begin with a
+// PROXY v1 or v2 header, and its client address is what net/http gives the
+// handlers as Request.RemoteAddr (signaling's logs, a WebSocket's remote
+// address). net/http asks for RemoteAddr in the connection's goroutine, so
+// the header is never read in the accept loop. Without ranges it returns ln.
+func proxyHTTP(ln net.Listener, from []netip.Prefix, log *slog.Logger, counts *prometheus.CounterVec) net.Listener {
+	cfg := proxied.Config{From: from, Listener: "http", Log: ratelog.New(log)}
+	if counts != nil {
+		cfg.Count = func(outcome string) { counts.WithLabelValues("http", outcome).Inc() }
+	}
+	return proxied.Listen(ln, cfg)
 }
 
 // watch loads the pair in force again when its files change, until ctx

@@ -150,7 +150,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	closeHTTP := func() {}
 	var pageURL string
 	if hub := rl.hub.Load(); hub != nil {
-		web, err := serveHTTP(cfg.HTTP, hub, log)
+		web, err := serveHTTP(cfg.HTTP, hub, log, srv.Metrics().ProxyHeaders)
 		if err != nil {
 			return err
 		}
