@@ -296,3 +296,33 @@ func TestOff(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/internal/proxied.") }
+
+// TestLongV2: a v2 header longer than the header buffer (TLVs, as AWS's
+// load balancer and haproxy's ssl options send) is read whole, and the
+// data behind it follows intact.
+func TestLongV2(t *testing.T) {
+	ln, n := listen(t, "127.0.0.2/32", time.Second)
+	cl := dialFrom(t, "127.0.0.2", ln.Addr())
+	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(203, 0, 113, 40), Port: 7000}, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 443})
+	if err := h.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_NOOP, Value: make([]byte, 3000)}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Write(append(b, "after"...)); err != nil {
+		t.Fatal(err)
+	}
+	c := accept(t, ln)
+	if got := c.RemoteAddr().String(); got != "203.0.113.40:7000" {
+		t.Fatalf("RemoteAddr %s", got)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "after" {
+		t.Fatalf("data: %q, %v", buf, err)
+	}
+	if n.get(OutcomeProxied) != 1 {
+		t.Fatalf("outcomes %v", n.m)
+	}
+}
