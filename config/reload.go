@@ -36,18 +36,20 @@ var reloadClasses = map[string]ReloadClass{
 	"Log.Level":  Live,
 	"Log.Format": Restart, // the handler is built once
 
-	"Listen.Addresses":         Restart,
-	"Listen.Addrs":             Restart,
-	"Listen.Port":              Restart,
-	"Listen.TLSPort":           Restart,
-	"Listen.SocketBuffer":      Restart,
-	"Listen.UDPSegmentation":   Restart,
-	"Listen.FreeBind":          Restart,
-	"Listen.UDP":               Restart,
-	"Listen.TCP":               Restart,
-	"Listen.TLS":               Restart,
-	"Listen.DTLS":              Restart,
-	"Listen.ProxyFrom":         Restart, // wraps the listeners at start
+	"Listen.Addresses":       Restart,
+	"Listen.Addrs":           Restart,
+	"Listen.Port":            Restart,
+	"Listen.TLSPort":         Restart,
+	"Listen.SocketBuffer":    Restart,
+	"Listen.UDPSegmentation": Restart,
+	"Listen.FreeBind":        Restart,
+	"Listen.UDP":             Restart,
+	"Listen.TCP":             Restart,
+	"Listen.TLS":             Restart,
+	"Listen.DTLS":            Restart,
+
+	// The PROXY protocol wraps the listeners at start.
+	"Listen.ProxyFrom":         Restart,
 	"Listen.ProxyFromPrefixes": Restart,
 
 	"TLS.CertFile":               Live, // loaded and checked at the reload, then swapped
@@ -94,12 +96,13 @@ var reloadClasses = map[string]ReloadClass{
 
 	"Metrics.Listen": Restart,
 
-	"HTTP.Listen":            Restart,
-	"HTTP.CertFile":          Restart, // whether HTTP speaks TLS; the files are re-read at a reload
-	"HTTP.KeyFile":           Restart,
-	"HTTP.TestPage":          Live,
-	"HTTP.Hosts":             Live,
-	"HTTP.CertNames":         Live,    // read with the files at the reload
+	"HTTP.Listen":    Restart,
+	"HTTP.CertFile":  Restart, // whether HTTP speaks TLS; the files are re-read at a reload
+	"HTTP.KeyFile":   Restart,
+	"HTTP.TestPage":  Live,
+	"HTTP.Hosts":     Live,
+	"HTTP.CertNames": Live, // read with the files at the reload
+
 	"HTTP.ProxyFrom":         Restart, // wraps the listener at start
 	"HTTP.ProxyFromPrefixes": Restart,
 
