@@ -105,9 +105,18 @@ type Listen struct {
 	TLSRange  hcl.Range `hcl:"tls,attr_range"`
 	DTLS      *bool     `hcl:"dtls,optional"`
 	DTLSRange hcl.Range `hcl:"dtls,attr_range"`
+	// ProxyFrom are the source ranges (CIDRs or addresses of load balancers
+	// and proxies) whose TCP and TLS connections must begin with a PROXY
+	// protocol v1 or v2 header; the client address it carries is the one
+	// authentication, peer policy, limits and logs see. A header from any
+	// other source refuses the connection; direct clients without one are
+	// served as usual. UDP and DTLS are not covered. Default [] (off).
+	ProxyFrom      []string  `hcl:"proxy_from,optional"`
+	ProxyFromRange hcl.Range `hcl:"proxy_from,attr_range"`
 
 	// Filled by Validate.
-	Addrs []netip.Addr
+	Addrs             []netip.Addr
+	ProxyFromPrefixes []netip.Prefix
 }
 
 // TLS configures the certificate for TLS and DTLS.
@@ -323,6 +332,14 @@ type HTTP struct {
 	// certificates, and any IP address. "*" turns the check off. Default [].
 	Hosts      []string  `hcl:"hosts,optional"`
 	HostsRange hcl.Range `hcl:"hosts,attr_range"`
+	// ProxyFrom is listen.proxy_from for the HTTP listener (before any
+	// TLS): connections from these ranges must begin with a PROXY v1 or v2
+	// header, whose client address the signaling, the credential API and
+	// their logs then see. X-Forwarded-For is never read. Its own setting,
+	// since the proxy in front of HTTP is often not the one in front of
+	// TURN. Default [] (off).
+	ProxyFrom      []string  `hcl:"proxy_from,optional"`
+	ProxyFromRange hcl.Range `hcl:"proxy_from,attr_range"`
 
 	// Filled by Validate.
 	// CertNames are the DNS names of the HTTPS certificate, when CertFile
@@ -333,6 +350,8 @@ type HTTP struct {
 	// demultiplexed (docs/tls.md, "Sharing 443"). Empty when HTTP has a
 	// socket of its own.
 	SharedTLS []netip.Addr
+	// ProxyFromPrefixes are ProxyFrom parsed.
+	ProxyFromPrefixes []netip.Prefix
 }
 
 // Signaling configures the WebSocket signaling server and the TURN

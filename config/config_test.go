@@ -93,7 +93,8 @@ func TestDefault(t *testing.T) {
 			Addresses: []string{"0.0.0.0", "::"},
 			Port:      3478, TLSPort: 5349, SocketBuffer: 4 << 20,
 			UDPSegmentation: ptr(true), FreeBind: ptr(true), UDP: ptr(true), TCP: ptr(true), TLS: ptr(true), DTLS: ptr(true),
-			Addrs: []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()},
+			ProxyFrom: []string{},
+			Addrs:     []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()},
 		},
 		TLS: &TLS{ReloadInterval: "5s", ReloadIntervalDuration: 5 * time.Second},
 		Relay: &Relay{
@@ -112,7 +113,7 @@ func TestDefault(t *testing.T) {
 			DefaultLifetimeDuration: 10 * time.Minute, MaxLifetimeDuration: time.Hour,
 		},
 		Metrics: &Metrics{Listen: "127.0.0.1:9641"},
-		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true), Hosts: []string{}},
+		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true), Hosts: []string{}, ProxyFrom: []string{}},
 		Signaling: &Signaling{
 			AllowedOrigins: []string{}, TokenSecrets: []string{},
 			CredentialTTL: "1h", MaxConnections: 10000, MaxMessageBytes: 65536,

@@ -58,6 +58,15 @@ listen {
   tcp  = true
   tls  = true
   dtls = true
+
+  # Load balancers or proxies (CIDRs or addresses) in front of the TCP and
+  # TLS listeners that send the PROXY protocol (v1 or v2: nginx stream
+  # "proxy_protocol on", haproxy "send-proxy"/"send-proxy-v2"). Their
+  # connections must begin with the header, and the client address in it is
+  # the one authentication, peer policy, limits and logs see. A header from
+  # anyone else closes the connection; direct clients are served as usual.
+  # Not for UDP or DTLS. Empty: the PROXY protocol is off.
+  proxy_from = []
 }
 
 tls {
@@ -241,6 +250,12 @@ http {
   # http.cert_file and tls.cert_file. Reaching the server by another DNS name
   # (a self-hosted box at home.example.net) needs it listed here.
   hosts = []
+
+  # listen.proxy_from for this listener (the PROXY header comes before
+  # any TLS): the proxies whose connections must begin with a PROXY v1 or
+  # v2 header, whose client address signaling and its logs then see.
+  # X-Forwarded-For is never trusted. Empty: off.
+  proxy_from = []
 }
 
 signaling {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
@@ -135,6 +136,14 @@ func (c *Config) checkTCPPorts(v *validator) {
 		default:
 			report(b, met[0], sharedHint(b, met))
 		}
+	}
+	// One shared socket reads one PROXY header rule: the relay's
+	// listen.proxy_from wraps it, before the TLS handshake that decides
+	// whether a connection is TURN or HTTPS.
+	if len(h.SharedTLS) > 0 && !slices.Equal(slices.Sorted(slices.Values(l.ProxyFrom)), slices.Sorted(slices.Values(h.ProxyFrom))) {
+		v.conflict(
+			l.ProxyFromRange, "listen.proxy_from", "differs from http.proxy_from, but TURN over TLS and HTTPS share one port (listen.tls_port and http.listen): one socket has one PROXY rule; give both the same ranges",
+			h.ProxyFromRange, "http.proxy_from", "differs from listen.proxy_from, but TURN over TLS and HTTPS share one port (listen.tls_port and http.listen): one socket has one PROXY rule; give both the same ranges")
 	}
 }
 

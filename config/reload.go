@@ -48,6 +48,10 @@ var reloadClasses = map[string]ReloadClass{
 	"Listen.TLS":             Restart,
 	"Listen.DTLS":            Restart,
 
+	// The PROXY protocol wraps the listeners at start.
+	"Listen.ProxyFrom":         Restart,
+	"Listen.ProxyFromPrefixes": Restart,
+
 	"TLS.CertFile":               Live, // loaded and checked at the reload, then swapped
 	"TLS.KeyFile":                Live,
 	"TLS.ReloadInterval":         Restart,
@@ -105,6 +109,9 @@ var reloadClasses = map[string]ReloadClass{
 	"HTTP.Hosts":     Live,
 	"HTTP.CertNames": Live,    // read with the files at the reload
 	"HTTP.SharedTLS": Restart, // follows http.listen and listen.*, which need one
+
+	"HTTP.ProxyFrom":         Restart, // wraps the listener at start
+	"HTTP.ProxyFromPrefixes": Restart,
 
 	"Signaling.AllowedOrigins":           Live,
 	"Signaling.TokenSecrets":             Live,

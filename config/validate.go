@@ -344,6 +344,10 @@ func (l *Listen) validate(v *validator) {
 			l.TLSPortRange, "listen.tls_port", fmt.Sprintf("%d is also listen.port", l.TLSPort))
 	}
 
+	l.ProxyFromPrefixes = v.proxyFrom(l.ProxyFrom, l.ProxyFromRange, "listen.proxy_from")
+	if len(l.ProxyFromPrefixes) > 0 && !l.TCPOn() && !l.TLSOn() {
+		v.warnf(l.ProxyFromRange, "listen.proxy_from", "has no effect: listen.tcp and listen.tls are off, and UDP and DTLS carry no PROXY header")
+	}
 	if !l.UDPOn() && !l.TCPOn() && !secure {
 		v.errorf(v.at(l.UDPRange, l.TCPRange, l.TLSRange, l.DTLSRange), "listen.udp",
 			"false, and so are listen.tcp, listen.tls and listen.dtls; nothing would listen")
@@ -701,6 +705,20 @@ func (a *Auth) validate(v *validator) {
 }
 
 // prefixes parses policy.allow or policy.deny entries.
+// proxyFrom parses a proxy_from list: CIDRs or addresses, as policy
+// ranges are. A range holding every address is allowed but warned about:
+// any client could then claim any address, and one without a header is
+// refused.
+func (v *validator) proxyFrom(list []string, rng hcl.Range, name string) []netip.Prefix {
+	out := v.prefixes(list, rng, name)
+	for _, p := range out {
+		if p.Bits() == 0 {
+			v.warnf(rng, name, "%s trusts every source: any client can claim any address with a PROXY header, and one without a header is refused; list only your proxies", p)
+		}
+	}
+	return out
+}
+
 func (v *validator) prefixes(list []string, rng hcl.Range, name string) []netip.Prefix {
 	var out []netip.Prefix
 	for i, s := range list {

@@ -36,6 +36,7 @@ func (h *HTTP) validate(v *validator) {
 		v.errorf(h.ListenRange, "http.listen", "%v", err)
 	}
 	h.CertNames = v.certPair("http", h.CertFile, h.CertFileRange, h.KeyFile, h.KeyFileRange)
+	h.ProxyFromPrefixes = v.proxyFrom(h.ProxyFrom, h.ProxyFromRange, "http.proxy_from")
 	for i, name := range h.Hosts {
 		field := fmt.Sprintf("http.hosts[%d]", i)
 		switch {

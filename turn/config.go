@@ -74,6 +74,13 @@ type ListenConfig struct {
 	// missing address fails the start (listeners) or each Allocate with a
 	// 500 (relays). HCL: listen.freebind = false.
 	NoFreeBind bool
+	// ProxyFrom are the source ranges (load balancers, proxies) whose TCP
+	// and TLS connections must begin with a PROXY protocol v1 or v2 header;
+	// the client address it carries is the connection's from then on. A
+	// header from any other source refuses the connection; direct clients
+	// without one are served as usual. UDP and DTLS are not covered. Default
+	// empty: the PROXY protocol is off. HCL: listen.proxy_from.
+	ProxyFrom []netip.Prefix
 }
 
 // TLSConfig is the certificate of the TLS and DTLS listeners.
@@ -398,6 +405,11 @@ func (c *Config) validate() error {
 	port("RFC5780.AlternatePort", c.RFC5780.AlternatePort)
 	if l.SocketBuffer < 0 {
 		bad("Listen.SocketBuffer %d is negative (SystemSocketBuffer keeps the system's size)", l.SocketBuffer)
+	}
+	for _, p := range l.ProxyFrom {
+		if !p.IsValid() || p.Addr().Is4In6() {
+			bad("Listen.ProxyFrom: %q is not a plain IPv4 or IPv6 prefix", p)
+		}
 	}
 	if l.NoUDP && l.NoTCP && l.NoTLS && l.NoDTLS {
 		bad("Listen: every transport is off")

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"icegate/internal/proxied"
 	"icegate/internal/udploop"
 )
 
@@ -159,22 +160,24 @@ func (l *gateListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			src := sourceAddr(c.RemoteAddr())
-			if !l.streams.admit(l.transport, src, l.datagram) {
-				_ = c.Close()
-				continue
-			}
 			gc := &gateConn{
 				Conn: c, g: l.g, transport: l.transport, datagram: l.datagram, l: l,
-				src: src, key: allocKey(c.RemoteAddr(), c.LocalAddr()),
 				guard: l.streams.newConnGuard(),
 			}
 			gc.lastMsg.Store(time.Now().UnixNano())
+			// Behind a PROXY header the client's address is known only once
+			// the header is read, which the connection's own goroutine does
+			// (gateConn.Read): admission waits for it there, so a proxy that
+			// connects and stalls cannot hold up this loop.
+			gc.proxy = proxied.Of(c)
+			if gc.proxy == nil && !gc.admit() {
+				_ = c.Close()
+				continue
+			}
 			if !l.track(gc) {
 				_ = gc.Close()
 				return nil, net.ErrClosed
 			}
-			l.streams.register(gc)
 			return gc, nil
 		}
 		if errors.Is(err, net.ErrClosed) || l.closed.Load() {
@@ -214,13 +217,24 @@ type gateConn struct {
 	rec       []byte // DTLS record buffer
 	raw       atomic.Bool
 	l         *gateListener
-	key       string // allocation key of this connection's 5-tuple, set at accept
+	key       string // allocation key of this connection's 5-tuple, set at admission (admit)
 	wmu       sync.Mutex
 	bind      atomic.Pointer[connBind] // a ConnectionBind awaiting its signed answer (rfc6062.go)
 
-	src      netip.Addr  // source IP, for limits.connections_per_source
-	released atomic.Bool // the listener's accounting given back
-	guard    connGuard   // unauthenticated requests on this connection
+	// proxy is the PROXY protocol connection under this one, nil without
+	// listen.proxy_from: the client's address is its header's.
+	proxy *proxied.Conn
+	// proxyErr is why the PROXY header or the admission after it refused
+	// the connection (counted there); only the reading goroutine touches it.
+	proxyErr error
+	// amu guards the listener's accounting: whether admit took it and
+	// release gave it back, which may race at shutdown for a connection
+	// still reading its PROXY header.
+	amu      sync.Mutex
+	admitted bool
+	released bool
+	src      netip.Addr // source IP, for limits.connections_per_source
+	guard    connGuard  // unauthenticated requests on this connection
 	// lastMsg is when the last complete message arrived (or the connection
 	// was accepted), in Unix nanoseconds: the reading goroutine writes it,
 	// allocationEnded reads it. frameStart is when the first byte of the
@@ -247,12 +261,55 @@ func (c *gateConn) Close() error {
 }
 
 func (c *gateConn) release() {
-	if c.l != nil && c.released.CompareAndSwap(false, true) {
-		c.l.forget(c)
+	if c.l == nil {
+		return
+	}
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	if c.released {
+		return
+	}
+	c.released = true
+	c.l.forget(c)
+	if c.admitted {
 		c.l.streams.unregister(c)
 		c.l.streams.release(c.transport, c.src, c.datagram)
 	}
 }
+
+// admit applies the listener's admission (limits.connections_per_source,
+// the descriptor reserve) to the connection's client address, reporting
+// false when it is refused, and makes the connection reachable by its
+// 5-tuple. For a PROXY connection it runs on the connection's goroutine,
+// after the header: RemoteAddr is then the client's, not the proxy's.
+func (c *gateConn) admit() bool {
+	remote := c.RemoteAddr()
+	src := sourceAddr(remote)
+	key := allocKey(remote, c.LocalAddr())
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	if c.released || !c.l.streams.admit(c.transport, src, c.datagram) {
+		return false
+	}
+	c.src, c.key, c.admitted = src, key, true
+	c.l.streams.register(c)
+	return true
+}
+
+// proxyHeader reads and judges the PROXY header, then admits the
+// connection under the client's address; an error ends the connection.
+func (c *gateConn) proxyHeader() error {
+	if err := c.proxy.Resolve(); err != nil {
+		return err
+	}
+	if !c.admit() {
+		return errRefused
+	}
+	return nil
+}
+
+// errRefused ends a connection its admission refused.
+var errRefused = errors.New("connection refused (limits.connections_per_source or the descriptor reserve)")
 
 // readConn reads from the connection under the earliest of two deadlines:
 // without an allocation, idleTimeout after the last complete message (not
@@ -355,7 +412,17 @@ func (c *gateConn) shake() error {
 
 func (c *gateConn) Read(p []byte) (int, error) {
 	var herr error
-	c.handshake.Do(func() { herr = c.shake() })
+	c.handshake.Do(func() {
+		if c.proxy != nil {
+			if c.proxyErr = c.proxyHeader(); c.proxyErr != nil {
+				return
+			}
+		}
+		herr = c.shake()
+	})
+	if c.proxyErr != nil {
+		return 0, c.proxyErr
+	}
 	if herr != nil {
 		if c.datagram {
 			c.g.drop("dtls_handshake")

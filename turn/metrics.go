@@ -32,6 +32,11 @@ type Metrics struct {
 	// address in use is kept), refused_private (a private majority without
 	// relay.private_ok, not taken).
 	PublicDiscoveries *prometheus.CounterVec // family, outcome
+	// ProxyHeaders counts PROXY protocol headers looked at on the TCP and
+	// TLS listeners (and, through cmd/icegate, the HTTP listener), by
+	// listener and outcome (internal/proxied: proxied, local, missing,
+	// malformed, untrusted).
+	ProxyHeaders *prometheus.CounterVec // listener, outcome
 }
 
 // NewMetrics creates the collectors and registers them with reg when reg is
@@ -94,11 +99,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "icegate_relay_public_discoveries_total",
 			Help: "Rounds of relay public address discovery (relay.ipv4_public = \"auto\"), by family (ipv4, ipv6) and outcome (agreed, changed, no_majority, refused_private).",
 		}, []string{"family", "outcome"}),
+		ProxyHeaders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "icegate_proxy_headers_total",
+			Help: "PROXY protocol headers on connections from listen.proxy_from (or http.proxy_from), and headers refused from elsewhere, by listener and outcome: proxied, local, missing, malformed, untrusted.",
+		}, []string{"listener", "outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.AuthRefusals, m.PeerDenials, m.Dropped, m.Allocations,
 			m.AllocationsMade, m.Permissions, m.Channels, m.BandwidthDrops, m.CertReloads,
-			m.ConnectionsRefused, m.ConnectionTimeouts, m.Connections, m.PublicDiscoveries)
+			m.ConnectionsRefused, m.ConnectionTimeouts, m.Connections, m.PublicDiscoveries, m.ProxyHeaders)
 	}
 	return m
 }

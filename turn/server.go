@@ -270,7 +270,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 				}
 			} else {
 				s.track("tcp", ln.Addr(), ln.Close)
-				lcs = append(lcs, s.listenerConfig(ln, "tcp", false))
+				lcs = append(lcs, s.listenerConfig(s.proxyListen(ln, "tcp"), "tcp", false))
 			}
 		}
 		if useTLS {
@@ -281,14 +281,17 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 				}
 			} else {
 				s.track("tls", ln.Addr(), ln.Close)
+				// PROXY headers first (listen.proxy_from), under TLS and
+				// under the HTTPS share alike.
+				pln := s.proxyListen(ln, "tls")
 				var tln net.Listener
 				if opts.ShareTLS != nil {
-					if tln, err = opts.ShareTLS(ln, s.tlsConfig()); err != nil {
+					if tln, err = opts.ShareTLS(pln, s.tlsConfig()); err != nil {
 						return nil, fmt.Errorf("sharing tls %s: %w", secure, err)
 					}
 				}
 				if tln == nil {
-					tln = tls.NewListener(ln, s.tlsConfig())
+					tln = tls.NewListener(pln, s.tlsConfig())
 				}
 				lcs = append(lcs, s.listenerConfig(tln, "tls", false))
 			}

@@ -8,14 +8,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"icegate/config"
 	"icegate/internal/certfile"
 	"icegate/internal/portshare"
+	"icegate/internal/proxied"
+	"icegate/internal/ratelog"
 	"icegate/signaling"
 	"icegate/turn"
 )
@@ -52,8 +57,11 @@ func newHTTPServer(h *config.HTTP, log *slog.Logger) (*httpServer, error) {
 
 // serve serves the signaling handler: on http.listen, bound here, or, when
 // shared is not empty, on those listeners, the HTTP sides of sockets
-// shared with the relay's TLS listener (their connections are TLS already).
-func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net.Listener, log *slog.Logger) error {
+// shared with the relay's TLS listener (their connections are TLS already,
+// and PROXY headers on them are the relay's listen.proxy_from, which config
+// check holds equal to http.proxy_from). proxyHeaders counts PROXY headers
+// on http.listen (http.proxy_from) by listener and outcome; it may be nil.
+func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net.Listener, log *slog.Logger, proxyHeaders *prometheus.CounterVec) error {
 	scheme := "http"
 	if web.pair.Load() != nil {
 		scheme = "https"
@@ -66,10 +74,11 @@ func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net
 		// net/http leaves Request.TLS nil on it; these fill it in.
 		handler = portshare.WithTLS(handler)
 	} else {
-		ln, err := net.Listen("tcp", h.Listen)
+		raw, err := net.Listen("tcp", h.Listen)
 		if err != nil {
 			return fmt.Errorf("http.listen %s: %w", h.Listen, err)
 		}
+		ln := proxyHTTP(raw, h.ProxyFromPrefixes, web.log, proxyHeaders)
 		if scheme == "https" {
 			ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
 				GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return web.pair.Load().Get(), nil }})
@@ -113,6 +122,20 @@ func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net
 		})
 	}
 	return nil
+}
+
+// proxyHTTP puts the PROXY protocol (http.proxy_from) on the HTTP
+// listener, under any TLS: connections from those ranges must begin with a
+// PROXY v1 or v2 header, and its client address is what net/http gives the
+// handlers as Request.RemoteAddr (signaling's logs, a WebSocket's remote
+// address). net/http asks for RemoteAddr in the connection's goroutine, so
+// the header is never read in the accept loop. Without ranges it returns ln.
+func proxyHTTP(ln net.Listener, from []netip.Prefix, log *slog.Logger, counts *prometheus.CounterVec) net.Listener {
+	cfg := proxied.Config{From: from, Listener: "http", Log: ratelog.New(log)}
+	if counts != nil {
+		cfg.Count = func(outcome string) { counts.WithLabelValues("http", outcome).Inc() }
+	}
+	return proxied.Listen(ln, cfg)
 }
 
 // watch loads the pair in force again when its files change, until ctx

@@ -174,7 +174,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("http.listen %s shares listen.tls_port, but the relay bound no TLS socket there", cfg.HTTP.Listen)
 			}
 		}
-		if err := web.serve(cfg.HTTP, hub, lns, log); err != nil {
+		if err := web.serve(cfg.HTTP, hub, lns, log, srv.Metrics().ProxyHeaders); err != nil {
 			return err
 		}
 		closeHTTP, pageURL, rl.web = web.stop, web.url, web

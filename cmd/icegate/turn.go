@@ -32,6 +32,7 @@ func turnConfig(cfg *config.Config) turn.Config {
 			NoTCP:              !l.TCPOn(),
 			NoTLS:              !l.TLSOn(),
 			NoDTLS:             !l.DTLSOn(),
+			ProxyFrom:          l.ProxyFromPrefixes,
 		},
 		TLS: turn.TLSConfig{
 			CertFile:       cfg.TLS.CertFile,

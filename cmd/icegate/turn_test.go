@@ -144,8 +144,9 @@ stun {
 		name: "IPv6 relays only, no UDP",
 		src: `
 listen {
-  udp  = false
-  dtls = false
+  udp        = false
+  dtls       = false
+  proxy_from = ["10.0.0.5", "2001:db8::/64"]
 }
 relay {
   ipv4_bind   = ""
@@ -156,7 +157,8 @@ relay {
 		want: turn.Config{
 			Realm: "icegate",
 			Listen: turn.ListenConfig{Addrs: []netip.Addr{addr("0.0.0.0"), addr("::")},
-				Port: 3478, TLSPort: 5349, SocketBuffer: 4 << 20, NoUDP: true, NoDTLS: true},
+				Port: 3478, TLSPort: 5349, SocketBuffer: 4 << 20, NoUDP: true, NoDTLS: true,
+				ProxyFrom: []netip.Prefix{prefix("10.0.0.5/32"), prefix("2001:db8::/64")}},
 			TLS: turn.TLSConfig{ReloadInterval: 5 * time.Second},
 			Relay: turn.RelayConfig{MinPort: 49152, MaxPort: 65535, NoIPv4: true,
 				IPv6Bind: addr("2001:db8::10"), IPv6Public: addr("2001:db8::20"),

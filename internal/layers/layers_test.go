@@ -19,6 +19,7 @@ var allowed = map[string][]string{
 	"icegate/internal/tokenbucket": nil,
 	"icegate/internal/certfile":    nil,
 	"icegate/internal/portshare":   nil,
+	"icegate/internal/proxied":     {"icegate/internal/ratelog"},
 	"icegate/internal/testutil":    nil,
 	"icegate/internal/leakcheck":   nil,
 	"icegate/internal/coturn":      nil,
@@ -31,7 +32,7 @@ var allowed = map[string][]string{
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
 		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile",
-		"icegate/internal/portshare"},
+		"icegate/internal/portshare", "icegate/internal/proxied", "icegate/stun/natcheck"},
 	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket",
 		"icegate/signaling/engineio", "icegate/signaling/socketio"},
 	// The Redis bus implements signaling.Bus; its tests run bustest on a
@@ -45,7 +46,7 @@ var allowed = map[string][]string{
 	"icegate/signaling/socketio": nil,
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile",
-		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare"},
+		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare", "icegate/internal/proxied"},
 }
 
 // Tools (benchmarks, labs, interop) may use anything but each other and
