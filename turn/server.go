@@ -204,8 +204,9 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	listen := cfg.Listen
 	useTLS, useDTLS := !listen.NoTLS, !listen.NoDTLS
 	if useTLS || useDTLS {
-		s.certs, err = newCertStore(cfg.TLS.CertFile, cfg.TLS.KeyFile, s.certHosts(), log, s.metrics)
-		if err != nil {
+		if cfg.TLS.GetCertificate != nil {
+			s.certs = newExtCertStore(cfg.TLS.GetCertificate, log, s.metrics)
+		} else if s.certs, err = newCertStore(cfg.TLS.CertFile, cfg.TLS.KeyFile, s.certHosts(), log, s.metrics); err != nil {
 			return nil, err
 		}
 	}
@@ -270,14 +271,17 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 				s.track("tls", ln.Addr(), ln.Close)
 				tln := tls.NewListener(ln, &tls.Config{
 					MinVersion:     tls.VersionTLS12,
-					GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() },
+					NextProtos:     cfg.TLS.NextProtos,
+					GetCertificate: s.certs.get,
 				})
 				lcs = append(lcs, s.listenerConfig(tln, "tls", false))
 			}
 		}
 		if useDTLS {
 			ln, err := dtls.ListenWithOptions("udp"+v, net.UDPAddrFromAddrPort(secure),
-				dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() }),
+				dtls.WithGetCertificate(func(h *dtls.ClientHelloInfo) (*tls.Certificate, error) {
+					return s.certs.get(&tls.ClientHelloInfo{ServerName: h.ServerName})
+				}),
 				dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
 				dtls.WithListenConfig(*s.bindConfig()))
 			if err != nil {

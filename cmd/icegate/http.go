@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"icegate/config"
+	"icegate/internal/acmecert"
 	"icegate/internal/certfile"
 	"icegate/signaling"
 	"icegate/turn"
@@ -35,7 +36,10 @@ type httpServer struct {
 }
 
 // serveHTTP binds http.listen and serves the signaling handler on it.
-func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (*httpServer, error) {
+// With certs (tls.acme), HTTPS serves its certificate when http.acme is
+// on, and plain HTTP answers its http-01 challenges (when http.listen is
+// where the CA connects, tls.acme.http_listen).
+func serveHTTP(h *config.HTTP, sig *signaling.Server, certs *acmecert.Manager, log *slog.Logger) (*httpServer, error) {
 	ln, err := net.Listen("tcp", h.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", h.Listen, err)
@@ -56,8 +60,18 @@ func serveHTTP(h *config.HTTP, sig *signaling.Server, log *slog.Logger) (*httpSe
 		web.stopWatch = cancel
 		go web.watch(ctx, certCheckEvery)
 	}
+	handler := sig.Handler()
+	if h.ACME && certs != nil {
+		// The manager renews and swaps the certificate itself; "acme-tls/1"
+		// lets a tls-alpn-01 validation on this port through.
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12,
+			NextProtos: certs.NextProtos([]string{"http/1.1"}), GetCertificate: certs.GetCertificate})
+		scheme = "https"
+	} else if certs != nil && h.CertFile == "" {
+		handler = certs.HTTPHandler(handler)
+	}
 	srv := &http.Server{
-		Handler:           sig.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),

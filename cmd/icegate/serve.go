@@ -103,7 +103,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// is the whole process's, so the choice is made here.
 	loops := runtime.GOMAXPROCS(0)
 	defer udploop.ReserveProcs(loops)()
-	srv, err := turn.New(turnConfig(cfg), turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops})
+	certs, err := newACME(cfg, log)
+	if err != nil {
+		return err
+	}
+	if certs != nil {
+		defer certs.Close()
+	}
+	srv, err := turn.New(withACME(turnConfig(cfg), certs), turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops})
 	if err != nil {
 		return err
 	}
@@ -150,7 +157,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	closeHTTP := func() {}
 	var pageURL string
 	if hub := rl.hub.Load(); hub != nil {
-		web, err := serveHTTP(cfg.HTTP, hub, log)
+		web, err := serveHTTP(cfg.HTTP, hub, certs, log)
 		if err != nil {
 			return err
 		}
@@ -160,6 +167,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	for _, a := range srv.Addrs() {
 		log.Info("listening", "transport", a.Transport, "addr", a.Addr.String())
+	}
+	if certs != nil {
+		// Every listener that answers a challenge is bound: obtain (or
+		// load from storage) and renew in the background from here.
+		if err := certs.Start(); err != nil {
+			return fmt.Errorf("tls.acme: %w", err)
+		}
 	}
 	if secret := srv.EphemeralSecret(); secret != "" {
 		fmt.Fprintf(stdout, `
