@@ -130,6 +130,9 @@ type TLS struct {
 	// ReloadInterval is how often the files are checked for changes. Default "5s".
 	ReloadInterval      string    `hcl:"reload_interval,optional"`
 	ReloadIntervalRange hcl.Range `hcl:"reload_interval,attr_range"`
+	// ACME, when present, gets the certificate from an ACME CA instead of
+	// files (acme.go). Default absent.
+	ACME *ACME `hcl:"acme,block"`
 
 	// Filled by Validate.
 	ReloadIntervalDuration time.Duration
@@ -321,6 +324,11 @@ type HTTP struct {
 	CertFileRange hcl.Range `hcl:"cert_file,attr_range"`
 	KeyFile       string    `hcl:"key_file,optional"`
 	KeyFileRange  hcl.Range `hcl:"key_file,attr_range"`
+	// ACME serves HTTPS with tls.acme's certificate (which then also
+	// covers the names HTTPS is reached by); it needs tls.acme and
+	// excludes cert_file. Default false.
+	ACME      bool      `hcl:"acme,optional"`
+	ACMERange hcl.Range `hcl:"acme,attr_range"`
 	// TestPage serves the NAT traversal test page at /. Default true.
 	TestPage      *bool     `hcl:"test_page,optional"`
 	TestPageRange hcl.Range `hcl:"test_page,attr_range"`

@@ -189,9 +189,10 @@ func TestDefaultsComplete(t *testing.T) {
 				continue
 			}
 			if f.IsNil() {
-				// Only the cluster block is optional: its absence means
-				// one process with no Redis.
-				if path+name != "cluster" {
+				// Only the cluster block (its absence means one process
+				// with no Redis) and tls.acme (certificates from files or
+				// self-signed) are optional.
+				if path+name != "cluster" && path+name != "tls.acme" {
 					t.Errorf("block %s%s is missing from default.hcl", path, name)
 				}
 				continue
@@ -203,11 +204,16 @@ func TestDefaultsComplete(t *testing.T) {
 	if c.Cluster != nil {
 		t.Errorf("default.hcl has a cluster block: %+v", c.Cluster)
 	}
-	// The cluster block is not in the defaults; check its schema here.
-	cl := tagsOf(reflect.TypeFor[Cluster]())
-	for _, name := range cl.attrs {
-		if _, ok := cl.attrRanges[name]; !ok {
-			t.Errorf("cluster.%s has no attr_range field", name)
+	if c.TLS.ACME != nil {
+		t.Errorf("default.hcl has a tls.acme block: %+v", c.TLS.ACME)
+	}
+	// The optional blocks are not in the defaults; check their schema here.
+	for name, typ := range map[string]reflect.Type{"cluster": reflect.TypeFor[Cluster](), "tls.acme": reflect.TypeFor[ACME]()} {
+		cl := tagsOf(typ)
+		for _, attr := range cl.attrs {
+			if _, ok := cl.attrRanges[attr]; !ok {
+				t.Errorf("%s.%s has no attr_range field", name, attr)
+			}
 		}
 	}
 

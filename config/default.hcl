@@ -80,6 +80,22 @@ tls {
   # How often the two files are checked for changes; a changed pair is loaded
   # without a restart (for example after a Let's Encrypt renewal).
   reload_interval = "5s"
+
+  # Certificates from an ACME CA (Let's Encrypt by default), obtained,
+  # stored and renewed by icegate for TLS, DTLS and (with http.acme) HTTPS;
+  # instead of cert_file and key_file. docs/tls.md, "ACME".
+  # acme {
+  #   domains = ["turn.example.com"]   # required
+  #   email   = "ops@example.com"      # default "" (no contact)
+  #   ca      = "https://acme-v02.api.letsencrypt.org/directory"
+  #   ca_root = ""                     # PEM roots for a private CA's HTTPS
+  #   storage = ""                     # default $STATE_DIRECTORY/acme, else /var/lib/icegate/acme
+  #   challenges    = ["tls-alpn-01", "http-01"]
+  #   tls_alpn_port = 443              # where the CA connects for tls-alpn-01
+  #   http_listen   = ":80"            # where http-01 is answered
+  #   renewal_window = 0.3333          # renew in the last third of the lifetime
+  #   check_interval = "10m"
+  # }
 }
 
 relay {
@@ -238,6 +254,10 @@ http {
   # (browsers allow WebRTC on http://localhost only).
   cert_file = ""
   key_file  = ""
+
+  # Serve HTTPS with tls.acme's certificate instead (needs tls.acme; not
+  # with cert_file).
+  acme = false
 
   # Serve the NAT traversal test page at /.
   test_page = true

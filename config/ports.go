@@ -87,7 +87,7 @@ func (c *Config) checkTCPPorts(v *validator) {
 	if h.Listen != "" {
 		if a, dual, port, ok := httpBind(h.Listen); ok {
 			role := "HTTP"
-			if h.CertFile != "" {
+			if h.CertFile != "" || h.ACME {
 				role = "HTTPS"
 			}
 			others = append(others, tcpBind{"http.listen", h.ListenRange, role, a, dual, port})
@@ -126,7 +126,7 @@ func (c *Config) checkTCPPorts(v *validator) {
 		}
 		switch {
 		case b.role == "HTTP":
-			report(b, met[0], ": one port is shared only by TURN over TLS and HTTPS; set http.cert_file and http.key_file to share it")
+			report(b, met[0], ": one port is shared only by TURN over TLS and HTTPS; set http.cert_file and http.key_file (or http.acme with tls.acme) to share it")
 		case b.role != "HTTPS":
 			report(b, met[0], "; give each its own port")
 		case sharesExactly(b, met):

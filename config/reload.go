@@ -57,6 +57,20 @@ var reloadClasses = map[string]ReloadClass{
 	"TLS.ReloadInterval":         Restart,
 	"TLS.ReloadIntervalDuration": Restart,
 	"TLS.CertNames":              Live, // read with the files at the reload; only the Host check uses them
+	// ACME's manager, its storage and its challenge listeners are built
+	// once at start; certificates it renews are served without a reload.
+	"TLS.ACME.Domains":               Restart,
+	"TLS.ACME.Email":                 Restart,
+	"TLS.ACME.CA":                    Restart,
+	"TLS.ACME.CARoot":                Restart,
+	"TLS.ACME.Storage":               Restart,
+	"TLS.ACME.Challenges":            Restart,
+	"TLS.ACME.TLSALPNPort":           Restart,
+	"TLS.ACME.HTTPListen":            Restart,
+	"TLS.ACME.RenewalWindow":         Restart,
+	"TLS.ACME.CheckInterval":         Restart,
+	"TLS.ACME.StorageDir":            Restart,
+	"TLS.ACME.CheckIntervalDuration": Restart,
 
 	"Relay.MinPort":                  Restart,
 	"Relay.MaxPort":                  Restart,
@@ -105,6 +119,7 @@ var reloadClasses = map[string]ReloadClass{
 	"HTTP.Listen":    Restart,
 	"HTTP.CertFile":  Restart, // whether HTTP speaks TLS; the files are re-read at a reload
 	"HTTP.KeyFile":   Restart,
+	"HTTP.ACME":      Restart, // whether HTTPS takes tls.acme's certificate
 	"HTTP.TestPage":  Live,
 	"HTTP.Hosts":     Live,
 	"HTTP.CertNames": Live,    // read with the files at the reload
@@ -236,21 +251,17 @@ func KeepRestartOnly(running, next *Config) (*Config, []RestartChange) {
 	out := *next
 	o := reflect.ValueOf(&out).Elem()
 	// Copy every block so that setting a field does not write into next.
-	for i := range o.NumField() {
-		f := o.Field(i)
-		if f.Kind() == reflect.Pointer && !f.IsNil() && f.Elem().Kind() == reflect.Struct {
-			c := reflect.New(f.Elem().Type())
-			c.Elem().Set(f.Elem())
-			f.Set(c)
-		}
-	}
+	copyBlocks(o)
 	var changes []RestartChange
 	// An optional block added or removed: fields skips it (there is
 	// nothing to compare field by field), so it is named here, and the
 	// running one (or none) kept.
 	r := reflect.ValueOf(running).Elem()
 	for _, b := range optionalBlocks {
-		ro, no := r.FieldByName(b.field), o.FieldByName(b.field)
+		ro, no := blockField(r, b.field), blockField(o, b.field)
+		if !ro.IsValid() || !no.IsValid() {
+			continue // its enclosing block is missing (a Config built in code)
+		}
 		if ro.IsNil() != no.IsNil() {
 			changes = append(changes, RestartChange{Name: b.name, Running: presence(ro), File: presence(no)})
 			if ro.IsNil() {
@@ -287,6 +298,40 @@ func KeepRestartOnly(running, next *Config) (*Config, []RestartChange) {
 // (Validate leaves them nil): adding or removing one needs a restart.
 var optionalBlocks = []struct{ field, name string }{
 	{"Cluster", "cluster"},
+	{"TLS.ACME", "tls.acme"},
+}
+
+// blockField returns the field at a dotted Go path ("TLS.ACME") of the
+// struct v, or the invalid Value when a block on the way is nil.
+func blockField(v reflect.Value, path string) reflect.Value {
+	for name := range strings.SplitSeq(path, ".") {
+		if v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return reflect.Value{}
+			}
+			v = v.Elem()
+		}
+		v = v.FieldByName(name)
+	}
+	return v
+}
+
+// copyBlocks replaces every block pointer in the struct v, nested ones
+// too, with a pointer to a copy, so that setting a field of v's blocks
+// never writes into the struct v was copied from.
+func copyBlocks(v reflect.Value) {
+	t := v.Type()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if f.Kind() != reflect.Pointer || f.IsNil() || f.Elem().Kind() != reflect.Struct ||
+			!strings.HasSuffix(t.Field(i).Tag.Get("hcl"), ",block") {
+			continue
+		}
+		c := reflect.New(f.Elem().Type())
+		c.Elem().Set(f.Elem())
+		f.Set(c)
+		copyBlocks(c.Elem())
+	}
 }
 
 // presence renders an optional block's presence for the log.

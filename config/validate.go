@@ -68,6 +68,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.Limits.validate(v)
 	c.Metrics.validate(v)
 	c.HTTP.validate(v)
+	c.validateHTTPACME(v)
 	c.Signaling.validate(v, c.HTTP)
 	c.API.validate(v, c.HTTP)
 	c.STUN.validate(v, c.Listen, c.Relay)
@@ -390,6 +391,10 @@ func (t *TLS) validate(v *validator) {
 	}
 
 	t.CertNames = v.certPair("tls", t.CertFile, t.CertFileRange, t.KeyFile, t.KeyFileRange)
+	if t.ACME != nil {
+		t.ACME.validate(v, t)
+		t.CertNames = slices.Clone(t.ACME.Domains)
+	}
 }
 
 // certPair checks a block's cert_file and key_file: both or neither, both

@@ -54,6 +54,16 @@ npm_deps() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$dir/package-lock.json" "$dir/node_modules/.icegate-installed-lock"
 }
+# The ACME tests (tools/acme) run Let's Encrypt's test CA, pebble, pinned,
+# built with the go command into $(go env GOPATH)/bin; it is not in go.mod.
+pebble_dep() {
+  command -v pebble >/dev/null 2>&1 && return 0
+  [ -x "$(go env GOPATH)/bin/pebble" ] && return 0
+  command -v go >/dev/null 2>&1 || return 0
+  echo "installing pebble v2.10.3 for the ACME tests"
+  GOFLAGS= go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
+}
+pebble_dep
 if [ ${#missing[@]} -eq 0 ]; then
   node_ok || { echo "node $(node --version) is too old: the JavaScript tests need Node.js 20 or newer (Debian 12 ships 18; install 20 from nodesource.com or with nvm)" >&2; exit 1; }
   npm_deps

@@ -32,6 +32,9 @@ func ALPNProtocols() []string { return []string{ALPNTURN, ALPNNATDiscovery} }
 // ("http/1.1") must not be cut off for it. (DTLS cannot do the same:
 // pion/dtls has no per-client hook and sends the alert, see docs/tls.md.)
 func (s *Server) tlsConfig() *tls.Config {
-	get := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() }
-	return portshare.ALPNConfig(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: get}, ALPNProtocols())
+	// TLS.NextProtos: "acme-tls/1" with ACME's tls-alpn-01, whose
+	// validation handshake the certificate source (the ACME manager)
+	// answers.
+	protos := append(ALPNProtocols(), s.cfg.TLS.NextProtos...)
+	return portshare.ALPNConfig(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.get}, protos)
 }

@@ -33,11 +33,14 @@ type certStore struct {
 	m     *Metrics
 }
 
-// certSource is where certificates come from: the configured files, or a
-// certificate generated at start.
+// certSource is where certificates come from: the configured files, an
+// external source (ACME), or a certificate generated at start.
 type certSource struct {
 	pair *certfile.Pair   // the configured files, or nil
 	self *tls.Certificate // generated when no files are configured
+	// ext is TLSConfig.GetCertificate (an ACME manager): it renews and
+	// swaps certificates itself, and a reload keeps it.
+	ext func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // newCertStore loads the configured files or, with none, generates a
@@ -75,7 +78,7 @@ func (s *certStore) load(certFile, keyFile string) (*certSource, error) {
 // renewed pair is picked up at the reload, and a broken one fails it), or
 // nil to keep a self-signed certificate that is still wanted.
 func (s *certStore) prepare(certFile, keyFile string) (*certSource, error) {
-	if certFile == "" && s.cur.Load().self != nil {
+	if cur := s.cur.Load(); cur.ext != nil || (certFile == "" && cur.self != nil) {
 		return nil, nil
 	}
 	return s.load(certFile, keyFile)
@@ -91,9 +94,20 @@ func (s *certStore) watch(ctx context.Context, every time.Duration) {
 	})
 }
 
-// get serves tls.Config.GetCertificate and its DTLS twin.
-func (s *certStore) get() (*tls.Certificate, error) {
+// newExtCertStore serves every handshake from get (TLSConfig.GetCertificate).
+func newExtCertStore(get func(*tls.ClientHelloInfo) (*tls.Certificate, error), log *slog.Logger, m *Metrics) *certStore {
+	s := &certStore{log: log, m: m}
+	s.cur.Store(&certSource{ext: get})
+	return s
+}
+
+// get serves tls.Config.GetCertificate and its DTLS twin (which passes a
+// hello with only ServerName set).
+func (s *certStore) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	src := s.cur.Load()
+	if src.ext != nil {
+		return src.ext(hello)
+	}
 	if src.pair != nil {
 		return src.pair.Get(), nil
 	}

@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -93,6 +94,15 @@ type TLSConfig struct {
 	// changed pair is loaded without a restart. Default 5s.
 	// HCL: tls.reload_interval.
 	ReloadInterval time.Duration
+	// GetCertificate, when set, is where every TLS and DTLS handshake gets
+	// its certificate instead of the files (an ACME manager, HCL: tls.acme);
+	// CertFile and KeyFile must then be empty. A DTLS handshake passes a
+	// ClientHelloInfo with only ServerName set. Default nil.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// NextProtos are the ALPN protocols the TLS listener offers on top of
+	// its own: "acme-tls/1" for ACME's tls-alpn-01 challenge (RFC 8737),
+	// whose validation handshake GetCertificate answers. Default none.
+	NextProtos []string
 }
 
 // RelayConfig is where relayed transport addresses come from.
@@ -413,6 +423,9 @@ func (c *Config) validate() error {
 	}
 	if l.NoUDP && l.NoTCP && l.NoTLS && l.NoDTLS {
 		bad("Listen: every transport is off")
+	}
+	if c.TLS.GetCertificate != nil && c.TLS.CertFile != "" {
+		bad("TLS.GetCertificate and TLS.CertFile are both set; the certificate comes from one")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("TLS.CertFile and TLS.KeyFile go together (both empty: a self-signed certificate)")

@@ -217,8 +217,9 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	listen := cfg.Listen
 	useTLS, useDTLS := !listen.NoTLS, !listen.NoDTLS
 	if useTLS || useDTLS {
-		s.certs, err = newCertStore(cfg.TLS.CertFile, cfg.TLS.KeyFile, s.certHosts(), log, s.metrics)
-		if err != nil {
+		if cfg.TLS.GetCertificate != nil {
+			s.certs = newExtCertStore(cfg.TLS.GetCertificate, log, s.metrics)
+		} else if s.certs, err = newCertStore(cfg.TLS.CertFile, cfg.TLS.KeyFile, s.certHosts(), log, s.metrics); err != nil {
 			return nil, err
 		}
 	}
@@ -298,7 +299,9 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		}
 		if useDTLS {
 			ln, err := dtls.ListenWithOptions("udp"+v, net.UDPAddrFromAddrPort(secure),
-				dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return s.certs.get() }),
+				dtls.WithGetCertificate(func(h *dtls.ClientHelloInfo) (*tls.Certificate, error) {
+					return s.certs.get(&tls.ClientHelloInfo{ServerName: h.ServerName})
+				}),
 				dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
 				// RFC 7443's labels. pion/dtls answers a client that offers
 				// only other protocols with no_application_protocol (RFC 7301

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/config"
+	"icegate/internal/acmecert"
 	"icegate/internal/certfile"
 	"icegate/internal/portshare"
 	"icegate/internal/proxied"
@@ -38,13 +39,36 @@ type httpServer struct {
 	keyFile   string
 	log       *slog.Logger
 	stopWatch func()
+	// acme serves HTTPS's certificate when http.acme is on (and pair is
+	// nil); challenges answers ACME http-01 challenges on plain HTTP.
+	acme, challenges *acmecert.Manager
 }
+
+// getCertificate is HTTPS's certificate source: the ACME manager, or the
+// pair of http.cert_file.
+func (web *httpServer) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if web.acme != nil {
+		return web.acme.GetCertificate(hello)
+	}
+	return web.pair.Load().Get(), nil
+}
+
+// https reports whether HTTP speaks TLS.
+func (web *httpServer) https() bool { return web.acme != nil || web.pair.Load() != nil }
 
 // newHTTPServer loads HTTPS's certificate pair, when http.cert_file is
 // set; it binds nothing yet (serve does), so the pair is there for a port
-// the relay shares with HTTPS before HTTP serves.
-func newHTTPServer(h *config.HTTP, log *slog.Logger) (*httpServer, error) {
+// the relay shares with HTTPS before HTTP serves. certs is the ACME
+// manager (tls.acme), or nil: with http.acme HTTPS serves its
+// certificate, and plain HTTP answers its http-01 challenges.
+func newHTTPServer(h *config.HTTP, certs *acmecert.Manager, log *slog.Logger) (*httpServer, error) {
 	web := &httpServer{certFile: h.CertFile, keyFile: h.KeyFile, log: log.With("listener", "http"), stopWatch: func() {}}
+	if h.ACME {
+		web.acme = certs
+	}
+	if certs != nil && h.CertFile == "" && !h.ACME {
+		web.challenges = certs
+	}
 	if h.CertFile != "" {
 		pair, err := certfile.Load(h.CertFile, h.KeyFile, web.log, nil)
 		if err != nil {
@@ -63,10 +87,13 @@ func newHTTPServer(h *config.HTTP, log *slog.Logger) (*httpServer, error) {
 // on http.listen (http.proxy_from) by listener and outcome; it may be nil.
 func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net.Listener, log *slog.Logger, proxyHeaders *prometheus.CounterVec) error {
 	scheme := "http"
-	if web.pair.Load() != nil {
+	if web.https() {
 		scheme = "https"
 	}
 	handler := sig.Handler()
+	if web.challenges != nil {
+		handler = web.challenges.HTTPHandler(handler)
+	}
 	var lns []net.Listener
 	if len(shared) > 0 {
 		lns = shared
@@ -80,12 +107,17 @@ func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net
 		}
 		ln := proxyHTTP(raw, h.ProxyFromPrefixes, web.log, proxyHeaders)
 		if scheme == "https" {
-			ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
-				GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return web.pair.Load().Get(), nil }})
+			protos := []string{"http/1.1"}
+			if web.acme != nil {
+				// "acme-tls/1" lets a tls-alpn-01 validation on this
+				// port through; the manager answers it.
+				protos = web.acme.NextProtos(protos)
+			}
+			ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: protos, GetCertificate: web.getCertificate})
 		}
 		lns = []net.Listener{ln}
 	}
-	if scheme == "https" {
+	if web.pair.Load() != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		web.stopWatch = cancel
 		go web.watch(ctx, certCheckEvery)

@@ -30,6 +30,9 @@ Usage:
   icegate natcheck [stun:host[:port]] [-json] [-lifetime]
                                         find out what NAT lies between here and a STUN server
                                         with RFC 5780 (icegate with stun.alternate_address)
+  icegate healthcheck [-addr 127.0.0.1:3478]
+                                        exit 0 when the server answers a STUN Binding there
+                                        (a container's HEALTHCHECK)
   icegate version                       print the version
 
 Run "icegate COMMAND -h" for a command's flags.
@@ -71,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return token(rest, stdout, stderr)
 	case "natcheck":
 		return natcheckCmd(ctx, rest, stdout, stderr)
+	case "healthcheck":
+		return healthcheckCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "icegate", version)
 		return nil

@@ -50,7 +50,7 @@ func TestHTTPProxyProtocol(t *testing.T) {
 				t.Fatal(err)
 			}
 			counts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "test_proxy_headers_total"}, []string{"listener", "outcome"})
-			web, err := newHTTPServer(cfg.HTTP, log)
+			web, err := newHTTPServer(cfg.HTTP, nil, log)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -103,21 +103,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// is the whole process's, so the choice is made here.
 	loops := runtime.GOMAXPROCS(0)
 	defer udploop.ReserveProcs(loops)()
+	certs, err := newACME(cfg, log)
+	if err != nil {
+		return err
+	}
+	if certs != nil {
+		defer certs.Close()
+	}
 	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops}
 	// HTTPS's certificate is loaded before the relay binds: a socket the
 	// two share (http.listen on listen.tls_port) serves it from the start.
 	var web *httpServer
 	var shared *sharedPorts
 	if cfg.HTTP.Listen != "" {
-		if web, err = newHTTPServer(cfg.HTTP, log); err != nil {
+		if web, err = newHTTPServer(cfg.HTTP, certs, log); err != nil {
 			return err
 		}
-		if shared = newSharedPorts(cfg, &web.pair, log); shared != nil {
+		if shared = newSharedPorts(cfg, web.getCertificate, certs, log); shared != nil {
 			opts.ShareTLS = shared.share
 			reg.MustRegister(shared.collector())
 		}
 	}
-	srv, err := turn.New(turnConfig(cfg), opts)
+	srv, err := turn.New(withACME(turnConfig(cfg), certs), opts)
 	if err != nil {
 		if shared != nil {
 			shared.closeAll()
@@ -183,6 +190,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	for _, a := range srv.Addrs() {
 		log.Info("listening", "transport", a.Transport, "addr", a.Addr.String())
+	}
+	if certs != nil {
+		// Every listener that answers a challenge is bound: obtain (or
+		// load from storage) and renew in the background from here.
+		if err := certs.Start(); err != nil {
+			return fmt.Errorf("tls.acme: %w", err)
+		}
 	}
 	if secret := srv.EphemeralSecret(); secret != "" {
 		fmt.Fprintf(stdout, `

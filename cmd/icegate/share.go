@@ -7,12 +7,11 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/config"
-	"icegate/internal/certfile"
+	"icegate/internal/acmecert"
 	"icegate/internal/portshare"
 	"icegate/turn"
 )
@@ -26,8 +25,11 @@ import (
 type sharedPorts struct {
 	addrs []netip.AddrPort // the shared sockets: listen address × tls_port
 	log   *slog.Logger
-	// httpPair is HTTPS's certificate pair in force (httpServer.pair).
-	httpPair *atomic.Pointer[certfile.Pair]
+	// httpCert is HTTPS's certificate source (httpServer.getCertificate).
+	httpCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// acme is the ACME manager (tls.acme), or nil: its tls-alpn-01
+	// validations reach a shared port too.
+	acme *acmecert.Manager
 
 	mu    sync.Mutex
 	muxes []*portshare.Mux
@@ -35,11 +37,11 @@ type sharedPorts struct {
 
 // newSharedPorts returns the shared sockets cfg asks for, or nil when
 // HTTP has a socket of its own.
-func newSharedPorts(cfg *config.Config, httpPair *atomic.Pointer[certfile.Pair], log *slog.Logger) *sharedPorts {
+func newSharedPorts(cfg *config.Config, httpCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), acme *acmecert.Manager, log *slog.Logger) *sharedPorts {
 	if len(cfg.HTTP.SharedTLS) == 0 {
 		return nil
 	}
-	p := &sharedPorts{log: log, httpPair: httpPair}
+	p := &sharedPorts{log: log, httpCert: httpCert, acme: acme}
 	for _, a := range cfg.HTTP.SharedTLS {
 		p.addrs = append(p.addrs, netip.AddrPortFrom(a, uint16(cfg.Listen.TLSPort)))
 	}
@@ -71,8 +73,13 @@ func (p *sharedPorts) share(ln net.Listener, turnTLS *tls.Config) (net.Listener,
 // GetCertificate answers "acme-tls/1" hellos, and CloseProtos names that
 // protocol so the validation connection ends after the handshake.
 func (p *sharedPorts) muxConfig(turnTLS *tls.Config) portshare.Config {
+	var closeProtos []string
+	if p.acme != nil {
+		closeProtos = p.acme.NextProtos(nil) // "acme-tls/1" with tls-alpn-01 on
+	}
 	return portshare.Config{
 		GetCertificate: p.getCertificate(turnTLS.GetCertificate),
+		CloseProtos:    closeProtos,
 		TURNProtos:     turn.ALPNProtocols(),
 		// http/1.1 only: the HTTP server offers no h2 (a WebSocket over
 		// HTTP/2 needs RFC 8441, which the signaling server does not speak).
@@ -91,12 +98,19 @@ func (p *sharedPorts) muxConfig(turnTLS *tls.Config) portshare.Config {
 func (p *sharedPorts) getCertificate(relay func(*tls.ClientHelloInfo) (*tls.Certificate, error)) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	turnProtos := turn.ALPNProtocols()
 	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if p.acme != nil && slices.Contains(hello.SupportedProtos, acmecert.ALPNProto) {
+			// A tls-alpn-01 validation (RFC 8737): the manager answers.
+			return p.acme.GetCertificate(hello)
+		}
 		var wantsTURN, wantsHTTP bool
 		for _, proto := range hello.SupportedProtos {
 			wantsTURN = wantsTURN || slices.Contains(turnProtos, proto)
 			wantsHTTP = wantsHTTP || proto == "http/1.1" || proto == "h2"
 		}
-		https := p.httpPair.Load().Get()
+		https, err := p.httpCert(hello)
+		if err != nil {
+			return nil, err
+		}
 		switch {
 		case wantsTURN && !wantsHTTP:
 			return relay(hello)

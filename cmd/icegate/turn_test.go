@@ -226,6 +226,26 @@ relay {
 		})
 	}
 
+	// tls.acme: withACME hands the relay the manager's GetCertificate and
+	// the ALPN protocol of tls-alpn-01 (funcs do not compare, so checked
+	// here rather than as a case above).
+	acmeCfg := loadFile(t, dir, fmt.Sprintf(`tls {
+  acme {
+    domains = ["turn.example.com"]
+    storage = %q
+  }
+}`, t.TempDir()))
+	m, err := newACME(acmeCfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got := withACME(turnConfig(acmeCfg), m)
+	if got.TLS.GetCertificate == nil || !slices.Equal(got.TLS.NextProtos, []string{"acme-tls/1"}) || got.TLS.CertFile != "" {
+		t.Errorf("withACME: TLS %+v", got.TLS)
+	}
+	nonZeroFields(reflect.ValueOf(got), carried)
+
 	// Every field of turn.Config is set by some case above: a field added
 	// to it that the translation forgets stays zero in all of them.
 	all := map[string]bool{}

@@ -20,6 +20,7 @@ var allowed = map[string][]string{
 	"icegate/internal/certfile":    nil,
 	"icegate/internal/portshare":   nil,
 	"icegate/internal/proxied":     {"icegate/internal/ratelog"},
+	"icegate/internal/acmecert":    nil, // certmagic; never turn or signaling
 	"icegate/internal/testutil":    nil,
 	"icegate/internal/leakcheck":   nil,
 	"icegate/internal/coturn":      nil,
@@ -45,7 +46,7 @@ var allowed = map[string][]string{
 	// The socket.io packet codec: bytes to packets, deciding nothing.
 	"icegate/signaling/socketio": nil,
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
-		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile",
+		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/acmecert",
 		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare", "icegate/internal/proxied"},
 }
 

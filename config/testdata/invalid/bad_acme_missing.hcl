@@ -1,0 +1,5 @@
+tls {
+  acme {
+    storage = ""
+  }
+}
