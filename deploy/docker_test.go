@@ -110,7 +110,7 @@ func TestDockerfile(t *testing.T) {
 	conf := strings.Replace(string(cfg), "port     = 3478", fmt.Sprintf("port     = %d\n  addresses = [\"127.0.0.1\"]", port), 1)
 	conf = strings.Replace(conf, "tls_port = 5349", fmt.Sprintf("tls_port = %d\n  tls = false\n  dtls = false", port+1), 1)
 	conf = strings.Replace(conf, `listen = "127.0.0.1:8080"`, `listen = ""`, 1)
-	conf = strings.Replace(conf, "min_port = 49152", "min_port = 53000\n  ipv4_bind = \"127.0.0.1\"\n  ipv6_bind = \"\"", 1)
+	conf = strings.Replace(conf, "min_port = 49152", "min_port = 53000\n  ipv4_bind = \"127.0.0.1\"\n  ipv6_bind = \"\"\n  private_ok = true", 1)
 	conf = strings.Replace(conf, "max_port = 65535", "max_port = 53099", 1)
 	cfgPath := filepath.Join(dir, "icegate.hcl")
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
