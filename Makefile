@@ -92,7 +92,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m).
 	done; echo "fuzz: all targets passed"
 
 .PHONY: bench
-bench: bench-relay bench-signaling bench-cluster ## Run every benchmark.
+bench: bench-relay bench-signaling bench-signaling-idle bench-cluster ## Run every benchmark.
 
 # Flags for tools/relaybench, e.g. make bench-relay RELAYBENCH="-quick".
 RELAYBENCH ?= -rounds 3
@@ -108,6 +108,13 @@ bench-signaling: ## Signaling load on loopback, socket.io then /ws clients in on
 
 # Flags for tools/cluster-bench, e.g. make bench-cluster CLUSTERBENCH="-conns 500 -duration 5s".
 CLUSTERBENCH ?= -conns 2000 -room 2 -rate 5 -duration 20s
+# Flags for tools/idlebench, e.g. make bench-signaling-idle IDLEBENCH="-conns 5000 -modes plain".
+IDLEBENCH ?=
+
+.PHONY: bench-signaling-idle
+bench-signaling-idle: ## Idle /ws connections (19,000 by default, plain and TLS) against icegate, then Centrifugo v6 when found, same client, one run: RSS per connection, goroutines, idle CPU (~4 min).
+	$(GO) run ./tools/idlebench $(IDLEBENCH)
+
 .PHONY: bench-cluster
 bench-cluster: deps ## Signaling on 3 nodes and one redis-server vs one node, same load, in one run (~1 min; docs/performance.md).
 	$(GO) run ./tools/cluster-bench $(CLUSTERBENCH)

@@ -65,6 +65,41 @@ func (s *Set) Start(name, logPath string, stdout io.Writer, bin string, args ...
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
+	return s.track(name, logPath, cmd), nil
+}
+
+// StartPiped runs bin with args, a pipe on its stdin and one on its
+// stdout (its stderr is this process's): a worker the caller talks to
+// line by line. Closing stdin is how a worker is usually told to finish.
+func (s *Set) StartPiped(name, bin string, args ...string) (_ *Proc, stdin io.WriteCloser, stdout io.ReadCloser, _ error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, nil, nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, os.Stderr
+	err = cmd.Start()
+	// The child has its own copies of its ends.
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		return nil, nil, nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	return s.track(name, "", cmd), inW, outR, nil
+}
+
+// track waits for a started cmd in the background and holds it in s
+// until it has ended.
+func (s *Set) track(name, logPath string, cmd *exec.Cmd) *Proc {
 	p := &Proc{Name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	s.mu.Lock()
 	if s.live == nil {
@@ -79,7 +114,7 @@ func (s *Set) Start(name, logPath string, stdout io.Writer, bin string, args ...
 		delete(s.live, p)
 		s.mu.Unlock()
 	}()
-	return p, nil
+	return p
 }
 
 // StopAll stops every Proc still running.

@@ -2,6 +2,7 @@ package benchproc
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,33 @@ func TestProcLifecycle(t *testing.T) {
 	// WaitLog after an exit says so, with the log's tail.
 	if err := p.WaitLog(context.Background(), "never", time.Second); err == nil || !strings.Contains(err.Error(), "exited") {
 		t.Errorf("WaitLog after exit = %v", err)
+	}
+}
+
+// TestStartPiped: a worker is talked to line by line, and closing its
+// stdin ends it.
+func TestStartPiped(t *testing.T) {
+	var s Set
+	defer s.StopAll()
+	p, in, out, err := s.StartPiped("cat", "/bin/cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := in.Write([]byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "hello\n" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	in.Close()
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("cat did not end when its stdin closed")
+	}
+	if p.Err() != nil {
+		t.Errorf("Err = %v", p.Err())
 	}
 }
