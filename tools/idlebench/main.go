@@ -255,7 +255,9 @@ metrics { listen = "127.0.0.1:%d" }
 		}
 		s.p = p
 		s.url = fmt.Sprintf("%s://127.0.0.1:%d/ws", scheme, httpPort)
-		s.goroutines = func() (int, error) { return promGauge(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), "go_goroutines") }
+		s.goroutines = func() (int, error) {
+			return promGauge(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), "go_goroutines")
+		}
 	case "centrifugo":
 		cfg := filepath.Join(dir, tag+".json")
 		// Insecure client mode: connections without a token, any channel
@@ -279,7 +281,9 @@ metrics { listen = "127.0.0.1:%d" }
 		if mode == "tls" {
 			hs = "https"
 		}
-		s.goroutines = func() (int, error) { return promGauge(fmt.Sprintf("%s://127.0.0.1:%d/metrics", hs, httpPort), "go_goroutines") }
+		s.goroutines = func() (int, error) {
+			return promGauge(fmt.Sprintf("%s://127.0.0.1:%d/metrics", hs, httpPort), "go_goroutines")
+		}
 	}
 	// Ready when the WebSocket port accepts.
 	deadline := time.Now().Add(30 * time.Second)
@@ -319,17 +323,17 @@ func promGauge(url, name string) (int, error) {
 
 // result is one server in one mode.
 type result struct {
-	name, mode             string
-	conns                  int
-	rssStartKB, rssIdleKB  int64
-	rssAfterKB             int64
-	goroutinesStart        int
-	goroutinesIdle         int
-	goroutinesAfter        int
-	connectTime            time.Duration
-	idleCPU                time.Duration
-	idleWindow             time.Duration
-	errors                 int
+	name, mode            string
+	conns                 int
+	rssStartKB, rssIdleKB int64
+	rssAfterKB            int64
+	goroutinesStart       int
+	goroutinesIdle        int
+	goroutinesAfter       int
+	connectTime           time.Duration
+	idleCPU               time.Duration
+	idleWindow            time.Duration
+	errors                int
 }
 
 // perConnKiB is the resident memory each idle connection added.
