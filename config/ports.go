@@ -137,6 +137,7 @@ func (c *Config) checkTCPPorts(v *validator) {
 			report(b, met[0], sharedHint(b, met))
 		}
 	}
+	c.checkACMEPorts(v, turnTCP, turnTLS, others)
 	// One shared socket reads one PROXY header rule: the relay's
 	// listen.proxy_from wraps it, before the TLS handshake that decides
 	// whether a connection is TURN or HTTPS.
@@ -172,4 +173,77 @@ func sharedHint(b tcpBind, met []tcpBind) string {
 		return fmt.Sprintf(", and http.listen %q takes IPv4 and IPv6 alike: to share the port, listen.addresses must hold both \"0.0.0.0\" and \"::\" and no other address, or http.listen names one of listen.addresses", b.String())
 	}
 	return fmt.Sprintf(" without being the same address: to share the port, name the same address in http.listen and listen.addresses (%s)", met[0].addr)
+}
+
+// checkACMEPorts refuses a tls.acme challenge port that one of the
+// config's own sockets holds without answering that challenge. certmagic
+// binds the challenge port only while a challenge runs and, finding it
+// taken, assumes its own server is there; a socket that does not answer
+// (plain TURN over TCP, metrics, HTTPS from http.cert_file for
+// tls-alpn-01, anything but plain HTTP for http-01) makes every validation
+// of that challenge fail at the CA, which counts against its rate limits
+// (Let's Encrypt: 5 failed validations per hour per name). Answering:
+// tls-alpn-01 on listen.tls_port and on HTTPS with http.acme or sharing
+// listen.tls_port; http-01 on plain HTTP (which gets the challenge handler).
+func (c *Config) checkACMEPorts(v *validator, turnTCP, turnTLS, others []tcpBind) {
+	a := c.TLS.ACME
+	if a == nil {
+		return
+	}
+	host, _, _ := net.SplitHostPort(a.HTTPListen)
+	at := func(rng hcl.Range) hcl.Range {
+		if rng == (hcl.Range{}) {
+			return a.DefRange
+		}
+		return rng
+	}
+	// The challenge socket as certmagic binds it: the http_listen host
+	// (ListenHost) for both challenges, a wildcard when it is empty.
+	chal := func(field string, rng hcl.Range, role string, port int) (tcpBind, bool) {
+		b := tcpBind{field, at(rng), role, netip.IPv6Unspecified(), true, port}
+		if host != "" {
+			addr, err := netip.ParseAddr(host)
+			if err != nil || addr.Zone() != "" {
+				return b, false // a host name: resolved only when bound
+			}
+			b.addr, b.dual = addr.Unmap(), false
+		}
+		return b, true
+	}
+	report := func(b, o tcpBind, why string) {
+		v.conflict(
+			b.rng, b.field, fmt.Sprintf("%s (%s) is held by %s %s (%s), which %s", b, b.role, o.field, o, o.role, why),
+			o.rng, o.field, fmt.Sprintf("%s (%s) holds %s %s (%s) but %s", o, o.role, b.field, b, b.role, why))
+	}
+	if a.HasChallenge(ChallengeTLSALPN) {
+		if b, ok := chal("tls.acme.tls_alpn_port", a.TLSALPNPortRange, "ACME tls-alpn-01", a.TLSALPNPort); ok {
+			for _, o := range slices.Concat(turnTCP, others) {
+				answers := o.role == "HTTPS" && (c.HTTP.ACME || len(c.HTTP.SharedTLS) > 0)
+				if !answers && b.overlaps(o) {
+					report(b, o, "does not answer tls-alpn-01 validations; point tls.acme.tls_alpn_port at listen.tls_port or an http.acme listener, or drop \"tls-alpn-01\" from tls.acme.challenges")
+					break
+				}
+			}
+		}
+	}
+	if a.HasChallenge(ChallengeHTTP) {
+		if b, ok := chal("tls.acme.http_listen", a.HTTPListenRange, "ACME http-01", httpListenPort(a.HTTPListen)); ok {
+			for _, o := range slices.Concat(turnTCP, turnTLS, others) {
+				if o.role != "HTTP" && b.overlaps(o) {
+					report(b, o, "does not answer http-01 validations (only plain HTTP does); give tls.acme.http_listen a port of its own or plain http.listen's, or drop \"http-01\" from tls.acme.challenges")
+					break
+				}
+			}
+		}
+	}
+}
+
+// httpListenPort is the port of a validated host:port, or 0.
+func httpListenPort(hostport string) int {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }

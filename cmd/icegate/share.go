@@ -13,6 +13,7 @@ import (
 	"icegate/config"
 	"icegate/internal/acmecert"
 	"icegate/internal/portshare"
+	"icegate/internal/proxied"
 	"icegate/turn"
 )
 
@@ -84,8 +85,27 @@ func (p *sharedPorts) muxConfig(turnTLS *tls.Config) portshare.Config {
 		// http/1.1 only: the HTTP server offers no h2 (a WebSocket over
 		// HTTP/2 needs RFC 8441, which the signaling server does not speak).
 		HTTPProtos: []string{"http/1.1"},
+		Source:     pendingSource,
 		Logger:     p.log,
 	}
+}
+
+// pendingSource is the address a shared socket's pending connection
+// counts against (portshare.Config.Source), read without blocking: the
+// accept loop calls it before any PROXY header is in. A connection from a
+// trusted proxy (listen.proxy_from) is not limited per source, since it
+// carries a crowd of clients; any other counts against its socket peer.
+func pendingSource(c net.Conn) (netip.Addr, bool) {
+	if pc := proxied.Of(c); pc != nil {
+		if pc.Trusted() {
+			return netip.Addr{}, false
+		}
+		return pc.Peer().Addr().Unmap(), true
+	}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
 }
 
 // getCertificate picks the certificate of a shared socket's handshake:
@@ -152,7 +172,7 @@ func (p *sharedPorts) closeAll() {
 func (p *sharedPorts) collector() prometheus.Collector { return sharedCollector{p} }
 
 var sharedDesc = prometheus.NewDesc("icegate_shared_port_connections_total",
-	"Connections to a port shared by TURN over TLS and HTTPS, by outcome: turn or http (routed), closed (an ALPN protocol that ends at the handshake), handshake (TLS failed), timeout (handshake or first bytes too slow), silent (closed before sending), overloaded (too many pending), no_taker (its side closed).",
+	"Connections to a port shared by TURN over TLS and HTTPS, by outcome: turn or http (routed), closed (an ALPN protocol that ends at the handshake), handshake (TLS failed), timeout (handshake or first bytes too slow), silent (closed before sending), overloaded (too many pending), per_source (too many pending from one address), no_taker (its side closed).",
 	[]string{"outcome"}, nil)
 
 type sharedCollector struct{ p *sharedPorts }

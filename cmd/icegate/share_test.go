@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	pionturn "github.com/pion/turn/v5"
 
+	"icegate/internal/proxied"
 	"icegate/internal/testutil"
 )
 
@@ -186,5 +188,54 @@ shutdown_grace = "1s"
 	}
 	if got, _ := strconv.Atoi(metric(t, url, `icegate_shared_port_connections_total{outcome="http"}`)); got < 4+curlRuns {
 		t.Errorf("http connections counted %d, want at least %d", got, 4+curlRuns)
+	}
+}
+
+// TestPendingSource: a shared socket's pending connections count against
+// the socket's peer without reading a PROXY header (the accept loop must
+// not wait for one), and a trusted proxy's are not limited per source.
+func TestPendingSource(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		from        []netip.Prefix
+		wantLimited bool
+	}{
+		{"no proxy_from", nil, true},
+		{"untrusted", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, true},
+		{"trusted proxy", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			ln := proxied.Listen(raw, proxied.Config{From: tc.from, Listener: "tls"})
+			client, err := net.Dial("tcp", raw.Addr().String()) // sends nothing
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			done := make(chan struct{})
+			var src netip.Addr
+			var limited bool
+			go func() { defer close(done); src, limited = pendingSource(c) }()
+			select {
+			case <-done:
+			case <-time.After(time.Second):
+				t.Fatal("pendingSource waited for the client's first bytes")
+			}
+			if limited != tc.wantLimited {
+				t.Fatalf("limited %v, want %v", limited, tc.wantLimited)
+			}
+			if limited && src != netip.MustParseAddr("127.0.0.1") {
+				t.Fatalf("source %v, want 127.0.0.1", src)
+			}
+		})
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -80,14 +81,29 @@ type Config struct {
 	// (handshaking, or waiting to be taken); one beyond is closed at once
 	// and counted as "overloaded". Default 1024.
 	MaxPending int
+	// MaxPendingPerSource caps the pending connections from one source
+	// address (Source), so that one client holding silent connections
+	// open cannot take every MaxPending slot and shut everyone else out of
+	// the port for Timeout at a time; one beyond is closed at once and
+	// counted as "per_source". A handshake takes milliseconds, so even a
+	// crowd behind one NAT address rarely has more than a few pending.
+	// Default 64, or MaxPending when that is smaller.
+	MaxPendingPerSource int
+	// Source says which address a connection counts against for
+	// MaxPendingPerSource, without reading from it (it runs in the accept
+	// loop); limited false exempts the connection from the per-source cap
+	// (a trusted PROXY source, which carries many clients). Default: the
+	// IP address of c.RemoteAddr(), which must not block.
+	Source func(c net.Conn) (src netip.Addr, limited bool)
 	// Logger receives debug lines about failed handshakes; nil discards them.
 	Logger *slog.Logger
 }
 
 // Defaults of Config.
 const (
-	defaultTimeout    = 10 * time.Second
-	defaultMaxPending = 1024
+	defaultTimeout             = 10 * time.Second
+	defaultMaxPending          = 1024
+	defaultMaxPendingPerSource = 64
 )
 
 // Outcomes a connection can have, the label values of Mux.Counts.
@@ -99,12 +115,13 @@ const (
 	OutcomeTimeout    = "timeout"    // handshake or first bytes not done within Timeout
 	OutcomeSilent     = "silent"     // the client closed after the handshake without sending anything
 	OutcomeOverloaded = "overloaded" // MaxPending connections were pending already
+	OutcomePerSource  = "per_source" // MaxPendingPerSource connections from its source were pending already
 	OutcomeNoTaker    = "no_taker"   // its side's listener was closed
 )
 
 // Outcomes lists every outcome, in a fixed order, for metrics.
 var Outcomes = []string{OutcomeTURN, OutcomeHTTP, OutcomeClosed, OutcomeHandshake, OutcomeTimeout,
-	OutcomeSilent, OutcomeOverloaded, OutcomeNoTaker}
+	OutcomeSilent, OutcomeOverloaded, OutcomePerSource, OutcomeNoTaker}
 
 // Mux demultiplexes one listener. Its accept loop runs from New until
 // Close; connections wait for their side's Accept.
@@ -116,6 +133,9 @@ type Mux struct {
 	sides   [2]*side
 	pending chan struct{} // a token per pending connection
 	counts  map[string]*atomic.Uint64
+
+	smu      sync.Mutex
+	bySource map[netip.Addr]int // pending connections per limited source
 
 	ctx    context.Context // canceled by Close: every pending connection ends
 	cancel context.CancelFunc
@@ -142,6 +162,12 @@ func New(ln net.Listener, cfg Config) (*Mux, error) {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = defaultMaxPending
 	}
+	if cfg.MaxPendingPerSource <= 0 {
+		cfg.MaxPendingPerSource = min(defaultMaxPendingPerSource, cfg.MaxPending)
+	}
+	if cfg.Source == nil {
+		cfg.Source = peerSource
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -150,10 +176,11 @@ func New(ln net.Listener, cfg Config) (*Mux, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mux{
 		ln: ln, cfg: cfg, log: log,
-		tlsConf: ALPNConfig(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cfg.GetCertificate}, protos),
-		pending: make(chan struct{}, cfg.MaxPending),
-		counts:  make(map[string]*atomic.Uint64, len(Outcomes)),
-		ctx:     ctx, cancel: cancel,
+		tlsConf:  ALPNConfig(&tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cfg.GetCertificate}, protos),
+		pending:  make(chan struct{}, cfg.MaxPending),
+		counts:   make(map[string]*atomic.Uint64, len(Outcomes)),
+		bySource: make(map[netip.Addr]int),
+		ctx:      ctx, cancel: cancel,
 	}
 	for _, o := range Outcomes {
 		m.counts[o] = new(atomic.Uint64)
@@ -256,11 +283,52 @@ func (m *Mux) acceptLoop() {
 			_ = c.Close()
 			continue
 		}
+		src, limited := m.cfg.Source(c)
+		if limited && !m.takeSource(src) {
+			<-m.pending
+			m.count(OutcomePerSource)
+			_ = c.Close()
+			continue
+		}
 		m.wg.Go(func() {
-			defer func() { <-m.pending }()
+			defer func() {
+				if limited {
+					m.giveSource(src)
+				}
+				<-m.pending
+			}()
 			m.route(c)
 		})
 	}
+}
+
+// takeSource counts one more pending connection from src, or reports
+// false when src has MaxPendingPerSource pending already.
+func (m *Mux) takeSource(src netip.Addr) bool {
+	m.smu.Lock()
+	defer m.smu.Unlock()
+	if m.bySource[src] >= m.cfg.MaxPendingPerSource {
+		return false
+	}
+	m.bySource[src]++
+	return true
+}
+
+// giveSource counts one pending connection from src less.
+func (m *Mux) giveSource(src netip.Addr) {
+	m.smu.Lock()
+	defer m.smu.Unlock()
+	if m.bySource[src]--; m.bySource[src] <= 0 {
+		delete(m.bySource, src)
+	}
+}
+
+// peerSource is Config.Source's default: the socket peer's IP address.
+func peerSource(c net.Conn) (netip.Addr, bool) {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
 }
 
 // route runs the handshake, decides the side and hands the connection over.

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -249,7 +250,7 @@ func TestSlowClientsDoNotBlock(t *testing.T) {
 // TestOverloaded: beyond MaxPending connections waiting, a new one is
 // closed at once and counted.
 func TestOverloaded(t *testing.T) {
-	m := startMux(t, Config{MaxPending: 2, Timeout: 5 * time.Second})
+	m := startMux(t, Config{MaxPending: 2, MaxPendingPerSource: 2, Timeout: 5 * time.Second})
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
@@ -363,5 +364,75 @@ func TestClassify(t *testing.T) {
 		if ok != tc.known || (ok && r != tc.r) {
 			t.Errorf("classify(%x) = %v, %v; want %v, %v", tc.in, r, ok, tc.r, tc.known)
 		}
+	}
+}
+
+// TestOneSourceCannotFillThePort: one address holding silent connections
+// (no ClientHello) takes at most MaxPendingPerSource of the MaxPending
+// slots, so a client from another address is still served at once, not
+// refused as overloaded for the whole handshake timeout.
+func TestOneSourceCannotFillThePort(t *testing.T) {
+	m := startMux(t, Config{MaxPending: 8, MaxPendingPerSource: 3, Timeout: 10 * time.Second})
+	echoSide(t, m, TURN)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	for range 12 {
+		c, err := net.Dial("tcp", m.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Counts()[OutcomePerSource] < 9 {
+		if time.Now().After(deadline) {
+			t.Fatalf("counts %v, want 9 connections over the per-source cap refused", m.Counts())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
+	c, err := tls.DialWithDialer(other, "tcp", m.Addr().String(), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // test certificate
+	if err != nil {
+		t.Fatalf("a client from another address, behind one address's silent connections: %v (counts %v)", err, m.Counts())
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(stunRequest); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.CloseWrite()
+	if got, _ := io.ReadAll(c); string(got) != "turn:"+string(stunRequest) {
+		t.Fatalf("got %q", got)
+	}
+	if n := m.Counts()[OutcomeOverloaded]; n != 0 {
+		t.Fatalf("%d connections refused as overloaded, want 0: one address filled the port", n)
+	}
+}
+
+// TestSourceHook: a connection Config.Source exempts (a trusted proxy's,
+// which carries many clients) is held only to MaxPending.
+func TestSourceHook(t *testing.T) {
+	m := startMux(t, Config{MaxPending: 8, MaxPendingPerSource: 2, Timeout: 10 * time.Second,
+		Source: func(net.Conn) (netip.Addr, bool) { return netip.Addr{}, false }})
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	for range 6 {
+		c, err := net.Dial("tcp", m.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := m.Counts()[OutcomePerSource]; n != 0 {
+		t.Fatalf("%d exempt connections refused per source", n)
 	}
 }

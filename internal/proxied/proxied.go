@@ -267,6 +267,11 @@ func (c *Conn) RemoteAddr() net.Addr {
 // blocks.
 func (c *Conn) Peer() netip.AddrPort { return c.src }
 
+// Trusted reports whether the socket's peer is in Config.From: a proxy
+// that must send a header, and whose connections carry many clients. It
+// never blocks.
+func (c *Conn) Trusted() bool { return c.trusted }
+
 // NetConn returns the accepted socket.
 func (c *Conn) NetConn() net.Conn { return c.Conn }
 
