@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	pionstun "github.com/pion/stun/v4"
@@ -42,6 +44,7 @@ func healthcheckCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	deadline, _ := ctx.Deadline()
 	buf := make([]byte, 1500)
+	var lastErr error
 	// UDP may lose one datagram: send again every third of the timeout.
 	for try := range 3 {
 		if _, err := c.Write(req.Raw); err != nil {
@@ -52,6 +55,7 @@ func healthcheckCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		for {
 			n, err := c.Read(buf)
 			if err != nil {
+				lastErr = err
 				break // timed out (or refused): try again
 			}
 			res := &pionstun.Message{Raw: append([]byte(nil), buf[:n]...)}
@@ -68,6 +72,11 @@ func healthcheckCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 			fmt.Fprintf(stdout, "ok: %s answered a STUN Binding (mapped %s)\n", *addr, mapped.String())
 			return nil
 		}
+	}
+	if errors.Is(lastErr, syscall.ECONNREFUSED) {
+		// An ICMP port unreachable: nothing listens there (UDP off, or
+		// listen.addresses without loopback: give -addr).
+		return fmt.Errorf("healthcheck %s: connection refused: nothing listens on that UDP address (set -addr to a listen address with UDP on)", *addr)
 	}
 	return fmt.Errorf("healthcheck %s: no STUN Binding answer within %v", *addr, *timeout)
 }
