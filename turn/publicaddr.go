@@ -175,7 +175,7 @@ func (s *Server) rediscover(ctx context.Context, fam publicFamily, failing map[s
 	case err != nil || !addr.IsValid() || addr.Is4() != (fam.index == 0):
 		fail("no_majority", "relay public address: discovery servers do not agree (more than half must); keeping the address in use")
 		return
-	case auth.NonPublic(addr) != "" && !s.cfg.Relay.PrivateOK:
+	case auth.NonPublic(addr) != "" && !s.privateOK.Load():
 		fail("refused_private", "relay public address: discovery servers report "+addr.String()+", "+auth.NonPublic(addr)+
 			"; keeping the address in use (relay.private_ok = true would accept it)")
 		return

@@ -250,3 +250,43 @@ func TestPrivateAdvertisedRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscoverPrivateOKReload: relay.private_ok is applied at once by a
+// reload (config/reload.go puts it in the live class), so the discovery
+// round after a reload that sets it takes the private majority it refused
+// before, and one after a reload that clears it refuses the next one.
+func TestDiscoverPrivateOKReload(t *testing.T) {
+	a, b, c := startReporter(t, "203.0.113.5"), startReporter(t, "203.0.113.5"), startReporter(t, "203.0.113.5")
+	cfg := discoverConfig(50*time.Millisecond, false, a, b, c)
+	ts := startServer(t, cfg)
+	refused := ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "refused_private")
+	waitFor := func(what string, done func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !done() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s; log:\n%s", what, ts.log.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, r := range []*reporter{a, b, c} {
+		r.set("10.1.2.3")
+	}
+	waitFor("a private majority was not refused", func() bool { return counterValue(t, refused) > 0 })
+
+	ts.mustReload(t, discoverConfig(50*time.Millisecond, true, a, b, c))
+	waitFor("a private majority is still refused after a reload set private_ok",
+		func() bool { return ts.relays.publics.Load()[0] == netip.MustParseAddr("10.1.2.3") })
+
+	ts.mustReload(t, cfg)
+	n := counterValue(t, refused)
+	for _, r := range []*reporter{a, b, c} {
+		r.set("10.9.9.9")
+	}
+	waitFor("a private majority was taken after a reload cleared private_ok",
+		func() bool { return counterValue(t, refused) > n })
+	if got := ts.relays.publics.Load()[0]; got != netip.MustParseAddr("10.1.2.3") {
+		t.Errorf("advertised %v, want 10.1.2.3 kept", got)
+	}
+}
