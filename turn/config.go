@@ -160,8 +160,9 @@ type RelayConfig struct {
 	// --multiplex-peer): a container then maps a handful of ports. A peer's
 	// datagram goes to the allocation on that socket that sent to, or bound a
 	// channel to, the peer's exact address and port (shared.go). EVEN-PORT
-	// and RESERVATION-TOKEN are answered 508, and TCP may not be set. At most
-	// MaxSharedPorts ports. Default false (a port per allocation). HCL:
+	// is served from an even shared port, the RESERVATION-TOKEN from the one
+	// above it (508 when the ports hold no such pair), and TCP may not be
+	// set. At most MaxSharedPorts ports. Default false (a port per allocation). HCL:
 	// relay.mode = "shared".
 	Shared bool
 }

@@ -522,6 +522,7 @@ func (s *Server) setupRelays() error {
 	s.relays.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
 	s.relays.dropUnclaimed = s.metrics.Dropped.WithLabelValues("peer_unclaimed")
 	s.relays.dropTaken = s.metrics.Dropped.WithLabelValues("peer_taken")
+	s.relays.dropClaimsFull = s.metrics.Dropped.WithLabelValues("peer_claims_full")
 	s.relays.dropQueue = s.metrics.Dropped.WithLabelValues("slow_queue_full")
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
