@@ -478,6 +478,9 @@ func (c *Config) validate() error {
 		}
 		if len(r.DiscoverWith) == 0 {
 			bad("Relay.%sDiscover needs STUN servers in Relay.DiscoverWith", f.name)
+		} else if fam := map[string]publicFamily{"IPv4": ipv4, "IPv6": ipv6}[f.name]; len(fam.servers(r.DiscoverWith)) == 0 {
+			// publicFamily.servers skips literals of the other family.
+			bad("Relay.%sDiscover: Relay.DiscoverWith lists no %s server (only addresses of the other family)", f.name, f.name)
 		}
 		if s := c.RFC5780; s.On() && s.Alternate.Is4() == (f.name == "IPv4") && !s.PrimaryPublic.IsValid() {
 			bad("Relay.%sDiscover with RFC5780 on: the primary's public address (RFC5780.PrimaryPublic) must be named, OTHER-ADDRESS cannot follow a discovered one", f.name)

@@ -290,3 +290,22 @@ func TestDiscoverPrivateOKReload(t *testing.T) {
 		t.Errorf("advertised %v, want 10.1.2.3 kept", got)
 	}
 }
+
+// TestDiscoverNoServerOfFamily: a DiscoverWith of only IPv4 literals
+// leaves IPv6 discovery nobody to ask; New says so instead of failing
+// discovery with an empty list of answers.
+func TestDiscoverNoServerOfFamily(t *testing.T) {
+	cfg := testConfig(t, func(c *Config) {
+		c.Relay.IPv6Public, c.Relay.IPv6Discover, c.Relay.NoIPv6 = netip.Addr{}, true, false
+		c.Relay.IPv6Bind = netip.MustParseAddr("::1")
+		c.Relay.DiscoverWith = []string{"127.0.0.1:9"}
+	})
+	srv, err := New(cfg, Options{PortableIO: true})
+	if err == nil {
+		_ = srv.Close()
+		t.Fatal("New succeeded")
+	}
+	if !strings.Contains(err.Error(), "Relay.IPv6Discover: Relay.DiscoverWith lists no IPv6 server") {
+		t.Errorf("error %q does not name the missing IPv6 server", err)
+	}
+}
