@@ -190,6 +190,11 @@ func TestDiscoverPublicRefusesStart(t *testing.T) {
 		{"private", []string{"192.168.1.20", "192.168.1.20", "192.168.1.20"}, false,
 			[]string{"192.168.1.20", "a private address", "discovered with relay.discover_with", "relay.private_ok"}},
 		{"private allowed", []string{"192.168.1.20", "192.168.1.20", "192.168.1.20"}, true, nil},
+		// private_ok allows a LAN, never an address no peer can send to.
+		{"unspecified", []string{"0.0.0.0", "0.0.0.0", "0.0.0.0"}, true,
+			[]string{"0.0.0.0", "not an address peers can send to"}},
+		{"multicast", []string{"224.0.0.1", "224.0.0.1", "224.0.0.1"}, true,
+			[]string{"224.0.0.1", "not an address peers can send to"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rs []*reporter
