@@ -187,9 +187,9 @@ type Relay struct {
 	// port per allocation from min_port..max_port; or "shared", every UDP
 	// allocation served from the few relay ports min_port..max_port (at most
 	// 64; a handful such as 3 is the point), peers told apart by their
-	// address and port, as coturn's --multiplex-peer does. Shared refuses
-	// EVEN-PORT and RESERVATION-TOKEN (508) and cannot go with tcp = true.
-	// Default "dedicated". Restart to change.
+	// address and port, as coturn's --multiplex-peer does. Shared serves
+	// EVEN-PORT from an even shared port (508 when there is none) and
+	// cannot go with tcp = true. Default "dedicated". Restart to change.
 	Mode      string    `hcl:"mode,optional"`
 	ModeRange hcl.Range `hcl:"mode,attr_range"`
 

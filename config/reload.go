@@ -87,7 +87,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Relay.DiscoverWith":             Restart,
 	"Relay.DiscoverInterval":         Restart,
 	"Relay.DiscoverIntervalDuration": Restart,
-	"Relay.PrivateOK":                Live, // only silences a check
+	"Relay.PrivateOK":                Live, // the next discovery round reads it (turn.Server.privateOK)
 	"Relay.TCP":                      Restart,
 	"Relay.Mode":                     Restart,
 

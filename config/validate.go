@@ -633,9 +633,10 @@ func (r *Relay) validateDiscovery(v *validator) {
 		rng     hcl.Range
 		field   string
 		bindRng hcl.Range
+		v6      bool
 	}{
-		{r.IPv4PublicAuto, r.IPv4Bind, r.IPv4PublicRange, "relay.ipv4_public", r.IPv4BindRange},
-		{r.IPv6PublicAuto, r.IPv6Bind, r.IPv6PublicRange, "relay.ipv6_public", r.IPv6BindRange},
+		{r.IPv4PublicAuto, r.IPv4Bind, r.IPv4PublicRange, "relay.ipv4_public", r.IPv4BindRange, false},
+		{r.IPv6PublicAuto, r.IPv6Bind, r.IPv6PublicRange, "relay.ipv6_public", r.IPv6BindRange, true},
 	} {
 		if !f.on {
 			continue
@@ -645,6 +646,23 @@ func (r *Relay) validateDiscovery(v *validator) {
 			v.conflict(
 				f.rng, f.field, "\"auto\" needs STUN servers to ask in relay.discover_with, which is empty",
 				r.DiscoverWithRange, "relay.discover_with", "empty while "+f.field+" is \"auto\"")
+			continue
+		}
+		// A literal address of the other family is skipped at start (one
+		// list serves both families), so a list of only such addresses
+		// leaves this family nobody to ask and would stop the start.
+		asked := 0
+		for _, srv := range r.DiscoverWith {
+			host, _, _ := net.SplitHostPort(srv)
+			if a, err := netip.ParseAddr(host); err != nil || a.Unmap().Is4() != f.v6 {
+				asked++
+			}
+		}
+		if asked == 0 {
+			fam := map[bool]string{false: "IPv4", true: "IPv6"}
+			v.conflict(
+				f.rng, f.field, "\"auto\" asks "+fam[f.v6]+" servers for an "+fam[f.v6]+" address, and relay.discover_with lists only "+fam[!f.v6]+" addresses",
+				r.DiscoverWithRange, "relay.discover_with", "no "+fam[f.v6]+" address or host name while "+f.field+" is \"auto\"")
 		}
 	}
 	if !auto && len(r.DiscoverWith) > 0 {

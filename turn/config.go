@@ -160,8 +160,9 @@ type RelayConfig struct {
 	// --multiplex-peer): a container then maps a handful of ports. A peer's
 	// datagram goes to the allocation on that socket that sent to, or bound a
 	// channel to, the peer's exact address and port (shared.go). EVEN-PORT
-	// and RESERVATION-TOKEN are answered 508, and TCP may not be set. At most
-	// MaxSharedPorts ports. Default false (a port per allocation). HCL:
+	// is served from an even shared port, the RESERVATION-TOKEN from the one
+	// above it (508 when the ports hold no such pair), and TCP may not be
+	// set. At most MaxSharedPorts ports. Default false (a port per allocation). HCL:
 	// relay.mode = "shared".
 	Shared bool
 }
@@ -477,6 +478,9 @@ func (c *Config) validate() error {
 		}
 		if len(r.DiscoverWith) == 0 {
 			bad("Relay.%sDiscover needs STUN servers in Relay.DiscoverWith", f.name)
+		} else if fam := map[string]publicFamily{"IPv4": ipv4, "IPv6": ipv6}[f.name]; len(fam.servers(r.DiscoverWith)) == 0 {
+			// publicFamily.servers skips literals of the other family.
+			bad("Relay.%sDiscover: Relay.DiscoverWith lists no %s server (only addresses of the other family)", f.name, f.name)
 		}
 		if s := c.RFC5780; s.On() && s.Alternate.Is4() == (f.name == "IPv4") && !s.PrimaryPublic.IsValid() {
 			bad("Relay.%sDiscover with RFC5780 on: the primary's public address (RFC5780.PrimaryPublic) must be named, OTHER-ADDRESS cannot follow a discovered one", f.name)

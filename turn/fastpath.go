@@ -110,9 +110,15 @@ func (c *relayConn) sendToPeer(out udploop.Sender, p []byte, peer netip.AddrPort
 		c.alloc.selfDrop(peer)
 		return
 	}
-	if c.shared != nil && !c.shared.claim(c, peer) {
-		c.alloc.dropTaken.Inc()
-		return
+	if c.shared != nil {
+		switch c.shared.claim(c, peer) {
+		case claimTaken:
+			c.alloc.dropTaken.Inc()
+			return
+		case claimsFull:
+			c.alloc.dropClaimsFull.Inc()
+			return
+		}
 	}
 	if !c.out.take(len(p)) {
 		c.alloc.metrics.BandwidthDrops.Inc()

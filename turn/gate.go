@@ -655,8 +655,9 @@ func (g *gate) checkPermissions(in inbound, msg *pionstun.Message, peers []netip
 // socket (shared.go) before pion binds the channel, so that two
 // allocations can never both be told yes. When another allocation holds
 // the peer it answers 403 (RFC 8656 §12.2 lets the server refuse a
-// ChannelBind; 403 is its answer for what the server will not allow) and
-// returns false. A claim whose ChannelBind pion then refuses is settled
+// ChannelBind; 403 is its answer for what the server will not allow), when
+// the allocation holds maxClaims peers already 508 (as for too many
+// permissions), and returns false. A claim whose ChannelBind pion then refuses is settled
 // when pion's answer goes out (observe).
 func (g *gate) claimPeer(in inbound, msg *pionstun.Message, peer netip.AddrPort, key []byte) bool {
 	if g.s.relays.shared == nil {
@@ -666,7 +667,14 @@ func (g *gate) claimPeer(in inbound, msg *pionstun.Message, peer netip.AddrPort,
 	if rc == nil || rc.shared == nil {
 		return true // no allocation: pion answers 437
 	}
-	if !rc.shared.claim(rc, peer) {
+	switch rc.shared.claim(rc, peer) {
+	case claimsFull:
+		g.count(pionstun.MethodChannelBind, "peer_claims_full")
+		g.s.limited.Log(slog.LevelInfo, "peer-claims-full", "channel refused: the allocation holds as many peers on its shared relay port as it may",
+			"client", in.src, "peer", peer.String(), "relay", rc.public.String(), "limit", maxClaims)
+		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Too many peers for one allocation on a shared relay port", key)
+		return false
+	case claimTaken:
 		g.count(pionstun.MethodChannelBind, "peer_in_use")
 		g.s.limited.Log(slog.LevelInfo, "peer-in-use", "channel refused: another allocation on this shared relay port has the peer",
 			"client", in.src, "peer", peer.String(), "relay", rc.public.String())

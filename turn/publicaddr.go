@@ -120,6 +120,11 @@ func (s *Server) discoverAtStart(fam publicFamily) (netip.Addr, error) {
 	if addr.Is4() != (fam.index == 0) {
 		return netip.Addr{}, fmt.Errorf("relay.%s_public = \"auto\": the servers report %s, not an %s address", fam.name, addr, fam.label)
 	}
+	if why := unusable(addr); why != "" {
+		s.metrics.PublicDiscoveries.WithLabelValues(fam.name, "refused_private").Inc()
+		return netip.Addr{}, fmt.Errorf("relay.%s_public = \"auto\": the servers report %s, %s: not an address peers can send to (relay.private_ok does not allow it)",
+			fam.name, addr, why)
+	}
 	s.metrics.PublicDiscoveries.WithLabelValues(fam.name, "agreed").Inc()
 	s.log.Info("relay public address discovered", "family", fam.name, "advertised", addr.String(),
 		"answers", natcheck.Summary(answers))
@@ -175,7 +180,11 @@ func (s *Server) rediscover(ctx context.Context, fam publicFamily, failing map[s
 	case err != nil || !addr.IsValid() || addr.Is4() != (fam.index == 0):
 		fail("no_majority", "relay public address: discovery servers do not agree (more than half must); keeping the address in use")
 		return
-	case auth.NonPublic(addr) != "" && !s.cfg.Relay.PrivateOK:
+	case unusable(addr) != "":
+		fail("refused_private", "relay public address: discovery servers report "+addr.String()+", "+unusable(addr)+
+			", not an address peers can send to; keeping the address in use")
+		return
+	case auth.NonPublic(addr) != "" && !s.privateOK.Load():
 		fail("refused_private", "relay public address: discovery servers report "+addr.String()+", "+auth.NonPublic(addr)+
 			"; keeping the address in use (relay.private_ok = true would accept it)")
 		return
@@ -192,6 +201,22 @@ func (s *Server) rediscover(ctx context.Context, fam publicFamily, failing map[s
 	s.metrics.PublicDiscoveries.WithLabelValues(fam.name, "changed").Inc()
 	s.log.Warn("relay public address changed: new allocations get the new one, live ones keep theirs",
 		"family", fam.name, "old", cur.String(), "new", addr.String(), "answers", natcheck.Summary(answers))
+}
+
+// unusable says why addr cannot be a relayed address at all, whatever
+// relay.private_ok says (it allows a LAN's or a test's addresses, not
+// these): a discovery server that reports one is broken or lying. "" when
+// addr is a unicast address.
+func unusable(addr netip.Addr) string {
+	switch {
+	case addr.IsUnspecified():
+		return "the unspecified address"
+	case addr.IsMulticast():
+		return "a multicast address"
+	case addr == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the broadcast address"
+	}
+	return ""
 }
 
 // setPublic advertises addr for fam from now on, and makes the peer policy

@@ -190,6 +190,11 @@ func TestDiscoverPublicRefusesStart(t *testing.T) {
 		{"private", []string{"192.168.1.20", "192.168.1.20", "192.168.1.20"}, false,
 			[]string{"192.168.1.20", "a private address", "discovered with relay.discover_with", "relay.private_ok"}},
 		{"private allowed", []string{"192.168.1.20", "192.168.1.20", "192.168.1.20"}, true, nil},
+		// private_ok allows a LAN, never an address no peer can send to.
+		{"unspecified", []string{"0.0.0.0", "0.0.0.0", "0.0.0.0"}, true,
+			[]string{"0.0.0.0", "not an address peers can send to"}},
+		{"multicast", []string{"224.0.0.1", "224.0.0.1", "224.0.0.1"}, true,
+			[]string{"224.0.0.1", "not an address peers can send to"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rs []*reporter
@@ -248,5 +253,64 @@ func TestPrivateAdvertisedRefused(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDiscoverPrivateOKReload: relay.private_ok is applied at once by a
+// reload (config/reload.go puts it in the live class), so the discovery
+// round after a reload that sets it takes the private majority it refused
+// before, and one after a reload that clears it refuses the next one.
+func TestDiscoverPrivateOKReload(t *testing.T) {
+	a, b, c := startReporter(t, "203.0.113.5"), startReporter(t, "203.0.113.5"), startReporter(t, "203.0.113.5")
+	cfg := discoverConfig(50*time.Millisecond, false, a, b, c)
+	ts := startServer(t, cfg)
+	refused := ts.metrics.PublicDiscoveries.WithLabelValues("ipv4", "refused_private")
+	waitFor := func(what string, done func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !done() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s; log:\n%s", what, ts.log.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, r := range []*reporter{a, b, c} {
+		r.set("10.1.2.3")
+	}
+	waitFor("a private majority was not refused", func() bool { return counterValue(t, refused) > 0 })
+
+	ts.mustReload(t, discoverConfig(50*time.Millisecond, true, a, b, c))
+	waitFor("a private majority is still refused after a reload set private_ok",
+		func() bool { return ts.relays.publics.Load()[0] == netip.MustParseAddr("10.1.2.3") })
+
+	ts.mustReload(t, cfg)
+	n := counterValue(t, refused)
+	for _, r := range []*reporter{a, b, c} {
+		r.set("10.9.9.9")
+	}
+	waitFor("a private majority was taken after a reload cleared private_ok",
+		func() bool { return counterValue(t, refused) > n })
+	if got := ts.relays.publics.Load()[0]; got != netip.MustParseAddr("10.1.2.3") {
+		t.Errorf("advertised %v, want 10.1.2.3 kept", got)
+	}
+}
+
+// TestDiscoverNoServerOfFamily: a DiscoverWith of only IPv4 literals
+// leaves IPv6 discovery nobody to ask; New says so instead of failing
+// discovery with an empty list of answers.
+func TestDiscoverNoServerOfFamily(t *testing.T) {
+	cfg := testConfig(t, func(c *Config) {
+		c.Relay.IPv6Public, c.Relay.IPv6Discover, c.Relay.NoIPv6 = netip.Addr{}, true, false
+		c.Relay.IPv6Bind = netip.MustParseAddr("::1")
+		c.Relay.DiscoverWith = []string{"127.0.0.1:9"}
+	})
+	srv, err := New(cfg, Options{PortableIO: true})
+	if err == nil {
+		_ = srv.Close()
+		t.Fatal("New succeeded")
+	}
+	if !strings.Contains(err.Error(), "Relay.IPv6Discover: Relay.DiscoverWith lists no IPv6 server") {
+		t.Errorf("error %q does not name the missing IPv6 server", err)
 	}
 }

@@ -79,8 +79,9 @@ type relayAllocator struct {
 	// dropTaken data an allocation sent to a peer another allocation on
 	// its shared socket owns (reason="peer_taken"), dropQueue datagrams for
 	// a stream client's shared allocation that found pion's queue full
-	// (reason="slow_queue_full").
-	dropUnclaimed, dropTaken, dropQueue prometheus.Counter
+	// (reason="slow_queue_full"), dropClaimsFull data to a new peer from
+	// an allocation that holds maxClaims claims (reason="peer_claims_full").
+	dropUnclaimed, dropTaken, dropQueue, dropClaimsFull prometheus.Counter
 
 	mu    sync.Mutex
 	inUse map[string][]uint64 // network ("udp4", ...) -> bitmap over [min, max]

@@ -101,6 +101,10 @@ type Server struct {
 	// which a discovery change rebuilds peers from.
 	peersMu   sync.Mutex
 	policyCfg PolicyConfig
+	// privateOK is RelayConfig.PrivateOK in force: read by every discovery
+	// round (publicaddr.go), set at start and by each reload, since
+	// relay.private_ok is applied at once (config/reload.go).
+	privateOK atomic.Bool
 	// relays is pion's RelayAddressGenerator.
 	relays *relayAllocator
 	// allocs is the allocation table, fed by pion's events: what the gate,
@@ -164,6 +168,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		revoked:     newRevokeCounter(opts.Registerer),
 	}
 	s.gate = newGate(s)
+	s.privateOK.Store(cfg.Relay.PrivateOK)
 	s.allocs = newAllocTable(s.metrics)
 	s.streams = newStreamConns(cfg.Limits.ConnectionsPerSource, cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst, s.metrics, s.limited)
 	s.allocs.ended = s.streams.allocationEnded
@@ -517,6 +522,7 @@ func (s *Server) setupRelays() error {
 	s.relays.dropNoPerm = s.metrics.Dropped.WithLabelValues("no_permission")
 	s.relays.dropUnclaimed = s.metrics.Dropped.WithLabelValues("peer_unclaimed")
 	s.relays.dropTaken = s.metrics.Dropped.WithLabelValues("peer_taken")
+	s.relays.dropClaimsFull = s.metrics.Dropped.WithLabelValues("peer_claims_full")
 	s.relays.dropQueue = s.metrics.Dropped.WithLabelValues("slow_queue_full")
 	s.relays.loops = s.loops
 	s.relays.sockBuf = s.sockBuf
@@ -730,7 +736,8 @@ type PreparedReload struct {
 // PrepareReload builds the live parts of a new config: credentials (Auth),
 // peer policy (Policy, around the relay addresses found at start) and the
 // TLS/DTLS certificate (TLS.CertFile and KeyFile, loaded from disk again,
-// so a reload also picks up a renewed pair). It changes nothing; an error
+// so a reload also picks up a renewed pair), and Relay.PrivateOK for the
+// discovery rounds after it (publicaddr.go). It changes nothing; an error
 // means the reload must not happen. Settings read only at start
 // (listeners, relay addresses and ports, limits, RFC 5780) are not looked
 // at: which they are, and naming those that changed, is the config file's
@@ -780,6 +787,7 @@ func (p *PreparedReload) Commit() Revoked {
 	s.peers.Store(p.peers)
 	s.policyCfg = p.cfg.Policy
 	s.peersMu.Unlock()
+	s.privateOK.Store(p.cfg.Relay.PrivateOK)
 	if p.certs != nil {
 		s.certs.cur.Store(p.certs)
 	}

@@ -32,13 +32,16 @@ import (
 //     the default mode (a permission or a channel, RFC 8656 §9, §11.3,
 //     §12.5); a datagram from an address:port nobody claimed is dropped and
 //     counted (peer_unclaimed);
+//   - one allocation claims at most maxClaims peer address:ports at once;
+//     past that a ChannelBind to a new one gets 508 and data to one is
+//     dropped and counted (peer_claims_full);
 //   - two allocations on one socket cannot claim the same peer address:port
 //     at once: a ChannelBind for a claimed peer gets 403 with a reason, a
 //     Send indication or ChannelData to one is dropped and counted
 //     (peer_taken). CreatePermission names only an IP (§9), claims nothing
 //     and is never refused for this;
-//   - a claim ends when the allocation no longer holds both a permission for
-//     the peer's IP and a channel to the address:port (pion reports each
+//   - a claim ends when the allocation holds neither a permission for the
+//     peer's IP nor a channel to the address:port (pion reports each
 //     expiry), and with the allocation.
 //
 // EVEN-PORT is served from an even shared port, and with the R bit the
@@ -307,28 +310,56 @@ func (c *relayConn) recvShared(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// claim makes rc the owner of peer on its socket, or reports false when
-// another allocation owns it. Claiming a peer rc owns already costs one
-// read-locked lookup and no allocation.
-func (ss *sharedSocket) claim(rc *relayConn, peer netip.AddrPort) bool {
+// maxClaims bounds the peer address:ports one allocation may claim on its
+// shared socket at once. A permission names an IP (RFC 8656 §9), so
+// without a bound one client could claim every port of every IP it
+// permits (64 × 65,535 with the default limits.permissions_per_allocation)
+// and grow the socket's table, which every allocation on it reads, by
+// millions of entries. An ICE agent claims one per remote candidate it
+// sends to, a handful to a few dozen.
+const maxClaims = 256
+
+// claimResult is what claim decided.
+type claimResult uint8
+
+const (
+	claimed    claimResult = iota // rc owns the peer (now or already)
+	claimTaken                    // another allocation owns it, or rc is closing
+	claimsFull                    // rc owns maxClaims peers already
+)
+
+// claim makes rc the owner of peer on its socket, unless another
+// allocation owns it or rc holds maxClaims claims already. Claiming a peer
+// rc owns already costs one read-locked lookup and no allocation.
+func (ss *sharedSocket) claim(rc *relayConn, peer netip.AddrPort) claimResult {
 	peer = canonical(peer)
 	ss.mu.RLock()
 	owner := ss.owners[peer]
 	ss.mu.RUnlock()
 	if owner != nil {
-		return owner == rc
+		return ownedBy(owner, rc)
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if owner := ss.owners[peer]; owner != nil {
-		return owner == rc
+		return ownedBy(owner, rc)
 	}
 	if rc.closed.Load() {
-		return false // closing: detach has run or is about to
+		return claimTaken // closing: detach has run or is about to
+	}
+	if len(rc.claims) >= maxClaims {
+		return claimsFull
 	}
 	ss.owners[peer] = rc
 	rc.claims[peer] = struct{}{}
-	return true
+	return claimed
+}
+
+func ownedBy(owner, rc *relayConn) claimResult {
+	if owner == rc {
+		return claimed
+	}
+	return claimTaken
 }
 
 // owner returns the allocation that claimed peer, or nil.

@@ -441,3 +441,60 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestSharedClaimsBounded: one allocation cannot claim peer address:ports
+// without end (a permission names an IP, and every port of it is a claim
+// in the socket's table, which every allocation on the socket shares):
+// past maxClaims its Send indications to new ports are dropped and
+// counted (peer_claims_full), a ChannelBind to a new port gets 508 with a
+// reason, and the peers it claimed before still relay. Another allocation
+// on the socket can still claim peers.
+func TestSharedClaimsBounded(t *testing.T) {
+	srv, _ := startShared(t, 1, false, nil)
+	a := sharedAlloc(t, srv)
+	echo := udpEcho(t, "127.0.0.1")
+	if code := errorCode(channelBind(a, 0, echo.AddrPort())); code != 0 {
+		t.Fatalf("ChannelBind: %d", code)
+	}
+	full := srv.metrics.Dropped.WithLabelValues("peer_claims_full")
+	before := counterValue(t, full)
+	// Ports of 127.0.0.3, which nothing listens on: the datagrams go
+	// nowhere, the claims are what counts.
+	if code := errorCode(a.authed(pionstun.MethodCreatePermission, testUser, testPass, peer("127.0.0.3", 9))); code != 0 {
+		t.Fatalf("CreatePermission: %d", code)
+	}
+	extra := 50
+	for port := 1; port <= maxClaims+extra; port++ {
+		send := pionstun.MustBuild(pionstun.TransactionID, pionstun.NewType(pionstun.MethodSend, pionstun.ClassIndication),
+			peer("127.0.0.3", port), rawAttr{pionstun.AttrData, []byte("x")})
+		if _, err := a.conn.WriteTo(send.Raw, a.server); err != nil {
+			t.Fatal(err)
+		}
+		if port%200 == 0 {
+			time.Sleep(5 * time.Millisecond) // leave the listener's queue room
+		}
+	}
+	// Every Send indication was handled (claimed or refused) once the
+	// refusals add up; UDP to the server on loopback can still drop a few
+	// under load, so wait for most of them.
+	waitUntil(t, func() bool { return counterValue(t, full)-before >= float64(extra)/2 }, "claims past the bound refused")
+	ss := srv.relays.shared["udp4"][0]
+	ss.mu.RLock()
+	n := len(ss.owners)
+	ss.mu.RUnlock()
+	if n > maxClaims {
+		t.Fatalf("%d claims on the socket, want at most %d", n, maxClaims)
+	}
+	other := udpEcho(t, "127.0.0.1")
+	resp := channelBind(a, 1, other.AddrPort())
+	if code := errorCode(resp); code != 508 || !strings.Contains(reason(resp), "Too many peers") {
+		t.Fatalf("ChannelBind past the bound: %d %q, want 508 Too many peers", code, reason(resp))
+	}
+	chanEcho(t, a, 0x4000)
+
+	b := sharedAlloc(t, srv)
+	if code := errorCode(channelBind(b, 0, other.AddrPort())); code != 0 {
+		t.Fatalf("another allocation's ChannelBind: %d", code)
+	}
+	chanEcho(t, b, 0x4000)
+}
