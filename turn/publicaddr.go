@@ -103,12 +103,41 @@ func (s *Server) discover(ctx context.Context, fam publicFamily) (netip.Addr, []
 	return addr, answers, nil
 }
 
+// discoverStartWait bounds how long New waits for relay.discover_with to
+// answer at all: a server started before the network (boot, a bind
+// address not up yet) asks again with backoff instead of failing at once.
+// A variable for the tests.
+var discoverStartWait = 60 * time.Second
+
 // discoverAtStart finds fam's advertised address for New: the majority of
 // relay.discover_with, asked from the relay bind address (so the mapping is
 // the one a NAT gives relay sockets), or an error that names what each
-// server said.
+// server said. While no server answers at all (or the bind address is not
+// up yet) it asks again, with backoff, for up to discoverStartWait, and
+// says so once in the log; servers that answer but disagree fail at once,
+// as that is the configuration's problem, not the network's.
 func (s *Server) discoverAtStart(fam publicFamily) (netip.Addr, error) {
-	addr, answers, err := s.discover(context.Background(), fam)
+	deadline := time.Now().Add(discoverStartWait)
+	backoff := time.Second
+	var addr netip.Addr
+	var answers []natcheck.Answer
+	var err error
+	for waited := false; ; waited = true {
+		addr, answers, err = s.discover(context.Background(), fam)
+		if (err == nil && !noneAnswered(answers)) || !time.Now().Add(backoff).Before(deadline) {
+			break
+		}
+		if !waited {
+			why := natcheck.Summary(answers)
+			if err != nil {
+				why = err.Error()
+			}
+			s.log.Warn("relay public address discovery: no STUN server answered yet (is the network up?); asking again",
+				"family", fam.name, "for", discoverStartWait.String(), "answers", why)
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 8*time.Second)
+	}
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("relay.%s_public = \"auto\": %w", fam.name, err)
 	}
@@ -129,6 +158,16 @@ func (s *Server) discoverAtStart(fam publicFamily) (netip.Addr, error) {
 	s.log.Info("relay public address discovered", "family", fam.name, "advertised", addr.String(),
 		"answers", natcheck.Summary(answers))
 	return addr, nil
+}
+
+// noneAnswered reports whether every server failed to give an address.
+func noneAnswered(answers []natcheck.Answer) bool {
+	for _, a := range answers {
+		if a.Err == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // watchPublic asks the discovery servers again every DiscoverInterval

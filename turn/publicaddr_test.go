@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
 
+	"icegate/internal/testutil"
 	"icegate/stun"
 )
 
@@ -312,5 +314,45 @@ func TestDiscoverNoServerOfFamily(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "Relay.IPv6Discover: Relay.DiscoverWith lists no IPv6 server") {
 		t.Errorf("error %q does not name the missing IPv6 server", err)
+	}
+}
+
+// TestDiscoverWaitsForTheNetwork: at start, while no discovery server
+// answers at all (a server started before the network), New asks again
+// instead of failing, says so once, and starts with the address the
+// servers report once they answer; with none answering within the wait it
+// fails and says what they said.
+func TestDiscoverWaitsForTheNetwork(t *testing.T) {
+	saved := discoverStartWait
+	t.Cleanup(func() { discoverStartWait = saved })
+	discoverStartWait = 20 * time.Second
+
+	rs := []*reporter{startReporter(t, ""), startReporter(t, ""), startReporter(t, "")}
+	// Longer than one discovery round (its own retries end within about
+	// 3.5 s), so New has to ask again.
+	time.AfterFunc(5*time.Second, func() {
+		for _, r := range rs {
+			r.set("203.0.113.7")
+		}
+	})
+	logs := &testutil.SyncBuffer{}
+	cfg := testConfig(t, discoverConfig(time.Minute, false, rs...))
+	srv, err := New(cfg, Options{PortableIO: true, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatalf("New: %v\n%s", err, logs)
+	}
+	defer srv.Close()
+	if got := srv.selfAddrs(); len(got) != 1 || got[0] != netip.MustParseAddr("203.0.113.7") {
+		t.Errorf("advertised %v, want 203.0.113.7", got)
+	}
+	if n := strings.Count(logs.String(), "no STUN server answered yet"); n != 1 {
+		t.Errorf("%d waiting lines, want 1:\n%s", n, logs)
+	}
+
+	discoverStartWait = 3 * time.Second
+	silent := startReporter(t, "")
+	_, err = New(testConfig(t, discoverConfig(time.Minute, false, silent)), Options{PortableIO: true})
+	if err == nil || !strings.Contains(err.Error(), "no answer") {
+		t.Errorf("New with a silent server: %v, want an error that says no answer", err)
 	}
 }
