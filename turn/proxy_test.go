@@ -12,7 +12,8 @@ import (
 
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
-	proxyproto "github.com/pires/go-proxyproto"
+
+	"icegate/internal/proxied/proxiedtest"
 )
 
 // The trusted proxy of these tests is 127.0.0.2; 127.0.0.1 is anyone else.
@@ -20,22 +21,6 @@ const proxyIP = "127.0.0.2"
 
 func proxyConfig(c *Config) {
 	c.Listen.ProxyFrom = []netip.Prefix{netip.MustParsePrefix(proxyIP + "/32")}
-}
-
-// proxyHeader is what nginx or haproxy sends first: client is the address
-// the proxy accepted, dst its own front address.
-func proxyHeader(t testing.TB, version byte, client string) []byte {
-	t.Helper()
-	src := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client))
-	dst := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 443}
-	if src.IP.To4() == nil {
-		dst = &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443}
-	}
-	b, err := proxyproto.HeaderProxyFromAddrs(version, src, dst).Format()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // dialVia connects to server from the loopback address from, sends head
@@ -122,7 +107,7 @@ func TestProxyProtocol(t *testing.T) {
 			t.Run(fmt.Sprintf("%s-v%d", transport, version), func(t *testing.T) {
 				clientN++
 				client := fmt.Sprintf("203.0.113.%d:%d", clientN, 50000+clientN)
-				c := dialVia(t, proxyIP, transport, server, proxyHeader(t, version, client))
+				c := dialVia(t, proxyIP, transport, server, proxiedtest.Header(t, version, client))
 				if got, err := mapped(c); err != nil || got != client {
 					t.Fatalf("XOR-MAPPED-ADDRESS %s (%v), want the client's %s", got, err, client)
 				}
@@ -171,19 +156,19 @@ func TestProxyProtocol(t *testing.T) {
 		server := srv.addr(t, "tcp", "4")
 		refused := counterValue(t, srv.metrics.ConnectionsRefused.WithLabelValues("per_source"))
 		for i := range 2 {
-			c := dialVia(t, proxyIP, "tcp", server, proxyHeader(t, 2, fmt.Sprintf("198.51.100.7:%d", 1000+i)))
+			c := dialVia(t, proxyIP, "tcp", server, proxiedtest.Header(t, 2, fmt.Sprintf("198.51.100.7:%d", 1000+i)))
 			if _, err := mapped(c); err != nil {
 				t.Fatalf("connection %d of the client: %v", i, err)
 			}
 		}
-		third := dialVia(t, proxyIP, "tcp", server, proxyHeader(t, 2, "198.51.100.7:1002"))
+		third := dialVia(t, proxyIP, "tcp", server, proxiedtest.Header(t, 2, "198.51.100.7:1002"))
 		if !closedByServer(third, bindingRequest(t)) {
 			t.Fatal("the client's third connection was not refused")
 		}
 		if got := counterValue(t, srv.metrics.ConnectionsRefused.WithLabelValues("per_source")); got != refused+1 {
 			t.Fatalf("per_source refusals %v, want %v", got, refused+1)
 		}
-		other := dialVia(t, proxyIP, "tcp", server, proxyHeader(t, 1, "198.51.100.8:1000"))
+		other := dialVia(t, proxyIP, "tcp", server, proxiedtest.Header(t, 1, "198.51.100.8:1000"))
 		if got, err := mapped(other); err != nil || got != "198.51.100.8:1000" {
 			t.Fatalf("another client behind the proxy: %s, %v", got, err)
 		}
@@ -207,8 +192,8 @@ func TestProxyRefused(t *testing.T) {
 				head       []byte
 				outcome    string
 			}{
-				{"untrusted-v1", "127.0.0.1", proxyHeader(t, 1, "203.0.113.66:1000"), "untrusted"},
-				{"untrusted-v2", "127.0.0.1", proxyHeader(t, 2, "203.0.113.66:1000"), "untrusted"},
+				{"untrusted-v1", "127.0.0.1", proxiedtest.Header(t, 1, "203.0.113.66:1000"), "untrusted"},
+				{"untrusted-v2", "127.0.0.1", proxiedtest.Header(t, 2, "203.0.113.66:1000"), "untrusted"},
 				{"missing", proxyIP, nil, "missing"},
 				{"malformed-v1", proxyIP, []byte("PROXY TCP4 203.0.113.300 192.0.2.1 1 443\r\n"), "malformed"},
 				{"malformed-v2", proxyIP, append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, 0x11, 0x00, 0x05, 1, 2, 3, 4, 5), "malformed"},
@@ -273,7 +258,7 @@ func TestProxyCrowd(t *testing.T) {
 					client++
 					addr := fmt.Sprintf("198.51.100.%d:4000", client)
 					wg.Go(func() {
-						errs[i] = crowdAllocate(transport, server, proxyHeader(t, 2, addr))
+						errs[i] = crowdAllocate(transport, server, proxiedtest.Header(t, 2, addr))
 					})
 				}
 				wg.Wait()

@@ -6,17 +6,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"icegate/config"
+	"icegate/internal/proxied/proxiedtest"
 	"icegate/internal/testutil"
 	"icegate/signaling"
 )
@@ -73,7 +72,7 @@ func TestHTTPProxyProtocol(t *testing.T) {
 				version byte
 				client  string
 			}{{1, "203.0.113.5:4444"}, {2, "[2001:db8::5]:5555"}} {
-				status, err := httpVia(scheme, "127.0.0.2", server, headerFor(t, tc.version, tc.client))
+				status, err := httpVia(scheme, "127.0.0.2", server, proxiedtest.Header(t, tc.version, tc.client))
 				if err != nil || status != http.StatusMisdirectedRequest {
 					t.Fatalf("v%d: status %d, %v; want 421 for a foreign Host", tc.version, status, err)
 				}
@@ -86,7 +85,7 @@ func TestHTTPProxyProtocol(t *testing.T) {
 			}
 
 			// Anyone else's header: closed, counted, not answered.
-			if status, err := httpVia(scheme, "127.0.0.1", server, headerFor(t, 1, "203.0.113.6:1")); err == nil {
+			if status, err := httpVia(scheme, "127.0.0.1", server, proxiedtest.Header(t, 1, "203.0.113.6:1")); err == nil {
 				t.Fatalf("a header from an untrusted source was answered: %d", status)
 			}
 			// The trusted proxy without a header: the same.
@@ -109,20 +108,6 @@ func TestHTTPProxyProtocol(t *testing.T) {
 			}
 		})
 	}
-}
-
-func headerFor(t *testing.T, version byte, client string) []byte {
-	t.Helper()
-	src := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client))
-	dst := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 443}
-	if src.IP.To4() == nil {
-		dst = &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443}
-	}
-	b, err := proxyproto.HeaderProxyFromAddrs(version, src, dst).Format()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // httpVia sends one request naming a foreign Host from the loopback

@@ -12,6 +12,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"icegate/internal/leakcheck"
+	"icegate/internal/proxied/proxiedtest"
 )
 
 // counts collects the outcomes a listener reports.
@@ -60,20 +61,6 @@ func dialFrom(t *testing.T, src string, to net.Addr) net.Conn {
 	return c
 }
 
-func header(t *testing.T, version byte, client string) []byte {
-	t.Helper()
-	src := net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client))
-	dst := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 443}
-	if src.IP.To4() == nil {
-		dst = &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443}
-	}
-	b, err := proxyproto.HeaderProxyFromAddrs(version, src, dst).Format()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // accept returns the next connection, failing the test after 2 s.
 func accept(t *testing.T, ln net.Listener) net.Conn {
 	t.Helper()
@@ -117,7 +104,7 @@ func TestTrusted(t *testing.T) {
 			ln, n := listen(t, "127.0.0.2/32", time.Second)
 			cl := dialFrom(t, "127.0.0.2", ln.Addr())
 			// The header and the first data in one segment, as nginx sends them.
-			if _, err := cl.Write(append(header(t, tc.version, tc.client), "hello"...)); err != nil {
+			if _, err := cl.Write(append(proxiedtest.Header(t, tc.version, tc.client), "hello"...)); err != nil {
 				t.Fatal(err)
 			}
 			c := accept(t, ln)
@@ -193,7 +180,7 @@ func TestRefused(t *testing.T) {
 			cl := dialFrom(t, tc.src, ln.Addr())
 			send := tc.send
 			if tc.name == "untrusted-v2" {
-				send = header(t, 2, "203.0.113.9:1000")
+				send = proxiedtest.Header(t, 2, "203.0.113.9:1000")
 			}
 			if len(send) > 0 {
 				if _, err := cl.Write(send); err != nil {
@@ -252,7 +239,7 @@ func TestAcceptDoesNotWait(t *testing.T) {
 	dialFrom(t, "127.0.0.2", ln.Addr()) // silent
 	silent := accept(t, ln)
 	cl := dialFrom(t, "127.0.0.3", ln.Addr())
-	if _, err := cl.Write(header(t, 1, "198.51.100.4:5000")); err != nil {
+	if _, err := cl.Write(proxiedtest.Header(t, 1, "198.51.100.4:5000")); err != nil {
 		t.Fatal(err)
 	}
 	next := accept(t, ln)
