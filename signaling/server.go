@@ -93,6 +93,10 @@ type Server struct {
 	// skew tokens are allowed at the door (tokenLeeway; tests shorten it).
 	leeway time.Duration
 
+	// timers runs every connection's pings, renewals and token expiry
+	// (timers.go).
+	timers *timers
+
 	// eventSlots bounds the relay events on their way to the bus.
 	eventSlots chan struct{}
 
@@ -127,6 +131,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 
 		eventSlots: make(chan struct{}, relayEventsInFlight),
 		leeway:     tokenLeeway,
+		timers:     newTimers(),
 	}
 	if s.secret == nil {
 		s.secret = func() string { return "" }
@@ -243,6 +248,22 @@ func (s *Server) enter(c *conn) error {
 	s.wg.Add(1)
 	s.metrics.connections.Inc()
 	return nil
+}
+
+// spawn runs f on a goroutine of its own that Close waits for, unless the
+// server is closed (then it reports false and f does not run).
+func (s *Server) spawn(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
 }
 
 func (s *Server) exit(c *conn) {
