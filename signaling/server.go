@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -251,7 +252,9 @@ func (s *Server) enter(c *conn) error {
 }
 
 // spawn runs f on a goroutine of its own that Close waits for, unless the
-// server is closed (then it reports false and f does not run).
+// server is closed (then it reports false and f does not run). A panic in
+// f is logged and ends only f, as net/http does for a handler, where f
+// would otherwise have run.
 func (s *Server) spawn(f func()) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -261,6 +264,11 @@ func (s *Server) spawn(f func()) bool {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic serving a connection", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
 		f()
 	}()
 	return true

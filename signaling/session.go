@@ -226,7 +226,10 @@ func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p p
 	// Replies to a burst the client may send never overflow its queue.
 	c.out = newOutbox(st.SendQueue + st.MessagesBurst)
 	c.out.notify = func() { c.kick(todoFlush) }
-	hello, renew, err := s.attach(ctx, c, opts)
+	var hello []byte
+	var renew time.Duration
+	var err error
+	shallow(func() { hello, renew, err = s.attach(ctx, c, opts) })
 	if err != nil {
 		s.metrics.refused.WithLabelValues("cluster-unavailable").Inc()
 		s.limited.Log(slog.LevelWarn, "attach", "cannot open a session", "err", err)
@@ -485,10 +488,31 @@ func (c *conn) readLoop() (clean bool) {
 			c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 			continue
 		}
-		c.proto.handle(c, b, st)
+		shallow(func() { c.proto.handle(c, b, st) })
 		if c.bye() {
 			return true
 		}
+	}
+}
+
+// shallow runs f on a goroutine of its own and waits for it. The reader
+// runs what handles a message (JSON, the bus, minting credentials) this
+// way so its own stack stays as small as waiting for a frame needs: a
+// goroutine's stack grows to the deepest call it made and only a garbage
+// collection halves it again, so an idle reader that had handled a join
+// itself would keep 8 KiB where it needs 2-4 (issue 15; measured in
+// docs/performance.md). One goroutine per message handled, which for
+// signaling is a handful per call.
+// A panic in f is raised again on the caller's goroutine, as if f had run
+// there.
+func shallow(f func()) {
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		f()
+	}()
+	if p := <-done; p != nil {
+		panic(p)
 	}
 }
 
