@@ -308,6 +308,13 @@ type Metrics struct {
 	// Default "127.0.0.1:9641".
 	Listen      string    `hcl:"listen,optional"`
 	ListenRange hcl.Range `hcl:"listen,attr_range"`
+	// Pprof also serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on Listen: heap, goroutine, CPU. They show what the
+	// process holds (docs/performance.md reads them at 10,000 idle
+	// connections), so they are off unless asked for, and only as
+	// reachable as the metrics. Default false.
+	Pprof      bool      `hcl:"pprof,optional"`
+	PprofRange hcl.Range `hcl:"pprof,attr_range"`
 }
 
 // HTTP configures the HTTP server that carries the signaling WebSocket, the

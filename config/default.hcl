@@ -239,6 +239,9 @@ limits {
 metrics {
   # host:port serving Prometheus metrics at /metrics. "" switches it off.
   listen = "127.0.0.1:9641"
+  # Also serve Go's runtime profiles (heap, goroutines, CPU) under
+  # /debug/pprof/ on listen. They reveal what the process holds.
+  pprof = false
 }
 
 # The HTTP server: the signaling WebSocket (/ws, /ws/simple), the credential

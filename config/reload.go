@@ -115,6 +115,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Limits.ConnectionsPerSource":     Restart,
 
 	"Metrics.Listen": Restart,
+	"Metrics.Pprof":  Restart,
 
 	"HTTP.Listen":    Restart,
 	"HTTP.CertFile":  Restart, // whether HTTP speaks TLS; the files are re-read at a reload

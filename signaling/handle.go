@@ -88,10 +88,7 @@ func (c *conn) auth(m *inbound, st *settings) *protoError {
 	}
 	c.claims = claims
 	c.expiry.Store(claims.Expiry)
-	select {
-	case c.reauth <- struct{}{}:
-	default:
-	}
+	c.reauth()
 	c.ack(m)
 	return nil
 }

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -275,8 +277,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 		opts.LastSeq = n
 	}
 	up := websocket.Upgrader{
-		ReadBufferSize:  4096,
+		// An idle connection keeps only its read buffer: 1 KiB holds a
+		// typical signaling message, and larger frames are read through
+		// it all the same. Write buffers are lent from a pool for one
+		// message (issue 15).
+		ReadBufferSize:  1024,
 		WriteBufferSize: 4096,
+		WriteBufferPool: &wsWriteBuffers,
 		// Checked above already; the same rule again in case this
 		// Upgrader is ever reached another way.
 		CheckOrigin: s.checkOrigin,
@@ -285,8 +292,21 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	if err != nil {
 		return // Upgrade answered the client.
 	}
-	_ = s.Accept(r.Context(), ws, opts)
+	// The connection is served on a goroutine of its own and the handler
+	// returns: net/http then drops what it held for the request (its
+	// 4 KiB bufio reader and writer, the request, its context), and the
+	// handler goroutine's stack, grown by the request and (for HTTPS) the
+	// TLS handshake, goes with it; the new goroutine starts small. The
+	// server (not the request's context, which ends with the handler)
+	// owns the connection: Close closes it.
+	if !s.spawn(func() { _ = s.Accept(context.Background(), ws, opts) }) {
+		_ = newWSTransport(ws, 0, time.Second).Close(closeGoingAway, ErrClosed.Error())
+	}
 }
+
+// wsWriteBuffers lends gorilla/websocket its write buffers for the
+// duration of one message (Upgrader.WriteBufferPool).
+var wsWriteBuffers sync.Pool
 
 // cors answers a preflight and sets the CORS headers for an allowed
 // origin, given the result of checkOrigin. It reports whether the request

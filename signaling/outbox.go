@@ -24,8 +24,9 @@ type outbox struct {
 	// go out without a seq, are never replayed, and count toward limit.
 	direct [][]byte
 	limit  int
-	// wake has room for one signal: "there is something to send".
-	wake chan struct{}
+	// notify is called after something was queued: it starts the
+	// connection's writer (conn.kick). nil in tests that drain by hand.
+	notify func()
 }
 
 type entry struct {
@@ -34,7 +35,7 @@ type entry struct {
 }
 
 func newOutbox(limit int) *outbox {
-	return &outbox{next: 1, limit: limit, wake: make(chan struct{}, 1)}
+	return &outbox{next: 1, limit: limit}
 }
 
 // put queues body as message seq. It reports false when the queue is full.
@@ -133,9 +134,8 @@ func (o *outbox) reset(from uint64, msgs [][]byte) {
 }
 
 func (o *outbox) signal() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
+	if o.notify != nil {
+		o.notify()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +94,10 @@ type Server struct {
 	// skew tokens are allowed at the door (tokenLeeway; tests shorten it).
 	leeway time.Duration
 
+	// timers runs every connection's pings, renewals and token expiry
+	// (timers.go).
+	timers *timers
+
 	// eventSlots bounds the relay events on their way to the bus.
 	eventSlots chan struct{}
 
@@ -127,6 +132,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 
 		eventSlots: make(chan struct{}, relayEventsInFlight),
 		leeway:     tokenLeeway,
+		timers:     newTimers(),
 	}
 	if s.secret == nil {
 		s.secret = func() string { return "" }
@@ -243,6 +249,29 @@ func (s *Server) enter(c *conn) error {
 	s.wg.Add(1)
 	s.metrics.connections.Inc()
 	return nil
+}
+
+// spawn runs f on a goroutine of its own that Close waits for, unless the
+// server is closed (then it reports false and f does not run). A panic in
+// f is logged and ends only f, as net/http does for a handler, where f
+// would otherwise have run.
+func (s *Server) spawn(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic serving a connection", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		f()
+	}()
+	return true
 }
 
 func (s *Server) exit(c *conn) {

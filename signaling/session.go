@@ -13,8 +13,10 @@ import (
 )
 
 // conn is one connection to a session: exactly one reader (the goroutine
-// in ServeTransport) and one writer (writeLoop). The session itself (its
-// id, rooms, log and resume token) lives on the Bus and outlives the
+// in ServeTransport) and at most one writer at a time (writer), which runs
+// only while there is something to write: an idle connection holds one
+// goroutine, blocked in its read (issue 15). The session itself (its id,
+// rooms, log and resume token) lives on the Bus and outlives the
 // connection: within the resume grace a new connection, on this node or
 // another, takes it over.
 type conn struct {
@@ -29,24 +31,45 @@ type conn struct {
 
 	turnEvents atomic.Bool
 	// expiry is the Unix time the token expires (0: no token); an auth
-	// message moves it and signals reauth.
+	// message moves it (reauth).
 	expiry atomic.Int64
-	reauth chan struct{}
 	ended  atomic.Bool // the session ends with the connection: it is not held
 
 	done       chan struct{}
-	writerDone chan struct{}
+	writerDone chan struct{} // closed once the transport is closed
 	killOnce   sync.Once
 	closeCode  int // set before done closes
 	closeText  string
 	killedAt   time.Time
 
+	// The writer's state and the timed duties, under wmu. A duty (todo)
+	// is marked by kick; the writer runs while any is marked.
+	wmu       sync.Mutex
+	todo      uint8
+	writing   bool   // a writer goroutine runs
+	started   bool   // the hello may go: writers may run
+	finished  bool   // the transport is closed: nothing more is written
+	hello     []byte // the greeting, written first (then nil)
+	pingEvery time.Duration
+	pingAt    int64 // Unix ns of the next ping
+	renewAt   int64 // Unix ns of the next credential renewal (0: none)
+	expFired  bool  // the expiry duty was handed to the writer
+	tm        timerSlot
+
 	// Reader-only state.
 	rate  tokenbucket.Bucket // messages_per_second, messages_burst
-	buf   []byte
-	name  string // /ws/simple login name
-	other string // /ws/simple: the name it last exchanged an offer or answer with
+	name  string             // /ws/simple login name
+	other string             // /ws/simple: the name it last exchanged an offer or answer with
 }
+
+// The writer's duties (conn.todo).
+const (
+	todoFlush  = 1 << iota // the outbox has something
+	todoPing               // a keepalive is due
+	todoRenew              // fresh credentials are due
+	todoExpiry             // the token may have expired
+	todoClose              // done closed: flush and close
+)
 
 // kill ends the connection: the writer sends a close frame with code and
 // text and closes the socket, which ends the reader. It never blocks.
@@ -57,7 +80,96 @@ func (c *conn) kill(code int, text string) {
 		close(c.done)
 		// Unblock a writer stuck on a reader that does not read.
 		c.t.ExpireWrites(time.Now().Add(time.Second))
+		c.kick(todoClose)
 	})
+}
+
+// kick marks duties for the writer and starts one unless it runs (it
+// will see them) or the connection is not started or finished.
+func (c *conn) kick(todo uint8) {
+	c.wmu.Lock()
+	c.todo |= todo
+	start := c.started && !c.writing && !c.finished
+	if start {
+		c.writing = true
+	}
+	c.wmu.Unlock()
+	if start {
+		go c.writer()
+	}
+}
+
+// start lets the writer run, hello first, and the timers begin.
+func (c *conn) start(hello []byte, renew time.Duration, pingEvery time.Duration) {
+	now := time.Now()
+	c.wmu.Lock()
+	c.hello = hello
+	c.started = true
+	c.pingEvery = pingEvery
+	c.pingAt = now.Add(pingEvery).UnixNano()
+	if renew > 0 {
+		c.renewAt = now.Add(renew).UnixNano()
+	}
+	c.rescheduleLocked()
+	c.wmu.Unlock()
+	c.kick(todoFlush)
+}
+
+// expiryAt is when the session ends for its token (Unix ns; 0: never):
+// its exp plus the leeway tokens get at the door.
+func (c *conn) expiryAt() int64 {
+	if exp := c.expiry.Load(); exp != 0 {
+		return time.Unix(exp, 0).Add(c.s.leeway).UnixNano()
+	}
+	return 0
+}
+
+// reauth moves the session's end to the token's new expiry.
+func (c *conn) reauth() {
+	c.wmu.Lock()
+	c.expFired = false
+	c.rescheduleLocked()
+	c.wmu.Unlock()
+}
+
+// rescheduleLocked puts c in the server's timers at its earliest
+// deadline. wmu is held, so two goroutines rescheduling c cannot leave a
+// stale deadline behind.
+func (c *conn) rescheduleLocked() {
+	when := int64(0)
+	if c.started && !c.finished {
+		when = c.pingAt
+		if c.renewAt != 0 && c.renewAt < when {
+			when = c.renewAt
+		}
+		if e := c.expiryAt(); e != 0 && !c.expFired && e < when {
+			when = e
+		}
+	}
+	c.s.timers.schedule(c, when)
+}
+
+// due is called by the timer loop when c's earliest deadline passed: it
+// marks what is due for the writer and schedules the next deadline. It
+// never blocks.
+func (c *conn) due(now int64) {
+	var todo uint8
+	c.wmu.Lock()
+	if c.pingAt <= now {
+		todo |= todoPing
+		c.pingAt = now + int64(c.pingEvery)
+	}
+	if c.renewAt != 0 && c.renewAt <= now {
+		todo |= todoRenew
+		c.renewAt = 0 // the writer sets the next from the new credentials
+	}
+	if e := c.expiryAt(); e != 0 && !c.expFired && e <= now {
+		todo |= todoExpiry
+		c.expFired = true
+	}
+	c.rescheduleLocked()
+	c.wmu.Unlock()
+	c.kick(todo)
 }
 
 // AcceptOptions describe a connection that passed the HTTP checks.
@@ -76,8 +188,9 @@ type AcceptOptions struct {
 }
 
 // ServeTransport serves one client connection until it closes or ctx ends.
-// It runs the connection's reader on the calling goroutine and one writer
-// goroutine, and returns after both have finished. The server owns t from
+// It runs the connection's reader on the calling goroutine, and a writer
+// goroutine while there is something to write; it returns after both have
+// finished. The server owns t from
 // here on. Accept is the same for a gorilla/websocket connection.
 func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOptions) error {
 	var p protocol = wsProto{}
@@ -90,7 +203,7 @@ func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOpt
 // serve is ServeTransport for protocol p.
 func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p protocol) error {
 	c := &conn{s: s, t: t, host: opts.Host, claims: opts.Claims, proto: p,
-		done: make(chan struct{}), writerDone: make(chan struct{}), reauth: make(chan struct{}, 1)}
+		done: make(chan struct{}), writerDone: make(chan struct{}), tm: timerSlot{index: -1}}
 	if c.claims != nil {
 		c.expiry.Store(c.claims.Expiry)
 	}
@@ -112,14 +225,18 @@ func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p p
 	c.rate = tokenbucket.Full(float64(st.MessagesBurst), time.Now())
 	// Replies to a burst the client may send never overflow its queue.
 	c.out = newOutbox(st.SendQueue + st.MessagesBurst)
-	hello, renew, err := s.attach(ctx, c, opts)
+	c.out.notify = func() { c.kick(todoFlush) }
+	var hello []byte
+	var renew time.Duration
+	var err error
+	shallow(func() { hello, renew, err = s.attach(ctx, c, opts) })
 	if err != nil {
 		s.metrics.refused.WithLabelValues("cluster-unavailable").Inc()
 		s.limited.Log(slog.LevelWarn, "attach", "cannot open a session", "err", err)
 		_ = t.Close(closeTryAgainLater, CodeClusterUnavailable)
 		return err
 	}
-	go c.writeLoop(hello, renew)
+	c.start(hello, renew, st.PingInterval)
 	clean := c.readLoop()
 	c.kill(closeNormal, "")
 	<-c.writerDone
@@ -330,12 +447,17 @@ func (s *Server) detach(c *conn, clean bool) {
 // readLoop reads and handles messages until the connection fails. It
 // returns whether the client closed it on purpose.
 func (c *conn) readLoop() (clean bool) {
-	if c.buf == nil {
-		c.buf = make([]byte, 0, 4096)
-	}
+	var b []byte
+	defer func() { putFrameBuf(b) }()
 	for {
 		st := c.s.settings()
-		b, err := c.t.ReadFrame(c.buf, st.MaxMessageBytes)
+		// No buffer while waiting: the transport takes one from the
+		// pool once a frame arrives (an idle connection holds none), and
+		// it goes back after the message was handled, which keeps no
+		// reference to it.
+		putFrameBuf(b)
+		var err error
+		b, err = c.t.ReadFrame(nil, st.MaxMessageBytes)
 		tooLarge := errors.Is(err, ErrFrameTooLarge)
 		if err != nil && !tooLarge {
 			if errors.Is(err, ErrReadLimit) {
@@ -354,9 +476,6 @@ func (c *conn) readLoop() (clean bool) {
 			}
 			return c.bye()
 		}
-		if err == nil {
-			c.buf = b // keep the grown buffer for the next frame
-		}
 		// Both errors answer with the message's id, when it can be found
 		// (for a message too large, in its first max_message_bytes).
 		if tooLarge {
@@ -369,10 +488,31 @@ func (c *conn) readLoop() (clean bool) {
 			c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 			continue
 		}
-		c.proto.handle(c, b, st)
+		shallow(func() { c.proto.handle(c, b, st) })
 		if c.bye() {
 			return true
 		}
+	}
+}
+
+// shallow runs f on a goroutine of its own and waits for it. The reader
+// runs what handles a message (JSON, the bus, minting credentials) this
+// way so its own stack stays as small as waiting for a frame needs: a
+// goroutine's stack grows to the deepest call it made and only a garbage
+// collection halves it again, so an idle reader that had handled a join
+// itself would keep 8 KiB where it needs 2-4 (issue 15; measured in
+// docs/performance.md). One goroutine per message handled, which for
+// signaling is a handful per call.
+// A panic in f is raised again on the caller's goroutine, as if f had run
+// there.
+func shallow(f func()) {
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		f()
+	}()
+	if p := <-done; p != nil {
+		panic(p)
 	}
 }
 
@@ -414,75 +554,100 @@ func (c *conn) sendError(id json.RawMessage, forType string, e *protoError) {
 	c.send(encode(errorMsg{Type: TypeError, ID: id, Code: e.code, Error: e.msg, For: forType}))
 }
 
-// writeLoop is the connection's only writer: hello first, then the outbox
-// as it fills, pings while idle, and fresh credentials before they expire.
-func (c *conn) writeLoop(hello []byte, renew time.Duration) {
-	defer close(c.writerDone)
-	defer c.t.Close(0, "")
-	st := c.s.settings()
-	ping := time.NewTicker(st.PingInterval)
-	defer ping.Stop()
-	var renewC <-chan time.Time
-	if renew > 0 {
-		t := time.NewTimer(renew)
-		defer t.Stop()
-		renewC = t.C
-	}
-	// The session ends when its token does (with the leeway tokens get at
-	// the door), unless an auth message brings a fresh one.
-	var expiry *time.Timer
-	var expiryC <-chan time.Time
-	if exp := c.expiry.Load(); exp != 0 {
-		expiry = time.NewTimer(time.Until(time.Unix(exp, 0).Add(c.s.leeway)))
-		defer expiry.Stop()
-		expiryC = expiry.C
-	}
-	if hello != nil && c.write(0, hello) != nil {
-		return
-	}
-	if c.flush() != nil {
-		return
-	}
+// writer is the connection's writer: it runs while duties are marked
+// (kick) and ends when none are left, so an idle connection has none. It
+// writes the hello first, then the outbox as it fills, pings, and fresh
+// credentials before they expire; once the connection is killed it
+// flushes, sends the close and closes the transport. Only one runs at a
+// time (conn.writing), so the Transport sees one writer.
+func (c *conn) writer() {
 	for {
-		select {
-		case <-c.done:
-			// Ending on purpose (bye, shutdown, replaced): what is queued
-			// goes out first, within a second (see write). A slow reader
-			// gets nothing more.
-			if c.flush() == nil {
-				_ = c.t.Close(c.closeCode, c.closeText)
-			}
+		c.wmu.Lock()
+		todo, hello := c.todo, c.hello
+		c.todo, c.hello = 0, nil
+		if todo == 0 || c.finished {
+			c.writing = false
+			c.wmu.Unlock()
 			return
-		case <-c.out.wake:
-			if c.flush() != nil {
-				return
-			}
-		case <-ping.C:
-			if c.t.Ping(time.Now().Add(writeWait)) != nil {
-				return
-			}
-		case <-c.reauth:
-			if expiry != nil {
-				expiry.Reset(time.Until(time.Unix(c.expiry.Load(), 0).Add(c.s.leeway)))
-			}
-		case <-expiryC:
-			if time.Now().Before(time.Unix(c.expiry.Load(), 0).Add(c.s.leeway)) {
-				expiry.Reset(time.Until(time.Unix(c.expiry.Load(), 0).Add(c.s.leeway)))
-				continue
-			}
+		}
+		c.wmu.Unlock()
+		if c.work(todo, hello) != nil {
+			c.finish(0, "")
+		}
+	}
+}
+
+// work does the duties in todo; an error means the connection is
+// broken (or too slow) and is to be closed.
+func (c *conn) work(todo uint8, hello []byte) error {
+	if hello != nil {
+		if err := c.write(0, hello); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-c.done:
+		// Ending on purpose (bye, shutdown, replaced): what is queued
+		// goes out first, within a second (see write). A slow reader
+		// gets nothing more.
+		if err := c.flush(); err != nil {
+			return err
+		}
+		c.finish(c.closeCode, c.closeText)
+		return nil
+	default:
+	}
+	if todo&todoFlush != 0 {
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
+	if todo&todoPing != 0 {
+		if err := c.t.Ping(time.Now().Add(writeWait)); err != nil {
+			return err
+		}
+	}
+	if todo&todoExpiry != 0 {
+		if exp := c.expiryAt(); exp != 0 && time.Now().UnixNano() < exp {
+			c.reauth() // a fresh token came meanwhile
+		} else if exp != 0 {
 			c.s.metrics.dropped.WithLabelValues("token-expired").Inc()
 			c.ended.Store(true)
 			c.send(encode(errorMsg{Type: TypeError, Code: CodeTokenExpired,
 				Error: "your token expired and no fresh one came (send {\"type\":\"auth\",\"token\":…} before it does); the session ends"}))
 			c.kill(closeTokenExpired, "token expired")
-		case <-renewC:
-			servers, exp, ok := c.s.iceServers(c.host, c.id)
-			if ok {
-				c.send(encode(iceServersMsg{Type: TypeICEServers, ICEServers: servers, Expires: &exp, TTL: int(time.Until(exp) / time.Second)}))
-				renewC = time.After(renewAfter(exp))
-			}
 		}
 	}
+	if todo&todoRenew != 0 {
+		servers, exp, ok := c.s.iceServers(c.host, c.id)
+		if ok {
+			c.send(encode(iceServersMsg{Type: TypeICEServers, ICEServers: servers, Expires: &exp, TTL: int(time.Until(exp) / time.Second)}))
+			c.wmu.Lock()
+			c.renewAt = time.Now().Add(renewAfter(exp)).UnixNano()
+			c.rescheduleLocked()
+			c.wmu.Unlock()
+		}
+	}
+	return nil
+}
+
+// finish closes the transport, first with a close frame when code > 0,
+// and leaves the timers: nothing more is written. The reader's read
+// fails, and serve, waiting on writerDone, ends the connection.
+func (c *conn) finish(code int, text string) {
+	c.wmu.Lock()
+	if c.finished {
+		c.wmu.Unlock()
+		return
+	}
+	c.finished = true
+	c.rescheduleLocked()
+	c.wmu.Unlock()
+	if code > 0 {
+		_ = c.t.Close(code, text)
+	}
+	_ = c.t.Close(0, "")
+	close(c.writerDone)
 }
 
 // flush writes what the outbox holds.

@@ -3,6 +3,7 @@ package signaling
 import (
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -13,17 +14,22 @@ import (
 // implementation later (issue 12, "The shape"; centrifuge's transport.go is
 // the model).
 //
-// A connection has exactly one reader and one writer: ReadFrame is only
-// called from the reader goroutine (Server.ServeTransport's caller);
-// WriteFrame, Ping and Close only from the writer goroutine (writeLoop).
-// ExpireWrites and RemoteAddr may be called from any goroutine.
+// A connection has exactly one reader and one writer at a time: ReadFrame
+// is only called from the reader goroutine (Server.ServeTransport's
+// caller); WriteFrame, Ping and Close only from the connection's writer,
+// a goroutine that runs while there is something to write (conn.writer),
+// never two at once. ExpireWrites and RemoteAddr may be called from any
+// goroutine.
 //
-// Keepalive is split the way the one-writer rule demands: the writer sends
-// Ping on its ticker, and the transport extends its read deadline whenever
-// a frame or a pong arrives, so a client that answers neither is dropped.
+// Keepalive is split the way the one-writer rule demands: the server's
+// timer loop (timers.go) has the writer send Ping every ping interval, and
+// the transport extends its read deadline whenever a frame or a pong
+// arrives, so a client that answers neither is dropped.
 type Transport interface {
 	// ReadFrame blocks for the next data frame and returns it, reusing
-	// buf's storage. A frame longer than limit bytes is read to its end
+	// buf's storage; with a nil buf, storage comes from getFrameBuf once
+	// the frame arrives (so a connection waiting holds none), and the
+	// caller gives it back with putFrameBuf. A frame longer than limit bytes is read to its end
 	// and discarded, and ReadFrame returns its first limit bytes (where
 	// the caller may find the message's id) with ErrFrameTooLarge; the
 	// connection stays usable. A frame over the transport's own hard
@@ -79,4 +85,29 @@ type CloseError struct {
 // Error implements error.
 func (e *CloseError) Error() string {
 	return "signaling: client closed the connection: " + strconv.Itoa(e.Code) + " " + e.Text
+}
+
+// frameBufs holds read buffers between frames: an idle connection has
+// none of its own (issue 15). They start at 1 KiB and grow with the
+// frames read into them.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledFrame is the largest buffer kept in frameBufs: one grown by a
+// rare big frame is left to the collector rather than kept for small
+// ones.
+const maxPooledFrame = 64 << 10
+
+// getFrameBuf returns an empty buffer from the pool.
+func getFrameBuf() []byte {
+	return (*frameBufs.Get().(*[]byte))[:0]
+}
+
+// putFrameBuf gives b back to the pool; nil and oversized ones are
+// dropped. b must not be used afterwards.
+func putFrameBuf(b []byte) {
+	if b == nil || cap(b) > maxPooledFrame {
+		return
+	}
+	b = b[:0]
+	frameBufs.Put(&b)
 }

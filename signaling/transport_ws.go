@@ -51,6 +51,9 @@ func (t *wsTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 		return nil, err
 	}
 	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
+	if buf == nil {
+		buf = getFrameBuf()
+	}
 	// Errors reading the body are returned as they are, not as a
 	// CloseError: a close in the middle of a message is not a clean
 	// goodbye.

@@ -1,0 +1,96 @@
+package signaling
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// goroutinesIn counts the goroutines whose stack has fn in it.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 4<<20)
+	n := 0
+	for g := range bytes.SplitSeq(buf[:runtime.Stack(buf, true)], []byte("\n\n")) {
+		if bytes.Contains(g, []byte(fn)) {
+			n++
+		}
+	}
+	return n
+}
+
+// An idle /ws connection served over HTTP holds one goroutine, its
+// reader: no writer, no net/http handler, and no timer of its own; the
+// server's one timer loop serves them all and ends with the last
+// connection (issue 15).
+func TestIdleConnectionHoldsOnlyItsReader(t *testing.T) {
+	s := newTestServer(t, nil)
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	const n = 20
+	var clients []*websocket.Conn
+	for i := range n {
+		ws, _, err := websocket.DefaultDialer.Dial(wsURL(hs, "/ws"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, ws)
+		var m map[string]any
+		if err := ws.ReadJSON(&m); err != nil || m["type"] != "hello" {
+			t.Fatalf("hello: %v %v", m, err)
+		}
+		if err := ws.WriteJSON(map[string]any{"type": "join", "room": "r" + string(rune('a'+i/2))}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ws.ReadJSON(&m); err != nil || m["type"] != "joined" {
+			t.Fatalf("joined: %v %v", m, err)
+		}
+	}
+	ok := waitUntil(5*time.Second, func() bool {
+		return goroutinesIn("signaling.(*conn).readLoop") == n && goroutinesIn("signaling.(*conn).writer") == 0 &&
+			goroutinesIn("net/http.(*conn).serve(") == 0 && goroutinesIn("signaling.(*timers).run") == 1
+	})
+	if !ok {
+		t.Errorf("idle: %d readers, %d writers, %d handlers, %d timer loops; want %d, 0, 0, 1",
+			goroutinesIn("signaling.(*conn).readLoop"), goroutinesIn("signaling.(*conn).writer"),
+			goroutinesIn("net/http.(*conn).serve("), goroutinesIn("signaling.(*timers).run"), n)
+	}
+	for _, ws := range clients {
+		ws.Close()
+	}
+	if !waitUntil(5*time.Second, func() bool {
+		return goroutinesIn("signaling.(*conn).readLoop") == 0 && goroutinesIn("signaling.(*timers).run") == 0
+	}) {
+		t.Errorf("after closing: %d readers, %d timer loops", goroutinesIn("signaling.(*conn).readLoop"), goroutinesIn("signaling.(*timers).run"))
+	}
+}
+
+// The timer heap keeps connections in deadline order through moves and
+// removals, and its loop ends once it is empty.
+func TestTimersHeap(t *testing.T) {
+	tm := newTimers()
+	far := time.Now().Add(time.Hour).UnixNano()
+	cs := make([]*conn, 5)
+	for i, off := range []int64{3, 1, 4, 0, 2} {
+		cs[i] = &conn{tm: timerSlot{index: -1}}
+		tm.schedule(cs[i], far+off)
+	}
+	tm.schedule(cs[2], 0)     // leaves
+	tm.schedule(cs[0], far-1) // moves to the front
+	tm.schedule(cs[2], 0)     // leaving twice is harmless
+	for i, want := range []*conn{cs[0], cs[3], cs[1], cs[4]} {
+		tm.mu.Lock()
+		head := tm.h[0]
+		tm.mu.Unlock()
+		if head != want {
+			t.Fatalf("step %d: the head is not the earliest deadline", i)
+		}
+		tm.schedule(head, 0)
+	}
+	if !waitUntil(5*time.Second, func() bool { tm.mu.Lock(); defer tm.mu.Unlock(); return !tm.running }) {
+		t.Fatal("the timer loop runs on with nothing to wait for")
+	}
+}
