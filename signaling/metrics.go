@@ -51,6 +51,12 @@ func newMetrics(reg prometheus.Registerer, peers, rooms func() float64, counts f
 			"Signaling sessions in the whole cluster (on one node: this one), by state: connected (a node holds its connection), held (its connection dropped; it may resume until its grace ends).",
 			[]string{"state"}, nil)},
 	}
+	// The drop reasons are few and known: exported at 0 from the start, so
+	// that a rate() over them (a dashboard, an alert) has a series before
+	// the first drop.
+	for _, reason := range []string{"queue-full", "reply", "token-expired", "turn-event"} {
+		m.dropped.WithLabelValues(reason)
+	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.peers, m.rooms, m.messages, m.dropped, m.refused, m.resumes, m.api, m.sessions)
 	}
