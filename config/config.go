@@ -355,6 +355,11 @@ type HTTP struct {
 	// TURN. Default [] (off).
 	ProxyFrom      []string  `hcl:"proxy_from,optional"`
 	ProxyFromRange hcl.Range `hcl:"proxy_from,attr_range"`
+	// HealthEndpoints serves /healthz and /readyz on this listener too (for
+	// a load balancer or an orchestrator that reaches only it); they are
+	// always on metrics.listen. Default false.
+	HealthEndpoints      bool      `hcl:"health_endpoints,optional"`
+	HealthEndpointsRange hcl.Range `hcl:"health_endpoints,attr_range"`
 
 	// Filled by Validate.
 	// CertNames are the DNS names of the HTTPS certificate, when CertFile

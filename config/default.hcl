@@ -279,6 +279,10 @@ http {
   # v2 header, whose client address signaling and its logs then see.
   # X-Forwarded-For is never trusted. Empty: off.
   proxy_from = []
+
+  # Serve /healthz and /readyz here too (they are always on
+  # metrics.listen), for a load balancer that reaches only this listener.
+  health_endpoints = false
 }
 
 signaling {

@@ -126,6 +126,7 @@ var reloadClasses = map[string]ReloadClass{
 	"HTTP.CertNames": Live,    // read with the files at the reload
 	"HTTP.SharedTLS": Restart, // follows http.listen and listen.*, which need one
 
+	"HTTP.HealthEndpoints":   Live,    // read at each request
 	"HTTP.ProxyFrom":         Restart, // wraps the listener at start
 	"HTTP.ProxyFromPrefixes": Restart,
 

@@ -148,7 +148,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		return float64(len(s.local))
-	}, func() float64 { return float64(s.Stats().Rooms) })
+	}, func() float64 { return float64(s.Stats().Rooms) }, func(ctx context.Context) (map[string]int, error) {
+		return s.bus.Counts(ctx)
+	})
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}

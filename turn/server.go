@@ -347,6 +347,11 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 			return nil, fmt.Errorf("registering loop metrics: %w", err)
 		}
 	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newPoolCollector(s)); err != nil {
+			return nil, fmt.Errorf("registering relay port metrics: %w", err)
+		}
+	}
 
 	// Everything is set up: the loops may start reading the listeners.
 	for _, sock := range s.pending {

@@ -42,6 +42,11 @@ type httpServer struct {
 	// acme serves HTTPS's certificate when http.acme is on (and pair is
 	// nil); challenges answers ACME http-01 challenges on plain HTTP.
 	acme, challenges *acmecert.Manager
+	// wrap, when set before serve, wraps the signaling handler (the
+	// health endpoints, http.health_endpoints).
+	wrap func(http.Handler) http.Handler
+	// addrs are the addresses serve listens on.
+	addrs []string
 }
 
 // getCertificate is HTTPS's certificate source: the ACME manager, or the
@@ -91,6 +96,9 @@ func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net
 		scheme = "https"
 	}
 	handler := sig.Handler()
+	if web.wrap != nil {
+		handler = web.wrap(handler)
+	}
 	if web.challenges != nil {
 		handler = web.challenges.HTTPHandler(handler)
 	}
@@ -131,6 +139,7 @@ func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net
 	}
 	var served sync.WaitGroup
 	for _, ln := range lns {
+		web.addrs = append(web.addrs, ln.Addr().String())
 		served.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server", "err", err)

@@ -144,11 +144,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return 0
 	}))
 	rl.current.Store(cfg)
+	hl := newHealth(srv)
+	reg.MustRegister(buildInfo(), hl.readyGauge(), newCertCollector(srv, web, certs, rl.current.Load))
 
 	if cfg.HTTP.Listen != "" {
 		bus, err := signalingBus(cfg.Cluster, log, reg)
 		if err != nil {
 			return err
+		}
+		if b, ok := bus.(interface{ Healthy() bool }); ok {
+			hl.bus = b.Healthy
 		}
 		hub, err := signaling.New(signalingConfig(cfg, srv.Addrs()), signaling.Options{Logger: log, Registerer: reg, Version: version,
 			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }, Bus: bus,
@@ -176,6 +181,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
+		mux.Handle("/healthz", hl.handler(nil))
+		mux.Handle("/readyz", hl.handler(nil))
+		hl.bound("metrics", ln.Addr().String())
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = metricsSrv.Serve(ln) }()
 		defer metricsSrv.Close()
@@ -191,8 +199,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("http.listen %s shares listen.tls_port, but the relay bound no TLS socket there", cfg.HTTP.Listen)
 			}
 		}
+		web.wrap = func(next http.Handler) http.Handler { return withHealth(next, hl, rl.current.Load) }
 		if err := web.serve(cfg.HTTP, hub, lns, log, srv.Metrics().ProxyHeaders); err != nil {
 			return err
+		}
+		for _, a := range web.addrs {
+			hl.bound("http", a)
 		}
 		closeHTTP, pageURL, rl.web = web.stop, web.url, web
 		defer closeHTTP()
@@ -224,6 +236,7 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 	if pageURL != "" {
 		fmt.Fprintf(stdout, "\ntest page: %s\n\n", pageURL)
 	}
+	hl.state.Store(stateServing)
 	log.Info("icegate ready", "version", version, "config", cfg.Source, "realm", cfg.Realm)
 	// Every socket is bound by now (turn.New, the metrics and HTTP
 	// listeners): a unit ordered After=icegate.service may use them.
@@ -243,6 +256,10 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 		select {
 		case <-sigs:
 		case <-ctx.Done():
+		case done := <-hl.control:
+			// A liveness check (/healthz): this loop still comes round.
+			close(done)
+			continue
 		case <-watchdog:
 			// The ping comes from this loop, so a wedged loop stops it;
 			// AllocationCount takes pion's allocation table lock, so a
@@ -271,6 +288,7 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 			continue
 		}
 		_ = notify.send("STOPPING=1", "STATUS=stopping: draining allocations")
+		hl.state.Store(stateStopping)
 		closeHTTP()
 		return shutdown(srv, rl.current.Load().ShutdownGraceDuration, sigs, log)
 	}

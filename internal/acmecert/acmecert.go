@@ -218,6 +218,21 @@ func (m *Manager) Certificate(name string) (*tls.Certificate, error) {
 	return &best.Certificate, nil
 }
 
+// Expiries returns, for each configured domain that has a certificate in
+// the cache, when the one that expires last expires: what a metric of
+// certificate expiry reports. A domain not obtained yet is absent.
+func (m *Manager) Expiries() map[string]time.Time {
+	out := make(map[string]time.Time, len(m.cfg.Domains))
+	for _, d := range m.cfg.Domains {
+		for _, c := range m.cache.AllMatchingCertificates(strings.ToLower(d)) {
+			if c.Leaf != nil && c.Leaf.NotAfter.After(out[d]) {
+				out[d] = c.Leaf.NotAfter
+			}
+		}
+	}
+	return out
+}
+
 // HTTPHandler answers http-01 challenges (GET /.well-known/acme-challenge/)
 // and passes every other request to next: for icegate's own plain HTTP
 // listener when it is on the http-01 address.

@@ -3,6 +3,7 @@
 package udploop
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -50,6 +51,14 @@ type Loop struct {
 	// noGSO: no UDP_SEGMENT trains on this loop's sockets (the kernel lacks
 	// it, or Config.NoSegmentation).
 	noGSO bool
+
+	// pings are the Ping calls waiting for the loop to come round; the
+	// loop closes them when it handles its eventfd. pingMu also orders
+	// writes to evfd against Close (pingsClosed), so a late Ping never
+	// writes to a closed (and perhaps reused) descriptor.
+	pingMu      sync.Mutex
+	pings       []chan struct{}
+	pingsClosed bool
 }
 
 // Config is what a Loop is asked to do; the zero value is the default.
@@ -224,13 +233,71 @@ func (l *Loop) remove(s *Socket) error {
 // Close stops the loop; its sockets must be closed first.
 func (l *Loop) Close() {
 	close(l.stop)
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	_, _ = unix.Write(l.evfd, one[:])
+	l.wake()
 	<-l.done
+	l.pingMu.Lock()
+	l.pingsClosed = true
+	l.pingMu.Unlock()
 	_ = unix.Close(l.epfd)
 	_ = unix.Close(l.evfd)
 	procs.loops.Add(-1)
+}
+
+// wake makes the loop's epoll_wait return with its eventfd ready.
+func (l *Loop) wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(l.evfd, one[:])
+}
+
+// errLoopClosed: Ping on a loop that Close stopped.
+var errLoopClosed = errors.New("udploop: loop closed")
+
+// Ping asks the loop to come round once and waits until it has, or until
+// ctx ends: the health check that the loop's goroutine still serves (is
+// not stuck in a handler or a system call). It costs the loop one eventfd
+// read when it is idle, nothing per datagram.
+func (l *Loop) Ping(ctx context.Context) error {
+	ch := make(chan struct{})
+	l.pingMu.Lock()
+	if l.pingsClosed {
+		l.pingMu.Unlock()
+		return errLoopClosed
+	}
+	l.pings = append(l.pings, ch)
+	l.wake()
+	l.pingMu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-l.done:
+		return errLoopClosed
+	case <-ctx.Done():
+		// Forget ch, so that a loop that never comes back does not
+		// collect one channel per health check.
+		l.pingMu.Lock()
+		for i, c := range l.pings {
+			if c == ch {
+				l.pings = append(l.pings[:i], l.pings[i+1:]...)
+				break
+			}
+		}
+		l.pingMu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// answerPings clears the eventfd (level-triggered epoll would report it
+// again and again) and releases the Ping calls waiting.
+func (l *Loop) answerPings() {
+	var buf [8]byte
+	_, _ = unix.Read(l.evfd, buf[:])
+	l.pingMu.Lock()
+	for _, ch := range l.pings {
+		close(ch)
+	}
+	l.pings = l.pings[:0]
+	l.pingMu.Unlock()
 }
 
 func (l *Loop) run() {
@@ -272,6 +339,7 @@ func (l *Loop) run() {
 					return
 				default:
 				}
+				l.answerPings()
 				continue
 			}
 			l.mu.RLock()

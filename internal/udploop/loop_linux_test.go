@@ -4,6 +4,8 @@ package udploop
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -190,5 +192,75 @@ func TestRefusedTrainFallsBack(t *testing.T) {
 	}
 	if max := s.gsoMax.Load(); max != size-1 {
 		t.Fatalf("after a refused train of %d-byte segments the socket's limit is %d, want %d", size, max, size-1)
+	}
+}
+
+// TestPing: an idle loop answers Ping at once, again and again, without
+// spinning on its eventfd afterwards; a loop stuck in a handler does not
+// answer until the handler returns, and the Ping that gave up is forgotten.
+func TestPing(t *testing.T) {
+	l, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck, release := make(chan struct{}), make(chan struct{})
+	s, err := l.Open(netip.MustParseAddrPort("127.0.0.1:0"), SocketConfig{
+		Handler: func(Sender, []byte, int, netip.AddrPort) bool {
+			close(stuck)
+			<-release
+			return true
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := l.Ping(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("ping %d of an idle loop: %v", i, err)
+		}
+	}
+	before := l.Stats().Wakeups
+	time.Sleep(100 * time.Millisecond)
+	if woke := l.Stats().Wakeups - before; woke > 2 {
+		t.Fatalf("the loop woke %d times in 100 ms with nothing to do: its eventfd is not cleared", woke)
+	}
+
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(s.AddrPort()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	<-stuck
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	err = l.Ping(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ping of a loop stuck in a handler: %v, want a deadline exceeded", err)
+	}
+	l.pingMu.Lock()
+	waiting := len(l.pings)
+	l.pingMu.Unlock()
+	if waiting != 0 {
+		t.Fatalf("%d pings left waiting after their caller gave up", waiting)
+	}
+	close(release)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Ping(ctx); err != nil {
+		t.Fatalf("ping after the handler returned: %v", err)
+	}
+	_ = s.Close()
+	l.Close()
+	if err := l.Ping(context.Background()); !errors.Is(err, errLoopClosed) {
+		t.Fatalf("ping of a closed loop: %v", err)
 	}
 }

@@ -3,6 +3,7 @@
 package udploop
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 )
@@ -31,6 +32,9 @@ func New(Config) (*Loop, error) { return nil, errNoLoop }
 
 // Open fails: no event loops here.
 func (l *Loop) Open(netip.AddrPort, SocketConfig) (*Socket, error) { return nil, errNoLoop }
+
+// Ping fails: no event loops here.
+func (l *Loop) Ping(context.Context) error { return errNoLoop }
 
 // Close does nothing.
 func (l *Loop) Close() {}
