@@ -830,6 +830,11 @@ func (p *PreparedReload) Commit() Revoked {
 // server was allocating until now.
 func (s *Server) StopAllocating() bool { return !s.draining.Swap(true) }
 
+// ResumeAllocating takes back StopAllocating: new allocations are
+// accepted again (the admin API's undrain). It reports whether the server
+// was draining until now.
+func (s *Server) ResumeAllocating() bool { return s.draining.Swap(false) }
+
 // Draining reports whether new allocations are refused.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
