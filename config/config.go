@@ -43,6 +43,7 @@ type Config struct {
 	Policy  *Policy  `hcl:"policy,block"`
 	Limits  *Limits  `hcl:"limits,block"`
 	Metrics *Metrics `hcl:"metrics,block"`
+	Usage   *Usage   `hcl:"usage,block"`
 
 	HTTP      *HTTP      `hcl:"http,block"`
 	Signaling *Signaling `hcl:"signaling,block"`
@@ -315,6 +316,19 @@ type Metrics struct {
 	// reachable as the metrics. Default false.
 	Pprof      bool      `hcl:"pprof,optional"`
 	PprofRange hcl.Range `hcl:"pprof,attr_range"`
+}
+
+// Usage configures the usage record: relayed traffic per user and custom
+// identifier in minute buckets, which the admin API's usage query reads
+// (docs/operations.md, "Usage").
+type Usage struct {
+	// Retention is how long minute buckets are kept, in memory and (in a
+	// cluster) in Redis. Default "24h"; from "1m" to "744h" (31 days).
+	Retention      string    `hcl:"retention,optional"`
+	RetentionRange hcl.Range `hcl:"retention,attr_range"`
+
+	// RetentionDuration is Retention parsed, filled by Validate.
+	RetentionDuration time.Duration
 }
 
 // HTTP configures the HTTP server that carries the signaling WebSocket, the

@@ -113,6 +113,7 @@ func TestDefault(t *testing.T) {
 			DefaultLifetimeDuration: 10 * time.Minute, MaxLifetimeDuration: time.Hour,
 		},
 		Metrics: &Metrics{Listen: "127.0.0.1:9641"},
+		Usage:   &Usage{Retention: "24h", RetentionDuration: 24 * time.Hour},
 		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true), Hosts: []string{}, ProxyFrom: []string{}},
 		Signaling: &Signaling{
 			AllowedOrigins: []string{}, TokenSecrets: []string{},
@@ -140,6 +141,7 @@ func TestDefault(t *testing.T) {
 		{"policy", *got.Policy, *want.Policy},
 		{"limits", *got.Limits, *want.Limits},
 		{"metrics", *got.Metrics, *want.Metrics},
+		{"usage", *got.Usage, *want.Usage},
 		{"http", *got.HTTP, *want.HTTP},
 		{"signaling", *got.Signaling, *want.Signaling},
 		{"api", *got.API, *want.API},
@@ -153,6 +155,7 @@ func TestDefault(t *testing.T) {
 			g.HTTP, g.Signaling, w.HTTP, w.Signaling = nil, nil, nil, nil
 			g.STUN, w.STUN = nil, nil
 			g.API, w.API = nil, nil
+			g.Usage, w.Usage = nil, nil
 			pair.got, pair.want = g, w
 		}
 		if !reflect.DeepEqual(pair.got, pair.want) {

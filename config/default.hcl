@@ -237,11 +237,19 @@ limits {
 }
 
 metrics {
-  # host:port serving Prometheus metrics at /metrics. "" switches it off.
+  # host:port serving Prometheus metrics at /metrics, and the admin API
+  # (/api/v1/admin/, with the keys of api.keys). "" switches it off.
   listen = "127.0.0.1:9641"
   # Also serve Go's runtime profiles (heap, goroutines, CPU) under
   # /debug/pprof/ on listen. They reveal what the process holds.
   pprof = false
+}
+
+# Relayed traffic per user and custom identifier, in minute buckets, for the
+# admin API's usage query (docs/operations.md, "Usage").
+usage {
+  # How long minute buckets are kept (in Redis too, in a cluster).
+  retention = "24h"
 }
 
 # The HTTP server: the signaling WebSocket (/ws, /ws/simple), the credential

@@ -117,6 +117,9 @@ var reloadClasses = map[string]ReloadClass{
 	"Metrics.Listen": Restart,
 	"Metrics.Pprof":  Restart,
 
+	"Usage.Retention":         Restart,
+	"Usage.RetentionDuration": Restart,
+
 	"HTTP.Listen":    Restart,
 	"HTTP.CertFile":  Restart, // whether HTTP speaks TLS; the files are re-read at a reload
 	"HTTP.KeyFile":   Restart,

@@ -67,6 +67,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.Policy.validate(v)
 	c.Limits.validate(v)
 	c.Metrics.validate(v)
+	c.Usage.validate(v)
 	c.HTTP.validate(v)
 	c.validateHTTPACME(v)
 	c.Signaling.validate(v, c.HTTP)
@@ -83,7 +84,7 @@ func (c *Config) Validate() hcl.Diagnostics {
 // absence means "no cluster", stays nil.
 func (c *Config) fillNilBlocks() {
 	if c.Log != nil && c.Listen != nil && c.TLS != nil && c.Relay != nil &&
-		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil &&
+		c.Auth != nil && c.Policy != nil && c.Limits != nil && c.Metrics != nil && c.Usage != nil &&
 		c.HTTP != nil && c.Signaling != nil && c.API != nil && c.STUN != nil {
 		return
 	}
@@ -92,7 +93,7 @@ func (c *Config) fillNilBlocks() {
 		// Broken defaults are caught by TestDefault; give empty blocks so
 		// Validate reports the zero values instead of panicking.
 		d = &Config{Log: &Log{}, Listen: &Listen{}, TLS: &TLS{}, Relay: &Relay{},
-			Auth: &Auth{}, Policy: &Policy{}, Limits: &Limits{}, Metrics: &Metrics{},
+			Auth: &Auth{}, Policy: &Policy{}, Limits: &Limits{}, Metrics: &Metrics{}, Usage: &Usage{},
 			HTTP: &HTTP{}, Signaling: &Signaling{}, API: &API{}, STUN: &STUN{}}
 	}
 	if c.Log == nil {
@@ -118,6 +119,9 @@ func (c *Config) fillNilBlocks() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = d.Metrics
+	}
+	if c.Usage == nil {
+		c.Usage = d.Usage
 	}
 	if c.HTTP == nil {
 		c.HTTP = d.HTTP
@@ -805,6 +809,13 @@ func (l *Limits) validate(v *validator) {
 			l.DefaultLifetimeRange, "limits.default_lifetime", fmt.Sprintf("%q is above limits.max_lifetime %q", l.DefaultLifetime, l.MaxLifetime),
 			l.MaxLifetimeRange, "limits.max_lifetime", fmt.Sprintf("%q is below limits.default_lifetime %q", l.MaxLifetime, l.DefaultLifetime))
 	}
+}
+
+func (u *Usage) validate(v *validator) {
+	if u.Retention == "" {
+		u.Retention = "24h"
+	}
+	u.RetentionDuration, _ = v.durationBetween(u.Retention, u.RetentionRange, "usage.retention", time.Minute, 744*time.Hour, "1m", "744h")
 }
 
 func (m *Metrics) validate(v *validator) {

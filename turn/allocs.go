@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	pionturn "github.com/pion/turn/v5"
 )
@@ -59,6 +60,12 @@ type allocTable struct {
 	allocs  map[string]*allocEntry   // allocKey(client, server) -> allocation
 	bySrc   map[string][]*allocEntry // client address -> its allocations
 	perUser map[string]int           // user id -> live allocations
+	byID    map[uint64]*allocEntry   // the admin API's allocation ids
+	lastID  uint64
+	// retired is what the allocations that ended relayed, by client
+	// transport (transportIndex): the part of the relayed totals that
+	// no live allocation holds any more (traffic.go).
+	retired [len(transports)]Traffic
 }
 
 // maxPending bounds allocTable.pending: an entry stays behind only when an
@@ -78,8 +85,13 @@ type grant struct {
 
 // allocEntry is one live allocation as pion reported it.
 type allocEntry struct {
-	src, dst net.Addr // the 5-tuple (RFC 8656 §2): client and server address
+	id       uint64    // its number for the admin API, unique while the server runs
+	start    time.Time // when pion reported it
+	src, dst net.Addr  // the 5-tuple (RFC 8656 §2): client and server address
 	cred     grant
+	// reported is what of rc's traffic the usage hook heard of already
+	// (usage.go).
+	reported Traffic
 	relay    relayKey                  // relayed transport address
 	sock     io.Closer                 // its relay socket, as registered; nil if unknown
 	rc       *relayConn                // sock when it is a UDP relay, whose views the table writes
@@ -115,6 +127,7 @@ func newAllocTable(m *Metrics) *allocTable {
 		allocs:    map[string]*allocEntry{},
 		bySrc:     map[string][]*allocEntry{},
 		perUser:   map[string]int{},
+		byID:      map[uint64]*allocEntry{},
 	}
 }
 
@@ -211,14 +224,41 @@ func (t *allocTable) eventHandler(report func(created bool, a allocInfo)) piontu
 
 // allocInfo is what an event or a log line says about an allocation.
 type allocInfo struct {
-	client, relay    string
-	username, userID string
-	transport        string
+	id                         uint64
+	client, relay              string
+	username, userID, customID string
+	transport                  string
+	start                      time.Time
+	traffic                    Traffic // all it relayed so far
+	unreported                 Traffic // the part the usage hook has not heard of
 }
 
 func (a *allocEntry) info() allocInfo {
-	return allocInfo{client: a.src.String(), relay: a.relay.addr.String(),
-		username: a.cred.username, userID: a.cred.userID, transport: a.cred.transport}
+	t := a.traffic()
+	return allocInfo{id: a.id, client: a.src.String(), relay: a.relay.addr.String(),
+		username: a.cred.username, userID: a.cred.userID, customID: a.cred.customID(),
+		transport: a.cred.transport, start: a.start, traffic: t, unreported: t.Sub(a.reported)}
+}
+
+// traffic is what a relayed so far; zero for an RFC 6062 TCP relay.
+func (a *allocEntry) traffic() Traffic {
+	if a.rc == nil {
+		return Traffic{}
+	}
+	return a.rc.traffic.load()
+}
+
+// customID is the custom identifier a credential carries: the USER part
+// of a shared-secret credential ("EXPIRY:USER", which an application
+// fills with its end user's or tenant's id), "" for a static user and for
+// a shared-secret credential without a user part. auth derives the user id
+// of a shared-secret username from that part, and of a static user from
+// the whole name, so they differ exactly when there is one.
+func (c grant) customID() string {
+	if c.username == c.userID {
+		return ""
+	}
+	return c.userID
 }
 
 // created records an allocation pion made, with the credential the gate
@@ -245,7 +285,8 @@ func (t *allocTable) created(src, dst net.Addr, userID, realm string, relay net.
 			c.transport = "tcp"
 		}
 	}
-	a := &allocEntry{src: src, dst: dst, cred: c, relay: relayKeyOf(relay),
+	t.lastID++
+	a := &allocEntry{id: t.lastID, start: time.Now(), src: src, dst: dst, cred: c, relay: relayKeyOf(relay),
 		peers: map[netip.Addr]struct{}{}, chans: map[uint16]netip.AddrPort{}}
 	if n := intentNumber(realm); n != 0 && !a.relay.tcp {
 		if k := (relayKey{addr: a.relay.addr, tag: n}); t.relays[k] != nil {
@@ -255,6 +296,7 @@ func (t *allocTable) created(src, dst net.Addr, userID, realm string, relay net.
 	a.sock = t.relays[a.relay]
 	a.rc, _ = a.sock.(*relayConn)
 	t.allocs[key] = a
+	t.byID[a.id] = a
 	t.bySrc[k] = append(t.bySrc[k], a)
 	t.perUser[userID]++
 	t.metrics.Allocations.Inc()
@@ -309,6 +351,9 @@ func (t *allocTable) deleted(src, dst net.Addr) (allocInfo, bool) {
 // counted off here, and later events for them find nothing. t.mu is held.
 func (t *allocTable) dropEntry(key string, a *allocEntry) {
 	delete(t.allocs, key)
+	delete(t.byID, a.id)
+	i := transportIndex(a.cred.transport)
+	t.retired[i] = t.retired[i].Add(a.traffic())
 	k := a.src.String()
 	list := t.bySrc[k]
 	for i, b := range list {
@@ -489,9 +534,10 @@ func (t *allocTable) names(client string) (username, userID string) {
 	return c.username, c.userID
 }
 
-// liveAlloc is a copy of one allocation for revocation.
+// liveAlloc is a copy of one allocation for revocation and kicks.
 type liveAlloc struct {
 	src   net.Addr
+	key   string // its 5-tuple (allocKey)
 	cred  grant
 	relay string
 	sock  io.Closer    // nil: its relay socket is closing already
@@ -504,17 +550,36 @@ func (t *allocTable) snapshot() []liveAlloc {
 	defer t.mu.RUnlock()
 	out := make([]liveAlloc, 0, len(t.allocs))
 	for _, a := range t.allocs {
-		l := liveAlloc{src: a.src, cred: a.cred, relay: a.relay.addr.String()}
-		if a.sock != nil && t.relays[a.relay] == a.sock {
-			l.sock = a.sock
-		}
-		for ip := range a.peers {
-			l.peers = append(l.peers, ip)
-		}
-		for _, p := range a.chans {
-			l.peers = append(l.peers, p.Addr().Unmap())
-		}
-		out = append(out, l)
+		out = append(out, t.live(a))
 	}
 	return out
+}
+
+// live copies a. t.mu is held.
+func (t *allocTable) live(a *allocEntry) liveAlloc {
+	l := liveAlloc{src: a.src, key: allocKey(a.src, a.dst), cred: a.cred, relay: a.relay.addr.String()}
+	if a.sock != nil && t.relays[a.relay] == a.sock {
+		l.sock = a.sock
+	}
+	for ip := range a.peers {
+		l.peers = append(l.peers, ip)
+	}
+	for _, p := range a.chans {
+		l.peers = append(l.peers, p.Addr().Unmap())
+	}
+	return l
+}
+
+// relayedTotals is what every allocation relayed since the server
+// started, by client transport (transportIndex): the ended ones' and the
+// live ones' so far.
+func (t *allocTable) relayedTotals() [len(transports)]Traffic {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	sums := t.retired
+	for _, a := range t.allocs {
+		i := transportIndex(a.cred.transport)
+		sums[i] = sums[i].Add(a.traffic())
+	}
+	return sums
 }

@@ -30,6 +30,8 @@ const (
 	EventAuthenticated     = "authenticated"
 	EventAuthRefused       = "auth-refused"
 	EventAllocationCreated = "allocation-created"
+	// EventAllocationDeleted is also the usage event: its Detail says what
+	// the allocation relayed, as the usage log line does (usageDetail).
 	EventAllocationDeleted = "allocation-deleted"
 	EventPermissionDenied  = "permission-denied"
 	EventRefused           = "refused" // quota, capacity, family, transport

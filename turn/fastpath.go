@@ -124,6 +124,7 @@ func (c *relayConn) sendToPeer(out udploop.Sender, p []byte, peer netip.AddrPort
 		c.alloc.metrics.BandwidthDrops.Inc()
 		return
 	}
+	c.traffic.toPeer(len(p))
 	out.Send(c.sock, p, peer)
 }
 
@@ -203,6 +204,7 @@ func (c *relayConn) loopPacket(out udploop.Sender, b []byte, n int, from netip.A
 		// a channel (which installs one) before it answers the request that
 		// made them, so the client's peer cannot be ahead of this mirror.
 		if c.permitted(from) {
+			c.traffic.toClient(n) // pion frames and writes it
 			return false
 		}
 		c.alloc.dropNoPerm.Inc()
@@ -212,6 +214,7 @@ func (c *relayConn) loopPacket(out udploop.Sender, b []byte, n int, from netip.A
 		if num, ok := t.byPeer[from]; ok {
 			h := b[headroom-4:]
 			stunwire.PutChannelDataHeader(h, num, n)
+			c.traffic.toClient(n)
 			out.Send(link.listener.sock, h[:4+n], link.addr)
 			return true
 		}
@@ -219,6 +222,7 @@ func (c *relayConn) loopPacket(out udploop.Sender, b []byte, n int, from netip.A
 	if perms := c.perms.Load(); perms != nil {
 		if _, ok := (*perms)[from.Addr()]; ok {
 			msg := dataIndication(b, n, from)
+			c.traffic.toClient(n)
 			out.Send(link.listener.sock, msg, link.addr)
 			return true
 		}

@@ -560,6 +560,11 @@ type relayConn struct {
 	// blocked are peers a reload's policy denies while pion's permission
 	// or channel for them lives on (revoke.go); nil when none.
 	blocked atomic.Pointer[map[netip.Addr]struct{}]
+
+	// traffic counts what this allocation relayed, each way (traffic.go):
+	// written by the socket's own loop (peer to client) and the client's
+	// listener loop or pion (client to peer), read at scrape time.
+	traffic trafficCounters
 }
 
 // WriteTo is pion's send to a peer (Send indications, and ChannelData pion

@@ -78,6 +78,14 @@ type Options struct {
 	// with HTTPS (internal/portshare), and closing it must close the
 	// socket. When it returns nil, New terminates TLS on the socket itself.
 	ShareTLS func(ln net.Listener, conf *tls.Config) (net.Listener, error)
+	// Usage, when set, hears what allocations relayed per user id and
+	// custom identifier (usage.go): the live ones' growth every
+	// UsageInterval, from the server's own goroutine, and an ended one's
+	// rest from pion's goroutine as it ends. It must not block.
+	Usage func([]UsageReport)
+	// UsageInterval is how often the live allocations' traffic is
+	// reported to Usage; 0 means one minute.
+	UsageInterval time.Duration
 }
 
 // ListenAddr is one bound listener.
@@ -111,7 +119,9 @@ type Server struct {
 	// the fast path, events and revocation know of allocations (allocs.go).
 	allocs  *allocTable
 	revoked *prometheus.CounterVec
-	gate    *gate
+	// kicked counts allocations an operator ended (sessions.go).
+	kicked prometheus.Counter
+	gate   *gate
 	// Counters the packet path uses, looked up once.
 	bindingsAnswered   prometheus.Counter // Bindings answered on the fast path
 	droppedRateLimited prometheus.Counter
@@ -128,6 +138,7 @@ type Server struct {
 	draining           atomic.Bool
 
 	events func(Event)
+	usage  func([]UsageReport)
 
 	binding bindingSockets // Binding answers, RFC 5780 sockets (rfc5780.go)
 	// ephemeralSecret is generated at start; it is the only credential
@@ -165,11 +176,22 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		unauth:      newSourceLimiter(cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst),
 		maxLifetime: cfg.Limits.MaxLifetime,
 		events:      opts.Events,
+		usage:       opts.Usage,
 		revoked:     newRevokeCounter(opts.Registerer),
+		kicked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "icegate_allocations_kicked_total",
+			Help: "Live allocations ended by an operator (the admin API's kick).",
+		}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(s.kicked)
 	}
 	s.gate = newGate(s)
 	s.privateOK.Store(cfg.Relay.PrivateOK)
 	s.allocs = newAllocTable(s.metrics)
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(newRelayedCollector(s.allocs))
+	}
 	s.streams = newStreamConns(cfg.Limits.ConnectionsPerSource, cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst, s.metrics, s.limited)
 	s.allocs.ended = s.streams.allocationEnded
 	s.bindingsAnswered = s.metrics.Requests.WithLabelValues("Binding", "binding")
@@ -372,6 +394,13 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	if cfg.Relay.IPv4Discover || cfg.Relay.IPv6Discover {
 		s.wg.Go(func() { s.watchPublic(ctx) })
 	}
+	if s.usage != nil {
+		every := opts.UsageInterval
+		if every <= 0 {
+			every = defaultUsageInterval
+		}
+		s.wg.Go(func() { s.watchUsage(ctx, every) })
+	}
 	return s, nil
 }
 
@@ -380,12 +409,17 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 func (s *Server) allocationEvent(created bool, a allocInfo) {
 	e := Event{Kind: EventAllocationDeleted, Client: a.client, Transport: a.transport,
 		Username: a.username, UserID: a.userID}
-	msg := "allocation deleted"
 	if created {
-		e.Kind, e.Detail, msg = EventAllocationCreated, "relay "+a.relay, "allocation created"
+		e.Kind, e.Detail = EventAllocationCreated, "relay "+a.relay
+		s.emit(e)
+		s.log.Debug("allocation created", "client", a.client, "user", a.userID, "relay", a.relay)
+		return
 	}
+	// The usage event and line: what the allocation relayed in all.
+	e.Detail = usageDetail(a)
 	s.emit(e)
-	s.log.Debug(msg, "client", a.client, "user", a.userID, "relay", a.relay)
+	s.logUsage(a)
+	s.reportUsage(a.userID, a.customID, a.unreported)
 }
 
 // udpListener wraps a UDP listening socket served by Go's net package in
@@ -808,6 +842,11 @@ func (p *PreparedReload) Commit() Revoked {
 // and refreshing. It does not wait; Drain does. It reports whether the
 // server was allocating until now.
 func (s *Server) StopAllocating() bool { return !s.draining.Swap(true) }
+
+// ResumeAllocating takes back StopAllocating: new allocations are
+// accepted again (the admin API's undrain). It reports whether the server
+// was draining until now.
+func (s *Server) ResumeAllocating() bool { return s.draining.Swap(false) }
 
 // Draining reports whether new allocations are refused.
 func (s *Server) Draining() bool { return s.draining.Load() }

@@ -165,6 +165,19 @@ func (t *streamConns) allocationEnded(key string) {
 	}
 }
 
+// closeKey closes the connection of the 5-tuple key, if it is one of
+// ours: an operator's kick (sessions.go) ends the client's connection with
+// its allocation, so the client's next send fails instead of going
+// nowhere.
+func (t *streamConns) closeKey(key string) {
+	t.keyMu.Lock()
+	c := t.byKey[key]
+	t.keyMu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+}
+
 // acceptError counts and logs a failed accept: with the process out of
 // descriptors (EMFILE, ENFILE) the client stays in the kernel's backlog
 // until the listener can take it.

@@ -33,6 +33,9 @@ Usage:
   icegate healthcheck [-addr 127.0.0.1:3478]
                                         exit 0 when the server answers a STUN Binding there
                                         (a container's HEALTHCHECK)
+  icegate admin [-url URL] [-key KEY] list|show|kick|drain|undrain|status|usage
+                                        call a running server's admin API (api.keys; the
+                                        key also from $ICEGATE_API_KEY)
   icegate version                       print the version
 
 Run "icegate COMMAND -h" for a command's flags.
@@ -76,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return natcheckCmd(ctx, rest, stdout, stderr)
 	case "healthcheck":
 		return healthcheckCmd(ctx, rest, stdout, stderr)
+	case "admin":
+		return adminCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "icegate", version)
 		return nil

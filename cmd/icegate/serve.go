@@ -26,6 +26,7 @@ import (
 	"icegate/internal/udploop"
 	"icegate/signaling"
 	"icegate/turn"
+	usagerec "icegate/usage"
 )
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -111,7 +112,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if certs != nil {
 		defer certs.Close()
 	}
-	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops}
+	// Usage per user and custom identifier, in minute buckets for the
+	// admin API (admin.go).
+	usageStore := usagerec.NewStore(cfg.Usage.RetentionDuration)
+	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops, Usage: usageHook(usageStore)}
 	// HTTPS's certificate is loaded before the relay binds: a socket the
 	// two share (http.listen on listen.tls_port) serves it from the start.
 	var web *httpServer
@@ -184,6 +188,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mux.Handle("/healthz", hl.handler(nil))
 		mux.Handle("/readyz", hl.handler(nil))
 		hl.bound("metrics", ln.Addr().String())
+		admin := &adminAPI{relay: srv, hub: rl.hub.Load, keys: func() []string { return rl.current.Load().API.Keys },
+			usage: localUsage{usageStore}, log: log.With("component", "admin")}
+		mux.Handle("/api/v1/admin/", admin.handler())
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = metricsSrv.Serve(ln) }()
 		defer metricsSrv.Close()

@@ -29,6 +29,7 @@ var allowed = map[string][]string{
 	"icegate/internal/redistest":   nil,
 	"icegate/internal/sigload":     nil,
 	"icegate/internal/nodetest":    nil,
+	"icegate/usage":                nil, // usage buckets (and their Redis keys); no relay, no signaling
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
@@ -47,7 +48,8 @@ var allowed = map[string][]string{
 	"icegate/signaling/socketio": nil,
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/acmecert",
-		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare", "icegate/internal/proxied"},
+		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare", "icegate/internal/proxied",
+		"icegate/usage"},
 }
 
 // Tools (benchmarks, labs, interop) may use anything but each other and
