@@ -159,7 +159,9 @@ var reloadClasses = map[string]ReloadClass{
 	"Cluster.KeyPrefix":           Restart,
 	"Cluster.Redis":               Restart,
 
-	"API.Keys": Live, // a key is replaced without a restart
+	"API.Keys":                     Live, // a key is replaced without a restart
+	"API.MaxCredentialTTL":         Live,
+	"API.MaxCredentialTTLDuration": Live,
 
 	"STUN.AlternateAddress":    Restart,
 	"STUN.AlternatePort":       Restart,
