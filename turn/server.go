@@ -78,6 +78,33 @@ type Options struct {
 	// with HTTPS (internal/portshare), and closing it must close the
 	// socket. When it returns nil, New terminates TLS on the socket itself.
 	ShareTLS func(ln net.Listener, conf *tls.Config) (net.Listener, error)
+	// Alternate, when set, names another server for an Allocate this one
+	// will not take because it is draining or at limits.allocations_total:
+	// the client gets 300 Try Alternate with ALTERNATE-SERVER (RFC 8489
+	// §10) instead of 508. transport is the request's ("udp", "tcp", "tls",
+	// "dtls") and v6 its source's family, which the alternate's address
+	// must share. false means none is known: 508 as without it. In a
+	// cluster cmd/icegate passes the least loaded healthy node (steer). It
+	// runs on the request's goroutine, once per refused Allocate, and must
+	// answer from memory.
+	Alternate func(transport string, v6 bool) (Alternate, bool)
+}
+
+// Alternate is the server a 300 Try Alternate sends a client to.
+type Alternate struct {
+	// Addr is its address and port for the request's transport
+	// (ALTERNATE-SERVER, RFC 8489 §14.15).
+	Addr netip.AddrPort
+	// Domain is its host name, sent as ALTERNATE-DOMAIN (RFC 8489 §14.16)
+	// over TLS and DTLS, where the client checks the alternate's
+	// certificate against it; "" (an IP) sends none.
+	Domain string
+	// Realm is its REALM, sent in the 300: a client such as libwebrtc
+	// takes REALM (and NONCE) from a 300 and authenticates with them at the
+	// alternate. "" sends none.
+	Realm string
+	// Node names it in logs and events (a cluster node id).
+	Node string
 }
 
 // ListenAddr is one bound listener.
@@ -88,10 +115,12 @@ type ListenAddr struct {
 
 // Server is a running STUN/TURN server.
 type Server struct {
-	cfg     Config // with its defaults; Auth and Policy as at start
-	log     *slog.Logger
-	limited *ratelog.Logger
-	metrics *Metrics
+	cfg Config // with its defaults; Auth and Policy as at start
+	// alternate is Options.Alternate (nil: none).
+	alternate func(transport string, v6 bool) (Alternate, bool)
+	log       *slog.Logger
+	limited   *ratelog.Logger
+	metrics   *Metrics
 
 	creds atomic.Pointer[auth.Credentials]
 	// peers is the peer policy, swapped as a whole on reload and when
@@ -165,6 +194,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		unauth:      newSourceLimiter(cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst),
 		maxLifetime: cfg.Limits.MaxLifetime,
 		events:      opts.Events,
+		alternate:   opts.Alternate,
 		revoked:     newRevokeCounter(opts.Registerer),
 	}
 	s.gate = newGate(s)
