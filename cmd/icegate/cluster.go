@@ -1,18 +1,24 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"icegate/config"
 	"icegate/signaling"
 	"icegate/signaling/redisbus"
+	"icegate/steer"
+	"icegate/turn"
 )
 
 // signalingBus returns the bus signaling runs on: nil (the in-process
@@ -76,4 +82,110 @@ func randomSuffix() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b[:])
+}
+
+// steering is TURN load steering on a cluster (package steer): this
+// node's record in Redis, and the choices the relay and signaling ask of
+// it. The zero value (no cluster) steers nothing.
+type steering struct {
+	dir  atomic.Pointer[steer.Directory]
+	self string
+	stop func()
+}
+
+// alternate is the relay's Options.Alternate: the least loaded healthy
+// other node serving the transport, for a 300 Try Alternate.
+func (st *steering) alternate(transport string, v6 bool) (turn.Alternate, bool) {
+	d := st.dir.Load()
+	if d == nil {
+		return turn.Alternate{}, false
+	}
+	n, ap, ok := d.PickAlternate(transport, v6)
+	if !ok {
+		return turn.Alternate{}, false
+	}
+	alt := turn.Alternate{Addr: ap, Realm: n.Realm, Node: n.ID}
+	if _, err := netip.ParseAddr(n.Host); err != nil {
+		alt.Domain = n.Host
+	}
+	return alt, true
+}
+
+// pick is signaling's Options.Steer: another node when it is less loaded
+// than this one (or this one is draining or full), else this node's own.
+func (st *steering) pick() (signaling.TURNNode, bool) {
+	d := st.dir.Load()
+	if d == nil {
+		return signaling.TURNNode{}, false
+	}
+	n, ok := d.Pick()
+	if !ok || n.ID == st.self {
+		return signaling.TURNNode{}, false
+	}
+	return signaling.TURNNode{Node: n.ID, Host: n.Host, Relay: signaling.Relay{
+		Port: n.Port, TLSPort: n.TLSPort, UDP: n.UDP, TCP: n.TCP, TLS: n.TLS}}, true
+}
+
+// publish tells the other nodes at once (after SIGUSR1 or at shutdown).
+func (st *steering) publish() {
+	if d := st.dir.Load(); d != nil {
+		d.Publish()
+	}
+}
+
+// start begins heartbeating this node's record on bus's Redis; stop (run
+// by Close) removes the record. cur is the config in force (turn_host, the
+// realm and the cap follow a reload where those do).
+func (st *steering) start(bus *redisbus.Bus, c *config.Cluster, cur func() *config.Config, srv *turn.Server, log *slog.Logger) error {
+	var cpu steer.CPUSampler
+	st.self = bus.NodeID()
+	d, err := steer.New(steer.Options{Client: bus.Client(), Prefix: bus.Prefix(), NodeID: bus.NodeID(), TTL: c.NodeTimeoutDuration, Logger: log,
+		Self: func(ctx context.Context) steer.Node { return selfNode(ctx, cur(), srv, &cpu) }})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	st.stop = func() { cancel(); <-done }
+	st.dir.Store(d)
+	if cur().Signaling.TURNHost == "" {
+		log.Warn("cluster: signaling.turn_host is not set, so other nodes never send clients to this node's relay (they cannot know its name)")
+	}
+	return nil
+}
+
+// Close stops heartbeating and removes this node's record.
+func (st *steering) Close() {
+	if st.stop != nil {
+		st.stop()
+	}
+}
+
+// selfNode is this node's steering record: where clients reach its relay,
+// what it serves, and its load now.
+func selfNode(ctx context.Context, cfg *config.Config, srv *turn.Server, cpu *steer.CPUSampler) steer.Node {
+	port, tlsPort := servedPorts(srv.Addrs())
+	n := steer.Node{
+		Host: cfg.Signaling.TURNHost, Port: port, TLSPort: tlsPort, Realm: cfg.Realm,
+		UDP: cfg.Listen.UDPOn() && port > 0, TCP: cfg.Listen.TCPOn() && port > 0,
+		TLS: cfg.Listen.TLSOn() && tlsPort > 0, DTLS: cfg.Listen.DTLSOn() && tlsPort > 0,
+		Load: steer.Load{Allocations: srv.AllocationCount(), Capacity: max(cfg.Limits.AllocationsTotal, 0),
+			// The relay counts no bytes yet: the choice goes by
+			// allocations and CPU.
+			BitRate: -1, CPU: cpu.Sample(), Draining: srv.Draining()},
+	}
+	if n.Host == "" {
+		return n
+	}
+	// ALTERNATE-SERVER carries an address: turn_host itself, or what it
+	// resolves to (looked up each heartbeat, so a DNS change follows).
+	if a, err := netip.ParseAddr(strings.Trim(n.Host, "[]")); err == nil {
+		n.Addrs = []netip.Addr{a.Unmap()}
+	} else if addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", n.Host); err == nil {
+		for _, a := range addrs {
+			n.Addrs = append(n.Addrs, a.Unmap())
+		}
+	}
+	return n
 }

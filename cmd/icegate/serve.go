@@ -24,6 +24,7 @@ import (
 	"icegate/config"
 	"icegate/internal/udploop"
 	"icegate/signaling"
+	"icegate/signaling/redisbus"
 	"icegate/turn"
 )
 
@@ -110,7 +111,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if certs != nil {
 		defer certs.Close()
 	}
-	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops}
+	// TURN load steering (a cluster): the relay asks it for a 300's
+	// alternate from the start; it is given its Redis with the bus below.
+	var load steering
+	defer load.Close()
+	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops, Alternate: load.alternate}
 	// HTTPS's certificate is loaded before the relay binds: a socket the
 	// two share (http.listen on listen.tls_port) serves it from the start.
 	var web *httpServer
@@ -149,9 +154,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if rb, ok := bus.(*redisbus.Bus); ok {
+			if err := load.start(rb, cfg.Cluster, rl.current.Load, srv, log); err != nil {
+				return err
+			}
+		}
 		hub, err := signaling.New(signalingConfig(cfg, srv.Addrs()), signaling.Options{Logger: log, Registerer: reg, Version: version,
 			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }, Bus: bus,
-			RelayDraining: srv.Draining})
+			RelayDraining: srv.Draining, Steer: load.pick})
 		if err != nil {
 			return err
 		}
@@ -253,6 +263,7 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 				} else {
 					log.Info("SIGUSR1: already draining", "allocations", n)
 				}
+				load.publish()
 				status = "STATUS=draining: new allocations refused"
 				_ = notify.send(status)
 			case sigCertsLoad:
@@ -262,6 +273,8 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 		}
 		_ = notify.send("STOPPING=1", "STATUS=stopping: draining allocations")
 		closeHTTP()
+		srv.StopAllocating()
+		load.publish()
 		return shutdown(srv, rl.current.Load().ShutdownGraceDuration, sigs, log)
 	}
 }
