@@ -125,12 +125,14 @@ func boolInt(b bool) int {
 
 // Pick chooses the node new TURN clients should go to, among nodes (every
 // record, self's included, as Directory.Nodes gives them) for the node
-// self: the least loaded usable node with a Host, self when it is usable
+// self: the least loaded usable node with a Host (or self), self when it is usable
 // and as little loaded as the best, else the lowest id among the best
 // (so every node picks the same). A draining or full node is never picked.
 // ok is false when none is usable.
 func Pick(nodes []Node, self string) (Node, bool) {
-	return pick(nodes, self, func(n *Node) bool { return n.Host != "" })
+	// Self without a Host is still a choice: its own clients reach it by
+	// the name they reached signaling at.
+	return pick(nodes, self, func(n *Node) bool { return n.Host != "" || n.ID == self })
 }
 
 // PickAlternate chooses the node a 300 Try Alternate names for an

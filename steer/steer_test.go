@@ -38,6 +38,7 @@ func TestPick(t *testing.T) {
 		{"hot CPU last", []Node{node("a", 50), node("b", 1, hot)}, "a", "a"},
 		{"all hot: by allocations", []Node{node("a", 50, hot), node("b", 1, hot)}, "a", "b"},
 		{"no host is not vended", []Node{node("a", 50), node("b", 1, noHost)}, "a", "a"},
+		{"self without a host still counts", []Node{node("a", 1, noHost), node("b", 50)}, "a", "a"},
 		{"bit rate breaks a clear tie", []Node{node("a", 5, bits(50e6)), node("b", 5, bits(10e6))}, "a", "b"},
 		{"bit rate within a fifth: self", []Node{node("a", 5, bits(11e6)), node("b", 5, bits(10e6))}, "a", "a"},
 		{"bit rate unknown on one side", []Node{node("a", 5, bits(50e6)), node("b", 5)}, "a", "a"},
