@@ -102,7 +102,7 @@ func TestClusterDefaults(t *testing.T) {
 		t.Fatal(FormatDiagnostics(diags))
 	}
 	cl := c.Cluster
-	if cl.NodeID != "" || cl.NodeTimeout != "10s" || cl.NodeTimeoutDuration != 10*time.Second || cl.KeyPrefix != "icegate:" ||
+	if cl.NodeID != "" || cl.NodeTimeout != "10s" || cl.NodeTimeoutDuration != 10*time.Second || cl.KeyPrefix != "icegate:" || cl.UserQuota != "node" ||
 		cl.Redis.Addrs[0] != "127.0.0.1:6379" || cl.Redis.Password != "pw" {
 		t.Errorf("cluster %+v", cl)
 	}

@@ -157,6 +157,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Cluster.NodeTimeout":         Restart,
 	"Cluster.NodeTimeoutDuration": Restart,
 	"Cluster.KeyPrefix":           Restart,
+	"Cluster.UserQuota":           Restart,
 	"Cluster.Redis":               Restart,
 
 	"API.Keys":                     Live, // a key is replaced without a restart

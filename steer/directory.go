@@ -34,6 +34,10 @@ type Options struct {
 	// filled in). Required. It is called once per heartbeat, and may take
 	// up to an Interval (it may resolve a host name).
 	Self func(ctx context.Context) Node
+	// Instance, when set, is kept alive with each heartbeat (the key
+	// PREFIX "turn:inst:" Instance, with the TTL): the UserCounts of this
+	// process, whose counts others add up only while it lives.
+	Instance string
 	// Logger receives state changes; nil discards them.
 	Logger *slog.Logger
 }
@@ -110,7 +114,11 @@ func (d *Directory) Run(ctx context.Context) {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			_ = d.opt.Client.Do(dctx, d.opt.Client.B().Del().Key(d.key).Build()).Error()
+			keys := []string{d.key}
+			if d.opt.Instance != "" {
+				keys = append(keys, d.opt.Prefix+"turn:inst:"+d.opt.Instance)
+			}
+			_ = d.opt.Client.Do(dctx, d.opt.Client.B().Del().Key(keys...).Build()).Error()
 			return
 		case <-t.C:
 		case <-d.kick:
@@ -156,9 +164,14 @@ func (d *Directory) exchange(ctx context.Context, self *Node) error {
 		return err
 	}
 	c := d.opt.Client
-	for _, r := range c.DoMulti(ctx,
+	cmds := rueidis.Commands{
 		c.B().Set().Key(d.key).Value(string(b)).PxMilliseconds(d.opt.TTL.Milliseconds()).Build(),
-		c.B().Sadd().Key(d.set).Member(d.opt.NodeID).Build()) {
+		c.B().Sadd().Key(d.set).Member(d.opt.NodeID).Build(),
+	}
+	if d.opt.Instance != "" {
+		cmds = append(cmds, c.B().Set().Key(d.opt.Prefix+"turn:inst:"+d.opt.Instance).Value("1").PxMilliseconds(d.opt.TTL.Milliseconds()).Build())
+	}
+	for _, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			return fmt.Errorf("steer: publishing: %w", err)
 		}

@@ -1165,13 +1165,21 @@ func (g *gate) attempt(outcome string) {
 // allocation: a TCP or TLS connection that does is not idle.
 func (g *gate) hasAllocation(key string) bool { return g.s.allocs.has(key) }
 
-// quota is pion's QuotaHandler: limits.allocations_per_user (486).
+// quota is pion's QuotaHandler: limits.allocations_per_user (486), over
+// this server's allocations and, with Options.UserElsewhere, the user's
+// allocations on the cluster's other nodes.
 func (g *gate) quota(userID, _ string, _ net.Addr) bool {
 	limit := g.s.cfg.Limits.AllocationsPerUser // NoLimit: no cap
 	if limit <= 0 {
 		return true
 	}
-	ok := g.s.allocs.userAllocations(userID) < limit
+	n := g.s.allocs.userAllocations(userID)
+	if n < limit && g.s.userElsewhere != nil {
+		// Cluster-wide: only asked when the local count passes, so a user
+		// over the cap here costs no round trip.
+		n += g.s.userElsewhere(userID)
+	}
+	ok := n < limit
 	if !ok {
 		g.attempt("user_quota")
 	}

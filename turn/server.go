@@ -88,6 +88,14 @@ type Options struct {
 	// runs on the request's goroutine, once per refused Allocate, and must
 	// answer from memory.
 	Alternate func(transport string, v6 bool) (Alternate, bool)
+	// UserElsewhere, when set, returns a user's allocations on other
+	// servers, which limits.allocations_per_user then counts with this
+	// server's own (a cluster-wide quota: cluster.user_quota = "cluster").
+	// It is asked once per Allocate that passes the local count, from the
+	// read loop of the listener the Allocate came on, so it must answer
+	// within a bounded time (steer.UserCounts: one Redis round trip, at most
+	// 100 ms, then this server's count alone). nil counts this server only.
+	UserElsewhere func(userID string) int
 }
 
 // Alternate is the server a 300 Try Alternate sends a client to.
@@ -118,9 +126,11 @@ type Server struct {
 	cfg Config // with its defaults; Auth and Policy as at start
 	// alternate is Options.Alternate (nil: none).
 	alternate func(transport string, v6 bool) (Alternate, bool)
-	log       *slog.Logger
-	limited   *ratelog.Logger
-	metrics   *Metrics
+	// userElsewhere is Options.UserElsewhere (nil: this server only).
+	userElsewhere func(userID string) int
+	log           *slog.Logger
+	limited       *ratelog.Logger
+	metrics       *Metrics
 
 	creds atomic.Pointer[auth.Credentials]
 	// peers is the peer policy, swapped as a whole on reload and when
@@ -187,15 +197,16 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	}
 	log = log.With("component", "turn")
 	s := &Server{
-		cfg:         cfg,
-		log:         log,
-		limited:     ratelog.New(log),
-		metrics:     NewMetrics(opts.Registerer),
-		unauth:      newSourceLimiter(cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst),
-		maxLifetime: cfg.Limits.MaxLifetime,
-		events:      opts.Events,
-		alternate:   opts.Alternate,
-		revoked:     newRevokeCounter(opts.Registerer),
+		cfg:           cfg,
+		log:           log,
+		limited:       ratelog.New(log),
+		metrics:       NewMetrics(opts.Registerer),
+		unauth:        newSourceLimiter(cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst),
+		maxLifetime:   cfg.Limits.MaxLifetime,
+		events:        opts.Events,
+		alternate:     opts.Alternate,
+		userElsewhere: opts.UserElsewhere,
+		revoked:       newRevokeCounter(opts.Registerer),
 	}
 	s.gate = newGate(s)
 	s.privateOK.Store(cfg.Relay.PrivateOK)

@@ -10,7 +10,9 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -91,6 +93,38 @@ type steering struct {
 	dir  atomic.Pointer[steer.Directory]
 	self string
 	stop func()
+	// users counts allocations per user across the cluster
+	// (cluster.user_quota = "cluster"); nil otherwise.
+	users atomic.Pointer[steer.UserCounts]
+}
+
+// userQuotaWait bounds the Redis round trip of a cluster-wide
+// allocations_per_user check, made on the read loop of the listener the
+// Allocate came on: past it the check counts this node alone.
+const userQuotaWait = 100 * time.Millisecond
+
+// elsewhere is the relay's Options.UserElsewhere: the user's allocations
+// on the other live nodes (0 without a cluster-wide quota).
+func (st *steering) elsewhere(user string) int {
+	if u := st.users.Load(); u != nil {
+		return u.Elsewhere(user)
+	}
+	return 0
+}
+
+// count follows the relay's allocation events into the cluster-wide
+// counts.
+func (st *steering) count(e turn.Event) {
+	u := st.users.Load()
+	if u == nil {
+		return
+	}
+	switch e.Kind {
+	case turn.EventAllocationCreated:
+		u.Add(e.UserID, 1)
+	case turn.EventAllocationDeleted:
+		u.Add(e.UserID, -1)
+	}
 }
 
 // alternate is the relay's Options.Alternate: the least loaded healthy
@@ -139,15 +173,25 @@ func (st *steering) publish() {
 func (st *steering) start(bus *redisbus.Bus, c *config.Cluster, cur func() *config.Config, srv *turn.Server, log *slog.Logger) error {
 	var cpu steer.CPUSampler
 	st.self = bus.NodeID()
+	var users *steer.UserCounts
+	instance := ""
+	if c.UserQuota == "cluster" {
+		users = steer.NewUserCounts(bus.Client(), bus.Prefix(), bus.NodeID(), userQuotaWait, log)
+		instance = users.Instance()
+	}
 	d, err := steer.New(steer.Options{Client: bus.Client(), Prefix: bus.Prefix(), NodeID: bus.NodeID(), TTL: c.NodeTimeoutDuration, Logger: log,
-		Self: func(ctx context.Context) steer.Node { return selfNode(ctx, cur(), srv, &cpu) }})
+		Instance: instance, Self: func(ctx context.Context) steer.Node { return selfNode(ctx, cur(), srv, &cpu) }})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); d.Run(ctx) }()
-	st.stop = func() { cancel(); <-done }
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(ctx) })
+	if users != nil {
+		wg.Go(func() { users.Run(ctx) })
+		st.users.Store(users)
+	}
+	st.stop = func() { cancel(); wg.Wait() }
 	st.dir.Store(d)
 	if cur().Signaling.TURNHost == "" {
 		log.Warn("cluster: signaling.turn_host is not set, so other nodes never send clients to this node's relay (they cannot know its name)")

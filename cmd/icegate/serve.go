@@ -89,9 +89,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// the ports it actually serves. The signaling server in turn shows each
 	// peer the relay's decisions about its own requests; events before it
 	// exists have no peer to go to.
+	// TURN load steering (a cluster): the relay asks it for a 300's
+	// alternate and a user's allocations elsewhere from the start, and
+	// its events feed the cluster-wide counts; it is given its Redis with
+	// the bus below.
+	var load steering
+	defer load.Close()
 	var events func(turn.Event)
 	if cfg.HTTP.Listen != "" {
 		events = func(e turn.Event) {
+			load.count(e)
 			if h := rl.hub.Load(); h != nil {
 				h.RelayEvent(signaling.RelayEvent(e))
 			}
@@ -111,11 +118,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if certs != nil {
 		defer certs.Close()
 	}
-	// TURN load steering (a cluster): the relay asks it for a 300's
-	// alternate from the start; it is given its Redis with the bus below.
-	var load steering
-	defer load.Close()
-	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops, Alternate: load.alternate}
+	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops, Alternate: load.alternate, UserElsewhere: load.elsewhere}
 	// HTTPS's certificate is loaded before the relay binds: a socket the
 	// two share (http.listen on listen.tls_port) serves it from the start.
 	var web *httpServer

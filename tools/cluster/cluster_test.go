@@ -71,6 +71,8 @@ type node struct {
 // signaling block, and blocks at the top level.
 type conf struct {
 	signaling, extra string
+	// cluster are attributes added inside the cluster block.
+	cluster string
 	// nodeTimeout replaces the package's nodeTimeout when set.
 	nodeTimeout time.Duration
 }
@@ -106,10 +108,11 @@ cluster {
   redis_url = %q
   node_id = %q
   node_timeout = "%s"
+%s
 }
 shutdown_grace = "1s"
 %s
-`, turnPort, freePort(t), httpPort, resumeGrace, c.signaling, redisURL, name, timeout, c.extra)
+`, turnPort, freePort(t), httpPort, resumeGrace, c.signaling, redisURL, name, timeout, c.cluster, c.extra)
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -226,3 +226,92 @@ func TestTURNSteering(t *testing.T) {
 	_, relay = allocate(t, alt.Port, user, pass, realm.String())
 	echo(t, relay)
 }
+
+// TestClusterUserQuota: with cluster.user_quota = "cluster",
+// limits.allocations_per_user counts a user's allocations on every node:
+// a user at the cap on one node is refused (486) on the other, until the
+// allocation ends; another user is not.
+func TestClusterUserQuota(t *testing.T) {
+	r := redistest.Start(t)
+	mk := func(realm string) conf {
+		c := steerConf(realm)
+		c.cluster = `  user_quota = "cluster"`
+		c.extra += "\nlimits {\n  allocations_per_user = 1\n}"
+		return c
+	}
+	a := startNode(t, r.URL(), "quota-a", mk("a.example.org"))
+	b := startNode(t, r.URL(), "quota-b", mk("b.example.org"))
+	cred := func(n *node, id string) (string, string) {
+		t.Helper()
+		status, out := call(t, n, "POST", "turn/credentials", map[string]any{"custom_identifier": id})
+		if status != http.StatusCreated {
+			t.Fatalf("credentials: %d %v", status, out)
+		}
+		for _, s := range out["iceServers"].([]any) {
+			m := s.(map[string]any)
+			if u, _ := m["username"].(string); u != "" {
+				return u, m["credential"].(string)
+			}
+		}
+		t.Fatal("no TURN entry")
+		return "", ""
+	}
+	try := func(port int, user, pass, realm string) (*pionturn.Client, net.PacketConn, error) {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		c, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: pc,
+			Username: user, Password: pass, Realm: realm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(); _ = pc.Close() })
+		relay, err := c.Allocate()
+		return c, relay, err
+	}
+
+	user, pass := cred(a, "tenant-1")
+	_, relayA, err := try(a.turn, user, pass, "a.example.org")
+	if err != nil {
+		t.Fatalf("first allocation on a: %v", err)
+	}
+	// b learns of it within a flush; until then b may still say yes.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, relay, err := try(b.turn, user, pass, "b.example.org")
+		if err != nil {
+			if !strings.Contains(err.Error(), "486") {
+				t.Fatalf("second allocation on b: %v, want 486 Allocation Quota Reached", err)
+			}
+			break
+		}
+		_ = relay.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("b allocated for tenant-1, who holds the cluster-wide cap on a")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Another user is not affected.
+	other, otherPass := cred(b, "tenant-2")
+	if _, _, err := try(b.turn, other, otherPass, "b.example.org"); err != nil {
+		t.Fatalf("tenant-2 on b: %v", err)
+	}
+	// The allocation on a ends: b takes tenant-1 again.
+	_ = relayA.Close()
+	deadline = time.Now().Add(3 * time.Second)
+	for {
+		_, _, err := try(b.turn, user, pass, "b.example.org")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tenant-1 on b after a's allocation ended: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -4,6 +4,7 @@ cluster {
   node_id      = "node-a.eu_1"
   node_timeout = "3s"
   key_prefix   = "icegate-prod:"
+  user_quota   = "cluster"
 }
 
 # Steering TURN load across the nodes needs a secret every node shares and
