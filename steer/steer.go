@@ -41,6 +41,11 @@ type Node struct {
 	// Realm is its REALM (auth.realm): a 300 carries it, so a client
 	// such as libwebrtc authenticates with the alternate's realm.
 	Realm string `json:"realm,omitempty"`
+	// Nonce is a NONCE its relay accepts for at least half an hour from
+	// Updated (turn.Server.Nonce): a 300 naming it carries it, since
+	// libwebrtc allocates at the alternate with the 300's nonce and fails
+	// on a 438.
+	Nonce string `json:"nonce,omitempty"`
 	// Load is what the node measured at Updated.
 	Load
 	// Updated is when the record was written, Unix milliseconds of the

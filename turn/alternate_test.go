@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
@@ -190,5 +191,31 @@ func TestTryAlternateFull(t *testing.T) {
 	none.Store(true)
 	if code := errorCode(other.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 508 {
 		t.Errorf("full without an alternate: %d, want 508", code)
+	}
+}
+
+// TestNonce: Server.Nonce gives a nonce the server accepts at once (an
+// authenticated Allocate with it succeeds, no 438), from a UDP listener or,
+// without one, a TCP one; it is reused for half an hour.
+func TestNonce(t *testing.T) {
+	for _, noUDP := range []bool{false, true} {
+		srv := startServer(t, func(c *Config) { c.Listen.NoUDP = noUDP })
+		ctx := withTimeout(t, 5*time.Second)
+		nonce, err := srv.Nonce(ctx)
+		if err != nil || nonce == "" {
+			t.Fatalf("noUDP=%v: Nonce: %q %v", noUDP, nonce, err)
+		}
+		again, _ := srv.Nonce(ctx)
+		if again != nonce {
+			t.Errorf("noUDP=%v: a second Nonce probed again (%q, then %q)", noUDP, nonce, again)
+		}
+		if noUDP {
+			continue
+		}
+		raw := newRawClient(t, "127.0.0.1", srv.addr(t, "udp", "4"))
+		raw.nonce = nonce // never challenged: the nonce came from Nonce
+		if resp := raw.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP()); resp.Type.Class != pionstun.ClassSuccessResponse {
+			t.Fatalf("Allocate with Nonce's nonce: code %d", errorCode(resp))
+		}
 	}
 }

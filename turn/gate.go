@@ -788,9 +788,9 @@ func rebuild(msg *pionstun.Message, key []byte, drop func(pionstun.AttrType) boo
 // request's family, and over TLS or DTLS ALTERNATE-DOMAIN with its name so
 // the client can check its certificate; the response is signed with the
 // key the request was authenticated with (§10 allows it, and a client
-// that checks integrity then trusts the redirect). REALM is the
+// that checks integrity then trusts the redirect). REALM and NONCE are the
 // alternate's (libwebrtc's TurnAllocateRequest::OnTryAlternate applies a
-// 300's REALM and NONCE before it allocates there).
+// 300's REALM and NONCE before it allocates there, and fails on a 438).
 func (g *gate) tryAlternate(in inbound, msg *pionstun.Message, key []byte, why string) bool {
 	if g.s.alternate == nil {
 		return false
@@ -811,6 +811,9 @@ func (g *gate) tryAlternate(in inbound, msg *pionstun.Message, key []byte, why s
 	}
 	if alt.Realm != "" {
 		setters = append(setters, pionstun.NewRealm(alt.Realm))
+	}
+	if alt.Nonce != "" {
+		setters = append(setters, pionstun.NewNonce(alt.Nonce))
 	}
 	setters = append(setters, pionstun.NewSoftware(stun.Software))
 	if key != nil {

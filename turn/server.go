@@ -111,6 +111,11 @@ type Alternate struct {
 	// takes REALM (and NONCE) from a 300 and authenticates with them at the
 	// alternate. "" sends none.
 	Realm string
+	// Nonce is a NONCE the alternate accepts now (its Server.Nonce), sent
+	// in the 300: libwebrtc allocates at the alternate with the 300's
+	// nonce, or with the old one when there is none, and gives up on the
+	// 438 (Stale Nonce) that earns. "" sends none.
+	Nonce string
 	// Node names it in logs and events (a cluster node id).
 	Node string
 }
@@ -128,9 +133,13 @@ type Server struct {
 	alternate func(transport string, v6 bool) (Alternate, bool)
 	// userElsewhere is Options.UserElsewhere (nil: this server only).
 	userElsewhere func(userID string) int
-	log           *slog.Logger
-	limited       *ratelog.Logger
-	metrics       *Metrics
+	// nonce is the last NONCE Nonce took from pion, at nonceAt.
+	nonceMu sync.Mutex
+	nonce   string
+	nonceAt time.Time
+	log     *slog.Logger
+	limited *ratelog.Logger
+	metrics *Metrics
 
 	creds atomic.Pointer[auth.Credentials]
 	// peers is the peer policy, swapped as a whole on reload and when

@@ -138,7 +138,7 @@ func (st *steering) alternate(transport string, v6 bool) (turn.Alternate, bool) 
 	if !ok {
 		return turn.Alternate{}, false
 	}
-	alt := turn.Alternate{Addr: ap, Realm: n.Realm, Node: n.ID}
+	alt := turn.Alternate{Addr: ap, Realm: n.Realm, Nonce: n.Nonce, Node: n.ID}
 	if _, err := netip.ParseAddr(n.Host); err != nil {
 		alt.Domain = n.Host
 	}
@@ -221,6 +221,12 @@ func selfNode(ctx context.Context, cfg *config.Config, srv *turn.Server, cpu *st
 	}
 	if n.Host == "" {
 		return n
+	}
+	if !n.Draining {
+		// For the 300s of other nodes that send clients here.
+		if nonce, err := srv.Nonce(ctx); err == nil {
+			n.Nonce = nonce
+		}
 	}
 	// ALTERNATE-SERVER carries an address: turn_host itself, or what it
 	// resolves to (looked up each heartbeat, so a DNS change follows).

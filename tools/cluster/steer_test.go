@@ -222,6 +222,35 @@ func TestTURNSteering(t *testing.T) {
 	if err := pionstun.NewLongTermIntegrity(user, "b.example.org", pass).Check(resp); err != nil {
 		t.Errorf("300 not signed with the request's key: %v", err)
 	}
+	// Its NONCE is one a accepts: an Allocate there with the 300's realm
+	// and nonce succeeds at once, as libwebrtc sends it (a 438 would end
+	// the browser's attempt).
+	var altNonce pionstun.Nonce
+	if err := altNonce.GetFrom(resp); err != nil {
+		t.Fatalf("300 without NONCE: %v", err)
+	}
+	aAddr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: a.turn}
+	m, err := pionstun.Build(pionstun.TransactionID, pionstun.NewType(pionstun.MethodAllocate, pionstun.ClassRequest),
+		pionstun.RawAttribute{Type: pionstun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}},
+		pionstun.NewUsername(user), realm, altNonce, pionstun.NewLongTermIntegrity(user, realm.String(), pass), pionstun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.WriteTo(m.Raw, aAddr); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	_ = pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no answer from a: %v", err)
+	}
+	got := &pionstun.Message{Raw: buf[:n]}
+	if err := got.Decode(); err != nil || got.Type.Class != pionstun.ClassSuccessResponse {
+		var ec pionstun.ErrorCodeAttribute
+		_ = ec.GetFrom(got)
+		t.Fatalf("Allocate at a with the 300's realm and nonce: %v %v (%v)", got.Type, ec, err)
+	}
 	// Follow it: the alternate's address and realm, the same credential.
 	_, relay = allocate(t, alt.Port, user, pass, realm.String())
 	echo(t, relay)
