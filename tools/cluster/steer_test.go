@@ -166,6 +166,9 @@ func TestTURNSteering(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(servers), "127.0.0.1:"+strconv.Itoa(a.turn)) {
 		t.Errorf("hello on drained b: ice_servers %v, want a's port %d", servers, a.turn)
 	}
+	if sv, _ := p.hello["server"].(map[string]any); sv["relay_draining"] == true || sv["credentials"] != true {
+		t.Errorf("hello on drained b steered to a: server %v, want credentials and no relay_draining", sv)
+	}
 
 	// A new Allocate on b: 300 Try Alternate, checked on the wire.
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
