@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
@@ -20,7 +21,23 @@ type API struct {
 	// the server API off: it answers 404.
 	Keys      []string  `hcl:"keys,optional"`
 	KeysRange hcl.Range `hcl:"keys,attr_range"`
+	// MaxCredentialTTL caps the lifetime a backend may ask of the
+	// credential API (POST /api/v1/turn/credentials, docs/credentials.md):
+	// a longer "ttl" is lowered to it, and the answer says what was
+	// granted. From "1m" to "168h". Default "24h".
+	MaxCredentialTTL      string    `hcl:"max_credential_ttl,optional"`
+	MaxCredentialTTLRange hcl.Range `hcl:"max_credential_ttl,attr_range"`
+
+	// Filled by Validate.
+	MaxCredentialTTLDuration time.Duration
 }
+
+// Bounds of api.max_credential_ttl: signaling.MinAPICredentialTTL (config
+// does not import signaling) and signaling.credential_ttl's maximum.
+const (
+	minAPICredentialTTL = time.Minute
+	maxAPICredentialTTL = 7 * 24 * time.Hour
+)
 
 // minAPIKeyChars is the shortest API key accepted: 32 random characters
 // are beyond guessing. signaling.MinAPIKeyBytes says the same (config does
@@ -42,6 +59,7 @@ func (a *API) validate(v *validator, h *HTTP) {
 			v.errorf(a.KeysRange, field, "same as api.keys[%d]", j)
 		}
 	}
+	a.MaxCredentialTTLDuration, _ = v.durationBetween(a.MaxCredentialTTL, a.MaxCredentialTTLRange, "api.max_credential_ttl", minAPICredentialTTL, maxAPICredentialTTL, "1m", "168h")
 	if len(a.Keys) > 0 && h.Listen != "" && checkHTTPListen(h.Listen) == nil && !loopbackListen(h.Listen) && h.CertFile == "" {
 		v.warnf(v.at(a.KeysRange, h.ListenRange), "api.keys",
 			"sent in clear: http.listen %q is reachable from other hosts without http.cert_file (or put a TLS proxy in front)", h.Listen)

@@ -39,6 +39,12 @@ type Cluster struct {
 	// share one Redis. Default "icegate:".
 	KeyPrefix      string    `hcl:"key_prefix,optional"`
 	KeyPrefixRange hcl.Range `hcl:"key_prefix,attr_range"`
+	// UserQuota says where limits.allocations_per_user counts a user's
+	// allocations: "node" (each node on its own, so a user may hold the
+	// cap on every node) or "cluster" (on all nodes together, counted in
+	// Redis: one round trip per Allocate). Default "node".
+	UserQuota      string    `hcl:"user_quota,optional"`
+	UserQuotaRange hcl.Range `hcl:"user_quota,attr_range"`
 	// DefRange is where the block starts, for a missing redis_url.
 	DefRange hcl.Range `hcl:",def_range"`
 
@@ -52,6 +58,7 @@ type Cluster struct {
 const (
 	DefaultNodeTimeout = 10 * time.Second
 	DefaultKeyPrefix   = "icegate:"
+	DefaultUserQuota   = "node"
 	minNodeTimeout     = time.Second
 	maxNodeTimeout     = 10 * time.Minute
 	maxNodeIDBytes     = 64
@@ -310,6 +317,13 @@ func (c *Cluster) validate(v *validator) {
 		c.NodeTimeout = DefaultNodeTimeout.String()
 	}
 	c.NodeTimeoutDuration, _ = v.durationBetween(c.NodeTimeout, c.NodeTimeoutRange, "cluster.node_timeout", minNodeTimeout, maxNodeTimeout, "1s", "10m")
+
+	switch {
+	case c.UserQuota == "" && !v.wrote(c.UserQuotaRange):
+		c.UserQuota = DefaultUserQuota
+	case c.UserQuota != "node" && c.UserQuota != "cluster":
+		v.errorf(c.UserQuotaRange, "cluster.user_quota", "%q is not \"node\" or \"cluster\"", c.UserQuota)
+	}
 
 	switch {
 	case c.KeyPrefix == "" && !v.wrote(c.KeyPrefixRange):

@@ -96,12 +96,13 @@ func TestParseRedisURL(t *testing.T) {
 // documented defaults; node_id stays "" (chosen at start, not here); no
 // block leaves Cluster nil; and a logged target hides its password.
 func TestClusterDefaults(t *testing.T) {
-	c, diags := Parse([]byte("cluster {\n  redis_url = \"redis://:pw@127.0.0.1:6379/0\"\n}\n"), "c.hcl")
+	c, diags := Parse([]byte("cluster {\n  redis_url = \"redis://:pw@127.0.0.1:6379/0\"\n}\n"+
+		"auth {\n  secrets = [\"cluster-shared-secret-0123456789abcdef\"]\n}\nsignaling {\n  turn_host = \"turn.example.com\"\n}\n"), "c.hcl")
 	if diags.HasErrors() || len(diags) > 0 {
 		t.Fatal(FormatDiagnostics(diags))
 	}
 	cl := c.Cluster
-	if cl.NodeID != "" || cl.NodeTimeout != "10s" || cl.NodeTimeoutDuration != 10*time.Second || cl.KeyPrefix != "icegate:" ||
+	if cl.NodeID != "" || cl.NodeTimeout != "10s" || cl.NodeTimeoutDuration != 10*time.Second || cl.KeyPrefix != "icegate:" || cl.UserQuota != "node" ||
 		cl.Redis.Addrs[0] != "127.0.0.1:6379" || cl.Redis.Password != "pw" {
 		t.Errorf("cluster %+v", cl)
 	}
@@ -116,7 +117,8 @@ func TestClusterDefaults(t *testing.T) {
 	// Built in code: the defaults apply too, and a missing URL is an error.
 	code := &Config{Realm: "r", ShutdownGrace: "1s", Cluster: &Cluster{}}
 	got := FormatDiagnostics(code.Validate())
-	if got != "error: cluster.redis_url: missing; a cluster needs its Redis (redis://[user:pass@]host:port/db, rediss://... for TLS, unix:///path/to/redis.sock?db=N, or redis://host1:26379?addr=host2:26379&master_set=NAME for Sentinel)\n" ||
+	if !strings.HasPrefix(got, "error: cluster.redis_url: missing; a cluster needs its Redis (redis://[user:pass@]host:port/db, rediss://... for TLS, unix:///path/to/redis.sock?db=N, or redis://host1:26379?addr=host2:26379&master_set=NAME for Sentinel)\n") ||
+		strings.Count(got, "error:") != 1 ||
 		code.Cluster.NodeTimeoutDuration != 10*time.Second || code.Cluster.KeyPrefix != "icegate:" {
 		t.Errorf("built in code: %+v\n%s", code.Cluster, got)
 	}

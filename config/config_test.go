@@ -122,7 +122,7 @@ func TestDefault(t *testing.T) {
 			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true), MaxTokenLifetime: "0s",
 			CredentialTTLDuration: time.Hour, ResumeGraceDuration: 30 * time.Second, PingIntervalDuration: 25 * time.Second,
 		},
-		API:                   &API{Keys: []string{}},
+		API:                   &API{Keys: []string{}, MaxCredentialTTL: "24h", MaxCredentialTTLDuration: 24 * time.Hour},
 		STUN:                  &STUN{AlternatePort: 3479, RFC3489: ptr(false)},
 		ShutdownGraceDuration: 10 * time.Second,
 		Source:                DefaultSource,

@@ -369,6 +369,10 @@ api {
   # key is replaced without a gap: add the new one, reload, move the
   # backends over, remove the old one, reload. Empty switches the API off.
   keys = []
+
+  # The longest lifetime a backend may ask of the credential API
+  # (POST /api/v1/turn/credentials): a longer "ttl" is lowered to this.
+  max_credential_ttl = "24h"
 }
 
 # RFC 5780 NAT behaviour discovery, for `icegate natcheck` and clients such

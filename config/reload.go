@@ -162,9 +162,12 @@ var reloadClasses = map[string]ReloadClass{
 	"Cluster.NodeTimeout":         Restart,
 	"Cluster.NodeTimeoutDuration": Restart,
 	"Cluster.KeyPrefix":           Restart,
+	"Cluster.UserQuota":           Restart,
 	"Cluster.Redis":               Restart,
 
-	"API.Keys": Live, // a key is replaced without a restart
+	"API.Keys":                     Live, // a key is replaced without a restart
+	"API.MaxCredentialTTL":         Live,
+	"API.MaxCredentialTTLDuration": Live,
 
 	"STUN.AlternateAddress":    Restart,
 	"STUN.AlternatePort":       Restart,

@@ -76,8 +76,26 @@ func (c *Config) Validate() hcl.Diagnostics {
 	c.checkTCPPorts(v)
 	if c.Cluster != nil {
 		c.Cluster.validate(v)
+		c.checkSteering(v)
 	}
 	return v.diags
+}
+
+// checkSteering warns about what keeps a cluster from steering TURN load
+// across its nodes (docs/cluster.md, "TURN load steering"): credentials a
+// node vends for another node's relay are minted with the first of
+// auth.secrets, which that node must share (static users and the secret
+// generated without any never cross nodes), and other nodes can send
+// clients to this relay only by its signaling.turn_host.
+func (c *Config) checkSteering(v *validator) {
+	if len(c.Auth.Secrets) == 0 {
+		v.warnf(v.at(c.Auth.SecretsRange, c.Cluster.DefRange), "auth.secrets",
+			"empty in a cluster: TURN credentials are vended for the least loaded node, which accepts them only with the same shared secret; give every node the same auth.secrets")
+	}
+	if c.HTTP.Listen != "" && c.Signaling.TURNHost == "" {
+		v.warnf(v.at(c.Signaling.TURNHostRange, c.Cluster.DefRange), "signaling.turn_host",
+			"not set in a cluster: other nodes cannot name this node's relay, so they never send TURN clients (or a 300 Try Alternate) here; set it to this node's public name or address")
+	}
 }
 
 // fillNilBlocks gives each nil block its default value; Cluster, whose

@@ -31,6 +31,7 @@ import (
 //	GET  /api/v1/rooms/{room}  a room's members: peer, user, node, joined
 //	GET  /api/v1/nodes         sessions per node
 //	GET  /api/v1/users/{sub}   a user's session ids
+//	POST /api/v1/turn/credentials {"ttl": s, "custom_identifier": …} → 201 {"iceServers": […]} (apiturn.go)
 
 const apiPrefix = "/api/v1/"
 
@@ -68,6 +69,8 @@ const (
 	apiCodeNoSuchPeer   = "no-such-peer"
 	apiCodeNoSuchRoom   = "no-such-room"
 	apiCodeInternal     = "internal"
+	apiCodeNoSecret     = "no-secret"
+	apiCodeDraining     = "draining"
 )
 
 // apiError is an answer other than 200.
@@ -133,6 +136,8 @@ func route(path string) (*apiEndpoint, string) {
 		return &epNodes, ""
 	case strings.HasPrefix(rest, "users/"):
 		return &epUser, rest[len("users/"):]
+	case rest == "turn/credentials":
+		return &epTURNCredentials, ""
 	}
 	return nil, ""
 }
@@ -151,6 +156,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	key := -1
 	res, aerr := s.apiAnswer(w, r, st, ep, arg, &key)
 	status := http.StatusOK
+	if c, ok := res.(*created); ok {
+		status, res = http.StatusCreated, c.v
+	}
 	if aerr != nil {
 		status = aerr.status
 		res = map[string]any{"error": map[string]string{"code": aerr.code, "message": aerr.message}}

@@ -66,6 +66,11 @@ type Config struct {
 	// connected peer gets fresh ones before they expire. Default 1h.
 	// HCL: signaling.credential_ttl.
 	CredentialTTL time.Duration
+	// MaxCredentialTTL caps the lifetime a backend may ask of the
+	// credential API (POST /api/v1/turn/credentials): a longer ttl is
+	// lowered to it. At least MinAPICredentialTTL. Default 24h.
+	// HCL: api.max_credential_ttl.
+	MaxCredentialTTL time.Duration
 	// MaxConnections caps open connections: WebSockets, and socket.io
 	// sessions from their Engine.IO handshake on. Default 10000.
 	// HCL: signaling.max_connections.
@@ -179,6 +184,7 @@ const MinAPIKeyBytes = 32
 // Defaults of Config, applied by withDefaults.
 const (
 	defaultCredentialTTL     = time.Hour
+	defaultMaxCredentialTTL  = 24 * time.Hour
 	defaultMaxConnections    = 10000
 	defaultMaxMessageBytes   = 65536
 	defaultMessagesPerSecond = 50
@@ -211,6 +217,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	orDur(&c.CredentialTTL, defaultCredentialTTL)
+	orDur(&c.MaxCredentialTTL, defaultMaxCredentialTTL)
 	or(&c.MaxConnections, defaultMaxConnections)
 	or(&c.MaxMessageBytes, defaultMaxMessageBytes)
 	or(&c.MessagesPerSecond, defaultMessagesPerSecond)
@@ -286,6 +293,9 @@ func (c *Config) validate() error {
 		if h == "" || strings.ContainsAny(h, ":/ ") || strings.Contains(strings.TrimPrefix(h, "*."), "*") && h != "*" {
 			bad("Hosts[%d] %q is not a DNS name, \"*.\" and a name, or \"*\"", i, h)
 		}
+	}
+	if c.MaxCredentialTTL < MinAPICredentialTTL {
+		bad("MaxCredentialTTL %v is below MinAPICredentialTTL %v", c.MaxCredentialTTL, MinAPICredentialTTL)
 	}
 	if c.MaxTokenLifetime < 0 {
 		bad("MaxTokenLifetime %v is negative (0 puts no cap)", c.MaxTokenLifetime)

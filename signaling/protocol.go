@@ -251,8 +251,9 @@ type serverInfo struct {
 	// (static users only): ice_servers then hold only STUN URLs.
 	Credentials bool `json:"credentials"`
 	// RelayDraining is true while the relay refuses new allocations
-	// (SIGUSR1): ice_servers then hold only STUN URLs, and credentials is
-	// false.
+	// (SIGUSR1) and no other node's relay is vended instead (a cluster
+	// steers to one when it can): ice_servers then hold only STUN URLs,
+	// and credentials is false.
 	RelayDraining bool `json:"relay_draining,omitempty"`
 }
 

@@ -42,6 +42,13 @@ type Options struct {
 	// Bus holds the sessions and rooms; nil is a new in-process bus (one
 	// node, no cluster).
 	Bus Bus
+	// Steer picks the relay handed-out iceServers name when it is not
+	// this node's own: in a cluster, the least loaded healthy node
+	// (cmd/icegate's steering on the Redis bus). false means this node's
+	// own relay. It is called for every set of credentials minted, so it
+	// must answer from memory. It must never return a draining node. nil
+	// means always this node's.
+	Steer func() (TURNNode, bool)
 }
 
 // settings are a Server's Config with its defaults applied, and what is
@@ -79,8 +86,10 @@ type Server struct {
 	version string
 	// relayDraining is Options.RelayDraining, never nil.
 	relayDraining func() bool
-	set           atomic.Pointer[settings]
-	bus           Bus
+	// steer is Options.Steer, never nil.
+	steer func() (TURNNode, bool)
+	set   atomic.Pointer[settings]
+	bus   Bus
 	// eio serves /socket.io/'s Engine.IO sessions (sio.go).
 	eio *engineio.Server
 
@@ -140,6 +149,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.relayDraining = opts.RelayDraining
 	if s.relayDraining == nil {
 		s.relayDraining = func() bool { return false }
+	}
+	s.steer = opts.Steer
+	if s.steer == nil {
+		s.steer = func() (TURNNode, bool) { return TURNNode{}, false }
 	}
 	if s.bus == nil {
 		s.bus = NewMemoryBus()

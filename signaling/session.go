@@ -339,7 +339,9 @@ func (s *Server) attach(ctx context.Context, c *conn, opts AcceptOptions) ([]byt
 	}
 	var exp time.Time
 	h.ICEServers, exp, h.Server.Credentials = s.iceServers(c.host, c.id)
-	h.Server.RelayDraining = s.relayDraining()
+	// Draining matters to the client only when no other relay was vended
+	// instead (Options.Steer): then ice_servers hold STUN only.
+	h.Server.RelayDraining = s.relayDraining() && !h.Server.Credentials
 	if h.Server.Credentials {
 		h.Expires = &exp
 		h.TTL = int(time.Until(exp) / time.Second)

@@ -415,6 +415,9 @@ func (e *edits) replace(a pionstun.RawAttribute) {
 func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]byte, bool) {
 	if g.s.draining.Load() {
 		g.attempt("draining")
+		if g.tryAlternate(in, msg, key, "draining") {
+			return nil, false
+		}
 		// 508 as RFC 8656 §7.2 lets a server answer when it cannot take
 		// the allocation now; the reason says why, for the client's log:
 		// SIGUSR1 or shutdown, not a full port range.
@@ -481,6 +484,18 @@ func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]b
 	// A retransmission of an Allocate that succeeded: pion answers from its
 	// cache (or 437), and observe adds the token it issued, if any.
 	existing := g.s.allocs.has(allocKey(in.src, in.local))
+	if !existing && g.s.alternate != nil && g.s.relays.full() {
+		// At limits.allocations_total the allocator would refuse with 508;
+		// with an alternate known the client is sent there instead. A
+		// retransmission of an Allocate that succeeded (existing) still
+		// gets pion's cached answer.
+		g.attempt("total_quota")
+		if g.tryAlternate(in, msg, key, "full") {
+			return nil, false
+		}
+		g.fail(in, msg, pionstun.CodeInsufficientCapacity, "Server allocation limit reached", key)
+		return nil, false
+	}
 	intent := &allocIntent{
 		txKey: txKey{client: canonical(addrPortOf(in.src)), tx: msg.TransactionID},
 		key:   key, at: time.Now(),
@@ -764,6 +779,58 @@ func rebuild(msg *pionstun.Message, key []byte, drop func(pionstun.AttrType) boo
 	}
 	out.WriteLength()
 	return out.Raw, nil
+}
+
+// tryAlternate answers an Allocate this server will not take (why:
+// "draining" or "full") with 300 Try Alternate naming the server
+// Options.Alternate picks, and reports whether it did (false: none known).
+// RFC 8489 §10: ALTERNATE-SERVER with the alternate's address of the
+// request's family, and over TLS or DTLS ALTERNATE-DOMAIN with its name so
+// the client can check its certificate; the response is signed with the
+// key the request was authenticated with (§10 allows it, and a client
+// that checks integrity then trusts the redirect). REALM and NONCE are the
+// alternate's (libwebrtc's TurnAllocateRequest::OnTryAlternate applies a
+// 300's REALM and NONCE before it allocates there, and fails on a 438).
+func (g *gate) tryAlternate(in inbound, msg *pionstun.Message, key []byte, why string) bool {
+	if g.s.alternate == nil {
+		return false
+	}
+	src := addrPortOf(in.src)
+	alt, ok := g.s.alternate(in.transport, src.Addr().Unmap().Is6())
+	if !ok || !alt.Addr.IsValid() {
+		return false
+	}
+	setters := []pionstun.Setter{
+		pionstun.NewTransactionIDSetter(msg.TransactionID),
+		pionstun.NewType(msg.Type.Method, pionstun.ClassErrorResponse),
+		&pionstun.ErrorCodeAttribute{Code: pionstun.CodeTryAlternate, Reason: []byte("Try Alternate")},
+		&pionstun.AlternateServer{IP: alt.Addr.Addr().AsSlice(), Port: int(alt.Addr.Port())},
+	}
+	if alt.Domain != "" && (in.transport == "tls" || in.transport == "dtls") {
+		setters = append(setters, pionstun.RawAttribute{Type: pionstun.AttrAlternateDomain, Value: []byte(alt.Domain)})
+	}
+	if alt.Realm != "" {
+		setters = append(setters, pionstun.NewRealm(alt.Realm))
+	}
+	if alt.Nonce != "" {
+		setters = append(setters, pionstun.NewNonce(alt.Nonce))
+	}
+	setters = append(setters, pionstun.NewSoftware(stun.Software))
+	if key != nil {
+		setters = append(setters, pionstun.MessageIntegrity(key))
+	}
+	setters = append(setters, pionstun.Fingerprint)
+	m, err := pionstun.Build(setters...)
+	if err != nil {
+		return false
+	}
+	in.reply(m.Raw)
+	g.count(msg.Type.Method, "try_alternate")
+	g.s.limited.Log(slog.LevelInfo, "try-alternate", "allocation sent to another node: 300 Try Alternate",
+		"why", why, "alternate", alt.Addr, "node", alt.Node, "client", in.src, "transport", in.transport)
+	g.s.emit(Event{Kind: EventRefused, Client: in.src.String(), Transport: in.transport,
+		Detail: fmt.Sprintf("Allocate: 300 Try Alternate %s (%s, this server is %s)", alt.Addr, alt.Node, why)})
+	return true
 }
 
 // errorResponse builds an error response to req, signed with key when the
@@ -1101,13 +1168,21 @@ func (g *gate) attempt(outcome string) {
 // allocation: a TCP or TLS connection that does is not idle.
 func (g *gate) hasAllocation(key string) bool { return g.s.allocs.has(key) }
 
-// quota is pion's QuotaHandler: limits.allocations_per_user (486).
+// quota is pion's QuotaHandler: limits.allocations_per_user (486), over
+// this server's allocations and, with Options.UserElsewhere, the user's
+// allocations on the cluster's other nodes.
 func (g *gate) quota(userID, _ string, _ net.Addr) bool {
 	limit := g.s.cfg.Limits.AllocationsPerUser // NoLimit: no cap
 	if limit <= 0 {
 		return true
 	}
-	ok := g.s.allocs.userAllocations(userID) < limit
+	n := g.s.allocs.userAllocations(userID)
+	if n < limit && g.s.userElsewhere != nil {
+		// Cluster-wide: only asked when the local count passes, so a user
+		// over the cap here costs no round trip.
+		n += g.s.userElsewhere(userID)
+	}
+	ok := n < limit
 	if !ok {
 		g.attempt("user_quota")
 	}

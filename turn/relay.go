@@ -118,6 +118,14 @@ func (r *relayAllocator) family(network string) (relayFamily, error) {
 	return relayFamily{}, fmt.Errorf("%w: %s", errFamilyDisabled, network)
 }
 
+// full reports whether limits.allocations_total is reached: the next
+// Allocate would fail with errTotalQuota.
+func (r *relayAllocator) full() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.limit > 0 && r.live >= r.limit
+}
+
 // Validate implements pionturn.RelayAddressGenerator.
 func (r *relayAllocator) Validate() error {
 	if !r.v4.enabled() && !r.v6.enabled() {

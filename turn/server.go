@@ -86,6 +86,46 @@ type Options struct {
 	// UsageInterval is how often the live allocations' traffic is
 	// reported to Usage; 0 means one minute.
 	UsageInterval time.Duration
+	// Alternate, when set, names another server for an Allocate this one
+	// will not take because it is draining or at limits.allocations_total:
+	// the client gets 300 Try Alternate with ALTERNATE-SERVER (RFC 8489
+	// §10) instead of 508. transport is the request's ("udp", "tcp", "tls",
+	// "dtls") and v6 its source's family, which the alternate's address
+	// must share. false means none is known: 508 as without it. In a
+	// cluster cmd/icegate passes the least loaded healthy node (steer). It
+	// runs on the request's goroutine, once per refused Allocate, and must
+	// answer from memory.
+	Alternate func(transport string, v6 bool) (Alternate, bool)
+	// UserElsewhere, when set, returns a user's allocations on other
+	// servers, which limits.allocations_per_user then counts with this
+	// server's own (a cluster-wide quota: cluster.user_quota = "cluster").
+	// It is asked once per Allocate that passes the local count, from the
+	// read loop of the listener the Allocate came on, so it must answer
+	// within a bounded time (steer.UserCounts: one Redis round trip, at most
+	// 100 ms, then this server's count alone). nil counts this server only.
+	UserElsewhere func(userID string) int
+}
+
+// Alternate is the server a 300 Try Alternate sends a client to.
+type Alternate struct {
+	// Addr is its address and port for the request's transport
+	// (ALTERNATE-SERVER, RFC 8489 §14.15).
+	Addr netip.AddrPort
+	// Domain is its host name, sent as ALTERNATE-DOMAIN (RFC 8489 §14.16)
+	// over TLS and DTLS, where the client checks the alternate's
+	// certificate against it; "" (an IP) sends none.
+	Domain string
+	// Realm is its REALM, sent in the 300: a client such as libwebrtc
+	// takes REALM (and NONCE) from a 300 and authenticates with them at the
+	// alternate. "" sends none.
+	Realm string
+	// Nonce is a NONCE the alternate accepts now (its Server.Nonce), sent
+	// in the 300: libwebrtc allocates at the alternate with the 300's
+	// nonce, or with the old one when there is none, and gives up on the
+	// 438 (Stale Nonce) that earns. "" sends none.
+	Nonce string
+	// Node names it in logs and events (a cluster node id).
+	Node string
 }
 
 // ListenAddr is one bound listener.
@@ -96,7 +136,15 @@ type ListenAddr struct {
 
 // Server is a running STUN/TURN server.
 type Server struct {
-	cfg     Config // with its defaults; Auth and Policy as at start
+	cfg Config // with its defaults; Auth and Policy as at start
+	// alternate is Options.Alternate (nil: none).
+	alternate func(transport string, v6 bool) (Alternate, bool)
+	// userElsewhere is Options.UserElsewhere (nil: this server only).
+	userElsewhere func(userID string) int
+	// nonce is the last NONCE Nonce took from pion, at nonceAt.
+	nonceMu sync.Mutex
+	nonce   string
+	nonceAt time.Time
 	log     *slog.Logger
 	limited *ratelog.Logger
 	metrics *Metrics
@@ -169,15 +217,17 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	}
 	log = log.With("component", "turn")
 	s := &Server{
-		cfg:         cfg,
-		log:         log,
-		limited:     ratelog.New(log),
-		metrics:     NewMetrics(opts.Registerer),
-		unauth:      newSourceLimiter(cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst),
-		maxLifetime: cfg.Limits.MaxLifetime,
-		events:      opts.Events,
-		usage:       opts.Usage,
-		revoked:     newRevokeCounter(opts.Registerer),
+		cfg:           cfg,
+		log:           log,
+		limited:       ratelog.New(log),
+		metrics:       NewMetrics(opts.Registerer),
+		unauth:        newSourceLimiter(cfg.Limits.UnauthenticatedRate, cfg.Limits.UnauthenticatedBurst),
+		maxLifetime:   cfg.Limits.MaxLifetime,
+		events:        opts.Events,
+		usage:         opts.Usage,
+		alternate:     opts.Alternate,
+		userElsewhere: opts.UserElsewhere,
+		revoked:       newRevokeCounter(opts.Registerer),
 		kicked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "icegate_allocations_kicked_total",
 			Help: "Live allocations ended by an operator (the admin API's kick).",

@@ -4,9 +4,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"icegate/config"
 	"icegate/signaling/redisbus"
+	"icegate/turn"
 )
 
 // TestNodeID: cluster.node_id wins; without it the host name plus a random
@@ -57,5 +59,20 @@ func TestRedisURLFormsAgree(t *testing.T) {
 		if (cerr == nil) != (berr == nil) {
 			t.Errorf("%q: config says %v, the bus says %v", u, cerr, berr)
 		}
+	}
+}
+
+// TestBitRate: the steering record's bit rate is the relayed bytes between
+// two samples, both directions and every transport, in bits per second.
+func TestBitRate(t *testing.T) {
+	var b bitRate
+	if r := b.sample(map[string]turn.Traffic{"udp": {BytesToPeer: 1000}}); r != 0 {
+		t.Errorf("first sample %v, want 0", r)
+	}
+	b.at = b.at.Add(-2 * time.Second) // as if the last sample was 2 s ago
+	r := b.sample(map[string]turn.Traffic{"udp": {BytesToPeer: 1000 + 3000, BytesToClient: 2000}, "tcp": {BytesToClient: 1000}})
+	// 6,000 bytes more in about 2 s: about 24,000 bit/s.
+	if r < 23000 || r > 24100 {
+		t.Errorf("rate %v, want about 24000", r)
 	}
 }

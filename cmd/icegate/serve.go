@@ -25,6 +25,7 @@ import (
 	"icegate/config"
 	"icegate/internal/udploop"
 	"icegate/signaling"
+	"icegate/signaling/redisbus"
 	"icegate/turn"
 	usagerec "icegate/usage"
 )
@@ -90,9 +91,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// the ports it actually serves. The signaling server in turn shows each
 	// peer the relay's decisions about its own requests; events before it
 	// exists have no peer to go to.
+	// TURN load steering (a cluster): the relay asks it for a 300's
+	// alternate and a user's allocations elsewhere from the start, and
+	// its events feed the cluster-wide counts; it is given its Redis with
+	// the bus below.
+	var load steering
+	defer load.Close()
 	var events func(turn.Event)
 	if cfg.HTTP.Listen != "" {
 		events = func(e turn.Event) {
+			load.count(e)
 			if h := rl.hub.Load(); h != nil {
 				h.RelayEvent(signaling.RelayEvent(e))
 			}
@@ -115,7 +123,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Usage per user and custom identifier, in minute buckets for the
 	// admin API (admin.go).
 	usageStore := usagerec.NewStore(cfg.Usage.RetentionDuration)
-	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops, Usage: usageHook(usageStore)}
+	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops, Usage: usageHook(usageStore),
+		Alternate: load.alternate, UserElsewhere: load.elsewhere}
 	// HTTPS's certificate is loaded before the relay binds: a socket the
 	// two share (http.listen on listen.tls_port) serves it from the start.
 	var web *httpServer
@@ -159,9 +168,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if b, ok := bus.(interface{ Healthy() bool }); ok {
 			hl.bus = b.Healthy
 		}
+		if rb, ok := bus.(*redisbus.Bus); ok {
+			if err := load.start(rb, cfg.Cluster, rl.current.Load, srv, log); err != nil {
+				return err
+			}
+		}
 		hub, err := signaling.New(signalingConfig(cfg, srv.Addrs()), signaling.Options{Logger: log, Registerer: reg, Version: version,
 			Secret: func() string { return mintingSecret(rl.current.Load(), srv) }, Bus: bus,
-			RelayDraining: srv.Draining})
+			RelayDraining: srv.Draining, Steer: load.pick})
 		if err != nil {
 			return err
 		}
@@ -287,6 +301,7 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 				} else {
 					log.Info("SIGUSR1: already draining", "allocations", n)
 				}
+				load.publish()
 				status = "STATUS=draining: new allocations refused"
 				_ = notify.send(status)
 			case sigCertsLoad:
@@ -297,6 +312,8 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 		_ = notify.send("STOPPING=1", "STATUS=stopping: draining allocations")
 		hl.state.Store(stateStopping)
 		closeHTTP()
+		srv.StopAllocating()
+		load.publish()
 		return shutdown(srv, rl.current.Load().ShutdownGraceDuration, sigs, log)
 	}
 }

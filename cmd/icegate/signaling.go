@@ -34,6 +34,7 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 		Hosts:             publicNames(cfg),
 		TURNHost:          s.TURNHost,
 		CredentialTTL:     s.CredentialTTLDuration,
+		MaxCredentialTTL:  cfg.API.MaxCredentialTTLDuration,
 		MaxConnections:    s.MaxConnections,
 		MaxMessageBytes:   s.MaxMessageBytes,
 		MessagesPerSecond: s.MessagesPerSecond,

@@ -41,13 +41,16 @@ var allowed = map[string][]string{
 	// real redis-server. signaling itself never imports either.
 	"icegate/signaling/redisbus": {"icegate/signaling"},
 	"icegate/signaling/bustest":  {"icegate/signaling"},
+	// TURN load steering: node records in Redis and the choice among
+	// them; it knows neither the relay nor signaling (cmd wires both).
+	"icegate/steer": {"icegate/internal/redistest"},
 	// Engine.IO is wire mechanics under socket.io: it knows nothing of
 	// sessions, rooms or the bus (signaling adapts it to a Transport).
 	"icegate/signaling/engineio": nil,
 	// The socket.io packet codec: bytes to packets, deciding nothing.
 	"icegate/signaling/socketio": nil,
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
-		"icegate/signaling/redisbus", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/acmecert",
+		"icegate/signaling/redisbus", "icegate/steer", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/acmecert",
 		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare", "icegate/internal/proxied",
 		"icegate/usage"},
 }
@@ -76,6 +79,8 @@ var forbidden = map[string]struct {
 		"turn takes its own Config (turn/config.go), which cmd translates from the config file: the HCL schema stays in config and cmd"},
 	"icegate/stun": {[]string{"icegate/turn", "github.com/pion/turn/v5"},
 		"Binding answers never travel through the relay"},
+	"icegate/steer": {[]string{"icegate/turn", "icegate/signaling", "github.com/pion/turn/v5"},
+		"steering decides from node records; cmd feeds it the relay's load and hands its choices to the relay and to signaling"},
 	"icegate/signaling/engineio": {[]string{"icegate/signaling", "icegate/auth"},
 		"the Engine.IO server is transport mechanics; signaling adapts it, never the other way"},
 	"icegate/signaling/socketio": {[]string{"icegate/signaling", "icegate/auth", "net"},

@@ -135,6 +135,14 @@ func redact(raw string) string {
 // NodeID names this node.
 func (b *Bus) NodeID() string { return b.opt.NodeID }
 
+// Client is the bus's Redis connection, for the other parts of a cluster
+// node that keep state in the same Redis (TURN load steering): one
+// connection per node, closed by Close.
+func (b *Bus) Client() rueidis.Client { return b.client }
+
+// Prefix starts every key and channel of the bus (cluster.key_prefix).
+func (b *Bus) Prefix() string { return b.opt.Prefix }
+
 // Healthy reports whether Redis answers and this node's delivery channel is
 // subscribed.
 func (b *Bus) Healthy() bool { return b.cmdUp.Load() && b.subUp.Load() }

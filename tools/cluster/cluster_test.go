@@ -62,6 +62,7 @@ type node struct {
 	name   string
 	cmd    *exec.Cmd
 	http   string // host:port of its HTTP listener
+	turn   int    // its TURN port (listen.port, UDP and TCP)
 	stderr *testutil.SyncBuffer
 	done   chan struct{}
 }
@@ -70,6 +71,8 @@ type node struct {
 // signaling block, and blocks at the top level.
 type conf struct {
 	signaling, extra string
+	// cluster are attributes added inside the cluster block.
+	cluster string
 	// nodeTimeout replaces the package's nodeTimeout when set.
 	nodeTimeout time.Duration
 }
@@ -78,7 +81,7 @@ type conf struct {
 // waits until it is ready.
 func startNode(t *testing.T, redisURL, name string, c conf) *node {
 	t.Helper()
-	httpPort := freePort(t)
+	httpPort, turnPort := freePort(t), freePort(t)
 	timeout := nodeTimeout
 	if c.nodeTimeout != 0 {
 		timeout = c.nodeTimeout
@@ -105,14 +108,15 @@ cluster {
   redis_url = %q
   node_id = %q
   node_timeout = "%s"
+%s
 }
 shutdown_grace = "1s"
 %s
-`, freePort(t), freePort(t), httpPort, resumeGrace, c.signaling, redisURL, name, timeout, c.extra)
+`, turnPort, freePort(t), httpPort, resumeGrace, c.signaling, redisURL, name, timeout, c.cluster, c.extra)
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, name: name, http: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
+	n := &node{t: t, name: name, http: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)), turn: turnPort,
 		stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	n.cmd = exec.Command(bin, "serve", "-config", cfg)
 	n.cmd.Stdout, n.cmd.Stderr = n.stderr, n.stderr

@@ -3,4 +3,5 @@ cluster {
   node_id      = "node a"
   node_timeout = "500ms"
   key_prefix   = ""
+  user_quota   = "everywhere"
 }
