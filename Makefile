@@ -120,8 +120,8 @@ bench-cluster: deps ## Signaling on 3 nodes and one redis-server vs one node, sa
 	$(GO) run ./tools/cluster-bench $(CLUSTERBENCH)
 
 .PHONY: screenshot
-screenshot: deps ## Run the browser test and save the test page to docs/test-page.png.
-	ICEGATE_REQUIRE_E2E=1 ICEGATE_SCREENSHOT=$(CURDIR)/docs/test-page.png $(GO) test -count=1 -run '^TestBrowser$$' ./tools/e2e
+screenshot: deps ## Run the browser tests and save the test page to docs/test-page.png and the admin page to docs/admin-page.png.
+	ICEGATE_REQUIRE_E2E=1 ICEGATE_SCREENSHOT=$(CURDIR)/docs/test-page.png ICEGATE_ADMIN_SCREENSHOT=$(CURDIR)/docs/admin-page.png $(GO) test -count=1 -run '^(TestBrowser|TestAdminPage)$$' ./tools/e2e
 
 .PHONY: clean
 clean: ## Remove build output.

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"icegate/config"
+	"icegate/internal/adminpage"
 	"icegate/internal/udploop"
 	"icegate/signaling"
 	"icegate/signaling/redisbus"
@@ -205,6 +206,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		admin := &adminAPI{relay: srv, hub: rl.hub.Load, keys: func() []string { return rl.current.Load().API.Keys },
 			usage: localUsage{usageStore}, log: log.With("component", "admin")}
 		mux.Handle("/api/v1/admin/", admin.handler())
+		// The admin page calls the API above on this same origin; it
+		// asks for a key itself, so it is served to anyone who can reach
+		// the listener (docs/operations.md, "Admin page").
+		mux.Handle(adminpage.Prefix, adminpage.Handler())
+		mux.Handle(strings.TrimSuffix(adminpage.Prefix, "/"), adminpage.Handler())
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = metricsSrv.Serve(ln) }()
 		defer metricsSrv.Close()

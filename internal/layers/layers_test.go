@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"icegate/internal/sigload":     nil,
 	"icegate/internal/nodetest":    nil,
 	"icegate/usage":                nil, // usage buckets (and their Redis keys); no relay, no signaling
+	"icegate/internal/adminpage":   nil, // the admin page's files; it talks to the admin API over HTTP only
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
@@ -52,7 +53,7 @@ var allowed = map[string][]string{
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/signaling/redisbus", "icegate/steer", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/acmecert",
 		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare", "icegate/internal/proxied",
-		"icegate/usage"},
+		"icegate/usage", "icegate/internal/adminpage"},
 }
 
 // Tools (benchmarks, labs, interop) may use anything but each other and

@@ -214,8 +214,16 @@ type tab struct {
 	name    string
 }
 
-// open makes a new window, attaches to it and navigates to url.
+// open makes a new window, attaches to it and navigates to the test page
+// at url.
 func (b *browser) open(ctx context.Context, name, url string) *tab {
+	b.t.Helper()
+	return b.openWhen(ctx, name, url, "!!window.icegate")
+}
+
+// openWhen makes a new window, attaches to it, navigates to url and waits
+// until the page has loaded and the expression ready is true.
+func (b *browser) openWhen(ctx context.Context, name, url, ready string) *tab {
 	b.t.Helper()
 	var target struct {
 		TargetID string `json:"targetId"`
@@ -248,7 +256,7 @@ func (b *browser) open(ctx context.Context, name, url string) *tab {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var loaded bool
-		err := tb.eval(ctx, "location.href !== 'about:blank' && document.readyState === 'complete' && !!window.icegate", &loaded)
+		err := tb.eval(ctx, "location.href !== 'about:blank' && document.readyState === 'complete' && ("+ready+")", &loaded)
 		if err == nil && loaded {
 			return tb
 		}

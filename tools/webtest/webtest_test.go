@@ -1,6 +1,7 @@
 // Package webtest runs the JavaScript tests with Node's built-in runner
 // (node --test): the test page's pure logic (signaling/web/test: verdicts,
-// the NAT hint, the client's backoff and token helpers) and the client
+// the NAT hint, the client's backoff and token helpers), the admin page's
+// (internal/adminpage/web/test) and the client
 // icegate.js against a real signaling server in this process, reached
 // through a TCP proxy that the test cuts to drop connections mid-stream.
 //
@@ -104,6 +105,17 @@ func TestPageLogic(t *testing.T) {
 	files, err := filepath.Glob("../../signaling/web/test/*.test.js")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no JavaScript unit tests under signaling/web/test (%v)", err)
+	}
+	runNode(t, nil, files...)
+}
+
+// TestAdminPageLogic runs the unit tests of the admin page's pure module
+// (internal/adminpage/web/model.js): reading /metrics, bit rates, the
+// chart, top users.
+func TestAdminPageLogic(t *testing.T) {
+	files, err := filepath.Glob("../../internal/adminpage/web/test/*.test.js")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no JavaScript unit tests under internal/adminpage/web/test (%v)", err)
 	}
 	runNode(t, nil, files...)
 }
