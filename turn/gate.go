@@ -413,7 +413,7 @@ func (e *edits) replace(a pionstun.RawAttribute) {
 // configured) and the lifetime cap. Every Allocate reaches pion tagged with
 // its intent, so that the allocator can say why it failed.
 func (g *gate) checkAllocate(in inbound, msg *pionstun.Message, key []byte) ([]byte, bool) {
-	if g.s.draining.Load() {
+	if g.s.Draining() {
 		g.attempt("draining")
 		if g.tryAlternate(in, msg, key, "draining") {
 			return nil, false

@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -357,4 +358,46 @@ func TestDrain(t *testing.T) {
 	if left := srv.Drain(withTimeout(t, 3*time.Second)); left != 0 {
 		t.Fatalf("drain after the client left: %d allocations", left)
 	}
+}
+
+// TestUndrainAfterRetire: an undrain (the admin API's) takes back a drain,
+// but not the shutdown's: once Drain (or Retire) began, a new Allocate
+// still gets 508.
+func TestUndrainAfterRetire(t *testing.T) {
+	srv := startServer(t, nil)
+	server := srv.addr(t, "udp", "4")
+	allocate := func() int {
+		raw := newRawClient(t, "127.0.0.1", server)
+		raw.challenge()
+		return errorCode(raw.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP()))
+	}
+	if !srv.StopAllocating() || srv.StopAllocating() {
+		t.Fatal("StopAllocating: want true, then false")
+	}
+	if changed, err := srv.ResumeAllocating(); !changed || err != nil {
+		t.Fatalf("undrain: %v %v, want true <nil>", changed, err)
+	}
+	if code := allocate(); code != 0 {
+		t.Fatalf("allocation after undrain: %d, want success", code)
+	}
+	c := newClient(t, dialClient(t, "udp", server), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
+	if _, err := c.Allocate(); err != nil { // keeps the drain below waiting
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() { done <- srv.Drain(withTimeout(t, 500*time.Millisecond)) }()
+	deadline := time.Now().Add(2 * time.Second)
+	for !srv.Draining() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if changed, err := srv.ResumeAllocating(); changed || !errors.Is(err, ErrRetired) {
+		t.Fatalf("undrain during the shutdown's drain: %v %v, want false ErrRetired", changed, err)
+	}
+	if !srv.Draining() {
+		t.Fatal("not draining after a refused undrain")
+	}
+	if code := allocate(); code != 508 {
+		t.Fatalf("allocation after a refused undrain: %d, want 508", code)
+	}
+	<-done
 }

@@ -183,7 +183,10 @@ type Server struct {
 	unauth             *sourceLimiter
 	streams            *streamConns // what the TCP, TLS and DTLS listeners share
 	maxLifetime        time.Duration
-	draining           atomic.Bool
+	// allocState is allocating, draining or retired: one word, so that
+	// an undrain racing the shutdown's Retire cannot resume allocations
+	// after it.
+	allocState atomic.Int32
 
 	events func(Event)
 	usage  func([]UsageReport)
@@ -887,24 +890,52 @@ func (p *PreparedReload) Commit() Revoked {
 	return r
 }
 
+// The allocation states (Server.allocState).
+const (
+	allocating int32 = iota
+	draining
+	retired
+)
+
+// ErrRetired is ResumeAllocating's answer once the server is shutting
+// down (Retire, Drain): the drain of a shutdown is not taken back.
+var ErrRetired = errors.New("turn: shutting down: new allocations stay refused")
+
 // StopAllocating refuses new allocations from now on (508 "Server is
 // draining", counted as outcome draining) while the live ones keep relaying
 // and refreshing. It does not wait; Drain does. It reports whether the
 // server was allocating until now.
-func (s *Server) StopAllocating() bool { return !s.draining.Swap(true) }
+func (s *Server) StopAllocating() bool { return s.allocState.CompareAndSwap(allocating, draining) }
 
 // ResumeAllocating takes back StopAllocating: new allocations are
 // accepted again (the admin API's undrain). It reports whether the server
-// was draining until now.
-func (s *Server) ResumeAllocating() bool { return s.draining.Swap(false) }
+// was draining until now; once Retire (or Drain) was called it changes
+// nothing and returns ErrRetired.
+func (s *Server) ResumeAllocating() (bool, error) {
+	if s.allocState.CompareAndSwap(draining, allocating) {
+		return true, nil
+	}
+	if s.allocState.Load() == retired {
+		return false, ErrRetired
+	}
+	return false, nil
+}
+
+// Retire refuses new allocations for good: the first step of a shutdown,
+// which nothing takes back (ResumeAllocating returns ErrRetired).
+func (s *Server) Retire() { s.allocState.Store(retired) }
+
+// Retired reports whether the server is shutting down (Retire, Drain).
+func (s *Server) Retired() bool { return s.allocState.Load() == retired }
 
 // Draining reports whether new allocations are refused.
-func (s *Server) Draining() bool { return s.draining.Load() }
+func (s *Server) Draining() bool { return s.allocState.Load() != allocating }
 
-// Drain refuses new allocations and waits until the live ones are gone or
-// ctx ends, whichever is first. Existing allocations keep relaying meanwhile.
+// Drain retires the server (new allocations refused for good) and waits
+// until the live ones are gone or ctx ends, whichever is first. Existing
+// allocations keep relaying meanwhile.
 func (s *Server) Drain(ctx context.Context) int {
-	s.draining.Store(true)
+	s.Retire()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {

@@ -31,7 +31,7 @@ import (
 //	GET    /api/v1/admin/drain                       status
 //	POST   /api/v1/admin/drain                       as SIGUSR1
 //	POST   /api/v1/admin/undrain                     take it back
-//	GET    /api/v1/admin/usage[?user=&custom_id=&from=&to=&step=]
+//	GET    /api/v1/admin/usage[?user=&custom_id=&from=&to=&step=&scope=]
 
 // adminAPI is the admin API's state: the parts it acts on.
 type adminAPI struct {
@@ -40,12 +40,13 @@ type adminAPI struct {
 	hub func() *signaling.Server
 	// keys are api.keys in force (a reload changes them).
 	keys func() []string
-	// usage answers usage queries: this node's store, or the cluster's
-	// Redis record.
-	usage interface {
-		Query(ctx context.Context, q usagerec.Query) ([]usagerec.Row, error)
-	}
-	log *slog.Logger
+	// usage answers usage queries: this node's store, and the cluster's
+	// Redis record when there is a cluster.
+	usage usageQuery
+	// drained is told of every change by drain and undrain (the systemd
+	// STATUS line, as SIGUSR1 updates it); nil does nothing.
+	drained func()
+	log     *slog.Logger
 }
 
 // handler routes the admin API; every route checks the key first.
@@ -248,13 +249,25 @@ func (a *adminAPI) drainStatus(w http.ResponseWriter, _ *http.Request) {
 
 func (a *adminAPI) drain(w http.ResponseWriter, r *http.Request) {
 	changed := a.relay.StopAllocating()
+	if changed && a.drained != nil {
+		a.drained()
+	}
 	n := a.relay.AllocationCount()
 	a.log.Info("admin API: draining: new allocations refused, live ones continue", "allocations", n, "was_draining", !changed, "remote", r.RemoteAddr)
 	adminJSON(w, http.StatusOK, drainState{Draining: true, Allocations: n, Changed: &changed})
 }
 
 func (a *adminAPI) undrain(w http.ResponseWriter, r *http.Request) {
-	changed := a.relay.ResumeAllocating()
+	changed, err := a.relay.ResumeAllocating()
+	if err != nil {
+		// The shutdown's drain is not taken back: its grace period
+		// lets live allocations end, it does not invite new ones.
+		adminError(w, http.StatusConflict, "shutting-down", "the server is shutting down: new allocations stay refused")
+		return
+	}
+	if changed && a.drained != nil {
+		a.drained()
+	}
 	n := a.relay.AllocationCount()
 	a.log.Info("admin API: undrained: new allocations accepted again", "allocations", n, "was_draining", changed, "remote", r.RemoteAddr)
 	adminJSON(w, http.StatusOK, drainState{Draining: false, Allocations: n, Changed: &changed})
@@ -281,17 +294,51 @@ func (a *adminAPI) queryUsage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The live allocations' traffic up to now, so the current minute is
-	// complete.
-	a.relay.FlushUsage()
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	rows, err := a.usage.Query(ctx, q)
-	if err != nil {
-		adminError(w, http.StatusServiceUnavailable, "cluster-unavailable", err.Error())
+	scope := p.Get("scope")
+	if scope != "" && scope != scopeNode && scope != scopeCluster {
+		adminError(w, http.StatusBadRequest, "bad-request", "scope: node or cluster")
 		return
 	}
-	adminJSON(w, http.StatusOK, map[string]any{"usage": rows})
+	if scope == scopeCluster && a.usage.cluster == nil {
+		adminError(w, http.StatusBadRequest, "bad-request", "scope=cluster: this node has no cluster block")
+		return
+	}
+	// The live allocations' traffic up to now, so the current minute is
+	// complete (on this node; the others book theirs every minute).
+	a.relay.FlushUsage()
+	if scope == scopeNode || a.usage.cluster == nil {
+		adminJSON(w, http.StatusOK, usageAnswer{Scope: scopeNode, Usage: a.usage.local.Query(q)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	rows, err := a.usage.clusterQuery(ctx, q)
+	switch {
+	case err == nil:
+		adminJSON(w, http.StatusOK, usageAnswer{Scope: scopeCluster, Usage: rows})
+	case scope == scopeCluster:
+		adminError(w, http.StatusServiceUnavailable, "cluster-unavailable", err.Error())
+	default:
+		// Redis away: this node's own record, saying so, rather than
+		// nothing; scope=cluster asks for an error instead.
+		adminJSON(w, http.StatusOK, usageAnswer{Scope: scopeNode, Usage: a.usage.local.Query(q), ClusterError: err.Error()})
+	}
+}
+
+// The usage answer's scopes: this node's record, or every node's.
+const (
+	scopeNode    = "node"
+	scopeCluster = "cluster"
+)
+
+// usageAnswer is the usage query's answer.
+type usageAnswer struct {
+	// Scope says whose traffic the rows hold: "cluster" (every node's,
+	// from Redis) or "node" (this node's own record).
+	Scope string         `json:"scope"`
+	Usage []usagerec.Row `json:"usage"`
+	// ClusterError says why a cluster node answered from its own record.
+	ClusterError string `json:"cluster_error,omitempty"`
 }
 
 var errWhen = errors.New("an RFC 3339 time (2026-12-07T10:00:00Z) or a duration back from now (90m)")
@@ -310,11 +357,20 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, errWhen
 }
 
-// localUsage is the usage query of a node without a cluster: its store.
-type localUsage struct{ store *usagerec.Store }
+// usageQuery is where usage queries are answered: this node's store, and
+// the cluster's Redis record (nil without a cluster block).
+type usageQuery struct {
+	local   *usagerec.Store
+	cluster *usagerec.Redis
+}
 
-func (l localUsage) Query(_ context.Context, q usagerec.Query) ([]usagerec.Row, error) {
-	return l.store.Query(q), nil
+// clusterQuery books this node's pending minutes into Redis, then reads
+// every node's.
+func (u usageQuery) clusterQuery(ctx context.Context, q usagerec.Query) ([]usagerec.Row, error) {
+	if err := u.cluster.Flush(ctx); err != nil {
+		return nil, err
+	}
+	return u.cluster.Query(ctx, q)
 }
 
 // usageHook books the relay's usage reports into sinks.

@@ -22,7 +22,7 @@ const adminSynopsis = `admin [-url URL] [-key KEY] COMMAND
                           end an allocation, a user's allocations, or signaling sessions
   drain | undrain | status
                           refuse new allocations (as SIGUSR1), accept them again, or say which
-  usage [-user U] [-custom-id C] [-from 24h|TIME] [-to TIME] [-step 1h]
+  usage [-user U] [-custom-id C] [-from 24h|TIME] [-to TIME] [-step 1h] [-scope node|cluster]
                           relayed traffic per user and custom identifier
 The key is one of api.keys, from -key or $ICEGATE_API_KEY.`
 
@@ -120,11 +120,12 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		from := sub.String("from", "", "start: an RFC 3339 time or a duration back from now (default: the whole retention)")
 		to := sub.String("to", "", "end: an RFC 3339 time or a duration back from now (default: now)")
 		step := sub.String("step", "", "one row per key and window of this many minutes (1m, 1h); default one row per key")
+		scope := sub.String("scope", "", "node (this node's record) or cluster (every node's, from Redis); default cluster when the node has a cluster block")
 		if err := parseNone(sub, cargs, stderr); err != nil {
 			return err
 		}
 		return c.do(ctx, http.MethodGet, "/api/v1/admin/usage", url.Values{"user": {*user}, "custom_id": {*custom},
-			"from": {*from}, "to": {*to}, "step": {*step}})
+			"from": {*from}, "to": {*to}, "step": {*step}, "scope": {*scope}})
 	}
 	return fmt.Errorf("%w: unknown admin command %q (list, show, kick, drain, undrain, status, usage)", errUsage, cmd)
 }

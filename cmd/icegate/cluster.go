@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
 
 	"icegate/config"
 	"icegate/signaling"
@@ -27,18 +28,35 @@ import (
 // default) without a cluster block, else the Redis bus for this node. Redis
 // must answer at start; once running, the bus rides out Redis going away
 // (messages get cluster-unavailable meanwhile).
-func signalingBus(c *config.Cluster, log *slog.Logger, reg prometheus.Registerer) (signaling.Bus, error) {
+//
+// client is the cluster's Redis client (clusterClient), which the bus
+// shares with the usage record and leaves for serve to close.
+func signalingBus(c *config.Cluster, client rueidis.Client, log *slog.Logger, reg prometheus.Registerer) (signaling.Bus, error) {
 	if c == nil {
 		return nil, nil
 	}
 	id := nodeID(c)
 	b, err := redisbus.New(redisbus.Options{URL: c.RedisURL, NodeID: id, NodeTimeout: c.NodeTimeoutDuration,
-		Prefix: c.KeyPrefix, Logger: log, Registerer: reg})
+		Prefix: c.KeyPrefix, Logger: log, Registerer: reg, Client: client})
 	if err != nil {
 		return nil, fmt.Errorf("cluster.redis_url %s: %w", c.Redis, err)
 	}
 	log.Info("signaling cluster", "node", id, "redis", c.Redis, "node_timeout", c.NodeTimeoutDuration)
 	return b, nil
+}
+
+// clusterClient connects to the cluster's Redis: nil without a cluster
+// block. Redis must answer at start. One client serves the signaling bus
+// and the usage record; serve closes it after both.
+func clusterClient(c *config.Cluster) (rueidis.Client, error) {
+	if c == nil {
+		return nil, nil
+	}
+	client, err := redisbus.NewClient(c.RedisURL, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.redis_url %s: %w", c.Redis, err)
+	}
+	return client, nil
 }
 
 // nodeID is this process's name in a signaling cluster: cluster.node_id,

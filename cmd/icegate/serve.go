@@ -124,7 +124,30 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Usage per user and custom identifier, in minute buckets for the
 	// admin API (admin.go).
 	usageStore := usagerec.NewStore(cfg.Usage.RetentionDuration)
-	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops, Usage: usageHook(usageStore),
+	sinks := []usagerec.Sink{usageStore}
+	// In a cluster, the minutes also go to Redis, through the one client
+	// the signaling bus uses too; it is closed last, after the record's
+	// final flush (defers run in reverse: the relay closes first and
+	// reports the traffic of its last allocations).
+	redisClient, err := clusterClient(cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	var usageRedis *usagerec.Redis
+	if redisClient != nil {
+		defer redisClient.Close()
+		usageRedis, err = usagerec.NewRedis(usagerec.RedisOptions{Client: redisClient, Prefix: cfg.Cluster.KeyPrefix,
+			Retention: cfg.Usage.RetentionDuration, Logger: log, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, usageRedis)
+		usageCtx, stopUsage := context.WithCancel(context.Background())
+		usageDone := make(chan struct{})
+		go func() { usageRedis.Run(usageCtx); close(usageDone) }()
+		defer func() { stopUsage(); <-usageDone }()
+	}
+	opts := turn.Options{Logger: log, Registerer: reg, Events: events, Loops: loops, Usage: usageHook(sinks...),
 		Alternate: load.alternate, UserElsewhere: load.elsewhere}
 	// HTTPS's certificate is loaded before the relay binds: a socket the
 	// two share (http.listen on listen.tls_port) serves it from the start.
@@ -162,7 +185,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg.MustRegister(buildInfo(), hl.readyGauge(), newCertCollector(srv, web, certs, rl.current.Load))
 
 	if cfg.HTTP.Listen != "" {
-		bus, err := signalingBus(cfg.Cluster, log, reg)
+		bus, err := signalingBus(cfg.Cluster, redisClient, log, reg)
 		if err != nil {
 			return err
 		}
@@ -204,7 +227,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mux.Handle("/readyz", hl.handler(nil))
 		hl.bound("metrics", ln.Addr().String())
 		admin := &adminAPI{relay: srv, hub: rl.hub.Load, keys: func() []string { return rl.current.Load().API.Keys },
-			usage: localUsage{usageStore}, log: log.With("component", "admin")}
+			usage: usageQuery{local: usageStore, cluster: usageRedis}, log: log.With("component", "admin"),
+			// As SIGUSR1 does: systemctl status shows the drain, and in a
+			// cluster the steering record says so at once.
+			drained: func() { load.publish(); _ = notify.send(statusLine(srv)) }}
 		mux.Handle("/api/v1/admin/", admin.handler())
 		// The admin page calls the API above on this same origin; it
 		// asks for a key itself, so it is served to anyone who can reach
@@ -267,8 +293,7 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 	log.Info("icegate ready", "version", version, "config", cfg.Source, "realm", cfg.Realm)
 	// Every socket is bound by now (turn.New, the metrics and HTTP
 	// listeners): a unit ordered After=icegate.service may use them.
-	status := "STATUS=serving"
-	if err := notify.send("READY=1", status); err != nil {
+	if err := notify.send("READY=1", statusLine(srv)); err != nil {
 		log.Warn("systemd notification failed", "err", err.Error())
 	}
 	var watchdog <-chan time.Time
@@ -299,7 +324,7 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 			case syscall.SIGHUP:
 				_ = notify.send(reloading()...)
 				rl.reload()
-				_ = notify.send("READY=1", status)
+				_ = notify.send("READY=1", statusLine(srv))
 			case sigDrain:
 				n := srv.AllocationCount()
 				if srv.StopAllocating() {
@@ -308,20 +333,35 @@ It is gone when the server stops; put secrets = ["..."] in an auth block to keep
 					log.Info("SIGUSR1: already draining", "allocations", n)
 				}
 				load.publish()
-				status = "STATUS=draining: new allocations refused"
-				_ = notify.send(status)
+				_ = notify.send(statusLine(srv))
 			case sigCertsLoad:
 				rl.reloadCerts()
 			}
 			continue
 		}
-		_ = notify.send("STOPPING=1", "STATUS=stopping: draining allocations")
+		// For good: an undrain by the admin API during the grace period
+		// is refused (409), it must not invite new allocations.
+		srv.Retire()
+		_ = notify.send("STOPPING=1", statusLine(srv))
 		hl.state.Store(stateStopping)
 		closeHTTP()
 		srv.StopAllocating()
 		load.publish()
 		return shutdown(srv, rl.current.Load().ShutdownGraceDuration, sigs, log)
 	}
+}
+
+// statusLine is the systemd STATUS= the relay's state calls for: serving,
+// draining (SIGUSR1 or the admin API's drain) or stopping (the shutdown,
+// which nothing takes back).
+func statusLine(srv *turn.Server) string {
+	switch {
+	case srv.Retired():
+		return "STATUS=stopping: draining allocations"
+	case srv.Draining():
+		return "STATUS=draining: new allocations refused"
+	}
+	return "STATUS=serving"
 }
 
 // reloadCerts loads the certificate files of the configuration in force

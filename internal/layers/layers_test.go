@@ -86,6 +86,8 @@ var forbidden = map[string]struct {
 		"the Engine.IO server is transport mechanics; signaling adapts it, never the other way"},
 	"icegate/signaling/socketio": {[]string{"icegate/signaling", "icegate/auth", "net"},
 		"the socket.io codec is bytes to packets: no I/O, no sessions"},
+	"icegate/usage": {[]string{"icegate/turn", "icegate/signaling", "github.com/pion/turn/v5"},
+		"the usage record is told what was relayed (cmd wires the relay's hook to it): it knows nothing of TURN or signaling"},
 	"icegate/internal/udploop": {[]string{"icegate/turn", "icegate/auth", "github.com/pion/turn/v5",
 		"github.com/pion/stun/v4", "github.com/prometheus/client_golang/prometheus"},
 		"the socket mechanics know nothing of TURN, credentials or metrics libraries"},

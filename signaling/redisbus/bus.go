@@ -83,30 +83,19 @@ func New(opts Options) (*Bus, error) {
 	if strings.ContainsAny(opts.NodeID, " \n") {
 		return nil, fmt.Errorf("redisbus: node id %q has a space or newline", opts.NodeID)
 	}
-	co, err := clientOption(opts.URL)
-	if err != nil {
-		return nil, err
-	}
-	co.DisableCache = true // no client-side caching: every read is a script
-	co.DisableRetry = true // a write whose answer was lost is never sent twice
-	if co.Dialer.Timeout == 0 {
-		co.Dialer.Timeout = opts.OpTimeout
-	}
-	if co.ConnWriteTimeout == 0 {
-		// Also the interval of rueidis's keep-alive PINGs: a silent Redis
-		// (a partition, not a refused connection) is noticed within it.
-		co.ConnWriteTimeout = 2 * opts.OpTimeout
-	}
-	if co.Sentinel.MasterSet == "" && len(co.InitAddress) == 1 {
-		co.ForceSingleClient = true // no CLUSTER probing of a single Redis
+	client := opts.Client
+	if client == nil {
+		var err error
+		if client, err = NewClient(opts.URL, opts.OpTimeout); err != nil {
+			return nil, err
+		}
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
+		if opts.Client == nil {
+			client.Close()
+		}
 		return nil, err
-	}
-	client, err := rueidis.NewClient(co)
-	if err != nil {
-		return nil, fmt.Errorf("%w: redis %s: %v", signaling.ErrUnavailable, redact(opts.URL), err)
 	}
 	b := &Bus{
 		opt:     opts,
@@ -120,6 +109,41 @@ func New(opts Options) (*Bus, error) {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.cmdUp.Store(true)
 	return b, nil
+}
+
+// NewClient connects to the Redis that url names (see ParseURL), with the
+// settings the bus runs on: no client-side cache, no automatic retries (a
+// write whose answer was lost is never sent twice), dial and write
+// timeouts from opTimeout (1.5s when 0). It fails with
+// signaling.ErrUnavailable when Redis does not answer. A caller that
+// shares one client between the bus (Options.Client) and other users of
+// the cluster's Redis (the usage record) closes it itself, after them all.
+func NewClient(url string, opTimeout time.Duration) (rueidis.Client, error) {
+	if opTimeout <= 0 {
+		opTimeout = Options{}.withDefaults().OpTimeout
+	}
+	co, err := clientOption(url)
+	if err != nil {
+		return nil, err
+	}
+	co.DisableCache = true // no client-side caching: every read is a script
+	co.DisableRetry = true // a write whose answer was lost is never sent twice
+	if co.Dialer.Timeout == 0 {
+		co.Dialer.Timeout = opTimeout
+	}
+	if co.ConnWriteTimeout == 0 {
+		// Also the interval of rueidis's keep-alive PINGs: a silent Redis
+		// (a partition, not a refused connection) is noticed within it.
+		co.ConnWriteTimeout = 2 * opTimeout
+	}
+	if co.Sentinel.MasterSet == "" && len(co.InitAddress) == 1 {
+		co.ForceSingleClient = true // no CLUSTER probing of a single Redis
+	}
+	client, err := rueidis.NewClient(co)
+	if err != nil {
+		return nil, fmt.Errorf("%w: redis %s: %v", signaling.ErrUnavailable, redact(url), err)
+	}
+	return client, nil
 }
 
 // redact drops the password from a URL for logs.
@@ -181,7 +205,9 @@ func (b *Bus) Close(ctx context.Context) error {
 		}
 		b.cancel()
 		b.wg.Wait()
-		b.client.Close()
+		if b.opt.Client == nil {
+			b.client.Close()
+		}
 	})
 	return err
 }

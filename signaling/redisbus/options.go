@@ -41,6 +41,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil keeps them private.
 	Registerer prometheus.Registerer
+	// Client, when set, is the Redis client the bus uses (from NewClient,
+	// with the same OpTimeout), shared with other users of the cluster's
+	// Redis; URL is then only used in messages, and Close leaves the
+	// client open for its owner to close. Default nil: the bus connects
+	// to URL itself and closes its client on Close.
+	Client rueidis.Client
 }
 
 func (o Options) withDefaults() Options {
