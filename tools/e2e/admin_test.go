@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -44,19 +43,7 @@ func TestAdminPage(t *testing.T) {
 		adminInside(t)
 		return
 	}
-	if runtime.GOOS != "linux" {
-		skipOrFail(t, "the browser test needs Linux network namespaces")
-	}
-	if chromium() == "" {
-		skipOrFail(t, "chromium is not installed (tools/install-test-deps.sh installs Debian's)")
-	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		skipOrFail(t, "unshare is not installed (util-linux)")
-	}
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "the browser test runs in its own network namespace (unshare -n), which needs root")
-	}
+	unshare := browserNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	// Built out here: the namespace has no route to a module proxy.

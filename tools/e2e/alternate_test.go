@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -32,19 +31,7 @@ func TestBrowserTryAlternate(t *testing.T) {
 		insideAlternate(t)
 		return
 	}
-	if runtime.GOOS != "linux" {
-		skipOrFail(t, "the browser test needs Linux network namespaces")
-	}
-	if chromium() == "" {
-		skipOrFail(t, "chromium is not installed (tools/install-test-deps.sh installs Debian's)")
-	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		skipOrFail(t, "unshare is not installed (util-linux)")
-	}
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "the browser test runs in its own network namespace (unshare -n), which needs root")
-	}
+	unshare := browserNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	// Relay B gets an address of its own on lo, inside the namespace only

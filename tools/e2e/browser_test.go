@@ -84,12 +84,11 @@ func chromium() string {
 	return ""
 }
 
-// TestBrowser re-runs itself inside a fresh network namespace.
-func TestBrowser(t *testing.T) {
-	if os.Getenv(insideEnv) == "1" {
-		inside(t)
-		return
-	}
+// browserNamespace skips (or fails, with ICEGATE_REQUIRE_E2E) unless a
+// browser test can run here: Linux, Chromium, unshare and root for a
+// network namespace of its own. It returns unshare's path.
+func browserNamespace(t *testing.T) string {
+	t.Helper()
 	if runtime.GOOS != "linux" {
 		skipOrFail(t, "the browser test needs Linux network namespaces")
 	}
@@ -103,6 +102,16 @@ func TestBrowser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "the browser test runs in its own network namespace (unshare -n), which needs root")
 	}
+	return unshare
+}
+
+// TestBrowser re-runs itself inside a fresh network namespace.
+func TestBrowser(t *testing.T) {
+	if os.Getenv(insideEnv) == "1" {
+		inside(t)
+		return
+	}
+	unshare := browserNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	args := []string{"-n", "sh", "-c", `ip link set lo up && exec "$0" -test.run '^TestBrowser$' -test.v -test.count=1`, os.Args[0]}
