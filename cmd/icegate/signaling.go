@@ -35,6 +35,7 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 		TURNHost:          s.TURNHost,
 		CredentialTTL:     s.CredentialTTLDuration,
 		MaxConnections:    s.MaxConnections,
+		DescriptorReserve: s.DescriptorReserve,
 		MaxMessageBytes:   s.MaxMessageBytes,
 		MessagesPerSecond: s.MessagesPerSecond,
 		MessagesBurst:     s.MessagesBurst,
