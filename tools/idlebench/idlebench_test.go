@@ -49,8 +49,8 @@ func TestIdleConnections(t *testing.T) {
 	}
 	for _, r := range rows {
 		t.Log(r.line())
-		if r.errors != 0 {
-			t.Errorf("%s: %d connections failed", r.mode, r.errors)
+		if r.errors != 0 || r.lost != 0 {
+			t.Errorf("%s: %d connections failed, %d ended while idle", r.mode, r.errors, r.lost)
 		}
 		if kib := r.perConnKiB(); kib <= 0 || kib > idleBoundKiB[r.mode] {
 			t.Errorf("%s: %.1f KiB per idle connection, bound %.0f", r.mode, kib, idleBoundKiB[r.mode])
@@ -89,8 +89,8 @@ func TestClusterStorm(t *testing.T) {
 		t.Fatalf("%d rows, want the cluster's", len(rows))
 	}
 	r := rows[0]
-	if r.errors != 0 {
-		t.Errorf("%d connections failed", r.errors)
+	if r.errors != 0 || r.lost != 0 {
+		t.Errorf("%d connections failed, %d ended by the servers", r.errors, r.lost)
 	}
 	if len(r.nodes) != 2 || r.nodes[0].conns != 200 || r.nodes[1].conns != 200 {
 		t.Errorf("nodes %+v, want 200 connections on each of two", r.nodes)
