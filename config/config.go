@@ -424,6 +424,12 @@ type Signaling struct {
 	// socket.io sessions). Default 10000.
 	MaxConnections      int       `hcl:"max_connections,optional"`
 	MaxConnectionsRange hcl.Range `hcl:"max_connections,attr_range"`
+	// DescriptorReserve is how many file descriptors under the soft
+	// RLIMIT_NOFILE new signaling connections leave free (for relay
+	// sockets, accepts, Redis, logs): beyond, 503 before the upgrade.
+	// Default 512.
+	DescriptorReserve      int       `hcl:"descriptor_reserve,optional"`
+	DescriptorReserveRange hcl.Range `hcl:"descriptor_reserve,attr_range"`
 	// MaxMessageBytes caps one client message. Default 65536.
 	MaxMessageBytes      int       `hcl:"max_message_bytes,optional"`
 	MaxMessageBytesRange hcl.Range `hcl:"max_message_bytes,attr_range"`

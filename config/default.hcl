@@ -327,6 +327,11 @@ signaling {
   # Open signaling WebSockets at most; beyond, 503.
   max_connections = 10000
 
+  # File descriptors under the process's open-file limit that new signaling
+  # connections leave free, for relay sockets, accepts, Redis and logs;
+  # beyond, 503 before the upgrade.
+  descriptor_reserve = 512
+
   # Largest message a client may send, in bytes.
   max_message_bytes = 65536
 

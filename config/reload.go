@@ -142,6 +142,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Signaling.CredentialTTL":            Live,
 	"Signaling.CredentialTTLDuration":    Live,
 	"Signaling.MaxConnections":           Live,
+	"Signaling.DescriptorReserve":        Live,
 	"Signaling.MaxMessageBytes":          Live,
 	"Signaling.MessagesPerSecond":        Live,
 	"Signaling.MessagesBurst":            Live,

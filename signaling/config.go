@@ -75,6 +75,15 @@ type Config struct {
 	// sessions from their Engine.IO handshake on. Default 10000.
 	// HCL: signaling.max_connections.
 	MaxConnections int
+	// DescriptorReserve is how many file descriptors below the process's
+	// soft RLIMIT_NOFILE new WebSockets and socket.io sessions leave free:
+	// once the process holds more than the limit less this, they are
+	// refused with 503 before the upgrade (counted as refused "descriptors"),
+	// so the relay's sockets, the listeners' accepts, Redis and the logs
+	// still get descriptors, and accept(2) never fails with EMFILE. Only on
+	// Linux (it counts /proc/self/fd). Default 512.
+	// HCL: signaling.descriptor_reserve.
+	DescriptorReserve int
 	// MaxMessageBytes caps one client message. Default 65536.
 	// HCL: signaling.max_message_bytes.
 	MaxMessageBytes int
@@ -186,6 +195,7 @@ const (
 	defaultCredentialTTL     = time.Hour
 	defaultMaxCredentialTTL  = 24 * time.Hour
 	defaultMaxConnections    = 10000
+	defaultDescriptorReserve = 512
 	defaultMaxMessageBytes   = 65536
 	defaultMessagesPerSecond = 50
 	defaultMessagesBurst     = 200
@@ -219,6 +229,7 @@ func (c Config) withDefaults() Config {
 	orDur(&c.CredentialTTL, defaultCredentialTTL)
 	orDur(&c.MaxCredentialTTL, defaultMaxCredentialTTL)
 	or(&c.MaxConnections, defaultMaxConnections)
+	or(&c.DescriptorReserve, defaultDescriptorReserve)
 	or(&c.MaxMessageBytes, defaultMaxMessageBytes)
 	or(&c.MessagesPerSecond, defaultMessagesPerSecond)
 	or(&c.MessagesBurst, max(defaultMessagesBurst, c.MessagesPerSecond))
@@ -258,6 +269,7 @@ func (c *Config) validate() error {
 		{"MessagesBurst", c.MessagesBurst},
 		{"RoomsPerPeer", c.RoomsPerPeer},
 		{"SendQueue", c.SendQueue},
+		{"DescriptorReserve", c.DescriptorReserve},
 	} {
 		if f.v < 1 {
 			bad("%s %d is below 1", f.name, f.v)

@@ -16,6 +16,8 @@ import (
 	"unicode"
 
 	"github.com/gorilla/websocket"
+
+	"icegate/internal/fdcount"
 )
 
 // Handler returns the HTTP handler for every path icegate serves over HTTP:
@@ -257,6 +259,39 @@ func requestHost(r *http.Request) string {
 	return strings.Trim(r.Host, "[]")
 }
 
+// fdGuard is the Server's descriptor reserve (Config.DescriptorReserve).
+type fdGuard = fdcount.Guard
+
+// newFDGuard keeps s's DescriptorReserve in force (a reload changes it at
+// once); between counts of /proc/self/fd the estimate follows s's open
+// connections and socket.io sessions waiting for CONNECT.
+func newFDGuard(s *Server) *fdGuard {
+	return fdcount.New(func() int64 { return s.nconns.Load() + s.sioPending.Load() },
+		func(int) int { return s.settings().DescriptorReserve })
+}
+
+// descriptorsLow reports whether a new connection would eat into
+// signaling.descriptor_reserve, logging it (rate-limited) when it would.
+func (s *Server) descriptorsLow(r *http.Request) bool {
+	if !s.fds.Full(time.Now()) {
+		return false
+	}
+	open, limit, reserve := s.fds.Last()
+	s.limited.Log(slog.LevelWarn, "descriptors",
+		"connection refused: open file descriptors are near the limit (signaling.descriptor_reserve keeps the rest for the relay, listeners, Redis and logs)",
+		"remote", r.RemoteAddr, "open", open, "limit", limit, "reserve", reserve)
+	return true
+}
+
+// refuseDescriptors answers a request refused by descriptorsLow. RFC
+// 9110 §15.6.4: 503 is temporary, and Retry-After spreads the retries of a
+// crowd refused together.
+func (s *Server) refuseDescriptors(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	s.refuse(w, r, http.StatusServiceUnavailable, "descriptors",
+		"server at its open file limit (signaling.descriptor_reserve): try again later or another server")
+}
+
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	claims, ok := s.admit(w, r, s.checkOrigin(r))
 	if !ok {
@@ -264,6 +299,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	}
 	if s.full() {
 		s.refuse(w, r, http.StatusServiceUnavailable, "capacity", "too many connections (signaling.max_connections)")
+		return
+	}
+	if s.descriptorsLow(r) {
+		s.refuseDescriptors(w, r)
 		return
 	}
 	q := r.URL.Query()

@@ -115,7 +115,10 @@ type Server struct {
 	// CONNECT (up to connectTimeout): each holds a session and a
 	// goroutine, so it takes a place under max_connections as well.
 	sioPending atomic.Int64
-	wg         sync.WaitGroup // Accept calls running, and their retried releases (detach)
+	// fds keeps Config.DescriptorReserve free (fdcount.Guard); its
+	// estimate between counts follows nconns and sioPending.
+	fds *fdGuard
+	wg  sync.WaitGroup // Accept calls running, and their retried releases (detach)
 }
 
 // relayEventsInFlight bounds Server.eventSlots.
@@ -157,6 +160,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.bus == nil {
 		s.bus = NewMemoryBus()
 	}
+	s.fds = newFDGuard(s)
 	s.metrics = newMetrics(opts.Registerer, func() float64 {
 		s.mu.RLock()
 		defer s.mu.RUnlock()

@@ -180,6 +180,10 @@ func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
 			s.refuse(w, r, http.StatusServiceUnavailable, "capacity", "too many connections (signaling.max_connections)")
 			return
 		}
+		if s.descriptorsLow(r) {
+			s.refuseDescriptors(w, r)
+			return
+		}
 		// A token in the query is checked now; one in the CONNECT
 		// packet's auth when it comes (sioConnect).
 		if tok := q.Get("token"); tok != "" && len(s.settings().TokenSecrets) > 0 {

@@ -5,4 +5,4 @@ package main
 import "log/slog"
 
 // raiseFileLimit has nothing to raise on systems without RLIMIT_NOFILE.
-func raiseFileLimit(*slog.Logger, int) {}
+func raiseFileLimit(*slog.Logger, int, int, int) {}

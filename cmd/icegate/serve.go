@@ -52,7 +52,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(warnings) > 0 {
 		log.Warn("config warnings", "config", cfg.Source, "problems", warnings)
 	}
-	raiseFileLimit(log, cfg.Limits.AllocationsTotal)
+	raiseFileLimit(log, cfg.Limits.AllocationsTotal, cfg.Signaling.DescriptorReserve, cfg.Signaling.MaxConnections)
 	notify, err := newNotifier()
 	if err != nil {
 		log.Warn("systemd notifications off", "err", err.Error())

@@ -36,6 +36,7 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 		CredentialTTL:     s.CredentialTTLDuration,
 		MaxCredentialTTL:  cfg.API.MaxCredentialTTLDuration,
 		MaxConnections:    s.MaxConnections,
+		DescriptorReserve: s.DescriptorReserve,
 		MaxMessageBytes:   s.MaxMessageBytes,
 		MessagesPerSecond: s.MessagesPerSecond,
 		MessagesBurst:     s.MessagesBurst,

@@ -31,13 +31,14 @@ var allowed = map[string][]string{
 	"icegate/internal/nodetest":    nil,
 	"icegate/usage":                nil, // usage buckets (and their Redis keys); no relay, no signaling
 	"icegate/internal/adminpage":   nil, // the admin page's files; it talks to the admin API over HTTP only
+	"icegate/internal/fdcount":     nil,
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
 		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile",
-		"icegate/internal/portshare", "icegate/internal/proxied", "icegate/stun/natcheck"},
+		"icegate/internal/portshare", "icegate/internal/proxied", "icegate/stun/natcheck", "icegate/internal/fdcount"},
 	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket",
-		"icegate/signaling/engineio", "icegate/signaling/socketio"},
+		"icegate/signaling/engineio", "icegate/signaling/socketio", "icegate/internal/fdcount"},
 	// The Redis bus implements signaling.Bus; its tests run bustest on a
 	// real redis-server. signaling itself never imports either.
 	"icegate/signaling/redisbus": {"icegate/signaling"},

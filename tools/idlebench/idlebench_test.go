@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"icegate/internal/redistest"
 )
 
 // TestMain lets the test binary be its own worker process, as the
@@ -49,8 +51,8 @@ func TestIdleConnections(t *testing.T) {
 	}
 	for _, r := range rows {
 		t.Log(r.line())
-		if r.errors != 0 {
-			t.Errorf("%s: %d connections failed", r.mode, r.errors)
+		if r.errors != 0 || r.lost != 0 {
+			t.Errorf("%s: %d connections failed, %d ended while idle", r.mode, r.errors, r.lost)
 		}
 		if kib := r.perConnKiB(); kib <= 0 || kib > idleBoundKiB[r.mode] {
 			t.Errorf("%s: %.1f KiB per idle connection, bound %.0f", r.mode, kib, idleBoundKiB[r.mode])
@@ -66,5 +68,54 @@ func TestIdleConnections(t *testing.T) {
 		if r.goroutinesAfter > r.goroutinesStart+10 {
 			t.Errorf("%s: %d goroutines after every connection closed, %d at the start", r.mode, r.goroutinesAfter, r.goroutinesStart)
 		}
+	}
+}
+
+// TestClusterStorm is the small version of -cluster and -storm that make
+// test runs: 400 idle connections on two icegate nodes on a redis-server,
+// the two of each room on different nodes; cross-node probes delivered;
+// then every client of the first node dropped at once and resumed on the
+// other, while probe senders keep sending to receivers that are dropped
+// and resumed too: every acked message is delivered exactly once, every
+// client comes back, no connection is refused, and fresh clients' joins
+// are answered. Timing targets are the benchmark's to report, not this
+// test's: the machine is shared.
+func TestClusterStorm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs a cluster")
+	}
+	redistest.Binary(t) // skips without redis-server (fails with ICEGATE_REQUIRE_REDIS=1)
+	var out strings.Builder
+	rows, err := run([]string{"-cluster", "2", "-storm", "-conns", "400", "-per-worker", "200",
+		"-settle", "1s", "-idle", "2s", "-probe-pairs", "50", "-probe-time", "2s", "-timeout", "3m"}, &out)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 {
+		t.Fatalf("%d rows, want the cluster's", len(rows))
+	}
+	r := rows[0]
+	if r.errors != 0 || r.lost != 0 {
+		t.Errorf("%d connections failed, %d ended by the servers", r.errors, r.lost)
+	}
+	if len(r.nodes) != 2 || r.nodes[0].conns != 200 || r.nodes[1].conns != 200 {
+		t.Errorf("nodes %+v, want 200 connections on each of two", r.nodes)
+	}
+	if l := r.latency; l == nil || l.sent == 0 || l.delivered < l.sent*99/100 || len(l.lat) == 0 {
+		t.Errorf("cross-node probes: %+v", l)
+	}
+	st := r.storm
+	if st == nil {
+		t.Fatal("no storm result")
+	}
+	if st.dropped != 200 || st.resumed != 200 || st.failed != 0 || st.refused != 0 {
+		t.Errorf("storm: %d dropped, %d resumed, %d refused, %d not back; want 200 dropped and resumed", st.dropped, st.resumed, st.refused, st.failed)
+	}
+	if st.acked == 0 || st.missing != 0 || st.duplicated != 0 {
+		t.Errorf("storm probes: %d acked, %d missing, %d duplicated", st.acked, st.missing, st.duplicated)
+	}
+	if len(st.fresh) == 0 || st.freshFailed != 0 {
+		t.Errorf("fresh joins: %d answered, %d failed", len(st.fresh), st.freshFailed)
 	}
 }

@@ -14,8 +14,24 @@
 // at most -per-worker connections, and over loopback source addresses
 // (127.0.1.x, about 28,000 ephemeral ports each).
 //
+// With -cluster N it runs N icegate nodes on one redis-server it starts
+// (plain WebSocket): the connections spread over the nodes, the two of a
+// room on different nodes; it reports RSS per connection per node, the
+// idle CPU of all nodes together, and then, with the connections still
+// idle, the latency of messages crossing nodes (-probe-pairs rooms of two
+// sending at -probe-rate). With -storm it drops every client of the first
+// -storm-nodes nodes at once (their sockets closed, the nodes untouched)
+// and has them resume with the resume token of their hello (on the other
+// nodes with -cluster), while probe senders keep sending acked messages to
+// receivers dropped and resumed with them (each acked message must arrive
+// exactly once) and fresh clients join on the first node. Every figure is
+// printed against issue #15's targets, met or MISSED.
+//
 //	go run ./tools/idlebench -conns 19000            # plain and TLS, and Centrifugo if found
 //	make bench-signaling-idle IDLEBENCH="-conns 5000 -modes plain"
+//	go run ./tools/idlebench -cluster 6 -conns 100000 -per-worker 17000
+//	go run ./tools/idlebench -storm -conns 15000 -modes plain -centrifugo none
+//	go run ./tools/idlebench -cluster 6 -conns 50000 -storm -storm-nodes 6
 package main
 
 import (
@@ -40,6 +56,7 @@ import (
 
 	"icegate/internal/benchproc"
 	"icegate/internal/icegatebin"
+	"icegate/internal/sigload"
 )
 
 func main() {
@@ -66,6 +83,16 @@ type options struct {
 	idle       time.Duration
 	keep       bool
 	timeout    time.Duration
+
+	cluster     int     // nodes on one redis-server; 0: one process, no cluster
+	redis       string  // redis-server binary
+	probePairs  int     // cross-node probe pairs (-cluster)
+	probeRate   float64 // messages a second each probe sends
+	probeTime   time.Duration
+	storm       bool
+	stormNodes  int // nodes whose clients drop at once
+	stormFresh  float64
+	stormWindow time.Duration
 }
 
 // run runs the benchmark as the flags in args say, writes its report to
@@ -83,10 +110,31 @@ func run(args []string, out io.Writer) ([]result, error) {
 	fs.DurationVar(&o.idle, "idle", 30*time.Second, "how long idle CPU is measured (covers a ping round: 25 s)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (configs and logs)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
+	fs.IntVar(&o.cluster, "cluster", 0, "run N icegate nodes on one redis-server it starts (plain WebSocket only, no Centrifugo); connections spread over the nodes, the two of a room on different nodes")
+	fs.StringVar(&o.redis, "redis-server", "redis-server", "redis-server binary (-cluster)")
+	fs.IntVar(&o.probePairs, "probe-pairs", 300, "cross-node probe pairs (-cluster) measured once the connections idle, and sending through -storm")
+	fs.Float64Var(&o.probeRate, "probe-rate", 2, "messages a second each probe sender sends")
+	fs.DurationVar(&o.probeTime, "probe-time", 10*time.Second, "how long the cross-node probes send (-cluster)")
+	fs.BoolVar(&o.storm, "storm", false, "reconnect storm: drop the clients of -storm-nodes nodes at once and resume them (on the next node with -cluster), checking delivery of acked probe messages and fresh joins meanwhile")
+	fs.IntVar(&o.stormNodes, "storm-nodes", 1, "nodes whose clients the storm drops (-storm)")
+	fs.Float64Var(&o.stormFresh, "storm-fresh", 20, "fresh clients a second joining the first node during the storm")
+	fs.DurationVar(&o.stormWindow, "storm-window", 5*time.Second, "the storm's target: every dropped client resumed within this")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	o.modes = strings.Split(modes, ",")
+	if o.cluster > 0 {
+		// The cluster targets (issue #15) are on plain WebSocket, and
+		// Centrifugo's own cluster is not what is compared.
+		o.modes = []string{"plain"}
+		o.centrifugo = "none"
+		if o.cluster < 2 {
+			return nil, errors.New("-cluster needs at least 2 nodes")
+		}
+	}
+	if o.storm && o.stormNodes > max(o.cluster, 1) {
+		return nil, errors.New("-storm-nodes is above the node count")
+	}
 	for _, m := range o.modes {
 		if m != "plain" && m != "tls" {
 			return nil, fmt.Errorf("-modes: %q is neither plain nor tls", m)
@@ -134,6 +182,9 @@ func run(args []string, out io.Writer) ([]result, error) {
 
 	fmt.Fprintf(out, "machine: %d CPUs, Linux %s, load average %s at the start; %d idle connections per server, rooms of 2, clients in processes of %d\n",
 		runtime.NumCPU(), benchproc.KernelRelease(), benchproc.LoadAvg(), o.conns, o.perWorker)
+	if o.cluster > 0 {
+		fmt.Fprintf(out, "cluster: %d icegate nodes on one redis-server (--maxclients %d), the two of each room on different nodes\n", o.cluster, redisMaxClients)
+	}
 	var rows []result
 	for _, mode := range o.modes {
 		servers := []string{"icegate"}
@@ -141,14 +192,14 @@ func run(args []string, out io.Writer) ([]result, error) {
 			servers = append(servers, "centrifugo")
 		}
 		for _, name := range servers {
-			s, err := startServer(ctx, &procs, name, mode, o, dir, cert, key)
+			g, err := startGroup(ctx, &procs, name, mode, o, dir, cert, key)
 			if err != nil {
 				return nil, err
 			}
-			r, err := measure(ctx, &procs, s, self, o, dir)
-			s.p.Stop()
+			r, err := measure(ctx, &procs, g, self, o, dir)
+			g.stop()
 			if err != nil {
-				return nil, fmt.Errorf("%s %s: %w", name, mode, err)
+				return nil, fmt.Errorf("%s %s: %w", g.name, mode, err)
 			}
 			rows = append(rows, r)
 			fmt.Fprintln(out, r.line())
@@ -199,7 +250,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startServer(ctx context.Context, procs *benchproc.Set, name, mode string, o options, dir, cert, key string) (*server, error) {
+// startServer starts one server; clusterHCL is an icegate cluster block
+// (or ""), tag names its files and process.
+func startServer(ctx context.Context, procs *benchproc.Set, name, mode, tag, clusterHCL string, maxConns int, o options, dir, cert, key string) (*server, error) {
 	httpPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -213,7 +266,6 @@ func startServer(ctx context.Context, procs *benchproc.Set, name, mode string, o
 		scheme, tlsFiles = "wss", [2]string{cert, key}
 	}
 	s := &server{name: name, mode: mode, dialect: name}
-	tag := name + "-" + mode
 	switch name {
 	case "icegate":
 		cfg := filepath.Join(dir, tag+".hcl")
@@ -243,9 +295,14 @@ http {
   key_file  = %q
   test_page = false
 }
-signaling { max_connections = %d }
+signaling {
+  max_connections     = %d
+  messages_per_second = 50
+}
 metrics { listen = "127.0.0.1:%d" }
-`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], o.conns+1000, metricsPort)
+shutdown_grace = "1s"
+%s
+`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], maxConns, metricsPort, clusterHCL)
 		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 			return nil, err
 		}
@@ -321,19 +378,39 @@ func promGauge(url, name string) (int, error) {
 	return 0, fmt.Errorf("%s: no %s", url, name)
 }
 
-// result is one server in one mode.
+// result is one server (or cluster) in one mode.
 type result struct {
 	name, mode            string
 	conns                 int
-	rssStartKB, rssIdleKB int64
+	rssStartKB, rssIdleKB int64 // summed over the nodes
 	rssAfterKB            int64
 	goroutinesStart       int
 	goroutinesIdle        int
 	goroutinesAfter       int
 	connectTime           time.Duration
-	idleCPU               time.Duration
+	idleCPU               time.Duration // all nodes together
 	idleWindow            time.Duration
 	errors                int
+	// lost counts connections the servers ended while they should have
+	// stayed up (idle, or resumed after a storm): reported, and a failed
+	// target, rather than the end of the run, so the rest is still printed.
+	lost int
+	// nodes has one row per node of a cluster (-cluster); redisCPU is
+	// redis-server's CPU in the idle window.
+	nodes    []nodeResult
+	redisCPU time.Duration
+	// latency is the cross-node probe run (-cluster), storm the reconnect
+	// storm (-storm); nil when not run.
+	latency *latencyResult
+	storm   *stormResult
+}
+
+// nodeResult is one node's share of a cluster run.
+type nodeResult struct {
+	name                  string
+	conns                 int
+	rssStartKB, rssIdleKB int64
+	idleCPU               time.Duration
 }
 
 // perConnKiB is the resident memory each idle connection added.
@@ -341,29 +418,72 @@ func (r result) perConnKiB() float64 {
 	return float64(r.rssIdleKB-r.rssStartKB) / float64(r.conns)
 }
 
-func (r result) line() string {
-	return fmt.Sprintf("%s %s: %d connections in %v; RSS %d → %d KiB (%.1f KiB each), %d → %d goroutines; idle CPU %.1f%% of a core over %v; after closing: RSS %d KiB, %d goroutines",
-		r.name, r.mode, r.conns, r.connectTime.Round(time.Millisecond), r.rssStartKB, r.rssIdleKB, r.perConnKiB(),
-		r.goroutinesStart, r.goroutinesIdle, 100*r.idleCPU.Seconds()/r.idleWindow.Seconds(), r.idleWindow, r.rssAfterKB, r.goroutinesAfter)
+// idlePercent is the idle CPU of all nodes together, in % of one core.
+func (r result) idlePercent() float64 {
+	return 100 * r.idleCPU.Seconds() / r.idleWindow.Seconds()
 }
 
-// measure opens o.conns idle connections to s from worker processes,
-// reads the server's memory, goroutines and CPU, then closes them.
-func measure(ctx context.Context, procs *benchproc.Set, s *server, self string, o options, dir string) (result, error) {
-	r := result{name: s.name, mode: s.mode, conns: o.conns}
-	time.Sleep(2 * time.Second) // let the server settle before the baseline
-	var err error
-	if r.rssStartKB, err = benchproc.RSSKB(s.p.Pid()); err != nil {
-		return r, err
-	}
-	r.goroutinesStart, _ = s.goroutines()
+func (r result) line() string {
+	return fmt.Sprintf("%s %s: %d connections in %v (%d failed); RSS %d → %d KiB (%.1f KiB each), %d → %d goroutines; idle CPU %.1f%% of a core over %v; %d ended by the server before the end; after closing: RSS %d KiB, %d goroutines",
+		r.name, r.mode, r.conns, r.connectTime.Round(time.Millisecond), r.errors, r.rssStartKB, r.rssIdleKB, r.perConnKiB(),
+		r.goroutinesStart, r.goroutinesIdle, r.idlePercent(), r.idleWindow, r.lost, r.rssAfterKB, r.goroutinesAfter)
+}
 
-	type w struct {
-		p     *benchproc.Proc
-		stdin io.WriteCloser
-		lines *bufio.Scanner
+// group is what one measurement runs against: one server, or the nodes of
+// a cluster on redis.
+type group struct {
+	name, mode string
+	nodes      []*server
+	redis      *benchproc.Proc // nil without a cluster
+	redisAddr  string
+}
+
+func (g *group) urls() string {
+	var u []string
+	for _, n := range g.nodes {
+		u = append(u, n.url)
 	}
-	var workers []w
+	return strings.Join(u, ",")
+}
+
+func (g *group) stop() {
+	for _, n := range g.nodes {
+		n.p.Stop()
+	}
+	if g.redis != nil {
+		g.redis.Stop()
+	}
+}
+
+// goroutines sums the nodes' go_goroutines.
+func (g *group) goroutines() int {
+	total := 0
+	for _, n := range g.nodes {
+		v, _ := n.goroutines()
+		total += v
+	}
+	return total
+}
+
+// measure opens o.conns idle connections to g from worker processes
+// (spread over its nodes), reads the servers' memory, goroutines and CPU,
+// runs the cross-node probes (-cluster) and the reconnect storm (-storm),
+// then closes them.
+func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o options, dir string) (result, error) {
+	r := result{name: g.name, mode: g.mode, conns: o.conns}
+	time.Sleep(2 * time.Second) // let the servers settle before the baseline
+	r.nodes = make([]nodeResult, len(g.nodes))
+	for i, n := range g.nodes {
+		kb, err := benchproc.RSSKB(n.p.Pid())
+		if err != nil {
+			return r, err
+		}
+		r.nodes[i] = nodeResult{name: n.p.Name, rssStartKB: kb}
+		r.rssStartKB += kb
+	}
+	r.goroutinesStart = g.goroutines()
+
+	var workers []*workerProc
 	defer func() {
 		for _, x := range workers {
 			x.stdin.Close()
@@ -375,25 +495,31 @@ func measure(ctx context.Context, procs *benchproc.Set, s *server, self string, 
 	for i := 0; left > 0; i++ {
 		n := min(left, o.perWorker)
 		left -= n
+		for j := range len(g.nodes) { // the worker's connection j goes to node j mod N
+			r.nodes[j].conns += n / len(g.nodes)
+			if j < n%len(g.nodes) {
+				r.nodes[j].conns++
+			}
+		}
 		// Each worker its own source addresses: 127.0.(i+1).1-4, about
 		// 28,000 ephemeral ports each, far more than a worker opens.
 		var srcs []string
 		for a := 1; a <= 4; a++ {
 			srcs = append(srcs, fmt.Sprintf("127.0.%d.%d", i+1, a))
 		}
-		cmd := []string{"worker", "-url", s.url, "-dialect", s.dialect, "-n", strconv.Itoa(n),
+		cmd := []string{"worker", "-url", g.urls(), "-dialect", g.nodes[0].dialect, "-n", strconv.Itoa(n),
 			"-src", strings.Join(srcs, ","), "-room-prefix", fmt.Sprintf("w%d-", i)}
 		p, stdin, stdout, err := procs.StartPiped(fmt.Sprintf("worker-%d", i), self, cmd...)
 		if err != nil {
 			return r, err
 		}
-		workers = append(workers, w{p: p, stdin: stdin, lines: bufio.NewScanner(stdout)})
+		workers = append(workers, &workerProc{p: p, stdin: stdin, lines: bufio.NewScanner(stdout)})
 	}
 	for _, x := range workers {
-		if !x.lines.Scan() {
-			return r, fmt.Errorf("%s ended without a word", x.p.Name)
+		line, err := x.read()
+		if err != nil {
+			return r, err
 		}
-		line := x.lines.Text()
 		if !strings.HasPrefix(line, "up ") {
 			return r, fmt.Errorf("%s: %s", x.p.Name, line)
 		}
@@ -404,33 +530,71 @@ func measure(ctx context.Context, procs *benchproc.Set, s *server, self string, 
 	if err := sleepCtx(ctx, o.settle); err != nil {
 		return r, err
 	}
-	if s.p.Exited() {
-		return r, fmt.Errorf("the server exited:\n%s", s.p.LogTail(20))
+	ticks := func() ([]int64, int64) {
+		t := make([]int64, len(g.nodes))
+		for i, n := range g.nodes {
+			t[i], _ = benchproc.CPUTicks(n.p.Pid())
+		}
+		var rt int64
+		if g.redis != nil {
+			rt, _ = benchproc.CPUTicks(g.redis.Pid())
+		}
+		return t, rt
 	}
-	if r.rssIdleKB, err = benchproc.RSSKB(s.p.Pid()); err != nil {
-		return r, err
+	for i, n := range g.nodes {
+		if n.p.Exited() {
+			return r, fmt.Errorf("%s exited:\n%s", n.p.Name, n.p.LogTail(20))
+		}
+		kb, err := benchproc.RSSKB(n.p.Pid())
+		if err != nil {
+			return r, err
+		}
+		r.nodes[i].rssIdleKB = kb
+		r.rssIdleKB += kb
 	}
-	r.goroutinesIdle, _ = s.goroutines()
-	t0, _ := benchproc.CPUTicks(s.p.Pid())
+	r.goroutinesIdle = g.goroutines()
+	t0, rt0 := ticks()
 	w0 := time.Now()
 	if err := sleepCtx(ctx, o.idle); err != nil {
 		return r, err
 	}
-	t1, _ := benchproc.CPUTicks(s.p.Pid())
+	t1, rt1 := ticks()
 	r.idleWindow = time.Since(w0).Round(time.Second)
-	r.idleCPU = time.Duration(t1-t0) * time.Second / benchproc.TicksPerSecond
+	for i := range g.nodes {
+		d := time.Duration(t1[i]-t0[i]) * time.Second / benchproc.TicksPerSecond
+		r.nodes[i].idleCPU = d
+		r.idleCPU += d
+	}
+	r.redisCPU = time.Duration(rt1-rt0) * time.Second / benchproc.TicksPerSecond
+
+	if o.cluster > 0 && o.probePairs > 0 {
+		lat, err := crossNodeLatency(ctx, g, o)
+		if err != nil {
+			return r, fmt.Errorf("cross-node probes: %w", err)
+		}
+		r.latency = lat
+	}
+	if o.storm && g.nodes[0].dialect == "icegate" {
+		st, err := runStorm(ctx, g, workers, o)
+		if err != nil {
+			return r, fmt.Errorf("storm: %w", err)
+		}
+		r.storm = st
+	}
+
 	// Every connection must still be up: a worker reports any that ended.
 	for _, x := range workers {
 		x.stdin.Close()
 	}
 	for _, x := range workers {
-		if x.lines.Scan() {
-			f := strings.Fields(x.lines.Text())
-			if len(f) >= 2 && f[0] == "lost" {
-				if n, _ := strconv.Atoi(f[1]); n > 0 {
-					return r, fmt.Errorf("%s: %d connections ended while idle", x.p.Name, n)
-				}
-			}
+		line, err := x.read()
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "lost" {
+			n, _ := strconv.Atoi(f[1])
+			r.lost += n
 		}
 	}
 	for _, x := range workers {
@@ -441,9 +605,27 @@ func measure(ctx context.Context, procs *benchproc.Set, s *server, self string, 
 		}
 	}
 	_ = sleepCtx(ctx, 5*time.Second)
-	r.rssAfterKB, _ = benchproc.RSSKB(s.p.Pid())
-	r.goroutinesAfter, _ = s.goroutines()
+	for _, n := range g.nodes {
+		kb, _ := benchproc.RSSKB(n.p.Pid())
+		r.rssAfterKB += kb
+	}
+	r.goroutinesAfter = g.goroutines()
 	return r, nil
+}
+
+// workerProc is a running worker and its stdout, line by line.
+type workerProc struct {
+	p     *benchproc.Proc
+	stdin io.WriteCloser
+	lines *bufio.Scanner
+}
+
+// read returns the worker's next line; its end is an error.
+func (w *workerProc) read() (string, error) {
+	if !w.lines.Scan() {
+		return "", fmt.Errorf("%s ended without a word", w.p.Name)
+	}
+	return w.lines.Text(), nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -461,7 +643,18 @@ func report(out io.Writer, rows []result, o options) {
 	fmt.Fprintf(out, "\n| server | transport | connections | RSS per idle connection | goroutines | idle CPU (%% of a core) | RSS after closing (KiB, from start) |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		fmt.Fprintf(out, "| %s | %s | %d | %.1f KiB | %d | %.1f | %+d |\n", r.name, r.mode, r.conns, r.perConnKiB(),
-			r.goroutinesIdle, 100*r.idleCPU.Seconds()/r.idleWindow.Seconds(), r.rssAfterKB-r.rssStartKB)
+			r.goroutinesIdle, r.idlePercent(), r.rssAfterKB-r.rssStartKB)
+	}
+	for _, r := range rows {
+		if len(r.nodes) < 2 {
+			continue
+		}
+		fmt.Fprintf(out, "\n| node | connections | RSS per idle connection | idle CPU (%% of a core) |\n|---|---:|---:|---:|\n")
+		for _, n := range r.nodes {
+			fmt.Fprintf(out, "| %s | %d | %.1f KiB | %.1f |\n", n.name, n.conns, float64(n.rssIdleKB-n.rssStartKB)/float64(max(n.conns, 1)),
+				100*n.idleCPU.Seconds()/r.idleWindow.Seconds())
+		}
+		fmt.Fprintf(out, "| redis-server | | | %.1f |\n", 100*r.redisCPU.Seconds()/r.idleWindow.Seconds())
 	}
 	for _, mode := range o.modes {
 		var ig, cf *result
@@ -469,10 +662,10 @@ func report(out io.Writer, rows []result, o options) {
 			if rows[i].mode != mode {
 				continue
 			}
-			switch rows[i].name {
-			case "icegate":
+			switch {
+			case strings.HasPrefix(rows[i].name, "icegate"):
 				ig = &rows[i]
-			case "centrifugo":
+			case rows[i].name == "centrifugo":
 				cf = &rows[i]
 			}
 		}
@@ -481,21 +674,43 @@ func report(out io.Writer, rows []result, o options) {
 			target = 20.0
 		}
 		if ig != nil {
-			verdict := "met"
-			if ig.perConnKiB() > target {
-				verdict = "missed"
-			}
-			fmt.Fprintf(out, "target (issue #15), %s: ≤ %.0f KiB per connection: %s (%.1f KiB)", mode, target, verdict, ig.perConnKiB())
+			fmt.Fprintf(out, "target (issue #15), %s: ≤ %.0f KiB per connection: %s (%.1f KiB)", mode, target, verdict(ig.perConnKiB() <= target), ig.perConnKiB())
 			if cf != nil {
 				ratio := ig.perConnKiB() / cf.perConnKiB()
-				verdict = "met"
-				if ratio > 0.3 {
-					verdict = "missed"
-				}
-				fmt.Fprintf(out, "; ≤ 0.3× Centrifugo's: %s (%.2f×)", verdict, ratio)
+				fmt.Fprintf(out, "; ≤ 0.3× Centrifugo's: %s (%.2f×)", verdict(ratio <= 0.3), ratio)
 			}
 			fmt.Fprintln(out)
 		}
 	}
+	for _, r := range rows {
+		if len(r.nodes) > 1 {
+			fmt.Fprintf(out, "target (issue #15), cluster: 100,000 connections across six nodes without errors: %s (%d across %d, %d failed to open, %d ended by the servers); idle CPU of all nodes < 10%% of a core: %s (%.1f%%)\n",
+				verdict(r.conns >= 100000 && len(r.nodes) == 6 && r.errors == 0 && r.lost == 0), r.conns, len(r.nodes), r.errors, r.lost,
+				verdict(r.idlePercent() < 10), r.idlePercent())
+		}
+		if l := r.latency; l != nil {
+			p99 := sigload.Quantile(l.lat, 0.99)
+			fmt.Fprintf(out, "cross-node latency at %d idle connections (%d probe pairs, members on different nodes, %g msg/s each): %d sent, %d delivered, %d errors; p50 %s, p99 %s, max %s\n",
+				r.conns, l.pairs, o.probeRate, l.sent, l.delivered, l.errors, ms(sigload.Quantile(l.lat, 0.5)), ms(p99), ms(sigload.Quantile(l.lat, 1)))
+			fmt.Fprintf(out, "target (issue #15), cluster: cross-node p99 < 5 ms: %s (%s)\n", verdict(p99 < 5*time.Millisecond && l.delivered >= l.sent*99/100), ms(p99))
+		}
+		if st := r.storm; st != nil {
+			for _, line := range st.lines(o, len(r.nodes)) {
+				fmt.Fprintln(out, line)
+			}
+			p99 := sigload.Quantile(st.fresh, 0.99)
+			fmt.Fprintf(out, "target (issue #15), storm: resumed within %v and kept: %s (%v, %d not back, %d ended by the servers afterwards); every acked message delivered once: %s (%d missing, %d duplicated of %d); no refusal beyond the configured limits: %s; fresh join p99 < 100 ms: %s (%s)\n",
+				o.stormWindow, verdict(st.failed == 0 && st.slowest <= o.stormWindow && r.lost == 0), st.slowest.Round(time.Millisecond), st.failed, r.lost,
+				verdict(st.acked > 0 && st.missing == 0 && st.duplicated == 0), st.missing, st.duplicated, st.acked,
+				verdict(st.failed == 0 && st.freshFailed == 0), verdict(len(st.fresh) > 0 && p99 < 100*time.Millisecond), ms(p99))
+		}
+	}
 	fmt.Fprintf(out, "load average %s at the end\n", benchproc.LoadAvg())
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
 }

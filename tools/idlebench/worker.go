@@ -9,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,15 +20,24 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// worker is one client process: it opens -n connections to -url, each
-// from one of the -src addresses in turn, says hello and joins a room of
-// two in the server's dialect, then only answers pings. It prints
-// "up N ERRORS" once all are open, waits for its stdin to close, prints
-// "lost N" (connections the server ended meanwhile), closes them and
-// exits. The same code is the client of every server measured.
+// worker is one client process: it opens -n connections, connection i to
+// the i-th of the comma-separated -url list in turn (so that with several
+// nodes the two peers of a room sit on different nodes), each from one of
+// the -src addresses in turn, says hello and joins a room of two in the
+// server's dialect, then only answers pings. It prints "up N ERRORS" once
+// all are open, then obeys its stdin line by line:
+//
+//	storm K MOVE   drop (without a close frame) every connection to the first
+//	               K URLs and reconnect each with resume (icegate), to one of
+//	               the other URLs in turn when MOVE is 1; prints "stormed DROPPED RESUMED
+//	               REFUSED FAILED MILLISECONDS"
+//
+// At the end of stdin it prints "lost N" (connections the server ended
+// meanwhile), closes them and exits. The same code is the client of every
+// server measured.
 func worker(args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	url := fs.String("url", "", "WebSocket URL")
+	urlList := fs.String("url", "", "WebSocket URLs, comma-separated")
 	dialect := fs.String("dialect", "icegate", "icegate or centrifugo")
 	n := fs.Int("n", 0, "connections")
 	src := fs.String("src", "127.0.0.1", "comma-separated source addresses")
@@ -35,9 +46,10 @@ func worker(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	urls := strings.Split(*urlList, ",")
 	srcs := strings.Split(*src, ",")
 	var lost atomic.Int64
-	conns := make([]*websocket.Conn, *n)
+	conns := make([]*client, *n)
 	var (
 		mu      sync.Mutex
 		errs    int
@@ -52,10 +64,10 @@ func worker(args []string) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			var c *websocket.Conn
+			var c *client
 			var err error
 			for try := range 3 { // a refused connect is retried: the count is what it is about
-				c, err = open(ctx, *url, *dialect, srcs[i%len(srcs)], fmt.Sprintf("%s%d", *prefix, i/2))
+				c, err = open(ctx, urls[i%len(urls)], *dialect, srcs[i%len(srcs)], fmt.Sprintf("%s%d", *prefix, i/2), "", 0)
 				if err == nil {
 					break
 				}
@@ -68,8 +80,9 @@ func worker(args []string) error {
 				mu.Unlock()
 				return
 			}
+			c.node, c.src = i%len(urls), srcs[i%len(srcs)]
 			conns[i] = c
-			go idle(c, *dialect, &lost)
+			go c.idle(*dialect, &lost)
 		}()
 	}
 	wg.Wait()
@@ -77,47 +90,157 @@ func worker(args []string) error {
 		return fmt.Errorf("%d of %d connections failed, the last: %v", errs, *n, lastErr)
 	}
 	fmt.Printf("up %d %d\n", *n-errs, errs)
-	// Hold until told to finish.
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		if len(f) == 3 && f[0] == "storm" {
+			k, _ := strconv.Atoi(f[1])
+			fmt.Println(storm(ctx, conns, urls, k, f[2] == "1", &lost))
+		}
+	}
 	fmt.Printf("lost %d\n", lost.Load())
 	for _, c := range conns {
 		if c != nil {
-			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			c.Close()
+			c.stop.Store(true)
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			c.ws.Close()
 		}
 	}
 	return nil
 }
 
+// client is one of a worker's connections.
+type client struct {
+	ws        *websocket.Conn
+	node      int    // index of the URL it is connected to
+	src       string // its source address
+	token     string // the resume token of its last hello (icegate)
+	lastSeq   atomic.Uint64
+	stop      atomic.Bool // set before the worker closes it on purpose
+	idleEnded chan struct{}
+}
+
+// storm drops every connection to the first k URLs at once, by closing
+// its socket without a close frame (a network failure, as far as the
+// server can tell: the session is held for its resume grace), and
+// reconnects each with its resume token and last seq, spread over the
+// other URLs when move is set. A reconnect refused with 503 (max_connections or the
+// descriptor reserve: the configured limits) is retried after a moment;
+// REFUSED counts those answers, FAILED the connections not back at the end.
+func storm(ctx context.Context, conns []*client, urls []string, k int, move bool, lost *atomic.Int64) string {
+	var victims []*client
+	for _, c := range conns {
+		if c != nil && c.node < k {
+			victims = append(victims, c)
+		}
+	}
+	start := time.Now()
+	for _, c := range victims {
+		c.stop.Store(true)
+		c.ws.UnderlyingConn().Close()
+	}
+	var resumed, refused, failed atomic.Int64
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	for v, c := range victims {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			<-c.idleEnded // its reader has seen the close: lastSeq is final
+			node := c.node
+			if move && len(urls) > 1 {
+				// Spread over the other nodes: with every node's clients
+				// dropped, each node loses and gains about as many.
+				node = (node + 1 + v%(len(urls)-1)) % len(urls)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				nc, err := open(ctx, urls[node], "icegate", c.src, "", c.token, c.lastSeq.Load())
+				if err == nil {
+					c.ws, c.node, c.token = nc.ws, node, nc.token
+					c.stop.Store(false)
+					c.idleEnded = nc.idleEnded
+					resumed.Add(1)
+					go c.idle("icegate", lost)
+					return
+				}
+				if errors.Is(err, errRefusedByLimit) {
+					refused.Add(1)
+				}
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					failed.Add(1)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	return fmt.Sprintf("stormed %d %d %d %d %d", len(victims), resumed.Load(), refused.Load(), failed.Load(), time.Since(start).Milliseconds())
+}
+
+// errRefusedByLimit is a 503 before the upgrade: a configured limit.
+var errRefusedByLimit = errors.New("refused with 503")
+
 // open dials url from the source address and goes through the dialect's
 // handshake: icegate's hello and join (answered by joined), Centrifugo's
 // connect and subscribe commands (answered by replies with their ids).
-func open(ctx context.Context, url, dialect, src, room string) (*websocket.Conn, error) {
+//
+// With resume set (icegate) it reconnects the session of that token
+// instead, sending last as the last seq received, and joins nothing: the
+// hello must say resumed.
+func open(ctx context.Context, url, dialect, src, room, resume string, last uint64) (*client, error) {
 	d := websocket.Dialer{
 		NetDialContext:   (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}).DialContext,
 		TLSClientConfig:  &tls.Config{InsecureSkipVerify: true},
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   1024, WriteBufferSize: 1024,
 	}
-	c, _, err := d.DialContext(ctx, url, nil)
+	if resume != "" {
+		url += "?resume=" + neturl.QueryEscape(resume) + "&last=" + strconv.FormatUint(last, 10)
+	}
+	c, resp, err := d.DialContext(ctx, url, nil)
 	if err != nil {
+		if resp != nil && resp.StatusCode == 503 {
+			return nil, fmt.Errorf("%w: %v", errRefusedByLimit, err)
+		}
 		return nil, err
 	}
+	cl := &client{ws: c, idleEnded: make(chan struct{})}
 	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
-	fail := func(err error) (*websocket.Conn, error) { c.Close(); return nil, err }
+	fail := func(err error) (*client, error) { c.Close(); return nil, err }
 	switch dialect {
 	case "icegate":
-		var hello struct{ Type string }
+		var hello struct {
+			Type        string
+			ResumeToken string `json:"resume_token"`
+			Resumed     bool
+		}
 		if err := c.ReadJSON(&hello); err != nil || hello.Type != "hello" {
 			return fail(fmt.Errorf("hello: %v %q", err, hello.Type))
+		}
+		cl.token = hello.ResumeToken
+		if resume != "" {
+			if !hello.Resumed {
+				return fail(errors.New("hello: not resumed"))
+			}
+			cl.lastSeq.Store(last)
+			break
 		}
 		if err := c.WriteJSON(map[string]string{"type": "join", "room": room}); err != nil {
 			return fail(err)
 		}
 		for {
-			var m struct{ Type, Code string }
+			var m struct {
+				Type, Code string
+				Seq        uint64
+			}
 			if err := c.ReadJSON(&m); err != nil {
 				return fail(fmt.Errorf("join: %w", err))
+			}
+			if m.Seq > 0 {
+				cl.lastSeq.Store(m.Seq)
 			}
 			if m.Type == "joined" {
 				break
@@ -154,23 +277,38 @@ func open(ctx context.Context, url, dialect, src, room string) (*websocket.Conn,
 		return fail(errors.New("unknown dialect " + dialect))
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	return c, nil
+	return cl, nil
 }
 
-// idle reads until the connection ends, answering pings: gorilla answers
-// WebSocket pings (icegate) by itself; Centrifugo's protocol pings are an
-// empty JSON object, answered with one.
-func idle(c *websocket.Conn, dialect string, lost *atomic.Int64) {
+// idle reads until the connection ends, answering pings and keeping the
+// last seq (icegate) for a resume: gorilla answers WebSocket pings
+// (icegate) by itself; Centrifugo's protocol pings are an empty JSON
+// object, answered with one. An end the worker did not cause counts as lost.
+func (c *client) idle(dialect string, lost *atomic.Int64) {
+	ws, ended := c.ws, c.idleEnded
+	defer close(ended)
 	for {
-		_, b, err := c.ReadMessage()
+		_, b, err := ws.ReadMessage()
 		if err != nil {
-			lost.Add(1)
+			if !c.stop.Load() {
+				lost.Add(1)
+			}
 			return
 		}
-		if dialect == "centrifugo" && strings.TrimSpace(string(b)) == "{}" {
-			if err := c.WriteMessage(websocket.TextMessage, []byte("{}")); err != nil {
-				lost.Add(1)
-				return
+		switch dialect {
+		case "icegate":
+			var m struct{ Seq uint64 }
+			if json.Unmarshal(b, &m) == nil && m.Seq > 0 {
+				c.lastSeq.Store(m.Seq)
+			}
+		case "centrifugo":
+			if strings.TrimSpace(string(b)) == "{}" {
+				if err := ws.WriteMessage(websocket.TextMessage, []byte("{}")); err != nil {
+					if !c.stop.Load() {
+						lost.Add(1)
+					}
+					return
+				}
 			}
 		}
 	}

@@ -1,13 +1,13 @@
-package turn
+package fdcount
 
 import (
 	"encoding/binary"
 	"syscall"
 )
 
-// fileLimit returns the soft RLIMIT_NOFILE: the number of descriptors the
-// process may hold.
-func fileLimit() (int, error) {
+// Limit returns the soft RLIMIT_NOFILE: the number of descriptors the
+// process may hold (at most 1<<30, for a limit of "unlimited").
+func Limit() (int, error) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 0, err
@@ -18,11 +18,11 @@ func fileLimit() (int, error) {
 	return int(rl.Cur), nil
 }
 
-// countOpenFiles counts the entries of /proc/self/fd with getdents64 into
-// *buf, without a string per entry, so a count of tens of thousands of
-// descriptors takes well under a millisecond. The directory's own descriptor
-// is not counted.
-func countOpenFiles(buf *[]byte) (int, error) {
+// Open counts the entries of /proc/self/fd with getdents64 into *buf (made
+// on first use), without a string per entry, so a count of tens of
+// thousands of descriptors takes well under a millisecond. The directory's
+// own descriptor is not counted.
+func Open(buf *[]byte) (int, error) {
 	fd, err := syscall.Open("/proc/self/fd", syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, err

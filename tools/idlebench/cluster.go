@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"icegate/internal/benchproc"
+	"icegate/internal/sigload"
+)
+
+// startGroup starts what one measurement runs against: one server, or
+// with -cluster a redis-server and o.cluster icegate nodes on it.
+func startGroup(ctx context.Context, procs *benchproc.Set, name, mode string, o options, dir, cert, key string) (*group, error) {
+	g := &group{name: name, mode: mode}
+	if o.cluster == 0 {
+		s, err := startServer(ctx, procs, name, mode, name+"-"+mode, "", o.conns+1000, o, dir, cert, key)
+		if err != nil {
+			return nil, err
+		}
+		g.nodes = []*server{s}
+		return g, nil
+	}
+	g.name = fmt.Sprintf("icegate ×%d", o.cluster)
+	bin, err := exec.LookPath(o.redis)
+	if err != nil {
+		return nil, fmt.Errorf("-cluster needs %s (Debian/Ubuntu: apt-get install redis-server, or make deps): %w", o.redis, err)
+	}
+	if g.redis, g.redisAddr, err = startRedis(ctx, procs, bin, dir); err != nil {
+		return nil, err
+	}
+	// Each node's share, with room for the probes, the storm's moves (a
+	// dropped node's clients resume on the others) and fresh clients; the
+	// descriptor reserve still applies under it.
+	perNode := o.conns/o.cluster + 1
+	maxConns := perNode + 2*o.probePairs + 1000
+	if o.storm {
+		maxConns += perNode
+	}
+	for i := range o.cluster {
+		nodeName := fmt.Sprintf("node%d", i+1)
+		block := fmt.Sprintf("cluster {\n  redis_url = %q\n  node_id = %q\n}", "redis://"+g.redisAddr+"/0", nodeName)
+		s, err := startServer(ctx, procs, name, mode, nodeName, block, maxConns, o, dir, cert, key)
+		if err != nil {
+			g.stop()
+			return nil, err
+		}
+		s.p.Name = nodeName
+		g.nodes = append(g.nodes, s)
+	}
+	return g, nil
+}
+
+// redisMaxClients is redis-server's --maxclients: each node holds a few
+// connections (its pool and its subscriptions), far under this; Redis
+// raises its own descriptor limit to this plus 32 when it can.
+const redisMaxClients = 10000
+
+// startRedis starts redis-server on a free loopback port, without
+// persistence, and waits for its PING.
+func startRedis(ctx context.Context, procs *benchproc.Set, bin, dir string) (*benchproc.Proc, string, error) {
+	var lastErr error
+	for range 5 { // the port can be taken between the probe and the bind
+		port, err := freePort()
+		if err != nil {
+			return nil, "", err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		p, err := procs.Start("redis-server", filepath.Join(dir, "redis.log"), nil, bin,
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--daemonize", "no", "--dir", dir, "--maxclients", strconv.Itoa(redisMaxClients))
+		if err != nil {
+			return nil, "", err
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := redisCmd(addr, "PING"); err == nil {
+				return p, addr, nil
+			}
+			if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		p.Stop()
+		lastErr = fmt.Errorf("redis-server on port %d does not answer PING:\n%s", port, p.LogTail(10))
+	}
+	return nil, "", lastErr
+}
+
+// redisCmd sends one inline command to Redis and returns its reply line
+// (a +status, or the length line of a bulk reply).
+func redisCmd(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\r\n"); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(line, "-") {
+		return "", fmt.Errorf("redis %s: %s", cmd, strings.TrimSpace(line))
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// latencyResult is the cross-node probe run.
+type latencyResult struct {
+	pairs           int
+	sent, delivered int64
+	errors          int64
+	lat             []time.Duration // sorted
+}
+
+// crossNodeLatency runs o.probePairs rooms of two whose members sit on
+// different nodes (sigload puts peer i on node i mod N), each sending to
+// the other at o.probeRate, from this process, while the workers' idle
+// connections stay up: the latency of a message crossing nodes through
+// Redis at the measured connection count.
+func crossNodeLatency(ctx context.Context, g *group, o options) (*latencyResult, error) {
+	var targets []string
+	for _, n := range g.nodes {
+		targets = append(targets, n.url)
+	}
+	l, err := sigload.New(sigload.Options{Targets: targets, Conns: 2 * o.probePairs, Room: 2, Parallel: 32,
+		Rate: o.probeRate, Duration: o.probeTime})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	if _, err := l.Connect(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := l.Join(ctx); err != nil {
+		return nil, err
+	}
+	r := l.Send(ctx)
+	return &latencyResult{pairs: o.probePairs, sent: r.Sent, delivered: r.Delivered, errors: r.Errors, lat: r.Latencies}, nil
+}

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"icegate/internal/sigload"
+)
+
+// freshMin is the least time fresh clients keep joining during a storm.
+const freshMin = 3 * time.Second
+
+// stormResult is what the reconnect storm measured.
+type stormResult struct {
+	dropped, resumed, refused, failed int
+	slowest                           time.Duration // the worker that took longest to resume all its clients
+	probes                            int
+	acked, delivered                  int64
+	missing, duplicated               int64
+	sendErrors                        map[string]int64
+	fresh                             []time.Duration // join answered, sorted
+	freshFailed                       int
+}
+
+// probeConn is one probe connection of the storm, in this process: it
+// keeps its last seq and resume token so it can resume as the workers'
+// clients do.
+type probeConn struct {
+	ws      *websocket.Conn
+	wmu     sync.Mutex
+	peer    string
+	token   string
+	last    atomic.Uint64
+	dropped atomic.Bool
+	ended   chan struct{}
+}
+
+type probeMsg struct {
+	Type  string          `json:"type"`
+	Seq   uint64          `json:"seq"`
+	ID    json.RawMessage `json:"id"`
+	Code  string          `json:"code"`
+	Peer  string          `json:"peer"`
+	Token string          `json:"resume_token"`
+	Res   bool            `json:"resumed"`
+	Data  struct {
+		N int64 `json:"n"`
+	} `json:"data"`
+}
+
+// dialProbe opens a /ws connection to u (resuming token from last when
+// token is set) and reads its hello.
+func dialProbe(ctx context.Context, u, token string, last uint64) (*probeConn, error) {
+	if token != "" {
+		u += "?resume=" + url.QueryEscape(token) + "&last=" + strconv.FormatUint(last, 10)
+	}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
+	ws, resp, err := d.DialContext(ctx, u, nil)
+	if err != nil {
+		if resp != nil && resp.StatusCode == 503 {
+			return nil, fmt.Errorf("%w: %v", errRefusedByLimit, err)
+		}
+		return nil, err
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var h probeMsg
+	if err := ws.ReadJSON(&h); err != nil || h.Type != "hello" || (token != "" && !h.Res) {
+		ws.Close()
+		return nil, fmt.Errorf("hello: %v %q resumed=%v", err, h.Type, h.Res)
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	p := &probeConn{ws: ws, peer: h.Peer, token: h.Token, ended: make(chan struct{})}
+	p.last.Store(last)
+	return p, nil
+}
+
+func (p *probeConn) send(v any) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	_ = p.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return p.ws.WriteJSON(v)
+}
+
+// join joins room and waits for joined, before any reader runs.
+func (p *probeConn) join(room string) error {
+	if err := p.send(map[string]any{"type": "join", "room": room, "id": "j"}); err != nil {
+		return err
+	}
+	_ = p.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer p.ws.SetReadDeadline(time.Time{})
+	for {
+		var m probeMsg
+		if err := p.ws.ReadJSON(&m); err != nil {
+			return err
+		}
+		if m.Seq > 0 {
+			p.last.Store(m.Seq)
+		}
+		switch m.Type {
+		case "joined":
+			return nil
+		case "error":
+			return fmt.Errorf("join %s: %s", room, m.Code)
+		}
+	}
+}
+
+// read runs fn on every message until the connection ends.
+func (p *probeConn) read(fn func(*probeMsg)) {
+	defer close(p.ended)
+	for {
+		var m probeMsg
+		if err := p.ws.ReadJSON(&m); err != nil {
+			return
+		}
+		if m.Seq > 0 {
+			p.last.Store(m.Seq)
+		}
+		fn(&m)
+	}
+}
+
+// probePair is a sender and a receiver in a room of two; the receiver is
+// on a node whose clients the storm drops.
+type probePair struct {
+	sender, recv *probeConn // recv is replaced by its resume, under mu
+	to           string     // the receiver's peer id, the same after a resume
+	mu           sync.Mutex
+	acked        map[int64]bool
+	got          map[int64]int
+	errs         map[string]int64
+}
+
+// runStorm drops every client of the first o.stormNodes nodes at once
+// (the workers' and the probe receivers'), and has them resume, on the
+// next node with -cluster. Meanwhile probe senders on another node keep
+// sending to the receivers, with an id so that each message is acked, and
+// fresh clients join rooms on the first node. It reports whether every
+// acked message reached its receiver exactly once, how long the resumes
+// took, and how fast the fresh joins were answered.
+func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (*stormResult, error) {
+	n := len(g.nodes)
+	move := n > 1
+	recvNode := 0
+	sendNode := o.stormNodes % n // a node the storm does not touch, when there is one
+	pairs := make([]*probePair, max(o.probePairs, 1))
+	for i := range pairs {
+		recv, err := dialProbe(ctx, g.nodes[recvNode].url, "", 0)
+		if err != nil {
+			return nil, fmt.Errorf("probe receiver: %w", err)
+		}
+		room := fmt.Sprintf("storm-probe-%d", i)
+		if err := recv.join(room); err != nil {
+			return nil, err
+		}
+		sender, err := dialProbe(ctx, g.nodes[sendNode].url, "", 0)
+		if err != nil {
+			return nil, fmt.Errorf("probe sender: %w", err)
+		}
+		if err := sender.join(room); err != nil {
+			return nil, err
+		}
+		pr := &probePair{sender: sender, recv: recv, to: recv.peer, acked: map[int64]bool{}, got: map[int64]int{}, errs: map[string]int64{}}
+		pairs[i] = pr
+		go recv.read(pr.onRecv)
+		go sender.read(pr.onSender)
+	}
+	defer func() {
+		for _, pr := range pairs {
+			pr.sender.ws.Close()
+			pr.recv.ws.Close()
+		}
+	}()
+
+	// Senders: one goroutine each, at o.probeRate, until stopSend.
+	sendCtx, stopSend := context.WithCancel(ctx)
+	defer stopSend()
+	var senders sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / o.probeRate)
+	for i, pr := range pairs {
+		senders.Go(func() {
+			select { // spread the ticks
+			case <-sendCtx.Done():
+				return
+			case <-time.After(time.Duration(i) * interval / time.Duration(len(pairs))):
+			}
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for k := int64(1); ; k++ {
+				select {
+				case <-sendCtx.Done():
+					return
+				case <-t.C:
+				}
+				if pr.sender.send(map[string]any{"type": "message", "to": pr.to, "id": k, "data": map[string]int64{"n": k}}) != nil {
+					return
+				}
+			}
+		})
+	}
+	if err := sleepCtx(ctx, time.Second); err != nil {
+		return nil, err
+	}
+
+	// The storm: workers drop theirs, this process its receivers, at once.
+	st := &stormResult{probes: len(pairs), sendErrors: map[string]int64{}}
+	stormStart := time.Now()
+	cmd := fmt.Sprintf("storm %d %d\n", o.stormNodes, map[bool]int{false: 0, true: 1}[move])
+	for _, w := range workers {
+		if _, err := w.stdin.Write([]byte(cmd)); err != nil {
+			return nil, err
+		}
+	}
+	var probeResume sync.WaitGroup
+	var probeFailed atomic.Int64
+	for _, pr := range pairs {
+		probeResume.Go(func() {
+			pr.mu.Lock()
+			old := pr.recv
+			pr.mu.Unlock()
+			old.ws.UnderlyingConn().Close()
+			<-old.ended
+			to := recvNode
+			if move {
+				to = (recvNode + 1) % n
+			}
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				nc, err := dialProbe(ctx, g.nodes[to].url, old.token, old.last.Load())
+				if err == nil {
+					pr.mu.Lock()
+					pr.recv = nc
+					pr.mu.Unlock()
+					go nc.read(pr.onRecv)
+					return
+				}
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					probeFailed.Add(1)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+	// Fresh clients join on the first node until the workers are done, and
+	// for freshMin at least, for a sample worth a p99.
+	freshCtx, stopFresh := context.WithCancel(ctx)
+	var fresh sync.WaitGroup
+	var freshMu sync.Mutex
+	fresh.Go(func() {
+		t := time.NewTicker(time.Duration(float64(time.Second) / o.stormFresh))
+		defer t.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-freshCtx.Done():
+				return
+			case <-t.C:
+			}
+			fresh.Go(func() {
+				d, err := freshJoin(ctx, g.nodes[0].url, fmt.Sprintf("storm-fresh-%d", i))
+				freshMu.Lock()
+				defer freshMu.Unlock()
+				if err != nil {
+					st.freshFailed++
+					return
+				}
+				st.fresh = append(st.fresh, d)
+			})
+		}
+	})
+	for _, w := range workers {
+		line, err := w.read()
+		if err != nil {
+			stopFresh()
+			return nil, err
+		}
+		f := strings.Fields(line)
+		if len(f) != 6 || f[0] != "stormed" {
+			stopFresh()
+			return nil, fmt.Errorf("%s: %s", w.p.Name, line)
+		}
+		v := make([]int, 5)
+		for i := range v {
+			v[i], _ = strconv.Atoi(f[i+1])
+		}
+		st.dropped += v[0]
+		st.resumed += v[1]
+		st.refused += v[2]
+		st.failed += v[3]
+		st.slowest = max(st.slowest, time.Duration(v[4])*time.Millisecond)
+	}
+	probeResume.Wait()
+	st.failed += int(probeFailed.Load())
+	_ = sleepCtx(ctx, time.Until(stormStart.Add(freshMin)))
+	stopFresh()
+	fresh.Wait()
+	slices.Sort(st.fresh)
+
+	// Keep sending a little past the storm, then let the last arrive.
+	if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		return nil, err
+	}
+	stopSend()
+	senders.Wait()
+	_ = sleepCtx(ctx, 3*time.Second)
+	for _, pr := range pairs {
+		pr.mu.Lock()
+		for k := range pr.acked {
+			st.acked++
+			switch c := pr.got[k]; {
+			case c == 0:
+				st.missing++
+			case c > 1:
+				st.duplicated++
+			}
+		}
+		for k, c := range pr.got {
+			st.delivered += int64(c)
+			if c > 1 && !pr.acked[k] {
+				st.duplicated++
+			}
+		}
+		for code, c := range pr.errs {
+			st.sendErrors[code] += c
+		}
+		pr.mu.Unlock()
+	}
+	return st, nil
+}
+
+func (pr *probePair) onRecv(m *probeMsg) {
+	if m.Type != "message" {
+		return
+	}
+	pr.mu.Lock()
+	pr.got[m.Data.N]++
+	pr.mu.Unlock()
+}
+
+func (pr *probePair) onSender(m *probeMsg) {
+	switch m.Type {
+	case "ack":
+		if k, err := strconv.ParseInt(string(m.ID), 10, 64); err == nil {
+			pr.mu.Lock()
+			pr.acked[k] = true
+			pr.mu.Unlock()
+		}
+	case "error":
+		pr.mu.Lock()
+		pr.errs[m.Code]++
+		pr.mu.Unlock()
+	}
+}
+
+// freshJoin is a new client during the storm: it connects, reads hello,
+// and joins room; it returns the time from join to joined, and closes.
+func freshJoin(ctx context.Context, u, room string) (time.Duration, error) {
+	p, err := dialProbe(ctx, u, "", 0)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		_ = p.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		p.ws.Close()
+	}()
+	start := time.Now()
+	if err := p.join(room); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// stormLines reports the storm against the issue's targets.
+func (st *stormResult) lines(o options, nodes int) []string {
+	where := "on the same node"
+	if nodes > 1 {
+		where = "spread over the other nodes"
+	}
+	q := func(f float64) string { return ms(sigload.Quantile(st.fresh, f)) }
+	return []string{
+		fmt.Sprintf("storm: %d clients of %d node(s) dropped at once (sockets closed, no close frame) and resumed %s: %d resumed, %d answers 503 (configured limits, retried), %d not back; slowest worker %v; %d probe receivers resumed too",
+			st.dropped, o.stormNodes, where, st.resumed, st.refused, st.failed, st.slowest.Round(time.Millisecond), st.probes),
+		fmt.Sprintf("storm probes: %d messages acked, %d deliveries, %d acked but missing, %d duplicated; send errors %v",
+			st.acked, st.delivered, st.missing, st.duplicated, st.sendErrors),
+		fmt.Sprintf("storm fresh joins on node 1 (%g a second, through the storm and at least %v): %d answered (p50 %s, p99 %s, max %s), %d failed",
+			o.stormFresh, freshMin, len(st.fresh), q(0.5), q(0.99), q(1), st.freshFailed),
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
