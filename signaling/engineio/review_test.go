@@ -371,3 +371,36 @@ func TestPollRacingUpgrade(t *testing.T) {
 		t.Fatalf("after upgrade %q %v", b, err)
 	}
 }
+
+// TestLatePingTimerStillTimesOut: a session whose ping timer runs late (a
+// loaded machine; here stopped outright) still ends at pingInterval +
+// pingTimeout after the handshake, which is when the client takes the
+// connection for dead: the next request finds it closed (400), rather than
+// a deadline counted from whenever the timer got to run. The conformance
+// suite's "closes the session upon ping timeout" polls at exactly that
+// moment and failed once in CI under load.
+func TestLatePingTimerStillTimesOut(t *testing.T) {
+	srv := NewServer(Config{PingInterval: 100 * time.Millisecond, PingTimeout: 100 * time.Millisecond}, echo)
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	base := hs.URL + "/engine.io/"
+	sid := handshake(t, base)
+	srv.mu.Lock()
+	s := srv.sessions[sid]
+	srv.mu.Unlock()
+	s.mu.Lock()
+	s.pingTimer.Stop() // the timer "runs late": never, here
+	s.mu.Unlock()
+	time.Sleep(250 * time.Millisecond)
+	// Bounded: an open session would hold the poll (no ping is coming).
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(base + "?EIO=4&transport=polling&sid=" + sid)
+	if err != nil {
+		t.Fatalf("poll after pingInterval + pingTimeout with the ping timer late: %v, want a 400 at once", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("poll after pingInterval + pingTimeout with the ping timer late: %d, want 400", resp.StatusCode)
+	}
+}

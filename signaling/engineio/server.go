@@ -295,6 +295,7 @@ func (srv *Server) add(s *Session) bool {
 func (srv *Server) start(s *Session) {
 	if !s.cfg.ManualPing {
 		s.mu.Lock()
+		s.pingAt = time.Now().Add(s.cfg.PingInterval)
 		s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.autoPing)
 		s.mu.Unlock()
 	}

@@ -59,7 +59,13 @@ type Session struct {
 
 	// Keepalive: a ping arms pongDue; a pong disarms it.
 	pingTimer, pongTimer *time.Timer
-	pongDue              time.Time
+	// pingAt is when the server's next own ping is due (ManualPing
+	// false); zero once it has been sent. The pong deadline counts from
+	// it, not from when the timer ran: a timer late under load must not
+	// give the client longer than pingInterval + pingTimeout, which is
+	// what both sides take as the connection's end.
+	pingAt  time.Time
+	pongDue time.Time
 
 	wmu sync.Mutex // serializes WebSocket writes
 }
@@ -656,10 +662,14 @@ func (s *Session) Ping(deadline time.Time) error {
 	}
 	if s.pongDue.IsZero() {
 		s.pongDue = time.Now().Add(s.cfg.PingTimeout)
+		if !s.pingAt.IsZero() && s.pingAt.Before(time.Now()) {
+			s.pongDue = s.pingAt.Add(s.cfg.PingTimeout)
+		}
+		s.pingAt = time.Time{}
 		if s.pongTimer == nil {
-			s.pongTimer = time.AfterFunc(s.cfg.PingTimeout, s.pongTimedOut)
+			s.pongTimer = time.AfterFunc(time.Until(s.pongDue), s.pongTimedOut)
 		} else {
-			s.pongTimer.Reset(s.cfg.PingTimeout)
+			s.pongTimer.Reset(time.Until(s.pongDue))
 		}
 	}
 	s.mu.Unlock()
@@ -683,7 +693,13 @@ func (s *Session) pongTimedOut() {
 // checkPong ends the session if its pong is overdue, should a request
 // arrive before the timer has run (mu held; the end runs after).
 func (s *Session) checkPong() {
-	if s.state != stateClosed && !s.pongDue.IsZero() && !time.Now().Before(s.pongDue) {
+	due := s.pongDue
+	if due.IsZero() && !s.pingAt.IsZero() {
+		// The ping's timer has not run yet (a loaded machine): the
+		// deadline is what it would have set.
+		due = s.pingAt.Add(s.cfg.PingTimeout)
+	}
+	if s.state != stateClosed && !due.IsZero() && !time.Now().Before(due) {
 		s.mu.Unlock()
 		s.end(ErrPingTimeout, typeClose, false)
 		s.mu.Lock()
@@ -701,6 +717,7 @@ func (s *Session) pong() {
 		s.pongTimer.Stop()
 	}
 	if s.pingTimer != nil && s.state != stateClosed {
+		s.pingAt = time.Now().Add(s.cfg.PingInterval)
 		s.pingTimer.Reset(s.cfg.PingInterval)
 	}
 }
