@@ -113,7 +113,7 @@ func TestAllocationMismatch(t *testing.T) {
 
 // TestAllocationMismatchRaw: on a 5-tuple whose allocation was deleted
 // (Refresh with LIFETIME 0) or expired, Refresh, CreatePermission and
-// ChannelBind get a signed 437; a second delete too (RFC 8656 §7.4: the
+// ChannelBind (and over TCP Connect) get a signed 437; a second delete too (RFC 8656 §7.4: the
 // client takes that 437 as success). A request without credentials or with
 // a wrong password still gets pion's 401, and the client may allocate
 // again on the same 5-tuple.
@@ -148,6 +148,11 @@ func TestAllocationMismatchRaw(t *testing.T) {
 				checkMismatch(t, "Refresh", c.authed(pionstun.MethodRefresh, testUser, testPass, lifetime(600)))
 				checkMismatch(t, "CreatePermission", c.authed(pionstun.MethodCreatePermission, testUser, testPass, peer("127.0.0.1", 9)))
 				checkMismatch(t, "ChannelBind", c.authed(pionstun.MethodChannelBind, testUser, testPass, chn, peer("127.0.0.1", 9)))
+				if transport == "tcp" {
+					// RFC 6062 §5.2: a Connect on a control connection
+					// without allocation is a 437 as well.
+					checkMismatch(t, "Connect", c.authed(pionstun.MethodConnect, testUser, testPass, peer("127.0.0.1", 9)))
+				}
 
 				resp, err := c.do(pionstun.NewType(pionstun.MethodCreatePermission, pionstun.ClassRequest), peer("127.0.0.1", 9))
 				if err != nil || errorCode(resp) != 401 {
@@ -169,7 +174,7 @@ func TestAllocationMismatchRaw(t *testing.T) {
 			})
 		}
 	}
-	for method, want := range map[string]float64{"Refresh": 8, "CreatePermission": 4, "ChannelBind": 4} {
+	for method, want := range map[string]float64{"Refresh": 8, "CreatePermission": 4, "ChannelBind": 4, "Connect": 2} {
 		if got := counterValue(t, srv.metrics.Requests.WithLabelValues(method, "mismatch")); got != want {
 			t.Errorf("icegate_turn_requests_total{method=%q,outcome=\"mismatch\"} = %v, want %v", method, got, want)
 		}
