@@ -54,8 +54,8 @@ type allocTable struct {
 	// its own loop.
 	listeners map[netip.AddrPort][]*gatePacketConn
 	// pending holds, per client address, the credential of an Allocate the
-	// gate let through, until pion reports the allocation (bounded by
-	// maxPending: an entry stays behind only when pion still refuses it).
+	// gate let through, until pion reports the allocation or answers the
+	// Allocate (answered; bounded by maxPending besides).
 	pending map[string]grant
 	allocs  map[string]*allocEntry   // allocKey(client, server) -> allocation
 	bySrc   map[string][]*allocEntry // client address -> its allocations
@@ -68,8 +68,8 @@ type allocTable struct {
 	retired [len(transports)]Traffic
 }
 
-// maxPending bounds allocTable.pending: an entry stays behind only when an
-// authenticated Allocate still fails (quota, capacity, a retransmission).
+// maxPending bounds allocTable.pending: an entry stays behind only when
+// pion never answers an authenticated Allocate.
 const maxPending = 10000
 
 // grant is the credential a client authenticated with: the USERNAME it sent,
@@ -486,6 +486,32 @@ func (t *allocTable) has(key string) bool {
 	defer t.mu.RUnlock()
 	_, ok := t.allocs[key]
 	return ok
+}
+
+// holds reports whether the 5-tuple key (allocKey) holds an allocation
+// or the client src has an Allocate in pion's hands (pending), which may be
+// about to make it.
+func (t *allocTable) holds(key string, src net.Addr) bool {
+	k := src.String()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if _, ok := t.allocs[key]; ok {
+		return true
+	}
+	_, ok := t.pending[k]
+	return ok
+}
+
+// answered forgets the pending credential of src once pion has answered
+// its Allocate: on success created has taken it already, unless pion
+// answered a retransmission from its cache; on an error no allocation
+// follows. Left behind, it would make holds see an Allocate in flight
+// that is not.
+func (t *allocTable) answered(src net.Addr) {
+	k := src.String()
+	t.mu.Lock()
+	delete(t.pending, k)
+	t.mu.Unlock()
 }
 
 // userAllocations is the number of live allocations of a user id.

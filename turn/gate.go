@@ -297,6 +297,9 @@ func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key
 		g.fail(in, msg, pionstun.CodeBadRequest, reason, key)
 		return nil, false
 	}
+	if g.noAllocation(in, msg, key) {
+		return nil, false
+	}
 	switch msg.Type.Method {
 	case pionstun.MethodAllocate:
 		return g.checkAllocate(in, msg, key)
@@ -339,6 +342,47 @@ func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key
 		}
 	}
 	return msg.Raw, true
+}
+
+// noAllocation answers 437 (Allocation Mismatch) to a Refresh,
+// CreatePermission, ChannelBind or Connect whose 5-tuple holds no
+// allocation and reports true. RFC 8656 §5: every TURN request other than
+// an Allocate whose 5-tuple identifies no allocation is rejected with 437
+// (an indication or ChannelData is silently ignored; neither comes here);
+// §7.3, §9.2 and §12.2 apply it to Refresh, CreatePermission and
+// ChannelBind, RFC 6062 §5.2 to Connect. pion drops such a request
+// unanswered (internal/server/turn.go returns errNoAllocationFound), so a
+// client whose allocation was kicked, revoked or expired would wait for its
+// transaction to time out. The check comes after authentication, as RFC
+// 8656 §5 orders them: an unauthenticated request has had its 401, and the
+// 437 is signed with the key the request was verified with. A malformed
+// request has had its 400 before (RFC 8489 §7.3.1: the message itself is
+// bad, whatever the allocation's state). Freshness of
+// the NONCE is pion's to judge and is not checked here: a request signed
+// with a stale nonce and no allocation gets the 437 rather than a 438
+// first, and the client learns its allocation is gone one round trip
+// sooner.
+//
+// An Allocate the gate passed to pion and pion has not answered yet counts
+// as an allocation (allocTable.allocating): pion reports the allocation to
+// the table before its success response goes out, and handles one 5-tuple's
+// messages in order, so this never shows in practice, but a request must
+// never be refused for an allocation that is being made.
+func (g *gate) noAllocation(in inbound, msg *pionstun.Message, key []byte) bool {
+	method := msg.Type.Method
+	switch method {
+	case pionstun.MethodRefresh, pionstun.MethodCreatePermission, pionstun.MethodChannelBind, pionstun.MethodConnect:
+	default:
+		return false
+	}
+	if g.s.allocs.holds(allocKey(in.src, in.local), in.src) {
+		return false
+	}
+	g.count(method, "mismatch")
+	g.s.limited.Log(slog.LevelInfo, "mismatch", "request refused: 437 Allocation Mismatch, the client's 5-tuple holds no allocation (it expired, was deleted, kicked or revoked)",
+		"client", in.src, "transport", in.transport, "method", method.String())
+	g.fail(in, msg, pionstun.CodeAllocMismatch, "Allocation Mismatch", key)
+	return true
 }
 
 const (
@@ -680,7 +724,7 @@ func (g *gate) claimPeer(in inbound, msg *pionstun.Message, peer netip.AddrPort,
 	}
 	rc := g.s.allocs.relayOf(allocKey(in.src, in.local))
 	if rc == nil || rc.shared == nil {
-		return true // no allocation: pion answers 437
+		return true // an RFC 6062 TCP relay, or an allocation that just ended (pion drops the request)
 	}
 	switch rc.shared.claim(rc, peer) {
 	case claimsFull:
@@ -908,6 +952,12 @@ func (g *gate) observe(b []byte, dst net.Addr) []byte {
 		return b
 	}
 	passed, key := g.takePassed(b, dst)
+	if passed && b[0] == 0x01 && (b[1] == 0x03 || b[1] == 0x13) {
+		// pion has answered an Allocate the gate passed: it is no longer
+		// in flight (noAllocation). Deferred, so that the events below
+		// still name the client from its credential.
+		defer g.s.allocs.answered(dst)
+	}
 	// Success (0x0109) or error (0x0119) response to a ChannelBind that
 	// claimed a shared-port peer.
 	if b[0] == 0x01 && (b[1] == 0x09 || b[1] == 0x19) && g.claimsPending.Load() > 0 {

@@ -419,7 +419,10 @@ func TestChannelNumbers(t *testing.T) {
 }
 
 // TestMalformedAttributes: an attribute of the wrong size or an unknown
-// value is a 400 signed with the request's key, not taken as absent.
+// value is a 400 signed with the request's key, not taken as absent. A
+// request other than an Allocate is sent on an allocation, as a client
+// would: without one, a well-formed request missing an attribute its
+// method needs gets 437 first (RFC 8656 §5, TestAllocationMismatchRaw).
 func TestMalformedAttributes(t *testing.T) {
 	srv := startServer(t, nil)
 	r := func(typ pionstun.AttrType, v ...byte) pionstun.Setter { return rawAttr{typ, v} }
@@ -445,7 +448,13 @@ func TestMalformedAttributes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := challenged(t, srv, "127.0.0.1", "4").authed(tc.method, testUser, testPass, tc.attrs...)
+			c := challenged(t, srv, "127.0.0.1", "4")
+			if tc.method != pionstun.MethodAllocate {
+				if code := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 0 {
+					t.Fatalf("Allocate: %d", code)
+				}
+			}
+			resp := c.authed(tc.method, testUser, testPass, tc.attrs...)
 			if code := errorCode(resp); code != 400 {
 				t.Fatalf("code %d, want 400", code)
 			}
