@@ -430,6 +430,11 @@ type Signaling struct {
 	// Default 512.
 	DescriptorReserve      int       `hcl:"descriptor_reserve,optional"`
 	DescriptorReserveRange hcl.Range `hcl:"descriptor_reserve,attr_range"`
+	// MaxOpening caps the sessions opened or resumed at once (from the
+	// handshake to the hello, a bus operation or two): one more gets 503
+	// "busy" before the upgrade. Default 64.
+	MaxOpening      int       `hcl:"max_opening,optional"`
+	MaxOpeningRange hcl.Range `hcl:"max_opening,attr_range"`
 	// MaxMessageBytes caps one client message. Default 65536.
 	MaxMessageBytes      int       `hcl:"max_message_bytes,optional"`
 	MaxMessageBytesRange hcl.Range `hcl:"max_message_bytes,attr_range"`

@@ -332,6 +332,11 @@ signaling {
   # beyond, 503 before the upgrade.
   descriptor_reserve = 512
 
+  # Sessions opened or resumed at once (each waits for the cluster bus);
+  # one more connection gets 503 "busy" (Retry-After: 1) before the upgrade,
+  # so a reconnect storm waits at the door, not in a queue to Redis.
+  max_opening = 64
+
   # Largest message a client may send, in bytes.
   max_message_bytes = 65536
 

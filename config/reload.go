@@ -143,6 +143,7 @@ var reloadClasses = map[string]ReloadClass{
 	"Signaling.CredentialTTLDuration":    Live,
 	"Signaling.MaxConnections":           Live,
 	"Signaling.DescriptorReserve":        Live,
+	"Signaling.MaxOpening":               Live,
 	"Signaling.MaxMessageBytes":          Live,
 	"Signaling.MessagesPerSecond":        Live,
 	"Signaling.MessagesBurst":            Live,

@@ -84,6 +84,15 @@ type Config struct {
 	// Linux (it counts /proc/self/fd). Default 512.
 	// HCL: signaling.descriptor_reserve.
 	DescriptorReserve int
+	// MaxOpening caps the sessions this server opens or resumes at once
+	// (the bus's open and resume, from the handshake to the hello): one
+	// more WebSocket is refused with 503 (code "busy", Retry-After: 1)
+	// before the upgrade, and a socket.io handshake the same way. A
+	// reconnect storm then waits at the door, in its clients' retries,
+	// instead of in an unbounded queue of bus operations to Redis that
+	// outlasts their timeout and makes every resume fail. Default 64.
+	// HCL: signaling.max_opening.
+	MaxOpening int
 	// MaxMessageBytes caps one client message. Default 65536.
 	// HCL: signaling.max_message_bytes.
 	MaxMessageBytes int
@@ -196,6 +205,7 @@ const (
 	defaultMaxCredentialTTL  = 24 * time.Hour
 	defaultMaxConnections    = 10000
 	defaultDescriptorReserve = 512
+	defaultMaxOpening        = 64
 	defaultMaxMessageBytes   = 65536
 	defaultMessagesPerSecond = 50
 	defaultMessagesBurst     = 200
@@ -230,6 +240,7 @@ func (c Config) withDefaults() Config {
 	orDur(&c.MaxCredentialTTL, defaultMaxCredentialTTL)
 	or(&c.MaxConnections, defaultMaxConnections)
 	or(&c.DescriptorReserve, defaultDescriptorReserve)
+	or(&c.MaxOpening, defaultMaxOpening)
 	or(&c.MaxMessageBytes, defaultMaxMessageBytes)
 	or(&c.MessagesPerSecond, defaultMessagesPerSecond)
 	or(&c.MessagesBurst, max(defaultMessagesBurst, c.MessagesPerSecond))
@@ -270,6 +281,7 @@ func (c *Config) validate() error {
 		{"RoomsPerPeer", c.RoomsPerPeer},
 		{"SendQueue", c.SendQueue},
 		{"DescriptorReserve", c.DescriptorReserve},
+		{"MaxOpening", c.MaxOpening},
 	} {
 		if f.v < 1 {
 			bad("%s %d is below 1", f.name, f.v)

@@ -57,6 +57,9 @@ var (
 	ErrOrigin = errors.New("origin not allowed")
 	// ErrCapacity means signaling.max_connections are open.
 	ErrCapacity = errors.New("too many connections")
+	// ErrBusy means signaling.max_opening sessions are being opened or
+	// resumed already (a reconnect storm): the client retries shortly.
+	ErrBusy = errors.New("too many sessions opening at once (signaling.max_opening)")
 	// ErrClosed means the server is shutting down.
 	ErrClosed = errors.New("signaling server closed")
 )

@@ -292,6 +292,16 @@ func (s *Server) refuseDescriptors(w http.ResponseWriter, r *http.Request) {
 		"server at its open file limit (signaling.descriptor_reserve): try again later or another server")
 }
 
+// refuseBusy answers a connection beyond Config.MaxOpening. RFC 9110
+// §15.6.4: 503 is temporary; Retry-After 1 because a place frees within a
+// bus operation or two, and a client that honours it spreads a crowd's
+// retries.
+func (s *Server) refuseBusy(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	s.refuse(w, r, http.StatusServiceUnavailable, "busy",
+		"too many sessions opening at once (signaling.max_opening): try again in a second")
+}
+
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	claims, ok := s.admit(w, r, s.checkOrigin(r))
 	if !ok {
@@ -315,6 +325,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 		}
 		opts.LastSeq = n
 	}
+	// The place is held from here to the end of attach (serve gives it
+	// back), so the check and the work it bounds cannot drift apart.
+	if !s.tryOpening() {
+		s.refuseBusy(w, r)
+		return
+	}
+	opts.opening = true
 	up := websocket.Upgrader{
 		// An idle connection keeps only its read buffer: 1 KiB holds a
 		// typical signaling message, and larger frames are read through
@@ -329,6 +346,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	}
 	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
+		s.doneOpening()
 		return // Upgrade answered the client.
 	}
 	// The connection is served on a goroutine of its own and the handler
@@ -339,6 +357,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	// server (not the request's context, which ends with the handler)
 	// owns the connection: Close closes it.
 	if !s.spawn(func() { _ = s.Accept(context.Background(), ws, opts) }) {
+		s.doneOpening()
 		_ = newWSTransport(ws, 0, time.Second).Close(closeGoingAway, ErrClosed.Error())
 	}
 }

@@ -115,6 +115,9 @@ type Server struct {
 	// CONNECT (up to connectTimeout): each holds a session and a
 	// goroutine, so it takes a place under max_connections as well.
 	sioPending atomic.Int64
+	// opening counts sessions between admission and the end of attach
+	// (Config.MaxOpening).
+	opening atomic.Int64
 	// fds keeps Config.DescriptorReserve free (fdcount.Guard); its
 	// estimate between counts follows nconns and sioPending.
 	fds *fdGuard
@@ -306,6 +309,24 @@ func (s *Server) exit(c *conn) {
 // open connections and socket.io sessions not yet connected together.
 func (s *Server) full() bool {
 	return int(s.nconns.Load()+s.sioPending.Load()) >= s.settings().MaxConnections
+}
+
+// tryOpening takes one of Config.MaxOpening's places for a session being
+// opened or resumed; false when none is free. doneOpening gives it back.
+func (s *Server) tryOpening() bool {
+	if int(s.opening.Add(1)) > s.settings().MaxOpening {
+		s.opening.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) doneOpening() { s.opening.Add(-1) }
+
+// openingFull reports whether Config.MaxOpening sessions are being opened
+// now (the socket.io handshake's check; its place is taken at CONNECT).
+func (s *Server) openingFull() bool {
+	return int(s.opening.Load()) >= s.settings().MaxOpening
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -185,6 +185,10 @@ type AcceptOptions struct {
 	Host string
 	// Simple selects the classic tutorial protocol (/ws/simple).
 	Simple bool
+	// opening: the caller took a place of Config.MaxOpening for this
+	// connection already (serveWS, before the upgrade); serve gives it
+	// back once the session is attached.
+	opening bool
 }
 
 // ServeTransport serves one client connection until it closes or ctx ends.
@@ -207,7 +211,13 @@ func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p p
 	if c.claims != nil {
 		c.expiry.Store(c.claims.Expiry)
 	}
+	if !opts.opening && !s.tryOpening() {
+		s.metrics.refused.WithLabelValues("busy").Inc()
+		_ = t.Close(closeTryAgainLater, ErrBusy.Error())
+		return ErrBusy
+	}
 	if err := s.enter(c); err != nil {
+		s.doneOpening()
 		code, reason := closeTryAgainLater, "capacity"
 		if errors.Is(err, ErrClosed) {
 			code, reason = closeGoingAway, "closing"
@@ -230,6 +240,7 @@ func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p p
 	var renew time.Duration
 	var err error
 	shallow(func() { hello, renew, err = s.attach(ctx, c, opts) })
+	s.doneOpening()
 	if err != nil {
 		s.metrics.refused.WithLabelValues("cluster-unavailable").Inc()
 		s.limited.Log(slog.LevelWarn, "attach", "cannot open a session", "err", err)

@@ -184,6 +184,10 @@ func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
 			s.refuseDescriptors(w, r)
 			return
 		}
+		if s.openingFull() {
+			s.refuseBusy(w, r)
+			return
+		}
 		// A token in the query is checked now; one in the CONNECT
 		// packet's auth when it comes (sioConnect).
 		if tok := q.Get("token"); tok != "" && len(s.settings().TokenSecrets) > 0 {

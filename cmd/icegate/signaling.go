@@ -37,6 +37,7 @@ func signalingConfig(cfg *config.Config, relay []turn.ListenAddr) signaling.Conf
 		MaxCredentialTTL:  cfg.API.MaxCredentialTTLDuration,
 		MaxConnections:    s.MaxConnections,
 		DescriptorReserve: s.DescriptorReserve,
+		MaxOpening:        s.MaxOpening,
 		MaxMessageBytes:   s.MaxMessageBytes,
 		MessagesPerSecond: s.MessagesPerSecond,
 		MessagesBurst:     s.MessagesBurst,

@@ -41,7 +41,7 @@ func TestSignalingConfig(t *testing.T) {
 		name: "defaults",
 		want: signaling.Config{
 			AllowedOrigins: []string{}, TokenSecrets: []string{}, APIKeys: []string{},
-			CredentialTTL: time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 10000, DescriptorReserve: 512, MaxMessageBytes: 65536,
+			CredentialTTL: time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 10000, DescriptorReserve: 512, MaxOpening: 64, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, SocketIORoomSize: 2, RoomsPerPeer: 8, SendQueue: 256,
 			ResumeGrace: 30 * time.Second, PingInterval: 25 * time.Second, Separator: ":",
 			Relay: signaling.Relay{Port: 3478, TLSPort: 5349, UDP: true, TCP: true, TLS: true, SelfSignedCert: true},
@@ -80,6 +80,7 @@ signaling {
   credential_ttl      = "2h"
   max_connections     = 7
   descriptor_reserve  = 99
+  max_opening         = 5
   max_message_bytes   = 2048
   messages_per_second = 9
   messages_burst      = 11
@@ -110,7 +111,7 @@ stun {
 			// names, once each.
 			Hosts:         []string{"home.example.org", "signal.example.com", "*.example.net", "turn.example.com"},
 			TURNHost:      "turn.example.com",
-			CredentialTTL: 2 * time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 7, DescriptorReserve: 99, MaxMessageBytes: 2048,
+			CredentialTTL: 2 * time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 7, DescriptorReserve: 99, MaxOpening: 5, MaxMessageBytes: 2048,
 			MessagesPerSecond: 9, MessagesBurst: 11, PeersPerRoom: 3, SocketIORoomSize: 3, RoomsPerPeer: 4, SendQueue: 17,
 			ResumeGrace: 45 * time.Second, PingInterval: 10 * time.Second,
 			NoTURNEvents: true, NoTestPage: true, Separator: "|",
@@ -141,7 +142,7 @@ stun {
 		relay: []turn.ListenAddr{listen("udp", "[2001:db8::10]:41000"), listen("tcp", "[2001:db8::10]:41000")},
 		want: signaling.Config{
 			AllowedOrigins: []string{}, TokenSecrets: []string{}, APIKeys: []string{},
-			CredentialTTL: time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 10000, DescriptorReserve: 512, MaxMessageBytes: 65536,
+			CredentialTTL: time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 10000, DescriptorReserve: 512, MaxOpening: 64, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, SocketIORoomSize: 2, RoomsPerPeer: 8, SendQueue: 256,
 			NoResume: true, PingInterval: 25 * time.Second, Separator: ":",
 			// No TLS listener: the file's tls_port, which no URL names.

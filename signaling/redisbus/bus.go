@@ -34,9 +34,16 @@ const reapBatch = 100
 // Bus is a signaling.Bus on Redis. Create it with New; it is safe for
 // concurrent use.
 type Bus struct {
-	opt     Options
-	log     *slog.Logger
-	client  rueidis.Client
+	opt    Options
+	log    *slog.Logger
+	client rueidis.Client
+	// live carries only the heartbeats and the reaper's liveness reads,
+	// on a connection of its own: behind client's auto-pipelined queue
+	// (thousands of resume scripts in a reconnect storm) a beat arrives
+	// late and the node looks dead to the others (issue #15). Redis
+	// serves its connections in turn, so a beat here waits for at most
+	// one round of the others' commands, not for all of them.
+	live    rueidis.Client
 	metrics *metrics
 	channel string
 
@@ -90,17 +97,26 @@ func New(opts Options) (*Bus, error) {
 			return nil, err
 		}
 	}
-	m, err := newMetrics(opts.Registerer)
+	live, err := NewClient(opts.URL, opts.OpTimeout)
 	if err != nil {
 		if opts.Client == nil {
 			client.Close()
 		}
 		return nil, err
 	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		if opts.Client == nil {
+			client.Close()
+		}
+		live.Close()
+		return nil, err
+	}
 	b := &Bus{
 		opt:     opts,
 		log:     opts.Logger.With("component", "redisbus", "node", opts.NodeID),
 		client:  client,
+		live:    live,
 		metrics: m,
 		channel: opts.Prefix + "node:" + opts.NodeID,
 		last:    map[string]uint64{},
@@ -161,7 +177,8 @@ func (b *Bus) NodeID() string { return b.opt.NodeID }
 
 // Client is the bus's Redis connection, for the other parts of a cluster
 // node that keep state in the same Redis (TURN load steering): one
-// connection per node, closed by Close.
+// connection per node (besides the bus's own heartbeat connection), closed
+// by Close unless it came from Options.Client.
 func (b *Bus) Client() rueidis.Client { return b.client }
 
 // Prefix starts every key and channel of the bus (cluster.key_prefix).
@@ -205,6 +222,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		}
 		b.cancel()
 		b.wg.Wait()
+		b.live.Close()
 		if b.opt.Client == nil {
 			b.client.Close()
 		}
@@ -247,14 +265,19 @@ var errExists = errors.New("session id in use")
 // refused or broken, timeout, Redis loading or read-only after a failover)
 // is ErrUnavailable.
 func (b *Bus) run(ctx context.Context, op string, s *rueidis.Lua, args ...string) (rueidis.RedisMessage, error) {
+	return b.runOn(ctx, b.client, b.deadline(), op, s, args...)
+}
+
+// runOn is run on client with deadline (on Redis's clock, ms; 0: none).
+func (b *Bus) runOn(ctx context.Context, client rueidis.Client, deadline int64, op string, s *rueidis.Lua, args ...string) (rueidis.RedisMessage, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opt.OpTimeout)
 	defer cancel()
 	argv := make([]string, 0, 3+len(args))
 	argv = append(argv, b.opt.Prefix, b.opt.NodeID)
 	argv = append(argv, args...)
-	argv = append(argv, strconv.FormatInt(b.deadline(), 10))
+	argv = append(argv, strconv.FormatInt(deadline, 10))
 	start := time.Now()
-	msg, err := s.Exec(ctx, b.client, nil, argv).ToMessage()
+	msg, err := s.Exec(ctx, client, nil, argv).ToMessage()
 	b.metrics.latency.Observe(time.Since(start).Seconds())
 	if err == nil {
 		b.setCmd(true, nil)
@@ -555,17 +578,20 @@ func (b *Bus) beat(ctx context.Context, first bool) error {
 		return nil
 	}
 	sent := time.Now()
-	msg, err := b.run(ctx, "beat", beatScript)
+	// No deadline: a beat is true whenever it runs (the node sent it), and
+	// refusing a late one is what made a node in a slow Redis look dead.
+	msg, err := b.runOn(ctx, b.live, 0, "beat", beatScript, ms(b.opt.NodeTimeout))
 	if err != nil {
 		return err
 	}
 	v, _ := msg.ToArray()
-	if len(v) != 2 {
+	if len(v) != 3 {
 		return fmt.Errorf("redisbus beat: unexpected reply %v", msg)
 	}
 	if now, err := v[1].AsInt64(); err == nil {
 		b.setClock(now, sent)
 	}
+	b.stalled(v[2])
 	if was, _ := v[0].AsInt64(); was == 0 && !first {
 		b.metrics.lostMembership.Inc()
 		b.mu.Lock()
@@ -616,14 +642,18 @@ func (b *Bus) reap(ctx context.Context) error {
 		return nil
 	}
 	for range 10 {
-		msg, err := b.run(ctx, "reap", reapScript, ms(b.opt.NodeTimeout), strconv.Itoa(reapBatch))
+		// On the liveness connection, with a deadline: a reap that waited
+		// in a slow Redis past it does not run, so a reaper whose own calls
+		// are late judges nobody by the beats that were late with them.
+		msg, err := b.runOn(ctx, b.live, b.deadline(), "reap", reapScript, ms(b.opt.NodeTimeout), strconv.Itoa(reapBatch))
 		if err != nil {
 			return err
 		}
 		v, _ := msg.ToArray()
-		if len(v) != 2 {
+		if len(v) != 3 {
 			return nil
 		}
+		b.stalled(v[2])
 		dead, _ := v[0].AsInt64()
 		removed, _ := v[1].AsInt64()
 		if dead > 0 {
@@ -636,6 +666,16 @@ func (b *Bus) reap(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// stalled logs and counts a stall of Redis a liveness script found (its
+// reply's excess over the beat period, ms; see unstall in scripts.go).
+func (b *Bus) stalled(v rueidis.RedisMessage) {
+	if n, _ := v.AsInt64(); n > 0 {
+		b.metrics.stalls.Inc()
+		b.log.Warn("redis ran no heartbeat for longer than the beat period: not counted against any node",
+			"stall", time.Duration(n)*time.Millisecond)
+	}
 }
 
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -904,6 +944,7 @@ type metrics struct {
 	nodesDead      prometheus.Counter
 	expired        prometheus.Counter
 	lostMembership prometheus.Counter
+	stalls         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -930,8 +971,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "icegate_cluster_held_expired_total", Help: "Held sessions this node removed when their grace ended."}),
 		lostMembership: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "icegate_cluster_membership_lost_total", Help: "Times this node found itself taken for dead (or Redis emptied) and closed its connections."}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "icegate_cluster_redis_stalls_total", Help: "Times this node found that Redis had run no node's heartbeat for longer than the beat period (a hung or overloaded Redis); the stall is not counted against any node."}),
 	}
-	for _, c := range []prometheus.Collector{m.up, m.changes, m.errors, m.latency, m.resyncs, m.duplicates, m.nodesDead, m.expired, m.lostMembership} {
+	for _, c := range []prometheus.Collector{m.up, m.changes, m.errors, m.latency, m.resyncs, m.duplicates, m.nodesDead, m.expired, m.lostMembership, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("redisbus: metrics: %w", err)
 		}

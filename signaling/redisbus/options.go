@@ -43,8 +43,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Client, when set, is the Redis client the bus uses (from NewClient,
 	// with the same OpTimeout), shared with other users of the cluster's
-	// Redis; URL is then only used in messages, and Close leaves the
-	// client open for its owner to close. Default nil: the bus connects
+	// Redis; Close leaves it open for its owner to close. URL is still
+	// required: the heartbeats always get a connection of their own (the
+	// bus dials it), so they never queue behind the shared client's
+	// traffic. Default nil: the bus connects
 	// to URL itself and closes its client on Close.
 	Client rueidis.Client
 }

@@ -105,6 +105,25 @@ local function remove(id)
   redis.call('SET', P .. 'gone:' .. id, '1', 'PX', 600000)
   return 1
 end
+-- unstall keeps the heartbeats' clock honest when Redis itself stalls.
+-- Every live node runs a beat or reap script at least every beat period
+-- (timeout/3), so a longer gap since the last one of any node means Redis
+-- ran none of them (hung, paused, or busy with one long script): time in
+-- which no node could beat. The excess over the period is added to every
+-- node's last beat, so a stall never counts against a node whose own
+-- heartbeat waited in it; a node is dead only when it stayed silent while
+-- Redis served the others. Returns the excess (0: no stall).
+local function unstall(now, timeout)
+  local ck, nk = P .. 'clk', P .. 'nodes'
+  local last = tonumber(redis.call('GET', ck))
+  redis.call('SET', ck, now)
+  if not last then return 0 end
+  local excess = now - last - math.floor(timeout / 3)
+  if excess <= 0 then return 0 end
+  local ns = redis.call('ZRANGE', nk, 0, -1, 'WITHSCORES')
+  for i = 1, #ns, 2 do redis.call('ZADD', nk, 'XX', tonumber(ns[i + 1]) + excess, ns[i]) end
+  return excess
+end
 -- takeover turns every session of node into a held one (its grace from its
 -- own record), as if each connection had dropped; the reaper removes them.
 local function takeover(node, now)
@@ -406,28 +425,37 @@ out[#out + 1] = redis.call('ZCARD', P .. 'held')
 return out
 `)
 
-// beat refreshes this node's entry. Returns {1 when the entry was there
-// (0: this node was taken for dead, or Redis lost its data), Redis's time
-// in ms} (the node's estimate of Redis's clock, for deadlines).
+// beat refreshes this node's entry. ARGV: 3 node timeout ms. Returns {1
+// when the entry was there (0: this node was taken for dead, or Redis lost
+// its data), Redis's time in ms (the node's estimate of Redis's clock, for
+// deadlines), the stall it found (unstall)}. It runs without a deadline: a
+// beat that waited in a slow Redis still shows the node alive when it runs.
 var beatScript = script(`
+local stall = unstall(now_ms(), tonumber(ARGV[3]))
 local was = redis.call('ZSCORE', P .. 'nodes', SELF)
 local now = now_ms()
 redis.call('ZADD', P .. 'nodes', now, SELF)
-return {was and 1 or 0, now}
+return {was and 1 or 0, now, stall}
 `)
 
 // ARGV: 3 node timeout ms, 4 batch. Turns the sessions of nodes silent for
-// the timeout into held ones, then removes up to a batch of held sessions
-// whose grace ended. Returns {nodes taken over, sessions removed}.
+// the timeout (not counting a stall of Redis's, unstall) into held ones,
+// then removes up to a batch of held sessions whose grace ended. The
+// calling node is never among the dead: it is running this. Returns
+// {nodes taken over, sessions removed, the stall it found}.
 var reapScript = script(`
 local now = now_ms()
+local stall = unstall(now, tonumber(ARGV[3]))
 local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', now - tonumber(ARGV[3]))
-for _, n in ipairs(dead) do takeover(n, now) end
+local n = 0
+for _, node in ipairs(dead) do
+  if node ~= SELF then takeover(node, now) n = n + 1 end
+end
 local ids = redis.call('ZRANGEBYSCORE', P .. 'held', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(ids) do
   if redis.call('EXISTS', skey(id)) == 1 then remove(id) else redis.call('ZREM', P .. 'held', id) end
 end
-return {#dead, #ids}
+return {n, #ids, stall}
 `)
 
 // retire is Close: this node's sessions are held at once, as after its

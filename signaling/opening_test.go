@@ -1,0 +1,99 @@
+package signaling
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// gateBus is the in-process bus whose Open waits for the test to let it
+// through: a session stays "opening" as long as the test wants, as one
+// does when the cluster's Redis is slow in a reconnect storm.
+type gateBus struct {
+	*MemoryBus
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (b *gateBus) Open(ctx context.Context, s Session) error {
+	b.entered <- struct{}{}
+	select {
+	case <-b.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return b.MemoryBus.Open(ctx, s)
+}
+
+// TestMaxOpening: with signaling.max_opening sessions being opened, one
+// more /ws is answered 503 "busy" with Retry-After before the upgrade (not
+// queued behind them), and is served again as soon as a place frees.
+func TestMaxOpening(t *testing.T) {
+	bus := &gateBus{MemoryBus: NewMemoryBus(), entered: make(chan struct{}, 8), gate: make(chan struct{})}
+	s, err := New(testConfig(func(c *Config) { c.MaxOpening = 2 }), Options{Bus: bus, Secret: func() string { return testSecret }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		_ = s.Close(context.Background())
+		hs.Close()
+	})
+	url := wsURL(hs, "/ws")
+	type dialed struct {
+		ws  *websocket.Conn
+		err error
+	}
+	held := make(chan dialed, 2)
+	for range 2 {
+		go func() {
+			ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+			held <- dialed{ws, err}
+		}()
+		select {
+		case <-bus.entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a connection within max_opening did not reach the bus")
+		}
+	}
+	_, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third connection while two open: %v %v, want 503", resp, err)
+	}
+	var body map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["code"] != "busy" {
+		t.Fatalf("503 body %v %v, want code busy", body, err)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "1" {
+		t.Fatalf("Retry-After %q, want 1", ra)
+	}
+	if got := testutil.ToFloat64(s.metrics.refused.WithLabelValues("busy")); got != 1 {
+		t.Fatalf("refused{busy} = %v, want 1", got)
+	}
+	// Let the two through: both get their hello, and a place is free again.
+	close(bus.gate)
+	for range 2 {
+		d := <-held
+		if d.err != nil {
+			t.Fatalf("held connection: %v", d.err)
+		}
+		var hello map[string]any
+		if err := d.ws.ReadJSON(&hello); err != nil || hello["type"] != "hello" {
+			t.Fatalf("hello %v %v", hello, err)
+		}
+		d.ws.Close()
+	}
+	if n := s.opening.Load(); n != 0 {
+		t.Fatalf("%d places still taken after the sessions opened", n)
+	}
+	go func() { <-bus.entered }()
+	if code, body, hello := dialWS(t, url, nil); code != http.StatusSwitchingProtocols || hello["type"] != "hello" {
+		t.Fatalf("after the storm: %d %s %v", code, body, hello)
+	}
+}
