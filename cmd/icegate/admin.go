@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"icegate/signaling"
+	"icegate/steer"
 	"icegate/turn"
 	usagerec "icegate/usage"
 )
@@ -32,6 +33,7 @@ import (
 //	POST   /api/v1/admin/drain                       as SIGUSR1
 //	POST   /api/v1/admin/undrain                     take it back
 //	GET    /api/v1/admin/usage[?user=&custom_id=&from=&to=&step=&scope=]
+//	GET    /api/v1/admin/nodes                       the cluster's nodes and their load
 
 // adminAPI is the admin API's state: the parts it acts on.
 type adminAPI struct {
@@ -46,7 +48,10 @@ type adminAPI struct {
 	// drained is told of every change by drain and undrain (the systemd
 	// STATUS line, as SIGUSR1 updates it); nil does nothing.
 	drained func()
-	log     *slog.Logger
+	// nodes returns the cluster's nodes as the steering directory last
+	// read them (this one included); nil without a cluster.
+	nodes func() []steer.Node
+	log   *slog.Logger
 }
 
 // handler routes the admin API; every route checks the key first.
@@ -63,6 +68,7 @@ func (a *adminAPI) handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/admin/drain", a.drain)
 	mux.HandleFunc("POST /api/v1/admin/undrain", a.undrain)
 	mux.HandleFunc("GET /api/v1/admin/usage", a.queryUsage)
+	mux.HandleFunc("GET /api/v1/admin/nodes", a.listNodes)
 	mux.HandleFunc("/api/v1/admin/", func(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusNotFound, "not-found", "no admin endpoint "+r.Method+" "+r.URL.Path+" (see docs/operations.md, \"Admin API\")")
 	})
@@ -241,6 +247,27 @@ type drainState struct {
 	Allocations int  `json:"allocations"`
 	// Changed is false when the server was already in that state.
 	Changed *bool `json:"changed,omitempty"`
+}
+
+// nodeList is GET /api/v1/admin/nodes: scope "cluster" with every node's
+// steering record (its TURN host and ports, allocations and capacity,
+// relayed bit rate, CPU, draining, when it wrote it), or scope "node" and
+// no nodes without a cluster (this node's own figures are on /metrics).
+type nodeList struct {
+	Scope string       `json:"scope"`
+	Nodes []steer.Node `json:"nodes"`
+}
+
+func (a *adminAPI) listNodes(w http.ResponseWriter, _ *http.Request) {
+	out := nodeList{Scope: scopeNode, Nodes: []steer.Node{}}
+	if a.nodes != nil {
+		out.Scope = scopeCluster
+		for _, n := range a.nodes() {
+			n.Nonce = "" // a credential of sorts for 300s: not for display
+			out.Nodes = append(out.Nodes, n)
+		}
+	}
+	adminJSON(w, http.StatusOK, out)
 }
 
 func (a *adminAPI) drainStatus(w http.ResponseWriter, _ *http.Request) {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"icegate/auth"
+	"icegate/steer"
 )
 
 // TestAdminAPI runs the binary with api.keys and drives its admin API with
@@ -123,6 +126,11 @@ shutdown_grace = "1s"
 		t.Errorf("a wrong key: %v, want 401", err)
 	}
 
+	// Without a cluster the node list is this node's scope, and empty.
+	if d := mustAdmin("nodes"); d["scope"] != "node" || len(d["nodes"].([]any)) != 0 {
+		t.Errorf("nodes without a cluster: %v", d)
+	}
+
 	// Drain: a new Allocate is refused; undrain takes it back.
 	if d := mustAdmin("drain"); d["draining"] != true {
 		t.Errorf("drain: %v", d)
@@ -191,4 +199,28 @@ func run2(base, key string, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	err := run(context.Background(), append([]string{"admin", "-url", base, "-key", key}, args...), &out, &errb)
 	return out.String(), err
+}
+
+// TestAdminNodes: in a cluster the node list is every steering record, its
+// NONCE left out (a 300's credential, not for display).
+func TestAdminNodes(t *testing.T) {
+	a := &adminAPI{keys: func() []string { return []string{"k"} }, log: slog.New(slog.DiscardHandler),
+		nodes: func() []steer.Node {
+			return []steer.Node{{ID: "a", Host: "turn-a.example.com", Port: 3478, Nonce: "secret-nonce",
+				Load: steer.Load{Allocations: 3, Capacity: 100, BitRate: 8000, CPU: 0.25}}, {ID: "b", Port: 3478}}
+		}}
+	req := httptest.NewRequest("GET", "/api/v1/admin/nodes", nil)
+	req.Header.Set("Authorization", "Bearer k")
+	rec := httptest.NewRecorder()
+	a.handler().ServeHTTP(rec, req)
+	var got nodeList
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 {
+		t.Fatalf("%d %s (%v)", rec.Code, rec.Body, err)
+	}
+	if got.Scope != "cluster" || len(got.Nodes) != 2 || got.Nodes[0].ID != "a" || got.Nodes[0].Allocations != 3 || got.Nodes[0].BitRate != 8000 {
+		t.Errorf("nodes: %+v", got)
+	}
+	if strings.Contains(rec.Body.String(), "secret-nonce") {
+		t.Errorf("the NONCE is shown: %s", rec.Body)
+	}
 }

@@ -24,6 +24,7 @@ const adminSynopsis = `admin [-url URL] [-key KEY] COMMAND
                           refuse new allocations (as SIGUSR1), accept them again, or say which
   usage [-user U] [-custom-id C] [-from 24h|TIME] [-to TIME] [-step 1h] [-scope node|cluster]
                           relayed traffic per user and custom identifier
+  nodes                   the cluster's nodes and their load (steering records)
 The key is one of api.keys, from -key or $ICEGATE_API_KEY.`
 
 // adminCmd calls the admin API of a running server (admin.go) and prints
@@ -103,6 +104,11 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		default:
 			return c.do(ctx, http.MethodDelete, "/api/v1/admin/sessions", url.Values{"user": {*sessionUser}})
 		}
+	case "nodes":
+		if err := parseNone(sub, cargs, stderr); err != nil {
+			return err
+		}
+		return c.do(ctx, http.MethodGet, "/api/v1/admin/nodes", nil)
 	case "drain", "undrain", "status":
 		if err := parseNone(sub, cargs, stderr); err != nil {
 			return err
@@ -127,7 +133,7 @@ func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return c.do(ctx, http.MethodGet, "/api/v1/admin/usage", url.Values{"user": {*user}, "custom_id": {*custom},
 			"from": {*from}, "to": {*to}, "step": {*step}, "scope": {*scope}})
 	}
-	return fmt.Errorf("%w: unknown admin command %q (list, show, kick, drain, undrain, status, usage)", errUsage, cmd)
+	return fmt.Errorf("%w: unknown admin command %q (list, show, kick, drain, undrain, status, usage, nodes)", errUsage, cmd)
 }
 
 // parseNone parses flags and refuses positional arguments.

@@ -179,6 +179,14 @@ func (st *steering) pick() (signaling.TURNNode, bool) {
 }
 
 // publish tells the other nodes at once (after SIGUSR1 or at shutdown).
+// nodes is the cluster's nodes for the admin API; nil before start.
+func (st *steering) nodes() []steer.Node {
+	if d := st.dir.Load(); d != nil {
+		return d.Nodes()
+	}
+	return nil
+}
+
 func (st *steering) publish() {
 	if d := st.dir.Load(); d != nil {
 		d.Publish()

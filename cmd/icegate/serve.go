@@ -231,6 +231,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			// As SIGUSR1 does: systemctl status shows the drain, and in a
 			// cluster the steering record says so at once.
 			drained: func() { load.publish(); _ = notify.send(statusLine(srv)) }}
+		if redisClient != nil { // a cluster: its nodes, from the steering directory
+			admin.nodes = load.nodes
+		}
 		mux.Handle("/api/v1/admin/", admin.handler())
 		// The admin page calls the API above on this same origin; it
 		// asks for a key itself, so it is served to anyone who can reach

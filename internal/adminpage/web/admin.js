@@ -4,7 +4,7 @@
 // text whatever it holds.
 import {
   parseMetrics, nodeLoad, addSample, niceMax, chartPoints, topUsers, signalingNodes,
-  formatBytes, formatBits, formatAge, explain,
+  formatBytes, formatBits, formatAge, explain, clusterNode,
 } from './model.js';
 
 // How often the page polls, and how much of the chart it keeps.
@@ -111,11 +111,12 @@ async function refresh() {
   try {
     // The drain status first: it checks the key before anything is shown.
     const drain = await api('drain');
-    const [metrics, allocs, sessions, usage] = await Promise.all([
+    const [metrics, allocs, sessions, usage, cluster] = await Promise.all([
       scrape().catch((e) => e),
       api('allocations'),
       api('sessions').catch((e) => e),
       api('usage?from=1h').catch((e) => e),
+      api('nodes').catch((e) => e),
     ]);
     if (key !== used) return; // forgotten or replaced meanwhile
     $('login').hidden = true;
@@ -123,7 +124,7 @@ async function refresh() {
     $('forget').hidden = false;
     showError(metrics instanceof Error ? 'Load and bit rate unavailable: ' + metrics.message : '');
     const now = Date.now();
-    renderNode(metrics instanceof Error ? null : metrics, drain, now);
+    renderNode(metrics instanceof Error ? null : metrics, drain, now, cluster instanceof Error ? null : cluster);
     renderAllocations(allocs.allocations || [], now);
     renderSessions(sessions, now);
     renderUsage(usage);
@@ -151,7 +152,10 @@ function dl(pairs) {
   return d;
 }
 
-function renderNode(metrics, drain, now) {
+// clusterShown says the last refresh showed the cluster's nodes.
+let clusterShown = false;
+
+function renderNode(metrics, drain, now, cluster) {
   const cards = [];
   const card = el('div', undefined, 'card');
   card.append(el('h3', 'This node (' + location.host + ')'));
@@ -177,6 +181,17 @@ function renderNode(metrics, drain, now) {
   }
   card.append(dl(pairs));
   cards.push(card);
+  // In a cluster, every node's steering record (this one's too, as the
+  // cluster sees it).
+  clusterShown = !!(cluster && cluster.scope === 'cluster' && (cluster.nodes || []).length);
+  if (clusterShown) {
+    for (const n of cluster.nodes) {
+      const c = clusterNode(n, now);
+      const nc = el('div', undefined, 'card');
+      nc.append(el('h3', c.title), dl(c.rows));
+      cards.push(nc);
+    }
+  }
   $('nodes').replaceChildren(...cards);
 }
 
@@ -262,7 +277,7 @@ function renderSessions(res, now) {
   const nodes = signalingNodes(list);
   $('cluster').textContent = (nodes.length
     ? 'Signaling nodes holding sessions: ' + nodes.map((n) => `${n.node} (${n.sessions})`).join(', ') + '. '
-    : '') + "Other nodes' TURN load is not reported by this node's admin API: open each node's admin page.";
+    : '') + (clusterShown ? '' : 'No cluster: this node only.');
 }
 
 function renderUsage(res) {

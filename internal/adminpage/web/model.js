@@ -213,6 +213,23 @@ export function formatAge(since, now) {
   return `${d} d ${h} h`;
 }
 
+// clusterNode is what the page shows of one node's steering record (GET
+// /api/v1/admin/nodes, in a cluster): a title and [label, value, class]
+// rows. CPU is the process's share of all the host's cores.
+export function clusterNode(n, now) {
+  const cap = n.capacity ? ` of ${n.capacity}` : '';
+  return {
+    title: `Node ${n.id}` + (n.host ? ` (${n.host})` : ''),
+    rows: [
+      ['state', n.draining ? 'draining: new allocations refused' : 'serving', n.draining ? 'draining' : ''],
+      ['allocations', `${n.allocations ?? 0}${cap}`],
+      ['relayed now', Number.isFinite(n.bit_rate) && n.bit_rate >= 0 ? formatBits(n.bit_rate) : '–'],
+      ['CPU', Number.isFinite(n.cpu) ? `${(n.cpu * 100).toFixed(0)} % of the host` : '–'],
+      ['record written', n.updated ? formatAge(n.updated, now) + ' ago' : '–'],
+    ],
+  };
+}
+
 // explain turns an admin API answer that is not 2xx into the sentence the
 // page shows: the API's own message when it sent one.
 export function explain(status, body) {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   parseMetrics, sum, relayed, nodeLoad, addSample, niceMax, chartPoints, topUsers, signalingNodes,
-  formatBytes, formatBits, formatAge, explain,
+  formatBytes, formatBits, formatAge, explain, clusterNode,
 } from '../model.js';
 
 const scrape = `# HELP icegate_relayed_bytes_total Application bytes relayed.
@@ -131,4 +131,23 @@ test('explain says what a failed admin call means', () => {
   assert.equal(explain(404, { error: { code: 'no-such-allocation', message: 'no live allocation "7"' } }), 'no live allocation "7"');
   assert.equal(explain(503, null), 'HTTP 503');
   assert.equal(explain(500, { error: { message: 42 } }), 'HTTP 500');
+});
+
+test('clusterNode shows a steering record', () => {
+  const now = Date.parse('2026-12-07T12:00:10Z');
+  const c = clusterNode({ id: 'n2', host: 'turn2.example.com', allocations: 7, capacity: 100, bit_rate: 2500000,
+    cpu: 0.125, draining: true, updated: Date.parse('2026-12-07T12:00:05Z') }, now);
+  assert.equal(c.title, 'Node n2 (turn2.example.com)');
+  assert.deepEqual(c.rows, [
+    ['state', 'draining: new allocations refused', 'draining'],
+    ['allocations', '7 of 100'],
+    ['relayed now', '2.5 Mbit/s'],
+    ['CPU', '13 % of the host'],
+    ['record written', '5 s ago'],
+  ]);
+  const bare = clusterNode({ id: 'n3', bit_rate: -1 }, now);
+  assert.equal(bare.title, 'Node n3');
+  assert.deepEqual(bare.rows[1], ['allocations', '0']);
+  assert.deepEqual(bare.rows[2], ['relayed now', '–']);
+  assert.deepEqual(bare.rows[4], ['record written', '–']);
 });
