@@ -868,8 +868,10 @@ func (g *gate) tryAlternate(in inbound, msg *pionstun.Message, key []byte, why s
 	if err != nil {
 		return false
 	}
-	in.reply(m.Raw)
+	// Counted before the client can see the answer (a test, or an
+	// operator's scrape right after, must find it).
 	g.count(msg.Type.Method, "try_alternate")
+	in.reply(m.Raw)
 	g.s.limited.Log(slog.LevelInfo, "try-alternate", "allocation sent to another node: 300 Try Alternate",
 		"why", why, "alternate", alt.Addr, "node", alt.Node, "client", in.src, "transport", in.transport)
 	g.s.emit(Event{Kind: EventRefused, Client: in.src.String(), Transport: in.transport,
