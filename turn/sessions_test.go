@@ -253,8 +253,16 @@ func TestKick(t *testing.T) {
 					t.Fatal("kick failed")
 				}
 				waitAllocations(t, srv, 1)
-				if _, ok := srv.Allocation(list[0].ID); ok {
-					t.Error("the kicked allocation is still listed")
+				// The table learns of the deletion from pion's event, a
+				// moment after pion's own count: wait for it, bounded.
+				for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					if _, ok := srv.Allocation(list[0].ID); !ok {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Error("the kicked allocation is still listed")
+						break
+					}
 				}
 				if !silent(t, victim, echo) {
 					t.Error("the kicked allocation still relays")
