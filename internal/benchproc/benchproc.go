@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -361,4 +363,59 @@ func LoadAvg() string {
 		return "unknown"
 	}
 	return f[0]
+}
+
+// StartRedis starts redis-server (bin) in s on a free loopback port,
+// without persistence, its files in dir and extra arguments after the
+// rest, and waits for it to answer PING. It returns the process and
+// its address.
+func (s *Set) StartRedis(ctx context.Context, bin, dir string, extra ...string) (*Proc, string, error) {
+	var lastErr error
+	for range 5 { // the port can be taken between the probe and the bind
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, "", err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--daemonize", "no", "--dir", dir}, extra...)
+		p, err := s.Start("redis-server", filepath.Join(dir, "redis.log"), nil, bin, args...)
+		if err != nil {
+			return nil, "", err
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if redisPing(addr) == nil {
+				return p, addr, nil
+			}
+			if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+		}
+		p.Stop()
+		lastErr = fmt.Errorf("redis-server on port %d does not answer PING:\n%s", port, p.LogTail(10))
+	}
+	return nil, "", lastErr
+}
+
+// redisPing sends Redis an inline PING and wants +PONG.
+func redisPing(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "PING\r\n"); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	}
+	return nil
 }

@@ -272,7 +272,7 @@ func clusterRun(ctx context.Context, o options, bin, redisBin, dir string, out i
 	if err := os.MkdirAll(rdir, 0o700); err != nil {
 		return measured{}, err
 	}
-	redis, addr, err := startRedis(ctx, redisBin, rdir)
+	redis, addr, err := running.StartRedis(ctx, redisBin, rdir)
 	if err != nil {
 		return measured{}, err
 	}

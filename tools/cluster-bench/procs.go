@@ -2,12 +2,10 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,38 +35,6 @@ func freePort() (int, error) {
 		}
 	}
 	return 0, errors.New("no free port on 127.0.0.1")
-}
-
-// startRedis starts redis-server on a free loopback port, without
-// persistence, and waits for its PING.
-func startRedis(ctx context.Context, bin, dir string) (*benchproc.Proc, string, error) {
-	var lastErr error
-	for range 5 { // the port can be taken between the probe and the bind
-		port, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p, err := running.Start("redis-server", filepath.Join(dir, "redis.log"), nil, bin,
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--daemonize", "no", "--dir", dir)
-		if err != nil {
-			return nil, "", err
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := redisCmd(addr, "PING"); err == nil {
-				return p, addr, nil
-			}
-			if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		p.Stop()
-		lastErr = fmt.Errorf("redis-server on port %d does not answer PING:\n%s", port, p.LogTail(10))
-	}
-	return nil, "", lastErr
 }
 
 // redisCmd sends one inline command to Redis and returns its reply: the

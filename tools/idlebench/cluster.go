@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"icegate/internal/benchproc"
@@ -33,7 +28,7 @@ func startGroup(ctx context.Context, procs *benchproc.Set, name, mode string, o 
 	if err != nil {
 		return nil, fmt.Errorf("-cluster needs %s (Debian/Ubuntu: apt-get install redis-server, or make deps): %w", o.redis, err)
 	}
-	if g.redis, g.redisAddr, err = startRedis(ctx, procs, bin, dir); err != nil {
+	if g.redis, g.redisAddr, err = procs.StartRedis(ctx, bin, dir, "--maxclients", strconv.Itoa(redisMaxClients)); err != nil {
 		return nil, err
 	}
 	// Each node's share, with room for the probes, the storm's moves (a
@@ -62,60 +57,6 @@ func startGroup(ctx context.Context, procs *benchproc.Set, name, mode string, o 
 // connections (its pool and its subscriptions), far under this; Redis
 // raises its own descriptor limit to this plus 32 when it can.
 const redisMaxClients = 10000
-
-// startRedis starts redis-server on a free loopback port, without
-// persistence, and waits for its PING.
-func startRedis(ctx context.Context, procs *benchproc.Set, bin, dir string) (*benchproc.Proc, string, error) {
-	var lastErr error
-	for range 5 { // the port can be taken between the probe and the bind
-		port, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p, err := procs.Start("redis-server", filepath.Join(dir, "redis.log"), nil, bin,
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--daemonize", "no", "--dir", dir, "--maxclients", strconv.Itoa(redisMaxClients))
-		if err != nil {
-			return nil, "", err
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := redisCmd(addr, "PING"); err == nil {
-				return p, addr, nil
-			}
-			if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		p.Stop()
-		lastErr = fmt.Errorf("redis-server on port %d does not answer PING:\n%s", port, p.LogTail(10))
-	}
-	return nil, "", lastErr
-}
-
-// redisCmd sends one inline command to Redis and returns its reply line
-// (a +status, or the length line of a bulk reply).
-func redisCmd(addr, cmd string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, cmd+"\r\n"); err != nil {
-		return "", err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	if strings.HasPrefix(line, "-") {
-		return "", fmt.Errorf("redis %s: %s", cmd, strings.TrimSpace(line))
-	}
-	return strings.TrimSpace(line), nil
-}
 
 // latencyResult is the cross-node probe run.
 type latencyResult struct {
