@@ -145,7 +145,12 @@ func TestRoute(t *testing.T) {
 			}
 		})
 	}
+	// A connection is counted once its side took it, which can be just
+	// after the side already answered the client: wait for the last count.
 	c := m.Counts()
+	for deadline := time.Now().Add(2 * time.Second); (c[OutcomeTURN] != 5 || c[OutcomeHTTP] != 4) && time.Now().Before(deadline); c = m.Counts() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if c[OutcomeTURN] != 5 || c[OutcomeHTTP] != 4 {
 		t.Fatalf("counts %v, want 5 turn and 4 http", c)
 	}
