@@ -502,6 +502,18 @@ func (t *allocTable) holds(key string, src net.Addr) bool {
 	return ok
 }
 
+// owner returns the user id of the allocation at the 5-tuple key, and
+// false when the key holds none.
+func (t *allocTable) owner(key string) (string, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	a := t.allocs[key]
+	if a == nil {
+		return "", false
+	}
+	return a.cred.userID, true
+}
+
 // answered forgets the pending credential of src once pion has answered
 // its Allocate: on success created has taken it already, unless pion
 // answered a retransmission from its cache; on an error no allocation

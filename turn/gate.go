@@ -297,7 +297,7 @@ func (g *gate) checkMethod(in inbound, msg *pionstun.Message, userID string, key
 		g.fail(in, msg, pionstun.CodeBadRequest, reason, key)
 		return nil, false
 	}
-	if g.noAllocation(in, msg, key) {
+	if g.noAllocation(in, msg, key) || g.wrongCredentials(in, msg, userID, key) {
 		return nil, false
 	}
 	switch msg.Type.Method {
@@ -382,6 +382,39 @@ func (g *gate) noAllocation(in inbound, msg *pionstun.Message, key []byte) bool 
 	g.s.limited.Log(slog.LevelInfo, "mismatch", "request refused: 437 Allocation Mismatch, the client's 5-tuple holds no allocation (it expired, was deleted, kicked or revoked)",
 		"client", in.src, "transport", in.transport, "method", method.String())
 	g.fail(in, msg, pionstun.CodeAllocMismatch, "Allocation Mismatch", key)
+	return true
+}
+
+// wrongCredentials answers 441 (Wrong Credentials) to a Refresh,
+// CreatePermission, ChannelBind or Connect whose credentials are valid but
+// belong to another user than the allocation on its 5-tuple, and reports
+// true. RFC 8656 §5: a request on an existing allocation must be
+// authenticated with the same credentials that created it, else 441; §7.5
+// and §9.2 say it for Refresh and CreatePermission. pion looks the
+// allocation up by 5-tuple and user id together
+// (Manager.GetAllocationForUserID) and drops the request unanswered when
+// the user differs, so the client would wait for its transaction to time
+// out. The comparison is pion's: the user id (a static user's name, a
+// time-limited credential's user part), so a client that renews an expiring
+// REST credential of the same user keeps its allocation. A wrong password is
+// not this case: it fails verification and gets its 401 before. The 441 is
+// signed with the key the request was verified with, the only one the
+// client can check.
+func (g *gate) wrongCredentials(in inbound, msg *pionstun.Message, userID string, key []byte) bool {
+	method := msg.Type.Method
+	switch method {
+	case pionstun.MethodRefresh, pionstun.MethodCreatePermission, pionstun.MethodChannelBind, pionstun.MethodConnect:
+	default:
+		return false
+	}
+	owner, ok := g.s.allocs.owner(allocKey(in.src, in.local))
+	if !ok || owner == userID {
+		return false
+	}
+	g.count(method, "wrong_credentials")
+	g.s.limited.Log(slog.LevelInfo, "wrong-credentials", "request refused: 441 Wrong Credentials, the allocation on this 5-tuple belongs to another user",
+		"client", in.src, "transport", in.transport, "method", method.String(), "user", userID)
+	g.fail(in, msg, pionstun.CodeWrongCredentials, "Wrong Credentials", key)
 	return true
 }
 

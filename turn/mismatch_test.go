@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"icegate/auth"
+
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
 )
@@ -241,5 +243,80 @@ func TestAllocationMismatchInFlight(t *testing.T) {
 	srv.allocs.mu.RUnlock()
 	if left != 0 {
 		t.Fatalf("%d pending Allocates left behind", left)
+	}
+}
+
+// TestWrongCredentials: a Refresh, CreatePermission or ChannelBind on a live
+// allocation, signed with valid credentials of another user than the one
+// that allocated, gets a 441 (Wrong Credentials, RFC 8656 §5) signed with
+// the request's key, at once (pion drops it unanswered); a wrong password
+// gets pion's 401; the allocation itself is untouched and its own user
+// keeps refreshing it. A time-limited credential of the same user id with
+// another expiry (a renewed REST credential) is the same user, as pion
+// judges it, and refreshes.
+func TestWrongCredentials(t *testing.T) {
+	srv := startServer(t, nil)
+	chn := rawAttr{pionstun.AttrChannelNumber, []byte{0x40, 0x00, 0, 0}}
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			server := srv.addr(t, transport, "4")
+			c := newRawClient(t, "127.0.0.1", server)
+			if transport == "tcp" {
+				c.stream = dialClient(t, "tcp", server)
+			}
+			c.challenge()
+			if code := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 0 {
+				t.Fatalf("Allocate: %d", code)
+			}
+			waitAllocations(t, srv, 1)
+
+			bobKey := pionstun.NewLongTermIntegrity("bob", testRealm, "builder")
+			for name, attrs := range map[string][]pionstun.Setter{
+				"Refresh":          {lifetime(600)},
+				"Refresh 0":        {lifetime(0)},
+				"CreatePermission": {peer("127.0.0.1", 9)},
+				"ChannelBind":      {chn, peer("127.0.0.1", 9)},
+			} {
+				method := map[string]pionstun.Method{"Refresh": pionstun.MethodRefresh, "Refresh 0": pionstun.MethodRefresh,
+					"CreatePermission": pionstun.MethodCreatePermission, "ChannelBind": pionstun.MethodChannelBind}[name]
+				start := time.Now()
+				resp := c.authed(method, "bob", "builder", attrs...)
+				if code, reason := errorCode(resp), reasonOf(t, resp); code != 441 || reason != "Wrong Credentials" {
+					t.Fatalf("%s as another user: %d %q, want 441 \"Wrong Credentials\"", name, code, reason)
+				}
+				if d := time.Since(start); d > 500*time.Millisecond {
+					t.Errorf("%s: the 441 took %v", name, d)
+				}
+				if err := bobKey.Check(resp); err != nil {
+					t.Fatalf("%s: 441 not signed with the request's key: %v", name, err)
+				}
+				if err := pionstun.Fingerprint.Check(resp); err != nil {
+					t.Fatalf("%s: 441 without FINGERPRINT: %v", name, err)
+				}
+			}
+			if code := errorCode(c.authed(pionstun.MethodRefresh, testUser, "wrong", lifetime(600))); code != 401 {
+				t.Fatalf("Refresh with a wrong password: %d, want 401", code)
+			}
+			waitAllocations(t, srv, 1) // neither deleted it
+
+			// A REST credential of user id "alice" is the same user as
+			// the static alice to pion: accepted, as a renewal would be.
+			rest, restPass, _ := auth.MintREST(testSecret, testUser, time.Hour, time.Now(), ":")
+			if code := errorCode(c.authed(pionstun.MethodRefresh, rest, restPass, lifetime(600))); code != 0 {
+				t.Fatalf("Refresh with a REST credential of the same user id: %d, want success", code)
+			}
+			if code := errorCode(c.authed(pionstun.MethodCreatePermission, testUser, testPass, peer("127.0.0.1", 9))); code != 0 {
+				t.Fatalf("CreatePermission by the allocation's user: %d", code)
+			}
+			if code := errorCode(c.authed(pionstun.MethodRefresh, testUser, testPass, lifetime(0))); code != 0 {
+				t.Fatalf("Refresh 0 by the allocation's user: %d", code)
+			}
+			waitAllocations(t, srv, 0)
+		})
+	}
+	for method, want := range map[string]float64{"Refresh": 4, "CreatePermission": 2, "ChannelBind": 2} {
+		if got := counterValue(t, srv.metrics.Requests.WithLabelValues(method, "wrong_credentials")); got != want {
+			t.Errorf("icegate_turn_requests_total{method=%q,outcome=\"wrong_credentials\"} = %v, want %v", method, got, want)
+		}
 	}
 }
