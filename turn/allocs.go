@@ -240,12 +240,16 @@ func (a *allocEntry) info() allocInfo {
 		transport: a.cred.transport, start: a.start, traffic: t, unreported: t.Sub(a.reported)}
 }
 
-// traffic is what a relayed so far; zero for an RFC 6062 TCP relay.
+// traffic is what a relayed so far: its UDP relay socket's counters, or
+// its RFC 6062 TCP relay's (every peer connection's, countedConn).
 func (a *allocEntry) traffic() Traffic {
-	if a.rc == nil {
-		return Traffic{}
+	if a.rc != nil {
+		return a.rc.traffic.load()
 	}
-	return a.rc.traffic.load()
+	if l, ok := a.sock.(*relayListener); ok {
+		return l.traffic.load()
+	}
+	return Traffic{}
 }
 
 // customID is the custom identifier a credential carries: the USER part
@@ -500,6 +504,15 @@ func (t *allocTable) holds(key string, src net.Addr) bool {
 	}
 	_, ok := t.pending[k]
 	return ok
+}
+
+// tcpRelay returns the RFC 6062 TCP relay whose advertised address is
+// addr, or nil.
+func (t *allocTable) tcpRelay(addr net.Addr) *relayListener {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	l, _ := t.relays[relayKeyOf(addr)].(*relayListener)
+	return l
 }
 
 // owner returns the user id of the allocation at the 5-tuple key, and

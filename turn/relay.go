@@ -494,7 +494,14 @@ func (r *relayAllocator) AllocateConn(conf pionturn.AllocateConnConfig) (net.Con
 		Control:   r.bindConfig(reuseport.Control).Control,
 		Timeout:   30 * time.Second, // RFC 6062 §5.2: at least 30 s
 	}
-	return d.Dial(conf.Network, conf.RemoteAddr.String())
+	conn, err := d.Dial(conf.Network, conf.RemoteAddr.String())
+	if err != nil {
+		return nil, err
+	}
+	if l := r.table.tcpRelay(conf.LocalAddr); l != nil {
+		return &countedConn{Conn: conn, traffic: &l.traffic}, nil
+	}
+	return conn, nil
 }
 
 // bindConfig is how relay sockets Go's net package opens are bound: with
@@ -639,6 +646,50 @@ type relayListener struct {
 	port    int
 	public  *net.TCPAddr // the advertised relay address
 	closed  atomic.Bool
+	// traffic counts what the allocation's peer connections carried,
+	// each way (countedConn), as relayConn.traffic does for UDP.
+	traffic trafficCounters
+}
+
+// Accept hands pion a peer's connection to the relayed address (RFC 6062
+// §5.3) wrapped so that what it carries is counted.
+func (l *relayListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countedConn{Conn: c, traffic: &l.traffic}, nil
+}
+
+// countedConn is an RFC 6062 peer connection (accepted on the relayed
+// address or dialled for a Connect) that counts the bytes pion copies
+// through it: what it reads from the peer goes to the client
+// (peer_to_client), what pion writes to it came from the client
+// (client_to_peer). TCP has no datagrams, so a "packet" is one read or
+// one write, as many bytes as the kernel had or pion's copy buffer took
+// (at most 32 KiB: pion copies with io.Copy). The copy loses nothing by
+// the wrapper: the client's side of the copy is never a bare
+// *net.TCPConn (icegate frames and times it), so the kernel's splice was
+// never used.
+type countedConn struct {
+	net.Conn
+	traffic *trafficCounters
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.traffic.toClient(n)
+	}
+	return n, err
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.traffic.toPeer(n)
+	}
+	return n, err
 }
 
 // Close is relayConn.Close for a TCP relay.

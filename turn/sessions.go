@@ -34,8 +34,8 @@ type AllocationInfo struct {
 	Transport string `json:"transport"`
 	// Relay is the relayed transport address (XOR-RELAYED-ADDRESS).
 	Relay string `json:"relay"`
-	// TCPRelay is set for an RFC 6062 TCP relay, whose traffic is not
-	// counted.
+	// TCPRelay is set for an RFC 6062 TCP relay; its traffic counts the
+	// bytes of its peer connections, a packet being one read or write.
 	TCPRelay bool      `json:"tcp_relay,omitempty"`
 	Start    time.Time `json:"start"`
 	// Traffic is what it relayed so far.

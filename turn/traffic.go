@@ -27,7 +27,9 @@ import (
 // the client (on the fast path, or to pion's queue for a TCP, TLS or DTLS
 // client). Data dropped by the bandwidth cap, the peer policy or for want
 // of a permission is not counted. An RFC 6062 TCP relay's peer
-// connections do not pass through a relayConn and are not counted.
+// connections count on the relay's listener (relayListener.traffic): the
+// bytes pion copies each way, and a read or a write as one packet, since
+// TCP has no datagrams (countedConn).
 
 // Traffic is what an allocation relayed: application bytes and packets
 // client to peer and peer to client.
@@ -104,10 +106,10 @@ func newRelayedCollector(t *allocTable) *relayedCollector {
 	return &relayedCollector{
 		table: t,
 		bytes: prometheus.NewDesc("icegate_relayed_bytes_total",
-			"Application bytes relayed (DATA and ChannelData payloads, not TURN framing), by direction (client_to_peer, peer_to_client) and the client's transport (udp, tcp, tls, dtls). RFC 6062 TCP relays are not counted.",
+			"Application bytes relayed (DATA and ChannelData payloads, not TURN framing), by direction (client_to_peer, peer_to_client) and the client's transport (udp, tcp, tls, dtls). For RFC 6062 TCP relays, the bytes of their peer connections.",
 			labels, nil),
 		packets: prometheus.NewDesc("icegate_relayed_packets_total",
-			"Datagrams relayed, by direction (client_to_peer, peer_to_client) and the client's transport (udp, tcp, tls, dtls). RFC 6062 TCP relays are not counted.",
+			"Datagrams relayed, by direction (client_to_peer, peer_to_client) and the client's transport (udp, tcp, tls, dtls). For RFC 6062 TCP relays, reads from and writes to their peer connections.",
 			labels, nil),
 	}
 }
