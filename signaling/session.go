@@ -405,7 +405,8 @@ func renewAfter(exp time.Time) time.Duration {
 }
 
 // detach ends c's hold on its session after the connection ended. A peer
-// that said goodbye (close code 1000 or 1001, or "bye") leaves at once;
+// that said goodbye (close code 1000 or 1001, a close frame without a
+// code, or "bye") leaves at once;
 // one whose connection broke keeps its id, rooms and queue for the resume
 // grace, on the bus, where any node can take it over.
 func (s *Server) detach(c *conn, clean bool) {
@@ -477,7 +478,12 @@ func (c *conn) readLoop() (clean bool) {
 				c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
 			}
 			var ce *CloseError
-			if errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway) {
+			// A close frame without a status code (1005, RFC 6455
+			// §7.1.5) is what a browser's ws.close() sends: a client
+			// closing on purpose, as with 1000. Only a connection that
+			// broke (no close frame: 1006) or was closed with another
+			// code is held for resume.
+			if errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway || ce.Code == closeNoStatus) {
 				// A client echoing the close the server started (a
 				// shutdown's 1001) is not saying goodbye: on a cluster
 				// its session is held, to resume on another node.

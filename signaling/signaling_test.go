@@ -597,6 +597,27 @@ func TestBye(t *testing.T) {
 	}
 }
 
+// TestCloseWithoutStatus: a close frame without a status code (what a
+// browser's ws.close() and the npm ws client's close() send; RFC 6455
+// §7.1.5 reports it as 1005) is the client closing on purpose: its peer
+// leaves at once, as with 1000, rather than being held for resume_grace
+// as a broken connection is.
+func TestCloseWithoutStatus(t *testing.T) {
+	s := newTestServer(t, nil)
+	a, b := pairInRoom(t, s, "r")
+	if err := b.ws.WriteControl(websocket.CloseMessage, nil, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if m := a.expect("peer-left"); m["peer"] != b.id() {
+		t.Fatalf("peer-left: %v", m)
+	}
+	eventually(t, "the session to end", func() bool { return s.Connections() == 1 })
+	a.send(`{"type":"offer","to":"` + b.id() + `","id":4,"data":{}}`)
+	if e := a.expect("error"); e["code"] != CodePeerGone {
+		t.Fatalf("to the peer that closed: %v", e)
+	}
+}
+
 func TestShutdownClosesConnections(t *testing.T) {
 	s, err := New(testConfig(nil), Options{})
 	if err != nil {

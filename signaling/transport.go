@@ -67,6 +67,10 @@ const (
 	// (api.go) closes with the code the backend gives.
 )
 
+// closeNoStatus is the code a close frame without a status code is
+// reported with (RFC 6455 §7.1.5); never sent.
+const closeNoStatus = 1005
+
 // ErrFrameTooLarge is ReadFrame's answer to a frame over the caller's
 // limit; the frame was discarded and the connection goes on.
 var ErrFrameTooLarge = errors.New("signaling: frame larger than the limit")
