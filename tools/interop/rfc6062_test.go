@@ -31,7 +31,11 @@ func tcpRelay(c *turn.Config) {
 // then a hang). In -P mode uclient's peer never counts what it receives
 // (its read only peeks), so only the client's half comes back: coturn
 // 4.6.1 itself reports 50% lost there; the test expects exactly that half.
+//
+// It also checks that the TCP relays' bytes are counted in the relayed
+// totals (they were not before), exactly in the active modes.
 func TestUclientTCPRelay(t *testing.T) {
+	const payload = 120 // bytes per message (-l)
 	bin := lookCoturn(t, "turnutils_uclient")
 	srv := startServer(t, tcpRelay)
 
@@ -54,9 +58,14 @@ func TestUclientTCPRelay(t *testing.T) {
 				args := append([]string{}, mode.flags...)
 				args = append(args, "-u", "test", "-w", "test",
 					"-n", strconv.Itoa(messages), "-m", strconv.Itoa(clients),
-					"-l", "120", "-z", "5",
+					"-l", strconv.Itoa(payload), "-z", "5",
 					"-p", strconv.Itoa(mode.port), "127.0.0.1")
 				mark := srv.log.Len()
+				transport := "tcp"
+				if mode.port == srv.tlsPort {
+					transport = "tls"
+				}
+				before := srv.RelayedTotals()[transport]
 				out, err := runClient(t, bin["turnutils_uclient"], args...)
 				failed := func(format string, a ...any) {
 					t.Helper()
@@ -84,7 +93,21 @@ func TestUclientTCPRelay(t *testing.T) {
 					failed("sent %d (want %d), received %d (want %d)", res.Sent, clients*messages, res.Recv, want)
 					return
 				}
-				t.Logf("sent %d, received %d", res.Sent, res.Recv)
+				// The TCP relays' bytes are counted (icegate_relayed_bytes_total
+				// under the control connection's transport): every message
+				// leaves through one allocation's peer connection and, but
+				// for the half -P's peer keeps, arrives through another's.
+				got := srv.RelayedTotals()[transport].Sub(before)
+				if mode.passive {
+					if got.BytesToPeer < uint64(res.Recv*payload) || got.BytesToClient < uint64(res.Recv*payload) {
+						failed("relayed %+v over %s, want at least %d bytes each way", got, transport, res.Recv*payload)
+						return
+					}
+				} else if got.BytesToPeer != uint64(res.Sent*payload) || got.BytesToClient != uint64(res.Recv*payload) {
+					failed("relayed %+v over %s, want %d bytes to peers and %d to clients", got, transport, res.Sent*payload, res.Recv*payload)
+					return
+				}
+				t.Logf("sent %d, received %d; relayed %d bytes to peers, %d to clients", res.Sent, res.Recv, got.BytesToPeer, got.BytesToClient)
 			})
 		}
 	}
