@@ -172,7 +172,14 @@ func (r *relayAllocator) closeShared() {
 // socket of its family. The scan starts after the socket chosen last, so
 // that with equal loads consecutive allocations (such as a client's pair of
 // relays talking to each other) land on different sockets and do not claim
-// the same peer.
+// the same peer. With unequal loads the socket chosen last is passed over
+// too, while another fits: two allocations on one socket share its relayed
+// address and cannot relay to each other (a datagram from the socket to
+// itself names neither), and the two ends of a call through this server,
+// made one after the other, would otherwise both go to a socket that holds
+// two or more allocations fewer than the rest (seen with two browsers'
+// relay-only TURN/TCP call after a burst of allocations ended elsewhere).
+// The loads stay within reach: the next allocation may take it again.
 //
 // EVEN-PORT (RFC 8656 §7.2 step 6) is served from an even shared port; with
 // the R bit, from an even port P whose P+1 is shared too, and the
@@ -206,11 +213,19 @@ func (r *relayAllocator) allocateShared(network string, in *allocIntent) (*relay
 		r.mu.Unlock()
 		return nil, errTotalQuota
 	}
-	start := r.sharedLast[network] + 1
+	last := r.sharedLast[network]
+	// better reports whether socket i is a better pick than j: any socket
+	// but the last one chosen beats it, then the fewer allocations win.
+	better := func(i, j int) bool {
+		if (i == last) != (j == last) {
+			return j == last
+		}
+		return list[i].live.Load() < list[j].live.Load()
+	}
 	best := -1
 	for k := range list {
-		i := (start + k) % len(list)
-		if fits(i) && (best < 0 || list[i].live.Load() < list[best].live.Load()) {
+		i := (last + 1 + k) % len(list)
+		if fits(i) && (best < 0 || better(i, best)) {
 			best = i
 		}
 	}

@@ -136,6 +136,76 @@ func TestSharedSpreadAndDemux(t *testing.T) {
 	}
 }
 
+// TestSharedConsecutiveApart: two allocations made one after the other go
+// to different shared ports even when one port holds two fewer allocations
+// than the others (the least loaded port would take both): on one port they
+// would share a relayed address and could not relay to each other, as the
+// two ends of a call through this server must.
+func TestSharedConsecutiveApart(t *testing.T) {
+	srv, ports := startShared(t, 3, false, nil)
+	server := srv.addr(t, "udp", "4")
+	allocate := func() (net.PacketConn, int) {
+		t.Helper()
+		c := newClient(t, dialClient(t, "udp", server), server, testUser, testPass, pionturn.RequestedAddressFamilyIPv4)
+		relay, err := c.Allocate()
+		if err != nil {
+			t.Fatalf("allocate: %v", err)
+		}
+		t.Cleanup(func() { _ = relay.Close() })
+		return relay, relay.LocalAddr().(*net.UDPAddr).Port
+	}
+	// Two on each port, then the two on the first port end: loads 0, 2, 2.
+	var onFirst []net.PacketConn
+	for range 6 {
+		relay, port := allocate()
+		if port == ports[0] {
+			onFirst = append(onFirst, relay)
+		}
+	}
+	if len(onFirst) != 2 {
+		t.Fatalf("%d allocations on port %d, want 2", len(onFirst), ports[0])
+	}
+	for _, r := range onFirst {
+		_ = r.Close()
+	}
+	waitAllocations(t, srv, 4)
+
+	a, portA := allocate()
+	b, portB := allocate()
+	if portA != ports[0] {
+		t.Errorf("first allocation on port %d, want the empty port %d", portA, ports[0])
+	}
+	if portA == portB {
+		t.Fatalf("two consecutive allocations on one shared port %d (ports %v)", portA, ports)
+	}
+	// And they relay to each other: a permission each, then a datagram
+	// each way.
+	for _, x := range []struct {
+		from, to net.PacketConn
+		msg      string
+	}{{a, b, "a to b"}, {b, a, "b to a"}, {a, b, "a to b again"}} {
+		if _, err := x.from.WriteTo([]byte(x.msg), x.to.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, x := range []struct {
+		conn net.PacketConn
+		want string
+	}{{b, "a to b"}, {a, "b to a"}} {
+		buf := make([]byte, 64)
+		_ = x.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			n, _, err := x.conn.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", x.want, err)
+			}
+			if string(buf[:n]) == x.want || strings.HasPrefix(string(buf[:n]), x.want) {
+				break
+			}
+		}
+	}
+}
+
 // echoPayload sends want through relay to peer and expects exactly want
 // back from peer (a datagram meant for another allocation would differ).
 func echoPayload(t testing.TB, relay net.PacketConn, peer net.Addr, want []byte) {
