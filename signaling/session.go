@@ -462,6 +462,10 @@ func (s *Server) detach(c *conn, clean bool) {
 func (c *conn) readLoop() (clean bool) {
 	var b []byte
 	defer func() { putFrameBuf(b) }()
+	w, _ := c.t.(idleReader)
+	if w != nil && !w.canWait() {
+		w = nil
+	}
 	for {
 		st := c.s.settings()
 		// No buffer while waiting: the transport takes one from the
@@ -469,8 +473,20 @@ func (c *conn) readLoop() (clean bool) {
 		// it goes back after the message was handled, which keeps no
 		// reference to it.
 		putFrameBuf(b)
+		b = nil
 		var err error
-		b, err = c.t.ReadFrame(nil, st.MaxMessageBytes)
+		if w != nil {
+			// Wait here, where the stack is shallow, and read (gorilla,
+			// TLS, the frame) on a goroutine that ends (issue 15;
+			// idleconn.go).
+			w.waitInput()
+			shallow(func() { b, err = w.readIdle(st.MaxMessageBytes) })
+			if err == errIdle {
+				continue
+			}
+		} else {
+			b, err = c.t.ReadFrame(nil, st.MaxMessageBytes)
+		}
 		tooLarge := errors.Is(err, ErrFrameTooLarge)
 		if err != nil && !tooLarge {
 			if errors.Is(err, ErrReadLimit) {

@@ -14,27 +14,70 @@ import (
 // the connection's reader on the calling goroutine and one writer goroutine,
 // and returns after both have finished. The server owns ws from here on.
 func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOptions) error {
+	return s.accept(ctx, ws, nil, opts)
+}
+
+// accept is Accept for a connection that serveWS upgraded through nc
+// (idleconn.go), or through anything else with a nil nc.
+func (s *Server) accept(ctx context.Context, ws *websocket.Conn, nc *idleConn, opts AcceptOptions) error {
 	st := s.settings()
-	return s.ServeTransport(ctx, newWSTransport(ws, st.hardReadLimit, st.PingInterval+min(pongWait, st.PingInterval)), opts)
+	return s.ServeTransport(ctx, newWSTransport(ws, nc, st.hardReadLimit, st.PingInterval+min(pongWait, st.PingInterval)), opts)
 }
 
 // wsTransport is the gorilla/websocket Transport.
 type wsTransport struct {
 	ws          *websocket.Conn
+	nc          *idleConn // what ws reads through, when serveWS upgraded it; else nil
 	readTimeout time.Duration
 }
 
-// newWSTransport wraps ws. Frames over hardLimit end the connection (gorilla
-// answers them with close code 1009); a client that sends neither a frame
-// nor a pong for readTimeout is dropped.
-func newWSTransport(ws *websocket.Conn, hardLimit int64, readTimeout time.Duration) *wsTransport {
-	t := &wsTransport{ws: ws, readTimeout: readTimeout}
+// newWSTransport wraps ws, which reads through nc when nc is not nil.
+// Frames over hardLimit end the connection (gorilla answers them with
+// close code 1009); a client that sends neither a frame nor a pong for
+// readTimeout is dropped.
+func newWSTransport(ws *websocket.Conn, nc *idleConn, hardLimit int64, readTimeout time.Duration) *wsTransport {
+	t := &wsTransport{ws: ws, nc: nc, readTimeout: readTimeout}
 	ws.SetReadLimit(hardLimit)
 	_ = ws.SetReadDeadline(time.Now().Add(readTimeout))
 	ws.SetPongHandler(func(string) error {
-		return ws.SetReadDeadline(time.Now().Add(readTimeout))
+		t.pong()
+		return nil
 	})
 	return t
+}
+
+// pong extends the read deadline: the client is alive.
+func (t *wsTransport) pong() {
+	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
+}
+
+// canWait implements idleReader: only a connection upgraded through an
+// idleConn with a raw socket can wait without reading.
+func (t *wsTransport) canWait() bool {
+	return t.nc != nil && t.nc.raw != nil
+}
+
+// waitInput implements idleReader.
+func (t *wsTransport) waitInput() {
+	t.nc.wait()
+}
+
+// readIdle implements idleReader: keepalive pongs are consumed here (see
+// idleConn.skipPongs) so that the short-lived goroutine this runs on ends
+// instead of blocking in gorilla for the next data frame; after a frame,
+// probe learns whether crypto/tls holds more, for the next wait.
+func (t *wsTransport) readIdle(limit int) ([]byte, error) {
+	for t.nc.skipPongs(t.pong) {
+		t.nc.probe()
+		if !t.nc.buffered() {
+			return nil, errIdle
+		}
+	}
+	b, err := t.ReadFrame(nil, limit)
+	if err == nil || errors.Is(err, ErrFrameTooLarge) {
+		t.nc.probe()
+	}
+	return b, err
 }
 
 // ReadFrame implements Transport.

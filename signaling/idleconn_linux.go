@@ -1,0 +1,35 @@
+package signaling
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawSocket is conn's socket for idleConn.wait, or nil when conn is not a
+// bare TCP connection (a wrapper may hold bytes of its own, which the
+// socket would not show).
+func rawSocket(conn net.Conn) syscall.RawConn {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// readable is idleConn.wait's syscall.RawConn.Read callback: it looks at
+// the socket without taking anything from it (recv(2) with MSG_PEEK, one
+// byte, MSG_DONTWAIT). EAGAIN means nothing is there yet, and returning
+// false parks the goroutine in Go's poller until the socket is readable;
+// data, end of stream or any other error ends the wait, and the deep read
+// that follows finds out which.
+func readable(fd uintptr) bool {
+	var b [1]byte
+	_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err != unix.EAGAIN
+}
