@@ -360,9 +360,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	// TLS handshake, goes with it; the new goroutine starts small. The
 	// server (not the request's context, which ends with the handler)
 	// owns the connection: Close closes it.
-	if !s.spawn(func() { _ = s.accept(context.Background(), ws, hw.nc, opts) }) {
+	// The transport is made here, on the handler's goroutine that ends,
+	// and serve is called directly: the connection's goroutine starts as
+	// shallow as it can (see serve).
+	t := s.newWSTransport(ws, hw.nc)
+	if !s.spawn(func() { _ = s.serve(context.Background(), t, &opts, opts.proto()) }) {
 		s.doneOpening()
-		_ = newWSTransport(ws, nil, 0, time.Second).Close(closeGoingAway, ErrClosed.Error())
+		_ = t.Close(closeGoingAway, ErrClosed.Error())
 	}
 }
 

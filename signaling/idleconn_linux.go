@@ -3,6 +3,7 @@ package signaling
 import (
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,8 +29,13 @@ func rawSocket(conn net.Conn) syscall.RawConn {
 // false parks the goroutine in Go's poller until the socket is readable;
 // data, end of stream or any other error ends the wait, and the deep read
 // that follows finds out which.
+//
+// It is a raw system call (MSG_DONTWAIT: it cannot block) with no source
+// address asked for: it runs on the waiting reader's stack, which must
+// stay within the 2 KiB it started with (see Server.serve).
 func readable(fd uintptr) bool {
 	var b [1]byte
-	_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	return err != unix.EAGAIN
+	_, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return errno != unix.EAGAIN
 }

@@ -428,3 +428,4 @@ func readServerFrame(br *bufio.Reader) ([]byte, error) {
 	_, err := io.ReadFull(br, b)
 	return b, err
 }
+

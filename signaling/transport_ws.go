@@ -20,8 +20,21 @@ func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOpti
 // accept is Accept for a connection that serveWS upgraded through nc
 // (idleconn.go), or through anything else with a nil nc.
 func (s *Server) accept(ctx context.Context, ws *websocket.Conn, nc *idleConn, opts AcceptOptions) error {
+	return s.serve(ctx, s.newWSTransport(ws, nc), &opts, opts.proto())
+}
+
+// proto is the protocol opts select.
+func (opts *AcceptOptions) proto() protocol {
+	if opts.Simple {
+		return simpleProto{}
+	}
+	return wsProto{}
+}
+
+// newWSTransport wraps ws with s's read limit and read timeout.
+func (s *Server) newWSTransport(ws *websocket.Conn, nc *idleConn) *wsTransport {
 	st := s.settings()
-	return s.ServeTransport(ctx, newWSTransport(ws, nc, st.hardReadLimit, st.PingInterval+min(pongWait, st.PingInterval)), opts)
+	return newWSTransport(ws, nc, st.hardReadLimit, st.PingInterval+min(pongWait, st.PingInterval))
 }
 
 // wsTransport is the gorilla/websocket Transport.
