@@ -428,4 +428,3 @@ func readServerFrame(br *bufio.Reader) ([]byte, error) {
 	_, err := io.ReadFull(br, b)
 	return b, err
 }
-
