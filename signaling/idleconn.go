@@ -53,10 +53,13 @@ import (
 // blocking in ReadFrame.
 
 // wsReadBuffer is gorilla's read buffer per connection, held for its
-// life: gorilla takes a hijacked reader only if it is larger than 256
-// bytes, and it must hold a control frame (125 bytes and a 14-byte
-// header) for Peek. Larger frames are read through it.
-const wsReadBuffer = 512
+// life, so as small as it can be: gorilla takes a hijacked reader only if
+// it is larger than 256 bytes, and it must hold a control frame (125
+// bytes and a header of up to 14) for Peek; 288 is an allocation size
+// class. A payload longer than the buffer is read straight into the
+// caller's slice (bufio.Reader.Read), so larger frames cost no copy,
+// only a read more.
+const wsReadBuffer = 288
 
 // errIdle is readIdle's answer when the input was only keepalive pongs
 // and nothing more is buffered: the reader goes back to waiting.
