@@ -253,7 +253,13 @@ func (s *Server) open(ctx context.Context, t Transport, opts *AcceptOptions, p p
 		_ = t.Close(code, err.Error())
 		return nil, nil, err
 	}
-	stop = context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
+	// A context that never ends (serveWS's; the server's Close kills its
+	// connections itself) needs no watch, and no watcher held for the
+	// connection's life.
+	stop = func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
+	}
 	ok := false
 	defer func() {
 		if !ok { // an error, or a panic on its way up
