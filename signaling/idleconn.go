@@ -210,6 +210,15 @@ func (c *idleConn) keep(err error) {
 	}
 }
 
+// passingConn is a net.Conn wrapper that can say it holds no input of its
+// own (from then on the wrapped connection is all there is to read):
+// internal/hellosplit's Conn, which cmd/icegate puts under crypto/tls.
+type passingConn interface {
+	net.Conn
+	Passing() bool
+	NetConn() net.Conn
+}
+
 // hijackWriter is the http.ResponseWriter serveWS upgrades through: its
 // Hijack wraps net/http's connection in an idleConn and hands gorilla the
 // idleConn's read buffer.

@@ -10,8 +10,12 @@ import (
 
 // rawSocket is conn's socket for idleConn.wait, or nil when conn is not a
 // bare TCP connection (a wrapper may hold bytes of its own, which the
-// socket would not show).
+// socket would not show). A wrapper that says it holds none any more
+// (internal/hellosplit's, past the handshake) is seen through.
 func rawSocket(conn net.Conn) syscall.RawConn {
+	if w, ok := conn.(passingConn); ok && w.Passing() {
+		conn = w.NetConn()
+	}
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
 		return nil

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"icegate/internal/hellosplit"
 )
 
 // holdConn is a client's TCP connection whose writes can be held and
@@ -146,15 +148,18 @@ func (c *idleClient) expectPongs(t *testing.T, ids ...int) {
 	}
 }
 
-// idleServers runs f against a server over plain TCP and over TLS. The
-// cases that need no keepalive give a long ping interval, so that none
-// wakes a connection.
+// idleServers runs f against a server over plain TCP and over TLS (with
+// cmd/icegate's hellosplit under crypto/tls). The cases that need no
+// keepalive give a long ping interval, so that none wakes a connection.
 func idleServers(t *testing.T, pingEvery time.Duration, f func(t *testing.T, s *Server, hs *httptest.Server)) {
 	for _, mode := range []string{"plain", "tls"} {
 		t.Run(mode, func(t *testing.T) {
 			s := newTestServer(t, func(c *Config) { c.PingInterval = pingEvery })
 			hs := httptest.NewUnstartedServer(s.Handler())
 			if mode == "tls" {
+				// As cmd/icegate serves HTTPS: the reader sees
+				// through hellosplit's Conn once it is passing.
+				hs.Listener = hellosplit.Listen(hs.Listener)
 				hs.StartTLS()
 			} else {
 				hs.Start()
