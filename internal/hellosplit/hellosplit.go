@@ -92,6 +92,9 @@ type Conn struct {
 
 // Read implements net.Conn.
 func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if len(c.out) == 0 {
 		if c.pass {
 			return c.Conn.Read(p)
