@@ -308,7 +308,7 @@ func TestIdleReaderPongs(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
 	}
-	idleServers(t, 100*time.Millisecond, func(t *testing.T, s *Server, hs *httptest.Server) {
+	idleServers(t, 500*time.Millisecond, func(t *testing.T, s *Server, hs *httptest.Server) {
 		const n = 5
 		var wg sync.WaitGroup
 		var clients []*idleClient
@@ -332,7 +332,9 @@ func TestIdleReaderPongs(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(time.Second) // ten ping rounds; the read timeout is 200 ms
+		// Six ping rounds; without a pong, a connection ends after 1 s
+		// (the ping interval and as much again).
+		time.Sleep(3 * time.Second)
 		if got := s.nconns.Load(); got != n {
 			t.Fatalf("%d connections left of %d: pongs did not keep them", got, n)
 		}
