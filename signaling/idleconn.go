@@ -42,10 +42,11 @@ import (
 //     does it lose a partial record (it stays in rawInput). A byte found
 //     is kept in pend and handed to gorilla first; any other error is kept
 //     and handed to gorilla as its next read's.
-//   - keepalive pongs: gorilla's NextReader reads past control frames and
-//     then blocks, deep, for the next data frame, so the reader would be
-//     deep after every ping round. skipPongs consumes pongs waiting at a
-//     message boundary itself and returns to the shallow wait.
+//   - keepalives: gorilla's NextReader reads past control frames and then
+//     blocks, deep, for the next data frame, so the reader would be deep
+//     after every ping round. skipControl consumes the pongs (and a
+//     client's pings, answered as gorilla would) waiting at a message
+//     boundary itself and returns to the shallow wait.
 //
 // A connection whose socket is not a *net.TCPConn (behind a PROXY header
 // listener, or the shared port's mux, which buffer bytes of their own), or
@@ -61,9 +62,9 @@ import (
 // only a read more.
 const wsReadBuffer = 288
 
-// errIdle is readIdle's answer when the input was only keepalive pongs
-// and nothing more is buffered: the reader goes back to waiting.
-var errIdle = errors.New("signaling: only pongs; nothing buffered")
+// errIdle is readIdle's answer when the input was only keepalives and
+// nothing more is buffered: the reader goes back to waiting.
+var errIdle = errors.New("signaling: only keepalives; nothing buffered")
 
 // idleConn is the net.Conn a WebSocket upgraded by serveWS reads through.
 // Read, the probes and the deadline bookkeeping run on one goroutine at a
@@ -166,17 +167,18 @@ func (c *idleConn) wait() {
 	_ = c.raw.Read(readable)
 }
 
-// skipPongs consumes the complete pong frames at the head of the input,
-// calling onPong for each, and reports whether it consumed any. It is
-// called between messages only, where gorilla's reader is at a frame
-// boundary. A pong is the one frame an idle client sends (RFC 6455
-// §5.5.3, the answer to the server's keepalive ping); anything else, or
-// a pong not yet complete, is left to gorilla, which checks every frame
-// in full. The test here is narrow on purpose: FIN set, no RSV bits,
-// opcode 0xA, masked as a client's frames must be (§5.3), and a payload
-// of at most 125 bytes (§5.5); gorilla's pong handler ignores the payload
-// and so does this.
-func (c *idleConn) skipPongs(onPong func()) (skipped bool) {
+// skipControl consumes the complete pings and pongs at the head of the
+// input, calling onPong for each pong and onPing with each ping's
+// payload, and reports whether it consumed any. It is called between
+// messages only, where gorilla's reader is at a frame boundary. A pong is
+// what an idle client sends (RFC 6455 §5.5.3, the answer to the server's
+// keepalive ping), a ping what some clients send on their own (§5.5.2:
+// it must be answered with a pong carrying its payload); anything else,
+// or a frame not yet complete, is left to gorilla, which checks every
+// frame in full. The test here is narrow on purpose: FIN set, no RSV
+// bits, opcode 0x9 or 0xA, masked as a client's frames must be (§5.3),
+// and a payload of at most 125 bytes (§5.5).
+func (c *idleConn) skipControl(onPong func(), onPing func(payload []byte)) (skipped bool) {
 	for c.br.Buffered() > 0 || !skipped {
 		// Peek reads (and may block, deep) only when the buffer holds
 		// less: the socket was readable, so something is coming.
@@ -185,18 +187,27 @@ func (c *idleConn) skipPongs(onPong func()) (skipped bool) {
 			c.keep(err)
 			return skipped
 		}
-		if h[0] != 0x8A || h[1]&0x80 == 0 || h[1]&0x7F > 125 {
+		if (h[0] != 0x8A && h[0] != 0x89) || h[1]&0x80 == 0 || h[1]&0x7F > 125 {
 			return skipped
 		}
 		n := 2 + 4 + int(h[1]&0x7F)
-		if c.br.Buffered() < n {
-			if _, err := c.br.Peek(n); err != nil {
-				c.keep(err)
-				return skipped
-			}
+		f, err := c.br.Peek(n)
+		if err != nil {
+			c.keep(err)
+			return skipped
 		}
-		_, _ = c.br.Discard(n)
-		onPong()
+		if f[0] == 0x8A {
+			_, _ = c.br.Discard(n)
+			onPong()
+		} else {
+			var buf [125]byte
+			payload := buf[:n-6]
+			for i := range payload {
+				payload[i] = f[6+i] ^ f[2+i%4]
+			}
+			_, _ = c.br.Discard(n)
+			onPing(payload)
+		}
 		skipped = true
 	}
 	return skipped

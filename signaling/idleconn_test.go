@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,9 +302,11 @@ func TestIdleReaderBufferedClose(t *testing.T) {
 }
 
 // Keepalive rounds leave an idle connection waiting on its socket, not
-// in gorilla: the pong is consumed below gorilla (skipPongs) and extends
-// the read deadline as gorilla's pong handler would, so connections
-// whose read timeout is a few ping intervals stay up.
+// in gorilla: the pong is consumed below gorilla (skipControl) and
+// extends the read deadline as gorilla's pong handler would, so
+// connections whose read timeout is a few ping intervals stay up; a
+// client's own pings are answered with their payload and leave the
+// reader waiting too.
 func TestIdleReaderPongs(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
@@ -312,8 +315,15 @@ func TestIdleReaderPongs(t *testing.T) {
 		const n = 5
 		var wg sync.WaitGroup
 		var clients []*idleClient
-		for range n {
+		var answered [n]atomic.Int32
+		for i := range n {
 			c := dialIdle(t, hs)
+			c.ws.SetPongHandler(func(p string) error {
+				if p == fmt.Sprint("client ping ", i) {
+					answered[i].Add(1)
+				}
+				return nil
+			})
 			clients = append(clients, c)
 			var m map[string]any
 			if err := c.ws.WriteJSON(map[string]any{"type": "join", "room": "r"}); err != nil {
@@ -333,10 +343,24 @@ func TestIdleReaderPongs(t *testing.T) {
 			})
 		}
 		// Six ping rounds; without a pong, a connection ends after 1 s
-		// (the ping interval and as much again).
-		time.Sleep(3 * time.Second)
+		// (the ping interval and as much again). Odd clients ping too.
+		for range 10 {
+			for i, c := range clients {
+				if i%2 == 1 {
+					if err := c.ws.WriteControl(websocket.PingMessage, fmt.Appendf(nil, "client ping %d", i), time.Now().Add(time.Second)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
 		if got := s.nconns.Load(); got != n {
 			t.Fatalf("%d connections left of %d: pongs did not keep them", got, n)
+		}
+		for i := 1; i < n; i += 2 {
+			if !waitUntil(3*time.Second, func() bool { return answered[i].Load() == 10 }) {
+				t.Errorf("client %d: %d of its 10 pings answered", i, answered[i].Load())
+			}
 		}
 		ok := waitUntil(3*time.Second, func() bool {
 			return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0

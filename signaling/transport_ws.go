@@ -64,6 +64,15 @@ func (t *wsTransport) pong() {
 	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
 }
 
+// answerPing answers a client's ping as gorilla's default ping handler
+// does (RFC 6455 §5.5.2: a pong with the ping's payload), for a ping
+// idleConn.skipControl took before gorilla saw it. WriteControl may be
+// called alongside the writer; an error is the writer's and the reader's
+// to find, as gorilla's handler leaves it.
+func (t *wsTransport) answerPing(payload []byte) {
+	_ = t.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(writeWait))
+}
+
 // canWait implements idleReader: only a connection upgraded through an
 // idleConn with a raw socket can wait without reading.
 func (t *wsTransport) canWait() bool {
@@ -75,12 +84,12 @@ func (t *wsTransport) waitInput() {
 	t.nc.wait()
 }
 
-// readIdle implements idleReader: keepalive pongs are consumed here (see
-// idleConn.skipPongs) so that the short-lived goroutine this runs on ends
-// instead of blocking in gorilla for the next data frame; after a frame,
-// probe learns whether crypto/tls holds more, for the next wait.
+// readIdle implements idleReader: keepalives are consumed here (see
+// idleConn.skipControl) so that the short-lived goroutine this runs on
+// ends instead of blocking in gorilla for the next data frame; after a
+// frame, probe learns whether crypto/tls holds more, for the next wait.
 func (t *wsTransport) readIdle(limit int) ([]byte, error) {
-	for t.nc.skipPongs(t.pong) {
+	for t.nc.skipControl(t.pong, t.answerPing) {
 		t.nc.probe()
 		if !t.nc.buffered() {
 			return nil, errIdle
