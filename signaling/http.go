@@ -333,18 +333,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	}
 	opts.opening = true
 	up := websocket.Upgrader{
-		// An idle connection keeps only its read buffer: 1 KiB holds a
-		// typical signaling message, and larger frames are read through
-		// it all the same. Write buffers are lent from a pool for one
-		// message (issue 15).
-		ReadBufferSize:  1024,
+		// An idle connection keeps only its read buffer (wsReadBuffer):
+		// larger frames are read through it all the same. Write buffers
+		// are lent from a pool for one message (issue 15).
+		// ReadBufferSize 0 with a hijacked reader larger than 256 bytes
+		// makes gorilla read through that reader (hijackWriter's, of
+		// wsReadBuffer bytes): the reader can then see whether a message
+		// is buffered before it waits on the socket (idleconn.go).
+		ReadBufferSize:  0,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &wsWriteBuffers,
 		// Checked above already; the same rule again in case this
 		// Upgrader is ever reached another way.
 		CheckOrigin: s.checkOrigin,
 	}
-	ws, err := up.Upgrade(w, r, nil)
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := up.Upgrade(hw, r, nil)
 	if err != nil {
 		s.doneOpening()
 		return // Upgrade answered the client.
@@ -356,9 +360,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	// TLS handshake, goes with it; the new goroutine starts small. The
 	// server (not the request's context, which ends with the handler)
 	// owns the connection: Close closes it.
-	if !s.spawn(func() { _ = s.Accept(context.Background(), ws, opts) }) {
+	// The transport is made here, on the handler's goroutine that ends,
+	// and serve is called directly: the connection's goroutine starts as
+	// shallow as it can (see serve).
+	t := s.newWSTransport(ws, hw.nc)
+	if !s.spawn(func() { _ = s.serve(context.Background(), t, &opts, opts.proto()) }) {
 		s.doneOpening()
-		_ = newWSTransport(ws, 0, time.Second).Close(closeGoingAway, ErrClosed.Error())
+		_ = t.Close(closeGoingAway, ErrClosed.Error())
 	}
 }
 

@@ -197,15 +197,41 @@ type AcceptOptions struct {
 // finished. The server owns t from
 // here on. Accept is the same for a gorilla/websocket connection.
 func (s *Server) ServeTransport(ctx context.Context, t Transport, opts AcceptOptions) error {
-	var p protocol = wsProto{}
-	if opts.Simple {
-		p = simpleProto{}
-	}
-	return s.serve(ctx, t, opts, p)
+	return s.serve(ctx, t, &opts, opts.proto())
 }
 
-// serve is ServeTransport for protocol p.
-func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p protocol) error {
+// serve is ServeTransport for protocol p. The calling goroutine is the
+// connection's reader for its whole life, and an idle connection's only
+// goroutine: all it does itself is wait (readLoop), and everything else
+// runs on short-lived goroutines (shallow), so that its stack never grows
+// past the 2 KiB a goroutine starts with. It would not come back down:
+// the collector halves a stack only while less than a quarter of it,
+// counting an 800-byte reserve, is in use, which a 4 KiB stack waiting
+// in the poller never is (issue 15; runtime.shrinkstack).
+func (s *Server) serve(ctx context.Context, t Transport, opts *AcceptOptions, p protocol) error {
+	var c *conn
+	var stop func() bool
+	var err error
+	shallow(func() { c, stop, err = s.open(ctx, t, opts, p) })
+	if err != nil {
+		return err
+	}
+	defer s.exit(c)
+	defer stop()
+	clean := c.readLoop()
+	shallow(func() {
+		c.kill(closeNormal, "")
+		<-c.writerDone
+		s.detach(c, clean)
+	})
+	return nil
+}
+
+// open admits a connection and attaches its session (serve). On success
+// the caller owns the returned conn's place (Server.exit) and stop, which
+// ends the watch on ctx; on an error the client was told why and nothing
+// is left to undo.
+func (s *Server) open(ctx context.Context, t Transport, opts *AcceptOptions, p protocol) (_ *conn, stop func() bool, err error) {
 	c := &conn{s: s, t: t, host: opts.Host, claims: opts.Claims, proto: p,
 		done: make(chan struct{}), writerDone: make(chan struct{}), tm: timerSlot{index: -1}}
 	if c.claims != nil {
@@ -214,7 +240,7 @@ func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p p
 	if !opts.opening && !s.tryOpening() {
 		s.metrics.refused.WithLabelValues("busy").Inc()
 		_ = t.Close(closeTryAgainLater, ErrBusy.Error())
-		return ErrBusy
+		return nil, nil, ErrBusy
 	}
 	if err := s.enter(c); err != nil {
 		s.doneOpening()
@@ -225,34 +251,39 @@ func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p p
 		// Counted before the client can see the close.
 		s.metrics.refused.WithLabelValues(reason).Inc()
 		_ = t.Close(code, err.Error())
-		return err
+		return nil, nil, err
 	}
-	defer s.exit(c)
-	stop := context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
-	defer stop()
+	// A context that never ends (serveWS's; the server's Close kills its
+	// connections itself) needs no watch, and no watcher held for the
+	// connection's life.
+	stop = func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
+	}
+	ok := false
+	defer func() {
+		if !ok { // an error, or a panic on its way up
+			stop()
+			s.exit(c)
+		}
+	}()
 
 	st := s.settings()
 	c.rate = tokenbucket.Full(float64(st.MessagesBurst), time.Now())
 	// Replies to a burst the client may send never overflow its queue.
 	c.out = newOutbox(st.SendQueue + st.MessagesBurst)
 	c.out.notify = func() { c.kick(todoFlush) }
-	var hello []byte
-	var renew time.Duration
-	var err error
-	shallow(func() { hello, renew, err = s.attach(ctx, c, opts) })
+	hello, renew, err := s.attach(ctx, c, *opts)
 	s.doneOpening()
 	if err != nil {
 		s.metrics.refused.WithLabelValues("cluster-unavailable").Inc()
 		s.limited.Log(slog.LevelWarn, "attach", "cannot open a session", "err", err)
 		_ = t.Close(closeTryAgainLater, CodeClusterUnavailable)
-		return err
+		return nil, nil, err
 	}
 	c.start(hello, renew, st.PingInterval)
-	clean := c.readLoop()
-	c.kill(closeNormal, "")
-	<-c.writerDone
-	s.detach(c, clean)
-	return nil
+	ok = true
+	return c, stop, nil
 }
 
 // limits are the bus limits of a session under st. When a connection
@@ -459,59 +490,95 @@ func (s *Server) detach(c *conn, clean bool) {
 }
 
 // readLoop reads and handles messages until the connection fails. It
-// returns whether the client closed it on purpose.
+// returns whether the client closed it on purpose. A transport that can
+// (idleReader) waits for input here, on the reader's small stack, and
+// each read and its message are handled on a short-lived goroutine;
+// otherwise the reader blocks in ReadFrame and only the handling runs on
+// one (issue 15; idleconn.go).
 func (c *conn) readLoop() (clean bool) {
-	var b []byte
-	defer func() { putFrameBuf(b) }()
-	for {
-		st := c.s.settings()
-		// No buffer while waiting: the transport takes one from the
-		// pool once a frame arrives (an idle connection holds none), and
-		// it goes back after the message was handled, which keeps no
-		// reference to it.
-		putFrameBuf(b)
-		var err error
-		b, err = c.t.ReadFrame(nil, st.MaxMessageBytes)
-		tooLarge := errors.Is(err, ErrFrameTooLarge)
-		if err != nil && !tooLarge {
-			if errors.Is(err, ErrReadLimit) {
-				c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
+	if w, ok := c.t.(idleReader); ok && w.canWait() {
+		for {
+			w.waitInput()
+			end := false
+			shallow(func() { end, clean = c.step(w) })
+			if end {
+				return clean
 			}
-			var ce *CloseError
-			// A close frame without a status code (1005, RFC 6455
-			// §7.1.5) is what a browser's ws.close() sends: a client
-			// closing on purpose, as with 1000. Only a connection that
-			// broke (no close frame: 1006) or was closed with another
-			// code is held for resume.
-			if errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway || ce.Code == closeNoStatus) {
-				// A client echoing the close the server started (a
-				// shutdown's 1001) is not saying goodbye: on a cluster
-				// its session is held, to resume on another node.
-				select {
-				case <-c.done:
-				default:
-					return true
-				}
-			}
-			return c.bye()
-		}
-		// Both errors answer with the message's id, when it can be found
-		// (for a message too large, in its first max_message_bytes).
-		if tooLarge {
-			c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
-			c.sendError(peekID(b), "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
-			continue
-		}
-		if !c.allow(st) {
-			c.s.metrics.messages.WithLabelValues("other", CodeRateLimited).Inc()
-			c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
-			continue
-		}
-		shallow(func() { c.proto.handle(c, b, st) })
-		if c.bye() {
-			return true
 		}
 	}
+	for {
+		if end, clean := c.step(nil); end {
+			return clean
+		}
+	}
+}
+
+// step reads one message and handles it, and reports whether the
+// connection ended (and if so whether the client closed it on purpose).
+// With w it reads through w.readIdle and handles the message on the
+// calling goroutine, which is a short-lived one already; else it blocks
+// in ReadFrame and handles the message on a short-lived goroutine.
+func (c *conn) step(w idleReader) (end, clean bool) {
+	st := c.s.settings()
+	// No buffer while waiting: the transport takes one from the pool
+	// once a frame arrives (an idle connection holds none), and it goes
+	// back after the message was handled, which keeps no reference to
+	// it.
+	var b []byte
+	var err error
+	if w != nil {
+		b, err = w.readIdle(st.MaxMessageBytes)
+		if err == errIdle {
+			return false, false
+		}
+	} else {
+		b, err = c.t.ReadFrame(nil, st.MaxMessageBytes)
+	}
+	defer putFrameBuf(b)
+	tooLarge := errors.Is(err, ErrFrameTooLarge)
+	if err != nil && !tooLarge {
+		if errors.Is(err, ErrReadLimit) {
+			c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
+		}
+		var ce *CloseError
+		// A close frame without a status code (1005, RFC 6455 §7.1.5)
+		// is what a browser's ws.close() sends: a client closing on
+		// purpose, as with 1000. Only a connection that broke (no close
+		// frame: 1006) or was closed with another code is held for
+		// resume.
+		if errors.As(err, &ce) && (ce.Code == closeNormal || ce.Code == closeGoingAway || ce.Code == closeNoStatus) {
+			// A client echoing the close the server started (a
+			// shutdown's 1001) is not saying goodbye: on a cluster its
+			// session is held, to resume on another node.
+			select {
+			case <-c.done:
+			default:
+				return true, true
+			}
+		}
+		return true, c.bye()
+	}
+	// Both errors answer with the message's id, when it can be found
+	// (for a message too large, in its first max_message_bytes).
+	if tooLarge {
+		c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
+		c.sendError(peekID(b), "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
+		return false, false
+	}
+	if !c.allow(st) {
+		c.s.metrics.messages.WithLabelValues("other", CodeRateLimited).Inc()
+		c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
+		return false, false
+	}
+	if w != nil {
+		c.proto.handle(c, b, st)
+	} else {
+		shallow(func() { c.proto.handle(c, b, st) })
+	}
+	if c.bye() {
+		return true, true
+	}
+	return false, false
 }
 
 // shallow runs f on a goroutine of its own and waits for it. The reader

@@ -220,7 +220,7 @@ func (s *Server) serveSIOSession(es *engineio.Session) {
 	if !ok {
 		return
 	}
-	_ = s.serve(context.Background(), &sioTransport{es: es}, AcceptOptions{Claims: claims, Host: hostOf(es.Host())}, p)
+	_ = s.serve(context.Background(), &sioTransport{es: es}, &AcceptOptions{Claims: claims, Host: hostOf(es.Host())}, p)
 }
 
 // sioConnect reads packets until the CONNECT to "/" (answering CONNECTs

@@ -53,6 +53,24 @@ type Transport interface {
 	RemoteAddr() string
 }
 
+// idleReader is a Transport whose reader can wait for input without
+// reading it, so that an idle connection's goroutine waits with a small
+// stack (issue 15; wsTransport with idleconn.go). The reader calls
+// waitInput on its own goroutine and readIdle on a short-lived one, in
+// turn; ReadFrame is not used.
+type idleReader interface {
+	// canWait reports whether this connection can: if not, the reader
+	// uses ReadFrame.
+	canWait() bool
+	// waitInput blocks until input may have arrived, the read deadline
+	// passed or the connection closed. It may return early.
+	waitInput()
+	// readIdle is ReadFrame with storage from getFrameBuf, except that
+	// it returns errIdle, having read no frame, when the input was only
+	// keepalive and nothing more is buffered.
+	readIdle(limit int) ([]byte, error)
+}
+
 // Close codes the server sends (docs/signaling.md; RFC 6455 section 7.4.1
 // for the 1xxx ones, 4xxx are this protocol's).
 const (

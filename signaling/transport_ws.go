@@ -14,27 +14,92 @@ import (
 // the connection's reader on the calling goroutine and one writer goroutine,
 // and returns after both have finished. The server owns ws from here on.
 func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOptions) error {
+	return s.accept(ctx, ws, nil, opts)
+}
+
+// accept is Accept for a connection that serveWS upgraded through nc
+// (idleconn.go), or through anything else with a nil nc.
+func (s *Server) accept(ctx context.Context, ws *websocket.Conn, nc *idleConn, opts AcceptOptions) error {
+	return s.serve(ctx, s.newWSTransport(ws, nc), &opts, opts.proto())
+}
+
+// proto is the protocol opts select.
+func (opts *AcceptOptions) proto() protocol {
+	if opts.Simple {
+		return simpleProto{}
+	}
+	return wsProto{}
+}
+
+// newWSTransport wraps ws with s's read limit and read timeout.
+func (s *Server) newWSTransport(ws *websocket.Conn, nc *idleConn) *wsTransport {
 	st := s.settings()
-	return s.ServeTransport(ctx, newWSTransport(ws, st.hardReadLimit, st.PingInterval+min(pongWait, st.PingInterval)), opts)
+	return newWSTransport(ws, nc, st.hardReadLimit, st.PingInterval+min(pongWait, st.PingInterval))
 }
 
 // wsTransport is the gorilla/websocket Transport.
 type wsTransport struct {
 	ws          *websocket.Conn
+	nc          *idleConn // what ws reads through, when serveWS upgraded it; else nil
 	readTimeout time.Duration
 }
 
-// newWSTransport wraps ws. Frames over hardLimit end the connection (gorilla
-// answers them with close code 1009); a client that sends neither a frame
-// nor a pong for readTimeout is dropped.
-func newWSTransport(ws *websocket.Conn, hardLimit int64, readTimeout time.Duration) *wsTransport {
-	t := &wsTransport{ws: ws, readTimeout: readTimeout}
+// newWSTransport wraps ws, which reads through nc when nc is not nil.
+// Frames over hardLimit end the connection (gorilla answers them with
+// close code 1009); a client that sends neither a frame nor a pong for
+// readTimeout is dropped.
+func newWSTransport(ws *websocket.Conn, nc *idleConn, hardLimit int64, readTimeout time.Duration) *wsTransport {
+	t := &wsTransport{ws: ws, nc: nc, readTimeout: readTimeout}
 	ws.SetReadLimit(hardLimit)
 	_ = ws.SetReadDeadline(time.Now().Add(readTimeout))
 	ws.SetPongHandler(func(string) error {
-		return ws.SetReadDeadline(time.Now().Add(readTimeout))
+		t.pong()
+		return nil
 	})
 	return t
+}
+
+// pong extends the read deadline: the client is alive.
+func (t *wsTransport) pong() {
+	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
+}
+
+// answerPing answers a client's ping as gorilla's default ping handler
+// does (RFC 6455 §5.5.2: a pong with the ping's payload), for a ping
+// idleConn.skipControl took before gorilla saw it. WriteControl may be
+// called alongside the writer; an error is the writer's and the reader's
+// to find, as gorilla's handler leaves it.
+func (t *wsTransport) answerPing(payload []byte) {
+	_ = t.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(writeWait))
+}
+
+// canWait implements idleReader: only a connection upgraded through an
+// idleConn with a raw socket can wait without reading.
+func (t *wsTransport) canWait() bool {
+	return t.nc != nil && t.nc.raw != nil
+}
+
+// waitInput implements idleReader.
+func (t *wsTransport) waitInput() {
+	t.nc.wait()
+}
+
+// readIdle implements idleReader: keepalives are consumed here (see
+// idleConn.skipControl) so that the short-lived goroutine this runs on
+// ends instead of blocking in gorilla for the next data frame; after a
+// frame, probe learns whether crypto/tls holds more, for the next wait.
+func (t *wsTransport) readIdle(limit int) ([]byte, error) {
+	for t.nc.skipControl(t.pong, t.answerPing) {
+		t.nc.probe()
+		if !t.nc.buffered() {
+			return nil, errIdle
+		}
+	}
+	b, err := t.ReadFrame(nil, limit)
+	if err == nil || errors.Is(err, ErrFrameTooLarge) {
+		t.nc.probe()
+	}
+	return b, err
 }
 
 // ReadFrame implements Transport.

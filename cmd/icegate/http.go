@@ -19,6 +19,7 @@ import (
 	"icegate/config"
 	"icegate/internal/acmecert"
 	"icegate/internal/certfile"
+	"icegate/internal/hellosplit"
 	"icegate/internal/portshare"
 	"icegate/internal/proxied"
 	"icegate/internal/ratelog"
@@ -121,7 +122,11 @@ func (web *httpServer) serve(h *config.HTTP, sig *signaling.Server, shared []net
 				// port through; the manager answers it.
 				protos = web.acme.NextProtos(protos)
 			}
-			ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: protos, GetCertificate: web.getCertificate})
+			// hellosplit re-frames the client's handshake records so
+			// that crypto/tls keeps a small record buffer for the
+			// connection's life, not one the size of the ClientHello
+			// (issue 15).
+			ln = tls.NewListener(hellosplit.Listen(ln), &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: protos, GetCertificate: web.getCertificate})
 		}
 		lns = []net.Listener{ln}
 	}

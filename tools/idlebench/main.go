@@ -395,6 +395,8 @@ type result struct {
 	// stayed up (idle, or resumed after a storm): reported, and a failed
 	// target, rather than the end of the run, so the rest is still printed.
 	lost int
+	// lostWhy is how they ended, from the workers' "lost" lines.
+	lostWhy string
 	// nodes has one row per node of a cluster (-cluster); redisCPU is
 	// redis-server's CPU in the idle window.
 	nodes    []nodeResult
@@ -424,9 +426,9 @@ func (r result) idlePercent() float64 {
 }
 
 func (r result) line() string {
-	return fmt.Sprintf("%s %s: %d connections in %v (%d failed); RSS %d → %d KiB (%.1f KiB each), %d → %d goroutines; idle CPU %.1f%% of a core over %v; %d ended by the server before the end; after closing: RSS %d KiB, %d goroutines",
+	return fmt.Sprintf("%s %s: %d connections in %v (%d failed); RSS %d → %d KiB (%.1f KiB each), %d → %d goroutines; idle CPU %.1f%% of a core over %v; %d ended by the server before the end%s; after closing: RSS %d KiB, %d goroutines",
 		r.name, r.mode, r.conns, r.connectTime.Round(time.Millisecond), r.errors, r.rssStartKB, r.rssIdleKB, r.perConnKiB(),
-		r.goroutinesStart, r.goroutinesIdle, r.idlePercent(), r.idleWindow, r.lost, r.rssAfterKB, r.goroutinesAfter)
+		r.goroutinesStart, r.goroutinesIdle, r.idlePercent(), r.idleWindow, r.lost, r.lostWhy, r.rssAfterKB, r.goroutinesAfter)
 }
 
 // group is what one measurement runs against: one server, or the nodes of
@@ -595,6 +597,9 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 		if len(f) >= 2 && f[0] == "lost" {
 			n, _ := strconv.Atoi(f[1])
 			r.lost += n
+			if len(f) > 2 {
+				r.lostWhy += " [" + strings.Join(f[2:], " ") + "]"
+			}
 		}
 	}
 	for _, x := range workers {

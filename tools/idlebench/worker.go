@@ -8,13 +8,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	neturl "net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -49,6 +53,7 @@ func worker(args []string) error {
 	urls := strings.Split(*urlList, ",")
 	srcs := strings.Split(*src, ",")
 	var lost atomic.Int64
+	lostWhy.start = time.Now()
 	conns := make([]*client, *n)
 	var (
 		mu      sync.Mutex
@@ -98,7 +103,7 @@ func worker(args []string) error {
 			fmt.Println(storm(ctx, conns, urls, k, f[2] == "1", &lost))
 		}
 	}
-	fmt.Printf("lost %d\n", lost.Load())
+	fmt.Printf("lost %d%s\n", lost.Load(), lostWhy.String())
 	for _, c := range conns {
 		if c != nil {
 			c.stop.Store(true)
@@ -292,6 +297,7 @@ func (c *client) idle(dialect string, lost *atomic.Int64) {
 		if err != nil {
 			if !c.stop.Load() {
 				lost.Add(1)
+				lostWhy.add(err)
 			}
 			return
 		}
@@ -312,4 +318,59 @@ func (c *client) idle(dialect string, lost *atomic.Int64) {
 			}
 		}
 	}
+}
+
+// lostWhy tells how the connections counted lost ended, for the "lost"
+// line: the close code the server sent (1000 when its reader gave up,
+// for example on a pong later than its read timeout; 1008 when the
+// client did not read fast enough), or how the stream ended without one
+// (close1006: the server dropped the socket), and when the first and the
+// last ended, in seconds after the worker started.
+var lostWhy lostReasons
+
+type lostReasons struct {
+	start       time.Time
+	mu          sync.Mutex
+	n           map[string]int
+	first, last time.Duration
+}
+
+func (l *lostReasons) add(err error) {
+	why := "other"
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		why = fmt.Sprintf("close%d", ce.Code)
+	case errors.As(err, &ne) && ne.Timeout():
+		why = "timeout"
+	case errors.Is(err, io.EOF):
+		why = "eof"
+	case errors.Is(err, syscall.ECONNRESET):
+		why = "reset"
+	}
+	at := time.Since(l.start)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n == nil {
+		l.n = map[string]int{}
+		l.first = at
+	}
+	l.n[why]++
+	l.last = at
+}
+
+// String is " why=count ... first=Ns last=Ns", or "" when none was lost.
+func (l *lostReasons) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.n) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, why := range slices.Sorted(maps.Keys(l.n)) {
+		fmt.Fprintf(&b, " %s=%d", why, l.n[why])
+	}
+	fmt.Fprintf(&b, " first=%.0fs last=%.0fs", l.first.Seconds(), l.last.Seconds())
+	return b.String()
 }

@@ -1,0 +1,461 @@
+package signaling
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"icegate/internal/hellosplit"
+)
+
+// holdConn is a client's TCP connection whose writes can be held and
+// then sent in one write, so that several TLS records (or frames) reach
+// the server in one TCP segment.
+type holdConn struct {
+	net.Conn
+	mu   sync.Mutex
+	hold bool
+	buf  bytes.Buffer
+}
+
+func (c *holdConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hold {
+		return c.buf.Write(p)
+	}
+	return c.Conn.Write(p)
+}
+
+// flush sends what was held in one write and stops holding.
+func (c *holdConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hold = false
+	// crypto/tls's CloseWrite leaves an expired write deadline behind.
+	_ = c.Conn.SetWriteDeadline(time.Time{})
+	_, err := c.Conn.Write(c.buf.Bytes())
+	c.buf.Reset()
+	return err
+}
+
+// idleClient is a /ws client that writes frames of its own making.
+type idleClient struct {
+	ws   *websocket.Conn
+	tcp  *holdConn
+	tls  *tls.Conn // nil over plain TCP
+	wire net.Conn  // where frames are written: tls, or tcp
+}
+
+// dialIdle connects to hs's /ws (over TLS if hs is a TLS server) and
+// reads the hello.
+func dialIdle(t *testing.T, hs *httptest.Server) *idleClient {
+	t.Helper()
+	c := &idleClient{}
+	d := websocket.Dialer{
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			c.tcp = &holdConn{Conn: conn}
+			return c.tcp, nil
+		},
+	}
+	if hs.TLS != nil {
+		d.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := d.NetDialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			c.tls = tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+			return c.tls, c.tls.HandshakeContext(ctx)
+		}
+	}
+	ws, _, err := d.Dial(wsURL(hs, "/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	c.ws, c.wire = ws, net.Conn(c.tcp)
+	if c.tls != nil {
+		c.wire = c.tls
+	}
+	var hello map[string]any
+	if err := ws.ReadJSON(&hello); err != nil || hello["type"] != "hello" {
+		t.Fatalf("hello: %v %v", hello, err)
+	}
+	return c
+}
+
+// frame is a client's frame (masked, RFC 6455 §5.3) with FIN set.
+func frame(opcode byte, payload []byte) []byte {
+	b := []byte{0x80 | opcode}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n < 1<<16:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		panic("frame too long for this test")
+	}
+	key := []byte{0x11, 0x22, 0x33, 0x44}
+	b = append(b, key...)
+	for i, c := range payload {
+		b = append(b, c^key[i%4])
+	}
+	return b
+}
+
+// ping is a text frame with a signaling ping whose id is id.
+func ping(id int) []byte {
+	return frame(websocket.TextMessage, fmt.Appendf(nil, `{"type":"ping","id":"%d"}`, id))
+}
+
+// expectPongs reads replies until it has seen a pong for each of ids, in
+// a time far below the server's read timeout and ping interval: a message
+// left buffered above the socket would wait for either.
+func (c *idleClient) expectPongs(t *testing.T, ids ...int) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[fmt.Sprint(id)] = true
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+	defer c.ws.SetReadDeadline(time.Time{})
+	for len(want) > 0 {
+		var m map[string]any
+		if err := c.ws.ReadJSON(&m); err != nil {
+			t.Fatalf("waiting for pongs %v: %v", want, err)
+		}
+		if m["type"] == "pong" {
+			delete(want, fmt.Sprint(m["id"]))
+		}
+	}
+}
+
+// idleServers runs f against a server over plain TCP and over TLS (with
+// cmd/icegate's hellosplit under crypto/tls). The cases that need no
+// keepalive give a long ping interval, so that none wakes a connection.
+func idleServers(t *testing.T, pingEvery time.Duration, f func(t *testing.T, s *Server, hs *httptest.Server)) {
+	for _, mode := range []string{"plain", "tls"} {
+		t.Run(mode, func(t *testing.T) {
+			s := newTestServer(t, func(c *Config) { c.PingInterval = pingEvery })
+			hs := httptest.NewUnstartedServer(s.Handler())
+			if mode == "tls" {
+				// As cmd/icegate serves HTTPS: the reader sees
+				// through hellosplit's Conn once it is passing.
+				hs.Listener = hellosplit.Listen(hs.Listener)
+				hs.StartTLS()
+			} else {
+				hs.Start()
+			}
+			defer hs.Close()
+			f(t, s, hs)
+		})
+	}
+}
+
+// Messages buffered above the socket (in gorilla's read buffer, in
+// crypto/tls's decrypted record or its read-ahead) are handled at once,
+// not when the next packet arrives: the reader only waits on the socket
+// when nothing is buffered (idleconn.go). Each case writes what it writes
+// in one TCP segment unless it says otherwise.
+func TestIdleReaderBufferedInput(t *testing.T) {
+	idleServers(t, time.Minute, func(t *testing.T, s *Server, hs *httptest.Server) {
+		c := dialIdle(t, hs)
+		if hs.TLS != nil && c.tls == nil {
+			t.Fatal("not over TLS")
+		}
+		write := func(b ...[]byte) {
+			t.Helper()
+			if _, err := c.wire.Write(bytes.Join(b, nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Two messages in one segment (and, over TLS, one record).
+		write(ping(1), ping(2))
+		c.expectPongs(t, 1, 2)
+		// A keepalive pong, then a message.
+		write(frame(websocket.PongMessage, nil), ping(3))
+		c.expectPongs(t, 3)
+		// A message split over two segments (two records), the second
+		// late; then two pongs and a message split across them.
+		p := ping(4)
+		write(p[:5])
+		time.Sleep(50 * time.Millisecond)
+		write(p[5:])
+		c.expectPongs(t, 4)
+		p = ping(5)
+		write(frame(websocket.PongMessage, []byte("a")), p[:1])
+		time.Sleep(50 * time.Millisecond)
+		write(p[1:], frame(websocket.PongMessage, []byte("b")), ping(6))
+		c.expectPongs(t, 5, 6)
+		// Many pipelined, with pongs and a client ping between them;
+		// larger than gorilla's read buffer.
+		var many [][]byte
+		var ids []int
+		for i := 10; i < 40; i++ {
+			many = append(many, ping(i))
+			ids = append(ids, i)
+			if i%7 == 0 {
+				many = append(many, frame(websocket.PongMessage, nil))
+			}
+		}
+		many = append(many, frame(websocket.PingMessage, []byte("x")))
+		write(many...)
+		c.expectPongs(t, ids...)
+		// A message larger than gorilla's buffer, then a small one.
+		big := frame(websocket.TextMessage, fmt.Appendf(nil, `{"type":"ping","id":"50","pad":"%s"}`, strings.Repeat("x", 3000)))
+		write(big, ping(51))
+		c.expectPongs(t, 50, 51)
+		if hs.TLS == nil {
+			return
+		}
+		// Several records in one segment: crypto/tls reads them all
+		// ahead while decrypting the first (readFromUntil), so only its
+		// buffers know of the second.
+		c.tcp.mu.Lock()
+		c.tcp.hold = true
+		c.tcp.mu.Unlock()
+		write(ping(60))
+		write(frame(websocket.PongMessage, nil))
+		write(ping(61))
+		if err := c.tcp.flush(); err != nil {
+			t.Fatal(err)
+		}
+		c.expectPongs(t, 60, 61)
+		c.tcp.mu.Lock()
+		c.tcp.hold = true
+		c.tcp.mu.Unlock()
+		write(frame(websocket.PongMessage, nil))
+		write(ping(62))
+		if err := c.tcp.flush(); err != nil {
+			t.Fatal(err)
+		}
+		c.expectPongs(t, 62)
+	})
+}
+
+// A close frame, or over TLS a close_notify, that arrives with the last
+// message is seen at once: the server ends the connection without waiting
+// for its read timeout (a minute here).
+func TestIdleReaderBufferedClose(t *testing.T) {
+	idleServers(t, time.Minute, func(t *testing.T, s *Server, hs *httptest.Server) {
+		ends := []string{"close frame"}
+		if hs.TLS != nil {
+			ends = append(ends, "close_notify")
+		}
+		for _, end := range ends {
+			c := dialIdle(t, hs)
+			c.tcp.mu.Lock()
+			c.tcp.hold = true
+			c.tcp.mu.Unlock()
+			if _, err := c.wire.Write(ping(1)); err != nil {
+				t.Fatal(err)
+			}
+			if end == "close frame" {
+				_, err := c.wire.Write(frame(websocket.CloseMessage, []byte{0x03, 0xe8}))
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else if err := c.tls.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.tcp.flush(); err != nil {
+				t.Fatal(err)
+			}
+			// The connection ends: the client reads the server's close
+			// frame, or the end of the stream, well within the minute.
+			_ = c.ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+			for {
+				_, _, err := c.ws.ReadMessage()
+				if err == nil {
+					continue
+				}
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("%s: the server did not end the connection: %v", end, err)
+				}
+				break
+			}
+			if !waitUntil(3*time.Second, func() bool { return s.nconns.Load() == 0 }) {
+				t.Fatalf("%s: %d connections still open", end, s.nconns.Load())
+			}
+		}
+	})
+}
+
+// Keepalive rounds leave an idle connection waiting on its socket, not
+// in gorilla: the pong is consumed below gorilla (skipControl) and
+// extends the read deadline as gorilla's pong handler would, so
+// connections whose read timeout is a few ping intervals stay up; a
+// client's own pings are answered with their payload and leave the
+// reader waiting too.
+func TestIdleReaderPongs(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
+	}
+	idleServers(t, 500*time.Millisecond, func(t *testing.T, s *Server, hs *httptest.Server) {
+		const n = 5
+		var wg sync.WaitGroup
+		var clients []*idleClient
+		var answered [n]atomic.Int32
+		for i := range n {
+			c := dialIdle(t, hs)
+			c.ws.SetPongHandler(func(p string) error {
+				if p == fmt.Sprint("client ping ", i) {
+					answered[i].Add(1)
+				}
+				return nil
+			})
+			clients = append(clients, c)
+			var m map[string]any
+			if err := c.ws.WriteJSON(map[string]any{"type": "join", "room": "r"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.ws.ReadJSON(&m); err != nil || m["type"] != "joined" {
+				t.Fatalf("joined: %v %v", m, err)
+			}
+			// Reading answers the server's pings (gorilla's default
+			// ping handler).
+			wg.Go(func() {
+				for {
+					if _, _, err := c.ws.ReadMessage(); err != nil {
+						return
+					}
+				}
+			})
+		}
+		// Six ping rounds; without a pong, a connection ends after 1 s
+		// (the ping interval and as much again). Odd clients ping too.
+		for range 10 {
+			for i, c := range clients {
+				if i%2 == 1 {
+					if err := c.ws.WriteControl(websocket.PingMessage, fmt.Appendf(nil, "client ping %d", i), time.Now().Add(time.Second)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if got := s.nconns.Load(); got != n {
+			t.Fatalf("%d connections left of %d: pongs did not keep them", got, n)
+		}
+		for i := 1; i < n; i += 2 {
+			if !waitUntil(3*time.Second, func() bool { return answered[i].Load() == 10 }) {
+				t.Errorf("client %d: %d of its 10 pings answered", i, answered[i].Load())
+			}
+		}
+		ok := waitUntil(3*time.Second, func() bool {
+			return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0
+		})
+		if !ok {
+			t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
+				goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("signaling.(*wsTransport).ReadFrame"), n)
+		}
+		for _, c := range clients {
+			c.ws.Close()
+		}
+		wg.Wait()
+	})
+}
+
+// A client that sends a frame right behind its upgrade request (before
+// the 101, which RFC 6455 §4.1 says it must wait for) has it answered:
+// the frame was read ahead by net/http (plain, or TLS in the request's
+// record) or by crypto/tls (TLS, a record of its own in the same
+// segment), and the reader takes it from there rather than waiting on
+// the socket.
+func TestIdleReaderPipelinedUpgrade(t *testing.T) {
+	idleServers(t, time.Minute, func(t *testing.T, s *Server, hs *httptest.Server) {
+		for _, records := range []int{1, 2} {
+			if records == 2 && hs.TLS == nil {
+				continue
+			}
+			conn, err := net.Dial("tcp", hs.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			tcp := &holdConn{Conn: conn, hold: true}
+			var wire net.Conn = tcp
+			if hs.TLS != nil {
+				tc := tls.Client(tcp, &tls.Config{InsecureSkipVerify: true})
+				tcp.hold = false
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				tcp.mu.Lock()
+				tcp.hold = true
+				tcp.mu.Unlock()
+				wire = tc
+			}
+			req := "GET /ws HTTP/1.1\r\nHost: " + hs.Listener.Addr().String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+			if records == 1 {
+				_, err = wire.Write(append([]byte(req), ping(7)...))
+			} else if _, err = wire.Write([]byte(req)); err == nil {
+				_, err = wire.Write(ping(7))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tcp.flush(); err != nil {
+				t.Fatal(err)
+			}
+			_ = wire.SetReadDeadline(time.Now().Add(3 * time.Second))
+			br := bufio.NewReader(wire)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %v %v", resp, err)
+			}
+			for {
+				b, err := readServerFrame(br)
+				if err != nil {
+					t.Fatalf("%d record(s): waiting for the pong: %v", records, err)
+				}
+				if bytes.Contains(b, []byte(`"type":"pong"`)) {
+					break
+				}
+			}
+		}
+	})
+}
+
+// readServerFrame reads one unmasked frame from a server and returns its
+// payload.
+func readServerFrame(br *bufio.Reader) ([]byte, error) {
+	h := make([]byte, 2)
+	if _, err := io.ReadFull(br, h); err != nil {
+		return nil, err
+	}
+	n := int(h[1] & 0x7F)
+	switch n {
+	case 126:
+		if _, err := io.ReadFull(br, h); err != nil {
+			return nil, err
+		}
+		n = int(h[0])<<8 | int(h[1])
+	case 127:
+		return nil, errors.New("frame too long for this test")
+	}
+	b := make([]byte, n)
+	_, err := io.ReadFull(br, b)
+	return b, err
+}
