@@ -239,7 +239,7 @@ func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p p
 	var hello []byte
 	var renew time.Duration
 	var err error
-	shallow(func() { hello, renew, err = s.attach(ctx, c, opts) })
+	s.shallow(func() { hello, renew, err = s.attach(ctx, c, opts) })
 	s.doneOpening()
 	if err != nil {
 		s.metrics.refused.WithLabelValues("cluster-unavailable").Inc()
@@ -501,33 +501,19 @@ func (c *conn) readLoop() (clean bool) {
 			c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 			continue
 		}
-		shallow(func() { c.proto.handle(c, b, st) })
+		c.s.shallow(func() { c.proto.handle(c, b, st) })
 		if c.bye() {
 			return true
 		}
 	}
 }
 
-// shallow runs f on a goroutine of its own and waits for it. The reader
-// runs what handles a message (JSON, the bus, minting credentials) this
-// way so its own stack stays as small as waiting for a frame needs: a
-// goroutine's stack grows to the deepest call it made and only a garbage
-// collection halves it again, so an idle reader that had handled a join
-// itself would keep 8 KiB where it needs 2-4 (issue 15; measured in
-// docs/performance.md). One goroutine per message handled, which for
-// signaling is a handful per call.
-// A panic in f is raised again on the caller's goroutine, as if f had run
-// there.
-func shallow(f func()) {
-	done := make(chan any, 1)
-	go func() {
-		defer func() { done <- recover() }()
-		f()
-	}()
-	if p := <-done; p != nil {
-		panic(p)
-	}
-}
+// shallow runs f on one of the server's handler goroutines and waits for
+// it. The reader runs what handles a message (JSON, the bus, minting
+// credentials) this way so its own stack stays as small as waiting for a
+// frame needs (handlers.go). A panic in f is raised again on the caller's
+// goroutine, as if f had run there.
+func (s *Server) shallow(f func()) { s.handlers.run(f) }
 
 // bye reports whether the peer asked to leave for good.
 func (c *conn) bye() bool {
