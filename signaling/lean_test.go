@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -92,5 +93,43 @@ func TestTimersHeap(t *testing.T) {
 	}
 	if !waitUntil(5*time.Second, func() bool { tm.mu.Lock(); defer tm.mu.Unlock(); return !tm.running }) {
 		t.Fatal("the timer loop runs on with nothing to wait for")
+	}
+}
+
+// Deadlines go to the timer heap rounded up to the grain (a thousandth
+// of the ping interval, at most 25 ms), never earlier than they are, so
+// connections due within one grain share one wake-up of the loop.
+func TestTimerGrain(t *testing.T) {
+	for _, c := range []struct {
+		ping time.Duration
+		want int64
+	}{{25 * time.Second, int64(25 * time.Millisecond)}, {time.Hour, int64(25 * time.Millisecond)}, {200 * time.Millisecond, int64(200 * time.Microsecond)}, {0, 0}} {
+		if got := timerGrain(c.ping); got != c.want {
+			t.Errorf("timerGrain(%v) = %d, want %d", c.ping, got, c.want)
+		}
+	}
+	s := &Server{timers: newTimers()}
+	var cs []*conn
+	defer func() {
+		for _, c := range cs {
+			s.timers.schedule(c, 0) // the loop ends
+		}
+	}()
+	grain := int64(25 * time.Millisecond)
+	base := time.Now().Add(time.Hour).UnixNano() / grain * grain
+	var whens []int64
+	for _, off := range []int64{0, 1, grain / 2, grain - 1, grain, grain + 1} {
+		c := &conn{s: s, tm: timerSlot{index: -1}, started: true, pingEvery: 25 * time.Second, pingAt: base + off}
+		cs = append(cs, c)
+		c.wmu.Lock()
+		c.rescheduleLocked()
+		c.wmu.Unlock()
+		if c.tm.when < c.pingAt || c.tm.when-c.pingAt >= grain || c.tm.when%grain != 0 {
+			t.Errorf("ping at base+%d scheduled at base+%d", off, c.tm.when-base)
+		}
+		whens = append(whens, c.tm.when-base)
+	}
+	if want := []int64{0, grain, grain, grain, grain, 2 * grain}; !slices.Equal(whens, want) {
+		t.Errorf("scheduled at %v, want %v", whens, want)
 	}
 }

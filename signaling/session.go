@@ -145,8 +145,34 @@ func (c *conn) rescheduleLocked() {
 		if e := c.expiryAt(); e != 0 && !c.expFired && e < when {
 			when = e
 		}
+		when = gridUp(when, timerGrain(c.pingEvery))
 	}
 	c.s.timers.schedule(c, when)
+}
+
+// maxTimerGrain bounds how late a timed duty may run: a ping, a renewal
+// or an expiry check waits for the next multiple of the grain (Unix
+// time), so the connections whose deadlines fall in one grain are handled
+// in one wake-up of the timer loop instead of one each, and their pings
+// (and the pongs that answer them) come in bursts the runtime's poller
+// takes together. At 17,000 connections pinged every 25 s that is 40
+// wake-ups a second at most instead of 680 (issue 15, idle CPU). A 25 ms
+// delay is nothing to a 25 s ping or a credential renewed at 80% of its
+// life; the pong wait counts from the ping sent.
+const maxTimerGrain = 25 * time.Millisecond
+
+// timerGrain is the grain for a ping interval: a thousandth of it, at
+// most maxTimerGrain (the tests' 200 ms pings get 200 µs).
+func timerGrain(pingEvery time.Duration) int64 {
+	return int64(min(pingEvery/1000, maxTimerGrain))
+}
+
+// gridUp rounds t (Unix ns) up to a multiple of grain.
+func gridUp(t, grain int64) int64 {
+	if grain <= 1 || t <= 0 {
+		return t
+	}
+	return (t + grain - 1) / grain * grain
 }
 
 // due is called by the timer loop when c's earliest deadline passed: it
