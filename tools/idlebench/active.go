@@ -28,6 +28,13 @@ import (
 // one run, so the counts are compared on the same machine under the same
 // conditions.
 
+// activeLoad is one count of -active-conns: connections and the
+// messages a second each sends.
+type activeLoad struct {
+	conns int
+	rate  float64
+}
+
 // activeStats is what a worker's connections measured in the send phase.
 type activeStats struct {
 	sent, received, errors atomic.Int64
@@ -158,6 +165,7 @@ func sendPhase(ctx context.Context, conns []*client, rate float64, d time.Durati
 // activeResult is one count's send phase, all workers together.
 type activeResult struct {
 	conns                     int
+	rate                      float64
 	sent, delivered, errors   int64
 	late                      int64
 	hist                      map[int64]int64
@@ -228,9 +236,9 @@ func (r *activeResult) quantile(q float64) time.Duration {
 // side with the ratio of each p99 to the first count's.
 func runActive(ctx context.Context, procs *benchproc.Set, self string, o options, dir, cert, key string, out io.Writer) ([]activeResult, error) {
 	var rows []activeResult
-	for _, n := range o.activeConns {
+	for _, l := range o.activeConns {
 		on := o
-		on.conns = n
+		on.conns, on.activeRate = l.conns, l.rate
 		g, err := startGroup(ctx, procs, "icegate", "plain", on, dir, cert, key)
 		if err != nil {
 			return rows, err
@@ -238,14 +246,14 @@ func runActive(ctx context.Context, procs *benchproc.Set, self string, o options
 		r, err := measureActive(ctx, procs, g, self, on)
 		g.stop()
 		if err != nil {
-			return rows, fmt.Errorf("%d active peers: %w", n, err)
+			return rows, fmt.Errorf("%d active peers: %w", l.conns, err)
 		}
-		fmt.Fprintln(out, r.line(o))
+		fmt.Fprintln(out, r.line(on))
 		rows = append(rows, r)
 	}
-	fmt.Fprintf(out, "\n| active peers | sent/s | delivered | lost | errors | late sends | p50 | p99 | max | server CPU (%% of a core) | load generator CPU | load average start → end |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(out, "\n| active peers | msg/s each | sent/s | delivered | lost | errors | late sends | p50 | p99 | max | server CPU (%% of a core) | load generator CPU | load average start → end |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(out, "| %d | %.0f | %d | %d | %d | %d | %s | %s | %s | %.0f | %.0f | %s → %s |\n", r.conns, float64(r.sent)/o.activeTime.Seconds(),
+		fmt.Fprintf(out, "| %d | %g | %.0f | %d | %d | %d | %d | %s | %s | %s | %.0f | %.0f | %s → %s |\n", r.conns, r.rate, float64(r.sent)/o.activeTime.Seconds(),
 			r.delivered, r.sent-r.delivered-r.errors, r.errors, r.late, ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(1)),
 			100*r.serverCPU.Seconds()/r.elapsed.Seconds(), 100*r.workerCPU.Seconds()/r.elapsed.Seconds(), r.loadStart, r.loadEnd)
 	}
@@ -254,8 +262,8 @@ func runActive(ctx context.Context, procs *benchproc.Set, self string, o options
 		for _, r := range rows[1:] {
 			p99 := r.quantile(0.99)
 			ratio := float64(p99) / float64(max(base, time.Microsecond))
-			fmt.Fprintf(out, "target (issue #15): latency at %d active peers no worse than at %d: %s (p99 %s against %s, %.2f×; at the histogram's 10%% resolution)\n",
-				r.conns, rows[0].conns, verdict(p99 <= base+base/10 && r.delivered >= r.sent*99/100), ms(p99), ms(base), ratio)
+			fmt.Fprintf(out, "target (issue #15): latency at %d active peers × %g msg/s no worse than at %d × %g: %s (p99 %s against %s, %.2f×; at the histogram's 10%% resolution)\n",
+				r.conns, r.rate, rows[0].conns, rows[0].rate, verdict(p99 <= base+base/10 && r.delivered >= r.sent*99/100), ms(p99), ms(base), ratio)
 		}
 	}
 	for _, r := range rows {
@@ -279,7 +287,7 @@ func (r activeResult) line(o options) string {
 // measureActive opens o.conns connections to g from workers, lets them
 // settle, runs the send phase and closes them.
 func measureActive(ctx context.Context, procs *benchproc.Set, g *group, self string, o options) (activeResult, error) {
-	r := activeResult{conns: o.conns, hist: map[int64]int64{}}
+	r := activeResult{conns: o.conns, rate: o.activeRate, hist: map[int64]int64{}}
 	time.Sleep(2 * time.Second)
 	var rss0 int64
 	for _, n := range g.nodes {

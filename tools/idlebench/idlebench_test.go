@@ -132,13 +132,13 @@ func TestActivePeers(t *testing.T) {
 		t.Skip("builds the binary and runs two servers")
 	}
 	var out strings.Builder
-	_, err := run([]string{"-active", "5", "-active-conns", "100,300", "-active-time", "2s", "-per-worker", "200",
+	_, err := run([]string{"-active", "5", "-active-conns", "100,300:2", "-active-time", "2s", "-per-worker", "200",
 		"-settle", "1s", "-timeout", "3m"}, &out)
 	t.Log(out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"| 100 |", "| 300 |"} {
+	for _, n := range []string{"| 100 | 5 |", "| 300 | 2 |"} {
 		if !strings.Contains(out.String(), n) {
 			t.Errorf("no row %q", n)
 		}

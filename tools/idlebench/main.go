@@ -49,7 +49,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,7 +95,7 @@ type options struct {
 	stormWindow time.Duration
 
 	activeRate  float64 // messages a second each connection sends; 0: idle only
-	activeConns []int
+	activeConns []activeLoad
 	activeTime  time.Duration
 	pprof       bool   // nodes serve /debug/pprof; CPU profiles are saved
 	profDir     string // where (the scratch directory, kept)
@@ -127,7 +126,7 @@ func run(args []string, out io.Writer) ([]result, error) {
 	fs.Float64Var(&o.stormFresh, "storm-fresh", 20, "fresh clients a second joining the first node during the storm")
 	fs.DurationVar(&o.stormWindow, "storm-window", 5*time.Second, "the storm's target: every dropped client resumed within this")
 	fs.Float64Var(&o.activeRate, "active", 0, "active peers instead of idle ones: every connection sends this many messages a second to the other of its room (plain WebSocket, no Centrifugo), at each count of -active-conns in turn, each on fresh servers")
-	activeConns := fs.String("active-conns", "", "comma-separated connection counts for -active, compared in one run (default: -conns)")
+	activeConns := fs.String("active-conns", "", "comma-separated connection counts for -active, compared in one run, each N or N:R for R messages a second instead of -active's (default: -conns)")
 	fs.DurationVar(&o.activeTime, "active-time", 20*time.Second, "how long the peers send (-active)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof on the nodes (metrics { pprof = true }) and save a CPU profile of each node over the idle window (and the send phase of -active) in the scratch directory, which is then kept")
 	if err := fs.Parse(args); err != nil {
@@ -138,22 +137,31 @@ func run(args []string, out io.Writer) ([]result, error) {
 		o.modes = []string{"plain"}
 		o.centrifugo = "none"
 		if *activeConns == "" {
-			o.activeConns = []int{o.conns}
+			o.activeConns = []activeLoad{{o.conns, o.activeRate}}
 		}
 		for _, f := range strings.Split(*activeConns, ",") {
 			if f == "" {
 				continue
 			}
-			n, err := strconv.Atoi(f)
-			if err != nil || n < 2 {
-				return nil, fmt.Errorf("-active-conns: %q is not a count of 2 or more", f)
+			ns, rs, hasRate := strings.Cut(f, ":")
+			l := activeLoad{rate: o.activeRate}
+			var err error
+			l.conns, err = strconv.Atoi(ns)
+			if hasRate && err == nil {
+				l.rate, err = strconv.ParseFloat(rs, 64)
 			}
-			o.activeConns = append(o.activeConns, n)
+			if err != nil || l.conns < 2 || l.rate <= 0 || l.rate > 1000 {
+				return nil, fmt.Errorf("-active-conns: %q is not N or N:R (N ≥ 2 connections, 0 < R ≤ 1000 messages a second)", f)
+			}
+			o.activeConns = append(o.activeConns, l)
 		}
 		if o.activeRate > 1000 || o.activeTime <= 0 {
 			return nil, errors.New("-active must be at most 1000 messages a second, -active-time positive")
 		}
-		o.conns = slices.Max(o.activeConns)
+		o.conns = 0
+		for _, l := range o.activeConns {
+			o.conns = max(o.conns, l.conns)
+		}
 		if o.perWorker%2 != 0 {
 			return nil, errors.New("-per-worker must be even with -active: the two of a room are in one worker")
 		}
