@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -326,7 +327,7 @@ func measureActive(ctx context.Context, procs *benchproc.Set, g *group, self str
 		prof = make(chan error, len(g.nodes))
 		for _, n := range g.nodes {
 			go func() {
-				prof <- n.cpuProfile(ctx, fmt.Sprintf("%s/active-%d-%s.pprof", o.profDir, o.conns, n.p.Name), o.activeTime)
+				prof <- n.cpuProfile(ctx, filepath.Join(o.profDir, fmt.Sprintf("active-%d-%g-%s.pprof", o.conns, o.activeRate, n.p.Name)), o.activeTime)
 			}()
 		}
 	}
