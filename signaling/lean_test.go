@@ -69,34 +69,52 @@ func TestIdleConnectionHoldsOnlyItsReader(t *testing.T) {
 	}
 }
 
-// The timer heap keeps connections in deadline order through moves and
-// removals, and its loop ends once it is empty.
+// The timers keep connections in deadline order through moves and
+// removals, connections due at one deadline share its bucket, and the
+// loop ends once the last has left.
 func TestTimersHeap(t *testing.T) {
 	tm := newTimers()
 	far := time.Now().Add(time.Hour).UnixNano()
-	cs := make([]*conn, 5)
-	for i, off := range []int64{3, 1, 4, 0, 2} {
+	cs := make([]*conn, 6)
+	for i, off := range []int64{3, 1, 4, 0, 2, 1} {
 		cs[i] = &conn{tm: timerSlot{index: -1}}
 		tm.schedule(cs[i], far+off)
 	}
 	tm.schedule(cs[2], 0)     // leaves
 	tm.schedule(cs[0], far-1) // moves to the front
 	tm.schedule(cs[2], 0)     // leaving twice is harmless
-	for i, want := range []*conn{cs[0], cs[3], cs[1], cs[4]} {
+	tm.schedule(cs[4], far+2) // the same deadline again: no change
+	for i, want := range [][]*conn{{cs[0]}, {cs[3]}, {cs[1], cs[5]}, {cs[4]}} {
 		tm.mu.Lock()
-		head := tm.h[0]
-		tm.mu.Unlock()
-		if head != want {
-			t.Fatalf("step %d: the head is not the earliest deadline", i)
+		when, ok := tm.earliest()
+		var got []*conn
+		if ok {
+			got = slices.Clone(tm.buckets[when].conns)
 		}
-		tm.schedule(head, 0)
+		n := tm.n
+		tm.mu.Unlock()
+		if !ok || len(got) != len(want) || !slices.Contains(got, want[0]) || !slices.Contains(got, want[len(want)-1]) {
+			t.Fatalf("step %d: the earliest bucket holds %d connections, not the %d of the earliest deadline", i, len(got), len(want))
+		}
+		if n != 5-i-(i/3) {
+			t.Errorf("step %d: %d connections counted", i, n)
+		}
+		for _, c := range got {
+			if c.tm.when != when || tm.buckets[when].conns[c.tm.index] != c {
+				t.Fatalf("step %d: a connection's slot does not point at itself", i)
+			}
+			tm.schedule(c, 0)
+		}
 	}
 	if !waitUntil(5*time.Second, func() bool { tm.mu.Lock(); defer tm.mu.Unlock(); return !tm.running }) {
 		t.Fatal("the timer loop runs on with nothing to wait for")
 	}
+	if tm.n != 0 || len(tm.buckets) != 0 {
+		t.Errorf("%d connections in %d buckets after all left", tm.n, len(tm.buckets))
+	}
 }
 
-// Deadlines go to the timer heap rounded up to the grain (a thousandth
+// Deadlines go to the timers rounded up to the grain (a thousandth
 // of the ping interval, at most 25 ms), never earlier than they are, so
 // connections due within one grain share one wake-up of the loop.
 func TestTimerGrain(t *testing.T) {
