@@ -240,6 +240,9 @@ func runActive(ctx context.Context, procs *benchproc.Set, self string, o options
 	for _, l := range o.activeConns {
 		on := o
 		on.conns, on.activeRate = l.conns, l.rate
+		// Even, so that the two of a room are in one worker.
+		on.perWorker = (l.conns + o.activeProcs - 1) / o.activeProcs
+		on.perWorker += on.perWorker % 2
 		g, err := startGroup(ctx, procs, "icegate", "plain", on, dir, cert, key)
 		if err != nil {
 			return rows, err
@@ -279,8 +282,8 @@ func runActive(ctx context.Context, procs *benchproc.Set, self string, o options
 }
 
 func (r activeResult) line(o options) string {
-	return fmt.Sprintf("%d active peers × %g msg/s for %v: %d sent, %d delivered, %d errors, %d sends late; p50 %s, p99 %s, max %s; server CPU %.0f%% of a core, load generator %.0f%%; %d goroutines and %.1f KiB RSS per peer on the servers while sending; load average %s → %s",
-		r.conns, o.activeRate, o.activeTime, r.sent, r.delivered, r.errors, r.late, ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(1)),
+	return fmt.Sprintf("%d active peers × %g msg/s for %v from %d worker processes: %d sent, %d delivered, %d errors, %d sends late; p50 %s, p99 %s, max %s; server CPU %.0f%% of a core, load generator %.0f%%; %d goroutines and %.1f KiB RSS per peer on the servers while sending; load average %s → %s",
+		r.conns, o.activeRate, o.activeTime, (r.conns+o.perWorker-1)/o.perWorker, r.sent, r.delivered, r.errors, r.late, ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(1)),
 		100*r.serverCPU.Seconds()/r.elapsed.Seconds(), 100*r.workerCPU.Seconds()/r.elapsed.Seconds(),
 		r.goroutinesBusy, float64(r.rssBusyKB)/float64(max(r.conns, 1)), r.loadStart, r.loadEnd)
 }

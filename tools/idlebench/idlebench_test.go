@@ -132,7 +132,7 @@ func TestActivePeers(t *testing.T) {
 		t.Skip("builds the binary and runs two servers")
 	}
 	var out strings.Builder
-	_, err := run([]string{"-active", "5", "-active-conns", "100,300:2", "-active-time", "2s", "-per-worker", "200",
+	_, err := run([]string{"-active", "5", "-active-conns", "100,300:2", "-active-time", "2s", "-active-workers", "2",
 		"-settle", "1s", "-timeout", "3m"}, &out)
 	t.Log(out.String())
 	if err != nil {

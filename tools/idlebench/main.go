@@ -97,6 +97,7 @@ type options struct {
 	activeRate  float64 // messages a second each connection sends; 0: idle only
 	activeConns []activeLoad
 	activeTime  time.Duration
+	activeProcs int // worker processes each count of -active-conns is spread over
 	pprof       bool   // nodes serve /debug/pprof; CPU profiles are saved
 	profDir     string // where (the scratch directory, kept)
 }
@@ -128,6 +129,7 @@ func run(args []string, out io.Writer) ([]result, error) {
 	fs.Float64Var(&o.activeRate, "active", 0, "active peers instead of idle ones: every connection sends this many messages a second to the other of its room (plain WebSocket, no Centrifugo), at each count of -active-conns in turn, each on fresh servers")
 	activeConns := fs.String("active-conns", "", "comma-separated connection counts for -active, compared in one run, each N or N:R for R messages a second instead of -active's (default: -conns)")
 	fs.DurationVar(&o.activeTime, "active-time", 20*time.Second, "how long the peers send (-active)")
+	fs.IntVar(&o.activeProcs, "active-workers", 4, "worker processes each count of -active-conns is spread over (the same for every count: the kernel's cost of waking the receiving process depends on how many there are); -per-worker is ignored with -active")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof on the nodes (metrics { pprof = true }) and save a CPU profile of each node over the idle window (and the send phase of -active) in the scratch directory, which is then kept")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -162,8 +164,8 @@ func run(args []string, out io.Writer) ([]result, error) {
 		for _, l := range o.activeConns {
 			o.conns = max(o.conns, l.conns)
 		}
-		if o.perWorker%2 != 0 {
-			return nil, errors.New("-per-worker must be even with -active: the two of a room are in one worker")
+		if o.activeProcs < 1 {
+			return nil, errors.New("-active-workers must be 1 or more")
 		}
 		if o.storm {
 			return nil, errors.New("-active and -storm do not go together")
