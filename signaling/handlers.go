@@ -40,6 +40,7 @@ type handler struct {
 	work     chan func()
 	done     chan any
 	lastUsed time.Time // under handlers.mu
+	idx      int       // in handlers.idle, -1 while it runs work; under handlers.mu
 }
 
 // run runs f on a handler goroutine and waits for it. A panic in f is
@@ -51,10 +52,11 @@ func (hs *handlers) run(f func()) {
 		h = hs.idle[n-1]
 		hs.idle[n-1] = nil
 		hs.idle = hs.idle[:n-1]
+		h.idx = -1
 	}
 	closed := hs.closed
 	if h == nil && !closed {
-		h = &handler{work: make(chan func()), done: make(chan any)}
+		h = &handler{work: make(chan func()), done: make(chan any), idx: -1}
 		hs.wg.Add(1)
 		go hs.loop(h)
 	}
@@ -72,6 +74,7 @@ func (hs *handlers) run(f func()) {
 		close(h.work)
 	} else {
 		h.lastUsed = time.Now()
+		h.idx = len(hs.idle)
 		hs.idle = append(hs.idle, h)
 	}
 	hs.mu.Unlock()
@@ -101,10 +104,17 @@ func (hs *handlers) loop(h *handler) {
 			// is not reset per message (that would be a timer
 			// operation per message); it is re-armed for what is left.
 			hs.mu.Lock()
-			i := indexOf(hs.idle, h)
 			wait := idleFor - time.Since(h.lastUsed)
-			if i >= 0 && wait <= 0 {
-				hs.idle = append(hs.idle[:i], hs.idle[i+1:]...)
+			if i := h.idx; i >= 0 && wait <= 0 {
+				// The last idle one takes its place: after a burst
+				// (a reconnect storm) thousands end in turn, each in
+				// constant time.
+				last := len(hs.idle) - 1
+				hs.idle[i] = hs.idle[last]
+				hs.idle[i].idx = i
+				hs.idle[last] = nil
+				hs.idle = hs.idle[:last]
+				h.idx = -1
 				hs.mu.Unlock()
 				return
 			}
@@ -112,15 +122,6 @@ func (hs *handlers) loop(h *handler) {
 			idle.Reset(max(wait, idleFor/4))
 		}
 	}
-}
-
-func indexOf(hs []*handler, h *handler) int {
-	for i, x := range hs {
-		if x == h {
-			return i
-		}
-	}
-	return -1
 }
 
 // callRecover runs f and returns the value of a panic in it (nil for none).

@@ -3,6 +3,7 @@ package signaling
 import (
 	"bytes"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -50,5 +51,46 @@ func TestHandlers(t *testing.T) {
 	hs.run(func() { ran = true })
 	if !ran {
 		t.Error("work handed off after close did not run")
+	}
+}
+
+// After a burst, the idle handlers end (each taken out of the idle list
+// in turn, wherever it is in it) and the list stays consistent.
+func TestHandlersBurst(t *testing.T) {
+	hs := &handlers{idleFor: 100 * time.Millisecond}
+	defer hs.close()
+	const n = 200
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hs.run(func() { <-release })
+		}()
+	}
+	if !waitUntil(5*time.Second, func() bool { return goroutinesIn("signaling.(*handlers).loop") == n }) {
+		t.Fatalf("%d handlers for %d at once", goroutinesIn("signaling.(*handlers).loop"), n)
+	}
+	close(release)
+	wg.Wait()
+	hs.mu.Lock()
+	for i, h := range hs.idle {
+		if h.idx != i {
+			t.Errorf("idle handler %d says it is at %d", i, h.idx)
+		}
+	}
+	idle := len(hs.idle)
+	hs.mu.Unlock()
+	if idle != n {
+		t.Errorf("%d idle handlers after the burst, want %d", idle, n)
+	}
+	if !waitUntil(5*time.Second, func() bool { return goroutinesIn("signaling.(*handlers).loop") == 0 }) {
+		t.Fatalf("%d handlers left after idling", goroutinesIn("signaling.(*handlers).loop"))
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if len(hs.idle) != 0 {
+		t.Errorf("%d handlers still listed idle", len(hs.idle))
 	}
 }
