@@ -97,7 +97,7 @@ type options struct {
 	activeRate  float64 // messages a second each connection sends; 0: idle only
 	activeConns []activeLoad
 	activeTime  time.Duration
-	activeProcs int // worker processes each count of -active-conns is spread over
+	activeProcs int    // worker processes each count of -active-conns is spread over
 	pprof       bool   // nodes serve /debug/pprof; CPU profiles are saved
 	profDir     string // where (the scratch directory, kept)
 }
