@@ -177,8 +177,10 @@ func gridUp(t, grain int64) int64 {
 
 // due is called by the timer loop when c's earliest deadline passed: it
 // marks what is due for the writer and schedules the next deadline. It
-// never blocks.
-func (c *conn) due(now int64) {
+// never blocks. When a ping is all that is due and no writer runs, it
+// claims the writer role for it and reports true: the loop pings such
+// connections in batches (pings.go) instead of a writer goroutine each.
+func (c *conn) due(now int64) (pingOnly bool) {
 	var todo uint8
 	c.wmu.Lock()
 	if c.pingAt <= now {
@@ -194,8 +196,14 @@ func (c *conn) due(now int64) {
 		c.expFired = true
 	}
 	c.rescheduleLocked()
+	if todo == todoPing && c.todo == 0 && c.started && !c.writing && !c.finished && c.hello == nil {
+		c.writing = true
+		c.wmu.Unlock()
+		return true
+	}
 	c.wmu.Unlock()
 	c.kick(todo)
+	return false
 }
 
 // AcceptOptions describe a connection that passed the HTTP checks.

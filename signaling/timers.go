@@ -14,7 +14,8 @@ import (
 // at most once, at its earliest deadline; when that passes the loop calls
 // conn.due, which only marks what is due and starts the connection's writer
 // (kick): the loop itself never writes to a client or calls the bus, so a
-// slow client or a slow bus delays no one else.
+// slow client or a slow bus delays no one else. Pings go out from a
+// goroutine per batch of connections (pings.go).
 //
 // The loop's goroutine runs only while some connection has a deadline: it
 // starts with the first and ends when the last connection leaves.
@@ -148,7 +149,7 @@ const kicksPerYield = 32
 func (t *timers) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var due []*conn
+	var due, pings []*conn
 	for {
 		t.mu.Lock()
 		now := time.Now().UnixNano()
@@ -178,11 +179,17 @@ func (t *timers) run() {
 		}
 		t.mu.Unlock()
 		for i, c := range due {
-			c.due(now)
+			if c.due(now) {
+				pings = append(pings, c)
+			}
 			due[i] = nil
 			if (i+1)%kicksPerYield == 0 {
 				runtime.Gosched()
 			}
+		}
+		if len(pings) > 0 {
+			startPings(pings) // the batches keep their own slices
+			pings = nil
 		}
 		if len(due) > 0 {
 			due = due[:0]
