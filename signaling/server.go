@@ -106,6 +106,8 @@ type Server struct {
 	// timers runs every connection's pings, renewals and token expiry
 	// (timers.go).
 	timers *timers
+	// handlers run what readers hand off (shallow, handlers.go).
+	handlers handlers
 
 	// eventSlots bounds the relay events on their way to the bus.
 	eventSlots chan struct{}
@@ -243,6 +245,7 @@ func (s *Server) Close(ctx context.Context) error {
 		// Engine.IO sessions still waiting for their CONNECT end too.
 		s.eio.Close()
 		s.wg.Wait()
+		s.handlers.close()
 		close(done)
 	}()
 	select {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"icegate/internal/redistest"
 )
@@ -120,5 +121,59 @@ func TestClusterStorm(t *testing.T) {
 	}
 	if len(st.fresh) == 0 || st.freshFailed != 0 {
 		t.Errorf("fresh joins: %d answered, %d failed", len(st.fresh), st.freshFailed)
+	}
+}
+
+// TestActivePeers is the small version of -active: rooms of two whose
+// peers send to each other at 5 msg/s, at two counts in one run. Every
+// message sent is delivered, none lost and none answered with an error,
+// and the latencies are read (the comparison is the benchmark's to
+// report, not this test's: the machine is shared).
+func TestActivePeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs two servers")
+	}
+	var out strings.Builder
+	_, err := run([]string{"-active", "5", "-active-conns", "100,300:2", "-active-time", "2s", "-active-workers", "2",
+		"-settle", "1s", "-timeout", "3m"}, &out)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"| 100 | 5 |", "| 300 | 2 |"} {
+		if !strings.Contains(out.String(), n) {
+			t.Errorf("no row %q", n)
+		}
+	}
+}
+
+func TestActiveHistogram(t *testing.T) {
+	for _, c := range []struct{ us, want int64 }{{-3, 0}, {0, 0}, {57, 57}, {99, 99}, {100, 100}, {123, 120}, {999, 990}, {1234, 1200}, {98765, 98000}} {
+		if got := bucketUS(c.us); got != c.want {
+			t.Errorf("bucketUS(%d) = %d, want %d", c.us, got, c.want)
+		}
+	}
+	r := activeResult{hist: map[int64]int64{}}
+	if err := r.parseSent("sent 10 9 1 0 50:5,120:3,4000:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.parseSent("sent 4 3 0 2 -"); err != nil {
+		t.Fatal(err)
+	}
+	if r.sent != 14 || r.delivered != 12 || r.errors != 1 || r.late != 2 {
+		t.Errorf("totals %+v", r)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Microsecond}, {0.6, 120 * time.Microsecond}, {0.99, 4 * time.Millisecond}, {1, 4 * time.Millisecond}} {
+		if got := r.quantile(c.q); got != c.want {
+			t.Errorf("quantile(%g) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	for _, bad := range []string{"up 3 0", "sent 1 2 3", "sent 1 1 0 0 x:1"} {
+		if r.parseSent(bad) == nil {
+			t.Errorf("parseSent(%q) took it", bad)
+		}
 	}
 }

@@ -93,6 +93,13 @@ type options struct {
 	stormNodes  int // nodes whose clients drop at once
 	stormFresh  float64
 	stormWindow time.Duration
+
+	activeRate  float64 // messages a second each connection sends; 0: idle only
+	activeConns []activeLoad
+	activeTime  time.Duration
+	activeProcs int    // worker processes each count of -active-conns is spread over
+	pprof       bool   // nodes serve /debug/pprof; CPU profiles are saved
+	profDir     string // where (the scratch directory, kept)
 }
 
 // run runs the benchmark as the flags in args say, writes its report to
@@ -119,10 +126,51 @@ func run(args []string, out io.Writer) ([]result, error) {
 	fs.IntVar(&o.stormNodes, "storm-nodes", 1, "nodes whose clients the storm drops (-storm)")
 	fs.Float64Var(&o.stormFresh, "storm-fresh", 20, "fresh clients a second joining the first node during the storm")
 	fs.DurationVar(&o.stormWindow, "storm-window", 5*time.Second, "the storm's target: every dropped client resumed within this")
+	fs.Float64Var(&o.activeRate, "active", 0, "active peers instead of idle ones: every connection sends this many messages a second to the other of its room (plain WebSocket, no Centrifugo), at each count of -active-conns in turn, each on fresh servers")
+	activeConns := fs.String("active-conns", "", "comma-separated connection counts for -active, compared in one run, each N or N:R for R messages a second instead of -active's (default: -conns)")
+	fs.DurationVar(&o.activeTime, "active-time", 20*time.Second, "how long the peers send (-active)")
+	fs.IntVar(&o.activeProcs, "active-workers", 4, "worker processes each count of -active-conns is spread over (the same for every count: the kernel's cost of waking the receiving process depends on how many there are); -per-worker is ignored with -active")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof on the nodes (metrics { pprof = true }) and save a CPU profile of each node over the idle window (and the send phase of -active) in the scratch directory, which is then kept")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	o.modes = strings.Split(modes, ",")
+	if o.activeRate > 0 {
+		o.modes = []string{"plain"}
+		o.centrifugo = "none"
+		if *activeConns == "" {
+			o.activeConns = []activeLoad{{o.conns, o.activeRate}}
+		}
+		for _, f := range strings.Split(*activeConns, ",") {
+			if f == "" {
+				continue
+			}
+			ns, rs, hasRate := strings.Cut(f, ":")
+			l := activeLoad{rate: o.activeRate}
+			var err error
+			l.conns, err = strconv.Atoi(ns)
+			if hasRate && err == nil {
+				l.rate, err = strconv.ParseFloat(rs, 64)
+			}
+			if err != nil || l.conns < 2 || l.rate <= 0 || l.rate > 1000 {
+				return nil, fmt.Errorf("-active-conns: %q is not N or N:R (N ≥ 2 connections, 0 < R ≤ 1000 messages a second)", f)
+			}
+			o.activeConns = append(o.activeConns, l)
+		}
+		if o.activeRate > 1000 || o.activeTime <= 0 {
+			return nil, errors.New("-active must be at most 1000 messages a second, -active-time positive")
+		}
+		o.conns = 0
+		for _, l := range o.activeConns {
+			o.conns = max(o.conns, l.conns)
+		}
+		if o.activeProcs < 1 {
+			return nil, errors.New("-active-workers must be 1 or more")
+		}
+		if o.storm {
+			return nil, errors.New("-active and -storm do not go together")
+		}
+	}
 	if o.cluster > 0 {
 		// The cluster targets (issue #15) are on plain WebSocket, and
 		// Centrifugo's own cluster is not what is compared.
@@ -156,8 +204,9 @@ func run(args []string, out io.Writer) ([]result, error) {
 		return nil, err
 	}
 	failed := true
+	o.profDir = dir
 	defer func() {
-		if o.keep || failed {
+		if o.keep || failed || o.pprof {
 			fmt.Fprintf(os.Stderr, "configs and logs kept in %s\n", dir)
 			return
 		}
@@ -184,6 +233,15 @@ func run(args []string, out io.Writer) ([]result, error) {
 		runtime.NumCPU(), benchproc.KernelRelease(), benchproc.LoadAvg(), o.conns, o.perWorker)
 	if o.cluster > 0 {
 		fmt.Fprintf(out, "cluster: %d icegate nodes on one redis-server (--maxclients %d), the two of each room on different nodes\n", o.cluster, redisMaxClients)
+	}
+	if o.activeRate > 0 {
+		_, err := runActive(ctx, &procs, self, o, dir, cert, key, out)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "load average %s at the end\n", benchproc.LoadAvg())
+		failed = false
+		return nil, nil
 	}
 	var rows []result
 	for _, mode := range o.modes {
@@ -239,6 +297,31 @@ type server struct {
 	url        string // the WebSocket URL clients dial
 	dialect    string // what the clients speak: icegate or centrifugo
 	goroutines func() (int, error)
+	metrics    string // icegate's metrics listener, host:port
+}
+
+// cpuProfile saves a CPU profile of the node over d (-pprof) in path.
+func (s *server) cpuProfile(ctx context.Context, path string, d time.Duration) error {
+	if s.metrics == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.metrics, int(d.Seconds())), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func freePort() (int, error) {
@@ -299,10 +382,13 @@ signaling {
   max_connections     = %d
   messages_per_second = 50
 }
-metrics { listen = "127.0.0.1:%d" }
+metrics {
+  listen = "127.0.0.1:%d"
+  pprof  = %v
+}
 shutdown_grace = "1s"
 %s
-`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], maxConns, metricsPort, clusterHCL)
+`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], maxConns, metricsPort, o.pprof, clusterHCL)
 		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 			return nil, err
 		}
@@ -312,6 +398,7 @@ shutdown_grace = "1s"
 		}
 		s.p = p
 		s.url = fmt.Sprintf("%s://127.0.0.1:%d/ws", scheme, httpPort)
+		s.metrics = fmt.Sprintf("127.0.0.1:%d", metricsPort)
 		s.goroutines = func() (int, error) {
 			return promGauge(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), "go_goroutines")
 		}
@@ -485,49 +572,13 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 	}
 	r.goroutinesStart = g.goroutines()
 
-	var workers []*workerProc
-	defer func() {
-		for _, x := range workers {
-			x.stdin.Close()
-			x.p.Stop()
-		}
-	}()
 	start := time.Now()
-	left := o.conns
-	for i := 0; left > 0; i++ {
-		n := min(left, o.perWorker)
-		left -= n
-		for j := range len(g.nodes) { // the worker's connection j goes to node j mod N
-			r.nodes[j].conns += n / len(g.nodes)
-			if j < n%len(g.nodes) {
-				r.nodes[j].conns++
-			}
-		}
-		// Each worker its own source addresses: 127.0.(i+1).1-4, about
-		// 28,000 ephemeral ports each, far more than a worker opens.
-		var srcs []string
-		for a := 1; a <= 4; a++ {
-			srcs = append(srcs, fmt.Sprintf("127.0.%d.%d", i+1, a))
-		}
-		cmd := []string{"worker", "-url", g.urls(), "-dialect", g.nodes[0].dialect, "-n", strconv.Itoa(n),
-			"-src", strings.Join(srcs, ","), "-room-prefix", fmt.Sprintf("w%d-", i)}
-		p, stdin, stdout, err := procs.StartPiped(fmt.Sprintf("worker-%d", i), self, cmd...)
-		if err != nil {
-			return r, err
-		}
-		workers = append(workers, &workerProc{p: p, stdin: stdin, lines: bufio.NewScanner(stdout)})
+	workers, errs, err := startWorkers(procs, g, self, o, r.nodes)
+	defer stopWorkers(workers)
+	if err != nil {
+		return r, err
 	}
-	for _, x := range workers {
-		line, err := x.read()
-		if err != nil {
-			return r, err
-		}
-		if !strings.HasPrefix(line, "up ") {
-			return r, fmt.Errorf("%s: %s", x.p.Name, line)
-		}
-		e, _ := strconv.Atoi(strings.Fields(line)[2])
-		r.errors += e
-	}
+	r.errors = errs
 	r.connectTime = time.Since(start)
 	if err := sleepCtx(ctx, o.settle); err != nil {
 		return r, err
@@ -555,12 +606,28 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 		r.rssIdleKB += kb
 	}
 	r.goroutinesIdle = g.goroutines()
+	var prof chan error
+	if o.pprof && g.nodes[0].dialect == "icegate" {
+		// SIGPROF ticks with the process's CPU time: at idle, a few a
+		// second, which the figure does not notice.
+		prof = make(chan error, len(g.nodes))
+		for _, n := range g.nodes {
+			go func() {
+				prof <- n.cpuProfile(ctx, filepath.Join(o.profDir, fmt.Sprintf("idle-%s-%s.pprof", g.mode, n.p.Name)), o.idle-time.Second)
+			}()
+		}
+	}
 	t0, rt0 := ticks()
 	w0 := time.Now()
 	if err := sleepCtx(ctx, o.idle); err != nil {
 		return r, err
 	}
 	t1, rt1 := ticks()
+	for range cap(prof) {
+		if err := <-prof; err != nil {
+			fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		}
+	}
 	r.idleWindow = time.Since(w0).Round(time.Second)
 	for i := range g.nodes {
 		d := time.Duration(t1[i]-t0[i]) * time.Second / benchproc.TicksPerSecond
@@ -585,6 +652,70 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 	}
 
 	// Every connection must still be up: a worker reports any that ended.
+	r.lost, r.lostWhy, err = closeWorkers(workers)
+	if err != nil {
+		return r, err
+	}
+	_ = sleepCtx(ctx, 5*time.Second)
+	for _, n := range g.nodes {
+		kb, _ := benchproc.RSSKB(n.p.Pid())
+		r.rssAfterKB += kb
+	}
+	r.goroutinesAfter = g.goroutines()
+	return r, nil
+}
+
+// startWorkers starts the worker processes for o.conns connections to g,
+// at most o.perWorker each, and waits until every worker has opened its
+// own; it returns the connections that failed to open. A worker's
+// connection j goes to node j mod N; nodes, when given, get each node's
+// count added.
+func startWorkers(procs *benchproc.Set, g *group, self string, o options, nodes []nodeResult) ([]*workerProc, int, error) {
+	var workers []*workerProc
+	left := o.conns
+	for i := 0; left > 0; i++ {
+		n := min(left, o.perWorker)
+		left -= n
+		for j := range nodes {
+			nodes[j].conns += n / len(g.nodes)
+			if j < n%len(g.nodes) {
+				nodes[j].conns++
+			}
+		}
+		// Each worker its own source addresses: 127.0.(i+1).1-4, about
+		// 28,000 ephemeral ports each, far more than a worker opens.
+		var srcs []string
+		for a := 1; a <= 4; a++ {
+			srcs = append(srcs, fmt.Sprintf("127.0.%d.%d", i+1, a))
+		}
+		cmd := []string{"worker", "-url", g.urls(), "-dialect", g.nodes[0].dialect, "-n", strconv.Itoa(n),
+			"-src", strings.Join(srcs, ","), "-room-prefix", fmt.Sprintf("w%d-", i)}
+		p, stdin, stdout, err := procs.StartPiped(fmt.Sprintf("worker-%d", i), self, cmd...)
+		if err != nil {
+			return workers, 0, err
+		}
+		workers = append(workers, &workerProc{p: p, stdin: stdin, lines: bufio.NewScanner(stdout)})
+	}
+	errs := 0
+	for _, x := range workers {
+		line, err := x.read()
+		if err != nil {
+			return workers, errs, err
+		}
+		if !strings.HasPrefix(line, "up ") {
+			return workers, errs, fmt.Errorf("%s: %s", x.p.Name, line)
+		}
+		e, _ := strconv.Atoi(strings.Fields(line)[2])
+		errs += e
+	}
+	return workers, errs, nil
+}
+
+// closeWorkers ends the workers' stdin, which has each report the
+// connections the servers ended meanwhile ("lost N") and close its own,
+// and waits for them to exit; it returns the lost connections and how
+// they ended, as the workers' lines say.
+func closeWorkers(workers []*workerProc) (lost int, why string, err error) {
 	for _, x := range workers {
 		x.stdin.Close()
 	}
@@ -596,9 +727,9 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == "lost" {
 			n, _ := strconv.Atoi(f[1])
-			r.lost += n
+			lost += n
 			if len(f) > 2 {
-				r.lostWhy += " [" + strings.Join(f[2:], " ") + "]"
+				why += " [" + strings.Join(f[2:], " ") + "]"
 			}
 		}
 	}
@@ -609,13 +740,16 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 			x.p.Stop()
 		}
 	}
-	_ = sleepCtx(ctx, 5*time.Second)
-	for _, n := range g.nodes {
-		kb, _ := benchproc.RSSKB(n.p.Pid())
-		r.rssAfterKB += kb
+	return lost, why, nil
+}
+
+// stopWorkers stops what is left of the workers (after closeWorkers,
+// nothing).
+func stopWorkers(workers []*workerProc) {
+	for _, x := range workers {
+		x.stdin.Close()
+		x.p.Stop()
 	}
-	r.goroutinesAfter = g.goroutines()
-	return r, nil
 }
 
 // workerProc is a running worker and its stdout, line by line.

@@ -35,6 +35,10 @@ import (
 //	               K URLs and reconnect each with resume (icegate), to one of
 //	               the other URLs in turn when MOVE is 1; prints "stormed DROPPED RESUMED
 //	               REFUSED FAILED MILLISECONDS"
+//	send R MS      every connection sends R messages a second to the other
+//	               of its room for MS milliseconds (icegate), then waits for
+//	               the last to arrive; prints "sent SENT DELIVERED ERRORS
+//	               LATE HISTOGRAM" (see sendPhase)
 //
 // At the end of stdin it prints "lost N" (connections the server ended
 // meanwhile), closes them and exits. The same code is the client of every
@@ -102,6 +106,11 @@ func worker(args []string) error {
 			k, _ := strconv.Atoi(f[1])
 			fmt.Println(storm(ctx, conns, urls, k, f[2] == "1", &lost))
 		}
+		if len(f) == 3 && f[0] == "send" {
+			rate, _ := strconv.ParseFloat(f[1], 64)
+			ms, _ := strconv.Atoi(f[2])
+			fmt.Println(sendPhase(ctx, conns, rate, time.Duration(ms)*time.Millisecond))
+		}
 	}
 	fmt.Printf("lost %d%s\n", lost.Load(), lostWhy.String())
 	for _, c := range conns {
@@ -117,6 +126,7 @@ func worker(args []string) error {
 // client is one of a worker's connections.
 type client struct {
 	ws        *websocket.Conn
+	peer      string // its peer id, from the hello (icegate)
 	node      int    // index of the URL it is connected to
 	src       string // its source address
 	token     string // the resume token of its last hello (icegate)
@@ -218,14 +228,14 @@ func open(ctx context.Context, url, dialect, src, room, resume string, last uint
 	switch dialect {
 	case "icegate":
 		var hello struct {
-			Type        string
+			Type, Peer  string
 			ResumeToken string `json:"resume_token"`
 			Resumed     bool
 		}
 		if err := c.ReadJSON(&hello); err != nil || hello.Type != "hello" {
 			return fail(fmt.Errorf("hello: %v %q", err, hello.Type))
 		}
-		cl.token = hello.ResumeToken
+		cl.token, cl.peer = hello.ResumeToken, hello.Peer
 		if resume != "" {
 			if !hello.Resumed {
 				return fail(errors.New("hello: not resumed"))
@@ -303,9 +313,24 @@ func (c *client) idle(dialect string, lost *atomic.Int64) {
 		}
 		switch dialect {
 		case "icegate":
-			var m struct{ Seq uint64 }
-			if json.Unmarshal(b, &m) == nil && m.Seq > 0 {
+			var m struct {
+				Type string
+				Seq  uint64
+				Data struct{ T int64 }
+			}
+			if json.Unmarshal(b, &m) != nil {
+				continue
+			}
+			if m.Seq > 0 {
 				c.lastSeq.Store(m.Seq)
+			}
+			switch m.Type {
+			case "message":
+				if m.Data.T > 0 {
+					active.delivered(time.Since(time.Unix(0, m.Data.T)))
+				}
+			case "error":
+				active.errors.Add(1)
 			}
 		case "centrifugo":
 			if strings.TrimSpace(string(b)) == "{}" {
