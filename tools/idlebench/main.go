@@ -93,6 +93,9 @@ type options struct {
 	stormNodes  int // nodes whose clients drop at once
 	stormFresh  float64
 	stormWindow time.Duration
+	// stormProfile: write a 5 s CPU profile of node 1 from the storm's
+	// start to this file (the nodes serve pprof on their metrics listener).
+	stormProfile string
 }
 
 // run runs the benchmark as the flags in args say, writes its report to
@@ -119,6 +122,7 @@ func run(args []string, out io.Writer) ([]result, error) {
 	fs.IntVar(&o.stormNodes, "storm-nodes", 1, "nodes whose clients the storm drops (-storm)")
 	fs.Float64Var(&o.stormFresh, "storm-fresh", 20, "fresh clients a second joining the first node during the storm")
 	fs.DurationVar(&o.stormWindow, "storm-window", 5*time.Second, "the storm's target: every dropped client resumed within this")
+	fs.StringVar(&o.stormProfile, "storm-profile", "", "write a 5 s CPU profile of node 1 from the storm's start to this file (the nodes serve metrics { pprof = true })")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -239,6 +243,7 @@ type server struct {
 	url        string // the WebSocket URL clients dial
 	dialect    string // what the clients speak: icegate or centrifugo
 	goroutines func() (int, error)
+	metrics    string // icegate: its metrics listener's base URL (pprof with -storm-profile)
 }
 
 func freePort() (int, error) {
@@ -299,10 +304,13 @@ signaling {
   max_connections     = %d
   messages_per_second = 50
 }
-metrics { listen = "127.0.0.1:%d" }
+metrics {
+  listen = "127.0.0.1:%d"
+  pprof  = %v
+}
 shutdown_grace = "1s"
 %s
-`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], maxConns, metricsPort, clusterHCL)
+`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], maxConns, metricsPort, o.stormProfile != "", clusterHCL)
 		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 			return nil, err
 		}
@@ -312,6 +320,7 @@ shutdown_grace = "1s"
 		}
 		s.p = p
 		s.url = fmt.Sprintf("%s://127.0.0.1:%d/ws", scheme, httpPort)
+		s.metrics = fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
 		s.goroutines = func() (int, error) {
 			return promGauge(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), "go_goroutines")
 		}
@@ -702,7 +711,7 @@ func report(out io.Writer, rows []result, o options) {
 			fmt.Fprintf(out, "target (issue #15), storm: resumed within %v and kept: %s (%v, %d not back, %d ended by the servers afterwards); every acked message delivered once: %s (%d missing, %d duplicated of %d); no refusal beyond the configured limits: %s; fresh join p99 < 100 ms: %s (%s)\n",
 				o.stormWindow, verdict(st.failed == 0 && st.slowest <= o.stormWindow && r.lost == 0), st.slowest.Round(time.Millisecond), st.failed, r.lost,
 				verdict(st.acked > 0 && st.missing == 0 && st.duplicated == 0), st.missing, st.duplicated, st.acked,
-				verdict(st.failed == 0 && st.freshFailed == 0), verdict(len(st.fresh) > 0 && p99 < 100*time.Millisecond), ms(p99))
+				verdict(st.failed == 0 && st.freshFailures() == 0), verdict(len(st.fresh) > 0 && p99 < 100*time.Millisecond), ms(p99))
 		}
 	}
 	fmt.Fprintf(out, "load average %s at the end\n", benchproc.LoadAvg())
