@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -22,6 +25,9 @@ func (s *Server) Accept(ctx context.Context, ws *websocket.Conn, opts AcceptOpti
 type wsTransport struct {
 	ws          *websocket.Conn
 	readTimeout time.Duration
+	// gone is set by the reader when the connection ended without a
+	// close frame (Close then writes none).
+	gone atomic.Bool
 }
 
 // newWSTransport wraps ws. Frames over hardLimit end the connection (gorilla
@@ -41,6 +47,9 @@ func newWSTransport(ws *websocket.Conn, hardLimit int64, readTimeout time.Durati
 func (t *wsTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 	_, r, err := t.ws.NextReader()
 	if err != nil {
+		if connGone(err) {
+			t.gone.Store(true)
+		}
 		var ce *websocket.CloseError
 		switch {
 		case errors.Is(err, websocket.ErrReadLimit):
@@ -95,9 +104,25 @@ func (t *wsTransport) Ping(deadline time.Time) error {
 	return t.ws.WriteControl(websocket.PingMessage, nil, deadline)
 }
 
-// Close implements Transport.
+// connGone reports whether a read error means the TCP connection itself
+// ended or was reset without a close frame (gorilla reports an EOF as
+// close code 1006, RFC 6455 §7.1.5: "closed abnormally"). A timeout is
+// not gone: a client that stopped answering may still read a close.
+func connGone(err error) bool {
+	if ce, ok := errors.AsType[*websocket.CloseError](err); ok {
+		return ce.Code == websocket.CloseAbnormalClosure
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// Close implements Transport. After the reader found the connection gone
+// no close frame is written: RFC 6455 §7.1.1 sends none once the TCP
+// connection is closed, and on a reset socket it is a write and an error
+// for nothing, per connection (a reconnect storm's every dropped
+// connection ends this way).
 func (t *wsTransport) Close(code int, reason string) error {
-	if code > 0 {
+	if code > 0 && !t.gone.Load() {
 		_ = t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	}
 	return t.ws.Close()
