@@ -118,6 +118,11 @@ type Server struct {
 	// opening counts sessions between admission and the end of attach
 	// (Config.MaxOpening).
 	opening atomic.Int64
+	// openWaiters counts WebSockets waiting at the door for a place
+	// (waitOpening); placeFreed wakes one of them per place given back.
+	openWaiters atomic.Int64
+	placeFreed  chan struct{}
+	openWait    time.Duration // openingWait; tests lengthen it
 	// fds keeps Config.DescriptorReserve free (fdcount.Guard); its
 	// estimate between counts follows nconns and sioPending.
 	fds *fdGuard
@@ -146,6 +151,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 		stop:    make(chan struct{}),
 
 		eventSlots: make(chan struct{}, relayEventsInFlight),
+		placeFreed: make(chan struct{}, placeFreedSlots),
+		openWait:   openingWait,
 		leeway:     tokenLeeway,
 		timers:     newTimers(),
 	}
@@ -321,7 +328,57 @@ func (s *Server) tryOpening() bool {
 	return true
 }
 
-func (s *Server) doneOpening() { s.opening.Add(-1) }
+func (s *Server) doneOpening() {
+	s.opening.Add(-1)
+	select { // wake a waiter, if any (a token nobody takes is harmless)
+	case s.placeFreed <- struct{}{}:
+	default:
+	}
+}
+
+// Waiting at the door for a place of Config.MaxOpening. A 503 costs the
+// server nearly what an open does (an accepted connection, a request read
+// and answered, a close) and costs its client at least half a second
+// (Retry-After: 1, jittered), and a crowd refused together comes back
+// together: a place frees within an open or two (a millisecond on the
+// in-process bus, a few Redis round trips on a cluster), so a connection
+// that finds none waits for one first, blocked (a goroutine and its
+// request, no CPU), in order of arrival. At most openingWaitersPer places'
+// worth wait, for openingWait at most; beyond either, 503 as before.
+const (
+	openingWait       = time.Second
+	openingWaitersPer = 4
+	// placeFreedSlots holds wake-ups not yet taken.
+	placeFreedSlots = 256
+)
+
+// waitOpening is tryOpening, waiting for a place while one may free soon
+// (see openingWait); false when none came, or ctx ended.
+func (s *Server) waitOpening(ctx context.Context) bool {
+	if s.tryOpening() {
+		return true
+	}
+	maxOpening := s.settings().MaxOpening
+	if int(s.openWaiters.Add(1)) > openingWaitersPer*maxOpening {
+		s.openWaiters.Add(-1)
+		return false
+	}
+	defer s.openWaiters.Add(-1)
+	t := time.NewTimer(s.openWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.placeFreed:
+			if s.tryOpening() {
+				return true
+			}
+		case <-t.C:
+			return s.tryOpening()
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
 
 // openingFull reports whether Config.MaxOpening sessions are being opened
 // now (the socket.io handshake's check; its place is taken at CONNECT).
