@@ -86,9 +86,11 @@ type Config struct {
 	DescriptorReserve int
 	// MaxOpening caps the sessions this server opens or resumes at once
 	// (the bus's open and resume, from the handshake to the hello): one
-	// more WebSocket is refused with 503 (code "busy", Retry-After: 1)
-	// before the upgrade, and a socket.io handshake the same way. A
-	// reconnect storm then waits at the door, in its clients' retries,
+	// more WebSocket waits up to a second for a place (while at most four
+	// times MaxOpening wait), then is refused with 503 (code "busy",
+	// Retry-After: 1) before the upgrade; a socket.io handshake is
+	// refused at once. A reconnect storm then waits at the door, blocked
+	// or in its clients' retries,
 	// instead of in an unbounded queue of bus operations to Redis that
 	// outlasts their timeout and makes every resume fail. Default 64.
 	// HCL: signaling.max_opening.
