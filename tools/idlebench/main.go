@@ -96,6 +96,8 @@ type options struct {
 	// stormProfile: write a 5 s CPU profile of node 1 from the storm's
 	// start to this file (the nodes serve pprof on their metrics listener).
 	stormProfile string
+	stormTrace   string // the same for an execution trace (go tool trace)
+	maxOpening   int    // icegate's signaling.max_opening; 0: its default
 }
 
 // run runs the benchmark as the flags in args say, writes its report to
@@ -122,6 +124,8 @@ func run(args []string, out io.Writer) ([]result, error) {
 	fs.IntVar(&o.stormNodes, "storm-nodes", 1, "nodes whose clients the storm drops (-storm)")
 	fs.Float64Var(&o.stormFresh, "storm-fresh", 20, "fresh clients a second joining the first node during the storm")
 	fs.DurationVar(&o.stormWindow, "storm-window", 5*time.Second, "the storm's target: every dropped client resumed within this")
+	fs.StringVar(&o.stormTrace, "storm-trace", "", "write a 5 s execution trace of node 1 from the storm's start to this file (go tool trace)")
+	fs.IntVar(&o.maxOpening, "max-opening", 0, "icegate's signaling.max_opening (0: its default)")
 	fs.StringVar(&o.stormProfile, "storm-profile", "", "write a 5 s CPU profile of node 1 from the storm's start to this file (the nodes serve metrics { pprof = true })")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -303,14 +307,14 @@ http {
 signaling {
   max_connections     = %d
   messages_per_second = 50
-}
+%s}
 metrics {
   listen = "127.0.0.1:%d"
   pprof  = %v
 }
 shutdown_grace = "1s"
 %s
-`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], maxConns, metricsPort, o.stormProfile != "", clusterHCL)
+`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], maxConns, maxOpeningHCL(o.maxOpening), metricsPort, o.stormProfile != "" || o.stormTrace != "", clusterHCL)
 		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 			return nil, err
 		}
@@ -366,6 +370,14 @@ shutdown_grace = "1s"
 		time.Sleep(50 * time.Millisecond)
 	}
 	return s, nil
+}
+
+// maxOpeningHCL is the signaling block's max_opening line for -max-opening.
+func maxOpeningHCL(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("  max_opening         = %d\n", n)
 }
 
 // promGauge reads one unlabelled gauge from a Prometheus text page.

@@ -224,13 +224,15 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 
 	// The storm: workers drop theirs, this process its receivers, at once.
 	st := &stormResult{probes: len(pairs), sendErrors: map[string]int64{}, freshFailed: map[string]int{}}
-	profiled := make(chan error, 1)
-	if o.stormProfile != "" {
+	profiled := make(chan error, 2)
+	for _, pr := range []struct{ path, file string }{{"profile", o.stormProfile}, {"trace", o.stormTrace}} {
+		if pr.file == "" {
+			profiled <- nil
+			continue
+		}
 		go func() {
-			profiled <- fetchProfile(ctx, g.nodes[0].metrics+"/debug/pprof/profile?seconds=5", o.stormProfile)
+			profiled <- fetchProfile(ctx, g.nodes[0].metrics+"/debug/pprof/"+pr.path+"?seconds=5", pr.file)
 		}()
-	} else {
-		profiled <- nil
 	}
 	stormStart := time.Now()
 	cmd := fmt.Sprintf("storm %d %d\n", o.stormNodes, map[bool]int{false: 0, true: 1}[move])
@@ -320,7 +322,7 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 	}
 	probeResume.Wait()
 	st.failed += int(probeFailed.Load())
-	if err := <-profiled; err != nil {
+	if err := errors.Join(<-profiled, <-profiled); err != nil {
 		stopFresh()
 		return nil, fmt.Errorf("profile: %w", err)
 	}
