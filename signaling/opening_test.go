@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -161,5 +162,33 @@ func TestOpeningWaits(t *testing.T) {
 	}
 	if n, w := s.opening.Load(), s.openWaiters.Load(); n != 0 || w != 0 {
 		t.Fatalf("%d places taken, %d waiting after all opened", n, w)
+	}
+}
+
+// TestMaxOpeningAuto: max_opening 0 is 4 per CPU on the in-process bus
+// (an open is CPU work there) and 64 on any other (a cluster's, where an
+// open waits on Redis); a value set is kept on both.
+func TestMaxOpeningAuto(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bus  Bus
+		set  int
+		want int
+	}{
+		{"in-process", NewMemoryBus(), 0, 4 * runtime.GOMAXPROCS(0)},
+		{"shared", &gateBus{MemoryBus: NewMemoryBus()}, 0, 64},
+		{"in-process, set", NewMemoryBus(), 100, 100},
+		{"shared, set", &gateBus{MemoryBus: NewMemoryBus()}, 3, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(testConfig(func(c *Config) { c.MaxOpening = tc.set }), Options{Bus: tc.bus})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(context.Background())
+			if got := s.settings().MaxOpening; got != tc.want {
+				t.Errorf("MaxOpening %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -207,6 +208,9 @@ func (s *Server) Reload(cfg Config) error {
 // passes the ports the relay actually serves.
 func (s *Server) PrepareReload(cfg Config) (apply func(), err error) {
 	st := &settings{Config: cfg.withDefaults()}
+	if st.MaxOpening == 0 {
+		st.MaxOpening = s.autoMaxOpening()
+	}
 	if err := st.validate(); err != nil {
 		return nil, err
 	}
@@ -318,6 +322,14 @@ func (s *Server) full() bool {
 	return int(s.nconns.Load()+s.sioPending.Load()) >= s.settings().MaxConnections
 }
 
+// autoMaxOpening is Config.MaxOpening's default for this server's bus.
+func (s *Server) autoMaxOpening() int {
+	if _, ok := s.bus.(*MemoryBus); ok {
+		return memoryMaxOpeningPerCPU * runtime.GOMAXPROCS(0)
+	}
+	return defaultMaxOpening
+}
+
 // tryOpening takes one of Config.MaxOpening's places for a session being
 // opened or resumed; false when none is free. doneOpening gives it back.
 func (s *Server) tryOpening() bool {
@@ -330,7 +342,13 @@ func (s *Server) tryOpening() bool {
 
 func (s *Server) doneOpening() {
 	s.opening.Add(-1)
-	select { // wake a waiter, if any (a token nobody takes is harmless)
+	s.signalFreed()
+}
+
+// signalFreed wakes a waiter at the door, if any (a wake-up nobody takes
+// is harmless: its taker finds the places full and waits on).
+func (s *Server) signalFreed() {
+	select {
 	case s.placeFreed <- struct{}{}:
 	default:
 	}
@@ -355,7 +373,28 @@ const (
 // waitOpening is tryOpening, waiting for a place while one may free soon
 // (see openingWait); false when none came, or ctx ended.
 func (s *Server) waitOpening(ctx context.Context) bool {
-	if s.tryOpening() {
+	return s.waitPlace(ctx, s.tryOpening)
+}
+
+// waitOpeningFree waits as waitOpening does until a place is free, without
+// taking it: the socket.io handshake's check (its place is taken at
+// CONNECT, with waitOpening).
+func (s *Server) waitOpeningFree(ctx context.Context) bool {
+	return s.waitPlace(ctx, func() bool {
+		if s.openingFull() {
+			return false
+		}
+		// The wake-up this may have used goes on to a waiter that takes
+		// places: this one took none.
+		s.signalFreed()
+		return true
+	})
+}
+
+// waitPlace calls try until it succeeds, at each place given back, for
+// openingWait at most, while openingWaitersPer places' worth wait.
+func (s *Server) waitPlace(ctx context.Context, try func() bool) bool {
+	if try() {
 		return true
 	}
 	maxOpening := s.settings().MaxOpening
@@ -369,11 +408,11 @@ func (s *Server) waitOpening(ctx context.Context) bool {
 	for {
 		select {
 		case <-s.placeFreed:
-			if s.tryOpening() {
+			if try() {
 				return true
 			}
 		case <-t.C:
-			return s.tryOpening()
+			return try()
 		case <-ctx.Done():
 			return false
 		}
