@@ -86,10 +86,10 @@ type Config struct {
 	DescriptorReserve int
 	// MaxOpening caps the sessions this server opens or resumes at once
 	// (the bus's open and resume, from the handshake to the hello): one
-	// more WebSocket waits up to a second for a place (while at most four
-	// times MaxOpening wait), then is refused with 503 (code "busy",
-	// Retry-After: 1) before the upgrade; a socket.io handshake is
-	// refused at once. A reconnect storm then waits at the door, blocked
+	// more WebSocket or socket.io handshake waits up to a second for a
+	// place (while at most four times MaxOpening wait), then is refused
+	// with 503 (code "busy", Retry-After: 1) before the upgrade. A
+	// reconnect storm then waits at the door, blocked
 	// or in its clients' retries,
 	// instead of in an unbounded queue of bus operations to Redis that
 	// outlasts their timeout and makes every resume fail. Default 0:
