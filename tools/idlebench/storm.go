@@ -234,6 +234,14 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 			profiled <- fetchProfile(ctx, g.nodes[0].metrics+"/debug/pprof/"+pr.path+"?seconds=5", pr.file)
 		}()
 	}
+	// -timeout bounds the storm too: the workers' answers are read
+	// without a context, so stopping them is what ends those reads.
+	stopWorkers := context.AfterFunc(ctx, func() {
+		for _, w := range workers {
+			w.p.Stop()
+		}
+	})
+	defer stopWorkers()
 	stormStart := time.Now()
 	cmd := fmt.Sprintf("storm %d %d\n", o.stormNodes, map[bool]int{false: 0, true: 1}[move])
 	for _, w := range workers {
