@@ -380,6 +380,9 @@ func (s *Server) waitOpening(ctx context.Context) bool {
 // taking it: the socket.io handshake's check (its place is taken at
 // CONNECT, with waitOpening).
 func (s *Server) waitOpeningFree(ctx context.Context) bool {
+	if !s.openingFull() {
+		return true
+	}
 	return s.waitPlace(ctx, func() bool {
 		if s.openingFull() {
 			return false
