@@ -432,7 +432,9 @@ type Signaling struct {
 	DescriptorReserveRange hcl.Range `hcl:"descriptor_reserve,attr_range"`
 	// MaxOpening caps the sessions opened or resumed at once (from the
 	// handshake to the hello, a bus operation or two): one more gets 503
-	// "busy" before the upgrade. Default 64.
+	// "busy" before the upgrade (a WebSocket first waits up to a second
+	// for a place). Default 0: automatic, 64 on a cluster, 4 per CPU
+	// (GOMAXPROCS) with the in-process bus.
 	MaxOpening      int       `hcl:"max_opening,optional"`
 	MaxOpeningRange hcl.Range `hcl:"max_opening,attr_range"`
 	// MaxMessageBytes caps one client message. Default 65536.

@@ -117,7 +117,7 @@ func TestDefault(t *testing.T) {
 		HTTP:    &HTTP{Listen: "127.0.0.1:8080", TestPage: ptr(true), Hosts: []string{}, ProxyFrom: []string{}},
 		Signaling: &Signaling{
 			AllowedOrigins: []string{}, TokenSecrets: []string{},
-			CredentialTTL: "1h", MaxConnections: 10000, DescriptorReserve: 512, MaxOpening: 64, MaxMessageBytes: 65536,
+			CredentialTTL: "1h", MaxConnections: 10000, DescriptorReserve: 512, MaxOpening: 0, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, SocketIORoomSize: 2, RoomsPerPeer: 8,
 			SendQueue: 256, ResumeGrace: "30s", PingInterval: "25s", TURNEvents: ptr(true), MaxTokenLifetime: "0s",
 			CredentialTTLDuration: time.Hour, ResumeGraceDuration: 30 * time.Second, PingIntervalDuration: 25 * time.Second,

@@ -333,9 +333,11 @@ signaling {
   descriptor_reserve = 512
 
   # Sessions opened or resumed at once (each waits for the cluster bus);
-  # one more connection gets 503 "busy" (Retry-After: 1) before the upgrade,
-  # so a reconnect storm waits at the door, not in a queue to Redis.
-  max_opening = 64
+  # one more connection waits up to a second for a place, then gets 503
+  # "busy" (Retry-After: 1) before the upgrade, so a reconnect storm waits
+  # at the door, not in a queue to Redis. 0: automatic, 64 on a cluster
+  # and 4 per CPU with the in-process bus.
+  max_opening = 0
 
   # Largest message a client may send, in bytes.
   max_message_bytes = 65536

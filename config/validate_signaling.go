@@ -152,7 +152,7 @@ func (s *Signaling) validate(v *validator, h *HTTP) {
 	atLeast(s.MaxConnections, 1, s.MaxConnectionsRange, "signaling.max_connections")
 	// Below 32 the listeners, Redis and the logs could be left without one.
 	atLeast(s.DescriptorReserve, 32, s.DescriptorReserveRange, "signaling.descriptor_reserve")
-	atLeast(s.MaxOpening, 1, s.MaxOpeningRange, "signaling.max_opening")
+	atLeast(s.MaxOpening, 0, s.MaxOpeningRange, "signaling.max_opening")
 	atLeast(s.MessagesPerSecond, 1, s.MessagesPerSecondRange, "signaling.messages_per_second")
 	atLeast(s.PeersPerRoom, 2, s.PeersPerRoomRange, "signaling.peers_per_room")
 	atLeast(s.RoomsPerPeer, 1, s.RoomsPerPeerRange, "signaling.rooms_per_peer")

@@ -86,11 +86,18 @@ type Config struct {
 	DescriptorReserve int
 	// MaxOpening caps the sessions this server opens or resumes at once
 	// (the bus's open and resume, from the handshake to the hello): one
-	// more WebSocket is refused with 503 (code "busy", Retry-After: 1)
-	// before the upgrade, and a socket.io handshake the same way. A
-	// reconnect storm then waits at the door, in its clients' retries,
+	// more WebSocket or socket.io handshake waits up to a second for a
+	// place (while at most four times MaxOpening wait), then is refused
+	// with 503 (code "busy", Retry-After: 1) before the upgrade. A
+	// reconnect storm then waits at the door, blocked
+	// or in its clients' retries,
 	// instead of in an unbounded queue of bus operations to Redis that
-	// outlasts their timeout and makes every resume fail. Default 64.
+	// outlasts their timeout and makes every resume fail. Default 0:
+	// automatic, 64 with a shared (cluster) bus, where each open waits on
+	// Redis round trips, and 4 per CPU (GOMAXPROCS) with the in-process
+	// bus, where an open is CPU work only and more at once only lengthen
+	// the queues (the scheduler's, the locks') that established sessions'
+	// requests wait in (measured in docs/performance.md, issue 15).
 	// HCL: signaling.max_opening.
 	MaxOpening int
 	// MaxMessageBytes caps one client message. Default 65536.
@@ -205,7 +212,8 @@ const (
 	defaultMaxCredentialTTL  = 24 * time.Hour
 	defaultMaxConnections    = 10000
 	defaultDescriptorReserve = 512
-	defaultMaxOpening        = 64
+	defaultMaxOpening        = 64 // on a shared bus (Server.autoMaxOpening)
+	memoryMaxOpeningPerCPU   = 4  // on the in-process bus
 	defaultMaxMessageBytes   = 65536
 	defaultMessagesPerSecond = 50
 	defaultMessagesBurst     = 200
@@ -240,7 +248,6 @@ func (c Config) withDefaults() Config {
 	orDur(&c.MaxCredentialTTL, defaultMaxCredentialTTL)
 	or(&c.MaxConnections, defaultMaxConnections)
 	or(&c.DescriptorReserve, defaultDescriptorReserve)
-	or(&c.MaxOpening, defaultMaxOpening)
 	or(&c.MaxMessageBytes, defaultMaxMessageBytes)
 	or(&c.MessagesPerSecond, defaultMessagesPerSecond)
 	or(&c.MessagesBurst, max(defaultMessagesBurst, c.MessagesPerSecond))
@@ -281,11 +288,13 @@ func (c *Config) validate() error {
 		{"RoomsPerPeer", c.RoomsPerPeer},
 		{"SendQueue", c.SendQueue},
 		{"DescriptorReserve", c.DescriptorReserve},
-		{"MaxOpening", c.MaxOpening},
 	} {
 		if f.v < 1 {
 			bad("%s %d is below 1", f.name, f.v)
 		}
+	}
+	if c.MaxOpening < 0 { // 0: automatic (Server.autoMaxOpening)
+		bad("MaxOpening %d is below 0", c.MaxOpening)
 	}
 	if c.SocketIORoomSize < 2 || c.SocketIORoomSize > c.PeersPerRoom {
 		bad("SocketIORoomSize %d must be from 2 to PeersPerRoom (%d)", c.SocketIORoomSize, c.PeersPerRoom)

@@ -25,6 +25,7 @@ func TestConfigDefaults(t *testing.T) {
 	}{
 		{"CredentialTTL", got.CredentialTTL, f.CredentialTTLDuration},
 		{"MaxConnections", got.MaxConnections, f.MaxConnections},
+		{"MaxOpening", got.MaxOpening, f.MaxOpening}, // 0: automatic, resolved by the Server
 		{"MaxMessageBytes", got.MaxMessageBytes, f.MaxMessageBytes},
 		{"MessagesPerSecond", got.MessagesPerSecond, f.MessagesPerSecond},
 		{"MessagesBurst", got.MessagesBurst, f.MessagesBurst},

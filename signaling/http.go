@@ -326,8 +326,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 		opts.LastSeq = n
 	}
 	// The place is held from here to the end of attach (serve gives it
-	// back), so the check and the work it bounds cannot drift apart.
-	if !s.tryOpening() {
+	// back), so the check and the work it bounds cannot drift apart. When
+	// none is free the request waits a moment for one (waitOpening).
+	if !s.waitOpening(r.Context()) {
 		s.refuseBusy(w, r)
 		return
 	}

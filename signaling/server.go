@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -120,6 +121,11 @@ type Server struct {
 	// opening counts sessions between admission and the end of attach
 	// (Config.MaxOpening).
 	opening atomic.Int64
+	// openWaiters counts WebSockets waiting at the door for a place
+	// (waitOpening); placeFreed wakes one of them per place given back.
+	openWaiters atomic.Int64
+	placeFreed  chan struct{}
+	openWait    time.Duration // openingWait; tests lengthen it
 	// fds keeps Config.DescriptorReserve free (fdcount.Guard); its
 	// estimate between counts follows nconns and sioPending.
 	fds *fdGuard
@@ -148,6 +154,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 		stop:    make(chan struct{}),
 
 		eventSlots: make(chan struct{}, relayEventsInFlight),
+		placeFreed: make(chan struct{}, placeFreedSlots),
+		openWait:   openingWait,
 		leeway:     tokenLeeway,
 		timers:     newTimers(),
 	}
@@ -202,6 +210,9 @@ func (s *Server) Reload(cfg Config) error {
 // passes the ports the relay actually serves.
 func (s *Server) PrepareReload(cfg Config) (apply func(), err error) {
 	st := &settings{Config: cfg.withDefaults()}
+	if st.MaxOpening == 0 {
+		st.MaxOpening = s.autoMaxOpening()
+	}
 	if err := st.validate(); err != nil {
 		return nil, err
 	}
@@ -314,6 +325,14 @@ func (s *Server) full() bool {
 	return int(s.nconns.Load()+s.sioPending.Load()) >= s.settings().MaxConnections
 }
 
+// autoMaxOpening is Config.MaxOpening's default for this server's bus.
+func (s *Server) autoMaxOpening() int {
+	if _, ok := s.bus.(*MemoryBus); ok {
+		return memoryMaxOpeningPerCPU * runtime.GOMAXPROCS(0)
+	}
+	return defaultMaxOpening
+}
+
 // tryOpening takes one of Config.MaxOpening's places for a session being
 // opened or resumed; false when none is free. doneOpening gives it back.
 func (s *Server) tryOpening() bool {
@@ -324,7 +343,87 @@ func (s *Server) tryOpening() bool {
 	return true
 }
 
-func (s *Server) doneOpening() { s.opening.Add(-1) }
+func (s *Server) doneOpening() {
+	s.opening.Add(-1)
+	s.signalFreed()
+}
+
+// signalFreed wakes a waiter at the door, if any (a wake-up nobody takes
+// is harmless: its taker finds the places full and waits on).
+func (s *Server) signalFreed() {
+	select {
+	case s.placeFreed <- struct{}{}:
+	default:
+	}
+}
+
+// Waiting at the door for a place of Config.MaxOpening. A 503 costs the
+// server nearly what an open does (an accepted connection, a request read
+// and answered, a close) and costs its client at least half a second
+// (Retry-After: 1, jittered), and a crowd refused together comes back
+// together: a place frees within an open or two (a millisecond on the
+// in-process bus, a few Redis round trips on a cluster), so a connection
+// that finds none waits for one first, blocked (a goroutine and its
+// request, no CPU), in order of arrival. At most openingWaitersPer places'
+// worth wait, for openingWait at most; beyond either, 503 as before.
+const (
+	openingWait       = time.Second
+	openingWaitersPer = 4
+	// placeFreedSlots holds wake-ups not yet taken.
+	placeFreedSlots = 256
+)
+
+// waitOpening is tryOpening, waiting for a place while one may free soon
+// (see openingWait); false when none came, or ctx ended.
+func (s *Server) waitOpening(ctx context.Context) bool {
+	return s.waitPlace(ctx, s.tryOpening)
+}
+
+// waitOpeningFree waits as waitOpening does until a place is free, without
+// taking it: the socket.io handshake's check (its place is taken at
+// CONNECT, with waitOpening).
+func (s *Server) waitOpeningFree(ctx context.Context) bool {
+	if !s.openingFull() {
+		return true
+	}
+	return s.waitPlace(ctx, func() bool {
+		if s.openingFull() {
+			return false
+		}
+		// The wake-up this may have used goes on to a waiter that takes
+		// places: this one took none.
+		s.signalFreed()
+		return true
+	})
+}
+
+// waitPlace calls try until it succeeds, at each place given back, for
+// openingWait at most, while openingWaitersPer places' worth wait.
+func (s *Server) waitPlace(ctx context.Context, try func() bool) bool {
+	if try() {
+		return true
+	}
+	maxOpening := s.settings().MaxOpening
+	if int(s.openWaiters.Add(1)) > openingWaitersPer*maxOpening {
+		s.openWaiters.Add(-1)
+		return false
+	}
+	defer s.openWaiters.Add(-1)
+	t := time.NewTimer(s.openWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.placeFreed:
+			if try() {
+				return true
+			}
+		case <-t.C:
+			return try()
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
 
 // openingFull reports whether Config.MaxOpening sessions are being opened
 // now (the socket.io handshake's check; its place is taken at CONNECT).

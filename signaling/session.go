@@ -271,7 +271,7 @@ func (s *Server) open(ctx context.Context, t Transport, opts *AcceptOptions, p p
 	if c.claims != nil {
 		c.expiry.Store(c.claims.Expiry)
 	}
-	if !opts.opening && !s.tryOpening() {
+	if !opts.opening && !s.waitOpening(ctx) {
 		s.metrics.refused.WithLabelValues("busy").Inc()
 		_ = t.Close(closeTryAgainLater, ErrBusy.Error())
 		return nil, nil, ErrBusy

@@ -184,7 +184,7 @@ func (s *Server) serveSocketIO(w http.ResponseWriter, r *http.Request) {
 			s.refuseDescriptors(w, r)
 			return
 		}
-		if s.openingFull() {
+		if !s.waitOpeningFree(r.Context()) {
 			s.refuseBusy(w, r)
 			return
 		}

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -42,6 +45,9 @@ type wsTransport struct {
 	ws          *websocket.Conn
 	nc          *idleConn // what ws reads through, when serveWS upgraded it; else nil
 	readTimeout time.Duration
+	// gone is set by the reader when the connection ended without a
+	// close frame (Close then writes none).
+	gone atomic.Bool
 }
 
 // newWSTransport wraps ws, which reads through nc when nc is not nil.
@@ -106,6 +112,9 @@ func (t *wsTransport) readIdle(limit int) ([]byte, error) {
 func (t *wsTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 	_, r, err := t.ws.NextReader()
 	if err != nil {
+		if connGone(err) {
+			t.gone.Store(true)
+		}
 		var ce *websocket.CloseError
 		switch {
 		case errors.Is(err, websocket.ErrReadLimit):
@@ -160,9 +169,25 @@ func (t *wsTransport) Ping(deadline time.Time) error {
 	return t.ws.WriteControl(websocket.PingMessage, nil, deadline)
 }
 
-// Close implements Transport.
+// connGone reports whether a read error means the TCP connection itself
+// ended or was reset without a close frame (gorilla reports an EOF as
+// close code 1006, RFC 6455 §7.1.5: "closed abnormally"). A timeout is
+// not gone: a client that stopped answering may still read a close.
+func connGone(err error) bool {
+	if ce, ok := errors.AsType[*websocket.CloseError](err); ok {
+		return ce.Code == websocket.CloseAbnormalClosure
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// Close implements Transport. After the reader found the connection gone
+// no close frame is written: RFC 6455 §7.1.1 sends none once the TCP
+// connection is closed, and on a reset socket it is a write and an error
+// for nothing, per connection (a reconnect storm's every dropped
+// connection ends this way).
 func (t *wsTransport) Close(code int, reason string) error {
-	if code > 0 {
+	if code > 0 && !t.gone.Load() {
 		_ = t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	}
 	return t.ws.Close()

@@ -41,7 +41,7 @@ func TestSignalingConfig(t *testing.T) {
 		name: "defaults",
 		want: signaling.Config{
 			AllowedOrigins: []string{}, TokenSecrets: []string{}, APIKeys: []string{},
-			CredentialTTL: time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 10000, DescriptorReserve: 512, MaxOpening: 64, MaxMessageBytes: 65536,
+			CredentialTTL: time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 10000, DescriptorReserve: 512, MaxOpening: 0, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, SocketIORoomSize: 2, RoomsPerPeer: 8, SendQueue: 256,
 			ResumeGrace: 30 * time.Second, PingInterval: 25 * time.Second, Separator: ":",
 			Relay: signaling.Relay{Port: 3478, TLSPort: 5349, UDP: true, TCP: true, TLS: true, SelfSignedCert: true},
@@ -142,7 +142,7 @@ stun {
 		relay: []turn.ListenAddr{listen("udp", "[2001:db8::10]:41000"), listen("tcp", "[2001:db8::10]:41000")},
 		want: signaling.Config{
 			AllowedOrigins: []string{}, TokenSecrets: []string{}, APIKeys: []string{},
-			CredentialTTL: time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 10000, DescriptorReserve: 512, MaxOpening: 64, MaxMessageBytes: 65536,
+			CredentialTTL: time.Hour, MaxCredentialTTL: 24 * time.Hour, MaxConnections: 10000, DescriptorReserve: 512, MaxOpening: 0, MaxMessageBytes: 65536,
 			MessagesPerSecond: 50, MessagesBurst: 200, PeersPerRoom: 16, SocketIORoomSize: 2, RoomsPerPeer: 8, SendQueue: 256,
 			NoResume: true, PingInterval: 25 * time.Second, Separator: ":",
 			// No TLS listener: the file's tls_port, which no URL names.

@@ -119,8 +119,8 @@ func TestClusterStorm(t *testing.T) {
 	if st.acked == 0 || st.missing != 0 || st.duplicated != 0 {
 		t.Errorf("storm probes: %d acked, %d missing, %d duplicated", st.acked, st.missing, st.duplicated)
 	}
-	if len(st.fresh) == 0 || st.freshFailed != 0 {
-		t.Errorf("fresh joins: %d answered, %d failed", len(st.fresh), st.freshFailed)
+	if len(st.fresh) == 0 || st.freshFailures() != 0 {
+		t.Errorf("fresh joins: %d answered, failed %v", len(st.fresh), st.freshFailed)
 	}
 }
 

@@ -5,12 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -29,9 +34,11 @@ type stormResult struct {
 	acked, delivered                  int64
 	missing, duplicated               int64
 	sendErrors                        map[string]int64
-	fresh                             []time.Duration // join answered, sorted
-	freshFailed                       int
-	freshRefused                      atomic.Int64 // 503s at the door, retried
+	fresh                             []time.Duration // join → joined on an established connection, sorted
+	freshConnect                      []time.Duration // dial → hello of the attempt that got in, sorted
+	freshDoor                         []time.Duration // first dial → hello, 503 waits included, sorted
+	freshFailed                       map[string]int  // by cause
+	freshRefused                      atomic.Int64    // 503s at the door, retried after Retry-After
 }
 
 // probeConn is one probe connection of the storm, in this process: it
@@ -69,16 +76,13 @@ func dialProbe(ctx context.Context, u, token string, last uint64) (*probeConn, e
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
 	ws, resp, err := d.DialContext(ctx, u, nil)
 	if err != nil {
-		if resp != nil && resp.StatusCode == 503 {
-			return nil, fmt.Errorf("%w: %v", errRefusedByLimit, err)
-		}
-		return nil, err
+		return nil, refusal(resp, err)
 	}
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var h probeMsg
 	if err := ws.ReadJSON(&h); err != nil || h.Type != "hello" || (token != "" && !h.Res) {
 		ws.Close()
-		return nil, fmt.Errorf("hello: %v %q resumed=%v", err, h.Type, h.Res)
+		return nil, fmt.Errorf("%w: %v %q resumed=%v", errHello, err, h.Type, h.Res)
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 	p := &probeConn{ws: ws, peer: h.Peer, token: h.Token, ended: make(chan struct{})}
@@ -92,6 +96,10 @@ func (p *probeConn) send(v any) error {
 	_ = p.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	return p.ws.WriteJSON(v)
 }
+
+// errHello is a connection that did not say hello (or, resuming, did not
+// say resumed).
+var errHello = errors.New("hello")
 
 // join joins room and waits for joined, before any reader runs.
 func (p *probeConn) join(room string) error {
@@ -215,7 +223,25 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 	}
 
 	// The storm: workers drop theirs, this process its receivers, at once.
-	st := &stormResult{probes: len(pairs), sendErrors: map[string]int64{}}
+	st := &stormResult{probes: len(pairs), sendErrors: map[string]int64{}, freshFailed: map[string]int{}}
+	profiled := make(chan error, 2)
+	for _, pr := range []struct{ path, file string }{{"profile", o.stormProfile}, {"trace", o.stormTrace}} {
+		if pr.file == "" {
+			profiled <- nil
+			continue
+		}
+		go func() {
+			profiled <- fetchProfile(ctx, "http://"+g.nodes[0].metrics+"/debug/pprof/"+pr.path+"?seconds=5", pr.file)
+		}()
+	}
+	// -timeout bounds the storm too: the workers' answers are read
+	// without a context, so stopping them is what ends those reads.
+	stopWorkers := context.AfterFunc(ctx, func() {
+		for _, w := range workers {
+			w.p.Stop()
+		}
+	})
+	defer stopWorkers()
 	stormStart := time.Now()
 	cmd := fmt.Sprintf("storm %d %d\n", o.stormNodes, map[bool]int{false: 0, true: 1}[move])
 	for _, w := range workers {
@@ -236,7 +262,7 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 			if move {
 				to = (recvNode + 1) % n
 			}
-			for deadline := time.Now().Add(30 * time.Second); ; {
+			for deadline, try := time.Now().Add(30*time.Second), 0; ; try++ {
 				nc, err := dialProbe(ctx, g.nodes[to].url, old.token, old.last.Load())
 				if err == nil {
 					pr.mu.Lock()
@@ -249,7 +275,7 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 					probeFailed.Add(1)
 					return
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(retryDelay(err, try))
 			}
 		})
 	}
@@ -268,14 +294,16 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 			case <-t.C:
 			}
 			fresh.Go(func() {
-				d, err := freshJoin(ctx, g.nodes[0].url, fmt.Sprintf("storm-fresh-%d", i), &st.freshRefused)
+				f, err := freshJoin(ctx, g.nodes[0].url, fmt.Sprintf("storm-fresh-%d", i), &st.freshRefused)
 				freshMu.Lock()
 				defer freshMu.Unlock()
 				if err != nil {
-					st.freshFailed++
+					st.freshFailed[freshCause(err)]++
 					return
 				}
-				st.fresh = append(st.fresh, d)
+				st.fresh = append(st.fresh, f.join)
+				st.freshConnect = append(st.freshConnect, f.connect)
+				st.freshDoor = append(st.freshDoor, f.door)
 			})
 		}
 	})
@@ -302,10 +330,16 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 	}
 	probeResume.Wait()
 	st.failed += int(probeFailed.Load())
+	if err := errors.Join(<-profiled, <-profiled); err != nil {
+		stopFresh()
+		return nil, fmt.Errorf("profile: %w", err)
+	}
 	_ = sleepCtx(ctx, time.Until(stormStart.Add(freshMin)))
 	stopFresh()
 	fresh.Wait()
 	slices.Sort(st.fresh)
+	slices.Sort(st.freshConnect)
+	slices.Sort(st.freshDoor)
 
 	// Keep sending a little past the storm, then let the last arrive.
 	if err := sleepCtx(ctx, 2*time.Second); err != nil {
@@ -363,26 +397,48 @@ func (pr *probePair) onSender(m *probeMsg) {
 	}
 }
 
-// freshJoin is a new client during the storm: it connects, reads hello,
-// and joins room; it returns the time from join to joined, and closes.
-func freshJoin(ctx context.Context, u, room string, refused *atomic.Int64) (time.Duration, error) {
-	// A 503 (max_opening's busy, or another configured limit) asks the
-	// client to come back (Retry-After: 1), as a browser's reconnect
-	// would: counted apart, and the join is timed once the door opened.
+// freshTimes are one fresh client's: connect is dial → hello of the
+// attempt that got in, door the same from its first attempt (waits after
+// 503s included), join is join → joined on the established connection.
+type freshTimes struct{ connect, door, join time.Duration }
+
+// Failure causes of fresh clients, counted apart.
+var (
+	errFreshRefused = errors.New("still 503 after 30 s of retries")
+	errFreshConnect = errors.New("connect")
+	errFreshJoin    = errors.New("join")
+)
+
+// freshJoin is a new client during the storm, as a browser's would be: it
+// connects (a 503, max_opening's busy or another configured limit, is
+// retried after its Retry-After, jittered, and counted apart), reads
+// hello, then joins room on the established connection; it returns its
+// times and closes.
+func freshJoin(ctx context.Context, u, room string, refused *atomic.Int64) (freshTimes, error) {
+	var f freshTimes
 	var p *probeConn
 	var err error
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	first := time.Now()
+	for deadline, try := first.Add(30*time.Second), 0; ; try++ {
+		t0 := time.Now()
 		p, err = dialProbe(ctx, u, "", 0)
-		if !errors.Is(err, errRefusedByLimit) || time.Now().After(deadline) {
+		if err == nil {
+			f.connect, f.door = time.Since(t0), time.Since(first)
 			break
+		}
+		if !errors.Is(err, errRefusedByLimit) {
+			if !errors.Is(err, errHello) {
+				err = fmt.Errorf("%w: %w", errFreshConnect, err)
+			}
+			return f, err
 		}
 		refused.Add(1)
-		if sleepCtx(ctx, time.Second) != nil {
-			break
+		if time.Now().After(deadline) {
+			return f, fmt.Errorf("%w: %w", errFreshRefused, err)
 		}
-	}
-	if err != nil {
-		return 0, err
+		if sleepCtx(ctx, retryDelay(err, try)) != nil {
+			return f, ctx.Err()
+		}
 	}
 	defer func() {
 		_ = p.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
@@ -390,9 +446,38 @@ func freshJoin(ctx context.Context, u, room string, refused *atomic.Int64) (time
 	}()
 	start := time.Now()
 	if err := p.join(room); err != nil {
-		return 0, err
+		return f, fmt.Errorf("%w: %w", errFreshJoin, err)
 	}
-	return time.Since(start), nil
+	f.join = time.Since(start)
+	return f, nil
+}
+
+// freshCause names why a fresh client failed, for the report: a bounded
+// set of words, not the error text.
+func freshCause(err error) string {
+	var ne net.Error
+	timeout := errors.As(err, &ne) && ne.Timeout()
+	switch {
+	case errors.Is(err, errFreshRefused):
+		return "503 for 30 s"
+	case errors.Is(err, errHello):
+		return "no hello"
+	case errors.Is(err, errFreshJoin) && timeout:
+		return "join unanswered in 10 s"
+	case errors.Is(err, errFreshJoin) && strings.Contains(err.Error(), "join "):
+		return "join answered error"
+	case errors.Is(err, errFreshJoin):
+		return "closed before joined"
+	case errors.Is(err, errFreshConnect) && timeout:
+		return "connect timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused (TCP)"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, errFreshConnect):
+		return "connect failed"
+	}
+	return "other"
 }
 
 // stormLines reports the storm against the targets.
@@ -402,14 +487,51 @@ func (st *stormResult) lines(o options, nodes int) []string {
 		where = "spread over the other nodes"
 	}
 	q := func(f float64) string { return ms(sigload.Quantile(st.fresh, f)) }
+	qc := func(d []time.Duration, f float64) string { return ms(sigload.Quantile(d, f)) }
 	return []string{
 		fmt.Sprintf("storm: %d clients of %d node(s) dropped at once (sockets closed, no close frame) and resumed %s: %d resumed, %d answers 503 (configured limits, retried), %d not back; slowest worker %v; %d probe receivers resumed too",
 			st.dropped, o.stormNodes, where, st.resumed, st.refused, st.failed, st.slowest.Round(time.Millisecond), st.probes),
 		fmt.Sprintf("storm probes: %d messages acked, %d deliveries, %d acked but missing, %d duplicated; send errors %v",
 			st.acked, st.delivered, st.missing, st.duplicated, st.sendErrors),
-		fmt.Sprintf("storm fresh joins on node 1 (%g a second, through the storm and at least %v): %d answered (p50 %s, p99 %s, max %s, timed from join once connected), %d failed, %d answers 503 at the door (retried after a second)",
-			o.stormFresh, freshMin, len(st.fresh), q(0.5), q(0.99), q(1), st.freshFailed, st.freshRefused.Load()),
+		fmt.Sprintf("storm fresh joins on node 1 (%g a second, through the storm and at least %v): %d answered (join → joined on the established connection: p50 %s, p99 %s, max %s), %d failed %v, %d answers 503 at the door (retried after Retry-After, jittered)",
+			o.stormFresh, freshMin, len(st.fresh), q(0.5), q(0.99), q(1), st.freshFailures(), st.freshFailed, st.freshRefused.Load()),
+		fmt.Sprintf("storm fresh connects on node 1: dial → hello p50 %s, p99 %s, max %s; from the first dial, 503 waits included: p50 %s, p99 %s, max %s",
+			qc(st.freshConnect, 0.5), qc(st.freshConnect, 0.99), qc(st.freshConnect, 1), qc(st.freshDoor, 0.5), qc(st.freshDoor, 0.99), qc(st.freshDoor, 1)),
 	}
+}
+
+// fetchProfile writes what url answers (a pprof profile) to file.
+func fetchProfile(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// freshFailures is how many fresh clients failed, for any cause.
+func (st *stormResult) freshFailures() int {
+	n := 0
+	for _, c := range st.freshFailed {
+		n += c
+	}
+	return n
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	neturl "net/url"
 	"os"
 	"slices"
@@ -139,9 +141,12 @@ type client struct {
 // its socket without a close frame (a network failure, as far as the
 // server can tell: the session is held for its resume grace), and
 // reconnects each with its resume token and last seq, spread over the
-// other URLs when move is set. A reconnect refused with 503 (max_connections or the
-// descriptor reserve: the configured limits) is retried after a moment;
-// REFUSED counts those answers, FAILED the connections not back at the end.
+// other URLs when move is set. A reconnect refused with 503 (max_opening's
+// busy, max_connections or the descriptor reserve: the configured limits)
+// is retried after its Retry-After, jittered, and any other failure after
+// a jittered exponential backoff, as a browser's reconnect logic does
+// (retryDelay); REFUSED counts the 503 answers, FAILED the connections not
+// back at the end.
 func storm(ctx context.Context, conns []*client, urls []string, k int, move bool, lost *atomic.Int64) string {
 	var victims []*client
 	for _, c := range conns {
@@ -170,7 +175,7 @@ func storm(ctx context.Context, conns []*client, urls []string, k int, move bool
 				node = (node + 1 + v%(len(urls)-1)) % len(urls)
 			}
 			deadline := time.Now().Add(30 * time.Second)
-			for {
+			for try := 0; ; {
 				nc, err := open(ctx, urls[node], "icegate", c.src, "", c.token, c.lastSeq.Load())
 				if err == nil {
 					c.ws, c.node, c.token = nc.ws, node, nc.token
@@ -187,7 +192,8 @@ func storm(ctx context.Context, conns []*client, urls []string, k int, move bool
 					failed.Add(1)
 					return
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(retryDelay(err, try))
+				try++
 			}
 		}()
 	}
@@ -197,6 +203,48 @@ func storm(ctx context.Context, conns []*client, urls []string, k int, move bool
 
 // errRefusedByLimit is a 503 before the upgrade: a configured limit.
 var errRefusedByLimit = errors.New("refused with 503")
+
+// refusedError is a 503 before the upgrade, with the wait its Retry-After
+// asked for (0 when it named none).
+type refusedError struct {
+	retryAfter time.Duration
+	err        error
+}
+
+func (e *refusedError) Error() string        { return fmt.Sprintf("%v: %v", errRefusedByLimit, e.err) }
+func (e *refusedError) Is(target error) bool { return target == errRefusedByLimit }
+
+// refusal makes the error of a failed dial: a *refusedError for a 503.
+func refusal(resp *http.Response, err error) error {
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		return err
+	}
+	e := &refusedError{err: err}
+	// RFC 9110 §10.2.3: delay-seconds (an HTTP-date is not what a
+	// server says for a second's wait; it is taken as none).
+	if n, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && n >= 0 {
+		e.retryAfter = time.Duration(n) * time.Second
+	}
+	return e
+}
+
+// retryDelay is how long a client waits before its attempt try+1 after
+// err, as a browser's reconnect logic would: a 503's Retry-After (1 s when
+// it named none) spread over half to one and a half of it, so that a crowd
+// refused together does not come back together; any other failure 100 ms
+// doubled per attempt up to 2 s, jittered the same way.
+func retryDelay(err error, try int) time.Duration {
+	var d time.Duration
+	if re, ok := errors.AsType[*refusedError](err); ok {
+		d = re.retryAfter
+		if d <= 0 {
+			d = time.Second
+		}
+	} else {
+		d = min(100*time.Millisecond<<min(try, 5), 2*time.Second)
+	}
+	return d/2 + rand.N(d)
+}
 
 // open dials url from the source address and goes through the dialect's
 // handshake: icegate's hello and join (answered by joined), Centrifugo's
@@ -217,10 +265,7 @@ func open(ctx context.Context, url, dialect, src, room, resume string, last uint
 	}
 	c, resp, err := d.DialContext(ctx, url, nil)
 	if err != nil {
-		if resp != nil && resp.StatusCode == 503 {
-			return nil, fmt.Errorf("%w: %v", errRefusedByLimit, err)
-		}
-		return nil, err
+		return nil, refusal(resp, err)
 	}
 	cl := &client{ws: c, idleEnded: make(chan struct{})}
 	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
