@@ -75,7 +75,7 @@ func TestWSCloseAfterConnGone(t *testing.T) {
 					done <- err
 					return
 				}
-				tr := newWSTransport(ws, 1<<16, 5*time.Second)
+				tr := newWSTransport(ws, nil, 1<<16, 5*time.Second)
 				_, err = tr.ReadFrame(nil, 1024)
 				if err == nil {
 					done <- errors.New("read a frame, want the end")
