@@ -228,8 +228,13 @@ func (s *Server) serve(ctx context.Context, t Transport, opts AcceptOptions, p p
 		return err
 	}
 	defer s.exit(c)
-	stop := context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
-	defer stop()
+	// A context that never ends (net/http's are gone by now: /ws and
+	// socket.io connections are served off the handler) needs no
+	// AfterFunc, which would be held for the connection's life.
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
+		defer stop()
+	}
 
 	st := s.settings()
 	c.rate = tokenbucket.Full(float64(st.MessagesBurst), time.Now())
@@ -468,7 +473,12 @@ func (c *conn) readLoop() (clean bool) {
 		// pool once a frame arrives (an idle connection holds none), and
 		// it goes back after the message was handled, which keeps no
 		// reference to it.
+		// b is dropped here too: the deferred put keeps the variable
+		// alive through the wait, and a buffer handed back to the pool
+		// must not stay reachable from every idle reader (the pool's
+		// buffers are collected; these would not be).
 		putFrameBuf(b)
+		b = nil
 		var err error
 		b, err = c.t.ReadFrame(nil, st.MaxMessageBytes)
 		tooLarge := errors.Is(err, ErrFrameTooLarge)
@@ -493,12 +503,12 @@ func (c *conn) readLoop() (clean bool) {
 		// (for a message too large, in its first max_message_bytes).
 		if tooLarge {
 			c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
-			c.sendError(peekID(b), "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
+			c.sendError(c.peekID(b), "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
 			continue
 		}
 		if !c.allow(st) {
 			c.s.metrics.messages.WithLabelValues("other", CodeRateLimited).Inc()
-			c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
+			c.sendError(c.peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 			continue
 		}
 		shallow(func() { c.proto.handle(c, b, st) })
@@ -506,6 +516,21 @@ func (c *conn) readLoop() (clean bool) {
 			return true
 		}
 	}
+}
+
+// idPeeker is a protocol whose frames carry their reply id otherwise than
+// /ws's "id" field (socket.io's ack id).
+type idPeeker interface {
+	peekID(c *conn, frame []byte) json.RawMessage
+}
+
+// peekID is the reply id of a frame dropped unparsed (over its rate, or
+// cut at the size limit), as the connection's protocol carries it.
+func (c *conn) peekID(b []byte) json.RawMessage {
+	if p, ok := c.proto.(idPeeker); ok {
+		return p.peekID(c, b)
+	}
+	return peekID(b)
 }
 
 // shallow runs f on a goroutine of its own and waits for it. The reader
