@@ -110,7 +110,8 @@ bench-signaling: ## Signaling load on loopback, socket.io then /ws clients in on
 CLUSTERBENCH ?= -conns 2000 -room 2 -rate 5 -duration 20s
 # Flags for tools/idlebench, e.g. make bench-signaling-idle IDLEBENCH="-conns 5000 -modes plain";
 # IDLEBENCH="-cluster 6 -conns 100000 -per-worker 17000" for the six-node cluster on a redis-server
-# it starts, IDLEBENCH="-storm -conns 15000 -modes plain" for the reconnect storm.
+# it starts, IDLEBENCH="-storm -conns 15000 -modes plain" for the reconnect storm,
+# IDLEBENCH="-proto sio,ws" for socket.io's WebSocket transport beside /ws.
 IDLEBENCH ?=
 
 .PHONY: bench-signaling-idle
