@@ -473,10 +473,10 @@ func (c *conn) readLoop() (clean bool) {
 		// pool once a frame arrives (an idle connection holds none), and
 		// it goes back after the message was handled, which keeps no
 		// reference to it.
-		// b is dropped here too: the deferred put keeps the variable
-		// alive through the wait, and a buffer handed back to the pool
-		// must not stay reachable from every idle reader (the pool's
-		// buffers are collected; these would not be).
+		// b is cleared too: the deferred put keeps the variable alive
+		// through the wait, and would keep the buffer just given back
+		// reachable from every idle reader, past the garbage
+		// collections that empty the pool.
 		putFrameBuf(b)
 		b = nil
 		var err error
