@@ -112,6 +112,7 @@ CLUSTERBENCH ?= -conns 2000 -room 2 -rate 5 -duration 20s
 # IDLEBENCH="-cluster 6 -conns 100000 -per-worker 17000" for the six-node cluster on a redis-server
 # it starts, IDLEBENCH="-storm -conns 15000 -modes plain" for the reconnect storm,
 # IDLEBENCH="-active 5 -active-conns 2000,10000:1,10000" for active peers (rooms of 2) at each count.
+# IDLEBENCH="-proto sio,ws" for socket.io's WebSocket transport beside /ws.
 IDLEBENCH ?=
 
 .PHONY: bench-signaling-idle

@@ -547,6 +547,21 @@ func (c *conn) readLoop() (clean bool) {
 	}
 }
 
+// idPeeker is a protocol whose frames carry their reply id otherwise than
+// /ws's "id" field (socket.io's ack id).
+type idPeeker interface {
+	peekID(c *conn, frame []byte) json.RawMessage
+}
+
+// peekID is the reply id of a frame dropped unparsed (over its rate, or
+// cut at the size limit), as the connection's protocol carries it.
+func (c *conn) peekID(b []byte) json.RawMessage {
+	if p, ok := c.proto.(idPeeker); ok {
+		return p.peekID(c, b)
+	}
+	return peekID(b)
+}
+
 // step reads one message and handles it, and reports whether the
 // connection ended (and if so whether the client closed it on purpose).
 // With w it reads through w.readIdle and handles the message on the
@@ -596,12 +611,12 @@ func (c *conn) step(w idleReader) (end, clean bool) {
 	// (for a message too large, in its first max_message_bytes).
 	if tooLarge {
 		c.s.metrics.messages.WithLabelValues("other", CodeTooLarge).Inc()
-		c.sendError(peekID(b), "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
+		c.sendError(c.peekID(b), "", perr(CodeTooLarge, "message larger than %d bytes (signaling.max_message_bytes)", st.MaxMessageBytes))
 		return false, false
 	}
 	if !c.allow(st) {
 		c.s.metrics.messages.WithLabelValues("other", CodeRateLimited).Inc()
-		c.sendError(peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
+		c.sendError(c.peekID(b), "", perr(CodeRateLimited, "more than %d messages per second (signaling.messages_per_second); message dropped", st.MessagesPerSecond))
 		return false, false
 	}
 	if w != nil {

@@ -69,9 +69,19 @@ type sioTransport struct {
 	binary bool
 }
 
-// ReadFrame implements Transport.
+// ReadFrame implements Transport. Without a buffer given it reads into
+// one from the frame pool, taken once a message has come, as wsTransport
+// does: the reader gives it back once the message is handled, so an idle
+// session holds none (issue 15).
 func (t *sioTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
-	b, binary, err := t.es.ReadMessage(buf)
+	var b []byte
+	var binary bool
+	var err error
+	if buf == nil {
+		b, binary, err = t.es.ReadMessagePooled(frameBufPool{})
+	} else {
+		b, binary, err = t.es.ReadMessage(buf)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, engineio.ErrClientClosed):
@@ -87,6 +97,12 @@ func (t *sioTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// frameBufPool is the frame pool as Engine.IO's BufferPool.
+type frameBufPool struct{}
+
+func (frameBufPool) Get() []byte  { return getFrameBuf() }
+func (frameBufPool) Put(b []byte) { putFrameBuf(b) }
 
 // FrameBinary implements binaryFrames.
 func (t *sioTransport) FrameBinary() bool { return t.binary }
@@ -305,15 +321,34 @@ type sioProto struct {
 
 func (*sioProto) resumable() bool { return false }
 
-// greet answers the CONNECT with the socket.io session id (the peer id)
-// and queues the ice-servers event, the /ws hello's iceServers.
+// vocabulary is the vocabulary the client speaks: the rooms one until it
+// joined (a 0 would put a NUL byte in the ack ids of sioID, which then
+// fail to encode, so an event acked before a join got no ack).
+func (p *sioProto) vocabulary() byte {
+	if v := byte(p.vocab.Load()); v != 0 {
+		return v
+	}
+	return vocabRooms
+}
+
+// greet answers the CONNECT with the socket.io session id (the peer id),
+// followed by the ice-servers event, the /ws hello's iceServers, as a
+// second packet of the greeting (0x1e between them, as render does). The
+// greeting is written first and then dropped: the event is not logged on
+// the bus, where a session that cannot resume would keep it for its
+// whole life (issue 15).
 func (p *sioProto) greet(c *conn, h *helloMsg) []byte {
-	msg := sioICE{Type: TypeICEServers, ICEServers: h.ICEServers, Expires: h.Expires, TTL: h.TTL}
-	c.send(encode(msg))
 	b, _ := json.Marshal(struct {
 		SID string `json:"sid"`
 	}{c.id})
-	return append([]byte{'0'}, b...) // CONNECT to "/"
+	g := append([]byte{'0'}, b...) // CONNECT to "/"
+	ice, _ := json.Marshal(struct {
+		ICEServers any        `json:"iceServers"`
+		Expires    *time.Time `json:"expires,omitempty"`
+		TTL        int        `json:"ttl,omitempty"`
+	}{h.ICEServers, h.Expires, h.TTL})
+	pkt := socketio.Packet{Type: socketio.Event, Data: socketio.EventData("ice-servers", ice)}
+	return pkt.Append(append(g, 0x1e))
 }
 
 func (p *sioProto) ended(*conn) {}
@@ -346,6 +381,47 @@ func ackID(vocab byte, pkt *socketio.Packet) json.RawMessage {
 		return nil
 	}
 	return sioID(vocab, pkt)
+}
+
+// peekID implements idPeeker: the ack id of a socket.io EVENT or
+// BINARY_EVENT dropped unparsed (over messages_per_second, or cut at
+// max_message_bytes), read from its header (type, attachment count,
+// namespace, id: socket.io-protocol "Packet encoding"), so the refusal
+// answers the client's ack as any other refusal does; without it an
+// emitWithAck waits out its timeout. nil for other packets, binary frames
+// and other namespaces.
+func (p *sioProto) peekID(c *conn, b []byte) json.RawMessage {
+	if bt, ok := c.t.(binaryFrames); ok && bt.FrameBinary() {
+		return nil
+	}
+	if len(b) == 0 || (b[0] != '0'+byte(socketio.Event) && b[0] != '0'+byte(socketio.BinaryEvent)) {
+		return nil
+	}
+	i := 1
+	if b[0] == '0'+byte(socketio.BinaryEvent) {
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == len(b) || b[i] != '-' {
+			return nil
+		}
+		i++
+	}
+	if i < len(b) && b[i] == '/' {
+		return nil // a namespace: only "/" is served, and it is not written
+	}
+	j := i
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' && j-i < 19 {
+		j++
+	}
+	if j == i || j == len(b) || b[j] != '[' {
+		return nil
+	}
+	id, err := strconv.ParseUint(string(b[i:j]), 10, 64)
+	if err != nil {
+		return nil
+	}
+	return sioID(p.vocabulary(), &socketio.Packet{ID: id, HasID: true})
 }
 
 // parseSIOID reads sioID back.
@@ -409,7 +485,7 @@ func (p *sioProto) handle(c *conn, frame []byte, st *settings) {
 // fail answers an event that could not be done: its ack when it has one,
 // otherwise an "error" event.
 func (p *sioProto) fail(c *conn, pkt *socketio.Packet, name string, e *protoError) {
-	c.sendError(ackID(byte(p.vocab.Load()), pkt), name, e)
+	c.sendError(ackID(p.vocabulary(), pkt), name, e)
 }
 
 // stringArg returns args[i] when it is a JSON string.
@@ -462,7 +538,7 @@ func (p *sioProto) event(c *conn, pkt *socketio.Packet, name string, args []json
 		if name == "bye" && !containsRoom(p.rooms, room) {
 			break // codelab's goodbye for a room it is not in: nothing to do
 		}
-		m := &inbound{Type: TypeLeave, ID: sioID(byte(p.vocab.Load()), pkt), Room: room}
+		m := &inbound{Type: TypeLeave, ID: sioID(p.vocabulary(), pkt), Room: room}
 		if outcome = checkRoom(room); outcome == nil {
 			outcome = c.leave(m)
 		}
@@ -489,7 +565,7 @@ func (p *sioProto) event(c *conn, pkt *socketio.Packet, name string, args []json
 			break
 		}
 		for _, room := range rooms {
-			m := &inbound{Type: TypeBroadcast, ID: ackID(byte(p.vocab.Load()), pkt), Room: room, Data: data}
+			m := &inbound{Type: TypeBroadcast, ID: ackID(p.vocabulary(), pkt), Room: room, Data: data}
 			if outcome = checkRoom(room); outcome == nil {
 				outcome = c.broadcast(m)
 			}
@@ -500,7 +576,7 @@ func (p *sioProto) event(c *conn, pkt *socketio.Packet, name string, args []json
 	case "ice-servers":
 		label = TypeRenew
 		servers, exp, ok := c.s.iceServers(c.host, c.id)
-		msg := sioICE{Type: TypeICEServers, ID: ackID(byte(p.vocab.Load()), pkt), ICEServers: servers}
+		msg := sioICE{Type: TypeICEServers, ID: ackID(p.vocabulary(), pkt), ICEServers: servers}
 		if ok {
 			msg.Expires, msg.TTL = &exp, int(time.Until(exp)/time.Second)
 		}
@@ -508,7 +584,7 @@ func (p *sioProto) event(c *conn, pkt *socketio.Packet, name string, args []json
 	case "auth":
 		label = TypeAuth
 		tok, _ := stringArg(args, 0)
-		m := &inbound{Type: TypeAuth, ID: ackID(byte(p.vocab.Load()), pkt), Token: tok}
+		m := &inbound{Type: TypeAuth, ID: ackID(p.vocabulary(), pkt), Token: tok}
 		if tok == "" {
 			outcome = perr(CodeBadField, "auth needs the token as its argument")
 		} else {
@@ -594,7 +670,7 @@ func (p *sioProto) render(c *conn, _ uint64, body, _ []byte) ([]byte, []byte, bo
 	}
 	vocab, ack, hasAck, fromSIO := parseSIOID(m.ID)
 	if !fromSIO {
-		vocab = byte(p.vocab.Load())
+		vocab = p.vocabulary()
 	}
 	var out []byte
 	emit := func(name string, args ...json.RawMessage) {

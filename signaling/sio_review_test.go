@@ -463,16 +463,16 @@ func TestSocketIOSlowPollerDropped(t *testing.T) {
 	b.hc.CloseIdleConnections()
 	payload := strings.Repeat("x", 4000)
 	start := time.Now()
-	for i := range 800 {
-		if i >= 500 {
-			// 800 take more than the burst of 600: beyond the first
-			// 500 they are paced (2 ms each, 0.6 s for the last 300,
-			// which refills 360 places) so none is rate-limited
-			// however fast the server answers.
-			time.Sleep(2 * time.Millisecond)
-		}
+	// 800 delivered: a sender faster than messages_per_second's refill
+	// has some refused (their ack says rate-limited), and those are sent
+	// again, or fewer than 800 would reach the poller's queues.
+	for i, sent := 0, 0; sent < 800; i++ {
 		a.send(fmt.Sprintf(`2%d["message","r","%s"]`, i, payload))
-		a.expect(fmt.Sprintf("3%d[", i))
+		if ack := a.expect(fmt.Sprintf("3%d[", i)); strings.Contains(ack, CodeRateLimited) {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		sent++
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("800 messages to a room with a stalled poller took %v", d)

@@ -13,7 +13,10 @@
 // Memory: a session costs no goroutine of its own. Its handler runs on one
 // goroutine (the owner's reader); a long-polling session is otherwise
 // fields and channels, woken by the HTTP requests that carry its packets;
-// timers are time.AfterFunc, which hold no goroutine while they wait.
+// timers are time.AfterFunc, which hold no goroutine while they wait, and
+// over WebSocket the pong's deadline is the connection's read deadline,
+// so an idle WebSocket session holds no timer at all when its owner pings
+// (ManualPing).
 package engineio
 
 import (
@@ -227,7 +230,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the open packet is the GET's answer; over WebSocket it is the first
 // message, and the session has no upgrade to offer.
 func (srv *Server) handshake(w http.ResponseWriter, r *http.Request, transport string) {
-	s := newSession(srv, r)
+	s := newSession(srv, r, transport == "polling")
 	open := s.openPacket(transport == "polling")
 	if transport == "websocket" {
 		ws, err := srv.up.Upgrade(w, r, nil)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -29,7 +30,7 @@ type Session struct {
 	srv    *Server
 	cfg    *Config // the server's when the session opened
 	id     string
-	query  url.Values
+	query  string // the opening request's, parsed by Query when asked
 	host   string
 	remote string
 
@@ -39,7 +40,7 @@ type Session struct {
 	// in holds messages from POSTs the handler has not read; a POST waits
 	// until it is empty (drained closes), so one payload at most.
 	in      []packet
-	inWake  chan struct{} // cap 1: in grew, or the WebSocket took over
+	inWake  chan struct{} // cap 1: in grew, or the WebSocket took over; nil for a WebSocket session
 	drained chan struct{} // closed when in empties; nil when nobody waits
 	// out holds packets for the next poll; room closes when a poll takes
 	// them, for writers waiting on a full buffer.
@@ -47,7 +48,7 @@ type Session struct {
 	outBytes int
 	room     chan struct{}
 	polling  bool          // a GET is waiting
-	pollWake chan struct{} // cap 1: out grew
+	pollWake chan struct{} // cap 1: out grew; nil for a WebSocket session
 	posting  bool          // a POST is being read
 	// upgrading: a WebSocket asked to take over; probed: it sent its probe,
 	// so polls are answered at once (the client is pausing polling).
@@ -57,7 +58,10 @@ type Session struct {
 	closed            chan struct{}
 	expireAt          time.Time // ExpireWrites, for polling writes
 
-	// Keepalive: a ping arms pongDue; a pong disarms it.
+	// Keepalive: a ping arms pongDue; a pong disarms it. Over WebSocket
+	// pongDue is the connection's read deadline (the reader's blocked
+	// read fails at it), so an idle session keeps no timer of its own;
+	// over polling pongTimer ends the session.
 	pingTimer, pongTimer *time.Timer
 	// pingAt is when the server's next own ping is due (ManualPing
 	// false); zero once it has been sent. The pong deadline counts from
@@ -70,25 +74,36 @@ type Session struct {
 	wmu sync.Mutex // serializes WebSocket writes
 }
 
-func newSession(srv *Server, r *http.Request) *Session {
-	return &Session{
-		srv:      srv,
-		cfg:      srv.cfg.Load(),
-		id:       newSID(),
-		query:    r.URL.Query(),
-		host:     r.Host,
-		remote:   r.RemoteAddr,
-		inWake:   make(chan struct{}, 1),
-		pollWake: make(chan struct{}, 1),
-		closed:   make(chan struct{}),
+// newSession makes the session a handshake opens, over polling or over
+// WebSocket. A WebSocket session never polls, so it has no wake channels
+// (signal on nil does nothing), and it keeps the query as its string:
+// both would be held for its life (issue 15).
+func newSession(srv *Server, r *http.Request, polling bool) *Session {
+	s := &Session{
+		srv:    srv,
+		cfg:    srv.cfg.Load(),
+		id:     newSID(),
+		query:  r.URL.RawQuery,
+		host:   r.Host,
+		remote: r.RemoteAddr,
+		closed: make(chan struct{}),
 	}
+	if polling {
+		s.inWake = make(chan struct{}, 1)
+		s.pollWake = make(chan struct{}, 1)
+	}
+	return s
 }
 
 // ID is the session id (the handshake's sid).
 func (s *Session) ID() string { return s.id }
 
-// Query is the query string of the request that opened the session.
-func (s *Session) Query() url.Values { return s.query }
+// Query is the query string of the request that opened the session,
+// parsed anew on each call.
+func (s *Session) Query() url.Values {
+	q, _ := url.ParseQuery(s.query)
+	return q
+}
 
 // Host is the Host header of the request that opened the session.
 func (s *Session) Host() string { return s.host }
@@ -130,6 +145,28 @@ func signal(ch chan struct{}) {
 // reason (ErrClientClosed for a client's goodbye). Only one goroutine may
 // call it.
 func (s *Session) ReadMessage(buf []byte) ([]byte, bool, error) {
+	return s.readMessage(buf, nil)
+}
+
+// BufferPool lends ReadMessagePooled its buffers: Get returns an empty
+// one, Put takes one back.
+type BufferPool interface {
+	Get() []byte
+	Put(b []byte)
+}
+
+// ReadMessagePooled is ReadMessage with a buffer from pool, taken only once
+// a message has arrived: a reader waiting for the next message holds none
+// (issue 15: most sessions wait most of their life). The message's data is
+// in a buffer of the pool's, the caller's to give back once done with it;
+// a control packet read on the way gives its buffer back itself.
+func (s *Session) ReadMessagePooled(pool BufferPool) ([]byte, bool, error) {
+	return s.readMessage(nil, pool)
+}
+
+// readMessage is ReadMessage, reading into buf or, when buf is nil and
+// pool is not, into a buffer of pool's.
+func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error) {
 	for {
 		s.mu.Lock()
 		if len(s.in) > 0 {
@@ -144,6 +181,9 @@ func (s *Session) ReadMessage(buf []byte) ([]byte, bool, error) {
 				}
 			}
 			s.mu.Unlock()
+			if buf == nil && pool != nil {
+				buf = pool.Get()
+			}
 			return append(buf[:0], p.data...), p.binary, nil
 		}
 		switch s.state {
@@ -154,7 +194,7 @@ func (s *Session) ReadMessage(buf []byte) ([]byte, bool, error) {
 		case stateWebSocket:
 			ws := s.ws
 			s.mu.Unlock()
-			b, binary, err := s.readWS(ws, buf)
+			b, binary, err := s.readWS(ws, buf, pool)
 			if err != nil {
 				if s.end(err, typeClose, false) {
 					return nil, false, err
@@ -174,29 +214,44 @@ func (s *Session) ReadMessage(buf []byte) ([]byte, bool, error) {
 	}
 }
 
-// readWS reads one WebSocket frame. It returns nil data for a control
-// packet it handled.
-func (s *Session) readWS(ws *websocket.Conn, buf []byte) ([]byte, bool, error) {
+// readWS reads one WebSocket frame, into buf or (buf nil) a buffer of
+// pool's taken once the frame has come. It returns nil data for a control
+// packet it handled; then, and on an error, a buffer it took is back in
+// pool.
+func (s *Session) readWS(ws *websocket.Conn, buf []byte, pool BufferPool) ([]byte, bool, error) {
 	typ, r, err := ws.NextReader()
 	if err != nil {
-		return nil, false, errTransport(err)
+		return nil, false, s.readErr(err)
+	}
+	taken := buf == nil && pool != nil
+	if taken {
+		buf = pool.Get()
 	}
 	b := bytes.NewBuffer(buf[:0])
-	if _, err := b.ReadFrom(r); err != nil {
-		return nil, false, errTransport(err)
-	}
+	_, err = b.ReadFrom(r)
 	data := b.Bytes()
+	if err != nil {
+		if taken {
+			pool.Put(data[:0])
+		}
+		return nil, false, s.readErr(err)
+	}
 	if typ == websocket.BinaryMessage {
 		return data, true, nil
 	}
 	p, err := decodeText(data)
+	if err == nil && !p.binary && p.typ == typeMessage {
+		n := copy(data, data[1:])
+		return data[:n], false, nil
+	}
+	// Not a message: the buffer is done with once the packet is handled.
+	if taken {
+		defer pool.Put(data[:0])
+	}
 	if err != nil || p.binary {
 		return nil, false, ErrBadPacket
 	}
 	switch p.typ {
-	case typeMessage:
-		n := copy(data, data[1:])
-		return data[:n], false, nil
 	case typePong:
 		s.pong()
 	case typePing:
@@ -210,6 +265,21 @@ func (s *Session) readWS(ws *websocket.Conn, buf []byte) ([]byte, bool, error) {
 		return nil, false, ErrBadPacket
 	}
 	return nil, false, nil
+}
+
+// readErr is the reason a WebSocket read failed: ErrPingTimeout when it
+// was the pong's deadline (Ping), the transport's error otherwise.
+func (s *Session) readErr(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.mu.Lock()
+		late := !s.pongDue.IsZero() && !time.Now().Before(s.pongDue)
+		s.mu.Unlock()
+		if late {
+			return ErrPingTimeout
+		}
+	}
+	return errTransport(err)
 }
 
 // poll answers a long-polling GET: with the packets waiting, or when one
@@ -666,9 +736,15 @@ func (s *Session) Ping(deadline time.Time) error {
 			s.pongDue = s.pingAt.Add(s.cfg.PingTimeout)
 		}
 		s.pingAt = time.Time{}
-		if s.pongTimer == nil {
+		switch {
+		case s.ws != nil:
+			// The reader's read fails at the deadline and ends the
+			// session (readErr); a pong clears it. Setting it on the
+			// net.Conn is safe beside the blocked read.
+			_ = s.ws.NetConn().SetReadDeadline(s.pongDue)
+		case s.pongTimer == nil:
 			s.pongTimer = time.AfterFunc(time.Until(s.pongDue), s.pongTimedOut)
-		} else {
+		default:
 			s.pongTimer.Reset(time.Until(s.pongDue))
 		}
 	}
@@ -714,7 +790,10 @@ func (s *Session) pong() {
 	}
 	s.pongDue = time.Time{}
 	if s.pongTimer != nil {
-		s.pongTimer.Stop()
+		s.pongTimer.Stop() // armed while polling, if the ping came before an upgrade
+	}
+	if s.ws != nil {
+		_ = s.ws.NetConn().SetReadDeadline(time.Time{})
 	}
 	if s.pingTimer != nil && s.state != stateClosed {
 		s.pingAt = time.Now().Add(s.cfg.PingInterval)

@@ -27,11 +27,19 @@
 // exactly once) and fresh clients join on the first node. Every figure is
 // printed against issue #15's targets, met or MISSED.
 //
+// With -proto sio the clients speak socket.io instead (Engine.IO v4 over a
+// WebSocket from the start, as socket.io-client with transports:
+// ["websocket"]: the open packet, CONNECT to "/", join(room) of the rooms
+// vocabulary, Engine.IO pings answered) on /socket.io/; -proto sio,ws
+// measures both in one run, so socket.io's figure stands beside /ws's
+// (Centrifugo has no socket.io: its /ws figure is the field's).
+//
 //	go run ./tools/idlebench -conns 19000            # plain and TLS, and Centrifugo if found
 //	make bench-signaling-idle IDLEBENCH="-conns 5000 -modes plain"
 //	go run ./tools/idlebench -cluster 6 -conns 100000 -per-worker 17000
 //	go run ./tools/idlebench -storm -conns 15000 -modes plain -centrifugo none
 //	go run ./tools/idlebench -cluster 6 -conns 50000 -storm -storm-nodes 6
+//	go run ./tools/idlebench -proto sio,ws -conns 19000 -modes plain
 package main
 
 import (
@@ -77,6 +85,7 @@ type options struct {
 	conns      int
 	perWorker  int
 	modes      []string
+	protos     []string // icegate's protocols measured: ws (/ws), sio (socket.io)
 	icegate    string
 	centrifugo string
 	settle     time.Duration
@@ -112,10 +121,11 @@ type options struct {
 func run(args []string, out io.Writer) ([]result, error) {
 	fs := flag.NewFlagSet("idlebench", flag.ContinueOnError)
 	var o options
-	var modes string
+	var modes, protos string
 	fs.IntVar(&o.conns, "conns", 19000, "idle connections to each server")
 	fs.IntVar(&o.perWorker, "per-worker", 9500, "connections per client process (each under the 20,000-descriptor limit)")
 	fs.StringVar(&modes, "modes", "plain,tls", "which WebSocket transports to measure: plain (ws://), tls (wss://, Go's crypto/tls)")
+	fs.StringVar(&protos, "proto", "ws", "icegate's protocols to measure, comma-separated: ws (/ws), sio (socket.io over an Engine.IO WebSocket, /socket.io/)")
 	fs.StringVar(&o.icegate, "icegate", "", "icegate binary (default: build ./cmd/icegate of the working tree)")
 	fs.StringVar(&o.centrifugo, "centrifugo", "", `centrifugo binary (default: "centrifugo" on PATH or in $(go env GOPATH)/bin; "none" skips it)`)
 	fs.DurationVar(&o.settle, "settle", 15*time.Second, "wait after the last connection before memory is read")
@@ -179,14 +189,26 @@ func run(args []string, out io.Writer) ([]result, error) {
 			return nil, errors.New("-active and -storm do not go together")
 		}
 	}
+	o.protos = strings.Split(protos, ",")
+	for _, p := range o.protos {
+		if p != "ws" && p != "sio" {
+			return nil, fmt.Errorf("-proto: %q is neither ws nor sio", p)
+		}
+	}
 	if o.cluster > 0 {
 		// The cluster targets (issue #15) are on plain WebSocket, and
 		// Centrifugo's own cluster is not what is compared.
 		o.modes = []string{"plain"}
 		o.centrifugo = "none"
+		if protos != "ws" {
+			return nil, errors.New("-cluster measures /ws only (-proto ws)")
+		}
 		if o.cluster < 2 {
 			return nil, errors.New("-cluster needs at least 2 nodes")
 		}
+	}
+	if o.storm && protos != "ws" {
+		return nil, errors.New("-storm resumes /ws sessions only (-proto ws): socket.io sessions are not resumed")
 	}
 	if o.storm && o.stormNodes > max(o.cluster, 1) {
 		return nil, errors.New("-storm-nodes is above the node count")
@@ -253,7 +275,10 @@ func run(args []string, out io.Writer) ([]result, error) {
 	}
 	var rows []result
 	for _, mode := range o.modes {
-		servers := []string{"icegate"}
+		var servers []string
+		for _, p := range o.protos {
+			servers = append(servers, map[string]string{"ws": "icegate", "sio": "icegate-sio"}[p])
+		}
 		if o.centrifugo != "" {
 			servers = append(servers, "centrifugo")
 		}
@@ -341,8 +366,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// startServer starts one server; clusterHCL is an icegate cluster block
-// (or ""), tag names its files and process.
+// startServer starts one server: icegate (clients on /ws), icegate-sio
+// (the same server, clients on /socket.io/) or centrifugo; clusterHCL is
+// an icegate cluster block (or ""), tag names its files and process.
 func startServer(ctx context.Context, procs *benchproc.Set, name, mode, tag, clusterHCL string, maxConns int, o options, dir, cert, key string) (*server, error) {
 	httpPort, err := freePort()
 	if err != nil {
@@ -358,7 +384,7 @@ func startServer(ctx context.Context, procs *benchproc.Set, name, mode, tag, clu
 	}
 	s := &server{name: name, mode: mode, dialect: name}
 	switch name {
-	case "icegate":
+	case "icegate", "icegate-sio":
 		cfg := filepath.Join(dir, tag+".hcl")
 		// TURN on UDP only (one socket; something must listen): only
 		// signaling is measured. max_connections above the load; the
@@ -407,6 +433,12 @@ shutdown_grace = "1s"
 		s.p = p
 		s.url = fmt.Sprintf("%s://127.0.0.1:%d/ws", scheme, httpPort)
 		s.metrics = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+		if name == "icegate-sio" {
+			// WebSocket from the start: no long-polling handshake to
+			// upgrade from (socket.io-client's transports: ["websocket"]).
+			s.url = fmt.Sprintf("%s://127.0.0.1:%d/socket.io/?EIO=4&transport=websocket", scheme, httpPort)
+			s.dialect = "sio"
+		}
 		s.goroutines = func() (int, error) {
 			return promGauge(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), "go_goroutines")
 		}
@@ -812,12 +844,14 @@ func report(out io.Writer, rows []result, o options) {
 		fmt.Fprintf(out, "| redis-server | | | %.1f |\n", 100*r.redisCPU.Seconds()/r.idleWindow.Seconds())
 	}
 	for _, mode := range o.modes {
-		var ig, cf *result
+		var ig, sio, cf *result
 		for i := range rows {
 			if rows[i].mode != mode {
 				continue
 			}
 			switch {
+			case rows[i].name == "icegate-sio":
+				sio = &rows[i]
 			case strings.HasPrefix(rows[i].name, "icegate"):
 				ig = &rows[i]
 			case rows[i].name == "centrifugo":
@@ -828,11 +862,22 @@ func report(out io.Writer, rows []result, o options) {
 		if mode == "tls" {
 			target = 20.0
 		}
-		if ig != nil {
-			fmt.Fprintf(out, "target (issue #15), %s: ≤ %.0f KiB per connection: %s (%.1f KiB)", mode, target, verdict(ig.perConnKiB() <= target), ig.perConnKiB())
+		// socket.io's WebSocket transport has the same targets, reported
+		// separately (issue #15), and its ratio to /ws of the same run.
+		for _, x := range []struct {
+			label string
+			r     *result
+		}{{"", ig}, {" socket.io", sio}} {
+			if x.r == nil {
+				continue
+			}
+			fmt.Fprintf(out, "target (issue #15)%s, %s: ≤ %.0f KiB per connection: %s (%.1f KiB)", x.label, mode, target, verdict(x.r.perConnKiB() <= target), x.r.perConnKiB())
 			if cf != nil {
-				ratio := ig.perConnKiB() / cf.perConnKiB()
+				ratio := x.r.perConnKiB() / cf.perConnKiB()
 				fmt.Fprintf(out, "; ≤ 0.3× Centrifugo's: %s (%.2f×)", verdict(ratio <= 0.3), ratio)
+			}
+			if x.r == sio && ig != nil {
+				fmt.Fprintf(out, "; %.2f× /ws's", sio.perConnKiB()/ig.perConnKiB())
 			}
 			fmt.Fprintln(out)
 		}

@@ -48,7 +48,7 @@ import (
 func worker(args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	urlList := fs.String("url", "", "WebSocket URLs, comma-separated")
-	dialect := fs.String("dialect", "icegate", "icegate or centrifugo")
+	dialect := fs.String("dialect", "icegate", "icegate (/ws), sio (icegate's socket.io over an Engine.IO WebSocket) or centrifugo")
 	n := fs.Int("n", 0, "connections")
 	src := fs.String("src", "127.0.0.1", "comma-separated source addresses")
 	prefix := fs.String("room-prefix", "r-", "room name prefix")
@@ -247,8 +247,9 @@ func retryDelay(err error, try int) time.Duration {
 }
 
 // open dials url from the source address and goes through the dialect's
-// handshake: icegate's hello and join (answered by joined), Centrifugo's
-// connect and subscribe commands (answered by replies with their ids).
+// handshake: icegate's hello and join (answered by joined), socket.io's
+// (openSIO), Centrifugo's connect and subscribe commands (answered by
+// replies with their ids).
 //
 // With resume set (icegate) it reconnects the session of that token
 // instead, sending last as the last seq received, and joins nothing: the
@@ -333,6 +334,10 @@ func open(ctx context.Context, url, dialect, src, room, resume string, last uint
 				got[m.ID] = true
 			}
 		}
+	case "sio":
+		if err := openSIO(c, room); err != nil {
+			return fail(err)
+		}
 	default:
 		return fail(errors.New("unknown dialect " + dialect))
 	}
@@ -340,9 +345,68 @@ func open(ctx context.Context, url, dialect, src, room, resume string, last uint
 	return cl, nil
 }
 
+// openSIO goes through socket.io's opening on an Engine.IO v4 WebSocket,
+// as socket.io-client 4 does over its websocket-only transport: the
+// Engine.IO open packet ("0{…}"), socket.io's CONNECT to the main
+// namespace ("40", answered "40{"sid":…}"), then the rooms vocabulary's
+// join ('42["join",room]', answered with the joined event). The events
+// the server sends meanwhile (ice-servers) are passed over; full and error
+// fail the connection.
+func openSIO(c *websocket.Conn, room string) error {
+	_, b, err := c.ReadMessage()
+	if err != nil {
+		return fmt.Errorf("engine.io open: %w", err)
+	}
+	if len(b) == 0 || b[0] != '0' {
+		return fmt.Errorf("engine.io open packet %q", b)
+	}
+	if err := c.WriteMessage(websocket.TextMessage, []byte("40")); err != nil {
+		return err
+	}
+	connected := false
+	for {
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("socket.io connect/join: %w", err)
+		}
+		switch {
+		case len(b) >= 2 && string(b[:2]) == "40":
+			if connected {
+				continue
+			}
+			connected = true
+			ev, _ := json.Marshal([]string{"join", room})
+			if err := c.WriteMessage(websocket.TextMessage, append([]byte("42"), ev...)); err != nil {
+				return err
+			}
+		case len(b) >= 2 && string(b[:2]) == "44":
+			return fmt.Errorf("socket.io CONNECT refused: %s", b[2:])
+		case len(b) >= 1 && b[0] == '2': // a ping before the join was answered
+			if err := c.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
+				return err
+			}
+		case len(b) >= 2 && string(b[:2]) == "42":
+			var ev []json.RawMessage
+			var name string
+			if json.Unmarshal(b[2:], &ev) != nil || len(ev) == 0 || json.Unmarshal(ev[0], &name) != nil {
+				return fmt.Errorf("socket.io event %q", b)
+			}
+			switch name {
+			case "joined":
+				return nil
+			case "full", "error":
+				return fmt.Errorf("join: %s", b[2:])
+			}
+		case len(b) >= 1 && b[0] == '1':
+			return errors.New("engine.io close before the join")
+		}
+	}
+}
+
 // idle reads until the connection ends, answering pings and keeping the
 // last seq (icegate) for a resume: gorilla answers WebSocket pings
-// (icegate) by itself; Centrifugo's protocol pings are an empty JSON
+// (icegate) by itself; Engine.IO's pings (sio) are answered with its pong;
+// Centrifugo's protocol pings are an empty JSON
 // object, answered with one. An end the worker did not cause counts as lost.
 func (c *client) idle(dialect string, lost *atomic.Int64) {
 	ws, ended := c.ws, c.idleEnded
@@ -376,6 +440,17 @@ func (c *client) idle(dialect string, lost *atomic.Int64) {
 				}
 			case "error":
 				active.errors.Add(1)
+			}
+		case "sio":
+			// Engine.IO's heartbeat: the server's ping "2" is answered
+			// with a pong "3", or it ends the session after pingTimeout.
+			if len(b) == 1 && b[0] == '2' {
+				if err := ws.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
+					if !c.stop.Load() {
+						lost.Add(1)
+					}
+					return
+				}
 			}
 		case "centrifugo":
 			if strings.TrimSpace(string(b)) == "{}" {
