@@ -10,8 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +261,38 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// Plain HTTP sent to the HTTPS port gets net/http's answer: crypto/tls
+// hands net/http the first five bytes (which hellosplit passed on
+// untouched) and the connection under it, and net/http writes its 400 on
+// that connection, through hellosplit's Conn.
+func TestPlainHTTPToHTTPS(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	ln := tls.NewListener(Listen(raw), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	c, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(got, []byte("HTTP/1.0 400 Bad Request")) || !bytes.Contains(got, []byte("Client sent an HTTP request to an HTTPS server")) {
+		t.Fatalf("answer %q", got)
+	}
 }
