@@ -49,9 +49,11 @@ import (
 //     boundary itself and returns to the shallow wait.
 //
 // A connection whose socket is not a *net.TCPConn (behind a PROXY header
-// listener, or the shared port's mux, which buffer bytes of their own), or
-// on a platform without MSG_PEEK, has no raw socket: it reads as before,
-// blocking in ReadFrame.
+// listener, or one the shared port's mux routed by its first bytes, which
+// buffer bytes of their own), or on a platform without MSG_PEEK, has no
+// raw socket: it reads as before, blocking in ReadFrame. One the mux
+// routed by ALPN is the *tls.Conn over the socket itself, and waits on it
+// (TestIdleReaderSharedPort).
 
 // wsReadBuffer is gorilla's read buffer per connection, held for its
 // life, so as small as it can be: gorilla takes a hijacked reader only if

@@ -84,10 +84,16 @@ type Conn struct {
 	pass bool   // past the plaintext handshake: Read is the connection's
 	out  []byte // what Read hands on next: a record, or a header to pass on
 	buf  []byte // out's storage, dropped once passing
-	left int    // bytes of the current handshake record not yet re-framed
-	frag int    // the fragment size, from the first handshake message
-	hdr  [headerLen]byte
-	err  error // a read error, kept: the stream cannot go on mid-record
+	// ahead holds what the first read took past the first record's
+	// header (see next), handed on before the connection is read again;
+	// aheadBuf is its storage, dropped once passing.
+	ahead    []byte
+	aheadBuf []byte
+	started  bool // the first record's header was read
+	left     int  // bytes of the current handshake record not yet re-framed
+	frag     int  // the fragment size, from the first handshake message
+	hdr      [headerLen]byte
+	err      error // a read error, kept: the stream cannot go on mid-record
 }
 
 // Read implements net.Conn.
@@ -121,7 +127,27 @@ func (c *Conn) next() error {
 		c.buf = make([]byte, headerLen+Size)
 	}
 	if c.left == 0 {
-		if n, err := io.ReadFull(c.Conn, c.hdr[:]); err != nil {
+		if !c.started {
+			// The first read takes what the connection has, up to a
+			// record of Size, as crypto/tls's own first read would:
+			// what is not TLS at all (plain HTTP) is then read whole,
+			// as without this package, and net/http's answer to it
+			// ("Client sent an HTTP request to an HTTPS server") is
+			// not lost to a reset, which closing a socket with unread
+			// input sends (RFC 1122 §4.2.2.13).
+			c.aheadBuf = make([]byte, headerLen+Size)
+			n, err := io.ReadAtLeast(c.Conn, c.aheadBuf, headerLen)
+			if err != nil {
+				c.aheadBuf = nil
+				if n == 0 {
+					return err // nothing lost
+				}
+				return c.fail(err)
+			}
+			c.started = true
+			copy(c.hdr[:], c.aheadBuf)
+			c.ahead = c.aheadBuf[headerLen:n]
+		} else if n, err := c.readFull(c.hdr[:]); err != nil {
 			if n == 0 {
 				return err // at a record boundary: nothing lost
 			}
@@ -130,9 +156,11 @@ func (c *Conn) next() error {
 		n := int(c.hdr[3])<<8 | int(c.hdr[4])
 		if c.hdr[0] != typeHandshake || n == 0 || n > maxPlaintextBytes {
 			// Not ours to re-frame (or not TLS at all): crypto/tls
-			// judges it, from these very bytes.
+			// judges it, from these very bytes, and what was read
+			// past them.
 			c.pass = true
-			c.out = append(c.buf[:0], c.hdr[:]...)
+			c.out = append(append(c.buf[:0], c.hdr[:]...), c.ahead...)
+			c.ahead, c.aheadBuf = nil, nil
 			return nil
 		}
 		c.left = n
@@ -143,7 +171,7 @@ func (c *Conn) next() error {
 		// RFC 8446 §4) sets the fragment size.
 		c.frag = Size
 		if c.left >= 4 {
-			if _, err := io.ReadFull(c.Conn, c.buf[headerLen:headerLen+4]); err != nil {
+			if _, err := c.readFull(c.buf[headerLen : headerLen+4]); err != nil {
 				return c.fail(err)
 			}
 			got = 4
@@ -155,12 +183,26 @@ func (c *Conn) next() error {
 	rec := c.buf[:headerLen+n]
 	copy(rec, c.hdr[:3])
 	rec[3], rec[4] = byte(n>>8), byte(n)
-	if _, err := io.ReadFull(c.Conn, rec[headerLen+got:]); err != nil {
+	if _, err := c.readFull(rec[headerLen+got:]); err != nil {
 		return c.fail(err)
 	}
 	c.left -= n
 	c.out = rec
 	return nil
+}
+
+// readFull fills p from ahead, then from the connection.
+func (c *Conn) readFull(p []byte) (int, error) {
+	n := copy(p, c.ahead)
+	c.ahead = c.ahead[n:]
+	if len(c.ahead) == 0 {
+		c.ahead, c.aheadBuf = nil, nil
+	}
+	if n == len(p) {
+		return n, nil
+	}
+	m, err := io.ReadFull(c.Conn, p[n:])
+	return n + m, err
 }
 
 // fail keeps err for every later Read: bytes of a record were consumed,

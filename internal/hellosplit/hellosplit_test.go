@@ -10,8 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +261,101 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// Plain HTTP sent to the HTTPS port gets net/http's answer: crypto/tls
+// hands net/http the first five bytes (which hellosplit passed on
+// untouched) and the connection under it, and net/http writes its 400 on
+// that connection, through hellosplit's Conn.
+func TestPlainHTTPToHTTPS(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	ln := tls.NewListener(Listen(raw), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	c, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(got, []byte("HTTP/1.0 400 Bad Request")) || !bytes.Contains(got, []byte("Client sent an HTTP request to an HTTPS server")) {
+		t.Fatalf("answer %q", got)
+	}
+}
+
+// dribbleConn writes one byte per write: a client (or a slowloris) whose
+// records arrive in as many segments as they have bytes.
+type dribbleConn struct{ net.Conn }
+
+func (c dribbleConn) Write(p []byte) (int, error) {
+	for i := range p {
+		if _, err := c.Conn.Write(p[i : i+1]); err != nil {
+			return i, err
+		}
+	}
+	return len(p), nil
+}
+
+// A handshake whose bytes arrive one at a time completes, and the server
+// is passing after it.
+func TestDribbledHandshake(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ln := tls.NewListener(Listen(raw), &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		tc := c.(*tls.Conn)
+		_ = tc.SetDeadline(time.Now().Add(20 * time.Second))
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(tc, b); err != nil {
+			done <- err
+			return
+		}
+		if !tc.NetConn().(*Conn).Passing() {
+			done <- errors.New("not passing after the handshake")
+			return
+		}
+		_, err = tc.Write(b)
+		done <- err
+	}()
+	nc, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(dribbleConn{nc}, &tls.Config{InsecureSkipVerify: true})
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "hello" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
