@@ -32,6 +32,7 @@ command -v dpkg-deb >/dev/null 2>&1 || { missing+=(dpkg-deb); pkgs+=(dpkg); }
 # browser, in a network namespace of its own (unshare, from util-linux).
 command -v chromium >/dev/null 2>&1 || { missing+=(chromium); pkgs+=(chromium fonts-dejavu-core); }
 command -v unshare >/dev/null 2>&1 || { missing+=(unshare); pkgs+=(util-linux); }
+command -v openssl >/dev/null 2>&1 || { missing+=(openssl); pkgs+=(openssl); }
 # The JavaScript tests (tools/webtest) run with Node's built-in test runner
 # and WebSocket (Node.js 20 or newer); the socket.io tests (tools/sioconformance,
 # signaling) run the protocol's own mocha suites and the real npm
