@@ -32,6 +32,7 @@ var allowed = map[string][]string{
 	"icegate/usage":                nil, // usage buckets (and their Redis keys); no relay, no signaling
 	"icegate/internal/adminpage":   nil, // the admin page's files; it talks to the admin API over HTTP only
 	"icegate/internal/fdcount":     nil,
+	"icegate/internal/hellosplit":  nil, // TLS record re-framing under the HTTPS listener; no TLS of its own
 	"icegate/stun":                 {"icegate/internal/stunwire"},
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
@@ -54,7 +55,7 @@ var allowed = map[string][]string{
 	"icegate/cmd/icegate": {"icegate/auth", "icegate/config", "icegate/turn", "icegate/signaling",
 		"icegate/signaling/redisbus", "icegate/steer", "icegate/stun", "icegate/stun/natcheck", "icegate/internal/certfile", "icegate/internal/acmecert",
 		"icegate/internal/ratelog", "icegate/internal/udploop", "icegate/internal/portshare", "icegate/internal/proxied",
-		"icegate/usage", "icegate/internal/adminpage"},
+		"icegate/usage", "icegate/internal/adminpage", "icegate/internal/hellosplit"},
 }
 
 // Tools (benchmarks, labs, interop) may use anything but each other and
