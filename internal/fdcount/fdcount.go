@@ -9,6 +9,7 @@ package fdcount
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -25,16 +26,28 @@ var ErrUnsupported = errors.New("descriptor count only on Linux")
 // follows Own, the caller's own count of the connections it holds, since
 // the last count. A Guard is safe for concurrent use; the zero value is not
 // ready, use New.
+//
+// Every connection asks it, before its upgrade: the last count is read
+// without a lock, and one caller at a time recounts while the others go
+// on with the last one. Under one mutex held across the recount, the
+// accepts of a 15,000-client reconnect storm queued behind each directory
+// read (issue 15: the lock the storm's new connections waited on longest,
+// once the signaling server's own were split).
 type Guard struct {
 	own     func() int64
 	reserve func(limit int) int
 
-	mu      sync.Mutex
+	last atomic.Pointer[fdCount] // nil before the first count
+	mu   sync.Mutex              // held by the caller recounting; guards buf
+	buf  []byte
+}
+
+// fdCount is one count of the descriptors.
+type fdCount struct {
 	checked time.Time
-	count   int // descriptors open at the last count, -1 = cannot count
-	limit   int // the soft RLIMIT_NOFILE at the last count
+	n       int // descriptors open, -1 = cannot count
+	limit   int // the soft RLIMIT_NOFILE
 	ownThen int64
-	buf     []byte
 }
 
 // New returns a Guard whose estimate between counts follows own (nil: the
@@ -43,52 +56,74 @@ func New(own func() int64, reserve func(limit int) int) *Guard {
 	if own == nil {
 		own = func() int64 { return 0 }
 	}
-	return &Guard{own: own, reserve: reserve, count: -1}
+	return &Guard{own: own, reserve: reserve}
 }
 
 // Full reports whether a new connection would eat into the reserve. Where
 // descriptors cannot be counted it reports false: no reserve rather than
 // refusing every client.
 func (g *Guard) Full(now time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	est := g.estimate()
-	interval := time.Second
-	if g.count >= 0 && est >= g.limit-2*g.reserve(g.limit) {
-		interval = 50 * time.Millisecond
+	c := g.last.Load()
+	switch {
+	case c == nil:
+		// The first count: everyone waits for it.
+		g.mu.Lock()
+		c = g.countIfDue(now)
+		g.mu.Unlock()
+	case g.due(c, now) && g.mu.TryLock():
+		c = g.countIfDue(now)
+		g.mu.Unlock()
 	}
-	if g.checked.IsZero() || now.Sub(g.checked) >= interval {
-		g.recount(now)
-		est = g.estimate()
-	}
-	if g.count < 0 {
+	if c.n < 0 {
 		return false
 	}
-	return est >= g.limit-g.reserve(g.limit)
+	return g.estimate(c) >= c.limit-g.reserve(c.limit)
+}
+
+// due reports whether count c is too old at now.
+func (g *Guard) due(c *fdCount, now time.Time) bool {
+	interval := time.Second
+	if c.n >= 0 && g.estimate(c) >= c.limit-2*g.reserve(c.limit) {
+		interval = 50 * time.Millisecond
+	}
+	return now.Sub(c.checked) >= interval
+}
+
+// countIfDue recounts unless another caller did meanwhile, and returns
+// the count in force. g.mu is held.
+func (g *Guard) countIfDue(now time.Time) *fdCount {
+	if c := g.last.Load(); c != nil && !g.due(c, now) {
+		return c
+	}
+	c := g.recount(now)
+	g.last.Store(c)
+	return c
 }
 
 // Last returns the descriptors open by the last estimate, the limit, and
 // the reserve kept under it (all 0 before the first Full).
 func (g *Guard) Last() (open, limit, reserve int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.count < 0 {
-		return 0, g.limit, 0
+	c := g.last.Load()
+	if c == nil {
+		return 0, 0, 0
 	}
-	return g.estimate(), g.limit, g.reserve(g.limit)
+	if c.n < 0 {
+		return 0, c.limit, 0
+	}
+	return g.estimate(c), c.limit, g.reserve(c.limit)
 }
 
-func (g *Guard) estimate() int { return g.count + int(g.own()-g.ownThen) }
+func (g *Guard) estimate(c *fdCount) int { return c.n + int(g.own()-c.ownThen) }
 
-func (g *Guard) recount(now time.Time) {
-	g.checked = now
-	g.ownThen = g.own()
+// recount counts the descriptors now. g.mu is held.
+func (g *Guard) recount(now time.Time) *fdCount {
+	c := &fdCount{checked: now, ownThen: g.own()}
 	limit, err := Limit()
 	if err != nil || limit <= 0 {
-		g.count = -1
-		return
+		c.n = -1
+		return c
 	}
-	g.limit = limit
+	c.limit = limit
 	n, err := Open(&g.buf)
 	switch {
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
@@ -96,5 +131,6 @@ func (g *Guard) recount(now time.Time) {
 	case err != nil:
 		n = -1
 	}
-	g.count = n
+	c.n = n
+	return c
 }

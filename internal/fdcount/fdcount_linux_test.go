@@ -2,6 +2,7 @@ package fdcount
 
 import (
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -90,6 +91,48 @@ func TestGuard(t *testing.T) {
 	// Near the threshold the recount comes after 50 ms.
 	if g.Full(now.Add(time.Second + 60*time.Millisecond)) {
 		t.Fatal("still full after closing them")
+	}
+}
+
+// TestGuardRecountDoesNotBlock: while one caller recounts (holding the
+// recount's lock), others asking with a count that is due go on with the
+// last count instead of waiting for the directory read, and many callers
+// at once agree.
+func TestGuardRecountDoesNotBlock(t *testing.T) {
+	if _, err := Open(new([]byte)); err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	g := New(nil, func(int) int { return 0 })
+	now := time.Now()
+	if g.Full(now) {
+		t.Fatal("full with no reserve")
+	}
+	g.mu.Lock() // a recount in progress
+	done := make(chan bool)
+	go func() { done <- g.Full(now.Add(2 * time.Second)) }()
+	select {
+	case full := <-done:
+		if full {
+			t.Error("full by the last count with no reserve")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a caller waited for another's recount")
+	}
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				if g.Full(now.Add(time.Duration(w*200+i) * 10 * time.Millisecond)) {
+					t.Error("full with no reserve")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if open, limit, _ := g.Last(); open <= 0 || limit <= 0 {
+		t.Errorf("last count %d of %d", open, limit)
 	}
 }
 
