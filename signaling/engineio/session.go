@@ -214,6 +214,45 @@ func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error)
 	}
 }
 
+// ReadWebSocketOnce is ReadMessagePooled for an owner that waits for input
+// itself, on the socket under the session's WebSocket (signaling's idle
+// reader, issue 15): over WebSocket it reads exactly one frame, and when
+// that was a control packet it handled (a pong, a ping it answered, a
+// noop) it returns nil data and no error instead of reading on, so that
+// the caller can go back to waiting. A session not over WebSocket (still
+// polling, or with messages from a POST unread) reads as
+// ReadMessagePooled does.
+func (s *Session) ReadWebSocketOnce(pool BufferPool) ([]byte, bool, error) {
+	s.mu.Lock()
+	if s.state != stateWebSocket || len(s.in) > 0 {
+		s.mu.Unlock()
+		return s.readMessage(nil, pool)
+	}
+	ws := s.ws
+	s.mu.Unlock()
+	b, binary, err := s.readWS(ws, nil, pool)
+	if err != nil {
+		if !s.end(err, typeClose, false) {
+			// Ended already: the first reason, as ReadMessage gives.
+			s.mu.Lock()
+			err = s.err
+			s.mu.Unlock()
+		}
+		return nil, false, err
+	}
+	return b, binary, nil
+}
+
+// WebSocket is the session's WebSocket connection, or nil while it polls
+// or once it ended without one. Its reads are the session's (ReadMessage's);
+// the owner may use what gorilla allows beside a reader and a writer:
+// WriteControl, NetConn's deadlines.
+func (s *Session) WebSocket() *websocket.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ws
+}
+
 // readWS reads one WebSocket frame, into buf or (buf nil) a buffer of
 // pool's taken once the frame has come. It returns nil data for a control
 // packet it handled; then, and on an error, a buffer it took is back in
@@ -517,7 +556,7 @@ func (s *Session) upgrade(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		// As engine.io's server: the WebSocket is accepted, then closed
 		// (the session has, or is getting, a WebSocket already).
-		if ws, err := s.srv.up.Upgrade(w, r, nil); err == nil {
+		if ws, err := s.srv.upgradeWS(s.cfg, w, r); err == nil {
 			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "already upgraded"), time.Now().Add(time.Second))
 			_ = ws.Close()
 		}
@@ -525,7 +564,7 @@ func (s *Session) upgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	s.upgrading = true
 	s.mu.Unlock()
-	ws, err := s.srv.up.Upgrade(w, r, nil)
+	ws, err := s.srv.upgradeWS(s.cfg, w, r)
 	if err != nil {
 		s.mu.Lock()
 		s.upgrading = false
