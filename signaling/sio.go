@@ -84,7 +84,18 @@ func (t *sioTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 	var binary bool
 	var err error
 	if buf == nil {
-		b, binary, err = t.es.ReadMessagePooled(frameBufPool{})
+		// One frame at a time, so that the reader can look again
+		// (canWait) once the session has upgraded to a WebSocket:
+		// errIdle after a control packet, and at the upgrade; and none
+		// once it can wait (upgraded before this was called), so that
+		// the reader's own stack never reads a frame.
+		if t.nc == nil && t.canWait() {
+			return nil, errIdle
+		}
+		b, binary, err = t.es.ReadWebSocketOnce(frameBufPool{})
+		if err == nil && b == nil {
+			return nil, errIdle
+		}
 	} else {
 		b, binary, err = t.es.ReadMessage(buf)
 	}
@@ -109,12 +120,15 @@ func (t *sioTransport) frame(b []byte, binary bool, err error, limit int) ([]byt
 	return b, nil
 }
 
-// canWait implements idleReader: a session that opened over WebSocket
-// through upgradeIdle, with a raw socket under it. One that opened over
-// polling does not: its reader was waiting in ReadFrame for a POST's
-// messages when the upgrade came, and it stays in ReadFrame (see
-// serveSIOSession).
+// canWait implements idleReader: a session over a WebSocket made by
+// upgradeIdle, with a raw socket under it. One that opened over polling
+// cannot while it polls; its reader waits in ReadFrame for a POST's
+// messages, which returns errIdle once the upgrade is done, and the
+// reader asks again (conn.readLoop).
 func (t *sioTransport) canWait() bool {
+	if t.nc == nil {
+		t.nc, t.answerPing = sioIdleConn(t.es)
+	}
 	return t.nc != nil && t.nc.raw != nil
 }
 

@@ -380,3 +380,91 @@ func TestSIOIdleReaderFrames(t *testing.T) {
 		}
 	})
 }
+
+// A session opened over polling and upgraded to WebSocket (engine.io's
+// probe, then "5") takes the idle path once upgraded: its reader, which
+// waited for POSTs in ReadFrame, waits on the socket, and messages and
+// Engine.IO pongs on the WebSocket are handled as on one opened over it.
+func TestSIOIdleReaderUpgraded(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
+	}
+	idleServers(t, 500*time.Millisecond, func(t *testing.T, s *Server, hs *httptest.Server) {
+		hc := hs.Client()
+		c := dialSIO(t, hs, hc, "polling", false)
+		d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		ws, _, err := d.Dial(c.url("websocket"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		_ = ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if err := ws.WriteMessage(websocket.TextMessage, []byte("2probe")); err != nil {
+			t.Fatal(err)
+		}
+		if _, b, err := ws.ReadMessage(); err != nil || string(b) != "3probe" {
+			t.Fatalf("probe answered %q %v", b, err)
+		}
+		if err := ws.WriteMessage(websocket.TextMessage, []byte("5")); err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Time{})
+		acks := make(chan string, 16)
+		done := make(chan struct{})
+		var wmu sync.Mutex // the client's writes: the pongs and ask's
+		go func() {
+			defer close(done)
+			for {
+				_, b, err := ws.ReadMessage()
+				if err != nil {
+					return
+				}
+				switch {
+				case string(b) == "2":
+					wmu.Lock()
+					_ = ws.WriteMessage(websocket.TextMessage, []byte("3"))
+					wmu.Unlock()
+				case bytes.HasPrefix(b, []byte("43")):
+					acks <- string(b)
+				}
+			}
+		}()
+		ask := func(id int) {
+			t.Helper()
+			wmu.Lock()
+			err := ws.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `42%d["ice-servers"]`, id))
+			wmu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case a := <-acks:
+				if !strings.HasPrefix(a, fmt.Sprint("43", id, "[")) {
+					t.Fatalf("ack %q, want id %d", a, id)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatalf("no ack for %d", id)
+			}
+		}
+		ask(1)
+		// Ping rounds answered on the WebSocket keep the session (its
+		// pong is due within the ping interval).
+		time.Sleep(2 * time.Second)
+		if got := s.nconns.Load(); got != 1 {
+			t.Fatalf("%d connections, want 1", got)
+		}
+		ask(2)
+		ok := waitUntil(3*time.Second, func() bool {
+			return goroutinesIn("signaling.(*idleConn).wait") == 1 && goroutinesIn("engineio.(*Session).readWS") == 0
+		})
+		if !ok {
+			t.Errorf("%d readers waiting on the socket, %d in gorilla; want 1, 0",
+				goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("engineio.(*Session).readWS"))
+		}
+		ws.Close()
+		<-done
+		if !waitUntil(3*time.Second, func() bool { return s.nconns.Load() == 0 }) {
+			t.Fatalf("%d connections still open", s.nconns.Load())
+		}
+	})
+}

@@ -208,28 +208,38 @@ func (t *wsTransport) RemoteAddr() string {
 	return t.ws.RemoteAddr().String()
 }
 
-// newSIOTransport is es as a Transport (sio.go), with the idle wait when es is
-// over a WebSocket upgradeIdle made.
+// newSIOTransport is es as a Transport (sio.go), with the idle wait when
+// es is over a WebSocket upgradeIdle made.
 func newSIOTransport(es *engineio.Session) *sioTransport {
 	t := &sioTransport{es: es}
-	if ws := es.WebSocket(); ws != nil {
-		if nc, ok := ws.NetConn().(*idleConn); ok {
-			t.nc = nc
-			// As gorilla's default ping handler (RFC 6455 §5.5.2), for
-			// a ping idleConn.skipControl took; WriteControl may be
-			// called beside the session's writes. Engine.IO's own
-			// keepalive is its ping and pong packets: a WebSocket ping
-			// is a client's own.
-			t.answerPing = func(payload []byte) {
-				_ = ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(writeWait))
-			}
-		}
-	}
+	t.nc, t.answerPing = sioIdleConn(es)
 	return t
 }
 
+// sioIdleConn is the idleConn es's WebSocket reads through, and a function
+// that answers a WebSocket ping on it; nil while es polls, or when its
+// WebSocket was not made by upgradeIdle.
+func sioIdleConn(es *engineio.Session) (*idleConn, func(payload []byte)) {
+	ws := es.WebSocket()
+	if ws == nil {
+		return nil, nil
+	}
+	nc, ok := ws.NetConn().(*idleConn)
+	if !ok {
+		return nil, nil
+	}
+	// As gorilla's default ping handler (RFC 6455 §5.5.2), for a ping
+	// idleConn.skipControl took; WriteControl may be called beside the
+	// session's writes. Engine.IO's own keepalive is its ping and pong
+	// packets: a WebSocket ping is a client's own.
+	return nc, func(payload []byte) {
+		_ = ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(writeWait))
+	}
+}
+
 // upgradeIdle is the Engine.IO server's WebSocket upgrade
-// (engineio.Config.Upgrade): through hijackWriter, as serveWS upgrades,
+// (engineio.Config.Upgrade), for a session opened over WebSocket and for
+// one upgrading from polling: through hijackWriter, as serveWS upgrades,
 // so that the connection reads through an idleConn whose buffer is
 // gorilla's (ReadBufferSize 0 makes gorilla take the hijacked reader) and
 // an idle session's reader can wait on the socket (issue 15).

@@ -167,7 +167,14 @@ func (s *Session) ReadMessagePooled(pool BufferPool) ([]byte, bool, error) {
 // readMessage is ReadMessage, reading into buf or, when buf is nil and
 // pool is not, into a buffer of pool's.
 func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error) {
-	for {
+	return s.readMessageOnce(buf, pool, false)
+}
+
+// readMessageOnce is readMessage; with once (ReadWebSocketOnce) it
+// returns nil data and no error at the upgrade and after a control
+// packet, where readMessage reads on.
+func (s *Session) readMessageOnce(buf []byte, pool BufferPool, once bool) ([]byte, bool, error) {
+	for waited := false; ; waited = true {
 		s.mu.Lock()
 		if len(s.in) > 0 {
 			p := s.in[0]
@@ -194,6 +201,9 @@ func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error)
 		case stateWebSocket:
 			ws := s.ws
 			s.mu.Unlock()
+			if once && waited {
+				return nil, false, nil // upgraded while this waited
+			}
 			b, binary, err := s.readWS(ws, buf, pool)
 			if err != nil {
 				if s.end(err, typeClose, false) {
@@ -202,6 +212,9 @@ func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error)
 				continue // ended already: report the first reason
 			}
 			if b == nil {
+				if once {
+					return nil, false, nil
+				}
 				continue // a control packet
 			}
 			return b, binary, nil
@@ -216,31 +229,15 @@ func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error)
 
 // ReadWebSocketOnce is ReadMessagePooled for an owner that waits for input
 // itself, on the socket under the session's WebSocket (signaling's idle
-// reader, issue 15): over WebSocket it reads exactly one frame, and when
-// that was a control packet it handled (a pong, a ping it answered, a
-// noop) it returns nil data and no error instead of reading on, so that
-// the caller can go back to waiting. A session not over WebSocket (still
-// polling, or with messages from a POST unread) reads as
-// ReadMessagePooled does.
+// reader, issue 15), or that would start to once the session has one:
+// over WebSocket it reads exactly one frame, and when that was a control
+// packet it handled (a pong, a ping it answered, a noop) it returns nil
+// data and no error instead of reading on, so that the caller can go back
+// to waiting. A session still polling waits for a POST's messages as
+// ReadMessagePooled does, and returns nil data and no error once the
+// upgrade to WebSocket is done, with no frame read from it yet.
 func (s *Session) ReadWebSocketOnce(pool BufferPool) ([]byte, bool, error) {
-	s.mu.Lock()
-	if s.state != stateWebSocket || len(s.in) > 0 {
-		s.mu.Unlock()
-		return s.readMessage(nil, pool)
-	}
-	ws := s.ws
-	s.mu.Unlock()
-	b, binary, err := s.readWS(ws, nil, pool)
-	if err != nil {
-		if !s.end(err, typeClose, false) {
-			// Ended already: the first reason, as ReadMessage gives.
-			s.mu.Lock()
-			err = s.err
-			s.mu.Unlock()
-		}
-		return nil, false, err
-	}
-	return b, binary, nil
+	return s.readMessageOnce(nil, pool, true)
 }
 
 // WebSocket is the session's WebSocket connection, or nil while it polls
