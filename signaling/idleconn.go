@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -68,11 +69,15 @@ const wsReadBuffer = 288
 // nothing more is buffered: the reader goes back to waiting.
 var errIdle = errors.New("signaling: only keepalives; nothing buffered")
 
-// idleConn is the net.Conn a WebSocket upgraded by serveWS reads through.
-// Read, the probes and the deadline bookkeeping run on one goroutine at a
-// time (the reader, or the short-lived goroutine it waits for); Write,
-// Close and the write deadline may be used from others, as net.Conn
-// allows.
+// idleConn is the net.Conn a WebSocket upgraded by serveWS (or by the
+// Engine.IO server for socket.io, upgradeIdle) reads through. Read and the
+// probes run on one goroutine at a time (the reader, or the short-lived
+// goroutine it waits for); Write, Close and the deadlines may be used
+// from others, as net.Conn allows: the Engine.IO session sets its pong's
+// read deadline from the writer's goroutine (Session.Ping), so the read
+// deadline's bookkeeping is under mu, and probe holds mu while the
+// deadline is in the past, or a Ping's deadline set meanwhile would be
+// undone by probe's restore.
 type idleConn struct {
 	net.Conn
 	br   *bufio.Reader   // gorilla's read buffer, reading from this conn
@@ -81,7 +86,8 @@ type idleConn struct {
 	pend []byte          // input taken from below before gorilla asked
 	one  [1]byte         // where probe's byte lands (pend points here)
 	perr error           // an error found before gorilla asked, kept
-	rdl  time.Time       // the read deadline gorilla last set
+	mu   sync.Mutex      // rdl, and the read deadline while probe runs
+	rdl  time.Time       // the read deadline last set
 }
 
 // newIdleConn wraps conn, the connection net/http hijacked.
@@ -113,12 +119,16 @@ func (c *idleConn) Read(p []byte) (int, error) {
 
 // SetReadDeadline implements net.Conn, remembering t for probe.
 func (c *idleConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.rdl = t
 	return c.Conn.SetReadDeadline(t)
 }
 
 // SetDeadline implements net.Conn, remembering t for probe.
 func (c *idleConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.rdl = t
 	return c.Conn.SetDeadline(t)
 }
@@ -141,6 +151,11 @@ func (c *idleConn) probe() {
 	if c.tls == nil || c.raw == nil || c.buffered() {
 		return
 	}
+	// The read cannot block (its deadline is past), so holding mu over
+	// it delays a SetReadDeadline from another goroutine by no more than
+	// decrypting what crypto/tls holds.
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err := c.Conn.SetReadDeadline(time.Unix(1, 0)); err != nil {
 		c.perr = err // closed: let gorilla find out
 		return

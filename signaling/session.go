@@ -529,19 +529,25 @@ func (s *Server) detach(c *conn, clean bool) {
 // each read and its message are handled on a short-lived goroutine;
 // otherwise the reader blocks in ReadFrame and only the handling runs on
 // one (issue 15; idleconn.go).
+//
+// A transport that cannot wait yet may become able to (a socket.io
+// session upgraded from polling to WebSocket): its ReadFrame returns
+// errIdle then, and the reader asks canWait again.
 func (c *conn) readLoop() (clean bool) {
-	if w, ok := c.t.(idleReader); ok && w.canWait() {
-		for {
-			w.waitInput()
-			end := false
-			c.s.shallow(func() { end, clean = c.step(w) })
-			if end {
-				return clean
+	w, _ := c.t.(idleReader)
+	for {
+		if w != nil && w.canWait() {
+			for {
+				w.waitInput()
+				end := false
+				c.s.shallow(func() { end, clean = c.step(w) })
+				if end {
+					return clean
+				}
 			}
 		}
-	}
-	for {
-		if end, clean := c.step(nil); end {
+		end, clean := c.step(nil)
+		if end {
 			return clean
 		}
 	}
@@ -582,6 +588,9 @@ func (c *conn) step(w idleReader) (end, clean bool) {
 		}
 	} else {
 		b, err = c.t.ReadFrame(nil, st.MaxMessageBytes)
+		if err == errIdle {
+			return false, false // no message; readLoop looks again
+		}
 	}
 	defer putFrameBuf(b)
 	tooLarge := errors.Is(err, ErrFrameTooLarge)

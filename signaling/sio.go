@@ -67,6 +67,12 @@ type binaryFrames interface {
 type sioTransport struct {
 	es     *engineio.Session
 	binary bool
+	// nc is the idleConn the session's WebSocket reads through, when it
+	// opened over WebSocket through upgradeIdle (newSIOTransport); else
+	// nil, and the reader uses ReadFrame. answerPing answers a
+	// WebSocket ping on that connection.
+	nc         *idleConn
+	answerPing func(payload []byte)
 }
 
 // ReadFrame implements Transport. Without a buffer given it reads into
@@ -78,10 +84,26 @@ func (t *sioTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 	var binary bool
 	var err error
 	if buf == nil {
-		b, binary, err = t.es.ReadMessagePooled(frameBufPool{})
+		// One frame at a time, so that the reader can look again
+		// (canWait) once the session has upgraded to a WebSocket:
+		// errIdle after a control packet, and at the upgrade; and none
+		// once it can wait (upgraded before this was called), so that
+		// the reader's own stack never reads a frame.
+		if t.nc == nil && t.canWait() {
+			return nil, errIdle
+		}
+		b, binary, err = t.es.ReadWebSocketOnce(frameBufPool{})
+		if err == nil && b == nil {
+			return nil, errIdle
+		}
 	} else {
 		b, binary, err = t.es.ReadMessage(buf)
 	}
+	return t.frame(b, binary, err, limit)
+}
+
+// frame is ReadFrame's answer for what the session gave.
+func (t *sioTransport) frame(b []byte, binary bool, err error, limit int) ([]byte, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, engineio.ErrClientClosed):
@@ -96,6 +118,48 @@ func (t *sioTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 		return b[:limit], ErrFrameTooLarge
 	}
 	return b, nil
+}
+
+// canWait implements idleReader: a session over a WebSocket made by
+// upgradeIdle, with a raw socket under it. One that opened over polling
+// cannot while it polls; its reader waits in ReadFrame for a POST's
+// messages, which returns errIdle once the upgrade is done, and the
+// reader asks again (conn.readLoop).
+func (t *sioTransport) canWait() bool {
+	if t.nc == nil {
+		t.nc, t.answerPing = sioIdleConn(t.es)
+	}
+	return t.nc != nil && t.nc.raw != nil
+}
+
+// waitInput implements idleReader.
+func (t *sioTransport) waitInput() {
+	t.nc.wait()
+}
+
+// readIdle implements idleReader, as wsTransport's does: WebSocket pings
+// and pongs at the head of the input are taken by idleConn.skipControl,
+// and an Engine.IO control packet (the client's pong "3" to the
+// server's ping, a ping, a noop) by ReadWebSocketOnce, which then returns
+// no message; either way, if nothing more is buffered, the short-lived
+// goroutine ends instead of blocking, deep, for the next message. After
+// each frame probe learns whether crypto/tls holds more, for the next
+// wait.
+func (t *sioTransport) readIdle(limit int) ([]byte, error) {
+	if t.nc.skipControl(func() {}, t.answerPing) {
+		t.nc.probe()
+		if !t.nc.buffered() {
+			return nil, errIdle
+		}
+	}
+	b, binary, err := t.es.ReadWebSocketOnce(frameBufPool{})
+	if err == nil {
+		t.nc.probe()
+		if b == nil {
+			return nil, errIdle
+		}
+	}
+	return t.frame(b, binary, err, limit)
 }
 
 // frameBufPool is the frame pool as Engine.IO's BufferPool.
@@ -164,6 +228,7 @@ func (st *settings) engineConfig(checkOrigin func(*http.Request) bool) engineio.
 		MaxPayload:   int(st.hardReadLimit),
 		ManualPing:   true,
 		CheckOrigin:  checkOrigin,
+		Upgrade:      upgradeIdle,
 	}
 }
 
@@ -231,12 +296,19 @@ func (s *Server) serveSIOSession(es *engineio.Session) {
 	// is not counted yet, the same window /ws has between its capacity
 	// check and enter.
 	s.sioPending.Add(1)
-	claims, ok := s.sioConnect(es, p)
+	// The CONNECT is read and checked (JSON, the token) on a handler
+	// goroutine, so that this one, the session's reader from here to
+	// its end, starts serve with the 2 KiB stack it was given and waits
+	// in it (issue 15; see serve). The handler is held until the CONNECT
+	// comes, at most connectTimeout; socket.io's client sends it at once.
+	var claims *Claims
+	var ok bool
+	s.shallow(func() { claims, ok = s.sioConnect(es, p) })
 	s.sioPending.Add(-1)
 	if !ok {
 		return
 	}
-	_ = s.serve(context.Background(), &sioTransport{es: es}, &AcceptOptions{Claims: claims, Host: hostOf(es.Host())}, p)
+	_ = s.serve(context.Background(), newSIOTransport(es), &AcceptOptions{Claims: claims, Host: hostOf(es.Host())}, p)
 }
 
 // sioConnect reads packets until the CONNECT to "/" (answering CONNECTs

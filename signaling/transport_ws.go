@@ -6,11 +6,14 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"icegate/signaling/engineio"
 )
 
 // Accept serves one upgraded WebSocket until it closes or ctx ends. It runs
@@ -203,4 +206,44 @@ func (t *wsTransport) ExpireWrites(deadline time.Time) {
 // RemoteAddr implements Transport.
 func (t *wsTransport) RemoteAddr() string {
 	return t.ws.RemoteAddr().String()
+}
+
+// newSIOTransport is es as a Transport (sio.go), with the idle wait when
+// es is over a WebSocket upgradeIdle made.
+func newSIOTransport(es *engineio.Session) *sioTransport {
+	t := &sioTransport{es: es}
+	t.nc, t.answerPing = sioIdleConn(es)
+	return t
+}
+
+// sioIdleConn is the idleConn es's WebSocket reads through, and a function
+// that answers a WebSocket ping on it; nil while es polls, or when its
+// WebSocket was not made by upgradeIdle.
+func sioIdleConn(es *engineio.Session) (*idleConn, func(payload []byte)) {
+	ws := es.WebSocket()
+	if ws == nil {
+		return nil, nil
+	}
+	nc, ok := ws.NetConn().(*idleConn)
+	if !ok {
+		return nil, nil
+	}
+	// As gorilla's default ping handler (RFC 6455 §5.5.2), for a ping
+	// idleConn.skipControl took; WriteControl may be called beside the
+	// session's writes. Engine.IO's own keepalive is its ping and pong
+	// packets: a WebSocket ping is a client's own.
+	return nc, func(payload []byte) {
+		_ = ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(writeWait))
+	}
+}
+
+// upgradeIdle is the Engine.IO server's WebSocket upgrade
+// (engineio.Config.Upgrade), for a session opened over WebSocket and for
+// one upgrading from polling: through hijackWriter, as serveWS upgrades,
+// so that the connection reads through an idleConn whose buffer is
+// gorilla's (ReadBufferSize 0 makes gorilla take the hijacked reader) and
+// an idle session's reader can wait on the socket (issue 15).
+func upgradeIdle(up websocket.Upgrader, w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+	up.ReadBufferSize = 0
+	return up.Upgrade(&hijackWriter{ResponseWriter: w}, r, nil)
 }

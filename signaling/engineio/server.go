@@ -60,6 +60,15 @@ type Config struct {
 	// CheckOrigin decides a WebSocket's Origin (gorilla's Upgrader); nil
 	// accepts any (the caller checks before calling ServeHTTP).
 	CheckOrigin func(*http.Request) bool
+	// Upgrade, when set, upgrades a request to a WebSocket in place of
+	// up.Upgrade(w, r, nil), up being a copy of the server's Upgrader
+	// (its origin check and buffers), so that the owner can have the
+	// connection read through a net.Conn of its own (signaling's
+	// idleConn, which lets an idle session's reader wait on the socket
+	// itself; Session.WebSocket gives the connection back). It must
+	// answer the client itself when it fails, as Upgrade does. Default
+	// nil: the Upgrader's.
+	Upgrade func(up websocket.Upgrader, w http.ResponseWriter, r *http.Request) (*websocket.Conn, error)
 }
 
 func (c Config) withDefaults() Config {
@@ -233,7 +242,7 @@ func (srv *Server) handshake(w http.ResponseWriter, r *http.Request, transport s
 	s := newSession(srv, r, transport == "polling")
 	open := s.openPacket(transport == "polling")
 	if transport == "websocket" {
-		ws, err := srv.up.Upgrade(w, r, nil)
+		ws, err := srv.upgradeWS(s.cfg, w, r)
 		if err != nil {
 			return // Upgrade answered the client
 		}
@@ -261,6 +270,14 @@ func (srv *Server) handshake(w http.ResponseWriter, r *http.Request, transport s
 	}
 	writePoll(w, open)
 	srv.start(s)
+}
+
+// upgradeWS upgrades r to a WebSocket, through cfg.Upgrade when set.
+func (srv *Server) upgradeWS(cfg *Config, w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+	if cfg.Upgrade != nil {
+		return cfg.Upgrade(srv.up, w, r)
+	}
+	return srv.up.Upgrade(w, r, nil)
 }
 
 // writeWait bounds a write the server makes on its own (the open packet,

@@ -167,7 +167,14 @@ func (s *Session) ReadMessagePooled(pool BufferPool) ([]byte, bool, error) {
 // readMessage is ReadMessage, reading into buf or, when buf is nil and
 // pool is not, into a buffer of pool's.
 func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error) {
-	for {
+	return s.readMessageOnce(buf, pool, false)
+}
+
+// readMessageOnce is readMessage; with once (ReadWebSocketOnce) it
+// returns nil data and no error at the upgrade and after a control
+// packet, where readMessage reads on.
+func (s *Session) readMessageOnce(buf []byte, pool BufferPool, once bool) ([]byte, bool, error) {
+	for waited := false; ; waited = true {
 		s.mu.Lock()
 		if len(s.in) > 0 {
 			p := s.in[0]
@@ -194,6 +201,9 @@ func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error)
 		case stateWebSocket:
 			ws := s.ws
 			s.mu.Unlock()
+			if once && waited {
+				return nil, false, nil // upgraded while this waited
+			}
 			b, binary, err := s.readWS(ws, buf, pool)
 			if err != nil {
 				if s.end(err, typeClose, false) {
@@ -202,6 +212,9 @@ func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error)
 				continue // ended already: report the first reason
 			}
 			if b == nil {
+				if once {
+					return nil, false, nil
+				}
 				continue // a control packet
 			}
 			return b, binary, nil
@@ -212,6 +225,29 @@ func (s *Session) readMessage(buf []byte, pool BufferPool) ([]byte, bool, error)
 		case <-s.closed:
 		}
 	}
+}
+
+// ReadWebSocketOnce is ReadMessagePooled for an owner that waits for input
+// itself, on the socket under the session's WebSocket (signaling's idle
+// reader, issue 15), or that would start to once the session has one:
+// over WebSocket it reads exactly one frame, and when that was a control
+// packet it handled (a pong, a ping it answered, a noop) it returns nil
+// data and no error instead of reading on, so that the caller can go back
+// to waiting. A session still polling waits for a POST's messages as
+// ReadMessagePooled does, and returns nil data and no error once the
+// upgrade to WebSocket is done, with no frame read from it yet.
+func (s *Session) ReadWebSocketOnce(pool BufferPool) ([]byte, bool, error) {
+	return s.readMessageOnce(nil, pool, true)
+}
+
+// WebSocket is the session's WebSocket connection, or nil while it polls
+// or once it ended without one. Its reads are the session's (ReadMessage's);
+// the owner may use what gorilla allows beside a reader and a writer:
+// WriteControl, NetConn's deadlines.
+func (s *Session) WebSocket() *websocket.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ws
 }
 
 // readWS reads one WebSocket frame, into buf or (buf nil) a buffer of
@@ -517,7 +553,7 @@ func (s *Session) upgrade(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		// As engine.io's server: the WebSocket is accepted, then closed
 		// (the session has, or is getting, a WebSocket already).
-		if ws, err := s.srv.up.Upgrade(w, r, nil); err == nil {
+		if ws, err := s.srv.upgradeWS(s.cfg, w, r); err == nil {
 			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "already upgraded"), time.Now().Add(time.Second))
 			_ = ws.Close()
 		}
@@ -525,7 +561,7 @@ func (s *Session) upgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	s.upgrading = true
 	s.mu.Unlock()
-	ws, err := s.srv.up.Upgrade(w, r, nil)
+	ws, err := s.srv.upgradeWS(s.cfg, w, r)
 	if err != nil {
 		s.mu.Lock()
 		s.upgrading = false
