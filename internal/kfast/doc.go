@@ -1,0 +1,31 @@
+// Package kfast is icegate's kernel fast path: an eBPF TC program
+// (bpf/relay.c) that relays TURN ChannelData for UDP clients with a bound
+// channel without waking the process, and the Go API that loads it,
+// attaches it and fills its tables.
+//
+// It does what the user-space fast path (turn/fastpath.go) does for the
+// same packets: a client's ChannelData (RFC 8656 §12.4) to the listener
+// becomes a UDP datagram from the relayed address to the peer, and a
+// peer's datagram to the relayed address becomes ChannelData from the
+// listener address to the client (§12.5: no padding over UDP), for IPv4
+// and IPv6. Everything else reaches the sockets untouched. The caller (the
+// allocation table, from pion's events) decides which flows the kernel
+// serves and until when; each entry carries a deadline after which the
+// program refuses it, so the kernel never relays past what pion allows even
+// when user space is late to remove it.
+//
+// What it needs: Linux ≥ 6.6 (TCX links; the classic clsact attachment of
+// older kernels is not implemented yet), CAP_BPF and CAP_NET_ADMIN
+// (CAP_PERFMON is not needed), and Ethernet interfaces without VLAN
+// offload in the path. Open and Attach report why it cannot run with
+// errors that match ErrNotSupported or ErrPermission, and a verifier
+// rejection as a *LoadError carrying the verifier's log; nothing panics,
+// and the user-space path stays complete whatever happens here. Nothing is
+// pinned: Close detaches the program, and the maps go with the last file
+// descriptor.
+//
+// Offloaded datagrams leave through bpf_redirect_neigh on the egress
+// device: they bypass the host's netfilter rules (as the ingress hook runs
+// before them) and the relay socket's own counters; the program keeps
+// per-allocation packet and byte counters instead (Counters).
+package kfast

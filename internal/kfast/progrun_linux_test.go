@@ -1,0 +1,262 @@
+//go:build linux
+
+package kfast
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+const (
+	tcActOK       = 0
+	tcActRedirect = 7
+)
+
+// openIn opens the program in a namespace of the topology, skipping the
+// test with the reason when this kernel or process cannot load it.
+func openIn(t *testing.T, ns string) *Program {
+	t.Helper()
+	var p *Program
+	err := doInNetns(ns, func() error {
+		var err error
+		p, err = Open(Config{})
+		return err
+	})
+	var le *LoadError
+	switch {
+	case errors.As(err, &le):
+		// Keep the whole verifier log in the test output.
+		for _, l := range le.Log {
+			t.Log(l)
+		}
+		t.Fatal(err)
+	case errors.Is(err, ErrNotSupported), errors.Is(err, ErrPermission):
+		t.Skipf("kfast: cannot load the program here: %v", err)
+	case err != nil:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// run feeds one frame to the program (BPF_PROG_TEST_RUN) and returns its
+// verdict and the frame as the program left it.
+func run(t *testing.T, p *Program, in []byte) (uint32, []byte) {
+	t.Helper()
+	opts := ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
+	ret, err := p.objs.IcegateRelay.Run(&opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ret, opts.DataOut // cut to the length the program left
+}
+
+// channelData is a client's ChannelData message: header, data, pad.
+func channelData(ch uint16, data, pad []byte) []byte {
+	b := make([]byte, 4, 4+len(data)+len(pad))
+	binary.BigEndian.PutUint16(b, ch)
+	binary.BigEndian.PutUint16(b[2:], uint16(len(data)))
+	return append(append(b, data...), pad...)
+}
+
+func payload(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
+
+type family struct {
+	name                         string
+	client, listen, relay, peer netip.Addr
+}
+
+var families = []family{
+	{"ipv4", clientIP4, listenIP4, relayIP4, peerIP4},
+	{"ipv6", clientIP6, listenIP6, relayIP6, peerIP6},
+}
+
+// TestProgramRun runs the program on crafted frames and compares what it
+// makes of them byte for byte with frames built independently: ChannelData
+// to UDP and UDP to ChannelData for IPv4 and IPv6 and many sizes, with and
+// without padding; everything it must not touch comes back unchanged and
+// TC_ACT_OK; an expired entry and an unbound channel are not relayed; the
+// counters match.
+func TestProgramRun(t *testing.T) {
+	needRoot(t)
+	tp := newTopo(t, false)
+	p := openIn(t, tp.server)
+
+	sizes := []int{0, 1, 2, 3, 4, 5, 100, 1000, 1400, 1471}
+	for _, fam := range families {
+		t.Run(fam.name, func(t *testing.T) {
+			client := netip.AddrPortFrom(fam.client, 40001)
+			listener := netip.AddrPortFrom(fam.listen, 3478)
+			relay := netip.AddrPortFrom(fam.relay, 50002)
+			peer := netip.AddrPortFrom(fam.peer, 60003)
+			const ch = 0x4001
+			alloc := uint64(7)
+			if fam.client.Is6() {
+				alloc = 8
+			}
+			f := Flow{Alloc: alloc, Client: client, Listener: listener, Relay: relay, Peer: peer,
+				Channel: ch, Expires: time.Now().Add(time.Minute)}
+			if err := p.Bind(f); err != nil {
+				t.Fatal(err)
+			}
+			var want Counters
+			for _, n := range sizes {
+				for padN := 0; padN <= 3; padN++ {
+					data := payload(n, byte(n+padN))
+					pad := []byte{0xa1, 0xb2, 0xc3}[:padN]
+					in := buildUDP(client, listener, channelData(ch, data, pad), 61)
+					checkFrame(t, in)
+					ret, out := run(t, p, in)
+					exp := buildUDP(relay, peer, data, 64)
+					if ret != tcActRedirect || !bytes.Equal(out, exp) {
+						t.Fatalf("client->peer %d bytes, %d pad: verdict %d\n got % x\nwant % x", n, padN, ret, out, exp)
+					}
+					checkFrame(t, out)
+					want.ToPeerPackets++
+					want.ToPeerBytes += uint64(n)
+				}
+				data := payload(n, byte(n+9))
+				in := buildUDP(peer, relay, data, 62)
+				ret, out := run(t, p, in)
+				exp := buildUDP(listener, client, channelData(ch, data, nil), 64)
+				if ret != tcActRedirect || !bytes.Equal(out, exp) {
+					t.Fatalf("peer->client %d bytes: verdict %d\n got % x\nwant % x", n, ret, out, exp)
+				}
+				checkFrame(t, out)
+				want.ToClientPackets++
+				want.ToClientBytes += uint64(n)
+			}
+			if got, err := p.Counters(alloc); err != nil || got != want {
+				t.Errorf("counters %+v, %v; want %+v", got, err, want)
+			}
+
+			// What the program must pass up untouched.
+			stun := make([]byte, 20) // a Binding request header
+			stun[1] = 0x01
+			binary.BigEndian.PutUint32(stun[4:], 0x2112A442)
+			other := netip.AddrPortFrom(fam.client, 40002)
+			short := channelData(ch, payload(10, 1), nil)[:8] // length beyond the datagram
+			pass := map[string][]byte{
+				"stun":                buildUDP(client, listener, stun, 64),
+				"unbound channel":     buildUDP(client, listener, channelData(0x4002, payload(10, 1), nil), 64),
+				"other client port":   buildUDP(other, listener, channelData(ch, payload(10, 1), nil), 64),
+				"other listener":      buildUDP(client, netip.AddrPortFrom(fam.listen, 3479), channelData(ch, payload(10, 1), nil), 64),
+				"length beyond data":  buildUDP(client, listener, short, 64),
+				"4 bytes of padding":  buildUDP(client, listener, channelData(ch, payload(10, 1), []byte{1, 2, 3, 4}), 64),
+				"too short":           buildUDP(client, listener, []byte{0x40, 0x01}, 64),
+				"peer without entry":  buildUDP(netip.AddrPortFrom(fam.peer, 60004), relay, payload(10, 1), 64),
+				"peer to other relay": buildUDP(peer, netip.AddrPortFrom(fam.relay, 50003), payload(10, 1), 64),
+			}
+			if fam.client.Is4() {
+				zero := buildUDP(client, listener, channelData(ch, payload(10, 1), nil), 64)
+				zero[34+6], zero[34+7] = 0, 0 // no UDP checksum (RFC 768)
+				pass["ipv4 no udp checksum"] = zero
+				frag := buildUDP(peer, relay, payload(10, 1), 64)
+				frag[14+6] |= 0x20 // more fragments
+				pass["fragment"] = frag
+				tcp := buildUDP(peer, relay, payload(10, 1), 64)
+				tcp[14+9] = 6
+				pass["tcp"] = tcp
+				opts := buildUDP(peer, relay, payload(10, 1), 64)
+				opts[14] = 0x46 // IHL 6: an option the program does not parse
+				pass["ip options"] = opts
+			} else {
+				ext := buildUDP(peer, relay, payload(10, 1), 64)
+				ext[14+6] = 0 // a hop-by-hop header first
+				pass["extension header"] = ext
+			}
+			for name, in := range pass {
+				ret, out := run(t, p, in)
+				if ret != tcActOK || !bytes.Equal(out, in) {
+					t.Errorf("%s: verdict %d, frame changed: %v", name, ret, !bytes.Equal(out, in))
+				}
+			}
+			if got, _ := p.Counters(alloc); got != want {
+				t.Errorf("counters moved on passed packets: %+v, want %+v", got, want)
+			}
+
+			// An entry past its deadline is refused by the kernel itself.
+			f.Expires = time.Now().Add(50 * time.Millisecond)
+			if err := p.Bind(f); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			for _, in := range [][]byte{
+				buildUDP(client, listener, channelData(ch, payload(10, 1), nil), 64),
+				buildUDP(peer, relay, payload(10, 1), 64),
+			} {
+				if ret, out := run(t, p, in); ret != tcActOK || !bytes.Equal(out, in) {
+					t.Errorf("expired entry: verdict %d", ret)
+				}
+			}
+			// Unbound, the channel is not relayed either.
+			f.Expires = time.Now().Add(time.Minute)
+			if err := p.Bind(f); err != nil {
+				t.Fatal(err)
+			}
+			p.Unbind(client, listener, ch)
+			if ret, _ := run(t, p, buildUDP(client, listener, channelData(ch, payload(10, 1), nil), 64)); ret != tcActOK {
+				t.Errorf("unbound channel: verdict %d", ret)
+			}
+			if ret, _ := run(t, p, buildUDP(peer, relay, payload(10, 1), 64)); ret != tcActOK {
+				t.Errorf("peer of an unbound channel: verdict %d", ret)
+			}
+			c, err := p.RemoveAllocation(alloc)
+			if err != nil || c != want {
+				t.Errorf("RemoveAllocation: %+v, %v; want %+v", c, err, want)
+			}
+		})
+	}
+	if rw, rd, err := p.Failures(); err != nil || rw != 0 || rd != 0 {
+		t.Errorf("failures: rewrite %d, redirect %d, %v", rw, rd, err)
+	}
+}
+
+// TestBindRefuses checks the flows the kernel does not take.
+func TestBindRefuses(t *testing.T) {
+	needRoot(t)
+	tp := newTopo(t, false)
+	p := openIn(t, tp.server)
+	ok := Flow{Alloc: 1, Client: netip.AddrPortFrom(clientIP4, 1000), Listener: netip.AddrPortFrom(listenIP4, 3478),
+		Relay: netip.AddrPortFrom(relayIP4, 50000), Peer: netip.AddrPortFrom(peerIP4, 2000), Channel: 0x4000,
+		Expires: time.Now().Add(time.Minute)}
+	for name, tc := range map[string]struct {
+		edit func(*Flow)
+		err  error
+	}{
+		"mixed families": {func(f *Flow) { f.Peer = netip.AddrPortFrom(peerIP6, 2000) }, ErrFlow},
+		"channel 0x3fff": {func(f *Flow) { f.Channel = 0x3fff }, ErrFlow},
+		"channel 0x8000": {func(f *Flow) { f.Channel = 0x8000 }, ErrFlow},
+		"expired":        {func(f *Flow) { f.Expires = time.Now().Add(-time.Second) }, ErrFlow},
+		"port 0":         {func(f *Flow) { f.Peer = netip.AddrPortFrom(peerIP4, 0) }, ErrFlow},
+		"no route":       {func(f *Flow) { f.Peer = netip.AddrPortFrom(netip.MustParseAddr("10.200.9.9"), 2000) }, ErrNoRoute},
+		"local peer":     {func(f *Flow) { f.Peer = netip.AddrPortFrom(relayIP4, 2000) }, ErrNoRoute},
+	} {
+		f := ok
+		tc.edit(&f)
+		if err := p.Bind(f); !errors.Is(err, tc.err) {
+			t.Errorf("%s: %v, want %v", name, err, tc.err)
+		}
+	}
+	if n := p.Flows(); n != 0 {
+		t.Errorf("%d flows after refusals", n)
+	}
+	if err := p.Bind(ok); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Flows(); n != 1 {
+		t.Errorf("%d flows, want 1", n)
+	}
+}
