@@ -74,7 +74,7 @@ func payload(n int, seed byte) []byte {
 }
 
 type family struct {
-	name                         string
+	name                        string
 	client, listen, relay, peer netip.Addr
 }
 

@@ -1,0 +1,215 @@
+//go:build linux
+
+package kfast
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// listenIn opens a UDP socket bound to addr inside a namespace.
+func listenIn(t *testing.T, ns string, addr netip.AddrPort) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	inNetns(t, ns, func() error {
+		var err error
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		return err
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// recv reads one datagram, failing the test after two seconds.
+func recv(t *testing.T, c *net.UDPConn, what string) ([]byte, netip.AddrPort) {
+	t.Helper()
+	b := make([]byte, 2048)
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, from, err := c.ReadFromUDPAddrPort(b)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return b[:n], canonical(from)
+}
+
+// quiet fails the test if c receives anything within a short time.
+func quiet(t *testing.T, c *net.UDPConn, what string) {
+	t.Helper()
+	b := make([]byte, 2048)
+	_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, from, err := c.ReadFromUDPAddrPort(b); err == nil {
+		t.Errorf("%s received %d bytes from %v", what, n, from)
+	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Errorf("%s: %v", what, err)
+	}
+}
+
+// attachedPrograms counts the TCX ingress programs on a server interface.
+func attachedPrograms(t *testing.T, ns, iface string) int {
+	t.Helper()
+	var n int
+	inNetns(t, ns, func() error {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return err
+		}
+		n = len(res.Programs)
+		return nil
+	})
+	return n
+}
+
+// TestRelayOverVeth relays between real sockets in three namespaces,
+// the program attached in the server's: a client's ChannelData reaches the
+// peer as the bare payload from the relayed address, the peer's reply
+// reaches the client as ChannelData from the listener address, byte for
+// byte, for IPv4 and IPv6 and sizes from 0 to 1400 bytes, with the
+// senders' checksum offload on (the server sees CHECKSUM_PARTIAL skbs) and
+// off (full checksums); the receivers count no checksum errors. Before
+// Bind and after Unbind the datagrams reach the server's own sockets;
+// Close leaves no program attached.
+func TestRelayOverVeth(t *testing.T) {
+	needRoot(t)
+	for _, mode := range []struct {
+		name        string
+		senderTxOff bool
+	}{{"partial-checksums", false}, {"full-checksums", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			tp := newTopo(t, mode.senderTxOff)
+			p := openIn(t, tp.server)
+			inNetns(t, tp.server, func() error { return p.Attach(serverIface...) })
+			for _, iface := range serverIface {
+				if n := attachedPrograms(t, tp.server, iface); n != 1 {
+					t.Fatalf("%d programs on %s, want 1", n, iface)
+				}
+			}
+			for i, fam := range families {
+				t.Run(fam.name, func(t *testing.T) {
+					relayVeth(t, tp, p, fam, uint64(100+i))
+				})
+			}
+			if rw, rd, err := p.Failures(); err != nil || rw != 0 || rd != 0 {
+				t.Errorf("failures: rewrite %d, redirect %d, %v", rw, rd, err)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, iface := range serverIface {
+				if n := attachedPrograms(t, tp.server, iface); n != 0 {
+					t.Errorf("%d programs still on %s after Close", n, iface)
+				}
+			}
+			if err := p.Bind(Flow{}); !errors.Is(err, ErrClosed) && !errors.Is(err, ErrFlow) {
+				t.Errorf("Bind after Close: %v", err)
+			}
+		})
+	}
+}
+
+func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64) {
+	client := listenIn(t, tp.client, netip.AddrPortFrom(fam.client, 0))
+	peer := listenIn(t, tp.peer, netip.AddrPortFrom(fam.peer, 0))
+	listener := listenIn(t, tp.server, netip.AddrPortFrom(fam.listen, 3478))
+	relay := listenIn(t, tp.server, netip.AddrPortFrom(fam.relay, 50000))
+	clientAddr := canonical(client.LocalAddr().(*net.UDPAddr).AddrPort())
+	peerAddr := canonical(peer.LocalAddr().(*net.UDPAddr).AddrPort())
+	listenAddr := canonical(listener.LocalAddr().(*net.UDPAddr).AddrPort())
+	relayAddr := canonical(relay.LocalAddr().(*net.UDPAddr).AddrPort())
+	const ch = 0x4abc
+	c4, c6 := udpCsumErrors(t, tp.client)
+	p4, p6 := udpCsumErrors(t, tp.peer)
+
+	send := func(c *net.UDPConn, b []byte, to netip.AddrPort) {
+		t.Helper()
+		if _, err := c.WriteToUDPAddrPort(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No entry: the server's sockets get the datagrams (user space).
+	cd := channelData(ch, payload(10, 3), nil)
+	send(client, cd, listenAddr)
+	if got, from := recv(t, listener, "listener before Bind"); !bytes.Equal(got, cd) || from != clientAddr {
+		t.Fatalf("listener before Bind got % x from %v", got, from)
+	}
+	send(peer, payload(10, 4), relayAddr)
+	if got, from := recv(t, relay, "relay socket before Bind"); !bytes.Equal(got, payload(10, 4)) || from != peerAddr {
+		t.Fatalf("relay socket before Bind got % x from %v", got, from)
+	}
+
+	f := Flow{Alloc: alloc, Client: clientAddr, Listener: listenAddr, Relay: relayAddr, Peer: peerAddr,
+		Channel: ch, Expires: time.Now().Add(time.Minute)}
+	if err := p.Bind(f); err != nil {
+		t.Fatal(err)
+	}
+	var want Counters
+	for _, n := range []int{0, 1, 3, 4, 5, 1000, 1400} {
+		for _, pad := range [][]byte{nil, []byte{0xee, 0xdd, 0xcc}[:(4-n%4)%4]} {
+			data := payload(n, byte(n))
+			send(client, channelData(ch, data, pad), listenAddr)
+			got, from := recv(t, peer, "peer")
+			if !bytes.Equal(got, data) || from != relayAddr {
+				t.Fatalf("peer got %d bytes from %v, want %d bytes from %v", len(got), from, n, relayAddr)
+			}
+			want.ToPeerPackets++
+			want.ToPeerBytes += uint64(n)
+		}
+		data := payload(n, byte(n+1))
+		send(peer, data, relayAddr)
+		got, from := recv(t, client, "client")
+		if exp := channelData(ch, data, nil); !bytes.Equal(got, exp) || from != listenAddr {
+			t.Fatalf("client got % x from %v, want % x from %v", got, from, exp, listenAddr)
+		}
+		want.ToClientPackets++
+		want.ToClientBytes += uint64(n)
+	}
+	quiet(t, listener, "the listener socket, while offloaded")
+	quiet(t, relay, "the relay socket, while offloaded")
+	if got, err := p.Counters(alloc); err != nil || got != want {
+		t.Errorf("counters %+v, %v; want %+v", got, err, want)
+	}
+	if c4b, c6b := udpCsumErrors(t, tp.client); c4b != c4 || c6b != c6 {
+		t.Errorf("client namespace: InCsumErrors %d -> %d (IPv4), %d -> %d (IPv6)", c4, c4b, c6, c6b)
+	}
+	if p4b, p6b := udpCsumErrors(t, tp.peer); p4b != p4 || p6b != p6 {
+		t.Errorf("peer namespace: InCsumErrors %d -> %d (IPv4), %d -> %d (IPv6)", p4, p4b, p6, p6b)
+	}
+
+	// Removal takes effect at once: the next datagrams are user space's.
+	p.Unbind(clientAddr, listenAddr, ch)
+	send(client, cd, listenAddr)
+	if got, _ := recv(t, listener, "listener after Unbind"); !bytes.Equal(got, cd) {
+		t.Fatalf("listener after Unbind got % x", got)
+	}
+	send(peer, payload(10, 4), relayAddr)
+	if got, _ := recv(t, relay, "relay socket after Unbind"); !bytes.Equal(got, payload(10, 4)) {
+		t.Fatalf("relay socket after Unbind got % x", got)
+	}
+	quiet(t, peer, "the peer, after Unbind")
+	quiet(t, client, "the client, after Unbind")
+
+	// And so does removing the allocation.
+	if err := p.Bind(f); err != nil {
+		t.Fatal(err)
+	}
+	send(client, cd, listenAddr)
+	recv(t, peer, "peer after rebind")
+	if _, err := p.RemoveAllocation(alloc); err != nil {
+		t.Fatal(err)
+	}
+	send(client, cd, listenAddr)
+	recv(t, listener, "listener after RemoveAllocation")
+	if n := p.Flows(); n != 0 {
+		t.Errorf("%d flows left", n)
+	}
+}
