@@ -45,6 +45,18 @@ install: build ## Install the binary in $(PREFIX)/bin, the systemd unit and /etc
 deb: build ## Build the Debian package in $(DEB_DIR) with dpkg-deb (binary, systemd unit, /etc/icegate, the icegate user); version from git describe.
 	@GO=$(GO) GOARCH=$$($(GO) env GOARCH) deploy/debian/build.sh $(BIN) $(VERSION) $(DEB_DIR)
 
+# The eBPF program (internal/kfast/bpf/relay.c) is compiled by bpf2go with
+# Debian's clang-14 (tools/install-test-deps.sh installs it) into objects
+# that are committed, so that building icegate needs no C compiler.
+.PHONY: generate
+generate: ## Rebuild the committed eBPF objects and their Go bindings (bpf2go with clang-14).
+	$(GO) generate ./internal/kfast
+
+.PHONY: check-generate
+check-generate: generate ## Fail when the committed eBPF objects differ from what `make generate` builds.
+	@git diff --exit-code --stat -- internal/kfast || { echo "internal/kfast: the generated eBPF files are out of date: run make generate and commit them"; exit 1; }
+	@test -z "$$(git status --porcelain -- internal/kfast)" || { git status --porcelain -- internal/kfast; echo "internal/kfast: make generate left untracked files"; exit 1; }
+
 .PHONY: run
 run: build ## Build and start the server with the embedded defaults (ARGS="-config FILE" to use a file).
 	./$(BIN) serve $(ARGS)

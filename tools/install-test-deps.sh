@@ -28,6 +28,12 @@ fi
 # .deb (make deb) is built with dpkg-deb, from dpkg.
 command -v systemd-analyze >/dev/null 2>&1 || { missing+=(systemd-analyze); pkgs+=(systemd); }
 command -v dpkg-deb >/dev/null 2>&1 || { missing+=(dpkg-deb); pkgs+=(dpkg); }
+# The kernel fast path's eBPF program (internal/kfast) is rebuilt by
+# `make generate` with Debian's clang-14 and llvm-14's llvm-strip, against
+# libbpf's helper headers; CI checks the committed objects against it.
+command -v clang-14 >/dev/null 2>&1 || { missing+=(clang-14); pkgs+=(clang-14); }
+command -v llvm-strip-14 >/dev/null 2>&1 || { missing+=(llvm-strip-14); pkgs+=(llvm-14); }
+[ -e /usr/include/bpf/bpf_helpers.h ] || { missing+=(bpf_helpers.h); pkgs+=(libbpf-dev); }
 # The browser test (tools/e2e) drives Debian's Chromium, never a downloaded
 # browser, in a network namespace of its own (unshare, from util-linux).
 command -v chromium >/dev/null 2>&1 || { missing+=(chromium); pkgs+=(chromium fonts-dejavu-core); }

@@ -173,6 +173,16 @@ func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64) {
 		want.ToClientPackets++
 		want.ToClientBytes += uint64(n)
 	}
+	// A peer's datagram that fills the MTU would not fit with the
+	// ChannelData header: the program leaves it to user space.
+	full := 1500 - 8 - 20
+	if fam.client.Is6() {
+		full = 1500 - 8 - 40
+	}
+	send(peer, payload(full, 5), relayAddr)
+	if got, _ := recv(t, relay, "relay socket, a datagram over the MTU"); !bytes.Equal(got, payload(full, 5)) {
+		t.Fatalf("relay socket got %d bytes, want %d", len(got), full)
+	}
 	quiet(t, listener, "the listener socket, while offloaded")
 	quiet(t, relay, "the relay socket, while offloaded")
 	if got, err := p.Counters(alloc); err != nil || got != want {

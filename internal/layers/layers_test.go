@@ -15,6 +15,7 @@ var allowed = map[string][]string{
 	"icegate/config":               {"icegate/auth"},
 	"icegate/internal/stunwire":    nil,
 	"icegate/internal/udploop":     {"icegate/internal/stunwire"},
+	"icegate/internal/kfast":       {"icegate/internal/stunwire"}, // the kernel fast path; turn tells it which flows to take
 	"icegate/internal/ratelog":     {"icegate/internal/tokenbucket"},
 	"icegate/internal/tokenbucket": nil,
 	"icegate/internal/certfile":    nil,
@@ -90,6 +91,9 @@ var forbidden = map[string]struct {
 		"the socket.io codec is bytes to packets: no I/O, no sessions"},
 	"icegate/usage": {[]string{"icegate/turn", "icegate/signaling", "github.com/pion/turn/v5"},
 		"the usage record is told what was relayed (cmd wires the relay's hook to it): it knows nothing of TURN or signaling"},
+	"icegate/internal/kfast": {[]string{"icegate/turn", "icegate/auth", "github.com/pion/turn/v5",
+		"github.com/pion/stun/v4", "github.com/prometheus/client_golang/prometheus"},
+		"the kernel fast path is mechanics: it takes flows and returns counters, and knows nothing of pion, credentials or metrics libraries"},
 	"icegate/internal/udploop": {[]string{"icegate/turn", "icegate/auth", "github.com/pion/turn/v5",
 		"github.com/pion/stun/v4", "github.com/prometheus/client_golang/prometheus"},
 		"the socket mechanics know nothing of TURN, credentials or metrics libraries"},

@@ -486,6 +486,11 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p)
 	__builtin_memcpy(peer, v->peer, 16);
 	__u32 ifindex = v->ifindex;
 	struct counters *c = counters_of(v->alloc);
+	// A datagram the egress device cannot take whole goes to user space,
+	// whose socket fragments it or reports the error, as without us.
+	__u32 mtu = 0;
+	if (bpf_check_mtu(skb, ifindex, &mtu, -(__s32)(CD_HLEN + padlen), 0))
+		return TC_ACT_OK;
 
 	// From here on the packet is being changed: a failure drops it.
 	if (no_complete(skb, p->l4 + ulen))
@@ -556,6 +561,11 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p)
 	__builtin_memcpy(client, v->client, 16);
 	__u32 ifindex = v->ifindex;
 	struct counters *c = counters_of(v->alloc);
+	// With the 4 bytes added it may not fit the egress device: user space
+	// relays it then (and the kernel fragments it, for IPv4).
+	__u32 mtu = 0;
+	if (bpf_check_mtu(skb, ifindex, &mtu, CD_HLEN, 0))
+		return TC_ACT_OK;
 
 	if (no_complete(skb, p->l4 + ulen))
 		goto fail;
