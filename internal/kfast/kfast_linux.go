@@ -184,10 +184,10 @@ func (p *Program) Bind(f Flow) error {
 	if p.closed {
 		return ErrClosed
 	}
-	if cv.Ifindex, err = p.route.ifindex(f.Peer.Addr()); err != nil {
+	if cv.Ifindex, err = p.route.ifindex(f.Peer.Addr(), f.Relay.Addr()); err != nil {
 		return err
 	}
-	if pv.Ifindex, err = p.route.ifindex(f.Client.Addr()); err != nil {
+	if pv.Ifindex, err = p.route.ifindex(f.Client.Addr(), f.Listener.Addr()); err != nil {
 		return err
 	}
 	// The kernel's monotonic clock, which bpf_ktime_get_ns reads.

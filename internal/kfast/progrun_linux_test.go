@@ -267,3 +267,79 @@ func TestBindRefuses(t *testing.T) {
 		t.Errorf("%d flows, want 1", n)
 	}
 }
+
+// TestRebind checks that a new binding replaces what it conflicts with:
+// a channel rebound to another peer (after its old binding lapsed, RFC
+// 8656 §12: a binding is refreshed, never moved, while it lives), and a
+// peer moved to another channel; and that ResetCounters zeroes.
+func TestRebind(t *testing.T) {
+	needRoot(t)
+	tp := newTopo(t, false)
+	p := openIn(t, tp.server)
+	client := netip.AddrPortFrom(clientIP4, 40001)
+	listener := netip.AddrPortFrom(listenIP4, 3478)
+	relay := netip.AddrPortFrom(relayIP4, 50002)
+	peerA := netip.AddrPortFrom(peerIP4, 6000)
+	peerB := netip.AddrPortFrom(peerIP4, 6001)
+	exp := time.Now().Add(time.Minute)
+	bind := func(peer netip.AddrPort, ch uint16) {
+		t.Helper()
+		if err := p.Bind(Flow{Alloc: 1, Client: client, Listener: listener, Relay: relay, Peer: peer, Channel: ch, Expires: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// toPeer returns where the program sends ChannelData on ch, or nothing.
+	toPeer := func(ch uint16) netip.AddrPort {
+		t.Helper()
+		ret, out := run(t, p, buildUDP(client, listener, channelData(ch, payload(8, 1), nil), 64))
+		if ret != tcActRedirect {
+			return netip.AddrPort{}
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(out[30:34])), binary.BigEndian.Uint16(out[36:38]))
+	}
+	// toClient returns the channel the program frames peer's data on, or 0.
+	toClient := func(peer netip.AddrPort) uint16 {
+		t.Helper()
+		ret, out := run(t, p, buildUDP(peer, relay, payload(8, 1), 64))
+		if ret != tcActRedirect {
+			return 0
+		}
+		return binary.BigEndian.Uint16(out[42:44])
+	}
+
+	bind(peerA, 0x4000)
+	if got := toPeer(0x4000); got != peerA {
+		t.Fatalf("channel 0x4000 goes to %v, want %v", got, peerA)
+	}
+	// The channel now names peer B: A's datagrams are no longer framed.
+	bind(peerB, 0x4000)
+	if got := toPeer(0x4000); got != peerB {
+		t.Errorf("after rebinding, channel 0x4000 goes to %v, want %v", got, peerB)
+	}
+	if ch := toClient(peerA); ch != 0 {
+		t.Errorf("peer A still framed on %#x", ch)
+	}
+	if ch := toClient(peerB); ch != 0x4000 {
+		t.Errorf("peer B framed on %#x, want 0x4000", ch)
+	}
+	// Peer B moves to channel 0x4001: 0x4000 is gone.
+	bind(peerB, 0x4001)
+	if got := toPeer(0x4000); got.IsValid() {
+		t.Errorf("channel 0x4000 still goes to %v", got)
+	}
+	if ch := toClient(peerB); ch != 0x4001 {
+		t.Errorf("peer B framed on %#x, want 0x4001", ch)
+	}
+	if n := p.Flows(); n != 1 {
+		t.Errorf("%d flows, want 1", n)
+	}
+	if c, _ := p.Counters(1); c.ToPeerPackets != 2 || c.ToClientPackets != 2 {
+		t.Errorf("counters %+v, want 2 packets each way", c)
+	}
+	if err := p.ResetCounters(1); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := p.Counters(1); c != (Counters{}) {
+		t.Errorf("counters after reset: %+v", c)
+	}
+}

@@ -42,19 +42,22 @@ func newRouter() (*router, error) {
 
 func (r *router) close() { unix.Close(r.fd) }
 
-// ifindex returns the interface a unicast datagram to dst leaves by.
-func (r *router) ifindex(dst netip.Addr) (uint32, error) {
-	dst = dst.Unmap()
+// ifindex returns the interface a unicast datagram from src (an address of
+// this host) to dst leaves by; the source counts where policy routing
+// chooses by it.
+func (r *router) ifindex(dst, src netip.Addr) (uint32, error) {
+	dst, src = dst.Unmap(), src.Unmap()
 	family, bits := unix.AF_INET, 32
 	if dst.Is6() {
 		family, bits = unix.AF_INET6, 128
 	}
-	a := dst.AsSlice()
+	a, sa := dst.AsSlice(), src.AsSlice()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seq++
-	// nlmsghdr (16) + rtmsg (12) + rtattr RTA_DST (4 + address).
-	n := unix.NLMSG_HDRLEN + unix.SizeofRtMsg + unix.SizeofRtAttr + len(a)
+	// nlmsghdr (16) + rtmsg (12) + RTA_DST and RTA_SRC (4 + address each;
+	// 4 and 16 bytes keep the attributes aligned).
+	n := unix.NLMSG_HDRLEN + unix.SizeofRtMsg + 2*(unix.SizeofRtAttr+len(a))
 	req := make([]byte, n)
 	binary.NativeEndian.PutUint32(req[0:], uint32(n))
 	binary.NativeEndian.PutUint16(req[4:], unix.RTM_GETROUTE)
@@ -63,10 +66,15 @@ func (r *router) ifindex(dst netip.Addr) (uint32, error) {
 	rt := req[unix.NLMSG_HDRLEN:]
 	rt[0] = byte(family)
 	rt[1] = byte(bits) // rtm_dst_len
+	rt[2] = byte(bits) // rtm_src_len
 	at := rt[unix.SizeofRtMsg:]
 	binary.NativeEndian.PutUint16(at[0:], uint16(unix.SizeofRtAttr+len(a)))
 	binary.NativeEndian.PutUint16(at[2:], unix.RTA_DST)
 	copy(at[unix.SizeofRtAttr:], a)
+	at = at[unix.SizeofRtAttr+len(a):]
+	binary.NativeEndian.PutUint16(at[0:], uint16(unix.SizeofRtAttr+len(sa)))
+	binary.NativeEndian.PutUint16(at[2:], unix.RTA_SRC)
+	copy(at[unix.SizeofRtAttr:], sa)
 	if err := unix.Sendto(r.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, fmt.Errorf("kfast: route to %s: %w", dst, err)
 	}

@@ -102,8 +102,23 @@ func TestRelayOverVeth(t *testing.T) {
 			if rw, rd, err := p.Failures(); err != nil || rw != 0 || rd != 0 {
 				t.Errorf("failures: rewrite %d, redirect %d, %v", rw, rd, err)
 			}
+			ids := objectIDs(t, p)
+			if left := liveObjects(ids); len(left) != len(ids) {
+				t.Fatalf("only %v of %v found by id before Close", left, ids)
+			}
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
+			}
+			// Nothing is pinned: the program and its maps are freed once
+			// their last descriptor is closed (the kernel frees them after
+			// an RCU grace period, so give it a moment).
+			deadline := time.Now().Add(3 * time.Second)
+			for left := liveObjects(ids); len(left) > 0; left = liveObjects(ids) {
+				if time.Now().After(deadline) {
+					t.Errorf("still in the kernel after Close: %v", left)
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 			for _, iface := range serverIface {
 				if n := attachedPrograms(t, tp.server, iface); n != 0 {
@@ -222,4 +237,49 @@ func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64) {
 	if n := p.Flows(); n != 0 {
 		t.Errorf("%d flows left", n)
 	}
+}
+
+// objectIDs are the kernel's ids of the program and its maps.
+func objectIDs(t *testing.T, p *Program) map[string]uint32 {
+	t.Helper()
+	ids := map[string]uint32{}
+	pi, err := p.objs.IcegateRelay.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := pi.ID()
+	ids["program"] = uint32(id)
+	for name, m := range map[string]*ebpf.Map{"c2p": p.objs.C2p, "p2c": p.objs.P2c, "stats": p.objs.Stats,
+		"failures": p.objs.Failures, "scratch": p.objs.Scratch} {
+		mi, err := m.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := mi.ID()
+		ids[name] = uint32(id)
+	}
+	return ids
+}
+
+// liveObjects returns the names of those objects the kernel still has.
+func liveObjects(ids map[string]uint32) []string {
+	var left []string
+	for name, id := range ids {
+		var err error
+		if name == "program" {
+			var prog *ebpf.Program
+			if prog, err = ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
+				prog.Close()
+			}
+		} else {
+			var m *ebpf.Map
+			if m, err = ebpf.NewMapFromID(ebpf.MapID(id)); err == nil {
+				m.Close()
+			}
+		}
+		if err == nil {
+			left = append(left, name)
+		}
+	}
+	return left
 }

@@ -40,8 +40,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define IPPROTO_UDP 17
 #define UDP_HLEN 8
 #define CD_HLEN 4
-// The hop limit of the relayed datagram: what a new datagram from the
-// relay's own socket carries (Linux's default for both families).
+// The IP header fields of the relayed datagram follow RFC 8656's rules
+// for UDP-to-UDP translation: the DSCP and ECN bits (the TOS byte, the
+// IPv6 traffic class) and IPv4's DF bit are copied from the incoming
+// datagram (the preferred behaviour), and the TTL or hop limit is the
+// default for outgoing packets (the alternate behaviour, what the relay's
+// own socket sends: Linux's default of 64 for both families).
 #define RELAY_TTL 64
 // The payload is moved in CHUNK-byte steps; MAX_DATA bounds what the
 // program relays (larger datagrams go to user space).

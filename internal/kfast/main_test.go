@@ -1,0 +1,9 @@
+package kfast
+
+import (
+	"testing"
+
+	"icegate/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m, "icegate/internal/kfast.") }
