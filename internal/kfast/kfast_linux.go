@@ -81,10 +81,11 @@ func Open(cfg Config) (*Program, error) {
 func loadErr(err error) error {
 	var ve *ebpf.VerifierError
 	switch {
+	case errors.Is(err, unix.EPERM):
+		// Missing capabilities; a verifier rejection is EACCES.
+		return fmt.Errorf("%w: %w", ErrPermission, err)
 	case errors.As(err, &ve):
 		return &LoadError{Err: err, Log: ve.Log}
-	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("%w: %w", ErrPermission, err)
 	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("%w: %w", ErrNotSupported, err)
 	}

@@ -138,6 +138,24 @@ func TestProgramRun(t *testing.T) {
 				want.ToClientPackets++
 				want.ToClientBytes += uint64(n)
 			}
+			// A link-layer trailer (Ethernet pads frames to 60 bytes) is
+			// not part of the datagram and is not relayed.
+			trailer := []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+			for _, n := range []int{0, 2} {
+				data := payload(n, 0x55)
+				in := append(buildUDP(client, listener, channelData(ch, data, nil), 64), trailer...)
+				if ret, out := run(t, p, in); ret != tcActRedirect || !bytes.Equal(out, buildUDP(relay, peer, data, 64)) {
+					t.Errorf("client->peer with a trailer, %d bytes: verdict %d, % x", n, ret, out)
+				}
+				in = append(buildUDP(peer, relay, data, 64), trailer...)
+				if ret, out := run(t, p, in); ret != tcActRedirect || !bytes.Equal(out, buildUDP(listener, client, channelData(ch, data, nil), 64)) {
+					t.Errorf("peer->client with a trailer, %d bytes: verdict %d, % x", n, ret, out)
+				}
+				want.ToPeerPackets++
+				want.ToPeerBytes += uint64(n)
+				want.ToClientPackets++
+				want.ToClientBytes += uint64(n)
+			}
 			if got, err := p.Counters(alloc); err != nil || got != want {
 				t.Errorf("counters %+v, %v; want %+v", got, err, want)
 			}
