@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -103,7 +104,11 @@ func (p *Program) Attach(ifaces ...string) error {
 		return ErrClosed
 	}
 	var added []link.Link
-	for _, name := range ifaces {
+	for i, name := range ifaces {
+		if slices.Contains(p.names, name) || slices.Contains(ifaces[:i], name) {
+			closeLinks(added)
+			return fmt.Errorf("kfast: interface %q named twice", name)
+		}
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
 			closeLinks(added)

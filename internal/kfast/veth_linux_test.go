@@ -89,6 +89,15 @@ func TestRelayOverVeth(t *testing.T) {
 			tp := newTopo(t, mode.senderTxOff)
 			p := openIn(t, tp.server)
 			inNetns(t, tp.server, func() error { return p.Attach(serverIface...) })
+			inNetns(t, tp.server, func() error {
+				if err := p.Attach("s1"); err == nil {
+					return errors.New("attached twice to s1")
+				}
+				if err := p.Attach("nonesuch0"); err == nil {
+					return errors.New("attached to an interface that does not exist")
+				}
+				return nil
+			})
 			for _, iface := range serverIface {
 				if n := attachedPrograms(t, tp.server, iface); n != 1 {
 					t.Fatalf("%d programs on %s, want 1", n, iface)
