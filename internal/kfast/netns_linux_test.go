@@ -48,7 +48,7 @@ var (
 )
 
 // needRoot skips a test that cannot run here, saying why.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("kfast: needs root (CAP_BPF, CAP_NET_ADMIN) to load the program and build network namespaces")
@@ -66,7 +66,7 @@ func needRoot(t *testing.T) {
 // (the kernel computes a CHECKSUM_PARTIAL datagram's in software) and the
 // receiver verifies it: over a veth a CHECKSUM_PARTIAL skb would be
 // trusted unverified.
-func newTopo(t *testing.T, senderTxOff bool) *topo {
+func newTopo(t testing.TB, senderTxOff bool) *topo {
 	t.Helper()
 	base := fmt.Sprintf("icekf%d-%d", os.Getpid(), topoSeq.Add(1))
 	tp := &topo{client: base + "c", server: base + "s", peer: base + "p"}
@@ -124,7 +124,7 @@ func newTopo(t *testing.T, senderTxOff bool) *topo {
 // inNetns runs f on a thread moved into the named namespace, so that the
 // sockets, netlink lookups and interface names it uses belong to it, and
 // moves the thread back.
-func inNetns(t *testing.T, name string, f func() error) {
+func inNetns(t testing.TB, name string, f func() error) {
 	t.Helper()
 	if err := doInNetns(name, f); err != nil {
 		t.Fatal(err)
