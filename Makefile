@@ -10,7 +10,7 @@ ARGS    ?=
 FUZZTIME ?= 5s
 
 # Every fuzz target, as package:target.
-FUZZ_TARGETS := ./internal/stunwire:FuzzWire ./internal/udploop:FuzzFlush ./config:FuzzParse ./auth:FuzzKeys ./auth:FuzzDecide ./turn:FuzzGate ./turn:FuzzStreamFraming ./turn:FuzzFastPath ./stun:FuzzBindingResponse ./stun:FuzzAnswer ./stun:FuzzClassic ./signaling:FuzzParse ./signaling:FuzzAPIRequest ./config:FuzzParseRedisURL ./config:FuzzImportCoturn ./signaling/engineio:FuzzPayload ./signaling/socketio:FuzzDecode ./internal/proxied:FuzzHeader
+FUZZ_TARGETS := ./internal/stunwire:FuzzWire ./internal/udploop:FuzzFlush ./config:FuzzParse ./auth:FuzzKeys ./auth:FuzzDecide ./turn:FuzzGate ./turn:FuzzStreamFraming ./turn:FuzzFastPath ./stun:FuzzBindingResponse ./stun:FuzzAnswer ./stun:FuzzClassic ./signaling:FuzzParse ./signaling:FuzzAPIRequest ./config:FuzzParseRedisURL ./config:FuzzImportCoturn ./signaling/engineio:FuzzPayload ./signaling/socketio:FuzzDecode ./internal/proxied:FuzzHeader ./internal/kfast:FuzzProgram
 
 .DEFAULT_GOAL := help
 

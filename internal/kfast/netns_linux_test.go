@@ -290,7 +290,7 @@ func fold(s uint32) uint16 {
 
 // checkFrame verifies a frame's IPv4 header checksum and UDP checksum by
 // summing them, independently of how they were produced.
-func checkFrame(t *testing.T, f []byte) {
+func checkFrame(t testing.TB, f []byte) {
 	t.Helper()
 	var src, dst netip.Addr
 	var udp []byte

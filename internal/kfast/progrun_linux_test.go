@@ -47,7 +47,7 @@ func openIn(t *testing.T, ns string) *Program {
 
 // run feeds one frame to the program (BPF_PROG_TEST_RUN) and returns its
 // verdict and the frame as the program left it.
-func run(t *testing.T, p *Program, in []byte) (uint32, []byte) {
+func run(t testing.TB, p *Program, in []byte) (uint32, []byte) {
 	t.Helper()
 	opts := ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+64)}
 	ret, err := p.objs.IcegateRelay.Run(&opts)
