@@ -22,8 +22,10 @@
 // cannot relay past what pion allows even if user space is late.
 //
 // The headers stay where they are and the payload moves by 4 bytes
-// instead (bpf_skb_adjust_room would move the headers and leave a
-// CHECKSUM_PARTIAL skb's csum_start pointing into them). Checksums are
+// instead: bpf_skb_adjust_room would move the headers, and whether a
+// CHECKSUM_PARTIAL skb's csum_start (an offset from the buffer's head)
+// follows them is a kernel detail we do not rely on; moving the payload
+// leaves csum_start and the header offsets valid as they are. Checksums are
 // updated incrementally: the removed or added 4 bytes are whole 16-bit
 // words at an even offset, and the payload keeps its word alignment.
 
