@@ -213,7 +213,7 @@ func (p *Program) Bind(f Flow) error {
 	}
 	// Whatever this flow replaces goes first, so that no packet finds
 	// half of an old binding and half of the new one.
-	if old, ok := p.flows[ck]; ok && old.p2c != pk {
+	if old, ok := p.flows[ck]; ok && (old.p2c != pk || old.alloc != f.Alloc) {
 		p.deleteFlow(ck)
 	}
 	if oldC, ok := p.byPeer[pk]; ok && oldC != ck {

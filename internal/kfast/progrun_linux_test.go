@@ -354,6 +354,22 @@ func TestRebind(t *testing.T) {
 	if c, _ := p.Counters(1); c.ToPeerPackets != 2 || c.ToClientPackets != 2 {
 		t.Errorf("counters %+v, want 2 packets each way", c)
 	}
+	// The same 5-tuple and channel in a new allocation (the old one was
+	// deleted and the client allocated again from the same address):
+	// removing the old allocation leaves the new flow alone.
+	if err := p.Bind(Flow{Alloc: 2, Client: client, Listener: listener, Relay: relay, Peer: peerB, Channel: 0x4001, Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.RemoveAllocation(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := toPeer(0x4001); got != peerB {
+		t.Errorf("after removing allocation 1, allocation 2's channel goes to %v", got)
+	}
+	if c, _ := p.Counters(2); c.ToPeerPackets != 1 {
+		t.Errorf("allocation 2's counters %+v, want 1 packet to the peer", c)
+	}
+	bind(peerB, 0x4001)
 	if err := p.ResetCounters(1); err != nil {
 		t.Fatal(err)
 	}
