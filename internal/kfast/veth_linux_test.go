@@ -246,6 +246,25 @@ func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64) {
 	if n := p.Flows(); n != 0 {
 		t.Errorf("%d flows left", n)
 	}
+
+	// An entry past its deadline is the kernel's to refuse, whatever user
+	// space does: the datagrams reach the server's sockets again.
+	f.Expires = time.Now().Add(300 * time.Millisecond)
+	if err := p.Bind(f); err != nil {
+		t.Fatal(err)
+	}
+	send(client, cd, listenAddr)
+	recv(t, peer, "peer before the deadline")
+	time.Sleep(400 * time.Millisecond)
+	send(client, cd, listenAddr)
+	recv(t, listener, "listener after the deadline")
+	send(peer, payload(10, 4), relayAddr)
+	recv(t, relay, "relay socket after the deadline")
+	quiet(t, peer, "the peer, after the deadline")
+	quiet(t, client, "the client, after the deadline")
+	if _, err := p.RemoveAllocation(alloc); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // objectIDs are the kernel's ids of the program and its maps.
