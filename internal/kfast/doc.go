@@ -24,6 +24,14 @@
 // pinned: Close detaches the program, and the maps go with the last file
 // descriptor.
 //
+// A flow whose listener or relayed address is unspecified (a socket bound
+// to 0.0.0.0 or [::]) matches its port on any destination address that
+// arrives on the attached interfaces; on a host that also routes traffic
+// for others, give concrete addresses. The egress interface of each
+// direction is looked up once, when the flow is bound (the routing
+// table's answer then, like `ip route get`): a route that changes later
+// takes effect for a flow when it is bound again.
+//
 // Offloaded datagrams leave through bpf_redirect_neigh on the egress
 // device: they bypass the host's netfilter rules (as the ingress hook runs
 // before them) and the relay socket's own counters; the program keeps

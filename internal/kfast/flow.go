@@ -36,9 +36,16 @@ type Flow struct {
 	Alloc uint64
 	// Client is the client's address as the server sees it, and Listener
 	// the server address it sends to (the 5-tuple, RFC 8656 §2).
+	// Listener may be the unspecified address with the listener's port
+	// (a socket bound to 0.0.0.0 or [::], which also takes IPv4): the
+	// program then takes the client's datagrams on any local address, and
+	// answers from the address the kernel would pick for that socket (the
+	// route's preferred source to the client), as the user-space path
+	// does.
 	Client, Listener netip.AddrPort
-	// Relay is the relayed transport address; Peer the peer the channel
-	// is bound to.
+	// Relay is the relayed transport address as this host's sockets see
+	// it (the local address, not an address a NAT maps to it); it may be
+	// unspecified like Listener. Peer is the peer the channel is bound to.
 	Relay, Peer netip.AddrPort
 	// Channel is the channel number, 0x4000-0x7FFF (stunwire.ValidChannel).
 	Channel uint16

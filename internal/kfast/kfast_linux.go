@@ -190,12 +190,18 @@ func (p *Program) Bind(f Flow) error {
 	if p.closed {
 		return ErrClosed
 	}
-	if cv.Ifindex, err = p.route.ifindex(f.Peer.Addr(), f.Relay.Addr()); err != nil {
+	// The interfaces to send from, and the source addresses of sockets
+	// bound to the unspecified address (what the kernel would pick for
+	// the user-space path's datagrams).
+	var src netip.Addr
+	if cv.Ifindex, src, err = p.route.route(f.Peer.Addr(), f.Relay.Addr()); err != nil {
 		return err
 	}
-	if pv.Ifindex, err = p.route.ifindex(f.Client.Addr(), f.Listener.Addr()); err != nil {
+	cv.Relay = src.As16()
+	if pv.Ifindex, src, err = p.route.route(f.Client.Addr(), f.Listener.Addr()); err != nil {
 		return err
 	}
+	pv.Listener = src.As16()
 	// The kernel's monotonic clock, which bpf_ktime_get_ns reads.
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
@@ -380,10 +386,14 @@ func (p *Program) Failures() (rewrite, redirect uint64, err error) {
 // entries validates f and builds its map entries (without interfaces and
 // deadline).
 func (f Flow) entries() (ck relayC2pKey, pk relayP2cKey, cv relayC2pVal, pv relayP2cVal, err error) {
-	client, listener := canonical(f.Client), canonical(f.Listener)
-	relay, peer := canonical(f.Relay), canonical(f.Peer)
+	client, peer := canonical(f.Client), canonical(f.Peer)
+	listener, relay := local(f.Listener, client), local(f.Relay, peer)
 	for _, a := range []netip.AddrPort{client, listener, relay, peer} {
-		if !a.IsValid() || a.Port() == 0 || !a.Addr().IsGlobalUnicast() && !a.Addr().IsPrivate() && !a.Addr().IsLinkLocalUnicast() {
+		if !a.IsValid() || a.Port() == 0 {
+			return ck, pk, cv, pv, fmt.Errorf("%w: address %v", ErrFlow, a)
+		}
+		if ip := a.Addr(); !ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLinkLocalUnicast() &&
+			!(ip.IsUnspecified() && (a == listener || a == relay)) {
 			return ck, pk, cv, pv, fmt.Errorf("%w: address %v", ErrFlow, a)
 		}
 	}
@@ -410,8 +420,9 @@ func (f Flow) entries() (ck relayC2pKey, pk relayP2cKey, cv relayC2pVal, pv rela
 
 func c2pKey(client, listener netip.AddrPort, channel uint16) relayC2pKey {
 	var k relayC2pKey
-	k.Client, k.ClientPort = addrBytes(canonical(client))
-	k.Listener, k.ListenerPort = addrBytes(canonical(listener))
+	client = canonical(client)
+	k.Client, k.ClientPort = addrBytes(client)
+	k.Listener, k.ListenerPort = addrBytes(local(listener, client))
 	binary.BigEndian.PutUint16(k.Channel[:], channel)
 	return k
 }
@@ -422,6 +433,21 @@ func addrBytes(ap netip.AddrPort) (a [16]byte, port [2]byte) {
 	a = ap.Addr().As16()
 	binary.BigEndian.PutUint16(port[:], ap.Port())
 	return a, port
+}
+
+// local is a server address (a listener's or a relayed one) as the
+// program keys it. The unspecified address stands for every local address
+// of the family of the remote end: a socket bound to :: also takes IPv4
+// datagrams, as ::ffff:a.b.c.d, and the program sees those as IPv4.
+func local(ap, remote netip.AddrPort) netip.AddrPort {
+	ap = canonical(ap)
+	if ap.Addr().IsUnspecified() && remote.Addr().Is4() {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), ap.Port())
+	}
+	if ap.Addr().IsUnspecified() && remote.Addr().Is6() {
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), ap.Port())
+	}
+	return ap
 }
 
 func canonical(ap netip.AddrPort) netip.AddrPort {

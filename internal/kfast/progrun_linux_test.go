@@ -377,3 +377,52 @@ func TestRebind(t *testing.T) {
 		t.Errorf("counters after reset: %+v", c)
 	}
 }
+
+// TestWildcard binds flows whose listener and relayed address are the
+// unspecified address (sockets bound to [::], icegate's default): the
+// program matches any local address and sends from the address the kernel
+// picks for such a socket; an IPv4 client of a [::] listener is keyed as
+// IPv4; an exact entry wins over a wildcard one.
+func TestWildcard(t *testing.T) {
+	needRoot(t)
+	tp := newTopo(t, false)
+	p := openIn(t, tp.server)
+	anyListen := netip.AddrPortFrom(netip.IPv6Unspecified(), 3478)
+	anyRelay := netip.AddrPortFrom(netip.IPv6Unspecified(), 50002)
+	for _, fam := range families {
+		client := netip.AddrPortFrom(fam.client, 40001)
+		listener := netip.AddrPortFrom(fam.listen, 3478)
+		relay := netip.AddrPortFrom(fam.relay, 50002)
+		peer := netip.AddrPortFrom(fam.peer, 60003)
+		if err := p.Bind(Flow{Alloc: 1, Client: client, Listener: anyListen, Relay: anyRelay, Peer: peer,
+			Channel: 0x4001, Expires: time.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{0, 5, 1000} {
+			data := payload(n, 9)
+			if ret, out := run(t, p, buildUDP(client, listener, channelData(0x4001, data, nil), 64)); ret != tcActRedirect || !bytes.Equal(out, buildUDP(relay, peer, data, 64)) {
+				t.Errorf("%s client->peer %d bytes: verdict %d\n% x", fam.name, n, ret, out)
+			}
+			if ret, out := run(t, p, buildUDP(peer, relay, data, 64)); ret != tcActRedirect || !bytes.Equal(out, buildUDP(listener, client, channelData(0x4001, data, nil), 64)) {
+				t.Errorf("%s peer->client %d bytes: verdict %d\n% x", fam.name, n, ret, out)
+			}
+		}
+		// An exact entry for the same client and channel wins.
+		other := netip.AddrPortFrom(fam.peer, 60004)
+		if err := p.Bind(Flow{Alloc: 2, Client: client, Listener: listener, Relay: netip.AddrPortFrom(fam.relay, 50003), Peer: other,
+			Channel: 0x4001, Expires: time.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		data := payload(10, 1)
+		if ret, out := run(t, p, buildUDP(client, listener, channelData(0x4001, data, nil), 64)); ret != tcActRedirect ||
+			!bytes.Equal(out, buildUDP(netip.AddrPortFrom(fam.relay, 50003), other, data, 64)) {
+			t.Errorf("%s: the exact entry did not win: verdict %d\n% x", fam.name, ret, out)
+		}
+		// Unbind names the listener as the flow did.
+		p.Unbind(client, anyListen, 0x4001)
+		p.Unbind(client, listener, 0x4001)
+		if n := p.Flows(); n != 0 {
+			t.Errorf("%s: %d flows after Unbind", fam.name, n)
+		}
+	}
+}

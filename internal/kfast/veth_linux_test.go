@@ -84,7 +84,8 @@ func TestRelayOverVeth(t *testing.T) {
 	for _, mode := range []struct {
 		name        string
 		senderTxOff bool
-	}{{"partial-checksums", false}, {"full-checksums", true}} {
+		wildcard    bool // the server's sockets bound to [::] (dual-stack)
+	}{{"partial-checksums", false, false}, {"full-checksums", true, false}, {"wildcard-sockets", false, true}} {
 		t.Run(mode.name, func(t *testing.T) {
 			tp := newTopo(t, mode.senderTxOff)
 			p := openIn(t, tp.server)
@@ -105,7 +106,7 @@ func TestRelayOverVeth(t *testing.T) {
 			}
 			for i, fam := range families {
 				t.Run(fam.name, func(t *testing.T) {
-					relayVeth(t, tp, p, fam, uint64(100+i))
+					relayVeth(t, tp, p, fam, uint64(100+i), mode.wildcard)
 				})
 			}
 			if rw, rd, err := p.Failures(); err != nil || rw != 0 || rd != 0 {
@@ -141,15 +142,25 @@ func TestRelayOverVeth(t *testing.T) {
 	}
 }
 
-func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64) {
+// relayVeth runs the exchanges of TestRelayOverVeth for one family. With
+// wildcard, the server's listener and relay sockets are bound to [::]
+// (taking IPv4 too) and the flow names the unspecified address, as with
+// icegate's default listen.addresses and relay binds; the program then
+// sends from the addresses the kernel would pick for those sockets.
+func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64, wildcard bool) {
 	client := listenIn(t, tp.client, netip.AddrPortFrom(fam.client, 0))
 	peer := listenIn(t, tp.peer, netip.AddrPortFrom(fam.peer, 0))
-	listener := listenIn(t, tp.server, netip.AddrPortFrom(fam.listen, 3478))
-	relay := listenIn(t, tp.server, netip.AddrPortFrom(fam.relay, 50000))
+	listenAddr := netip.AddrPortFrom(fam.listen, 3478)
+	relayAddr := netip.AddrPortFrom(fam.relay, 50000)
+	listenBind, relayBind := listenAddr, relayAddr
+	if wildcard {
+		listenBind = netip.AddrPortFrom(netip.IPv6Unspecified(), 3478)
+		relayBind = netip.AddrPortFrom(netip.IPv6Unspecified(), 50000)
+	}
+	listener := listenIn(t, tp.server, listenBind)
+	relay := listenIn(t, tp.server, relayBind)
 	clientAddr := canonical(client.LocalAddr().(*net.UDPAddr).AddrPort())
 	peerAddr := canonical(peer.LocalAddr().(*net.UDPAddr).AddrPort())
-	listenAddr := canonical(listener.LocalAddr().(*net.UDPAddr).AddrPort())
-	relayAddr := canonical(relay.LocalAddr().(*net.UDPAddr).AddrPort())
 	const ch = 0x4abc
 	c4, c6 := udpCsumErrors(t, tp.client)
 	p4, p6 := udpCsumErrors(t, tp.peer)
@@ -171,7 +182,7 @@ func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64) {
 		t.Fatalf("relay socket before Bind got % x from %v", got, from)
 	}
 
-	f := Flow{Alloc: alloc, Client: clientAddr, Listener: listenAddr, Relay: relayAddr, Peer: peerAddr,
+	f := Flow{Alloc: alloc, Client: clientAddr, Listener: listenBind, Relay: relayBind, Peer: peerAddr,
 		Channel: ch, Expires: time.Now().Add(time.Minute)}
 	if err := p.Bind(f); err != nil {
 		t.Fatal(err)
@@ -220,7 +231,7 @@ func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64) {
 	}
 
 	// Removal takes effect at once: the next datagrams are user space's.
-	p.Unbind(clientAddr, listenAddr, ch)
+	p.Unbind(clientAddr, listenBind, ch)
 	send(client, cd, listenAddr)
 	if got, _ := recv(t, listener, "listener after Unbind"); !bytes.Equal(got, cd) {
 		t.Fatalf("listener after Unbind got % x", got)

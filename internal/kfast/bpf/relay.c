@@ -56,7 +56,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define MAX_DATA (CHUNK * MAX_CHUNKS)
 
 // An address is 16 bytes, IPv4 as ::ffff:a.b.c.d; ports and the channel
-// number are in network byte order, as on the wire.
+// number are in network byte order, as on the wire. A key's listener or
+// relayed address may be the unspecified address of its family, for a
+// socket bound to it: the program looks the exact address up first, then
+// that one. The values always hold the concrete source address to send
+// from.
 
 // c2p_key is a client's 5-tuple (client address, listener address) and
 // the channel number of its ChannelData.
@@ -217,6 +221,17 @@ static __always_inline void mapped4(__u8 dst[16], const __u8 src[4])
 	dst[10] = 0xff;
 	dst[11] = 0xff;
 	__builtin_memcpy(dst + 12, src, 4);
+}
+
+// any_addr writes the unspecified address of the family as keys hold it:
+// :: for IPv6, ::ffff:0.0.0.0 for IPv4.
+static __always_inline void any_addr(__u8 a[16], int v6)
+{
+	__builtin_memset(a, 0, 16);
+	if (!v6) {
+		a[10] = 0xff;
+		a[11] = 0xff;
+	}
 }
 
 static __always_inline __u16 fold(__s64 sum)
@@ -440,8 +455,14 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p)
 	k.channel[0] = cd[0];
 	k.channel[1] = cd[1];
 	struct c2p_val *v = bpf_map_lookup_elem(&c2p, &k);
-	if (!v)
-		return TC_ACT_OK;
+	if (!v) {
+		// A listener bound to the unspecified address takes the
+		// datagram on any local address.
+		any_addr(k.listener, p->v6);
+		v = bpf_map_lookup_elem(&c2p, &k);
+		if (!v)
+			return TC_ACT_OK;
+	}
 	if (bpf_ktime_get_ns() >= v->expires)
 		return TC_ACT_OK; // pion decides; the entry is stale
 	__u32 n = ((__u32)cd[2] << 8) | cd[3];
@@ -541,8 +562,13 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p)
 	__builtin_memcpy(k.peer_port, p->uh.sport, 2);
 	__builtin_memcpy(k.relay_port, p->uh.dport, 2);
 	struct p2c_val *v = bpf_map_lookup_elem(&p2c, &k);
-	if (!v)
-		return TC_ACT_OK;
+	if (!v) {
+		// A relay socket bound to the unspecified address.
+		any_addr(k.relay, p->v6);
+		v = bpf_map_lookup_elem(&p2c, &k);
+		if (!v)
+			return TC_ACT_OK;
+	}
 	if (bpf_ktime_get_ns() >= v->expires)
 		return TC_ACT_OK;
 	__u32 n = p->ulen - UDP_HLEN;
