@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -114,10 +112,13 @@ func (p *Program) Attach(ifaces ...string) error {
 			closeLinks(added)
 			return fmt.Errorf("kfast: interface %q: %w", name, err)
 		}
-		if typ, err := os.ReadFile("/sys/class/net/" + name + "/type"); err == nil && strings.TrimSpace(string(typ)) != "1" {
-			// The program reads an Ethernet header (ARPHRD_ETHER).
+		if len(ifi.HardwareAddr) != 6 {
+			// The program reads a 14-byte Ethernet header; an L3 device
+			// (tun, WireGuard) has none and no 6-byte hardware address.
+			// (Read here rather than from /sys, which shows the namespace
+			// it was mounted in, not this thread's.)
 			closeLinks(added)
-			return fmt.Errorf("%w: interface %q is not Ethernet (type %s)", ErrNotSupported, name, strings.TrimSpace(string(typ)))
+			return fmt.Errorf("%w: interface %q is not Ethernet", ErrNotSupported, name)
 		}
 		l, err := link.AttachTCX(link.TCXOptions{
 			Interface: ifi.Index,

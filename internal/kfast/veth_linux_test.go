@@ -5,8 +5,10 @@ package kfast
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -96,6 +98,16 @@ func TestRelayOverVeth(t *testing.T) {
 				}
 				if err := p.Attach("nonesuch0"); err == nil {
 					return errors.New("attached to an interface that does not exist")
+				}
+				return nil
+			})
+			// An L3 device has no Ethernet header for the program to skip.
+			if out, err := exec.Command("ip", "-n", tp.server, "tuntap", "add", "dev", "tun0", "mode", "tun").CombinedOutput(); err != nil {
+				t.Fatalf("ip tuntap: %v\n%s", err, out)
+			}
+			inNetns(t, tp.server, func() error {
+				if err := p.Attach("tun0"); !errors.Is(err, ErrNotSupported) {
+					return fmt.Errorf("Attach(tun0): %v, want ErrNotSupported", err)
 				}
 				return nil
 			})
