@@ -14,10 +14,16 @@
 // program refuses it, so the kernel never relays past what pion allows even
 // when user space is late to remove it.
 //
-// What it needs: Linux ≥ 6.6 (TCX links; the classic clsact attachment of
-// older kernels is not implemented yet), CAP_BPF and CAP_NET_ADMIN
-// (CAP_PERFMON is not needed), and Ethernet interfaces without VLAN
-// offload in the path. Open and Attach report why it cannot run with
+// What it needs: Linux 5.12 or newer for the helpers the program calls
+// (bpf_redirect_neigh, bpf_check_mtu; it reads no kernel structures, so
+// no kernel BTF), though it was tested only on 6.18; TCX links on Linux
+// ≥ 6.6, and on older kernels (Debian 12's 6.1) a classic clsact qdisc
+// and bpf filter, which Attach falls back to (Config.Clsact forces it);
+// CAP_BPF and CAP_NET_ADMIN (CAP_PERFMON is not needed); Ethernet
+// interfaces (no tun or WireGuard devices), with VLAN-tagged traffic left
+// to user space. Only one Program may attach classically to an interface
+// (its filter has a fixed priority and handle, so that a filter a dead
+// process left behind is replaced). Open and Attach report why it cannot run with
 // errors that match ErrNotSupported or ErrPermission, and a verifier
 // rejection as a *LoadError carrying the verifier's log; nothing panics,
 // and the user-space path stays complete whatever happens here. Nothing is

@@ -16,6 +16,11 @@ type Config struct {
 	// Default 65536 (DefaultMaxFlows); a full map makes Bind fail and the
 	// flow stays in user space.
 	MaxFlows int
+	// Clsact attaches the program as a classic tc filter (a clsact qdisc
+	// and a bpf filter in direct-action mode) even where the kernel has
+	// TCX. Default false: TCX where the kernel has it (Linux ≥ 6.6), the
+	// classic filter only on older kernels.
+	Clsact bool
 }
 
 func (c Config) maxFlows() int {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -24,10 +25,12 @@ import (
 type Program struct {
 	mu     sync.Mutex
 	objs   relayObjects
-	links  []link.Link
+	links  []io.Closer // a TCX link or a classic filter per interface
 	names  []string
+	kinds  []string // "tcx" or "clsact", per interface
 	route  *router
 	ncpu   int
+	clsact bool // Config.Clsact
 	closed bool
 
 	// The tables as written, so that a rebind or a removal finds what to
@@ -61,6 +64,7 @@ func Open(cfg Config) (*Program, error) {
 	}
 	p := &Program{
 		ncpu:    ncpu,
+		clsact:  cfg.Clsact,
 		flows:   map[relayC2pKey]flowRec{},
 		byPeer:  map[relayP2cKey]relayC2pKey{},
 		byAlloc: map[uint64]map[relayC2pKey]struct{}{},
@@ -91,25 +95,28 @@ func loadErr(err error) error {
 	return fmt.Errorf("kfast: load: %w", err)
 }
 
-// Attach attaches the program to the ingress of each named interface with
-// a TCX link (Linux ≥ 6.6), in the calling thread's network namespace,
-// which must be the one Open ran in. Name every interface that carries
-// client or peer traffic. On an error nothing new stays attached.
+// Attach attaches the program to the ingress of each named interface, in
+// the calling thread's network namespace, which must be the one Open ran
+// in. Name every interface that carries client or peer traffic. It uses a
+// TCX link (Linux ≥ 6.6), which goes away with the process; on an older
+// kernel, or with Config.Clsact, a classic clsact qdisc and bpf filter
+// (tc_linux.go). On an error nothing new stays attached.
 func (p *Program) Attach(ifaces ...string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return ErrClosed
 	}
-	var added []link.Link
+	var added []io.Closer
+	var kinds []string
 	for i, name := range ifaces {
 		if slices.Contains(p.names, name) || slices.Contains(ifaces[:i], name) {
-			closeLinks(added)
+			closeAll(added)
 			return fmt.Errorf("kfast: interface %q named twice", name)
 		}
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
-			closeLinks(added)
+			closeAll(added)
 			return fmt.Errorf("kfast: interface %q: %w", name, err)
 		}
 		if len(ifi.HardwareAddr) != 6 {
@@ -117,35 +124,68 @@ func (p *Program) Attach(ifaces ...string) error {
 			// (tun, WireGuard) has none and no 6-byte hardware address.
 			// (Read here rather than from /sys, which shows the namespace
 			// it was mounted in, not this thread's.)
-			closeLinks(added)
+			closeAll(added)
 			return fmt.Errorf("%w: interface %q is not Ethernet", ErrNotSupported, name)
 		}
-		l, err := link.AttachTCX(link.TCXOptions{
-			Interface: ifi.Index,
-			Program:   p.objs.IcegateRelay,
-			Attach:    ebpf.AttachTCXIngress,
-		})
+		l, kind, err := p.attachOne(ifi.Index)
 		if err != nil {
-			closeLinks(added)
+			closeAll(added)
 			if errors.Is(err, unix.EPERM) {
 				return fmt.Errorf("%w: attach to %q: %w", ErrPermission, name, err)
 			}
-			if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL) {
-				return fmt.Errorf("%w: TCX attach to %q (needs Linux 6.6): %w", ErrNotSupported, name, err)
+			if errors.Is(err, ebpf.ErrNotSupported) {
+				return fmt.Errorf("%w: attach to %q: %w", ErrNotSupported, name, err)
 			}
 			return fmt.Errorf("kfast: attach to %q: %w", name, err)
 		}
 		added = append(added, l)
+		kinds = append(kinds, kind)
 	}
 	p.links = append(p.links, added...)
 	p.names = append(p.names, ifaces...)
+	p.kinds = append(p.kinds, kinds...)
 	return nil
 }
 
-func closeLinks(ls []link.Link) {
+// attachOne attaches to one interface: TCX where the kernel has it (and
+// Config.Clsact is off), else the classic filter.
+func (p *Program) attachOne(ifindex int) (io.Closer, string, error) {
+	if !p.clsact {
+		l, err := link.AttachTCX(link.TCXOptions{
+			Interface: ifindex,
+			Program:   p.objs.IcegateRelay,
+			Attach:    ebpf.AttachTCXIngress,
+		})
+		if err == nil {
+			return l, "tcx", nil
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return nil, "", err
+		}
+	}
+	f, err := attachClsact(p.route, ifindex, p.objs.IcegateRelay)
+	if err != nil {
+		return nil, "", err
+	}
+	return f, "clsact", nil
+}
+
+func closeAll(ls []io.Closer) {
 	for _, l := range ls {
 		_ = l.Close()
 	}
+}
+
+// Attachments returns how the program is attached, by interface name:
+// "tcx" or "clsact".
+func (p *Program) Attachments() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[string]string, len(p.names))
+	for i, n := range p.names {
+		m[n] = p.kinds[i]
+	}
+	return m
 }
 
 // Interfaces returns the names of the interfaces the program is attached to.
@@ -169,7 +209,7 @@ func (p *Program) Close() error {
 	for _, l := range p.links {
 		errs = append(errs, l.Close())
 	}
-	p.links, p.names = nil, nil
+	p.links, p.names, p.kinds = nil, nil, nil
 	errs = append(errs, p.objs.Close())
 	p.route.close()
 	return errors.Join(errs...)

@@ -17,6 +17,9 @@ func (*Program) Attach(...string) error { return ErrNotSupported }
 // Interfaces returns nothing.
 func (*Program) Interfaces() []string { return nil }
 
+// Attachments returns nothing.
+func (*Program) Attachments() map[string]string { return nil }
+
 // Close does nothing.
 func (*Program) Close() error { return nil }
 

@@ -22,10 +22,15 @@ const (
 // test with the reason when this kernel or process cannot load it.
 func openIn(t *testing.T, ns string) *Program {
 	t.Helper()
+	return openWith(t, ns, Config{})
+}
+
+func openWith(t *testing.T, ns string, cfg Config) *Program {
+	t.Helper()
 	var p *Program
 	err := doInNetns(ns, func() error {
 		var err error
-		p, err = Open(Config{})
+		p, err = Open(cfg)
 		return err
 	})
 	var le *LoadError

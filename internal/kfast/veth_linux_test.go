@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,10 +88,16 @@ func TestRelayOverVeth(t *testing.T) {
 		name        string
 		senderTxOff bool
 		wildcard    bool // the server's sockets bound to [::] (dual-stack)
-	}{{"partial-checksums", false, false}, {"full-checksums", true, false}, {"wildcard-sockets", false, true}} {
+		clsact      bool // the classic attachment instead of TCX
+	}{
+		{"partial-checksums", false, false, false},
+		{"full-checksums", true, false, false},
+		{"wildcard-sockets", false, true, false},
+		{"clsact", false, false, true},
+	} {
 		t.Run(mode.name, func(t *testing.T) {
 			tp := newTopo(t, mode.senderTxOff)
-			p := openIn(t, tp.server)
+			p := openWith(t, tp.server, Config{Clsact: mode.clsact})
 			inNetns(t, tp.server, func() error { return p.Attach(serverIface...) })
 			inNetns(t, tp.server, func() error {
 				if err := p.Attach("s1"); err == nil {
@@ -111,9 +118,19 @@ func TestRelayOverVeth(t *testing.T) {
 				}
 				return nil
 			})
+			wantKind, tcx := "tcx", 1
+			if mode.clsact {
+				wantKind, tcx = "clsact", 0
+			}
 			for _, iface := range serverIface {
-				if n := attachedPrograms(t, tp.server, iface); n != 1 {
-					t.Fatalf("%d programs on %s, want 1", n, iface)
+				if n := attachedPrograms(t, tp.server, iface); n != tcx {
+					t.Fatalf("%d TCX programs on %s, want %d", n, iface, tcx)
+				}
+				if k := p.Attachments()[iface]; k != wantKind {
+					t.Fatalf("attached to %s as %q, want %q", iface, k, wantKind)
+				}
+				if got := tcShow(t, tp.server, iface); mode.clsact != strings.Contains(got, "icegate_relay") {
+					t.Fatalf("tc on %s shows:\n%s", iface, got)
 				}
 			}
 			for i, fam := range families {
@@ -145,6 +162,9 @@ func TestRelayOverVeth(t *testing.T) {
 			for _, iface := range serverIface {
 				if n := attachedPrograms(t, tp.server, iface); n != 0 {
 					t.Errorf("%d programs still on %s after Close", n, iface)
+				}
+				if got := tcShow(t, tp.server, iface); got != "" {
+					t.Errorf("tc still shows on %s after Close:\n%s", iface, got)
 				}
 			}
 			if err := p.Bind(Flow{}); !errors.Is(err, ErrClosed) && !errors.Is(err, ErrFlow) {
@@ -333,4 +353,60 @@ func liveObjects(ids map[string]uint32) []string {
 		}
 	}
 	return left
+}
+
+// tcShow lists the classic tc filters on an interface's ingress and its
+// clsact qdisc, as tc shows them (empty when there are none).
+func tcShow(t *testing.T, ns, iface string) string {
+	t.Helper()
+	f, err := exec.Command("tc", "-n", ns, "filter", "show", "dev", iface, "ingress").CombinedOutput()
+	if err != nil {
+		f = nil // no clsact qdisc: no ingress hook to list
+	}
+	q, err := exec.Command("tc", "-n", ns, "qdisc", "show", "dev", iface).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tc qdisc show: %v\n%s", err, q)
+	}
+	out := strings.TrimSpace(string(f))
+	if strings.Contains(string(q), "clsact") {
+		out += "\n" + strings.TrimSpace(string(q))
+	}
+	return strings.TrimSpace(out)
+}
+
+// TestClsactReplaces attaches a second program as a classic filter where
+// one is attached already, as after a process that died without Close
+// (a classic filter outlives its process): the new filter replaces the
+// old one instead of failing or stacking, and after both Close calls
+// nothing is left on the interface.
+func TestClsactReplaces(t *testing.T) {
+	needRoot(t)
+	tp := newTopo(t, false)
+	first := openWith(t, tp.server, Config{Clsact: true})
+	second := openWith(t, tp.server, Config{Clsact: true})
+	inNetns(t, tp.server, func() error { return first.Attach("s0") })
+	inNetns(t, tp.server, func() error { return second.Attach("s0") })
+	if got := tcShow(t, tp.server, "s0"); strings.Count(got, "handle 0x1ce") != 1 {
+		t.Fatalf("want one filter, tc shows:\n%s", got)
+	}
+	idOf := func(p *Program) string {
+		info, err := p.objs.IcegateRelay.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		return fmt.Sprintf("id %d", id)
+	}
+	if got := tcShow(t, tp.server, "s0"); !strings.Contains(got, idOf(second)) {
+		t.Errorf("the filter is not the second program's (%s):\n%s", idOf(second), got)
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tcShow(t, tp.server, "s0"); got != "" {
+		t.Errorf("left on s0:\n%s", got)
+	}
 }
