@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -81,7 +82,8 @@ type conf struct {
 // waits until it is ready.
 func startNode(t *testing.T, redisURL, name string, c conf) *node {
 	t.Helper()
-	httpPort, turnPort := freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	httpPort, turnPort, tlsPort := ports[0], ports[1], ports[2]
 	timeout := nodeTimeout
 	if c.nodeTimeout != 0 {
 		timeout = c.nodeTimeout
@@ -112,7 +114,7 @@ cluster {
 }
 shutdown_grace = "1s"
 %s
-`, turnPort, freePort(t), httpPort, resumeGrace, c.signaling, redisURL, name, timeout, c.cluster, c.extra)
+`, turnPort, tlsPort, httpPort, resumeGrace, c.signaling, redisURL, name, timeout, c.cluster, c.extra)
 	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -162,24 +164,40 @@ func (n *node) kill(sig syscall.Signal) {
 	}
 }
 
-// freePort returns a TCP and UDP port free on 127.0.0.1 right now.
-func freePort(t *testing.T) int {
+// freePorts returns n distinct ports, each free on 127.0.0.1 for TCP and
+// UDP right now. The sockets that found them stay open until all are
+// found: a port closed at once may be handed out again by the next
+// search (a node once got the same port for HTTP and TURN over TCP).
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	for range 50 {
+	var ports []int
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 50 * n {
+		if len(ports) == n {
+			return ports
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		held = append(held, l)
 		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
 		if err == nil {
-			u.Close()
-			return port
+			held = append(held, u)
+			ports = append(ports, port)
 		}
 	}
+	if len(ports) == n {
+		return ports
+	}
 	t.Fatal("no free port")
-	return 0
+	return nil
 }
 
 // peer is a /ws client of one node.

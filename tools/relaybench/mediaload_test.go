@@ -350,7 +350,10 @@ func TestMediaThroughPion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.sent < n*20 || res.lossPct() > 1 || len(res.rtts) == 0 {
+	// Every scheduled packet is sent or, when the generator fell behind
+	// its schedule on a loaded machine, skipped and counted (CI once
+	// skipped 178 of 500); what was sent must come back.
+	if res.sent+res.skipped < n*20 || res.sent < n*5 || res.lossPct() > 1 || len(res.rtts) == 0 {
 		t.Fatalf("sent %d, echoed %d (loss %.2f%%), skipped %d, refused %d",
 			res.sent, res.recv, res.lossPct(), res.skipped, res.sendErrs)
 	}
