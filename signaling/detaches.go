@@ -11,8 +11,8 @@ import (
 // resume grace (Bus.Hold: the bus's lock, a grace timer, on a cluster a
 // Redis script). Done by every reader at once, 15,000 releases competed
 // with the storm's resumes and with fresh clients' joins for the handler
-// goroutines, the bus's lock and the two cores, and a fresh join's p99
-// went past 100 ms (execution traces in docs/performance.md).
+// goroutines, the bus's lock and the two cores, and a fresh client's join
+// waited behind them (execution traces in docs/performance.md).
 //
 // Nothing waits for such a release: the session's members see no change
 // (a held session stays in its rooms), and a resume that comes first
@@ -50,7 +50,7 @@ const (
 	// runs on its caller, as when the server is quiet: the queue never
 	// drops one. A node holds at most max_connections (under the
 	// 20,000-descriptor limit here), so it is reached only if releases
-	// fall behind by several node's worth.
+	// fall behind by several nodes' worth.
 	maxDetachQueue = 1 << 16
 	// memoryDetachWorkers release in parallel on the in-process bus: a
 	// release there is a lock and a timer, CPU a join needs as well.
