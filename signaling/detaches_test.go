@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -185,5 +186,34 @@ func TestDetachQuietInline(t *testing.T) {
 	a.send(`{"type":"message","to":"` + b.id() + `","id":1,"data":1}`)
 	if ack := a.expect("ack"); ack["held"] != true {
 		t.Fatalf("ack: %v", ack)
+	}
+}
+
+// Close waits for the releases still queued: a connection dropped just
+// before a shutdown is held on the bus all the same (on a shared bus,
+// where another node can resume it), not lost with the queue.
+func TestDetachQueuedBeforeClose(t *testing.T) {
+	s := newTestServer(t, nil)
+	waiting, gate := busyDetaches(t, s)
+	_, b := pairInRoom(t, s, "r")
+	b.raw.Close()
+	queuedRelease(t, waiting)
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		closed <- s.Close(ctx)
+	}()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a release was queued", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !heldOnBus(s, b.id()) {
+		t.Fatal("the queued release did not run before Close returned")
 	}
 }
