@@ -109,6 +109,9 @@ type Server struct {
 	timers *timers
 	// handlers run what readers hand off (shallow, handlers.go).
 	handlers handlers
+	// detaches queues dropped connections' releases while the server is
+	// busy (detaches.go).
+	detaches detachQueue
 
 	// eventSlots bounds the relay events on their way to the bus.
 	eventSlots chan struct{}
@@ -129,7 +132,7 @@ type Server struct {
 	// fds keeps Config.DescriptorReserve free (fdcount.Guard); its
 	// estimate between counts follows nconns and sioPending.
 	fds *fdGuard
-	wg  sync.WaitGroup // Accept calls running, and their retried releases (detach)
+	wg  sync.WaitGroup // Accept calls running, detach workers, and retried releases (release)
 }
 
 // relayEventsInFlight bounds Server.eventSlots.

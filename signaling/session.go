@@ -469,28 +469,26 @@ func renewAfter(exp time.Time) time.Duration {
 	return max(time.Until(exp)*4/5, time.Second)
 }
 
-// detach ends c's hold on its session after the connection ended. A peer
-// that said goodbye (close code 1000 or 1001, a close frame without a
-// code, or "bye") leaves at once;
-// one whose connection broke keeps its id, rooms and queue for the resume
-// grace, on the bus, where any node can take it over.
-func (s *Server) detach(c *conn, clean bool) {
+// release ends c's hold on its session after the connection ended
+// (detach, detaches.go): a goodbye removes the session, a broken
+// connection's is held for the resume grace.
+func (s *Server) release(c *conn, clean bool) {
 	if !s.unregister(c) {
 		return // replaced by a resumed connection
 	}
 	st := s.settings()
 	ctx, cancel := context.WithTimeout(context.Background(), busWait)
 	defer cancel()
-	var release func(context.Context) error
+	var free func(context.Context) error
 	c.proto.ended(c)
 	if clean || st.ResumeGrace <= 0 || !c.proto.resumable() || c.ended.Load() {
-		release = func(ctx context.Context) error { return s.bus.Remove(ctx, c.id, c.epoch) }
+		free = func(ctx context.Context) error { return s.bus.Remove(ctx, c.id, c.epoch) }
 		s.log.Debug("peer gone", "peer", c.id, "why", "disconnected")
 	} else {
 		written, grace := c.out.written(), st.ResumeGrace
-		release = func(ctx context.Context) error { return s.bus.Hold(ctx, c.id, c.epoch, written, grace) }
+		free = func(ctx context.Context) error { return s.bus.Hold(ctx, c.id, c.epoch, written, grace) }
 	}
-	err := release(ctx)
+	err := free(ctx)
 	if err != nil {
 		s.limited.Log(slog.LevelWarn, "detach", "cannot release a session on the bus", "peer", c.id, "err", err)
 	}
@@ -502,7 +500,7 @@ func (s *Server) detach(c *conn, clean bool) {
 	// again until the bus answers (the epoch keeps a late release from
 	// touching a session resumed meanwhile), or the server closes (then
 	// the cluster holds this node's sessions as after its death).
-	s.wg.Add(1) // within this connection's own count: Close waits for it
+	s.wg.Add(1) // within this connection's or its detach worker's place: Close waits for it
 	go func() {
 		defer s.wg.Done()
 		backoff := 100 * time.Millisecond
@@ -514,7 +512,7 @@ func (s *Server) detach(c *conn, clean bool) {
 			}
 			backoff = min(2*backoff, 5*time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), busWait)
-			err := release(ctx)
+			err := free(ctx)
 			cancel()
 			if !errors.Is(err, ErrUnavailable) {
 				return

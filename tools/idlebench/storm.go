@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,7 +40,15 @@ type stormResult struct {
 	freshDoor                         []time.Duration // first dial → hello, 503 waits included, sorted
 	freshFailed                       map[string]int  // by cause
 	freshRefused                      atomic.Int64    // 503s at the door, retried after Retry-After
+	// freshSlow are the slowest fresh joins with when they were sent,
+	// from the storm's start: whether the tail is the drop's first burst
+	// or spread over the storm.
+	freshSlow []freshAt
 }
+
+// freshAt is one fresh join: its time and when it was sent (from the
+// storm's start).
+type freshAt struct{ join, at time.Duration }
 
 // probeConn is one probe connection of the storm, in this process: it
 // keeps its last seq and resume token so it can resume as the workers'
@@ -302,6 +311,7 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 					return
 				}
 				st.fresh = append(st.fresh, f.join)
+				st.freshSlow = append(st.freshSlow, freshAt{f.join, f.joinAt.Sub(stormStart)})
 				st.freshConnect = append(st.freshConnect, f.connect)
 				st.freshDoor = append(st.freshDoor, f.door)
 			})
@@ -338,6 +348,8 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 	stopFresh()
 	fresh.Wait()
 	slices.Sort(st.fresh)
+	slices.SortFunc(st.freshSlow, func(a, b freshAt) int { return cmp.Compare(b.join, a.join) })
+	st.freshSlow = st.freshSlow[:min(len(st.freshSlow), 5)]
 	slices.Sort(st.freshConnect)
 	slices.Sort(st.freshDoor)
 
@@ -400,7 +412,10 @@ func (pr *probePair) onSender(m *probeMsg) {
 // freshTimes are one fresh client's: connect is dial → hello of the
 // attempt that got in, door the same from its first attempt (waits after
 // 503s included), join is join → joined on the established connection.
-type freshTimes struct{ connect, door, join time.Duration }
+type freshTimes struct {
+	connect, door, join time.Duration
+	joinAt              time.Time // when the join was sent
+}
 
 // Failure causes of fresh clients, counted apart.
 var (
@@ -445,11 +460,24 @@ func freshJoin(ctx context.Context, u, room string, refused *atomic.Int64) (fres
 		p.ws.Close()
 	}()
 	start := time.Now()
+	f.joinAt = start
 	if err := p.join(room); err != nil {
 		return f, fmt.Errorf("%w: %w", errFreshJoin, err)
 	}
 	f.join = time.Since(start)
 	return f, nil
+}
+
+// slowJoins formats the slowest fresh joins.
+func slowJoins(fs []freshAt) string {
+	var b strings.Builder
+	for i, f := range fs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s at +%.2fs", ms(f.join), f.at.Seconds())
+	}
+	return b.String()
 }
 
 // freshCause names why a fresh client failed, for the report: a bounded
@@ -497,6 +525,7 @@ func (st *stormResult) lines(o options, nodes int) []string {
 			o.stormFresh, freshMin, len(st.fresh), q(0.5), q(0.99), q(1), st.freshFailures(), st.freshFailed, st.freshRefused.Load()),
 		fmt.Sprintf("storm fresh connects on node 1: dial → hello p50 %s, p99 %s, max %s; from the first dial, 503 waits included: p50 %s, p99 %s, max %s",
 			qc(st.freshConnect, 0.5), qc(st.freshConnect, 0.99), qc(st.freshConnect, 1), qc(st.freshDoor, 0.5), qc(st.freshDoor, 0.99), qc(st.freshDoor, 1)),
+		"storm fresh joins, the slowest (join → joined, sent at + from the storm's start): " + slowJoins(st.freshSlow),
 	}
 }
 
