@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -88,7 +90,23 @@ type idleConn struct {
 	perr error           // an error found before gorilla asked, kept
 	mu   sync.Mutex      // rdl, and the read deadline while probe runs
 	rdl  time.Time       // the read deadline last set
+
+	// Lazy pongs (idleconn_linux.go): while a pong is due, the socket
+	// does not wake the reader for it alone; the next ping takes it.
+	lazy     bool         // plain TCP on Linux: lazy pongs possible
+	lowatOn  bool         // SO_RCVLOWAT is a pong and a byte; owned by the reader role
+	pongDue  atomic.Bool  // a ping went out and its pong was not seen
+	state    atomic.Int32 // idleStepping, idleWaiting, idleTaking
+	readable func(uintptr) bool
 }
+
+// The reader's states for lazy pongs: the pinger may take a pong from
+// the socket only while the reader waits on it (it reads nothing then).
+const (
+	idleStepping = iota // the reader reads (or is about to)
+	idleWaiting         // the reader waits on the socket
+	idleTaking          // the pinger takes a pong from the socket
+)
 
 // newIdleConn wraps conn, the connection net/http hijacked.
 func newIdleConn(conn net.Conn) *idleConn {
@@ -99,6 +117,11 @@ func newIdleConn(conn net.Conn) *idleConn {
 		c.raw = rawSocket(t.NetConn())
 	} else {
 		c.raw = rawSocket(conn)
+		c.lazy = c.raw != nil && lazyPongs
+	}
+	c.readable = readable
+	if c.lazy {
+		c.readable = readableLazy
 	}
 	return c
 }
@@ -181,7 +204,17 @@ func (c *idleConn) wait() {
 	if c.raw == nil || c.buffered() {
 		return
 	}
-	_ = c.raw.Read(readable)
+	if c.lowatOn && !c.pongDue.Load() {
+		// No pong is coming: every byte wakes the reader again, so
+		// a lone small frame (a close without a status code, which
+		// is 6 bytes, like a pong) is never left waiting.
+		c.lowatOn = !c.setLowat(1)
+	}
+	c.state.Store(idleWaiting)
+	_ = c.raw.Read(c.readable)
+	for !c.state.CompareAndSwap(idleWaiting, idleStepping) {
+		runtime.Gosched() // the pinger is taking a pong: one system call
+	}
 }
 
 // skipControl consumes the complete pings and pongs at the head of the

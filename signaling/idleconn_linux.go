@@ -43,3 +43,105 @@ func readable(fd uintptr) bool {
 		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 	return errno != unix.EAGAIN
 }
+
+// pongFrame is the size of a client's pong to the server's empty ping: a
+// masked frame with no payload (RFC 6455 §5.2, §5.5.3).
+const pongFrame = 6
+
+// lonePong reports whether the n bytes at the head of a socket (peeked
+// with room for one more) are a pong and nothing else.
+func lonePong(b []byte, n uintptr) bool {
+	return n == pongFrame && b[0] == 0x8A && b[1] == 0x80
+}
+
+// lazyPongs: on Linux a plain connection's socket can be told not to wake
+// its reader for a lone pong (beforePing).
+const lazyPongs = true
+
+// beforePing runs before the server pings c's client (on the pinger, not
+// the reader): it takes the last ping's pong if it waits alone in the
+// socket, and has the socket not wake the reader for the coming pong
+// alone: SO_RCVLOWAT a pong and one byte (socket(7); TCP wakes a reader
+// only when that much is queued, tcp_data_ready). An idle client's answer
+// then waits in the socket until the next ping, while anything else
+// (which after a pong makes more than a pong) wakes the reader at once.
+// Waking the reader for each pong and parking it again was most of what
+// an idle connection cost besides the ping's write (issue 15). The reader
+// sets the mark back to one byte when it waits with no pong due
+// (idleConn.wait).
+//
+// It reports whether it took a pong, and whether the socket held nothing
+// at all (no pong, no other input on its way to the reader). The pinger
+// touches the socket only while the reader waits on it (the state
+// idleWaiting, claimed as idleTaking); else it does nothing and reports
+// neither, and the reader takes the pong as before.
+func (c *idleConn) beforePing() (took, empty bool) {
+	if !c.lazy || !c.state.CompareAndSwap(idleWaiting, idleTaking) {
+		return false, false
+	}
+	defer c.state.Store(idleWaiting)
+	took, empty = c.takePong()
+	if !c.lowatOn {
+		c.lowatOn = c.setLowat(pongFrame + 1)
+	}
+	return took, empty
+}
+
+// takeWaitingPong is the reader's takePong, when it woke with a pong
+// perhaps alone in the socket (its read deadline passed before the next
+// ping took it).
+func (c *idleConn) takeWaitingPong() bool {
+	if !c.lowatOn {
+		return false
+	}
+	took, _ := c.takePong()
+	return took
+}
+
+// setLowat sets the socket's SO_RCVLOWAT, reporting whether it did. It
+// runs on the waiting reader's shallow stack too: a raw system call.
+func (c *idleConn) setLowat(n int32) bool {
+	var errno syscall.Errno
+	err := c.raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT,
+			uintptr(unsafe.Pointer(&n)), 4, 0)
+	})
+	return err == nil && errno == 0
+}
+
+// readableLazy is readable for a socket with lazy pongs: a lone pong is
+// not input for the reader (it waits on; the pinger takes the pong),
+// anything else is.
+func readableLazy(fd uintptr) bool {
+	var b [pongFrame + 1]byte
+	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return errno != unix.EAGAIN
+	}
+	return !lonePong(b[:], n)
+}
+
+// takePong takes a pong waiting alone in the socket and reports whether
+// it did, and whether the socket was empty. A pong followed by anything
+// has woken the reader, which takes both. The caller holds the reader
+// role. Raw system calls (MSG_DONTWAIT: they cannot block), as the
+// reader's shallow stack may run it.
+func (c *idleConn) takePong() (took, empty bool) {
+	_ = c.raw.Control(func(fd uintptr) {
+		var b [pongFrame + 1]byte
+		n, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if errno == unix.EAGAIN {
+			empty = true
+			return
+		}
+		if errno != 0 || !lonePong(b[:], n) {
+			return
+		}
+		n, _, errno = syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), pongFrame,
+			unix.MSG_DONTWAIT, 0, 0)
+		took = errno == 0 && n == pongFrame
+	})
+	return took, empty
+}

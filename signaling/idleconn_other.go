@@ -13,3 +13,11 @@ func rawSocket(net.Conn) syscall.RawConn { return nil }
 
 // readable is never called without a raw socket.
 func readable(uintptr) bool { return true }
+
+// lazyPongs: only Linux has SO_RCVLOWAT that holds back a wake-up.
+const lazyPongs = false
+
+func readableLazy(uintptr) bool                    { return true }
+func (c *idleConn) beforePing() (took, empty bool) { return false, false }
+func (c *idleConn) takeWaitingPong() bool          { return false }
+func (c *idleConn) setLowat(int32) bool            { return false }

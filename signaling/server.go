@@ -117,6 +117,9 @@ type Server struct {
 	eventSlots chan struct{}
 
 	nconns atomic.Int64
+	// idleWakes counts the times a waiting reader woke (the tests of
+	// lazy pongs: an idle client's pong wakes none).
+	idleWakes atomic.Int64
 	// sioPending counts Engine.IO sessions waiting for their socket.io
 	// CONNECT (up to connectTimeout): each holds a session and a
 	// goroutine, so it takes a place under max_connections as well.

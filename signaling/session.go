@@ -537,6 +537,7 @@ func (c *conn) readLoop() (clean bool) {
 		if w != nil && w.canWait() {
 			for {
 				w.waitInput()
+				c.s.idleWakes.Add(1)
 				end := false
 				c.s.shallow(func() { end, clean = c.step(w) })
 				if end {

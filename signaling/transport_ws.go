@@ -70,6 +70,9 @@ func newWSTransport(ws *websocket.Conn, nc *idleConn, hardLimit int64, readTimeo
 
 // pong extends the read deadline: the client is alive.
 func (t *wsTransport) pong() {
+	if t.nc != nil {
+		t.nc.pongDue.Store(false)
+	}
 	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
 }
 
@@ -98,6 +101,12 @@ func (t *wsTransport) waitInput() {
 // ends instead of blocking in gorilla for the next data frame; after a
 // frame, probe learns whether crypto/tls holds more, for the next wait.
 func (t *wsTransport) readIdle(limit int) ([]byte, error) {
+	if t.nc.takeWaitingPong() {
+		t.pong()
+		if !t.nc.buffered() {
+			return nil, errIdle
+		}
+	}
 	for t.nc.skipControl(t.pong, t.answerPing) {
 		t.nc.probe()
 		if !t.nc.buffered() {
@@ -167,8 +176,28 @@ func (t *wsTransport) WriteFrame(deadline time.Time, head, body []byte) error {
 	return err
 }
 
-// Ping implements Transport.
+// Ping implements Transport. The pong to the last ping, waiting alone in
+// the socket (lazy pongs, idleconn_linux.go), is taken first: the client
+// is alive.
 func (t *wsTransport) Ping(deadline time.Time) error {
+	if t.nc != nil && t.nc.lazy {
+		took, empty := t.nc.beforePing()
+		due := t.nc.pongDue.Load()
+		switch {
+		case took, !due:
+			// The client answered (or has not been asked since it
+			// last did): its read deadline runs from here, so that
+			// it falls after the next ping, which takes this ping's
+			// pong; the reader is not woken for it.
+			t.pong()
+		case empty:
+			// The last ping went unanswered for a whole ping
+			// interval, longer than the pong wait: the reader ends
+			// the connection as at its read timeout.
+			_ = t.ws.SetReadDeadline(time.Now())
+		}
+		t.nc.pongDue.Store(true)
+	}
 	return t.ws.WriteControl(websocket.PingMessage, nil, deadline)
 }
 

@@ -1,0 +1,108 @@
+package signaling
+
+import (
+	"net/http/httptest"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// lazyServer is a plain /ws server pinging every pingEvery, where lazy
+// pongs apply (Linux, plain TCP; idleconn_linux.go).
+func lazyServer(t *testing.T, pingEvery time.Duration) (*Server, *httptest.Server) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("lazy pongs need Linux's SO_RCVLOWAT")
+	}
+	s := newTestServer(t, func(c *Config) { c.PingInterval = pingEvery })
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	return s, hs
+}
+
+// answerPings reads c's connection in the background, so that gorilla
+// answers the server's pings, until the test ends.
+func answerPings(t *testing.T, c *idleClient) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			if _, _, err := c.ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	t.Cleanup(func() { c.ws.Close(); wg.Wait() })
+}
+
+// An idle client's pongs do not wake its reader: each waits in the
+// socket until the next ping takes it, and the connection stays up for
+// many read timeouts.
+func TestLazyPongsNoWakeups(t *testing.T) {
+	const every = 100 * time.Millisecond
+	s, hs := lazyServer(t, every)
+	const n = 5
+	for range n {
+		answerPings(t, dialIdle(t, hs))
+	}
+	time.Sleep(3 * every) // the opening's own wake-ups
+	start := s.idleWakes.Load()
+	time.Sleep(20 * every) // ten read timeouts (every + every)
+	if got := s.nconns.Load(); got != n {
+		t.Fatalf("%d connections of %d left: taken pongs did not keep them", got, n)
+	}
+	// Without lazy pongs every ping round wakes every reader: 20 × 5.
+	// With them, at most one wake each (a read deadline that fell
+	// before the next ping took the pong).
+	if woke := s.idleWakes.Load() - start; woke > n {
+		t.Errorf("readers woke %d times in 20 ping rounds of %d idle clients; want at most %d", woke, n, n)
+	}
+}
+
+// A client that stops answering pings is dropped at the next ping after
+// the one it left unanswered, as its read timeout would have.
+func TestLazyPongsSilentClient(t *testing.T) {
+	const every = 200 * time.Millisecond
+	s, hs := lazyServer(t, every)
+	c := dialIdle(t, hs) // never reads: gorilla answers no ping
+	_ = c
+	if !waitUntil(4*every+time.Second, func() bool { return s.nconns.Load() == 0 }) {
+		t.Fatalf("a client answering no ping was still connected after %v", 4*every+time.Second)
+	}
+}
+
+// A close frame without a status code is 6 bytes, as a pong is: it wakes
+// the reader at once whether a pong waits before it in the socket (the
+// client is idle) or not (it has just sent a message, which took the
+// pong with it).
+func TestLazyPongsBareClose(t *testing.T) {
+	const every = 400 * time.Millisecond
+	for _, afterMessage := range []bool{false, true} {
+		name := "pong waiting"
+		if afterMessage {
+			name = "after a message"
+		}
+		t.Run(name, func(t *testing.T) {
+			s, hs := lazyServer(t, every)
+			c := dialIdle(t, hs)
+			answerPings(t, c)
+			time.Sleep(every + every/4) // one ping answered, its pong in the socket
+			if afterMessage {
+				if _, err := c.wire.Write(ping(1)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := c.wire.Write(frame(websocket.CloseMessage, nil)); err != nil {
+				t.Fatal(err)
+			}
+			// Well before the next ping (every/2 away) could take a pong
+			// and wake it.
+			if !waitUntil(every/4, func() bool { return s.nconns.Load() == 0 }) {
+				t.Fatalf("a close without a status code was not seen within %v", every/4)
+			}
+		})
+	}
+}
