@@ -2,6 +2,8 @@ package signaling
 
 import (
 	"cmp"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -126,9 +128,26 @@ func (hs *handlers) loop(h *handler) {
 
 // callRecover runs f and returns the value of a panic in it (nil for none).
 func callRecover(f func()) (p any) {
-	defer func() { p = recover() }()
+	defer func() {
+		if r := recover(); r != nil {
+			p = &handedPanic{value: r, stack: debug.Stack()}
+		}
+	}()
 	f()
 	return nil
+}
+
+// handedPanic is a panic raised on a handler goroutine, raised again on
+// the goroutine that handed it the work: with the stack where it
+// happened, which the second raise would lose (the server's log of a
+// panic serving a connection showed only the hand-off).
+type handedPanic struct {
+	value any
+	stack []byte
+}
+
+func (p *handedPanic) String() string {
+	return fmt.Sprintf("%v\n[raised on a handler goroutine]\n%s", p.value, p.stack)
 }
 
 // runAlone runs f on a goroutine of its own and waits for it, raising a

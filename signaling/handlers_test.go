@@ -2,7 +2,9 @@ package signaling
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,8 +34,9 @@ func TestHandlers(t *testing.T) {
 	}
 	func() {
 		defer func() {
-			if p := recover(); p != "boom" {
-				t.Errorf("recovered %v, want the handler's panic", p)
+			hp, ok := recover().(*handedPanic)
+			if !ok || hp.value != "boom" || !strings.Contains(fmt.Sprint(hp), "handlers_test.go") {
+				t.Errorf("recovered %v, want the handler's panic with the stack where it was raised", hp)
 			}
 		}()
 		hs.run(func() { panic("boom") })

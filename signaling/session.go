@@ -290,14 +290,17 @@ func (s *Server) open(ctx context.Context, t Transport, opts *AcceptOptions, p p
 	// A context that never ends (serveWS's; the server's Close kills its
 	// connections itself) needs no watch, and no watcher held for the
 	// connection's life.
-	stop = func() bool { return true }
+	// unwatch, not the result stop: a return on an error sets stop to
+	// nil before the deferred undo runs (each connection refused for an
+	// unreachable bus panicked there, and its place was never given back).
+	unwatch := func() bool { return true }
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
+		unwatch = context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
 	}
 	ok := false
 	defer func() {
 		if !ok { // an error, or a panic on its way up
-			stop()
+			unwatch()
 			s.exit(c)
 		}
 	}()
@@ -317,7 +320,7 @@ func (s *Server) open(ctx context.Context, t Transport, opts *AcceptOptions, p p
 	}
 	c.start(hello, renew, st.PingInterval)
 	ok = true
-	return c, stop, nil
+	return c, unwatch, nil
 }
 
 // limits are the bus limits of a session under st. When a connection
