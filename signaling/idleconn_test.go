@@ -150,14 +150,18 @@ func (c *idleClient) expectPongs(t *testing.T, ids ...int) {
 }
 
 // idleServers runs f against a server over plain TCP and over TLS (with
-// cmd/icegate's hellosplit under crypto/tls). The cases that need no
-// keepalive give a long ping interval, so that none wakes a connection.
+// cmd/icegate's hellosplit under crypto/tls), each with the shared waiter
+// (watch.go) and with a reader goroutine per connection (the "-reader"
+// modes: another platform's path, and ServeTransport's). The cases that
+// need no keepalive give a long ping interval, so that none wakes a
+// connection.
 func idleServers(t *testing.T, pingEvery time.Duration, f func(t *testing.T, s *Server, hs *httptest.Server)) {
-	for _, mode := range []string{"plain", "tls"} {
+	for _, mode := range []string{"plain", "tls", "plain-reader", "tls-reader"} {
 		t.Run(mode, func(t *testing.T) {
 			s := newTestServer(t, func(c *Config) { c.PingInterval = pingEvery })
+			s.noWaiter = strings.HasSuffix(mode, "-reader")
 			hs := httptest.NewUnstartedServer(s.Handler())
-			if mode == "tls" {
+			if strings.HasPrefix(mode, "tls") {
 				// As cmd/icegate serves HTTPS: the reader sees
 				// through hellosplit's Conn once it is passing.
 				hs.Listener = hellosplit.Listen(hs.Listener)
@@ -362,12 +366,26 @@ func TestIdleReaderPongs(t *testing.T) {
 				t.Errorf("client %d: %d of its 10 pings answered", i, answered[i].Load())
 			}
 		}
-		ok := waitUntil(3*time.Second, func() bool {
-			return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0
-		})
-		if !ok {
-			t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
-				goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("signaling.(*wsTransport).ReadFrame"), n)
+		if s.noWaiter {
+			ok := waitUntil(3*time.Second, func() bool {
+				return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0
+			})
+			if !ok {
+				t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
+					goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("signaling.(*wsTransport).ReadFrame"), n)
+			}
+		} else {
+			// In the waiter: no goroutine reads any of them, and all
+			// are registered.
+			ok := waitUntil(3*time.Second, func() bool {
+				return goroutinesIn("signaling.(*poller).wait") == 1 && goroutinesIn("signaling.(*conn).readLoop") == 0 &&
+					goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0 && s.poll.Load().count() == n
+			})
+			if !ok {
+				t.Errorf("%d waiters, %d readers, %d in gorilla, %d registered; want 1, 0, 0, %d",
+					goroutinesIn("signaling.(*poller).wait"), goroutinesIn("signaling.(*conn).readLoop"),
+					goroutinesIn("signaling.(*wsTransport).ReadFrame"), s.poll.Load().count(), n)
+			}
 		}
 		for _, c := range clients {
 			c.ws.Close()

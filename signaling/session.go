@@ -56,6 +56,10 @@ type conn struct {
 	expFired  bool  // the expiry duty was handed to the writer
 	tm        timerSlot
 
+	// w is the connection's part in the server's waiter, when it has no
+	// reader goroutine (watch.go).
+	w watch
+
 	// Reader-only state.
 	rate  tokenbucket.Bucket // messages_per_second, messages_burst
 	name  string             // /ws/simple login name
@@ -145,6 +149,9 @@ func (c *conn) rescheduleLocked() {
 		if e := c.expiryAt(); e != 0 && !c.expFired && e < when {
 			when = e
 		}
+		if c.w.readAt != 0 && c.w.readAt < when {
+			when = c.w.readAt
+		}
 		when = gridUp(when, timerGrain(c.pingEvery))
 	}
 	c.s.timers.schedule(c, when)
@@ -195,7 +202,17 @@ func (c *conn) due(now int64) (pingOnly bool) {
 		todo |= todoExpiry
 		c.expFired = true
 	}
+	silent := c.readTimedOut(now)
 	c.rescheduleLocked()
+	if silent {
+		// As a read past its deadline ends a reader goroutine's
+		// connection: the writer closes it, and the session is held
+		// for resume (watch.go).
+		c.wmu.Unlock()
+		c.kill(closeNormal, "")
+		c.kick(todo)
+		return false
+	}
 	if todo == todoPing && c.todo == 0 && c.started && !c.writing && !c.finished && c.hello == nil {
 		c.writing = true
 		c.wmu.Unlock()
@@ -253,11 +270,7 @@ func (s *Server) serve(ctx context.Context, t Transport, opts *AcceptOptions, p 
 	defer s.exit(c)
 	defer stop()
 	clean := c.readLoop()
-	s.shallow(func() {
-		c.kill(closeNormal, "")
-		<-c.writerDone
-		s.detach(c, clean)
-	})
+	s.shallow(func() { s.teardown(c, clean) })
 	return nil
 }
 
@@ -771,13 +784,20 @@ func (c *conn) finish(code int, text string) {
 		return
 	}
 	c.finished = true
+	watched := c.w.p != nil
 	c.rescheduleLocked()
 	c.wmu.Unlock()
+	// A connection waiting in the waiter leaves it before its socket
+	// closes, and is ended from here (watch.go).
+	ended := watched && c.unwatchForClose()
 	if code > 0 {
 		_ = c.t.Close(code, text)
 	}
 	_ = c.t.Close(0, "")
 	close(c.writerDone)
+	if ended {
+		c.s.handlers.start(c, true)
+	}
 }
 
 // flush writes what the outbox holds.

@@ -51,6 +51,17 @@ type wsTransport struct {
 	// gone is set by the reader when the connection ended without a
 	// close frame (Close then writes none).
 	gone atomic.Bool
+	// untimed: the server's timer loop keeps the read timeout (a
+	// connection in the waiter, watch.go); no read deadline is set.
+	untimedReads bool
+}
+
+// untimed leaves the read timeout to the timer loop: the deadline set at
+// the start is cleared, and neither a pong nor a frame sets another.
+// Called before the connection is first read in the waiter.
+func (t *wsTransport) untimed() {
+	t.untimedReads = true
+	_ = t.ws.SetReadDeadline(time.Time{})
 }
 
 // newWSTransport wraps ws, which reads through nc when nc is not nil.
@@ -70,6 +81,9 @@ func newWSTransport(ws *websocket.Conn, nc *idleConn, hardLimit int64, readTimeo
 
 // pong extends the read deadline: the client is alive.
 func (t *wsTransport) pong() {
+	if t.untimedReads {
+		return
+	}
 	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
 }
 
@@ -127,7 +141,9 @@ func (t *wsTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 		}
 		return nil, err
 	}
-	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
+	if !t.untimedReads {
+		_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
+	}
 	if buf == nil {
 		buf = getFrameBuf()
 	}

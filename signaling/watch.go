@@ -1,0 +1,240 @@
+package signaling
+
+import (
+	"context"
+	"runtime/debug"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// No goroutine per idle connection (issue 15).
+//
+// A connection serveWS upgraded with a raw socket under it (idleconn.go)
+// is served without a reader goroutine of its own: once open, it is
+// registered with the server's waiter (poller_linux.go), and the goroutine
+// that opened it ends. When input arrives the waiter hands the connection
+// to a handler (handlers.start), which runs the same step the reader
+// goroutine runs (readIdle: keepalives, probe, the message), repeats while
+// input is buffered above the socket (a message in gorilla's buffer or in
+// crypto/tls's must not wait for the next packet), and re-arms the
+// registration. An idle connection then costs its conn, its idleConn and
+// gorilla's state, its slot in the waiter: no stack, no g.
+//
+// Ownership is one word, watch.state: the goroutine that moved it to
+// watchRunning (the opener, or a handler the waiter claimed it for) is
+// the only one that reads the connection, until it moves it to
+// watchArmed and re-arms. Whoever moves it to watchEnded ends the
+// connection, once: a handler whose read failed, or, for a connection
+// killed while it waited (the API, shutdown, the read timeout), the
+// writer as it closes the transport (conn.finish). finish sets closing
+// before it tries; a handler re-arming looks at closing after it armed;
+// so one of the two always sees the other, and the end runs.
+//
+// The read timeout is not a read deadline reset per pong (a runtime
+// timer change each): the waiter notes the time of each input
+// (watch.last), and the server's timer loop, when the deadline it
+// scheduled comes, ends the connection if no input came since, or moves
+// the deadline on (conn.due).
+//
+// ServeTransport, socket.io's sessions and connections without a raw
+// socket keep a reader goroutine (serve, readLoop): their callers and
+// transports count on it.
+
+// The states of a watched connection (watch.state).
+const (
+	watchRunning = iota // a goroutine owns it: the opener or a handler
+	watchArmed          // registered, waiting for input
+	watchEnded          // ending, or ended
+)
+
+// watch is a conn's part in the waiter, set before it is registered.
+type watch struct {
+	p     *poller // nil: the connection has a reader goroutine
+	raw   syscall.RawConn
+	nc    *idleConn
+	slot  int32
+	gen   int32
+	added bool // registered with epoll once; the owner's
+	state atomic.Int32
+	// closing is set by finish before it tries to end the connection.
+	closing atomic.Bool
+	// last is the Unix ns of the last input seen; readTimeout is how
+	// long the client may be silent.
+	last        atomic.Int64
+	readTimeout int64
+	readAt      int64       // the read deadline scheduled, under conn.wmu; 0: none
+	stop        func() bool // ends the watch on ctx (open)
+}
+
+// waiter returns the server's waiter, starting it on first use; nil when
+// there is none (another platform, or the server is closed).
+func (s *Server) waiter() *poller {
+	if p := s.poll.Load(); p != nil {
+		return p
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.poll.Load(); p != nil || s.closed || s.noWaiter || s.pollFailed {
+		return p
+	}
+	p, err := newPoller(func(c *conn) { s.handlers.start(c, false) })
+	if err != nil {
+		s.pollFailed = true
+		s.log.Info("no shared waiter for idle connections: one goroutine each", "err", err)
+		return nil
+	}
+	s.poll.Store(p)
+	return p
+}
+
+// serveWatched serves a connection serveWS upgraded: with the waiter
+// when it can, else as serve does. It returns once the connection is
+// registered (or ended), not when it ends.
+func (s *Server) serveWatched(t *wsTransport, opts *AcceptOptions, p protocol) {
+	pl := s.waiter()
+	if pl == nil || !t.canWait() {
+		_ = s.serve(context.Background(), t, opts, p)
+		return
+	}
+	c, stop, err := s.open(context.Background(), t, opts, p)
+	if err != nil {
+		return
+	}
+	// From here the read timeout is the timer loop's: no read deadline.
+	t.untimed()
+	now := time.Now().UnixNano()
+	c.w.raw, c.w.nc, c.w.stop = t.nc.raw, t.nc, stop
+	c.w.readTimeout = int64(t.readTimeout)
+	c.w.last.Store(now)
+	pl.add(c)
+	c.wmu.Lock()
+	if c.finished {
+		// Killed already (replaced, shutdown): the writer did not see
+		// the waiter, so this goroutine ends it, as serve would.
+		c.wmu.Unlock()
+		pl.release(c)
+		c.w.state.Store(watchEnded)
+		s.endConn(c, c.readLoop(), stop)
+		return
+	}
+	c.w.p = pl
+	c.w.readAt = now + c.w.readTimeout
+	c.rescheduleLocked()
+	c.wmu.Unlock()
+	if t.nc.buffered() {
+		c.pump()
+		return
+	}
+	c.arm()
+}
+
+// pump handles c's input on the goroutine that owns it (watchRunning):
+// steps while input is buffered above the socket, then re-arms, or ends
+// the connection when a step says so.
+func (c *conn) pump() {
+	w := c.t.(idleReader)
+	for {
+		end, clean := c.stepWatched(w)
+		if end {
+			c.w.state.Store(watchEnded)
+			c.unwatch()
+			c.s.endConn(c, clean, c.w.stop)
+			return
+		}
+		c.w.last.Store(time.Now().UnixNano())
+		if !c.w.nc.buffered() {
+			break
+		}
+	}
+	c.arm()
+}
+
+// stepWatched is step for a handler: a panic in it ends the connection
+// (logged, as net/http logs a handler's) instead of the process.
+func (c *conn) stepWatched(w idleReader) (end, clean bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.log.Error("panic serving a connection", "panic", p, "stack", string(debug.Stack()))
+			end, clean = true, false
+		}
+	}()
+	return c.step(w)
+}
+
+// arm hands c back to the waiter: registered (the first time) or re-armed
+// for its next input. If that fails (the socket closed) or the writer
+// began closing the connection meanwhile, c is ended here, unless the
+// waiter or the writer claimed it first.
+func (c *conn) arm() {
+	op := pollMod
+	if !c.w.added {
+		op = pollAdd
+		c.w.added = true
+	}
+	c.w.state.Store(watchArmed)
+	err := c.w.p.ctl(c, op)
+	if (err != nil || c.w.closing.Load()) && c.w.state.CompareAndSwap(watchArmed, watchEnded) {
+		c.unwatch()
+		c.s.endConn(c, c.bye(), c.w.stop)
+	}
+}
+
+// unwatch removes c from the waiter: from epoll (before its socket
+// closes, where the caller can see to that; a closed socket left epoll by
+// itself) and from its slot. The caller moved c to watchEnded.
+func (c *conn) unwatch() {
+	_ = c.w.p.ctl(c, pollDel)
+	c.w.p.release(c)
+}
+
+// unwatchForClose is finish's part, before it closes the transport: it
+// reports whether the connection was waiting in the waiter, and so is
+// finish's to end (after the close; endFinished).
+func (c *conn) unwatchForClose() bool {
+	c.w.closing.Store(true)
+	if !c.w.state.CompareAndSwap(watchArmed, watchEnded) {
+		return false // its owner sees closing, or its read fails
+	}
+	c.unwatch()
+	return true
+}
+
+// endFinished ends a connection finish claimed from the waiter, on a
+// handler: detach may wait for the bus.
+func (c *conn) endFinished() {
+	c.s.endConn(c, c.bye(), c.w.stop)
+}
+
+// readTimedOut is conn.due's part: with wmu held, it reports whether the
+// client has been silent past its read timeout, else moves the deadline
+// to the last input's.
+func (c *conn) readTimedOut(now int64) bool {
+	if c.w.p == nil || c.w.readAt == 0 || c.w.readAt > now {
+		return false
+	}
+	dl := c.w.last.Load() + c.w.readTimeout
+	if dl <= now {
+		c.w.readAt = 0
+		return true
+	}
+	c.w.readAt = dl
+	return false
+}
+
+// endConn is what follows the end of a connection's reading, on every
+// path: teardown, the watch on ctx stopped, the place given back.
+func (s *Server) endConn(c *conn, clean bool, stop func() bool) {
+	s.teardown(c, clean)
+	stop()
+	s.exit(c)
+}
+
+// teardown ends c after its reading ended: the writer flushes and closes
+// the transport, then the session is released or held (detach). Every
+// way a connection ends comes through here.
+func (s *Server) teardown(c *conn, clean bool) {
+	c.kill(closeNormal, "")
+	<-c.writerDone
+	s.detach(c, clean)
+}
