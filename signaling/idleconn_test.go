@@ -56,16 +56,27 @@ func (c *holdConn) flush() error {
 
 // idleClient is a /ws client that writes frames of its own making.
 type idleClient struct {
-	ws   *websocket.Conn
-	tcp  *holdConn
-	tls  *tls.Conn // nil over plain TCP
-	wire net.Conn  // where frames are written: tls, or tcp
+	ws    *websocket.Conn
+	hello map[string]any
+	tcp   *holdConn
+	tls   *tls.Conn // nil over plain TCP
+	wire  net.Conn  // where frames are written: tls, or tcp
 }
 
 // dialIdle connects to hs's /ws (over TLS if hs is a TLS server) and
 // reads the hello.
 func dialIdle(t *testing.T, hs *httptest.Server) *idleClient {
 	t.Helper()
+	c, err := dialIdleErr(hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.ws.Close() })
+	return c
+}
+
+// dialIdleErr is dialIdle for any goroutine: the caller closes c.ws.
+func dialIdleErr(hs *httptest.Server) (*idleClient, error) {
 	c := &idleClient{}
 	d := websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -89,18 +100,17 @@ func dialIdle(t *testing.T, hs *httptest.Server) *idleClient {
 	}
 	ws, _, err := d.Dial(wsURL(hs, "/ws"), nil)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { ws.Close() })
 	c.ws, c.wire = ws, net.Conn(c.tcp)
 	if c.tls != nil {
 		c.wire = c.tls
 	}
-	var hello map[string]any
-	if err := ws.ReadJSON(&hello); err != nil || hello["type"] != "hello" {
-		t.Fatalf("hello: %v %v", hello, err)
+	if err := ws.ReadJSON(&c.hello); err != nil || c.hello["type"] != "hello" {
+		ws.Close()
+		return nil, fmt.Errorf("hello: %v %v", c.hello, err)
 	}
-	return c
+	return c, nil
 }
 
 // frame is a client's frame (masked, RFC 6455 §5.3) with FIN set.
