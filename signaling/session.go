@@ -12,10 +12,12 @@ import (
 	"icegate/internal/tokenbucket"
 )
 
-// conn is one connection to a session: exactly one reader (the goroutine
-// in ServeTransport) and at most one writer at a time (writer), which runs
-// only while there is something to write: an idle connection holds one
-// goroutine, blocked in its read (issue 15). The session itself (its id,
+// conn is one connection to a session: exactly one reader at a time (the
+// goroutine in ServeTransport, or for a connection in the server's waiter
+// the handler its input was handed to, watch.go) and at most one writer
+// at a time (writer), which runs only while there is something to write:
+// an idle connection holds no goroutine in the waiter, else one, blocked
+// in its read (issue 15). The session itself (its id,
 // rooms, log and resume token) lives on the Bus and outlives the
 // connection: within the resume grace a new connection, on this node or
 // another, takes it over.
