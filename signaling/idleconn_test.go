@@ -396,6 +396,11 @@ func TestIdleReaderPongs(t *testing.T) {
 					goroutinesIn("signaling.(*poller).wait"), goroutinesIn("signaling.(*conn).readLoop"),
 					goroutinesIn("signaling.(*wsTransport).ReadFrame"), s.poll.Load().count(), n)
 			}
+			// Over plain TCP the pongs were taken off the socket by
+			// the waiter itself (skimPongs); over TLS they cannot be.
+			if skimmed := s.poll.Load().skimmed.Load(); (hs.TLS == nil) != (skimmed > 0) {
+				t.Errorf("%d pong rounds skimmed by the waiter (TLS: %v)", skimmed, hs.TLS != nil)
+			}
 		}
 		for _, c := range clients {
 			c.ws.Close()

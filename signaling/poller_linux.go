@@ -3,8 +3,10 @@ package signaling
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,9 +32,20 @@ import (
 type poller struct {
 	epfd int
 	evfd int // written by close: the waiter's wake-up to end
-	// hand gives a reported connection to a handler; it must not block
-	// for long (handlers.start).
-	hand func(*conn)
+	// hand gives a reported connection (its input, or with end its
+	// end) to a handler; it must not block for long (handlers.start).
+	hand func(c *conn, end bool)
+
+	// The waiter's own: skimPongs's buffer, and the recv it does inside
+	// Control (made once: a closure per call would be an allocation
+	// per pong).
+	skim     []byte
+	recvN    int
+	recvOK   bool
+	recvLen  int
+	recvFlag int
+	recvFn   func(fd uintptr)
+	skimmed  atomic.Int64 // connections whose pongs the waiter took itself (tests)
 
 	mu    sync.Mutex
 	slots []pollSlot
@@ -55,7 +68,7 @@ const pollEvents = 256
 const wakeSlot = -1
 
 // newPoller starts a waiter that gives reported connections to hand.
-func newPoller(hand func(*conn)) (*poller, error) {
+func newPoller(hand func(c *conn, end bool)) (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -71,7 +84,13 @@ func newPoller(hand func(*conn)) (*poller, error) {
 		_ = unix.Close(epfd)
 		return nil, err
 	}
-	p := &poller{epfd: epfd, evfd: evfd, hand: hand, done: make(chan struct{})}
+	p := &poller{epfd: epfd, evfd: evfd, hand: hand, done: make(chan struct{}), skim: make([]byte, pongSkim)}
+	p.recvFn = func(fd uintptr) {
+		// Raw: MSG_DONTWAIT, it cannot block.
+		r, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.skim[0])), uintptr(p.recvLen),
+			uintptr(p.recvFlag|unix.MSG_DONTWAIT), 0, 0)
+		p.recvN, p.recvOK = int(r), errno == 0
+	}
 	go p.wait()
 	return p, nil
 }
@@ -105,10 +124,30 @@ func (p *poller) wait() {
 				continue
 			}
 			c.w.last.Store(now)
-			p.hand(c)
+			if !c.skimPongs(p.peek, p.take) {
+				p.hand(c, false)
+				continue
+			}
+			p.skimmed.Add(1)
+			if c.rearm() {
+				p.hand(c, true)
+			}
 		}
 		clear(evs[:n]) // no stale slot numbers kept around
 	}
+}
+
+// peek and take are skimPongs's recv(2) into p.skim, with and without
+// MSG_PEEK; ok is false on an error (EAGAIN included) or a closed socket.
+func (p *poller) peek(c *conn, n int) (int, bool) { return p.recv(c, n, unix.MSG_PEEK) }
+func (p *poller) take(c *conn, n int) (int, bool) { return p.recv(c, n, 0) }
+
+func (p *poller) recv(c *conn, n, flag int) (int, bool) {
+	p.recvLen, p.recvFlag, p.recvN, p.recvOK = n, flag, 0, false
+	if err := c.w.raw.Control(p.recvFn); err != nil {
+		return 0, false
+	}
+	return p.recvN, p.recvOK
 }
 
 // lookup returns the connection in slot at generation gen, or nil when

@@ -7,7 +7,7 @@ import "errors"
 // poller is the waiter for idle connections where there is one
 // (poller_linux.go). Elsewhere newPoller fails and every connection's
 // reader waits on its own goroutine, as ServeTransport's do.
-type poller struct{}
+type poller struct{ skim []byte }
 
 // Registrations (poller.ctl's op); unused without a poller.
 const (
@@ -16,7 +16,7 @@ const (
 	pollDel
 )
 
-func newPoller(func(*conn)) (*poller, error) {
+func newPoller(func(*conn, bool)) (*poller, error) {
 	return nil, errors.New("signaling: no shared waiter on this platform")
 }
 

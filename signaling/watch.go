@@ -78,7 +78,7 @@ func (s *Server) waiter() *poller {
 	if p := s.poll.Load(); p != nil || s.closed || s.noWaiter || s.pollFailed {
 		return p
 	}
-	p, err := newPoller(func(c *conn) { s.handlers.start(c, false) })
+	p, err := newPoller(s.handlers.start)
 	if err != nil {
 		s.pollFailed = true
 		s.log.Info("no shared waiter for idle connections: one goroutine each", "err", err)
@@ -167,6 +167,14 @@ func (c *conn) stepWatched(w idleReader) (end, clean bool) {
 // began closing the connection meanwhile, c is ended here, unless the
 // waiter or the writer claimed it first.
 func (c *conn) arm() {
+	if c.rearm() {
+		c.s.endConn(c, c.bye(), c.w.stop)
+	}
+}
+
+// rearm is arm's part that never blocks (the waiter re-arms too): it
+// reports whether c is the caller's to end, having left the waiter.
+func (c *conn) rearm() (end bool) {
 	op := pollMod
 	if !c.w.added {
 		op = pollAdd
@@ -176,9 +184,55 @@ func (c *conn) arm() {
 	err := c.w.p.ctl(c, op)
 	if (err != nil || c.w.closing.Load()) && c.w.state.CompareAndSwap(watchArmed, watchEnded) {
 		c.unwatch()
-		c.s.endConn(c, c.bye(), c.w.stop)
+		return true
 	}
+	return false
 }
+
+// skimPongs is the waiter's shortcut for the input an idle connection
+// gets most, the pong answering the server's keepalive (RFC 6455
+// §5.5.3): when the socket of a plain (not TLS) connection holds nothing
+// but whole pongs, the waiter takes them off the socket itself and
+// re-arms, with no hand-off to a handler and no goroutine woken. Anything
+// else, or any doubt, is the handler's, which reads it all as before.
+// The connection is the caller's (watchRunning), and nothing is buffered
+// above its socket (it was armed). peek and take are the waiter's
+// recv(2) with and without MSG_PEEK, non-blocking, on c's socket.
+func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
+	if c.w.nc.tls != nil {
+		return false
+	}
+	n, ok := peek(c, pongSkim)
+	if !ok || n == 0 {
+		return false // end of stream, an error, or nothing: the handler's
+	}
+	end := 0
+	for end < n {
+		b := c.w.p.skim[end:n]
+		// A client's pong: FIN and opcode 0xA, no RSV bits, masked
+		// (§5.3), a payload of at most 125 bytes (§5.5).
+		if len(b) < 2 || b[0] != 0x8A || b[1]&0x80 == 0 || b[1]&0x7F > 125 {
+			return false
+		}
+		l := 6 + int(b[1]&0x7F)
+		if l > len(b) {
+			return false // not all there yet
+		}
+		end += l
+	}
+	m, ok := take(c, end)
+	if m > 0 && m < end {
+		// Cannot happen (what was peeked is there, and only the owner
+		// reads): what was taken goes to the handler, ahead of the
+		// rest, as if gorilla had not read it yet.
+		c.w.nc.pend = append([]byte(nil), c.w.p.skim[:m]...)
+		return false
+	}
+	return ok && m == end
+}
+
+// pongSkim is how much of a socket skimPongs looks at: a few pongs.
+const pongSkim = 128
 
 // unwatch removes c from the waiter: from epoll (before its socket
 // closes, where the caller can see to that; a closed socket left epoll by
