@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -12,9 +13,9 @@ import (
 )
 
 // poller is a server's one waiter for its idle connections (issue 15;
-// watch.go): one epoll instance, and one goroutine blocked in epoll_wait
-// for all of them. A blocking system call holds a thread, not a P, so the
-// waiter costs the scheduler nothing while it waits; a connection it
+// watch.go): one epoll instance for all of them, and one goroutine that
+// waits on it, parked in Go's own poller as a socket's reader is (the
+// epoll instance is readable while it has events). A connection it
 // reports is handed to the handler pool, and it waits again.
 //
 // A connection is registered level-triggered with EPOLLONESHOT: once
@@ -30,8 +31,10 @@ import (
 // descriptor's reference: it cannot be closed, and its number reused,
 // while the call runs. Control failing means the connection is closed.
 type poller struct {
-	epfd int
-	evfd int // written by close: the waiter's wake-up to end
+	file *os.File        // epfd's owner: Go's poller waits on it
+	rc   syscall.RawConn // file's
+	// drainFn is drain as RawConn.Read's callback (made once).
+	drainFn func(fd uintptr) bool
 	// hand gives a reported connection (its input, or with end its
 	// end) to a handler; it must not block for long (handlers.start).
 	hand func(c *conn, end bool)
@@ -64,61 +67,70 @@ type pollSlot struct {
 // pollEvents is how many events one epoll_wait may return.
 const pollEvents = 256
 
-// wakeSlot is the eventfd's event data: not a slot.
-const wakeSlot = -1
-
 // newPoller starts a waiter that gives reported connections to hand.
 func newPoller(hand func(c *conn, end bool)) (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	// The epoll instance is itself readable while it has events, so it
+	// waits in Go's own poller like a socket (see wait): non-blocking,
+	// it becomes a pollable os.File, which then owns (and closes) it.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, err
+	}
+	file := os.NewFile(uintptr(epfd), "signaling-epoll")
+	rc, err := file.SyscallConn()
 	if err != nil {
-		_ = unix.Close(epfd)
+		_ = file.Close()
 		return nil, err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeSlot}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		_ = unix.Close(evfd)
-		_ = unix.Close(epfd)
-		return nil, err
-	}
-	p := &poller{epfd: epfd, evfd: evfd, hand: hand, done: make(chan struct{}), skim: make([]byte, pongSkim)}
+	p := &poller{file: file, rc: rc, hand: hand, done: make(chan struct{}), skim: make([]byte, pongSkim)}
 	p.recvFn = func(fd uintptr) {
 		// Raw: MSG_DONTWAIT, it cannot block.
 		r, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.skim[0])), uintptr(p.recvLen),
 			uintptr(p.recvFlag|unix.MSG_DONTWAIT), 0, 0)
 		p.recvN, p.recvOK = int(r), errno == 0
 	}
+	evs := make([]unix.EpollEvent, pollEvents)
+	p.drainFn = func(fd uintptr) bool { return p.drain(int(fd), evs) }
 	go p.wait()
 	return p, nil
 }
 
-// wait is the waiter goroutine. Each connection reported is claimed
-// (armed → running) and handed off; one that is no longer armed (it is
-// ending) or whose slot moved on is left alone. It ends when close writes
-// the eventfd.
+// wait is the waiter goroutine. It parks in Go's poller on the epoll
+// instance (RawConn.Read), not in a blocking epoll_wait of its own: the
+// thread that polls the runtime's descriptors then finds the waiter ready
+// along with them, so a burst of pongs wakes no thread of the waiter's
+// own (the runtime's poller sees the sockets' input anyway: they stay
+// registered there, for writes). It ends when close closes the file.
 func (p *poller) wait() {
 	defer close(p.done)
-	evs := make([]unix.EpollEvent, pollEvents)
 	for {
-		n, err := unix.EpollWait(p.epfd, evs, -1)
+		if err := p.rc.Read(p.drainFn); err != nil {
+			return // closed
+		}
+	}
+}
+
+// drain takes what the epoll instance has (epoll_wait without waiting)
+// and reports false when it is empty, so that RawConn.Read parks until
+// it is readable again. Each connection reported is claimed (armed →
+// running) and handed off, or has its pongs taken here (skimPongs); one
+// that is no longer armed (it is ending) or whose slot moved on is left
+// alone.
+func (p *poller) drain(epfd int, evs []unix.EpollEvent) bool {
+	for {
+		n, err := unix.EpollWait(epfd, evs, 0)
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) {
 				continue
 			}
-			// Cannot happen with a valid epfd and buffer; a waiter
-			// that returned here would leave every connection
-			// unread, so it tries again after a pause.
-			time.Sleep(10 * time.Millisecond)
-			continue
+			return true // cannot happen; Read is called again, and fails if closed
 		}
 		now := time.Now().UnixNano()
 		for i := range evs[:n] {
-			if evs[i].Fd == wakeSlot {
-				return
-			}
 			c := p.lookup(evs[i].Fd, evs[i].Pad)
 			if c == nil || !c.w.state.CompareAndSwap(watchArmed, watchRunning) {
 				continue
@@ -134,6 +146,9 @@ func (p *poller) wait() {
 			}
 		}
 		clear(evs[:n]) // no stale slot numbers kept around
+		if n < len(evs) {
+			return false
+		}
 	}
 }
 
@@ -210,7 +225,14 @@ func (p *poller) ctl(c *conn, op int) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: c.w.slot, Pad: c.w.gen}
 	var cerr error
 	err := c.w.raw.Control(func(fd uintptr) {
-		cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+		// The epoll instance's reference is held too: a late re-arm
+		// (a handler's, racing the connection's end and the server's
+		// Close) cannot reach a closed, perhaps reused, descriptor.
+		if err := p.rc.Control(func(epfd uintptr) {
+			cerr = unix.EpollCtl(int(epfd), op, int(fd), &ev)
+		}); err != nil {
+			cerr = err
+		}
 	})
 	if err != nil {
 		return err
@@ -218,19 +240,11 @@ func (p *poller) ctl(c *conn, op int) error {
 	return cerr
 }
 
-// close ends the waiter and closes its descriptors. Every connection has
-// left it (Server.Close calls it after they all ended).
+// close ends the waiter and closes the epoll instance. Every connection
+// has left it (Server.Close calls it after they all ended).
 func (p *poller) close() {
-	one := [8]byte{1}
-	for {
-		_, err := unix.Write(p.evfd, one[:])
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
+	_ = p.file.Close() // wakes the waiter's Read, which fails
 	<-p.done
-	_ = unix.Close(p.epfd)
-	_ = unix.Close(p.evfd)
 }
 
 // count is how many connections hold a slot (tests).
