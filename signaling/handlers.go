@@ -39,37 +39,77 @@ const handlerIdle = 2 * time.Second
 // handler is one of the goroutines: work carries what it is to run, done
 // what became of it (a panic's value, or nil).
 type handler struct {
-	work     chan func()
+	work     chan handlerWork
 	done     chan any
 	lastUsed time.Time // under handlers.mu
 	idx      int       // in handlers.idle, -1 while it runs work; under handlers.mu
 }
 
-// run runs f on a handler goroutine and waits for it. A panic in f is
-// raised again on the caller's goroutine, as if f had run there.
-func (hs *handlers) run(f func()) {
+// handlerWork is what a handler is handed: f to run for a caller that
+// waits (run), or, with c set, c's input to handle for the waiter
+// (start), which does not wait: the handler goes back to the idle list
+// itself.
+type handlerWork struct {
+	f   func()
+	c   *conn
+	end bool // c's end (conn.endFinished), not its input (conn.pump)
+}
+
+// take returns an idle handler, or starts a new one; nil when the
+// handlers are closed.
+func (hs *handlers) take() *handler {
 	hs.mu.Lock()
-	var h *handler
+	defer hs.mu.Unlock()
 	if n := len(hs.idle); n > 0 {
-		h = hs.idle[n-1]
+		h := hs.idle[n-1]
 		hs.idle[n-1] = nil
 		hs.idle = hs.idle[:n-1]
 		h.idx = -1
+		return h
 	}
-	closed := hs.closed
-	if h == nil && !closed {
-		h = &handler{work: make(chan func()), done: make(chan any), idx: -1}
-		hs.wg.Add(1)
-		go hs.loop(h)
+	if hs.closed {
+		return nil
 	}
-	hs.mu.Unlock()
+	h := &handler{work: make(chan handlerWork), done: make(chan any), idx: -1}
+	hs.wg.Add(1)
+	go hs.loop(h)
+	return h
+}
+
+// start hands c's input (conn.pump), or with end c's end
+// (conn.endFinished), to a handler without waiting for it: the waiter
+// (poller_linux.go) calls it for each connection that has input, and
+// must not wait on any of them. Once the handlers are closed it runs on a
+// goroutine of its own.
+func (hs *handlers) start(c *conn, end bool) {
+	h := hs.take()
+	if h == nil {
+		go handleConn(c, end)
+		return
+	}
+	h.work <- handlerWork{c: c, end: end}
+}
+
+// handleConn runs start's work.
+func handleConn(c *conn, end bool) {
+	if end {
+		c.endFinished()
+	} else {
+		c.pump()
+	}
+}
+
+// run runs f on a handler goroutine and waits for it. A panic in f is
+// raised again on the caller's goroutine, as if f had run there.
+func (hs *handlers) run(f func()) {
+	h := hs.take()
 	if h == nil {
 		// Closed (the server is shutting down while a reader still
 		// handles a message): a goroutine of its own, as before.
 		runAlone(f)
 		return
 	}
-	h.work <- f
+	h.work <- handlerWork{f: f}
 	p := <-h.done
 	hs.mu.Lock()
 	if hs.closed {
@@ -94,11 +134,26 @@ func (hs *handlers) loop(h *handler) {
 	defer idle.Stop()
 	for {
 		select {
-		case f, ok := <-h.work:
+		case w, ok := <-h.work:
 			if !ok {
 				return
 			}
-			h.done <- callRecover(f)
+			if w.c == nil {
+				h.done <- callRecover(w.f)
+				continue
+			}
+			// The waiter's: nobody waits, so the handler puts itself
+			// back (as run does for the others).
+			handleConn(w.c, w.end)
+			hs.mu.Lock()
+			if hs.closed {
+				hs.mu.Unlock()
+				return
+			}
+			h.lastUsed = time.Now()
+			h.idx = len(hs.idle)
+			hs.idle = append(hs.idle, h)
+			hs.mu.Unlock()
 		case <-idle.C:
 			// Ends only if it is still idle, and has been for
 			// handlerIdle: taking it out of the list under the lock

@@ -1,7 +1,6 @@
 package signaling
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -365,7 +364,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	// and serve is called directly: the connection's goroutine starts as
 	// shallow as it can (see serve).
 	t := s.newWSTransport(ws, hw.nc)
-	if !s.spawn(func() { _ = s.serve(context.Background(), t, &opts, opts.proto()) }) {
+	if !s.spawn(func() { s.serveWatched(t, &opts, opts.proto()) }) {
 		s.doneOpening()
 		_ = t.Close(closeGoingAway, ErrClosed.Error())
 	}

@@ -15,7 +15,14 @@ import (
 
 // Waiting for input on a shallow stack (issue 15).
 //
-// An idle connection's one goroutine is its reader, and a goroutine's
+// On Linux an idle /ws connection that serveWS upgraded has no goroutine
+// at all: it waits in the server's shared epoll waiter (watch.go,
+// poller_linux.go), and its input is read on a handler goroutine. The
+// rest of this comment is about what that relies on, and about the
+// connections that keep a reader goroutine (ServeTransport's, socket.io's,
+// and every connection on other platforms).
+//
+// Such a connection's one goroutine is its reader, and a goroutine's
 // stack stays as large as the deepest call it is blocked in: blocked in
 // gorilla → bufio → tls.Conn.Read → the socket, it keeps the 8 KiB that
 // decrypting a record grew it to. So where the platform allows
@@ -25,7 +32,8 @@ import (
 // the deep read (gorilla, crypto/tls, the message) on a short-lived
 // goroutine.
 //
-// Waiting on the socket is only right when nothing is buffered above it:
+// Waiting on the socket (in the waiter or on the reader's stack) is only
+// right when nothing is buffered above it (buffered, probe):
 // a message already in gorilla's bufio.Reader or in crypto/tls's buffers
 // would wait for the next packet, perhaps forever. idleConn is the
 // net.Conn gorilla reads through, and it keeps that knowledge:
@@ -66,6 +74,10 @@ import (
 // caller's slice (bufio.Reader.Read), so larger frames cost no copy,
 // only a read more.
 const wsReadBuffer = 288
+
+// pongFrame is the size of a client's pong to the server's empty ping: a
+// masked frame with no payload (RFC 6455 §5.2, §5.5.3).
+const pongFrame = 6
 
 // errIdle is readIdle's answer when the input was only keepalives and
 // nothing more is buffered: the reader goes back to waiting.

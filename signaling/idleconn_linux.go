@@ -44,10 +44,6 @@ func readable(fd uintptr) bool {
 	return errno != unix.EAGAIN
 }
 
-// pongFrame is the size of a client's pong to the server's empty ping: a
-// masked frame with no payload (RFC 6455 §5.2, §5.5.3).
-const pongFrame = 6
-
 // lonePong reports whether the n bytes at the head of a socket (peeked
 // with room for one more) are a pong and nothing else.
 func lonePong(b []byte, n uintptr) bool {

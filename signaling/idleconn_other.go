@@ -21,3 +21,6 @@ func readableLazy(uintptr) bool                    { return true }
 func (c *idleConn) beforePing() (took, empty bool) { return false, false }
 func (c *idleConn) takeWaitingPong() bool          { return false }
 func (c *idleConn) setLowat(int32) bool            { return false }
+
+// takePong never takes a pong where lazyPongs is off.
+func (c *idleConn) takePong() (took, empty bool) { return false, false }

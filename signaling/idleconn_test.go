@@ -56,16 +56,27 @@ func (c *holdConn) flush() error {
 
 // idleClient is a /ws client that writes frames of its own making.
 type idleClient struct {
-	ws   *websocket.Conn
-	tcp  *holdConn
-	tls  *tls.Conn // nil over plain TCP
-	wire net.Conn  // where frames are written: tls, or tcp
+	ws    *websocket.Conn
+	hello map[string]any
+	tcp   *holdConn
+	tls   *tls.Conn // nil over plain TCP
+	wire  net.Conn  // where frames are written: tls, or tcp
 }
 
 // dialIdle connects to hs's /ws (over TLS if hs is a TLS server) and
 // reads the hello.
 func dialIdle(t *testing.T, hs *httptest.Server) *idleClient {
 	t.Helper()
+	c, err := dialIdleErr(hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.ws.Close() })
+	return c
+}
+
+// dialIdleErr is dialIdle for any goroutine: the caller closes c.ws.
+func dialIdleErr(hs *httptest.Server) (*idleClient, error) {
 	c := &idleClient{}
 	d := websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -89,18 +100,17 @@ func dialIdle(t *testing.T, hs *httptest.Server) *idleClient {
 	}
 	ws, _, err := d.Dial(wsURL(hs, "/ws"), nil)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { ws.Close() })
 	c.ws, c.wire = ws, net.Conn(c.tcp)
 	if c.tls != nil {
 		c.wire = c.tls
 	}
-	var hello map[string]any
-	if err := ws.ReadJSON(&hello); err != nil || hello["type"] != "hello" {
-		t.Fatalf("hello: %v %v", hello, err)
+	if err := ws.ReadJSON(&c.hello); err != nil || c.hello["type"] != "hello" {
+		ws.Close()
+		return nil, fmt.Errorf("hello: %v %v", c.hello, err)
 	}
-	return c
+	return c, nil
 }
 
 // frame is a client's frame (masked, RFC 6455 §5.3) with FIN set.
@@ -150,14 +160,18 @@ func (c *idleClient) expectPongs(t *testing.T, ids ...int) {
 }
 
 // idleServers runs f against a server over plain TCP and over TLS (with
-// cmd/icegate's hellosplit under crypto/tls). The cases that need no
-// keepalive give a long ping interval, so that none wakes a connection.
+// cmd/icegate's hellosplit under crypto/tls), each with the shared waiter
+// (watch.go) and with a reader goroutine per connection (the "-reader"
+// modes: another platform's path, and ServeTransport's). The cases that
+// need no keepalive give a long ping interval, so that none wakes a
+// connection.
 func idleServers(t *testing.T, pingEvery time.Duration, f func(t *testing.T, s *Server, hs *httptest.Server)) {
-	for _, mode := range []string{"plain", "tls"} {
+	for _, mode := range []string{"plain", "tls", "plain-reader", "tls-reader"} {
 		t.Run(mode, func(t *testing.T) {
 			s := newTestServer(t, func(c *Config) { c.PingInterval = pingEvery })
+			s.noWaiter = strings.HasSuffix(mode, "-reader")
 			hs := httptest.NewUnstartedServer(s.Handler())
-			if mode == "tls" {
+			if strings.HasPrefix(mode, "tls") {
 				// As cmd/icegate serves HTTPS: the reader sees
 				// through hellosplit's Conn once it is passing.
 				hs.Listener = hellosplit.Listen(hs.Listener)
@@ -362,12 +376,33 @@ func TestIdleReaderPongs(t *testing.T) {
 				t.Errorf("client %d: %d of its 10 pings answered", i, answered[i].Load())
 			}
 		}
-		ok := waitUntil(3*time.Second, func() bool {
-			return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0
-		})
-		if !ok {
-			t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
-				goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("signaling.(*wsTransport).ReadFrame"), n)
+		if s.noWaiter {
+			ok := waitUntil(3*time.Second, func() bool {
+				return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0
+			})
+			if !ok {
+				t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
+					goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("signaling.(*wsTransport).ReadFrame"), n)
+			}
+		} else {
+			// In the waiter: no goroutine reads any of them, and all
+			// are registered.
+			ok := waitUntil(3*time.Second, func() bool {
+				return goroutinesIn("signaling.(*poller).wait") == 1 && goroutinesIn("signaling.(*conn).readLoop") == 0 &&
+					goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0 && s.poll.Load().count() == n
+			})
+			if !ok {
+				t.Errorf("%d waiters, %d readers, %d in gorilla, %d registered; want 1, 0, 0, %d",
+					goroutinesIn("signaling.(*poller).wait"), goroutinesIn("signaling.(*conn).readLoop"),
+					goroutinesIn("signaling.(*wsTransport).ReadFrame"), s.poll.Load().count(), n)
+			}
+			// Over plain TCP the pongs were taken off the socket by
+			// the pinger (lazy pongs) or the waiter itself
+			// (skimPongs); over TLS they cannot be.
+			p := s.poll.Load()
+			if took := p.skimmed.Load() + p.taken.Load(); (hs.TLS == nil) != (took > 0) {
+				t.Errorf("%d pongs taken by the pinger or the waiter (TLS: %v)", took, hs.TLS != nil)
+			}
 		}
 		for _, c := range clients {
 			c.ws.Close()

@@ -10,17 +10,33 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// lazyServer is a plain /ws server pinging every pingEvery, where lazy
-// pongs apply (Linux, plain TCP; idleconn_linux.go).
-func lazyServer(t *testing.T, pingEvery time.Duration) (*Server, *httptest.Server) {
-	t.Helper()
+// lazyServers runs f against a plain /ws server pinging every pingEvery,
+// where lazy pongs apply (Linux, plain TCP; idleconn_linux.go): with the
+// shared waiter (watch.go) and with a reader goroutine per connection.
+func lazyServers(t *testing.T, pingEvery time.Duration, f func(t *testing.T, s *Server, hs *httptest.Server)) {
 	if runtime.GOOS != "linux" {
 		t.Skip("lazy pongs need Linux's SO_RCVLOWAT")
 	}
-	s := newTestServer(t, func(c *Config) { c.PingInterval = pingEvery })
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(hs.Close)
-	return s, hs
+	for _, mode := range []string{"waiter", "reader"} {
+		t.Run(mode, func(t *testing.T) {
+			s := newTestServer(t, func(c *Config) { c.PingInterval = pingEvery })
+			s.noWaiter = mode == "reader"
+			hs := httptest.NewServer(s.Handler())
+			t.Cleanup(hs.Close)
+			f(t, s, hs)
+		})
+	}
+}
+
+// wakes is how often s woke for input on idle connections: reader
+// goroutines that returned from their wait, and connections the waiter
+// claimed.
+func wakes(s *Server) int64 {
+	n := s.idleWakes.Load()
+	if p := s.poll.Load(); p != nil {
+		n += p.woken.Load()
+	}
+	return n
 }
 
 // answerPings reads c's connection in the background, so that gorilla
@@ -42,35 +58,36 @@ func answerPings(t *testing.T, c *idleClient) {
 // many read timeouts.
 func TestLazyPongsNoWakeups(t *testing.T) {
 	const every = 100 * time.Millisecond
-	s, hs := lazyServer(t, every)
-	const n = 5
-	for range n {
-		answerPings(t, dialIdle(t, hs))
-	}
-	time.Sleep(3 * every) // the opening's own wake-ups
-	start := s.idleWakes.Load()
-	time.Sleep(20 * every) // ten read timeouts (every + every)
-	if got := s.nconns.Load(); got != n {
-		t.Fatalf("%d connections of %d left: taken pongs did not keep them", got, n)
-	}
-	// Without lazy pongs every ping round wakes every reader: 20 × 5.
-	// With them, at most one wake each (a read deadline that fell
-	// before the next ping took the pong).
-	if woke := s.idleWakes.Load() - start; woke > n {
-		t.Errorf("readers woke %d times in 20 ping rounds of %d idle clients; want at most %d", woke, n, n)
-	}
+	lazyServers(t, every, func(t *testing.T, s *Server, hs *httptest.Server) {
+		const n = 5
+		for range n {
+			answerPings(t, dialIdle(t, hs))
+		}
+		time.Sleep(3 * every) // the opening's own wake-ups
+		start := wakes(s)
+		time.Sleep(20 * every) // ten read timeouts (every + every)
+		if got := s.nconns.Load(); got != n {
+			t.Fatalf("%d connections of %d left: taken pongs did not keep them", got, n)
+		}
+		// Without lazy pongs every ping round wakes every reader: 20 × 5.
+		// With them, at most one wake each (a read deadline that fell
+		// before the next ping took the pong).
+		if woke := wakes(s) - start; woke > n {
+			t.Errorf("woke %d times in 20 ping rounds of %d idle clients; want at most %d", woke, n, n)
+		}
+	})
 }
 
 // A client that stops answering pings is dropped at the next ping after
 // the one it left unanswered, as its read timeout would have.
 func TestLazyPongsSilentClient(t *testing.T) {
 	const every = 200 * time.Millisecond
-	s, hs := lazyServer(t, every)
-	c := dialIdle(t, hs) // never reads: gorilla answers no ping
-	_ = c
-	if !waitUntil(4*every+time.Second, func() bool { return s.nconns.Load() == 0 }) {
-		t.Fatalf("a client answering no ping was still connected after %v", 4*every+time.Second)
-	}
+	lazyServers(t, every, func(t *testing.T, s *Server, hs *httptest.Server) {
+		_ = dialIdle(t, hs) // never reads: gorilla answers no ping
+		if !waitUntil(4*every+time.Second, func() bool { return s.nconns.Load() == 0 }) {
+			t.Fatalf("a client answering no ping was still connected after %v", 4*every+time.Second)
+		}
+	})
 }
 
 // A close frame without a status code is 6 bytes, as a pong is: it wakes
@@ -85,24 +102,25 @@ func TestLazyPongsBareClose(t *testing.T) {
 			name = "after a message"
 		}
 		t.Run(name, func(t *testing.T) {
-			s, hs := lazyServer(t, every)
-			c := dialIdle(t, hs)
-			answerPings(t, c)
-			time.Sleep(every + every/4) // one ping answered, its pong in the socket
-			if afterMessage {
-				if _, err := c.wire.Write(ping(1)); err != nil {
+			lazyServers(t, every, func(t *testing.T, s *Server, hs *httptest.Server) {
+				c := dialIdle(t, hs)
+				answerPings(t, c)
+				time.Sleep(every + every/4) // one ping answered, its pong in the socket
+				if afterMessage {
+					if _, err := c.wire.Write(ping(1)); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				if _, err := c.wire.Write(frame(websocket.CloseMessage, nil)); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			if _, err := c.wire.Write(frame(websocket.CloseMessage, nil)); err != nil {
-				t.Fatal(err)
-			}
-			// Well before the next ping (every/2 away) could take a pong
-			// and wake it.
-			if !waitUntil(every/4, func() bool { return s.nconns.Load() == 0 }) {
-				t.Fatalf("a close without a status code was not seen within %v", every/4)
-			}
+				// Well before the next ping (every/2 away) could take a pong
+				// and wake it.
+				if !waitUntil(every/4, func() bool { return s.nconns.Load() == 0 }) {
+					t.Fatalf("a close without a status code was not seen within %v", every/4)
+				}
+			})
 		})
 	}
 }

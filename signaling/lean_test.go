@@ -23,12 +23,25 @@ func goroutinesIn(fn string) int {
 	return n
 }
 
-// An idle /ws connection served over HTTP holds one goroutine, its
-// reader: no writer, no net/http handler, and no timer of its own; the
-// server's one timer loop serves them all and ends with the last
-// connection (issue 15).
-func TestIdleConnectionHoldsOnlyItsReader(t *testing.T) {
+// An idle /ws connection served over HTTP holds no goroutine: it waits
+// in the server's one waiter (watch.go); no reader, no writer, no
+// net/http handler, and no timer of its own: the server's one timer loop
+// serves them all and ends with the last connection (issue 15). Without
+// the waiter (another platform) it holds one, its reader.
+func TestIdleConnectionHoldsNoGoroutine(t *testing.T) {
+	for _, reader := range []bool{false, true} {
+		t.Run(map[bool]string{false: "waiter", true: "reader"}[reader], func(t *testing.T) {
+			if !reader && runtime.GOOS != "linux" {
+				t.Skip("the shared waiter is Linux-only")
+			}
+			testIdleConnectionGoroutines(t, reader)
+		})
+	}
+}
+
+func testIdleConnectionGoroutines(t *testing.T, reader bool) {
 	s := newTestServer(t, nil)
+	s.noWaiter = reader
 	hs := httptest.NewServer(s.Handler())
 	defer hs.Close()
 	const n = 20
@@ -50,22 +63,36 @@ func TestIdleConnectionHoldsOnlyItsReader(t *testing.T) {
 			t.Fatalf("joined: %v %v", m, err)
 		}
 	}
+	readers, waiters, registered := n, 0, 0
+	if !reader {
+		readers, waiters, registered = 0, 1, n
+	}
+	count := func() int {
+		if p := s.poll.Load(); p != nil {
+			return p.count()
+		}
+		return 0
+	}
 	ok := waitUntil(5*time.Second, func() bool {
-		return goroutinesIn("signaling.(*conn).readLoop") == n && goroutinesIn("signaling.(*conn).writer") == 0 &&
-			goroutinesIn("net/http.(*conn).serve(") == 0 && goroutinesIn("signaling.(*timers).run") == 1
+		return goroutinesIn("signaling.(*conn).readLoop") == readers && goroutinesIn("signaling.(*conn).writer") == 0 &&
+			goroutinesIn("net/http.(*conn).serve(") == 0 && goroutinesIn("signaling.(*timers).run") == 1 &&
+			goroutinesIn("signaling.(*poller).wait") == waiters && count() == registered
 	})
 	if !ok {
-		t.Errorf("idle: %d readers, %d writers, %d handlers, %d timer loops; want %d, 0, 0, 1",
+		t.Errorf("idle: %d readers, %d writers, %d handlers, %d timer loops, %d waiters, %d registered; want %d, 0, 0, 1, %d, %d",
 			goroutinesIn("signaling.(*conn).readLoop"), goroutinesIn("signaling.(*conn).writer"),
-			goroutinesIn("net/http.(*conn).serve("), goroutinesIn("signaling.(*timers).run"), n)
+			goroutinesIn("net/http.(*conn).serve("), goroutinesIn("signaling.(*timers).run"),
+			goroutinesIn("signaling.(*poller).wait"), count(), readers, waiters, registered)
 	}
 	for _, ws := range clients {
 		ws.Close()
 	}
 	if !waitUntil(5*time.Second, func() bool {
-		return goroutinesIn("signaling.(*conn).readLoop") == 0 && goroutinesIn("signaling.(*timers).run") == 0
+		return goroutinesIn("signaling.(*conn).readLoop") == 0 && goroutinesIn("signaling.(*timers).run") == 0 &&
+			count() == 0 && s.nconns.Load() == 0
 	}) {
-		t.Errorf("after closing: %d readers, %d timer loops", goroutinesIn("signaling.(*conn).readLoop"), goroutinesIn("signaling.(*timers).run"))
+		t.Errorf("after closing: %d readers, %d timer loops, %d registered, %d connections",
+			goroutinesIn("signaling.(*conn).readLoop"), goroutinesIn("signaling.(*timers).run"), count(), s.nconns.Load())
 	}
 }
 

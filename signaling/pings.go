@@ -90,6 +90,7 @@ func (b *pingBatch) check() {
 // gives the role back, or hands it to a writer goroutine when more duties
 // came meanwhile (a message, a kill).
 func (c *conn) pingNow() {
+	c.lazyPing()
 	if err := c.t.Ping(time.Now().Add(writeWait)); err != nil {
 		c.finish(0, "")
 	}

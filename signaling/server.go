@@ -107,11 +107,18 @@ type Server struct {
 	// timers runs every connection's pings, renewals and token expiry
 	// (timers.go).
 	timers *timers
-	// handlers run what readers hand off (shallow, handlers.go).
+	// handlers run what readers hand off (shallow, handlers.go), and
+	// the waiter's connections' input (watch.go).
 	handlers handlers
 	// detaches queues dropped connections' releases while the server is
 	// busy (detaches.go).
 	detaches detachQueue
+	// poll is the waiter for idle connections, started by the first
+	// (Server.waiter); pollFailed, under mu, says it could not be.
+	// noWaiter (tests) keeps every connection on a reader goroutine.
+	poll       atomic.Pointer[poller]
+	pollFailed bool
+	noWaiter   bool
 
 	// eventSlots bounds the relay events on their way to the bus.
 	eventSlots chan struct{}
@@ -262,6 +269,11 @@ func (s *Server) Close(ctx context.Context) error {
 		// Engine.IO sessions still waiting for their CONNECT end too.
 		s.eio.Close()
 		s.wg.Wait()
+		// Every connection has ended, and left the waiter; no new one
+		// starts it (closed).
+		if p := s.poll.Load(); p != nil {
+			p.close()
+		}
 		s.handlers.close()
 		close(done)
 	}()

@@ -12,10 +12,12 @@ import (
 	"icegate/internal/tokenbucket"
 )
 
-// conn is one connection to a session: exactly one reader (the goroutine
-// in ServeTransport) and at most one writer at a time (writer), which runs
-// only while there is something to write: an idle connection holds one
-// goroutine, blocked in its read (issue 15). The session itself (its id,
+// conn is one connection to a session: exactly one reader at a time (the
+// goroutine in ServeTransport, or for a connection in the server's waiter
+// the handler its input was handed to, watch.go) and at most one writer
+// at a time (writer), which runs only while there is something to write:
+// an idle connection holds no goroutine in the waiter, else one, blocked
+// in its read (issue 15). The session itself (its id,
 // rooms, log and resume token) lives on the Bus and outlives the
 // connection: within the resume grace a new connection, on this node or
 // another, takes it over.
@@ -55,6 +57,10 @@ type conn struct {
 	renewAt   int64 // Unix ns of the next credential renewal (0: none)
 	expFired  bool  // the expiry duty was handed to the writer
 	tm        timerSlot
+
+	// w is the connection's part in the server's waiter, when it has no
+	// reader goroutine (watch.go).
+	w watch
 
 	// Reader-only state.
 	rate  tokenbucket.Bucket // messages_per_second, messages_burst
@@ -145,6 +151,9 @@ func (c *conn) rescheduleLocked() {
 		if e := c.expiryAt(); e != 0 && !c.expFired && e < when {
 			when = e
 		}
+		if c.w.readAt != 0 && c.w.readAt < when {
+			when = c.w.readAt
+		}
 		when = gridUp(when, timerGrain(c.pingEvery))
 	}
 	c.s.timers.schedule(c, when)
@@ -195,7 +204,17 @@ func (c *conn) due(now int64) (pingOnly bool) {
 		todo |= todoExpiry
 		c.expFired = true
 	}
+	silent := c.readTimedOut(now)
 	c.rescheduleLocked()
+	if silent {
+		// As a read past its deadline ends a reader goroutine's
+		// connection: the writer closes it, and the session is held
+		// for resume (watch.go).
+		c.wmu.Unlock()
+		c.kill(closeNormal, "")
+		c.kick(todo)
+		return false
+	}
 	if todo == todoPing && c.todo == 0 && c.started && !c.writing && !c.finished && c.hello == nil {
 		c.writing = true
 		c.wmu.Unlock()
@@ -253,11 +272,7 @@ func (s *Server) serve(ctx context.Context, t Transport, opts *AcceptOptions, p 
 	defer s.exit(c)
 	defer stop()
 	clean := c.readLoop()
-	s.shallow(func() {
-		c.kill(closeNormal, "")
-		<-c.writerDone
-		s.detach(c, clean)
-	})
+	s.shallow(func() { s.teardown(c, clean) })
 	return nil
 }
 
@@ -735,6 +750,7 @@ func (c *conn) work(todo uint8, hello []byte) error {
 		}
 	}
 	if todo&todoPing != 0 {
+		c.lazyPing()
 		if err := c.t.Ping(time.Now().Add(writeWait)); err != nil {
 			return err
 		}
@@ -773,13 +789,20 @@ func (c *conn) finish(code int, text string) {
 		return
 	}
 	c.finished = true
+	watched := c.w.p != nil
 	c.rescheduleLocked()
 	c.wmu.Unlock()
+	// A connection waiting in the waiter leaves it before its socket
+	// closes, and is ended from here (watch.go).
+	ended := watched && c.unwatchForClose()
 	if code > 0 {
 		_ = c.t.Close(code, text)
 	}
 	_ = c.t.Close(0, "")
 	close(c.writerDone)
+	if ended {
+		c.s.handlers.start(c, true)
+	}
 }
 
 // flush writes what the outbox holds.

@@ -51,6 +51,17 @@ type wsTransport struct {
 	// gone is set by the reader when the connection ended without a
 	// close frame (Close then writes none).
 	gone atomic.Bool
+	// untimed: the server's timer loop keeps the read timeout (a
+	// connection in the waiter, watch.go); no read deadline is set.
+	untimedReads bool
+}
+
+// untimed leaves the read timeout to the timer loop: the deadline set at
+// the start is cleared, and neither a pong nor a frame sets another.
+// Called before the connection is first read in the waiter.
+func (t *wsTransport) untimed() {
+	t.untimedReads = true
+	_ = t.ws.SetReadDeadline(time.Time{})
 }
 
 // newWSTransport wraps ws, which reads through nc when nc is not nil.
@@ -72,6 +83,9 @@ func newWSTransport(ws *websocket.Conn, nc *idleConn, hardLimit int64, readTimeo
 func (t *wsTransport) pong() {
 	if t.nc != nil {
 		t.nc.pongDue.Store(false)
+	}
+	if t.untimedReads {
+		return
 	}
 	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
 }
@@ -136,7 +150,9 @@ func (t *wsTransport) ReadFrame(buf []byte, limit int) ([]byte, error) {
 		}
 		return nil, err
 	}
-	_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
+	if !t.untimedReads {
+		_ = t.ws.SetReadDeadline(time.Now().Add(t.readTimeout))
+	}
 	if buf == nil {
 		buf = getFrameBuf()
 	}
@@ -180,7 +196,7 @@ func (t *wsTransport) WriteFrame(deadline time.Time, head, body []byte) error {
 // the socket (lazy pongs, idleconn_linux.go), is taken first: the client
 // is alive.
 func (t *wsTransport) Ping(deadline time.Time) error {
-	if t.nc != nil && t.nc.lazy {
+	if t.nc != nil && t.nc.lazy && !t.untimedReads {
 		took, empty := t.nc.beforePing()
 		due := t.nc.pongDue.Load()
 		switch {

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +39,9 @@ var idleBoundKiB = map[string]float64{"plain": 22, "tls": 48}
 // test runs: 2,000 idle /ws connections (hello, joined to a room, pings
 // answered) from two worker processes, plain and over TLS. Every
 // connection opens and stays up, memory per connection stays under the
-// bound, and once they have all closed the server's goroutines are back
-// where they started.
+// bound, on Linux no goroutine is held per idle connection (the shared
+// waiter: 8.3 KiB plain, 18.0 TLS here, 2026-12-08), and once they have
+// all closed the server's goroutines are back where they started.
 func TestIdleConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and opens 4,000 connections")
@@ -95,13 +97,22 @@ func checkIdle(t *testing.T, rows []result, bound map[string]float64) {
 		if kib := r.perConnKiB(); kib <= 0 || kib > bound[r.mode] {
 			t.Errorf("%s: %.1f KiB per idle connection, bound %.0f", r.mode, kib, bound[r.mode])
 		}
-		if r.goroutinesIdle < r.conns {
+		if r.goroutinesIdle <= 0 {
 			t.Errorf("%s: %d goroutines with %d connections: the count is not read", r.mode, r.goroutinesIdle, r.conns)
 		}
-		// One goroutine per idle connection (its reader), and the
-		// server's own few (issue 15).
-		if r.goroutinesIdle > r.conns+r.goroutinesStart+20 {
+		// On Linux an idle /ws connection holds no goroutine (it waits
+		// in the server's shared waiter, signaling/watch.go): the
+		// server's own few, and handlers still warm from the last
+		// burst of pongs. A socket.io session, and /ws elsewhere, holds
+		// one (its reader). Issue 15.
+		perConn := r.name == "icegate-sio" || runtime.GOOS != "linux"
+		switch {
+		case perConn && r.goroutinesIdle < r.conns:
+			t.Errorf("%s: %d goroutines with %d connections: the count is not read", r.mode, r.goroutinesIdle, r.conns)
+		case perConn && r.goroutinesIdle > r.conns+r.goroutinesStart+20:
 			t.Errorf("%s: %d goroutines with %d idle connections, %d at the start: more than one each", r.mode, r.goroutinesIdle, r.conns, r.goroutinesStart)
+		case !perConn && r.goroutinesIdle > r.goroutinesStart+r.conns/20:
+			t.Errorf("%s: %d goroutines with %d idle connections, %d at the start: want no goroutine per connection", r.mode, r.goroutinesIdle, r.conns, r.goroutinesStart)
 		}
 		if r.goroutinesAfter > r.goroutinesStart+10 {
 			t.Errorf("%s: %d goroutines after every connection closed, %d at the start", r.mode, r.goroutinesAfter, r.goroutinesStart)

@@ -1,0 +1,29 @@
+//go:build !linux
+
+package signaling
+
+import "errors"
+
+// poller is the waiter for idle connections where there is one
+// (poller_linux.go). Elsewhere newPoller fails and every connection's
+// reader waits on its own goroutine, as ServeTransport's do.
+type poller struct{ skim []byte }
+
+// Registrations (poller.ctl's op); unused without a poller.
+const (
+	pollAdd = iota
+	pollMod
+	pollDel
+)
+
+func newPoller(func(*conn, bool)) (*poller, error) {
+	return nil, errors.New("signaling: no shared waiter on this platform")
+}
+
+func (*poller) add(*conn)     {}
+func (*poller) release(*conn) {}
+func (*poller) ctl(*conn, int) error {
+	return errors.New("signaling: no shared waiter on this platform")
+}
+func (*poller) close()     {}
+func (*poller) count() int { return 0 }
