@@ -43,6 +43,11 @@ type allocTable struct {
 	// kf is the kernel fast path (offload.go), nil when off: the table
 	// binds a flow there for each channel it may relay (syncOffload).
 	kf *offload
+	// kfStopped is set at shutdown (stopOffload): nothing more is bound.
+	// kretired is what the kernel relayed for the allocations it no
+	// longer holds (release).
+	kfStopped bool
+	kretired  Traffic
 	// ended, if set, hears of each allocation the table forgets on pion's
 	// word, by 5-tuple key, outside the lock: a TCP, TLS or DTLS
 	// connection re-arms its idle timeout (streamConns.allocationEnded).

@@ -176,11 +176,17 @@ type kernelFlow struct {
 // offloadCollector exports the kernel fast path's state.
 type offloadCollector struct {
 	o                              *offload
+	table                          *allocTable
 	enabled, flows, fails, refused *prometheus.Desc
+	bytes, packets                 *prometheus.Desc
 }
 
-func newOffloadCollector(o *offload) *offloadCollector {
-	return &offloadCollector{o: o,
+func newOffloadCollector(o *offload, t *allocTable) *offloadCollector {
+	return &offloadCollector{o: o, table: t,
+		bytes: prometheus.NewDesc("icegate_kernel_offload_relayed_bytes_total",
+			"The part of icegate_relayed_bytes_total{transport=\"udp\"} the kernel fast path relayed (ChannelData payload bytes), by direction.", []string{"direction"}, nil),
+		packets: prometheus.NewDesc("icegate_kernel_offload_relayed_packets_total",
+			"The part of icegate_relayed_packets_total{transport=\"udp\"} the kernel fast path relayed, by direction.", []string{"direction"}, nil),
 		enabled: prometheus.NewDesc("icegate_kernel_offload_enabled",
 			"1 when the kernel fast path (relay.kernel_offload) is loaded and attached, else 0.", nil, nil),
 		flows: prometheus.NewDesc("icegate_kernel_offload_flows",
@@ -197,6 +203,8 @@ func (c *offloadCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.flows
 	ch <- c.fails
 	ch <- c.refused
+	ch <- c.bytes
+	ch <- c.packets
 }
 
 func (c *offloadCollector) Collect(ch chan<- prometheus.Metric) {
@@ -211,6 +219,11 @@ func (c *offloadCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.fails, prometheus.CounterValue, float64(rd), "redirect")
 	}
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.o.refused.Load()))
+	k := c.table.kernelTotals()
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(k.BytesToPeer), "client_to_peer")
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(k.BytesToClient), "peer_to_client")
+	ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(k.PacketsToPeer), "client_to_peer")
+	ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(k.PacketsToClient), "peer_to_client")
 }
 
 // KernelOffload reports whether the kernel fast path is loaded and
@@ -232,7 +245,7 @@ func kernelTraffic(c kfast.Counters) Traffic {
 // relay (wantFlow), each until its deadline: a flow no longer wanted is
 // unbound at once, a new or refreshed one bound. t.mu is held.
 func (t *allocTable) syncOffload(a *allocEntry) {
-	if t.kf == nil || a.rc == nil || a.kflows == nil {
+	if t.kf == nil || t.kfStopped || a.rc == nil || a.kflows == nil {
 		return
 	}
 	now := time.Now()
@@ -307,9 +320,12 @@ func (t *allocTable) wantFlow(a *allocEntry, n uint16, now time.Time) (kernelFlo
 }
 
 // releaseRelay takes a relay socket's flows and counters out of the
-// kernel before the socket closes.
+// kernel before the socket closes. It takes the lock even when rc holds
+// nothing yet: a syncOffload that saw rc open may be binding its first
+// flow right now, and must finish first (after this, rc.closed keeps
+// any other from binding).
 func (t *allocTable) releaseRelay(rc *relayConn) {
-	if t.kf == nil || rc.kfAlloc.Load() == 0 {
+	if t.kf == nil {
 		return
 	}
 	t.mu.Lock()
@@ -329,6 +345,7 @@ func (t *allocTable) release(rc *relayConn) {
 	if err != nil {
 		t.kf.log.Warn("kernel offload: removing an allocation", "err", err)
 	}
+	t.kretired = t.kretired.Add(kernelTraffic(c))
 	rc.traffic.bytesToPeer.Add(c.ToPeerBytes)
 	rc.traffic.packetsToPeer.Add(c.ToPeerPackets)
 	rc.traffic.bytesToClient.Add(c.ToClientBytes)
@@ -336,6 +353,42 @@ func (t *allocTable) release(rc *relayConn) {
 	if a := t.byID[id]; a != nil {
 		clear(a.kflows)
 	}
+}
+
+// stopOffload takes every allocation out of the kernel, their counts into
+// user space's, and binds nothing more: at shutdown, before pion stops
+// relaying (it closes its listeners first and its allocations after).
+func (t *allocTable) stopOffload() {
+	if t.kf == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.kfStopped = true
+	for _, a := range t.allocs {
+		if a.rc != nil {
+			t.release(a.rc)
+		}
+	}
+}
+
+// kernelTotals is what the kernel relayed since the server started: the
+// ended allocations' final counts and the live ones' so far.
+func (t *allocTable) kernelTotals() Traffic {
+	if t.kf == nil {
+		return Traffic{}
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	sum := t.kretired
+	for _, a := range t.allocs {
+		if a.rc != nil && a.rc.kfAlloc.Load() != 0 {
+			if c, err := t.kf.prog.Counters(a.id); err == nil {
+				sum = sum.Add(kernelTraffic(c))
+			}
+		}
+	}
+	return sum
 }
 
 // resyncOffload applies a change the table does not see as an event (a

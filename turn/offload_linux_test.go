@@ -4,6 +4,7 @@ package turn
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -19,10 +20,13 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"icegate/auth"
+	"icegate/internal/coturn"
 	"icegate/internal/kfast"
 	"icegate/internal/udploop"
 )
@@ -185,14 +189,9 @@ var offloadFamilies = []offloadFamily{
 		netip.MustParseAddr("fd00:2::1"), netip.MustParseAddr("fd00:2::2"), pionturn.RequestedAddressFamilyIPv6},
 }
 
-// offloadServer starts a server on the topology with kernel_offload =
-// mode, and the lifetimes pion gives permissions and channels.
-func offloadServer(t *testing.T, mode string, permLife time.Duration, events func(Event)) (*testServer, *prometheus.Registry) {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	loops := udploop.UnreservedProcs()
-	t.Cleanup(udploop.ReserveProcs(loops))
-	ts := startServerWith(t, func(c *Config) {
+// offloadConfig is the servers' config on the topology, changed by more.
+func offloadConfig(mode string, permLife time.Duration, more func(*Config)) func(*Config) {
+	return func(c *Config) {
 		f4, f6 := offloadFamilies[0], offloadFamilies[1]
 		c.Listen = ListenConfig{Addrs: []netip.Addr{f4.listen, f6.listen}, Port: 3478, NoTCP: true, NoTLS: true, NoDTLS: true}
 		c.Relay.IPv4Bind, c.Relay.IPv4Public = f4.relay, f4.relay
@@ -200,7 +199,20 @@ func offloadServer(t *testing.T, mode string, permLife time.Duration, events fun
 		c.Relay.KernelOffload = mode
 		c.Relay.permLife = permLife
 		c.Policy = PolicyConfig{Allow: []netip.Prefix{netip.MustParsePrefix("10.200.0.0/16"), netip.MustParsePrefix("fd00::/8")}}
-	}, Options{Loops: loops, Registerer: reg, Events: events})
+		if more != nil {
+			more(c)
+		}
+	}
+}
+
+// offloadServer starts a server on the topology with kernel_offload =
+// mode, and the lifetimes pion gives permissions and channels.
+func offloadServer(t *testing.T, mode string, permLife time.Duration, events func(Event), more func(*Config)) (*testServer, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	loops := udploop.UnreservedProcs()
+	t.Cleanup(udploop.ReserveProcs(loops))
+	ts := startServerWith(t, offloadConfig(mode, permLife, more), Options{Loops: loops, Registerer: reg, Events: events})
 	if got := ts.kf != nil; got != (mode == OffloadOn) {
 		t.Fatalf("kernel_offload = %q: offload loaded %v\n%s", mode, got, ts.log.String())
 	}
@@ -313,7 +325,7 @@ func offloadRun(t *testing.T, fam offloadFamily, mode, clientNS, peerNS string) 
 			ended = append(ended, e.Detail)
 			evMu.Unlock()
 		}
-	})
+	}, nil)
 	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.listen, 3478))
 	peer := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
 	peerAddr := net.UDPAddrFromAddrPort(peer.conn.LocalAddr().(*net.UDPAddr).AddrPort())
@@ -567,7 +579,7 @@ func TestKernelOffloadPermissionExpiry(t *testing.T) {
 	}
 	fam := offloadFamilies[0]
 	const permLife = 6 * time.Second // the kernel's deadline: 4 s
-	ts, _ := offloadServer(t, OffloadOn, permLife, nil)
+	ts, _ := offloadServer(t, OffloadOn, permLife, nil, nil)
 	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.listen, 3478))
 	peer := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
 	peerAddr := net.UDPAddrFromAddrPort(peer.conn.LocalAddr().(*net.UDPAddr).AddrPort())
@@ -631,4 +643,273 @@ func TestOffloadInterfaces(t *testing.T) {
 		t.Error(`"on" started without anything to attach to`)
 	}
 	var _ = kfast.ErrNotSupported
+}
+
+// offloadAllocate makes a pion client's allocation on fam and a peer,
+// sends one datagram so that pion's client binds a channel, and waits for
+// the channel.
+func offloadAllocate(t *testing.T, ts *testServer, fam offloadFamily, clientNS, peerNS string) (net.PacketConn, *offloadPeer, net.Addr) {
+	t.Helper()
+	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.listen, 3478))
+	peer := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
+	peerAddr := net.UDPAddrFromAddrPort(peer.conn.LocalAddr().(*net.UDPAddr).AddrPort())
+	client := newClient(t, udpIn(t, clientNS, netip.AddrPortFrom(fam.client, 0)), server, testUser, testPass, fam.pionFamily)
+	relay, err := client.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.WriteTo([]byte("hello"), peerAddr); err != nil {
+		t.Fatal(err)
+	}
+	offloadWait(t, "the channel", func() bool {
+		ts.allocs.mu.RLock()
+		defer ts.allocs.mu.RUnlock()
+		for _, a := range ts.allocs.allocs {
+			return len(a.chans) == 1
+		}
+		return false
+	})
+	offloadWait(t, "the hello", func() bool { return len(peer.received()) == 1 })
+	return relay, peer, peerAddr
+}
+
+// TestKernelOffloadChecks: what the kernel cannot check stays in user
+// space. An allocation with a bandwidth cap is never offloaded; a reload
+// whose policy denies a peer takes its flow out of the kernel at once,
+// and a reload that allows it again puts it back.
+func TestKernelOffloadChecks(t *testing.T) {
+	clientNS, peerNS, outer := inOffloadNS(t)
+	if outer {
+		return
+	}
+	fam := offloadFamilies[0]
+	t.Run("bandwidth-cap", func(t *testing.T) {
+		ts, _ := offloadServer(t, OffloadOn, 0, nil, func(c *Config) { c.Limits.BandwidthPerAllocation = 10 << 20 })
+		relay, peer, peerAddr := offloadAllocate(t, ts, fam, clientNS, peerNS)
+		for i := range 10 {
+			if _, err := relay.WriteTo(payload(1, i), peerAddr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		offloadWait(t, "the datagrams", func() bool { return len(peer.received()) == 11 })
+		if n := ts.kf.prog.Flows(); n != 0 {
+			t.Errorf("%d flows in the kernel for a capped allocation", n)
+		}
+		if user, _, offloaded := ts.onlyAlloc(t); offloaded || user.PacketsToPeer != 11 {
+			t.Errorf("offloaded %v, user space relayed %d of 11", offloaded, user.PacketsToPeer)
+		}
+	})
+	t.Run("reload-denies-peer", func(t *testing.T) {
+		ts, _ := offloadServer(t, OffloadOn, 0, nil, nil)
+		relay, peer, peerAddr := offloadAllocate(t, ts, fam, clientNS, peerNS)
+		offloadWait(t, "the flow", func() bool { return ts.kf.prog.Flows() == 1 })
+		deny := offloadConfig(OffloadOn, 0, func(c *Config) {
+			c.Policy.Deny = []netip.Prefix{netip.PrefixFrom(fam.peer, 32)}
+		})
+		p, err := ts.PrepareReload(testConfig(t, deny))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := p.Commit(); r.Peers != 1 {
+			t.Fatalf("reload blocked %+v, want one peer", r)
+		}
+		if n := ts.kf.prog.Flows(); n != 0 {
+			t.Fatalf("%d flows left in the kernel for a denied peer", n)
+		}
+		_, kern0, _ := ts.onlyAlloc(t)
+		for i := range 5 {
+			if _, err := relay.WriteTo(payload(2, i), peerAddr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		if n := len(peer.received()); n != 1 {
+			t.Errorf("the denied peer got %d datagrams after the reload", n-1)
+		}
+		if _, kern1, _ := ts.onlyAlloc(t); kern1 != kern0 {
+			t.Errorf("the kernel relayed for a denied peer: %+v -> %+v", kern0, kern1)
+		}
+		// Allowed again: the next event that touches the allocation (here
+		// the reload itself) binds it again.
+		if err := ts.Reload(testConfig(t, offloadConfig(OffloadOn, 0, nil))); err != nil {
+			t.Fatal(err)
+		}
+		offloadWait(t, "the flow back", func() bool { return ts.kf.prog.Flows() == 1 })
+		if _, err := relay.WriteTo([]byte("again"), peerAddr); err != nil {
+			t.Fatal(err)
+		}
+		offloadWait(t, "the datagram", func() bool { return len(peer.received()) == 2 })
+		if _, kern2, _ := ts.onlyAlloc(t); kern2.PacketsToPeer != kern0.PacketsToPeer+1 {
+			t.Errorf("kernel relayed %d, want %d", kern2.PacketsToPeer, kern0.PacketsToPeer+1)
+		}
+	})
+}
+
+// TestKernelOffloadUclient: coturn's turnutils_uclient in channel mode
+// (-c: no RTCP allocations; ChannelData by default) to turnutils_peer, the
+// echo, over IPv4 and IPv6: every message comes back, and the kernel
+// relayed the channel traffic both ways.
+func TestKernelOffloadUclient(t *testing.T) {
+	clientNS, peerNS, outer := inOffloadNS(t)
+	if outer {
+		return
+	}
+	uclient, err1 := exec.LookPath("turnutils_uclient")
+	peerBin, err2 := exec.LookPath("turnutils_peer")
+	if err := errors.Join(err1, err2); err != nil {
+		if os.Getenv("ICEGATE_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("coturn's clients: %v", err)
+		}
+		t.Skipf("coturn's clients: %v (apt-get install coturn)", err)
+	}
+	mode := OffloadOn
+	if os.Getenv("ICEGATE_TEST_OFFLOAD_MODE") != "" {
+		mode = os.Getenv("ICEGATE_TEST_OFFLOAD_MODE")
+	}
+	ts, _ := offloadServer(t, mode, 0, nil, func(c *Config) {
+		c.Auth.Users = append(c.Auth.Users, auth.StaticUser{Name: "test", Password: "test"})
+		c.Limits.AllocationsPerUser = NoLimit
+	})
+	const peerPort = 3480
+	peer := exec.Command("ip", "netns", "exec", peerNS, peerBin,
+		"-L", offloadFamilies[0].peer.String(), "-L", offloadFamilies[1].peer.String(), "-p", fmt.Sprint(peerPort))
+	var peerOut bytes.Buffer
+	peer.Stdout, peer.Stderr = &peerOut, &peerOut
+	if err := peer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peer.Process.Kill(); _ = peer.Wait() })
+	time.Sleep(300 * time.Millisecond) // it binds at once; no echo check needed on a private topology
+
+	const clients, messages = 4, 200
+	for _, fam := range offloadFamilies {
+		t.Run(fam.name, func(t *testing.T) {
+			before, kbefore := ts.RelayedTotals()["udp"], ts.allocs.kernelTotals()
+			args := []string{"netns", "exec", clientNS, uclient, "-c", "-u", "test", "-w", "test",
+				"-e", fam.peer.String(), "-r", fmt.Sprint(peerPort),
+				"-n", fmt.Sprint(messages), "-m", fmt.Sprint(clients), "-l", "120", "-z", "5",
+				"-p", "3478"}
+			if fam.name == "ipv6" {
+				args = append(args, "-x") // an IPv6 relay (REQUESTED-ADDRESS-FAMILY)
+			} else {
+				args = append(args, "-X")
+			}
+			args = append(args, fam.listen.String())
+			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+			res, perr := coturn.ParseUclientSummary(string(out))
+			if err != nil || perr != nil || res.Sent != clients*messages || res.Recv != res.Sent || res.Lost != 0 {
+				var rw, rd uint64
+				if ts.kf != nil {
+					rw, rd, _ = ts.kf.prog.Failures()
+				}
+				var diag strings.Builder
+				for _, ns := range []string{clientNS, peerNS} {
+					for _, cmd := range [][]string{{"cat", "/proc/net/snmp"}, {"ip", "-s", "link"}, {"nstat", "-az"}} {
+						o, _ := exec.Command("ip", append([]string{"netns", "exec", ns}, cmd...)...).CombinedOutput()
+						fmt.Fprintf(&diag, "%s %v:\n%s\n", ns, cmd, o)
+					}
+				}
+				o, _ := exec.Command("ip", "-s", "link").CombinedOutput()
+				o2, _ := exec.Command("nstat", "-az").CombinedOutput()
+				fmt.Fprintf(&diag, "server:\n%s\n%s\n", o, o2)
+				t.Fatalf("uclient: %v %v: %+v; relayed %+v, by the kernel %+v, program failures %d/%d\n%s\n%s",
+					err, perr, res, ts.RelayedTotals()["udp"].Sub(before), ts.allocs.kernelTotals().Sub(kbefore), rw, rd,
+					out, diag.String())
+			}
+			// What was relayed, and the kernel's part of it: uclient sends
+			// after its channels are bound, so all of it.
+			d := ts.RelayedTotals()["udp"].Sub(before)
+			kern := ts.allocs.kernelTotals().Sub(kbefore)
+			t.Logf("uclient: sent %d, received %d; relayed %+v, by the kernel %+v", res.Sent, res.Recv, d, kern)
+			if kern.PacketsToPeer < uint64(res.Sent) || kern.PacketsToClient < uint64(res.Recv) {
+				t.Errorf("the kernel relayed %+v, want at least %d each way", kern, res.Sent)
+			}
+			if d.PacketsToPeer < uint64(res.Sent) || d.PacketsToClient < uint64(res.Recv) {
+				t.Errorf("the relayed totals grew by %+v, want at least %d each way", d, res.Sent)
+			}
+		})
+	}
+}
+
+// TestKernelOffloadRebind drives the channel by hand: a ChannelBind that
+// refreshes the channel moves the kernel's deadline (the kernel relays
+// past the first one); when pion's channel lapses the flow is gone, and
+// the channel number bound again to another peer goes there, in the
+// kernel, at once.
+func TestKernelOffloadRebind(t *testing.T) {
+	clientNS, peerNS, outer := inOffloadNS(t)
+	if outer {
+		return
+	}
+	fam := offloadFamilies[0]
+	const chanLife = 6 * time.Second // the kernel's deadline: 4 s after a bind
+	ts, _ := offloadServer(t, OffloadOn, 0, nil, func(c *Config) { c.Relay.chanLife = chanLife })
+	server := netip.AddrPortFrom(fam.listen, 3478)
+	c := &rawClient{t: t, conn: udpIn(t, clientNS, netip.AddrPortFrom(fam.client, 0)), server: net.UDPAddrFromAddrPort(server)}
+	c.challenge()
+	if code := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 0 {
+		t.Fatalf("allocate: %d", code)
+	}
+	peerA := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
+	peerB := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
+	chn := rawAttr{pionstun.AttrChannelNumber, []byte{0x40, 0x01, 0, 0}}
+	bind := func(p *offloadPeer) {
+		t.Helper()
+		ap := p.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		if code := errorCode(c.authed(pionstun.MethodChannelBind, testUser, testPass, chn, peer(ap.Addr().String(), int(ap.Port())))); code != 0 {
+			t.Fatalf("channel bind: %d", code)
+		}
+	}
+	send := func(s string) {
+		t.Helper()
+		frame := append([]byte{0x40, 0x01, 0, byte(len(s))}, s...)
+		if _, err := c.conn.WriteToUDPAddrPort(frame, server); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kernelToPeer := func() uint64 { _, k, _ := ts.onlyAlloc(t); return k.PacketsToPeer }
+
+	start := time.Now()
+	bind(peerA)
+	if n := ts.kf.prog.Flows(); n != 1 {
+		t.Fatalf("%d flows after the ChannelBind's answer, want 1", n)
+	}
+	send("one")
+	offloadWait(t, "one", func() bool { return len(peerA.received()) == 1 })
+	time.Sleep(time.Until(start.Add(3 * time.Second)))
+	bind(peerA) // refreshes the channel (RFC 8656 §12.2): pion without an event
+	time.Sleep(time.Until(start.Add(5 * time.Second)))
+	send("two") // past the first deadline (4 s), before the refreshed one (7 s)
+	offloadWait(t, "two", func() bool { return len(peerA.received()) == 2 })
+	if k := kernelToPeer(); k != 2 {
+		t.Errorf("kernel relayed %d datagrams, want 2: the refresh did not move its deadline", k)
+	}
+
+	// pion's channel lapses 6 s after the refresh; then it is gone from
+	// the kernel too, and the number is free for another peer.
+	offloadWait(t, "the channel to lapse", func() bool {
+		ts.allocs.mu.RLock()
+		defer ts.allocs.mu.RUnlock()
+		for _, a := range ts.allocs.allocs {
+			return len(a.chans) == 0
+		}
+		return false
+	})
+	if n := ts.kf.prog.Flows(); n != 0 {
+		t.Fatalf("%d flows after the channel lapsed", n)
+	}
+	bind(peerB)
+	send("three")
+	offloadWait(t, "three at B", func() bool { return len(peerB.received()) == 1 })
+	if got := string(peerB.received()[0]); got != "three" {
+		t.Errorf("B got %q", got)
+	}
+	if n := len(peerA.received()); n != 2 {
+		t.Errorf("A got %d datagrams, want 2", n)
+	}
+	if k := kernelToPeer(); k != 3 {
+		t.Errorf("kernel relayed %d datagrams, want 3", k)
+	}
 }

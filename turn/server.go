@@ -412,7 +412,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 	}
 	s.allocs.kf = s.kf
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(newOffloadCollector(s.kf)); err != nil {
+		if err := opts.Registerer.Register(newOffloadCollector(s.kf, s.allocs)); err != nil {
 			return nil, fmt.Errorf("registering kernel offload metrics: %w", err)
 		}
 	}
@@ -974,6 +974,8 @@ func (s *Server) Close() error {
 		if s.cancel != nil {
 			s.cancel()
 		}
+		// The kernel stops relaying before pion does.
+		s.allocs.stopOffload()
 		if s.pion != nil {
 			s.closeErr = s.pion.Close()
 			if s.relays != nil {
@@ -986,9 +988,8 @@ func (s *Server) Close() error {
 			s.relays.res.close() // ports held for EVEN-PORT tokens
 		}
 		s.wg.Wait()
-		// pion has closed every allocation, whose relay sockets took their
-		// flows out of the kernel first (relayConn.Close): now the
-		// program is detached and its maps go.
+		// stopOffload took every flow out of the kernel: now the program
+		// is detached and its maps go.
 		if err := s.kf.close(); err != nil {
 			s.log.Warn("kernel offload: detaching", "err", err)
 		}
