@@ -311,12 +311,22 @@ func TestKernelOffload(t *testing.T) {
 	}
 	for _, fam := range offloadFamilies {
 		for _, mode := range []string{OffloadOn, OffloadOff} {
-			t.Run(fam.name+"/"+mode, func(t *testing.T) { offloadRun(t, fam, mode, clientNS, peerNS) })
+			t.Run(fam.name+"/"+mode, func(t *testing.T) { offloadRun(t, fam, mode, clientNS, peerNS, nil) })
 		}
+	}
+	// Sockets bound to the unspecified addresses (icegate's defaults): the
+	// program matches any local address and answers from the route's
+	// source, and the interfaces are every Ethernet one of the namespace.
+	wildcard := func(c *Config) {
+		c.Listen.Addrs = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+		c.Relay.IPv4Bind, c.Relay.IPv6Bind = netip.IPv4Unspecified(), netip.IPv6Unspecified()
+	}
+	for _, fam := range offloadFamilies {
+		t.Run(fam.name+"-wildcard/on", func(t *testing.T) { offloadRun(t, fam, OffloadOn, clientNS, peerNS, wildcard) })
 	}
 }
 
-func offloadRun(t *testing.T, fam offloadFamily, mode, clientNS, peerNS string) {
+func offloadRun(t *testing.T, fam offloadFamily, mode, clientNS, peerNS string, more func(*Config)) {
 	var evMu sync.Mutex
 	var ended []string
 	ts, reg := offloadServer(t, mode, 0, func(e Event) {
@@ -325,7 +335,7 @@ func offloadRun(t *testing.T, fam offloadFamily, mode, clientNS, peerNS string) 
 			ended = append(ended, e.Detail)
 			evMu.Unlock()
 		}
-	}, nil)
+	}, more)
 	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.listen, 3478))
 	peer := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
 	peerAddr := net.UDPAddrFromAddrPort(peer.conn.LocalAddr().(*net.UDPAddr).AddrPort())
