@@ -193,6 +193,19 @@ type Relay struct {
 	// cannot go with tcp = true. Default "dedicated". Restart to change.
 	Mode      string    `hcl:"mode,optional"`
 	ModeRange hcl.Range `hcl:"mode,attr_range"`
+	// KernelOffload is whether the kernel relays the ChannelData of UDP
+	// clients with a bound channel (an eBPF TC program, docs/operations.md
+	// "Kernel offload"): "auto" uses it when the kernel, CAP_BPF and
+	// CAP_NET_ADMIN and the interfaces allow, and otherwise logs one line
+	// why not and relays in user space; "on" refuses to start without it;
+	// "off" never loads it. Default "auto". Restart to change.
+	KernelOffload      string    `hcl:"kernel_offload,optional"`
+	KernelOffloadRange hcl.Range `hcl:"kernel_offload,attr_range"`
+	// KernelOffloadInterfaces are the interfaces the program attaches to.
+	// Default []: the Ethernet interfaces that hold a listen or relay
+	// address (every one for a wildcard address). Restart to change.
+	KernelOffloadInterfaces      []string  `hcl:"kernel_offload_interfaces,optional"`
+	KernelOffloadInterfacesRange hcl.Range `hcl:"kernel_offload_interfaces,attr_range"`
 
 	// Filled by Validate. Invalid (zero) addresses mean "not set".
 	IPv4BindAddr, IPv4PublicAddr netip.Addr

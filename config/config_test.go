@@ -102,6 +102,7 @@ func TestDefault(t *testing.T) {
 			IPv4Bind: "0.0.0.0", IPv6Bind: "::",
 			DiscoverWith: []string{}, DiscoverInterval: "5m", DiscoverIntervalDuration: 5 * time.Minute,
 			PrivateOK: ptr(false), TCP: ptr(false), Mode: "dedicated",
+			KernelOffload: "auto", KernelOffloadInterfaces: []string{},
 			IPv4BindAddr: netip.IPv4Unspecified(), IPv6BindAddr: netip.IPv6Unspecified(),
 		},
 		Auth:   &Auth{Secrets: []string{}, Separator: ":", EphemeralSecret: ptr(true)},

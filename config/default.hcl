@@ -146,6 +146,18 @@ relay {
   # cannot go with tcp = true. See docs/operations.md, "Few relay ports".
   # coturn: --multiplex-peer (4.12+). Restart to change.
   mode = "dedicated"
+
+  # Relay the ChannelData of UDP clients with a bound channel in the kernel
+  # (an eBPF TC program; needs Linux 5.12+, CAP_BPF and CAP_NET_ADMIN, and
+  # Ethernet interfaces). "auto" uses it when it can and logs one line why
+  # not otherwise; "on" refuses to start without it; "off" never loads it.
+  # Allocations with a bandwidth cap and relay.mode = "shared" stay in user
+  # space. See docs/operations.md, "Kernel offload". Restart to change.
+  kernel_offload = "auto"
+
+  # Interfaces it attaches to. [] (the default): the Ethernet interfaces
+  # that hold a listen or relay address, all of them for a wildcard one.
+  kernel_offload_interfaces = []
 }
 
 auth {

@@ -90,6 +90,8 @@ var reloadClasses = map[string]ReloadClass{
 	"Relay.PrivateOK":                Live, // the next discovery round reads it (turn.Server.privateOK)
 	"Relay.TCP":                      Restart,
 	"Relay.Mode":                     Restart,
+	"Relay.KernelOffload":            Restart,
+	"Relay.KernelOffloadInterfaces":  Restart,
 
 	"Auth.Secrets":         Live,
 	"Auth.Separator":       Live,

@@ -21,6 +21,21 @@ const (
 	RelayShared    = "shared"
 )
 
+// Kernel offload settings (Relay.KernelOffload); "" is OffloadAuto.
+const (
+	OffloadAuto = "auto"
+	OffloadOn   = "on"
+	OffloadOff  = "off"
+)
+
+// Offload returns relay.kernel_offload with its default applied.
+func (r *Relay) Offload() string {
+	if r.KernelOffload == "" {
+		return OffloadAuto
+	}
+	return r.KernelOffload
+}
+
 // SharedOn reports relay.mode = "shared".
 func (r *Relay) SharedOn() bool { return r.Mode == RelayShared }
 

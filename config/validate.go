@@ -551,6 +551,25 @@ func (r *Relay) validate(v *validator, l *Listen) {
 		v.errorf(r.ModeRange, "relay.mode", "%q is not a relay mode: \"dedicated\" (a port per allocation) or \"shared\" (a few ports for all)", r.Mode)
 	}
 
+	switch r.KernelOffload {
+	case "", OffloadAuto, OffloadOn, OffloadOff:
+	default:
+		v.errorf(r.KernelOffloadRange, "relay.kernel_offload", "%q is not \"auto\", \"on\" or \"off\"", r.KernelOffload)
+	}
+	seenIf := map[string]bool{}
+	for _, name := range r.KernelOffloadInterfaces {
+		switch {
+		case name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t"):
+			v.errorf(r.KernelOffloadInterfacesRange, "relay.kernel_offload_interfaces", "%q is not an interface name", name)
+		case seenIf[name]:
+			v.errorf(r.KernelOffloadInterfacesRange, "relay.kernel_offload_interfaces", "%q is listed twice", name)
+		}
+		seenIf[name] = true
+	}
+	if len(r.KernelOffloadInterfaces) > 0 && r.KernelOffload == OffloadOff {
+		v.warnf(r.KernelOffloadInterfacesRange, "relay.kernel_offload_interfaces", "has no effect with relay.kernel_offload = \"off\"")
+	}
+
 	r.IPv4BindAddr = v.relayAddr(r.IPv4Bind, r.IPv4BindRange, "relay.ipv4_bind", true, false)
 	r.IPv6BindAddr = v.relayAddr(r.IPv6Bind, r.IPv6BindRange, "relay.ipv6_bind", false, false)
 	r.IPv4PublicAuto, r.IPv6PublicAuto = r.IPv4Public == autoPublic, r.IPv6Public == autoPublic

@@ -40,6 +40,14 @@ import (
 // that nothing leaks and no gauge goes below zero.
 type allocTable struct {
 	metrics *Metrics
+	// kf is the kernel fast path (offload.go), nil when off: the table
+	// binds a flow there for each channel it may relay (syncOffload).
+	kf *offload
+	// kfStopped is set at shutdown (stopOffload): nothing more is bound.
+	// kretired is what the kernel relayed for the allocations it no
+	// longer holds (release).
+	kfStopped bool
+	kretired  Traffic
 	// ended, if set, hears of each allocation the table forgets on pion's
 	// word, by 5-tuple key, outside the lock: a TCP, TLS or DTLS
 	// connection re-arms its idle timeout (streamConns.allocationEnded).
@@ -97,6 +105,17 @@ type allocEntry struct {
 	rc       *relayConn                // sock when it is a UDP relay, whose views the table writes
 	peers    map[netip.Addr]struct{}   // permissions (RFC 8656 §9), by IP
 	chans    map[uint16]netip.AddrPort // channel bindings (§12)
+
+	// The kernel fast path (offload.go): the program (nil when off), when
+	// pion's timers for the allocation (§7), its permissions and its
+	// channels run out as far as the table can tell (a zero or missing
+	// time is unknown, and nothing is offloaded on it), and the flows the
+	// kernel holds, by channel.
+	kf      *offload
+	expires time.Time
+	permExp map[netip.Addr]time.Time
+	chanExp map[uint16]time.Time
+	kflows  map[uint16]kernelFlow
 }
 
 // allocKey names an allocation by its 5-tuple: the client's address and
@@ -244,7 +263,16 @@ func (a *allocEntry) info() allocInfo {
 // its RFC 6062 TCP relay's (every peer connection's, countedConn).
 func (a *allocEntry) traffic() Traffic {
 	if a.rc != nil {
-		return a.rc.traffic.load()
+		t := a.rc.traffic.load()
+		if a.kf != nil && a.rc.kfAlloc.Load() != 0 {
+			// What the kernel relayed for it; at its end the final counts
+			// move to rc.traffic (release), under the table's lock like
+			// this read, so a total never dips.
+			if c, err := a.kf.prog.Counters(a.id); err == nil {
+				t = t.Add(kernelTraffic(c))
+			}
+		}
+		return t
 	}
 	if l, ok := a.sock.(*relayListener); ok {
 		return l.traffic.load()
@@ -291,7 +319,10 @@ func (t *allocTable) created(src, dst net.Addr, userID, realm string, relay net.
 	}
 	t.lastID++
 	a := &allocEntry{id: t.lastID, start: time.Now(), src: src, dst: dst, cred: c, relay: relayKeyOf(relay),
-		peers: map[netip.Addr]struct{}{}, chans: map[uint16]netip.AddrPort{}}
+		peers: map[netip.Addr]struct{}{}, chans: map[uint16]netip.AddrPort{}, kf: t.kf}
+	if t.kf != nil {
+		a.permExp, a.chanExp, a.kflows = map[netip.Addr]time.Time{}, map[uint16]time.Time{}, map[uint16]kernelFlow{}
+	}
 	if n := intentNumber(realm); n != 0 && !a.relay.tcp {
 		if k := (relayKey{addr: a.relay.addr, tag: n}); t.relays[k] != nil {
 			a.relay = k
@@ -354,6 +385,9 @@ func (t *allocTable) deleted(src, dst net.Addr) (allocInfo, bool) {
 // permissions and channels gone before, normally; whatever is left is
 // counted off here, and later events for them find nothing. t.mu is held.
 func (t *allocTable) dropEntry(key string, a *allocEntry) {
+	if a.rc != nil {
+		t.release(a.rc) // normally done already, when its relay socket closed
+	}
 	delete(t.allocs, key)
 	delete(t.byID, a.id)
 	i := transportIndex(a.cred.transport)
@@ -400,12 +434,19 @@ func (t *allocTable) permission(src, dst net.Addr, peer net.IP, add bool) {
 	case add && !had:
 		a.peers[ip] = struct{}{}
 		t.metrics.Permissions.Inc()
+		if a.permExp != nil {
+			// pion started the permission's timer just before it told us
+			// (allocation.AddPermission); offloadMargin covers the gap.
+			a.permExp[ip] = time.Now().Add(t.kf.permLife)
+		}
 	case !add && had:
 		delete(a.peers, ip)
+		delete(a.permExp, ip)
 		t.metrics.Permissions.Dec()
 	default:
 		return
 	}
+	defer t.syncOffload(a)
 	if a.rc != nil {
 		perms := make(map[netip.Addr]struct{}, len(a.peers))
 		for p := range a.peers {
@@ -449,12 +490,17 @@ func (t *allocTable) channel(src, dst, peer net.Addr, number uint16, add bool) {
 		if !had {
 			t.metrics.Channels.Inc()
 		}
+		if a.chanExp != nil {
+			a.chanExp[number] = time.Now().Add(t.kf.chanLife)
+		}
 	case had && cur == p:
 		delete(a.chans, number)
+		delete(a.chanExp, number)
 		t.metrics.Channels.Dec()
 	default:
 		return
 	}
+	defer t.syncOffload(a)
 	if a.rc != nil {
 		next := &chanTable{byPeer: make(map[netip.AddrPort]uint16, len(a.chans)), byNum: make(map[uint16]netip.AddrPort, len(a.chans))}
 		for n, p := range a.chans {

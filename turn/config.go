@@ -165,6 +165,41 @@ type RelayConfig struct {
 	// set. At most MaxSharedPorts ports. Default false (a port per allocation). HCL:
 	// relay.mode = "shared".
 	Shared bool
+	// KernelOffload is whether the kernel relays the ChannelData of UDP
+	// clients with a bound channel (internal/kfast, docs/operations.md):
+	// OffloadAuto ("auto": when the kernel, CAP_BPF and CAP_NET_ADMIN and
+	// the interfaces allow, else one log line why not), OffloadOn ("on":
+	// New fails when it cannot) or OffloadOff ("off"). Default "" = off for
+	// this component, so that a Server built by a test or another program
+	// never touches the host's interfaces; relay.kernel_offload (HCL)
+	// defaults to "auto".
+	KernelOffload string
+	// KernelOffloadInterfaces are the interfaces the program attaches to.
+	// Default none: the Ethernet interfaces that hold a listen or relay
+	// address (all of them for a wildcard address). HCL:
+	// relay.kernel_offload_interfaces.
+	KernelOffloadInterfaces []string
+
+	// chanLife and permLife are the lifetimes pion gives channels and
+	// permissions; zero means pion's defaults (10m and 5m, RFC 8656 §12 and
+	// §9). Only tests shorten them.
+	chanLife, permLife time.Duration
+}
+
+// channelLifetime is the lifetime pion gives a channel binding.
+func (r RelayConfig) channelLifetime() time.Duration {
+	if r.chanLife > 0 {
+		return r.chanLife
+	}
+	return pionChannelLifetime
+}
+
+// permissionLifetime is the lifetime pion gives a permission.
+func (r RelayConfig) permissionLifetime() time.Duration {
+	if r.permLife > 0 {
+		return r.permLife
+	}
+	return pionPermissionLifetime
 }
 
 // MaxSharedPorts bounds the relay port range in shared mode
@@ -493,6 +528,11 @@ func (c *Config) validate() error {
 	}
 	if r.DiscoverInterval < 0 {
 		bad("Relay.DiscoverInterval %v is negative", r.DiscoverInterval)
+	}
+	switch r.KernelOffload {
+	case "", OffloadAuto, OffloadOn, OffloadOff:
+	default:
+		bad("Relay.KernelOffload %q is not %q, %q or %q", r.KernelOffload, OffloadAuto, OffloadOn, OffloadOff)
 	}
 
 	m := &c.Limits

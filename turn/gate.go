@@ -201,7 +201,7 @@ func (g *gate) inspect(in inbound) ([]byte, bool) {
 		return nil, false
 	}
 	g.remember(in.src, string(username), userID, key)
-	g.rememberPassed(in.src, msg, key)
+	g.rememberPassed(in.src, msg, key, g.s.kf.noteFor(in, msg))
 	// The allocation table keeps the credential: an Allocate's for the
 	// allocation pion is about to report, any other's as the one the
 	// client's allocations now stand on (revoke.go).
@@ -986,7 +986,12 @@ func (g *gate) observe(b []byte, dst net.Addr) []byte {
 	if len(b) < 20 || b[0]&0xC1 != 0x01 {
 		return b
 	}
-	passed, key := g.takePassed(b, dst)
+	passed, key, note := g.takePassed(b, dst)
+	if note != nil && b[1]&0x10 == 0 {
+		// A success response (class bits 10, RFC 8489 §5): what pion
+		// refreshed without an event, for the kernel's deadlines.
+		g.s.allocs.refreshed(note, b)
+	}
 	if passed && b[0] == 0x01 && (b[1] == 0x03 || b[1] == 0x13) {
 		// pion has answered an Allocate the gate passed: it is no longer
 		// in flight (noAllocation). Deferred, so that the events below
@@ -1055,26 +1060,31 @@ func (g *gate) allocRefused(code int) {
 // can be signed again after its reason phrase is filled in (withReason).
 
 // passedEntry is one request passed to pion.
-type passedEntry struct{ key []byte }
+type passedEntry struct {
+	key []byte
+	// note is what the request refreshes for the kernel fast path when
+	// it succeeds (offload.go); nil when that is off.
+	note *offloadNote
+}
 
 // maxPassed bounds the passed map: an entry stays behind only when pion
 // answers nothing (or a response goes out another way: a ConnectionBind's,
 // signed by conn.go), and the map is emptied if such leftovers pile up.
 const maxPassed = 10000
 
-func (g *gate) rememberPassed(src net.Addr, msg *pionstun.Message, key []byte) {
+func (g *gate) rememberPassed(src net.Addr, msg *pionstun.Message, key []byte, note *offloadNote) {
 	k := txKey{client: canonical(addrPortOf(src)), tx: msg.TransactionID}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.passed) > maxPassed {
 		clear(g.passed)
 	}
-	g.passed[k] = passedEntry{key: key}
+	g.passed[k] = passedEntry{key: key, note: note}
 }
 
 // takePassed returns and forgets the entry for the transaction response b
 // answers.
-func (g *gate) takePassed(b []byte, dst net.Addr) (bool, []byte) {
+func (g *gate) takePassed(b []byte, dst net.Addr) (bool, []byte, *offloadNote) {
 	k := txKey{client: canonical(addrPortOf(dst))}
 	copy(k.tx[:], b[8:20])
 	g.mu.Lock()
@@ -1083,7 +1093,7 @@ func (g *gate) takePassed(b []byte, dst net.Addr) (bool, []byte) {
 	if ok {
 		delete(g.passed, k)
 	}
-	return ok, e.key
+	return ok, e.key, e.note
 }
 
 // withReason fills in the reason phrase of an error response that pion

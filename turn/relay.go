@@ -580,6 +580,9 @@ type relayConn struct {
 	// written by the socket's own loop (peer to client) and the client's
 	// listener loop or pion (client to peer), read at scrape time.
 	traffic trafficCounters
+	// kfAlloc is the allocation id under which the kernel fast path holds
+	// this relay's flows and counters (offload.go); 0 when it holds none.
+	kfAlloc atomic.Uint64
 }
 
 // WriteTo is pion's send to a peer (Send indications, and ChannelData pion
@@ -632,6 +635,9 @@ func (c *relayConn) Close() error {
 	if c.shared != nil {
 		return c.closeShared()
 	}
+	// The kernel stops relaying for the allocation before its socket goes
+	// (and with it pion's relaying): never after.
+	c.alloc.table.releaseRelay(c)
 	err := c.sock.Close()
 	c.alloc.table.removeRelay(c.key(), c)
 	c.alloc.release(c.network, c.port)

@@ -71,6 +71,8 @@ func (s *Server) revoke(creds *auth.Credentials, pol *PeerPolicy) Revoked {
 		switch rc := a.sock.(type) {
 		case *relayConn:
 			fresh := rc.block(denied)
+			// The kernel relays no blocked peer: its flows to them go now.
+			s.allocs.resyncOffload(a.key)
 			out.Peers += len(fresh)
 			for _, ip := range fresh {
 				s.revoked.WithLabelValues("peer", "peer-denied").Inc()

@@ -197,6 +197,7 @@ type Server struct {
 	ephemeralSecret string
 	ephemeralOn     atomic.Bool
 	listeners       []ListenAddr
+	kf              *offload // the kernel fast path; nil when off
 	closers         []func() error
 	pion            *pionturn.Server
 
@@ -270,6 +271,7 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		if err != nil {
 			s.closeAll()
 			s.closeLoops()
+			_ = s.kf.close()
 		}
 	}()
 
@@ -403,6 +405,18 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		return nil, errors.New("no listener could be opened (check Listen.Addrs and the transport switches)")
 	}
 
+	// The kernel fast path, before pion reports the first allocation; a
+	// failure stops New only with Relay.KernelOffload = "on".
+	if s.kf, err = openOffload(cfg, log); err != nil {
+		return nil, err
+	}
+	s.allocs.kf = s.kf
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newOffloadCollector(s.kf, s.allocs)); err != nil {
+			return nil, fmt.Errorf("registering kernel offload metrics: %w", err)
+		}
+	}
+
 	s.pion, err = pionturn.NewServer(pionturn.ServerConfig{
 		PacketConnConfigs:  pcs,
 		ListenerConfigs:    lcs,
@@ -412,6 +426,8 @@ func New(cfg Config, opts Options) (_ *Server, err error) {
 		QuotaHandler:       s.gate.quota,
 		AllocationLifetime: cfg.Limits.DefaultLifetime,
 		EventHandler:       s.allocs.eventHandler(s.allocationEvent),
+		ChannelBindTimeout: cfg.Relay.chanLife,
+		PermissionTimeout:  cfg.Relay.permLife,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting pion: %w", err)
@@ -958,6 +974,8 @@ func (s *Server) Close() error {
 		if s.cancel != nil {
 			s.cancel()
 		}
+		// The kernel stops relaying before pion does.
+		s.allocs.stopOffload()
 		if s.pion != nil {
 			s.closeErr = s.pion.Close()
 			if s.relays != nil {
@@ -970,6 +988,11 @@ func (s *Server) Close() error {
 			s.relays.res.close() // ports held for EVEN-PORT tokens
 		}
 		s.wg.Wait()
+		// stopOffload took every flow out of the kernel: now the program
+		// is detached and its maps go.
+		if err := s.kf.close(); err != nil {
+			s.log.Warn("kernel offload: detaching", "err", err)
+		}
 		s.closeLoops()
 	})
 	return s.closeErr

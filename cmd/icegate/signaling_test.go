@@ -192,9 +192,14 @@ func nonZeroFields(v reflect.Value, out map[string]bool) {
 // walkFields calls fn for each field of the struct v, descending into the
 // structs of v's own package (signaling's Relay and NATProbe, turn's
 // ListenConfig, RelayConfig, ...), not into other packages' types.
+// Unexported fields (test knobs such as RelayConfig's lifetimes) are not
+// the translation's to set and are skipped.
 func walkFields(v reflect.Value, prefix string, fn func(string, reflect.Value)) {
 	pkg := v.Type().PkgPath()
 	for i := range v.NumField() {
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
 		f, name := v.Field(i), prefix+v.Type().Field(i).Name
 		if f.Kind() == reflect.Struct && f.Type().PkgPath() == pkg {
 			walkFields(f, name+".", fn)

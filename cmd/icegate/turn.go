@@ -56,6 +56,9 @@ func turnConfig(cfg *config.Config) turn.Config {
 			PrivateOK:        r.PrivateAllowed(),
 			TCP:              r.TCPOn(),
 			Shared:           r.SharedOn(),
+			// relay.kernel_offload, "auto" by default (turn's zero is off)
+			KernelOffload:           r.Offload(),
+			KernelOffloadInterfaces: r.KernelOffloadInterfaces,
 		},
 		Auth: turn.AuthConfig{
 			Users:             users,

@@ -38,7 +38,8 @@ var allowed = map[string][]string{
 	"icegate/stun/natcheck":        {"icegate/stun", "icegate/internal/stunwire"},
 	"icegate/turn": {"icegate/auth", "icegate/stun", "icegate/internal/stunwire",
 		"icegate/internal/udploop", "icegate/internal/ratelog", "icegate/internal/tokenbucket", "icegate/internal/certfile",
-		"icegate/internal/portshare", "icegate/internal/proxied", "icegate/stun/natcheck", "icegate/internal/fdcount"},
+		"icegate/internal/portshare", "icegate/internal/proxied", "icegate/stun/natcheck", "icegate/internal/fdcount",
+		"icegate/internal/kfast"},
 	"icegate/signaling": {"icegate/auth", "icegate/internal/ratelog", "icegate/internal/tokenbucket",
 		"icegate/signaling/engineio", "icegate/signaling/socketio", "icegate/internal/fdcount"},
 	// The Redis bus implements signaling.Bus; its tests run bustest on a
