@@ -115,10 +115,17 @@ func (t *wsTransport) waitInput() {
 // ends instead of blocking in gorilla for the next data frame; after a
 // frame, probe learns whether crypto/tls holds more, for the next wait.
 func (t *wsTransport) readIdle(limit int) ([]byte, error) {
-	if t.nc.takeWaitingPong() {
-		t.pong()
-		if !t.nc.buffered() {
-			return nil, errIdle
+	if t.nc.lowatOn {
+		took := t.nc.takeWaitingPong()
+		// The reads below may block mid-frame, for a last segment
+		// shorter than the mark: every byte must wake them again. The
+		// next ping sets the mark anew (beforePing, lazyPing).
+		t.nc.lowatOn = !t.nc.setLowat(1)
+		if took {
+			t.pong()
+			if !t.nc.buffered() {
+				return nil, errIdle
+			}
 		}
 	}
 	for t.nc.skipControl(t.pong, t.answerPing) {

@@ -1,0 +1,51 @@
+package signaling
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// A message whose last TCP segment is shorter than a pong and a byte
+// (here its last 3 bytes, sent apart) must be read at once: the reader
+// blocked mid-frame is woken by them only if SO_RCVLOWAT is back at one
+// byte. A client idle across a ping leaves the mark at 7 (its pong is
+// due), and before the fix the tail waited in the socket until the next
+// ping's pong made 7 bytes of it (up to a ping interval later).
+func TestLazyPongsShortTail(t *testing.T) {
+	const every = time.Second
+	lazyServers(t, every, func(t *testing.T, s *Server, hs *httptest.Server) {
+		c := dialIdle(t, hs)
+		pongs := make(chan string, 4)
+		go func() {
+			for {
+				_, b, err := c.ws.ReadMessage() // gorilla answers the pings
+				if err != nil {
+					return
+				}
+				var m map[string]any
+				if json.Unmarshal(b, &m) == nil && m["type"] == "pong" {
+					pongs <- m["id"].(string)
+				}
+			}
+		}()
+		time.Sleep(every + every/4) // one ping answered: a pong is due, the mark is 7
+		f := ping(7)
+		if _, err := c.wire.Write(f[:len(f)-3]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // the reader takes it and blocks mid-frame
+		if _, err := c.wire.Write(f[len(f)-3:]); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case id := <-pongs:
+			if id != "7" {
+				t.Fatalf("pong %q, want 7", id)
+			}
+		case <-time.After(every / 3): // well before the next ping at 2×every
+			t.Fatalf("a message whose last 3 bytes came apart was not answered within %v", every/3)
+		}
+	})
+}
