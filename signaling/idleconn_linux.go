@@ -115,7 +115,29 @@ func readableLazy(fd uintptr) bool {
 	if errno != 0 {
 		return errno != unix.EAGAIN
 	}
-	return !lonePong(b[:], n)
+	if !lonePong(b[:], n) {
+		return true
+	}
+	// A lone pong, as far as a peek sees: the end of the stream behind
+	// it (a FIN, or a reset) shows only once the pong is taken, and Go's
+	// poller reports the end once (edge-triggered), so it is input for
+	// the reader now, or it would wait for the next ping.
+	return !established(fd)
+}
+
+// tcpEstablished is TCP_ESTABLISHED, the first byte of struct tcp_info
+// (linux/tcp.h, tcpi_state; include/net/tcp_states.h).
+const tcpEstablished = 1
+
+// established reports whether the TCP connection on fd is still open both
+// ways: getsockopt TCP_INFO copies only as much as asked, here the state
+// byte. A raw system call, for the waiting reader's shallow stack.
+func established(fd uintptr) bool {
+	var st [1]byte
+	l := uint32(len(st))
+	_, _, errno := syscall.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(&st[0])), uintptr(unsafe.Pointer(&l)), 0)
+	return errno == 0 && st[0] == tcpEstablished
 }
 
 // takePong takes a pong waiting alone in the socket and reports whether

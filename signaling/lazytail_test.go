@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -46,6 +47,24 @@ func TestLazyPongsShortTail(t *testing.T) {
 			}
 		case <-time.After(every / 3): // well before the next ping at 2×every
 			t.Fatalf("a message whose last 3 bytes came apart was not answered within %v", every/3)
+		}
+	})
+}
+
+// A client whose connection ends (FIN) while its last pong waits alone
+// in the socket is seen gone at once, not at the next ping: a peek then
+// shows the pong, and the end of stream only past it.
+func TestLazyPongsEndAfterPong(t *testing.T) {
+	const every = time.Second
+	lazyServers(t, every, func(t *testing.T, s *Server, hs *httptest.Server) {
+		c := dialIdle(t, hs)
+		answerPings(t, c)
+		time.Sleep(every + every/4) // one ping answered, its pong alone in the socket
+		if err := c.tcp.Conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if !waitUntil(every/3, func() bool { return s.nconns.Load() == 0 }) {
+			t.Fatalf("a connection ended after its pong was still open %v later", every/3)
 		}
 	})
 }
