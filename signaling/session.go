@@ -312,9 +312,15 @@ func (s *Server) open(ctx context.Context, t Transport, opts *AcceptOptions, p p
 	if ctx.Done() != nil {
 		unwatch = context.AfterFunc(ctx, func() { c.kill(closeGoingAway, "server shutting down") })
 	}
-	ok := false
+	ok, attached := false, false
 	defer func() {
 		if !ok { // an error, or a panic on its way up
+			if !attached {
+				// attach panicked: its place at the door and the
+				// socket were not given back on the way.
+				s.doneOpening()
+				_ = t.Close(0, "")
+			}
 			unwatch()
 			s.exit(c)
 		}
@@ -326,6 +332,7 @@ func (s *Server) open(ctx context.Context, t Transport, opts *AcceptOptions, p p
 	c.out = newOutbox(st.SendQueue + st.MessagesBurst)
 	c.out.notify = func() { c.kick(todoFlush) }
 	hello, renew, err := s.attach(ctx, c, *opts)
+	attached = true
 	s.doneOpening()
 	if err != nil {
 		s.metrics.refused.WithLabelValues("cluster-unavailable").Inc()
