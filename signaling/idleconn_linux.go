@@ -77,10 +77,24 @@ func (c *idleConn) beforePing() (took, empty bool) {
 	}
 	defer c.state.Store(idleWaiting)
 	took, empty = c.takePong()
-	if !c.lowatOn {
-		c.lowatOn = c.setLowat(pongFrame + 1)
-	}
+	c.markForPong(took || empty)
 	return took, empty
+}
+
+// markForPong sets the mark for the coming pong when the socket held
+// nothing but (at most) the pong just taken (lone). Anything else there
+// is a frame of 6 bytes or less that the mark hid from the reader (a
+// close without a status code, an empty ping, sent while no pong waited
+// before it): the mark goes back to one byte, which wakes the reader (or
+// the waiter, at the re-arm) for it now rather than never. The caller
+// holds the reader role.
+func (c *idleConn) markForPong(lone bool) {
+	switch {
+	case lone && !c.lowatOn:
+		c.lowatOn = c.setLowat(pongFrame + 1)
+	case !lone && c.lowatOn:
+		c.lowatOn = !c.setLowat(1)
+	}
 }
 
 // takeWaitingPong is the reader's takePong, when it woke with a pong

@@ -24,3 +24,6 @@ func (c *idleConn) setLowat(int32) bool            { return false }
 
 // takePong never takes a pong where lazyPongs is off.
 func (c *idleConn) takePong() (took, empty bool) { return false, false }
+
+// markForPong does nothing where lazyPongs is off.
+func (c *idleConn) markForPong(bool) {}

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // A message whose last TCP segment is shorter than a pong and a byte
@@ -65,6 +67,32 @@ func TestLazyPongsEndAfterPong(t *testing.T) {
 		}
 		if !waitUntil(every/3, func() bool { return s.nconns.Load() == 0 }) {
 			t.Fatalf("a connection ended after its pong was still open %v later", every/3)
+		}
+	})
+}
+
+// A close without a status code (6 bytes, as a pong) sent while no pong
+// waits in the socket before it (the last ping's pong was taken, and the
+// client does not answer the next) is read at the next ping, and ends
+// the connection as a goodbye: before, the mark hid it until the read
+// timeout dropped the connection as broken.
+func TestLazyPongsBareCloseAlone(t *testing.T) {
+	const every = time.Second
+	lazyServers(t, every, func(t *testing.T, s *Server, hs *httptest.Server) {
+		c := dialIdle(t, hs) // nothing reads: pongs are written here
+		start := time.Now()
+		time.Sleep(every + 3*every/10) // ping 1 went out
+		if _, err := c.wire.Write(frame(websocket.PongMessage, nil)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(every) // ping 2 took the pong; its own is not sent
+		if _, err := c.wire.Write(frame(websocket.CloseMessage, nil)); err != nil {
+			t.Fatal(err)
+		}
+		// Ping 3 (at 3×every) sees it; the read timeout (2×every after
+		// ping 2) would have come at 4×every.
+		if !waitUntil(3*every+every/2-time.Since(start), func() bool { return s.nconns.Load() == 0 }) {
+			t.Fatalf("a close without a status code, alone in the socket, was not seen by the next ping")
 		}
 	})
 }

@@ -259,16 +259,14 @@ func (c *conn) lazyPing() {
 	// to a client that answered the last one (or was never asked): its
 	// pong will wait in the socket until the next ping takes it, so the
 	// deadline must fall after that ping, not at it.
-	took, _ := nc.takePong()
+	took, empty := nc.takePong()
 	if took {
 		c.w.p.taken.Add(1)
 	}
 	if took || !nc.pongDue.Load() {
 		c.w.last.Store(time.Now().UnixNano())
 	}
-	if !nc.lowatOn {
-		nc.lowatOn = nc.setLowat(pongFrame + 1)
-	}
+	nc.markForPong(took || empty)
 	nc.pongDue.Store(true)
 	if c.rearm() {
 		// The socket closed: ended elsewhere than on the writer
