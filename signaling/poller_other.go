@@ -2,12 +2,20 @@
 
 package signaling
 
-import "errors"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // poller is the waiter for idle connections where there is one
 // (poller_linux.go). Elsewhere newPoller fails and every connection's
 // reader waits on its own goroutine, as ServeTransport's do.
-type poller struct{ skim []byte }
+type poller struct {
+	skim []byte
+	// The counters poller_linux.go keeps (lazyPing and the tests name
+	// them); always 0 here.
+	skimmed, woken, taken atomic.Int64
+}
 
 // Registrations (poller.ctl's op); unused without a poller.
 const (
