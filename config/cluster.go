@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -139,6 +140,19 @@ const redisURLForms = `write redis://[user:pass@]host:port/db, rediss://... for 
 // ParseRedisURL takes cluster.redis_url apart; the error says what is wrong
 // and never repeats the password.
 func ParseRedisURL(s string) (RedisTarget, error) {
+	t, err := parseRedisURL(s)
+	if err != nil && t.Password != "" && strings.Contains(err.Error(), t.Password) {
+		// An error quotes what the input brought (a parameter's name,
+		// a malformed query), which may be the password itself: never
+		// repeat it (the fuzzer found "//:0000@?0000").
+		return RedisTarget{}, errors.New(strings.ReplaceAll(err.Error(), t.Password, "xxxxx"))
+	}
+	return t, err
+}
+
+// parseRedisURL is ParseRedisURL before an error is checked for the
+// password.
+func parseRedisURL(s string) (RedisTarget, error) {
 	var t RedisTarget
 	u, err := url.Parse(s)
 	if err != nil {
