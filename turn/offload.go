@@ -44,6 +44,20 @@ const (
 	OffloadOn = "on"
 )
 
+// OffloadError is New's error when RelayConfig.KernelOffload is OffloadOn
+// and the program cannot be loaded or attached. Err says why (the kernel,
+// the capabilities, the interfaces); the caller that knows where the
+// setting was written (cmd, with the config file's position) says so.
+type OffloadError struct {
+	Err error
+}
+
+func (e *OffloadError) Error() string {
+	return "kernel offload is required (\"on\") but cannot run: " + e.Err.Error()
+}
+
+func (e *OffloadError) Unwrap() error { return e.Err }
+
 // offloadMargin is how long before pion's earliest timer (channel,
 // permission, allocation) the kernel stops relaying a flow. Its deadlines
 // are counted from when the gate passed the request on, before pion
@@ -97,7 +111,7 @@ func openOffload(cfg Config, log *slog.Logger) (*offload, error) {
 		}
 	}
 	if mode == OffloadOn {
-		return nil, fmt.Errorf("Relay.KernelOffload is %q: %w", OffloadOn, err)
+		return nil, &OffloadError{Err: err}
 	}
 	var le *kfast.LoadError
 	if errors.As(err, &le) {
@@ -118,7 +132,7 @@ func openOffload(cfg Config, log *slog.Logger) (*offload, error) {
 // interfaces.
 func offloadInterfaces(cfg Config) ([]string, string, error) {
 	if len(cfg.Relay.KernelOffloadInterfaces) > 0 {
-		return cfg.Relay.KernelOffloadInterfaces, "Relay.KernelOffloadInterfaces", nil
+		return cfg.Relay.KernelOffloadInterfaces, "listed in relay.kernel_offload_interfaces", nil
 	}
 	var addrs []netip.Addr
 	addrs = append(addrs, cfg.Listen.Addrs...)
@@ -143,7 +157,7 @@ func offloadInterfaces(cfg Config) ([]string, string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, "", errors.New("no Ethernet interface holds a listen or relay address (loopback-only traffic stays in user space); Relay.KernelOffloadInterfaces names them")
+		return nil, "", errors.New("no Ethernet interface holds a listen or relay address (loopback-only traffic stays in user space); list the interfaces to attach to in relay.kernel_offload_interfaces")
 	}
 	return out, "the Ethernet interfaces holding the listen and relay addresses", nil
 }

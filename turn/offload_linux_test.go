@@ -649,8 +649,11 @@ func TestOffloadInterfaces(t *testing.T) {
 	if !strings.Contains(ts.log.String(), "kernel offload off") {
 		t.Errorf("no log line says why offload is off:\n%s", ts.log.String())
 	}
-	if _, err := New(testConfig(t, func(c *Config) { c.Relay.KernelOffload = OffloadOn }), Options{}); err == nil {
-		t.Error(`"on" started without anything to attach to`)
+	var oe *OffloadError
+	if _, err := New(testConfig(t, func(c *Config) { c.Relay.KernelOffload = OffloadOn }), Options{}); !errors.As(err, &oe) {
+		t.Errorf(`"on" without anything to attach to: got %v, want an *OffloadError`, err)
+	} else if strings.Contains(err.Error(), "Relay.KernelOffload") {
+		t.Errorf("the error names the Go field, not what the user wrote: %v", err)
 	}
 	var _ = kfast.ErrNotSupported
 }

@@ -167,7 +167,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if shared != nil {
 			shared.closeAll()
 		}
-		return err
+		return offloadStartError(cfg, err)
 	}
 	defer srv.Close()
 	rl.srv = srv

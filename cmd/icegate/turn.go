@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+
 	"icegate/auth"
 	"icegate/config"
 	"icegate/turn"
@@ -102,4 +105,19 @@ func capOrNoLimit(v int) int {
 		return turn.NoLimit
 	}
 	return v
+}
+
+// offloadStartError names the setting as the user wrote it, and where,
+// when the relay could not start because relay.kernel_offload is "on" and
+// the kernel offload cannot run; other errors pass unchanged.
+func offloadStartError(cfg *config.Config, err error) error {
+	var oe *turn.OffloadError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	where := ""
+	if r := cfg.Relay.KernelOffloadRange; r.Filename != "" {
+		where = r.String() + ": "
+	}
+	return fmt.Errorf(`%srelay.kernel_offload = "on", but the kernel offload cannot run: %w ("auto" relays in user space when it cannot)`, where, oe.Err)
 }
