@@ -44,6 +44,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -114,6 +115,24 @@ type options struct {
 	stormProfile string
 	stormTrace   string // the same for an execution trace (go tool trace)
 	maxOpening   int    // icegate's signaling.max_opening; 0: its default
+
+	// pingInterval is icegate's signaling.ping_interval; 0: its default
+	// (25 s). A long one (55 s, the most it takes) with a short -settle
+	// keeps the pings out of the idle window: the base cost alone.
+	pingInterval time.Duration
+	// genNetns runs the worker processes in this network namespace (ip
+	// netns exec), dialing the servers at serverHost from genSrcNet's
+	// addresses over a veth whose two ends have threaded NAPI: what a
+	// server's write delivers is then received by the client side's NAPI
+	// thread, not inside the server's own system call as on loopback.
+	// See tools/idlebench/netns.sh.
+	genNetns   string
+	serverHost string
+	genSrcNet  string
+	// cpuComm: kernel threads (or any process) whose command name starts
+	// with one of these prefixes have their CPU over the idle window
+	// reported too (the veths' NAPI threads: "napi/").
+	cpuComm []string
 }
 
 // run runs the benchmark as the flags in args say, writes its report to
@@ -149,8 +168,22 @@ func run(args []string, out io.Writer) ([]result, error) {
 	fs.StringVar(&o.stormTrace, "storm-trace", "", "write a 5 s execution trace of node 1 from the storm's start to this file (go tool trace)")
 	fs.IntVar(&o.maxOpening, "max-opening", 0, "icegate's signaling.max_opening (0: its default)")
 	fs.StringVar(&o.stormProfile, "storm-profile", "", "write a 5 s CPU profile of node 1 from the storm's start to this file (the nodes serve metrics { pprof = true })")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 0, "icegate's signaling.ping_interval (0: its default, 25s); 55s with -settle 10s keeps pings out of the idle window, to measure the base cost")
+	fs.StringVar(&o.genNetns, "gen-netns", "", "run the workers in this network namespace, dialing -server-host over a veth (tools/idlebench/netns.sh sets both up; run idlebench itself in the servers' namespace)")
+	fs.StringVar(&o.serverHost, "server-host", "10.200.150.1", "the servers' address as the workers dial it (-gen-netns)")
+	fs.StringVar(&o.genSrcNet, "gen-src", "10.200", "the workers' source addresses with -gen-netns: worker i uses PREFIX.(i+1).1-4")
+	cpuComm := fs.String("cpu-comm", "", "comma-separated command-name prefixes (e.g. napi/): those processes' and kernel threads' CPU over the idle window is reported too")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *cpuComm != "" {
+		o.cpuComm = strings.Split(*cpuComm, ",")
+	}
+	if o.genNetns != "" && o.storm {
+		return nil, errors.New("-gen-netns does not go with -storm")
+	}
+	if o.genNetns != "" && o.activeRate > 0 {
+		return nil, errors.New("-gen-netns does not go with -active")
 	}
 	o.modes = strings.Split(modes, ",")
 	if o.activeRate > 0 {
@@ -393,6 +426,10 @@ func startServer(ctx context.Context, procs *benchproc.Set, name, mode, tag, clu
 		if err != nil {
 			return nil, err
 		}
+		httpHost := "127.0.0.1"
+		if o.genNetns != "" {
+			httpHost = "0.0.0.0" // the workers dial from the other namespace
+		}
 		src := fmt.Sprintf(`log { level = "warn" }
 listen {
   addresses = ["127.0.0.1"]
@@ -407,7 +444,7 @@ relay {
   private_ok = true
 }
 http {
-  listen    = "127.0.0.1:%d"
+  listen    = "%s:%d"
   cert_file = %q
   key_file  = %q
   test_page = false
@@ -415,14 +452,14 @@ http {
 signaling {
   max_connections     = %d
   messages_per_second = 50
-%s}
+%s%s}
 metrics {
   listen = "127.0.0.1:%d"
   pprof  = %v
 }
 shutdown_grace = "1s"
 %s
-`, turnPort, httpPort, tlsFiles[0], tlsFiles[1], maxConns, maxOpeningHCL(o.maxOpening), metricsPort, o.pprof || o.stormProfile != "" || o.stormTrace != "", clusterHCL)
+`, turnPort, httpHost, httpPort, tlsFiles[0], tlsFiles[1], maxConns, maxOpeningHCL(o.maxOpening), pingIntervalHCL(o.pingInterval), metricsPort, o.pprof || o.stormProfile != "" || o.stormTrace != "", clusterHCL)
 		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 			return nil, err
 		}
@@ -486,6 +523,15 @@ shutdown_grace = "1s"
 	return s, nil
 }
 
+// pingIntervalHCL is the signaling block's ping_interval line for
+// -ping-interval.
+func pingIntervalHCL(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return fmt.Sprintf("  ping_interval = %q\n", d.String())
+}
+
 // maxOpeningHCL is the signaling block's max_opening line for -max-opening.
 func maxOpeningHCL(n int) string {
 	if n <= 0 {
@@ -536,10 +582,22 @@ type result struct {
 	// redis-server's CPU in the idle window.
 	nodes    []nodeResult
 	redisCPU time.Duration
+	// idleSys is the system time within idleCPU (sampled at the tick);
+	// genCPU the worker processes' CPU over the idle window; comm that of
+	// the -cpu-comm processes.
+	idleSys time.Duration
+	genCPU  time.Duration
+	comm    []commCPU
 	// latency is the cross-node probe run (-cluster), storm the reconnect
 	// storm (-storm); nil when not run.
 	latency *latencyResult
 	storm   *stormResult
+}
+
+// commCPU is a -cpu-comm process's CPU over the idle window.
+type commCPU struct {
+	name string
+	cpu  time.Duration
 }
 
 // nodeResult is one node's share of a cluster run.
@@ -581,6 +639,15 @@ func (g *group) urls() string {
 		u = append(u, n.url)
 	}
 	return strings.Join(u, ",")
+}
+
+// workerURLs is urls as the workers dial them: at o.serverHost from
+// another namespace with -gen-netns.
+func (g *group) workerURLs(o options) string {
+	if o.genNetns == "" {
+		return g.urls()
+	}
+	return strings.ReplaceAll(g.urls(), "://127.0.0.1:", "://"+o.serverHost+":")
 }
 
 func (g *group) stop() {
@@ -631,17 +698,6 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 	if err := sleepCtx(ctx, o.settle); err != nil {
 		return r, err
 	}
-	ticks := func() ([]int64, int64) {
-		t := make([]int64, len(g.nodes))
-		for i, n := range g.nodes {
-			t[i], _ = benchproc.CPUTicks(n.p.Pid())
-		}
-		var rt int64
-		if g.redis != nil {
-			rt, _ = benchproc.CPUTicks(g.redis.Pid())
-		}
-		return t, rt
-	}
 	for i, n := range g.nodes {
 		if n.p.Exited() {
 			return r, fmt.Errorf("%s exited:\n%s", n.p.Name, n.p.LogTail(20))
@@ -665,24 +721,41 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 			}()
 		}
 	}
-	t0, rt0 := ticks()
+	var watched []int // the workers, then the -cpu-comm processes
+	for _, w := range workers {
+		watched = append(watched, w.p.Pid())
+	}
+	comms := commPids(o.cpuComm)
+	for _, c := range comms {
+		watched = append(watched, c.pid)
+	}
+	t0, rt0, u0 := ticks(g, watched)
 	w0 := time.Now()
 	if err := sleepCtx(ctx, o.idle); err != nil {
 		return r, err
 	}
-	t1, rt1 := ticks()
+	t1, rt1, u1 := ticks(g, watched)
 	for range cap(prof) {
 		if err := <-prof; err != nil {
 			fmt.Fprintln(os.Stderr, "cpu profile:", err)
 		}
 	}
 	r.idleWindow = time.Since(w0).Round(time.Second)
+	tick := func(t int64) time.Duration { return time.Duration(t) * time.Second / benchproc.TicksPerSecond }
 	for i := range g.nodes {
-		d := time.Duration(t1[i]-t0[i]) * time.Second / benchproc.TicksPerSecond
+		d := tick(t1[i].total() - t0[i].total())
 		r.nodes[i].idleCPU = d
 		r.idleCPU += d
+		r.idleSys += tick(t1[i].sys - t0[i].sys)
 	}
-	r.redisCPU = time.Duration(rt1-rt0) * time.Second / benchproc.TicksPerSecond
+	r.redisCPU = tick(rt1.total() - rt0.total())
+	for i := range workers {
+		r.genCPU += tick(u1[i].total() - u0[i].total())
+	}
+	for i, c := range comms {
+		j := len(workers) + i
+		r.comm = append(r.comm, commCPU{name: c.name, cpu: tick(u1[j].total() - u0[j].total())})
+	}
 
 	if o.cluster > 0 && o.probePairs > 0 {
 		lat, err := crossNodeLatency(ctx, g, o)
@@ -713,6 +786,84 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 	return r, nil
 }
 
+// cpuTicks is a process's utime and stime (/proc/PID/stat, all threads)
+// in clock ticks. On a kernel without CONFIG_IRQ_TIME_ACCOUNTING (this
+// machine's) their sum is the threads' run time including the softirqs
+// that ran while they were on a CPU: on loopback, a server's write
+// carries the receiving client's TCP input and wake-up (see
+// docs/performance.md, "Where idle CPU goes at 100,000"). The split
+// between the two is sampled at the tick.
+type cpuTicks struct{ user, sys int64 }
+
+func (c cpuTicks) total() int64 { return c.user + c.sys }
+
+// readCPUTicks reads pid's cpuTicks; a process gone reads as zero.
+func readCPUTicks(pid int) cpuTicks {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return cpuTicks{}
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return cpuTicks{}
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return cpuTicks{}
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return cpuTicks{u, s}
+}
+
+// ticks reads the CPU of g's nodes, its redis-server and the other pids.
+func ticks(g *group, pids []int) (nodes []cpuTicks, redis cpuTicks, others []cpuTicks) {
+	for _, n := range g.nodes {
+		nodes = append(nodes, readCPUTicks(n.p.Pid()))
+	}
+	if g.redis != nil {
+		redis = readCPUTicks(g.redis.Pid())
+	}
+	for _, p := range pids {
+		others = append(others, readCPUTicks(p))
+	}
+	return nodes, redis, others
+}
+
+// commPid is a process found by commPids.
+type commPid struct {
+	name string
+	pid  int
+}
+
+// commPids lists the processes (kernel threads included) whose command
+// name starts with one of prefixes.
+func commPids(prefixes []string) []commPid {
+	if len(prefixes) == 0 {
+		return nil
+	}
+	ents, _ := os.ReadDir("/proc")
+	var out []commPid
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil {
+			continue
+		}
+		name := strings.TrimSpace(string(b))
+		for _, p := range prefixes {
+			if strings.HasPrefix(name, p) {
+				out = append(out, commPid{name, pid})
+				break
+			}
+		}
+	}
+	return out
+}
+
 // startWorkers starts the worker processes for o.conns connections to g,
 // at most o.perWorker each, and waits until every worker has opened its
 // own; it returns the connections that failed to open. A worker's
@@ -732,13 +883,24 @@ func startWorkers(procs *benchproc.Set, g *group, self string, o options, nodes 
 		}
 		// Each worker its own source addresses: 127.0.(i+1).1-4, about
 		// 28,000 ephemeral ports each, far more than a worker opens.
+		// With -gen-netns, PREFIX.(i+1).1-4 in the workers' namespace.
 		var srcs []string
 		for a := 1; a <= 4; a++ {
-			srcs = append(srcs, fmt.Sprintf("127.0.%d.%d", i+1, a))
+			if o.genNetns != "" {
+				srcs = append(srcs, fmt.Sprintf("%s.%d.%d", o.genSrcNet, i+1, a))
+			} else {
+				srcs = append(srcs, fmt.Sprintf("127.0.%d.%d", i+1, a))
+			}
 		}
-		cmd := []string{"worker", "-url", g.urls(), "-dialect", g.nodes[0].dialect, "-n", strconv.Itoa(n),
+		cmd := []string{"worker", "-url", g.workerURLs(o), "-dialect", g.nodes[0].dialect, "-n", strconv.Itoa(n),
 			"-src", strings.Join(srcs, ","), "-room-prefix", fmt.Sprintf("w%d-", i)}
-		p, stdin, stdout, err := procs.StartPiped(fmt.Sprintf("worker-%d", i), self, cmd...)
+		bin := self
+		if o.genNetns != "" {
+			// ip execs the worker: the process (and its PID) is the worker's.
+			cmd = append([]string{"netns", "exec", o.genNetns, self}, cmd...)
+			bin = "ip"
+		}
+		p, stdin, stdout, err := procs.StartPiped(fmt.Sprintf("worker-%d", i), bin, cmd...)
 		if err != nil {
 			return workers, 0, err
 		}
@@ -831,6 +993,14 @@ func report(out io.Writer, rows []result, o options) {
 	for _, r := range rows {
 		fmt.Fprintf(out, "| %s | %s | %d | %.1f KiB | %d | %.1f | %+d |\n", r.name, r.mode, r.conns, r.perConnKiB(),
 			r.goroutinesIdle, r.idlePercent(), r.rssAfterKB-r.rssStartKB)
+	}
+	for _, r := range rows {
+		pct := func(d time.Duration) float64 { return 100 * d.Seconds() / r.idleWindow.Seconds() }
+		fmt.Fprintf(out, "%s %s idle window: servers %.1f%% of a core (system %.1f%%), worker processes %.1f%%", r.name, r.mode, r.idlePercent(), pct(r.idleSys), pct(r.genCPU))
+		for _, c := range r.comm {
+			fmt.Fprintf(out, ", %s %.1f%%", c.name, pct(c.cpu))
+		}
+		fmt.Fprintln(out)
 	}
 	for _, r := range rows {
 		if len(r.nodes) < 2 {
