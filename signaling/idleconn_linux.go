@@ -177,3 +177,31 @@ func (c *idleConn) takePong() (took, empty bool) {
 	})
 	return took, empty
 }
+
+// inlinePings: a plain socket's ping can be sent without blocking
+// (inlinePinger).
+const inlinePings = true
+
+// sendNow writes b to the socket with one non-blocking send(2) and
+// reports how much went out: less than len(b) (perhaps nothing) when the
+// socket buffer is full. It holds the socket's write lock (RawConn.Write)
+// so that it cannot interleave with a blocking write of a frame, and
+// never waits: the callback reports done whatever the send did.
+func (c *idleConn) sendNow(b []byte) (int, error) {
+	var n uintptr
+	var errno syscall.Errno
+	err := c.raw.Write(func(fd uintptr) bool {
+		n, _, errno = syscall.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		return true
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno == unix.EAGAIN || errno == unix.EINTR:
+		return 0, nil // the blocking write that follows finds out
+	case errno != 0:
+		return 0, errno
+	}
+	return int(n), nil
+}

@@ -27,3 +27,9 @@ func (c *idleConn) takePong() (took, empty bool) { return false, false }
 
 // markForPong does nothing where lazyPongs is off.
 func (c *idleConn) markForPong(bool) {}
+
+// inlinePings is off where there is no raw socket to send on.
+const inlinePings = false
+
+// sendNow is never called where inlinePings is off.
+func (c *idleConn) sendNow([]byte) (int, error) { return 0, syscall.ENOTSUP }

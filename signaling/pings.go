@@ -94,6 +94,70 @@ func (c *conn) pingNow() {
 	if err := c.t.Ping(time.Now().Add(writeWait)); err != nil {
 		c.finish(0, "")
 	}
+	c.pingDone()
+}
+
+// inlinePinger is a Transport whose ping can be sent without blocking:
+// /ws over a plain TCP socket on Linux (wsTransport).
+//
+// Even a batch goroutine per wake-up of the timer loop cost an idle node
+// a goroutine start, a watchdog timer and the runtime waking a second
+// thread to run it (wakep), some 40 times a second at 16,700 connections,
+// and gorilla's WriteControl a channel timer and a socket write deadline
+// (a runtime timer that fires writeWait later) per ping (issue 15). A
+// ping is two bytes: a non-blocking send(2) either takes them or says
+// the client's socket buffer is full, so the timer loop sends them
+// itself, and only a connection whose send did not finish gets a
+// goroutine, which blocks for it as pingNow does.
+type inlinePinger interface {
+	// canPingInline reports whether pingInline works here.
+	canPingInline() bool
+	// pingInline does Ping's work except that the frame is sent with a
+	// non-blocking send: it reports how many of the ping frame's bytes
+	// went out (an error ends the connection).
+	pingInline() (sent int, err error)
+	// pingRest sends the ping frame from byte sent on, blocking until
+	// deadline at most.
+	pingRest(sent int, deadline time.Time) error
+}
+
+// pingInline sends c's ping from the timer loop as its writer (the loop
+// claimed the role in conn.due) when its transport can without blocking;
+// it reports false when it cannot, and the ping goes in a batch
+// (startPings). A send that did not finish, or failed, is finished on a
+// goroutine of its own, as pingNow would.
+func (c *conn) pingInline() bool {
+	p, ok := c.t.(inlinePinger)
+	if !ok || !p.canPingInline() {
+		return false
+	}
+	c.lazyPing()
+	sent, err := p.pingInline()
+	if err != nil || sent < len(pingFrame) {
+		c.s.pingsFinished.Add(1)
+		go c.pingFinish(p, sent, err)
+		return true
+	}
+	c.s.pingsInline.Add(1)
+	c.pingDone()
+	return true
+}
+
+// pingFinish sends the rest of a ping that pingInline began, blocking as
+// pingNow's write does, and gives the writer role back.
+func (c *conn) pingFinish(p inlinePinger, sent int, err error) {
+	if err == nil {
+		err = p.pingRest(sent, time.Now().Add(writeWait))
+	}
+	if err != nil {
+		c.finish(0, "")
+	}
+	c.pingDone()
+}
+
+// pingDone gives back the writer role a ping held, or hands it to a
+// writer goroutine when more duties came meanwhile (a message, a kill).
+func (c *conn) pingDone() {
 	c.wmu.Lock()
 	more := c.todo != 0 && !c.finished
 	if !more {

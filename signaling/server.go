@@ -127,6 +127,10 @@ type Server struct {
 	// idleWakes counts the times a waiting reader woke (the tests of
 	// lazy pongs: an idle client's pong wakes none).
 	idleWakes atomic.Int64
+	// pingsInline counts the pings the timer loop sent whole itself,
+	// pingsFinished those whose send a goroutine finished (the socket
+	// buffer was full, or the send failed): pings.go, inlinePinger.
+	pingsInline, pingsFinished atomic.Int64
 	// sioPending counts Engine.IO sessions waiting for their socket.io
 	// CONNECT (up to connectTimeout): each holds a session and a
 	// goroutine, so it takes a place under max_connections as well.

@@ -179,7 +179,7 @@ func (t *timers) run() {
 		}
 		t.mu.Unlock()
 		for i, c := range due {
-			if c.due(now) {
+			if c.due(now) && !c.pingInline() {
 				pings = append(pings, c)
 			}
 			due[i] = nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -203,6 +204,13 @@ func (t *wsTransport) WriteFrame(deadline time.Time, head, body []byte) error {
 // the socket (lazy pongs, idleconn_linux.go), is taken first: the client
 // is alive.
 func (t *wsTransport) Ping(deadline time.Time) error {
+	t.beforePing()
+	return t.ws.WriteControl(websocket.PingMessage, nil, deadline)
+}
+
+// beforePing is Ping's part before the write: the lazy pong of a
+// connection whose reader goroutine waits on its socket.
+func (t *wsTransport) beforePing() {
 	if t.nc != nil && t.nc.lazy && !t.untimedReads {
 		took, empty := t.nc.beforePing()
 		due := t.nc.pongDue.Load()
@@ -221,7 +229,46 @@ func (t *wsTransport) Ping(deadline time.Time) error {
 		}
 		t.nc.pongDue.Store(true)
 	}
-	return t.ws.WriteControl(websocket.PingMessage, nil, deadline)
+}
+
+// pingFrame is the server's ping as gorilla's WriteControl writes it: no
+// payload, unmasked (RFC 6455 §5.2, §5.5.2).
+var pingFrame = [2]byte{0x89, 0x00}
+
+// canPingInline implements inlinePinger: a plain TCP socket that can be
+// written without blocking (Linux).
+func (t *wsTransport) canPingInline() bool {
+	return t.nc != nil && t.nc.tls == nil && t.nc.raw != nil && inlinePings
+}
+
+// pingInline implements inlinePinger. The frame goes straight to the
+// socket, beside gorilla: gorilla holds no partial frame between writes
+// (whole frames are flushed under its write lock, and the caller holds
+// the connection's writer role), and the raw write takes the socket's
+// write lock, so it cannot land inside a pong that answerPing is writing.
+func (t *wsTransport) pingInline() (int, error) {
+	t.beforePing()
+	n, err := t.nc.sendNow(pingFrame[:])
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The write deadline of an earlier write (gorilla sets one per
+		// frame) passed, and the socket keeps it: a non-blocking send
+		// needs none. Every blocking write sets its own before it
+		// writes, so clearing it loosens no bound.
+		_ = t.ws.NetConn().SetWriteDeadline(time.Time{})
+		n, err = t.nc.sendNow(pingFrame[:])
+	}
+	return n, err
+}
+
+// pingRest implements inlinePinger.
+func (t *wsTransport) pingRest(sent int, deadline time.Time) error {
+	if sent == 0 {
+		return t.ws.WriteControl(websocket.PingMessage, nil, deadline)
+	}
+	nc := t.ws.NetConn()
+	_ = nc.SetWriteDeadline(deadline)
+	_, err := nc.Write(pingFrame[sent:])
+	return err
 }
 
 // connGone reports whether a read error means the TCP connection itself
