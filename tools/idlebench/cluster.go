@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	"icegate/internal/benchproc"
@@ -64,6 +66,14 @@ type latencyResult struct {
 	sent, delivered int64
 	errors          int64
 	lat             []time.Duration // sorted
+	// gcs is the garbage collections of all nodes during the send;
+	// wait the time their threads, Redis's and this process's (the
+	// probes') spent runnable but not running (schedstat run_delay),
+	// and slices how many times they were scheduled: where the tail
+	// comes from when it is the machine's, not the path's.
+	gcs                       int
+	nodeWait, redisWait, self time.Duration
+	nodeSlices                int64
 }
 
 // crossNodeLatency runs o.probePairs rooms of two whose members sit on
@@ -88,6 +98,65 @@ func crossNodeLatency(ctx context.Context, g *group, o options) (*latencyResult,
 	if _, err := l.Join(ctx); err != nil {
 		return nil, err
 	}
+	gc0 := gcCount(g)
+	nw0, ns0 := runDelay(nodePids(g)...)
+	var rw0, rw1 time.Duration
+	if g.redis != nil {
+		rw0, _ = runDelay(g.redis.Pid())
+	}
+	sw0, _ := runDelay(os.Getpid())
 	r := l.Send(ctx)
-	return &latencyResult{pairs: o.probePairs, sent: r.Sent, delivered: r.Delivered, errors: r.Errors, lat: r.Latencies}, nil
+	nw1, ns1 := runDelay(nodePids(g)...)
+	if g.redis != nil {
+		rw1, _ = runDelay(g.redis.Pid())
+	}
+	sw1, _ := runDelay(os.Getpid())
+	return &latencyResult{pairs: o.probePairs, sent: r.Sent, delivered: r.Delivered, errors: r.Errors, lat: r.Latencies,
+		gcs: gcCount(g) - gc0, nodeWait: nw1 - nw0, nodeSlices: ns1 - ns0, redisWait: rw1 - rw0, self: sw1 - sw0}, nil
+}
+
+// nodePids returns the PIDs of g's nodes.
+func nodePids(g *group) []int {
+	var pids []int
+	for _, n := range g.nodes {
+		pids = append(pids, n.p.Pid())
+	}
+	return pids
+}
+
+// gcCount sums the nodes' completed garbage collections
+// (go_gc_duration_seconds_count).
+func gcCount(g *group) int {
+	total := 0
+	for _, n := range g.nodes {
+		v, _ := promGauge("http://"+n.metrics+"/metrics", "go_gc_duration_seconds_count")
+		total += v
+	}
+	return total
+}
+
+// runDelay sums, over every thread of pids, the time spent runnable on
+// a run queue without a CPU and the times scheduled
+// (/proc/PID/task/TID/schedstat: run time, run_delay, timeslices; see
+// Documentation/scheduler/sched-stats.rst).
+func runDelay(pids ...int) (wait time.Duration, slices int64) {
+	for _, pid := range pids {
+		dir := "/proc/" + strconv.Itoa(pid) + "/task"
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+			if err != nil {
+				continue
+			}
+			f := strings.Fields(string(b))
+			if len(f) < 3 {
+				continue
+			}
+			d, _ := strconv.ParseInt(f[1], 10, 64)
+			n, _ := strconv.ParseInt(f[2], 10, 64)
+			wait += time.Duration(d)
+			slices += n
+		}
+	}
+	return wait, slices
 }

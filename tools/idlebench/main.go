@@ -1062,6 +1062,8 @@ func report(out io.Writer, rows []result, o options) {
 			p99 := sigload.Quantile(l.lat, 0.99)
 			fmt.Fprintf(out, "cross-node latency at %d idle connections (%d probe pairs, members on different nodes, %g msg/s each): %d sent, %d delivered, %d errors; p50 %s, p99 %s, max %s\n",
 				r.conns, l.pairs, o.probeRate, l.sent, l.delivered, l.errors, ms(sigload.Quantile(l.lat, 0.5)), ms(p99), ms(sigload.Quantile(l.lat, 1)))
+			fmt.Fprintf(out, "during the probes: %d garbage collections on the nodes; time runnable but waiting for a CPU: nodes %v over %d schedulings (%.0f µs each), redis-server %v, this process (the probe clients) %v\n",
+				l.gcs, l.nodeWait.Round(time.Millisecond), l.nodeSlices, float64(l.nodeWait.Microseconds())/float64(max(l.nodeSlices, 1)), l.redisWait.Round(time.Millisecond), l.self.Round(time.Millisecond))
 			fmt.Fprintf(out, "target (issue #15), cluster: cross-node p99 < 5 ms: %s (%s)\n", verdict(p99 < 5*time.Millisecond && l.delivered >= l.sent*99/100), ms(p99))
 		}
 		if st := r.storm; st != nil {
