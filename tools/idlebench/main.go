@@ -721,20 +721,19 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 			}()
 		}
 	}
-	var watched []int // the workers, then the -cpu-comm processes
+	var watched []int // the workers
 	for _, w := range workers {
 		watched = append(watched, w.p.Pid())
 	}
 	comms := commPids(o.cpuComm)
-	for _, c := range comms {
-		watched = append(watched, c.pid)
-	}
+	c0 := commRun(comms)
 	t0, rt0, u0 := ticks(g, watched)
 	w0 := time.Now()
 	if err := sleepCtx(ctx, o.idle); err != nil {
 		return r, err
 	}
 	t1, rt1, u1 := ticks(g, watched)
+	c1 := commRun(comms)
 	for range cap(prof) {
 		if err := <-prof; err != nil {
 			fmt.Fprintln(os.Stderr, "cpu profile:", err)
@@ -753,8 +752,7 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 		r.genCPU += tick(u1[i].total() - u0[i].total())
 	}
 	for i, c := range comms {
-		j := len(workers) + i
-		r.comm = append(r.comm, commCPU{name: c.name, cpu: tick(u1[j].total() - u0[j].total())})
+		r.comm = append(r.comm, commCPU{name: c.name, cpu: c1[i] - c0[i]})
 	}
 
 	if o.cluster > 0 && o.probePairs > 0 {
@@ -859,6 +857,25 @@ func commPids(prefixes []string) []commPid {
 				out = append(out, commPid{name, pid})
 				break
 			}
+		}
+	}
+	return out
+}
+
+// commRun reads each process's run time from /proc/PID/schedstat (its
+// first field, in ns: exact, where /proc/PID/stat counts ticks); the
+// -cpu-comm processes are kernel threads, one thread each.
+func commRun(cs []commPid) []time.Duration {
+	out := make([]time.Duration, len(cs))
+	for i, c := range cs {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(c.pid) + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			out[i] = time.Duration(ns)
 		}
 	}
 	return out

@@ -39,8 +39,12 @@ up)
 	done
 	ip -n $srv link set ig-srv0 up
 	ip -n $gen link set ig-gen0 up
-	ip netns exec $srv ethtool -K ig-srv0 gro on >/dev/null
-	ip netns exec $gen ethtool -K ig-gen0 gro on >/dev/null
+	# GRO on gives a veth its NAPI; veth_xmit uses it for TCP only when
+	# the sending device does no TSO (veth_skb_is_eligible_for_gro):
+	# with TSO on, the packet goes through netif_rx and is received in
+	# the sender's softirq, as on loopback.
+	ip netns exec $srv ethtool -K ig-srv0 gro on tso off >/dev/null
+	ip netns exec $gen ethtool -K ig-gen0 gro on tso off >/dev/null
 	ip netns exec $srv sh -c 'echo 1 > /sys/class/net/ig-srv0/threaded'
 	ip netns exec $gen sh -c 'echo 1 > /sys/class/net/ig-gen0/threaded'
 	;;
