@@ -74,6 +74,9 @@ type latencyResult struct {
 	gcs                       int
 	nodeWait, redisWait, self time.Duration
 	nodeSlices                int64
+	// cpu is the CPU over the send of the nodes, Redis, the probe
+	// clients' process and the workers, in % of a core.
+	cpu [4]float64
 }
 
 // crossNodeLatency runs o.probePairs rooms of two whose members sit on
@@ -81,7 +84,7 @@ type latencyResult struct {
 // the other at o.probeRate, from this process, while the workers' idle
 // connections stay up: the latency of a message crossing nodes through
 // Redis at the measured connection count.
-func crossNodeLatency(ctx context.Context, g *group, o options) (*latencyResult, error) {
+func crossNodeLatency(ctx context.Context, g *group, o options, workerPids []int) (*latencyResult, error) {
 	var targets []string
 	for _, n := range g.nodes {
 		targets = append(targets, n.url)
@@ -105,14 +108,38 @@ func crossNodeLatency(ctx context.Context, g *group, o options) (*latencyResult,
 		rw0, _ = runDelay(g.redis.Pid())
 	}
 	sw0, _ := runDelay(os.Getpid())
+	pids := append([]int{os.Getpid()}, workerPids...)
+	n0, r0, p0 := ticks(g, pids)
+	w0 := time.Now()
 	r := l.Send(ctx)
+	n1, r1, p1 := ticks(g, pids)
+	window := time.Since(w0)
 	nw1, ns1 := runDelay(nodePids(g)...)
 	if g.redis != nil {
 		rw1, _ = runDelay(g.redis.Pid())
 	}
 	sw1, _ := runDelay(os.Getpid())
 	return &latencyResult{pairs: o.probePairs, sent: r.Sent, delivered: r.Delivered, errors: r.Errors, lat: r.Latencies,
-		gcs: gcCount(g) - gc0, nodeWait: nw1 - nw0, nodeSlices: ns1 - ns0, redisWait: rw1 - rw0, self: sw1 - sw0}, nil
+		gcs: gcCount(g) - gc0, nodeWait: nw1 - nw0, nodeSlices: ns1 - ns0, redisWait: rw1 - rw0, self: sw1 - sw0,
+		cpu: probeCPU(window, n0, n1, r0, r1, p0, p1)}, nil
+}
+
+// probeCPU is the CPU of the nodes, Redis, the probe clients' process and
+// the workers over the probes' send, in % of a core each.
+func probeCPU(window time.Duration, n0, n1 []cpuTicks, r0, r1 cpuTicks, p0, p1 []cpuTicks) [4]float64 {
+	pct := func(t int64) float64 {
+		return 100 * float64(t) / benchproc.TicksPerSecond / window.Seconds()
+	}
+	var c [4]float64
+	for i := range n0 {
+		c[0] += pct(n1[i].total() - n0[i].total())
+	}
+	c[1] = pct(r1.total() - r0.total())
+	c[2] = pct(p1[0].total() - p0[0].total())
+	for i := 1; i < len(p0); i++ {
+		c[3] += pct(p1[i].total() - p0[i].total())
+	}
+	return c
 }
 
 // nodePids returns the PIDs of g's nodes.

@@ -756,7 +756,11 @@ func measure(ctx context.Context, procs *benchproc.Set, g *group, self string, o
 	}
 
 	if o.cluster > 0 && o.probePairs > 0 {
-		lat, err := crossNodeLatency(ctx, g, o)
+		var wp []int
+		for _, w := range workers {
+			wp = append(wp, w.p.Pid())
+		}
+		lat, err := crossNodeLatency(ctx, g, o, wp)
 		if err != nil {
 			return r, fmt.Errorf("cross-node probes: %w", err)
 		}
@@ -1079,8 +1083,9 @@ func report(out io.Writer, rows []result, o options) {
 			p99 := sigload.Quantile(l.lat, 0.99)
 			fmt.Fprintf(out, "cross-node latency at %d idle connections (%d probe pairs, members on different nodes, %g msg/s each): %d sent, %d delivered, %d errors; p50 %s, p99 %s, max %s\n",
 				r.conns, l.pairs, o.probeRate, l.sent, l.delivered, l.errors, ms(sigload.Quantile(l.lat, 0.5)), ms(p99), ms(sigload.Quantile(l.lat, 1)))
-			fmt.Fprintf(out, "during the probes: %d garbage collections on the nodes; time runnable but waiting for a CPU: nodes %v over %d schedulings (%.0f µs each), redis-server %v, this process (the probe clients) %v\n",
-				l.gcs, l.nodeWait.Round(time.Millisecond), l.nodeSlices, float64(l.nodeWait.Microseconds())/float64(max(l.nodeSlices, 1)), l.redisWait.Round(time.Millisecond), l.self.Round(time.Millisecond))
+			fmt.Fprintf(out, "during the probes: %d garbage collections on the nodes; time runnable but waiting for a CPU: nodes %v over %d schedulings (%.0f µs each), redis-server %v, this process (the probe clients) %v; CPU (%% of a core): nodes %.1f, redis-server %.1f, probe clients %.1f, workers %.1f\n",
+				l.gcs, l.nodeWait.Round(time.Millisecond), l.nodeSlices, float64(l.nodeWait.Microseconds())/float64(max(l.nodeSlices, 1)), l.redisWait.Round(time.Millisecond), l.self.Round(time.Millisecond),
+				l.cpu[0], l.cpu[1], l.cpu[2], l.cpu[3])
 			fmt.Fprintf(out, "target (issue #15), cluster: cross-node p99 < 5 ms: %s (%s)\n", verdict(p99 < 5*time.Millisecond && l.delivered >= l.sent*99/100), ms(p99))
 		}
 		if st := r.storm; st != nil {
