@@ -110,6 +110,13 @@ type idleConn struct {
 	pongDue  atomic.Bool  // a ping went out and its pong was not seen
 	state    atomic.Int32 // idleStepping, idleWaiting, idleTaking
 	readable func(uintptr) bool
+
+	// ctl keeps the timer loop's raw ping apart from the control frames
+	// that readers write through gorilla beside the writer (a pong to a
+	// client's ping, the answer to its close): ctlPinging while the ping
+	// is on the socket, ctlWriter per control write in progress
+	// (ctlWrite, wsTransport.pingInline).
+	ctl atomic.Int32
 }
 
 // The reader's states for lazy pongs: the pinger may take a pong from
@@ -325,4 +332,32 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc.probe()
 	w.nc = nc
 	return nc, bufio.NewReadWriter(nc.br, brw.Writer), nil
+}
+
+// ctlPinging is idleConn.ctl's bit for the timer loop's ping on the
+// socket; each control write in progress adds ctlWriter.
+const (
+	ctlPinging = 1
+	ctlWriter  = 2
+)
+
+// ctlWrite runs write, a control frame written through gorilla beside the
+// writer, once no raw ping is on the socket, and keeps the next one off
+// it meanwhile. The ping it waits for is a non-blocking send (or, when
+// that was cut short, the rest of two bytes), so it yields rather than
+// sleeps at first.
+func (c *idleConn) ctlWrite(write func()) {
+	for i := 0; ; i++ {
+		v := c.ctl.Load()
+		if v&ctlPinging == 0 && c.ctl.CompareAndSwap(v, v+ctlWriter) {
+			break
+		}
+		if i < 100 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	defer c.ctl.Add(-ctlWriter)
+	write()
 }

@@ -184,16 +184,15 @@ const inlinePings = true
 
 // sendNow writes b to the socket with one non-blocking send(2) and
 // reports how much went out: less than len(b) (perhaps nothing) when the
-// socket buffer is full. It holds the socket's write lock (RawConn.Write)
-// so that it cannot interleave with a blocking write of a frame, and
-// never waits: the callback reports done whatever the send did.
+// socket buffer is full. It never waits: not for the socket (MSG_DONTWAIT)
+// nor for its write lock (RawConn.Control; the caller keeps other writers
+// away, idleConn.ctl).
 func (c *idleConn) sendNow(b []byte) (int, error) {
 	var n uintptr
 	var errno syscall.Errno
-	err := c.raw.Write(func(fd uintptr) bool {
+	err := c.raw.Control(func(fd uintptr) {
 		n, _, errno = syscall.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 			unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
-		return true
 	})
 	switch {
 	case err != nil:

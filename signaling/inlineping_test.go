@@ -1,3 +1,5 @@
+//go:build linux
+
 package signaling
 
 import (
@@ -24,7 +26,7 @@ func serverConns(s *Server) []*conn {
 
 // Pings of plain connections go out from the timer loop itself, whole,
 // and keep going out once an earlier write's deadline has passed (the
-// socket keeps it, and a non-blocking send must not fail on it): the
+// socket keeps it; a send through RawConn.Write would fail on it): the
 // clients see every ping round and stay connected.
 func TestInlinePings(t *testing.T) {
 	if runtime.GOOS != "linux" {
@@ -135,12 +137,33 @@ func TestInlinePingFullSocket(t *testing.T) {
 	if tr2 == nil {
 		t.Fatal("no second server connection")
 	}
-	_ = cl2.ws.SetReadDeadline(time.Now().Add(2 * time.Second)) // the hello was read; nothing else is due
+	// While a reader writes a control frame (ctlWrite), the ping does
+	// not go on the socket beside it: pingInline sends nothing and
+	// leaves it to the blocking way.
+	tr2.nc.ctl.Add(ctlWriter)
+	if n, err := tr2.pingInline(); n != 0 || err != nil {
+		t.Fatalf("pingInline beside a control write = %d, %v; want 0, nil", n, err)
+	}
+	tr2.nc.ctl.Add(-ctlWriter)
+	// A ping cut short keeps control writes off until its rest is out.
+	tr2.nc.ctl.Store(ctlPinging)
+	ctlDone := make(chan struct{})
+	go tr2.nc.ctlWrite(func() { close(ctlDone) })
 	if n, err := tr2.nc.sendNow(pingFrame[:1]); n != 1 || err != nil {
 		t.Fatalf("sendNow of one byte = %d, %v", n, err)
 	}
+	select {
+	case <-ctlDone:
+		t.Fatal("a control write went ahead of the rest of a ping")
+	case <-time.After(50 * time.Millisecond):
+	}
 	if err := tr2.pingRest(1, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-ctlDone:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the control write did not go once the ping's rest was out")
 	}
 	got := make([]byte, 2)
 	_ = cl2.tcp.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -77,6 +76,33 @@ func newWSTransport(ws *websocket.Conn, nc *idleConn, hardLimit int64, readTimeo
 		t.pong()
 		return nil
 	})
+	if nc != nil {
+		// gorilla's own answers to a client's ping and close, written
+		// from the reader beside the writer, as its default handlers
+		// write them (gorilla/websocket v1.5.3, conn.go), kept apart
+		// from the timer loop's raw ping (ctl). Each closure holds t
+		// alone, as the defaults they replace held the conn.
+		ws.SetPingHandler(func(data string) error {
+			var err error
+			t.nc.ctlWrite(func() {
+				err = t.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+			})
+			// As gorilla's handler: a close already sent, or a write
+			// that timed out, is not the reader's error.
+			var ne net.Error
+			if errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) && ne.Timeout() {
+				return nil
+			}
+			return err
+		})
+		ws.SetCloseHandler(func(code int, _ string) error {
+			msg := websocket.FormatCloseMessage(code, "")
+			t.nc.ctlWrite(func() {
+				_ = t.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			})
+			return nil
+		})
+	}
 	return t
 }
 
@@ -97,7 +123,12 @@ func (t *wsTransport) pong() {
 // called alongside the writer; an error is the writer's and the reader's
 // to find, as gorilla's handler leaves it.
 func (t *wsTransport) answerPing(payload []byte) {
-	_ = t.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(writeWait))
+	write := func() { _ = t.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(writeWait)) }
+	if t.nc == nil {
+		write()
+		return
+	}
+	t.nc.ctlWrite(write)
 }
 
 // canWait implements idleReader: only a connection upgraded through an
@@ -244,19 +275,27 @@ func (t *wsTransport) canPingInline() bool {
 // pingInline implements inlinePinger. The frame goes straight to the
 // socket, beside gorilla: gorilla holds no partial frame between writes
 // (whole frames are flushed under its write lock, and the caller holds
-// the connection's writer role), and the raw write takes the socket's
-// write lock, so it cannot land inside a pong that answerPing is writing.
+// the connection's writer role), and the readers' control writes
+// (answerPing, a close's answer) wait while the ping is on the socket
+// (idleConn.ctl); when one is in progress, the ping goes the blocking way
+// (sent 0), so the timer loop never waits behind a write. The send uses
+// the socket through RawConn.Control, not Write: Write would wait for the
+// socket's write lock, which a control write to a client whose buffer is
+// full holds for up to writeWait, and would fail on a write deadline an
+// earlier write left behind.
 func (t *wsTransport) pingInline() (int, error) {
 	t.beforePing()
-	n, err := t.nc.sendNow(pingFrame[:])
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		// The write deadline of an earlier write (gorilla sets one per
-		// frame) passed, and the socket keeps it: a non-blocking send
-		// needs none. Every blocking write sets its own before it
-		// writes, so clearing it loosens no bound.
-		_ = t.ws.NetConn().SetWriteDeadline(time.Time{})
-		n, err = t.nc.sendNow(pingFrame[:])
+	if !t.nc.ctl.CompareAndSwap(0, ctlPinging) {
+		return 0, nil
 	}
+	n, err := t.nc.sendNow(pingFrame[:])
+	if n == 1 {
+		// Cut short: the rest goes out in pingRest before control
+		// frames may (ctl stays set), or a pong would land inside the
+		// ping. Practically never: two bytes that fit in part only.
+		return n, err
+	}
+	t.nc.ctl.Add(-ctlPinging)
 	return n, err
 }
 
@@ -265,6 +304,7 @@ func (t *wsTransport) pingRest(sent int, deadline time.Time) error {
 	if sent == 0 {
 		return t.ws.WriteControl(websocket.PingMessage, nil, deadline)
 	}
+	defer t.nc.ctl.Add(-ctlPinging) // pingInline kept it for the rest
 	nc := t.ws.NetConn()
 	_ = nc.SetWriteDeadline(deadline)
 	_, err := nc.Write(pingFrame[sent:])
