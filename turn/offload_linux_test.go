@@ -11,10 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,36 +21,28 @@ import (
 	pionstun "github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"icegate/auth"
 	"icegate/internal/coturn"
 	"icegate/internal/kfast"
+	"icegate/internal/netnstest"
 	"icegate/internal/udploop"
 )
 
-// The kernel fast path through a whole server: three network namespaces
-// of the test's own joined by two veth pairs, on 10.200.0.0/16 and
-// fd00::/8 only (nothing is added to the root namespace):
-//
-//	client ns  c0 10.200.1.2/24 fd00:1::2/64
-//	   | veth
-//	server ns  s0 10.200.1.1/24 fd00:1::1/64   (listener)
-//	           s1 10.200.2.1/24 fd00:2::1/64   (relayed addresses)
-//	   | veth
-//	peer ns    p0 10.200.2.2/24 fd00:2::2/64
+// The kernel fast path through a whole server, on netnstest's Relay
+// topology: client, server and peer namespaces of the test's own joined by
+// two veth pairs, on 10.200.0.0/16 and fd00::/8 only (nothing is added to
+// the root namespace).
 //
 // The server's sockets are opened by whichever thread pion runs on, so
 // the test runs itself again as a whole process in the server namespace
-// (ip netns exec); there the client's and the peer's sockets are opened
+// (netnstest.Rerun); there the client's and the peer's sockets are opened
 // on a thread moved into their namespaces (a socket stays in the
 // namespace it was made in).
 
 // offloadNSEnv carries the client and peer namespace names to the test
 // process running in the server namespace.
 const offloadNSEnv = "ICEGATE_TEST_OFFLOAD_NS"
-
-var offloadSeq atomic.Int32
 
 // inOffloadNS runs the calling test again in a fresh topology's server
 // namespace and reports true; in that process it reports false and the
@@ -63,58 +53,9 @@ func inOffloadNS(t *testing.T) (clientNS, peerNS string, outer bool) {
 		c, p, _ := strings.Cut(v, ",")
 		return c, p, false
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("kernel offload: needs root (CAP_BPF, CAP_NET_ADMIN) for the program and the namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatal("ip is missing (tools/install-test-deps.sh installs iproute2)")
-	}
-	base := fmt.Sprintf("icekt%d-%d", os.Getpid(), offloadSeq.Add(1))
-	cn, sn, pn := base+"c", base+"s", base+"p"
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	t.Cleanup(func() {
-		for _, ns := range []string{cn, sn, pn} {
-			_ = exec.Command("ip", "netns", "del", ns).Run()
-		}
-	})
-	for _, ns := range []string{cn, sn, pn} {
-		run("ip", "netns", "add", ns)
-		run("ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run("ip", "link", "add", "c0", "netns", cn, "type", "veth", "peer", "name", "s0", "netns", sn)
-	run("ip", "link", "add", "p0", "netns", pn, "type", "veth", "peer", "name", "s1", "netns", sn)
-	for _, a := range [][3]string{
-		{cn, "c0", "10.200.1.2/24"}, {cn, "c0", "fd00:1::2/64"},
-		{sn, "s0", "10.200.1.1/24"}, {sn, "s0", "fd00:1::1/64"},
-		{sn, "s1", "10.200.2.1/24"}, {sn, "s1", "fd00:2::1/64"},
-		{pn, "p0", "10.200.2.2/24"}, {pn, "p0", "fd00:2::2/64"},
-	} {
-		args := []string{"ip", "-n", a[0], "addr", "add", a[2], "dev", a[1]}
-		if strings.Contains(a[2], ":") {
-			args = append(args, "nodad") // usable at once
-		}
-		run(args...)
-	}
-	for _, d := range [][2]string{{cn, "c0"}, {sn, "s0"}, {sn, "s1"}, {pn, "p0"}} {
-		run("ip", "-n", d[0], "link", "set", d[1], "up")
-	}
-	// The server's ends send complete checksums, so that the receivers
-	// verify what the program wrote (a veth trusts a partial one).
-	if exec.Command("ethtool", "--version").Run() != nil {
-		t.Fatal("ethtool is missing (tools/install-test-deps.sh installs it)")
-	}
-	for _, d := range []string{"s0", "s1"} {
-		run("ip", "netns", "exec", sn, "ethtool", "-K", d, "tx", "off")
-	}
-	cmd := exec.Command("ip", "netns", "exec", sn, os.Args[0],
-		"-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), offloadNSEnv+"="+cn+","+pn)
-	out, err := cmd.CombinedOutput()
+	netnstest.Need(t, "kernel offload: the program (CAP_BPF, CAP_NET_ADMIN) and the namespaces", "ethtool")
+	tp := netnstest.NewRelay(t, "icekt", false)
+	out, err := netnstest.Rerun(t, tp.Server, offloadNSEnv+"="+tp.Client+","+tp.Peer)
 	t.Logf("in the server namespace:\n%s", out)
 	switch {
 	case err != nil:
@@ -125,56 +66,6 @@ func inOffloadNS(t *testing.T) (clientNS, peerNS string, outer bool) {
 	return "", "", true
 }
 
-// inNS runs f on a thread moved into the named namespace and moves it
-// back.
-func inNS(t testing.TB, name string, f func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := os.Open("/var/run/netns/" + name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, err) // the thread dies locked
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-}
-
-func udpIn(t testing.TB, ns string, ap netip.AddrPort) *net.UDPConn {
-	t.Helper()
-	var c *net.UDPConn
-	inNS(t, ns, func() (err error) {
-		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
-		return err
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // offloadFamily is one address family of the topology.
 type offloadFamily struct {
 	name                        string
@@ -183,10 +74,8 @@ type offloadFamily struct {
 }
 
 var offloadFamilies = []offloadFamily{
-	{"ipv4", netip.MustParseAddr("10.200.1.2"), netip.MustParseAddr("10.200.1.1"),
-		netip.MustParseAddr("10.200.2.1"), netip.MustParseAddr("10.200.2.2"), pionturn.RequestedAddressFamilyIPv4},
-	{"ipv6", netip.MustParseAddr("fd00:1::2"), netip.MustParseAddr("fd00:1::1"),
-		netip.MustParseAddr("fd00:2::1"), netip.MustParseAddr("fd00:2::2"), pionturn.RequestedAddressFamilyIPv6},
+	{"ipv4", netnstest.ClientIP4, netnstest.ListenIP4, netnstest.RelayIP4, netnstest.PeerIP4, pionturn.RequestedAddressFamilyIPv4},
+	{"ipv6", netnstest.ClientIP6, netnstest.ListenIP6, netnstest.RelayIP6, netnstest.PeerIP6, pionturn.RequestedAddressFamilyIPv6},
 }
 
 // offloadConfig is the servers' config on the topology, changed by more.
@@ -251,7 +140,7 @@ type offloadPeer struct {
 }
 
 func newOffloadPeer(t *testing.T, ns string, ap netip.AddrPort) *offloadPeer {
-	p := &offloadPeer{conn: udpIn(t, ns, ap), done: make(chan struct{})}
+	p := &offloadPeer{conn: netnstest.ListenUDP(t, ns, ap), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		buf := make([]byte, 2048)
@@ -339,7 +228,7 @@ func offloadRun(t *testing.T, fam offloadFamily, mode, clientNS, peerNS string, 
 	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.listen, 3478))
 	peer := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
 	peerAddr := net.UDPAddrFromAddrPort(peer.conn.LocalAddr().(*net.UDPAddr).AddrPort())
-	cconn := udpIn(t, clientNS, netip.AddrPortFrom(fam.client, 0))
+	cconn := netnstest.ListenUDP(t, clientNS, netip.AddrPortFrom(fam.client, 0))
 	client := newClient(t, cconn, server, testUser, testPass, fam.pionFamily)
 	relay, err := client.Allocate()
 	if err != nil {
@@ -593,7 +482,7 @@ func TestKernelOffloadPermissionExpiry(t *testing.T) {
 	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.listen, 3478))
 	peer := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
 	peerAddr := net.UDPAddrFromAddrPort(peer.conn.LocalAddr().(*net.UDPAddr).AddrPort())
-	client := newClient(t, udpIn(t, clientNS, netip.AddrPortFrom(fam.client, 0)), server, testUser, testPass, fam.pionFamily)
+	client := newClient(t, netnstest.ListenUDP(t, clientNS, netip.AddrPortFrom(fam.client, 0)), server, testUser, testPass, fam.pionFamily)
 	relay, err := client.Allocate()
 	if err != nil {
 		t.Fatal(err)
@@ -666,7 +555,7 @@ func offloadAllocate(t *testing.T, ts *testServer, fam offloadFamily, clientNS, 
 	server := net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.listen, 3478))
 	peer := newOffloadPeer(t, peerNS, netip.AddrPortFrom(fam.peer, 0))
 	peerAddr := net.UDPAddrFromAddrPort(peer.conn.LocalAddr().(*net.UDPAddr).AddrPort())
-	client := newClient(t, udpIn(t, clientNS, netip.AddrPortFrom(fam.client, 0)), server, testUser, testPass, fam.pionFamily)
+	client := newClient(t, netnstest.ListenUDP(t, clientNS, netip.AddrPortFrom(fam.client, 0)), server, testUser, testPass, fam.pionFamily)
 	relay, err := client.Allocate()
 	if err != nil {
 		t.Fatal(err)
@@ -871,7 +760,7 @@ func TestKernelOffloadRebind(t *testing.T) {
 	const chanLife = 6 * time.Second // the kernel's deadline: 4 s after a bind
 	ts, _ := offloadServer(t, OffloadOn, 0, nil, func(c *Config) { c.Relay.chanLife = chanLife })
 	server := netip.AddrPortFrom(fam.listen, 3478)
-	c := &rawClient{t: t, conn: udpIn(t, clientNS, netip.AddrPortFrom(fam.client, 0)), server: net.UDPAddrFromAddrPort(server)}
+	c := &rawClient{t: t, conn: netnstest.ListenUDP(t, clientNS, netip.AddrPortFrom(fam.client, 0)), server: net.UDPAddrFromAddrPort(server)}
 	c.challenge()
 	if code := errorCode(c.authed(pionstun.MethodAllocate, testUser, testPass, requestedUDP())); code != 0 {
 		t.Fatalf("allocate: %d", code)
