@@ -5,9 +5,6 @@ package kfast
 import (
 	"encoding/binary"
 	"net/netip"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"icegate/internal/netnstest"
@@ -33,40 +30,8 @@ func newTopo(t testing.TB, senderTxOff bool) *netnstest.Relay {
 // counted only here.
 func udpCsumErrors(t *testing.T, ns string) (v4, v6 uint64) {
 	t.Helper()
-	netnstest.In(t, ns, func() error {
-		b, err := os.ReadFile("/proc/net/snmp")
-		if err != nil {
-			return err
-		}
-		var names []string
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 0 || f[0] != "Udp:" {
-				continue
-			}
-			if names == nil {
-				names = f
-				continue
-			}
-			for i := range f {
-				if i < len(names) && names[i] == "InCsumErrors" {
-					v4, _ = strconv.ParseUint(f[i], 10, 64)
-				}
-			}
-		}
-		b, err = os.ReadFile("/proc/net/snmp6")
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 2 && f[0] == "Udp6InCsumErrors" {
-				v6, _ = strconv.ParseUint(f[1], 10, 64)
-			}
-		}
-		return nil
-	})
-	return v4, v6
+	c4, c6 := netnstest.UDPStats(t, ns)
+	return c4.InCsumErrors, c6.InCsumErrors
 }
 
 // The independent packet builder of the tests: Ethernet, IPv4 (no
