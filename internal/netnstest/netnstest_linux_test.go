@@ -38,6 +38,11 @@ func TestRelayAndUDPStats(t *testing.T) {
 		}
 	}
 
+	if l := Links(t, r.Server); len(l) != 3 || l["s0"] != (LinkDrops{}) || l["s1"] != (LinkDrops{}) {
+		t.Errorf("the server namespace's devices: %v, want lo, s0 and s1 with no drops", l)
+	}
+	_ = BacklogDrops(t)
+
 	// Drops in the client namespace: one datagram to a closed port, and a
 	// burst into a small buffer nobody reads.
 	c4, _ := UDPStats(t, r.Client)

@@ -3,8 +3,10 @@
 package netnstest
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,4 +94,63 @@ func setUDP(c *UDPCounters, name, value string) {
 	case "InCsumErrors":
 		c.InCsumErrors = n
 	}
+}
+
+// LinkDrops are a device's drop counters (ip -s link): on a veth, TX
+// dropped counts the datagrams its other end could not take (the
+// receiving CPU's backlog, net.core.netdev_max_backlog, was full: that
+// backlog is per CPU and shared by every namespace on the machine, so
+// another process's flood on any device can fill it).
+type LinkDrops struct{ RX, TX uint64 }
+
+// Links reads the drop counters of every device of namespace ns ("" for
+// the calling process's own).
+func Links(t testing.TB, ns string) map[string]LinkDrops {
+	t.Helper()
+	args := []string{"-s", "-j", "link", "show"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	out, err := exec.Command("ip", args...).Output()
+	if err != nil {
+		t.Fatalf("ip %s: %v", strings.Join(args, " "), err)
+	}
+	var links []struct {
+		Name  string `json:"ifname"`
+		Stats struct {
+			RX struct {
+				Dropped uint64 `json:"dropped"`
+			} `json:"rx"`
+			TX struct {
+				Dropped uint64 `json:"dropped"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	m := make(map[string]LinkDrops, len(links))
+	for _, l := range links {
+		m[l.Name] = LinkDrops{RX: l.Stats.RX.Dropped, TX: l.Stats.TX.Dropped}
+	}
+	return m
+}
+
+// BacklogDrops is the machine's count of packets dropped because a CPU's
+// input backlog was full (/proc/net/softnet_stat, second column, summed
+// over the CPUs): the same in every namespace.
+func BacklogDrops(t testing.TB) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) > 1 {
+			n, _ := strconv.ParseUint(f[1], 16, 64)
+			sum += n
+		}
+	}
+	return sum
 }
