@@ -158,6 +158,21 @@ udpdrops() {
     $1=="Udp6InErrors" {e+=$2} $1=="Udp6InCsumErrors" {c+=$2} $1=="Udp6NoPorts" {np+=$2}
     END {printf "%d/%d/%d\n", e, c, np}'
 }
+# vethdrops: TX dropped summed over the topology's veth ends (a datagram
+# the other end's CPU backlog, net.core.netdev_max_backlog, could not
+# take), then the machine's backlog drops (/proc/net/softnet_stat: every
+# namespace and device, other processes' traffic too).
+vethdrops() {
+  local n=0 d
+  for d in "$CN c0" "$SN s0" "$SN s1" "$PN p0"; do
+    set -- $d
+    n=$(( n + $(ip -n "$1" -s -j link show dev "$2" | grep -oP '"tx":\{[^}]*"dropped":\K\d+') ))
+  done
+  local b=0 _c drop _r
+  while read -r _c drop _r; do b=$(( b + 16#$drop )); done </proc/net/softnet_stat
+  echo "$n/$b"
+}
+dropdelta2() { local IFS=/; local a=($1) b=($2); echo "$((b[0]-a[0]))/$((b[1]-a[1]))"; }
 dropdelta() { # before after, each "errors/csum/noports"
   local IFS=/; local a=($1) b=($2); echo "$((b[0]-a[0]))/$((b[1]-a[1]))/$((b[2]-a[2]))"
 }
@@ -186,20 +201,21 @@ ALL_MODES=(
 )
 
 RES=$OUT/results.tsv
-[ -s "$RES" ] || printf "mode\toffload\trun\tsent\trecv\tlost\tkernel_c2p\tkernel_p2c\trelayed\tflows_after\tfailures\trefused\twarnings\tclient_ns_udp_err/csum/noport\tserver_ns\tpeer_ns\texpect\tverdict\n" >"$RES"
+[ -s "$RES" ] || printf "mode\toffload\trun\tsent\trecv\tlost\tkernel_c2p\tkernel_p2c\trelayed\tflows_after\tfailures\trefused\twarnings\tclient_ns_udp_err/csum/noport\tserver_ns\tpeer_ns\tveth_tx_drops/backlog_drops\texpect\tverdict\n" >"$RES"
 BAD=0
 
 one_run() { # $1 offload, $2 name, $3 args, $4 expect, $5 run number
   local before after out warn0 warn
   local dc0 ds0 dp0
-  dc0=$(udpdrops "$CN"); ds0=$(udpdrops "$SN"); dp0=$(udpdrops "$PN")
+  dc0=$(udpdrops "$CN"); ds0=$(udpdrops "$SN"); dp0=$(udpdrops "$PN"); local vd0; vd0=$(vethdrops)
   before=($(counters)); warn0=$(grep -c '"level":"WARN"\|level=WARN' "$OUT/server-$1.log")
   out=$OUT/$1-$2-$5.out
   # shellcheck disable=SC2086
   timeout 120 ip netns exec "$CN" turnutils_uclient $3 >"$out" 2>&1
   sleep 0.3 # the counters of the last echoes
   after=($(counters)); warn=$(( $(grep -c '"level":"WARN"\|level=WARN' "$OUT/server-$1.log") - warn0 ))
-  local dc ds dp
+  local dc ds dp vd
+  vd=$(dropdelta2 "$vd0" "$(vethdrops)")
   dc=$(dropdelta "$dc0" "$(udpdrops "$CN")"); ds=$(dropdelta "$ds0" "$(udpdrops "$SN")"); dp=$(dropdelta "$dp0" "$(udpdrops "$PN")")
   local sent recv lost
   sent=$(grep -oP 'tot_send_msgs=\K\d+(?=, tot_recv_msgs=\d+\s*$)' "$out" | tail -1)
@@ -221,8 +237,8 @@ one_run() { # $1 offload, $2 name, $3 args, $4 expect, $5 run number
   esac
   [ $fa != 0 ] && verdict="$verdict,BAD-kernel-failures"
   [ "$verdict" = ok ] || BAD=1
-  printf "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n" "$2" "$1" "$5" "${sent:--}" "${recv:--}" "${lost:--}" \
-    $kc $kp $rel "${after[3]}" $fa $rf $warn "$dc" "$ds" "$dp" "$4" "$verdict" | tee -a "$RES"
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n" "$2" "$1" "$5" "${sent:--}" "${recv:--}" "${lost:--}" \
+    $kc $kp $rel "${after[3]}" $fa $rf $warn "$dc" "$ds" "$dp" "$vd" "$4" "$verdict" | tee -a "$RES"
 }
 
 for _ in $(seq "$HOGS"); do (while :; do :; done) & HOG_PIDS="$HOG_PIDS $!"; done
@@ -240,6 +256,6 @@ for side in $SIDES; do
 done
 
 echo; echo "summary (runs, messages sent, lost, runs with loss, kernel packets) in $OUT:"
-awk -F'\t' 'NR>1 {k=$1"\t"$2; n[k]++; s[k]+=$4; l[k]+=$6; if ($6+0>0) lr[k]++; kp[k]+=$7+$8; if ($18!="ok" && $18!="LOSS") b[k]++}
+awk -F'\t' 'NR>1 {k=$1"\t"$2; n[k]++; s[k]+=$4; l[k]+=$6; if ($6+0>0) lr[k]++; kp[k]+=$7+$8; if ($19!="ok" && $19!="LOSS") b[k]++}
   END {for (k in n) printf "%s\t%d runs\tsent %d\tlost %d\truns-with-loss %d\tkernel-pkts %d\tbad %d\n", k, n[k], s[k], l[k], lr[k]+0, kp[k], b[k]+0}' "$RES" | sort
 exit $BAD
