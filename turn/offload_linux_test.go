@@ -548,6 +548,20 @@ func TestOffloadInterfaces(t *testing.T) {
 	var _ = kfast.ErrNotSupported
 }
 
+// waitOneChannel waits until the server's one allocation has its
+// channel bound.
+func (ts *testServer) waitOneChannel(t *testing.T) {
+	t.Helper()
+	offloadWait(t, "the channel", func() bool {
+		ts.allocs.mu.RLock()
+		defer ts.allocs.mu.RUnlock()
+		for _, a := range ts.allocs.allocs {
+			return len(a.chans) == 1
+		}
+		return false
+	})
+}
+
 // offloadAllocate makes a pion client's allocation on fam and a peer,
 // sends one datagram so that pion's client binds a channel, and waits for
 // the channel.
@@ -564,14 +578,7 @@ func offloadAllocate(t *testing.T, ts *testServer, fam offloadFamily, clientNS, 
 	if _, err := relay.WriteTo([]byte("hello"), peerAddr); err != nil {
 		t.Fatal(err)
 	}
-	offloadWait(t, "the channel", func() bool {
-		ts.allocs.mu.RLock()
-		defer ts.allocs.mu.RUnlock()
-		for _, a := range ts.allocs.allocs {
-			return len(a.chans) == 1
-		}
-		return false
-	})
+	ts.waitOneChannel(t)
 	offloadWait(t, "the hello", func() bool { return len(peer.received()) == 1 })
 	return relay, peer, peerAddr
 }
@@ -631,14 +638,7 @@ func TestKernelOffloadChecks(t *testing.T) {
 			}
 		}
 		send("hello")
-		offloadWait(t, "the channel", func() bool {
-			ts.allocs.mu.RLock()
-			defer ts.allocs.mu.RUnlock()
-			for _, a := range ts.allocs.allocs {
-				return len(a.chans) == 1
-			}
-			return false
-		})
+		ts.waitOneChannel(t)
 		// Each reload offers the allocation's flows to the kernel again.
 		for range 3 {
 			if err := ts.Reload(testConfig(t, offloadConfig(OffloadOn, 0, nil))); err != nil {
