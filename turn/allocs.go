@@ -110,12 +110,15 @@ type allocEntry struct {
 	// pion's timers for the allocation (§7), its permissions and its
 	// channels run out as far as the table can tell (a zero or missing
 	// time is unknown, and nothing is offloaded on it), and the flows the
-	// kernel holds, by channel.
-	kf      *offload
-	expires time.Time
-	permExp map[netip.Addr]time.Time
-	chanExp map[uint16]time.Time
-	kflows  map[uint16]kernelFlow
+	// kernel holds, by channel, and the peers of channels the kernel
+	// refused (counted once in icegate_kernel_offload_refused_total, and
+	// offered again at each later event: a full table may have room then).
+	kf       *offload
+	expires  time.Time
+	permExp  map[netip.Addr]time.Time
+	chanExp  map[uint16]time.Time
+	kflows   map[uint16]kernelFlow
+	krefused map[uint16]netip.AddrPort
 }
 
 // allocKey names an allocation by its 5-tuple: the client's address and
@@ -322,6 +325,7 @@ func (t *allocTable) created(src, dst net.Addr, userID, realm string, relay net.
 		peers: map[netip.Addr]struct{}{}, chans: map[uint16]netip.AddrPort{}, kf: t.kf}
 	if t.kf != nil {
 		a.permExp, a.chanExp, a.kflows = map[netip.Addr]time.Time{}, map[uint16]time.Time{}, map[uint16]kernelFlow{}
+		a.krefused = map[uint16]netip.AddrPort{}
 	}
 	if n := intentNumber(realm); n != 0 && !a.relay.tcp {
 		if k := (relayKey{addr: a.relay.addr, tag: n}); t.relays[k] != nil {

@@ -3,7 +3,6 @@
 package turn
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"testing"
 
 	pionturn "github.com/pion/turn/v5"
+
+	"icegate/internal/netnstest"
 )
 
 // TestFreeBindBeforeAddressIsUp is the server started before the network:
@@ -39,17 +40,8 @@ func TestFreeBindBeforeAddressIsUp(t *testing.T) {
 		}
 		t.Skip(why)
 	}
-	ns := fmt.Sprintf("icefreebind%d", os.Getpid())
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	for _, args := range [][]string{{"netns", "add", ns}, {"-n", ns, "link", "set", "lo", "up"}} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0],
-		"-test.run=^TestFreeBindBeforeAddressIsUp$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "ICEGATE_FREEBIND_CHILD=1")
-	out, err := cmd.CombinedOutput()
+	ns := netnstest.New(t, "icefreebind", "x").NS("x")
+	out, err := netnstest.Rerun(t, ns, "ICEGATE_FREEBIND_CHILD=1")
 	if err != nil || !strings.Contains(string(out), "relayed through 10.200.9.1") || !strings.Contains(string(out), "relayed through 10.200.9.3") {
 		t.Fatalf("in namespace %s: %v\n%s", ns, err, out)
 	}

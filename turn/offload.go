@@ -79,8 +79,8 @@ type offload struct {
 	log  *slog.Logger
 	// Lifetimes pion gives channels and permissions (its ServerConfig's).
 	chanLife, permLife time.Duration
-	// refused counts flows the kernel did not take (Bind's error): they
-	// stay in user space.
+	// refused counts channel bindings (a channel and its peer) the kernel
+	// did not take (Bind's error), each once: they stay in user space.
 	refused atomic.Uint64
 }
 
@@ -263,6 +263,11 @@ func (t *allocTable) syncOffload(a *allocEntry) {
 		return
 	}
 	now := time.Now()
+	for n, p := range a.krefused {
+		if a.chans[n] != p {
+			delete(a.krefused, n) // the channel is gone or bound anew
+		}
+	}
 	for n, have := range a.kflows {
 		if want, ok := t.wantFlow(a, n, now); !ok || want.peer != have.peer {
 			t.kf.prog.Unbind(canonical(addrPortOf(a.src)), canonical(addrPortOf(a.dst)), n)
@@ -290,10 +295,16 @@ func (t *allocTable) syncOffload(a *allocEntry) {
 				t.kf.prog.Unbind(canonical(addrPortOf(a.src)), canonical(addrPortOf(a.dst)), n)
 				delete(a.kflows, n)
 			}
-			t.kf.refused.Add(1)
-			t.kf.log.Debug("kernel offload: flow stays in user space", "client", a.src.String(), "peer", want.peer.String(), "channel", n, "err", err)
+			// A channel binding is refused once, however often a
+			// later event of the allocation offers it again.
+			if p, had := a.krefused[n]; !had || p != want.peer {
+				a.krefused[n] = want.peer
+				t.kf.refused.Add(1)
+				t.kf.log.Debug("kernel offload: flow stays in user space", "client", a.src.String(), "peer", want.peer.String(), "channel", n, "err", err)
+			}
 			continue
 		}
+		delete(a.krefused, n)
 		a.kflows[n] = want
 		a.rc.kfAlloc.Store(a.id)
 	}

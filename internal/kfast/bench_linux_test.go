@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"icegate/internal/netnstest"
 )
 
 // BenchmarkProgram runs the program on one frame per BPF_PROG_TEST_RUN
@@ -21,19 +23,11 @@ func BenchmarkProgram(b *testing.B) {
 	}
 	needRoot(b)
 	tp := newTopo(b, false)
-	var p *Program
-	if err := doInNetns(tp.server, func() error {
-		var err error
-		p, err = Open(Config{})
-		return err
-	}); err != nil {
-		b.Skipf("kfast: cannot load the program here: %v", err)
-	}
-	defer p.Close()
-	client := netip.AddrPortFrom(clientIP4, 40001)
-	listener := netip.AddrPortFrom(listenIP4, 3478)
-	relay := netip.AddrPortFrom(relayIP4, 50002)
-	peer := netip.AddrPortFrom(peerIP4, 60003)
+	p := openIn(b, tp.Server)
+	client := netip.AddrPortFrom(netnstest.ClientIP4, 40001)
+	listener := netip.AddrPortFrom(netnstest.ListenIP4, 3478)
+	relay := netip.AddrPortFrom(netnstest.RelayIP4, 50002)
+	peer := netip.AddrPortFrom(netnstest.PeerIP4, 60003)
 	if err := p.Bind(Flow{Alloc: 1, Client: client, Listener: listener, Relay: relay, Peer: peer,
 		Channel: 0x4001, Expires: time.Now().Add(time.Hour)}); err != nil {
 		b.Fatal(err)

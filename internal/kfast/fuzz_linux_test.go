@@ -22,15 +22,7 @@ import (
 func FuzzProgram(f *testing.F) {
 	needRoot(f)
 	tp := newTopo(f, false)
-	var p *Program
-	if err := doInNetns(tp.server, func() error {
-		var err error
-		p, err = Open(Config{})
-		return err
-	}); err != nil {
-		f.Skipf("kfast: cannot load the program here: %v", err)
-	}
-	f.Cleanup(func() { _ = p.Close() })
+	p := openIn(f, tp.Server)
 	dests := map[netip.Addr]bool{}
 	for _, fam := range families {
 		client := netip.AddrPortFrom(fam.client, 40001)

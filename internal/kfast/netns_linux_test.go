@@ -4,166 +4,25 @@ package kfast
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"icegate/internal/netnstest"
 )
 
-// The tests build three network namespaces of their own, joined by two
-// veth pairs, on 10.200.0.0/16 and fd00::/8 (ULA) only, and remove them
-// when the test ends; nothing is added to the root namespace:
-//
-//	client ns  c0 10.200.1.2/24 fd00:1::2/64
-//	   | veth
-//	server ns  s0 10.200.1.1/24 fd00:1::1/64   (listener)
-//	           s1 10.200.2.1/24 fd00:2::1/64   (relayed addresses)
-//	   | veth
-//	peer ns    p0 10.200.2.2/24 fd00:2::2/64
-type topo struct {
-	client, server, peer string // namespace names
-}
-
-var topoSeq atomic.Int32
-
-// Addresses of the topology.
-var (
-	clientIP4   = netip.MustParseAddr("10.200.1.2")
-	listenIP4   = netip.MustParseAddr("10.200.1.1")
-	relayIP4    = netip.MustParseAddr("10.200.2.1")
-	peerIP4     = netip.MustParseAddr("10.200.2.2")
-	clientIP6   = netip.MustParseAddr("fd00:1::2")
-	listenIP6   = netip.MustParseAddr("fd00:1::1")
-	relayIP6    = netip.MustParseAddr("fd00:2::1")
-	peerIP6     = netip.MustParseAddr("fd00:2::2")
-	serverIface = []string{"s0", "s1"}
-)
+// The tests run on netnstest's Relay topology (client, server and peer
+// namespaces joined by veth pairs, on 10.200.0.0/16 and fd00::/8 only).
 
 // needRoot skips a test that cannot run here, saying why.
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("kfast: needs root (CAP_BPF, CAP_NET_ADMIN) to load the program and build network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatal("ip is missing (tools/install-test-deps.sh installs iproute2)")
-	}
+	netnstest.Need(t, "kfast: loading the program (CAP_BPF, CAP_NET_ADMIN) in network namespaces", "ethtool")
 }
 
-// newTopo builds the three namespaces. senderTxOff turns checksum offload
-// off on the client's and the peer's ends, so that their datagrams reach
-// the server with a full checksum (CHECKSUM_NONE) instead of only the
-// pseudo-header sum (CHECKSUM_PARTIAL). The server's ends always have it
-// off, so that what the server sends leaves with a complete checksum
-// (the kernel computes a CHECKSUM_PARTIAL datagram's in software) and the
-// receiver verifies it: over a veth a CHECKSUM_PARTIAL skb would be
-// trusted unverified.
-func newTopo(t testing.TB, senderTxOff bool) *topo {
+// newTopo builds the Relay topology; senderTxOff as netnstest.NewRelay.
+func newTopo(t testing.TB, senderTxOff bool) *netnstest.Relay {
 	t.Helper()
-	base := fmt.Sprintf("icekf%d-%d", os.Getpid(), topoSeq.Add(1))
-	tp := &topo{client: base + "c", server: base + "s", peer: base + "p"}
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	t.Cleanup(func() {
-		for _, ns := range []string{tp.client, tp.server, tp.peer} {
-			_ = exec.Command("ip", "netns", "del", ns).Run()
-		}
-	})
-	for _, ns := range []string{tp.client, tp.server, tp.peer} {
-		run("ip", "netns", "add", ns)
-		run("ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run("ip", "link", "add", "c0", "netns", tp.client, "type", "veth", "peer", "name", "s0", "netns", tp.server)
-	run("ip", "link", "add", "p0", "netns", tp.peer, "type", "veth", "peer", "name", "s1", "netns", tp.server)
-	addr := func(ns, dev, a string) {
-		// nodad: the IPv6 address is usable at once.
-		if strings.Contains(a, ":") {
-			run("ip", "-n", ns, "addr", "add", a, "dev", dev, "nodad")
-		} else {
-			run("ip", "-n", ns, "addr", "add", a, "dev", dev)
-		}
-	}
-	addr(tp.client, "c0", "10.200.1.2/24")
-	addr(tp.client, "c0", "fd00:1::2/64")
-	addr(tp.server, "s0", "10.200.1.1/24")
-	addr(tp.server, "s0", "fd00:1::1/64")
-	addr(tp.server, "s1", "10.200.2.1/24")
-	addr(tp.server, "s1", "fd00:2::1/64")
-	addr(tp.peer, "p0", "10.200.2.2/24")
-	addr(tp.peer, "p0", "fd00:2::2/64")
-	for _, d := range [][2]string{{tp.client, "c0"}, {tp.server, "s0"}, {tp.server, "s1"}, {tp.peer, "p0"}} {
-		run("ip", "-n", d[0], "link", "set", d[1], "up")
-	}
-	haveEthtool := exec.Command("ethtool", "--version").Run() == nil
-	if !haveEthtool {
-		t.Fatal("ethtool is missing (tools/install-test-deps.sh installs it)")
-	}
-	for _, d := range [][2]string{{tp.server, "s0"}, {tp.server, "s1"}} {
-		run("ip", "netns", "exec", d[0], "ethtool", "-K", d[1], "tx", "off")
-	}
-	if senderTxOff {
-		for _, d := range [][2]string{{tp.client, "c0"}, {tp.peer, "p0"}} {
-			run("ip", "netns", "exec", d[0], "ethtool", "-K", d[1], "tx", "off")
-		}
-	}
-	return tp
-}
-
-// inNetns runs f on a thread moved into the named namespace, so that the
-// sockets, netlink lookups and interface names it uses belong to it, and
-// moves the thread back.
-func inNetns(t testing.TB, name string, f func() error) {
-	t.Helper()
-	if err := doInNetns(name, f); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func doInNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := os.Open("/var/run/netns/" + name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// The thread stays locked and dies with the goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("back to the original namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnstest.NewRelay(t, "icekf", senderTxOff)
 }
 
 // udpCsumErrors reads InCsumErrors for UDP over IPv4 and IPv6 in a
@@ -171,40 +30,8 @@ func doInNetns(name string, f func() error) error {
 // counted only here.
 func udpCsumErrors(t *testing.T, ns string) (v4, v6 uint64) {
 	t.Helper()
-	inNetns(t, ns, func() error {
-		b, err := os.ReadFile("/proc/net/snmp")
-		if err != nil {
-			return err
-		}
-		var names []string
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 0 || f[0] != "Udp:" {
-				continue
-			}
-			if names == nil {
-				names = f
-				continue
-			}
-			for i := range f {
-				if i < len(names) && names[i] == "InCsumErrors" {
-					v4, _ = strconv.ParseUint(f[i], 10, 64)
-				}
-			}
-		}
-		b, err = os.ReadFile("/proc/net/snmp6")
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 2 && f[0] == "Udp6InCsumErrors" {
-				v6, _ = strconv.ParseUint(f[1], 10, 64)
-			}
-		}
-		return nil
-	})
-	return v4, v6
+	c4, c6 := netnstest.UDPStats(t, ns)
+	return c4.InCsumErrors, c6.InCsumErrors
 }
 
 // The independent packet builder of the tests: Ethernet, IPv4 (no

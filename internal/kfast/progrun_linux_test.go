@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"icegate/internal/netnstest"
 )
 
 const (
@@ -19,16 +21,18 @@ const (
 )
 
 // openIn opens the program in a namespace of the topology, skipping the
-// test with the reason when this kernel or process cannot load it.
-func openIn(t *testing.T, ns string) *Program {
+// test with the reason when this kernel or process cannot load it, and
+// failing it, with the verifier's log, when the verifier refuses it. It
+// is closed when the test (or benchmark, or fuzz target) ends.
+func openIn(t testing.TB, ns string) *Program {
 	t.Helper()
 	return openWith(t, ns, Config{})
 }
 
-func openWith(t *testing.T, ns string, cfg Config) *Program {
+func openWith(t testing.TB, ns string, cfg Config) *Program {
 	t.Helper()
 	var p *Program
-	err := doInNetns(ns, func() error {
+	err := netnstest.Do(ns, func() error {
 		var err error
 		p, err = Open(cfg)
 		return err
@@ -84,8 +88,8 @@ type family struct {
 }
 
 var families = []family{
-	{"ipv4", clientIP4, listenIP4, relayIP4, peerIP4},
-	{"ipv6", clientIP6, listenIP6, relayIP6, peerIP6},
+	{"ipv4", netnstest.ClientIP4, netnstest.ListenIP4, netnstest.RelayIP4, netnstest.PeerIP4},
+	{"ipv6", netnstest.ClientIP6, netnstest.ListenIP6, netnstest.RelayIP6, netnstest.PeerIP6},
 }
 
 // TestProgramRun runs the program on crafted frames and compares what it
@@ -97,7 +101,7 @@ var families = []family{
 func TestProgramRun(t *testing.T) {
 	needRoot(t)
 	tp := newTopo(t, false)
-	p := openIn(t, tp.server)
+	p := openIn(t, tp.Server)
 
 	sizes := []int{0, 1, 2, 3, 4, 5, 100, 1000, 1400, 1440}
 	for _, fam := range families {
@@ -258,21 +262,21 @@ func TestProgramRun(t *testing.T) {
 func TestBindRefuses(t *testing.T) {
 	needRoot(t)
 	tp := newTopo(t, false)
-	p := openIn(t, tp.server)
-	ok := Flow{Alloc: 1, Client: netip.AddrPortFrom(clientIP4, 1000), Listener: netip.AddrPortFrom(listenIP4, 3478),
-		Relay: netip.AddrPortFrom(relayIP4, 50000), Peer: netip.AddrPortFrom(peerIP4, 2000), Channel: 0x4000,
+	p := openIn(t, tp.Server)
+	ok := Flow{Alloc: 1, Client: netip.AddrPortFrom(netnstest.ClientIP4, 1000), Listener: netip.AddrPortFrom(netnstest.ListenIP4, 3478),
+		Relay: netip.AddrPortFrom(netnstest.RelayIP4, 50000), Peer: netip.AddrPortFrom(netnstest.PeerIP4, 2000), Channel: 0x4000,
 		Expires: time.Now().Add(time.Minute)}
 	for name, tc := range map[string]struct {
 		edit func(*Flow)
 		err  error
 	}{
-		"mixed families": {func(f *Flow) { f.Peer = netip.AddrPortFrom(peerIP6, 2000) }, ErrFlow},
+		"mixed families": {func(f *Flow) { f.Peer = netip.AddrPortFrom(netnstest.PeerIP6, 2000) }, ErrFlow},
 		"channel 0x3fff": {func(f *Flow) { f.Channel = 0x3fff }, ErrFlow},
 		"channel 0x8000": {func(f *Flow) { f.Channel = 0x8000 }, ErrFlow},
 		"expired":        {func(f *Flow) { f.Expires = time.Now().Add(-time.Second) }, ErrFlow},
-		"port 0":         {func(f *Flow) { f.Peer = netip.AddrPortFrom(peerIP4, 0) }, ErrFlow},
+		"port 0":         {func(f *Flow) { f.Peer = netip.AddrPortFrom(netnstest.PeerIP4, 0) }, ErrFlow},
 		"no route":       {func(f *Flow) { f.Peer = netip.AddrPortFrom(netip.MustParseAddr("10.200.9.9"), 2000) }, ErrNoRoute},
-		"local peer":     {func(f *Flow) { f.Peer = netip.AddrPortFrom(relayIP4, 2000) }, ErrNoRoute},
+		"local peer":     {func(f *Flow) { f.Peer = netip.AddrPortFrom(netnstest.RelayIP4, 2000) }, ErrNoRoute},
 	} {
 		f := ok
 		tc.edit(&f)
@@ -298,12 +302,12 @@ func TestBindRefuses(t *testing.T) {
 func TestRebind(t *testing.T) {
 	needRoot(t)
 	tp := newTopo(t, false)
-	p := openIn(t, tp.server)
-	client := netip.AddrPortFrom(clientIP4, 40001)
-	listener := netip.AddrPortFrom(listenIP4, 3478)
-	relay := netip.AddrPortFrom(relayIP4, 50002)
-	peerA := netip.AddrPortFrom(peerIP4, 6000)
-	peerB := netip.AddrPortFrom(peerIP4, 6001)
+	p := openIn(t, tp.Server)
+	client := netip.AddrPortFrom(netnstest.ClientIP4, 40001)
+	listener := netip.AddrPortFrom(netnstest.ListenIP4, 3478)
+	relay := netip.AddrPortFrom(netnstest.RelayIP4, 50002)
+	peerA := netip.AddrPortFrom(netnstest.PeerIP4, 6000)
+	peerB := netip.AddrPortFrom(netnstest.PeerIP4, 6001)
 	exp := time.Now().Add(time.Minute)
 	bind := func(peer netip.AddrPort, ch uint16) {
 		t.Helper()
@@ -391,7 +395,7 @@ func TestRebind(t *testing.T) {
 func TestWildcard(t *testing.T) {
 	needRoot(t)
 	tp := newTopo(t, false)
-	p := openIn(t, tp.server)
+	p := openIn(t, tp.Server)
 	anyListen := netip.AddrPortFrom(netip.IPv6Unspecified(), 3478)
 	anyRelay := netip.AddrPortFrom(netip.IPv6Unspecified(), 50002)
 	for _, fam := range families {

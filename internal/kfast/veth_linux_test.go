@@ -15,20 +15,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-)
 
-// listenIn opens a UDP socket bound to addr inside a namespace.
-func listenIn(t *testing.T, ns string, addr netip.AddrPort) *net.UDPConn {
-	t.Helper()
-	var c *net.UDPConn
-	inNetns(t, ns, func() error {
-		var err error
-		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
-		return err
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+	"icegate/internal/netnstest"
+)
 
 // recv reads one datagram, failing the test after two seconds.
 func recv(t *testing.T, c *net.UDPConn, what string) ([]byte, netip.AddrPort) {
@@ -58,7 +47,7 @@ func quiet(t *testing.T, c *net.UDPConn, what string) {
 func attachedPrograms(t *testing.T, ns, iface string) int {
 	t.Helper()
 	var n int
-	inNetns(t, ns, func() error {
+	netnstest.In(t, ns, func() error {
 		ifi, err := net.InterfaceByName(iface)
 		if err != nil {
 			return err
@@ -97,9 +86,9 @@ func TestRelayOverVeth(t *testing.T) {
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			tp := newTopo(t, mode.senderTxOff)
-			p := openWith(t, tp.server, Config{Clsact: mode.clsact})
-			inNetns(t, tp.server, func() error { return p.Attach(serverIface...) })
-			inNetns(t, tp.server, func() error {
+			p := openWith(t, tp.Server, Config{Clsact: mode.clsact})
+			netnstest.In(t, tp.Server, func() error { return p.Attach(netnstest.ServerIfaces...) })
+			netnstest.In(t, tp.Server, func() error {
 				if err := p.Attach("s1"); err == nil {
 					return errors.New("attached twice to s1")
 				}
@@ -109,10 +98,10 @@ func TestRelayOverVeth(t *testing.T) {
 				return nil
 			})
 			// An L3 device has no Ethernet header for the program to skip.
-			if out, err := exec.Command("ip", "-n", tp.server, "tuntap", "add", "dev", "tun0", "mode", "tun").CombinedOutput(); err != nil {
+			if out, err := exec.Command("ip", "-n", tp.Server, "tuntap", "add", "dev", "tun0", "mode", "tun").CombinedOutput(); err != nil {
 				t.Fatalf("ip tuntap: %v\n%s", err, out)
 			}
-			inNetns(t, tp.server, func() error {
+			netnstest.In(t, tp.Server, func() error {
 				if err := p.Attach("tun0"); !errors.Is(err, ErrNotSupported) {
 					return fmt.Errorf("Attach(tun0): %v, want ErrNotSupported", err)
 				}
@@ -122,14 +111,14 @@ func TestRelayOverVeth(t *testing.T) {
 			if mode.clsact {
 				wantKind, tcx = "clsact", 0
 			}
-			for _, iface := range serverIface {
-				if n := attachedPrograms(t, tp.server, iface); n != tcx {
+			for _, iface := range netnstest.ServerIfaces {
+				if n := attachedPrograms(t, tp.Server, iface); n != tcx {
 					t.Fatalf("%d TCX programs on %s, want %d", n, iface, tcx)
 				}
 				if k := p.Attachments()[iface]; k != wantKind {
 					t.Fatalf("attached to %s as %q, want %q", iface, k, wantKind)
 				}
-				if got := tcShow(t, tp.server, iface); mode.clsact != strings.Contains(got, "icegate_relay") {
+				if got := tcShow(t, tp.Server, iface); mode.clsact != strings.Contains(got, "icegate_relay") {
 					t.Fatalf("tc on %s shows:\n%s", iface, got)
 				}
 			}
@@ -159,11 +148,11 @@ func TestRelayOverVeth(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			for _, iface := range serverIface {
-				if n := attachedPrograms(t, tp.server, iface); n != 0 {
+			for _, iface := range netnstest.ServerIfaces {
+				if n := attachedPrograms(t, tp.Server, iface); n != 0 {
 					t.Errorf("%d programs still on %s after Close", n, iface)
 				}
-				if got := tcShow(t, tp.server, iface); got != "" {
+				if got := tcShow(t, tp.Server, iface); got != "" {
 					t.Errorf("tc still shows on %s after Close:\n%s", iface, got)
 				}
 			}
@@ -179,9 +168,9 @@ func TestRelayOverVeth(t *testing.T) {
 // (taking IPv4 too) and the flow names the unspecified address, as with
 // icegate's default listen.addresses and relay binds; the program then
 // sends from the addresses the kernel would pick for those sockets.
-func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64, wildcard bool) {
-	client := listenIn(t, tp.client, netip.AddrPortFrom(fam.client, 0))
-	peer := listenIn(t, tp.peer, netip.AddrPortFrom(fam.peer, 0))
+func relayVeth(t *testing.T, tp *netnstest.Relay, p *Program, fam family, alloc uint64, wildcard bool) {
+	client := netnstest.ListenUDP(t, tp.Client, netip.AddrPortFrom(fam.client, 0))
+	peer := netnstest.ListenUDP(t, tp.Peer, netip.AddrPortFrom(fam.peer, 0))
 	listenAddr := netip.AddrPortFrom(fam.listen, 3478)
 	relayAddr := netip.AddrPortFrom(fam.relay, 50000)
 	listenBind, relayBind := listenAddr, relayAddr
@@ -189,13 +178,13 @@ func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64, wil
 		listenBind = netip.AddrPortFrom(netip.IPv6Unspecified(), 3478)
 		relayBind = netip.AddrPortFrom(netip.IPv6Unspecified(), 50000)
 	}
-	listener := listenIn(t, tp.server, listenBind)
-	relay := listenIn(t, tp.server, relayBind)
+	listener := netnstest.ListenUDP(t, tp.Server, listenBind)
+	relay := netnstest.ListenUDP(t, tp.Server, relayBind)
 	clientAddr := canonical(client.LocalAddr().(*net.UDPAddr).AddrPort())
 	peerAddr := canonical(peer.LocalAddr().(*net.UDPAddr).AddrPort())
 	const ch = 0x4abc
-	c4, c6 := udpCsumErrors(t, tp.client)
-	p4, p6 := udpCsumErrors(t, tp.peer)
+	c4, c6 := udpCsumErrors(t, tp.Client)
+	p4, p6 := udpCsumErrors(t, tp.Peer)
 
 	send := func(c *net.UDPConn, b []byte, to netip.AddrPort) {
 		t.Helper()
@@ -255,10 +244,10 @@ func relayVeth(t *testing.T, tp *topo, p *Program, fam family, alloc uint64, wil
 	if got, err := p.Counters(alloc); err != nil || got != want {
 		t.Errorf("counters %+v, %v; want %+v", got, err, want)
 	}
-	if c4b, c6b := udpCsumErrors(t, tp.client); c4b != c4 || c6b != c6 {
+	if c4b, c6b := udpCsumErrors(t, tp.Client); c4b != c4 || c6b != c6 {
 		t.Errorf("client namespace: InCsumErrors %d -> %d (IPv4), %d -> %d (IPv6)", c4, c4b, c6, c6b)
 	}
-	if p4b, p6b := udpCsumErrors(t, tp.peer); p4b != p4 || p6b != p6 {
+	if p4b, p6b := udpCsumErrors(t, tp.Peer); p4b != p4 || p6b != p6 {
 		t.Errorf("peer namespace: InCsumErrors %d -> %d (IPv4), %d -> %d (IPv6)", p4, p4b, p6, p6b)
 	}
 
@@ -382,11 +371,11 @@ func tcShow(t *testing.T, ns, iface string) string {
 func TestClsactReplaces(t *testing.T) {
 	needRoot(t)
 	tp := newTopo(t, false)
-	first := openWith(t, tp.server, Config{Clsact: true})
-	second := openWith(t, tp.server, Config{Clsact: true})
-	inNetns(t, tp.server, func() error { return first.Attach("s0") })
-	inNetns(t, tp.server, func() error { return second.Attach("s0") })
-	if got := tcShow(t, tp.server, "s0"); strings.Count(got, "handle 0x1ce") != 1 {
+	first := openWith(t, tp.Server, Config{Clsact: true})
+	second := openWith(t, tp.Server, Config{Clsact: true})
+	netnstest.In(t, tp.Server, func() error { return first.Attach("s0") })
+	netnstest.In(t, tp.Server, func() error { return second.Attach("s0") })
+	if got := tcShow(t, tp.Server, "s0"); strings.Count(got, "handle 0x1ce") != 1 {
 		t.Fatalf("want one filter, tc shows:\n%s", got)
 	}
 	idOf := func(p *Program) string {
@@ -397,7 +386,7 @@ func TestClsactReplaces(t *testing.T) {
 		id, _ := info.ID()
 		return fmt.Sprintf("id %d", id)
 	}
-	if got := tcShow(t, tp.server, "s0"); !strings.Contains(got, idOf(second)) {
+	if got := tcShow(t, tp.Server, "s0"); !strings.Contains(got, idOf(second)) {
 		t.Errorf("the filter is not the second program's (%s):\n%s", idOf(second), got)
 	}
 	if err := second.Close(); err != nil {
@@ -406,7 +395,7 @@ func TestClsactReplaces(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := tcShow(t, tp.server, "s0"); got != "" {
+	if got := tcShow(t, tp.Server, "s0"); got != "" {
 		t.Errorf("left on s0:\n%s", got)
 	}
 }

@@ -23,6 +23,7 @@ var allowed = map[string][]string{
 	"icegate/internal/proxied":     {"icegate/internal/ratelog"},
 	"icegate/internal/acmecert":    nil, // certmagic; never turn or signaling
 	"icegate/internal/testutil":    nil,
+	"icegate/internal/netnstest":   nil, // network namespaces for tests
 	"icegate/internal/leakcheck":   nil,
 	"icegate/internal/coturn":      nil,
 	"icegate/internal/icegatebin":  nil,

@@ -3,16 +3,11 @@
 package udploop
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"icegate/internal/netnstest"
 )
 
 // TestSegmentationOverDevices sends segment trains over a real device (a
@@ -26,14 +21,7 @@ import (
 // It needs root (for the namespaces), ip and ethtool; `make test` runs it
 // as root in CI.
 func TestSegmentationOverDevices(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	for _, tool := range []string{"ip", "ethtool"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is missing (tools/install-test-deps.sh installs it)", tool)
-		}
-	}
+	netnstest.Need(t, "segmentation over a veth", "ethtool")
 	for _, tc := range []struct {
 		name   string
 		mtu    int
@@ -56,13 +44,13 @@ func TestSegmentationOverDevices(t *testing.T) {
 			}
 			t.Cleanup(l.Close)
 			var s *Socket
-			inNetns(t, nsA, func() error {
+			netnstest.In(t, nsA, func() error {
 				s, err = l.Open(netip.MustParseAddrPort("198.51.100.1:0"), SocketConfig{Buffer: 1 << 20})
 				return err
 			})
 			t.Cleanup(func() { _ = s.Close() })
 			var rc *net.UDPConn
-			inNetns(t, nsB, func() error {
+			netnstest.In(t, nsB, func() error {
 				rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 51, 100, 2)})
 				return err
 			})
@@ -117,74 +105,16 @@ func TestSegmentationOverDevices(t *testing.T) {
 }
 
 // vethPair creates two namespaces joined by a veth pair, 198.51.100.1 in
-// the first and .2 in the second, and removes them when the test ends.
+// the first and .2 in the second, checksum offload off on the first's end
+// when txOff, and removes them when the test ends.
 func vethPair(t *testing.T, mtu int, txOff bool) (string, string) {
 	t.Helper()
-	base := fmt.Sprintf("icegso%d", os.Getpid())
-	nsA, nsB := base+"a", base+"b"
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "netns", "del", nsA).Run()
-		_ = exec.Command("ip", "netns", "del", nsB).Run()
-	})
-	run("ip", "netns", "add", nsA)
-	run("ip", "netns", "add", nsB)
-	run("ip", "link", "add", "va", "netns", nsA, "mtu", fmt.Sprint(mtu), "type", "veth", "peer", "name", "vb", "netns", nsB, "mtu", fmt.Sprint(mtu))
-	run("ip", "-n", nsA, "addr", "add", "198.51.100.1/24", "dev", "va")
-	run("ip", "-n", nsB, "addr", "add", "198.51.100.2/24", "dev", "vb")
-	for _, ns := range []string{nsA, nsB} {
-		run("ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run("ip", "-n", nsA, "link", "set", "va", "up")
-	run("ip", "-n", nsB, "link", "set", "vb", "up")
+	tp := netnstest.New(t, "icegso", "a", "b")
+	tp.Veth("a", "va", "b", "vb", mtu)
+	tp.Addr("a", "va", "198.51.100.1/24")
+	tp.Addr("b", "vb", "198.51.100.2/24")
 	if txOff {
-		run("ip", "netns", "exec", nsA, "ethtool", "-K", "va", "tx", "off")
+		tp.TxChecksumOff("a", "va")
 	}
-	return nsA, nsB
-}
-
-// inNetns runs f on a thread moved into the named namespace, so the
-// sockets f creates belong to it (a socket keeps its namespace wherever it
-// is used from), and moves the thread back.
-func inNetns(t *testing.T, name string, f func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := os.Open("/var/run/netns/" + name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// The thread stays locked and dies with the goroutine.
-			errc <- fmt.Errorf("back to the original namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	return tp.NS("a"), tp.NS("b")
 }
