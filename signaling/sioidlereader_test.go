@@ -26,6 +26,25 @@ import (
 // packet, and connects to socket.io's main namespace.
 func dialSIOIdle(t *testing.T, hs *httptest.Server) *idleClient {
 	t.Helper()
+	c := dialSIOWS(t, hs, wsURL(hs, "/socket.io/?EIO=4&transport=websocket"))
+	_ = c.ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+	defer c.ws.SetReadDeadline(time.Time{})
+	if _, b, err := c.ws.ReadMessage(); err != nil || !bytes.HasPrefix(b, []byte("0{")) {
+		t.Fatalf("open: %q %v", b, err)
+	}
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte("40")); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := c.ws.ReadMessage(); err != nil || !bytes.HasPrefix(b, []byte("40{")) {
+		t.Fatalf("connect: %q %v", b, err)
+	}
+	return c
+}
+
+// dialSIOWS dials url, an Engine.IO WebSocket of hs's (over TLS if hs
+// is a TLS server), as an idleClient, and reads nothing.
+func dialSIOWS(t *testing.T, hs *httptest.Server, url string) *idleClient {
+	t.Helper()
 	c := &idleClient{}
 	d := websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -47,7 +66,7 @@ func dialSIOIdle(t *testing.T, hs *httptest.Server) *idleClient {
 			return c.tls, c.tls.HandshakeContext(ctx)
 		}
 	}
-	ws, _, err := d.Dial(wsURL(hs, "/socket.io/?EIO=4&transport=websocket"), nil)
+	ws, _, err := d.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,17 +74,6 @@ func dialSIOIdle(t *testing.T, hs *httptest.Server) *idleClient {
 	c.ws, c.wire = ws, net.Conn(c.tcp)
 	if c.tls != nil {
 		c.wire = c.tls
-	}
-	_ = ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-	defer ws.SetReadDeadline(time.Time{})
-	if _, b, err := ws.ReadMessage(); err != nil || !bytes.HasPrefix(b, []byte("0{")) {
-		t.Fatalf("open: %q %v", b, err)
-	}
-	if err := ws.WriteMessage(websocket.TextMessage, []byte("40")); err != nil {
-		t.Fatal(err)
-	}
-	if _, b, err := ws.ReadMessage(); err != nil || !bytes.HasPrefix(b, []byte("40{")) {
-		t.Fatalf("connect: %q %v", b, err)
 	}
 	return c
 }
@@ -294,13 +302,7 @@ func TestSIOIdleReaderPongs(t *testing.T) {
 				t.Errorf("client %d: %d of its 10 pings answered", i, len(answered[i]))
 			}
 		}
-		ok := waitUntil(3*time.Second, func() bool {
-			return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("engineio.(*Session).readWS") == 0
-		})
-		if !ok {
-			t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
-				goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("engineio.(*Session).readWS"), n)
-		}
+		expectSIOIdle(t, s, n)
 		// One client stops answering: its session ends at the pong's
 		// deadline (the ping interval here), the others stay.
 		close(stop[0])
@@ -454,17 +456,46 @@ func TestSIOIdleReaderUpgraded(t *testing.T) {
 			t.Fatalf("%d connections, want 1", got)
 		}
 		ask(2)
-		ok := waitUntil(3*time.Second, func() bool {
-			return goroutinesIn("signaling.(*idleConn).wait") == 1 && goroutinesIn("engineio.(*Session).readWS") == 0
-		})
-		if !ok {
-			t.Errorf("%d readers waiting on the socket, %d in gorilla; want 1, 0",
-				goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("engineio.(*Session).readWS"))
-		}
+		expectSIOIdle(t, s, 1)
 		ws.Close()
 		<-done
 		if !waitUntil(3*time.Second, func() bool { return s.nconns.Load() == 0 }) {
 			t.Fatalf("%d connections still open", s.nconns.Load())
 		}
 	})
+}
+
+// expectSIOIdle checks that n idle socket.io sessions are where they wait:
+// in the server's waiter, with no goroutine reading any of them (or, with
+// a reader goroutine each, s.noWaiter, each reader waiting on its socket),
+// none in gorilla.
+func expectSIOIdle(t *testing.T, s *Server, n int) {
+	t.Helper()
+	if s.noWaiter {
+		ok := waitUntil(3*time.Second, func() bool {
+			return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("engineio.(*Session).readWS") == 0
+		})
+		if !ok {
+			t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
+				goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("engineio.(*Session).readWS"), n)
+		}
+		return
+	}
+	count := func() int {
+		if p := s.poll.Load(); p != nil {
+			return p.count()
+		}
+		return 0
+	}
+	ok := waitUntil(3*time.Second, func() bool {
+		return goroutinesIn("signaling.(*poller).wait") == 1 && goroutinesIn("signaling.(*conn).readLoop") == 0 &&
+			goroutinesIn("signaling.(*Server).serveSIOSession") == 0 &&
+			goroutinesIn("engineio.(*Session).readWS") == 0 && count() == n
+	})
+	if !ok {
+		t.Errorf("%d waiters, %d readers, %d session goroutines, %d in gorilla, %d registered; want 1, 0, 0, 0, %d",
+			goroutinesIn("signaling.(*poller).wait"), goroutinesIn("signaling.(*conn).readLoop"),
+			goroutinesIn("signaling.(*Server).serveSIOSession"), goroutinesIn("engineio.(*Session).readWS"),
+			count(), n)
+	}
 }

@@ -320,9 +320,12 @@ func (srv *Server) start(s *Session) {
 		s.mu.Unlock()
 	}
 	go func() {
-		defer srv.wg.Done()
 		srv.handler(s)
+		if s.detached {
+			return // the owner ends it (Detach's done)
+		}
 		_ = s.Close()
+		srv.wg.Done()
 	}()
 }
 
