@@ -105,6 +105,10 @@ func (t *sioTransport) Ponged() { t.c.w.last.Store(time.Now().UnixNano()) }
 // failed.
 func (t *sioTransport) Ended() { t.c.kill(closeNormal, "") }
 
+// pongTaken implements pongTaker: the waiter took an Engine.IO pong off
+// the socket (skimPongs).
+func (t *sioTransport) pongTaken() { t.es.TakePong() }
+
 // readTimedOut implements silenceNoter.
 func (t *sioTransport) readTimedOut() { t.timedOut.Store(true) }
 

@@ -158,7 +158,8 @@ func upgradeSIOHeld(t *testing.T, hs *httptest.Server, held func(*idleClient, ..
 // pongs (engine.io's server clears its ping timeout on a pong only); both
 // as engine.io's ping timeout ends a session, a close frame 1000 and no
 // socket.io DISCONNECT (which would keep socket.io-client from
-// reconnecting). One that answers stays. No goroutine reads any of them
+// reconnecting). One that answers stays, its pongs taken off the socket
+// by the waiter itself over plain TCP. No goroutine reads any of them
 // while they wait. The reader modes keep the read deadline, to the same
 // effect.
 func TestSIOPongDeadline(t *testing.T) {
@@ -245,6 +246,12 @@ func TestSIOPongDeadline(t *testing.T) {
 		}
 		if got := s.nconns.Load(); got != 1 {
 			t.Errorf("%d connections, want 1", got)
+		}
+		// Over plain TCP the waiter took the answering client's pongs
+		// off the socket itself (skimPongs), with no hand-off; over
+		// TLS it cannot.
+		if p := s.poll.Load(); !s.noWaiter && p != nil && (hs.TLS == nil) != (p.skimmed.Load() > 0) {
+			t.Errorf("%d connections' pongs taken by the waiter (TLS: %v)", p.skimmed.Load(), hs.TLS != nil)
 		}
 	})
 }

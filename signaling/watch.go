@@ -235,13 +235,15 @@ func (c *conn) rearm() (end bool) {
 
 // skimPongs is the waiter's shortcut for the input an idle connection
 // gets most, the pong answering the server's keepalive (RFC 6455
-// §5.5.3): when the socket of a plain (not TLS) connection holds nothing
-// but whole pongs, the waiter takes them off the socket itself and
-// re-arms, with no hand-off to a handler and no goroutine woken. Anything
-// else, or any doubt, is the handler's, which reads it all as before.
-// The connection is the caller's (watchRunning), and nothing is buffered
-// above its socket (it was armed). peek and take are the waiter's
-// recv(2) with and without MSG_PEEK, non-blocking, on c's socket.
+// §5.5.3; for socket.io, Engine.IO's pong packet "3" in a text frame of
+// its own, 7 bytes masked): when the socket of a plain (not TLS)
+// connection holds nothing but whole pongs, the waiter takes them off the
+// socket itself and re-arms, with no hand-off to a handler and no
+// goroutine woken. Anything else, or any doubt, is the handler's, which
+// reads it all as before. The connection is the caller's (watchRunning),
+// and nothing is buffered above its socket (it was armed), so gorilla is
+// at a frame boundary. peek and take are the waiter's recv(2) with and
+// without MSG_PEEK, non-blocking, on c's socket.
 func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 	if c.w.nc.tls != nil {
 		return false
@@ -250,9 +252,14 @@ func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 	if !ok || n == 0 {
 		return false // end of stream, an error, or nothing: the handler's
 	}
-	end := 0
+	end, eio := 0, 0
 	for end < n {
 		b := c.w.p.skim[end:n]
+		if l := eioPongFrame(b); l > 0 && c.w.pongsOnly {
+			end += l
+			eio++
+			continue
+		}
 		// A client's pong: FIN and opcode 0xA, no RSV bits, masked
 		// (§5.3), a payload of at most 125 bytes (§5.5).
 		if len(b) < 2 || b[0] != 0x8A || b[1]&0x80 == 0 || b[1]&0x7F > 125 {
@@ -273,7 +280,29 @@ func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 		c.w.nc.pend = append([]byte(nil), c.w.p.skim[:m]...)
 		return false
 	}
+	if ok && m == end && eio > 0 {
+		// The session learns of its pong as if it had read it.
+		c.t.(pongTaker).pongTaken()
+	}
 	return ok && m == end
+}
+
+// pongTaker is a transport whose keepalive answers are packets of its
+// own protocol (socket.io), which the waiter may take off the socket for
+// it (skimPongs): pongTaken tells the session one came.
+type pongTaker interface {
+	pongTaken()
+}
+
+// eioPongFrame is the length of Engine.IO's pong packet "3" in a client's
+// text frame at the head of b (FIN, opcode 0x1, no RSV bits, masked, a
+// payload of one byte: RFC 6455 §5.2; engine.io-protocol's packet types),
+// or 0 when b does not start with one (or not all of it).
+func eioPongFrame(b []byte) int {
+	if len(b) < 7 || b[0] != 0x81 || b[1] != 0x81 || b[6]^b[2] != '3' {
+		return 0
+	}
+	return 7
 }
 
 // lazyPing is lazy pongs (idleconn_linux.go, beforePing) for a watched

@@ -283,6 +283,12 @@ func (s *Session) Watch(w Watcher) {
 	}
 }
 
+// TakePong is a pong packet the owner read off the session's WebSocket
+// itself (signaling's waiter takes a client's lone pongs below gorilla,
+// at a frame boundary, issue 15): the session handles it as if it had
+// read it.
+func (s *Session) TakePong() { s.pong() }
+
 // TimeOut ends the session as a pong that did not come within PingTimeout
 // does (ErrPingTimeout): for an owner that keeps the deadline (Watch).
 func (s *Session) TimeOut() {
