@@ -11,10 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,102 +191,6 @@ func idleServers(t *testing.T, pingEvery time.Duration, f func(t *testing.T, s *
 			f(t, s, hs)
 		})
 	}
-}
-
-// Keepalive rounds leave an idle connection waiting on its socket, not
-// in gorilla: the pong is consumed below gorilla (skipControl) and
-// extends the read deadline as gorilla's pong handler would, so
-// connections whose read timeout is a few ping intervals stay up; a
-// client's own pings are answered with their payload and leave the
-// reader waiting too.
-func TestIdleReaderPongs(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
-	}
-	idleServers(t, 500*time.Millisecond, func(t *testing.T, s *Server, hs *httptest.Server) {
-		const n = 5
-		var wg sync.WaitGroup
-		var clients []*idleClient
-		var answered [n]atomic.Int32
-		for i := range n {
-			c := dialIdle(t, hs)
-			c.ws.SetPongHandler(func(p string) error {
-				if p == fmt.Sprint("client ping ", i) {
-					answered[i].Add(1)
-				}
-				return nil
-			})
-			clients = append(clients, c)
-			var m map[string]any
-			if err := c.ws.WriteJSON(map[string]any{"type": "join", "room": "r"}); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.ws.ReadJSON(&m); err != nil || m["type"] != "joined" {
-				t.Fatalf("joined: %v %v", m, err)
-			}
-			// Reading answers the server's pings (gorilla's default
-			// ping handler).
-			wg.Go(func() {
-				for {
-					if _, _, err := c.ws.ReadMessage(); err != nil {
-						return
-					}
-				}
-			})
-		}
-		// Six ping rounds; without a pong, a connection ends after 1 s
-		// (the ping interval and as much again). Odd clients ping too.
-		for range 10 {
-			for i, c := range clients {
-				if i%2 == 1 {
-					if err := c.ws.WriteControl(websocket.PingMessage, fmt.Appendf(nil, "client ping %d", i), time.Now().Add(time.Second)); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-		if got := s.nconns.Load(); got != n {
-			t.Fatalf("%d connections left of %d: pongs did not keep them", got, n)
-		}
-		for i := 1; i < n; i += 2 {
-			if !waitUntil(3*time.Second, func() bool { return answered[i].Load() == 10 }) {
-				t.Errorf("client %d: %d of its 10 pings answered", i, answered[i].Load())
-			}
-		}
-		if s.noWaiter {
-			ok := waitUntil(3*time.Second, func() bool {
-				return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0
-			})
-			if !ok {
-				t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
-					goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("signaling.(*wsTransport).ReadFrame"), n)
-			}
-		} else {
-			// In the waiter: no goroutine reads any of them, and all
-			// are registered.
-			ok := waitUntil(3*time.Second, func() bool {
-				return goroutinesIn("signaling.(*poller).wait") == 1 && goroutinesIn("signaling.(*conn).readLoop") == 0 &&
-					goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0 && s.poll.Load().count() == n
-			})
-			if !ok {
-				t.Errorf("%d waiters, %d readers, %d in gorilla, %d registered; want 1, 0, 0, %d",
-					goroutinesIn("signaling.(*poller).wait"), goroutinesIn("signaling.(*conn).readLoop"),
-					goroutinesIn("signaling.(*wsTransport).ReadFrame"), s.poll.Load().count(), n)
-			}
-			// Over plain TCP the pongs were taken off the socket by
-			// the pinger (lazy pongs) or the waiter itself
-			// (skimPongs); over TLS they cannot be.
-			p := s.poll.Load()
-			if took := p.skimmed.Load() + p.taken.Load(); (hs.TLS == nil) != (took > 0) {
-				t.Errorf("%d pongs taken by the pinger or the waiter (TLS: %v)", took, hs.TLS != nil)
-			}
-		}
-		for _, c := range clients {
-			c.ws.Close()
-		}
-		wg.Wait()
-	})
 }
 
 // A client that sends a frame right behind its upgrade request (before

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +41,12 @@ type idleProto struct {
 	// closes are the ways the client may end the connection in its last
 	// segment besides a close frame (and over TLS a close_notify).
 	closes map[string][]byte
+	// answer has c answer the server's keepalives (writing under wmu)
+	// as its reader reads, until stop closes; b is each message read.
+	answer func(c *idleClient, wmu *sync.Mutex, stop <-chan struct{}) func(b []byte)
+	// deep is the function a goroutine reading the connection's next
+	// frame in gorilla blocks in (none should, while it waits).
+	deep string
 }
 
 var idleProtos = []idleProto{
@@ -52,6 +61,21 @@ var idleProtos = []idleProto{
 		},
 		expect:    (*idleClient).expectPongs,
 		keepalive: frame(websocket.PongMessage, nil),
+		answer: func(c *idleClient, wmu *sync.Mutex, stop <-chan struct{}) func([]byte) {
+			// As gorilla's default ping handler, while not stopped.
+			c.ws.SetPingHandler(func(p string) error {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				wmu.Lock()
+				defer wmu.Unlock()
+				return c.ws.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(time.Second))
+			})
+			return func([]byte) {}
+		},
+		deep: "signaling.(*wsTransport).ReadFrame",
 	},
 	{
 		name: "sio",
@@ -65,6 +89,21 @@ var idleProtos = []idleProto{
 		expect:    (*idleClient).expectAcks,
 		keepalive: eioPong(),
 		closes:    map[string][]byte{"close packet": frame(websocket.TextMessage, []byte("1"))},
+		answer: func(c *idleClient, wmu *sync.Mutex, stop <-chan struct{}) func([]byte) {
+			return func(b []byte) {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if string(b) == "2" {
+					wmu.Lock()
+					defer wmu.Unlock()
+					_ = c.ws.WriteMessage(websocket.TextMessage, []byte("3"))
+				}
+			}
+		},
+		deep: "engineio.(*Session).readWS",
 	},
 }
 
@@ -293,4 +332,112 @@ func rawFrame(b0 byte, payload []byte, unmasked bool) []byte {
 	f := frame(0, payload)
 	f[0] = b0
 	return f
+}
+
+// Keepalive rounds leave an idle connection where it waits (the waiter,
+// or its reader on the socket), not in gorilla: the client's answer is
+// taken below gorilla (skipControl, or by the waiter or the pinger
+// itself over plain TCP) and keeps the connection up through ten rounds;
+// a client's own pings are answered with their payload. A client that
+// stops answering is dropped (at its read timeout, or for socket.io at
+// its pong's deadline), the others stay.
+func TestIdleReaderPongs(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
+	}
+	idleProtoServers(t, 500*time.Millisecond, func(t *testing.T, pr *idleProto, s *Server, hs *httptest.Server) {
+		const n = 5
+		var wg sync.WaitGroup
+		var clients []*idleClient
+		var answered [n]atomic.Int32
+		var stop [n]chan struct{}
+		var wmu [n]sync.Mutex // each client's writes: its answers and its pings
+		for i := range n {
+			c := pr.dial(t, hs)
+			c.ws.SetPongHandler(func(p string) error {
+				if p == fmt.Sprint("client ping ", i) {
+					answered[i].Add(1)
+				}
+				return nil
+			})
+			clients = append(clients, c)
+			// An authenticated idle client: asked once, then quiet.
+			if _, err := c.wire.Write(pr.ask(1)); err != nil {
+				t.Fatal(err)
+			}
+			pr.expect(c, t, 1)
+			stop[i] = make(chan struct{})
+			onMessage := pr.answer(c, &wmu[i], stop[i])
+			wg.Go(func() {
+				for {
+					_, b, err := c.ws.ReadMessage()
+					if err != nil {
+						return
+					}
+					onMessage(b)
+				}
+			})
+		}
+		// Ten rounds of 300 ms; without an answer a connection ends
+		// after about 1 s (the ping interval and as much again). Odd
+		// clients ping too.
+		for range 10 {
+			for i, c := range clients {
+				if i%2 == 1 {
+					wmu[i].Lock()
+					err := c.ws.WriteControl(websocket.PingMessage, fmt.Appendf(nil, "client ping %d", i), time.Now().Add(time.Second))
+					wmu[i].Unlock()
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if got := s.nconns.Load(); got != n {
+			t.Fatalf("%d connections left of %d: answers did not keep them", got, n)
+		}
+		for i := 1; i < n; i += 2 {
+			if !waitUntil(3*time.Second, func() bool { return answered[i].Load() == 10 }) {
+				t.Errorf("client %d: %d of its 10 pings answered", i, answered[i].Load())
+			}
+		}
+		if s.noWaiter {
+			ok := waitUntil(3*time.Second, func() bool {
+				return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn(pr.deep) == 0
+			})
+			if !ok {
+				t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
+					goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn(pr.deep), n)
+			}
+		} else {
+			// In the waiter: no goroutine reads any of them, and all
+			// are registered.
+			ok := waitUntil(3*time.Second, func() bool {
+				return goroutinesIn("signaling.(*poller).wait") == 1 && goroutinesIn("signaling.(*conn).readLoop") == 0 &&
+					goroutinesIn(pr.deep) == 0 && s.poll.Load().count() == n
+			})
+			if !ok {
+				t.Errorf("%d waiters, %d readers, %d in gorilla, %d registered; want 1, 0, 0, %d",
+					goroutinesIn("signaling.(*poller).wait"), goroutinesIn("signaling.(*conn).readLoop"),
+					goroutinesIn(pr.deep), s.poll.Load().count(), n)
+			}
+			// Over plain TCP the answers were taken off the socket by
+			// the pinger (lazy pongs, /ws) or the waiter itself
+			// (skimPongs); over TLS they cannot be.
+			p := s.poll.Load()
+			if took := p.skimmed.Load() + p.taken.Load(); (hs.TLS == nil) != (took > 0) {
+				t.Errorf("%d answers taken by the pinger or the waiter (TLS: %v)", took, hs.TLS != nil)
+			}
+		}
+		// One client stops answering: it is dropped, the others stay.
+		close(stop[0])
+		if !waitUntil(4*time.Second, func() bool { return s.nconns.Load() == n-1 }) {
+			t.Fatalf("%d connections, want %d once one stopped answering", s.nconns.Load(), n-1)
+		}
+		for _, c := range clients {
+			c.ws.Close()
+		}
+		wg.Wait()
+	})
 }

@@ -2,7 +2,6 @@ package signaling
 
 import (
 	"bytes"
-	"crypto/tls"
 	"fmt"
 	"net/http/httptest"
 	"runtime"
@@ -84,82 +83,6 @@ func (c *idleClient) expectAcks(t *testing.T, ids ...int) {
 	}
 }
 
-// Engine.IO ping rounds leave an idle session's reader waiting on its
-// socket: the pong "3" is read on a short-lived goroutine, clears the
-// pong's deadline (sessions whose pong is due within the ping interval
-// stay up), and the reader goes back to the wait; a client's WebSocket
-// pings are answered with their payload. A client that stops answering
-// is dropped at its pong's deadline, by the waiting reader.
-func TestSIOIdleReaderPongs(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
-	}
-	idleServers(t, 500*time.Millisecond, func(t *testing.T, s *Server, hs *httptest.Server) {
-		const n = 5
-		var wg sync.WaitGroup
-		var clients []*idleClient
-		answered := make([]chan struct{}, n)
-		var stop [n]chan struct{}
-		for i := range n {
-			c := dialSIOIdle(t, hs)
-			answered[i] = make(chan struct{}, 100)
-			c.ws.SetPongHandler(func(p string) error {
-				if p == fmt.Sprint("client ping ", i) {
-					answered[i] <- struct{}{}
-				}
-				return nil
-			})
-			clients = append(clients, c)
-			stop[i] = make(chan struct{})
-			wg.Go(func() {
-				for {
-					_, b, err := c.ws.ReadMessage()
-					if err != nil {
-						return
-					}
-					if string(b) == "2" {
-						select {
-						case <-stop[i]:
-							continue // stopped answering
-						default:
-						}
-						_ = c.ws.WriteMessage(websocket.TextMessage, []byte("3"))
-					}
-				}
-			})
-		}
-		for range 10 {
-			for i, c := range clients {
-				if i%2 == 1 {
-					if err := c.ws.WriteControl(websocket.PingMessage, fmt.Appendf(nil, "client ping %d", i), time.Now().Add(time.Second)); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-		if got := s.nconns.Load(); got != n {
-			t.Fatalf("%d connections left of %d: pongs did not keep them", got, n)
-		}
-		for i := 1; i < n; i += 2 {
-			if got := len(answered[i]); got != 10 && !waitUntil(3*time.Second, func() bool { return len(answered[i]) == 10 }) {
-				t.Errorf("client %d: %d of its 10 pings answered", i, len(answered[i]))
-			}
-		}
-		expectSIOIdle(t, s, n)
-		// One client stops answering: its session ends at the pong's
-		// deadline (the ping interval here), the others stay.
-		close(stop[0])
-		if !waitUntil(3*time.Second, func() bool { return s.nconns.Load() == n-1 }) {
-			t.Fatalf("%d connections, want %d once one stopped answering", s.nconns.Load(), n-1)
-		}
-		for _, c := range clients {
-			c.ws.Close()
-		}
-		wg.Wait()
-	})
-}
-
 // A session opened over polling and upgraded to WebSocket (engine.io's
 // probe, then "5") takes the idle path once upgraded: its reader, which
 // waited for POSTs in ReadFrame, waits on the socket, and messages and
@@ -169,25 +92,7 @@ func TestSIOIdleReaderUpgraded(t *testing.T) {
 		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
 	}
 	idleServers(t, 500*time.Millisecond, func(t *testing.T, s *Server, hs *httptest.Server) {
-		hc := hs.Client()
-		c := dialSIO(t, hs, hc, "polling", false)
-		d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
-		ws, _, err := d.Dial(c.url("websocket"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ws.Close()
-		_ = ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-		if err := ws.WriteMessage(websocket.TextMessage, []byte("2probe")); err != nil {
-			t.Fatal(err)
-		}
-		if _, b, err := ws.ReadMessage(); err != nil || string(b) != "3probe" {
-			t.Fatalf("probe answered %q %v", b, err)
-		}
-		if err := ws.WriteMessage(websocket.TextMessage, []byte("5")); err != nil {
-			t.Fatal(err)
-		}
-		_ = ws.SetReadDeadline(time.Time{})
+		ws := upgradeSIO(t, hs).ws
 		acks := make(chan string, 16)
 		done := make(chan struct{})
 		var wmu sync.Mutex // the client's writes: the pongs and ask's
