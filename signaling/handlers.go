@@ -222,6 +222,10 @@ func (hs *handlers) close() {
 	hs.mu.Lock()
 	hs.closed = true
 	for _, h := range hs.idle {
+		// Out of the list: its idle timer, if it fires before the
+		// closed channel is seen (select picks either), must not
+		// take it out again.
+		h.idx = -1
 		close(h.work)
 	}
 	hs.idle = nil

@@ -97,3 +97,22 @@ func TestHandlersBurst(t *testing.T) {
 		t.Errorf("%d handlers still listed idle", len(hs.idle))
 	}
 }
+
+// Closing the handlers as idle ones' timers fire: a handler whose select
+// takes the timer rather than its closed work channel finds itself out of
+// the (emptied) idle list, and ends without touching it (it indexed the
+// empty list with its old place, and the process panicked).
+func TestHandlersCloseAsIdleEnds(t *testing.T) {
+	for range 200 {
+		hs := &handlers{idleFor: time.Millisecond}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() { hs.run(func() {}) })
+		}
+		wg.Wait()
+		// The idle timers (1 ms; re-armed for a quarter of that) fire
+		// about now.
+		time.Sleep(time.Millisecond)
+		hs.close()
+	}
+}

@@ -11,10 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,6 +75,20 @@ func dialIdle(t *testing.T, hs *httptest.Server) *idleClient {
 
 // dialIdleErr is dialIdle for any goroutine: the caller closes c.ws.
 func dialIdleErr(hs *httptest.Server) (*idleClient, error) {
+	c, err := dialWire(hs, wsURL(hs, "/ws"))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ws.ReadJSON(&c.hello); err != nil || c.hello["type"] != "hello" {
+		c.ws.Close()
+		return nil, fmt.Errorf("hello: %v %v", c.hello, err)
+	}
+	return c, nil
+}
+
+// dialWire dials the WebSocket url of hs's (over TLS if hs is a TLS
+// server) as an idleClient, and reads nothing.
+func dialWire(hs *httptest.Server, url string) (*idleClient, error) {
 	c := &idleClient{}
 	d := websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -98,17 +110,13 @@ func dialIdleErr(hs *httptest.Server) (*idleClient, error) {
 			return c.tls, c.tls.HandshakeContext(ctx)
 		}
 	}
-	ws, _, err := d.Dial(wsURL(hs, "/ws"), nil)
+	ws, _, err := d.Dial(url, nil)
 	if err != nil {
 		return nil, err
 	}
 	c.ws, c.wire = ws, net.Conn(c.tcp)
 	if c.tls != nil {
 		c.wire = c.tls
-	}
-	if err := ws.ReadJSON(&c.hello); err != nil || c.hello["type"] != "hello" {
-		ws.Close()
-		return nil, fmt.Errorf("hello: %v %v", c.hello, err)
 	}
 	return c, nil
 }
@@ -183,232 +191,6 @@ func idleServers(t *testing.T, pingEvery time.Duration, f func(t *testing.T, s *
 			f(t, s, hs)
 		})
 	}
-}
-
-// Messages buffered above the socket (in gorilla's read buffer, in
-// crypto/tls's decrypted record or its read-ahead) are handled at once,
-// not when the next packet arrives: the reader only waits on the socket
-// when nothing is buffered (idleconn.go). Each case writes what it writes
-// in one TCP segment unless it says otherwise.
-func TestIdleReaderBufferedInput(t *testing.T) {
-	idleServers(t, time.Minute, func(t *testing.T, s *Server, hs *httptest.Server) {
-		c := dialIdle(t, hs)
-		if hs.TLS != nil && c.tls == nil {
-			t.Fatal("not over TLS")
-		}
-		write := func(b ...[]byte) {
-			t.Helper()
-			if _, err := c.wire.Write(bytes.Join(b, nil)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// Two messages in one segment (and, over TLS, one record).
-		write(ping(1), ping(2))
-		c.expectPongs(t, 1, 2)
-		// A keepalive pong, then a message.
-		write(frame(websocket.PongMessage, nil), ping(3))
-		c.expectPongs(t, 3)
-		// A message split over two segments (two records), the second
-		// late; then two pongs and a message split across them.
-		p := ping(4)
-		write(p[:5])
-		time.Sleep(50 * time.Millisecond)
-		write(p[5:])
-		c.expectPongs(t, 4)
-		p = ping(5)
-		write(frame(websocket.PongMessage, []byte("a")), p[:1])
-		time.Sleep(50 * time.Millisecond)
-		write(p[1:], frame(websocket.PongMessage, []byte("b")), ping(6))
-		c.expectPongs(t, 5, 6)
-		// Many pipelined, with pongs and a client ping between them;
-		// larger than gorilla's read buffer.
-		var many [][]byte
-		var ids []int
-		for i := 10; i < 40; i++ {
-			many = append(many, ping(i))
-			ids = append(ids, i)
-			if i%7 == 0 {
-				many = append(many, frame(websocket.PongMessage, nil))
-			}
-		}
-		many = append(many, frame(websocket.PingMessage, []byte("x")))
-		write(many...)
-		c.expectPongs(t, ids...)
-		// A message larger than gorilla's buffer, then a small one.
-		big := frame(websocket.TextMessage, fmt.Appendf(nil, `{"type":"ping","id":"50","pad":"%s"}`, strings.Repeat("x", 3000)))
-		write(big, ping(51))
-		c.expectPongs(t, 50, 51)
-		if hs.TLS == nil {
-			return
-		}
-		// Several records in one segment: crypto/tls reads them all
-		// ahead while decrypting the first (readFromUntil), so only its
-		// buffers know of the second.
-		c.tcp.mu.Lock()
-		c.tcp.hold = true
-		c.tcp.mu.Unlock()
-		write(ping(60))
-		write(frame(websocket.PongMessage, nil))
-		write(ping(61))
-		if err := c.tcp.flush(); err != nil {
-			t.Fatal(err)
-		}
-		c.expectPongs(t, 60, 61)
-		c.tcp.mu.Lock()
-		c.tcp.hold = true
-		c.tcp.mu.Unlock()
-		write(frame(websocket.PongMessage, nil))
-		write(ping(62))
-		if err := c.tcp.flush(); err != nil {
-			t.Fatal(err)
-		}
-		c.expectPongs(t, 62)
-	})
-}
-
-// A close frame, or over TLS a close_notify, that arrives with the last
-// message is seen at once: the server ends the connection without waiting
-// for its read timeout (a minute here).
-func TestIdleReaderBufferedClose(t *testing.T) {
-	idleServers(t, time.Minute, func(t *testing.T, s *Server, hs *httptest.Server) {
-		ends := []string{"close frame"}
-		if hs.TLS != nil {
-			ends = append(ends, "close_notify")
-		}
-		for _, end := range ends {
-			c := dialIdle(t, hs)
-			c.tcp.mu.Lock()
-			c.tcp.hold = true
-			c.tcp.mu.Unlock()
-			if _, err := c.wire.Write(ping(1)); err != nil {
-				t.Fatal(err)
-			}
-			if end == "close frame" {
-				_, err := c.wire.Write(frame(websocket.CloseMessage, []byte{0x03, 0xe8}))
-				if err != nil {
-					t.Fatal(err)
-				}
-			} else if err := c.tls.CloseWrite(); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.tcp.flush(); err != nil {
-				t.Fatal(err)
-			}
-			// The connection ends: the client reads the server's close
-			// frame, or the end of the stream, well within the minute.
-			_ = c.ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-			for {
-				_, _, err := c.ws.ReadMessage()
-				if err == nil {
-					continue
-				}
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					t.Fatalf("%s: the server did not end the connection: %v", end, err)
-				}
-				break
-			}
-			if !waitUntil(3*time.Second, func() bool { return s.nconns.Load() == 0 }) {
-				t.Fatalf("%s: %d connections still open", end, s.nconns.Load())
-			}
-		}
-	})
-}
-
-// Keepalive rounds leave an idle connection waiting on its socket, not
-// in gorilla: the pong is consumed below gorilla (skipControl) and
-// extends the read deadline as gorilla's pong handler would, so
-// connections whose read timeout is a few ping intervals stay up; a
-// client's own pings are answered with their payload and leave the
-// reader waiting too.
-func TestIdleReaderPongs(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the shallow wait is Linux-only; elsewhere the reader blocks in gorilla")
-	}
-	idleServers(t, 500*time.Millisecond, func(t *testing.T, s *Server, hs *httptest.Server) {
-		const n = 5
-		var wg sync.WaitGroup
-		var clients []*idleClient
-		var answered [n]atomic.Int32
-		for i := range n {
-			c := dialIdle(t, hs)
-			c.ws.SetPongHandler(func(p string) error {
-				if p == fmt.Sprint("client ping ", i) {
-					answered[i].Add(1)
-				}
-				return nil
-			})
-			clients = append(clients, c)
-			var m map[string]any
-			if err := c.ws.WriteJSON(map[string]any{"type": "join", "room": "r"}); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.ws.ReadJSON(&m); err != nil || m["type"] != "joined" {
-				t.Fatalf("joined: %v %v", m, err)
-			}
-			// Reading answers the server's pings (gorilla's default
-			// ping handler).
-			wg.Go(func() {
-				for {
-					if _, _, err := c.ws.ReadMessage(); err != nil {
-						return
-					}
-				}
-			})
-		}
-		// Six ping rounds; without a pong, a connection ends after 1 s
-		// (the ping interval and as much again). Odd clients ping too.
-		for range 10 {
-			for i, c := range clients {
-				if i%2 == 1 {
-					if err := c.ws.WriteControl(websocket.PingMessage, fmt.Appendf(nil, "client ping %d", i), time.Now().Add(time.Second)); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-		if got := s.nconns.Load(); got != n {
-			t.Fatalf("%d connections left of %d: pongs did not keep them", got, n)
-		}
-		for i := 1; i < n; i += 2 {
-			if !waitUntil(3*time.Second, func() bool { return answered[i].Load() == 10 }) {
-				t.Errorf("client %d: %d of its 10 pings answered", i, answered[i].Load())
-			}
-		}
-		if s.noWaiter {
-			ok := waitUntil(3*time.Second, func() bool {
-				return goroutinesIn("signaling.(*idleConn).wait") == n && goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0
-			})
-			if !ok {
-				t.Errorf("%d readers waiting on the socket, %d in gorilla; want %d, 0",
-					goroutinesIn("signaling.(*idleConn).wait"), goroutinesIn("signaling.(*wsTransport).ReadFrame"), n)
-			}
-		} else {
-			// In the waiter: no goroutine reads any of them, and all
-			// are registered.
-			ok := waitUntil(3*time.Second, func() bool {
-				return goroutinesIn("signaling.(*poller).wait") == 1 && goroutinesIn("signaling.(*conn).readLoop") == 0 &&
-					goroutinesIn("signaling.(*wsTransport).ReadFrame") == 0 && s.poll.Load().count() == n
-			})
-			if !ok {
-				t.Errorf("%d waiters, %d readers, %d in gorilla, %d registered; want 1, 0, 0, %d",
-					goroutinesIn("signaling.(*poller).wait"), goroutinesIn("signaling.(*conn).readLoop"),
-					goroutinesIn("signaling.(*wsTransport).ReadFrame"), s.poll.Load().count(), n)
-			}
-			// Over plain TCP the pongs were taken off the socket by
-			// the pinger (lazy pongs) or the waiter itself
-			// (skimPongs); over TLS they cannot be.
-			p := s.poll.Load()
-			if took := p.skimmed.Load() + p.taken.Load(); (hs.TLS == nil) != (took > 0) {
-				t.Errorf("%d pongs taken by the pinger or the waiter (TLS: %v)", took, hs.TLS != nil)
-			}
-		}
-		for _, c := range clients {
-			c.ws.Close()
-		}
-		wg.Wait()
-	})
 }
 
 // A client that sends a frame right behind its upgrade request (before

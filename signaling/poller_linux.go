@@ -138,7 +138,9 @@ func (p *poller) drain(epfd int, evs []unix.EpollEvent) bool {
 				continue
 			}
 			p.woken.Add(1)
-			c.w.last.Store(now)
+			if !c.w.pongsOnly {
+				c.w.last.Store(now)
+			}
 			if !c.skimPongs(p.peek, p.take) {
 				p.hand(c, false)
 				continue

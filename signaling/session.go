@@ -207,6 +207,9 @@ func (c *conn) due(now int64) (pingOnly bool) {
 	silent := c.readTimedOut(now)
 	c.rescheduleLocked()
 	if silent {
+		if n, ok := c.t.(silenceNoter); ok {
+			n.readTimedOut()
+		}
 		// As a read past its deadline ends a reader goroutine's
 		// connection: the writer closes it, and the session is held
 		// for resume (watch.go).
@@ -271,7 +274,7 @@ func (s *Server) serve(ctx context.Context, t Transport, opts *AcceptOptions, p 
 	}
 	defer s.exit(c)
 	defer stop()
-	clean := c.readLoop()
+	clean, _ := c.readLoop(false)
 	s.shallow(func() { s.teardown(c, clean) })
 	return nil
 }
@@ -555,24 +558,34 @@ func (s *Server) release(c *conn, clean bool) {
 //
 // A transport that cannot wait yet may become able to (a socket.io
 // session upgraded from polling to WebSocket): its ReadFrame returns
-// errIdle then, and the reader asks canWait again.
-func (c *conn) readLoop() (clean bool) {
+// errIdle then, and the reader asks canWait again. With handOff it then
+// returns, reporting waitable, for the caller to hand the connection to
+// the waiter (serveSIO).
+func (c *conn) readLoop(handOff bool) (clean, waitable bool) {
 	w, _ := c.t.(idleReader)
 	for {
 		if w != nil && w.canWait() {
+			if handOff {
+				return false, true
+			}
+			// What was read before (socket.io's CONNECT, its
+			// upgrade's probe) may have left records in crypto/tls,
+			// which the socket will not report: look, on a
+			// short-lived goroutine (decrypting is deep).
+			c.s.shallow(w.idle().probe)
 			for {
 				w.waitInput()
 				c.s.idleWakes.Add(1)
 				end := false
 				c.s.shallow(func() { end, clean = c.step(w) })
 				if end {
-					return clean
+					return clean, false
 				}
 			}
 		}
 		end, clean := c.step(nil)
 		if end {
-			return clean
+			return clean, false
 		}
 	}
 }

@@ -73,7 +73,44 @@ type sioTransport struct {
 	// WebSocket ping on that connection.
 	nc         *idleConn
 	answerPing func(payload []byte)
+	// c is the connection, once the waiter serves it (watched): the
+	// session reports its pongs and its end to it (engineio.Watcher).
+	c *conn
+	// timedOut: the timer loop found the client silent past its
+	// heartbeat (readTimedOut); Close ends the session as engine.io's
+	// ping timeout.
+	timedOut atomic.Bool
 }
+
+// watched implements watchable: Engine.IO's heartbeat deadline moves from
+// the connection's read deadline to the timer loop, which keeps it on
+// c.w.last, where Ponged stores each pong. A client must answer a ping
+// within pingTimeout; pinged every pingInterval, one that answered the
+// last is silent past pingInterval + pingTimeout only when it left the
+// next unanswered for pingTimeout (engine.io's server: socket.ts clears
+// its ping timeout on a pong, and on nothing else).
+func (t *sioTransport) watched(c *conn) (*idleConn, time.Duration, bool) {
+	t.c = c
+	t.es.Watch(t)
+	interval, timeout := t.es.Heartbeat()
+	return t.nc, interval + timeout, true
+}
+
+// Ponged implements engineio.Watcher.
+func (t *sioTransport) Ponged() { t.c.w.last.Store(time.Now().UnixNano()) }
+
+// Ended implements engineio.Watcher: the session ended on its own (the
+// server's Close, a failed write), and the connection, which may be
+// waiting in the waiter, ends too, as its reader's read would have
+// failed.
+func (t *sioTransport) Ended() { t.c.kill(closeNormal, "") }
+
+// pongTaken implements pongTaker: the waiter took an Engine.IO pong off
+// the socket (skimPongs).
+func (t *sioTransport) pongTaken() { t.es.TakePong() }
+
+// readTimedOut implements silenceNoter.
+func (t *sioTransport) readTimedOut() { t.timedOut.Store(true) }
 
 // ReadFrame implements Transport. Without a buffer given it reads into
 // one from the frame pool, taken once a message has come, as wsTransport
@@ -131,6 +168,9 @@ func (t *sioTransport) canWait() bool {
 	}
 	return t.nc != nil && t.nc.raw != nil
 }
+
+// idle implements idleReader.
+func (t *sioTransport) idle() *idleConn { return t.nc }
 
 // waitInput implements idleReader.
 func (t *sioTransport) waitInput() {
@@ -198,6 +238,12 @@ func (t *sioTransport) Ping(deadline time.Time) error { return t.es.Ping(deadlin
 // disconnect" and does not retry; a shutdown or capacity close does not,
 // so the client reconnects, as it would to a /ws close code 1001 or 1013.
 func (t *sioTransport) Close(code int, reason string) error {
+	if t.timedOut.Load() {
+		// A ping timeout (watch.go): the close engine.io makes, no
+		// DISCONNECT, which would keep the client from reconnecting.
+		t.es.TimeOut()
+		return nil
+	}
 	if code == 0 {
 		t.es.Drop()
 		return nil
@@ -308,7 +354,40 @@ func (s *Server) serveSIOSession(es *engineio.Session) {
 	if !ok {
 		return
 	}
-	_ = s.serve(context.Background(), newSIOTransport(es), &AcceptOptions{Claims: claims, Host: hostOf(es.Host())}, p)
+	s.serveSIO(newSIOTransport(es), &AcceptOptions{Claims: claims, Host: hostOf(es.Host())}, p)
+}
+
+// serveSIO serves a socket.io session's connection: on this goroutine,
+// its reader, while it polls (ReadFrame waits for the POSTs' messages),
+// and in the server's waiter once it is over a WebSocket with a raw
+// socket (watch.go): at once when it opened over one, or when its
+// upgrade is done (ReadFrame returns errIdle then, and readLoop hands
+// it over). Frames that came behind the upgrade's "5", read ahead into
+// gorilla's buffer or crypto/tls's, are handled at the hand-over
+// (watchConn). This goroutine then ends; the Engine.IO session goes on
+// (Detach) until the connection ends.
+func (s *Server) serveSIO(t *sioTransport, opts *AcceptOptions, p protocol) {
+	var c *conn
+	var stop func() bool
+	var err error
+	s.shallow(func() { c, stop, err = s.open(context.Background(), t, opts, p) })
+	if err != nil {
+		return
+	}
+	pl := s.waiter()
+	clean, waitable := c.readLoop(pl != nil)
+	if waitable {
+		done := t.es.Detach()
+		s.watchConn(pl, c, t, func() bool {
+			r := stop()
+			done()
+			return r
+		})
+		return
+	}
+	s.shallow(func() { s.teardown(c, clean) })
+	stop()
+	s.exit(c)
 }
 
 // sioConnect reads packets until the CONNECT to "/" (answering CONNECTs

@@ -69,6 +69,15 @@ type idleReader interface {
 	// it returns errIdle, having read no frame, when the input was only
 	// keepalive and nothing more is buffered.
 	readIdle(limit int) ([]byte, error)
+	// idle is the idleConn under the transport (once canWait).
+	idle() *idleConn
+}
+
+// silenceNoter is a transport whose close differs when the client was
+// silent past its read timeout (socket.io: engine.io's ping timeout): the
+// timer loop tells it before it kills the connection (conn.due).
+type silenceNoter interface {
+	readTimedOut()
 }
 
 // Close codes the server sends (docs/signaling.md; RFC 6455 section 7.4.1

@@ -56,12 +56,14 @@ type wsTransport struct {
 	untimedReads bool
 }
 
-// untimed leaves the read timeout to the timer loop: the deadline set at
-// the start is cleared, and neither a pong nor a frame sets another.
-// Called before the connection is first read in the waiter.
-func (t *wsTransport) untimed() {
+// watched implements watchable: the read timeout is left to the timer
+// loop, the deadline set at the start is cleared, and neither a pong nor
+// a frame sets another. Any input shows the client alive. Called before
+// the connection is first read in the waiter.
+func (t *wsTransport) watched(*conn) (*idleConn, time.Duration, bool) {
 	t.untimedReads = true
 	_ = t.ws.SetReadDeadline(time.Time{})
+	return t.nc, t.readTimeout, false
 }
 
 // newWSTransport wraps ws, which reads through nc when nc is not nil.
@@ -136,6 +138,9 @@ func (t *wsTransport) answerPing(payload []byte) {
 func (t *wsTransport) canWait() bool {
 	return t.nc != nil && t.nc.raw != nil
 }
+
+// idle implements idleReader.
+func (t *wsTransport) idle() *idleConn { return t.nc }
 
 // waitInput implements idleReader.
 func (t *wsTransport) waitInput() {

@@ -37,9 +37,19 @@ import (
 // scheduled comes, ends the connection if no input came since, or moves
 // the deadline on (conn.due).
 //
-// ServeTransport, socket.io's sessions and connections without a raw
-// socket keep a reader goroutine (serve, readLoop): their callers and
-// transports count on it.
+// A socket.io session is served the same way once it is over a
+// WebSocket with a raw socket under it: at once when it opened over one,
+// or when its upgrade from long-polling is done (serveSIO). Its read
+// timeout is Engine.IO's heartbeat: the client must answer a ping within
+// pingTimeout, so only its pongs are input for watch.last (the session
+// reports them, engineio.Watcher), and a session silent past pingInterval
+// + pingTimeout since its last pong ends as engine.io's ping timeout
+// does (no socket.io DISCONNECT, so its client reconnects). A polling
+// session, and one still polling before its upgrade, keeps its reader
+// goroutine, which waits for the POSTs' messages (sioTransport.ReadFrame).
+//
+// ServeTransport and connections without a raw socket keep a reader
+// goroutine (serve, readLoop): their callers and transports count on it.
 
 // The states of a watched connection (watch.state).
 const (
@@ -63,8 +73,11 @@ type watch struct {
 	// long the client may be silent.
 	last        atomic.Int64
 	readTimeout int64
-	readAt      int64       // the read deadline scheduled, under conn.wmu; 0: none
-	stop        func() bool // ends the watch on ctx (open)
+	// pongsOnly: only keepalive answers are input for last (socket.io,
+	// whose transport stores them); else any input is.
+	pongsOnly bool
+	readAt    int64       // the read deadline scheduled, under conn.wmu; 0: none
+	stop      func() bool // ends the watch on ctx (open)
 }
 
 // waiter returns the server's waiter, starting it on first use; nil when
@@ -88,6 +101,19 @@ func (s *Server) waiter() *poller {
 	return p
 }
 
+// watchable is a transport the waiter can serve: an idleReader over an
+// idleConn with a raw socket (canWait).
+type watchable interface {
+	idleReader
+	// watched hands the transport's read timeout to the timer loop,
+	// for c, which the waiter is to serve: no read deadline from here
+	// on. It returns the idleConn under the transport, the timeout,
+	// and whether only keepalive answers are input for it (socket.io's
+	// heartbeat: the transport stores each pong in c.w.last) rather
+	// than any input (/ws).
+	watched(c *conn) (nc *idleConn, readTimeout time.Duration, pongsOnly bool)
+}
+
 // serveWatched serves a connection serveWS upgraded: with the waiter
 // when it can, else as serve does. It returns once the connection is
 // registered (or ended), not when it ends.
@@ -101,11 +127,18 @@ func (s *Server) serveWatched(t *wsTransport, opts *AcceptOptions, p protocol) {
 	if err != nil {
 		return
 	}
+	s.watchConn(pl, c, t, stop)
+}
+
+// watchConn hands c, open and read by nobody else, to the waiter pl: it
+// returns once c is registered, or ended. stop is what ends c's watch on
+// its context (open's), and anything else the caller holds for c.
+func (s *Server) watchConn(pl *poller, c *conn, t watchable, stop func() bool) {
 	// From here the read timeout is the timer loop's: no read deadline.
-	t.untimed()
+	nc, readTimeout, pongsOnly := t.watched(c)
 	now := time.Now().UnixNano()
-	c.w.raw, c.w.nc, c.w.stop = t.nc.raw, t.nc, stop
-	c.w.readTimeout = int64(t.readTimeout)
+	c.w.raw, c.w.nc, c.w.stop = nc.raw, nc, stop
+	c.w.readTimeout, c.w.pongsOnly = int64(readTimeout), pongsOnly
 	c.w.last.Store(now)
 	pl.add(c)
 	c.wmu.Lock()
@@ -115,14 +148,19 @@ func (s *Server) serveWatched(t *wsTransport, opts *AcceptOptions, p protocol) {
 		c.wmu.Unlock()
 		pl.release(c)
 		c.w.state.Store(watchEnded)
-		s.endConn(c, c.readLoop(), stop)
+		clean, _ := c.readLoop(false)
+		s.endConn(c, clean, stop)
 		return
 	}
 	c.w.p = pl
 	c.w.readAt = now + c.w.readTimeout
 	c.rescheduleLocked()
 	c.wmu.Unlock()
-	if t.nc.buffered() {
+	// Input may wait above the socket: what the HTTP server or the
+	// upgrade read ahead of the frames so far (socket.io's CONNECT, its
+	// probe), in gorilla's buffer or in crypto/tls's.
+	nc.probe()
+	if nc.buffered() {
 		c.pump()
 		return
 	}
@@ -142,7 +180,9 @@ func (c *conn) pump() {
 			c.s.endConn(c, clean, c.w.stop)
 			return
 		}
-		c.w.last.Store(time.Now().UnixNano())
+		if !c.w.pongsOnly {
+			c.w.last.Store(time.Now().UnixNano())
+		}
 		if !c.w.nc.buffered() {
 			break
 		}
@@ -195,13 +235,15 @@ func (c *conn) rearm() (end bool) {
 
 // skimPongs is the waiter's shortcut for the input an idle connection
 // gets most, the pong answering the server's keepalive (RFC 6455
-// §5.5.3): when the socket of a plain (not TLS) connection holds nothing
-// but whole pongs, the waiter takes them off the socket itself and
-// re-arms, with no hand-off to a handler and no goroutine woken. Anything
-// else, or any doubt, is the handler's, which reads it all as before.
-// The connection is the caller's (watchRunning), and nothing is buffered
-// above its socket (it was armed). peek and take are the waiter's
-// recv(2) with and without MSG_PEEK, non-blocking, on c's socket.
+// §5.5.3; for socket.io, Engine.IO's pong packet "3" in a text frame of
+// its own, 7 bytes masked): when the socket of a plain (not TLS)
+// connection holds nothing but whole pongs, the waiter takes them off the
+// socket itself and re-arms, with no hand-off to a handler and no
+// goroutine woken. Anything else, or any doubt, is the handler's, which
+// reads it all as before. The connection is the caller's (watchRunning),
+// and nothing is buffered above its socket (it was armed), so gorilla is
+// at a frame boundary. peek and take are the waiter's recv(2) with and
+// without MSG_PEEK, non-blocking, on c's socket.
 func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 	if c.w.nc.tls != nil {
 		return false
@@ -210,9 +252,14 @@ func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 	if !ok || n == 0 {
 		return false // end of stream, an error, or nothing: the handler's
 	}
-	end := 0
+	end, eio := 0, 0
 	for end < n {
 		b := c.w.p.skim[end:n]
+		if l := eioPongFrame(b); l > 0 && c.w.pongsOnly {
+			end += l
+			eio++
+			continue
+		}
 		// A client's pong: FIN and opcode 0xA, no RSV bits, masked
 		// (§5.3), a payload of at most 125 bytes (§5.5).
 		if len(b) < 2 || b[0] != 0x8A || b[1]&0x80 == 0 || b[1]&0x7F > 125 {
@@ -233,7 +280,29 @@ func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 		c.w.nc.pend = append([]byte(nil), c.w.p.skim[:m]...)
 		return false
 	}
+	if ok && m == end && eio > 0 {
+		// The session learns of its pong as if it had read it.
+		c.t.(pongTaker).pongTaken()
+	}
 	return ok && m == end
+}
+
+// pongTaker is a transport whose keepalive answers are packets of its
+// own protocol (socket.io), which the waiter may take off the socket for
+// it (skimPongs): pongTaken tells the session one came.
+type pongTaker interface {
+	pongTaken()
+}
+
+// eioPongFrame is the length of Engine.IO's pong packet "3" in a client's
+// text frame at the head of b (FIN, opcode 0x1, no RSV bits, masked, a
+// payload of one byte: RFC 6455 §5.2; engine.io-protocol's packet types),
+// or 0 when b does not start with one (or not all of it).
+func eioPongFrame(b []byte) int {
+	if len(b) < 7 || b[0] != 0x81 || b[1] != 0x81 || b[6]^b[2] != '3' {
+		return 0
+	}
+	return 7
 }
 
 // lazyPing is lazy pongs (idleconn_linux.go, beforePing) for a watched
@@ -248,8 +317,8 @@ func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 // goroutine owns is left to it.
 func (c *conn) lazyPing() {
 	nc := c.w.nc
-	if c.w.p == nil || nc == nil || !nc.lazy {
-		return
+	if c.w.p == nil || nc == nil || !nc.lazy || c.w.pongsOnly {
+		return // socket.io's pongs are Engine.IO packets: no lazy pongs
 	}
 	if !c.w.state.CompareAndSwap(watchArmed, watchRunning) {
 		nc.pongDue.Store(true)

@@ -16,7 +16,10 @@
 // timers are time.AfterFunc, which hold no goroutine while they wait, and
 // over WebSocket the pong's deadline is the connection's read deadline,
 // so an idle WebSocket session holds no timer at all when its owner pings
-// (ManualPing).
+// (ManualPing). An owner that waits for a WebSocket's input without a
+// goroutine (signaling's shared epoll waiter) detaches the session from
+// its handler (Session.Detach) and keeps the pong's deadline itself
+// (Session.Watch): then nothing per session waits at all.
 package engineio
 
 import (
@@ -320,9 +323,12 @@ func (srv *Server) start(s *Session) {
 		s.mu.Unlock()
 	}
 	go func() {
-		defer srv.wg.Done()
 		srv.handler(s)
+		if s.detached {
+			return // the owner ends it (Detach's done)
+		}
 		_ = s.Close()
+		srv.wg.Done()
 	}()
 }
 

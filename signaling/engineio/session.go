@@ -70,8 +70,29 @@ type Session struct {
 	// what both sides take as the connection's end.
 	pingAt  time.Time
 	pongDue time.Time
+	// watcher, once set (Watch, under mu), keeps the pong's deadline
+	// over WebSocket in the owner's place: no read deadline is set.
+	watcher Watcher
+	// detached: the handler returned, and the owner ends the session
+	// (Detach); only the handler's goroutine touches it.
+	detached bool
 
 	wmu sync.Mutex // serializes WebSocket writes
+}
+
+// Watcher is an owner that serves a session's WebSocket without a reader
+// goroutine of its own (signaling's shared waiter, issue 15), and so keeps
+// the heartbeat's deadline itself (Session.Watch).
+type Watcher interface {
+	// Ponged is called for each pong the client sends (on the goroutine
+	// reading it): the owner's deadline for the next one moves on.
+	Ponged()
+	// Ended is called once when the session ends otherwise than through
+	// its reads (the server closing, a pong timer armed while it polled,
+	// a failed write), before its WebSocket closes: the owner, whose
+	// reader may be waiting on the socket, ends its side. It must not
+	// block.
+	Ended()
 }
 
 // newSession makes the session a handshake opens, over polling or over
@@ -238,6 +259,58 @@ func (s *Session) readMessageOnce(buf []byte, pool BufferPool, once bool) ([]byt
 // upgrade to WebSocket is done, with no frame read from it yet.
 func (s *Session) ReadWebSocketOnce(pool BufferPool) ([]byte, bool, error) {
 	return s.readMessageOnce(nil, pool, true)
+}
+
+// Watch hands the session's heartbeat deadline over WebSocket to w, the
+// owner (issue 15): from now on Ping sets no read deadline on the
+// connection (a runtime timer change per ping and per pong), and a pong
+// clears none; w.Ponged is called for each pong instead, and the owner ends
+// the session when the client answers no ping within PingTimeout
+// (TimeOut). A read deadline a ping set before is cleared. If the session
+// has ended already, w.Ended is called at once.
+func (s *Session) Watch(w Watcher) {
+	s.mu.Lock()
+	ended := s.state == stateClosed
+	if !ended {
+		s.watcher = w
+		if s.ws != nil {
+			_ = s.ws.NetConn().SetReadDeadline(time.Time{})
+		}
+	}
+	s.mu.Unlock()
+	if ended {
+		w.Ended()
+	}
+}
+
+// TakePong is a pong packet the owner read off the session's WebSocket
+// itself (signaling's waiter takes a client's lone pongs below gorilla,
+// at a frame boundary, issue 15): the session handles it as if it had
+// read it.
+func (s *Session) TakePong() { s.pong() }
+
+// TimeOut ends the session as a pong that did not come within PingTimeout
+// does (ErrPingTimeout): for an owner that keeps the deadline (Watch).
+func (s *Session) TimeOut() {
+	s.end(ErrPingTimeout, typeClose, false)
+}
+
+// Heartbeat is the session's ping interval and ping timeout.
+func (s *Session) Heartbeat() (interval, timeout time.Duration) {
+	return s.cfg.PingInterval, s.cfg.PingTimeout
+}
+
+// Detach lets the handler return while the session goes on, served by
+// its owner from elsewhere (signaling's shared waiter); the handler calls
+// it before it returns. The owner calls done once when it is finished
+// with the session, which then ends as on a handler's return (Close), and
+// the server's Close, which waits for handlers, waits for that.
+func (s *Session) Detach() (done func()) {
+	s.detached = true
+	return func() {
+		_ = s.Close()
+		s.srv.wg.Done()
+	}
 }
 
 // WebSocket is the session's WebSocket connection, or nil while it polls
@@ -773,6 +846,8 @@ func (s *Session) Ping(deadline time.Time) error {
 		}
 		s.pingAt = time.Time{}
 		switch {
+		case s.watcher != nil:
+			// The owner keeps the deadline (Watch).
 		case s.ws != nil:
 			// The reader's read fails at the deadline and ends the
 			// session (readErr); a pong clears it. Setting it on the
@@ -821,6 +896,11 @@ func (s *Session) checkPong() {
 func (s *Session) pong() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.watcher != nil {
+		// Any pong shows the client alive (engine.io's socket clears
+		// its ping timeout on each).
+		s.watcher.Ponged()
+	}
 	if s.pongDue.IsZero() {
 		return
 	}
@@ -828,7 +908,7 @@ func (s *Session) pong() {
 	if s.pongTimer != nil {
 		s.pongTimer.Stop() // armed while polling, if the ping came before an upgrade
 	}
-	if s.ws != nil {
+	if s.ws != nil && s.watcher == nil {
 		_ = s.ws.NetConn().SetReadDeadline(time.Time{})
 	}
 	if s.pingTimer != nil && s.state != stateClosed {
@@ -879,7 +959,7 @@ func (s *Session) end(err error, pkt byte, linger bool) bool {
 		return false
 	}
 	s.state, s.err = stateClosed, err
-	ws, probe := s.ws, s.probeWS
+	ws, probe, watcher := s.ws, s.probeWS, s.watcher
 	if ws == nil && pkt != 0 {
 		s.out = append(s.out, packet{typ: pkt})
 	}
@@ -899,6 +979,11 @@ func (s *Session) end(err error, pkt byte, linger bool) bool {
 	}
 	close(s.closed)
 	s.mu.Unlock()
+	if watcher != nil {
+		// Before the WebSocket closes: the owner's reader may be
+		// waiting on its socket, where a close shows nothing.
+		watcher.Ended()
+	}
 	if lingering {
 		time.AfterFunc(lingerWait, func() { s.srv.remove(s) })
 	} else if !s.pollingNow() {
