@@ -98,9 +98,12 @@ func (b *bench) dropsByServer() map[string]*drops {
 // use is the CPU one run took, in CPU-seconds, from samples taken just
 // before and just after the load.
 type use struct {
-	server  float64 // the server process (all its threads)
-	machine float64 // /proc/stat: every CPU's non-idle time (machineCPU.busy)
-	softirq float64 // … of which softirq
+	server float64 // the server process (all its threads)
+	// machine is wall-clock time × CPUs − /proc/stat's idle and iowait
+	// (measured by the kernel's idle clock on a NO_HZ kernel).
+	machine float64
+	ticked  float64 // /proc/stat's busy columns (tick samples, machineCPU.busy)
+	softirq float64 // /proc/stat's softirq column (tick samples)
 	gen     float64 // the load generator's processes and the echo peer
 	// offloaded is the packets icegate's kernel fast path relayed in the
 	// run (icegate offload only).
@@ -113,6 +116,7 @@ type use struct {
 type sampler struct {
 	server  int64
 	machine machineCPU
+	at      time.Time // when machine was read
 	peer    int64
 	self    int64
 	child   int64
@@ -127,6 +131,7 @@ func sample(s *server, peerPid int) (sampler, error) {
 	if sm.machine, err = readMachineCPU(); err != nil {
 		return sm, err
 	}
+	sm.at = time.Now()
 	if sm.peer, err = benchproc.CPUTicks(peerPid); err != nil {
 		return sm, fmt.Errorf("the echo peer: %w", err)
 	}
@@ -150,8 +155,9 @@ func (a sampler) since(before sampler, self bool) use {
 	} else {
 		gen += a.child - before.child
 	}
-	return use{server: cpuSeconds(a.server - before.server), machine: cpuSeconds(m.busy),
-		softirq: cpuSeconds(m.softirq), gen: cpuSeconds(gen)}
+	wall := a.at.Sub(before.at).Seconds() * float64(m.cpus)
+	return use{server: cpuSeconds(a.server - before.server), machine: wall - cpuSeconds(m.idle),
+		ticked: cpuSeconds(m.busy), softirq: cpuSeconds(m.softirq), gen: cpuSeconds(gen)}
 }
 
 // offloadShareMin is the share of the relayed packets icegate's kernel fast
@@ -184,7 +190,7 @@ func checkOffload(ctx context.Context, s *server, relayed float64, u *use) error
 
 // machineText renders the machine side of a use for the progress lines.
 func (u use) machineText(relayed float64) string {
-	s := fmt.Sprintf("machine %.2f CPU-s (softirq %.2f), generator+peer %.2f CPU-s", u.machine, u.softirq, u.gen)
+	s := fmt.Sprintf("machine %.2f CPU-s (by tick %.2f, softirq %.2f), generator+peer %.2f CPU-s", u.machine, u.ticked, u.softirq, u.gen)
 	if u.offloaded > 0 {
 		s += fmt.Sprintf(", kernel-relayed %.1f%%", 100*u.offloaded/relayed)
 	}
@@ -262,11 +268,12 @@ func (b *bench) relay(ctx context.Context) error {
 	}()
 	for _, p := range b.plan.relay {
 		label := fmt.Sprintf("%d B, %d allocations", p.length, p.clients)
-		var perMachine, perNotGen, perSoft, kshare *row
+		var perMachine, perTicked, perNotGen, perSoft, kshare *row
 		if b.offload {
-			perMachine = b.addRow(newRow("Relayed packets per machine CPU-second (all of /proc/stat), "+label, "", higherBetter, 3, 0))
+			perMachine = b.addRow(newRow("Relayed packets per machine CPU-second (wall × CPUs − idle), "+label, "", higherBetter, 3, 0))
+			perTicked = b.addRow(newRow("… per machine CPU-second by tick (busy columns of /proc/stat), "+label, "", higherBetter, 0, 0))
 			perNotGen = b.addRow(newRow("… per machine CPU-second minus the generator's processes (uclient, turnutils_peer), "+label, "", higherBetter, 0, 0))
-			perSoft = b.addRow(newRow("Machine softirq CPU-seconds per million relayed packets, "+label, "", lowerBetter, 0, 2))
+			perSoft = b.addRow(newRow("Machine softirq CPU-seconds per million relayed packets (by tick), "+label, "", lowerBetter, 0, 2))
 			kshare = b.addRow(newRow("Share of the relayed packets the kernel fast path relayed, "+label, " %", higherBetter, 0, 1))
 		}
 		perCPU := b.addRow(newRow("Relayed packets per server CPU-second, "+label, "", higherBetter, b.serverTarget(1.2), 0))
@@ -283,6 +290,7 @@ func (b *bench) relay(ctx context.Context) error {
 			n := float64(res.relayed())
 			if b.offload {
 				perMachine.add(kind, n/u.machine)
+				perTicked.add(kind, n/u.ticked)
 				perNotGen.add(kind, n/(u.machine-u.gen))
 				perSoft.add(kind, u.softirq/n*1e6)
 				if kind == icegateOffload {
@@ -471,11 +479,12 @@ func (b *bench) media(ctx context.Context) error {
 	}()
 	for _, p := range b.plan.media {
 		label := fmt.Sprintf("%d allocations × %d B every %d ms", p.allocations, p.size, p.period.Milliseconds())
-		var machineM, notGenM, softM, kshare *row
+		var machineM, tickedM, notGenM, softM, kshare *row
 		if b.offload {
-			machineM = b.addRow(newRow("Machine CPU-seconds per million relayed packets at media rate (all of /proc/stat), "+label, "", lowerBetter, 0.3, 2))
+			machineM = b.addRow(newRow("Machine CPU-seconds per million relayed packets at media rate (wall × CPUs − idle), "+label, "", lowerBetter, 0.3, 2))
+			tickedM = b.addRow(newRow("… by tick (busy columns of /proc/stat), "+label, "", lowerBetter, 0, 2))
 			notGenM = b.addRow(newRow("… minus the generator's processes (relaybench, turnutils_peer), "+label, "", lowerBetter, 0, 2))
-			softM = b.addRow(newRow("… of which softirq (machine), "+label, "", lowerBetter, 0, 2))
+			softM = b.addRow(newRow("… softirq column alone (by tick), "+label, "", lowerBetter, 0, 2))
 			kshare = b.addRow(newRow("Share of the relayed packets the kernel fast path relayed, "+label, " %", higherBetter, 0, 1))
 		}
 		perM := b.addRow(newRow("Server CPU-seconds per million relayed packets at media rate, "+label, "", lowerBetter, 0, 2))
@@ -495,6 +504,7 @@ func (b *bench) media(ctx context.Context) error {
 			n := float64(res.relayed())
 			if b.offload {
 				machineM.add(kind, u.machine/n*1e6)
+				tickedM.add(kind, u.ticked/n*1e6)
 				notGenM.add(kind, (u.machine-u.gen)/n*1e6)
 				softM.add(kind, u.softirq/n*1e6)
 				if kind == icegateOffload {

@@ -20,8 +20,18 @@ import (
 // they are not added again), softirq is the softirq column alone. The
 // kernel fast path relays in softirq context (TC ingress on the receiving
 // veth), so it is in busy but in no server process.
+//
+// idle is the idle and iowait columns. On a kernel with NO_HZ (idle ticks
+// stopped) the kernel takes them from its idle-entry and idle-exit clock,
+// not from ticks, so wall-clock time × CPUs − idle is the machine's busy
+// time measured, not sampled. The busy columns are tick samples (without
+// CONFIG_VIRT_CPU_ACCOUNTING): a tick lands every 4 ms (HZ=250) and charges
+// the whole tick to what it interrupted, so work in bursts shorter than a
+// tick that sleep in between (one packet per wake-up at media rate) can be
+// under-counted by them.
 type machineCPU struct {
-	busy, softirq, system int64
+	busy, softirq, system, idle int64
+	cpus                        int
 }
 
 // readMachineCPU reads /proc/stat.
@@ -53,14 +63,24 @@ func parseMachineCPU(b []byte) (machineCPU, error) {
 			}
 			v[i] = n
 		}
-		user, nice, system, irq, softirq, steal := v[0], v[1], v[2], v[5], v[6], v[7]
-		return machineCPU{busy: user + nice + system + irq + softirq + steal, softirq: softirq, system: system}, nil
+		user, nice, system, idle, iowait, irq, softirq, steal := v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+		m := machineCPU{busy: user + nice + system + irq + softirq + steal, softirq: softirq, system: system, idle: idle + iowait}
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "cpu") {
+				m.cpus++
+			}
+		}
+		if m.cpus == 0 {
+			return machineCPU{}, fmt.Errorf("/proc/stat: no per-CPU lines")
+		}
+		return m, nil
 	}
 	return machineCPU{}, fmt.Errorf("/proc/stat: no cpu line")
 }
 
 func (m machineCPU) sub(o machineCPU) machineCPU {
-	return machineCPU{busy: m.busy - o.busy, softirq: m.softirq - o.softirq, system: m.system - o.system}
+	return machineCPU{busy: m.busy - o.busy, softirq: m.softirq - o.softirq, system: m.system - o.system,
+		idle: m.idle - o.idle, cpus: m.cpus}
 }
 
 // childrenTicks is the CPU time (user + system, ticks) of every child of

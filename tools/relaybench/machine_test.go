@@ -13,10 +13,10 @@ func TestParseMachineCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Not idle, iowait, or guest (already in user and nice).
-	if want := int64(100 + 2 + 30 + 5 + 60 + 7); m.busy != want || m.softirq != 60 || m.system != 30 {
-		t.Errorf("got %+v, want busy %d, softirq 60, system 30", m, want)
+	if want := int64(100 + 2 + 30 + 5 + 60 + 7); m.busy != want || m.softirq != 60 || m.system != 30 || m.idle != 5040 || m.cpus != 1 {
+		t.Errorf("got %+v, want busy %d, softirq 60, system 30, idle 5040, 1 CPU", m, want)
 	}
-	for _, bad := range []string{"", "cpu 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n"} {
+	for _, bad := range []string{"", "cpu 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n", "cpu 1 2 3 4 5 6 7 8\n"} {
 		if _, err := parseMachineCPU([]byte(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
