@@ -106,10 +106,11 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 5s; try FUZZTIME=5m).
 .PHONY: bench
 bench: bench-relay bench-signaling bench-signaling-idle bench-cluster ## Run every benchmark.
 
-# Flags for tools/relaybench, e.g. make bench-relay RELAYBENCH="-quick".
+# Flags for tools/relaybench, e.g. make bench-relay RELAYBENCH="-quick";
+# RELAYBENCH="-offload" (root only) measures issue 17's kernel fast path.
 RELAYBENCH ?= -rounds 3
 .PHONY: bench-relay
-bench-relay: deps ## icegate vs Debian's coturn on loopback, ~10 min (docs/performance.md).
+bench-relay: deps ## icegate vs Debian's coturn on loopback, ~10 min; RELAYBENCH="-offload" (as root): the kernel fast path, icegate without it and coturn on veth namespaces, machine CPU per packet (docs/performance.md).
 	$(GO) run ./tools/relaybench $(RELAYBENCH)
 
 # Flags for tools/signaling-bench, e.g. make bench-signaling SIGBENCH="-conns 5000 -rate 2".

@@ -1,8 +1,8 @@
 // Package coturn holds what the tools that run Debian's coturn programs
 // against icegate share (tools/interop, tools/relaybench): starting
 // turnutils_peer, the UDP echo uclient sends to through the relay, and
-// waiting until it echoes; probing a UDP service on 127.0.0.1 until it
-// answers; and reading the counters turnutils_uclient prints.
+// waiting until it echoes; probing a UDP service (on 127.0.0.1 unless an
+// address is given) until it answers; and reading the counters turnutils_uclient prints.
 //
 // How a program is started, tracked and stopped (process group, Pdeathsig,
 // log file, cleanup) stays with each tool: the functions here take it as
@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -33,9 +34,16 @@ type Process interface {
 
 // PeerArgs is turnutils_peer's command line for a UDP echo on
 // 127.0.0.1:port. turnutils_peer listens on port+1 as well.
-func PeerArgs(port int) []string {
-	return []string{"-L", "127.0.0.1", "-p", strconv.Itoa(port)}
+func PeerArgs(port int) []string { return PeerArgsAt(Loopback, port) }
+
+// PeerArgsAt is PeerArgs for a UDP echo on host:port.
+func PeerArgsAt(host netip.Addr, port int) []string {
+	return []string{"-L", host.String(), "-p", strconv.Itoa(port)}
 }
+
+// Loopback is 127.0.0.1, where the functions without an address argument
+// run and probe.
+var Loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 
 // PeerWait is how long StartPeer waits for a started turnutils_peer to echo.
 const PeerWait = 5 * time.Second
@@ -48,6 +56,12 @@ const PeerWait = 5 * time.Second
 // is stopped and the next attempt takes another port. An error from pick or
 // start ends the attempts at once; so does ctx.
 func StartPeer[P Process](ctx context.Context, tries int, pick func() (int, error), start func(args ...string) (P, error)) (P, int, error) {
+	return StartPeerAt(ctx, Loopback, tries, pick, start)
+}
+
+// StartPeerAt is StartPeer for an echo on host (an address of this machine,
+// or of a network namespace this one routes to).
+func StartPeerAt[P Process](ctx context.Context, host netip.Addr, tries int, pick func() (int, error), start func(args ...string) (P, error)) (P, int, error) {
 	var zero P
 	var errs []error
 	for range tries {
@@ -55,11 +69,11 @@ func StartPeer[P Process](ctx context.Context, tries int, pick func() (int, erro
 		if err != nil {
 			return zero, 0, err
 		}
-		p, err := start(PeerArgs(port)...)
+		p, err := start(PeerArgsAt(host, port)...)
 		if err != nil {
 			return zero, 0, err
 		}
-		err = WaitEcho(ctx, port, p.Exited, PeerWait)
+		err = WaitEchoAt(ctx, host, port, p.Exited, PeerWait)
 		if err == nil {
 			return p, port, nil
 		}
@@ -67,7 +81,7 @@ func StartPeer[P Process](ctx context.Context, tries int, pick func() (int, erro
 		if ctx.Err() != nil {
 			return zero, 0, ctx.Err()
 		}
-		errs = append(errs, fmt.Errorf("turnutils_peer on 127.0.0.1:%d: %w\noutput:\n%s", port, err, p.Output()))
+		errs = append(errs, fmt.Errorf("turnutils_peer on %s: %w\noutput:\n%s", netip.AddrPortFrom(host, uint16(port)), err, p.Output()))
 	}
 	return zero, 0, errors.Join(errs...)
 }
@@ -76,7 +90,12 @@ func StartPeer[P Process](ctx context.Context, tries int, pick func() (int, erro
 // every 100 ms until the probe comes back, exited returns an error (the
 // program is gone), ctx ends, or wait passes.
 func WaitEcho(ctx context.Context, port int, exited func() error, wait time.Duration) error {
-	return ProbeUDP(ctx, port, exited, wait, func() ([]byte, func([]byte) bool) {
+	return WaitEchoAt(ctx, Loopback, port, exited, wait)
+}
+
+// WaitEchoAt is WaitEcho for the echo on host:port.
+func WaitEchoAt(ctx context.Context, host netip.Addr, port int, exited func() error, wait time.Duration) error {
+	return ProbeUDPAt(ctx, host, port, exited, wait, func() ([]byte, func([]byte) bool) {
 		probe := make([]byte, 16)
 		_, _ = rand.Read(probe)
 		return probe, func(resp []byte) bool { return bytes.Equal(resp, probe) }
@@ -88,7 +107,12 @@ func WaitEcho(ctx context.Context, port int, exited func() error, wait time.Dura
 // or wait passes. next returns each message and its check. The error says
 // which of these ended the wait.
 func ProbeUDP(ctx context.Context, port int, exited func() error, wait time.Duration, next func() ([]byte, func([]byte) bool)) error {
-	conn, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	return ProbeUDPAt(ctx, Loopback, port, exited, wait, next)
+}
+
+// ProbeUDPAt is ProbeUDP for the service on host:port.
+func ProbeUDPAt(ctx context.Context, host netip.Addr, port int, exited func() error, wait time.Duration, next func() ([]byte, func([]byte) bool)) error {
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(host, uint16(port))))
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	turnutils "icegate/internal/coturn"
 )
 
 // The Go load generators for what uclient cannot do: STUN Binding rate,
@@ -71,8 +74,9 @@ type turnClient struct {
 	integrity    stun.MessageIntegrity
 }
 
-func newTurnClient(port int) (*turnClient, error) {
-	c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+// newTurnClient opens a client socket to the server at addr.
+func newTurnClient(addr netip.AddrPort) (*turnClient, error) {
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +84,10 @@ func newTurnClient(port int) (*turnClient, error) {
 }
 
 func (c *turnClient) close() { _ = c.conn.Close() }
+
+// onLoopback is 127.0.0.1:port, where the loads that only run on loopback
+// (Binding, churn, allocations held) find the server.
+func onLoopback(port int) netip.AddrPort { return netip.AddrPortFrom(turnutils.Loopback, uint16(port)) }
 
 // stunError is an error response, by code (RFC 8489 §14.8).
 type stunError struct {
@@ -214,7 +222,7 @@ func warmUp(ctx context.Context, port, n int) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c, err := newTurnClient(port)
+		c, err := newTurnClient(onLoopback(port))
 		if err != nil {
 			return err
 		}
@@ -249,7 +257,7 @@ func churnLoad(ctx context.Context, port, workers int, d time.Duration) (churnRe
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && time.Now().Before(deadline) {
-				c, err := newTurnClient(port)
+				c, err := newTurnClient(onLoopback(port))
 				if err != nil {
 					mu.Lock()
 					fatal = err
@@ -290,7 +298,7 @@ func holdAllocations(ctx context.Context, port, n, workers int) ([]*turnClient, 
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && next.Add(1) <= int64(n) {
-				c, err := newTurnClient(port)
+				c, err := newTurnClient(onLoopback(port))
 				if err != nil {
 					mu.Lock()
 					fatal = err

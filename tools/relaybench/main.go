@@ -4,6 +4,7 @@
 //
 //	go run ./tools/relaybench [-rounds 3] [-icegate PATH] [-quick] [-out FILE] [-only LIST]
 //	go run ./tools/relaybench -media-only [-media-allocs 200,500] [-media-for 10s]
+//	sudo go run ./tools/relaybench -offload [-quick] [-rounds 3] [-media-allocs 2000]
 //
 // Each measurement starts a fresh icegate and a fresh coturn with
 // equivalent settings, alternating icegate, coturn, icegate, coturn, ...
@@ -14,6 +15,13 @@
 // generators in this package.
 // Server CPU time and memory are read from /proc. Progress goes to stderr,
 // the table to stdout.
+//
+// -offload (issue #17, root only) measures the kernel fast path instead: on a
+// veth topology in network namespaces of its own (topo_linux.go), icegate
+// with relay.kernel_offload = "on", icegate with "off" and coturn, the
+// saturating and the media-rate loads, CPU counted for the whole machine
+// (/proc/stat), since the kernel relays in softirq context, outside any
+// server process.
 package main
 
 import (
@@ -36,7 +44,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, selfArgv)
 	stop()
 	switch {
 	case err == nil:
@@ -125,6 +133,32 @@ func parseCounts(s string) ([]int, error) {
 	return out, nil
 }
 
+// offloadPlan is -offload's load: the saturating load at 100 and 1000 B (50
+// allocations each) and the media-rate load of issue #17, 2,000 allocations
+// at 50 messages/s each way, 1000 B.
+func offloadPlan() plan {
+	p := fullPlan()
+	p.relay = []uclientParams{
+		{clients: 50, length: 100, messages: 3000},
+		{clients: 50, length: 1000, messages: 3000},
+	}
+	p.media = mediaLoads([]int{2000}, 10*time.Second)
+	return p
+}
+
+// selfArgv is the command line that runs this program again with args
+// (-offload runs it inside the client namespace).
+func selfArgv(args []string) ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{exe}, args...), nil
+}
+
+// offloadMeasurements are the measurements -offload can run.
+var offloadMeasurements = []string{"relay", "loss", "media"}
+
 func quickPlan() plan {
 	p := fullPlan()
 	for i := range p.relay {
@@ -139,7 +173,9 @@ func quickPlan() plan {
 	return p
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+// run is the program; again builds the command line that runs it again
+// with other arguments (for -offload's run inside the client namespace).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, again func([]string) ([]string, error)) (err error) {
 	fs := flag.NewFlagSet("relaybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	rounds := fs.Int("rounds", 3, "runs of each measurement per server, alternating icegate and coturn (default 3; 1 with -quick)")
@@ -150,6 +186,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	mediaOnly := fs.Bool("media-only", false, "run only the media-rate load (the same as -only media)")
 	mediaAllocs := fs.String("media-allocs", "", "comma-separated allocation counts for the media-rate load (default 200,500; 200 with -quick)")
 	mediaFor := fs.Duration("media-for", 0, "how long each media-rate run sends (default 10s; 3s with -quick)")
+	offload := fs.Bool("offload", false, "issue #17: icegate with the kernel fast path, icegate without, and coturn, on a veth topology in network namespaces relaybench creates and removes, CPU counted for the whole machine; relay and media loads (-only relay,loss,media), media at 2000 allocations (200 with -quick); needs root")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -163,6 +200,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		p = quickPlan()
 		if !roundsSet {
 			*rounds = 1
+		}
+	}
+	topo, inner := innerTopology()
+	onlySet := false
+	fs.Visit(func(f *flag.Flag) { onlySet = onlySet || f.Name == "only" })
+	if *offload {
+		p = offloadPlan()
+		if *quick {
+			for i := range p.relay {
+				p.relay[i].messages /= 15
+			}
+			p.fixed.messages = 500
+			p.media = mediaLoads([]int{200}, 3*time.Second)
+		}
+		if !onlySet && !*mediaOnly {
+			*only = "relay,media"
+		}
+		for _, m := range strings.Split(*only, ",") {
+			if m = strings.TrimSpace(m); !slices.Contains(offloadMeasurements, m) {
+				return fmt.Errorf("-offload: -only %q: it runs %s", m, strings.Join(offloadMeasurements, ", "))
+			}
 		}
 	}
 	if *mediaAllocs != "" || *mediaFor != 0 {
@@ -199,6 +257,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		selected[m] = true
 	}
 
+	if *offload && !inner {
+		return runOffloadOuter(ctx, args, *icegatePath, stdout, stderr, again)
+	}
+
 	began := time.Now()
 	loadStart := benchproc.LoadAvg()
 	e, err := newEnv(ctx, *icegatePath, stderr)
@@ -223,10 +285,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			return fmt.Errorf("open file limit %d is too low to hold %d allocations (ulimit -n)", lim, p.holdN)
 		}
 	}
+	servers, issue := []string{icegate, coturn}, "issue #5"
+	if *offload {
+		e.at, e.serverNS, e.peerNS = topoHosts(), topo.server, topo.peer
+		servers, issue = []string{icegateOffload, icegate, coturn}, "issue #17"
+	}
 	fmt.Fprintf(stderr, "measuring icegate (%s, %s) against coturn (%s); %d round(s); scratch dir %s\n",
 		e.version, e.icegate, e.bins["turnserver"], *rounds, e.dir)
 
-	b := &bench{env: e, plan: p, rounds: *rounds, log: stderr}
+	b := &bench{env: e, plan: p, servers: servers, offload: *offload, rounds: *rounds, log: stderr}
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
@@ -242,14 +309,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 	}
 
-	table := markdown(b.rows)
+	table := markdown(b.rows, servers, issue)
 	took := time.Since(began).Round(time.Second)
 	coturnV := e.coturnV
 	if coturnV == "" {
 		coturnV = "version not seen"
 	}
-	header := fmt.Sprintf("icegate %s vs coturn (%s), %d round(s) each, medians. %s, %d CPUs, Linux %s, load average %s at the start and %s at the end; run took %v.\n\n",
-		e.version, coturnV, *rounds, began.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), benchproc.KernelRelease(), loadStart, benchproc.LoadAvg(), took)
+	what := fmt.Sprintf("icegate %s vs coturn (%s)", e.version, coturnV)
+	if *offload {
+		what = fmt.Sprintf("icegate %s with relay.kernel_offload = \"on\" and \"off\" vs coturn (%s) on a veth topology (client, server, peer namespaces), kernel %s",
+			e.version, coturnV, irqAccounting())
+	}
+	header := fmt.Sprintf("%s, %d round(s) each, medians. %s, %d CPUs, Linux %s, load average %s at the start and %s at the end; run took %v.\n\n",
+		what, *rounds, began.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), benchproc.KernelRelease(), loadStart, benchproc.LoadAvg(), took)
 	fmt.Fprint(stdout, header+table)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(header+table), 0o644); err != nil {

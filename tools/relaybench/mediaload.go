@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -196,12 +197,12 @@ func percentile(sorted []uint32, q float64) float64 {
 	return float64(sorted[i]) / 1000
 }
 
-// setupMedia makes n allocations on the server at port, each with a channel
-// bound to the echo peer at peerPort (which also installs the permission,
+// setupMedia makes n allocations on the server, each with a channel
+// bound to the echo peer at peerAt (which also installs the permission,
 // RFC 8656 §12), using workers goroutines, and returns their sockets. A
 // failed allocation is tried again on a fresh socket, up to three times;
 // failures are counted. The caller closes the clients (closeMedia).
-func setupMedia(ctx context.Context, port, peerPort, n, workers int) ([]mediaClient, map[string]int64, error) {
+func setupMedia(ctx context.Context, server, peerAt netip.AddrPort, n, workers int) ([]mediaClient, map[string]int64, error) {
 	clients := make([]mediaClient, n)
 	for i := range clients {
 		clients[i].fd = -1
@@ -211,7 +212,7 @@ func setupMedia(ctx context.Context, port, peerPort, n, workers int) ([]mediaCli
 	var errs []error
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	peer := peerAddress{IP: net.IPv4(127, 0, 0, 1), Port: peerPort}
+	peer := peerAddress{IP: net.IP(peerAt.Addr().AsSlice()), Port: int(peerAt.Port())}
 	for range max(1, workers) {
 		wg.Add(1)
 		go func() {
@@ -228,7 +229,7 @@ func setupMedia(ctx context.Context, port, peerPort, n, workers int) ([]mediaCli
 				var fd int
 				var err error
 				for range 3 {
-					fd, err = bindOne(port, peer, ch)
+					fd, err = bindOne(server, peer, ch)
 					if err == nil {
 						break
 					}
@@ -262,8 +263,8 @@ func setupMedia(ctx context.Context, port, peerPort, n, workers int) ([]mediaCli
 // non-blocking duplicate of the socket's descriptor for the workers (the Go
 // connection is closed; the socket, its 5-tuple and so the allocation
 // live on in the duplicate).
-func bindOne(port int, peer peerAddress, ch uint16) (int, error) {
-	c, err := newTurnClient(port)
+func bindOne(server netip.AddrPort, peer peerAddress, ch uint16) (int, error) {
+	c, err := newTurnClient(server)
 	if err != nil {
 		return -1, err
 	}

@@ -340,7 +340,7 @@ func TestMediaThroughPion(t *testing.T) {
 
 	const n = 20
 	port := ln.LocalAddr().(*net.UDPAddr).Port
-	clients, failures, err := setupMedia(context.Background(), port, peer.LocalAddr().(*net.UDPAddr).Port, n, 4)
+	clients, failures, err := setupMedia(context.Background(), onLoopback(port), onLoopback(peer.LocalAddr().(*net.UDPAddr).Port), n, 4)
 	if err != nil {
 		t.Fatalf("setup: %v (failures %v)", err, failures)
 	}

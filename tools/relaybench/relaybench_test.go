@@ -149,20 +149,30 @@ func TestRowCells(t *testing.T) {
 	r := newRow("x", "", higherBetter, 1.2, 0)
 	r.add(icegate, 130)
 	r.add(coturn, 100)
-	if c := r.cells(); c[2] != "1.30×" || c[4] != "yes" {
+	two := []string{icegate, coturn}
+	if c := r.cells(two); c[2] != "1.30×" || c[4] != "yes" {
 		t.Errorf("cells %q", c)
 	}
 	l := newRow("loss", " %", lossPoints, 1, 2)
 	l.add(icegate, 5)
 	l.add(coturn, 2)
-	if c := l.cells(); c[2] != "+3.00 pp" || c[4] != "no" {
+	if c := l.cells(two); c[2] != "+3.00 pp" || c[4] != "no" {
 		t.Errorf("loss cells %q", c)
+	}
+	// Three servers: both compared with coturn, the target on the first.
+	three := []string{icegateOffload, icegate, coturn}
+	m := newRow("machine", "", lowerBetter, 0.3, 2)
+	m.add(icegateOffload, 0.5)
+	m.add(icegate, 2)
+	m.add(coturn, 4)
+	if c := m.cells(three); len(c) != 7 || c[3] != "0.12×" || c[4] != "0.50×" || c[6] != "yes" {
+		t.Errorf("three-server cells %q", c)
 	}
 }
 
 // The generated icegate config must stay valid as the schema changes.
 func TestIcegateHCL(t *testing.T) {
-	cfg, diags := config.Parse([]byte(icegateHCL(23478, 24000, 24999)), "relaybench.hcl")
+	cfg, diags := config.Parse([]byte(icegateHCL(loopbackHosts(), 23478, 24000, 24999, 0)), "relaybench.hcl")
 	if diags.HasErrors() {
 		t.Fatalf("generated config: %s", config.FormatDiagnostics(diags))
 	}

@@ -76,47 +76,68 @@ func formatNum(v float64, decimals int) string {
 	return out
 }
 
-// cells returns the icegate, coturn, comparison, target and verdict cells.
-func (r *row) cells() [5]string {
+// cells returns the row's cells for servers (the last is coturn): each
+// server's median, each other server compared with coturn, then the first
+// server's target and verdict. With icegate and coturn: icegate, coturn,
+// icegate vs coturn, target, met.
+func (r *row) cells(servers []string) []string {
+	last := servers[len(servers)-1]
+	others := servers[:len(servers)-1]
+	c := make([]string, 0, 2*len(servers)+1)
 	if r.cmp == textOnly {
-		return [5]string{r.text[icegate], r.text[coturn], "", "", ""}
+		for _, s := range servers {
+			c = append(c, r.text[s])
+		}
+		for range others {
+			c = append(c, "")
+		}
+		return append(c, "", "")
 	}
-	ig, ct := median(r.values[icegate]), median(r.values[coturn])
-	var c [5]string
-	c[0] = formatNum(ig, r.decimal) + r.unit
-	c[1] = formatNum(ct, r.decimal) + r.unit
-	switch r.cmp {
-	case higherBetter, lowerBetter:
-		ratio := ig / ct
-		if ct == 0 || math.IsNaN(ratio) || math.IsInf(ratio, 0) {
-			c[2] = "n/a"
-		} else {
-			c[2] = strconv.FormatFloat(ratio, 'f', 2, 64) + "×"
+	for _, s := range servers {
+		v := median(r.values[s])
+		if math.IsNaN(v) {
+			c = append(c, "n/a") // no unit after it
+			continue
 		}
-		switch {
-		case r.target == 0:
-		case r.cmp == higherBetter:
-			c[3] = "≥ " + strconv.FormatFloat(r.target, 'f', -1, 64) + "×"
-			c[4] = verdict(!math.IsNaN(ratio) && ratio >= r.target)
-		default:
-			c[3] = "≤ " + strconv.FormatFloat(r.target, 'f', -1, 64) + "× (no worse)"
-			c[4] = verdict(!math.IsNaN(ratio) && ratio <= r.target)
-		}
-	case lossPoints:
-		d := ig - ct
-		if math.IsNaN(d) {
-			c[2] = "n/a"
-		} else {
-			c[2] = fmt.Sprintf("%+.*f pp", r.decimal, d)
-		}
-		if r.target != 0 {
-			c[3] = "no worse"
-			// Within a tenth of the larger loss (and 0.05 pp) is noise.
-			slack := math.Max(0.05, 0.1*math.Max(ig, ct))
-			c[4] = verdict(!math.IsNaN(d) && d <= slack)
+		c = append(c, formatNum(v, r.decimal)+r.unit)
+	}
+	ct := median(r.values[last])
+	var target, met string
+	for i, s := range others {
+		v := median(r.values[s])
+		switch r.cmp {
+		case higherBetter, lowerBetter:
+			ratio := v / ct
+			if ct == 0 || math.IsNaN(ratio) || math.IsInf(ratio, 0) {
+				c = append(c, "n/a")
+			} else {
+				c = append(c, strconv.FormatFloat(ratio, 'f', 2, 64)+"×")
+			}
+			switch {
+			case i > 0 || r.target == 0:
+			case r.cmp == higherBetter:
+				target = "≥ " + strconv.FormatFloat(r.target, 'f', -1, 64) + "×"
+				met = verdict(!math.IsNaN(ratio) && ratio >= r.target)
+			default:
+				target = "≤ " + strconv.FormatFloat(r.target, 'f', -1, 64) + "× (no worse)"
+				met = verdict(!math.IsNaN(ratio) && ratio <= r.target)
+			}
+		case lossPoints:
+			d := v - ct
+			if math.IsNaN(d) {
+				c = append(c, "n/a")
+			} else {
+				c = append(c, fmt.Sprintf("%+.*f pp", r.decimal, d))
+			}
+			if i == 0 && r.target != 0 {
+				target = "no worse"
+				// Within a tenth of the larger loss (and 0.05 pp) is noise.
+				slack := math.Max(0.05, 0.1*math.Max(v, ct))
+				met = verdict(!math.IsNaN(d) && d <= slack)
+			}
 		}
 	}
-	return c
+	return append(c, target, met)
 }
 
 func verdict(ok bool) string {
@@ -126,22 +147,40 @@ func verdict(ok bool) string {
 	return "no"
 }
 
-// markdown renders the medians table, then every round's values.
-func markdown(rows []*row) string {
+// markdown renders the medians table, then every round's values, with a
+// column per server (coturn last) and the issue whose targets the Target
+// column holds.
+func markdown(rows []*row, servers []string, issue string) string {
 	var b strings.Builder
-	b.WriteString("| Measurement | icegate | coturn | icegate vs coturn | Target (issue #5) | Met |\n")
-	b.WriteString("|---|---:|---:|---:|---|---|\n")
-	for _, r := range rows {
-		c := r.cells()
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.name, c[0], c[1], c[2], c[3], c[4])
+	last := servers[len(servers)-1]
+	head := "| Measurement |"
+	rule := "|---|"
+	for _, s := range servers {
+		head += " " + s + " |"
+		rule += "---:|"
 	}
-	b.WriteString("\nEvery round (in the order run, icegate then coturn each round):\n\n")
-	b.WriteString("| Measurement | icegate | coturn |\n|---|---|---|\n")
+	for _, s := range servers[:len(servers)-1] {
+		head += " " + s + " vs " + last + " |"
+		rule += "---:|"
+	}
+	head += " Target (" + issue + ") | Met |\n"
+	rule += "---|---|\n"
+	b.WriteString(head)
+	b.WriteString(rule)
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s |\n", r.name, strings.Join(r.cells(servers), " | "))
+	}
+	b.WriteString("\nEvery round (in the order run, " + strings.Join(servers, " then ") + " each round):\n\n")
+	b.WriteString("| Measurement | " + strings.Join(servers, " | ") + " |\n|---|" + strings.Repeat("---|", len(servers)) + "\n")
 	for _, r := range rows {
 		if r.cmp == textOnly {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", r.name, joinValues(r.values[icegate], r.decimal), joinValues(r.values[coturn], r.decimal))
+		vals := make([]string, len(servers))
+		for i, s := range servers {
+			vals[i] = joinValues(r.values[s], r.decimal)
+		}
+		fmt.Fprintf(&b, "| %s | %s |\n", r.name, strings.Join(vals, " | "))
 	}
 	return b.String()
 }

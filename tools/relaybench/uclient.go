@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -21,16 +22,16 @@ type uclientParams struct {
 	clients, length, messages, intervalMS int
 }
 
-func (p uclientParams) args(serverPort, peerPort int) []string {
+func (p uclientParams) args(server netip.AddrPort, peer netip.Addr, peerPort int) []string {
 	// -c: no RTCP allocations, so each client sends exactly -n messages.
 	// -X: ask for an IPv4 relay explicitly. No -g: uclient aborts on the 420
 	// pion legitimately answers DONT-FRAGMENT with.
 	return []string{
 		"-c", "-X", "-u", benchUser, "-w", benchPass,
-		"-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+		"-e", peer.String(), "-r", strconv.Itoa(peerPort),
 		"-m", strconv.Itoa(p.clients), "-l", strconv.Itoa(p.length),
 		"-n", strconv.Itoa(p.messages), "-z", strconv.Itoa(p.intervalMS),
-		"-p", strconv.Itoa(serverPort), "127.0.0.1",
+		"-p", strconv.Itoa(int(server.Port())), server.Addr().String(),
 	}
 }
 
@@ -160,7 +161,7 @@ const (
 //
 // Before it stops a quiet uclient, it calls atQuiet with uclient's pid, so
 // that the caller can read uclient's sockets while they are still open.
-func (e *env) runUclient(ctx context.Context, serverPort, peerPort int, p uclientParams, logPath string, atQuiet func(pid int)) (uclientResult, error) {
+func (e *env) runUclient(ctx context.Context, server netip.AddrPort, peerPort int, p uclientParams, logPath string, atQuiet func(pid int)) (uclientResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, uclientTimeout)
 	defer cancel()
 	logFile, err := os.Create(logPath)
@@ -173,7 +174,7 @@ func (e *env) runUclient(ctx context.Context, serverPort, peerPort int, p uclien
 	if err != nil {
 		return uclientResult{}, err
 	}
-	uc, err := e.procs.Start("turnutils_uclient", logPath, pw, e.bins["turnutils_uclient"], p.args(serverPort, peerPort)...)
+	uc, err := e.procs.Start("turnutils_uclient", logPath, pw, e.bins["turnutils_uclient"], p.args(server, e.at.peer, peerPort)...)
 	_ = pw.Close() // the child holds the write end now
 	if err != nil {
 		_ = pr.Close()
@@ -246,7 +247,7 @@ loop:
 		return uclientResult{}, fmt.Errorf("turnutils_uclient stalled at %d of %d messages sent; output in %s", last.sent, want, logPath)
 	}
 	if stopped == "" && uc.Err() != nil {
-		return uclientResult{}, fmt.Errorf("turnutils_uclient %s: %v\n%s", strings.Join(p.args(serverPort, peerPort), " "), uc.Err(), tailLines(got, 10))
+		return uclientResult{}, fmt.Errorf("turnutils_uclient %s: %v\n%s", strings.Join(p.args(server, e.at.peer, peerPort), " "), uc.Err(), tailLines(got, 10))
 	}
 	res, err := collect(got)
 	if err != nil {
