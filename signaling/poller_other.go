@@ -24,7 +24,7 @@ const (
 	pollDel
 )
 
-func newPoller(func(*conn, bool)) (*poller, error) {
+func newPoller(func(*conn, bool), func(*conn)) (*poller, error) {
 	return nil, errors.New("signaling: no shared waiter on this platform")
 }
 

@@ -113,6 +113,9 @@ type Server struct {
 	// detaches queues dropped connections' releases while the server is
 	// busy (detaches.go).
 	detaches detachQueue
+	// ends queues connections the waiter found dropped, to be ended on
+	// one goroutine behind everything else (ends.go).
+	ends endQueue
 	// poll is the waiter for idle connections, started by the first
 	// (Server.waiter); pollFailed, under mu, says it could not be.
 	// noWaiter (tests) keeps every connection on a reader goroutine.
