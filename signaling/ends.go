@@ -96,7 +96,13 @@ func (s *Server) ender() {
 // would after the read failed, with this goroutine as the writer.
 func (s *Server) endDropped(c *conn) {
 	c.w.state.Store(watchEnded)
-	c.unwatch()
+	// Its slot is freed; its epoll registration goes with its socket,
+	// closed below (close(2) removes a descriptor's last reference from
+	// every epoll instance: epoll(7)), so no EPOLL_CTL_DEL is spent on
+	// it; an event already on its way names the freed slot's old
+	// generation and is ignored. On the handler's path below (a writer
+	// runs) the socket closes too, on that writer.
+	c.w.p.release(c)
 	if t, ok := c.t.(*wsTransport); ok {
 		t.gone.Store(true) // no close frame to a dead socket
 	}
