@@ -104,9 +104,19 @@ func TestWaiterDroppedWhileWriting(t *testing.T) {
 			sc = x
 		}
 		s.mu.Unlock()
-		sc.wmu.Lock()
-		sc.writing = true // a writer is busy with it
-		sc.wmu.Unlock()
+		// A writer is busy with it: the role is taken once the hello's
+		// writer is done with it.
+		if !waitUntil(5*time.Second, func() bool {
+			sc.wmu.Lock()
+			defer sc.wmu.Unlock()
+			if sc.writing {
+				return false
+			}
+			sc.writing = true
+			return true
+		}) {
+			t.Fatal("the hello's writer still runs")
+		}
 		p := s.poll.Load()
 		_ = c.tcp.Conn.Close()
 		if !waitUntil(5*time.Second, func() bool { return p.dropped.Load() == 1 && registered(s) == 0 }) {

@@ -70,7 +70,13 @@ func (hs *handlers) take() *handler {
 	if hs.closed {
 		return nil
 	}
-	h := &handler{work: make(chan handlerWork), done: make(chan any), idx: -1}
+	// work holds one: take hands out a handler with nothing to do, so
+	// the send never waits, and the waiter (start) goes on to its next
+	// event instead of waiting for this handler to be scheduled: in a
+	// reconnect storm that wait put a fresh client's input, reported in
+	// the same epoll_wait, behind every goroutine the storm made
+	// runnable.
+	h := &handler{work: make(chan handlerWork, 1), done: make(chan any), idx: -1}
 	hs.wg.Add(1)
 	go hs.loop(h)
 	return h
