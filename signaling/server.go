@@ -313,13 +313,23 @@ func (s *Server) enter(c *conn) error {
 // f is logged and ends only f, as net/http does for a handler, where f
 // would otherwise have run.
 func (s *Server) spawn(f func()) bool {
+	return s.spawnOn(f, false)
+}
+
+// spawnOn is spawn; with pooled, f runs on one of the handler goroutines
+// when one can be had (handlers.goRun), for work that ends soon, such as
+// opening a connection the waiter then holds: a handler keeps the stack
+// it grew, where a new goroutine grows its own, copying, while it opens
+// a session (attach, the hello's JSON: 9% of a node's CPU in a
+// reconnect storm, docs/performance.md).
+func (s *Server) spawnOn(f func(), pooled bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
 	s.wg.Add(1)
-	go func() {
+	run := func() {
 		defer s.wg.Done()
 		defer func() {
 			if p := recover(); p != nil {
@@ -327,7 +337,10 @@ func (s *Server) spawn(f func()) bool {
 			}
 		}()
 		f()
-	}()
+	}
+	if !pooled || !s.handlers.goRun(run) {
+		go run()
+	}
 	return true
 }
 
