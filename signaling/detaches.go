@@ -28,14 +28,23 @@ import (
 // quiet server releases at once, as before.
 //
 // Releases that end a session (a goodbye, no resume grace, a protocol
-// without resume, a session ended by the server) are not queued: the
-// session's rooms tell their members it left, and that should not wait.
+// without resume, a session ended by the server) are not queued on the
+// in-process bus: the session's rooms tell their members it left, and
+// that should not wait for CPU. On a shared bus they are, like the
+// others: there each is a round trip (Bus.Remove, a Redis script), and
+// 50,000 clients closing at once put 50,000 of them in flight, past
+// their deadline (1,600 warnings and unreleased sessions in a cluster
+// run; docs/performance.md). Queued, at most busDetachWorkers and one
+// inline are in flight per node, each with its whole deadline, and none
+// is dropped (a late one still runs: the session is left for good). A
+// resume that comes before its goodbye ran takes the session over, and
+// the late Remove, naming the older epoch, leaves it alone.
 
 // detachQueue holds the connections whose release waits (Server.detach).
 // The zero value is ready.
 type detachQueue struct {
 	mu      sync.Mutex
-	q       []*conn // first in, first out: q[head:] wait
+	q       []detachItem // first in, first out: q[head:] wait
 	head    int
 	workers int // goroutines releasing from q
 	inline  int // releases running on their callers (not queued)
@@ -43,6 +52,13 @@ type detachQueue struct {
 	// wait, when set, runs before each queued release (tests hold the
 	// queue with it to order a resume before a release).
 	wait func()
+}
+
+// detachItem is one queued release: the connection, and whether its peer
+// said goodbye (clean: the session is removed, not held).
+type detachItem struct {
+	c     *conn
+	clean bool
 }
 
 const (
@@ -70,10 +86,11 @@ const (
 func (s *Server) detach(c *conn, clean bool) {
 	dq := &s.detaches
 	hold := !clean && c.proto.resumable() && s.settings().ResumeGrace > 0 && !c.ended.Load()
+	_, memory := s.bus.(*MemoryBus)
 	dq.mu.Lock()
 	queued := len(dq.q) - dq.head
-	if hold && queued < maxDetachQueue && (queued > 0 || dq.inline > 0 || s.opening.Load() > 0) {
-		dq.q = append(dq.q, c)
+	if (hold || !memory) && queued < maxDetachQueue && (queued > 0 || dq.inline > 0 || s.opening.Load() > 0) {
+		dq.q = append(dq.q, detachItem{c, clean})
 		start := dq.workers < s.detachWorkers()
 		if start {
 			dq.workers++
@@ -116,8 +133,8 @@ func (s *Server) detachWorker() {
 			dq.mu.Unlock()
 			return
 		}
-		c := dq.q[dq.head]
-		dq.q[dq.head] = nil
+		it := dq.q[dq.head]
+		dq.q[dq.head] = detachItem{}
 		dq.head++
 		if dq.head > 1024 && dq.head > len(dq.q)/2 {
 			// Queued at the rate they are taken: move them down rather
@@ -130,7 +147,7 @@ func (s *Server) detachWorker() {
 		if dq.wait != nil {
 			dq.wait()
 		}
-		s.release(c, false)
+		s.release(it.c, it.clean)
 		// Behind the opens and joins: whatever became runnable while this
 		// release ran goes first.
 		runtime.Gosched()

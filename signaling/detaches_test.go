@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -216,4 +217,128 @@ func TestDetachQueuedBeforeClose(t *testing.T) {
 	if !heldOnBus(s, b.id()) {
 		t.Fatal("the queued release did not run before Close returned")
 	}
+}
+
+// slowRemoveBus is the in-process bus seen as a shared one (not
+// *MemoryBus: the server queues goodbyes as it does on Redis), whose
+// Remove takes a round trip's time and counts how many run at once.
+type slowRemoveBus struct {
+	*MemoryBus
+	mu            sync.Mutex
+	inFlight, max int
+	removed       int
+}
+
+func (b *slowRemoveBus) Remove(ctx context.Context, id string, epoch uint64) error {
+	b.mu.Lock()
+	b.inFlight++
+	b.max = max(b.max, b.inFlight)
+	b.mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	err := b.MemoryBus.Remove(ctx, id, epoch)
+	b.mu.Lock()
+	b.inFlight--
+	b.removed++
+	b.mu.Unlock()
+	return err
+}
+
+func (b *slowRemoveBus) stats() (maxInFlight, removed int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.max, b.removed
+}
+
+func newSlowRemoveServer(t *testing.T) (*Server, *slowRemoveBus) {
+	t.Helper()
+	bus := &slowRemoveBus{MemoryBus: NewMemoryBus()}
+	s, err := New(testConfig(nil), Options{Bus: bus, Secret: func() string { return testSecret }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s, bus
+}
+
+// On a shared bus, many goodbyes at once (a shutdown of many clients) are
+// bounded like releases: at most busDetachWorkers and one inline in
+// flight; none is lost, every session is removed and its room hears it
+// left. (Before: one Remove in flight per goodbye, 120 here.)
+func TestDetachGoodbyesBounded(t *testing.T) {
+	s, bus := newSlowRemoveServer(t)
+	const n = 120
+	peers := make([]*client, n)
+	for i := range peers {
+		peers[i] = connect(t, s, pipeOpts{})
+	}
+	watch := connect(t, s, pipeOpts{})
+	watch.send(`{"type":"join","room":"bye"}`)
+	watch.expect("joined")
+	for _, p := range peers[:10] {
+		p.send(`{"type":"join","room":"bye"}`)
+		p.expect("joined")
+		watch.expect("peer-joined")
+	}
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() { p.send(`{"type":"bye"}`) })
+	}
+	wg.Wait()
+	for range 10 {
+		watch.expect("peer-left")
+	}
+	eventually(t, "every goodbye removed", func() bool {
+		_, removed := bus.stats()
+		return removed == n
+	})
+	eventually(t, "every connection ended", func() bool { return s.Connections() == 1 })
+	if m, _ := bus.stats(); m > busDetachWorkers+1 {
+		t.Fatalf("%d Removes in flight at once, want at most %d", m, busDetachWorkers+1)
+	}
+	st := bus.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, p := range peers {
+		if st.sessions[p.id()] != nil {
+			t.Fatalf("session %s left after its goodbye", p.id())
+		}
+	}
+}
+
+// A resume that comes while its goodbye waits in the queue wins: the
+// session goes on with the resumed connection, and the late goodbye
+// leaves it alone (it is no longer that connection's).
+func TestDetachQueuedGoodbyeResumeFirst(t *testing.T) {
+	s, bus := newSlowRemoveServer(t)
+	waiting, gate := busyDetaches(t, s)
+	a, b := pairInRoom(t, s, "r")
+	b.send(`{"type":"bye"}`)
+	queuedRelease(t, waiting)
+	b2 := connect(t, s, pipeOpts{AcceptOptions: AcceptOptions{Resume: b.hello["resume_token"].(string), LastSeq: 1}})
+	if b2.hello["resumed"] != true || b2.hello["peer"] != b.id() {
+		t.Fatalf("resumed hello: %v", b2.hello)
+	}
+	close(gate)
+	eventually(t, "the queue to drain", func() bool {
+		s.detaches.mu.Lock()
+		defer s.detaches.mu.Unlock()
+		return s.detaches.workers == 0
+	})
+	if _, removed := bus.stats(); removed != 0 {
+		t.Fatalf("%d sessions removed by the late goodbye", removed)
+	}
+	a.send(`{"type":"message","to":"` + b.id() + `","id":1,"data":"after"}`)
+	if ack := a.expect("ack"); ack["held"] == true {
+		t.Fatalf("ack after the resume: %v", ack)
+	}
+	if m := b2.expect("message"); m["data"] != "after" {
+		t.Fatalf("after the late goodbye: %v", m)
+	}
+	a.quiet(50 * time.Millisecond) // no peer-left
 }

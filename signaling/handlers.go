@@ -53,6 +53,9 @@ type handlerWork struct {
 	f   func()
 	c   *conn
 	end bool // c's end (conn.endFinished), not its input (conn.pump)
+	// alone: f is run for nobody (goRun): the handler goes back to the
+	// idle list itself, as for c.
+	alone bool
 }
 
 // take returns an idle handler, or starts a new one; nil when the
@@ -70,7 +73,13 @@ func (hs *handlers) take() *handler {
 	if hs.closed {
 		return nil
 	}
-	h := &handler{work: make(chan handlerWork), done: make(chan any), idx: -1}
+	// work holds one: take hands out a handler with nothing to do, so
+	// the send never waits, and the waiter (start) goes on to its next
+	// event instead of waiting for this handler to be scheduled: in a
+	// reconnect storm that wait put a fresh client's input, reported in
+	// the same epoll_wait, behind every goroutine the storm made
+	// runnable.
+	h := &handler{work: make(chan handlerWork, 1), done: make(chan any), idx: -1}
 	hs.wg.Add(1)
 	go hs.loop(h)
 	return h
@@ -97,6 +106,18 @@ func handleConn(c *conn, end bool) {
 	} else {
 		c.pump()
 	}
+}
+
+// goRun runs f on a handler goroutine without waiting for it, and
+// reports false (f not run) when the handlers are closed. f must not
+// panic (the caller recovers inside it) and should not block for long.
+func (hs *handlers) goRun(f func()) bool {
+	h := hs.take()
+	if h == nil {
+		return false
+	}
+	h.work <- handlerWork{f: f, alone: true}
+	return true
 }
 
 // run runs f on a handler goroutine and waits for it. A panic in f is
@@ -138,13 +159,17 @@ func (hs *handlers) loop(h *handler) {
 			if !ok {
 				return
 			}
-			if w.c == nil {
+			if w.c == nil && !w.alone {
 				h.done <- callRecover(w.f)
 				continue
 			}
-			// The waiter's: nobody waits, so the handler puts itself
-			// back (as run does for the others).
-			handleConn(w.c, w.end)
+			// The waiter's, or goRun's: nobody waits, so the handler
+			// puts itself back (as run does for the others).
+			if w.alone {
+				w.f()
+			} else {
+				handleConn(w.c, w.end)
+			}
 			hs.mu.Lock()
 			if hs.closed {
 				hs.mu.Unlock()

@@ -364,7 +364,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, simple bool) {
 	// and serve is called directly: the connection's goroutine starts as
 	// shallow as it can (see serve).
 	t := s.newWSTransport(ws, hw.nc)
-	if !s.spawn(func() { s.serveWatched(t, &opts, opts.proto()) }) {
+	// With the waiter, the goroutine only opens the connection (its
+	// reading is the waiter's after): a handler's, whose stack is grown
+	// already. Without, it is the connection's reader, and starts small.
+	pooled := s.waiter() != nil && t.canWait()
+	if !s.spawnOn(func() { s.serveWatched(t, &opts, opts.proto()) }, pooled) {
 		s.doneOpening()
 		_ = t.Close(closeGoingAway, ErrClosed.Error())
 	}

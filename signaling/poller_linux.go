@@ -38,6 +38,10 @@ type poller struct {
 	// hand gives a reported connection (its input, or with end its
 	// end) to a handler; it must not block for long (handlers.start).
 	hand func(c *conn, end bool)
+	// drop takes a claimed connection whose socket is at its end with
+	// nothing before it, to be ended (Server.dropped, ends.go); it must
+	// not block.
+	drop func(c *conn)
 
 	// The waiter's own: skimPongs's buffer, and the recv it does inside
 	// Control (made once: a closure per call would be an allocation
@@ -47,8 +51,12 @@ type poller struct {
 	recvOK   bool
 	recvLen  int
 	recvFlag int
+	// recvGone is set by a peek that found the socket at its end: a
+	// FIN with nothing before it (recv returns 0) or a reset.
+	recvGone bool
 	recvFn   func(fd uintptr)
 	skimmed  atomic.Int64 // connections whose pongs the waiter took itself (tests)
+	dropped  atomic.Int64 // connections the waiter found dropped (tests)
 	woken    atomic.Int64 // connections the waiter claimed for input (tests)
 	taken    atomic.Int64 // pongs the pinger took (lazyPing; tests)
 
@@ -69,8 +77,9 @@ type pollSlot struct {
 // pollEvents is how many events one epoll_wait may return.
 const pollEvents = 256
 
-// newPoller starts a waiter that gives reported connections to hand.
-func newPoller(hand func(c *conn, end bool)) (*poller, error) {
+// newPoller starts a waiter that gives reported connections to hand, or
+// to drop when their socket is at its end.
+func newPoller(hand func(c *conn, end bool), drop func(c *conn)) (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -88,12 +97,13 @@ func newPoller(hand func(c *conn, end bool)) (*poller, error) {
 		_ = file.Close()
 		return nil, err
 	}
-	p := &poller{file: file, rc: rc, hand: hand, done: make(chan struct{}), skim: make([]byte, pongSkim)}
+	p := &poller{file: file, rc: rc, hand: hand, drop: drop, done: make(chan struct{}), skim: make([]byte, pongSkim)}
 	p.recvFn = func(fd uintptr) {
 		// Raw: MSG_DONTWAIT, it cannot block.
 		r, _, errno := syscall.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.skim[0])), uintptr(p.recvLen),
 			uintptr(p.recvFlag|unix.MSG_DONTWAIT), 0, 0)
 		p.recvN, p.recvOK = int(r), errno == 0
+		p.recvGone = p.recvFlag == unix.MSG_PEEK && (errno == 0 && r == 0 || errno == syscall.ECONNRESET)
 	}
 	evs := make([]unix.EpollEvent, pollEvents)
 	p.drainFn = func(fd uintptr) bool { return p.drain(int(fd), evs) }
@@ -141,8 +151,16 @@ func (p *poller) drain(epfd int, evs []unix.EpollEvent) bool {
 			if !c.w.pongsOnly {
 				c.w.last.Store(now)
 			}
+			p.recvGone = false
 			if !c.skimPongs(p.peek, p.take) {
-				p.hand(c, false)
+				if p.recvGone && p.drop != nil {
+					// Nothing to read but the end: no handler's read
+					// is needed to learn it (ends.go).
+					p.dropped.Add(1)
+					p.drop(c)
+				} else {
+					p.hand(c, false)
+				}
 				continue
 			}
 			p.skimmed.Add(1)
@@ -163,7 +181,7 @@ func (p *poller) peek(c *conn, n int) (int, bool) { return p.recv(c, n, unix.MSG
 func (p *poller) take(c *conn, n int) (int, bool) { return p.recv(c, n, 0) }
 
 func (p *poller) recv(c *conn, n, flag int) (int, bool) {
-	p.recvLen, p.recvFlag, p.recvN, p.recvOK = n, flag, 0, false
+	p.recvLen, p.recvFlag, p.recvN, p.recvOK, p.recvGone = n, flag, 0, false, false
 	if err := c.w.raw.Control(p.recvFn); err != nil {
 		return 0, false
 	}

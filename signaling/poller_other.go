@@ -14,7 +14,7 @@ type poller struct {
 	skim []byte
 	// The counters poller_linux.go keeps (lazyPing and the tests name
 	// them); always 0 here.
-	skimmed, woken, taken atomic.Int64
+	skimmed, woken, taken, dropped atomic.Int64
 }
 
 // Registrations (poller.ctl's op); unused without a poller.
@@ -24,7 +24,7 @@ const (
 	pollDel
 )
 
-func newPoller(func(*conn, bool)) (*poller, error) {
+func newPoller(func(*conn, bool), func(*conn)) (*poller, error) {
 	return nil, errors.New("signaling: no shared waiter on this platform")
 }
 

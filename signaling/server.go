@@ -113,6 +113,9 @@ type Server struct {
 	// detaches queues dropped connections' releases while the server is
 	// busy (detaches.go).
 	detaches detachQueue
+	// ends queues connections the waiter found dropped, to be ended on
+	// one goroutine behind everything else (ends.go).
+	ends endQueue
 	// poll is the waiter for idle connections, started by the first
 	// (Server.waiter); pollFailed, under mu, says it could not be.
 	// noWaiter (tests) keeps every connection on a reader goroutine.
@@ -314,13 +317,23 @@ func (s *Server) enter(c *conn) error {
 // f is logged and ends only f, as net/http does for a handler, where f
 // would otherwise have run.
 func (s *Server) spawn(f func()) bool {
+	return s.spawnOn(f, false)
+}
+
+// spawnOn is spawn; with pooled, f runs on one of the handler goroutines
+// when one can be had (handlers.goRun), for work that ends soon, such as
+// opening a connection the waiter then holds: a handler keeps the stack
+// it grew, where a new goroutine grows its own, copying, while it opens
+// a session (attach, the hello's JSON: 9% of a node's CPU in a
+// reconnect storm, docs/performance.md).
+func (s *Server) spawnOn(f func(), pooled bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
 	s.wg.Add(1)
-	go func() {
+	run := func() {
 		defer s.wg.Done()
 		defer func() {
 			if p := recover(); p != nil {
@@ -328,7 +341,10 @@ func (s *Server) spawn(f func()) bool {
 			}
 		}()
 		f()
-	}()
+	}
+	if !pooled || !s.handlers.goRun(run) {
+		go run()
+	}
 	return true
 }
 

@@ -81,13 +81,19 @@ const (
 // text and closes the socket, which ends the reader. It never blocks.
 func (c *conn) kill(code int, text string) {
 	c.killOnce.Do(func() {
-		c.closeCode, c.closeText = code, text
-		c.killedAt = time.Now()
-		close(c.done)
+		c.markKilled(code, text)
 		// Unblock a writer stuck on a reader that does not read.
 		c.t.ExpireWrites(time.Now().Add(time.Second))
 		c.kick(todoClose)
 	})
+}
+
+// markKilled is kill's part that records the end, under killOnce; the
+// caller sees to the writer (kill kicks one; endDropped is it).
+func (c *conn) markKilled(code int, text string) {
+	c.closeCode, c.closeText = code, text
+	c.killedAt = time.Now()
+	close(c.done)
 }
 
 // kick marks duties for the writer and starts one unless it runs (it

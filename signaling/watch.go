@@ -91,7 +91,7 @@ func (s *Server) waiter() *poller {
 	if p := s.poll.Load(); p != nil || s.closed || s.noWaiter || s.pollFailed {
 		return p
 	}
-	p, err := newPoller(s.handlers.start)
+	p, err := newPoller(s.handlers.start, s.dropped)
 	if err != nil {
 		s.pollFailed = true
 		s.log.Info("no shared waiter for idle connections: one goroutine each", "err", err)

@@ -7,7 +7,7 @@ import "testing"
 // connection ended, its descriptor number perhaps reused since) finds no
 // connection, and the waiter drops it.
 func TestWaiterStaleSlot(t *testing.T) {
-	p, err := newPoller(func(*conn, bool) { t.Error("no connection is registered with epoll here") })
+	p, err := newPoller(func(*conn, bool) { t.Error("no connection is registered with epoll here") }, func(*conn) { t.Error("no connection is registered with epoll here") })
 	if err != nil {
 		t.Fatal(err)
 	}

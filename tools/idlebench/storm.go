@@ -21,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"icegate/internal/benchproc"
 	"icegate/internal/sigload"
 )
 
@@ -44,6 +45,82 @@ type stormResult struct {
 	// from the storm's start: whether the tail is the drop's first burst
 	// or spread over the storm.
 	freshSlow []freshAt
+	// cpu is what each part of the benchmark spent from the storm's start
+	// to the last worker's report (its wall time): whether the storm is
+	// the node's work or the generator's, on a machine they share.
+	cpu stormCPU
+}
+
+// stormCPU is CPU time over the storm, in clock ticks (USER_HZ), and the
+// machine's busy and total ticks over all its cores (/proc/stat).
+type stormCPU struct {
+	wall                              time.Duration
+	nodes, workers, bench, redis      int64
+	machineBusy, machineAll, numCores int64
+}
+
+// stormTicks reads the ticks stormCPU holds, at one moment.
+func stormTicks(g *group, workers []*workerProc) (c stormCPU) {
+	for _, n := range g.nodes {
+		t, _ := benchproc.CPUTicks(n.p.Pid())
+		c.nodes += t
+	}
+	for _, w := range workers {
+		t, _ := benchproc.CPUTicks(w.p.Pid())
+		c.workers += t
+	}
+	c.bench, _ = benchproc.CPUTicks(os.Getpid())
+	if g.redis != nil {
+		c.redis, _ = benchproc.CPUTicks(g.redis.Pid())
+	}
+	c.machineBusy, c.machineAll, c.numCores = machineTicks()
+	return c
+}
+
+// machineTicks reads /proc/stat's first line: busy ticks (all but idle
+// and iowait), all ticks, summed over the cores, and the number of cores.
+func machineTicks() (busy, all, cores int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, 0
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if i > 0 {
+			if strings.HasPrefix(f[0], "cpu") {
+				cores++
+			}
+			continue
+		}
+		for k, v := range f[1:] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			all += n
+			if k != 3 && k != 4 { // idle, iowait
+				busy += n
+			}
+		}
+	}
+	return busy, all, cores
+}
+
+// sub is the ticks spent between a (earlier) and c.
+func (c stormCPU) sub(a stormCPU) stormCPU {
+	return stormCPU{nodes: c.nodes - a.nodes, workers: c.workers - a.workers, bench: c.bench - a.bench,
+		redis: c.redis - a.redis, machineBusy: c.machineBusy - a.machineBusy, machineAll: c.machineAll - a.machineAll,
+		numCores: c.numCores}
+}
+
+// line reports c: core-seconds per part, and the machine's.
+func (c stormCPU) line() string {
+	sec := func(t int64) string { return fmt.Sprintf("%.1f s", float64(t)/benchproc.TicksPerSecond) }
+	capacity := c.wall.Seconds() * float64(c.numCores)
+	others := c.machineBusy - c.nodes - c.workers - c.bench - c.redis
+	return fmt.Sprintf("storm CPU over %v (%d cores: %.1f core-seconds): node(s) %s, storm workers %s, idlebench (probes, fresh clients) %s, redis %s; the machine busy %s (%.0f%%), of it outside the benchmark %s",
+		c.wall.Round(10*time.Millisecond), c.numCores, capacity, sec(c.nodes), sec(c.workers), sec(c.bench), sec(c.redis),
+		sec(c.machineBusy), 100*float64(c.machineBusy)/float64(max(c.machineAll, 1)), sec(others))
 }
 
 // freshAt is one fresh join: its time and when it was sent (from the
@@ -251,6 +328,7 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 		}
 	})
 	defer stopWorkers()
+	cpu0 := stormTicks(g, workers)
 	stormStart := time.Now()
 	cmd := fmt.Sprintf("storm %d %d\n", o.stormNodes, map[bool]int{false: 0, true: 1}[move])
 	for _, w := range workers {
@@ -338,6 +416,8 @@ func runStorm(ctx context.Context, g *group, workers []*workerProc, o options) (
 		st.failed += v[3]
 		st.slowest = max(st.slowest, time.Duration(v[4])*time.Millisecond)
 	}
+	st.cpu = stormTicks(g, workers).sub(cpu0)
+	st.cpu.wall = time.Since(stormStart)
 	probeResume.Wait()
 	st.failed += int(probeFailed.Load())
 	if err := errors.Join(<-profiled, <-profiled); err != nil {
@@ -526,6 +606,7 @@ func (st *stormResult) lines(o options, nodes int) []string {
 		fmt.Sprintf("storm fresh connects on node 1: dial → hello p50 %s, p99 %s, max %s; from the first dial, 503 waits included: p50 %s, p99 %s, max %s",
 			qc(st.freshConnect, 0.5), qc(st.freshConnect, 0.99), qc(st.freshConnect, 1), qc(st.freshDoor, 0.5), qc(st.freshDoor, 0.99), qc(st.freshDoor, 1)),
 		"storm fresh joins, the slowest (join → joined, sent at + from the storm's start): " + slowJoins(st.freshSlow),
+		st.cpu.line(),
 	}
 }
 
