@@ -1,12 +1,18 @@
 package signaling
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // Review of issue 15's merged changes (ends.go, detaches.go).
@@ -90,5 +96,71 @@ func TestReviewDroppedReleasesSerialized(t *testing.T) {
 	if took > 4*delay {
 		t.Errorf("%d dropped connections took %v to end with a %v bus round trip (at most %d releases at once): serialized on the ender",
 			n, took, delay, maxInFlight)
+	}
+}
+
+// A socket.io event that a long-polling POST brings in while the session
+// upgrades to a WebSocket (the POST's body still on its way when the
+// client sends "5": a slow client, or one that does not wait for its POST
+// before upgrading) is queued in the Engine.IO session (its in), after
+// the reader goroutine handed the connection to the waiter (serveSIO).
+// The waiter only looks at the socket, and takes the client's Engine.IO
+// pongs off it itself (skimPongs), so nothing reads the queued event
+// until the client sends something else on the WebSocket: its ack never
+// comes, however many pongs it sends (before siowait, the reader
+// goroutine woke on the next pong and read it then). The POST waits
+// meanwhile for the event to be read.
+func TestReviewSIOPostBehindUpgrade(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the shared waiter is Linux-only")
+	}
+	// Pinged often: the client's pongs (expectAcks answers each) do not
+	// bring the event in either.
+	s := newTestServer(t, func(c *Config) { c.PingInterval = time.Second })
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	w := dialSIO(t, hs, hs.Client(), "polling", false)
+
+	// The POST: its head and the first byte of its body, then a pause.
+	body := `421["ice-servers"]`
+	u, err := url.Parse(w.url("polling"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer post.Close()
+	fmt.Fprintf(post, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: %d\r\n\r\n%s",
+		u.RequestURI(), u.Host, len(body), body[:1])
+	time.Sleep(100 * time.Millisecond) // the POST handler reads its body
+
+	c := dialSIOWS(t, hs, w.url("websocket"))
+	probeSIO(t, c)
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte("5")); err != nil {
+		t.Fatal(err)
+	}
+	expectSIOIdle(t, s, 1) // handed to the waiter
+	if _, err := post.Write([]byte(body[1:])); err != nil {
+		t.Fatal(err)
+	}
+	// The ack, within 3 s: the client answers every ping meanwhile.
+	_ = c.ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+	pongs := 0
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("no ack to the event the POST brought (%d pongs sent): %v", pongs, err)
+		}
+		if string(b) == "2" {
+			if err := c.ws.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
+				t.Fatal(err)
+			}
+			pongs++
+		}
+		if bytes.HasPrefix(b, []byte("431[")) {
+			return
+		}
 	}
 }
