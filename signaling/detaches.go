@@ -83,13 +83,21 @@ const (
 // take it over, and while the server is busy that is done behind
 // everything else (see above). The caller holds a place in s.wg (its
 // connection's), as queued releases add theirs within it.
-func (s *Server) detach(c *conn, clean bool) {
+func (s *Server) detach(c *conn, clean bool) { s.detachFrom(c, clean, false) }
+
+// detachFrom is detach; ender says the caller is the ender (ends.go),
+// which ends every dropped connection in turn: a release it ran inline
+// would put each drop behind the one before's bus round trip (on Redis a
+// few ms, busWait when it is unreachable), where on their own goroutines
+// they ran side by side; on a shared bus its releases are queued, as
+// when the server is busy (the in-process bus's take microseconds).
+func (s *Server) detachFrom(c *conn, clean, ender bool) {
 	dq := &s.detaches
 	hold := !clean && c.proto.resumable() && s.settings().ResumeGrace > 0 && !c.ended.Load()
 	_, memory := s.bus.(*MemoryBus)
 	dq.mu.Lock()
 	queued := len(dq.q) - dq.head
-	if (hold || !memory) && queued < maxDetachQueue && (queued > 0 || dq.inline > 0 || s.opening.Load() > 0) {
+	if (hold || !memory) && queued < maxDetachQueue && (ender && !memory || queued > 0 || dq.inline > 0 || s.opening.Load() > 0) {
 		dq.q = append(dq.q, detachItem{c, clean})
 		start := dq.workers < s.detachWorkers()
 		if start {

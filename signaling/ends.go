@@ -133,7 +133,7 @@ func (s *Server) endDropped(c *conn) {
 		c.writing = false
 		c.wmu.Unlock()
 	}
-	s.detach(c, clean)
+	s.detachFrom(c, clean, true) // queued: never a round trip here
 	c.w.stop()
 	s.exit(c)
 }

@@ -109,6 +109,9 @@ func (t *sioTransport) Ended() { t.c.kill(closeNormal, "") }
 // the socket (skimPongs).
 func (t *sioTransport) pongTaken() { t.es.TakePong() }
 
+// queued implements pongTaker.
+func (t *sioTransport) queued() bool { return t.es.Queued() }
+
 // readTimedOut implements silenceNoter.
 func (t *sioTransport) readTimedOut() { t.timedOut.Store(true) }
 

@@ -271,6 +271,11 @@ func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 		}
 		end += l
 	}
+	if eio > 0 && c.t.(pongTaker).queued() {
+		// Messages a POST brought behind the upgrade wait in the
+		// session: the handler reads them first (the pong after).
+		return false
+	}
 	c.w.nc.pongDue.Store(false)
 	m, ok := take(c, end)
 	if m > 0 && m < end {
@@ -292,6 +297,9 @@ func (c *conn) skimPongs(peek, take func(c *conn, n int) (int, bool)) bool {
 // it (skimPongs): pongTaken tells the session one came.
 type pongTaker interface {
 	pongTaken()
+	// queued reports whether the session holds input that did not
+	// come through the socket (a POST's, behind the upgrade).
+	queued() bool
 }
 
 // eioPongFrame is the length of Engine.IO's pong packet "3" in a client's

@@ -289,6 +289,17 @@ func (s *Session) Watch(w Watcher) {
 // read it.
 func (s *Session) TakePong() { s.pong() }
 
+// Queued reports whether messages a long-polling POST brought wait to be
+// read (ReadMessage and the like return them first): a POST whose body
+// came in while the session upgraded to a WebSocket leaves them there,
+// and an owner that waits on the WebSocket's socket (Watch) sees nothing
+// of them there.
+func (s *Session) Queued() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.in) > 0
+}
+
 // TimeOut ends the session as a pong that did not come within PingTimeout
 // does (ErrPingTimeout): for an owner that keeps the deadline (Watch).
 func (s *Session) TimeOut() {
