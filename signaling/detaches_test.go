@@ -252,17 +252,7 @@ func (b *slowRemoveBus) stats() (maxInFlight, removed int) {
 func newSlowRemoveServer(t *testing.T) (*Server, *slowRemoveBus) {
 	t.Helper()
 	bus := &slowRemoveBus{MemoryBus: NewMemoryBus()}
-	s, err := New(testConfig(nil), Options{Bus: bus, Secret: func() string { return testSecret }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	s := newBusServer(t, bus)
 	return s, bus
 }
 

@@ -56,6 +56,24 @@ func newTestServer(t testing.TB, mutate func(*Config)) *Server {
 	return s
 }
 
+// newBusServer starts a Server on bus and closes it when the test ends,
+// giving its queued releases and goodbyes up to 10 s.
+func newBusServer(t testing.TB, bus Bus) *Server {
+	t.Helper()
+	s, err := New(testConfig(nil), Options{Bus: bus, Secret: func() string { return testSecret }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
 // hijacker is the http.ResponseWriter a WebSocket upgrade needs, over a
 // net.Conn: no HTTP server involved.
 type hijacker struct {

@@ -58,17 +58,7 @@ func TestReviewDroppedReleasesSerialized(t *testing.T) {
 	}
 	const delay = 200 * time.Millisecond
 	bus := &slowHoldBus{MemoryBus: NewMemoryBus(), delay: delay}
-	s, err := New(testConfig(nil), Options{Bus: bus, Secret: func() string { return testSecret }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	s := newBusServer(t, bus)
 	hs := httptest.NewServer(s.Handler())
 	defer hs.Close()
 	const n = 8
