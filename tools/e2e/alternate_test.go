@@ -80,7 +80,7 @@ window.icegate.done = new Promise((resolve) => {
 </script>`
 
 func insideAlternate(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	lo := netip.MustParseAddr("127.0.0.1")
 	relay := func(realm string, ip netip.Addr, port, minPort int, alt func(string, bool) (turn.Alternate, bool)) *turn.Server {
 		srv, err := turn.New(turn.Config{

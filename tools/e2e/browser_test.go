@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -345,7 +346,7 @@ func checkNAT(t *testing.T, nat *natResult) {
 // and returns the page's base URL.
 func startIcegate(t *testing.T) string {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	// The signaling server's own Config, with the signaling settings at
 	// their defaults: the relay's fixed ports and transports (all on, a
 	// self-signed certificate), and the RFC 5780 pair for the page's NAT
@@ -383,10 +384,34 @@ func startIcegate(t *testing.T) string {
 	return "http://" + ln.Addr().String()
 }
 
-// testWriter sends logs to t.Log.
-type testWriter struct{ t *testing.T }
+// testWriter sends logs to t.Log while the test runs, and to stderr
+// after it: a relay's goroutine can log after its server's Close returned
+// (an allocation pion deletes as the server closes), and t.Log after the
+// test completed panics.
+type testWriter struct {
+	t    *testing.T
+	mu   *sync.Mutex
+	done *bool
+}
+
+// newTestWriter returns t's writer. Its cleanup, registered first, runs
+// after every cleanup registered later (the servers' Close).
+func newTestWriter(t *testing.T) testWriter {
+	w := testWriter{t: t, mu: new(sync.Mutex), done: new(bool)}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		*w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if *w.done {
+		return os.Stderr.Write(p)
+	}
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
